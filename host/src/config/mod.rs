@@ -1,0 +1,1 @@
+//! Configuration: parsing, validation and the checked types the rest of the host runs on.
