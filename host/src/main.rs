@@ -1,1 +1,215 @@
-fn main() {}
+//! The `mcp-bridge` binary: `serve` runs the bridge, `check-config` validates a
+//! configuration, `demo-server` runs the bundled stdio MCP server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use mcp_bridge::config::{self, BridgeConfig, LogFormat};
+use mcp_bridge::demo::{self, DemoOptions};
+use mcp_bridge::front::{self, AppState};
+use mcp_bridge::metrics::Metrics;
+use mcp_bridge::router::Router;
+
+/// Pools stdio MCP servers behind one Streamable HTTP endpoint, with metrics and health.
+#[derive(Parser)]
+#[command(name = "mcp-bridge", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the bridge: spawn and pool the configured servers and serve MCP over HTTP.
+    ///
+    /// Without --config it runs the embedded default: the bundled demo server on
+    /// http://127.0.0.1:8080/mcp. Endpoints: POST /mcp (all servers, names namespaced
+    /// `{server}__{name}`), POST /mcp/{server}, GET /metrics, /health, /healthz,
+    /// /readyz, /admin/stats.
+    Serve(ServeArgs),
+    /// Validate a configuration file and print what `serve` would run (secrets redacted).
+    ///
+    /// Exits 0 when the configuration is valid, 2 otherwise, with an error naming the
+    /// file, line and field. Nothing is spawned.
+    CheckConfig(CheckConfigArgs),
+    /// Run the bundled demo MCP server on stdin/stdout (the seed guide's task tools).
+    ///
+    /// Used by the default configuration, the tests and the benchmarks; it can add
+    /// latency, fail or crash on demand.
+    DemoServer(DemoOptions),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Configuration file: mcp-bridge TOML or an `mcpServers` JSON file (Claude
+    /// Desktop, .mcp.json, VS Code); the format is detected from the content.
+    #[arg(long, short, env = "MCP_BRIDGE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Listen address, overriding `http.listen` (use port 0 for any free port).
+    #[arg(long, env = "MCP_BRIDGE_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Log format, overriding `logging.format`.
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormatArg>,
+    /// Log filter (e.g. `info`, `debug`, `mcp_bridge=debug,backend=warn`), overriding
+    /// `logging.level`. RUST_LOG is honoured when neither is given.
+    #[arg(long)]
+    log_level: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct CheckConfigArgs {
+    /// The configuration file to check; without it, the embedded default is checked.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Human,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::CheckConfig(args) => check_config(args),
+        Command::DemoServer(options) => demo_server(options),
+    }
+}
+
+fn load(path: Option<&PathBuf>) -> Result<BridgeConfig, config::ConfigError> {
+    match path {
+        Some(path) => config::load_file(path),
+        None => config::embedded_default(),
+    }
+}
+
+fn check_config(args: CheckConfigArgs) -> ExitCode {
+    match load(args.config.as_ref()) {
+        Ok(config) => {
+            println!("{}", config.describe());
+            println!("configuration is valid");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    // Configuration errors stop the process before anything is spawned.
+    let mut config = match load(args.config.as_ref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(listen) = args.listen {
+        config.http.listen = listen;
+    }
+    let format = match args.log_format {
+        Some(LogFormatArg::Json) => LogFormat::Json,
+        Some(LogFormatArg::Human) => LogFormat::Human,
+        None => config.logging.format,
+    };
+    init_tracing(format, args.log_level.as_deref().unwrap_or(&config.logging.level));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: BridgeConfig) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (http.listen or --listen)", config.http.listen))?;
+    let address = listener.local_addr()?;
+    let names: Vec<&str> = config.servers.iter().map(|server| server.name.as_str()).collect();
+    tracing::info!(config = %config.source, servers = %names.join(","), "listening on http://{address}/mcp");
+    let metrics = std::sync::Arc::new(Metrics::new());
+    let router = Router::start(&config, metrics);
+    let state = AppState::new(router, config.http.clone());
+    front::serve(listener, state, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+fn init_tracing(format: LogFormat, level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|directive| EnvFilter::try_new(directive).ok())
+        .unwrap_or_else(|| EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info")));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.init(),
+    }
+}
+
+fn demo_server(options: DemoOptions) -> ExitCode {
+    // The demo server's stdout is its protocol channel: logs go to stderr, quietly.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DEMO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(demo::run(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("demo-server: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! The backend: stdio MCP server processes, pooled per server.
+//!
+//! Nothing here knows about HTTP or caching. The router leases a slot from a [`Pool`],
+//! starts an [`InflightCall`] on that slot's [`Process`], and reads events and the
+//! response from it.
+
+mod catalog;
+mod error;
+mod framing;
+mod health;
+mod orphan;
+mod pool;
+mod process;
+mod stderr;
+mod supervisor;
+
+pub use catalog::Catalog;
+pub use error::BackendError;
+pub use health::{HealthReport, HealthStatus};
+pub use pool::{Lease, Pool};
+pub use process::{CallEvent, CallStep, InflightCall, Process, STDIO_PROTOCOL_VERSIONS, ServerIdentity};

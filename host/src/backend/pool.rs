@@ -1,0 +1,398 @@
+//! The pool of processes for one server: leases call slots on the least-loaded ready
+//! process, grows up to `max_connections`, and queues a bounded number of waiters.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use prometheus::IntGauge;
+use serde_json::{Value, json};
+use tokio::sync::{Notify, broadcast, mpsc};
+
+use super::catalog::Catalog;
+use super::error::BackendError;
+use super::health::HealthTracker;
+use super::process::{Process, ProcessEvent, ProcessState};
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+
+/// How many server-initiated notifications (list_changed, resources/updated) a slow
+/// front subscriber may lag behind before it misses some.
+const NOTIFICATION_BROADCAST_CAPACITY: usize = 256;
+
+/// How long a process stopped by the pool (idle, recycled, shut down) may take to exit
+/// after its stdin closes before it is killed.
+pub const PROCESS_EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// The spawn history that drives reconnect backoff.
+#[derive(Debug, Default)]
+pub(super) struct SpawnHistory {
+    pub consecutive_failures: u32,
+    pub next_attempt: Option<Instant>,
+    pub last_error: Option<String>,
+}
+
+/// All processes of one configured server.
+pub struct Pool {
+    pub(super) config: Arc<ServerConfig>,
+    name: Arc<str>,
+    pub(super) processes: RwLock<Vec<Arc<Process>>>,
+    pub(super) starting: AtomicUsize,
+    next_ordinal: AtomicU64,
+    slot_freed: Notify,
+    queued: AtomicUsize,
+    pub(super) shutting_down: AtomicBool,
+    pub(super) spawn_history: Mutex<SpawnHistory>,
+    pub(super) catalog: RwLock<Arc<Catalog>>,
+    pub(super) health: HealthTracker,
+    pub(super) metrics: Arc<Metrics>,
+    events: mpsc::UnboundedSender<ProcessEvent>,
+    pub(super) notifications: broadcast::Sender<Value>,
+    pub(super) wake_supervisor: Notify,
+    pub(super) spawns: AtomicU64,
+    pub(super) restarts: AtomicU64,
+    pub(super) spawn_failures: AtomicU64,
+    started_at: Instant,
+    inflight_gauge: IntGauge,
+    queue_gauge: IntGauge,
+}
+
+/// A reserved call slot on one process. Dropping it frees the slot.
+pub struct Lease {
+    pool: Arc<Pool>,
+    process: Arc<Process>,
+}
+
+impl Lease {
+    pub fn process(&self) -> &Arc<Process> {
+        &self.process
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.process.release();
+        self.pool.inflight_gauge.dec();
+        self.pool.slot_freed.notify_one();
+        if self.process.state() == ProcessState::Draining && self.process.inflight() == 0 {
+            self.pool.wake_supervisor.notify_one();
+        }
+    }
+}
+
+/// Decrements the queue depth when a waiter leaves, however it leaves.
+struct QueueSlot<'a>(&'a Pool);
+
+impl Drop for QueueSlot<'_> {
+    fn drop(&mut self) {
+        self.0.queued.fetch_sub(1, Ordering::AcqRel);
+        self.0.queue_gauge.dec();
+    }
+}
+
+impl Pool {
+    /// Creates the pool and starts its supervisor, which prewarms `min_connections`.
+    pub fn start(config: ServerConfig, metrics: Arc<Metrics>) -> Arc<Pool> {
+        let name: Arc<str> = Arc::from(config.name.as_str());
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (notifications, _) = broadcast::channel(NOTIFICATION_BROADCAST_CAPACITY);
+        let pool = Arc::new(Pool {
+            inflight_gauge: metrics.pool_inflight.with_label_values(&[&name]),
+            queue_gauge: metrics.pool_queue_depth.with_label_values(&[&name]),
+            health: HealthTracker::new(config.health.clone()),
+            config: Arc::new(config),
+            name,
+            processes: RwLock::new(Vec::new()),
+            starting: AtomicUsize::new(0),
+            next_ordinal: AtomicU64::new(1),
+            slot_freed: Notify::new(),
+            queued: AtomicUsize::new(0),
+            shutting_down: AtomicBool::new(false),
+            spawn_history: Mutex::new(SpawnHistory::default()),
+            catalog: RwLock::new(Arc::new(Catalog::default())),
+            metrics,
+            events: events_tx,
+            notifications,
+            wake_supervisor: Notify::new(),
+            spawns: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
+            spawn_failures: AtomicU64::new(0),
+            started_at: Instant::now(),
+        });
+        tokio::spawn(super::supervisor::run(pool.clone(), events_rx));
+        pool
+    }
+
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// What the server has told us about its tools, prompts and capabilities.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().clone()
+    }
+
+    pub fn health(&self) -> &HealthTracker {
+        &self.health
+    }
+
+    /// Server-initiated notifications that no single call owns, for the front to relay.
+    pub fn subscribe(&self) -> broadcast::Receiver<Value> {
+        self.notifications.subscribe()
+    }
+
+    pub fn ready_processes(&self) -> usize {
+        self.processes.read().iter().filter(|p| p.state() == ProcessState::Ready).count()
+    }
+
+    /// Reserves a call slot: on the least-loaded ready process if one has room, else
+    /// after growing the pool or waiting in the bounded queue for `acquire_timeout`.
+    pub async fn acquire(self: &Arc<Self>) -> Result<Lease, BackendError> {
+        if let Some(lease) = self.try_lease() {
+            return Ok(lease);
+        }
+        self.acquire_slow().await
+    }
+
+    fn try_lease(self: &Arc<Self>) -> Option<Lease> {
+        let max_inflight = self.config.pool.max_inflight;
+        let processes = self.processes.read();
+        // A reservation can lose a race with another caller; a few rescans settle it.
+        for _ in 0..4 {
+            let best = processes
+                .iter()
+                .filter(|p| p.state() == ProcessState::Ready && p.inflight() < max_inflight)
+                .min_by_key(|p| p.inflight())?;
+            if best.try_reserve(max_inflight) {
+                self.inflight_gauge.inc();
+                return Some(Lease { pool: self.clone(), process: best.clone() });
+            }
+        }
+        None
+    }
+
+    async fn acquire_slow(self: &Arc<Self>) -> Result<Lease, BackendError> {
+        let deadline = tokio::time::Instant::now() + self.config.pool.acquire_timeout;
+        let _queue_slot = self.enqueue()?;
+        loop {
+            if self.shutting_down.load(Ordering::Acquire) {
+                return Err(BackendError::ShuttingDown { server: self.name.clone() });
+            }
+            let notified = self.slot_freed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(lease) = self.try_lease() {
+                return Ok(lease);
+            }
+            self.grow_for_waiters();
+            if let Some(error) = self.unreachable() {
+                return Err(error);
+            }
+            tokio::select! {
+                () = &mut notified => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    return Err(self.exhausted("no slot freed within acquire_timeout"));
+                }
+            }
+        }
+    }
+
+    fn enqueue(&self) -> Result<QueueSlot<'_>, BackendError> {
+        let previous = self.queued.fetch_add(1, Ordering::AcqRel);
+        self.queue_gauge.inc();
+        let slot = QueueSlot(self);
+        if previous >= self.config.pool.max_queue {
+            return Err(self.exhausted("the wait queue is full (max_queue)"));
+        }
+        Ok(slot)
+    }
+
+    fn exhausted(&self, reason: &'static str) -> BackendError {
+        self.metrics.backend_errors_total.with_label_values(&[&self.name, "pool_exhausted"]).inc();
+        BackendError::PoolExhausted {
+            server: self.name.clone(),
+            processes: self.processes.read().len(),
+            max_inflight: self.config.pool.max_inflight,
+            reason,
+        }
+    }
+
+    /// Starts enough processes for the callers waiting, within `max_connections`.
+    fn grow_for_waiters(self: &Arc<Self>) {
+        let live = self.processes.read().iter().filter(|p| p.state() != ProcessState::Dead).count();
+        let starting = self.starting.load(Ordering::Acquire);
+        let waiting = self.queued.load(Ordering::Acquire);
+        let capacity_coming = starting * self.config.pool.max_inflight;
+        if live + starting < self.config.pool.max_connections
+            && capacity_coming < waiting
+            && self.spawn_allowed_now()
+        {
+            self.spawn_process();
+        }
+    }
+
+    /// When nothing is running or starting and spawning keeps failing, waiting would
+    /// only delay the same error: report it at once.
+    fn unreachable(&self) -> Option<BackendError> {
+        if self.starting.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        if self.processes.read().iter().any(|p| p.state() != ProcessState::Dead) {
+            return None;
+        }
+        let history = self.spawn_history.lock();
+        let last_error = history.last_error.clone()?;
+        Some(BackendError::Unavailable {
+            server: self.name.clone(),
+            reason: format!(
+                "no process is running and the last {} start attempt(s) failed: {last_error}",
+                history.consecutive_failures
+            ),
+        })
+    }
+
+    /// Whether the server is failing to start with nothing running or starting, so
+    /// waiting for it is pointless until the next retry.
+    pub fn start_has_failed(&self) -> bool {
+        self.unreachable().is_some()
+    }
+
+    /// The error for a server that cannot serve now, with the last start failure.
+    pub fn unavailable_error(&self) -> BackendError {
+        self.unreachable().unwrap_or_else(|| BackendError::Unavailable {
+            server: self.name.clone(),
+            reason: "no process finished its initialize handshake within connection_timeout".to_owned(),
+        })
+    }
+
+    /// Starts a process if none is running or starting (with `min_connections = 0`
+    /// the pool is empty until someone needs it).
+    pub fn ensure_started(self: &Arc<Self>) {
+        let live = self.processes.read().iter().any(|p| p.state() != ProcessState::Dead);
+        if !live && self.starting.load(Ordering::Acquire) == 0 && self.spawn_allowed_now() {
+            self.spawn_process();
+        }
+    }
+
+    pub(super) fn spawn_allowed_now(&self) -> bool {
+        let history = self.spawn_history.lock();
+        history.next_attempt.is_none_or(|at| Instant::now() >= at)
+    }
+
+    /// Starts one process in the background; the supervisor and waiters learn of it
+    /// through `slot_freed` and the process list.
+    pub(super) fn spawn_process(self: &Arc<Self>) {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return;
+        }
+        self.starting.fetch_add(1, Ordering::AcqRel);
+        let pool = self.clone();
+        tokio::spawn(async move {
+            let ordinal = pool.next_ordinal.fetch_add(1, Ordering::Relaxed);
+            let started = Process::start(&pool.config, ordinal, pool.events.clone(), pool.metrics.clone()).await;
+            match started {
+                Ok(process) => pool.adopt(process).await,
+                Err(error) => pool.record_spawn_failure(&error),
+            }
+            pool.starting.fetch_sub(1, Ordering::AcqRel);
+            pool.slot_freed.notify_waiters();
+            pool.wake_supervisor.notify_one();
+        });
+    }
+
+    async fn adopt(self: &Arc<Self>, process: Arc<Process>) {
+        if self.shutting_down.load(Ordering::Acquire) {
+            process.shutdown(PROCESS_EXIT_GRACE).await;
+            return;
+        }
+        let needs_catalog = !self.catalog.read().is_loaded();
+        if needs_catalog {
+            self.refresh_catalog(&process).await;
+        }
+        tracing::info!(server = %self.name, pid = process.pid, ordinal = process.ordinal, "backend process ready");
+        self.processes.write().push(process);
+        self.spawns.fetch_add(1, Ordering::Relaxed);
+        self.metrics.pool_spawns_total.with_label_values(&[&self.name]).inc();
+        *self.spawn_history.lock() = SpawnHistory::default();
+    }
+
+    fn record_spawn_failure(&self, error: &BackendError) {
+        self.spawn_failures.fetch_add(1, Ordering::Relaxed);
+        self.metrics.pool_spawn_failures_total.with_label_values(&[&self.name]).inc();
+        let pool = &self.config.pool;
+        let mut history = self.spawn_history.lock();
+        history.consecutive_failures += 1;
+        history.last_error = Some(error.to_string());
+        let delay = if history.consecutive_failures >= pool.max_reconnect_attempts {
+            pool.unhealthy_retry_interval
+        } else {
+            let exponent = history.consecutive_failures.saturating_sub(1).min(20);
+            pool.reconnect_backoff_initial.saturating_mul(1 << exponent).min(pool.reconnect_backoff_max)
+        };
+        history.next_attempt = Some(Instant::now() + delay);
+        tracing::warn!(
+            server = %self.name, attempt = history.consecutive_failures, retry_in = ?delay, %error,
+            "backend process failed to start"
+        );
+    }
+
+    /// Re-reads the server's tool list (after the first handshake and on `list_changed`).
+    pub(super) async fn refresh_catalog(&self, process: &Arc<Process>) {
+        match Catalog::fetch(process).await {
+            Ok(catalog) => *self.catalog.write() = Arc::new(catalog),
+            Err(error) => tracing::warn!(server = %self.name, %error, "could not read the server's tool list"),
+        }
+    }
+
+    /// The pool's view for `/admin/stats`, like the seed's `get_stats()`.
+    pub fn stats(&self) -> Value {
+        let processes = self.processes.read();
+        let count = |state: ProcessState| processes.iter().filter(|p| p.state() == state).count();
+        let history = self.spawn_history.lock();
+        let pool = &self.config.pool;
+        json!({
+            "server": &*self.name,
+            "min_connections": pool.min_connections,
+            "max_connections": pool.max_connections,
+            "max_inflight": pool.max_inflight,
+            "exclusive": self.config.exclusive,
+            "processes": processes.iter().map(|p| json!({
+                "ordinal": p.ordinal,
+                "pid": p.pid,
+                "state": format!("{:?}", p.state()).to_lowercase(),
+                "inflight": p.inflight(),
+                "age_seconds": p.age().as_secs_f64(),
+                "idle_seconds": p.idle_for().as_secs_f64(),
+                "protocol_version": p.identity().map(|i| i.protocol_version),
+            })).collect::<Vec<_>>(),
+            "ready": count(ProcessState::Ready),
+            "draining": count(ProcessState::Draining),
+            "starting": self.starting.load(Ordering::Acquire),
+            "inflight": processes.iter().map(|p| p.inflight()).sum::<usize>(),
+            "queued": self.queued.load(Ordering::Acquire),
+            "max_queue": pool.max_queue,
+            "spawns": self.spawns.load(Ordering::Relaxed),
+            "restarts": self.restarts.load(Ordering::Relaxed),
+            "spawn_failures": self.spawn_failures.load(Ordering::Relaxed),
+            "consecutive_spawn_failures": history.consecutive_failures,
+            "last_spawn_error": history.last_error,
+            "uptime_seconds": self.started_at.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Stops taking calls and stops every process: stdin closed first, killed after
+    /// `PROCESS_EXIT_GRACE`. Callers still queued get a shutting-down error.
+    pub async fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        self.slot_freed.notify_waiters();
+        self.wake_supervisor.notify_one();
+        let processes: Vec<Arc<Process>> = self.processes.write().drain(..).collect();
+        let stops = processes.iter().map(|process| process.shutdown(PROCESS_EXIT_GRACE));
+        futures_util::future::join_all(stops).await;
+    }
+}

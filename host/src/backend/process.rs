@@ -1,0 +1,715 @@
+//! One backend server process: spawn, handshake, multiplexed calls by JSON-RPC id, and teardown.
+//!
+//! Three tasks serve each process: a writer that owns the child's stdin, a reader that
+//! owns its stdout and routes every line (responses to their caller by id, progress to
+//! the caller that asked for it, everything else to the pool), and a reaper that owns
+//! the `Child` and reports its exit. Callers never touch the pipes.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+
+use super::error::BackendError;
+use super::framing::{Frame, LineReader};
+use crate::config::ServerConfig;
+use crate::jsonrpc::{self, Kind, code};
+use crate::metrics::Metrics;
+
+/// Protocol versions the bridge speaks to servers over stdio, newest first. The
+/// handshake offers the newest and falls back one by one if a server refuses it.
+pub const STDIO_PROTOCOL_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+
+/// Capacity of the queue of lines waiting to be written to one child's stdin. A full
+/// queue makes callers wait, which is the backpressure a slow child deserves.
+const OUTBOX_CAPACITY: usize = 1024;
+
+/// Capacity of one call's notification channel. A server that floods a caller with
+/// progress beyond this loses the excess (counted), never the final response.
+const CALL_EVENTS_CAPACITY: usize = 256;
+
+/// How long the reader waits for the reaper to learn the exit status before failing
+/// in-flight calls, so the error can say how the process ended.
+const EXIT_STATUS_GRACE: Duration = Duration::from_millis(50);
+
+/// Lifecycle state of a process, as seen by the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ProcessState {
+    /// Serving calls.
+    Ready = 1,
+    /// Finishing its in-flight calls; takes no new ones (idle close, max_lifetime, shutdown).
+    Draining = 2,
+    /// Exited or being killed.
+    Dead = 3,
+}
+
+/// What the server said about itself in the `initialize` handshake.
+#[derive(Debug, Clone)]
+pub struct ServerIdentity {
+    pub protocol_version: String,
+    pub capabilities: Value,
+    pub server_info: Value,
+    pub instructions: Option<Value>,
+}
+
+/// Something a process tells its pool outside of any call.
+#[derive(Debug)]
+pub enum ProcessEvent {
+    /// A notification no single call owns (list_changed, resources/updated, unattributed logs).
+    Notification { ordinal: u64, message: Value },
+    /// The process is gone.
+    Exited { ordinal: u64, status: String },
+}
+
+/// Something a call receives before its response.
+#[derive(Debug)]
+pub enum CallEvent {
+    /// A notification about this call (progress, or a log line while it was the only call).
+    Notification(Value),
+    /// A request from the server that only this call's client can answer (sampling,
+    /// elicitation, roots). Answer it with [`Process::send_client_response`].
+    ServerRequest(Value),
+}
+
+struct Pending {
+    response: oneshot::Sender<Result<Value, BackendError>>,
+    events: Option<mpsc::Sender<CallEvent>>,
+    /// The caller's own progress token, restored on notifications before they leave.
+    client_progress_token: Option<Value>,
+}
+
+enum Outgoing {
+    Line(Vec<u8>),
+    /// Flush and close stdin: the polite way to ask a stdio server to exit.
+    Close,
+}
+
+/// A running backend server process.
+pub struct Process {
+    pub ordinal: u64,
+    pub pid: u32,
+    server: Arc<str>,
+    state: AtomicU8,
+    inflight: AtomicUsize,
+    next_id: AtomicU64,
+    pending: Mutex<HashMap<u64, Pending>>,
+    outbox: mpsc::Sender<Outgoing>,
+    kill: Notify,
+    exit_status: watch::Receiver<Option<String>>,
+    started_at: Instant,
+    /// Milliseconds since `started_at` when the process last finished a call.
+    last_active_ms: AtomicU64,
+    pub consecutive_ping_failures: AtomicU32,
+    /// Set when the pool itself stops this process (idle, recycled, failed health
+    /// checks), so its exit is not counted as a crash.
+    pub retired: AtomicBool,
+    identity: parking_lot::RwLock<Option<ServerIdentity>>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Process {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Process")
+            .field("server", &self.server)
+            .field("ordinal", &self.ordinal)
+            .field("pid", &self.pid)
+            .field("state", &self.state())
+            .field("inflight", &self.inflight())
+            .finish()
+    }
+}
+
+impl Process {
+    /// Spawns the server, runs the `initialize` handshake and returns a ready process.
+    /// The whole sequence is bounded by the server's `connection_timeout`.
+    pub async fn start(
+        config: &ServerConfig,
+        ordinal: u64,
+        events: mpsc::UnboundedSender<ProcessEvent>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Process>, BackendError> {
+        let server: Arc<str> = Arc::from(config.name.as_str());
+        let process = spawn(config, ordinal, events, metrics)?;
+        let handshake = process.handshake();
+        match tokio::time::timeout(config.pool.connection_timeout, handshake).await {
+            Ok(Ok(())) => Ok(process),
+            Ok(Err(error)) => {
+                process.kill();
+                Err(error)
+            }
+            Err(_) => {
+                process.kill();
+                Err(BackendError::Handshake {
+                    server,
+                    reason: format!(
+                        "no initialize response within connection_timeout ({:?})",
+                        config.pool.connection_timeout
+                    ),
+                })
+            }
+        }
+    }
+
+    async fn handshake(self: &Arc<Self>) -> Result<(), BackendError> {
+        let mut last_refusal = String::new();
+        for version in STDIO_PROTOCOL_VERSIONS {
+            let params = json!({
+                "protocolVersion": version,
+                "capabilities": {},
+                "clientInfo": { "name": "mcp-bridge", "version": env!("CARGO_PKG_VERSION") },
+            });
+            let response = self.request("initialize", Some(params)).await?;
+            let Some(result) = response.get("result") else {
+                last_refusal = response.get("error").map(Value::to_string).unwrap_or_default();
+                continue;
+            };
+            let negotiated = result.get("protocolVersion").and_then(Value::as_str).unwrap_or_default();
+            if !STDIO_PROTOCOL_VERSIONS.contains(&negotiated) {
+                return Err(BackendError::Handshake {
+                    server: self.server.clone(),
+                    reason: format!(
+                        "server answered protocol version '{negotiated}', which mcp-bridge does not speak \
+                         (it speaks {})",
+                        STDIO_PROTOCOL_VERSIONS.join(", ")
+                    ),
+                });
+            }
+            *self.identity.write() = Some(ServerIdentity {
+                protocol_version: negotiated.to_owned(),
+                capabilities: result.get("capabilities").cloned().unwrap_or_else(|| json!({})),
+                server_info: result.get("serverInfo").cloned().unwrap_or_else(|| json!({})),
+                instructions: result.get("instructions").cloned(),
+            });
+            self.notify("notifications/initialized", None).await?;
+            return Ok(());
+        }
+        Err(BackendError::Handshake {
+            server: self.server.clone(),
+            reason: format!("server refused every protocol version; last error: {last_refusal}"),
+        })
+    }
+
+    pub fn server(&self) -> &Arc<str> {
+        &self.server
+    }
+
+    pub fn identity(&self) -> Option<ServerIdentity> {
+        self.identity.read().clone()
+    }
+
+    pub fn state(&self) -> ProcessState {
+        match self.state.load(Ordering::Acquire) {
+            1 => ProcessState::Ready,
+            2 => ProcessState::Draining,
+            _ => ProcessState::Dead,
+        }
+    }
+
+    /// Moves a ready process to draining; returns false if it was not ready.
+    pub fn start_draining(&self) -> bool {
+        self.state
+            .compare_exchange(
+                ProcessState::Ready as u8,
+                ProcessState::Draining as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Acquire)
+    }
+
+    /// Reserves a call slot if the process is ready and below `max_inflight`.
+    pub fn try_reserve(&self, max_inflight: usize) -> bool {
+        let mut current = self.inflight.load(Ordering::Acquire);
+        loop {
+            if current >= max_inflight || self.state() != ProcessState::Ready {
+                return false;
+            }
+            match self.inflight.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Releases a slot taken by [`Process::try_reserve`].
+    pub fn release(&self) {
+        self.inflight.fetch_sub(1, Ordering::AcqRel);
+        let elapsed = self.started_at.elapsed().as_millis() as u64;
+        self.last_active_ms.store(elapsed, Ordering::Release);
+    }
+
+    pub fn age(&self) -> Duration {
+        self.started_at.elapsed()
+    }
+
+    /// How long the process has had no call in flight (zero while it has one).
+    pub fn idle_for(&self) -> Duration {
+        if self.inflight() > 0 {
+            return Duration::ZERO;
+        }
+        let last = Duration::from_millis(self.last_active_ms.load(Ordering::Acquire));
+        self.started_at.elapsed().saturating_sub(last)
+    }
+
+    /// Sends a request and returns a handle that yields its notifications and response.
+    /// `message` is the caller's full JSON-RPC request; its id is replaced by one unique
+    /// to this process, and a progress token, if any, by one the bridge can route back.
+    pub async fn start_call(
+        self: &Arc<Self>,
+        mut message: Value,
+        want_events: bool,
+    ) -> Result<InflightCall, BackendError> {
+        if self.state() == ProcessState::Dead {
+            return Err(self.exited_error());
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if let Some(object) = message.as_object_mut() {
+            object.insert("id".into(), json!(id));
+        }
+        let client_progress_token = jsonrpc::replace_progress_token(&mut message, json!(id));
+        let (response_tx, response_rx) = oneshot::channel();
+        let (events_tx, events_rx) = if want_events {
+            let (tx, rx) = mpsc::channel(CALL_EVENTS_CAPACITY);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        self.pending.lock().insert(
+            id,
+            Pending { response: response_tx, events: events_tx, client_progress_token },
+        );
+        let call = InflightCall {
+            process: self.clone(),
+            id,
+            response: response_rx,
+            events: events_rx,
+            finished: false,
+        };
+        let line = encode_line(&message);
+        if self.outbox.send(Outgoing::Line(line)).await.is_err() {
+            // The writer is gone, so the process is dying; the reader will fail the call.
+            self.fail_pending(id, self.exited_error());
+        }
+        Ok(call)
+    }
+
+    /// Sends a request the bridge itself needs (initialize, ping, tools/list) and waits
+    /// for its response message, which may be a JSON-RPC error.
+    pub async fn request(self: &Arc<Self>, method: &str, params: Option<Value>) -> Result<Value, BackendError> {
+        let mut message = json!({ "jsonrpc": "2.0", "id": 0, "method": method });
+        if let (Some(params), Some(object)) = (params, message.as_object_mut()) {
+            object.insert("params".into(), params);
+        }
+        let mut call = self.start_call(message, false).await?;
+        call.response().await
+    }
+
+    /// Sends a notification to the server.
+    pub async fn notify(&self, method: &str, params: Option<Value>) -> Result<(), BackendError> {
+        let line = encode_line(&jsonrpc::notification(method, params));
+        self.outbox.send(Outgoing::Line(line)).await.map_err(|_| self.exited_error())
+    }
+
+    /// Delivers a client's answer to a server-to-client request (sampling, elicitation).
+    pub async fn send_client_response(&self, response: &Value) -> Result<(), BackendError> {
+        self.outbox
+            .send(Outgoing::Line(encode_line(response)))
+            .await
+            .map_err(|_| self.exited_error())
+    }
+
+    /// Closes stdin and gives the server `grace` to exit on its own before it is killed.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.state.store(ProcessState::Dead as u8, Ordering::Release);
+        // A full outbox means the child is not reading; it will be killed below anyway.
+        let _ = self.outbox.try_send(Outgoing::Close);
+        let mut status = self.exit_status.clone();
+        let exited = status.wait_for(Option::is_some);
+        if tokio::time::timeout(grace, exited).await.is_err() {
+            self.kill();
+        }
+    }
+
+    /// Kills the process (and its process group) at once.
+    pub fn kill(&self) {
+        self.state.store(ProcessState::Dead as u8, Ordering::Release);
+        self.kill.notify_one();
+    }
+
+    fn exited_error(&self) -> BackendError {
+        let status = self
+            .exit_status
+            .borrow()
+            .clone()
+            .unwrap_or_else(|| "stdout closed".to_owned());
+        BackendError::ProcessExited { server: self.server.clone(), status }
+    }
+
+    fn fail_pending(&self, id: u64, error: BackendError) {
+        if let Some(pending) = self.pending.lock().remove(&id) {
+            let _ = pending.response.send(Err(error));
+        }
+    }
+
+    /// Fails every in-flight call: the process is gone and none of them will be answered.
+    fn fail_all_pending(&self) {
+        let drained: Vec<Pending> = self.pending.lock().drain().map(|(_, pending)| pending).collect();
+        for pending in drained {
+            let _ = pending.response.send(Err(self.exited_error()));
+        }
+    }
+
+    /// Abandons a call: forgets its id and tells the server to stop working on it.
+    fn cancel(&self, id: u64, reason: &str) {
+        if self.pending.lock().remove(&id).is_none() {
+            return;
+        }
+        let params = json!({ "requestId": id, "reason": reason });
+        let line = encode_line(&jsonrpc::notification("notifications/cancelled", Some(params)));
+        // Dropping the notification when the outbox is full only costs the server some
+        // wasted work; its eventual response will be counted as an unknown id.
+        let _ = self.outbox.try_send(Outgoing::Line(line));
+    }
+
+    fn count_error(&self, kind: &str) {
+        self.metrics.backend_errors_total.with_label_values(&[&self.server, kind]).inc();
+    }
+}
+
+/// A call in flight on one process. Dropping it before its response arrives cancels it
+/// on the server (`notifications/cancelled`), which is how a client that hangs up or a
+/// timeout stops the work it started.
+pub struct InflightCall {
+    process: Arc<Process>,
+    id: u64,
+    response: oneshot::Receiver<Result<Value, BackendError>>,
+    events: Option<mpsc::Receiver<CallEvent>>,
+    finished: bool,
+}
+
+/// The next thing a call produced.
+pub enum CallStep {
+    Event(CallEvent),
+    Done(Result<Value, BackendError>),
+}
+
+impl InflightCall {
+    pub fn process(&self) -> &Arc<Process> {
+        &self.process
+    }
+
+    /// Waits for the next event or the response, events first so a response never
+    /// overtakes the progress that preceded it.
+    pub async fn next(&mut self) -> CallStep {
+        if self.finished {
+            return CallStep::Done(Err(self.process.exited_error()));
+        }
+        if let Some(events) = self.events.as_mut() {
+            tokio::select! {
+                biased;
+                Some(event) = events.recv() => return CallStep::Event(event),
+                response = &mut self.response => {
+                    self.finished = true;
+                    return CallStep::Done(flatten(response, &self.process));
+                }
+            }
+        }
+        CallStep::Done(self.response().await)
+    }
+
+    /// Waits for the response, discarding any events.
+    pub async fn response(&mut self) -> Result<Value, BackendError> {
+        let response = (&mut self.response).await;
+        self.finished = true;
+        flatten(response, &self.process)
+    }
+
+    /// Cancels the call on the server now, with a reason it will log.
+    pub fn cancel(mut self, reason: &str) {
+        self.finished = true;
+        self.process.cancel(self.id, reason);
+    }
+}
+
+impl Drop for InflightCall {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.process.cancel(self.id, "the client went away");
+        }
+    }
+}
+
+fn flatten(
+    response: Result<Result<Value, BackendError>, oneshot::error::RecvError>,
+    process: &Process,
+) -> Result<Value, BackendError> {
+    response.unwrap_or_else(|_| Err(process.exited_error()))
+}
+
+fn encode_line(message: &Value) -> Vec<u8> {
+    // Serializing a Value cannot fail: its map keys are always strings.
+    let mut line = serde_json::to_vec(message).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
+fn spawn(
+    config: &ServerConfig,
+    ordinal: u64,
+    events: mpsc::UnboundedSender<ProcessEvent>,
+    metrics: Arc<Metrics>,
+) -> Result<Arc<Process>, BackendError> {
+    let server: Arc<str> = Arc::from(config.name.as_str());
+    let mut command = Command::new(&config.command);
+    command
+        .args(&config.args)
+        .envs(config.env.iter().map(|(key, value)| (key, value.expose())))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(cwd) = &config.cwd {
+        command.current_dir(cwd);
+    }
+    super::orphan::die_with_parent(&mut command);
+    let spawn_error = |source: std::io::Error| BackendError::Spawn {
+        server: server.clone(),
+        command: config.command.clone(),
+        source: Arc::new(source),
+    };
+    let mut child = command.spawn().map_err(spawn_error)?;
+    let pid = child.id().unwrap_or_default();
+    let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err(spawn_error(std::io::Error::other("child pipes were not created")));
+    };
+    let (outbox_tx, outbox_rx) = mpsc::channel(OUTBOX_CAPACITY);
+    let (status_tx, status_rx) = watch::channel(None);
+    let process = Arc::new(Process {
+        ordinal,
+        pid,
+        server: server.clone(),
+        state: AtomicU8::new(ProcessState::Ready as u8),
+        inflight: AtomicUsize::new(0),
+        next_id: AtomicU64::new(1),
+        pending: Mutex::new(HashMap::new()),
+        outbox: outbox_tx,
+        kill: Notify::new(),
+        exit_status: status_rx,
+        started_at: Instant::now(),
+        last_active_ms: AtomicU64::new(0),
+        consecutive_ping_failures: AtomicU32::new(0),
+        retired: AtomicBool::new(false),
+        identity: parking_lot::RwLock::new(None),
+        metrics,
+    });
+    tracing::debug!(server = %server, pid, ordinal, "spawned backend process");
+    tokio::spawn(write_loop(stdin, outbox_rx, server.clone()));
+    tokio::spawn(read_loop(process.clone(), stdout, config.max_line_bytes, events.clone()));
+    tokio::spawn(super::stderr::log_lines(stderr, server.clone(), pid, config.max_line_bytes));
+    tokio::spawn(reap(process.clone(), child, status_tx, events));
+    Ok(process)
+}
+
+async fn write_loop(stdin: ChildStdin, mut outbox: mpsc::Receiver<Outgoing>, server: Arc<str>) {
+    let mut writer = BufWriter::new(stdin);
+    while let Some(outgoing) = outbox.recv().await {
+        let Outgoing::Line(line) = outgoing else { break };
+        if let Err(error) = writer.write_all(&line).await {
+            tracing::debug!(server = %server, %error, "backend stdin closed");
+            return;
+        }
+        // Flush only once the queue is momentarily empty, so a burst of calls costs one
+        // write syscall rather than one each.
+        if outbox.is_empty()
+            && let Err(error) = writer.flush().await
+        {
+            tracing::debug!(server = %server, %error, "backend stdin closed");
+            return;
+        }
+    }
+    let _ = writer.flush().await;
+    let _ = writer.shutdown().await;
+}
+
+async fn read_loop(
+    process: Arc<Process>,
+    stdout: ChildStdout,
+    max_line_bytes: usize,
+    events: mpsc::UnboundedSender<ProcessEvent>,
+) {
+    let mut reader = LineReader::new(BufReader::with_capacity(64 * 1024, stdout), max_line_bytes);
+    loop {
+        match reader.next_frame().await {
+            Ok(Frame::Line(line)) => route_line(&process, &line, &events).await,
+            Ok(Frame::TooLong(length)) => {
+                process.count_error("oversized_line");
+                tracing::warn!(
+                    server = %process.server, pid = process.pid, length, max_line_bytes,
+                    "dropped a line from the server longer than max_line_bytes"
+                );
+            }
+            Ok(Frame::Eof) => break,
+            Err(error) => {
+                tracing::warn!(server = %process.server, pid = process.pid, %error, "reading server stdout failed");
+                break;
+            }
+        }
+    }
+    process.state.store(ProcessState::Dead as u8, Ordering::Release);
+    let mut status = process.exit_status.clone();
+    let _ = tokio::time::timeout(EXIT_STATUS_GRACE, status.wait_for(Option::is_some)).await;
+    process.fail_all_pending();
+    // Without stdout the process is useless even if it has not exited yet.
+    process.kill();
+}
+
+async fn route_line(process: &Arc<Process>, line: &[u8], events: &mpsc::UnboundedSender<ProcessEvent>) {
+    let message: Value = match serde_json::from_slice(line) {
+        Ok(message) => message,
+        Err(error) => {
+            process.count_error("non_json");
+            let preview = String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned();
+            tracing::warn!(server = %process.server, pid = process.pid, %error, line = %preview, "server wrote a line that is not JSON");
+            return;
+        }
+    };
+    match jsonrpc::classify(&message) {
+        Some(Kind::Response) => route_response(process, message),
+        Some(Kind::Notification) => route_notification(process, message, events),
+        Some(Kind::Request) => route_server_request(process, message).await,
+        None => {
+            process.count_error("non_jsonrpc");
+            tracing::warn!(server = %process.server, pid = process.pid, "server wrote JSON that is not a JSON-RPC message");
+        }
+    }
+}
+
+fn route_response(process: &Process, message: Value) {
+    let pending = message
+        .get("id")
+        .and_then(Value::as_u64)
+        .and_then(|id| process.pending.lock().remove(&id));
+    match pending {
+        Some(pending) => {
+            let _ = pending.response.send(Ok(message));
+        }
+        None => {
+            // Late answers to cancelled or timed-out calls land here too.
+            process.count_error("unknown_id");
+            let id = message.get("id").cloned().unwrap_or(Value::Null);
+            tracing::debug!(server = %process.server, %id, "response to an unknown or cancelled request id");
+        }
+    }
+}
+
+fn route_notification(process: &Process, mut message: Value, events: &mpsc::UnboundedSender<ProcessEvent>) {
+    let method = jsonrpc::method(&message).unwrap_or_default();
+    let target = match method {
+        "notifications/progress" => {
+            let token = message.get("params").and_then(|p| p.get("progressToken")).and_then(Value::as_u64);
+            token.and_then(|id| {
+                let pending = process.pending.lock();
+                let call = pending.get(&id)?;
+                Some((call.events.clone()?, call.client_progress_token.clone()))
+            })
+        }
+        "notifications/message" => sole_caller(process).map(|events| (events, None)),
+        "notifications/cancelled" => {
+            tracing::debug!(server = %process.server, "server cancelled a request");
+            return;
+        }
+        _ => None,
+    };
+    let Some((call_events, client_token)) = target else {
+        let _ = events.send(ProcessEvent::Notification { ordinal: process.ordinal, message });
+        return;
+    };
+    if let Some(token) = client_token
+        && let Some(slot) = message.get_mut("params").and_then(|p| p.get_mut("progressToken"))
+    {
+        *slot = token;
+    }
+    if call_events.try_send(CallEvent::Notification(message)).is_err() {
+        process.count_error("notification_dropped");
+    }
+}
+
+/// The events channel of the only call in flight, if exactly one is. A log line or a
+/// server request carries no call id, so it can only be attributed when unambiguous;
+/// `exclusive = true` guarantees that.
+fn sole_caller(process: &Process) -> Option<mpsc::Sender<CallEvent>> {
+    let pending = process.pending.lock();
+    let mut callers = pending.values().filter_map(|call| call.events.as_ref());
+    let first = callers.next()?.clone();
+    callers.next().is_none().then_some(first)
+}
+
+async fn route_server_request(process: &Arc<Process>, message: Value) {
+    let id = message.get("id").cloned().unwrap_or(Value::Null);
+    let method = jsonrpc::method(&message).unwrap_or_default().to_owned();
+    if method == "ping" {
+        let _ = process.send_client_response(&jsonrpc::result_response(id, json!({}))).await;
+        return;
+    }
+    if let Some(caller) = sole_caller(process)
+        && caller.try_send(CallEvent::ServerRequest(message)).is_ok()
+    {
+        return;
+    }
+    let refusal = jsonrpc::error_response(
+        id,
+        code::METHOD_NOT_FOUND,
+        format!(
+            "mcp-bridge cannot route the server request '{method}' to a client: several calls share this \
+             process; set `exclusive = true` for server '{}' so each process serves one call at a time",
+            process.server
+        ),
+        None,
+    );
+    let _ = process.send_client_response(&refusal).await;
+}
+
+async fn reap(
+    process: Arc<Process>,
+    mut child: Child,
+    status_tx: watch::Sender<Option<String>>,
+    events: mpsc::UnboundedSender<ProcessEvent>,
+) {
+    let status = tokio::select! {
+        status = child.wait() => status,
+        () = process.kill.notified() => {
+            super::orphan::kill_group(process.pid);
+            let _ = child.start_kill();
+            child.wait().await
+        }
+    };
+    let status = match status {
+        Ok(status) => status.to_string(),
+        Err(error) => format!("wait failed: {error}"),
+    };
+    process.state.store(ProcessState::Dead as u8, Ordering::Release);
+    // The child may have left grandchildren in its group (an `npx` wrapper, say).
+    super::orphan::kill_group(process.pid);
+    tracing::debug!(server = %process.server, pid = process.pid, %status, "backend process exited");
+    let _ = status_tx.send(Some(status.clone()));
+    process.fail_all_pending();
+    let _ = events.send(ProcessEvent::Exited { ordinal: process.ordinal, status });
+}

@@ -1,0 +1,267 @@
+//! The lifecycle loop of one pool: prewarm, respawn with backoff, idle close,
+//! max-lifetime recycling, health-check pings, and process-state gauges.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::health::PoolSnapshot;
+use super::pool::{PROCESS_EXIT_GRACE, Pool};
+use super::process::{Process, ProcessEvent, ProcessState};
+use crate::jsonrpc;
+use crate::metrics::PROCESS_STATES;
+
+/// How often the supervisor looks at its processes when nothing wakes it sooner.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Runs until the pool shuts down.
+pub(super) async fn run(pool: Arc<Pool>, mut events: mpsc::UnboundedReceiver<ProcessEvent>) {
+    let mut supervisor = Supervisor { pool, last_ping: HashMap::new(), prewarmed: false };
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if supervisor.pool.shutting_down.load(Ordering::Acquire) {
+            return;
+        }
+        tokio::select! {
+            Some(event) = events.recv() => supervisor.on_event(event),
+            () = supervisor.pool.wake_supervisor.notified() => {}
+            _ = ticker.tick() => {}
+        }
+        supervisor.maintain();
+    }
+}
+
+struct Supervisor {
+    pool: Arc<Pool>,
+    last_ping: HashMap<u64, Instant>,
+    prewarmed: bool,
+}
+
+impl Supervisor {
+    fn on_event(&mut self, event: ProcessEvent) {
+        match event {
+            ProcessEvent::Exited { ordinal, status } => self.on_exit(ordinal, &status),
+            ProcessEvent::Notification { ordinal, message } => self.on_notification(ordinal, message),
+        }
+    }
+
+    fn on_exit(&mut self, ordinal: u64, status: &str) {
+        self.last_ping.remove(&ordinal);
+        let removed = {
+            let mut processes = self.pool.processes.write();
+            let position = processes.iter().position(|p| p.ordinal == ordinal);
+            position.map(|index| processes.remove(index))
+        };
+        let Some(process) = removed else { return };
+        if process.retired.load(Ordering::Acquire) || self.pool.shutting_down.load(Ordering::Acquire) {
+            return;
+        }
+        let name = self.pool.name();
+        self.pool.restarts.fetch_add(1, Ordering::Relaxed);
+        self.pool.metrics.pool_restarts_total.with_label_values(&[name]).inc();
+        tracing::warn!(server = %name, pid = process.pid, %status, "backend process exited unexpectedly; replacing it");
+    }
+
+    fn on_notification(&mut self, ordinal: u64, message: Value) {
+        let method = jsonrpc::method(&message).unwrap_or_default();
+        if method == "notifications/tools/list_changed" {
+            self.refresh_catalog_from(ordinal);
+        }
+        if method == "notifications/message" {
+            // A log line that several concurrent calls could have caused goes to the host log.
+            let params = message.get("params").cloned().unwrap_or(Value::Null);
+            tracing::info!(target: "backend", server = %self.pool.name(), %params, "server log message");
+        }
+        // Nobody listening is normal (no session has a GET stream open).
+        let _ = self.pool.notifications.send(message);
+    }
+
+    fn refresh_catalog_from(&self, ordinal: u64) {
+        let process = self.pool.processes.read().iter().find(|p| p.ordinal == ordinal).cloned();
+        let Some(process) = process else { return };
+        let pool = self.pool.clone();
+        tokio::spawn(async move { pool.refresh_catalog(&process).await });
+    }
+
+    fn maintain(&mut self) {
+        if self.pool.shutting_down.load(Ordering::Acquire) {
+            return;
+        }
+        self.stop_drained();
+        self.close_idle();
+        self.recycle_old();
+        self.keep_minimum();
+        self.health_check();
+        self.publish_gauges();
+    }
+
+    /// Finishes draining processes once their last call is done.
+    fn stop_drained(&self) {
+        let drained: Vec<Arc<Process>> = self
+            .pool
+            .processes
+            .read()
+            .iter()
+            .filter(|p| p.state() == ProcessState::Draining && p.inflight() == 0)
+            .cloned()
+            .collect();
+        for process in drained {
+            retire(&process);
+            tokio::spawn(async move { process.shutdown(PROCESS_EXIT_GRACE).await });
+        }
+    }
+
+    /// Closes processes idle longer than `idle_timeout`, down to `min_connections`.
+    fn close_idle(&self) {
+        let config = &self.pool.config.pool;
+        let processes = self.pool.processes.read();
+        let mut ready = processes.iter().filter(|p| p.state() == ProcessState::Ready).count();
+        for process in processes.iter() {
+            if ready <= config.min_connections {
+                return;
+            }
+            if process.idle_for() >= config.idle_timeout && process.start_draining() {
+                tracing::info!(server = %self.pool.name(), pid = process.pid, "closing idle backend process");
+                ready -= 1;
+            }
+        }
+    }
+
+    /// Replaces processes older than `max_lifetime`: a replacement starts first when the
+    /// pool is at its minimum, and the old process drains only once that is ready, so
+    /// recycling never leaves the server without a ready process.
+    fn recycle_old(&self) {
+        let Some(max_lifetime) = self.pool.config.pool.max_lifetime else { return };
+        let processes = self.pool.processes.read();
+        let ready = processes.iter().filter(|p| p.state() == ProcessState::Ready).count();
+        let Some(oldest) = processes
+            .iter()
+            .filter(|p| p.state() == ProcessState::Ready && p.age() >= max_lifetime)
+            .max_by_key(|p| p.age())
+        else {
+            return;
+        };
+        let min = self.pool.config.pool.min_connections.max(1);
+        if ready > min || ready >= self.pool.config.pool.max_connections {
+            if oldest.start_draining() {
+                tracing::info!(server = %self.pool.name(), pid = oldest.pid, "recycling backend process after max_lifetime");
+            }
+        } else if self.pool.starting.load(Ordering::Acquire) == 0 {
+            drop(processes);
+            self.pool.spawn_process();
+        }
+    }
+
+    /// Keeps `min_connections` processes alive, respecting reconnect backoff. With
+    /// `enable_auto_reconnect = false` only the initial prewarm happens here; later
+    /// processes start on demand when a call needs one.
+    fn keep_minimum(&mut self) {
+        let config = &self.pool.config.pool;
+        if self.prewarmed && !config.enable_auto_reconnect {
+            return;
+        }
+        let live = self.pool.processes.read().iter().filter(|p| p.state() == ProcessState::Ready).count();
+        let starting = self.pool.starting.load(Ordering::Acquire);
+        let missing = config.min_connections.saturating_sub(live + starting);
+        if missing > 0 && self.pool.spawn_allowed_now() {
+            // After failures, probe with one process at a time instead of a burst.
+            let failing = self.pool.spawn_history.lock().consecutive_failures > 0;
+            let count = if failing { missing.min(1).saturating_sub(starting) } else { missing };
+            for _ in 0..count {
+                self.pool.spawn_process();
+            }
+        }
+        self.prewarmed = true;
+    }
+
+    /// Pings every ready process once per `health_check_interval`; a process that
+    /// fails `unhealthy_threshold` pings in a row is killed and replaced.
+    fn health_check(&mut self) {
+        let config = &self.pool.config;
+        if !config.pool.enable_health_checks {
+            return;
+        }
+        let interval = config.pool.health_check_interval;
+        let now = Instant::now();
+        let processes: Vec<Arc<Process>> = self.pool.processes.read().clone();
+        for process in processes {
+            if process.state() != ProcessState::Ready {
+                continue;
+            }
+            let last = *self.last_ping.entry(process.ordinal).or_insert(now);
+            if now.duration_since(last) < interval {
+                continue;
+            }
+            self.last_ping.insert(process.ordinal, now);
+            tokio::spawn(ping(self.pool.clone(), process));
+        }
+    }
+
+    fn publish_gauges(&self) {
+        let name = self.pool.name();
+        let processes = self.pool.processes.read();
+        let gauge = &self.pool.metrics.pool_processes;
+        for state in PROCESS_STATES {
+            let count = match state {
+                "starting" => self.pool.starting.load(Ordering::Acquire),
+                "ready" => processes.iter().filter(|p| p.state() == ProcessState::Ready).count(),
+                _ => processes.iter().filter(|p| p.state() == ProcessState::Draining).count(),
+            };
+            gauge.with_label_values(&[name, state]).set(count as i64);
+        }
+        drop(processes);
+        let report = self.pool.health_report();
+        self.pool.metrics.health_status.with_label_values(&[name]).set(report.status.gauge_value());
+    }
+}
+
+fn retire(process: &Process) {
+    process.retired.store(true, Ordering::Release);
+}
+
+async fn ping(pool: Arc<Pool>, process: Arc<Process>) {
+    let health = &pool.config.health;
+    let started = Instant::now();
+    let outcome = match tokio::time::timeout(health.check_timeout, process.request("ping", None)).await {
+        Ok(Ok(response)) if response.get("result").is_some() => Ok(started.elapsed()),
+        Ok(Ok(response)) => Err(format!("ping answered with an error: {}", response.get("error").unwrap_or(&Value::Null))),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("no ping response within check_timeout ({:?})", health.check_timeout)),
+    };
+    let failed = outcome.is_err();
+    pool.health.record_ping(outcome);
+    if !failed {
+        process.consecutive_ping_failures.store(0, Ordering::Release);
+        return;
+    }
+    let failures = process.consecutive_ping_failures.fetch_add(1, Ordering::AcqRel) + 1;
+    if failures >= health.unhealthy_threshold {
+        tracing::warn!(
+            server = %pool.name(), pid = process.pid, failures,
+            "backend process failed its health checks; killing and replacing it"
+        );
+        process.kill();
+    }
+}
+
+impl Pool {
+    /// The `/health` judgement for this server.
+    pub fn health_report(&self) -> super::health::HealthReport {
+        // Read the process list before taking the history lock: `stats` takes them in
+        // that order too, and one order everywhere rules out a deadlock.
+        let ready = self.ready_processes();
+        let consecutive_spawn_failures = self.spawn_history.lock().consecutive_failures;
+        self.health.report(PoolSnapshot {
+            ready,
+            starting: self.starting.load(Ordering::Acquire),
+            min_connections: self.config.pool.min_connections,
+            consecutive_spawn_failures,
+            max_reconnect_attempts: self.config.pool.max_reconnect_attempts,
+        })
+    }
+}

@@ -1,0 +1,165 @@
+//! A human summary of a loaded configuration for `check-config`, with every secret left out.
+
+use std::fmt::Write as _;
+
+use super::checked::{BridgeConfig, HealthConfig, PoolConfig, ServerConfig};
+use super::secret::{REDACTED, Secret};
+use super::units::{format_duration, format_size};
+
+impl BridgeConfig {
+    /// Describes the configuration in a few lines per server.
+    ///
+    /// Tokens print as `<redacted>` and environment variables by name only, and arguments are
+    /// shown as written (with `${VAR}` references unexpanded), so the summary is safe to paste
+    /// into a bug report.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail, so the fmt::Result values below carry no information.
+        let _ = self.write_description(&mut out);
+        out
+    }
+
+    fn write_description(&self, out: &mut String) -> std::fmt::Result {
+        let http = &self.http;
+        writeln!(out, "configuration: {}", self.source)?;
+        writeln!(out, "http:")?;
+        writeln!(out, "  listen: {}", http.listen)?;
+        writeln!(out, "  allowed_origins: {}", list(&http.allowed_origins))?;
+        writeln!(out, "  auth_token: {}", token(http.auth_token.as_ref()))?;
+        writeln!(out, "  admin_token: {}", token(http.admin_token.as_ref()))?;
+        writeln!(
+            out,
+            "  max_body_bytes: {}",
+            format_size(http.max_body_bytes)
+        )?;
+        writeln!(out, "  namespace_separator: {:?}", http.namespace_separator)?;
+        writeln!(
+            out,
+            "  shutdown_grace: {}",
+            format_duration(http.shutdown_grace)
+        )?;
+        writeln!(
+            out,
+            "  session_idle_timeout: {}",
+            format_duration(http.session_idle_timeout)
+        )?;
+        writeln!(out, "logging:")?;
+        writeln!(out, "  format: {}", self.logging.format.as_str())?;
+        writeln!(out, "  level: {}", self.logging.level)?;
+        writeln!(out, "servers ({}):", self.servers.len())?;
+        for server in &self.servers {
+            write_server(out, server)?;
+        }
+        Ok(())
+    }
+}
+
+fn write_server(out: &mut String, server: &ServerConfig) -> std::fmt::Result {
+    writeln!(out, "  {}:", server.name)?;
+    writeln!(out, "    command: {}", server.command)?;
+    if !server.args_display.is_empty() {
+        writeln!(out, "    args: {}", shell_words(&server.args_display))?;
+    }
+    if !server.env.is_empty() {
+        let keys: Vec<&str> = server.env.iter().map(|(key, _)| key.as_str()).collect();
+        writeln!(out, "    env: {} (values hidden)", keys.join(", "))?;
+    }
+    if let Some(cwd) = &server.cwd {
+        writeln!(out, "    cwd: {}", cwd.display())?;
+    }
+    writeln!(
+        out,
+        "    required: {}, exclusive: {}, max_line_bytes: {}",
+        server.required,
+        server.exclusive,
+        format_size(server.max_line_bytes)
+    )?;
+    write_pool(out, &server.pool)?;
+    write_health(out, &server.health)
+}
+
+fn write_pool(out: &mut String, pool: &PoolConfig) -> std::fmt::Result {
+    let d = format_duration;
+    writeln!(
+        out,
+        "    pool: {}..{} processes, {} in flight each, queue {} (acquire timeout {})",
+        pool.min_connections,
+        pool.max_connections,
+        pool.max_inflight,
+        pool.max_queue,
+        d(pool.acquire_timeout)
+    )?;
+    let lifetime = pool.max_lifetime.map_or_else(|| "unlimited".to_owned(), d);
+    writeln!(
+        out,
+        "    timeouts: connection {}, request {}, idle {}, max lifetime {}",
+        d(pool.connection_timeout),
+        d(pool.request_timeout),
+        d(pool.idle_timeout),
+        lifetime
+    )?;
+    let checks = if pool.enable_health_checks {
+        format!("every {}", d(pool.health_check_interval))
+    } else {
+        "off".to_owned()
+    };
+    let reconnect = if pool.enable_auto_reconnect {
+        format!(
+            "{} attempts, backoff {}..{}, then every {}",
+            pool.max_reconnect_attempts,
+            d(pool.reconnect_backoff_initial),
+            d(pool.reconnect_backoff_max),
+            d(pool.unhealthy_retry_interval)
+        )
+    } else {
+        "off".to_owned()
+    };
+    writeln!(out, "    health checks: {checks}; reconnect: {reconnect}")
+}
+
+fn write_health(out: &mut String, health: &HealthConfig) -> std::fmt::Result {
+    writeln!(
+        out,
+        "    health: check every {} (timeout {}), unhealthy after {} failures, degraded above {} ms or below {}% success",
+        format_duration(health.check_interval),
+        format_duration(health.check_timeout),
+        health.unhealthy_threshold,
+        health.degraded_latency_ms,
+        health.degraded_success_rate * 100.0
+    )
+}
+
+fn token(secret: Option<&Secret>) -> &'static str {
+    match secret {
+        Some(_) => REDACTED,
+        None => "none",
+    }
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "(none)".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// Joins arguments with spaces, quoting the ones a shell would split or misread, so the line
+/// can be read (and mostly pasted) as a command line.
+fn shell_words(args: &[String]) -> String {
+    let quoted: Vec<String> = args
+        .iter()
+        .map(|arg| {
+            let plain = !arg.is_empty()
+                && arg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%{}$".contains(c));
+            if plain {
+                arg.clone()
+            } else {
+                format!("'{}'", arg.replace('\'', r"'\''"))
+            }
+        })
+        .collect();
+    quoted.join(" ")
+}

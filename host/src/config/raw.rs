@@ -1,0 +1,288 @@
+//! The TOML file's shape as serde reads it: every field optional, nothing checked beyond its type.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::Deserialize;
+use serde::de::{self, MapAccess, Visitor};
+
+use super::secret::RawSecret;
+use super::units::{RawDuration, RawSize};
+
+/// The whole TOML configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub include: Option<Vec<String>>,
+    pub http: Option<RawHttp>,
+    pub logging: Option<RawLogging>,
+    pub defaults: Option<RawPool>,
+    pub health: Option<RawHealth>,
+    pub servers: Option<OrderedMap<RawServer>>,
+}
+
+/// The top-level keys of the TOML file, used to explain a key that was written below a table
+/// header by mistake (TOML puts every key after `[health]` inside `health`).
+pub(crate) const TOP_LEVEL_KEYS: &[&str] = &[
+    "include", "http", "logging", "defaults", "health", "servers",
+];
+
+/// The `[http]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttp {
+    pub listen: Option<String>,
+    pub allowed_origins: Option<Vec<String>>,
+    pub auth_token: Option<RawSecret>,
+    pub admin_token: Option<RawSecret>,
+    pub max_body_bytes: Option<RawSize>,
+    pub namespace_separator: Option<String>,
+    pub shutdown_grace: Option<RawDuration>,
+    pub session_idle_timeout: Option<RawDuration>,
+}
+
+/// The `[logging]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLogging {
+    pub format: Option<String>,
+    pub level: Option<String>,
+}
+
+/// The `[health]` table, and a server's `[servers.NAME.health]` override of it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHealth {
+    pub check_interval: Option<RawDuration>,
+    pub check_timeout: Option<RawDuration>,
+    pub unhealthy_threshold: Option<u32>,
+    pub degraded_latency_ms: Option<u64>,
+    pub degraded_success_rate: Option<f64>,
+}
+
+impl RawHealth {
+    /// Takes each field from `self` when set there, else from `fallback`.
+    pub(crate) fn or(self, fallback: Self) -> Self {
+        Self {
+            check_interval: self.check_interval.or(fallback.check_interval),
+            check_timeout: self.check_timeout.or(fallback.check_timeout),
+            unhealthy_threshold: self.unhealthy_threshold.or(fallback.unhealthy_threshold),
+            degraded_latency_ms: self.degraded_latency_ms.or(fallback.degraded_latency_ms),
+            degraded_success_rate: self
+                .degraded_success_rate
+                .or(fallback.degraded_success_rate),
+        }
+    }
+}
+
+/// Declares a struct that carries every pool setting besides its own fields.
+///
+/// Pool settings may be written both in `[defaults]` and directly in a server's table, and
+/// `deny_unknown_fields` rules out `#[serde(flatten)]`, so both structs must list the same
+/// sixteen fields. Generating them from one list keeps the two from drifting apart.
+macro_rules! with_pool_fields {
+    (
+        $(#[$attr:meta])*
+        pub(crate) struct $name:ident { $($(#[$field_attr:meta])* pub $field:ident: $ty:ty,)* }
+    ) => {
+        $(#[$attr])*
+        pub(crate) struct $name {
+            $($(#[$field_attr])* pub $field: $ty,)*
+            pub min_connections: Option<usize>,
+            pub max_connections: Option<usize>,
+            pub max_inflight: Option<usize>,
+            pub max_queue: Option<usize>,
+            pub connection_timeout: Option<RawDuration>,
+            pub request_timeout: Option<RawDuration>,
+            pub acquire_timeout: Option<RawDuration>,
+            pub idle_timeout: Option<RawDuration>,
+            pub max_lifetime: Option<RawDuration>,
+            pub health_check_interval: Option<RawDuration>,
+            pub enable_health_checks: Option<bool>,
+            pub enable_auto_reconnect: Option<bool>,
+            pub max_reconnect_attempts: Option<u32>,
+            pub reconnect_backoff_initial: Option<RawDuration>,
+            pub reconnect_backoff_max: Option<RawDuration>,
+            pub unhealthy_retry_interval: Option<RawDuration>,
+        }
+
+        /// The pool settings written in a table, without the table's other fields. It is a trait
+        /// impl rather than a method so that the copy generated for `RawPool` itself is not
+        /// reported as unused.
+        impl From<&$name> for RawPool {
+            fn from(table: &$name) -> RawPool {
+                RawPool {
+                    min_connections: table.min_connections,
+                    max_connections: table.max_connections,
+                    max_inflight: table.max_inflight,
+                    max_queue: table.max_queue,
+                    connection_timeout: table.connection_timeout,
+                    request_timeout: table.request_timeout,
+                    acquire_timeout: table.acquire_timeout,
+                    idle_timeout: table.idle_timeout,
+                    max_lifetime: table.max_lifetime,
+                    health_check_interval: table.health_check_interval,
+                    enable_health_checks: table.enable_health_checks,
+                    enable_auto_reconnect: table.enable_auto_reconnect,
+                    max_reconnect_attempts: table.max_reconnect_attempts,
+                    reconnect_backoff_initial: table.reconnect_backoff_initial,
+                    reconnect_backoff_max: table.reconnect_backoff_max,
+                    unhealthy_retry_interval: table.unhealthy_retry_interval,
+                }
+            }
+        }
+    };
+}
+
+with_pool_fields! {
+    /// The `[defaults]` table: pool settings applied to every server unless it overrides them.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(crate) struct RawPool {}
+}
+
+with_pool_fields! {
+    /// One `[servers.NAME]` table. JSON `mcpServers` entries are converted to this shape too,
+    /// with only the process fields set.
+    #[derive(Debug, Clone, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(crate) struct RawServer {
+        pub command: Option<String>,
+        pub args: Option<Vec<String>>,
+        pub env: Option<OrderedMap<RawSecret>>,
+        pub cwd: Option<String>,
+        pub required: Option<bool>,
+        pub exclusive: Option<bool>,
+        pub max_line_bytes: Option<RawSize>,
+        pub health: Option<RawHealth>,
+    }
+}
+
+/// A table whose entries keep the order the deserializer hands them over in, and whose
+/// duplicate keys are an error rather than a silent overwrite (JSON allows duplicates).
+///
+/// serde_json hands keys over in file order; the TOML parser hands them over sorted, so TOML
+/// servers are put back in file order by their positions (see `load`), while TOML `env` tables
+/// stay sorted, which no process can tell apart.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct OrderedMap<V>(pub Vec<(String, V)>);
+
+impl<V> Default for OrderedMap<V> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for OrderedMap<V> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(OrderedMapVisitor(PhantomData))
+    }
+}
+
+struct OrderedMapVisitor<V>(PhantomData<V>);
+
+impl<'de, V: Deserialize<'de>> Visitor<'de> for OrderedMapVisitor<V> {
+    type Value = OrderedMap<V>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a table")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut entries: Vec<(String, V)> = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if entries.iter().any(|(k, _)| *k == key) {
+                return Err(de::Error::custom(format!("duplicate key `{key}`")));
+            }
+            let value = map.next_value()?;
+            entries.push((key, value));
+        }
+        Ok(OrderedMap(entries))
+    }
+}
+
+/// Advice for a value of the wrong type or form, chosen by the field's name.
+pub(crate) fn field_help(field: &str) -> Option<&'static str> {
+    const DURATION: &str =
+        "write a duration such as \"30s\", \"5m\", \"250ms\" or \"1h 30m\", or a number of seconds";
+    const SIZE: &str =
+        "write a number of bytes, or a string such as \"512KiB\", \"4MiB\" or \"1MB\"";
+    const COUNT: &str = "write a whole number that is zero or more, such as 4";
+    const FLAG: &str = "write true or false, without quotes";
+    const TEXT: &str = "write the value as a string in double quotes";
+    Some(match field {
+        "shutdown_grace"
+        | "session_idle_timeout"
+        | "connection_timeout"
+        | "request_timeout"
+        | "acquire_timeout"
+        | "idle_timeout"
+        | "max_lifetime"
+        | "health_check_interval"
+        | "reconnect_backoff_initial"
+        | "reconnect_backoff_max"
+        | "unhealthy_retry_interval"
+        | "check_interval"
+        | "check_timeout" => DURATION,
+        "max_body_bytes" | "max_line_bytes" => SIZE,
+        "min_connections"
+        | "max_connections"
+        | "max_inflight"
+        | "max_queue"
+        | "max_reconnect_attempts"
+        | "unhealthy_threshold"
+        | "degraded_latency_ms" => COUNT,
+        "required"
+        | "exclusive"
+        | "enable_health_checks"
+        | "enable_auto_reconnect"
+        | "disabled" => FLAG,
+        "degraded_success_rate" => "write a fraction between 0 and 1, such as 0.95",
+        "listen" => "write an address and port in quotes, such as \"127.0.0.1:8080\"",
+        "allowed_origins" => {
+            "write a list of origins, such as [\"http://localhost:*\", \"https://app.example.com\"]"
+        }
+        "include" => "write a list of file paths, such as [\"./claude_desktop_config.json\"]",
+        "args" => {
+            "write a list of strings, such as [\"-y\", \"@modelcontextprotocol/server-memory\"]"
+        }
+        "env" => "write a table of strings, such as { API_KEY = \"${API_KEY}\" }",
+        "command"
+        | "cwd"
+        | "auth_token"
+        | "admin_token"
+        | "namespace_separator"
+        | "format"
+        | "level"
+        | "type" => TEXT,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servers_keep_every_pool_field() {
+        let server: RawServer =
+            toml::from_str("command = \"x\"\nmax_queue = 7\nmax_lifetime = 0").unwrap_or_default();
+        let pool = RawPool::from(&server);
+        assert_eq!(pool.max_queue, Some(7));
+        assert!(pool.max_lifetime.is_some());
+    }
+
+    #[test]
+    fn ordered_map_keeps_order_and_rejects_duplicates() {
+        let map: Result<OrderedMap<u32>, _> = serde_json::from_str(r#"{"b": 1, "a": 2}"#);
+        let keys: Vec<String> = map
+            .map(|m| m.0.into_iter().map(|(k, _)| k).collect())
+            .unwrap_or_default();
+        assert_eq!(keys, ["b", "a"]);
+        let map: Result<OrderedMap<u32>, _> = serde_json::from_str(r#"{"a": 1, "a": 2}"#);
+        assert!(
+            map.err()
+                .is_some_and(|e| e.to_string().contains("duplicate key `a`"))
+        );
+    }
+}

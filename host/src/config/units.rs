@@ -1,0 +1,243 @@
+//! Durations ("30s", 30, 30.0) and byte sizes (4194304, "4MiB", "1MB") as written in configuration files.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Visitor};
+
+/// Parses a duration written as a string: humantime form ("30s", "5m", "250ms", "1h 30m") or a
+/// bare number of seconds ("30", "0.5"), which the seed's Python settings used.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err("a duration cannot be empty".to_owned());
+    }
+    if trimmed.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        let seconds: f64 = trimmed
+            .parse()
+            .map_err(|_| format!("invalid duration `{trimmed}`"))?;
+        return seconds_to_duration(seconds);
+    }
+    humantime::parse_duration(trimmed).map_err(|e| format!("invalid duration `{trimmed}`: {e}"))
+}
+
+/// Converts a number of seconds, refusing negative, infinite and not-a-number values.
+fn seconds_to_duration(seconds: f64) -> Result<Duration, String> {
+    if seconds < 0.0 {
+        return Err(format!("a duration cannot be negative (got {seconds})"));
+    }
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{seconds} is not a usable duration"))
+}
+
+/// Parses a byte size written as a string: a whole number with an optional unit.
+///
+/// Binary units (`KiB`, `MiB`, `GiB`) are powers of 1024 and decimal units (`KB`, `MB`, `GB`)
+/// powers of 1000, as their names say; units are matched without regard to case, and a space
+/// between number and unit is allowed.
+pub(crate) fn parse_size(text: &str) -> Result<usize, String> {
+    let trimmed = text.trim();
+    let digits_end = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(digits_end);
+    if digits.is_empty() {
+        return Err(format!(
+            "invalid size `{trimmed}`: it must start with a whole number"
+        ));
+    }
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "invalid size `{trimmed}`: unknown unit `{}`",
+                unit.trim()
+            ));
+        }
+    };
+    let too_big = || format!("size `{trimmed}` is too large");
+    let number: u64 = digits.parse().map_err(|_| too_big())?;
+    let bytes = number.checked_mul(multiplier).ok_or_else(too_big)?;
+    usize::try_from(bytes).map_err(|_| too_big())
+}
+
+/// A duration as read from a file, before range checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RawDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for RawDuration {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(DurationVisitor)
+            .map(RawDuration)
+    }
+}
+
+impl From<RawDuration> for Duration {
+    fn from(raw: RawDuration) -> Self {
+        raw.0
+    }
+}
+
+struct DurationVisitor;
+
+impl Visitor<'_> for DurationVisitor {
+    type Value = Duration;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a duration such as \"30s\", \"5m\", \"250ms\" or a number of seconds")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+        parse_duration(v).map_err(E::custom)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+        Ok(Duration::from_secs(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+        u64::try_from(v)
+            .map(Duration::from_secs)
+            .map_err(|_| E::custom(format!("a duration cannot be negative (got {v})")))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
+        seconds_to_duration(v).map_err(E::custom)
+    }
+}
+
+/// A byte size as read from a file, before range checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RawSize(pub usize);
+
+impl<'de> Deserialize<'de> for RawSize {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(SizeVisitor).map(RawSize)
+    }
+}
+
+struct SizeVisitor;
+
+impl Visitor<'_> for SizeVisitor {
+    type Value = usize;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a size in bytes, or a string such as \"512KiB\", \"4MiB\" or \"1GB\"")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<usize, E> {
+        parse_size(v).map_err(E::custom)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<usize, E> {
+        usize::try_from(v).map_err(|_| E::custom(format!("size {v} is too large")))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<usize, E> {
+        usize::try_from(v).map_err(|_| E::custom(format!("a size cannot be negative (got {v})")))
+    }
+}
+
+/// Formats a byte count the way a person would write it in the configuration file.
+pub(crate) fn format_size(bytes: usize) -> String {
+    const UNITS: [(usize, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    for (unit, name) in UNITS {
+        if bytes >= unit && bytes.is_multiple_of(unit) {
+            return format!("{} {name}", bytes / unit);
+        }
+    }
+    format!("{bytes} B")
+}
+
+/// Formats a duration in humantime form, which `parse_duration` reads back.
+pub(crate) fn format_duration(duration: Duration) -> String {
+    humantime::format_duration(duration).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_strings() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration(" 45 "), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("1.2.3").is_err());
+    }
+
+    #[test]
+    fn duration_numbers() {
+        #[derive(Deserialize)]
+        struct T {
+            d: RawDuration,
+        }
+        let d = |text: &str| toml::from_str::<T>(text).map(|t| t.d.0);
+        assert_eq!(d("d = 30").ok(), Some(Duration::from_secs(30)));
+        assert_eq!(d("d = 30.0").ok(), Some(Duration::from_secs(30)));
+        assert_eq!(d("d = 0.25").ok(), Some(Duration::from_millis(250)));
+        assert_eq!(d("d = \"2m\"").ok(), Some(Duration::from_secs(120)));
+        assert!(d("d = -1").is_err());
+        assert!(d("d = -1.5").is_err());
+        assert!(d("d = nan").is_err());
+        assert!(d("d = inf").is_err());
+        assert!(d("d = true").is_err());
+        let json = |text: &str| serde_json::from_str::<RawDuration>(text).map(|d| d.0);
+        assert_eq!(json("12").ok(), Some(Duration::from_secs(12)));
+        assert_eq!(json("1.5").ok(), Some(Duration::from_millis(1500)));
+        assert_eq!(json("\"1s\"").ok(), Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn size_strings() {
+        assert_eq!(parse_size("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("1MB"), Ok(1_000_000));
+        assert_eq!(parse_size("3KB"), Ok(3_000));
+        assert_eq!(parse_size("1GB"), Ok(1_000_000_000));
+        assert_eq!(parse_size("100B"), Ok(100));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert_eq!(parse_size("16 mib"), Ok(16 << 20));
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("4 MiBs").is_err());
+        assert!(parse_size("1.5MiB").is_err());
+        assert!(parse_size("-4MiB").is_err());
+        assert!(parse_size("99999999999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn size_numbers() {
+        #[derive(Deserialize)]
+        struct T {
+            s: RawSize,
+        }
+        let s = |text: &str| toml::from_str::<T>(text).map(|t| t.s.0);
+        assert_eq!(s("s = 1024").ok(), Some(1024));
+        assert_eq!(s("s = \"1KiB\"").ok(), Some(1024));
+        assert!(s("s = -1").is_err());
+        assert!(s("s = 1.5").is_err());
+    }
+
+    #[test]
+    fn formatting() {
+        assert_eq!(format_size(4 << 20), "4 MiB");
+        assert_eq!(format_size(1536), "1536 B");
+        assert_eq!(format_size(100), "100 B");
+        assert_eq!(format_duration(Duration::from_secs(90)), "1m 30s");
+    }
+}

@@ -1,0 +1,607 @@
+//! Turns raw settings into checked ones: applies defaults, expands `${VAR}`, and rejects out-of-range values at the place they were written.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::checked::*;
+use super::error::ConfigError;
+use super::expand::{Lookup, expand};
+use super::load::ServerEntry;
+use super::raw::{RawConfig, RawHealth, RawHttp, RawLogging, RawPool};
+use super::secret::{RawSecret, Secret};
+use super::source::{FieldPath, Format, SourceText};
+use super::units::format_duration;
+
+/// Validates a parsed file and the servers gathered from it and its includes.
+pub(crate) fn build(
+    main: &SourceText,
+    raw: RawConfig,
+    entries: Vec<ServerEntry>,
+    lookup: Lookup<'_>,
+) -> Result<BridgeConfig, ConfigError> {
+    let http = http(main, raw.http.unwrap_or_default(), lookup)?;
+    let logging = logging(main, raw.logging.unwrap_or_default())?;
+    if entries.is_empty() {
+        let key = match main.format {
+            Format::Toml => "servers",
+            Format::Json => "mcpServers",
+        };
+        return Err(main
+            .error(&FieldPath::root().key(key), "no servers are configured")
+            .with_help("add a [servers.NAME] table with a `command`, or include = [\"FILE\"] an mcpServers JSON file; a server with \"disabled\": true does not count"));
+    }
+    let globals = Globals {
+        main,
+        defaults: raw.defaults.unwrap_or_default(),
+        health: raw.health.unwrap_or_default(),
+        separator: &http.namespace_separator,
+        lookup,
+    };
+    let mut servers = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.iter().enumerate() {
+        if let Some(first) = entries[..i].iter().find(|e| e.name == entry.name) {
+            let place = match first.source.locate(&first.path) {
+                Some(p) => format!("{}:{}", first.source.name, p.line),
+                None => first.source.name.clone(),
+            };
+            return Err(entry
+                .source
+                .error(
+                    &entry.path,
+                    format!("server name `{}` is used twice", entry.name),
+                )
+                .with_help(format!(
+                    "the first `{}` is declared at {place}; rename one of them",
+                    entry.name
+                )));
+        }
+        servers.push(globals.server(entry)?);
+    }
+    Ok(BridgeConfig {
+        source: main.name.clone(),
+        http,
+        logging,
+        servers,
+    })
+}
+
+/// Expands `${VAR}` references in a value, reporting a failure at the value's field.
+fn expand_at(
+    source: &SourceText,
+    path: &FieldPath,
+    text: &str,
+    lookup: Lookup<'_>,
+) -> Result<String, ConfigError> {
+    expand(text, lookup).map_err(|e| source.error(path, e.to_string()).with_help(e.help()))
+}
+
+/// Rejects NUL characters, which no process argument, environment value or path can carry.
+fn no_nul(source: &SourceText, path: &FieldPath, value: &str) -> Result<(), ConfigError> {
+    if value.contains('\0') {
+        return Err(source
+            .error(
+                path,
+                "the value contains a NUL character, which cannot be passed to a process",
+            )
+            .with_help("remove the NUL character (written \\u0000) from the value"));
+    }
+    Ok(())
+}
+
+/// The error for a duration that must not be zero, suggesting the default as a sensible value.
+fn zero_duration(source: &SourceText, path: &FieldPath, default: Duration) -> ConfigError {
+    source
+        .error(path, "must be longer than zero")
+        .with_help(format!(
+            "write a positive duration such as \"{}\"",
+            format_duration(default)
+        ))
+}
+
+fn http(main: &SourceText, raw: RawHttp, lookup: Lookup<'_>) -> Result<HttpConfig, ConfigError> {
+    let at = |field: &str| FieldPath::root().key("http").key(field);
+    let defaults = HttpConfig::default();
+
+    let listen = match raw.listen {
+        None => defaults.listen,
+        Some(text) => text.trim().parse::<SocketAddr>().map_err(|_| {
+            main.error(&at("listen"), format!("`{text}` is not an IP address and port"))
+                .with_help("write an IP address and a port, such as \"127.0.0.1:8080\" or \"[::1]:8080\"; host names such as localhost are not resolved")
+        })?,
+    };
+
+    let allowed_origins = match raw.allowed_origins {
+        None => defaults.allowed_origins,
+        Some(origins) => {
+            for (i, origin) in origins.iter().enumerate() {
+                check_origin(origin).map_err(|message| {
+                    main.error(&at("allowed_origins").index(i), message)
+                        .with_help("write `*`, an origin such as \"https://app.example.com\" (scheme, host and optional port, no path), or \"http://localhost:*\" for any port")
+                })?;
+            }
+            origins
+        }
+    };
+
+    let token = |field: &str, raw: Option<RawSecret>| {
+        raw.map(|secret| check_token(main, &at(field), &secret.0, lookup))
+            .transpose()
+    };
+    let auth_token = token("auth_token", raw.auth_token)?;
+    let admin_token = token("admin_token", raw.admin_token)?;
+
+    let max_body_bytes = raw.max_body_bytes.map_or(defaults.max_body_bytes, |s| s.0);
+    if max_body_bytes == 0 {
+        return Err(main
+            .error(&at("max_body_bytes"), "must be at least one byte")
+            .with_help("write a size such as \"4MiB\""));
+    }
+
+    let namespace_separator = raw
+        .namespace_separator
+        .unwrap_or(defaults.namespace_separator);
+    let separator_ok = !namespace_separator.is_empty()
+        && namespace_separator
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !separator_ok {
+        return Err(main
+            .error(&at("namespace_separator"), format!("`{namespace_separator}` cannot separate server and tool names"))
+            .with_help("use one or more of letters, digits, `_`, `.` and `-`, which every MCP client accepts in tool names, such as \"__\""));
+    }
+
+    let shutdown_grace = raw.shutdown_grace.map_or(defaults.shutdown_grace, |d| d.0);
+    let session_idle_timeout = raw
+        .session_idle_timeout
+        .map_or(defaults.session_idle_timeout, |d| d.0);
+    if session_idle_timeout.is_zero() {
+        return Err(zero_duration(
+            main,
+            &at("session_idle_timeout"),
+            DEFAULT_SESSION_IDLE_TIMEOUT,
+        ));
+    }
+
+    Ok(HttpConfig {
+        listen,
+        allowed_origins,
+        auth_token,
+        admin_token,
+        max_body_bytes,
+        namespace_separator,
+        shutdown_grace,
+        session_idle_timeout,
+    })
+}
+
+/// Checks one `Origin` allow-list entry; the message quotes the entry, which is not secret.
+fn check_origin(origin: &str) -> Result<(), String> {
+    if origin == "*" {
+        return Ok(());
+    }
+    if origin.is_empty() || origin.contains(char::is_whitespace) {
+        return Err(format!(
+            "`{origin}` is not an origin: it is empty or contains spaces"
+        ));
+    }
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return Err(format!(
+            "`{origin}` is not an origin: it has no scheme such as `http://`"
+        ));
+    };
+    if scheme.is_empty()
+        || !scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    {
+        return Err(format!(
+            "`{origin}` is not an origin: its scheme is not valid"
+        ));
+    }
+    if rest.is_empty() || rest.starts_with(':') {
+        return Err(format!("`{origin}` is not an origin: it has no host"));
+    }
+    if rest.contains('/') {
+        return Err(format!(
+            "`{origin}` is not an origin: browsers send no path or trailing `/` in the Origin header"
+        ));
+    }
+    Ok(())
+}
+
+/// Expands and checks a bearer token. Its messages never include the value.
+fn check_token(
+    main: &SourceText,
+    path: &FieldPath,
+    written: &str,
+    lookup: Lookup<'_>,
+) -> Result<Secret, ConfigError> {
+    let token = expand_at(main, path, written, lookup)?;
+    if token.is_empty() {
+        return Err(main
+            .error(path, "the token is empty")
+            .with_help("set a token, or remove the key to turn this check off"));
+    }
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(main
+            .error(path, "the token contains spaces or control characters, which cannot be sent in an Authorization header")
+            .with_help("use a token made of printable characters without spaces, such as the output of `openssl rand -hex 32`"));
+    }
+    Ok(Secret::new(token))
+}
+
+fn logging(main: &SourceText, raw: RawLogging) -> Result<LoggingConfig, ConfigError> {
+    let at = |field: &str| FieldPath::root().key("logging").key(field);
+    let format = match raw
+        .format
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("human") => LogFormat::Human,
+        Some("json") => LogFormat::Json,
+        Some(_) => {
+            let written = raw.format.unwrap_or_default();
+            return Err(main
+                .error(&at("format"), format!("unknown log format `{written}`"))
+                .with_help(
+                    "write \"human\" for readable lines or \"json\" for one JSON object per line",
+                ));
+        }
+    };
+    let level = raw.level.unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_owned());
+    let filter_help =
+        "write a tracing filter such as \"info\", \"debug\" or \"mcp_bridge=debug,info\"";
+    if level.trim().is_empty() {
+        return Err(main
+            .error(&at("level"), "the log level is empty")
+            .with_help(filter_help));
+    }
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&level) {
+        return Err(main
+            .error(&at("level"), format!("invalid log filter `{level}`: {e}"))
+            .with_help(filter_help));
+    }
+    Ok(LoggingConfig { format, level })
+}
+
+/// Settings shared by every server, and what is needed to report errors against them.
+struct Globals<'a> {
+    main: &'a SourceText,
+    defaults: RawPool,
+    health: RawHealth,
+    separator: &'a str,
+    lookup: Lookup<'a>,
+}
+
+/// The place a merged setting was written, so an error can point there.
+struct Site<'a> {
+    source: &'a SourceText,
+    path: FieldPath,
+}
+
+impl Site<'_> {
+    fn error(&self, message: impl Into<String>) -> ConfigError {
+        self.source.error(&self.path, message)
+    }
+}
+
+impl<'a> Globals<'a> {
+    /// A setting comes from the server's own table when set there, else from the global table
+    /// when set there; a built-in default is reported at the server's table, where an override
+    /// would go.
+    fn site(
+        &self,
+        entry: &'a ServerEntry,
+        own: (bool, FieldPath),
+        global: (bool, FieldPath),
+    ) -> Site<'a> {
+        if !own.0 && global.0 {
+            Site {
+                source: self.main,
+                path: global.1,
+            }
+        } else {
+            Site {
+                source: &entry.source,
+                path: own.1,
+            }
+        }
+    }
+
+    fn server(&self, entry: &'a ServerEntry) -> Result<ServerConfig, ConfigError> {
+        let source: &SourceText = &entry.source;
+        let raw = &entry.raw;
+        let name = entry.name.as_str();
+        let at = |field: &str| entry.path.key(field);
+        let lookup = self.lookup;
+        self.check_name(entry)?;
+
+        let written = raw.command.as_deref().ok_or_else(|| {
+            source
+                .error(&at("command"), format!("server `{name}` has no `command`"))
+                .with_help("add a `command`: the program that starts the server, such as \"npx\" or \"uvx\"")
+        })?;
+        let command = expand_at(source, &at("command"), written, lookup)?;
+        if command.trim().is_empty() {
+            return Err(source
+                .error(&at("command"), "the command is empty")
+                .with_help("write the program that starts the server, such as \"npx\"; put its arguments in `args`"));
+        }
+        no_nul(source, &at("command"), &command)?;
+
+        let args_display = raw.args.clone().unwrap_or_default();
+        let mut args = Vec::with_capacity(args_display.len());
+        for (i, arg) in args_display.iter().enumerate() {
+            let path = at("args").index(i);
+            let value = expand_at(source, &path, arg, lookup)?;
+            no_nul(source, &path, &value)?;
+            args.push(value);
+        }
+
+        let mut env = Vec::new();
+        for (key, value) in raw.env.iter().flat_map(|map| &map.0) {
+            let path = at("env").key(key);
+            if key.is_empty() || key.contains(['=', '\0']) {
+                return Err(source
+                    .error(
+                        &path,
+                        format!("`{key}` is not a valid environment variable name"),
+                    )
+                    .with_help("a variable name cannot be empty or contain `=`"));
+            }
+            let value = expand_at(source, &path, &value.0, lookup)?;
+            no_nul(source, &path, &value)?;
+            env.push((key.clone(), Secret::new(value)));
+        }
+
+        let cwd = match raw.cwd.as_deref() {
+            None => None,
+            Some(written) => {
+                let value = expand_at(source, &at("cwd"), written, lookup)?;
+                if value.trim().is_empty() {
+                    return Err(source
+                        .error(&at("cwd"), "the working directory is empty")
+                        .with_help("write a directory path, or remove `cwd` to start the server in the bridge's own directory"));
+                }
+                no_nul(source, &at("cwd"), &value)?;
+                Some(entry.base_dir.join(value))
+            }
+        };
+
+        let exclusive = raw.exclusive.unwrap_or(DEFAULT_EXCLUSIVE);
+        let max_line_bytes = raw.max_line_bytes.map_or(DEFAULT_MAX_LINE_BYTES, |s| s.0);
+        if max_line_bytes == 0 {
+            return Err(source
+                .error(&at("max_line_bytes"), "must be at least one byte")
+                .with_help("write a size such as \"16MiB\""));
+        }
+        let health = self.health(entry)?;
+        let pool = self.pool(entry, exclusive, &health)?;
+        Ok(ServerConfig {
+            name: entry.name.clone(),
+            command,
+            args,
+            args_display,
+            env,
+            cwd,
+            required: raw.required.unwrap_or(DEFAULT_REQUIRED),
+            exclusive,
+            max_line_bytes,
+            pool,
+            health,
+        })
+    }
+
+    fn check_name(&self, entry: &ServerEntry) -> Result<(), ConfigError> {
+        let name = &entry.name;
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid {
+            return Err(entry
+                .source
+                .error(&entry.path, format!("server name `{name}` may only contain letters, digits, `_` and `-`"))
+                .with_help("rename the server: its name prefixes its tools on the aggregated endpoint and appears in the URL /mcp/NAME"));
+        }
+        if name.contains(self.separator) {
+            return Err(entry
+                .source
+                .error(&entry.path, format!("server name `{name}` contains the namespace separator `{}`", self.separator))
+                .with_help("rename the server, or change http.namespace_separator, so that namespaced tool names can be split back into server and tool"));
+        }
+        Ok(())
+    }
+
+    fn health(&self, entry: &'a ServerEntry) -> Result<HealthConfig, ConfigError> {
+        let own = entry.raw.health.unwrap_or_default();
+        let global = self.health;
+        let merged = own.or(global);
+        macro_rules! site {
+            ($field:ident) => {
+                self.site(
+                    entry,
+                    (
+                        own.$field.is_some(),
+                        entry.path.key("health").key(stringify!($field)),
+                    ),
+                    (
+                        global.$field.is_some(),
+                        FieldPath::root().key("health").key(stringify!($field)),
+                    ),
+                )
+            };
+        }
+        let defaults = HealthConfig::default();
+        let check_interval = merged
+            .check_interval
+            .map_or(defaults.check_interval, |d| d.0);
+        let check_timeout = merged.check_timeout.map_or(defaults.check_timeout, |d| d.0);
+        let unhealthy_threshold = merged
+            .unhealthy_threshold
+            .unwrap_or(defaults.unhealthy_threshold);
+        let degraded_success_rate = merged
+            .degraded_success_rate
+            .unwrap_or(defaults.degraded_success_rate);
+        for (zero, site, default) in [
+            (
+                check_interval.is_zero(),
+                site!(check_interval),
+                DEFAULT_CHECK_INTERVAL,
+            ),
+            (
+                check_timeout.is_zero(),
+                site!(check_timeout),
+                DEFAULT_CHECK_TIMEOUT,
+            ),
+        ] {
+            if zero {
+                return Err(zero_duration(site.source, &site.path, default));
+            }
+        }
+        if unhealthy_threshold == 0 {
+            return Err(site!(unhealthy_threshold)
+                .error("must be at least 1")
+                .with_help(
+                    "write how many consecutive failed checks mark a process unhealthy, such as 3",
+                ));
+        }
+        if !(0.0..=1.0).contains(&degraded_success_rate) {
+            return Err(site!(degraded_success_rate)
+                .error(format!("{degraded_success_rate} is not between 0 and 1"))
+                .with_help("write a fraction of successful calls, such as 0.95 for 95%"));
+        }
+        Ok(HealthConfig {
+            check_interval,
+            check_timeout,
+            unhealthy_threshold,
+            degraded_latency_ms: merged
+                .degraded_latency_ms
+                .unwrap_or(defaults.degraded_latency_ms),
+            degraded_success_rate,
+        })
+    }
+
+    fn pool(
+        &self,
+        entry: &'a ServerEntry,
+        exclusive: bool,
+        health: &HealthConfig,
+    ) -> Result<PoolConfig, ConfigError> {
+        let own = RawPool::from(&entry.raw);
+        let global = self.defaults;
+        macro_rules! site {
+            ($field:ident) => {
+                self.site(
+                    entry,
+                    (own.$field.is_some(), entry.path.key(stringify!($field))),
+                    (
+                        global.$field.is_some(),
+                        FieldPath::root().key("defaults").key(stringify!($field)),
+                    ),
+                )
+            };
+        }
+        macro_rules! pick {
+            ($field:ident, $default:expr) => {
+                own.$field.or(global.$field).map_or($default, |v| v.into())
+            };
+        }
+        let min_connections: usize = pick!(min_connections, DEFAULT_MIN_CONNECTIONS);
+        let max_connections: usize = pick!(max_connections, DEFAULT_MAX_CONNECTIONS);
+        let max_inflight: usize = pick!(max_inflight, DEFAULT_MAX_INFLIGHT);
+        let pool = PoolConfig {
+            min_connections,
+            max_connections,
+            // An exclusive server handles one client call at a time per process, which is what
+            // lets sampling and elicitation requests reach the client that caused them.
+            max_inflight: if exclusive { 1 } else { max_inflight },
+            max_queue: pick!(max_queue, DEFAULT_MAX_QUEUE),
+            connection_timeout: pick!(connection_timeout, DEFAULT_CONNECTION_TIMEOUT),
+            request_timeout: pick!(request_timeout, DEFAULT_REQUEST_TIMEOUT),
+            acquire_timeout: pick!(acquire_timeout, DEFAULT_ACQUIRE_TIMEOUT),
+            idle_timeout: pick!(idle_timeout, DEFAULT_IDLE_TIMEOUT),
+            // Zero means "no limit", as it did in the seed's settings.
+            max_lifetime: Some(pick!(max_lifetime, DEFAULT_MAX_LIFETIME)).filter(|d| !d.is_zero()),
+            health_check_interval: pick!(health_check_interval, health.check_interval),
+            enable_health_checks: pick!(enable_health_checks, DEFAULT_ENABLE_HEALTH_CHECKS),
+            enable_auto_reconnect: pick!(enable_auto_reconnect, DEFAULT_ENABLE_AUTO_RECONNECT),
+            max_reconnect_attempts: pick!(max_reconnect_attempts, DEFAULT_MAX_RECONNECT_ATTEMPTS),
+            reconnect_backoff_initial: pick!(
+                reconnect_backoff_initial,
+                DEFAULT_RECONNECT_BACKOFF_INITIAL
+            ),
+            reconnect_backoff_max: pick!(reconnect_backoff_max, DEFAULT_RECONNECT_BACKOFF_MAX),
+            unhealthy_retry_interval: pick!(
+                unhealthy_retry_interval,
+                DEFAULT_UNHEALTHY_RETRY_INTERVAL
+            ),
+        };
+
+        if max_connections == 0 {
+            return Err(site!(max_connections)
+                .error("must be at least 1")
+                .with_help(
+                    "a server needs at least one process; write max_connections = 1 or more",
+                ));
+        }
+        if min_connections > max_connections {
+            let site = if own.min_connections.is_some() || global.min_connections.is_some() {
+                site!(min_connections)
+            } else {
+                site!(max_connections)
+            };
+            return Err(site
+                .error(format!("min_connections ({min_connections}) is greater than max_connections ({max_connections})"))
+                .with_help("lower min_connections or raise max_connections"));
+        }
+        if max_inflight == 0 {
+            return Err(site!(max_inflight)
+                .error("must be at least 1")
+                .with_help("write how many requests one process may handle at once, such as 32; set `exclusive = true` for one at a time"));
+        }
+        let must_be_positive = [
+            (
+                pool.connection_timeout,
+                site!(connection_timeout),
+                DEFAULT_CONNECTION_TIMEOUT,
+            ),
+            (
+                pool.request_timeout,
+                site!(request_timeout),
+                DEFAULT_REQUEST_TIMEOUT,
+            ),
+            (
+                pool.health_check_interval,
+                site!(health_check_interval),
+                DEFAULT_CHECK_INTERVAL,
+            ),
+            (
+                pool.reconnect_backoff_max,
+                site!(reconnect_backoff_max),
+                DEFAULT_RECONNECT_BACKOFF_MAX,
+            ),
+            (
+                pool.unhealthy_retry_interval,
+                site!(unhealthy_retry_interval),
+                DEFAULT_UNHEALTHY_RETRY_INTERVAL,
+            ),
+        ];
+        for (value, site, default) in must_be_positive {
+            if value.is_zero() {
+                return Err(zero_duration(site.source, &site.path, default));
+            }
+        }
+        if pool.reconnect_backoff_initial > pool.reconnect_backoff_max {
+            return Err(site!(reconnect_backoff_initial)
+                .error(format!(
+                    "reconnect_backoff_initial ({}) is longer than reconnect_backoff_max ({})",
+                    format_duration(pool.reconnect_backoff_initial),
+                    format_duration(pool.reconnect_backoff_max)
+                ))
+                .with_help("the backoff starts at reconnect_backoff_initial and doubles up to reconnect_backoff_max; lower the first or raise the second"));
+        }
+        Ok(pool)
+    }
+}

@@ -1,0 +1,819 @@
+//! Tool definitions (schemas and annotations) and the handlers of the seed's task-management
+//! tools, plus the per-call task that applies latency, failure injection and dispatch.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::debug;
+use super::protocol::{self, RpcError};
+use super::server::{CallGuard, Server};
+use super::store::{Client, Habit, StatusFilter, Store, StoreError, Task, TaskStatus, TaskUpdate};
+
+/// Every tool the demo server knows, whether or not it is currently offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    GetTasks,
+    GetClients,
+    GetHabits,
+    GetTodayMetrics,
+    CreateTask,
+    UpdateTask,
+    CompleteTask,
+    DebugSleep,
+    DebugProgress,
+    DebugCrash,
+    DebugStats,
+    DebugToggle,
+    DebugSample,
+    Extra,
+}
+
+impl Tool {
+    /// The seed's tools, always offered, in `tools/list` order.
+    pub const SEED: [Tool; 7] = [
+        Tool::GetTasks,
+        Tool::GetClients,
+        Tool::GetHabits,
+        Tool::GetTodayMetrics,
+        Tool::CreateTask,
+        Tool::UpdateTask,
+        Tool::CompleteTask,
+    ];
+
+    /// The test-only tools offered with `--test-tools`, in `tools/list` order.
+    pub const TEST: [Tool; 6] = [
+        Tool::DebugSleep,
+        Tool::DebugProgress,
+        Tool::DebugCrash,
+        Tool::DebugStats,
+        Tool::DebugToggle,
+        Tool::DebugSample,
+    ];
+
+    /// The wire name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tool::GetTasks => "get_tasks",
+            Tool::GetClients => "get_clients",
+            Tool::GetHabits => "get_habits",
+            Tool::GetTodayMetrics => "get_today_metrics",
+            Tool::CreateTask => "create_task",
+            Tool::UpdateTask => "update_task",
+            Tool::CompleteTask => "complete_task",
+            Tool::DebugSleep => "debug_sleep",
+            Tool::DebugProgress => "debug_progress",
+            Tool::DebugCrash => "debug_crash",
+            Tool::DebugStats => "debug_stats",
+            Tool::DebugToggle => "debug_toggle_tool",
+            Tool::DebugSample => "debug_sample",
+            Tool::Extra => "extra_tool",
+        }
+    }
+
+    /// Looks a tool up by wire name, regardless of whether it is offered.
+    pub fn from_name(name: &str) -> Option<Tool> {
+        Self::SEED
+            .into_iter()
+            .chain(Self::TEST)
+            .chain([Tool::Extra])
+            .find(|tool| tool.name() == name)
+    }
+
+    /// Whether the tool is only offered with `--test-tools` (`extra_tool` also needs a toggle).
+    pub fn is_test_only(self) -> bool {
+        !Self::SEED.contains(&self)
+    }
+
+    /// The tool's entry in `tools/list`.
+    pub fn definition(self) -> Value {
+        let (title, description, input_schema, hints) = self.describe();
+        let mut annotations = Map::new();
+        annotations.insert("title".into(), title.into());
+        annotations.insert("readOnlyHint".into(), hints.read_only.into());
+        if !hints.read_only {
+            // The spec only gives destructiveHint a meaning for tools that write.
+            annotations.insert("destructiveHint".into(), hints.destructive.into());
+        }
+        annotations.insert("idempotentHint".into(), hints.idempotent.into());
+        annotations.insert("openWorldHint".into(), hints.open_world.into());
+        json!({
+            "name": self.name(),
+            "title": title,
+            "description": description,
+            "inputSchema": input_schema,
+            "annotations": annotations,
+        })
+    }
+
+    fn describe(self) -> (&'static str, &'static str, Value, Hints) {
+        let no_args = json!({ "type": "object", "properties": {} });
+        let task_id = json!({ "type": "integer", "minimum": 1, "description": "The task's id." });
+        match self {
+            Tool::GetTasks => (
+                "List tasks",
+                "Lists tasks sorted by id, filtered by status (default: active) and optionally by client.",
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "status": {
+                            "type": "string",
+                            "enum": ["active", "done", "all"],
+                            "default": "active",
+                            "description": "Which tasks to list."
+                        },
+                        "client_id": { "type": "string", "description": "Only tasks for this client." },
+                        "limit": { "type": "integer", "minimum": 0, "description": "Return at most this many tasks." }
+                    }
+                }),
+                Hints::READ,
+            ),
+            Tool::GetClients => (
+                "List clients",
+                "Lists the clients tasks can belong to.",
+                no_args,
+                Hints::READ,
+            ),
+            Tool::GetHabits => (
+                "List habits",
+                "Lists the tracked habits and their streaks.",
+                no_args,
+                Hints::READ,
+            ),
+            Tool::GetTodayMetrics => (
+                "Today's metrics",
+                "Counts active, completed and total tasks and sums the points of completed tasks.",
+                no_args,
+                Hints::READ,
+            ),
+            Tool::CreateTask => (
+                "Create a task",
+                "Creates an active task and returns it with its new id.",
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "title": { "type": "string", "minLength": 1, "description": "What needs doing." },
+                        "client_id": { "type": "string", "description": "The client the task is for (must exist)." },
+                        "points": { "type": "integer", "minimum": 0, "default": 1, "description": "Effort points." }
+                    },
+                    "required": ["title"]
+                }),
+                Hints::write(false),
+            ),
+            Tool::UpdateTask => (
+                "Update a task",
+                "Changes a task's title, status, points or client; fields left out stay as they are.",
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "id": task_id,
+                        "title": { "type": "string", "minLength": 1 },
+                        "status": { "type": "string", "enum": ["active", "done"] },
+                        "points": { "type": "integer", "minimum": 0 },
+                        "client_id": {
+                            "type": ["string", "null"],
+                            "description": "A known client id, or null to detach the task from its client."
+                        }
+                    },
+                    "required": ["id"]
+                }),
+                Hints::write(true),
+            ),
+            Tool::CompleteTask => (
+                "Complete a task",
+                "Marks a task done; completing a finished task changes nothing.",
+                json!({ "type": "object", "properties": { "id": task_id }, "required": ["id"] }),
+                Hints::write(true),
+            ),
+            Tool::DebugSleep => (
+                "Sleep (test)",
+                "Sleeps for `ms` milliseconds, then answers; for timeout and hung-backend tests.",
+                json!({
+                    "type": "object",
+                    "properties": { "ms": { "type": "integer", "minimum": 0 } },
+                    "required": ["ms"]
+                }),
+                Hints::READ,
+            ),
+            Tool::DebugProgress => (
+                "Progress (test)",
+                "Runs `steps` steps `delay_ms` apart, sending a progress notification per step when \
+                 the request carries a progressToken and a log message per step.",
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "steps": { "type": "integer", "minimum": 0, "maximum": debug::MAX_PROGRESS_STEPS },
+                        "delay_ms": { "type": "integer", "minimum": 0, "default": 0 }
+                    },
+                    "required": ["steps"]
+                }),
+                Hints::READ,
+            ),
+            Tool::DebugCrash => (
+                "Crash (test)",
+                "Makes the server process exit with status 3 without answering.",
+                no_args,
+                Hints {
+                    read_only: false,
+                    destructive: true,
+                    idempotent: false,
+                    open_world: false,
+                },
+            ),
+            Tool::DebugStats => (
+                "Server stats (test)",
+                "Reports the process id, calls received per tool, cancellations and calls in flight.",
+                no_args,
+                // The counters change on every call, so the result is not idempotent.
+                Hints {
+                    idempotent: false,
+                    ..Hints::READ
+                },
+            ),
+            Tool::DebugToggle => (
+                "Toggle extra_tool (test)",
+                "Adds or removes the tool `extra_tool` and sends notifications/tools/list_changed.",
+                no_args,
+                Hints::write(false),
+            ),
+            Tool::DebugSample => (
+                "Sample via the client (test)",
+                "Sends sampling/createMessage to the client with the prompt and returns its reply.",
+                json!({
+                    "type": "object",
+                    "properties": { "prompt": { "type": "string" } },
+                    "required": ["prompt"]
+                }),
+                Hints {
+                    open_world: true,
+                    ..Hints::write(false)
+                },
+            ),
+            Tool::Extra => (
+                "Extra tool (test)",
+                "A tool that comes and goes with debug_toggle_tool.",
+                no_args,
+                Hints::READ,
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Hints {
+    read_only: bool,
+    destructive: bool,
+    idempotent: bool,
+    open_world: bool,
+}
+
+impl Hints {
+    const READ: Hints = Hints {
+        read_only: true,
+        destructive: false,
+        idempotent: true,
+        open_world: false,
+    };
+
+    const fn write(idempotent: bool) -> Hints {
+        Hints {
+            read_only: false,
+            destructive: false,
+            idempotent,
+            open_world: false,
+        }
+    }
+}
+
+/// The serialized `tools/list` result for a tool set.
+pub fn tools_list_json(test_tools: bool, extra_tool: bool) -> String {
+    let mut tools: Vec<Value> = Tool::SEED.iter().map(|tool| tool.definition()).collect();
+    if test_tools {
+        tools.extend(Tool::TEST.iter().map(|tool| tool.definition()));
+    }
+    if extra_tool {
+        tools.push(Tool::Extra.definition());
+    }
+    json!({ "tools": tools }).to_string()
+}
+
+/// A tool-level failure: answered as a result with `isError: true`, never as a JSON-RPC error.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    /// A required argument is absent (or null).
+    #[error("missing required argument `{0}`")]
+    Missing(&'static str),
+    /// An argument has the wrong type or an out-of-range value.
+    #[error("argument `{name}` must be {expected}, got {got}")]
+    Invalid {
+        name: &'static str,
+        expected: &'static str,
+        got: String,
+    },
+    /// The store refused the operation.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The result could not be serialized (not expected to happen with the server's own types).
+    #[error("could not encode the result: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// A seed tool reached the test-tool handler; a bug in dispatch, reported rather than panicking.
+    #[error("internal error: tool {0} was routed to the wrong handler")]
+    Misrouted(&'static str),
+}
+
+/// What a tool produced: a serialized payload object, or a tool-level error.
+pub type ToolReply = Result<String, ToolError>;
+
+/// The serialized `CallToolResult` for a reply: the payload as compact JSON text plus
+/// `structuredContent`, or the error text with `isError: true`.
+pub fn result_json(reply: &ToolReply) -> String {
+    match reply {
+        Ok(payload) => {
+            let text = protocol::json_string(payload);
+            let mut out = String::with_capacity(64 + text.len() + payload.len());
+            out.push_str(r#"{"content":[{"type":"text","text":"#);
+            out.push_str(&text);
+            out.push_str(r#"}],"structuredContent":"#);
+            out.push_str(payload);
+            out.push('}');
+            out
+        }
+        Err(error) => json!({
+            "content": [{ "type": "text", "text": error.to_string() }],
+            "isError": true,
+        })
+        .to_string(),
+    }
+}
+
+/// Serializes a payload object.
+pub fn payload<T: Serialize>(value: &T) -> ToolReply {
+    Ok(serde_json::to_string(value)?)
+}
+
+/// Typed access to a call's `arguments`, with errors that say which argument is wrong.
+#[derive(Debug, Clone, Copy)]
+pub struct Args<'a> {
+    map: Option<&'a Map<String, Value>>,
+}
+
+impl<'a> Args<'a> {
+    /// Wraps the arguments object (absent arguments behave like `{}`).
+    pub fn new(map: Option<&'a Map<String, Value>>) -> Self {
+        Self { map }
+    }
+
+    /// The value of an argument; null counts as absent.
+    fn get(&self, name: &str) -> Option<&'a Value> {
+        self.map
+            .and_then(|map| map.get(name))
+            .filter(|value| !value.is_null())
+    }
+
+    /// Whether the argument is present with an explicit null.
+    pub fn is_null(&self, name: &str) -> bool {
+        self.map
+            .and_then(|map| map.get(name))
+            .is_some_and(Value::is_null)
+    }
+
+    /// An optional string argument.
+    pub fn str(&self, name: &'static str) -> Result<Option<&'a str>, ToolError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text)),
+            Some(other) => Err(invalid(name, "a string", other)),
+        }
+    }
+
+    /// A required string argument.
+    pub fn required_str(&self, name: &'static str) -> Result<&'a str, ToolError> {
+        self.str(name)?.ok_or(ToolError::Missing(name))
+    }
+
+    /// An optional non-negative integer argument.
+    pub fn u64(&self, name: &'static str) -> Result<Option<u64>, ToolError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(value) => value
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| invalid(name, "a non-negative integer", value)),
+        }
+    }
+
+    /// A required non-negative integer argument.
+    pub fn required_u64(&self, name: &'static str) -> Result<u64, ToolError> {
+        self.u64(name)?.ok_or(ToolError::Missing(name))
+    }
+
+    /// An optional integer argument that must fit in a `u32`.
+    pub fn u32(&self, name: &'static str) -> Result<Option<u32>, ToolError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(value) => value
+                .as_u64()
+                .and_then(|number| u32::try_from(number).ok())
+                .map(Some)
+                .ok_or_else(|| invalid(name, "an integer from 0 to 4294967295", value)),
+        }
+    }
+}
+
+/// Builds an `Invalid` error quoting (a bounded prefix of) the offending value.
+pub fn invalid(name: &'static str, expected: &'static str, value: &Value) -> ToolError {
+    const MAX_QUOTE: usize = 60;
+    let mut got = value.to_string();
+    if got.len() > MAX_QUOTE {
+        let mut cut = MAX_QUOTE;
+        while !got.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        got.truncate(cut);
+        got.push_str("...");
+    }
+    ToolError::Invalid {
+        name,
+        expected,
+        got,
+    }
+}
+
+#[derive(Serialize)]
+struct TasksPayload<'a> {
+    tasks: Vec<&'a Task>,
+}
+
+#[derive(Serialize)]
+struct TaskPayload<'a> {
+    task: &'a Task,
+}
+
+#[derive(Serialize)]
+struct ClientsPayload<'a> {
+    clients: &'a [Client],
+}
+
+#[derive(Serialize)]
+struct HabitsPayload<'a> {
+    habits: &'a [Habit],
+}
+
+/// Runs one of the seed's tools against the store. Returns `None` for tools that need more than
+/// the store (the test tools), which [`debug::call`] handles.
+pub fn call_store_tool(store: &mut Store, tool: Tool, args: Args<'_>) -> Option<ToolReply> {
+    Some(match tool {
+        Tool::GetTasks => get_tasks(store, args),
+        Tool::GetClients => payload(&ClientsPayload {
+            clients: store.clients(),
+        }),
+        Tool::GetHabits => payload(&HabitsPayload {
+            habits: store.habits(),
+        }),
+        Tool::GetTodayMetrics => payload(&store.metrics()),
+        Tool::CreateTask => create_task(store, args),
+        Tool::UpdateTask => update_task(store, args),
+        Tool::CompleteTask => {
+            args.required_u64("id").and_then(|id| task_payload(store.complete_task(id)))
+        }
+        _ => return None,
+    })
+}
+
+fn task_payload(task: Result<&Task, StoreError>) -> ToolReply {
+    payload(&TaskPayload { task: task? })
+}
+
+fn get_tasks(store: &Store, args: Args<'_>) -> ToolReply {
+    let filter = match args.str("status")? {
+        None => StatusFilter::Active,
+        Some(text) => StatusFilter::parse(text)
+            .ok_or_else(|| invalid("status", "\"active\", \"done\" or \"all\"", &text.into()))?,
+    };
+    let limit = args
+        .u64("limit")?
+        .map(|limit| usize::try_from(limit).unwrap_or(usize::MAX));
+    let tasks = store.tasks(filter, args.str("client_id")?, limit)?;
+    payload(&TasksPayload { tasks })
+}
+
+fn create_task(store: &mut Store, args: Args<'_>) -> ToolReply {
+    let title = args.required_str("title")?;
+    let client_id = args.str("client_id")?;
+    let points = args.u32("points")?.unwrap_or(1);
+    task_payload(store.create_task(title, client_id, points))
+}
+
+fn update_task(store: &mut Store, args: Args<'_>) -> ToolReply {
+    let id = args.required_u64("id")?;
+    let status = match args.str("status")? {
+        None => None,
+        Some(text) => Some(
+            TaskStatus::parse(text)
+                .ok_or_else(|| invalid("status", "\"active\" or \"done\"", &text.into()))?,
+        ),
+    };
+    let client_id = if args.is_null("client_id") {
+        Some(None)
+    } else {
+        args.str("client_id")?.map(|id| Some(id.to_owned()))
+    };
+    let update = TaskUpdate {
+        title: args.str("title")?.map(str::to_owned),
+        status,
+        points: args.u32("points")?,
+        client_id,
+    };
+    task_payload(store.update_task(id, update))
+}
+
+/// The `tools/call` params the server reads.
+#[derive(Debug, Deserialize)]
+pub struct CallParams {
+    /// The tool to call.
+    pub name: String,
+    /// The tool's arguments; absent or null means none.
+    #[serde(default)]
+    pub arguments: Option<Map<String, Value>>,
+    /// Request metadata, where a progress token may be.
+    #[serde(default, rename = "_meta")]
+    pub meta: Option<RequestMeta>,
+}
+
+/// The part of `params._meta` the server reads.
+#[derive(Debug, Deserialize)]
+pub struct RequestMeta {
+    /// Set when the client wants progress notifications for this call.
+    #[serde(default, rename = "progressToken")]
+    pub progress_token: Option<Value>,
+}
+
+impl CallParams {
+    /// The progress token, if the client sent one.
+    pub fn progress_token(&self) -> Option<&Value> {
+        self.meta
+            .as_ref()
+            .and_then(|meta| meta.progress_token.as_ref())
+            .filter(|token| !token.is_null())
+    }
+}
+
+/// Runs a call that never waits (a seed tool, an unknown tool, or an injected failure) right
+/// away, with `--fail-rate` applied. Returns `None` for the test tools, which may wait and so
+/// need a task of their own.
+pub fn run_now(server: &Server, params: &CallParams) -> Option<Result<ToolReply, RpcError>> {
+    let tool = server.resolve_tool(&params.name);
+    if tool.is_some_and(Tool::is_test_only) {
+        return None;
+    }
+    if server.roll_failure() {
+        return Some(Err(RpcError::InjectedFailure));
+    }
+    let Some(tool) = tool else {
+        return Some(Err(RpcError::UnknownTool(params.name.clone())));
+    };
+    let mut store = server.store().lock();
+    call_store_tool(&mut store, tool, Args::new(params.arguments.as_ref())).map(Ok)
+}
+
+/// Resolves and runs one call, with `--fail-rate` applied (latency is the caller's business).
+pub async fn dispatch(server: &Arc<Server>, params: &CallParams) -> Result<ToolReply, RpcError> {
+    if let Some(outcome) = run_now(server, params) {
+        return outcome;
+    }
+    if server.roll_failure() {
+        return Err(RpcError::InjectedFailure);
+    }
+    let tool = server
+        .resolve_tool(&params.name)
+        .ok_or_else(|| RpcError::UnknownTool(params.name.clone()))?;
+    let args = Args::new(params.arguments.as_ref());
+    Ok(debug::call(server, tool, args, params.progress_token()).await)
+}
+
+/// The response line for a call's outcome.
+pub fn answer_line(id: &str, outcome: &Result<ToolReply, RpcError>) -> String {
+    match outcome {
+        Ok(reply) => protocol::result_line(id, &result_json(reply)),
+        Err(error) => protocol::error_line(Some(id), error),
+    }
+}
+
+/// The body of one call's task: the latency drawn for it, then dispatch, then the answer.
+pub async fn serve_call(guard: CallGuard, id: Box<str>, params: CallParams, delay: Duration) {
+    let server = Arc::clone(guard.server());
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let line = answer_line(&id, &dispatch(&server, &params).await);
+    // Leave the in-flight set before answering, so a client that reads this answer and then
+    // asks debug_stats sees the call as finished.
+    drop(guard);
+    server.send(line);
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::demo::DemoOptions;
+    use crate::demo::server::Outgoing;
+
+    fn server(test_tools: bool) -> (Arc<Server>, mpsc::UnboundedReceiver<Outgoing>) {
+        let (queue, outgoing) = mpsc::unbounded_channel();
+        let options = DemoOptions {
+            test_tools,
+            ..DemoOptions::default()
+        };
+        let server = Server::new(options, queue).map(Arc::new);
+        match server {
+            Ok(server) => (server, outgoing),
+            Err(error) => panic!("server setup failed: {error}"),
+        }
+    }
+
+    fn params(name: &str, arguments: Value) -> CallParams {
+        CallParams {
+            name: name.to_owned(),
+            arguments: arguments.as_object().cloned(),
+            meta: None,
+        }
+    }
+
+    /// Calls a tool and returns the parsed `CallToolResult`.
+    async fn call(server: &Arc<Server>, name: &str, arguments: Value) -> Result<Value, RpcError> {
+        let reply = dispatch(server, &params(name, arguments)).await?;
+        Ok(serde_json::from_str(&result_json(&reply)).unwrap_or_default())
+    }
+
+    fn definitions(test_tools: bool) -> Vec<Value> {
+        let list: Value = serde_json::from_str(&tools_list_json(test_tools, false)).unwrap_or_default();
+        list["tools"].as_array().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn reads_and_writes_are_annotated_for_the_cache() {
+        let tools = definitions(false);
+        assert_eq!(tools.len(), 7);
+        let by_name = |name: &str| {
+            tools
+                .iter()
+                .find(|tool| tool["name"] == name)
+                .map(|tool| tool["annotations"].clone())
+                .unwrap_or_default()
+        };
+        for read in ["get_tasks", "get_clients", "get_habits", "get_today_metrics"] {
+            let hints = by_name(read);
+            assert_eq!(hints["readOnlyHint"], true, "{read}");
+            assert_eq!(hints["idempotentHint"], true, "{read}");
+            assert_eq!(hints["openWorldHint"], false, "{read}");
+            assert!(hints["title"].is_string(), "{read}");
+        }
+        for (write, idempotent) in [("create_task", false), ("update_task", true), ("complete_task", true)] {
+            let hints = by_name(write);
+            assert_eq!(hints["readOnlyHint"], false, "{write}");
+            assert_eq!(hints["destructiveHint"], false, "{write}");
+            assert_eq!(hints["idempotentHint"], idempotent, "{write}");
+            assert_eq!(hints["openWorldHint"], false, "{write}");
+        }
+        assert_eq!(definitions(true).len(), 13);
+    }
+
+    #[tokio::test]
+    async fn writes_change_reads() {
+        let (server, _outgoing) = server(false);
+        let before = call(&server, "get_tasks", json!({})).await;
+        let created = call(&server, "create_task", json!({ "title": "Ship it", "client_id": "acme", "points": 4 })).await;
+        let created = created.unwrap_or_default();
+        assert_eq!(created["structuredContent"]["task"]["id"], 6);
+        assert_eq!(created["structuredContent"]["task"]["status"], "active");
+        let after = call(&server, "get_tasks", json!({})).await;
+        assert_ne!(before, after);
+        let active = after.unwrap_or_default()["structuredContent"]["tasks"].as_array().map(Vec::len);
+        assert_eq!(active, Some(4));
+
+        let completed = call(&server, "complete_task", json!({ "id": 6 })).await;
+        assert_eq!(completed.unwrap_or_default()["structuredContent"]["task"]["status"], "done");
+        let metrics = call(&server, "get_today_metrics", json!({})).await.unwrap_or_default();
+        assert_eq!(
+            metrics["structuredContent"],
+            json!({ "active_tasks": 3, "completed_tasks": 3, "total_tasks": 6, "points": 7 })
+        );
+
+        let updated = call(&server, "update_task", json!({ "id": 1, "title": "Final Q3 proposal", "client_id": null })).await;
+        let task = &updated.unwrap_or_default()["structuredContent"]["task"];
+        assert_eq!(task["title"], "Final Q3 proposal");
+        assert_eq!(task["client_id"], Value::Null);
+    }
+
+    #[tokio::test]
+    async fn text_content_mirrors_structured_content() {
+        let (server, _outgoing) = server(false);
+        let result = call(&server, "get_clients", json!({})).await.unwrap_or_default();
+        let text = result["content"][0]["text"].as_str().unwrap_or_default();
+        let parsed: Value = serde_json::from_str(text).unwrap_or_default();
+        assert_eq!(result["content"][0]["type"], "text");
+        assert_eq!(parsed, result["structuredContent"]);
+        assert_eq!(parsed["clients"].as_array().map(Vec::len), Some(3));
+        assert!(result.get("isError").is_none());
+    }
+
+    #[tokio::test]
+    async fn unknown_and_hidden_tools_are_protocol_errors() {
+        let (server, _outgoing) = server(false);
+        let unknown = call(&server, "launch_rockets", json!({})).await;
+        assert_eq!(unknown, Err(RpcError::UnknownTool("launch_rockets".into())));
+        let hidden = call(&server, "debug_stats", json!({})).await;
+        assert_eq!(hidden.map_err(|error| error.code()), Err(-32602));
+        let hidden_extra = call(&server, "extra_tool", json!({})).await;
+        assert!(hidden_extra.is_err());
+    }
+
+    #[tokio::test]
+    async fn bad_arguments_are_tool_errors_and_change_nothing() {
+        let (server, _outgoing) = server(false);
+        let before = call(&server, "get_tasks", json!({ "status": "all" })).await;
+        let cases = [
+            ("create_task", json!({}), "missing required argument `title`"),
+            ("create_task", json!({ "title": "" }), "title must not be empty"),
+            ("create_task", json!({ "title": "x", "points": -1 }), "argument `points`"),
+            ("create_task", json!({ "title": "x", "client_id": "umbrella" }), "no client"),
+            ("update_task", json!({ "id": "1" }), "argument `id` must be a non-negative integer"),
+            ("update_task", json!({ "id": 1, "status": "later" }), "argument `status`"),
+            ("complete_task", json!({ "id": 42 }), "no task with id 42"),
+            ("get_tasks", json!({ "status": "someday" }), "argument `status`"),
+        ];
+        for (tool, arguments, expected) in cases {
+            let result = call(&server, tool, arguments.clone()).await.unwrap_or_default();
+            assert_eq!(result["isError"], true, "{tool} {arguments}");
+            let text = result["content"][0]["text"].as_str().unwrap_or_default();
+            assert!(text.contains(expected), "{tool} {arguments}: {text}");
+        }
+        let after = call(&server, "get_tasks", json!({ "status": "all" })).await;
+        assert_eq!(before, after);
+    }
+
+    #[tokio::test]
+    async fn same_writes_give_byte_identical_reads() {
+        let mut outputs = Vec::new();
+        for _ in 0..2 {
+            let (server, _outgoing) = server(false);
+            let steps = [
+                params("create_task", json!({ "title": "A", "client_id": "globex" })),
+                params("update_task", json!({ "id": 2, "status": "active", "points": 9 })),
+                params("complete_task", json!({ "id": 3 })),
+                params("get_tasks", json!({ "status": "all" })),
+                params("get_today_metrics", json!({})),
+            ];
+            let mut bytes = String::new();
+            for step in &steps {
+                let reply = dispatch(&server, step).await;
+                bytes.push_str(&reply.map(|reply| result_json(&reply)).unwrap_or_default());
+            }
+            outputs.push(bytes);
+        }
+        assert_eq!(outputs[0], outputs[1]);
+        assert!(!outputs[0].is_empty());
+    }
+
+    #[tokio::test]
+    async fn toggle_adds_and_removes_extra_tool() {
+        let (server, mut outgoing) = server(true);
+        assert!(!server.tools_list_json().contains("extra_tool\""));
+        let toggled = call(&server, "debug_toggle_tool", json!({})).await.unwrap_or_default();
+        assert_eq!(toggled["structuredContent"]["extra_tool"], true);
+        assert!(server.tools_list_json().contains("\"extra_tool\""));
+        let extra = call(&server, "extra_tool", json!({})).await.unwrap_or_default();
+        assert_eq!(extra["structuredContent"], json!({ "extra": true }));
+        let notice = match outgoing.try_recv() {
+            Ok(Outgoing::Line(line)) => line,
+            other => panic!("expected a list_changed line, got {other:?}"),
+        };
+        assert!(notice.contains("notifications/tools/list_changed"));
+        let _ = call(&server, "debug_toggle_tool", json!({})).await;
+        assert!(call(&server, "extra_tool", json!({})).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn progress_emits_one_notification_and_one_log_per_step() {
+        let (server, mut outgoing) = server(true);
+        let mut with_token = params("debug_progress", json!({ "steps": 2 }));
+        with_token.meta = Some(RequestMeta {
+            progress_token: Some(json!("tok")),
+        });
+        let reply = dispatch(&server, &with_token).await;
+        assert!(matches!(reply, Ok(Ok(_))));
+        let mut lines = Vec::new();
+        while let Ok(Outgoing::Line(line)) = outgoing.try_recv() {
+            lines.push(serde_json::from_str::<Value>(&line).unwrap_or_default());
+        }
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[0]["method"], "notifications/progress");
+        assert_eq!(lines[0]["params"], json!({ "progressToken": "tok", "progress": 1, "total": 2, "message": "step 1 of 2" }));
+        assert_eq!(lines[1]["params"], json!({ "level": "info", "logger": "demo", "data": "step 1" }));
+        assert_eq!(lines[3]["params"]["data"], "step 2");
+    }
+}

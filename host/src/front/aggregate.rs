@@ -1,0 +1,290 @@
+//! The aggregated endpoint (`/mcp`): every server as one MCP server, with tool and
+//! prompt names namespaced `{server}{separator}{name}` and resource URIs prefixed
+//! `mcp-bridge://{server}/` so that every name routes back to its server.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use crate::backend::Pool;
+use crate::router::{Router, Step};
+
+/// The scheme of namespaced resource URIs on `/mcp`: `mcp-bridge://{server}/{original}`.
+pub const RESOURCE_PREFIX: &str = "mcp-bridge://";
+
+/// A server paginating further than this while the bridge collects a list is looping.
+const MAX_LIST_PAGES: usize = 100;
+
+/// `{server}{separator}{name}`.
+pub fn namespaced(server: &str, separator: &str, name: &str) -> String {
+    let mut out = String::with_capacity(server.len() + separator.len() + name.len());
+    out.push_str(server);
+    out.push_str(separator);
+    out.push_str(name);
+    out
+}
+
+/// Splits a namespaced name into its server's pool and the server's own name. Server
+/// names cannot contain the separator (config validation ensures it), so the first
+/// separator is the split point.
+pub fn split_name<'a>(router: &'a Router, separator: &str, name: &str) -> Option<(&'a Arc<Pool>, String)> {
+    let (server, rest) = name.split_once(separator)?;
+    Some((router.pool(server)?, rest.to_owned()))
+}
+
+/// `mcp-bridge://{server}/{uri}`.
+pub fn prefixed_uri(server: &str, uri: &str) -> String {
+    format!("{RESOURCE_PREFIX}{server}/{uri}")
+}
+
+/// Splits a prefixed URI into its server's pool and the server's own URI.
+pub fn split_uri<'a>(router: &'a Router, uri: &str) -> Option<(&'a Arc<Pool>, String)> {
+    let (server, rest) = uri.strip_prefix(RESOURCE_PREFIX)?.split_once('/')?;
+    Some((router.pool(server)?, rest.to_owned()))
+}
+
+/// Prefixes the `uri` of every item of `items` (resources, resource contents).
+pub fn prefix_uris(items: Option<&mut Value>, field: &str, server: &str) {
+    let Some(items) = items.and_then(Value::as_array_mut) else { return };
+    for item in items {
+        if let Some(slot) = item.get_mut(field)
+            && let Some(uri) = slot.as_str()
+        {
+            *slot = Value::String(prefixed_uri(server, uri));
+        }
+    }
+}
+
+/// The capabilities of the aggregate: a feature is offered when any server offers it.
+pub fn union_capabilities(router: &Router) -> Value {
+    let mut capabilities = Map::new();
+    capabilities.insert("tools".into(), json!({ "listChanged": true }));
+    for pool in router.pools() {
+        let server_capabilities = pool.catalog().capabilities();
+        for feature in ["prompts", "resources", "completions", "logging"] {
+            if server_capabilities.get(feature).is_some() && !capabilities.contains_key(feature) {
+                let value = match feature {
+                    "prompts" => json!({ "listChanged": true }),
+                    "resources" => json!({ "listChanged": true }),
+                    _ => json!({}),
+                };
+                capabilities.insert(feature.into(), value);
+            }
+        }
+    }
+    Value::Object(capabilities)
+}
+
+/// `tools/list` on the aggregate, from each server's catalog (no backend round trip).
+pub fn tools_list(router: &Router, separator: &str) -> Value {
+    let mut tools = Vec::new();
+    for pool in router.pools() {
+        for tool in &pool.catalog().tools {
+            let mut tool = tool.clone();
+            if let Some(name) = tool.get("name").and_then(Value::as_str) {
+                let renamed = namespaced(pool.name(), separator, name);
+                tool["name"] = Value::String(renamed);
+            }
+            tools.push(tool);
+        }
+    }
+    json!({ "tools": tools })
+}
+
+/// What a collected list is, and how its entries are renamed.
+#[derive(Clone, Copy)]
+pub enum ListKind {
+    Prompts,
+    Resources,
+    ResourceTemplates,
+}
+
+impl ListKind {
+    pub fn from_method(method: &str) -> Option<ListKind> {
+        match method {
+            "prompts/list" => Some(ListKind::Prompts),
+            "resources/list" => Some(ListKind::Resources),
+            "resources/templates/list" => Some(ListKind::ResourceTemplates),
+            _ => None,
+        }
+    }
+
+    fn method(self) -> &'static str {
+        match self {
+            ListKind::Prompts => "prompts/list",
+            ListKind::Resources => "resources/list",
+            ListKind::ResourceTemplates => "resources/templates/list",
+        }
+    }
+
+    fn field(self) -> &'static str {
+        match self {
+            ListKind::Prompts => "prompts",
+            ListKind::Resources => "resources",
+            ListKind::ResourceTemplates => "resourceTemplates",
+        }
+    }
+
+    fn capability(self) -> &'static str {
+        match self {
+            ListKind::Prompts => "prompts",
+            ListKind::Resources | ListKind::ResourceTemplates => "resources",
+        }
+    }
+}
+
+/// Collects a list from every server offering the feature, all pages, renamed. A
+/// server that fails is left out and logged rather than failing the whole list.
+pub async fn collect_list(router: &Router, separator: &str, kind: ListKind) -> Value {
+    let pools = router
+        .pools()
+        .iter()
+        .filter(|pool| pool.catalog().capabilities().get(kind.capability()).is_some());
+    let lists = futures_util::future::join_all(pools.map(|pool| collect_one(router, pool, separator, kind))).await;
+    let items: Vec<Value> = lists.into_iter().flatten().collect();
+    let mut result = Map::new();
+    result.insert(kind.field().into(), Value::Array(items));
+    Value::Object(result)
+}
+
+async fn collect_one(router: &Router, pool: &Arc<Pool>, separator: &str, kind: ListKind) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut cursor: Option<Value> = None;
+    for _ in 0..MAX_LIST_PAGES {
+        let mut request = json!({ "jsonrpc": "2.0", "id": 0, "method": kind.method() });
+        if let Some(cursor) = cursor.take() {
+            request["params"] = json!({ "cursor": cursor });
+        }
+        let mut call = router.forward(pool, request, false).await;
+        let response = loop {
+            match call.next().await {
+                Step::Event(_) => continue,
+                Step::Done(response) => break response,
+            }
+        };
+        let result = match response {
+            Ok(response) => match response.get("result") {
+                Some(result) => result.clone(),
+                None => {
+                    tracing::warn!(server = %pool.name(), method = kind.method(), error = %response, "left out of the aggregated list");
+                    break;
+                }
+            },
+            Err(error) => {
+                tracing::warn!(server = %pool.name(), method = kind.method(), %error, "left out of the aggregated list");
+                break;
+            }
+        };
+        let mut page = result.get(kind.field()).cloned().unwrap_or_else(|| json!([]));
+        match kind {
+            ListKind::Prompts => rename_all(&mut page, "name", pool.name(), separator),
+            ListKind::Resources => prefix_uris(Some(&mut page), "uri", pool.name()),
+            ListKind::ResourceTemplates => prefix_uris(Some(&mut page), "uriTemplate", pool.name()),
+        }
+        if let Value::Array(page) = page {
+            items.extend(page);
+        }
+        match result.get("nextCursor") {
+            Some(next) if !next.is_null() => cursor = Some(next.clone()),
+            _ => break,
+        }
+    }
+    items
+}
+
+fn rename_all(items: &mut Value, field: &str, server: &str, separator: &str) {
+    let Some(items) = items.as_array_mut() else { return };
+    for item in items {
+        if let Some(slot) = item.get_mut(field)
+            && let Some(name) = slot.as_str()
+        {
+            *slot = Value::String(namespaced(server, separator, name));
+        }
+    }
+}
+
+/// Where an aggregated request goes, and the request as that server must see it.
+pub struct Routed<'a> {
+    pub pool: &'a Arc<Pool>,
+    pub message: Value,
+    /// Resource URIs in the result must be prefixed on the way back.
+    pub prefix_result_uris: bool,
+}
+
+/// Routes a request that names a tool, prompt or resource, stripping the namespace.
+/// `Err` carries a message for an invalid-params error.
+pub fn route<'a>(router: &'a Router, separator: &str, mut message: Value) -> Result<Routed<'a>, String> {
+    let method = crate::jsonrpc::method(&message).unwrap_or_default().to_owned();
+    let params = message.get_mut("params").ok_or_else(|| format!("{method} needs params"))?;
+    let (pool, prefix_result_uris) = match method.as_str() {
+        "tools/call" | "prompts/get" => (strip_name(router, separator, params, "name")?, false),
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            (strip_uri(router, params.get_mut("uri"))?, method == "resources/read")
+        }
+        "completion/complete" => {
+            let reference = params.get_mut("ref").ok_or("completion/complete needs params.ref")?;
+            if reference.get("uri").is_some() {
+                (strip_uri(router, reference.get_mut("uri"))?, false)
+            } else {
+                (strip_name(router, separator, reference, "name")?, false)
+            }
+        }
+        _ => {
+            return Err(format!(
+                "method '{method}' is not available on the aggregated endpoint /mcp; use /mcp/{{server}}"
+            ));
+        }
+    };
+    Ok(Routed { pool, message, prefix_result_uris })
+}
+
+fn strip_name<'a>(router: &'a Router, separator: &str, params: &mut Value, field: &str) -> Result<&'a Arc<Pool>, String> {
+    let slot = params.get_mut(field).ok_or_else(|| format!("missing params.{field}"))?;
+    let name = slot.as_str().ok_or_else(|| format!("params.{field} must be a string"))?;
+    let (pool, original) = split_name(router, separator, name).ok_or_else(|| {
+        let servers: Vec<&str> = router.pools().iter().map(|pool| &**pool.name()).collect();
+        format!(
+            "unknown name '{name}': names on /mcp are '{{server}}{separator}{{name}}' with server one of: {}",
+            servers.join(", ")
+        )
+    })?;
+    *slot = Value::String(original);
+    Ok(pool)
+}
+
+fn strip_uri<'a>(router: &'a Router, slot: Option<&mut Value>) -> Result<&'a Arc<Pool>, String> {
+    let slot = slot.ok_or("missing uri")?;
+    let uri = slot.as_str().ok_or("uri must be a string")?;
+    let (pool, original) = split_uri(router, uri).ok_or_else(|| {
+        format!("unknown resource URI '{uri}': URIs on /mcp look like '{RESOURCE_PREFIX}{{server}}/{{original uri}}'")
+    })?;
+    *slot = Value::String(original);
+    Ok(pool)
+}
+
+/// Rewrites a pool notification for aggregated clients (resource URIs prefixed).
+pub fn rewrite_notification(server: &str, mut message: Value) -> Value {
+    if crate::jsonrpc::method(&message) == Some("notifications/resources/updated")
+        && let Some(slot) = message.get_mut("params").and_then(|params| params.get_mut("uri"))
+        && let Some(uri) = slot.as_str()
+    {
+        *slot = Value::String(prefixed_uri(server, uri));
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_uris_round_trip() {
+        assert_eq!(namespaced("demo", "__", "get_tasks"), "demo__get_tasks");
+        assert_eq!(prefixed_uri("mem", "file:///a/b.txt"), "mcp-bridge://mem/file:///a/b.txt");
+        let mut contents = json!([{ "uri": "demo://x", "text": "t" }]);
+        prefix_uris(Some(&mut contents), "uri", "s");
+        assert_eq!(contents[0]["uri"], "mcp-bridge://s/demo://x");
+        let note = json!({"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"a://b"}});
+        assert_eq!(rewrite_notification("s", note)["params"]["uri"], "mcp-bridge://s/a://b");
+    }
+}

@@ -1,0 +1,480 @@
+//! The MCP Streamable HTTP endpoints: `/mcp` (aggregated) and `/mcp/{server}`.
+//!
+//! The bridge is the MCP server its clients see: it answers the lifecycle itself
+//! (`initialize`, sessions, `ping`, `server/discover`) and forwards everything else to
+//! a backend through the router, unchanged except for ids and namespaced names.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+use super::aggregate;
+use super::error::FrontError;
+use super::session::Session;
+use super::sse;
+use super::stateless;
+use super::{AppState, Body};
+use crate::backend::{CallEvent, Pool};
+use crate::jsonrpc::{self, Kind, code};
+use crate::router::Step;
+
+/// Session-based protocol versions the front serves, newest first.
+pub const SESSION_PROTOCOL_VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03-26"];
+
+/// The sessionless protocol version.
+pub const STATELESS_PROTOCOL_VERSION: &str = "2026-07-28";
+
+pub const SESSION_HEADER: &str = "mcp-session-id";
+pub const PROTOCOL_VERSION_HEADER: &str = "mcp-protocol-version";
+
+/// Which MCP surface a request addresses.
+#[derive(Clone)]
+pub enum Endpoint {
+    Aggregate,
+    Server(Arc<Pool>),
+}
+
+impl Endpoint {
+    /// The session store's name for the endpoint.
+    fn key(&self) -> &str {
+        match self {
+            Endpoint::Aggregate => "",
+            Endpoint::Server(pool) => pool.name(),
+        }
+    }
+}
+
+/// What one JSON-RPC message produced.
+enum Reply {
+    /// Nothing to send back (a notification or a client's response): 202.
+    Accepted,
+    Json(Value),
+    /// The answer to `initialize`, and the session it opened.
+    Initialized { response: Value, session_id: String },
+    /// A streaming response: notifications, then the result.
+    Stream(BoxBody<Bytes, Infallible>),
+}
+
+/// Facts about the HTTP request every message handler needs.
+struct Context {
+    state: Arc<AppState>,
+    endpoint: Endpoint,
+    session: Option<Arc<Session>>,
+    accepts_sse: bool,
+    /// The request speaks 2026-07-28: no session, completed results, no server requests.
+    stateless: bool,
+}
+
+pub async fn handle(state: Arc<AppState>, endpoint: Endpoint, request: Request<Incoming>) -> Result<Response<Body>, FrontError> {
+    match *request.method() {
+        Method::POST => post(state, endpoint, request).await,
+        Method::GET => super::stream::open(state, endpoint, request.headers()),
+        Method::DELETE => delete(&state, &endpoint, request.headers()),
+        ref other => Err(FrontError::MethodNotAllowed(other.clone())),
+    }
+}
+
+async fn post(state: Arc<AppState>, endpoint: Endpoint, request: Request<Incoming>) -> Result<Response<Body>, FrontError> {
+    let headers = request.headers().clone();
+    check_content_type(&headers)?;
+    let accepts_sse = header_str(&headers, header::ACCEPT.as_str()).is_some_and(|accept| accept.contains("text/event-stream"));
+    let body = read_body(request.into_body(), state.http.max_body_bytes).await?;
+    let message: Value = serde_json::from_slice(&body).map_err(|error| FrontError::Parse(error.to_string()))?;
+    let session = resolve_session(&state, &endpoint, &headers, &message)?;
+    let stateless = session.is_none() && stateless::is_stateless(&headers, &message);
+    if stateless {
+        if message.is_array() {
+            return Err(FrontError::InvalidRequest("2026-07-28 does not allow JSON-RPC batches".into()));
+        }
+        stateless::validate(&headers, &message)?;
+    }
+    let context = Context { state, endpoint, session, accepts_sse, stateless };
+    if let Value::Array(batch) = message {
+        return handle_batch(&context, batch).await;
+    }
+    match handle_message(&context, message).await {
+        Reply::Accepted => Ok(status_only(StatusCode::ACCEPTED)),
+        Reply::Json(value) => {
+            // 2026-07-28 answers an unknown method with HTTP 404 as well.
+            let unknown_method = value.pointer("/error/code").and_then(Value::as_i64) == Some(code::METHOD_NOT_FOUND);
+            let status = if stateless && unknown_method { StatusCode::NOT_FOUND } else { StatusCode::OK };
+            Ok(json_response(status, &value))
+        }
+        Reply::Initialized { response, session_id } => {
+            let mut response = json_response(StatusCode::OK, &response);
+            // Session ids are hex, always a valid header value.
+            if let Ok(value) = HeaderValue::from_str(&session_id) {
+                response.headers_mut().insert(SESSION_HEADER, value);
+            }
+            Ok(response)
+        }
+        Reply::Stream(body) => Ok(sse_response(body)),
+    }
+}
+
+/// JSON-RPC batches (allowed by 2025-03-26): each message is handled in order and the
+/// responses are returned as one array.
+async fn handle_batch(context: &Context, batch: Vec<Value>) -> Result<Response<Body>, FrontError> {
+    if batch.is_empty() {
+        return Err(FrontError::InvalidRequest("empty batch".into()));
+    }
+    let replies = futures_util::future::join_all(batch.into_iter().map(|message| async move {
+        if is_initialize(&message) {
+            return Some(invalid(&message, "initialize cannot be part of a batch"));
+        }
+        match handle_message(&Context { accepts_sse: false, ..context.clone_shallow() }, message).await {
+            Reply::Json(value) => Some(value),
+            Reply::Accepted | Reply::Initialized { .. } | Reply::Stream(_) => None,
+        }
+    }))
+    .await;
+    let responses: Vec<Value> = replies.into_iter().flatten().collect();
+    if responses.is_empty() {
+        return Ok(status_only(StatusCode::ACCEPTED));
+    }
+    Ok(json_response(StatusCode::OK, &Value::Array(responses)))
+}
+
+impl Context {
+    fn clone_shallow(&self) -> Context {
+        Context {
+            state: self.state.clone(),
+            endpoint: self.endpoint.clone(),
+            session: self.session.clone(),
+            accepts_sse: self.accepts_sse,
+            stateless: self.stateless,
+        }
+    }
+}
+
+async fn handle_message(context: &Context, message: Value) -> Reply {
+    match jsonrpc::classify(&message) {
+        None => Reply::Json(invalid(&message, "not a JSON-RPC 2.0 request, notification or response")),
+        Some(Kind::Response) => {
+            if !context.state.relays.answer(message).await {
+                tracing::debug!("client answered a request the bridge is not waiting for");
+            }
+            Reply::Accepted
+        }
+        Some(Kind::Notification) => Reply::Accepted,
+        Some(Kind::Request) => handle_request(context, message).await,
+    }
+}
+
+async fn handle_request(context: &Context, message: Value) -> Reply {
+    let method = jsonrpc::method(&message).unwrap_or_default().to_owned();
+    let reply = answer_request(context, message).await;
+    match reply {
+        Reply::Json(mut response) if context.stateless => {
+            stateless::complete_result(&method, &mut response);
+            Reply::Json(response)
+        }
+        other => other,
+    }
+}
+
+async fn answer_request(context: &Context, message: Value) -> Reply {
+    let id = message.get("id").cloned().unwrap_or(Value::Null);
+    let method = jsonrpc::method(&message).unwrap_or_default();
+    match method {
+        "initialize" => initialize(context, &message).await,
+        "ping" => Reply::Json(jsonrpc::result_response(id, json!({}))),
+        // Processes are shared by many clients, so one client's log level cannot be
+        // applied to them; the request is acknowledged so clients proceed normally.
+        "logging/setLevel" => Reply::Json(jsonrpc::result_response(id, json!({}))),
+        "server/discover" => Reply::Json(stateless::discover(&context.state, &context.endpoint, id).await),
+        _ => match &context.endpoint {
+            Endpoint::Server(pool) => forward(context, pool.clone(), message, id, false).await,
+            Endpoint::Aggregate => aggregated(context, message, id).await,
+        },
+    }
+}
+
+async fn aggregated(context: &Context, message: Value, id: Value) -> Reply {
+    let state = &context.state;
+    let separator = &state.http.namespace_separator;
+    let method = jsonrpc::method(&message).unwrap_or_default();
+    if method == "tools/list" {
+        for pool in state.router.pools() {
+            super::wait_catalog(pool).await;
+        }
+        return Reply::Json(jsonrpc::result_response(id, aggregate::tools_list(&state.router, separator)));
+    }
+    if let Some(kind) = aggregate::ListKind::from_method(method) {
+        for pool in state.router.pools() {
+            super::wait_catalog(pool).await;
+        }
+        let list = aggregate::collect_list(&state.router, separator, kind).await;
+        return Reply::Json(jsonrpc::result_response(id, list));
+    }
+    match aggregate::route(&state.router, separator, message) {
+        Ok(routed) => forward(context, routed.pool.clone(), routed.message, id, routed.prefix_result_uris).await,
+        Err(reason) => {
+            let code = if reason.starts_with("method") { code::METHOD_NOT_FOUND } else { code::INVALID_PARAMS };
+            Reply::Json(jsonrpc::error_response(id, code, reason, None))
+        }
+    }
+}
+
+/// Answers `initialize`: negotiates the version, opens a session and describes the
+/// endpoint (a server's own capabilities, or their union on `/mcp`).
+async fn initialize(context: &Context, message: &Value) -> Reply {
+    let id = message.get("id").cloned().unwrap_or(Value::Null);
+    let params = message.get("params").cloned().unwrap_or(Value::Null);
+    let requested = params.get("protocolVersion").and_then(Value::as_str).unwrap_or_default();
+    let version = negotiate(requested);
+    let (capabilities, server_info, instructions) = match describe(&context.state, &context.endpoint).await {
+        Ok(description) => description,
+        Err(error) => return Reply::Json(FrontError::from(error).to_jsonrpc(id)),
+    };
+    let client_info = params.get("clientInfo").cloned().unwrap_or(Value::Null);
+    let session = context.state.sessions.create(context.endpoint.key(), version, client_info);
+    let mut result = json!({
+        "protocolVersion": version,
+        "capabilities": capabilities,
+        "serverInfo": server_info,
+    });
+    if let Some(instructions) = instructions {
+        result["instructions"] = instructions;
+    }
+    Reply::Initialized { response: jsonrpc::result_response(id, result), session_id: session.id.clone() }
+}
+
+/// The version the front answers with: the client's when the front speaks it,
+/// otherwise the newest it speaks (the client then decides whether to continue).
+fn negotiate(requested: &str) -> &'static str {
+    SESSION_PROTOCOL_VERSIONS
+        .iter()
+        .find(|version| **version == requested)
+        .copied()
+        .unwrap_or(SESSION_PROTOCOL_VERSIONS[0])
+}
+
+/// Capabilities, serverInfo and instructions for an endpoint.
+pub(super) async fn describe(
+    state: &AppState,
+    endpoint: &Endpoint,
+) -> Result<(Value, Value, Option<Value>), crate::backend::BackendError> {
+    match endpoint {
+        Endpoint::Server(pool) => {
+            super::wait_catalog(pool).await;
+            let catalog = pool.catalog();
+            let Some(identity) = catalog.identity.as_ref() else {
+                return Err(pool.unavailable_error());
+            };
+            Ok((identity.capabilities.clone(), identity.server_info.clone(), identity.instructions.clone()))
+        }
+        Endpoint::Aggregate => {
+            for pool in state.router.pools() {
+                super::wait_catalog(pool).await;
+            }
+            let server_info = json!({ "name": "mcp-bridge", "version": env!("CARGO_PKG_VERSION") });
+            Ok((aggregate::union_capabilities(&state.router), server_info, None))
+        }
+    }
+}
+
+/// Forwards a request to one server and turns its outcome into a reply: plain JSON
+/// when the response comes first, an SSE stream when notifications precede it.
+async fn forward(context: &Context, pool: Arc<Pool>, message: Value, client_id: Value, prefix_uris: bool) -> Reply {
+    let state = context.state.clone();
+    let method = jsonrpc::method(&message).unwrap_or_default().to_owned();
+    let stateless = context.stateless;
+    let wants_logs = !stateless || stateless::wants_logs(&message);
+    let mut call = state.router.forward(&pool, message, context.accepts_sse).await;
+    let finish = move |outcome: Result<Value, crate::backend::BackendError>, client_id: Value| -> Value {
+        let mut response = match outcome {
+            Ok(response) => response,
+            Err(error) => return FrontError::from(error).to_jsonrpc(client_id),
+        };
+        response["id"] = client_id;
+        if prefix_uris {
+            let contents = response.get_mut("result").and_then(|result| result.get_mut("contents"));
+            aggregate::prefix_uris(contents, "uri", pool.name());
+        }
+        if stateless {
+            stateless::complete_result(&method, &mut response);
+        }
+        response
+    };
+    let mut relay_ids = Vec::new();
+    // Events the client cannot receive are settled here until one can be streamed.
+    let first_event = loop {
+        match call.next().await {
+            Step::Done(outcome) => return Reply::Json(finish(outcome, client_id)),
+            Step::Event(event) => match deliverable(&state, &call, event, stateless, wants_logs, &mut relay_ids).await {
+                Some(bytes) => break bytes,
+                None => continue,
+            },
+        }
+    };
+    let (sender, body) = sse::channel_body();
+    tokio::spawn(async move {
+        let mut pending = Some(first_event);
+        loop {
+            let bytes = match pending.take() {
+                Some(bytes) => bytes,
+                None => {
+                    let step = tokio::select! {
+                        // The client hung up: dropping `call` cancels the request on the server.
+                        () = sender.closed() => break,
+                        step = call.next() => step,
+                    };
+                    match step {
+                        Step::Event(event) => {
+                            match deliverable(&state, &call, event, stateless, wants_logs, &mut relay_ids).await {
+                                Some(bytes) => bytes,
+                                None => continue,
+                            }
+                        }
+                        Step::Done(outcome) => {
+                            let _ = sender.send(sse::event(&finish(outcome, client_id.clone()))).await;
+                            break;
+                        }
+                    }
+                }
+            };
+            if sender.send(bytes).await.is_err() {
+                break;
+            }
+        }
+        state.relays.forget(&relay_ids);
+    });
+    Reply::Stream(body)
+}
+
+/// Turns a call event into an SSE event for the client, or settles it without the
+/// client: log lines the client did not ask for are dropped, and server requests a
+/// 2026-07-28 client cannot receive are answered by the bridge.
+async fn deliverable(
+    state: &AppState,
+    call: &crate::router::ForwardedCall,
+    event: CallEvent,
+    stateless: bool,
+    wants_logs: bool,
+    relay_ids: &mut Vec<String>,
+) -> Option<Bytes> {
+    match event {
+        CallEvent::Notification(notification) => {
+            let is_log = jsonrpc::method(&notification) == Some("notifications/message");
+            (!is_log || wants_logs).then(|| sse::event(&notification))
+        }
+        CallEvent::ServerRequest(mut request) => {
+            let process = call.process()?.clone();
+            if stateless {
+                let answer = stateless::answer_server_request(&request);
+                if let Err(error) = process.send_client_response(&answer).await {
+                    tracing::debug!(%error, "could not answer a server request");
+                }
+                return None;
+            }
+            relay_ids.push(state.relays.register(process, &mut request));
+            Some(sse::event(&request))
+        }
+    }
+}
+
+fn delete(state: &AppState, endpoint: &Endpoint, headers: &HeaderMap) -> Result<Response<Body>, FrontError> {
+    // Without a session there is nothing to end (and 2026-07-28 has no DELETE).
+    let id = header_str(headers, SESSION_HEADER).ok_or(FrontError::MethodNotAllowed(Method::DELETE))?;
+    if !state.sessions.remove(id, endpoint.key()) {
+        return Err(FrontError::UnknownSession(id.to_owned()));
+    }
+    Ok(status_only(StatusCode::NO_CONTENT))
+}
+
+/// Finds the request's session. `initialize` and sessionless (2026-07-28) requests
+/// need none; every other request must carry a live session of this endpoint.
+fn resolve_session(
+    state: &AppState,
+    endpoint: &Endpoint,
+    headers: &HeaderMap,
+    message: &Value,
+) -> Result<Option<Arc<Session>>, FrontError> {
+    if let Some(id) = header_str(headers, SESSION_HEADER) {
+        let session = state
+            .sessions
+            .get(id, endpoint.key())
+            .ok_or_else(|| FrontError::UnknownSession(id.to_owned()))?;
+        if let Some(version) = header_str(headers, PROTOCOL_VERSION_HEADER)
+            && !SESSION_PROTOCOL_VERSIONS.contains(&version)
+        {
+            return Err(FrontError::UnsupportedProtocolVersion {
+                got: version.to_owned(),
+                supported: SESSION_PROTOCOL_VERSIONS.join(", "),
+            });
+        }
+        return Ok(Some(session));
+    }
+    if is_initialize(message) || stateless::is_stateless(headers, message) || only_responses(message) {
+        return Ok(None);
+    }
+    Err(FrontError::MissingSession)
+}
+
+fn only_responses(message: &Value) -> bool {
+    match message {
+        Value::Array(batch) => batch.iter().all(|m| jsonrpc::classify(m) == Some(Kind::Response)),
+        single => jsonrpc::classify(single) == Some(Kind::Response),
+    }
+}
+
+fn is_initialize(message: &Value) -> bool {
+    jsonrpc::method(message) == Some("initialize")
+}
+
+fn invalid(message: &Value, reason: &str) -> Value {
+    let id = message.get("id").cloned().unwrap_or(Value::Null);
+    jsonrpc::error_response(id, code::INVALID_REQUEST, reason, None)
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), FrontError> {
+    let content_type = header_str(headers, header::CONTENT_TYPE.as_str()).unwrap_or_default();
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        return Ok(());
+    }
+    Err(FrontError::UnsupportedMediaType { got: content_type.to_owned() })
+}
+
+async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, FrontError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(FrontError::BodyTooLarge { limit })
+        }
+        Err(error) => Err(FrontError::BodyRead(error.to_string())),
+    }
+}
+
+pub(super) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|value| value.to_str().ok())
+}
+
+pub(super) fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(bytes)).map_err(|never| match never {}).boxed());
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+pub(super) fn sse_response(body: BoxBody<Bytes, Infallible>) -> Response<Body> {
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+pub(super) fn status_only(status: StatusCode) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::new()).map_err(|never| match never {}).boxed());
+    *response.status_mut() = status;
+    response
+}

@@ -1,0 +1,143 @@
+//! The HTTP front: accepts connections, routes requests, and shuts down gracefully.
+//!
+//! It knows MCP's Streamable HTTP transport and nothing about processes: every call
+//! goes through the [`Router`].
+
+mod aggregate;
+mod error;
+mod mcp;
+mod routes;
+mod session;
+mod sse;
+mod stateless;
+mod stream;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use error::FrontError;
+pub use mcp::{SESSION_PROTOCOL_VERSIONS, STATELESS_PROTOCOL_VERSION};
+
+use crate::backend::Pool;
+use crate::config::HttpConfig;
+use crate::metrics::Metrics;
+use crate::router::Router;
+use session::{Relays, SessionStore};
+
+/// The body type of every response.
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// How often idle sessions are pruned.
+const SESSION_PRUNE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How long a slow client may take to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Everything request handlers share.
+pub struct AppState {
+    pub router: Router,
+    pub http: HttpConfig,
+    pub metrics: Arc<Metrics>,
+    sessions: SessionStore,
+    relays: Relays,
+    /// Flips to true when shutdown begins, ending long-lived GET streams.
+    shutting_down: watch::Sender<bool>,
+    started_at: Instant,
+}
+
+impl AppState {
+    pub fn new(router: Router, http: HttpConfig) -> Arc<AppState> {
+        let metrics = router.metrics().clone();
+        Arc::new(AppState {
+            sessions: SessionStore::new(http.session_idle_timeout, metrics.sessions_active.clone()),
+            relays: Relays::default(),
+            shutting_down: watch::channel(false).0,
+            started_at: Instant::now(),
+            router,
+            http,
+            metrics,
+        })
+    }
+
+    fn is_shutting_down(&self) -> bool {
+        *self.shutting_down.borrow()
+    }
+}
+
+/// Serves HTTP on `listener` until `shutdown` resolves, then stops accepting, lets
+/// in-flight requests finish for up to `http.shutdown_grace`, and stops the backends.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    let pruner = tokio::spawn(prune_sessions(state.clone()));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Usually EMFILE: back off briefly instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let service = service_fn(move |request| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(routes::handle(state, request).await) }
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!(grace = ?state.http.shutdown_grace, "shutting down: draining in-flight requests");
+    state.shutting_down.send_replace(true);
+    if tokio::time::timeout(state.http.shutdown_grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("shutdown_grace elapsed with requests still in flight; closing them");
+    }
+    pruner.abort();
+    state.router.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn prune_sessions(state: Arc<AppState>) {
+    let mut ticker = tokio::time::interval(SESSION_PRUNE_INTERVAL);
+    loop {
+        ticker.tick().await;
+        state.sessions.prune();
+    }
+}
+
+/// Waits (up to the server's `connection_timeout`) until the pool has completed a
+/// handshake, so that the first client after start-up sees the server's tools.
+async fn wait_catalog(pool: &Arc<Pool>) {
+    pool.ensure_started();
+    let deadline = Instant::now() + pool.config().pool.connection_timeout;
+    while !pool.catalog().is_loaded() && Instant::now() < deadline && !pool.start_has_failed() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

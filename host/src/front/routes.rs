@@ -1,0 +1,238 @@
+//! Request routing and the checks every route shares (Origin, bearer tokens), plus the
+//! operational routes: metrics, health, readiness and admin stats.
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+use super::error::FrontError;
+use super::mcp::{self, Endpoint, header_str, json_response};
+use super::{AppState, Body};
+use crate::backend::HealthStatus;
+
+/// Routes one request and records it in `mcp_bridge_http_requests_total`.
+pub async fn handle(state: Arc<AppState>, request: Request<Incoming>) -> Response<Body> {
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    let (route, result) = route(&state, request, &path, &method).await;
+    let response = match result {
+        Ok(response) => response,
+        Err(error) => error_response(&error),
+    };
+    state
+        .metrics
+        .http_requests_total
+        .with_label_values(&[route, response.status().as_str()])
+        .inc();
+    response
+}
+
+async fn route(
+    state: &Arc<AppState>,
+    request: Request<Incoming>,
+    path: &str,
+    method: &Method,
+) -> (&'static str, Result<Response<Body>, FrontError>) {
+    if path == "/mcp" || path == "/mcp/" {
+        let result = guarded(state, request.headers(), Guard::Mcp);
+        let result = match result {
+            Ok(()) => mcp::handle(state.clone(), Endpoint::Aggregate, request).await,
+            Err(error) => Err(error),
+        };
+        return ("/mcp", result);
+    }
+    if let Some(name) = path.strip_prefix("/mcp/") {
+        let name = name.trim_end_matches('/');
+        let result = match guarded(state, request.headers(), Guard::Mcp) {
+            Err(error) => Err(error),
+            Ok(()) => match state.router.pool(name) {
+                Some(pool) => mcp::handle(state.clone(), Endpoint::Server(pool.clone()), request).await,
+                None => Err(unknown_server(state, name)),
+            },
+        };
+        return ("/mcp/{server}", result);
+    }
+    let result = match (method, path) {
+        (&Method::GET, "/metrics") => Ok(text(StatusCode::OK, "text/plain; version=0.0.4", state.metrics.render())),
+        (&Method::GET, "/healthz") => Ok(text(StatusCode::OK, "text/plain", "ok\n".to_owned())),
+        (&Method::GET, "/readyz") => Ok(readyz(state)),
+        (&Method::GET, "/health") => Ok(health(state)),
+        (&Method::GET, "/admin/stats") => guarded(state, request.headers(), Guard::Admin).map(|()| admin_stats(state)),
+        (_, path) if OPERATIONAL_ROUTES.contains(&path) => Err(FrontError::MethodNotAllowed(method.clone())),
+        _ => Err(FrontError::NotFound(format!("no route for {path}"))),
+    };
+    let label = OPERATIONAL_ROUTES.iter().find(|route| **route == path).copied().unwrap_or("other");
+    (label, result)
+}
+
+/// Routes other than the MCP endpoints; also the values of the `route` metric label.
+const OPERATIONAL_ROUTES: [&str; 5] = ["/metrics", "/healthz", "/readyz", "/health", "/admin/stats"];
+
+#[derive(Clone, Copy)]
+enum Guard {
+    Mcp,
+    Admin,
+}
+
+/// Rejects requests from a browser origin that is not allowed (DNS-rebinding
+/// protection) and requests without the configured bearer token.
+fn guarded(state: &AppState, headers: &HeaderMap, guard: Guard) -> Result<(), FrontError> {
+    if state.is_shutting_down() {
+        return Err(FrontError::ShuttingDown);
+    }
+    if let Some(origin) = header_str(headers, header::ORIGIN.as_str())
+        && !origin_allowed(&state.http.allowed_origins, origin)
+    {
+        return Err(FrontError::ForbiddenOrigin(origin.to_owned()));
+    }
+    let token = match guard {
+        Guard::Mcp => state.http.auth_token.as_ref(),
+        Guard::Admin => state.http.admin_token.as_ref(),
+    };
+    let Some(token) = token else { return Ok(()) };
+    let presented = header_str(headers, header::AUTHORIZATION.as_str())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if constant_time_eq(presented.as_bytes(), token.expose().as_bytes()) {
+        Ok(())
+    } else {
+        Err(FrontError::Unauthorized)
+    }
+}
+
+/// An allow-list entry matches exactly, or (`scheme://host` or `scheme://host:*`) any
+/// port of that host; `*` allows every origin.
+pub fn origin_allowed(allowed: &[String], origin: &str) -> bool {
+    allowed.iter().any(|entry| {
+        if entry == "*" || entry == origin {
+            return true;
+        }
+        let base = entry.strip_suffix(":*").unwrap_or(entry);
+        let has_port = base.rsplit_once(':').is_some_and(|(_, port)| port.chars().all(|c| c.is_ascii_digit()));
+        if has_port {
+            return false;
+        }
+        origin
+            .strip_prefix(base)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .is_some_and(|port| !port.is_empty() && port.chars().all(|c| c.is_ascii_digit()))
+    })
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn unknown_server(state: &AppState, name: &str) -> FrontError {
+    let known: Vec<&str> = state.router.pools().iter().map(|pool| &**pool.name()).collect();
+    FrontError::UnknownServer { name: name.to_owned(), known: known.join(", ") }
+}
+
+fn error_response(error: &FrontError) -> Response<Body> {
+    let mut response = json_response(error.status(), &error.to_jsonrpc(Value::Null));
+    match error {
+        FrontError::Unauthorized => {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        FrontError::MethodNotAllowed(_) => {
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+        }
+        _ => {}
+    }
+    response
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
+    use http_body_util::{BodyExt, Full};
+    let mut response = Response::new(Full::new(bytes::Bytes::from(body)).map_err(|never| match never {}).boxed());
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// Ready when every required server has a ready process (or, with
+/// `min_connections = 0`, is not failing to start).
+fn readyz(state: &AppState) -> Response<Body> {
+    let waiting: Vec<&str> = state
+        .router
+        .pools()
+        .iter()
+        .filter(|pool| pool.config().required)
+        .filter(|pool| {
+            let wants_process = pool.config().pool.min_connections > 0;
+            (wants_process && pool.ready_processes() == 0) || pool.start_has_failed()
+        })
+        .map(|pool| &**pool.name())
+        .collect();
+    if waiting.is_empty() {
+        return json_response(StatusCode::OK, &json!({ "ready": true }));
+    }
+    json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({ "ready": false, "waiting_for": waiting }))
+}
+
+/// Per-server health in the seed's terms; 503 when any required server is unhealthy.
+fn health(state: &AppState) -> Response<Body> {
+    let mut overall = HealthStatus::Healthy;
+    let mut servers = serde_json::Map::new();
+    for pool in state.router.pools() {
+        let report = pool.health_report();
+        if pool.config().required {
+            overall = worst(overall, report.status);
+        }
+        servers.insert(pool.name().to_string(), serde_json::to_value(&report).unwrap_or(Value::Null));
+    }
+    let status = if overall == HealthStatus::Unhealthy { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    json_response(
+        status,
+        &json!({
+            "status": overall,
+            "uptime_seconds": state.started_at.elapsed().as_secs_f64(),
+            "servers": servers,
+        }),
+    )
+}
+
+fn worst(a: HealthStatus, b: HealthStatus) -> HealthStatus {
+    let rank = |status| match status {
+        HealthStatus::Healthy => 0,
+        HealthStatus::Degraded => 1,
+        HealthStatus::Unhealthy => 2,
+    };
+    if rank(b) > rank(a) { b } else { a }
+}
+
+fn admin_stats(state: &AppState) -> Response<Body> {
+    let servers: Vec<Value> = state.router.pools().iter().map(|pool| pool.stats()).collect();
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "uptime_seconds": state.started_at.elapsed().as_secs_f64(),
+            "sessions": state.sessions.summary(),
+            "servers": servers,
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_allow_list_matching() {
+        let allowed = vec!["http://localhost".to_owned(), "https://app.example:8443".to_owned()];
+        assert!(origin_allowed(&allowed, "http://localhost"));
+        assert!(origin_allowed(&allowed, "http://localhost:3000"));
+        assert!(!origin_allowed(&allowed, "http://localhost.evil.com"));
+        assert!(!origin_allowed(&allowed, "http://localhost:3000.evil.com"));
+        assert!(origin_allowed(&allowed, "https://app.example:8443"));
+        assert!(!origin_allowed(&allowed, "https://app.example:9999"));
+        assert!(!origin_allowed(&allowed, "https://evil.example"));
+        assert!(origin_allowed(&["http://127.0.0.1:*".to_owned()], "http://127.0.0.1:8080"));
+        assert!(origin_allowed(&["*".to_owned()], "https://anything"));
+    }
+}

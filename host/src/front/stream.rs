@@ -1,0 +1,86 @@
+//! The standalone GET stream of a session: server notifications that belong to no call
+//! (`list_changed`, `resources/updated`), relayed as SSE until the client leaves.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, header};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use super::aggregate;
+use super::error::FrontError;
+use super::mcp::{Endpoint, SESSION_HEADER, header_str, sse_response};
+use super::sse;
+use super::{AppState, Body};
+
+/// An idle stream sends an SSE comment this often so proxies keep it open.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Opens the stream for a session, or 405 when the client did not ask for SSE or has
+/// no session (sessionless 2026-07-28 clients have no standalone stream).
+pub fn open(state: Arc<AppState>, endpoint: Endpoint, headers: &HeaderMap) -> Result<http::Response<Body>, FrontError> {
+    let accepts_sse = header_str(headers, header::ACCEPT.as_str()).is_some_and(|accept| accept.contains("text/event-stream"));
+    let Some(session_id) = header_str(headers, SESSION_HEADER) else {
+        return Err(FrontError::MethodNotAllowed(http::Method::GET));
+    };
+    if !accepts_sse {
+        return Err(FrontError::MethodNotAllowed(http::Method::GET));
+    }
+    let endpoint_key = match &endpoint {
+        Endpoint::Aggregate => String::new(),
+        Endpoint::Server(pool) => pool.name().to_string(),
+    };
+    state
+        .sessions
+        .get(session_id, &endpoint_key)
+        .ok_or_else(|| FrontError::UnknownSession(session_id.to_owned()))?;
+    let pools: Vec<_> = match &endpoint {
+        Endpoint::Aggregate => state.router.pools().to_vec(),
+        Endpoint::Server(pool) => vec![pool.clone()],
+    };
+    let aggregated = matches!(endpoint, Endpoint::Aggregate);
+    let (sender, body) = sse::channel_body();
+    let (merged_tx, mut merged_rx) = tokio::sync::mpsc::channel::<Value>(sse::SSE_BUFFER);
+    for pool in pools {
+        let mut notifications = pool.subscribe();
+        let merged_tx = merged_tx.clone();
+        let server = pool.name().clone();
+        tokio::spawn(async move {
+            loop {
+                let message = match notifications.recv().await {
+                    Ok(message) => message,
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::debug!(server = %server, missed, "a slow GET stream missed notifications");
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                let message = if aggregated { aggregate::rewrite_notification(&server, message) } else { message };
+                if merged_tx.send(message).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    drop(merged_tx);
+    let mut shutting_down = state.shutting_down.subscribe();
+    tokio::spawn(async move {
+        let mut keep_alive = tokio::time::interval(KEEP_ALIVE_INTERVAL);
+        loop {
+            let bytes = tokio::select! {
+                () = sender.closed() => return,
+                _ = shutting_down.wait_for(|down| *down) => return,
+                _ = keep_alive.tick() => sse::keep_alive(),
+                message = merged_rx.recv() => match message {
+                    Some(message) => sse::event(&message),
+                    None => return,
+                },
+            };
+            if sender.send(bytes).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(sse_response(body))
+}

@@ -1,0 +1,118 @@
+//! JSON-RPC 2.0 message helpers shared by the front and the backend.
+//!
+//! Messages stay `serde_json::Value`s end to end: the bridge forwards what it does not
+//! need to understand unchanged (fidelity first), so it only ever looks at `id`,
+//! `method` and a few well-known `params` fields.
+
+use serde_json::{Map, Value, json};
+
+/// Error codes the bridge emits. The standard ones come from JSON-RPC 2.0; the
+/// implementation-defined ones (-32000..-32099) match the official MCP SDKs where
+/// those define one (connection closed, request timeout).
+pub mod code {
+    pub const PARSE_ERROR: i64 = -32700;
+    pub const INVALID_REQUEST: i64 = -32600;
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    pub const INVALID_PARAMS: i64 = -32602;
+    pub const INTERNAL_ERROR: i64 = -32603;
+    /// 2026-07-28: an MCP header disagrees with the body, or a required one is missing.
+    pub const HEADER_MISMATCH: i64 = -32020;
+    /// 2026-07-28: the request's protocol version is not one the server speaks.
+    pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+    /// The backend process went away while the call was in flight.
+    pub const CONNECTION_CLOSED: i64 = -32000;
+    /// The backend did not answer within `request_timeout`.
+    pub const REQUEST_TIMEOUT: i64 = -32001;
+    /// Every process is busy and the wait queue is full or the wait timed out.
+    pub const POOL_EXHAUSTED: i64 = -32010;
+    /// The server cannot be reached at all (spawn failing, shutting down).
+    pub const SERVER_UNAVAILABLE: i64 = -32011;
+}
+
+/// What a decoded JSON-RPC message is, judged by the members it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Request,
+    Notification,
+    Response,
+}
+
+/// Classifies a message, or `None` when it is not a JSON-RPC 2.0 object at all.
+pub fn classify(message: &Value) -> Option<Kind> {
+    let object = message.as_object()?;
+    let has_method = object.get("method").is_some_and(Value::is_string);
+    let has_id = object.contains_key("id");
+    match (has_method, has_id) {
+        (true, true) => Some(Kind::Request),
+        (true, false) => Some(Kind::Notification),
+        (false, true) if object.contains_key("result") || object.contains_key("error") => {
+            Some(Kind::Response)
+        }
+        _ => None,
+    }
+}
+
+/// The `method` of a request or notification.
+pub fn method(message: &Value) -> Option<&str> {
+    message.get("method").and_then(Value::as_str)
+}
+
+/// Builds an error response. `data` carries machine-readable detail for clients.
+pub fn error_response(id: Value, code: i64, message: impl Into<String>, data: Option<Value>) -> Value {
+    let mut error = Map::new();
+    error.insert("code".into(), json!(code));
+    error.insert("message".into(), Value::String(message.into()));
+    if let Some(data) = data {
+        error.insert("data".into(), data);
+    }
+    json!({ "jsonrpc": "2.0", "id": id, "error": Value::Object(error) })
+}
+
+/// Builds a success response.
+pub fn result_response(id: Value, result: Value) -> Value {
+    json!({ "jsonrpc": "2.0", "id": id, "result": result })
+}
+
+/// Builds a notification.
+pub fn notification(method: &str, params: Option<Value>) -> Value {
+    match params {
+        Some(params) => json!({ "jsonrpc": "2.0", "method": method, "params": params }),
+        None => json!({ "jsonrpc": "2.0", "method": method }),
+    }
+}
+
+/// The `params._meta.progressToken` of a request, if the caller asked for progress.
+pub fn progress_token(message: &Value) -> Option<&Value> {
+    message.get("params")?.get("_meta")?.get("progressToken")
+}
+
+/// Replaces `params._meta.progressToken` in place, returning the previous token.
+pub fn replace_progress_token(message: &mut Value, token: Value) -> Option<Value> {
+    let slot = message.get_mut("params")?.get_mut("_meta")?.get_mut("progressToken")?;
+    Some(std::mem::replace(slot, token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_each_kind() {
+        assert_eq!(classify(&json!({"jsonrpc":"2.0","id":1,"method":"ping"})), Some(Kind::Request));
+        assert_eq!(classify(&json!({"jsonrpc":"2.0","method":"x"})), Some(Kind::Notification));
+        assert_eq!(classify(&json!({"jsonrpc":"2.0","id":1,"result":{}})), Some(Kind::Response));
+        assert_eq!(classify(&json!({"jsonrpc":"2.0","id":1,"error":{}})), Some(Kind::Response));
+        assert_eq!(classify(&json!({"jsonrpc":"2.0","id":1})), None);
+        assert_eq!(classify(&json!([1, 2])), None);
+        assert_eq!(classify(&json!({"method": 3})), None);
+    }
+
+    #[test]
+    fn progress_token_is_replaced_in_place() {
+        let mut message = json!({"id":1,"method":"tools/call","params":{"_meta":{"progressToken":"abc"}}});
+        assert_eq!(replace_progress_token(&mut message, json!(7)), Some(json!("abc")));
+        assert_eq!(progress_token(&message), Some(&json!(7)));
+        let mut without = json!({"id":1,"method":"tools/call","params":{}});
+        assert_eq!(replace_progress_token(&mut without, json!(7)), None);
+    }
+}
