@@ -1,1 +1,15 @@
-//! Integration tests.
+//! The project's one integration-test binary: the real `mcp-bridge` binary, real
+//! server processes (the demo server and the npm reference servers) and real clients
+//! written by others (the Python `mcp` SDK, `rmcp`).
+
+mod support;
+
+mod clients;
+mod concurrency;
+mod config_errors;
+mod faults;
+mod http_input;
+mod lifecycle;
+mod observe;
+mod reference_servers;
+mod smoke;

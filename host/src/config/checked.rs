@@ -9,7 +9,8 @@ use super::secret::Secret;
 /// The HTTP listen address: loopback only, because the bridge starts local processes on behalf
 /// of its callers and must not be reachable from the network unless someone decides so.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
-/// The `Origin` values accepted by default: pages served from this machine.
+/// The `Origin` values accepted by default: pages served from this machine, on any port (an
+/// entry without a port matches every port of its host).
 pub const DEFAULT_ALLOWED_ORIGINS: &[&str] = &["http://localhost", "http://127.0.0.1"];
 /// The largest request body the front reads, in bytes (4 MiB).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 << 20;
@@ -87,9 +88,10 @@ pub struct BridgeConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
-    /// The `Origin` header allow-list, stored exactly as written: each entry is `*` (any
-    /// origin), an exact origin such as `https://app.example.com`, or an origin with `:*` as its
-    /// port (`http://localhost:*`) to accept any port. The front decides how to match them.
+    /// The `Origin` header allow-list, stored exactly as written; the front does the matching.
+    /// Each entry is `*` (any origin), an origin with a port (`http://localhost:3000`, that port
+    /// only), an origin without a port (`http://localhost`, any port on that host), or an origin
+    /// with `:*` as its port (`http://localhost:*`, the explicit spelling of any port).
     pub allowed_origins: Vec<String>,
     /// The bearer token required on `/mcp` endpoints, when set.
     pub auth_token: Option<Secret>,

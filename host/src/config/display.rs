@@ -125,7 +125,8 @@ fn write_health(out: &mut String, health: &HealthConfig) -> std::fmt::Result {
         format_duration(health.check_timeout),
         health.unhealthy_threshold,
         health.degraded_latency_ms,
-        health.degraded_success_rate * 100.0
+        // Rounding to a tenth of a percent keeps 0.29 from printing as 28.999999999999996.
+        (health.degraded_success_rate * 1000.0).round() / 10.0
     )
 }
 

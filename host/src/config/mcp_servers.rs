@@ -68,7 +68,7 @@ struct RawJsonServer {
     _dev: Option<IgnoredAny>,
 }
 
-const ONLY_STDIO_HELP: &str = "mcp-bridge starts and pools local stdio processes; remove this entry (connect your client to that server directly) or give it a `command`";
+const ONLY_STDIO_HELP: &str = "mcp-bridge starts and pools local processes that speak MCP over stdio; remove this entry (or mark it \"disabled\": true) and connect your client to that server directly";
 
 /// Parses an `mcpServers` file into server entries, skipping disabled ones. `base_dir` is the
 /// file's directory, against which relative `cwd` values are resolved.

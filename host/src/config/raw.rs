@@ -242,6 +242,7 @@ pub(crate) fn field_help(field: &str) -> Option<&'static str> {
         "allowed_origins" => {
             "write a list of origins, such as [\"http://localhost:*\", \"https://app.example.com\"]"
         }
+        "servers" => "declare each server as its own [servers.NAME] table",
         "include" => "write a list of file paths, such as [\"./claude_desktop_config.json\"]",
         "args" => {
             "write a list of strings, such as [\"-y\", \"@modelcontextprotocol/server-memory\"]"

@@ -7,9 +7,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tracing::warn;
 
+use super::catalog::Tool;
 use super::protocol;
 use super::server::{LogLevel, Server};
-use super::tools::{Args, Tool, ToolError, ToolReply, invalid, payload};
+use super::tools::{Args, ToolError, ToolReply, invalid, payload};
 
 /// The most steps `debug_progress` accepts, so one call cannot flood the client.
 pub const MAX_PROGRESS_STEPS: u64 = 10_000;

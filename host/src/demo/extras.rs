@@ -132,7 +132,11 @@ struct GetPromptParams {
     arguments: Map<String, Value>,
 }
 
-fn get_prompt(store: &Store, name: &str, arguments: &Map<String, Value>) -> Result<String, RpcError> {
+fn get_prompt(
+    store: &Store,
+    name: &str,
+    arguments: &Map<String, Value>,
+) -> Result<String, RpcError> {
     let (description, text) = match name {
         "plan_day" => {
             let client_id = match arguments.get("client_id") {
@@ -150,7 +154,11 @@ fn get_prompt(store: &Store, name: &str, arguments: &Map<String, Value>) -> Resu
             let mut text = String::from("Plan my day around these open tasks:\n");
             for task in tasks {
                 // Writing to a String cannot fail.
-                let _ = write!(text, "- #{} {} ({} points", task.id, task.title, task.points);
+                let _ = write!(
+                    text,
+                    "- #{} {} ({} points",
+                    task.id, task.title, task.points
+                );
                 match &task.client_id {
                     Some(client) => {
                         let _ = writeln!(text, ", client {client})");

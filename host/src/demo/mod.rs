@@ -5,6 +5,7 @@
 //! loop parses lines and answers cheap requests inline; every `tools/call` runs in its own task
 //! so a slow call never holds up others; one writer task owns stdout.
 
+mod catalog;
 mod debug;
 mod extras;
 mod protocol;
@@ -89,7 +90,9 @@ impl Default for DemoOptions {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OptionError {
     /// Not a duration in humantime form.
-    #[error("invalid duration {input:?}: {reason} (expected a form like \"5ms\", \"250us\" or \"1s\")")]
+    #[error(
+        "invalid duration {input:?}: {reason} (expected a form like \"5ms\", \"250us\" or \"1s\")"
+    )]
     Duration { input: String, reason: String },
     /// Not a probability.
     #[error("invalid rate {0:?}: expected a number from 0.0 to 1.0")]
@@ -127,35 +130,54 @@ pub async fn run(options: DemoOptions) -> io::Result<()> {
     run_on(input, stdio::stdout(), options).await
 }
 
+/// Builds a single-threaded tokio runtime and serves stdin/stdout on it until stdin closes.
+///
+/// This is the recommended entry point for the `demo-server` subcommand: a backend answering
+/// over one pipe gains nothing from worker threads, and a multi-thread runtime adds cross-thread
+/// wakeups (futex calls) to every request. Fails instead of panicking when called from inside a
+/// tokio runtime; use [`run`] there.
+pub fn run_blocking(options: DemoOptions) -> io::Result<()> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Err(io::Error::other(
+            "demo::run_blocking called inside a tokio runtime; await demo::run instead",
+        ));
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(options))
+}
+
 /// Serves MCP over any line reader and writer: the body of [`run`], usable over in-memory pipes.
 pub async fn run_on<R, W>(reader: R, writer: W, options: DemoOptions) -> io::Result<()>
 where
     R: AsyncBufRead + Unpin,
-    W: AsyncWrite + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin,
 {
     let (queue, outgoing) = mpsc::unbounded_channel();
     let server = Arc::new(Server::new(options, queue)?);
-    let writer_task = tokio::spawn(server::write_loop(outgoing, writer));
     info!(
         name = server.options().name,
         test_tools = server.options().test_tools,
         "demo server ready on stdio"
     );
 
-    let mut calls = JoinSet::new();
-    let read_result = read_loop(&server, reader, &mut calls).await;
-
-    // Input is over: nothing can answer a request sent to the client any more, but calls
-    // already running still finish and get their answers written.
-    server.fail_pending_requests("stdin closed before the client answered");
-    while let Some(joined) = calls.join_next().await {
-        report_panic(joined);
-    }
-    server.close_output();
-    let write_result = match writer_task.await {
-        Ok(result) => result,
-        Err(join_error) => Err(io::Error::other(join_error)),
+    let reading = async {
+        let mut calls = JoinSet::new();
+        let read_result = read_loop(&server, reader, &mut calls).await;
+        // Input is over: nothing can answer a request sent to the client any more, but calls
+        // already running still finish and get their answers written.
+        server.fail_pending_requests("stdin closed before the client answered");
+        while let Some(joined) = calls.join_next().await {
+            report_panic(joined);
+        }
+        server.close_output();
+        read_result
     };
+    // The writer runs in the same task as the reader rather than in a task of its own: an
+    // answer produced by the reader is then written in the same poll, without waking another
+    // task (which on a multi-thread runtime means another thread).
+    let (read_result, write_result) = tokio::join!(reading, server::write_loop(outgoing, writer));
     info!("stdin closed; demo server stopping");
     read_result?;
     match write_result {
@@ -174,7 +196,11 @@ enum LineRead {
     Eof,
 }
 
-async fn read_loop<R>(server: &Arc<Server>, mut reader: R, calls: &mut JoinSet<()>) -> io::Result<()>
+async fn read_loop<R>(
+    server: &Arc<Server>,
+    mut reader: R,
+    calls: &mut JoinSet<()>,
+) -> io::Result<()>
 where
     R: AsyncBufRead + Unpin,
 {
@@ -184,9 +210,8 @@ where
             LineRead::Eof => return Ok(()),
             LineRead::TooLong => {
                 warn!(limit = MAX_LINE_BYTES, "skipping an oversized line");
-                let error = RpcError::InvalidRequest(format!(
-                    "line longer than {MAX_LINE_BYTES} bytes"
-                ));
+                let error =
+                    RpcError::InvalidRequest(format!("line longer than {MAX_LINE_BYTES} bytes"));
                 server.send(protocol::error_line(None, &error));
             }
             LineRead::Line => {
@@ -295,7 +320,10 @@ fn start_call(
         }
     };
     if !server.is_initialized() {
-        warn!(tool = params.name, "tools/call received before initialize; handling it anyway");
+        warn!(
+            tool = params.name,
+            "tools/call received before initialize; handling it anyway"
+        );
     }
     if !server.admit_call(&params.name) {
         return;

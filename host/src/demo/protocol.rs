@@ -238,7 +238,10 @@ pub fn handle_request(
     params: Option<&RawValue>,
 ) -> String {
     if !server.is_initialized() && method != "initialize" && method != "ping" {
-        warn!(method, "request received before initialize; answering anyway");
+        warn!(
+            method,
+            "request received before initialize; answering anyway"
+        );
     }
     let outcome = match method {
         "initialize" => initialize(server, params),
@@ -360,7 +363,10 @@ mod tests {
     #[test]
     fn classifies_messages() {
         let request = parse_message(br#"{"jsonrpc":"2.0","id":"a-1","method":"ping"}"#);
-        assert!(matches!(request, Ok(Message::Request { id: "\"a-1\"", .. })));
+        assert!(matches!(
+            request,
+            Ok(Message::Request { id: "\"a-1\"", .. })
+        ));
         let notification = parse_message(br#"{"jsonrpc":"2.0","method":"x"}"#);
         assert!(matches!(notification, Ok(Message::Notification { .. })));
         let response = parse_message(br#"{"jsonrpc":"2.0","id":"demo-s-1","result":{}}"#);
@@ -369,7 +375,11 @@ mod tests {
 
     #[test]
     fn reports_bad_lines_with_the_right_codes() {
-        let code = |line: &[u8]| parse_message(line).err().map(|failure| failure.error.code());
+        let code = |line: &[u8]| {
+            parse_message(line)
+                .err()
+                .map(|failure| failure.error.code())
+        };
         assert_eq!(code(b"{not json"), Some(-32700));
         assert_eq!(code(b"[1,2]"), Some(-32600));
         assert_eq!(code(br#"{"id":{"x":1},"method":"ping"}"#), Some(-32600));
@@ -391,7 +401,10 @@ mod tests {
     #[test]
     fn negotiates_known_versions_only() {
         assert_eq!(negotiate_version(Some("2025-03-26")), "2025-03-26");
-        assert_eq!(negotiate_version(Some("2099-01-01")), LATEST_PROTOCOL_VERSION);
+        assert_eq!(
+            negotiate_version(Some("2099-01-01")),
+            LATEST_PROTOCOL_VERSION
+        );
         assert_eq!(negotiate_version(None), LATEST_PROTOCOL_VERSION);
     }
 }

@@ -16,9 +16,9 @@ use tokio::task::{AbortHandle, JoinSet};
 use tracing::{debug, error, info, warn};
 
 use super::DemoOptions;
+use super::catalog::{self, Tool};
 use super::protocol;
 use super::store::Store;
-use super::tools::{self, Tool};
 
 /// Exit status of a deliberate crash (`--crash-after`, `debug_crash`).
 pub const CRASH_EXIT_STATUS: i32 = 3;
@@ -116,8 +116,8 @@ impl Server {
             None => None,
         };
         let tools_list = [
-            tools::tools_list_json(options.test_tools, false),
-            tools::tools_list_json(options.test_tools, true),
+            catalog::tools_list_json(options.test_tools, false),
+            catalog::tools_list_json(options.test_tools, true),
         ];
         Ok(Self {
             options,
@@ -416,7 +416,10 @@ impl Drop for PendingGuard<'_> {
 
 /// The single owner of stdout: writes queued lines through a buffer and flushes only when the
 /// queue is momentarily empty, so a burst of answers costs one write system call.
-pub async fn write_loop<W>(mut queue: mpsc::UnboundedReceiver<Outgoing>, writer: W) -> io::Result<()>
+pub async fn write_loop<W>(
+    mut queue: mpsc::UnboundedReceiver<Outgoing>,
+    writer: W,
+) -> io::Result<()>
 where
     W: AsyncWrite + Unpin,
 {

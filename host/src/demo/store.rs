@@ -205,7 +205,12 @@ impl Store {
             ("Fix invoice export", TaskStatus::Done, 2, Some("globex")),
             ("Review TPS reports", TaskStatus::Active, 1, Some("initech")),
             ("Plan next sprint", TaskStatus::Active, 2, None),
-            ("Send weekly status update", TaskStatus::Done, 1, Some("acme")),
+            (
+                "Send weekly status update",
+                TaskStatus::Done,
+                1,
+                Some("acme"),
+            ),
         ];
         let mut store = Self {
             clients,
@@ -388,7 +393,9 @@ mod tests {
         assert_eq!(before.completed_tasks, 2);
         assert_eq!(before.points, 3);
 
-        let created = store.create_task("Write tests", Some("globex"), 5).map(|t| t.id);
+        let created = store
+            .create_task("Write tests", Some("globex"), 5)
+            .map(|t| t.id);
         assert_eq!(created, Ok(6));
         assert_eq!(store.metrics().active_tasks, 4);
 

@@ -62,8 +62,12 @@ impl Client {
     }
 
     async fn call(&mut self, id: Value, tool: &str, arguments: Value) -> Value {
-        self.request(id, "tools/call", json!({ "name": tool, "arguments": arguments }))
-            .await
+        self.request(
+            id,
+            "tools/call",
+            json!({ "name": tool, "arguments": arguments }),
+        )
+        .await
     }
 
     /// Closes the server's stdin and returns what `run_on` returned.
@@ -72,7 +76,9 @@ impl Client {
         match tokio::time::timeout(Duration::from_secs(5), &mut self.server).await {
             Ok(Ok(result)) => result,
             Ok(Err(join_error)) => Err(io::Error::other(join_error)),
-            Err(_) => Err(io::Error::other("run_on did not end within 5s of end of input")),
+            Err(_) => Err(io::Error::other(
+                "run_on did not end within 5s of end of input",
+            )),
         }
     }
 }
@@ -107,7 +113,9 @@ async fn serves_a_session_from_initialize_to_end_of_input() {
         .send(json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }))
         .await;
 
-    let list = client.request(json!("list"), "tools/list", json!({ "cursor": "x" })).await;
+    let list = client
+        .request(json!("list"), "tools/list", json!({ "cursor": "x" }))
+        .await;
     assert_eq!(list["id"], "list");
     assert_eq!(list["result"]["tools"].as_array().map(Vec::len), Some(13));
 
@@ -201,7 +209,10 @@ async fn sampling_round_trips_through_the_client() {
     let request = client.next().await.unwrap_or_default();
     assert_eq!(request["method"], "sampling/createMessage");
     assert_eq!(request["id"], "demo-s-1");
-    assert_eq!(request["params"]["messages"][0]["content"]["text"], "hello?");
+    assert_eq!(
+        request["params"]["messages"][0]["content"]["text"],
+        "hello?"
+    );
     assert_eq!(request["params"]["maxTokens"], 100);
     client
         .send(json!({
@@ -232,7 +243,12 @@ async fn latency_delays_calls_but_not_pings() {
     assert_eq!(ping["id"], "ping");
     let call = client.next().await.unwrap_or_default();
     assert_eq!(call["id"], "call");
-    assert_eq!(call["result"]["structuredContent"]["habits"].as_array().map(Vec::len), Some(4));
+    assert_eq!(
+        call["result"]["structuredContent"]["habits"]
+            .as_array()
+            .map(Vec::len),
+        Some(4)
+    );
     assert!(client.close().await.is_ok());
 }
 
@@ -243,12 +259,20 @@ async fn fail_rate_one_fails_every_call_without_side_effects() {
         ..DemoOptions::default()
     };
     let mut client = Client::start(options);
-    let failed = client.call(json!(1), "create_task", json!({ "title": "x" })).await;
+    let failed = client
+        .call(json!(1), "create_task", json!({ "title": "x" }))
+        .await;
     assert_eq!(failed["error"]["code"], -32603);
     let resource = client
-        .request(json!(2), "resources/read", json!({ "uri": "demo://metrics/today" }))
+        .request(
+            json!(2),
+            "resources/read",
+            json!({ "uri": "demo://metrics/today" }),
+        )
         .await;
-    let text = resource["result"]["contents"][0]["text"].as_str().unwrap_or_default();
+    let text = resource["result"]["contents"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
     let metrics: Value = serde_json::from_str(text).unwrap_or_default();
     assert_eq!(metrics["total_tasks"], 5);
     assert!(client.close().await.is_ok());
@@ -282,6 +306,7 @@ fn options_have_useful_help() {
     ] {
         assert!(help.contains(flag), "{flag} missing from help:\n{help}");
     }
-    let parsed = command.try_get_matches_from(["demo-server", "--latency", "5ms", "--crash-after", "0"]);
+    let parsed =
+        command.try_get_matches_from(["demo-server", "--latency", "5ms", "--crash-after", "0"]);
     assert!(parsed.is_err(), "--crash-after 0 must be refused");
 }

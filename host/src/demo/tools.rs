@@ -1,5 +1,5 @@
-//! Tool definitions (schemas and annotations) and the handlers of the seed's task-management
-//! tools, plus the per-call task that applies latency, failure injection and dispatch.
+//! Tool calls: argument parsing, the handlers of the seed's task-management tools, result
+//! encoding, and the per-call task that applies latency, failure injection and dispatch.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,297 +7,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::catalog::Tool;
 use super::debug;
 use super::protocol::{self, RpcError};
 use super::server::{CallGuard, Server};
 use super::store::{Client, Habit, StatusFilter, Store, StoreError, Task, TaskStatus, TaskUpdate};
-
-/// Every tool the demo server knows, whether or not it is currently offered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tool {
-    GetTasks,
-    GetClients,
-    GetHabits,
-    GetTodayMetrics,
-    CreateTask,
-    UpdateTask,
-    CompleteTask,
-    DebugSleep,
-    DebugProgress,
-    DebugCrash,
-    DebugStats,
-    DebugToggle,
-    DebugSample,
-    Extra,
-}
-
-impl Tool {
-    /// The seed's tools, always offered, in `tools/list` order.
-    pub const SEED: [Tool; 7] = [
-        Tool::GetTasks,
-        Tool::GetClients,
-        Tool::GetHabits,
-        Tool::GetTodayMetrics,
-        Tool::CreateTask,
-        Tool::UpdateTask,
-        Tool::CompleteTask,
-    ];
-
-    /// The test-only tools offered with `--test-tools`, in `tools/list` order.
-    pub const TEST: [Tool; 6] = [
-        Tool::DebugSleep,
-        Tool::DebugProgress,
-        Tool::DebugCrash,
-        Tool::DebugStats,
-        Tool::DebugToggle,
-        Tool::DebugSample,
-    ];
-
-    /// The wire name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Tool::GetTasks => "get_tasks",
-            Tool::GetClients => "get_clients",
-            Tool::GetHabits => "get_habits",
-            Tool::GetTodayMetrics => "get_today_metrics",
-            Tool::CreateTask => "create_task",
-            Tool::UpdateTask => "update_task",
-            Tool::CompleteTask => "complete_task",
-            Tool::DebugSleep => "debug_sleep",
-            Tool::DebugProgress => "debug_progress",
-            Tool::DebugCrash => "debug_crash",
-            Tool::DebugStats => "debug_stats",
-            Tool::DebugToggle => "debug_toggle_tool",
-            Tool::DebugSample => "debug_sample",
-            Tool::Extra => "extra_tool",
-        }
-    }
-
-    /// Looks a tool up by wire name, regardless of whether it is offered.
-    pub fn from_name(name: &str) -> Option<Tool> {
-        Self::SEED
-            .into_iter()
-            .chain(Self::TEST)
-            .chain([Tool::Extra])
-            .find(|tool| tool.name() == name)
-    }
-
-    /// Whether the tool is only offered with `--test-tools` (`extra_tool` also needs a toggle).
-    pub fn is_test_only(self) -> bool {
-        !Self::SEED.contains(&self)
-    }
-
-    /// The tool's entry in `tools/list`.
-    pub fn definition(self) -> Value {
-        let (title, description, input_schema, hints) = self.describe();
-        let mut annotations = Map::new();
-        annotations.insert("title".into(), title.into());
-        annotations.insert("readOnlyHint".into(), hints.read_only.into());
-        if !hints.read_only {
-            // The spec only gives destructiveHint a meaning for tools that write.
-            annotations.insert("destructiveHint".into(), hints.destructive.into());
-        }
-        annotations.insert("idempotentHint".into(), hints.idempotent.into());
-        annotations.insert("openWorldHint".into(), hints.open_world.into());
-        json!({
-            "name": self.name(),
-            "title": title,
-            "description": description,
-            "inputSchema": input_schema,
-            "annotations": annotations,
-        })
-    }
-
-    fn describe(self) -> (&'static str, &'static str, Value, Hints) {
-        let no_args = json!({ "type": "object", "properties": {} });
-        let task_id = json!({ "type": "integer", "minimum": 1, "description": "The task's id." });
-        match self {
-            Tool::GetTasks => (
-                "List tasks",
-                "Lists tasks sorted by id, filtered by status (default: active) and optionally by client.",
-                json!({
-                    "type": "object",
-                    "properties": {
-                        "status": {
-                            "type": "string",
-                            "enum": ["active", "done", "all"],
-                            "default": "active",
-                            "description": "Which tasks to list."
-                        },
-                        "client_id": { "type": "string", "description": "Only tasks for this client." },
-                        "limit": { "type": "integer", "minimum": 0, "description": "Return at most this many tasks." }
-                    }
-                }),
-                Hints::READ,
-            ),
-            Tool::GetClients => (
-                "List clients",
-                "Lists the clients tasks can belong to.",
-                no_args,
-                Hints::READ,
-            ),
-            Tool::GetHabits => (
-                "List habits",
-                "Lists the tracked habits and their streaks.",
-                no_args,
-                Hints::READ,
-            ),
-            Tool::GetTodayMetrics => (
-                "Today's metrics",
-                "Counts active, completed and total tasks and sums the points of completed tasks.",
-                no_args,
-                Hints::READ,
-            ),
-            Tool::CreateTask => (
-                "Create a task",
-                "Creates an active task and returns it with its new id.",
-                json!({
-                    "type": "object",
-                    "properties": {
-                        "title": { "type": "string", "minLength": 1, "description": "What needs doing." },
-                        "client_id": { "type": "string", "description": "The client the task is for (must exist)." },
-                        "points": { "type": "integer", "minimum": 0, "default": 1, "description": "Effort points." }
-                    },
-                    "required": ["title"]
-                }),
-                Hints::write(false),
-            ),
-            Tool::UpdateTask => (
-                "Update a task",
-                "Changes a task's title, status, points or client; fields left out stay as they are.",
-                json!({
-                    "type": "object",
-                    "properties": {
-                        "id": task_id,
-                        "title": { "type": "string", "minLength": 1 },
-                        "status": { "type": "string", "enum": ["active", "done"] },
-                        "points": { "type": "integer", "minimum": 0 },
-                        "client_id": {
-                            "type": ["string", "null"],
-                            "description": "A known client id, or null to detach the task from its client."
-                        }
-                    },
-                    "required": ["id"]
-                }),
-                Hints::write(true),
-            ),
-            Tool::CompleteTask => (
-                "Complete a task",
-                "Marks a task done; completing a finished task changes nothing.",
-                json!({ "type": "object", "properties": { "id": task_id }, "required": ["id"] }),
-                Hints::write(true),
-            ),
-            Tool::DebugSleep => (
-                "Sleep (test)",
-                "Sleeps for `ms` milliseconds, then answers; for timeout and hung-backend tests.",
-                json!({
-                    "type": "object",
-                    "properties": { "ms": { "type": "integer", "minimum": 0 } },
-                    "required": ["ms"]
-                }),
-                Hints::READ,
-            ),
-            Tool::DebugProgress => (
-                "Progress (test)",
-                "Runs `steps` steps `delay_ms` apart, sending a progress notification per step when \
-                 the request carries a progressToken and a log message per step.",
-                json!({
-                    "type": "object",
-                    "properties": {
-                        "steps": { "type": "integer", "minimum": 0, "maximum": debug::MAX_PROGRESS_STEPS },
-                        "delay_ms": { "type": "integer", "minimum": 0, "default": 0 }
-                    },
-                    "required": ["steps"]
-                }),
-                Hints::READ,
-            ),
-            Tool::DebugCrash => (
-                "Crash (test)",
-                "Makes the server process exit with status 3 without answering.",
-                no_args,
-                Hints {
-                    read_only: false,
-                    destructive: true,
-                    idempotent: false,
-                    open_world: false,
-                },
-            ),
-            Tool::DebugStats => (
-                "Server stats (test)",
-                "Reports the process id, calls received per tool, cancellations and calls in flight.",
-                no_args,
-                // The counters change on every call, so the result is not idempotent.
-                Hints {
-                    idempotent: false,
-                    ..Hints::READ
-                },
-            ),
-            Tool::DebugToggle => (
-                "Toggle extra_tool (test)",
-                "Adds or removes the tool `extra_tool` and sends notifications/tools/list_changed.",
-                no_args,
-                Hints::write(false),
-            ),
-            Tool::DebugSample => (
-                "Sample via the client (test)",
-                "Sends sampling/createMessage to the client with the prompt and returns its reply.",
-                json!({
-                    "type": "object",
-                    "properties": { "prompt": { "type": "string" } },
-                    "required": ["prompt"]
-                }),
-                Hints {
-                    open_world: true,
-                    ..Hints::write(false)
-                },
-            ),
-            Tool::Extra => (
-                "Extra tool (test)",
-                "A tool that comes and goes with debug_toggle_tool.",
-                no_args,
-                Hints::READ,
-            ),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Hints {
-    read_only: bool,
-    destructive: bool,
-    idempotent: bool,
-    open_world: bool,
-}
-
-impl Hints {
-    const READ: Hints = Hints {
-        read_only: true,
-        destructive: false,
-        idempotent: true,
-        open_world: false,
-    };
-
-    const fn write(idempotent: bool) -> Hints {
-        Hints {
-            read_only: false,
-            destructive: false,
-            idempotent,
-            open_world: false,
-        }
-    }
-}
-
-/// The serialized `tools/list` result for a tool set.
-pub fn tools_list_json(test_tools: bool, extra_tool: bool) -> String {
-    let mut tools: Vec<Value> = Tool::SEED.iter().map(|tool| tool.definition()).collect();
-    if test_tools {
-        tools.extend(Tool::TEST.iter().map(|tool| tool.definition()));
-    }
-    if extra_tool {
-        tools.push(Tool::Extra.definition());
-    }
-    json!({ "tools": tools }).to_string()
-}
 
 /// A tool-level failure: answered as a result with `isError: true`, never as a JSON-RPC error.
 #[derive(Debug, thiserror::Error)]
@@ -475,9 +189,9 @@ pub fn call_store_tool(store: &mut Store, tool: Tool, args: Args<'_>) -> Option<
         Tool::GetTodayMetrics => payload(&store.metrics()),
         Tool::CreateTask => create_task(store, args),
         Tool::UpdateTask => update_task(store, args),
-        Tool::CompleteTask => {
-            args.required_u64("id").and_then(|id| task_payload(store.complete_task(id)))
-        }
+        Tool::CompleteTask => args
+            .required_u64("id")
+            .and_then(|id| task_payload(store.complete_task(id))),
         _ => return None,
     })
 }
@@ -649,61 +363,45 @@ mod tests {
         Ok(serde_json::from_str(&result_json(&reply)).unwrap_or_default())
     }
 
-    fn definitions(test_tools: bool) -> Vec<Value> {
-        let list: Value = serde_json::from_str(&tools_list_json(test_tools, false)).unwrap_or_default();
-        list["tools"].as_array().cloned().unwrap_or_default()
-    }
-
-    #[test]
-    fn reads_and_writes_are_annotated_for_the_cache() {
-        let tools = definitions(false);
-        assert_eq!(tools.len(), 7);
-        let by_name = |name: &str| {
-            tools
-                .iter()
-                .find(|tool| tool["name"] == name)
-                .map(|tool| tool["annotations"].clone())
-                .unwrap_or_default()
-        };
-        for read in ["get_tasks", "get_clients", "get_habits", "get_today_metrics"] {
-            let hints = by_name(read);
-            assert_eq!(hints["readOnlyHint"], true, "{read}");
-            assert_eq!(hints["idempotentHint"], true, "{read}");
-            assert_eq!(hints["openWorldHint"], false, "{read}");
-            assert!(hints["title"].is_string(), "{read}");
-        }
-        for (write, idempotent) in [("create_task", false), ("update_task", true), ("complete_task", true)] {
-            let hints = by_name(write);
-            assert_eq!(hints["readOnlyHint"], false, "{write}");
-            assert_eq!(hints["destructiveHint"], false, "{write}");
-            assert_eq!(hints["idempotentHint"], idempotent, "{write}");
-            assert_eq!(hints["openWorldHint"], false, "{write}");
-        }
-        assert_eq!(definitions(true).len(), 13);
-    }
-
     #[tokio::test]
     async fn writes_change_reads() {
         let (server, _outgoing) = server(false);
         let before = call(&server, "get_tasks", json!({})).await;
-        let created = call(&server, "create_task", json!({ "title": "Ship it", "client_id": "acme", "points": 4 })).await;
+        let created = call(
+            &server,
+            "create_task",
+            json!({ "title": "Ship it", "client_id": "acme", "points": 4 }),
+        )
+        .await;
         let created = created.unwrap_or_default();
         assert_eq!(created["structuredContent"]["task"]["id"], 6);
         assert_eq!(created["structuredContent"]["task"]["status"], "active");
         let after = call(&server, "get_tasks", json!({})).await;
         assert_ne!(before, after);
-        let active = after.unwrap_or_default()["structuredContent"]["tasks"].as_array().map(Vec::len);
+        let active = after.unwrap_or_default()["structuredContent"]["tasks"]
+            .as_array()
+            .map(Vec::len);
         assert_eq!(active, Some(4));
 
         let completed = call(&server, "complete_task", json!({ "id": 6 })).await;
-        assert_eq!(completed.unwrap_or_default()["structuredContent"]["task"]["status"], "done");
-        let metrics = call(&server, "get_today_metrics", json!({})).await.unwrap_or_default();
+        assert_eq!(
+            completed.unwrap_or_default()["structuredContent"]["task"]["status"],
+            "done"
+        );
+        let metrics = call(&server, "get_today_metrics", json!({}))
+            .await
+            .unwrap_or_default();
         assert_eq!(
             metrics["structuredContent"],
             json!({ "active_tasks": 3, "completed_tasks": 3, "total_tasks": 6, "points": 7 })
         );
 
-        let updated = call(&server, "update_task", json!({ "id": 1, "title": "Final Q3 proposal", "client_id": null })).await;
+        let updated = call(
+            &server,
+            "update_task",
+            json!({ "id": 1, "title": "Final Q3 proposal", "client_id": null }),
+        )
+        .await;
         let task = &updated.unwrap_or_default()["structuredContent"]["task"];
         assert_eq!(task["title"], "Final Q3 proposal");
         assert_eq!(task["client_id"], Value::Null);
@@ -712,7 +410,9 @@ mod tests {
     #[tokio::test]
     async fn text_content_mirrors_structured_content() {
         let (server, _outgoing) = server(false);
-        let result = call(&server, "get_clients", json!({})).await.unwrap_or_default();
+        let result = call(&server, "get_clients", json!({}))
+            .await
+            .unwrap_or_default();
         let text = result["content"][0]["text"].as_str().unwrap_or_default();
         let parsed: Value = serde_json::from_str(text).unwrap_or_default();
         assert_eq!(result["content"][0]["type"], "text");
@@ -737,17 +437,47 @@ mod tests {
         let (server, _outgoing) = server(false);
         let before = call(&server, "get_tasks", json!({ "status": "all" })).await;
         let cases = [
-            ("create_task", json!({}), "missing required argument `title`"),
-            ("create_task", json!({ "title": "" }), "title must not be empty"),
-            ("create_task", json!({ "title": "x", "points": -1 }), "argument `points`"),
-            ("create_task", json!({ "title": "x", "client_id": "umbrella" }), "no client"),
-            ("update_task", json!({ "id": "1" }), "argument `id` must be a non-negative integer"),
-            ("update_task", json!({ "id": 1, "status": "later" }), "argument `status`"),
+            (
+                "create_task",
+                json!({}),
+                "missing required argument `title`",
+            ),
+            (
+                "create_task",
+                json!({ "title": "" }),
+                "title must not be empty",
+            ),
+            (
+                "create_task",
+                json!({ "title": "x", "points": -1 }),
+                "argument `points`",
+            ),
+            (
+                "create_task",
+                json!({ "title": "x", "client_id": "umbrella" }),
+                "no client",
+            ),
+            (
+                "update_task",
+                json!({ "id": "1" }),
+                "argument `id` must be a non-negative integer",
+            ),
+            (
+                "update_task",
+                json!({ "id": 1, "status": "later" }),
+                "argument `status`",
+            ),
             ("complete_task", json!({ "id": 42 }), "no task with id 42"),
-            ("get_tasks", json!({ "status": "someday" }), "argument `status`"),
+            (
+                "get_tasks",
+                json!({ "status": "someday" }),
+                "argument `status`",
+            ),
         ];
         for (tool, arguments, expected) in cases {
-            let result = call(&server, tool, arguments.clone()).await.unwrap_or_default();
+            let result = call(&server, tool, arguments.clone())
+                .await
+                .unwrap_or_default();
             assert_eq!(result["isError"], true, "{tool} {arguments}");
             let text = result["content"][0]["text"].as_str().unwrap_or_default();
             assert!(text.contains(expected), "{tool} {arguments}: {text}");
@@ -762,8 +492,14 @@ mod tests {
         for _ in 0..2 {
             let (server, _outgoing) = server(false);
             let steps = [
-                params("create_task", json!({ "title": "A", "client_id": "globex" })),
-                params("update_task", json!({ "id": 2, "status": "active", "points": 9 })),
+                params(
+                    "create_task",
+                    json!({ "title": "A", "client_id": "globex" }),
+                ),
+                params(
+                    "update_task",
+                    json!({ "id": 2, "status": "active", "points": 9 }),
+                ),
                 params("complete_task", json!({ "id": 3 })),
                 params("get_tasks", json!({ "status": "all" })),
                 params("get_today_metrics", json!({})),
@@ -783,10 +519,14 @@ mod tests {
     async fn toggle_adds_and_removes_extra_tool() {
         let (server, mut outgoing) = server(true);
         assert!(!server.tools_list_json().contains("extra_tool\""));
-        let toggled = call(&server, "debug_toggle_tool", json!({})).await.unwrap_or_default();
+        let toggled = call(&server, "debug_toggle_tool", json!({}))
+            .await
+            .unwrap_or_default();
         assert_eq!(toggled["structuredContent"]["extra_tool"], true);
         assert!(server.tools_list_json().contains("\"extra_tool\""));
-        let extra = call(&server, "extra_tool", json!({})).await.unwrap_or_default();
+        let extra = call(&server, "extra_tool", json!({}))
+            .await
+            .unwrap_or_default();
         assert_eq!(extra["structuredContent"], json!({ "extra": true }));
         let notice = match outgoing.try_recv() {
             Ok(Outgoing::Line(line)) => line,
@@ -812,8 +552,14 @@ mod tests {
         }
         assert_eq!(lines.len(), 4);
         assert_eq!(lines[0]["method"], "notifications/progress");
-        assert_eq!(lines[0]["params"], json!({ "progressToken": "tok", "progress": 1, "total": 2, "message": "step 1 of 2" }));
-        assert_eq!(lines[1]["params"], json!({ "level": "info", "logger": "demo", "data": "step 1" }));
+        assert_eq!(
+            lines[0]["params"],
+            json!({ "progressToken": "tok", "progress": 1, "total": 2, "message": "step 1 of 2" })
+        );
+        assert_eq!(
+            lines[1]["params"],
+            json!({ "level": "info", "logger": "demo", "data": "step 1" })
+        );
         assert_eq!(lines[3]["params"]["data"], "step 2");
     }
 }
