@@ -82,6 +82,8 @@ fn main() -> ExitCode {
     }
 }
 
+// A config error is built once, at start-up, so its size does not matter.
+#[allow(clippy::result_large_err)]
 fn load(path: Option<&PathBuf>) -> Result<BridgeConfig, config::ConfigError> {
     match path {
         Some(path) => config::load_file(path),
