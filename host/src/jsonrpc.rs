@@ -19,6 +19,8 @@ pub mod code {
     pub const HEADER_MISMATCH: i64 = -32020;
     /// 2026-07-28: the request's protocol version is not one the server speaks.
     pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+    /// The client cancelled the request (LSP's code, which MCP SDKs reuse).
+    pub const REQUEST_CANCELLED: i64 = -32800;
     /// The backend process went away while the call was in flight.
     pub const CONNECTION_CLOSED: i64 = -32000;
     /// The backend did not answer within `request_timeout`.

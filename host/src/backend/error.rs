@@ -32,6 +32,11 @@ pub enum BackendError {
         max_inflight: usize,
         reason: &'static str,
     },
+    #[error(
+        "server '{server}': its response was {length} bytes, over max_line_bytes ({limit}); raise \
+         max_line_bytes for this server or ask for less"
+    )]
+    ResponseTooLarge { server: Arc<str>, length: usize, limit: usize },
     #[error("server '{server}' is unavailable: {reason}")]
     Unavailable { server: Arc<str>, reason: String },
     #[error("server '{server}' is shutting down")]
@@ -51,6 +56,7 @@ impl BackendError {
             BackendError::ProcessExited { .. } => code::CONNECTION_CLOSED,
             BackendError::Timeout { .. } => code::REQUEST_TIMEOUT,
             BackendError::PoolExhausted { .. } => code::POOL_EXHAUSTED,
+            BackendError::ResponseTooLarge { .. } => code::INTERNAL_ERROR,
             BackendError::Spawn { .. }
             | BackendError::Handshake { .. }
             | BackendError::Unavailable { .. }
@@ -66,6 +72,7 @@ impl BackendError {
             BackendError::ProcessExited { .. } => "exited",
             BackendError::Timeout { .. } => "timeout",
             BackendError::PoolExhausted { .. } => "pool_exhausted",
+            BackendError::ResponseTooLarge { .. } => "response_too_large",
             BackendError::Unavailable { .. } => "unavailable",
             BackendError::ShuttingDown { .. } => "shutting_down",
         }
@@ -79,6 +86,7 @@ impl BackendError {
             | BackendError::ProcessExited { server, .. }
             | BackendError::Timeout { server, .. }
             | BackendError::PoolExhausted { server, .. }
+            | BackendError::ResponseTooLarge { server, .. }
             | BackendError::Unavailable { server, .. }
             | BackendError::ShuttingDown { server } => server,
         }

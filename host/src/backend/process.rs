@@ -559,12 +559,21 @@ async fn read_loop(
     loop {
         match reader.next_frame().await {
             Ok(Frame::Line(line)) => route_line(&process, &line, &events).await,
-            Ok(Frame::TooLong(length)) => {
+            Ok(Frame::TooLong { length, head, tail }) => {
                 process.count_error("oversized_line");
                 tracing::warn!(
                     server = %process.server, pid = process.pid, length, max_line_bytes,
                     "dropped a line from the server longer than max_line_bytes"
                 );
+                // If it was a response, fail its call now rather than let it time out.
+                if let Some(id) = super::framing::find_numeric_id(&head, &tail) {
+                    let error = BackendError::ResponseTooLarge {
+                        server: process.server.clone(),
+                        length,
+                        limit: max_line_bytes,
+                    };
+                    process.fail_pending(id, error);
+                }
             }
             Ok(Frame::Eof) => break,
             Err(error) => {

@@ -17,7 +17,7 @@ pub async fn log_lines(stderr: ChildStderr, server: Arc<str>, pid: u32, max_line
                 let line = String::from_utf8_lossy(&line);
                 tracing::info!(target: "backend", server = %server, pid, "{}", line.trim_end());
             }
-            Ok(Frame::TooLong(length)) => {
+            Ok(Frame::TooLong { length, .. }) => {
                 tracing::info!(target: "backend", server = %server, pid, length, "(stderr line too long, dropped)");
             }
             Ok(Frame::Eof) | Err(_) => return,

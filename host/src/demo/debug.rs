@@ -71,7 +71,7 @@ async fn progress(server: &Server, args: Args<'_>, token: Option<&Value>) -> Too
             });
             server.notify("notifications/progress", &params);
         }
-        server.log_to_client(LogLevel::Info, "info", &json!(format!("step {step}")));
+        server.log_to_client(LogLevel::Info, &json!(format!("step {step}")));
     }
     payload(&json!({ "steps": steps }))
 }

@@ -1,9 +1,16 @@
 //! The demo MCP server: a real stdio server with the seed guide's task-management tools, used by
 //! the bridge's tests and benchmarks as a subprocess (`mcp-bridge demo-server`).
 //!
-//! It speaks newline-delimited JSON-RPC 2.0 on stdin/stdout and logs to stderr only. One reader
-//! loop parses lines and answers cheap requests inline; every `tools/call` runs in its own task
-//! so a slow call never holds up others; one writer task owns stdout.
+//! It speaks newline-delimited JSON-RPC 2.0 on stdin/stdout and logs to stderr only (through
+//! `tracing`; the binary must install a subscriber that writes to stderr). One reader loop parses
+//! lines and answers cheap requests inline, including calls that have no latency to wait out
+//! and touch only the store; every other `tools/call` runs in a task of its own so a slow call
+//! never holds up others. A single writer owns stdout: it drains a queue of serialized lines
+//! through a buffer and flushes when the queue is empty.
+//!
+//! Submodules: `protocol` (JSON-RPC framing and the non-tool methods), `catalog` (tool
+//! definitions), `tools` (call handling), `debug` (test-only tools), `extras` (prompts and
+//! resources), `store` (in-memory state), `server` (shared state and the writer), `stdio`.
 
 mod catalog;
 mod debug;
@@ -123,29 +130,12 @@ pub fn parse_fail_rate(input: &str) -> Result<f64, OptionError> {
 }
 
 /// Serves MCP on the process's stdin/stdout until stdin closes. Must run inside a tokio runtime
-/// with I/O and time enabled. Returns `Ok(())` on end of input; a deliberate crash exits the
+/// with I/O and time enabled; a current-thread runtime is best, since a multi-thread one adds
+/// cross-thread wakeups to every request and a backend on one pipe gains nothing from them. Returns `Ok(())` on end of input; a deliberate crash exits the
 /// process with [`CRASH_EXIT_STATUS`] instead of returning.
 pub async fn run(options: DemoOptions) -> io::Result<()> {
     let input = BufReader::with_capacity(64 * 1024, stdio::stdin());
     run_on(input, stdio::stdout(), options).await
-}
-
-/// Builds a single-threaded tokio runtime and serves stdin/stdout on it until stdin closes.
-///
-/// This is the recommended entry point for the `demo-server` subcommand: a backend answering
-/// over one pipe gains nothing from worker threads, and a multi-thread runtime adds cross-thread
-/// wakeups (futex calls) to every request. Fails instead of panicking when called from inside a
-/// tokio runtime; use [`run`] there.
-pub fn run_blocking(options: DemoOptions) -> io::Result<()> {
-    if tokio::runtime::Handle::try_current().is_ok() {
-        return Err(io::Error::other(
-            "demo::run_blocking called inside a tokio runtime; await demo::run instead",
-        ));
-    }
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(run(options))
 }
 
 /// Serves MCP over any line reader and writer: the body of [`run`], usable over in-memory pipes.

@@ -63,6 +63,20 @@ impl LogLevel {
             _ => return None,
         })
     }
+
+    /// The wire form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Notice => "notice",
+            Self::Warning => "warning",
+            Self::Error => "error",
+            Self::Critical => "critical",
+            Self::Alert => "alert",
+            Self::Emergency => "emergency",
+        }
+    }
 }
 
 /// A reply from the client to a request the server sent: the `result`, or the `error` object.
@@ -164,9 +178,9 @@ impl Server {
     }
 
     /// Sends a `notifications/message` if the client's log level lets it through.
-    pub fn log_to_client(&self, level: LogLevel, level_name: &str, data: &Value) {
+    pub fn log_to_client(&self, level: LogLevel, data: &Value) {
         if (level as u8) >= self.log_level.load(Ordering::Relaxed) {
-            let params = json!({ "level": level_name, "logger": "demo", "data": data });
+            let params = json!({ "level": level.as_str(), "logger": "demo", "data": data });
             self.notify("notifications/message", &params);
         }
     }
@@ -314,7 +328,9 @@ impl Server {
             Some(call) => {
                 call.handle.abort();
                 self.aborted.fetch_add(1, Ordering::Relaxed);
-                info!(id, reason, "cancelled an in-flight call");
+                // Logged at warn so it shows under the quiet default filter: a cancellation
+                // usually means a client timed out, which a test run wants to see.
+                warn!(id, reason, "cancelled an in-flight call");
             }
             None => info!(id, reason, "cancellation for a call that is not in flight"),
         }
@@ -430,7 +446,8 @@ where
             match message {
                 Outgoing::Line(line) => out.write_all(line.as_bytes()).await?,
                 Outgoing::Crash => {
-                    // A stuck reader on the other end must not keep a crash from happening.
+                    // The flush is bounded so a client that stopped reading stdout cannot hold
+                    // the crash back for long.
                     let flushed = tokio::time::timeout(Duration::from_millis(200), out.flush());
                     let _ = flushed.await;
                     std::process::exit(CRASH_EXIT_STATUS);

@@ -310,3 +310,23 @@ fn options_have_useful_help() {
         command.try_get_matches_from(["demo-server", "--latency", "5ms", "--crash-after", "0"]);
     assert!(parsed.is_err(), "--crash-after 0 must be refused");
 }
+
+#[tokio::test]
+async fn calls_log_gets_one_line_per_call_received() {
+    let Ok(dir) = tempfile::tempdir() else {
+        panic!("cannot create a temporary directory");
+    };
+    let path = dir.path().join("calls.log");
+    let options = DemoOptions {
+        calls_log: Some(path.clone()),
+        ..DemoOptions::default()
+    };
+    let mut client = Client::start(options);
+    let _ = client.call(json!(1), "get_tasks", json!({})).await;
+    let _ = client.call(json!(2), "no_such_tool", json!({})).await;
+    let _ = client.request(json!(3), "ping", json!({})).await;
+    assert!(client.close().await.is_ok());
+    let log = std::fs::read_to_string(&path).unwrap_or_default();
+    let pid = std::process::id();
+    assert_eq!(log, format!("{pid} get_tasks\n{pid} no_such_tool\n"));
+}

@@ -162,7 +162,15 @@ async fn handle_message(context: &Context, message: Value) -> Reply {
             }
             Reply::Accepted
         }
-        Some(Kind::Notification) => Reply::Accepted,
+        Some(Kind::Notification) => {
+            if jsonrpc::method(&message) == Some("notifications/cancelled")
+                && let Some(session) = &context.session
+                && let Some(request_id) = message.get("params").and_then(|params| params.get("requestId"))
+            {
+                context.state.cancellations.cancel(&session.id, request_id);
+            }
+            Reply::Accepted
+        }
         Some(Kind::Request) => handle_request(context, message).await,
     }
 }
@@ -287,6 +295,7 @@ async fn forward(context: &Context, pool: Arc<Pool>, message: Value, client_id: 
     let method = jsonrpc::method(&message).unwrap_or_default().to_owned();
     let stateless = context.stateless;
     let wants_logs = !stateless || stateless::wants_logs(&message);
+    let mut cancel = context.session.as_ref().map(|session| state.cancellations.register(&session.id, &client_id));
     let mut call = state.router.forward(&pool, message, context.accepts_sse).await;
     let finish = move |outcome: Result<Value, crate::backend::BackendError>, client_id: Value| -> Value {
         let mut response = match outcome {
@@ -306,7 +315,10 @@ async fn forward(context: &Context, pool: Arc<Pool>, message: Value, client_id: 
     let mut relay_ids = Vec::new();
     // Events the client cannot receive are settled here until one can be streamed.
     let first_event = loop {
-        match call.next().await {
+        let Some(step) = next_unless_cancelled(&mut call, &mut cancel).await else {
+            return Reply::Json(cancelled(client_id));
+        };
+        match step {
             Step::Done(outcome) => return Reply::Json(finish(outcome, client_id)),
             Step::Event(event) => match deliverable(&state, &call, event, stateless, wants_logs, &mut relay_ids).await {
                 Some(bytes) => break bytes,
@@ -324,7 +336,13 @@ async fn forward(context: &Context, pool: Arc<Pool>, message: Value, client_id: 
                     let step = tokio::select! {
                         // The client hung up: dropping `call` cancels the request on the server.
                         () = sender.closed() => break,
-                        step = call.next() => step,
+                        step = next_unless_cancelled(&mut call, &mut cancel) => match step {
+                            Some(step) => step,
+                            None => {
+                                let _ = sender.send(sse::event(&cancelled(client_id.clone()))).await;
+                                break;
+                            }
+                        },
                     };
                     match step {
                         Step::Event(event) => {
@@ -347,6 +365,27 @@ async fn forward(context: &Context, pool: Arc<Pool>, message: Value, client_id: 
         state.relays.forget(&relay_ids);
     });
     Reply::Stream(body)
+}
+
+/// The call's next step, or `None` once the client has cancelled it (the caller then
+/// drops the call, which cancels it on the server).
+async fn next_unless_cancelled(
+    call: &mut crate::router::ForwardedCall,
+    cancel: &mut Option<super::session::CancelGuard>,
+) -> Option<Step> {
+    let Some(guard) = cancel.as_mut() else {
+        return Some(call.next().await);
+    };
+    tokio::select! {
+        step = call.next() => Some(step),
+        // Only a real cancellation counts; a dropped sender (a client reusing an id
+        // while the first call is in flight) disables this branch instead.
+        Ok(()) = &mut guard.signal => None,
+    }
+}
+
+fn cancelled(client_id: Value) -> Value {
+    jsonrpc::error_response(client_id, code::REQUEST_CANCELLED, "the client cancelled the request", None)
 }
 
 /// Turns a call event into an SSE event for the client, or settles it without the

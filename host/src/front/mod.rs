@@ -31,7 +31,7 @@ use crate::backend::Pool;
 use crate::config::HttpConfig;
 use crate::metrics::Metrics;
 use crate::router::Router;
-use session::{Relays, SessionStore};
+use session::{Cancellations, Relays, SessionStore};
 
 /// The body type of every response.
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -49,6 +49,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     sessions: SessionStore,
     relays: Relays,
+    cancellations: Arc<Cancellations>,
     /// Flips to true when shutdown begins, ending long-lived GET streams.
     shutting_down: watch::Sender<bool>,
     started_at: Instant,
@@ -60,6 +61,7 @@ impl AppState {
         Arc::new(AppState {
             sessions: SessionStore::new(http.session_idle_timeout, metrics.sessions_active.clone()),
             relays: Relays::default(),
+            cancellations: Arc::default(),
             shutting_down: watch::channel(false).0,
             started_at: Instant::now(),
             router,

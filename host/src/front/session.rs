@@ -163,3 +163,43 @@ impl Relays {
         }
     }
 }
+
+/// Calls a session-based client may cancel with `notifications/cancelled`, keyed by
+/// session and the client's request id. (2026-07-28 clients cancel by hanging up.)
+#[derive(Default)]
+pub struct Cancellations {
+    waiting: Mutex<HashMap<String, tokio::sync::oneshot::Sender<()>>>,
+}
+
+/// A registered call; `signal` resolves when the client cancels it. Dropping the
+/// guard unregisters the call.
+pub struct CancelGuard {
+    registry: Arc<Cancellations>,
+    key: String,
+    pub signal: tokio::sync::oneshot::Receiver<()>,
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        self.registry.waiting.lock().remove(&self.key);
+    }
+}
+
+impl Cancellations {
+    fn key(session: &str, request_id: &Value) -> String {
+        format!("{session} {request_id}")
+    }
+
+    pub fn register(self: &Arc<Self>, session: &str, request_id: &Value) -> CancelGuard {
+        let key = Self::key(session, request_id);
+        let (sender, signal) = tokio::sync::oneshot::channel();
+        self.waiting.lock().insert(key.clone(), sender);
+        CancelGuard { registry: self.clone(), key, signal }
+    }
+
+    /// Cancels a registered call; false when no such call is in flight.
+    pub fn cancel(&self, session: &str, request_id: &Value) -> bool {
+        let sender = self.waiting.lock().remove(&Self::key(session, request_id));
+        sender.is_some_and(|sender| sender.send(()).is_ok())
+    }
+}
