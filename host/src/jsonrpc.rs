@@ -60,7 +60,12 @@ pub fn method(message: &Value) -> Option<&str> {
 }
 
 /// Builds an error response. `data` carries machine-readable detail for clients.
-pub fn error_response(id: Value, code: i64, message: impl Into<String>, data: Option<Value>) -> Value {
+pub fn error_response(
+    id: Value,
+    code: i64,
+    message: impl Into<String>,
+    data: Option<Value>,
+) -> Value {
     let mut error = Map::new();
     error.insert("code".into(), json!(code));
     error.insert("message".into(), Value::String(message.into()));
@@ -90,7 +95,10 @@ pub fn progress_token(message: &Value) -> Option<&Value> {
 
 /// Replaces `params._meta.progressToken` in place, returning the previous token.
 pub fn replace_progress_token(message: &mut Value, token: Value) -> Option<Value> {
-    let slot = message.get_mut("params")?.get_mut("_meta")?.get_mut("progressToken")?;
+    let slot = message
+        .get_mut("params")?
+        .get_mut("_meta")?
+        .get_mut("progressToken")?;
     Some(std::mem::replace(slot, token))
 }
 
@@ -100,10 +108,22 @@ mod tests {
 
     #[test]
     fn classifies_each_kind() {
-        assert_eq!(classify(&json!({"jsonrpc":"2.0","id":1,"method":"ping"})), Some(Kind::Request));
-        assert_eq!(classify(&json!({"jsonrpc":"2.0","method":"x"})), Some(Kind::Notification));
-        assert_eq!(classify(&json!({"jsonrpc":"2.0","id":1,"result":{}})), Some(Kind::Response));
-        assert_eq!(classify(&json!({"jsonrpc":"2.0","id":1,"error":{}})), Some(Kind::Response));
+        assert_eq!(
+            classify(&json!({"jsonrpc":"2.0","id":1,"method":"ping"})),
+            Some(Kind::Request)
+        );
+        assert_eq!(
+            classify(&json!({"jsonrpc":"2.0","method":"x"})),
+            Some(Kind::Notification)
+        );
+        assert_eq!(
+            classify(&json!({"jsonrpc":"2.0","id":1,"result":{}})),
+            Some(Kind::Response)
+        );
+        assert_eq!(
+            classify(&json!({"jsonrpc":"2.0","id":1,"error":{}})),
+            Some(Kind::Response)
+        );
         assert_eq!(classify(&json!({"jsonrpc":"2.0","id":1})), None);
         assert_eq!(classify(&json!([1, 2])), None);
         assert_eq!(classify(&json!({"method": 3})), None);
@@ -111,8 +131,12 @@ mod tests {
 
     #[test]
     fn progress_token_is_replaced_in_place() {
-        let mut message = json!({"id":1,"method":"tools/call","params":{"_meta":{"progressToken":"abc"}}});
-        assert_eq!(replace_progress_token(&mut message, json!(7)), Some(json!("abc")));
+        let mut message =
+            json!({"id":1,"method":"tools/call","params":{"_meta":{"progressToken":"abc"}}});
+        assert_eq!(
+            replace_progress_token(&mut message, json!(7)),
+            Some(json!("abc"))
+        );
         assert_eq!(progress_token(&message), Some(&json!(7)));
         let mut without = json!({"id":1,"method":"tools/call","params":{}});
         assert_eq!(replace_progress_token(&mut without, json!(7)), None);

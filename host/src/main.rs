@@ -122,8 +122,14 @@ fn serve(args: ServeArgs) -> ExitCode {
         Some(LogFormatArg::Human) => LogFormat::Human,
         None => config.logging.format,
     };
-    init_tracing(format, args.log_level.as_deref().unwrap_or(&config.logging.level));
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    init_tracing(
+        format,
+        args.log_level.as_deref().unwrap_or(&config.logging.level),
+    );
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -143,9 +149,18 @@ fn serve(args: ServeArgs) -> ExitCode {
 async fn run(config: BridgeConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
-        .with_context(|| format!("cannot listen on {} (http.listen or --listen)", config.http.listen))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (http.listen or --listen)",
+                config.http.listen
+            )
+        })?;
     let address = listener.local_addr()?;
-    let names: Vec<&str> = config.servers.iter().map(|server| server.name.as_str()).collect();
+    let names: Vec<&str> = config
+        .servers
+        .iter()
+        .map(|server| server.name.as_str())
+        .collect();
     tracing::info!(config = %config.source, servers = %names.join(","), "listening on http://{address}/mcp");
     let metrics = std::sync::Arc::new(Metrics::new());
     let router = Router::start(&config, metrics);
@@ -188,7 +203,9 @@ fn init_tracing(format: LogFormat, level: &str) {
         .ok()
         .and_then(|directive| EnvFilter::try_new(directive).ok())
         .unwrap_or_else(|| EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Human => builder.init(),
@@ -199,8 +216,14 @@ fn demo_server(options: DemoOptions) -> ExitCode {
     // The demo server's stdout is its protocol channel: logs go to stderr, quietly.
     let filter = tracing_subscriber::EnvFilter::try_from_env("DEMO_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");

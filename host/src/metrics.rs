@@ -7,8 +7,8 @@ use prometheus::{
 /// Call latency buckets in seconds: from tens of microseconds (cache hits, warm
 /// multiplexed calls) up to the default request timeout.
 const CALL_DURATION_BUCKETS: &[f64] = &[
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-    0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
 /// Every metric the host exports. Cloning the inner vectors is cheap (they are `Arc`s).
@@ -42,10 +42,16 @@ impl Metrics {
             register(&registry, HistogramVec::new(opts, labels))
         };
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            register(&registry, IntCounterVec::new(Opts::new(name, help).namespace("mcp_bridge"), labels))
+            register(
+                &registry,
+                IntCounterVec::new(Opts::new(name, help).namespace("mcp_bridge"), labels),
+            )
         };
         let gauge = |name: &str, help: &str, labels: &[&str]| {
-            register(&registry, IntGaugeVec::new(Opts::new(name, help).namespace("mcp_bridge"), labels))
+            register(
+                &registry,
+                IntGaugeVec::new(Opts::new(name, help).namespace("mcp_bridge"), labels),
+            )
         };
         Metrics {
             call_duration_seconds: histogram(
@@ -157,13 +163,18 @@ mod tests {
     #[test]
     fn renders_prefixed_metrics() {
         let metrics = Metrics::new();
-        metrics.calls_total.with_label_values(&["demo", "tools/call", "ok"]).inc();
+        metrics
+            .calls_total
+            .with_label_values(&["demo", "tools/call", "ok"])
+            .inc();
         metrics
             .call_duration_seconds
             .with_label_values(&["demo", "tools/call", "get_tasks", "ok"])
             .observe(0.000_2);
         let text = metrics.render();
-        assert!(text.contains("mcp_bridge_calls_total{method=\"tools/call\",outcome=\"ok\",server=\"demo\"} 1"));
+        assert!(text.contains(
+            "mcp_bridge_calls_total{method=\"tools/call\",outcome=\"ok\",server=\"demo\"} 1"
+        ));
         assert!(text.contains("mcp_bridge_call_duration_seconds_bucket"));
     }
 }

@@ -10,7 +10,9 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::backend::{BackendError, Catalog, CallEvent, CallStep, InflightCall, Lease, Pool, Process};
+use crate::backend::{
+    BackendError, CallEvent, CallStep, Catalog, InflightCall, Lease, Pool, Process,
+};
 use crate::config::BridgeConfig;
 use crate::jsonrpc;
 use crate::metrics::Metrics;
@@ -52,8 +54,15 @@ impl Router {
             .iter()
             .map(|server| Pool::start(server.clone(), metrics.clone()))
             .collect();
-        let by_name = pools.iter().map(|pool| (pool.name().to_string(), pool.clone())).collect();
-        Router { pools, by_name, metrics }
+        let by_name = pools
+            .iter()
+            .map(|pool| (pool.name().to_string(), pool.clone()))
+            .collect();
+        Router {
+            pools,
+            by_name,
+            metrics,
+        }
     }
 
     pub fn pools(&self) -> &[Arc<Pool>] {
@@ -71,7 +80,12 @@ impl Router {
     /// Forwards one request to a server. `message` is the client's JSON-RPC request
     /// (already rewritten for the backend if the aggregated endpoint renamed things);
     /// `want_events` says whether the caller can relay notifications (an SSE response).
-    pub async fn forward(&self, pool: &Arc<Pool>, message: Value, want_events: bool) -> ForwardedCall {
+    pub async fn forward(
+        &self,
+        pool: &Arc<Pool>,
+        message: Value,
+        want_events: bool,
+    ) -> ForwardedCall {
         let method = jsonrpc::method(&message).unwrap_or_default().to_owned();
         let catalog = pool.catalog();
         let tool = tool_label(&method, &message, &catalog);
@@ -131,7 +145,10 @@ impl ForwardedCall {
         let lease = tokio::time::timeout_at(self.deadline, self.pool.acquire())
             .await
             .map_err(|_| self.timeout_error())??;
-        let inflight = lease.process().start_call(message, self.want_events).await?;
+        let inflight = lease
+            .process()
+            .start_call(message, self.want_events)
+            .await?;
         self.lease = Some(lease);
         self.inflight = Some(inflight);
         Ok(())
@@ -160,7 +177,9 @@ impl ForwardedCall {
             let step = tokio::time::timeout_at(self.deadline, inflight.next()).await;
             match step {
                 Ok(CallStep::Event(event)) => return Step::Event(event),
-                Ok(CallStep::Done(Err(error))) if error.retryable() && self.retry_copy.is_some() => {
+                Ok(CallStep::Done(Err(error)))
+                    if error.retryable() && self.retry_copy.is_some() =>
+                {
                     if let Err(step) = self.retry(error).await {
                         return step;
                     }
@@ -182,7 +201,10 @@ impl ForwardedCall {
             return Err(self.finish(Err(error)));
         };
         tracing::info!(server = %self.pool.name(), method = %self.method, tool = %self.tool, %error, "retrying a read-only call on another process");
-        self.metrics.backend_retries_total.with_label_values(&[self.pool.name()]).inc();
+        self.metrics
+            .backend_retries_total
+            .with_label_values(&[self.pool.name()])
+            .inc();
         self.inflight = None;
         self.lease = None;
         match self.start(message).await {
@@ -208,7 +230,10 @@ impl ForwardedCall {
         };
         self.pool.health().record_call(outcome.is_ok());
         let server: &str = self.pool.name();
-        self.metrics.calls_total.with_label_values(&[server, &self.method, label]).inc();
+        self.metrics
+            .calls_total
+            .with_label_values(&[server, &self.method, label])
+            .inc();
         self.metrics
             .call_duration_seconds
             .with_label_values(&[server, &self.method, &self.tool, label])
@@ -217,7 +242,10 @@ impl ForwardedCall {
     }
 
     fn timeout_error(&self) -> BackendError {
-        BackendError::Timeout { server: self.pool.name().clone(), timeout: self.pool.config().pool.request_timeout }
+        BackendError::Timeout {
+            server: self.pool.name().clone(),
+            timeout: self.pool.config().pool.request_timeout,
+        }
     }
 }
 
@@ -233,7 +261,11 @@ fn tool_label(method: &str, message: &Value, catalog: &Catalog) -> String {
         .and_then(|params| params.get("name"))
         .and_then(Value::as_str)
         .unwrap_or_default();
-    if catalog.tool(name).is_some() { name.to_owned() } else { UNKNOWN_TOOL_LABEL.to_owned() }
+    if catalog.tool(name).is_some() {
+        name.to_owned()
+    } else {
+        UNKNOWN_TOOL_LABEL.to_owned()
+    }
 }
 
 /// The metric label for a tool name the server does not list.

@@ -9,8 +9,13 @@ async fn serves_a_demo_call_through_a_session() -> anyhow::Result<()> {
     let bridge = Bridge::start(&demo_server_toml("demo", &[], ""))?;
     bridge.wait_ready().await?;
     let session = RawSession::open(&bridge.url("/mcp/demo")).await?;
-    let response = session.call_tool(json!(7), "get_today_metrics", json!({})).await?;
+    let response = session
+        .call_tool(json!(7), "get_today_metrics", json!({}))
+        .await?;
     assert_eq!(response["id"], 7);
-    assert_eq!(response["result"]["structuredContent"]["total_tasks"], 5, "{response}");
+    assert_eq!(
+        response["result"]["structuredContent"]["total_tasks"], 5,
+        "{response}"
+    );
     Ok(())
 }

@@ -38,8 +38,10 @@ pub fn test_deps() -> &'static TestDeps {
         let base = root.join("build/test-deps");
         TestDeps {
             python: base.join("venv/bin/python"),
-            server_everything: base.join("node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
-            server_memory: base.join("node_modules/@modelcontextprotocol/server-memory/dist/index.js"),
+            server_everything: base
+                .join("node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
+            server_memory: base
+                .join("node_modules/@modelcontextprotocol/server-memory/dist/index.js"),
             clients_dir: root.join("tests/clients"),
         }
     })
@@ -65,10 +67,19 @@ pub fn demo_server_toml(name: &str, demo_args: &[&str], pool: &str) -> String {
 }
 
 /// TOML for a server running a Node script directly (no npx wrapper).
-pub fn node_server_toml(name: &str, script: &Path, args: &[&str], env: &[(&str, &str)], pool: &str) -> String {
+pub fn node_server_toml(
+    name: &str,
+    script: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    pool: &str,
+) -> String {
     let mut all_args = vec![script.display().to_string()];
     all_args.extend(args.iter().map(|arg| (*arg).to_owned()));
-    let env: Vec<String> = env.iter().map(|(key, value)| format!("{key} = {}", toml_string(value))).collect();
+    let env: Vec<String> = env
+        .iter()
+        .map(|(key, value)| format!("{key} = {}", toml_string(value)))
+        .collect();
     format!(
         "[servers.{name}]\ncommand = \"node\"\nargs = {args}\nenv = {{ {env} }}\n{pool}\n",
         args = serde_json::to_string(&all_args).unwrap_or_default(),
@@ -100,13 +111,24 @@ impl Bridge {
     }
 
     /// Starts the bridge on an existing config file, with extra `serve` arguments.
-    pub fn start_with_file(dir: tempfile::TempDir, config_path: PathBuf, extra: &[&str]) -> Result<Bridge> {
+    pub fn start_with_file(
+        dir: tempfile::TempDir,
+        config_path: PathBuf,
+        extra: &[&str],
+    ) -> Result<Bridge> {
         let mut command = Command::new(bridge_exe());
         command
             .arg("serve")
             .arg("--config")
             .arg(&config_path)
-            .args(["--listen", "127.0.0.1:0", "--log-format", "json", "--log-level", "info"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--log-level",
+                "info",
+            ])
             .args(extra)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
@@ -130,10 +152,19 @@ impl Bridge {
                 }
             }
         });
-        let mut bridge = Bridge { child: Some(child), address: String::new(), dir, config_path, log };
+        let mut bridge = Bridge {
+            child: Some(child),
+            address: String::new(),
+            dir,
+            config_path,
+            log,
+        };
         match address_rx.recv_timeout(Duration::from_secs(30)) {
             Ok(address) => bridge.address = address,
-            Err(_) => bail!("bridge did not report its address; log:\n{}", bridge.log_text()),
+            Err(_) => bail!(
+                "bridge did not report its address; log:\n{}",
+                bridge.log_text()
+            ),
         }
         Ok(bridge)
     }
@@ -148,7 +179,10 @@ impl Bridge {
 
     /// Everything the bridge logged so far.
     pub fn log_text(&self) -> String {
-        self.log.lock().map(|log| log.join("\n")).unwrap_or_default()
+        self.log
+            .lock()
+            .map(|log| log.join("\n"))
+            .unwrap_or_default()
     }
 
     /// Waits until `GET /readyz` answers 200.
@@ -169,7 +203,12 @@ impl Bridge {
 
     /// `GET /admin/stats` for one server.
     pub async fn server_stats(&self, server: &str) -> Result<Value> {
-        let stats: Value = http().get(self.url("/admin/stats")).send().await?.json().await?;
+        let stats: Value = http()
+            .get(self.url("/admin/stats"))
+            .send()
+            .await?
+            .json()
+            .await?;
         stats["servers"]
             .as_array()
             .and_then(|servers| servers.iter().find(|s| s["server"] == server).cloned())
@@ -181,7 +220,13 @@ impl Bridge {
         let stats = self.server_stats(server).await?;
         Ok(stats["processes"]
             .as_array()
-            .map(|processes| processes.iter().filter_map(|p| p["pid"].as_u64()).map(|pid| pid as u32).collect())
+            .map(|processes| {
+                processes
+                    .iter()
+                    .filter_map(|p| p["pid"].as_u64())
+                    .map(|pid| pid as u32)
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
@@ -254,7 +299,10 @@ impl RawSession {
             .and_then(|value| value.to_str().ok())
             .context("initialize returned no Mcp-Session-Id")?
             .to_owned();
-        Ok(RawSession { url: url.to_owned(), session_id })
+        Ok(RawSession {
+            url: url.to_owned(),
+            session_id,
+        })
     }
 
     /// Sends a request and returns the JSON-RPC response (read from JSON or SSE).
@@ -265,11 +313,20 @@ impl RawSession {
     }
 
     pub async fn call_tool(&self, id: Value, name: &str, arguments: Value) -> Result<Value> {
-        self.request(id, "tools/call", json!({"name": name, "arguments": arguments})).await
+        self.request(
+            id,
+            "tools/call",
+            json!({"name": name, "arguments": arguments}),
+        )
+        .await
     }
 }
 
-pub async fn post_json(url: &str, session: Option<&str>, message: &Value) -> Result<reqwest::Response> {
+pub async fn post_json(
+    url: &str,
+    session: Option<&str>,
+    message: &Value,
+) -> Result<reqwest::Response> {
     let mut request = http()
         .post(url)
         .header("content-type", "application/json")
@@ -290,7 +347,8 @@ pub async fn read_response(response: reqwest::Response) -> Result<Value> {
         .is_some_and(|value| value.starts_with("text/event-stream"));
     let text = response.text().await?;
     if !is_sse {
-        return serde_json::from_str(&text).with_context(|| format!("response is not JSON: {text}"));
+        return serde_json::from_str(&text)
+            .with_context(|| format!("response is not JSON: {text}"));
     }
     sse_messages(&text)
         .into_iter()
@@ -320,10 +378,18 @@ pub async fn run_python_client(script: &str, args: &[&str]) -> Result<Value> {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
-        bail!("{script} {args:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}", output.status);
+        bail!(
+            "{script} {args:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+            output.status
+        );
     }
-    let last = stdout.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or_default();
-    serde_json::from_str(last).with_context(|| format!("{script} printed no JSON result:\n{stdout}\nstderr:\n{stderr}"))
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .unwrap_or_default();
+    serde_json::from_str(last)
+        .with_context(|| format!("{script} printed no JSON result:\n{stdout}\nstderr:\n{stderr}"))
 }
 
 /// Whether a process with this PID exists (and is not a zombie).
@@ -354,6 +420,10 @@ pub async fn eventually(timeout: Duration, mut condition: impl AsyncFnMut() -> b
 /// Lines of a demo server `--calls-log` file naming `tool`.
 pub fn count_calls(calls_log: &Path, tool: &str) -> usize {
     std::fs::read_to_string(calls_log)
-        .map(|text| text.lines().filter(|line| line.split_whitespace().nth(1) == Some(tool)).count())
+        .map(|text| {
+            text.lines()
+                .filter(|line| line.split_whitespace().nth(1) == Some(tool))
+                .count()
+        })
         .unwrap_or(0)
 }

@@ -33,7 +33,9 @@ impl Catalog {
             if !offers_tools {
                 break;
             }
-            let params = cursor.take().map(|cursor| serde_json::json!({ "cursor": cursor }));
+            let params = cursor
+                .take()
+                .map(|cursor| serde_json::json!({ "cursor": cursor }));
             let response = process.request("tools/list", params).await?;
             let Some(result) = response.get("result") else {
                 tracing::warn!(server = %process.server(), error = %response, "tools/list failed");
@@ -52,7 +54,11 @@ impl Catalog {
             .enumerate()
             .filter_map(|(index, tool)| Some((tool.get("name")?.as_str()?.to_owned(), index)))
             .collect();
-        Ok(Catalog { identity, tools, by_name })
+        Ok(Catalog {
+            identity,
+            tools,
+            by_name,
+        })
     }
 
     /// Whether a handshake has filled this catalog yet.
@@ -61,7 +67,9 @@ impl Catalog {
     }
 
     pub fn tool(&self, name: &str) -> Option<&Value> {
-        self.by_name.get(name).and_then(|&index| self.tools.get(index))
+        self.by_name
+            .get(name)
+            .and_then(|&index| self.tools.get(index))
     }
 
     /// Whether the server marks the tool `readOnlyHint: true`. Unknown tools and

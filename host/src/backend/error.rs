@@ -20,7 +20,9 @@ pub enum BackendError {
     Handshake { server: Arc<str>, reason: String },
     #[error("server '{server}': process exited while handling the request ({status})")]
     ProcessExited { server: Arc<str>, status: String },
-    #[error("server '{server}': no response within {timeout:?}; the request was cancelled on the server")]
+    #[error(
+        "server '{server}': no response within {timeout:?}; the request was cancelled on the server"
+    )]
     Timeout { server: Arc<str>, timeout: Duration },
     #[error(
         "server '{server}': pool exhausted: all {processes} processes are at max_inflight={max_inflight} and \
@@ -36,7 +38,11 @@ pub enum BackendError {
         "server '{server}': its response was {length} bytes, over max_line_bytes ({limit}); raise \
          max_line_bytes for this server or ask for less"
     )]
-    ResponseTooLarge { server: Arc<str>, length: usize, limit: usize },
+    ResponseTooLarge {
+        server: Arc<str>,
+        length: usize,
+        limit: usize,
+    },
     #[error("server '{server}' is unavailable: {reason}")]
     Unavailable { server: Arc<str>, reason: String },
     #[error("server '{server}' is shutting down")]

@@ -9,7 +9,11 @@ pub enum Frame {
     Line(Vec<u8>),
     /// A line longer than the cap; its bytes were discarded except a short head and
     /// tail, enough to find the JSON-RPC id of a response and fail just that call.
-    TooLong { length: usize, head: Vec<u8>, tail: Vec<u8> },
+    TooLong {
+        length: usize,
+        head: Vec<u8>,
+        tail: Vec<u8>,
+    },
     /// The stream ended.
     Eof,
 }
@@ -29,7 +33,13 @@ const KEPT_EDGE_BYTES: usize = 256;
 
 impl<R: AsyncBufRead + Unpin> LineReader<R> {
     pub fn new(inner: R, max_line_bytes: usize) -> Self {
-        LineReader { inner, max_line_bytes, line: Vec::new(), head: Vec::new(), tail: Vec::new() }
+        LineReader {
+            inner,
+            max_line_bytes,
+            line: Vec::new(),
+            head: Vec::new(),
+            tail: Vec::new(),
+        }
     }
 
     /// Returns the next frame. Blank lines are skipped, since some servers pad output.
@@ -66,12 +76,14 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
                 if overflow == 0 {
                     let kept = self.line.len().min(KEPT_EDGE_BYTES);
                     self.head.extend_from_slice(&self.line[..kept]);
-                    self.tail.extend_from_slice(&self.line[self.line.len() - kept..]);
+                    self.tail
+                        .extend_from_slice(&self.line[self.line.len() - kept..]);
                 }
                 overflow += self.line.len() + chunk_len;
                 self.line.clear();
                 let chunk = &available[..chunk_len];
-                self.tail.extend_from_slice(&chunk[chunk.len().saturating_sub(KEPT_EDGE_BYTES)..]);
+                self.tail
+                    .extend_from_slice(&chunk[chunk.len().saturating_sub(KEPT_EDGE_BYTES)..]);
                 let excess = self.tail.len().saturating_sub(KEPT_EDGE_BYTES);
                 self.tail.drain(..excess);
             } else {
@@ -94,7 +106,11 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
 
 impl<R> LineReader<R> {
     fn too_long(&mut self, length: usize) -> Frame {
-        Frame::TooLong { length, head: std::mem::take(&mut self.head), tail: std::mem::take(&mut self.tail) }
+        Frame::TooLong {
+            length,
+            head: std::mem::take(&mut self.head),
+            tail: std::mem::take(&mut self.tail),
+        }
     }
 }
 
@@ -104,7 +120,11 @@ pub fn find_numeric_id(head: &[u8], tail: &[u8]) -> Option<u64> {
     [head, tail].into_iter().find_map(|edge| {
         let text = String::from_utf8_lossy(edge);
         let start = text.rfind("\"id\":")? + 5;
-        let digits: String = text[start..].trim_start().chars().take_while(char::is_ascii_digit).collect();
+        let digits: String = text[start..]
+            .trim_start()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
         digits.parse().ok()
     })
 }
@@ -135,7 +155,11 @@ mod tests {
             got,
             vec![
                 Frame::Line(b"abc".to_vec()),
-                Frame::TooLong { length: 10, head: b"012".to_vec(), tail: b"0123456789".to_vec() },
+                Frame::TooLong {
+                    length: 10,
+                    head: b"012".to_vec(),
+                    tail: b"0123456789".to_vec()
+                },
                 Frame::Line(b"xy".to_vec()),
                 Frame::Line(b"last".to_vec()),
                 Frame::Eof,
@@ -145,8 +169,17 @@ mod tests {
 
     #[test]
     fn finds_the_id_of_an_oversized_response() {
-        assert_eq!(find_numeric_id(br#"{"jsonrpc":"2.0","id":42,"result":{"#, b"..."), Some(42));
-        assert_eq!(find_numeric_id(b"{\"result\":{\"x\":\"", br#"...."},"jsonrpc":"2.0","id": 7}"#), Some(7));
+        assert_eq!(
+            find_numeric_id(br#"{"jsonrpc":"2.0","id":42,"result":{"#, b"..."),
+            Some(42)
+        );
+        assert_eq!(
+            find_numeric_id(
+                b"{\"result\":{\"x\":\"",
+                br#"...."},"jsonrpc":"2.0","id": 7}"#
+            ),
+            Some(7)
+        );
         assert_eq!(find_numeric_id(b"garbage", b"garbage"), None);
     }
 }

@@ -92,8 +92,14 @@ impl HealthTracker {
 
     pub fn record_ping(&self, result: Result<Duration, String>) {
         let record = match result {
-            Ok(latency) => PingRecord { latency: Some(latency), error: None },
-            Err(error) => PingRecord { latency: None, error: Some(error) },
+            Ok(latency) => PingRecord {
+                latency: Some(latency),
+                error: None,
+            },
+            Err(error) => PingRecord {
+                latency: None,
+                error: Some(error),
+            },
         };
         *self.last_ping.lock() = Some(record);
     }
@@ -119,7 +125,10 @@ impl HealthTracker {
     pub fn report(&self, pool: PoolSnapshot) -> HealthReport {
         let (success_rate, recent_calls) = self.success_rate();
         let ping = self.last_ping.lock().clone();
-        let ping_latency_ms = ping.as_ref().and_then(|p| p.latency).map(|l| l.as_secs_f64() * 1000.0);
+        let ping_latency_ms = ping
+            .as_ref()
+            .and_then(|p| p.latency)
+            .map(|l| l.as_secs_f64() * 1000.0);
         let last_ping_error = ping.and_then(|p| p.error);
         let mut reasons = Vec::new();
         let mut status = HealthStatus::Healthy;
@@ -202,10 +211,16 @@ mod tests {
     fn judges_status_from_processes_latency_and_success_rate() {
         let tracker = HealthTracker::new(config());
         assert_eq!(tracker.report(snapshot(1, 0)).status, HealthStatus::Healthy);
-        assert_eq!(tracker.report(snapshot(0, 2)).status, HealthStatus::Unhealthy);
+        assert_eq!(
+            tracker.report(snapshot(0, 2)).status,
+            HealthStatus::Unhealthy
+        );
 
         tracker.record_ping(Ok(Duration::from_millis(800)));
-        assert_eq!(tracker.report(snapshot(1, 0)).status, HealthStatus::Degraded);
+        assert_eq!(
+            tracker.report(snapshot(1, 0)).status,
+            HealthStatus::Degraded
+        );
         tracker.record_ping(Ok(Duration::from_millis(1)));
 
         for _ in 0..18 {

@@ -18,4 +18,6 @@ pub use catalog::Catalog;
 pub use error::BackendError;
 pub use health::{HealthReport, HealthStatus};
 pub use pool::{Lease, Pool};
-pub use process::{CallEvent, CallStep, InflightCall, Process, STDIO_PROTOCOL_VERSIONS, ServerIdentity};
+pub use process::{
+    CallEvent, CallStep, InflightCall, Process, STDIO_PROTOCOL_VERSIONS, ServerIdentity,
+};

@@ -39,7 +39,9 @@ pub fn die_with_parent(command: &mut Command) {
 pub fn kill_group(pid: u32) {
     #[cfg(unix)]
     {
-        let Ok(pid) = libc::pid_t::try_from(pid) else { return };
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return;
+        };
         if pid <= 1 {
             return;
         }

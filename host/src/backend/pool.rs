@@ -147,7 +147,11 @@ impl Pool {
     }
 
     pub fn ready_processes(&self) -> usize {
-        self.processes.read().iter().filter(|p| p.state() == ProcessState::Ready).count()
+        self.processes
+            .read()
+            .iter()
+            .filter(|p| p.state() == ProcessState::Ready)
+            .count()
     }
 
     /// Reserves a call slot: on the least-loaded ready process if one has room, else
@@ -170,7 +174,10 @@ impl Pool {
                 .min_by_key(|p| p.inflight())?;
             if best.try_reserve(max_inflight) {
                 self.inflight_gauge.inc();
-                return Some(Lease { pool: self.clone(), process: best.clone() });
+                return Some(Lease {
+                    pool: self.clone(),
+                    process: best.clone(),
+                });
             }
         }
         None
@@ -181,7 +188,9 @@ impl Pool {
         let _queue_slot = self.enqueue()?;
         loop {
             if self.shutting_down.load(Ordering::Acquire) {
-                return Err(BackendError::ShuttingDown { server: self.name.clone() });
+                return Err(BackendError::ShuttingDown {
+                    server: self.name.clone(),
+                });
             }
             let notified = self.slot_freed.notified();
             tokio::pin!(notified);
@@ -213,7 +222,10 @@ impl Pool {
     }
 
     fn exhausted(&self, reason: &'static str) -> BackendError {
-        self.metrics.backend_errors_total.with_label_values(&[&self.name, "pool_exhausted"]).inc();
+        self.metrics
+            .backend_errors_total
+            .with_label_values(&[&self.name, "pool_exhausted"])
+            .inc();
         BackendError::PoolExhausted {
             server: self.name.clone(),
             processes: self.processes.read().len(),
@@ -224,7 +236,12 @@ impl Pool {
 
     /// Starts enough processes for the callers waiting, within `max_connections`.
     fn grow_for_waiters(self: &Arc<Self>) {
-        let live = self.processes.read().iter().filter(|p| p.state() != ProcessState::Dead).count();
+        let live = self
+            .processes
+            .read()
+            .iter()
+            .filter(|p| p.state() != ProcessState::Dead)
+            .count();
         let starting = self.starting.load(Ordering::Acquire);
         let waiting = self.queued.load(Ordering::Acquire);
         let capacity_coming = starting * self.config.pool.max_inflight;
@@ -242,7 +259,12 @@ impl Pool {
         if self.starting.load(Ordering::Acquire) > 0 {
             return None;
         }
-        if self.processes.read().iter().any(|p| p.state() != ProcessState::Dead) {
+        if self
+            .processes
+            .read()
+            .iter()
+            .any(|p| p.state() != ProcessState::Dead)
+        {
             return None;
         }
         let history = self.spawn_history.lock();
@@ -264,16 +286,22 @@ impl Pool {
 
     /// The error for a server that cannot serve now, with the last start failure.
     pub fn unavailable_error(&self) -> BackendError {
-        self.unreachable().unwrap_or_else(|| BackendError::Unavailable {
-            server: self.name.clone(),
-            reason: "no process finished its initialize handshake within connection_timeout".to_owned(),
-        })
+        self.unreachable()
+            .unwrap_or_else(|| BackendError::Unavailable {
+                server: self.name.clone(),
+                reason: "no process finished its initialize handshake within connection_timeout"
+                    .to_owned(),
+            })
     }
 
     /// Starts a process if none is running or starting (with `min_connections = 0`
     /// the pool is empty until someone needs it).
     pub fn ensure_started(self: &Arc<Self>) {
-        let live = self.processes.read().iter().any(|p| p.state() != ProcessState::Dead);
+        let live = self
+            .processes
+            .read()
+            .iter()
+            .any(|p| p.state() != ProcessState::Dead);
         if !live && self.starting.load(Ordering::Acquire) == 0 && self.spawn_allowed_now() {
             self.spawn_process();
         }
@@ -294,7 +322,13 @@ impl Pool {
         let pool = self.clone();
         tokio::spawn(async move {
             let ordinal = pool.next_ordinal.fetch_add(1, Ordering::Relaxed);
-            let started = Process::start(&pool.config, ordinal, pool.events.clone(), pool.metrics.clone()).await;
+            let started = Process::start(
+                &pool.config,
+                ordinal,
+                pool.events.clone(),
+                pool.metrics.clone(),
+            )
+            .await;
             match started {
                 Ok(process) => pool.adopt(process).await,
                 Err(error) => pool.record_spawn_failure(&error),
@@ -317,13 +351,19 @@ impl Pool {
         tracing::info!(server = %self.name, pid = process.pid, ordinal = process.ordinal, "backend process ready");
         self.processes.write().push(process);
         self.spawns.fetch_add(1, Ordering::Relaxed);
-        self.metrics.pool_spawns_total.with_label_values(&[&self.name]).inc();
+        self.metrics
+            .pool_spawns_total
+            .with_label_values(&[&self.name])
+            .inc();
         *self.spawn_history.lock() = SpawnHistory::default();
     }
 
     fn record_spawn_failure(&self, error: &BackendError) {
         self.spawn_failures.fetch_add(1, Ordering::Relaxed);
-        self.metrics.pool_spawn_failures_total.with_label_values(&[&self.name]).inc();
+        self.metrics
+            .pool_spawn_failures_total
+            .with_label_values(&[&self.name])
+            .inc();
         let pool = &self.config.pool;
         let mut history = self.spawn_history.lock();
         history.consecutive_failures += 1;
@@ -332,7 +372,9 @@ impl Pool {
             pool.unhealthy_retry_interval
         } else {
             let exponent = history.consecutive_failures.saturating_sub(1).min(20);
-            pool.reconnect_backoff_initial.saturating_mul(1 << exponent).min(pool.reconnect_backoff_max)
+            pool.reconnect_backoff_initial
+                .saturating_mul(1 << exponent)
+                .min(pool.reconnect_backoff_max)
         };
         history.next_attempt = Some(Instant::now() + delay);
         tracing::warn!(
@@ -345,7 +387,9 @@ impl Pool {
     pub(super) async fn refresh_catalog(&self, process: &Arc<Process>) {
         match Catalog::fetch(process).await {
             Ok(catalog) => *self.catalog.write() = Arc::new(catalog),
-            Err(error) => tracing::warn!(server = %self.name, %error, "could not read the server's tool list"),
+            Err(error) => {
+                tracing::warn!(server = %self.name, %error, "could not read the server's tool list")
+            }
         }
     }
 
@@ -392,7 +436,9 @@ impl Pool {
         self.slot_freed.notify_waiters();
         self.wake_supervisor.notify_one();
         let processes: Vec<Arc<Process>> = self.processes.write().drain(..).collect();
-        let stops = processes.iter().map(|process| process.shutdown(PROCESS_EXIT_GRACE));
+        let stops = processes
+            .iter()
+            .map(|process| process.shutdown(PROCESS_EXIT_GRACE));
         futures_util::future::join_all(stops).await;
     }
 }

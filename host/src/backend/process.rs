@@ -25,7 +25,8 @@ use crate::metrics::Metrics;
 
 /// Protocol versions the bridge speaks to servers over stdio, newest first. The
 /// handshake offers the newest and falls back one by one if a server refuses it.
-pub const STDIO_PROTOCOL_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+pub const STDIO_PROTOCOL_VERSIONS: [&str; 4] =
+    ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 
 /// Capacity of the queue of lines waiting to be written to one child's stdin. A full
 /// queue makes callers wait, which is the backpressure a slow child deserves.
@@ -168,10 +169,16 @@ impl Process {
             });
             let response = self.request("initialize", Some(params)).await?;
             let Some(result) = response.get("result") else {
-                last_refusal = response.get("error").map(Value::to_string).unwrap_or_default();
+                last_refusal = response
+                    .get("error")
+                    .map(Value::to_string)
+                    .unwrap_or_default();
                 continue;
             };
-            let negotiated = result.get("protocolVersion").and_then(Value::as_str).unwrap_or_default();
+            let negotiated = result
+                .get("protocolVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             if !STDIO_PROTOCOL_VERSIONS.contains(&negotiated) {
                 return Err(BackendError::Handshake {
                     server: self.server.clone(),
@@ -184,8 +191,14 @@ impl Process {
             }
             *self.identity.write() = Some(ServerIdentity {
                 protocol_version: negotiated.to_owned(),
-                capabilities: result.get("capabilities").cloned().unwrap_or_else(|| json!({})),
-                server_info: result.get("serverInfo").cloned().unwrap_or_else(|| json!({})),
+                capabilities: result
+                    .get("capabilities")
+                    .cloned()
+                    .unwrap_or_else(|| json!({})),
+                server_info: result
+                    .get("serverInfo")
+                    .cloned()
+                    .unwrap_or_else(|| json!({})),
                 instructions: result.get("instructions").cloned(),
             });
             self.notify("notifications/initialized", None).await?;
@@ -293,7 +306,11 @@ impl Process {
         };
         self.pending.lock().insert(
             id,
-            Pending { response: response_tx, events: events_tx, client_progress_token },
+            Pending {
+                response: response_tx,
+                events: events_tx,
+                client_progress_token,
+            },
         );
         let call = InflightCall {
             process: self.clone(),
@@ -312,7 +329,11 @@ impl Process {
 
     /// Sends a request the bridge itself needs (initialize, ping, tools/list) and waits
     /// for its response message, which may be a JSON-RPC error.
-    pub async fn request(self: &Arc<Self>, method: &str, params: Option<Value>) -> Result<Value, BackendError> {
+    pub async fn request(
+        self: &Arc<Self>,
+        method: &str,
+        params: Option<Value>,
+    ) -> Result<Value, BackendError> {
         let mut message = json!({ "jsonrpc": "2.0", "id": 0, "method": method });
         if let (Some(params), Some(object)) = (params, message.as_object_mut()) {
             object.insert("params".into(), params);
@@ -324,7 +345,10 @@ impl Process {
     /// Sends a notification to the server.
     pub async fn notify(&self, method: &str, params: Option<Value>) -> Result<(), BackendError> {
         let line = encode_line(&jsonrpc::notification(method, params));
-        self.outbox.send(Outgoing::Line(line)).await.map_err(|_| self.exited_error())
+        self.outbox
+            .send(Outgoing::Line(line))
+            .await
+            .map_err(|_| self.exited_error())
     }
 
     /// Delivers a client's answer to a server-to-client request (sampling, elicitation).
@@ -337,7 +361,8 @@ impl Process {
 
     /// Closes stdin and gives the server `grace` to exit on its own before it is killed.
     pub async fn shutdown(&self, grace: Duration) {
-        self.state.store(ProcessState::Dead as u8, Ordering::Release);
+        self.state
+            .store(ProcessState::Dead as u8, Ordering::Release);
         // A full outbox means the child is not reading; it will be killed below anyway.
         let _ = self.outbox.try_send(Outgoing::Close);
         let mut status = self.exit_status.clone();
@@ -349,7 +374,8 @@ impl Process {
 
     /// Kills the process (and its process group) at once.
     pub fn kill(&self) {
-        self.state.store(ProcessState::Dead as u8, Ordering::Release);
+        self.state
+            .store(ProcessState::Dead as u8, Ordering::Release);
         self.kill.notify_one();
     }
 
@@ -359,7 +385,10 @@ impl Process {
             .borrow()
             .clone()
             .unwrap_or_else(|| "stdout closed".to_owned());
-        BackendError::ProcessExited { server: self.server.clone(), status }
+        BackendError::ProcessExited {
+            server: self.server.clone(),
+            status,
+        }
     }
 
     fn fail_pending(&self, id: u64, error: BackendError) {
@@ -370,7 +399,12 @@ impl Process {
 
     /// Fails every in-flight call: the process is gone and none of them will be answered.
     fn fail_all_pending(&self) {
-        let drained: Vec<Pending> = self.pending.lock().drain().map(|(_, pending)| pending).collect();
+        let drained: Vec<Pending> = self
+            .pending
+            .lock()
+            .drain()
+            .map(|(_, pending)| pending)
+            .collect();
         for pending in drained {
             let _ = pending.response.send(Err(self.exited_error()));
         }
@@ -382,14 +416,20 @@ impl Process {
             return;
         }
         let params = json!({ "requestId": id, "reason": reason });
-        let line = encode_line(&jsonrpc::notification("notifications/cancelled", Some(params)));
+        let line = encode_line(&jsonrpc::notification(
+            "notifications/cancelled",
+            Some(params),
+        ));
         // Dropping the notification when the outbox is full only costs the server some
         // wasted work; its eventual response will be counted as an unknown id.
         let _ = self.outbox.try_send(Outgoing::Line(line));
     }
 
     fn count_error(&self, kind: &str) {
-        self.metrics.backend_errors_total.with_label_values(&[&self.server, kind]).inc();
+        self.metrics
+            .backend_errors_total
+            .with_label_values(&[&self.server, kind])
+            .inc();
     }
 }
 
@@ -496,9 +536,12 @@ fn spawn(
     };
     let mut child = command.spawn().map_err(spawn_error)?;
     let pid = child.id().unwrap_or_default();
-    let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    let (Some(stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
-        return Err(spawn_error(std::io::Error::other("child pipes were not created")));
+        return Err(spawn_error(std::io::Error::other(
+            "child pipes were not created",
+        )));
     };
     let (outbox_tx, outbox_rx) = mpsc::channel(OUTBOX_CAPACITY);
     let (status_tx, status_rx) = watch::channel(None);
@@ -522,8 +565,18 @@ fn spawn(
     });
     tracing::debug!(server = %server, pid, ordinal, "spawned backend process");
     tokio::spawn(write_loop(stdin, outbox_rx, server.clone()));
-    tokio::spawn(read_loop(process.clone(), stdout, config.max_line_bytes, events.clone()));
-    tokio::spawn(super::stderr::log_lines(stderr, server.clone(), pid, config.max_line_bytes));
+    tokio::spawn(read_loop(
+        process.clone(),
+        stdout,
+        config.max_line_bytes,
+        events.clone(),
+    ));
+    tokio::spawn(super::stderr::log_lines(
+        stderr,
+        server.clone(),
+        pid,
+        config.max_line_bytes,
+    ));
     tokio::spawn(reap(process.clone(), child, status_tx, events));
     Ok(process)
 }
@@ -531,7 +584,9 @@ fn spawn(
 async fn write_loop(stdin: ChildStdin, mut outbox: mpsc::Receiver<Outgoing>, server: Arc<str>) {
     let mut writer = BufWriter::new(stdin);
     while let Some(outgoing) = outbox.recv().await {
-        let Outgoing::Line(line) = outgoing else { break };
+        let Outgoing::Line(line) = outgoing else {
+            break;
+        };
         if let Err(error) = writer.write_all(&line).await {
             tracing::debug!(server = %server, %error, "backend stdin closed");
             return;
@@ -582,7 +637,9 @@ async fn read_loop(
             }
         }
     }
-    process.state.store(ProcessState::Dead as u8, Ordering::Release);
+    process
+        .state
+        .store(ProcessState::Dead as u8, Ordering::Release);
     let mut status = process.exit_status.clone();
     let _ = tokio::time::timeout(EXIT_STATUS_GRACE, status.wait_for(Option::is_some)).await;
     process.fail_all_pending();
@@ -590,7 +647,11 @@ async fn read_loop(
     process.kill();
 }
 
-async fn route_line(process: &Arc<Process>, line: &[u8], events: &mpsc::UnboundedSender<ProcessEvent>) {
+async fn route_line(
+    process: &Arc<Process>,
+    line: &[u8],
+    events: &mpsc::UnboundedSender<ProcessEvent>,
+) {
     let message: Value = match serde_json::from_slice(line) {
         Ok(message) => message,
         Err(error) => {
@@ -629,11 +690,18 @@ fn route_response(process: &Process, message: Value) {
     }
 }
 
-fn route_notification(process: &Process, mut message: Value, events: &mpsc::UnboundedSender<ProcessEvent>) {
+fn route_notification(
+    process: &Process,
+    mut message: Value,
+    events: &mpsc::UnboundedSender<ProcessEvent>,
+) {
     let method = jsonrpc::method(&message).unwrap_or_default();
     let target = match method {
         "notifications/progress" => {
-            let token = message.get("params").and_then(|p| p.get("progressToken")).and_then(Value::as_u64);
+            let token = message
+                .get("params")
+                .and_then(|p| p.get("progressToken"))
+                .and_then(Value::as_u64);
             token.and_then(|id| {
                 let pending = process.pending.lock();
                 let call = pending.get(&id)?;
@@ -648,15 +716,23 @@ fn route_notification(process: &Process, mut message: Value, events: &mpsc::Unbo
         _ => None,
     };
     let Some((call_events, client_token)) = target else {
-        let _ = events.send(ProcessEvent::Notification { ordinal: process.ordinal, message });
+        let _ = events.send(ProcessEvent::Notification {
+            ordinal: process.ordinal,
+            message,
+        });
         return;
     };
     if let Some(token) = client_token
-        && let Some(slot) = message.get_mut("params").and_then(|p| p.get_mut("progressToken"))
+        && let Some(slot) = message
+            .get_mut("params")
+            .and_then(|p| p.get_mut("progressToken"))
     {
         *slot = token;
     }
-    if call_events.try_send(CallEvent::Notification(message)).is_err() {
+    if call_events
+        .try_send(CallEvent::Notification(message))
+        .is_err()
+    {
         process.count_error("notification_dropped");
     }
 }
@@ -675,7 +751,9 @@ async fn route_server_request(process: &Arc<Process>, message: Value) {
     let id = message.get("id").cloned().unwrap_or(Value::Null);
     let method = jsonrpc::method(&message).unwrap_or_default().to_owned();
     if method == "ping" {
-        let _ = process.send_client_response(&jsonrpc::result_response(id, json!({}))).await;
+        let _ = process
+            .send_client_response(&jsonrpc::result_response(id, json!({})))
+            .await;
         return;
     }
     if let Some(caller) = sole_caller(process)
@@ -714,11 +792,16 @@ async fn reap(
         Ok(status) => status.to_string(),
         Err(error) => format!("wait failed: {error}"),
     };
-    process.state.store(ProcessState::Dead as u8, Ordering::Release);
+    process
+        .state
+        .store(ProcessState::Dead as u8, Ordering::Release);
     // The child may have left grandchildren in its group (an `npx` wrapper, say).
     super::orphan::kill_group(process.pid);
     tracing::debug!(server = %process.server, pid = process.pid, %status, "backend process exited");
     let _ = status_tx.send(Some(status.clone()));
     process.fail_all_pending();
-    let _ = events.send(ProcessEvent::Exited { ordinal: process.ordinal, status });
+    let _ = events.send(ProcessEvent::Exited {
+        ordinal: process.ordinal,
+        status,
+    });
 }

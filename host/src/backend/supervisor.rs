@@ -20,7 +20,11 @@ const TICK: Duration = Duration::from_millis(250);
 
 /// Runs until the pool shuts down.
 pub(super) async fn run(pool: Arc<Pool>, mut events: mpsc::UnboundedReceiver<ProcessEvent>) {
-    let mut supervisor = Supervisor { pool, last_ping: HashMap::new(), prewarmed: false };
+    let mut supervisor = Supervisor {
+        pool,
+        last_ping: HashMap::new(),
+        prewarmed: false,
+    };
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -46,7 +50,9 @@ impl Supervisor {
     fn on_event(&mut self, event: ProcessEvent) {
         match event {
             ProcessEvent::Exited { ordinal, status } => self.on_exit(ordinal, &status),
-            ProcessEvent::Notification { ordinal, message } => self.on_notification(ordinal, message),
+            ProcessEvent::Notification { ordinal, message } => {
+                self.on_notification(ordinal, message)
+            }
         }
     }
 
@@ -58,12 +64,18 @@ impl Supervisor {
             position.map(|index| processes.remove(index))
         };
         let Some(process) = removed else { return };
-        if process.retired.load(Ordering::Acquire) || self.pool.shutting_down.load(Ordering::Acquire) {
+        if process.retired.load(Ordering::Acquire)
+            || self.pool.shutting_down.load(Ordering::Acquire)
+        {
             return;
         }
         let name = self.pool.name();
         self.pool.restarts.fetch_add(1, Ordering::Relaxed);
-        self.pool.metrics.pool_restarts_total.with_label_values(&[name]).inc();
+        self.pool
+            .metrics
+            .pool_restarts_total
+            .with_label_values(&[name])
+            .inc();
         tracing::warn!(server = %name, pid = process.pid, %status, "backend process exited unexpectedly; replacing it");
     }
 
@@ -82,7 +94,13 @@ impl Supervisor {
     }
 
     fn refresh_catalog_from(&self, ordinal: u64) {
-        let process = self.pool.processes.read().iter().find(|p| p.ordinal == ordinal).cloned();
+        let process = self
+            .pool
+            .processes
+            .read()
+            .iter()
+            .find(|p| p.ordinal == ordinal)
+            .cloned();
         let Some(process) = process else { return };
         let pool = self.pool.clone();
         tokio::spawn(async move { pool.refresh_catalog(&process).await });
@@ -120,7 +138,10 @@ impl Supervisor {
     fn close_idle(&self) {
         let config = &self.pool.config.pool;
         let processes = self.pool.processes.read();
-        let mut ready = processes.iter().filter(|p| p.state() == ProcessState::Ready).count();
+        let mut ready = processes
+            .iter()
+            .filter(|p| p.state() == ProcessState::Ready)
+            .count();
         for process in processes.iter() {
             if ready <= config.min_connections {
                 return;
@@ -136,9 +157,14 @@ impl Supervisor {
     /// pool is at its minimum, and the old process drains only once that is ready, so
     /// recycling never leaves the server without a ready process.
     fn recycle_old(&self) {
-        let Some(max_lifetime) = self.pool.config.pool.max_lifetime else { return };
+        let Some(max_lifetime) = self.pool.config.pool.max_lifetime else {
+            return;
+        };
         let processes = self.pool.processes.read();
-        let ready = processes.iter().filter(|p| p.state() == ProcessState::Ready).count();
+        let ready = processes
+            .iter()
+            .filter(|p| p.state() == ProcessState::Ready)
+            .count();
         let Some(oldest) = processes
             .iter()
             .filter(|p| p.state() == ProcessState::Ready && p.age() >= max_lifetime)
@@ -165,13 +191,23 @@ impl Supervisor {
         if self.prewarmed && !config.enable_auto_reconnect {
             return;
         }
-        let live = self.pool.processes.read().iter().filter(|p| p.state() == ProcessState::Ready).count();
+        let live = self
+            .pool
+            .processes
+            .read()
+            .iter()
+            .filter(|p| p.state() == ProcessState::Ready)
+            .count();
         let starting = self.pool.starting.load(Ordering::Acquire);
         let missing = config.min_connections.saturating_sub(live + starting);
         if missing > 0 && self.pool.spawn_allowed_now() {
             // After failures, probe with one process at a time instead of a burst.
             let failing = self.pool.spawn_history.lock().consecutive_failures > 0;
-            let count = if failing { missing.min(1).saturating_sub(starting) } else { missing };
+            let count = if failing {
+                missing.min(1).saturating_sub(starting)
+            } else {
+                missing
+            };
             for _ in 0..count {
                 self.pool.spawn_process();
             }
@@ -209,14 +245,24 @@ impl Supervisor {
         for state in PROCESS_STATES {
             let count = match state {
                 "starting" => self.pool.starting.load(Ordering::Acquire),
-                "ready" => processes.iter().filter(|p| p.state() == ProcessState::Ready).count(),
-                _ => processes.iter().filter(|p| p.state() == ProcessState::Draining).count(),
+                "ready" => processes
+                    .iter()
+                    .filter(|p| p.state() == ProcessState::Ready)
+                    .count(),
+                _ => processes
+                    .iter()
+                    .filter(|p| p.state() == ProcessState::Draining)
+                    .count(),
             };
             gauge.with_label_values(&[name, state]).set(count as i64);
         }
         drop(processes);
         let report = self.pool.health_report();
-        self.pool.metrics.health_status.with_label_values(&[name]).set(report.status.gauge_value());
+        self.pool
+            .metrics
+            .health_status
+            .with_label_values(&[name])
+            .set(report.status.gauge_value());
     }
 }
 
@@ -227,19 +273,31 @@ fn retire(process: &Process) {
 async fn ping(pool: Arc<Pool>, process: Arc<Process>) {
     let health = &pool.config.health;
     let started = Instant::now();
-    let outcome = match tokio::time::timeout(health.check_timeout, process.request("ping", None)).await {
-        Ok(Ok(response)) if response.get("result").is_some() => Ok(started.elapsed()),
-        Ok(Ok(response)) => Err(format!("ping answered with an error: {}", response.get("error").unwrap_or(&Value::Null))),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err(format!("no ping response within check_timeout ({:?})", health.check_timeout)),
-    };
+    let outcome =
+        match tokio::time::timeout(health.check_timeout, process.request("ping", None)).await {
+            Ok(Ok(response)) if response.get("result").is_some() => Ok(started.elapsed()),
+            Ok(Ok(response)) => Err(format!(
+                "ping answered with an error: {}",
+                response.get("error").unwrap_or(&Value::Null)
+            )),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err(format!(
+                "no ping response within check_timeout ({:?})",
+                health.check_timeout
+            )),
+        };
     let failed = outcome.is_err();
     pool.health.record_ping(outcome);
     if !failed {
-        process.consecutive_ping_failures.store(0, Ordering::Release);
+        process
+            .consecutive_ping_failures
+            .store(0, Ordering::Release);
         return;
     }
-    let failures = process.consecutive_ping_failures.fetch_add(1, Ordering::AcqRel) + 1;
+    let failures = process
+        .consecutive_ping_failures
+        .fetch_add(1, Ordering::AcqRel)
+        + 1;
     if failures >= health.unhealthy_threshold {
         tracing::warn!(
             server = %pool.name(), pid = process.pid, failures,

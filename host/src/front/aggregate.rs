@@ -27,7 +27,11 @@ pub fn namespaced(server: &str, separator: &str, name: &str) -> String {
 /// Splits a namespaced name into its server's pool and the server's own name. Server
 /// names cannot contain the separator (config validation ensures it), so the first
 /// separator is the split point.
-pub fn split_name<'a>(router: &'a Router, separator: &str, name: &str) -> Option<(&'a Arc<Pool>, String)> {
+pub fn split_name<'a>(
+    router: &'a Router,
+    separator: &str,
+    name: &str,
+) -> Option<(&'a Arc<Pool>, String)> {
     let (server, rest) = name.split_once(separator)?;
     Some((router.pool(server)?, rest.to_owned()))
 }
@@ -45,7 +49,9 @@ pub fn split_uri<'a>(router: &'a Router, uri: &str) -> Option<(&'a Arc<Pool>, St
 
 /// Prefixes the `uri` of every item of `items` (resources, resource contents).
 pub fn prefix_uris(items: Option<&mut Value>, field: &str, server: &str) {
-    let Some(items) = items.and_then(Value::as_array_mut) else { return };
+    let Some(items) = items.and_then(Value::as_array_mut) else {
+        return;
+    };
     for item in items {
         if let Some(slot) = item.get_mut(field)
             && let Some(uri) = slot.as_str()
@@ -136,18 +142,28 @@ impl ListKind {
 /// Collects a list from every server offering the feature, all pages, renamed. A
 /// server that fails is left out and logged rather than failing the whole list.
 pub async fn collect_list(router: &Router, separator: &str, kind: ListKind) -> Value {
-    let pools = router
-        .pools()
-        .iter()
-        .filter(|pool| pool.catalog().capabilities().get(kind.capability()).is_some());
-    let lists = futures_util::future::join_all(pools.map(|pool| collect_one(router, pool, separator, kind))).await;
+    let pools = router.pools().iter().filter(|pool| {
+        pool.catalog()
+            .capabilities()
+            .get(kind.capability())
+            .is_some()
+    });
+    let lists = futures_util::future::join_all(
+        pools.map(|pool| collect_one(router, pool, separator, kind)),
+    )
+    .await;
     let items: Vec<Value> = lists.into_iter().flatten().collect();
     let mut result = Map::new();
     result.insert(kind.field().into(), Value::Array(items));
     Value::Object(result)
 }
 
-async fn collect_one(router: &Router, pool: &Arc<Pool>, separator: &str, kind: ListKind) -> Vec<Value> {
+async fn collect_one(
+    router: &Router,
+    pool: &Arc<Pool>,
+    separator: &str,
+    kind: ListKind,
+) -> Vec<Value> {
     let mut items = Vec::new();
     let mut cursor: Option<Value> = None;
     for _ in 0..MAX_LIST_PAGES {
@@ -175,7 +191,10 @@ async fn collect_one(router: &Router, pool: &Arc<Pool>, separator: &str, kind: L
                 break;
             }
         };
-        let mut page = result.get(kind.field()).cloned().unwrap_or_else(|| json!([]));
+        let mut page = result
+            .get(kind.field())
+            .cloned()
+            .unwrap_or_else(|| json!([]));
         match kind {
             ListKind::Prompts => rename_all(&mut page, "name", pool.name(), separator),
             ListKind::Resources => prefix_uris(Some(&mut page), "uri", pool.name()),
@@ -193,7 +212,9 @@ async fn collect_one(router: &Router, pool: &Arc<Pool>, separator: &str, kind: L
 }
 
 fn rename_all(items: &mut Value, field: &str, server: &str, separator: &str) {
-    let Some(items) = items.as_array_mut() else { return };
+    let Some(items) = items.as_array_mut() else {
+        return;
+    };
     for item in items {
         if let Some(slot) = item.get_mut(field)
             && let Some(name) = slot.as_str()
@@ -213,16 +234,27 @@ pub struct Routed<'a> {
 
 /// Routes a request that names a tool, prompt or resource, stripping the namespace.
 /// `Err` carries a message for an invalid-params error.
-pub fn route<'a>(router: &'a Router, separator: &str, mut message: Value) -> Result<Routed<'a>, String> {
-    let method = crate::jsonrpc::method(&message).unwrap_or_default().to_owned();
-    let params = message.get_mut("params").ok_or_else(|| format!("{method} needs params"))?;
+pub fn route<'a>(
+    router: &'a Router,
+    separator: &str,
+    mut message: Value,
+) -> Result<Routed<'a>, String> {
+    let method = crate::jsonrpc::method(&message)
+        .unwrap_or_default()
+        .to_owned();
+    let params = message
+        .get_mut("params")
+        .ok_or_else(|| format!("{method} needs params"))?;
     let (pool, prefix_result_uris) = match method.as_str() {
         "tools/call" | "prompts/get" => (strip_name(router, separator, params, "name")?, false),
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            (strip_uri(router, params.get_mut("uri"))?, method == "resources/read")
-        }
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => (
+            strip_uri(router, params.get_mut("uri"))?,
+            method == "resources/read",
+        ),
         "completion/complete" => {
-            let reference = params.get_mut("ref").ok_or("completion/complete needs params.ref")?;
+            let reference = params
+                .get_mut("ref")
+                .ok_or("completion/complete needs params.ref")?;
             if reference.get("uri").is_some() {
                 (strip_uri(router, reference.get_mut("uri"))?, false)
             } else {
@@ -235,12 +267,25 @@ pub fn route<'a>(router: &'a Router, separator: &str, mut message: Value) -> Res
             ));
         }
     };
-    Ok(Routed { pool, message, prefix_result_uris })
+    Ok(Routed {
+        pool,
+        message,
+        prefix_result_uris,
+    })
 }
 
-fn strip_name<'a>(router: &'a Router, separator: &str, params: &mut Value, field: &str) -> Result<&'a Arc<Pool>, String> {
-    let slot = params.get_mut(field).ok_or_else(|| format!("missing params.{field}"))?;
-    let name = slot.as_str().ok_or_else(|| format!("params.{field} must be a string"))?;
+fn strip_name<'a>(
+    router: &'a Router,
+    separator: &str,
+    params: &mut Value,
+    field: &str,
+) -> Result<&'a Arc<Pool>, String> {
+    let slot = params
+        .get_mut(field)
+        .ok_or_else(|| format!("missing params.{field}"))?;
+    let name = slot
+        .as_str()
+        .ok_or_else(|| format!("params.{field} must be a string"))?;
     let (pool, original) = split_name(router, separator, name).ok_or_else(|| {
         let servers: Vec<&str> = router.pools().iter().map(|pool| &**pool.name()).collect();
         format!(
@@ -265,7 +310,9 @@ fn strip_uri<'a>(router: &'a Router, slot: Option<&mut Value>) -> Result<&'a Arc
 /// Rewrites a pool notification for aggregated clients (resource URIs prefixed).
 pub fn rewrite_notification(server: &str, mut message: Value) -> Value {
     if crate::jsonrpc::method(&message) == Some("notifications/resources/updated")
-        && let Some(slot) = message.get_mut("params").and_then(|params| params.get_mut("uri"))
+        && let Some(slot) = message
+            .get_mut("params")
+            .and_then(|params| params.get_mut("uri"))
         && let Some(uri) = slot.as_str()
     {
         *slot = Value::String(prefixed_uri(server, uri));
@@ -280,11 +327,17 @@ mod tests {
     #[test]
     fn names_and_uris_round_trip() {
         assert_eq!(namespaced("demo", "__", "get_tasks"), "demo__get_tasks");
-        assert_eq!(prefixed_uri("mem", "file:///a/b.txt"), "mcp-bridge://mem/file:///a/b.txt");
+        assert_eq!(
+            prefixed_uri("mem", "file:///a/b.txt"),
+            "mcp-bridge://mem/file:///a/b.txt"
+        );
         let mut contents = json!([{ "uri": "demo://x", "text": "t" }]);
         prefix_uris(Some(&mut contents), "uri", "s");
         assert_eq!(contents[0]["uri"], "mcp-bridge://s/demo://x");
         let note = json!({"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"a://b"}});
-        assert_eq!(rewrite_notification("s", note)["params"]["uri"], "mcp-bridge://s/a://b");
+        assert_eq!(
+            rewrite_notification("s", note)["params"]["uri"],
+            "mcp-bridge://s/a://b"
+        );
     }
 }

@@ -9,7 +9,9 @@ use crate::jsonrpc::{self, code};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrontError {
-    #[error("request body exceeds max_body_bytes ({limit} bytes); send a smaller request or raise http.max_body_bytes")]
+    #[error(
+        "request body exceeds max_body_bytes ({limit} bytes); send a smaller request or raise http.max_body_bytes"
+    )]
     BodyTooLarge { limit: usize },
     #[error("Content-Type must be application/json, got '{got}'")]
     UnsupportedMediaType { got: String },
@@ -21,9 +23,13 @@ pub enum FrontError {
     InvalidRequest(String),
     #[error("unknown server '{name}'; configured servers: {known}")]
     UnknownServer { name: String, known: String },
-    #[error("unknown or expired session '{0}'; send a new initialize request without Mcp-Session-Id")]
+    #[error(
+        "unknown or expired session '{0}'; send a new initialize request without Mcp-Session-Id"
+    )]
     UnknownSession(String),
-    #[error("missing Mcp-Session-Id header; send initialize first and repeat the id it returns on every request")]
+    #[error(
+        "missing Mcp-Session-Id header; send initialize first and repeat the id it returns on every request"
+    )]
     MissingSession,
     #[error("Origin '{0}' is not allowed; add it to http.allowed_origins")]
     ForbiddenOrigin(String),
@@ -34,7 +40,11 @@ pub enum FrontError {
     #[error("unsupported MCP-Protocol-Version '{got}'; supported: {supported}")]
     UnsupportedProtocolVersion { got: String, supported: String },
     #[error("header {header} says '{header_value}' but the body says '{body_value}'")]
-    HeaderMismatch { header: &'static str, header_value: String, body_value: String },
+    HeaderMismatch {
+        header: &'static str,
+        header_value: String,
+        body_value: String,
+    },
     #[error("params._meta is missing the required key '{0}'")]
     MissingMeta(&'static str),
     #[error("not found: {0}")]
@@ -57,9 +67,9 @@ impl FrontError {
             | FrontError::UnsupportedProtocolVersion { .. }
             | FrontError::MissingMeta(_)
             | FrontError::HeaderMismatch { .. } => StatusCode::BAD_REQUEST,
-            FrontError::UnknownServer { .. } | FrontError::UnknownSession(_) | FrontError::NotFound(_) => {
-                StatusCode::NOT_FOUND
-            }
+            FrontError::UnknownServer { .. }
+            | FrontError::UnknownSession(_)
+            | FrontError::NotFound(_) => StatusCode::NOT_FOUND,
             FrontError::ForbiddenOrigin(_) => StatusCode::FORBIDDEN,
             FrontError::Unauthorized => StatusCode::UNAUTHORIZED,
             FrontError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,

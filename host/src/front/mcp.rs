@@ -56,7 +56,10 @@ enum Reply {
     Accepted,
     Json(Value),
     /// The answer to `initialize`, and the session it opened.
-    Initialized { response: Value, session_id: String },
+    Initialized {
+        response: Value,
+        session_id: String,
+    },
     /// A streaming response: notifications, then the result.
     Stream(BoxBody<Bytes, Infallible>),
 }
@@ -71,7 +74,11 @@ struct Context {
     stateless: bool,
 }
 
-pub async fn handle(state: Arc<AppState>, endpoint: Endpoint, request: Request<Incoming>) -> Result<Response<Body>, FrontError> {
+pub async fn handle(
+    state: Arc<AppState>,
+    endpoint: Endpoint,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, FrontError> {
     match *request.method() {
         Method::POST => post(state, endpoint, request).await,
         Method::GET => super::stream::open(state, endpoint, request.headers()),
@@ -80,21 +87,35 @@ pub async fn handle(state: Arc<AppState>, endpoint: Endpoint, request: Request<I
     }
 }
 
-async fn post(state: Arc<AppState>, endpoint: Endpoint, request: Request<Incoming>) -> Result<Response<Body>, FrontError> {
+async fn post(
+    state: Arc<AppState>,
+    endpoint: Endpoint,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, FrontError> {
     let headers = request.headers().clone();
     check_content_type(&headers)?;
-    let accepts_sse = header_str(&headers, header::ACCEPT.as_str()).is_some_and(|accept| accept.contains("text/event-stream"));
+    let accepts_sse = header_str(&headers, header::ACCEPT.as_str())
+        .is_some_and(|accept| accept.contains("text/event-stream"));
     let body = read_body(request.into_body(), state.http.max_body_bytes).await?;
-    let message: Value = serde_json::from_slice(&body).map_err(|error| FrontError::Parse(error.to_string()))?;
+    let message: Value =
+        serde_json::from_slice(&body).map_err(|error| FrontError::Parse(error.to_string()))?;
     let session = resolve_session(&state, &endpoint, &headers, &message)?;
     let stateless = session.is_none() && stateless::is_stateless(&headers, &message);
     if stateless {
         if message.is_array() {
-            return Err(FrontError::InvalidRequest("2026-07-28 does not allow JSON-RPC batches".into()));
+            return Err(FrontError::InvalidRequest(
+                "2026-07-28 does not allow JSON-RPC batches".into(),
+            ));
         }
         stateless::validate(&headers, &message)?;
     }
-    let context = Context { state, endpoint, session, accepts_sse, stateless };
+    let context = Context {
+        state,
+        endpoint,
+        session,
+        accepts_sse,
+        stateless,
+    };
     if let Value::Array(batch) = message {
         return handle_batch(&context, batch).await;
     }
@@ -102,11 +123,19 @@ async fn post(state: Arc<AppState>, endpoint: Endpoint, request: Request<Incomin
         Reply::Accepted => Ok(status_only(StatusCode::ACCEPTED)),
         Reply::Json(value) => {
             // 2026-07-28 answers an unknown method with HTTP 404 as well.
-            let unknown_method = value.pointer("/error/code").and_then(Value::as_i64) == Some(code::METHOD_NOT_FOUND);
-            let status = if stateless && unknown_method { StatusCode::NOT_FOUND } else { StatusCode::OK };
+            let unknown_method = value.pointer("/error/code").and_then(Value::as_i64)
+                == Some(code::METHOD_NOT_FOUND);
+            let status = if stateless && unknown_method {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::OK
+            };
             Ok(json_response(status, &value))
         }
-        Reply::Initialized { response, session_id } => {
+        Reply::Initialized {
+            response,
+            session_id,
+        } => {
             let mut response = json_response(StatusCode::OK, &response);
             // Session ids are hex, always a valid header value.
             if let Ok(value) = HeaderValue::from_str(&session_id) {
@@ -128,7 +157,15 @@ async fn handle_batch(context: &Context, batch: Vec<Value>) -> Result<Response<B
         if is_initialize(&message) {
             return Some(invalid(&message, "initialize cannot be part of a batch"));
         }
-        match handle_message(&Context { accepts_sse: false, ..context.clone_shallow() }, message).await {
+        match handle_message(
+            &Context {
+                accepts_sse: false,
+                ..context.clone_shallow()
+            },
+            message,
+        )
+        .await
+        {
             Reply::Json(value) => Some(value),
             Reply::Accepted | Reply::Initialized { .. } | Reply::Stream(_) => None,
         }
@@ -155,7 +192,10 @@ impl Context {
 
 async fn handle_message(context: &Context, message: Value) -> Reply {
     match jsonrpc::classify(&message) {
-        None => Reply::Json(invalid(&message, "not a JSON-RPC 2.0 request, notification or response")),
+        None => Reply::Json(invalid(
+            &message,
+            "not a JSON-RPC 2.0 request, notification or response",
+        )),
         Some(Kind::Response) => {
             if !context.state.relays.answer(message).await {
                 tracing::debug!("client answered a request the bridge is not waiting for");
@@ -165,7 +205,9 @@ async fn handle_message(context: &Context, message: Value) -> Reply {
         Some(Kind::Notification) => {
             if jsonrpc::method(&message) == Some("notifications/cancelled")
                 && let Some(session) = &context.session
-                && let Some(request_id) = message.get("params").and_then(|params| params.get("requestId"))
+                && let Some(request_id) = message
+                    .get("params")
+                    .and_then(|params| params.get("requestId"))
             {
                 context.state.cancellations.cancel(&session.id, request_id);
             }
@@ -196,7 +238,9 @@ async fn answer_request(context: &Context, message: Value) -> Reply {
         // Processes are shared by many clients, so one client's log level cannot be
         // applied to them; the request is acknowledged so clients proceed normally.
         "logging/setLevel" => Reply::Json(jsonrpc::result_response(id, json!({}))),
-        "server/discover" => Reply::Json(stateless::discover(&context.state, &context.endpoint, id).await),
+        "server/discover" => {
+            Reply::Json(stateless::discover(&context.state, &context.endpoint, id).await)
+        }
         _ => match &context.endpoint {
             Endpoint::Server(pool) => forward(context, pool.clone(), message, id, false).await,
             Endpoint::Aggregate => aggregated(context, message, id).await,
@@ -212,7 +256,10 @@ async fn aggregated(context: &Context, message: Value, id: Value) -> Reply {
         for pool in state.router.pools() {
             super::wait_catalog(pool).await;
         }
-        return Reply::Json(jsonrpc::result_response(id, aggregate::tools_list(&state.router, separator)));
+        return Reply::Json(jsonrpc::result_response(
+            id,
+            aggregate::tools_list(&state.router, separator),
+        ));
     }
     if let Some(kind) = aggregate::ListKind::from_method(method) {
         for pool in state.router.pools() {
@@ -222,9 +269,22 @@ async fn aggregated(context: &Context, message: Value, id: Value) -> Reply {
         return Reply::Json(jsonrpc::result_response(id, list));
     }
     match aggregate::route(&state.router, separator, message) {
-        Ok(routed) => forward(context, routed.pool.clone(), routed.message, id, routed.prefix_result_uris).await,
+        Ok(routed) => {
+            forward(
+                context,
+                routed.pool.clone(),
+                routed.message,
+                id,
+                routed.prefix_result_uris,
+            )
+            .await
+        }
         Err(reason) => {
-            let code = if reason.starts_with("method") { code::METHOD_NOT_FOUND } else { code::INVALID_PARAMS };
+            let code = if reason.starts_with("method") {
+                code::METHOD_NOT_FOUND
+            } else {
+                code::INVALID_PARAMS
+            };
             Reply::Json(jsonrpc::error_response(id, code, reason, None))
         }
     }
@@ -235,14 +295,21 @@ async fn aggregated(context: &Context, message: Value, id: Value) -> Reply {
 async fn initialize(context: &Context, message: &Value) -> Reply {
     let id = message.get("id").cloned().unwrap_or(Value::Null);
     let params = message.get("params").cloned().unwrap_or(Value::Null);
-    let requested = params.get("protocolVersion").and_then(Value::as_str).unwrap_or_default();
+    let requested = params
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let version = negotiate(requested);
-    let (capabilities, server_info, instructions) = match describe(&context.state, &context.endpoint).await {
-        Ok(description) => description,
-        Err(error) => return Reply::Json(FrontError::from(error).to_jsonrpc(id)),
-    };
+    let (capabilities, server_info, instructions) =
+        match describe(&context.state, &context.endpoint).await {
+            Ok(description) => description,
+            Err(error) => return Reply::Json(FrontError::from(error).to_jsonrpc(id)),
+        };
     let client_info = params.get("clientInfo").cloned().unwrap_or(Value::Null);
-    let session = context.state.sessions.create(context.endpoint.key(), version, client_info);
+    let session = context
+        .state
+        .sessions
+        .create(context.endpoint.key(), version, client_info);
     let mut result = json!({
         "protocolVersion": version,
         "capabilities": capabilities,
@@ -251,7 +318,10 @@ async fn initialize(context: &Context, message: &Value) -> Reply {
     if let Some(instructions) = instructions {
         result["instructions"] = instructions;
     }
-    Reply::Initialized { response: jsonrpc::result_response(id, result), session_id: session.id.clone() }
+    Reply::Initialized {
+        response: jsonrpc::result_response(id, result),
+        session_id: session.id.clone(),
+    }
 }
 
 /// The version the front answers with: the client's when the front speaks it,
@@ -276,42 +346,65 @@ pub(super) async fn describe(
             let Some(identity) = catalog.identity.as_ref() else {
                 return Err(pool.unavailable_error());
             };
-            Ok((identity.capabilities.clone(), identity.server_info.clone(), identity.instructions.clone()))
+            Ok((
+                identity.capabilities.clone(),
+                identity.server_info.clone(),
+                identity.instructions.clone(),
+            ))
         }
         Endpoint::Aggregate => {
             for pool in state.router.pools() {
                 super::wait_catalog(pool).await;
             }
             let server_info = json!({ "name": "mcp-bridge", "version": env!("CARGO_PKG_VERSION") });
-            Ok((aggregate::union_capabilities(&state.router), server_info, None))
+            Ok((
+                aggregate::union_capabilities(&state.router),
+                server_info,
+                None,
+            ))
         }
     }
 }
 
 /// Forwards a request to one server and turns its outcome into a reply: plain JSON
 /// when the response comes first, an SSE stream when notifications precede it.
-async fn forward(context: &Context, pool: Arc<Pool>, message: Value, client_id: Value, prefix_uris: bool) -> Reply {
+async fn forward(
+    context: &Context,
+    pool: Arc<Pool>,
+    message: Value,
+    client_id: Value,
+    prefix_uris: bool,
+) -> Reply {
     let state = context.state.clone();
     let method = jsonrpc::method(&message).unwrap_or_default().to_owned();
     let stateless = context.stateless;
     let wants_logs = !stateless || stateless::wants_logs(&message);
-    let mut cancel = context.session.as_ref().map(|session| state.cancellations.register(&session.id, &client_id));
-    let mut call = state.router.forward(&pool, message, context.accepts_sse).await;
-    let finish = move |outcome: Result<Value, crate::backend::BackendError>, client_id: Value| -> Value {
-        let mut response = match outcome {
-            Ok(response) => response,
-            Err(error) => return FrontError::from(error).to_jsonrpc(client_id),
+    let mut cancel = context
+        .session
+        .as_ref()
+        .map(|session| state.cancellations.register(&session.id, &client_id));
+    let mut call = state
+        .router
+        .forward(&pool, message, context.accepts_sse)
+        .await;
+    let finish =
+        move |outcome: Result<Value, crate::backend::BackendError>, client_id: Value| -> Value {
+            let mut response = match outcome {
+                Ok(response) => response,
+                Err(error) => return FrontError::from(error).to_jsonrpc(client_id),
+            };
+            response["id"] = client_id;
+            if prefix_uris {
+                let contents = response
+                    .get_mut("result")
+                    .and_then(|result| result.get_mut("contents"));
+                aggregate::prefix_uris(contents, "uri", pool.name());
+            }
+            if stateless {
+                stateless::complete_result(&method, &mut response);
+            }
+            response
         };
-        response["id"] = client_id;
-        if prefix_uris {
-            let contents = response.get_mut("result").and_then(|result| result.get_mut("contents"));
-            aggregate::prefix_uris(contents, "uri", pool.name());
-        }
-        if stateless {
-            stateless::complete_result(&method, &mut response);
-        }
-        response
-    };
     let mut relay_ids = Vec::new();
     // Events the client cannot receive are settled here until one can be streamed.
     let first_event = loop {
@@ -320,10 +413,13 @@ async fn forward(context: &Context, pool: Arc<Pool>, message: Value, client_id: 
         };
         match step {
             Step::Done(outcome) => return Reply::Json(finish(outcome, client_id)),
-            Step::Event(event) => match deliverable(&state, &call, event, stateless, wants_logs, &mut relay_ids).await {
-                Some(bytes) => break bytes,
-                None => continue,
-            },
+            Step::Event(event) => {
+                match deliverable(&state, &call, event, stateless, wants_logs, &mut relay_ids).await
+                {
+                    Some(bytes) => break bytes,
+                    None => continue,
+                }
+            }
         }
     };
     let (sender, body) = sse::channel_body();
@@ -346,13 +442,24 @@ async fn forward(context: &Context, pool: Arc<Pool>, message: Value, client_id: 
                     };
                     match step {
                         Step::Event(event) => {
-                            match deliverable(&state, &call, event, stateless, wants_logs, &mut relay_ids).await {
+                            match deliverable(
+                                &state,
+                                &call,
+                                event,
+                                stateless,
+                                wants_logs,
+                                &mut relay_ids,
+                            )
+                            .await
+                            {
                                 Some(bytes) => bytes,
                                 None => continue,
                             }
                         }
                         Step::Done(outcome) => {
-                            let _ = sender.send(sse::event(&finish(outcome, client_id.clone()))).await;
+                            let _ = sender
+                                .send(sse::event(&finish(outcome, client_id.clone())))
+                                .await;
                             break;
                         }
                     }
@@ -385,7 +492,12 @@ async fn next_unless_cancelled(
 }
 
 fn cancelled(client_id: Value) -> Value {
-    jsonrpc::error_response(client_id, code::REQUEST_CANCELLED, "the client cancelled the request", None)
+    jsonrpc::error_response(
+        client_id,
+        code::REQUEST_CANCELLED,
+        "the client cancelled the request",
+        None,
+    )
 }
 
 /// Turns a call event into an SSE event for the client, or settles it without the
@@ -419,9 +531,14 @@ async fn deliverable(
     }
 }
 
-fn delete(state: &AppState, endpoint: &Endpoint, headers: &HeaderMap) -> Result<Response<Body>, FrontError> {
+fn delete(
+    state: &AppState,
+    endpoint: &Endpoint,
+    headers: &HeaderMap,
+) -> Result<Response<Body>, FrontError> {
     // Without a session there is nothing to end (and 2026-07-28 has no DELETE).
-    let id = header_str(headers, SESSION_HEADER).ok_or(FrontError::MethodNotAllowed(Method::DELETE))?;
+    let id =
+        header_str(headers, SESSION_HEADER).ok_or(FrontError::MethodNotAllowed(Method::DELETE))?;
     if !state.sessions.remove(id, endpoint.key()) {
         return Err(FrontError::UnknownSession(id.to_owned()));
     }
@@ -451,7 +568,10 @@ fn resolve_session(
         }
         return Ok(Some(session));
     }
-    if is_initialize(message) || stateless::is_stateless(headers, message) || only_responses(message) {
+    if is_initialize(message)
+        || stateless::is_stateless(headers, message)
+        || only_responses(message)
+    {
         return Ok(None);
     }
     Err(FrontError::MissingSession)
@@ -459,7 +579,9 @@ fn resolve_session(
 
 fn only_responses(message: &Value) -> bool {
     match message {
-        Value::Array(batch) => batch.iter().all(|m| jsonrpc::classify(m) == Some(Kind::Response)),
+        Value::Array(batch) => batch
+            .iter()
+            .all(|m| jsonrpc::classify(m) == Some(Kind::Response)),
         single => jsonrpc::classify(single) == Some(Kind::Response),
     }
 }
@@ -479,13 +601,19 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), FrontError> {
     if essence.eq_ignore_ascii_case("application/json") {
         return Ok(());
     }
-    Err(FrontError::UnsupportedMediaType { got: content_type.to_owned() })
+    Err(FrontError::UnsupportedMediaType {
+        got: content_type.to_owned(),
+    })
 }
 
 async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, FrontError> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Err(error)
+            if error
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             Err(FrontError::BodyTooLarge { limit })
         }
         Err(error) => Err(FrontError::BodyRead(error.to_string())),
@@ -498,22 +626,36 @@ pub(super) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a s
 
 pub(super) fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
     let bytes = serde_json::to_vec(value).unwrap_or_default();
-    let mut response = Response::new(Full::new(Bytes::from(bytes)).map_err(|never| match never {}).boxed());
+    let mut response = Response::new(
+        Full::new(Bytes::from(bytes))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
 pub(super) fn sse_response(body: BoxBody<Bytes, Infallible>) -> Response<Body> {
     let mut response = Response::new(body);
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
 
 pub(super) fn status_only(status: StatusCode) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::new()).map_err(|never| match never {}).boxed());
+    let mut response = Response::new(
+        Full::new(Bytes::new())
+            .map_err(|never| match never {})
+            .boxed(),
+    );
     *response.status_mut() = status;
     response
 }

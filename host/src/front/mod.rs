@@ -84,7 +84,10 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     let pruner = tokio::spawn(prune_sessions(state.clone()));
     tokio::pin!(shutdown);
     loop {
@@ -106,7 +109,9 @@ pub async fn serve(
             let state = state.clone();
             async move { Ok::<_, Infallible>(routes::handle(state, request).await) }
         });
-        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
@@ -117,7 +122,10 @@ pub async fn serve(
     drop(listener);
     tracing::info!(grace = ?state.http.shutdown_grace, "shutting down: draining in-flight requests");
     state.shutting_down.send_replace(true);
-    if tokio::time::timeout(state.http.shutdown_grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(state.http.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("shutdown_grace elapsed with requests still in flight; closing them");
     }
     pruner.abort();

@@ -48,27 +48,42 @@ async fn route(
         let result = match guarded(state, request.headers(), Guard::Mcp) {
             Err(error) => Err(error),
             Ok(()) => match state.router.pool(name) {
-                Some(pool) => mcp::handle(state.clone(), Endpoint::Server(pool.clone()), request).await,
+                Some(pool) => {
+                    mcp::handle(state.clone(), Endpoint::Server(pool.clone()), request).await
+                }
                 None => Err(unknown_server(state, name)),
             },
         };
         return ("/mcp/{server}", result);
     }
     let result = match (method, path) {
-        (&Method::GET, "/metrics") => Ok(text(StatusCode::OK, "text/plain; version=0.0.4", state.metrics.render())),
+        (&Method::GET, "/metrics") => Ok(text(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            state.metrics.render(),
+        )),
         (&Method::GET, "/healthz") => Ok(text(StatusCode::OK, "text/plain", "ok\n".to_owned())),
         (&Method::GET, "/readyz") => Ok(readyz(state)),
         (&Method::GET, "/health") => Ok(health(state)),
-        (&Method::GET, "/admin/stats") => guarded(state, request.headers(), Guard::Admin).map(|()| admin_stats(state)),
-        (_, path) if OPERATIONAL_ROUTES.contains(&path) => Err(FrontError::MethodNotAllowed(method.clone())),
+        (&Method::GET, "/admin/stats") => {
+            guarded(state, request.headers(), Guard::Admin).map(|()| admin_stats(state))
+        }
+        (_, path) if OPERATIONAL_ROUTES.contains(&path) => {
+            Err(FrontError::MethodNotAllowed(method.clone()))
+        }
         _ => Err(FrontError::NotFound(format!("no route for {path}"))),
     };
-    let label = OPERATIONAL_ROUTES.iter().find(|route| **route == path).copied().unwrap_or("other");
+    let label = OPERATIONAL_ROUTES
+        .iter()
+        .find(|route| **route == path)
+        .copied()
+        .unwrap_or("other");
     (label, result)
 }
 
 /// Routes other than the MCP endpoints; also the values of the `route` metric label.
-const OPERATIONAL_ROUTES: [&str; 5] = ["/metrics", "/healthz", "/readyz", "/health", "/admin/stats"];
+const OPERATIONAL_ROUTES: [&str; 5] =
+    ["/metrics", "/healthz", "/readyz", "/health", "/admin/stats"];
 
 #[derive(Clone, Copy)]
 enum Guard {
@@ -110,7 +125,9 @@ pub fn origin_allowed(allowed: &[String], origin: &str) -> bool {
             return true;
         }
         let base = entry.strip_suffix(":*").unwrap_or(entry);
-        let has_port = base.rsplit_once(':').is_some_and(|(_, port)| port.chars().all(|c| c.is_ascii_digit()));
+        let has_port = base
+            .rsplit_once(':')
+            .is_some_and(|(_, port)| port.chars().all(|c| c.is_ascii_digit()));
         if has_port {
             return false;
         }
@@ -129,18 +146,30 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn unknown_server(state: &AppState, name: &str) -> FrontError {
-    let known: Vec<&str> = state.router.pools().iter().map(|pool| &**pool.name()).collect();
-    FrontError::UnknownServer { name: name.to_owned(), known: known.join(", ") }
+    let known: Vec<&str> = state
+        .router
+        .pools()
+        .iter()
+        .map(|pool| &**pool.name())
+        .collect();
+    FrontError::UnknownServer {
+        name: name.to_owned(),
+        known: known.join(", "),
+    }
 }
 
 fn error_response(error: &FrontError) -> Response<Body> {
     let mut response = json_response(error.status(), &error.to_jsonrpc(Value::Null));
     match error {
         FrontError::Unauthorized => {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         FrontError::MethodNotAllowed(_) => {
-            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
         }
         _ => {}
     }
@@ -149,9 +178,15 @@ fn error_response(error: &FrontError) -> Response<Body> {
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
     use http_body_util::{BodyExt, Full};
-    let mut response = Response::new(Full::new(bytes::Bytes::from(body)).map_err(|never| match never {}).boxed());
+    let mut response = Response::new(
+        Full::new(bytes::Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 
@@ -172,7 +207,10 @@ fn readyz(state: &AppState) -> Response<Body> {
     if waiting.is_empty() {
         return json_response(StatusCode::OK, &json!({ "ready": true }));
     }
-    json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({ "ready": false, "waiting_for": waiting }))
+    json_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &json!({ "ready": false, "waiting_for": waiting }),
+    )
 }
 
 /// Per-server health in the seed's terms; 503 when any required server is unhealthy.
@@ -184,9 +222,16 @@ fn health(state: &AppState) -> Response<Body> {
         if pool.config().required {
             overall = worst(overall, report.status);
         }
-        servers.insert(pool.name().to_string(), serde_json::to_value(&report).unwrap_or(Value::Null));
+        servers.insert(
+            pool.name().to_string(),
+            serde_json::to_value(&report).unwrap_or(Value::Null),
+        );
     }
-    let status = if overall == HealthStatus::Unhealthy { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let status = if overall == HealthStatus::Unhealthy {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
     json_response(
         status,
         &json!({
@@ -207,7 +252,12 @@ fn worst(a: HealthStatus, b: HealthStatus) -> HealthStatus {
 }
 
 fn admin_stats(state: &AppState) -> Response<Body> {
-    let servers: Vec<Value> = state.router.pools().iter().map(|pool| pool.stats()).collect();
+    let servers: Vec<Value> = state
+        .router
+        .pools()
+        .iter()
+        .map(|pool| pool.stats())
+        .collect();
     json_response(
         StatusCode::OK,
         &json!({
@@ -224,7 +274,10 @@ mod tests {
 
     #[test]
     fn origin_allow_list_matching() {
-        let allowed = vec!["http://localhost".to_owned(), "https://app.example:8443".to_owned()];
+        let allowed = vec![
+            "http://localhost".to_owned(),
+            "https://app.example:8443".to_owned(),
+        ];
         assert!(origin_allowed(&allowed, "http://localhost"));
         assert!(origin_allowed(&allowed, "http://localhost:3000"));
         assert!(!origin_allowed(&allowed, "http://localhost.evil.com"));
@@ -232,7 +285,10 @@ mod tests {
         assert!(origin_allowed(&allowed, "https://app.example:8443"));
         assert!(!origin_allowed(&allowed, "https://app.example:9999"));
         assert!(!origin_allowed(&allowed, "https://evil.example"));
-        assert!(origin_allowed(&["http://127.0.0.1:*".to_owned()], "http://127.0.0.1:8080"));
+        assert!(origin_allowed(
+            &["http://127.0.0.1:*".to_owned()],
+            "http://127.0.0.1:8080"
+        ));
         assert!(origin_allowed(&["*".to_owned()], "https://anything"));
     }
 }

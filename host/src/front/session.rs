@@ -33,14 +33,24 @@ pub struct SessionStore {
 
 impl SessionStore {
     pub fn new(idle_timeout: Duration, gauge: IntGaugeVec) -> Self {
-        SessionStore { sessions: RwLock::new(HashMap::new()), idle_timeout, epoch: Instant::now(), gauge }
+        SessionStore {
+            sessions: RwLock::new(HashMap::new()),
+            idle_timeout,
+            epoch: Instant::now(),
+            gauge,
+        }
     }
 
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    pub fn create(&self, endpoint: &str, protocol_version: &str, client_info: Value) -> Arc<Session> {
+    pub fn create(
+        &self,
+        endpoint: &str,
+        protocol_version: &str,
+        client_info: Value,
+    ) -> Arc<Session> {
         // 128 random bits: unguessable, so one client cannot use another's session.
         let id = format!("{:032x}", rand::random::<u128>());
         let session = Arc::new(Session {
@@ -51,7 +61,9 @@ impl SessionStore {
             last_seen_ms: AtomicU64::new(self.now_ms()),
         });
         self.sessions.write().insert(id, session.clone());
-        self.gauge.with_label_values(&[endpoint_label(endpoint)]).inc();
+        self.gauge
+            .with_label_values(&[endpoint_label(endpoint)])
+            .inc();
         session
     }
 
@@ -68,11 +80,16 @@ impl SessionStore {
 
     pub fn remove(&self, id: &str, endpoint: &str) -> bool {
         let mut sessions = self.sessions.write();
-        if sessions.get(id).is_none_or(|session| session.endpoint != endpoint) {
+        if sessions
+            .get(id)
+            .is_none_or(|session| session.endpoint != endpoint)
+        {
             return false;
         }
         sessions.remove(id);
-        self.gauge.with_label_values(&[endpoint_label(endpoint)]).dec();
+        self.gauge
+            .with_label_values(&[endpoint_label(endpoint)])
+            .dec();
         true
     }
 
@@ -85,7 +102,9 @@ impl SessionStore {
         sessions.retain(|_, session| {
             let keep = now.saturating_sub(session.last_seen_ms.load(Ordering::Relaxed)) < limit;
             if !keep {
-                self.gauge.with_label_values(&[endpoint_label(&session.endpoint)]).dec();
+                self.gauge
+                    .with_label_values(&[endpoint_label(&session.endpoint)])
+                    .dec();
             }
             keep
         });
@@ -102,7 +121,11 @@ impl SessionStore {
         let mut by_client: HashMap<&str, usize> = HashMap::new();
         for session in sessions.values() {
             *by_version.entry(&session.protocol_version).or_default() += 1;
-            let client = session.client_info.get("name").and_then(Value::as_str).unwrap_or("(unnamed)");
+            let client = session
+                .client_info
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("(unnamed)");
             *by_client.entry(client).or_default() += 1;
         }
         serde_json::json!({ "open": sessions.len(), "by_protocol_version": by_version, "by_client": by_client })
@@ -110,7 +133,11 @@ impl SessionStore {
 }
 
 fn endpoint_label(endpoint: &str) -> &str {
-    if endpoint.is_empty() { "/mcp" } else { endpoint }
+    if endpoint.is_empty() {
+        "/mcp"
+    } else {
+        endpoint
+    }
 }
 
 /// A server-to-client request waiting for the client's answer.
@@ -135,14 +162,19 @@ impl Relays {
             .as_object_mut()
             .and_then(|object| object.insert("id".into(), Value::String(relay_id.clone())))
             .unwrap_or(Value::Null);
-        self.waiting.lock().insert(relay_id.clone(), Relay { process, server_id });
+        self.waiting
+            .lock()
+            .insert(relay_id.clone(), Relay { process, server_id });
         relay_id
     }
 
     /// Sends a client's answer back to the server that asked, with the server's own id.
     /// Returns false when the id is not one the bridge is waiting for.
     pub async fn answer(&self, mut response: Value) -> bool {
-        let relay_id = response.get("id").and_then(Value::as_str).map(str::to_owned);
+        let relay_id = response
+            .get("id")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let Some(relay) = relay_id.and_then(|id| self.waiting.lock().remove(&id)) else {
             return false;
         };
@@ -194,7 +226,11 @@ impl Cancellations {
         let key = Self::key(session, request_id);
         let (sender, signal) = tokio::sync::oneshot::channel();
         self.waiting.lock().insert(key.clone(), sender);
-        CancelGuard { registry: self.clone(), key, signal }
+        CancelGuard {
+            registry: self.clone(),
+            key,
+            signal,
+        }
     }
 
     /// Cancels a registered call; false when no such call is in flight.

@@ -12,7 +12,10 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::FrontError;
-use super::mcp::{Endpoint, PROTOCOL_VERSION_HEADER, SESSION_PROTOCOL_VERSIONS, STATELESS_PROTOCOL_VERSION, header_str};
+use super::mcp::{
+    Endpoint, PROTOCOL_VERSION_HEADER, SESSION_PROTOCOL_VERSIONS, STATELESS_PROTOCOL_VERSION,
+    header_str,
+};
 use crate::jsonrpc;
 
 pub const METHOD_HEADER: &str = "mcp-method";
@@ -110,7 +113,10 @@ pub fn validate(headers: &HeaderMap, message: &Value) -> Result<(), FrontError> 
 
 /// Decodes the spec's `=?base64?...?=` form, used for values that are not plain ASCII.
 fn decode_header_value(raw: &str) -> String {
-    let Some(encoded) = raw.strip_prefix("=?base64?").and_then(|rest| rest.strip_suffix("?=")) else {
+    let Some(encoded) = raw
+        .strip_prefix("=?base64?")
+        .and_then(|rest| rest.strip_suffix("?="))
+    else {
         return raw.to_owned();
     };
     base64::engine::general_purpose::STANDARD
@@ -136,11 +142,19 @@ pub fn wants_logs(message: &Value) -> bool {
 /// Adds what a 2026-07-28 result must carry and a legacy backend does not send:
 /// `resultType`, and `ttlMs`/`cacheScope` on lists and reads.
 pub fn complete_result(method: &str, response: &mut Value) {
-    let Some(result) = response.get_mut("result").and_then(Value::as_object_mut) else { return };
-    result.entry("resultType").or_insert_with(|| json!("complete"));
+    let Some(result) = response.get_mut("result").and_then(Value::as_object_mut) else {
+        return;
+    };
+    result
+        .entry("resultType")
+        .or_insert_with(|| json!("complete"));
     if CACHEABLE_RESULT_METHODS.contains(&method) {
-        result.entry("ttlMs").or_insert_with(|| json!(DEFAULT_TTL_MS));
-        result.entry("cacheScope").or_insert_with(|| json!(DEFAULT_CACHE_SCOPE));
+        result
+            .entry("ttlMs")
+            .or_insert_with(|| json!(DEFAULT_TTL_MS));
+        result
+            .entry("cacheScope")
+            .or_insert_with(|| json!(DEFAULT_CACHE_SCOPE));
     }
 }
 
@@ -166,10 +180,11 @@ pub fn answer_server_request(request: &Value) -> Value {
 
 /// Answers `server/discover`: the versions the front speaks and what the endpoint offers.
 pub async fn discover(state: &AppState, endpoint: &Endpoint, id: Value) -> Value {
-    let (capabilities, server_info, instructions) = match super::mcp::describe(state, endpoint).await {
-        Ok(description) => description,
-        Err(error) => return FrontError::from(error).to_jsonrpc(id),
-    };
+    let (capabilities, server_info, instructions) =
+        match super::mcp::describe(state, endpoint).await {
+            Ok(description) => description,
+            Err(error) => return FrontError::from(error).to_jsonrpc(id),
+        };
     let mut result = json!({
         "supportedVersions": supported_versions(),
         "capabilities": capabilities,
@@ -210,18 +225,38 @@ mod tests {
             ("mcp-name", "get_tasks"),
         ]);
         assert!(validate(&good, &call("get_tasks")).is_ok());
-        assert!(matches!(validate(&good, &call("create_task")), Err(FrontError::HeaderMismatch { header: "Mcp-Name", .. })));
+        assert!(matches!(
+            validate(&good, &call("create_task")),
+            Err(FrontError::HeaderMismatch {
+                header: "Mcp-Name",
+                ..
+            })
+        ));
         let encoded = headers(&[
             ("mcp-protocol-version", "2026-07-28"),
             ("mcp-method", "tools/call"),
             ("mcp-name", "=?base64?Z2V0X3Rhc2tz?="),
         ]);
         assert!(validate(&encoded, &call("get_tasks")).is_ok());
-        let no_method = headers(&[("mcp-protocol-version", "2026-07-28"), ("mcp-name", "get_tasks")]);
-        assert!(matches!(validate(&no_method, &call("get_tasks")), Err(FrontError::HeaderMismatch { header: "Mcp-Method", .. })));
+        let no_method = headers(&[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-name", "get_tasks"),
+        ]);
+        assert!(matches!(
+            validate(&no_method, &call("get_tasks")),
+            Err(FrontError::HeaderMismatch {
+                header: "Mcp-Method",
+                ..
+            })
+        ));
         let mut no_caps = call("get_tasks");
-        no_caps["params"]["_meta"].as_object_mut().map(|m| m.remove(META_CLIENT_CAPABILITIES));
-        assert!(matches!(validate(&good, &no_caps), Err(FrontError::MissingMeta(_))));
+        no_caps["params"]["_meta"]
+            .as_object_mut()
+            .map(|m| m.remove(META_CLIENT_CAPABILITIES));
+        assert!(matches!(
+            validate(&good, &no_caps),
+            Err(FrontError::MissingMeta(_))
+        ));
     }
 
     #[test]

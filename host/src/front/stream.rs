@@ -19,8 +19,13 @@ const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Opens the stream for a session, or 405 when the client did not ask for SSE or has
 /// no session (sessionless 2026-07-28 clients have no standalone stream).
-pub fn open(state: Arc<AppState>, endpoint: Endpoint, headers: &HeaderMap) -> Result<http::Response<Body>, FrontError> {
-    let accepts_sse = header_str(headers, header::ACCEPT.as_str()).is_some_and(|accept| accept.contains("text/event-stream"));
+pub fn open(
+    state: Arc<AppState>,
+    endpoint: Endpoint,
+    headers: &HeaderMap,
+) -> Result<http::Response<Body>, FrontError> {
+    let accepts_sse = header_str(headers, header::ACCEPT.as_str())
+        .is_some_and(|accept| accept.contains("text/event-stream"));
     let Some(session_id) = header_str(headers, SESSION_HEADER) else {
         return Err(FrontError::MethodNotAllowed(http::Method::GET));
     };
@@ -56,7 +61,11 @@ pub fn open(state: Arc<AppState>, endpoint: Endpoint, headers: &HeaderMap) -> Re
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
-                let message = if aggregated { aggregate::rewrite_notification(&server, message) } else { message };
+                let message = if aggregated {
+                    aggregate::rewrite_notification(&server, message)
+                } else {
+                    message
+                };
                 if merged_tx.send(message).await.is_err() {
                     return;
                 }
