@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the real MCP servers (npm) and clients (PyPI) the integration tests use,
+# Installs the real MCP servers (npm), clients (PyPI) and the MCP conformance suite with
+# the Node 22 it needs (the `node` npm package) that the integration tests use,
 # pinned by package-lock.json and requirements.txt, into build/test-deps/ at the repo
 # root. Idempotent and cheap when nothing changed: a stamp records the inputs' hash.
 set -euo pipefail
@@ -22,7 +23,7 @@ fi
 
 echo "installing test dependencies into $out" >&2
 cp "$here/package.json" "$here/package-lock.json" "$out/"
-(cd "$out" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >&2)
+(cd "$out" && npm ci --no-audit --no-fund --loglevel=error >&2)
 
 if [[ ! -x "$out/venv/bin/python" ]]; then
   python3 -m venv "$out/venv"

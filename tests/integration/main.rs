@@ -6,6 +6,7 @@ mod support;
 
 mod clients;
 mod concurrency;
+mod conformance;
 mod config_errors;
 mod faults;
 mod http_input;

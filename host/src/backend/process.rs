@@ -139,7 +139,14 @@ impl Process {
     ) -> Result<Arc<Process>, BackendError> {
         let server: Arc<str> = Arc::from(config.name.as_str());
         let process = spawn(config, ordinal, events, metrics)?;
-        let handshake = process.handshake();
+        // Only an exclusive process can route a server's sampling or elicitation request
+        // to the one client whose call caused it, so only then are they offered.
+        let capabilities = if config.exclusive {
+            json!({ "sampling": {}, "elicitation": {} })
+        } else {
+            json!({})
+        };
+        let handshake = process.handshake(capabilities);
         match tokio::time::timeout(config.pool.connection_timeout, handshake).await {
             Ok(Ok(())) => Ok(process),
             Ok(Err(error)) => {
@@ -159,12 +166,12 @@ impl Process {
         }
     }
 
-    async fn handshake(self: &Arc<Self>) -> Result<(), BackendError> {
+    async fn handshake(self: &Arc<Self>, capabilities: Value) -> Result<(), BackendError> {
         let mut last_refusal = String::new();
         for version in STDIO_PROTOCOL_VERSIONS {
             let params = json!({
                 "protocolVersion": version,
-                "capabilities": {},
+                "capabilities": capabilities,
                 "clientInfo": { "name": "mcp-bridge", "version": env!("CARGO_PKG_VERSION") },
             });
             let response = self.request("initialize", Some(params)).await?;
