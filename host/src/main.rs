@@ -126,24 +126,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         format,
         args.log_level.as_deref().unwrap_or(&config.logging.level),
     );
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("{error:#}");
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    block_on(tokio::runtime::Builder::new_multi_thread(), run(config))
 }
 
 async fn run(config: BridgeConfig) -> anyhow::Result<()> {
@@ -220,20 +203,28 @@ fn demo_server(options: DemoOptions) -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    block_on(tokio::runtime::Builder::new_current_thread(), async move {
+        demo::run(options).await.map_err(anyhow::Error::from)
+    })
+}
+
+/// Runs `future` on a runtime from `builder` and turns its outcome into an exit code.
+fn block_on(
+    mut builder: tokio::runtime::Builder,
+    future: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> ExitCode {
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(demo::run(options)) {
+    match runtime.block_on(future) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("demo-server: {error}");
+            tracing::error!("{error:#}");
+            eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
     }
