@@ -107,7 +107,7 @@ async fn sample(server: &Server, args: Args<'_>) -> ToolReply {
 
 /// The text of a `sampling/createMessage` result, whose `content` is one block or (since
 /// 2025-11-25) an array of blocks.
-fn reply_text(result: &Value) -> String {
+pub(super) fn reply_text(result: &Value) -> String {
     let content = &result["content"];
     let block = if content.is_array() {
         &content[0]

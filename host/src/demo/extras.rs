@@ -18,12 +18,12 @@ pub fn handle(
     params: Option<&RawValue>,
 ) -> Option<Result<String, RpcError>> {
     Some(match method {
-        "resources/list" => Ok(resources_list()),
-        "resources/templates/list" => Ok(resource_templates_list()),
+        "resources/list" => Ok(resources_list().to_string()),
+        "resources/templates/list" => Ok(resource_templates_list().to_string()),
         "resources/read" => {
             parse_params::<ReadParams>(params).and_then(|read| read_resource(server, &read.uri))
         }
-        "prompts/list" => Ok(prompts_list()),
+        "prompts/list" => Ok(prompts_list().to_string()),
         "prompts/get" => parse_params::<GetPromptParams>(params)
             .and_then(|get| get_prompt(&server.store().lock(), &get.name, &get.arguments)),
         _ => return None,
@@ -32,7 +32,8 @@ pub fn handle(
 
 const MIME_JSON: &str = "application/json";
 
-fn resources_list() -> String {
+/// The `resources/list` result (one page holds every resource).
+pub(super) fn resources_list() -> Value {
     let resource = |uri: &str, name: &str, title: &str, description: &str| {
         json!({
             "uri": uri,
@@ -50,10 +51,10 @@ fn resources_list() -> String {
             resource("demo://metrics/today", "metrics", "Today's metrics", "Task counts and points."),
         ]
     })
-    .to_string()
 }
 
-fn resource_templates_list() -> String {
+/// The `resources/templates/list` result.
+pub(super) fn resource_templates_list() -> Value {
     json!({
         "resourceTemplates": [{
             "uriTemplate": "demo://tasks/{id}",
@@ -63,7 +64,6 @@ fn resource_templates_list() -> String {
             "mimeType": MIME_JSON,
         }]
     })
-    .to_string()
 }
 
 #[derive(Deserialize)]
@@ -71,7 +71,8 @@ struct ReadParams {
     uri: String,
 }
 
-fn read_resource(server: &Server, uri: &str) -> Result<String, RpcError> {
+/// The serialized `resources/read` result for one of the demo's own URIs.
+pub(super) fn read_resource(server: &Server, uri: &str) -> Result<String, RpcError> {
     let not_found = || RpcError::ResourceNotFound(uri.to_owned());
     let text = {
         let store = server.store().lock();
@@ -101,7 +102,8 @@ fn read_resource(server: &Server, uri: &str) -> Result<String, RpcError> {
     .to_string())
 }
 
-fn prompts_list() -> String {
+/// The `prompts/list` result.
+pub(super) fn prompts_list() -> Value {
     json!({
         "prompts": [
             {
@@ -122,7 +124,6 @@ fn prompts_list() -> String {
             },
         ]
     })
-    .to_string()
 }
 
 #[derive(Deserialize)]

@@ -10,9 +10,14 @@
 //!
 //! Submodules: `protocol` (JSON-RPC framing and the non-tool methods), `catalog` (tool
 //! definitions), `tools` (call handling), `debug` (test-only tools), `extras` (prompts and
-//! resources), `store` (in-memory state), `server` (shared state and the writer), `stdio`.
+//! resources), `conformance` with `conformance_content` and `conformance_media` (the MCP
+//! conformance suite's fixtures), `store` (in-memory state), `server` (shared state and the
+//! writer), `stdio`.
 
 mod catalog;
+mod conformance;
+mod conformance_content;
+mod conformance_media;
 mod debug;
 mod extras;
 mod protocol;
@@ -21,6 +26,8 @@ mod stdio;
 mod store;
 mod tools;
 
+#[cfg(test)]
+mod conformance_tests;
 #[cfg(test)]
 mod tests;
 
@@ -74,6 +81,15 @@ pub struct DemoOptions {
     #[arg(long)]
     pub test_tools: bool,
 
+    /// Also offer the fixtures the MCP conformance suite (@modelcontextprotocol/conformance)
+    /// tests a server with: the test_* tools (text, image, audio, embedded resource, mixed
+    /// content, logging, progress, error, sampling, elicitation) and json_schema_2020_12_tool,
+    /// the test:// resources and resource template, resources/subscribe and unsubscribe, the
+    /// test_* prompts, and completion/complete. Sampling and elicitation need a client that can
+    /// answer them (behind mcp-bridge: an `exclusive = true` server).
+    #[arg(long)]
+    pub conformance_fixtures: bool,
+
     /// The name reported in serverInfo.name.
     #[arg(long, value_name = "NAME", default_value = "mcp-bridge-demo")]
     pub name: String,
@@ -88,6 +104,7 @@ impl Default for DemoOptions {
             crash_after: None,
             calls_log: None,
             test_tools: false,
+            conformance_fixtures: false,
             name: String::from("mcp-bridge-demo"),
         }
     }
@@ -149,6 +166,7 @@ where
     info!(
         name = server.options().name,
         test_tools = server.options().test_tools,
+        conformance_fixtures = server.options().conformance_fixtures,
         "demo server ready on stdio"
     );
 
@@ -316,6 +334,15 @@ fn start_call(
         );
     }
     if !server.admit_call(&params.name) {
+        return;
+    }
+    if let Some(fixture) = conformance::fixture_tool(server, &params.name) {
+        // Fixture tools may wait (delays, answers from the client), so each runs in a task.
+        let call_id: Box<str> = id.into();
+        let delay = server.call_delay();
+        server.spawn_call(calls, id, move |guard| {
+            conformance::serve_call(guard, call_id, fixture, params, delay)
+        });
         return;
     }
     // A call with no latency to wait out and a tool that never waits costs a few microseconds,

@@ -10,8 +10,8 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use tracing::{debug, info, warn};
 
-use super::extras;
 use super::server::{LogLevel, Server};
+use super::{conformance, extras};
 
 /// Protocol versions the demo server speaks, oldest first.
 pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 4] =
@@ -249,7 +249,10 @@ pub fn handle_request(
         // There is a single page of tools, so a cursor is accepted and ignored.
         "tools/list" => Ok(server.tools_list_json().to_owned()),
         "logging/setLevel" => set_level(server, params),
-        _ => extras::handle(server, method, params)
+        // The conformance fixtures (when offered) answer first: they extend the demo's lists and
+        // hand every request that is not theirs on to the demo's own handlers.
+        _ => conformance::handle(server, method, params)
+            .or_else(|| extras::handle(server, method, params))
             .unwrap_or_else(|| Err(RpcError::MethodNotFound(method.to_owned()))),
     };
     match outcome {
@@ -308,11 +311,13 @@ fn initialize(server: &Server, params: Option<&RawValue>) -> Result<String, RpcE
     // the newest version rather than an error.
     let params: InitializeParams = parse_params(params).unwrap_or_default();
     let version = negotiate_version(params.protocol_version.as_deref());
-    let sampling = params
-        .capabilities
-        .as_ref()
-        .is_some_and(|capabilities| capabilities.contains_key("sampling"));
-    server.mark_initialized(sampling);
+    let declares = |capability: &str| {
+        params
+            .capabilities
+            .as_ref()
+            .is_some_and(|capabilities| capabilities.contains_key(capability))
+    };
+    server.mark_initialized(declares("sampling"), declares("elicitation"));
     let client = params.client_info.unwrap_or_default();
     info!(
         requested = params.protocol_version.as_deref().unwrap_or("(none)"),
@@ -320,7 +325,7 @@ fn initialize(server: &Server, params: Option<&RawValue>) -> Result<String, RpcE
         %client,
         "initialize"
     );
-    let result = json!({
+    let mut result = json!({
         "protocolVersion": version,
         "capabilities": {
             "tools": { "listChanged": true },
@@ -334,6 +339,7 @@ fn initialize(server: &Server, params: Option<&RawValue>) -> Result<String, RpcE
         },
         "instructions": INSTRUCTIONS,
     });
+    conformance::extend_capabilities(server, &mut result);
     Ok(result.to_string())
 }
 

@@ -17,6 +17,7 @@ use tracing::{debug, error, info, warn};
 
 use super::DemoOptions;
 use super::catalog::{self, Tool};
+use super::conformance::{self, Fixtures};
 use super::protocol;
 use super::store::Store;
 
@@ -100,6 +101,7 @@ pub struct Server {
     log_level: AtomicU8,
     initialized: AtomicBool,
     client_sampling: AtomicBool,
+    client_elicitation: AtomicBool,
     crashed: AtomicBool,
     calls_received: AtomicU64,
     cancel_notices: AtomicU64,
@@ -109,6 +111,8 @@ pub struct Server {
     next_serial: AtomicU64,
     pending: Mutex<HashMap<String, oneshot::Sender<ClientReply>>>,
     next_request: AtomicU64,
+    /// State of the conformance fixtures (`--conformance-fixtures`); unused without them.
+    fixtures: Fixtures,
 }
 
 impl Server {
@@ -129,10 +133,13 @@ impl Server {
             ),
             None => None,
         };
-        let tools_list = [
+        let mut tools_list = [
             catalog::tools_list_json(options.test_tools, false),
             catalog::tools_list_json(options.test_tools, true),
         ];
+        if options.conformance_fixtures {
+            tools_list = tools_list.map(|list| conformance::with_fixture_tools(&list));
+        }
         Ok(Self {
             options,
             store: Mutex::new(Store::seeded()),
@@ -144,6 +151,7 @@ impl Server {
             log_level: AtomicU8::new(LogLevel::Debug as u8),
             initialized: AtomicBool::new(false),
             client_sampling: AtomicBool::new(false),
+            client_elicitation: AtomicBool::new(false),
             crashed: AtomicBool::new(false),
             calls_received: AtomicU64::new(0),
             cancel_notices: AtomicU64::new(0),
@@ -153,6 +161,7 @@ impl Server {
             next_serial: AtomicU64::new(0),
             pending: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(0),
+            fixtures: Fixtures::default(),
         })
     }
 
@@ -190,10 +199,12 @@ impl Server {
         self.log_level.store(level as u8, Ordering::Relaxed);
     }
 
-    /// Records that `initialize` arrived and whether the client can sample.
-    pub fn mark_initialized(&self, client_sampling: bool) {
+    /// Records that `initialize` arrived and whether the client can sample and elicit.
+    pub fn mark_initialized(&self, client_sampling: bool, client_elicitation: bool) {
         self.client_sampling
             .store(client_sampling, Ordering::Relaxed);
+        self.client_elicitation
+            .store(client_elicitation, Ordering::Relaxed);
         self.initialized.store(true, Ordering::Relaxed);
     }
 
@@ -205,6 +216,16 @@ impl Server {
     /// Whether the client declared the sampling capability.
     pub fn client_can_sample(&self) -> bool {
         self.client_sampling.load(Ordering::Relaxed)
+    }
+
+    /// Whether the client declared the elicitation capability.
+    pub fn client_can_elicit(&self) -> bool {
+        self.client_elicitation.load(Ordering::Relaxed)
+    }
+
+    /// The conformance fixtures' state.
+    pub fn fixtures(&self) -> &Fixtures {
+        &self.fixtures
     }
 
     /// The serialized `tools/list` result for the current tool set.

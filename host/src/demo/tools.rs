@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::catalog::Tool;
-use super::debug;
 use super::protocol::{self, RpcError};
 use super::server::{CallGuard, Server};
 use super::store::{Client, Habit, StatusFilter, Store, StoreError, Task, TaskStatus, TaskUpdate};
+use super::{conformance, debug};
 
 /// A tool-level failure: answered as a result with `isError: true`, never as a JSON-RPC error.
 #[derive(Debug, thiserror::Error)]
@@ -288,8 +288,15 @@ pub fn run_now(server: &Server, params: &CallParams) -> Option<Result<ToolReply,
     let Some(tool) = tool else {
         return Some(Err(RpcError::UnknownTool(params.name.clone())));
     };
-    let mut store = server.store().lock();
-    call_store_tool(&mut store, tool, Args::new(params.arguments.as_ref())).map(Ok)
+    let reply = {
+        let mut store = server.store().lock();
+        call_store_tool(&mut store, tool, Args::new(params.arguments.as_ref()))
+    };
+    if let Some(Ok(payload)) = &reply {
+        // Resource subscriptions (a conformance fixture) hear about writes; a no-op otherwise.
+        conformance::after_store_call(server, tool, payload);
+    }
+    reply.map(Ok)
 }
 
 /// Resolves and runs one call, with `--fail-rate` applied (latency is the caller's business).

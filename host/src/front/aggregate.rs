@@ -61,6 +61,41 @@ pub fn prefix_uris(items: Option<&mut Value>, field: &str, server: &str) {
     }
 }
 
+/// Prefixes every resource URI a result carries, so a client of `/mcp` can read each
+/// one back: `contents[].uri` (resources/read), resource links and embedded resources in
+/// `content[]` (tools/call) and in `messages[].content` (prompts/get).
+pub fn prefix_result_uris(result: Option<&mut Value>, server: &str) {
+    let Some(result) = result else { return };
+    prefix_uris(result.get_mut("contents"), "uri", server);
+    if let Some(content) = result.get_mut("content").and_then(Value::as_array_mut) {
+        content
+            .iter_mut()
+            .for_each(|item| prefix_content_item(item, server));
+    }
+    if let Some(messages) = result.get_mut("messages").and_then(Value::as_array_mut) {
+        for message in messages {
+            if let Some(content) = message.get_mut("content") {
+                prefix_content_item(content, server);
+            }
+        }
+    }
+}
+
+fn prefix_content_item(item: &mut Value, server: &str) {
+    let slot = match item.get("type").and_then(Value::as_str) {
+        Some("resource_link") => item.get_mut("uri"),
+        Some("resource") => item
+            .get_mut("resource")
+            .and_then(|resource| resource.get_mut("uri")),
+        _ => None,
+    };
+    if let Some(slot) = slot
+        && let Some(uri) = slot.as_str()
+    {
+        *slot = Value::String(prefixed_uri(server, uri));
+    }
+}
+
 /// The capabilities of the aggregate: a feature is offered when any server offers it.
 pub fn union_capabilities(router: &Router) -> Value {
     let mut capabilities = Map::new();
@@ -228,8 +263,6 @@ fn rename_all(items: &mut Value, field: &str, server: &str, separator: &str) {
 pub struct Routed<'a> {
     pub pool: &'a Arc<Pool>,
     pub message: Value,
-    /// Resource URIs in the result must be prefixed on the way back.
-    pub prefix_result_uris: bool,
 }
 
 /// Routes a request that names a tool, prompt or resource, stripping the namespace.
@@ -245,20 +278,19 @@ pub fn route<'a>(
     let params = message
         .get_mut("params")
         .ok_or_else(|| format!("{method} needs params"))?;
-    let (pool, prefix_result_uris) = match method.as_str() {
-        "tools/call" | "prompts/get" => (strip_name(router, separator, params, "name")?, false),
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => (
-            strip_uri(router, params.get_mut("uri"))?,
-            method == "resources/read",
-        ),
+    let pool = match method.as_str() {
+        "tools/call" | "prompts/get" => strip_name(router, separator, params, "name")?,
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            strip_uri(router, params.get_mut("uri"))?
+        }
         "completion/complete" => {
             let reference = params
                 .get_mut("ref")
                 .ok_or("completion/complete needs params.ref")?;
             if reference.get("uri").is_some() {
-                (strip_uri(router, reference.get_mut("uri"))?, false)
+                strip_uri(router, reference.get_mut("uri"))?
             } else {
-                (strip_name(router, separator, reference, "name")?, false)
+                strip_name(router, separator, reference, "name")?
             }
         }
         _ => {
@@ -267,11 +299,7 @@ pub fn route<'a>(
             ));
         }
     };
-    Ok(Routed {
-        pool,
-        message,
-        prefix_result_uris,
-    })
+    Ok(Routed { pool, message })
 }
 
 fn strip_name<'a>(
@@ -334,6 +362,17 @@ mod tests {
         let mut contents = json!([{ "uri": "demo://x", "text": "t" }]);
         prefix_uris(Some(&mut contents), "uri", "s");
         assert_eq!(contents[0]["uri"], "mcp-bridge://s/demo://x");
+        let mut call = json!({"content":[
+            {"type":"resource_link","uri":"test://a","name":"a"},
+            {"type":"resource","resource":{"uri":"test://b","text":"b"}},
+            {"type":"text","text":"test://c"}]});
+        prefix_result_uris(Some(&mut call), "s");
+        assert_eq!(call["content"][0]["uri"], "mcp-bridge://s/test://a");
+        assert_eq!(
+            call["content"][1]["resource"]["uri"],
+            "mcp-bridge://s/test://b"
+        );
+        assert_eq!(call["content"][2]["text"], "test://c");
         let note = json!({"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"a://b"}});
         assert_eq!(
             rewrite_notification("s", note)["params"]["uri"],

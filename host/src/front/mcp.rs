@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use super::aggregate;
 use super::error::FrontError;
+use super::logging;
 use super::session::Session;
 use super::sse;
 use super::stateless;
@@ -219,7 +220,28 @@ async fn handle_message(context: &Context, message: Value) -> Reply {
 
 async fn handle_request(context: &Context, message: Value) -> Reply {
     let method = jsonrpc::method(&message).unwrap_or_default().to_owned();
+    let subscription_uri = matches!(
+        method.as_str(),
+        "resources/subscribe" | "resources/unsubscribe"
+    )
+    .then(|| {
+        message
+            .pointer("/params/uri")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    })
+    .flatten();
     let reply = answer_request(context, message).await;
+    if let (Some(uri), Some(session), Reply::Json(response)) =
+        (&subscription_uri, &context.session, &reply)
+        && response.get("result").is_some()
+    {
+        if method == "resources/subscribe" {
+            session.subscribe(uri);
+        } else {
+            session.unsubscribe(uri);
+        }
+    }
     match reply {
         Reply::Json(mut response) if context.stateless => {
             stateless::complete_result(&method, &mut response);
@@ -235,9 +257,7 @@ async fn answer_request(context: &Context, message: Value) -> Reply {
     match method {
         "initialize" => initialize(context, &message).await,
         "ping" => Reply::Json(jsonrpc::result_response(id, json!({}))),
-        // Processes are shared by many clients, so one client's log level cannot be
-        // applied to them; the request is acknowledged so clients proceed normally.
-        "logging/setLevel" => Reply::Json(jsonrpc::result_response(id, json!({}))),
+        "logging/setLevel" => Reply::Json(set_log_level(context, &message, id)),
         "server/discover" => {
             Reply::Json(stateless::discover(&context.state, &context.endpoint, id).await)
         }
@@ -269,16 +289,7 @@ async fn aggregated(context: &Context, message: Value, id: Value) -> Reply {
         return Reply::Json(jsonrpc::result_response(id, list));
     }
     match aggregate::route(&state.router, separator, message) {
-        Ok(routed) => {
-            forward(
-                context,
-                routed.pool.clone(),
-                routed.message,
-                id,
-                routed.prefix_result_uris,
-            )
-            .await
-        }
+        Ok(routed) => forward(context, routed.pool.clone(), routed.message, id, true).await,
         Err(reason) => {
             let code = if reason.starts_with("method") {
                 code::METHOD_NOT_FOUND
@@ -288,6 +299,25 @@ async fn aggregated(context: &Context, message: Value, id: Value) -> Reply {
             Reply::Json(jsonrpc::error_response(id, code, reason, None))
         }
     }
+}
+
+/// Records the session's log level. Processes are shared by many clients, so the level
+/// is not sent to them: the bridge filters the lines it relays to this client instead.
+fn set_log_level(context: &Context, message: &Value, id: Value) -> Value {
+    let level = message
+        .pointer("/params/level")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let Some(rank) = logging::rank(level) else {
+        let reason = format!(
+            "unknown log level '{level}'; use debug, info, notice, warning, error, critical, alert or emergency"
+        );
+        return jsonrpc::error_response(id, code::INVALID_PARAMS, reason, None);
+    };
+    if let Some(session) = &context.session {
+        session.set_log_level(rank);
+    }
+    jsonrpc::result_response(id, json!({}))
 }
 
 /// Answers `initialize`: negotiates the version, opens a session and describes the
@@ -378,7 +408,7 @@ async fn forward(
     let state = context.state.clone();
     let method = jsonrpc::method(&message).unwrap_or_default().to_owned();
     let stateless = context.stateless;
-    let wants_logs = !stateless || stateless::wants_logs(&message);
+    let log_minimum = log_minimum(context, &message);
     let mut cancel = context
         .session
         .as_ref()
@@ -395,10 +425,7 @@ async fn forward(
             };
             response["id"] = client_id;
             if prefix_uris {
-                let contents = response
-                    .get_mut("result")
-                    .and_then(|result| result.get_mut("contents"));
-                aggregate::prefix_uris(contents, "uri", pool.name());
+                aggregate::prefix_result_uris(response.get_mut("result"), pool.name());
             }
             if stateless {
                 stateless::complete_result(&method, &mut response);
@@ -414,7 +441,8 @@ async fn forward(
         match step {
             Step::Done(outcome) => return Reply::Json(finish(outcome, client_id)),
             Step::Event(event) => {
-                match deliverable(&state, &call, event, stateless, wants_logs, &mut relay_ids).await
+                match deliverable(&state, &call, event, stateless, log_minimum, &mut relay_ids)
+                    .await
                 {
                     Some(bytes) => break bytes,
                     None => continue,
@@ -447,7 +475,7 @@ async fn forward(
                                 &call,
                                 event,
                                 stateless,
-                                wants_logs,
+                                log_minimum,
                                 &mut relay_ids,
                             )
                             .await
@@ -472,6 +500,20 @@ async fn forward(
         state.relays.forget(&relay_ids);
     });
     Reply::Stream(body)
+}
+
+/// The least severe log level the client of this request wants relayed, or `None` for
+/// no log lines at all (a 2026-07-28 request that names no level).
+fn log_minimum(context: &Context, message: &Value) -> Option<u8> {
+    if context.stateless {
+        return stateless::log_level(message).and_then(logging::rank);
+    }
+    Some(
+        context
+            .session
+            .as_ref()
+            .map_or(logging::ALL_LEVELS, |session| session.log_level()),
+    )
 }
 
 /// The call's next step, or `None` once the client has cancelled it (the caller then
@@ -508,13 +550,15 @@ async fn deliverable(
     call: &crate::router::ForwardedCall,
     event: CallEvent,
     stateless: bool,
-    wants_logs: bool,
+    log_minimum: Option<u8>,
     relay_ids: &mut Vec<String>,
 ) -> Option<Bytes> {
     match event {
         CallEvent::Notification(notification) => {
             let is_log = jsonrpc::method(&notification) == Some("notifications/message");
-            (!is_log || wants_logs).then(|| sse::event(&notification))
+            let wanted = !is_log
+                || log_minimum.is_some_and(|minimum| logging::passes(&notification, minimum));
+            wanted.then(|| sse::event(&notification))
         }
         CallEvent::ServerRequest(mut request) => {
             let process = call.process()?.clone();

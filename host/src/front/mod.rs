@@ -5,6 +5,7 @@
 
 mod aggregate;
 mod error;
+mod logging;
 mod mcp;
 mod routes;
 mod session;

@@ -21,6 +21,33 @@ pub struct Session {
     pub protocol_version: String,
     pub client_info: Value,
     last_seen_ms: AtomicU64,
+    /// The rank of the least severe log level the client wants (`logging/setLevel`).
+    log_level: std::sync::atomic::AtomicU8,
+    /// Resource URIs (as the client names them) this session subscribed to; only their
+    /// `notifications/resources/updated` reach its GET stream.
+    subscriptions: Mutex<std::collections::HashSet<String>>,
+}
+
+impl Session {
+    pub fn log_level(&self) -> u8 {
+        self.log_level.load(Ordering::Relaxed)
+    }
+
+    pub fn set_log_level(&self, rank: u8) {
+        self.log_level.store(rank, Ordering::Relaxed);
+    }
+
+    pub fn subscribe(&self, uri: &str) {
+        self.subscriptions.lock().insert(uri.to_owned());
+    }
+
+    pub fn unsubscribe(&self, uri: &str) {
+        self.subscriptions.lock().remove(uri);
+    }
+
+    pub fn is_subscribed(&self, uri: &str) -> bool {
+        self.subscriptions.lock().contains(uri)
+    }
 }
 
 /// All open sessions. Sessions unused for `idle_timeout` are dropped by [`SessionStore::prune`].
@@ -59,6 +86,8 @@ impl SessionStore {
             protocol_version: protocol_version.to_owned(),
             client_info,
             last_seen_ms: AtomicU64::new(self.now_ms()),
+            log_level: std::sync::atomic::AtomicU8::new(super::logging::ALL_LEVELS),
+            subscriptions: Mutex::default(),
         });
         self.sessions.write().insert(id, session.clone());
         self.gauge

@@ -133,10 +133,10 @@ pub fn supported_versions() -> Vec<&'static str> {
     versions
 }
 
-/// Whether the client asked for log notifications on this request (2026-07-28 servers
-/// must not send them otherwise).
-pub fn wants_logs(message: &Value) -> bool {
-    meta(message, META_LOG_LEVEL).is_some()
+/// The log level a request asks for (2026-07-28 servers must send no log lines for a
+/// request that names none).
+pub fn log_level(message: &Value) -> Option<&str> {
+    meta(message, META_LOG_LEVEL).and_then(Value::as_str)
 }
 
 /// Adds what a 2026-07-28 result must carry and a legacy backend does not send:

@@ -11,6 +11,7 @@ use tokio::sync::broadcast;
 use super::aggregate;
 use super::error::FrontError;
 use super::mcp::{Endpoint, SESSION_HEADER, header_str, sse_response};
+use super::session::Session;
 use super::sse;
 use super::{AppState, Body};
 
@@ -36,7 +37,7 @@ pub fn open(
         Endpoint::Aggregate => String::new(),
         Endpoint::Server(pool) => pool.name().to_string(),
     };
-    state
+    let session = state
         .sessions
         .get(session_id, &endpoint_key)
         .ok_or_else(|| FrontError::UnknownSession(session_id.to_owned()))?;
@@ -82,7 +83,8 @@ pub fn open(
                 _ = shutting_down.wait_for(|down| *down) => return,
                 _ = keep_alive.tick() => sse::keep_alive(),
                 message = merged_rx.recv() => match message {
-                    Some(message) => sse::event(&message),
+                    Some(message) if wanted_by(&session, &message) => sse::event(&message),
+                    Some(_) => continue,
                     None => return,
                 },
             };
@@ -92,4 +94,16 @@ pub fn open(
         }
     });
     Ok(sse_response(body))
+}
+
+/// A resource update goes only to sessions subscribed to that resource; every other
+/// notification (list changes) goes to every session of the endpoint.
+fn wanted_by(session: &Session, message: &Value) -> bool {
+    if crate::jsonrpc::method(message) != Some("notifications/resources/updated") {
+        return true;
+    }
+    message
+        .pointer("/params/uri")
+        .and_then(Value::as_str)
+        .is_some_and(|uri| session.is_subscribed(uri))
 }
