@@ -54,6 +54,16 @@ pub fn classify(message: &Value) -> Option<Kind> {
     }
 }
 
+/// Classifies a message from a client, which must say `"jsonrpc": "2.0"`. (Backends
+/// are classified leniently with [`classify`]: a server that omits the member is still
+/// understood, fidelity first.)
+pub fn classify_strict(message: &Value) -> Option<Kind> {
+    if message.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return None;
+    }
+    classify(message)
+}
+
 /// The `method` of a request or notification.
 pub fn method(message: &Value) -> Option<&str> {
     message.get("method").and_then(Value::as_str)
@@ -127,6 +137,15 @@ mod tests {
         assert_eq!(classify(&json!({"jsonrpc":"2.0","id":1})), None);
         assert_eq!(classify(&json!([1, 2])), None);
         assert_eq!(classify(&json!({"method": 3})), None);
+        assert_eq!(
+            classify_strict(&json!({"jsonrpc":"1.0","id":1,"method":"ping"})),
+            None
+        );
+        assert_eq!(classify_strict(&json!({"id":1,"method":"ping"})), None);
+        assert_eq!(
+            classify_strict(&json!({"jsonrpc":"2.0","id":1,"method":"ping"})),
+            Some(Kind::Request)
+        );
     }
 
     #[test]

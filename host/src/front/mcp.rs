@@ -31,6 +31,8 @@ pub const SESSION_PROTOCOL_VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2
 /// The sessionless protocol version.
 pub const STATELESS_PROTOCOL_VERSION: &str = "2026-07-28";
 
+const NOT_JSONRPC: &str = "not a JSON-RPC 2.0 request, notification or response (it needs \"jsonrpc\": \"2.0\" and a method or a result)";
+
 pub const SESSION_HEADER: &str = "mcp-session-id";
 pub const PROTOCOL_VERSION_HEADER: &str = "mcp-protocol-version";
 
@@ -100,6 +102,10 @@ async fn post(
     let body = read_body(request.into_body(), state.http.max_body_bytes).await?;
     let message: Value =
         serde_json::from_slice(&body).map_err(|error| FrontError::Parse(error.to_string()))?;
+    // A message that is not JSON-RPC 2.0 is refused before anything else looks at it.
+    if !message.is_array() && jsonrpc::classify_strict(&message).is_none() {
+        return Err(FrontError::InvalidRequest(NOT_JSONRPC.to_owned()));
+    }
     let session = resolve_session(&state, &endpoint, &headers, &message)?;
     let stateless = session.is_none() && stateless::is_stateless(&headers, &message);
     if stateless {
@@ -192,11 +198,8 @@ impl Context {
 }
 
 async fn handle_message(context: &Context, message: Value) -> Reply {
-    match jsonrpc::classify(&message) {
-        None => Reply::Json(invalid(
-            &message,
-            "not a JSON-RPC 2.0 request, notification or response",
-        )),
+    match jsonrpc::classify_strict(&message) {
+        None => Reply::Json(invalid(&message, NOT_JSONRPC)),
         Some(Kind::Response) => {
             if !context.state.relays.answer(message).await {
                 tracing::debug!("client answered a request the bridge is not waiting for");
