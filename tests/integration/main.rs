@@ -6,8 +6,8 @@ mod support;
 
 mod clients;
 mod concurrency;
-mod conformance;
 mod config_errors;
+mod conformance;
 mod faults;
 mod http_input;
 mod lifecycle;
