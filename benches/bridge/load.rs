@@ -1,0 +1,245 @@
+//! Closed-loop load: a fixed number of keep-alive connections, each sending its next call as soon
+//! as the previous one is answered, for a warm-up and then a measured window.
+//!
+//! A load test is made of rounds ([`run_round`]) so that two targets can take turns: background
+//! work on the machine then slows both alike instead of whichever ran during it.
+//! [`LoadReport::from_rounds`] adds the rounds of one target up.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use serde_json::{Value, json};
+
+use super::http::McpClient;
+use super::stats::{CpuProbe, Summary, round, round2};
+
+/// A CPU-time probe with its JSON key and its label in the table.
+#[derive(Clone, Debug)]
+pub struct Probe {
+    pub key: &'static str,
+    pub label: String,
+    pub probe: CpuProbe,
+}
+
+impl Probe {
+    pub fn new(key: &'static str, label: impl Into<String>, probe: CpuProbe) -> Self {
+        Self {
+            key,
+            label: label.into(),
+            probe,
+        }
+    }
+}
+
+/// What one round measured.
+pub struct Round {
+    window: Duration,
+    latencies: Vec<u64>,
+    ok: u64,
+    errors: u64,
+    first_error: Option<String>,
+    /// CPU time used inside the window, in the order of the probes.
+    cpu: Vec<Option<Duration>>,
+}
+
+impl Round {
+    pub fn calls_per_second(&self) -> f64 {
+        self.ok as f64 / self.window.as_secs_f64()
+    }
+}
+
+/// What all the rounds of one target measured.
+pub struct LoadReport {
+    pub connections: usize,
+    /// Total measured time.
+    pub window: Duration,
+    /// Successful calls completed inside the measured windows.
+    pub ok: u64,
+    /// Failed calls, warm-ups included.
+    pub errors: u64,
+    pub first_error: Option<String>,
+    pub latency: Summary,
+    /// Calls per second of each round.
+    pub per_round: Vec<f64>,
+    /// CPU time used inside the measured windows, per probe.
+    pub cpu: Vec<(Probe, Option<Duration>)>,
+}
+
+impl LoadReport {
+    pub fn from_rounds(connections: usize, probes: &[Probe], rounds: Vec<Round>) -> Self {
+        let mut latencies = Vec::new();
+        let mut report = Self {
+            connections,
+            window: Duration::ZERO,
+            ok: 0,
+            errors: 0,
+            first_error: None,
+            latency: Summary::default(),
+            per_round: Vec::with_capacity(rounds.len()),
+            cpu: probes
+                .iter()
+                .map(|probe| (probe.clone(), Some(Duration::ZERO)))
+                .collect(),
+        };
+        for round in rounds {
+            report.per_round.push(round.calls_per_second());
+            report.window += round.window;
+            report.ok += round.ok;
+            report.errors += round.errors;
+            if report.first_error.is_none() {
+                report.first_error = round.first_error;
+            }
+            latencies.extend(round.latencies);
+            for ((_, total), cpu) in report.cpu.iter_mut().zip(round.cpu) {
+                *total = total.zip(cpu).map(|(total, cpu)| total + cpu);
+            }
+        }
+        report.latency = Summary::from_nanos(&mut latencies);
+        report
+    }
+
+    pub fn calls_per_second(&self) -> f64 {
+        if self.window.is_zero() {
+            0.0
+        } else {
+            self.ok as f64 / self.window.as_secs_f64()
+        }
+    }
+
+    /// CPU time a probe used per successful call, in microseconds.
+    pub fn cpu_per_call_us(&self, cpu: Duration) -> f64 {
+        if self.ok == 0 {
+            0.0
+        } else {
+            cpu.as_secs_f64() * 1e6 / self.ok as f64
+        }
+    }
+
+    /// The cores a probe kept busy on average.
+    pub fn cores(&self, cpu: Duration) -> f64 {
+        if self.window.is_zero() {
+            0.0
+        } else {
+            cpu.as_secs_f64() / self.window.as_secs_f64()
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        let cpu: serde_json::Map<String, Value> = self
+            .cpu
+            .iter()
+            .map(|(probe, cpu)| {
+                let value = match cpu {
+                    Some(cpu) => json!({
+                        "cpu_seconds": round2(cpu.as_secs_f64()),
+                        "cores_used": round2(self.cores(*cpu)),
+                        "cpu_us_per_call": round(self.cpu_per_call_us(*cpu)),
+                    }),
+                    None => Value::Null,
+                };
+                (probe.key.to_owned(), value)
+            })
+            .collect();
+        json!({
+            "connections": self.connections,
+            "window_s": round2(self.window.as_secs_f64()),
+            "calls_per_s": self.calls_per_second().round(),
+            "calls_per_s_per_round": self.per_round.iter().map(|rate| rate.round()).collect::<Vec<_>>(),
+            "ok": self.ok,
+            "errors": self.errors,
+            "first_error": self.first_error,
+            "latency": self.latency.to_json(),
+            "cpu": cpu,
+        })
+    }
+}
+
+#[derive(Default)]
+struct TaskResult {
+    latencies: Vec<u64>,
+    ok: u64,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+/// Runs one round on already connected (and, for the bridge, initialized) clients and hands
+/// them back. `probes` are sampled at the start and end of the measured window; they must be
+/// sampled on the thread that drives the clients for [`CpuProbe::CurrentThread`] to mean the
+/// load generator.
+pub async fn run_round(
+    clients: Vec<McpClient>,
+    check_id: bool,
+    warmup: Duration,
+    window: Duration,
+    probes: &[Probe],
+) -> Result<(Round, Vec<McpClient>)> {
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let end = measure_from + window;
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|mut client| {
+            tokio::spawn(async move {
+                let mut result = TaskResult::default();
+                loop {
+                    let sent = Instant::now();
+                    if sent >= end {
+                        break;
+                    }
+                    let outcome = client.call_tool(check_id).await;
+                    let done = Instant::now();
+                    match outcome {
+                        Ok(Ok(())) => {
+                            // Throughput counts the calls completed inside the window.
+                            if done >= measure_from && done <= end {
+                                result.ok += 1;
+                                result.latencies.push(
+                                    u64::try_from((done - sent).as_nanos()).unwrap_or(u64::MAX),
+                                );
+                            }
+                        }
+                        Ok(Err(message)) => {
+                            result.errors += 1;
+                            result.first_error.get_or_insert(message);
+                        }
+                        Err(error) => {
+                            // The connection is broken: count it and stop using it this round.
+                            result.errors += 1;
+                            result.first_error.get_or_insert(format!("{error:#}"));
+                            break;
+                        }
+                    }
+                }
+                (result, client)
+            })
+        })
+        .collect();
+    tokio::time::sleep_until(measure_from.into()).await;
+    let before: Vec<Option<Duration>> = probes.iter().map(|probe| probe.probe.cpu_time()).collect();
+    tokio::time::sleep_until(end.into()).await;
+    let after: Vec<Option<Duration>> = probes.iter().map(|probe| probe.probe.cpu_time()).collect();
+    let mut round = Round {
+        window,
+        latencies: Vec::new(),
+        ok: 0,
+        errors: 0,
+        first_error: None,
+        cpu: before
+            .into_iter()
+            .zip(after)
+            .map(|(b, a)| b.zip(a).map(|(b, a)| a.saturating_sub(b)))
+            .collect(),
+    };
+    let mut clients = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let (result, client) = task.await.context("a load connection panicked")?;
+        clients.push(client);
+        round.latencies.extend(result.latencies);
+        round.ok += result.ok;
+        round.errors += result.errors;
+        if round.first_error.is_none() {
+            round.first_error = result.first_error;
+        }
+    }
+    Ok((round, clients))
+}

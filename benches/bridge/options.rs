@@ -1,0 +1,235 @@
+//! Command-line and environment options of the bench.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+
+pub const USAGE: &str = "\
+Benchmarks mcp-bridge against direct stdio and a bare hyper server, side by side in one run.
+
+usage: cargo bench --bench bridge [-- OPTIONS]
+
+options (each also settable through the environment variable in brackets):
+  --smoke                 a quick run that only proves the harness works [BENCH_SMOKE=1]
+  --calls N               measured sequential calls per path [BENCH_CALLS]
+  --warmup-calls N        unmeasured sequential calls per path first [BENCH_WARMUP_CALLS]
+  --rounds N              interleaved rounds the sequential calls are split into [BENCH_ROUNDS]
+  --connections N         concurrent connections in the throughput runs [BENCH_CONNECTIONS]
+  --duration D            measured time of each throughput target, e.g. 5s, 500ms [BENCH_DURATION]
+  --warmup D              unmeasured warm-up before a target's first round [BENCH_WARMUP]
+  --load-rounds N         rounds the throughput time is split into; the bridge and the
+                          baseline take turns round by round [BENCH_LOAD_ROUNDS]
+  --max-connections N     the bridge pool's max_connections [BENCH_MAX_CONNECTIONS]
+  --min-connections N     the bridge pool's min_connections, prewarmed
+                          (default: max-connections) [BENCH_MIN_CONNECTIONS]
+  --max-inflight N        the bridge pool's max_inflight [BENCH_MAX_INFLIGHT]
+  --out PATH              where the JSON report goes [BENCH_OUT]
+                          (default: <target>/bench-results/bridge.json)
+  --help                  this text
+
+Without --bench on the command line (as under `cargo test --benches`), it runs the smoke mode.";
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub smoke: bool,
+    pub calls: usize,
+    pub warmup_calls: usize,
+    pub rounds: usize,
+    pub connections: usize,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub load_rounds: usize,
+    pub max_connections: u32,
+    /// `None` prewarms the whole pool (`min_connections = max_connections`).
+    pub min_connections: Option<u32>,
+    pub max_inflight: u32,
+    pub out: Option<PathBuf>,
+}
+
+impl Options {
+    /// The pool's min_connections.
+    pub fn min_connections(&self) -> u32 {
+        self.min_connections.unwrap_or(self.max_connections)
+    }
+
+    fn full() -> Self {
+        Self {
+            smoke: false,
+            calls: 20_000,
+            warmup_calls: 2_000,
+            rounds: 20,
+            connections: 32,
+            duration: Duration::from_secs(5),
+            warmup: Duration::from_secs(1),
+            load_rounds: 5,
+            max_connections: 2,
+            min_connections: None,
+            max_inflight: 64,
+            out: None,
+        }
+    }
+
+    fn smoke() -> Self {
+        Self {
+            smoke: true,
+            calls: 300,
+            warmup_calls: 50,
+            rounds: 2,
+            duration: Duration::from_secs(1),
+            warmup: Duration::from_millis(250),
+            load_rounds: 2,
+            ..Self::full()
+        }
+    }
+
+    /// Reads the options; `Ok(None)` means only help or a listing was asked for.
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Self>> {
+        let args: Vec<String> = args.into_iter().collect();
+        if args.iter().any(|arg| arg == "--help" || arg == "-h") {
+            println!("{USAGE}");
+            return Ok(None);
+        }
+        if args.iter().any(|arg| arg == "--list") {
+            // Test runners list targets with --list; this bench has no separate cases.
+            return Ok(None);
+        }
+        let env_smoke = std::env::var("BENCH_SMOKE")
+            .is_ok_and(|value| !matches!(value.as_str(), "" | "0" | "false"));
+        let benchmarking = args.iter().any(|arg| arg == "--bench");
+        let smoke = env_smoke || !benchmarking || args.iter().any(|arg| arg == "--smoke");
+        let mut options = if smoke { Self::smoke() } else { Self::full() };
+        options.apply_env()?;
+        options.apply_args(&args)?;
+        if options.calls == 0
+            || options.rounds == 0
+            || options.connections == 0
+            || options.load_rounds == 0
+        {
+            bail!("--calls, --rounds, --connections and --load-rounds must be at least 1");
+        }
+        if options.max_connections == 0 || options.max_inflight == 0 {
+            bail!("--max-connections and --max-inflight must be at least 1");
+        }
+        if options
+            .min_connections
+            .is_some_and(|min| min > options.max_connections)
+        {
+            bail!("--min-connections must not exceed --max-connections");
+        }
+        if options.duration.is_zero() {
+            bail!("--duration must be more than zero");
+        }
+        Ok(Some(options))
+    }
+
+    fn apply_env(&mut self) -> Result<()> {
+        let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        if let Some(value) = var("BENCH_CALLS") {
+            self.calls = parse_count("BENCH_CALLS", &value)?;
+        }
+        if let Some(value) = var("BENCH_WARMUP_CALLS") {
+            self.warmup_calls = parse_count("BENCH_WARMUP_CALLS", &value)?;
+        }
+        if let Some(value) = var("BENCH_ROUNDS") {
+            self.rounds = parse_count("BENCH_ROUNDS", &value)?;
+        }
+        if let Some(value) = var("BENCH_CONNECTIONS") {
+            self.connections = parse_count("BENCH_CONNECTIONS", &value)?;
+        }
+        if let Some(value) = var("BENCH_DURATION") {
+            self.duration = parse_duration("BENCH_DURATION", &value)?;
+        }
+        if let Some(value) = var("BENCH_WARMUP") {
+            self.warmup = parse_duration("BENCH_WARMUP", &value)?;
+        }
+        if let Some(value) = var("BENCH_LOAD_ROUNDS") {
+            self.load_rounds = parse_count("BENCH_LOAD_ROUNDS", &value)?;
+        }
+        if let Some(value) = var("BENCH_MAX_CONNECTIONS") {
+            self.max_connections = parse_u32("BENCH_MAX_CONNECTIONS", &value)?;
+        }
+        if let Some(value) = var("BENCH_MIN_CONNECTIONS") {
+            self.min_connections = Some(parse_u32("BENCH_MIN_CONNECTIONS", &value)?);
+        }
+        if let Some(value) = var("BENCH_MAX_INFLIGHT") {
+            self.max_inflight = parse_u32("BENCH_MAX_INFLIGHT", &value)?;
+        }
+        if let Some(value) = var("BENCH_OUT") {
+            self.out = Some(PathBuf::from(value));
+        }
+        Ok(())
+    }
+
+    fn apply_args(&mut self, args: &[String]) -> Result<()> {
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            let (name, inline) = match arg.split_once('=') {
+                Some((name, value)) if name.starts_with("--") => (name, Some(value.to_owned())),
+                _ => (arg.as_str(), None),
+            };
+            if matches!(name, "--bench" | "--smoke") {
+                continue;
+            }
+            let mut value = || -> Result<String> {
+                match &inline {
+                    Some(value) => Ok(value.clone()),
+                    None => args
+                        .next()
+                        .cloned()
+                        .with_context(|| format!("{name} needs a value")),
+                }
+            };
+            match name {
+                "--calls" => self.calls = parse_count(name, &value()?)?,
+                "--warmup-calls" => self.warmup_calls = parse_count(name, &value()?)?,
+                "--rounds" => self.rounds = parse_count(name, &value()?)?,
+                "--connections" => self.connections = parse_count(name, &value()?)?,
+                "--duration" => self.duration = parse_duration(name, &value()?)?,
+                "--warmup" => self.warmup = parse_duration(name, &value()?)?,
+                "--load-rounds" => self.load_rounds = parse_count(name, &value()?)?,
+                "--max-connections" => self.max_connections = parse_u32(name, &value()?)?,
+                "--min-connections" => self.min_connections = Some(parse_u32(name, &value()?)?),
+                "--max-inflight" => self.max_inflight = parse_u32(name, &value()?)?,
+                "--out" => self.out = Some(PathBuf::from(value()?)),
+                other => bail!("unknown argument {other:?}\n\n{USAGE}"),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_count(name: &str, value: &str) -> Result<usize> {
+    value
+        .trim()
+        .replace('_', "")
+        .parse()
+        .with_context(|| format!("{name}: {value:?} is not a whole number"))
+}
+
+fn parse_u32(name: &str, value: &str) -> Result<u32> {
+    value
+        .trim()
+        .parse()
+        .with_context(|| format!("{name}: {value:?} is not a whole number"))
+}
+
+/// Parses "5", "5s", "1.5s" or "500ms".
+fn parse_duration(name: &str, value: &str) -> Result<Duration> {
+    let text = value.trim();
+    let (number, scale) = if let Some(millis) = text.strip_suffix("ms") {
+        (millis, 1e-3)
+    } else if let Some(seconds) = text.strip_suffix('s') {
+        (seconds, 1.0)
+    } else {
+        (text, 1.0)
+    };
+    let number: f64 = number
+        .trim()
+        .parse()
+        .ok()
+        .filter(|number: &f64| number.is_finite() && *number >= 0.0)
+        .with_context(|| format!("{name}: {value:?} is not a duration like 5s or 500ms"))?;
+    Ok(Duration::from_secs_f64(number * scale))
+}
