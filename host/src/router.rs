@@ -145,10 +145,11 @@ impl ForwardedCall {
         let lease = tokio::time::timeout_at(self.deadline, self.pool.acquire())
             .await
             .map_err(|_| self.timeout_error())??;
-        let inflight = lease
-            .process()
-            .start_call(message, self.want_events)
-            .await?;
+        // Writing waits when the child stops reading stdin, so it shares the deadline.
+        let writing = lease.process().start_call(message, self.want_events);
+        let inflight = tokio::time::timeout_at(self.deadline, writing)
+            .await
+            .map_err(|_| self.timeout_error())??;
         self.lease = Some(lease);
         self.inflight = Some(inflight);
         Ok(())

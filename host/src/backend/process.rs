@@ -417,8 +417,21 @@ impl Process {
         }
     }
 
+    /// Queues a line without waiting; when the queue is full, a task of its own waits.
+    fn send_detached(self: &Arc<Self>, line: Vec<u8>) {
+        if let Err(mpsc::error::TrySendError::Full(outgoing)) =
+            self.outbox.try_send(Outgoing::Line(line))
+        {
+            let process = self.clone();
+            tokio::spawn(async move {
+                // A closed queue means the process is gone: nobody is left to answer.
+                let _ = process.outbox.send(outgoing).await;
+            });
+        }
+    }
+
     /// Abandons a call: forgets its id and tells the server to stop working on it.
-    fn cancel(&self, id: u64, reason: &str) {
+    fn cancel(self: &Arc<Self>, id: u64, reason: &str) {
         if self.pending.lock().remove(&id).is_none() {
             return;
         }
@@ -427,9 +440,8 @@ impl Process {
             "notifications/cancelled",
             Some(params),
         ));
-        // Dropping the notification when the outbox is full only costs the server some
-        // wasted work; its eventual response will be counted as an unknown id.
-        let _ = self.outbox.try_send(Outgoing::Line(line));
+        // Its eventual response, if any, is counted as an unknown id.
+        self.send_detached(line);
     }
 
     fn count_error(&self, kind: &str) {
@@ -620,7 +632,7 @@ async fn read_loop(
     let mut reader = LineReader::new(BufReader::with_capacity(64 * 1024, stdout), max_line_bytes);
     loop {
         match reader.next_frame().await {
-            Ok(Frame::Line(line)) => route_line(&process, &line, &events).await,
+            Ok(Frame::Line(line)) => route_line(&process, &line, &events),
             Ok(Frame::TooLong { length, head, tail }) => {
                 process.count_error("oversized_line");
                 tracing::warn!(
@@ -654,11 +666,7 @@ async fn read_loop(
     process.kill();
 }
 
-async fn route_line(
-    process: &Arc<Process>,
-    line: &[u8],
-    events: &mpsc::UnboundedSender<ProcessEvent>,
-) {
+fn route_line(process: &Arc<Process>, line: &[u8], events: &mpsc::UnboundedSender<ProcessEvent>) {
     let message: Value = match serde_json::from_slice(line) {
         Ok(message) => message,
         Err(error) => {
@@ -671,7 +679,7 @@ async fn route_line(
     match jsonrpc::classify(&message) {
         Some(Kind::Response) => route_response(process, message),
         Some(Kind::Notification) => route_notification(process, message, events),
-        Some(Kind::Request) => route_server_request(process, message).await,
+        Some(Kind::Request) => route_server_request(process, message),
         None => {
             process.count_error("non_jsonrpc");
             tracing::warn!(server = %process.server, pid = process.pid, "server wrote JSON that is not a JSON-RPC message");
@@ -754,13 +762,13 @@ fn sole_caller(process: &Process) -> Option<mpsc::Sender<CallEvent>> {
     callers.next().is_none().then_some(first)
 }
 
-async fn route_server_request(process: &Arc<Process>, message: Value) {
+/// Routes a request from the server. The reader never waits for the writer: a child
+/// blocked writing stdout while the writer waits on its full stdin would deadlock both.
+fn route_server_request(process: &Arc<Process>, message: Value) {
     let id = message.get("id").cloned().unwrap_or(Value::Null);
     let method = jsonrpc::method(&message).unwrap_or_default().to_owned();
     if method == "ping" {
-        let _ = process
-            .send_client_response(&jsonrpc::result_response(id, json!({})))
-            .await;
+        process.send_detached(encode_line(&jsonrpc::result_response(id, json!({}))));
         return;
     }
     if let Some(caller) = sole_caller(process)
@@ -778,7 +786,7 @@ async fn route_server_request(process: &Arc<Process>, message: Value) {
         ),
         None,
     );
-    let _ = process.send_client_response(&refusal).await;
+    process.send_detached(encode_line(&refusal));
 }
 
 async fn reap(
