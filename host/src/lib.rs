@@ -6,9 +6,11 @@
 //! [`config`] parses and validates the configuration they all run on.
 
 pub mod backend;
+pub mod cache;
 pub mod config;
 pub mod demo;
 pub mod front;
 pub mod jsonrpc;
 pub mod metrics;
+pub mod policy;
 pub mod router;

@@ -11,7 +11,9 @@ use mcp_bridge::config::{self, BridgeConfig, LogFormat};
 use mcp_bridge::demo::{self, DemoOptions};
 use mcp_bridge::front::{self, AppState};
 use mcp_bridge::metrics::Metrics;
+use mcp_bridge::policy::{BuiltinPolicy, PolicyChain};
 use mcp_bridge::router::Router;
+use std::sync::Arc;
 
 /// Pools stdio MCP servers behind one Streamable HTTP endpoint, with metrics and health.
 #[derive(Parser)]
@@ -126,10 +128,14 @@ fn serve(args: ServeArgs) -> ExitCode {
         format,
         args.log_level.as_deref().unwrap_or(&config.logging.level),
     );
-    block_on(tokio::runtime::Builder::new_multi_thread(), run(config))
+    let watched = args.config.clone();
+    block_on(
+        tokio::runtime::Builder::new_multi_thread(),
+        run(config, watched),
+    )
 }
 
-async fn run(config: BridgeConfig) -> anyhow::Result<()> {
+async fn run(config: BridgeConfig, watched: Option<PathBuf>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| {
@@ -145,11 +151,52 @@ async fn run(config: BridgeConfig) -> anyhow::Result<()> {
         .map(|server| server.name.as_str())
         .collect();
     tracing::info!(config = %config.source, servers = %names.join(","), "listening on http://{address}/mcp");
-    let metrics = std::sync::Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::new());
     let router = Router::start(&config, metrics);
     let state = AppState::new(router, config.http.clone());
+    // Kept alive while serving: dropping the watcher stops hot reloading.
+    let _watcher = match watched {
+        Some(path) => Some(watch_config(path, config, state.clone())?),
+        None => None,
+    };
     front::serve(listener, state, shutdown_signal()).await?;
     Ok(())
+}
+
+/// Re-reads the config file when it changes and applies what can change while running:
+/// the cache's TTL table and invalidation rules. Pools and HTTP settings need a restart,
+/// which the log says; an invalid file is logged and the running config stays.
+fn watch_config(
+    path: PathBuf,
+    running: BridgeConfig,
+    state: Arc<AppState>,
+) -> anyhow::Result<config::ConfigWatcher> {
+    let watcher = config::watch(path, move |new| {
+        // `--listen` overrides the file, so the listen address is not a change.
+        let mut new_http = new.http.clone();
+        new_http.listen = running.http.listen;
+        if new.servers != running.servers || new_http != running.http {
+            tracing::warn!(
+                config = %new.source,
+                "the config file changed [http] or [servers]; those apply on restart, the cache rules apply now"
+            );
+        }
+        let Some(layer) = state.router.cache_layer() else {
+            tracing::warn!(
+                "the cache is disabled in the running bridge; enabling it needs a restart"
+            );
+            return;
+        };
+        let builtin = Arc::new(BuiltinPolicy::from_config(&new));
+        layer.set_policies(PolicyChain::new(Vec::new(), builtin));
+        tracing::info!(
+            config = %new.source,
+            ttl_rows = new.cache.ttl_table.len(),
+            rules = new.cache.invalidation_rules.len(),
+            "reloaded the cache's TTL table and invalidation rules"
+        );
+    })?;
+    Ok(watcher)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

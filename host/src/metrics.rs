@@ -27,6 +27,12 @@ pub struct Metrics {
     pub http_requests_total: IntCounterVec,
     pub sessions_active: IntGaugeVec,
     pub health_status: IntGaugeVec,
+    pub cache_requests_total: IntCounterVec,
+    pub cache_evictions_total: IntCounterVec,
+    pub cache_invalidations_total: IntCounterVec,
+    pub cache_backend_seconds_saved_total: prometheus::Counter,
+    pub cache_entries: prometheus::IntGauge,
+    pub cache_bytes: prometheus::IntGauge,
 }
 
 /// Process states reported by `mcp_bridge_pool_processes{state}`.
@@ -118,6 +124,44 @@ impl Metrics {
                 "health_status",
                 "Server health: 2 healthy, 1 degraded, 0 unhealthy.",
                 &["server"],
+            ),
+            cache_requests_total: counter(
+                "cache_requests_total",
+                "Cacheable requests by result: hit, miss, stale (served expired), bypass (policy said no), coalesced (waited for another caller's fill).",
+                &["result"],
+            ),
+            cache_evictions_total: counter(
+                "cache_evictions_total",
+                "Entries removed by cause: size, expired, explicit (invalidated).",
+                &["cause"],
+            ),
+            cache_invalidations_total: counter(
+                "cache_invalidations_total",
+                "Invalidations by reason: write (a call's rules), list_changed, resource_updated, admin.",
+                &["reason"],
+            ),
+            cache_backend_seconds_saved_total: register(
+                &registry,
+                prometheus::Counter::with_opts(
+                    Opts::new(
+                        "cache_backend_seconds_saved_total",
+                        "Backend time the cache hits saved, from each entry's fill time.",
+                    )
+                    .namespace("mcp_bridge"),
+                ),
+            ),
+            cache_entries: register(
+                &registry,
+                prometheus::IntGauge::with_opts(
+                    Opts::new("cache_entries", "Entries in the cache.").namespace("mcp_bridge"),
+                ),
+            ),
+            cache_bytes: register(
+                &registry,
+                prometheus::IntGauge::with_opts(
+                    Opts::new("cache_bytes", "Weighted size of the cache in bytes.")
+                        .namespace("mcp_bridge"),
+                ),
             ),
             registry,
         }

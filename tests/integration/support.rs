@@ -102,11 +102,17 @@ pub struct Bridge {
 
 impl Bridge {
     /// Starts `mcp-bridge serve` with the given TOML (an `[http]` section is not
-    /// needed: the listen address is passed on the command line).
+    /// needed: the listen address is passed on the command line). Tests that are not
+    /// about the cache run with it off, so every call they make reaches a backend; a
+    /// config with its own `[cache]` section keeps it.
     pub fn start(config_toml: &str) -> Result<Bridge> {
         let dir = tempfile::tempdir()?;
         let config_path = dir.path().join("mcp-bridge.toml");
-        std::fs::write(&config_path, config_toml)?;
+        let mut config = config_toml.to_owned();
+        if !config.lines().any(|line| line.trim_start().starts_with("[cache")) {
+            config.push_str("\n[cache]\nenabled = false\n");
+        }
+        std::fs::write(&config_path, config)?;
         Self::start_with_file(dir, config_path, &[])
     }
 

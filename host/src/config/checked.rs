@@ -72,6 +72,29 @@ pub const DEFAULT_DEGRADED_LATENCY_MS: u64 = 500;
 /// Success rate below which a server is reported degraded.
 pub const DEFAULT_DEGRADED_SUCCESS_RATE: f64 = 0.95;
 
+/// Whether the read-through cache is on.
+pub const DEFAULT_CACHE_ENABLED: bool = true;
+/// Where cached results are kept.
+pub const DEFAULT_CACHE_BACKEND: CacheBackend = CacheBackend::Memory;
+/// The most results the cache holds at once.
+pub const DEFAULT_CACHE_MAX_ENTRIES: u64 = 10_000;
+/// The most bytes of results the cache holds at once (64 MiB).
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 64 << 20;
+/// The smallest `max_bytes` accepted (1 KiB): less could not hold even one typical result.
+pub const MIN_CACHE_MAX_BYTES: u64 = 1 << 10;
+/// How long a cacheable result is kept when neither the TTL table nor the server says otherwise.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(60);
+/// Which entry the cache drops first when it is full.
+pub const DEFAULT_CACHE_EVICTION: Eviction = Eviction::TinyLfu;
+/// How long list results (`tools/list` and the like) are kept when no `list_changed` arrives.
+pub const DEFAULT_CACHE_LIST_TTL: Duration = Duration::from_secs(5 * 60);
+/// How many callers may wait on one in-flight fill of a key before more go to the backend.
+pub const DEFAULT_CACHE_MAX_COALESCED_WAITERS: usize = 64;
+/// How long a key found uncacheable bypasses the single-flight queue.
+pub const DEFAULT_CACHE_HIT_FOR_MISS_TTL: Duration = Duration::from_secs(5);
+/// Whether a server's results may be cached, when its table does not say.
+pub const DEFAULT_SERVER_CACHE: bool = true;
+
 /// A loaded and validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BridgeConfig {
@@ -82,6 +105,7 @@ pub struct BridgeConfig {
     /// The servers in file order (the TOML file's own, then each included file's); names are
     /// unique.
     pub servers: Vec<ServerConfig>,
+    pub cache: CacheConfig,
 }
 
 /// The `[http]` settings.
@@ -178,6 +202,9 @@ pub struct ServerConfig {
     pub required: bool,
     pub exclusive: bool,
     pub max_line_bytes: usize,
+    /// Whether this server's results may be cached (`cache = false` in its table turns that
+    /// off); the `[cache]` section's `enabled` still applies on top of it.
+    pub cache_enabled: bool,
     pub pool: PoolConfig,
     pub health: HealthConfig,
 }
@@ -249,6 +276,159 @@ impl Default for HealthConfig {
             degraded_latency_ms: DEFAULT_DEGRADED_LATENCY_MS,
             degraded_success_rate: DEFAULT_DEGRADED_SUCCESS_RATE,
         }
+    }
+}
+
+/// The `[cache]` settings: the read-through cache between the router and the pools.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheConfig {
+    pub enabled: bool,
+    pub backend: CacheBackend,
+    /// At least 1.
+    pub max_entries: u64,
+    /// At least [`MIN_CACHE_MAX_BYTES`].
+    pub max_bytes: u64,
+    /// The TTL of a cacheable result that the TTL table does not cover. `None` (written
+    /// `"none"`, or implied by the seed's `strategy = "MANUAL"`) means entries live until they
+    /// are evicted or invalidated; `Some(Duration::ZERO)` means such results are not cached, so
+    /// only tools the TTL table names are.
+    pub default_ttl: Option<Duration>,
+    pub eviction: Eviction,
+    /// How long `tools/list`, `prompts/list`, `resources/list` and `resources/templates/list`
+    /// results are kept; the matching `list_changed` notification drops them earlier. Zero means
+    /// list results are not cached.
+    pub list_ttl: Duration,
+    /// How many callers may wait on one in-flight fill of a key; the ones past it call the
+    /// backend themselves. Zero turns coalescing off.
+    pub max_coalesced_waiters: usize,
+    /// How long a key found uncacheable skips the single-flight queue. Zero turns that memory
+    /// off.
+    pub hit_for_miss_ttl: Duration,
+    /// The TTL table, ordered so that the first rule that matches a call is the one that
+    /// applies: rules for a named server come before rules for any server (`"*"`), and within
+    /// each, rules for a named tool come before the `"*"` rule. [`CacheConfig::ttl_rule`] does
+    /// that lookup.
+    pub ttl_table: Vec<TtlRule>,
+    /// The invalidation rules in file order. Every rule that matches a successful write applies;
+    /// when at least one matches, they replace the default of dropping all of that server's
+    /// entries.
+    pub invalidation_rules: Vec<InvalidationRule>,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: DEFAULT_CACHE_ENABLED,
+            backend: DEFAULT_CACHE_BACKEND,
+            max_entries: DEFAULT_CACHE_MAX_ENTRIES,
+            max_bytes: DEFAULT_CACHE_MAX_BYTES,
+            default_ttl: Some(DEFAULT_CACHE_TTL),
+            eviction: DEFAULT_CACHE_EVICTION,
+            list_ttl: DEFAULT_CACHE_LIST_TTL,
+            max_coalesced_waiters: DEFAULT_CACHE_MAX_COALESCED_WAITERS,
+            hit_for_miss_ttl: DEFAULT_CACHE_HIT_FOR_MISS_TTL,
+            ttl_table: Vec::new(),
+            invalidation_rules: Vec::new(),
+        }
+    }
+}
+
+impl CacheConfig {
+    /// The TTL-table rule that applies to `tool` on `server`, if any: the first match in
+    /// [`CacheConfig::ttl_table`], which is the most specific one.
+    pub fn ttl_rule(&self, server: &str, tool: &str) -> Option<&TtlRule> {
+        self.ttl_table
+            .iter()
+            .find(|rule| rule.matches(server, tool))
+    }
+
+    /// The invalidation rules that apply after a successful call of `tool` on `server`, in file
+    /// order. When there are none, the default applies: drop every entry of that server.
+    pub fn invalidation_rules_for<'a>(
+        &'a self,
+        server: &'a str,
+        tool: &'a str,
+    ) -> impl Iterator<Item = &'a InvalidationRule> + 'a {
+        self.invalidation_rules
+            .iter()
+            .filter(move |rule| rule.matches(server, tool))
+    }
+}
+
+/// Where cached results are kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CacheBackend {
+    /// In the bridge's own memory (moka); the only backend in this version.
+    #[default]
+    Memory,
+}
+
+impl CacheBackend {
+    /// The name used in the configuration file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+        }
+    }
+}
+
+/// Which entry the cache drops first when it is full.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Eviction {
+    /// TinyLFU admission with LRU eviction (moka's default): keeps frequently used entries even
+    /// when a scan of one-off keys passes through.
+    #[default]
+    TinyLfu,
+    /// Least recently used.
+    Lru,
+}
+
+impl Eviction {
+    /// The name used in the configuration file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TinyLfu => "tinylfu",
+            Self::Lru => "lru",
+        }
+    }
+}
+
+/// One row of the TTL table: how long results of a tool are cached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TtlRule {
+    /// The server the rule is for; `None` (written `"*"`) is any server.
+    pub server: Option<String>,
+    /// The exact tool name, or `"*"` for any tool of the server.
+    pub tool: String,
+    /// `Duration::ZERO` means the tool's results are never cached.
+    pub ttl: Duration,
+}
+
+impl TtlRule {
+    /// Whether the rule covers `tool` on `server`.
+    pub fn matches(&self, server: &str, tool: &str) -> bool {
+        self.server.as_deref().is_none_or(|s| s == server)
+            && (self.tool == "*" || self.tool == tool)
+    }
+}
+
+/// What one successful write drops from the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidationRule {
+    /// The server the rule is for; `None` (not written, or `"*"`) is any server.
+    pub server: Option<String>,
+    /// The write tool whose success triggers the rule (an exact name).
+    pub on: String,
+    /// The read tools whose entries (on the same server) are dropped.
+    pub tools: Vec<String>,
+    /// The tags whose entries are dropped.
+    pub tags: Vec<String>,
+}
+
+impl InvalidationRule {
+    /// Whether the rule applies after `tool` on `server` succeeds.
+    pub fn matches(&self, server: &str, tool: &str) -> bool {
+        self.server.as_deref().is_none_or(|s| s == server) && self.on == tool
     }
 }
 

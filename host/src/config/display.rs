@@ -2,7 +2,9 @@
 
 use std::fmt::Write as _;
 
-use super::checked::{BridgeConfig, HealthConfig, PoolConfig, ServerConfig};
+use super::checked::{
+    BridgeConfig, CacheConfig, HealthConfig, InvalidationRule, PoolConfig, ServerConfig, TtlRule,
+};
 use super::secret::{REDACTED, Secret};
 use super::units::{format_duration, format_size};
 
@@ -50,7 +52,7 @@ impl BridgeConfig {
         for server in &self.servers {
             write_server(out, server)?;
         }
-        Ok(())
+        write_cache(out, &self.cache)
     }
 }
 
@@ -69,9 +71,10 @@ fn write_server(out: &mut String, server: &ServerConfig) -> std::fmt::Result {
     }
     writeln!(
         out,
-        "    required: {}, exclusive: {}, max_line_bytes: {}",
+        "    required: {}, exclusive: {}, cache: {}, max_line_bytes: {}",
         server.required,
         server.exclusive,
+        server.cache_enabled,
         format_size(server.max_line_bytes)
     )?;
     write_pool(out, &server.pool)?;
@@ -127,6 +130,83 @@ fn write_health(out: &mut String, health: &HealthConfig) -> std::fmt::Result {
         health.degraded_latency_ms,
         // Rounding to a tenth of a percent keeps 0.29 from printing as 28.999999999999996.
         (health.degraded_success_rate * 1000.0).round() / 10.0
+    )
+}
+
+/// Writes the cache settings in a few lines, then one line per TTL-table row (in the order they
+/// are tried) and per invalidation rule.
+fn write_cache(out: &mut String, cache: &CacheConfig) -> std::fmt::Result {
+    let d = format_duration;
+    let state = if cache.enabled { "on" } else { "off" };
+    // The bytes limit was read as a usize, so it converts back; the fallback is never used.
+    let max_bytes = usize::try_from(cache.max_bytes)
+        .map_or_else(|_| format!("{} B", cache.max_bytes), format_size);
+    writeln!(
+        out,
+        "cache: {state}, {} backend, {} eviction, at most {} entries and {max_bytes}",
+        cache.backend.as_str(),
+        cache.eviction.as_str(),
+        cache.max_entries,
+    )?;
+    writeln!(
+        out,
+        "  ttl: default {}, lists {}; coalescing: {} waiters per fill; hit-for-miss: {}",
+        ttl(cache.default_ttl),
+        ttl(Some(cache.list_ttl)),
+        cache.max_coalesced_waiters,
+        d(cache.hit_for_miss_ttl)
+    )?;
+    if !cache.ttl_table.is_empty() {
+        let rows: Vec<String> = cache.ttl_table.iter().map(ttl_row).collect();
+        writeln!(out, "  ttl table: {}", rows.join(", "))?;
+    }
+    for rule in &cache.invalidation_rules {
+        writeln!(out, "  invalidate: {}", invalidation(rule))?;
+    }
+    Ok(())
+}
+
+/// A TTL as the summary shows it, saying what `none` and zero mean.
+fn ttl(ttl: Option<std::time::Duration>) -> String {
+    match ttl {
+        None => "none (until evicted or invalidated)".to_owned(),
+        Some(ttl) if ttl.is_zero() => "0 (not cached)".to_owned(),
+        Some(ttl) => format_duration(ttl),
+    }
+}
+
+/// One TTL-table row as `server.tool TTL`, with `*` for any server or tool.
+fn ttl_row(rule: &TtlRule) -> String {
+    let ttl = if rule.ttl.is_zero() {
+        "never".to_owned()
+    } else {
+        format_duration(rule.ttl)
+    };
+    format!(
+        "{}.{} {ttl}",
+        rule.server.as_deref().unwrap_or("*"),
+        rule.tool
+    )
+}
+
+/// One invalidation rule as `server.on -> tools ...; tags ...`.
+fn invalidation(rule: &InvalidationRule) -> String {
+    let mut dropped = Vec::new();
+    if !rule.tools.is_empty() {
+        dropped.push(format!("tools {}", rule.tools.join(", ")));
+    }
+    if !rule.tags.is_empty() {
+        dropped.push(format!("tags {}", rule.tags.join(", ")));
+    }
+    let dropped = if dropped.is_empty() {
+        "nothing".to_owned()
+    } else {
+        dropped.join("; ")
+    };
+    format!(
+        "{}.{} -> {dropped}",
+        rule.server.as_deref().unwrap_or("*"),
+        rule.on
     )
 }
 

@@ -8,7 +8,7 @@ use super::error::{ConfigError, parse_unknown_field, suggest};
 use super::expand::Lookup;
 use super::mcp_servers;
 use super::raw::{RawConfig, RawServer, TOP_LEVEL_KEYS, field_help};
-use super::source::{FieldPath, Format, Position, SourceText};
+use super::source::{FieldPath, Format, Position, Segment, SourceText};
 use super::validate;
 
 /// One server as declared in some file, before validation.
@@ -158,10 +158,7 @@ pub(crate) fn serde_error(
             format!("unknown key `{unknown}`"),
             Some(unknown_key_help(source, path, &unknown, &expected)),
         ),
-        None => (
-            message.to_owned(),
-            path.last_key().and_then(field_help).map(str::to_owned),
-        ),
+        None => (message.to_owned(), value_help(path).map(str::to_owned)),
     };
     ConfigError {
         line: position.map(|p| p.0),
@@ -170,6 +167,26 @@ pub(crate) fn serde_error(
         ..ConfigError::new(source.name.clone(), message)
     }
     .with_optional_help(help)
+}
+
+/// Advice for a value of the wrong type or form. In the cache's TTL table the keys are server
+/// and tool names, so the advice depends on the depth there; elsewhere on the field's name.
+fn value_help(path: &FieldPath) -> Option<&'static str> {
+    if let [Segment::Key(cache), Segment::Key(ttl), rest @ ..] = path.segments()
+        && cache == "cache"
+        && ttl == "ttl"
+    {
+        return match rest {
+            [] => field_help("ttl"),
+            [_] => Some(
+                "write this server's TTLs as a [cache.ttl.SERVER] table of TOOL = duration, such as get_tasks = \"60s\"",
+            ),
+            _ => Some(
+                "write a duration such as \"60s\", \"5m\" or \"1h\", or a number of seconds; 0 means the tool's results are never cached",
+            ),
+        };
+    }
+    path.last_key().and_then(field_help)
 }
 
 fn unknown_key_help(

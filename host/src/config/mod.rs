@@ -10,6 +10,9 @@
 //! defaults, expands `${VAR}` references and checks ranges, producing the checked types
 //! re-exported here (`checked`). Every failure is a [`ConfigError`] naming the file, line, column and dotted
 //! field, with advice on the fix.
+//!
+//! [`watch`] follows the file after startup, handing each valid new version to a callback and
+//! logging (and otherwise ignoring) an invalid one.
 
 // `ConfigError`'s public fields (fixed by the API the rest of the host codes against) make it
 // 128 bytes, which trips clippy's `result_large_err`. Errors here are built once, at startup or
@@ -28,6 +31,7 @@ mod secret;
 mod source;
 mod units;
 mod validate;
+mod watch;
 
 #[cfg(test)]
 mod tests;
@@ -38,6 +42,7 @@ pub use checked::*;
 pub use error::ConfigError;
 pub use expand::EXE_VARIABLE;
 pub use secret::{REDACTED, Secret};
+pub use watch::{ConfigWatcher, WATCH_DEBOUNCE, WATCH_MAX_DELAY, watch};
 
 /// The embedded default configuration: the bridge's own demo server on 127.0.0.1:8080.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../../config/default.toml");

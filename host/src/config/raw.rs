@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde::de::{self, MapAccess, Visitor};
 
 use super::secret::RawSecret;
-use super::units::{RawDuration, RawSize};
+use super::units::{RawDuration, RawSize, RawTtl};
 
 /// The whole TOML configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -19,12 +19,13 @@ pub(crate) struct RawConfig {
     pub defaults: Option<RawPool>,
     pub health: Option<RawHealth>,
     pub servers: Option<OrderedMap<RawServer>>,
+    pub cache: Option<RawCache>,
 }
 
 /// The top-level keys of the TOML file, used to explain a key that was written below a table
 /// header by mistake (TOML puts every key after `[health]` inside `health`).
 pub(crate) const TOP_LEVEL_KEYS: &[&str] = &[
-    "include", "http", "logging", "defaults", "health", "servers",
+    "include", "http", "logging", "defaults", "health", "servers", "cache",
 ];
 
 /// The `[http]` table.
@@ -73,6 +74,37 @@ impl RawHealth {
                 .or(fallback.degraded_success_rate),
         }
     }
+}
+
+/// The `[cache]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCache {
+    pub enabled: Option<bool>,
+    pub backend: Option<String>,
+    /// The seed's spelling of `eviction` and `default_ttl`: `LRU`, `LFU`, `TTL` or `MANUAL`.
+    pub strategy: Option<String>,
+    pub max_entries: Option<u64>,
+    pub max_bytes: Option<RawSize>,
+    pub default_ttl: Option<RawTtl>,
+    pub eviction: Option<String>,
+    pub list_ttl: Option<RawDuration>,
+    pub max_coalesced_waiters: Option<usize>,
+    pub hit_for_miss_ttl: Option<RawDuration>,
+    /// `[cache.ttl.SERVER]` tables (or `[cache.ttl."*"]`) of `TOOL = duration`.
+    pub ttl: Option<OrderedMap<OrderedMap<RawDuration>>>,
+    /// `[[cache.invalidate]]` rules.
+    pub invalidate: Option<Vec<RawInvalidation>>,
+}
+
+/// One `[[cache.invalidate]]` rule.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInvalidation {
+    pub server: Option<String>,
+    pub on: Option<String>,
+    pub tools: Option<Vec<String>>,
+    pub tags: Option<Vec<String>>,
 }
 
 /// Declares a struct that carries every pool setting besides its own fields.
@@ -154,6 +186,8 @@ with_pool_fields! {
         pub required: Option<bool>,
         pub exclusive: Option<bool>,
         pub max_line_bytes: Option<RawSize>,
+        /// `cache = false` keeps this server's results out of the cache.
+        pub cache: Option<bool>,
         pub health: Option<RawHealth>,
     }
 }
@@ -223,19 +257,27 @@ pub(crate) fn field_help(field: &str) -> Option<&'static str> {
         | "reconnect_backoff_max"
         | "unhealthy_retry_interval"
         | "check_interval"
-        | "check_timeout" => DURATION,
-        "max_body_bytes" | "max_line_bytes" => SIZE,
+        | "check_timeout"
+        | "list_ttl"
+        | "hit_for_miss_ttl" => DURATION,
+        "default_ttl" => {
+            "write a duration such as \"60s\" or \"5m\", a number of seconds, or \"none\" for entries that live until they are evicted or invalidated"
+        }
+        "max_body_bytes" | "max_line_bytes" | "max_bytes" => SIZE,
         "min_connections"
         | "max_connections"
         | "max_inflight"
         | "max_queue"
         | "max_reconnect_attempts"
         | "unhealthy_threshold"
-        | "degraded_latency_ms" => COUNT,
+        | "degraded_latency_ms"
+        | "max_entries"
+        | "max_coalesced_waiters" => COUNT,
         "required"
         | "exclusive"
         | "enable_health_checks"
         | "enable_auto_reconnect"
+        | "enabled"
         | "disabled" => FLAG,
         "degraded_success_rate" => "write a fraction between 0 and 1, such as 0.95",
         "listen" => "write an address and port in quotes, such as \"127.0.0.1:8080\"",
@@ -255,7 +297,23 @@ pub(crate) fn field_help(field: &str) -> Option<&'static str> {
         | "namespace_separator"
         | "format"
         | "level"
-        | "type" => TEXT,
+        | "type"
+        | "on"
+        | "server" => TEXT,
+        "backend" => "write \"memory\", the only cache backend in this version",
+        "eviction" => "write \"tinylfu\" or \"lru\"",
+        "strategy" => "write \"LRU\", \"LFU\", \"TTL\" or \"MANUAL\"",
+        "tools" => "write a list of tool names, such as [\"get_tasks\", \"get_today_metrics\"]",
+        "tags" => "write a list of tag names, such as [\"tasks\"]",
+        "cache" => {
+            "write `cache = false` in a [servers.NAME] table to keep that server out of the cache; the cache's own settings go in a [cache] table"
+        }
+        "ttl" => {
+            "write a [cache.ttl.SERVER] table (or [cache.ttl.\"*\"] for any server) of TOOL = duration"
+        }
+        "invalidate" => {
+            "write each rule as its own [[cache.invalidate]] table with `on` and `tools` or `tags`"
+        }
         _ => return None,
     })
 }

@@ -113,6 +113,45 @@ impl Visitor<'_> for DurationVisitor {
     }
 }
 
+/// A TTL that may also be written `"none"` (any case), meaning no expiry, before range checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RawTtl(pub Option<Duration>);
+
+impl<'de> Deserialize<'de> for RawTtl {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(TtlVisitor).map(RawTtl)
+    }
+}
+
+struct TtlVisitor;
+
+impl Visitor<'_> for TtlVisitor {
+    type Value = Option<Duration>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a duration such as \"60s\" or \"5m\", a number of seconds, or \"none\"")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<Duration>, E> {
+        if v.trim().eq_ignore_ascii_case("none") {
+            return Ok(None);
+        }
+        DurationVisitor.visit_str(v).map(Some)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Option<Duration>, E> {
+        DurationVisitor.visit_u64(v).map(Some)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Option<Duration>, E> {
+        DurationVisitor.visit_i64(v).map(Some)
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Option<Duration>, E> {
+        DurationVisitor.visit_f64(v).map(Some)
+    }
+}
+
 /// A byte size as read from a file, before range checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RawSize(pub usize);
@@ -200,6 +239,23 @@ mod tests {
         assert_eq!(json("12").ok(), Some(Duration::from_secs(12)));
         assert_eq!(json("1.5").ok(), Some(Duration::from_millis(1500)));
         assert_eq!(json("\"1s\"").ok(), Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn ttl_values() {
+        #[derive(Deserialize)]
+        struct T {
+            t: RawTtl,
+        }
+        let t = |text: &str| toml::from_str::<T>(text).map(|t| t.t.0);
+        assert_eq!(t("t = \"none\"").ok(), Some(None));
+        assert_eq!(t("t = \" None \"").ok(), Some(None));
+        assert_eq!(t("t = \"60s\"").ok(), Some(Some(Duration::from_secs(60))));
+        assert_eq!(t("t = 0").ok(), Some(Some(Duration::ZERO)));
+        assert_eq!(t("t = 1.5").ok(), Some(Some(Duration::from_millis(1500))));
+        assert!(t("t = \"never\"").is_err());
+        assert!(t("t = -1").is_err());
+        assert!(t("t = false").is_err());
     }
 
     #[test]

@@ -4,13 +4,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::checked::*;
-use super::error::ConfigError;
+use super::error::{ConfigError, suggest};
 use super::expand::{Lookup, expand};
 use super::load::ServerEntry;
-use super::raw::{RawConfig, RawHealth, RawHttp, RawLogging, RawPool};
+use super::raw::{
+    OrderedMap, RawCache, RawConfig, RawHealth, RawHttp, RawInvalidation, RawLogging, RawPool,
+};
 use super::secret::{RawSecret, Secret};
 use super::source::{FieldPath, Format, SourceText};
-use super::units::format_duration;
+use super::units::{RawDuration, format_duration};
 
 /// Validates a parsed file and the servers gathered from it and its includes.
 pub(crate) fn build(
@@ -57,11 +59,15 @@ pub(crate) fn build(
         }
         servers.push(globals.server(entry)?);
     }
+    // The cache is checked last because its TTL table and rules name servers, which may come
+    // from included files.
+    let cache = cache(main, raw.cache.unwrap_or_default(), &servers)?;
     Ok(BridgeConfig {
         source: main.name.clone(),
         http,
         logging,
         servers,
+        cache,
     })
 }
 
@@ -388,6 +394,7 @@ impl<'a> Globals<'a> {
             required: raw.required.unwrap_or(DEFAULT_REQUIRED),
             exclusive,
             max_line_bytes,
+            cache_enabled: raw.cache.unwrap_or(DEFAULT_SERVER_CACHE),
             pool,
             health,
         })
@@ -604,4 +611,303 @@ impl<'a> Globals<'a> {
         }
         Ok(pool)
     }
+}
+
+/// The seed's names for cache behaviours, accepted as `strategy` and mapped onto `eviction` and
+/// `default_ttl`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Strategy {
+    /// Least recently used eviction.
+    Lru,
+    /// Least frequently used eviction, which TinyLFU provides.
+    Lfu,
+    /// Entries expire after `default_ttl`, with the default eviction.
+    Ttl,
+    /// Entries never expire; only eviction and invalidation remove them.
+    Manual,
+}
+
+/// The strategy names as the seed wrote them; they are matched without regard to case.
+const STRATEGIES: [(&str, Strategy); 4] = [
+    ("LRU", Strategy::Lru),
+    ("LFU", Strategy::Lfu),
+    ("TTL", Strategy::Ttl),
+    ("MANUAL", Strategy::Manual),
+];
+
+/// The eviction policies by their configuration names.
+const EVICTIONS: [Eviction; 2] = [Eviction::TinyLfu, Eviction::Lru];
+
+/// Checks the `[cache]` table against the servers that were configured.
+fn cache(
+    main: &SourceText,
+    raw: RawCache,
+    servers: &[ServerConfig],
+) -> Result<CacheConfig, ConfigError> {
+    let at = |field: &str| FieldPath::root().key("cache").key(field);
+    let defaults = CacheConfig::default();
+
+    let backend = match raw.backend.as_deref() {
+        None => defaults.backend,
+        Some(text)
+            if text
+                .trim()
+                .eq_ignore_ascii_case(CacheBackend::Memory.as_str()) =>
+        {
+            CacheBackend::Memory
+        }
+        Some(text) => {
+            return Err(main
+                .error(
+                    &at("backend"),
+                    format!("cache backend `{text}` is not available: only \"memory\" is available in this version"),
+                )
+                .with_help("write backend = \"memory\", or remove the key: the cache lives in the bridge's own memory"));
+        }
+    };
+
+    let strategy = match raw.strategy.as_deref() {
+        None => None,
+        Some(text) => {
+            let found = STRATEGIES
+                .iter()
+                .find(|(name, _)| text.trim().eq_ignore_ascii_case(name));
+            match found {
+                Some((_, strategy)) => Some(*strategy),
+                None => {
+                    let close = suggest(text, STRATEGIES.iter().map(|(name, _)| *name))
+                        .map_or_else(String::new, |name| format!("did you mean \"{name}\"? "));
+                    return Err(main
+                        .error(&at("strategy"), format!("unknown cache strategy `{text}`"))
+                        .with_help(format!("{close}write \"LRU\", \"LFU\", \"TTL\" or \"MANUAL\", or set `eviction` and `default_ttl` instead")));
+                }
+            }
+        }
+    };
+
+    let eviction = match (strategy, raw.eviction.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(both_set(
+                main,
+                "eviction",
+                "both choose how entries are evicted",
+            ));
+        }
+        (Some(Strategy::Lru), None) => Eviction::Lru,
+        (Some(Strategy::Lfu | Strategy::Ttl), None) => Eviction::TinyLfu,
+        (Some(Strategy::Manual), None) | (None, None) => defaults.eviction,
+        (None, Some(text)) => {
+            let found = EVICTIONS
+                .into_iter()
+                .find(|eviction| text.trim().eq_ignore_ascii_case(eviction.as_str()));
+            match found {
+                Some(eviction) => eviction,
+                None => {
+                    let close = suggest(text, EVICTIONS.iter().map(|e| e.as_str()))
+                        .map_or_else(String::new, |name| format!("did you mean \"{name}\"? "));
+                    return Err(main
+                        .error(&at("eviction"), format!("unknown eviction policy `{text}`"))
+                        .with_help(format!("{close}write \"tinylfu\" (keeps often used entries when one-off keys pass through) or \"lru\" (drops the least recently used)")));
+                }
+            }
+        }
+    };
+
+    let default_ttl = match (strategy, raw.default_ttl) {
+        (Some(Strategy::Manual), Some(_)) => {
+            return Err(both_set(
+                main,
+                "default_ttl",
+                "but strategy \"MANUAL\" means entries never expire",
+            ));
+        }
+        (Some(Strategy::Ttl), Some(ttl)) if ttl.0.is_none() => {
+            return Err(both_set(
+                main,
+                "default_ttl",
+                "but strategy \"TTL\" means entries expire, which `default_ttl = \"none\"` turns off",
+            ));
+        }
+        (Some(Strategy::Manual), None) => None,
+        (_, Some(ttl)) => ttl.0,
+        (_, None) => defaults.default_ttl,
+    };
+
+    let max_entries = raw.max_entries.unwrap_or(defaults.max_entries);
+    if max_entries == 0 {
+        return Err(main
+            .error(&at("max_entries"), "must be at least 1")
+            .with_help("write how many results the cache may hold, such as 10000; write enabled = false to turn the cache off"));
+    }
+    let max_bytes = raw.max_bytes.map_or(defaults.max_bytes, |s| {
+        u64::try_from(s.0).unwrap_or(u64::MAX)
+    });
+    if max_bytes < MIN_CACHE_MAX_BYTES {
+        return Err(main
+            .error(
+                &at("max_bytes"),
+                format!("must be at least {} KiB", MIN_CACHE_MAX_BYTES >> 10),
+            )
+            .with_help(
+                "write a size such as \"64MiB\"; write enabled = false to turn the cache off",
+            ));
+    }
+
+    let names: Vec<&str> = servers.iter().map(|server| server.name.as_str()).collect();
+    let ttl_table = ttl_table(main, raw.ttl.unwrap_or_default(), &names)?;
+    let mut invalidation_rules = Vec::new();
+    for (i, rule) in raw.invalidate.unwrap_or_default().into_iter().enumerate() {
+        invalidation_rules.push(invalidation_rule(main, i, rule, &names)?);
+    }
+
+    Ok(CacheConfig {
+        enabled: raw.enabled.unwrap_or(defaults.enabled),
+        backend,
+        max_entries,
+        max_bytes,
+        default_ttl,
+        eviction,
+        list_ttl: raw.list_ttl.map_or(defaults.list_ttl, |d| d.0),
+        max_coalesced_waiters: raw
+            .max_coalesced_waiters
+            .unwrap_or(defaults.max_coalesced_waiters),
+        hit_for_miss_ttl: raw
+            .hit_for_miss_ttl
+            .map_or(defaults.hit_for_miss_ttl, |d| d.0),
+        ttl_table,
+        invalidation_rules,
+    })
+}
+
+/// The error for `strategy` written together with a field it also sets. It points at `strategy`
+/// and names the other field and its line, so both are found.
+fn both_set(main: &SourceText, other: &str, why: &str) -> ConfigError {
+    let cache = FieldPath::root().key("cache");
+    let place = main
+        .locate(&cache.key(other))
+        .map_or_else(String::new, |p| format!(" (line {})", p.line));
+    main.error(
+        &cache.key("strategy"),
+        format!("`cache.strategy` and `cache.{other}` are both set, {why}"),
+    )
+    .with_help(format!(
+        "remove `strategy`, the seed's spelling, and keep `cache.{other}`{place}, or remove `cache.{other}`"
+    ))
+}
+
+/// Checks that a name in the cache settings is a configured server.
+fn known_server(
+    main: &SourceText,
+    path: &FieldPath,
+    name: &str,
+    names: &[&str],
+) -> Result<(), ConfigError> {
+    if names.contains(&name) {
+        return Ok(());
+    }
+    let close = suggest(name, names.iter().copied())
+        .map_or_else(String::new, |close| format!("did you mean `{close}`? "));
+    let list: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    Err(main
+        .error(path, format!("no server is named `{name}`"))
+        .with_help(format!(
+            "{close}the configured servers are {}; write \"*\" for every server",
+            list.join(", ")
+        )))
+}
+
+/// Checks the `[cache.ttl.SERVER]` tables and orders their rows so that the first match is the
+/// most specific: a named server before `"*"`, then a named tool before `"*"`. No two rows of
+/// one rank can match the same call, so the rank alone decides; file order only keeps the
+/// table readable in `check-config`.
+fn ttl_table(
+    main: &SourceText,
+    raw: OrderedMap<OrderedMap<RawDuration>>,
+    names: &[&str],
+) -> Result<Vec<TtlRule>, ConfigError> {
+    let mut rows = Vec::new();
+    for (server, tools) in raw.0 {
+        let server_path = FieldPath::root().key("cache").key("ttl").key(&server);
+        let server = if server == "*" {
+            None
+        } else {
+            known_server(main, &server_path, &server, names)?;
+            Some(server)
+        };
+        for (tool, ttl) in tools.0 {
+            let path = server_path.key(&tool);
+            if tool.trim().is_empty() {
+                return Err(main
+                    .error(&path, "the tool name is empty")
+                    .with_help("write the tool's name as the server lists it, such as get_tasks, or \"*\" for every tool of the server"));
+            }
+            let offset = main.locate(&path).map_or(usize::MAX, |p| p.offset);
+            rows.push((
+                offset,
+                TtlRule {
+                    server: server.clone(),
+                    tool,
+                    ttl: ttl.0,
+                },
+            ));
+        }
+    }
+    rows.sort_by_key(|(offset, rule)| (rule.server.is_none(), rule.tool == "*", *offset));
+    Ok(rows.into_iter().map(|(_, rule)| rule).collect())
+}
+
+/// Checks one `[[cache.invalidate]]` rule, the `index`th.
+fn invalidation_rule(
+    main: &SourceText,
+    index: usize,
+    raw: RawInvalidation,
+    names: &[&str],
+) -> Result<InvalidationRule, ConfigError> {
+    let at = |field: &str| {
+        FieldPath::root()
+            .key("cache")
+            .key("invalidate")
+            .index(index)
+            .key(field)
+    };
+    let server = match raw.server {
+        None => None,
+        Some(server) if server == "*" => None,
+        Some(server) => {
+            known_server(main, &at("server"), &server, names)?;
+            Some(server)
+        }
+    };
+    let Some(on) = raw.on else {
+        return Err(main
+            .error(&at("on"), "the rule has no `on`")
+            .with_help("add on = \"TOOL\": the write tool whose success triggers the rule, such as \"create_task\""));
+    };
+    if on.trim().is_empty() || on == "*" {
+        return Err(main
+            .error(&at("on"), format!("`{on}` does not name a tool"))
+            .with_help("write the name of one write tool, such as \"create_task\"; write one rule per write tool (writes without a rule drop every entry of their server)"));
+    }
+    if raw.tools.is_none() && raw.tags.is_none() {
+        return Err(main
+            .error(&at("on"), format!("the rule for `{on}` names nothing to drop"))
+            .with_help("add tools = [\"TOOL\", ...] or tags = [\"TAG\", ...]; write tools = [] to say that this write invalidates nothing"));
+    }
+    let tools = raw.tools.unwrap_or_default();
+    let tags = raw.tags.unwrap_or_default();
+    for (field, list) in [("tools", &tools), ("tags", &tags)] {
+        if let Some(i) = list.iter().position(|name| name.trim().is_empty()) {
+            return Err(main
+                .error(&at(field).index(i), "the name is empty")
+                .with_help(format!(
+                    "write a name in `{field}`, or remove the empty entry"
+                )));
+        }
+    }
+    Ok(InvalidationRule {
+        server,
+        on,
+        tools,
+        tags,
+    })
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use crate::backend::Pool;
-use crate::router::{Router, Step};
+use crate::router::{Caller, Router, Step};
 
 /// The scheme of namespaced resource URIs on `/mcp`: `mcp-bridge://{server}/{original}`.
 pub const RESOURCE_PREFIX: &str = "mcp-bridge://";
@@ -206,7 +206,10 @@ async fn collect_one(
         if let Some(cursor) = cursor.take() {
             request["params"] = json!({ "cursor": cursor });
         }
-        let mut call = router.forward(pool, request, false).await;
+        // The bridge's own collection has no principal: only shared results are reused.
+        let mut call = router
+            .forward(pool, request, false, &Caller::default())
+            .await;
         let response = loop {
             match call.next().await {
                 Step::Event(_) => continue,

@@ -23,7 +23,7 @@ use super::stateless;
 use super::{AppState, Body};
 use crate::backend::{CallEvent, Pool};
 use crate::jsonrpc::{self, Kind, code};
-use crate::router::Step;
+use crate::router::{CacheHint, Caller, Step};
 
 /// Session-based protocol versions the front serves, newest first.
 pub const SESSION_PROTOCOL_VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03-26"];
@@ -247,7 +247,7 @@ async fn handle_request(context: &Context, message: Value) -> Reply {
     }
     match reply {
         Reply::Json(mut response) if context.stateless => {
-            stateless::complete_result(&method, &mut response);
+            stateless::complete_result(&method, &mut response, None);
             Reply::Json(response)
         }
         other => other,
@@ -416,25 +416,33 @@ async fn forward(
         .session
         .as_ref()
         .map(|session| state.cancellations.register(&session.id, &client_id));
+    let caller = Caller {
+        principal: context
+            .session
+            .as_ref()
+            .map(|session| Arc::from(session.id.as_str())),
+    };
     let mut call = state
         .router
-        .forward(&pool, message, context.accepts_sse)
+        .forward(&pool, message, context.accepts_sse, &caller)
         .await;
-    let finish =
-        move |outcome: Result<Value, crate::backend::BackendError>, client_id: Value| -> Value {
-            let mut response = match outcome {
-                Ok(response) => response,
-                Err(error) => return FrontError::from(error).to_jsonrpc(client_id),
-            };
-            response["id"] = client_id;
-            if prefix_uris {
-                aggregate::prefix_result_uris(response.get_mut("result"), pool.name());
-            }
-            if stateless {
-                stateless::complete_result(&method, &mut response);
-            }
-            response
+    let finish = move |outcome: Result<Value, crate::backend::BackendError>,
+                       client_id: Value,
+                       hint: Option<CacheHint>|
+          -> Value {
+        let mut response = match outcome {
+            Ok(response) => response,
+            Err(error) => return FrontError::from(error).to_jsonrpc(client_id),
         };
+        response["id"] = client_id;
+        if prefix_uris {
+            aggregate::prefix_result_uris(response.get_mut("result"), pool.name());
+        }
+        if stateless {
+            stateless::complete_result(&method, &mut response, hint);
+        }
+        response
+    };
     let mut relay_ids = Vec::new();
     // Events the client cannot receive are settled here until one can be streamed.
     let first_event = loop {
@@ -442,7 +450,9 @@ async fn forward(
             return Reply::Json(cancelled(client_id));
         };
         match step {
-            Step::Done(outcome) => return Reply::Json(finish(outcome, client_id)),
+            Step::Done(outcome) => {
+                return Reply::Json(finish(outcome, client_id, call.cache_hint()));
+            }
             Step::Event(event) => {
                 match deliverable(&state, &call, event, stateless, log_minimum, &mut relay_ids)
                     .await
@@ -489,7 +499,11 @@ async fn forward(
                         }
                         Step::Done(outcome) => {
                             let _ = sender
-                                .send(sse::event(&finish(outcome, client_id.clone())))
+                                .send(sse::event(&finish(
+                                    outcome,
+                                    client_id.clone(),
+                                    call.cache_hint(),
+                                )))
                                 .await;
                             break;
                         }

@@ -65,6 +65,18 @@ async fn route(
         (&Method::GET, "/healthz") => Ok(text(StatusCode::OK, "text/plain", "ok\n".to_owned())),
         (&Method::GET, "/readyz") => Ok(readyz(state)),
         (&Method::GET, "/health") => Ok(health(state)),
+        (&Method::GET, "/admin/cache/stats") => {
+            guarded(state, request.headers(), Guard::Admin).and_then(|()| cache_stats(state))
+        }
+        (&Method::DELETE, "/admin/cache") => {
+            guarded(state, request.headers(), Guard::Admin).and_then(|()| cache_clear(state))
+        }
+        (&Method::POST, "/admin/cache/invalidate") => {
+            match guarded(state, request.headers(), Guard::Admin) {
+                Ok(()) => cache_invalidate(state, request).await,
+                Err(error) => Err(error),
+            }
+        }
         (&Method::GET, "/admin/stats") => {
             guarded(state, request.headers(), Guard::Admin).map(|()| admin_stats(state))
         }
@@ -82,8 +94,16 @@ async fn route(
 }
 
 /// Routes other than the MCP endpoints; also the values of the `route` metric label.
-const OPERATIONAL_ROUTES: [&str; 5] =
-    ["/metrics", "/healthz", "/readyz", "/health", "/admin/stats"];
+const OPERATIONAL_ROUTES: [&str; 8] = [
+    "/metrics",
+    "/healthz",
+    "/readyz",
+    "/health",
+    "/admin/stats",
+    "/admin/cache/stats",
+    "/admin/cache",
+    "/admin/cache/invalidate",
+];
 
 #[derive(Clone, Copy)]
 enum Guard {
@@ -267,6 +287,65 @@ fn admin_stats(state: &AppState) -> Response<Body> {
         }),
     )
 }
+
+fn cache_of(state: &AppState) -> Result<&std::sync::Arc<crate::cache::ResponseCache>, FrontError> {
+    state.router.cache().ok_or_else(|| {
+        FrontError::NotFound("the cache is disabled ([cache] enabled = false)".to_owned())
+    })
+}
+
+/// `GET /admin/cache/stats`: hits, misses, hit rate, entries, bytes, evictions.
+fn cache_stats(state: &AppState) -> Result<Response<Body>, FrontError> {
+    Ok(json_response(StatusCode::OK, &cache_of(state)?.stats()))
+}
+
+/// `DELETE /admin/cache`: drops every entry.
+fn cache_clear(state: &AppState) -> Result<Response<Body>, FrontError> {
+    let dropped = cache_of(state)?.clear();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "dropped": dropped }),
+    ))
+}
+
+/// `POST /admin/cache/invalidate` with one of `{"server"}`, `{"server","tool"}`,
+/// `{"tag"}` or `{"key"}`.
+async fn cache_invalidate(
+    state: &AppState,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, FrontError> {
+    use crate::policy::Invalidation;
+    use http_body_util::BodyExt;
+    let cache = cache_of(state)?;
+    let body = http_body_util::Limited::new(request.into_body(), ADMIN_BODY_LIMIT)
+        .collect()
+        .await
+        .map_err(|error| FrontError::BodyRead(error.to_string()))?
+        .to_bytes();
+    let spec: Value =
+        serde_json::from_slice(&body).map_err(|error| FrontError::Parse(error.to_string()))?;
+    let text = |field: &str| spec.get(field).and_then(Value::as_str).map(str::to_owned);
+    let invalidation = match (text("server"), text("tool"), text("tag"), text("key")) {
+        (Some(server), Some(tool), None, None) => Invalidation::Tool { server, tool },
+        (Some(server), None, None, None) => Invalidation::Server(server),
+        (None, None, Some(tag), None) => Invalidation::Tag(tag),
+        (None, None, None, Some(key)) => Invalidation::Key(key),
+        _ => {
+            return Err(FrontError::InvalidRequest(
+                "send one of {\"server\"}, {\"server\", \"tool\"}, {\"tag\"} or {\"key\"}"
+                    .to_owned(),
+            ));
+        }
+    };
+    let dropped = cache.invalidate(&invalidation, crate::cache::InvalidationReason::Admin);
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "dropped": dropped }),
+    ))
+}
+
+/// Admin request bodies are a few fields of JSON.
+const ADMIN_BODY_LIMIT: usize = 64 * 1024;
 
 #[cfg(test)]
 mod tests {

@@ -17,6 +17,7 @@ use super::mcp::{
     header_str,
 };
 use crate::jsonrpc;
+use crate::router::CacheHint;
 
 pub const METHOD_HEADER: &str = "mcp-method";
 pub const NAME_HEADER: &str = "mcp-name";
@@ -140,14 +141,23 @@ pub fn log_level(message: &Value) -> Option<&str> {
 }
 
 /// Adds what a 2026-07-28 result must carry and a legacy backend does not send:
-/// `resultType`, and `ttlMs`/`cacheScope` on lists and reads.
-pub fn complete_result(method: &str, response: &mut Value) {
+/// `resultType`, and `ttlMs`/`cacheScope` on lists and reads. When the bridge cached
+/// the result, the client learns how long the bridge considers it fresh, and whether
+/// it is shared.
+pub fn complete_result(method: &str, response: &mut Value, hint: Option<CacheHint>) {
     let Some(result) = response.get_mut("result").and_then(Value::as_object_mut) else {
         return;
     };
     result
         .entry("resultType")
         .or_insert_with(|| json!("complete"));
+    if let Some(hint) = hint
+        && CACHEABLE_RESULT_METHODS.contains(&method)
+    {
+        result.insert("ttlMs".into(), json!(hint.ttl.as_millis() as u64));
+        let scope = if hint.shared { "public" } else { "private" };
+        result.insert("cacheScope".into(), json!(scope));
+    }
     if CACHEABLE_RESULT_METHODS.contains(&method) {
         result
             .entry("ttlMs")
@@ -194,7 +204,7 @@ pub async fn discover(state: &AppState, endpoint: &Endpoint, id: Value) -> Value
         result["instructions"] = instructions;
     }
     let mut response = jsonrpc::result_response(id, result);
-    complete_result("server/discover", &mut response);
+    complete_result("server/discover", &mut response, None);
     response
 }
 
@@ -262,11 +272,11 @@ mod tests {
     #[test]
     fn completes_legacy_results() {
         let mut response = json!({"jsonrpc":"2.0","id":1,"result":{"tools":[]}});
-        complete_result("tools/list", &mut response);
+        complete_result("tools/list", &mut response, None);
         assert_eq!(response["result"]["resultType"], "complete");
         assert_eq!(response["result"]["ttlMs"], 0);
         let mut call = json!({"jsonrpc":"2.0","id":1,"result":{"content":[]}});
-        complete_result("tools/call", &mut call);
+        complete_result("tools/call", &mut call, None);
         assert!(call["result"].get("ttlMs").is_none());
     }
 }

@@ -1,6 +1,8 @@
 //! Tests of loading whole configurations: defaults, value forms, expansion, error positions and secrets.
 
+mod cache;
 mod files;
+mod watch;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

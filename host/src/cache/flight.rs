@@ -1,0 +1,84 @@
+//! Single-flight: concurrent misses for one key make one backend call; the others wait
+//! for its response, up to a bound past which callers go to the backend themselves.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+use serde_json::Value;
+use tokio::sync::watch;
+
+/// The response a fill publishes to its waiters (with the leader's id; each waiter
+/// restores its own).
+pub type Published = Option<Arc<Value>>;
+
+struct Flight {
+    result: watch::Sender<Published>,
+    waiters: AtomicUsize,
+}
+
+#[derive(Default)]
+pub struct Flights {
+    inflight: Mutex<HashMap<Arc<str>, Arc<Flight>>>,
+}
+
+/// A caller's part in a fill.
+pub enum Role {
+    /// Make the backend call, then [`Leader::publish`] the response.
+    Leader(Leader),
+    /// Wait for the leader's response; `Err` from the receiver means the leader gave up
+    /// without one (then call the backend yourself).
+    Follower(watch::Receiver<Published>),
+    /// Too many are waiting already: call the backend yourself.
+    Overflow,
+}
+
+/// The one caller filling a key. Dropping it ends the flight (waiters that got nothing
+/// go to the backend themselves).
+pub struct Leader {
+    flights: Arc<Flights>,
+    key: Arc<str>,
+    flight: Arc<Flight>,
+}
+
+impl Leader {
+    pub fn publish(self, response: Arc<Value>) {
+        self.flight.result.send_replace(Some(response));
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        let mut inflight = self.flights.inflight.lock();
+        if inflight
+            .get(&self.key)
+            .is_some_and(|flight| Arc::ptr_eq(flight, &self.flight))
+        {
+            inflight.remove(&self.key);
+        }
+    }
+}
+
+impl Flights {
+    pub fn join(self: &Arc<Self>, key: &Arc<str>, max_waiters: usize) -> Role {
+        let mut inflight = self.inflight.lock();
+        if let Some(flight) = inflight.get(key) {
+            if flight.waiters.fetch_add(1, Ordering::AcqRel) >= max_waiters {
+                flight.waiters.fetch_sub(1, Ordering::AcqRel);
+                return Role::Overflow;
+            }
+            return Role::Follower(flight.result.subscribe());
+        }
+        let flight = Arc::new(Flight {
+            result: watch::channel(None).0,
+            waiters: AtomicUsize::new(0),
+        });
+        inflight.insert(key.clone(), flight.clone());
+        Role::Leader(Leader {
+            flights: self.clone(),
+            key: key.clone(),
+            flight,
+        })
+    }
+}

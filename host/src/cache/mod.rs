@@ -1,0 +1,126 @@
+//! The read-through response cache: entries by canonical key with per-entry TTL, a tag
+//! index for invalidation, generation checks against stale fills, single-flight, and
+//! counters. It knows nothing about policies, WASM, HTTP or processes: the router asks
+//! the policy, then tells the cache what to do.
+
+mod flight;
+mod key;
+mod stats;
+mod store;
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+pub use flight::{Leader, Role};
+pub use key::{cache_key, canonical_arguments};
+pub use stats::{InvalidationReason, Served};
+pub use store::{Entry, FillTicket};
+
+use crate::config::CacheConfig;
+use crate::metrics::Metrics;
+use crate::policy::Invalidation;
+use flight::Flights;
+use stats::CacheStats;
+use store::Store;
+
+/// The index tag every entry of a server carries.
+pub fn server_tag(server: &str) -> String {
+    format!("server:{server}")
+}
+
+/// The index tag of a server's tool, resource URI or list method.
+pub fn name_tag(server: &str, name: &str) -> String {
+    format!("name:{server}/{name}")
+}
+
+/// The index tag for a policy's own tag (kept apart from the built-in ones).
+pub fn policy_tag(tag: &str) -> String {
+    format!("tag:{tag}")
+}
+
+pub struct ResponseCache {
+    store: Store,
+    flights: Arc<Flights>,
+    /// Keys whose last result could not be cached ("hit-for-miss"): their callers skip
+    /// the single-flight queue for a while instead of waiting behind a fill in vain.
+    uncacheable: moka::sync::Cache<Arc<str>, ()>,
+    stats: Arc<CacheStats>,
+    max_waiters: usize,
+}
+
+impl ResponseCache {
+    pub fn new(config: &CacheConfig, metrics: Arc<Metrics>) -> ResponseCache {
+        let stats = Arc::new(CacheStats::new(metrics));
+        ResponseCache {
+            store: Store::new(config, stats.clone()),
+            flights: Arc::default(),
+            uncacheable: moka::sync::Cache::builder()
+                .max_capacity(config.max_entries)
+                .time_to_live(
+                    config
+                        .hit_for_miss_ttl
+                        .max(std::time::Duration::from_millis(1)),
+                )
+                .build(),
+            stats,
+            max_waiters: config.max_coalesced_waiters,
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<Arc<Entry>> {
+        self.store.get(key)
+    }
+
+    /// Joins the fill of `key`, unless the key is known to be uncacheable lately.
+    pub fn join(&self, key: &Arc<str>) -> Role {
+        if self.uncacheable.contains_key(key) {
+            return Role::Overflow;
+        }
+        self.flights.join(key, self.max_waiters)
+    }
+
+    pub fn begin_fill(&self) -> FillTicket {
+        self.store.begin_fill()
+    }
+
+    pub fn insert(&self, key: Arc<str>, entry: Entry, ticket: &FillTicket) -> bool {
+        self.store.insert(key, entry, ticket)
+    }
+
+    pub fn mark_uncacheable(&self, key: Arc<str>) {
+        self.uncacheable.insert(key, ());
+    }
+
+    pub fn record(&self, served: Served) {
+        self.stats.record(served);
+    }
+
+    pub fn record_saved(&self, entry: &Entry) {
+        self.stats.record_saved(entry.backend_time);
+    }
+
+    /// Applies one invalidation; returns how many entries it dropped.
+    pub fn invalidate(&self, invalidation: &Invalidation, reason: InvalidationReason) -> usize {
+        self.stats.record_invalidation(reason);
+        match invalidation {
+            Invalidation::Server(server) => self.store.invalidate_tag(&server_tag(server)),
+            Invalidation::Tool { server, tool } => {
+                self.store.invalidate_tag(&name_tag(server, tool))
+            }
+            Invalidation::Tag(tag) => self.store.invalidate_tag(&policy_tag(tag)),
+            Invalidation::Key(key) => self.store.invalidate_key(key),
+        }
+    }
+
+    pub fn clear(&self) -> u64 {
+        self.stats.record_invalidation(InvalidationReason::Admin);
+        self.store.clear()
+    }
+
+    /// The `/admin/cache/stats` body.
+    pub fn stats(&self) -> Value {
+        self.stats
+            .snapshot(self.store.entry_count(), self.store.weighted_size())
+    }
+}

@@ -1,0 +1,360 @@
+//! The entry store: moka with per-entry expiry and a byte weigher, a tag index so an
+//! invalidation costs the number of its entries, and sequence numbers so a fill that
+//! started before an invalidation of its key or tags never inserts its stale value.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use moka::notification::RemovalCause;
+use moka::policy::EvictionPolicy;
+use parking_lot::Mutex;
+use serde_json::Value;
+
+use super::stats::CacheStats;
+use crate::config::{CacheConfig, Eviction};
+
+/// One cached result.
+#[derive(Debug)]
+pub struct Entry {
+    /// The JSON-RPC `result` member, exactly as the server sent it.
+    pub result: Arc<Value>,
+    pub stored_at: Instant,
+    /// Fresh for this long; `None` until evicted or invalidated.
+    pub ttl: Option<Duration>,
+    pub stale_while_revalidate: Option<Duration>,
+    pub stale_if_error: Option<Duration>,
+    /// Index tags: `server:…`, `tool:…/…` and the policy's own (`tag:…`).
+    pub tags: Vec<String>,
+    /// Whether the entry belongs to one principal (then its key carries the partition).
+    pub private: bool,
+    pub size: u32,
+    /// How long the backend took to produce it: what each hit saves.
+    pub backend_time: Duration,
+}
+
+impl Entry {
+    pub fn age(&self) -> Duration {
+        self.stored_at.elapsed()
+    }
+
+    pub fn is_fresh(&self) -> bool {
+        self.ttl.is_none_or(|ttl| self.age() < ttl)
+    }
+
+    /// How long the entry stays fresh from now.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.ttl.map(|ttl| ttl.saturating_sub(self.age()))
+    }
+
+    /// Whether an expired entry may still be served while a refresh runs.
+    pub fn within(&self, window: Option<Duration>) -> bool {
+        match (self.ttl, window) {
+            (Some(ttl), Some(window)) => self.age() < ttl + window,
+            _ => false,
+        }
+    }
+
+    /// How long moka keeps the entry: its TTL plus the longest stale window.
+    fn lifetime(&self) -> Option<Duration> {
+        let stale = self
+            .stale_while_revalidate
+            .max(self.stale_if_error)
+            .unwrap_or_default();
+        self.ttl.map(|ttl| ttl + stale)
+    }
+}
+
+struct EntryExpiry;
+
+impl moka::Expiry<Arc<str>, Arc<Entry>> for EntryExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &Arc<str>,
+        entry: &Arc<Entry>,
+        _now: Instant,
+    ) -> Option<Duration> {
+        entry.lifetime()
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &Arc<str>,
+        entry: &Arc<Entry>,
+        _now: Instant,
+        _current: Option<Duration>,
+    ) -> Option<Duration> {
+        entry.lifetime()
+    }
+}
+
+/// A snapshot taken when a fill starts; see [`Store::insert`]. While any ticket is
+/// alive, invalidations are remembered; once none is, the marks are forgotten, which
+/// keeps that memory bounded.
+#[derive(Debug)]
+pub struct FillTicket {
+    sequence: u64,
+    active: Arc<AtomicUsize>,
+}
+
+impl Drop for FillTicket {
+    fn drop(&mut self) {
+        self.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The index that must change together with the entries: which keys carry which tag,
+/// and when each tag or key was last invalidated.
+#[derive(Default)]
+struct Index {
+    keys_by_tag: HashMap<String, HashSet<Arc<str>>>,
+    invalidated_at: HashMap<String, u64>,
+    cleared_at: u64,
+}
+
+/// Keys moka removed, with the tags they were indexed under.
+type RemovalQueue = Arc<Mutex<Vec<(Arc<str>, Vec<String>)>>>;
+
+pub struct Store {
+    entries: moka::sync::Cache<Arc<str>, Arc<Entry>>,
+    index: Mutex<Index>,
+    /// Removals moka reported (evictions, expiries). The listener only queues them,
+    /// because moka may call it while the index lock is held.
+    removed: RemovalQueue,
+    sequence: AtomicU64,
+    /// Fills in flight (live tickets).
+    active_fills: Arc<AtomicUsize>,
+    stats: Arc<CacheStats>,
+}
+
+impl Store {
+    pub fn new(config: &CacheConfig, stats: Arc<CacheStats>) -> Store {
+        // moka bounds one weight, so entries weigh at least max_bytes / max_entries:
+        // then the byte budget also caps the number of entries.
+        let floor =
+            (config.max_bytes / config.max_entries.max(1)).clamp(1, u64::from(u32::MAX)) as u32;
+        let removed = RemovalQueue::default();
+        let queue = removed.clone();
+        let listener_stats = stats.clone();
+        let eviction = match config.eviction {
+            Eviction::TinyLfu => EvictionPolicy::tiny_lfu(),
+            Eviction::Lru => EvictionPolicy::lru(),
+        };
+        let entries = moka::sync::Cache::builder()
+            .max_capacity(config.max_bytes)
+            .weigher(move |_key: &Arc<str>, entry: &Arc<Entry>| entry.size.max(floor))
+            .expire_after(EntryExpiry)
+            .eviction_policy(eviction)
+            .eviction_listener(
+                move |key: Arc<Arc<str>>, entry: Arc<Entry>, cause: RemovalCause| {
+                    if cause == RemovalCause::Replaced {
+                        return;
+                    }
+                    listener_stats.record_removal(cause);
+                    queue.lock().push(((*key).clone(), entry.tags.clone()));
+                },
+            )
+            .build();
+        Store {
+            entries,
+            index: Mutex::default(),
+            removed,
+            sequence: AtomicU64::new(0),
+            active_fills: Arc::default(),
+            stats,
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<Arc<Entry>> {
+        self.entries.get(key)
+    }
+
+    /// Starts a fill: remembers the invalidation sequence now.
+    pub fn begin_fill(&self) -> FillTicket {
+        // Counting first, then reading the sequence (both SeqCst), means an invalidation
+        // either sees this fill as active or has already moved the sequence past it.
+        self.active_fills.fetch_add(1, Ordering::SeqCst);
+        FillTicket {
+            sequence: self.sequence.load(Ordering::SeqCst),
+            active: self.active_fills.clone(),
+        }
+    }
+
+    /// Inserts unless the key, one of the entry's tags or the whole cache was
+    /// invalidated after `ticket` was taken. Returns whether it was inserted.
+    pub fn insert(&self, key: Arc<str>, entry: Entry, ticket: &FillTicket) -> bool {
+        let mut index = self.index.lock();
+        self.apply_removals(&mut index);
+        let since = ticket.sequence;
+        let stale = index.cleared_at > since
+            || index
+                .invalidated_at
+                .get(&*key)
+                .is_some_and(|at| *at > since)
+            || entry
+                .tags
+                .iter()
+                .any(|tag| index.invalidated_at.get(tag).is_some_and(|at| *at > since));
+        if stale {
+            self.stats
+                .stale_fills_discarded
+                .fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        for tag in &entry.tags {
+            index
+                .keys_by_tag
+                .entry(tag.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+        self.entries.insert(key, Arc::new(entry));
+        true
+    }
+
+    /// Drops every entry carrying `tag`.
+    pub fn invalidate_tag(&self, tag: &str) -> usize {
+        let mut index = self.index.lock();
+        self.apply_removals(&mut index);
+        self.mark_invalidated(&mut index, tag);
+        let keys = index.keys_by_tag.remove(tag).unwrap_or_default();
+        for key in &keys {
+            self.entries.invalidate(key);
+        }
+        keys.len()
+    }
+
+    /// Drops one entry by its exact key.
+    pub fn invalidate_key(&self, key: &str) -> usize {
+        let mut index = self.index.lock();
+        self.mark_invalidated(&mut index, key);
+        let existed = self.entries.contains_key(key);
+        self.entries.invalidate(key);
+        usize::from(existed)
+    }
+
+    /// Drops everything.
+    pub fn clear(&self) -> u64 {
+        let mut index = self.index.lock();
+        let sequence = self.sequence.fetch_add(1, Ordering::SeqCst) + 1;
+        index.cleared_at = sequence;
+        index.keys_by_tag.clear();
+        // Marks older than a clear can never matter again.
+        index.invalidated_at.clear();
+        let count = self.entries.entry_count();
+        self.entries.invalidate_all();
+        count
+    }
+
+    /// Records that `tag_or_key` was invalidated now, for fills already running. With
+    /// no fill running nothing can be affected, so the marks are dropped instead.
+    fn mark_invalidated(&self, index: &mut Index, tag_or_key: &str) {
+        let sequence = self.sequence.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.active_fills.load(Ordering::SeqCst) == 0 {
+            index.invalidated_at.clear();
+            return;
+        }
+        index.invalidated_at.insert(tag_or_key.to_owned(), sequence);
+    }
+
+    /// Forgets removed keys in the tag index.
+    fn apply_removals(&self, index: &mut Index) {
+        let removed = std::mem::take(&mut *self.removed.lock());
+        for (key, tags) in removed {
+            // The key may have been filled again since; then it stays indexed.
+            if self.entries.contains_key(&*key) {
+                continue;
+            }
+            for tag in tags {
+                if let Some(keys) = index.keys_by_tag.get_mut(&tag) {
+                    keys.remove(&key);
+                    if keys.is_empty() {
+                        index.keys_by_tag.remove(&tag);
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn entry_count(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.entry_count()
+    }
+
+    /// The weighted size (bytes, with the per-entry floor).
+    pub fn weighted_size(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.weighted_size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+
+    fn store() -> Store {
+        let config = crate::config::load_str("[servers.s]\ncommand = \"x\"\n", "test.toml")
+            .unwrap_or_else(|error| panic!("{error}"));
+        Store::new(
+            &config.cache,
+            Arc::new(CacheStats::new(Arc::new(Metrics::new()))),
+        )
+    }
+
+    fn entry(tags: &[&str]) -> Entry {
+        Entry {
+            result: Arc::new(serde_json::json!({"ok": true})),
+            stored_at: Instant::now(),
+            ttl: Some(Duration::from_secs(60)),
+            stale_while_revalidate: None,
+            stale_if_error: None,
+            tags: tags.iter().map(|tag| (*tag).to_owned()).collect(),
+            private: false,
+            size: 100,
+            backend_time: Duration::from_millis(1),
+        }
+    }
+
+    #[test]
+    fn a_fill_that_started_before_an_invalidation_is_discarded() {
+        let store = store();
+        let ticket = store.begin_fill();
+        assert_eq!(store.invalidate_tag("server:s"), 0);
+        assert!(!store.insert(Arc::from("k1"), entry(&["server:s"]), &ticket));
+        assert!(store.get("k1").is_none());
+        drop(ticket);
+        let fresh = store.begin_fill();
+        assert!(store.insert(Arc::from("k1"), entry(&["server:s"]), &fresh));
+        assert!(store.get("k1").is_some());
+    }
+
+    #[test]
+    fn tag_invalidation_drops_only_tagged_entries() {
+        let store = store();
+        let ticket = store.begin_fill();
+        assert!(store.insert(
+            Arc::from("a"),
+            entry(&["server:s", "name:s/get_tasks"]),
+            &ticket
+        ));
+        assert!(store.insert(
+            Arc::from("b"),
+            entry(&["server:s", "name:s/get_clients"]),
+            &ticket
+        ));
+        drop(ticket);
+        assert_eq!(store.invalidate_tag("name:s/get_tasks"), 1);
+        assert!(store.get("a").is_none());
+        assert!(store.get("b").is_some());
+        assert_eq!(store.invalidate_tag("server:s"), 1);
+        assert!(store.get("b").is_none());
+        let ticket = store.begin_fill();
+        store.clear();
+        assert!(
+            !store.insert(Arc::from("c"), entry(&[]), &ticket),
+            "a clear discards fills in flight"
+        );
+    }
+}

@@ -1,0 +1,590 @@
+//! Tests of the `[cache]` section: defaults, value forms, the seed's strategies, the TTL table's precedence, invalidation rules and their errors.
+
+use std::time::Duration;
+
+use super::super::*;
+use super::{MINIMAL, assert_at, fail, fail_in, ok, repo_file, temp_dir, vars, write};
+
+/// A file with two servers, `demo` and `memory`, on lines 1 to 5, followed by `cache`.
+fn with_servers(cache: &str) -> String {
+    format!("[servers.demo]\ncommand = \"d\"\n\n[servers.memory]\ncommand = \"m\"\n{cache}")
+}
+
+fn secs(seconds: u64) -> Duration {
+    Duration::from_secs(seconds)
+}
+
+fn rule(server: Option<&str>, tool: &str, ttl: Duration) -> TtlRule {
+    TtlRule {
+        server: server.map(str::to_owned),
+        tool: tool.to_owned(),
+        ttl,
+    }
+}
+
+#[test]
+fn defaults_without_a_cache_table() {
+    let config = ok(MINIMAL);
+    let cache = &config.cache;
+    assert_eq!(*cache, CacheConfig::default());
+    assert!(cache.enabled);
+    assert_eq!(cache.backend, CacheBackend::Memory);
+    assert_eq!(cache.max_entries, 10_000);
+    assert_eq!(cache.max_bytes, 64 << 20);
+    assert_eq!(cache.default_ttl, Some(secs(60)));
+    assert_eq!(cache.eviction, Eviction::TinyLfu);
+    assert_eq!(cache.list_ttl, secs(300));
+    assert_eq!(cache.max_coalesced_waiters, 64);
+    assert_eq!(cache.hit_for_miss_ttl, secs(5));
+    assert!(cache.ttl_table.is_empty() && cache.invalidation_rules.is_empty());
+    assert!(config.servers[0].cache_enabled);
+
+    // An mcpServers JSON file gets the same defaults.
+    let json = super::load::load_text(
+        r#"{"mcpServers": {"a": {"command": "x"}}}"#,
+        "c.json",
+        None,
+        &vars,
+    );
+    assert_eq!(json.map(|c| c.cache), Ok(CacheConfig::default()));
+}
+
+#[test]
+fn every_cache_field_is_read() {
+    let config = ok(&format!(
+        r#"{MINIMAL}cache = false
+
+[cache]
+enabled = false
+backend = "Memory"
+max_entries = 5
+max_bytes = "1MiB"
+default_ttl = "90s"
+eviction = "LRU"
+list_ttl = 0
+max_coalesced_waiters = 0
+hit_for_miss_ttl = 1.5
+"#
+    ));
+    let cache = &config.cache;
+    assert!(!cache.enabled);
+    assert_eq!(cache.backend, CacheBackend::Memory);
+    assert_eq!(cache.max_entries, 5);
+    assert_eq!(cache.max_bytes, 1 << 20);
+    assert_eq!(cache.default_ttl, Some(secs(90)));
+    assert_eq!(cache.eviction, Eviction::Lru);
+    assert_eq!(cache.list_ttl, Duration::ZERO);
+    assert_eq!(cache.max_coalesced_waiters, 0);
+    assert_eq!(cache.hit_for_miss_ttl, Duration::from_millis(1500));
+    assert!(!config.servers[0].cache_enabled);
+}
+
+#[test]
+fn cache_value_forms() {
+    let cache = |body: &str| ok(&format!("{MINIMAL}[cache]\n{body}\n")).cache;
+    for (written, expected) in [
+        ("\"none\"", None),
+        ("\"NONE\"", None),
+        ("0", Some(Duration::ZERO)),
+        ("30", Some(secs(30))),
+        ("\"2m\"", Some(secs(120))),
+        ("\"1h 30m\"", Some(secs(5400))),
+        ("0.5", Some(Duration::from_millis(500))),
+    ] {
+        assert_eq!(
+            cache(&format!("default_ttl = {written}")).default_ttl,
+            expected,
+            "{written}"
+        );
+    }
+    for (written, expected) in [
+        ("1024", 1024),
+        ("\"1KiB\"", 1024),
+        ("\"2KB\"", 2000),
+        ("\"64MiB\"", 64 << 20),
+        ("\"1GiB\"", 1 << 30),
+    ] {
+        assert_eq!(
+            cache(&format!("max_bytes = {written}")).max_bytes,
+            expected,
+            "{written}"
+        );
+    }
+    for (written, expected) in [
+        ("\"tinylfu\"", Eviction::TinyLfu),
+        ("\"TinyLFU\"", Eviction::TinyLfu),
+        ("\"lru\"", Eviction::Lru),
+    ] {
+        assert_eq!(
+            cache(&format!("eviction = {written}")).eviction,
+            expected,
+            "{written}"
+        );
+    }
+    assert_eq!(cache("list_ttl = \"10m\"").list_ttl, secs(600));
+    assert_eq!(cache("max_entries = 1").max_entries, 1);
+}
+
+#[test]
+fn seed_strategies_map_onto_eviction_and_ttl() {
+    let cache = |body: &str| ok(&format!("{MINIMAL}[cache]\n{body}\n")).cache;
+    for (strategy, eviction, default_ttl) in [
+        ("LRU", Eviction::Lru, Some(secs(60))),
+        ("lfu", Eviction::TinyLfu, Some(secs(60))),
+        ("TTL", Eviction::TinyLfu, Some(secs(60))),
+        ("Manual", Eviction::TinyLfu, None),
+    ] {
+        let config = cache(&format!("strategy = \"{strategy}\""));
+        assert_eq!(
+            (config.eviction, config.default_ttl),
+            (eviction, default_ttl),
+            "{strategy}"
+        );
+    }
+    // TTL and LRU keep the configured default TTL.
+    let config = cache("strategy = \"TTL\"\ndefault_ttl = \"10s\"");
+    assert_eq!(config.default_ttl, Some(secs(10)));
+    let config = cache("strategy = \"LRU\"\ndefault_ttl = \"none\"");
+    assert_eq!((config.eviction, config.default_ttl), (Eviction::Lru, None));
+}
+
+#[test]
+fn strategy_conflicts_name_both_fields() {
+    for (body, other) in [
+        ("strategy = \"LRU\"\neviction = \"lru\"", "eviction"),
+        (
+            "strategy = \"MANUAL\"\ndefault_ttl = \"60s\"",
+            "default_ttl",
+        ),
+        ("strategy = \"TTL\"\ndefault_ttl = \"none\"", "default_ttl"),
+    ] {
+        let error = fail(&format!("{MINIMAL}[cache]\n{body}\n"));
+        assert_at(&error, "test.toml", 4, "cache.strategy");
+        assert!(
+            error.message.contains("`cache.strategy`")
+                && error.message.contains(&format!("`cache.{other}`")),
+            "{error}"
+        );
+        assert!(
+            error
+                .help
+                .as_deref()
+                .is_some_and(|h| h.contains("(line 5)")),
+            "the help should point at the other field: {error}"
+        );
+    }
+}
+
+#[test]
+fn backend_other_than_memory_is_rejected() {
+    let error = fail(&format!(
+        "{MINIMAL}\n[cache]\nmax_entries = 10\nbackend = \"redis\"\n"
+    ));
+    assert_at(&error, "test.toml", 6, "cache.backend");
+    assert_eq!(error.column, Some(1));
+    assert!(
+        error
+            .message
+            .contains("only \"memory\" is available in this version"),
+        "{error}"
+    );
+    assert!(error.message.contains("`redis`"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .starts_with("test.toml:6:1: `cache.backend`: cache backend `redis`"),
+        "{error}"
+    );
+}
+
+/// Each semantic check of `[cache]`: (the cache part of the file, line, field, words in the
+/// message). The two servers take lines 1 to 5.
+const CACHE_ERRORS: &[(&str, usize, &str, &str)] = &[
+    (
+        "[cache]\nmax_entries = 0\n",
+        7,
+        "cache.max_entries",
+        "at least 1",
+    ),
+    (
+        "[cache]\nmax_bytes = \"1023B\"\n",
+        7,
+        "cache.max_bytes",
+        "at least 1 KiB",
+    ),
+    (
+        "[cache]\neviction = \"lfu\"\n",
+        7,
+        "cache.eviction",
+        "unknown eviction policy `lfu`",
+    ),
+    (
+        "[cache]\nstrategy = \"FIFO\"\n",
+        7,
+        "cache.strategy",
+        "unknown cache strategy `FIFO`",
+    ),
+    (
+        "[cache.ttl.dmo]\nget_tasks = 5\n",
+        6,
+        "cache.ttl.dmo",
+        "no server is named `dmo`",
+    ),
+    (
+        "[cache.ttl.demo]\n\"\" = 5\n",
+        7,
+        "cache.ttl.demo.\"\"",
+        "tool name is empty",
+    ),
+    (
+        "[[cache.invalidate]]\nserver = \"nope\"\non = \"create_task\"\ntools = []\n",
+        7,
+        "cache.invalidate[0].server",
+        "no server is named `nope`",
+    ),
+    (
+        "[[cache.invalidate]]\non = \"a\"\ntools = []\n\n[[cache.invalidate]]\ntools = [\"x\"]\n",
+        10,
+        "cache.invalidate[1].on",
+        "has no `on`",
+    ),
+    (
+        "[[cache.invalidate]]\non = \"*\"\ntools = [\"x\"]\n",
+        7,
+        "cache.invalidate[0].on",
+        "does not name a tool",
+    ),
+    (
+        "[[cache.invalidate]]\non = \"create_task\"\n",
+        7,
+        "cache.invalidate[0].on",
+        "names nothing to drop",
+    ),
+    (
+        "[[cache.invalidate]]\non = \"create_task\"\ntags = [\"a\", \" \"]\n",
+        8,
+        "cache.invalidate[0].tags[1]",
+        "empty",
+    ),
+];
+
+#[test]
+fn cache_errors_name_file_line_and_field() {
+    for (cache, line, field, words) in CACHE_ERRORS {
+        let error = fail(&with_servers(cache));
+        assert_at(&error, "test.toml", *line, field);
+        assert!(
+            error.message.contains(words),
+            "expected {words:?} in: {error}"
+        );
+    }
+}
+
+#[test]
+fn unknown_server_lists_the_configured_ones() {
+    let error = fail(&with_servers("[cache.ttl.dmo]\nget_tasks = 5\n"));
+    assert_eq!(
+        error.help.as_deref(),
+        Some(
+            "did you mean `demo`? the configured servers are `demo`, `memory`; write \"*\" for every server"
+        )
+    );
+    let error = fail(&with_servers(
+        "[[cache.invalidate]]\nserver = \"other\"\non = \"x\"\ntools = []\n",
+    ));
+    assert!(
+        error
+            .help
+            .as_deref()
+            .is_some_and(|h| h.starts_with("the configured servers are `demo`, `memory`")),
+        "{error}"
+    );
+}
+
+#[test]
+fn servers_from_included_files_count() {
+    let dir = temp_dir();
+    write(
+        dir.path(),
+        "claude.json",
+        r#"{"mcpServers": {"inc": {"command": "i"}}}"#,
+    );
+    let path = write(
+        dir.path(),
+        "bridge.toml",
+        "include = [\"claude.json\"]\n[servers.own]\ncommand = \"o\"\n[cache.ttl.inc]\nread = 5\n[[cache.invalidate]]\nserver = \"inc\"\non = \"write\"\ntools = [\"read\"]\n",
+    );
+    let config = match super::load::load_path(&path, &vars) {
+        Ok(config) => config,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(config.cache.ttl_table, [rule(Some("inc"), "read", secs(5))]);
+    assert_eq!(
+        config.cache.invalidation_rules[0].server.as_deref(),
+        Some("inc")
+    );
+
+    write(
+        dir.path(),
+        "typo.toml",
+        "include = [\"claude.json\"]\n[servers.own]\ncommand = \"o\"\n[cache.ttl.ink]\nread = 5\n",
+    );
+    let error = fail_in(dir.path(), "typo.toml");
+    assert_at(
+        &error,
+        &dir.path().join("typo.toml").display().to_string(),
+        4,
+        "cache.ttl.ink",
+    );
+    assert!(
+        error
+            .help
+            .as_deref()
+            .is_some_and(|h| h.contains("did you mean `inc`?") && h.contains("`own`, `inc`")),
+        "{error}"
+    );
+}
+
+#[test]
+fn ttl_table_is_ordered_by_precedence() {
+    // Written least specific first, so that file order alone would pick the wrong rows.
+    let config = ok(&with_servers(
+        r#"[cache.ttl."*"]
+"*" = "1s"
+get_tasks = "2s"
+list_tools = "1h"
+
+[cache.ttl.demo]
+get_tasks = "60s"
+create_task = 0
+"*" = "3s"
+"#,
+    ));
+    let cache = &config.cache;
+    assert_eq!(
+        cache.ttl_table,
+        [
+            rule(Some("demo"), "get_tasks", secs(60)),
+            rule(Some("demo"), "create_task", Duration::ZERO),
+            rule(Some("demo"), "*", secs(3)),
+            rule(None, "get_tasks", secs(2)),
+            rule(None, "list_tools", secs(3600)),
+            rule(None, "*", secs(1)),
+        ]
+    );
+    let ttl = |server: &str, tool: &str| cache.ttl_rule(server, tool).map(|r| r.ttl);
+    // An exact server beats "*", and then an exact tool beats "*".
+    assert_eq!(ttl("demo", "get_tasks"), Some(secs(60)));
+    assert_eq!(ttl("demo", "create_task"), Some(Duration::ZERO));
+    assert_eq!(ttl("demo", "list_tools"), Some(secs(3)));
+    assert_eq!(ttl("memory", "get_tasks"), Some(secs(2)));
+    assert_eq!(ttl("memory", "list_tools"), Some(secs(3600)));
+    assert_eq!(ttl("memory", "read_graph"), Some(secs(1)));
+
+    let config = ok(&with_servers("[cache.ttl.demo]\nget_tasks = 5\n"));
+    assert_eq!(config.cache.ttl_rule("memory", "get_tasks"), None);
+    assert_eq!(config.cache.ttl_rule("demo", "get_task"), None);
+}
+
+#[test]
+fn bad_ttl_values_point_at_the_row() {
+    let error = fail(&with_servers("[cache.ttl.demo]\nget_tasks = \"soon\"\n"));
+    assert_at(&error, "test.toml", 7, "cache.ttl.demo.get_tasks");
+    assert!(
+        error.help.as_deref().is_some_and(|h| h.contains("0 means")),
+        "{error}"
+    );
+    // A row under "*" whose tool is named like a field still gets duration advice.
+    let error = fail(&with_servers("[cache.ttl.\"*\"]\nenabled = true\n"));
+    assert_at(&error, "test.toml", 7, "cache.ttl.\"*\".enabled");
+    assert!(
+        error
+            .help
+            .as_deref()
+            .is_some_and(|h| h.contains("duration")),
+        "{error}"
+    );
+    let error = fail(&with_servers("[cache.ttl]\ndemo = \"5m\"\n"));
+    assert_at(&error, "test.toml", 7, "cache.ttl.demo");
+    assert!(
+        error
+            .help
+            .as_deref()
+            .is_some_and(|h| h.contains("[cache.ttl.SERVER]")),
+        "{error}"
+    );
+    let error = fail(&with_servers("[cache]\ndefault_ttl = \"never\"\n"));
+    assert_at(&error, "test.toml", 7, "cache.default_ttl");
+    assert!(
+        error
+            .help
+            .as_deref()
+            .is_some_and(|h| h.contains("\"none\"")),
+        "{error}"
+    );
+    let error = fail(&with_servers("[cache]\nmax_entries = -1\n"));
+    assert_at(&error, "test.toml", 7, "cache.max_entries");
+    let error = fail(&with_servers("[servers.demo.cache]\nenabled = false\n"));
+    assert!(
+        error
+            .help
+            .as_deref()
+            .is_some_and(|h| h.contains("cache = false")),
+        "{error}"
+    );
+}
+
+#[test]
+fn unknown_cache_keys_suggest_the_closest() {
+    let error = fail(&with_servers("[cache]\nmax_entires = 3\n"));
+    assert_at(&error, "test.toml", 7, "cache.max_entires");
+    assert_eq!(error.help.as_deref(), Some("did you mean `max_entries`?"));
+    let error = fail(&with_servers(
+        "[[cache.invalidate]]\non = \"a\"\ntool = []\n",
+    ));
+    assert_at(&error, "test.toml", 8, "cache.invalidate[0].tool");
+    assert_eq!(error.help.as_deref(), Some("did you mean `tools`?"));
+}
+
+#[test]
+fn invalidation_rules_keep_file_order() {
+    let config = ok(&with_servers(
+        r#"[[cache.invalidate]]
+server = "demo"
+on = "create_task"
+tools = ["get_tasks", "get_today_metrics"]
+tags = []
+
+[[cache.invalidate]]
+on = "create_task"
+tags = ["tasks"]
+
+[[cache.invalidate]]
+server = "*"
+on = "send_mail"
+tools = []
+"#,
+    ));
+    let rules = &config.cache.invalidation_rules;
+    assert_eq!(
+        rules[0],
+        InvalidationRule {
+            server: Some("demo".to_owned()),
+            on: "create_task".to_owned(),
+            tools: vec!["get_tasks".to_owned(), "get_today_metrics".to_owned()],
+            tags: Vec::new(),
+        }
+    );
+    assert_eq!(
+        (rules[1].server.as_deref(), rules[1].tags.as_slice()),
+        (None, ["tasks".to_owned()].as_slice())
+    );
+    assert_eq!(
+        (rules[2].server.as_deref(), rules[2].on.as_str()),
+        (None, "send_mail")
+    );
+    let matching =
+        |server: &str, tool: &str| config.cache.invalidation_rules_for(server, tool).count();
+    assert_eq!(matching("demo", "create_task"), 2);
+    assert_eq!(matching("memory", "create_task"), 1);
+    assert_eq!(matching("memory", "send_mail"), 1);
+    assert_eq!(matching("demo", "update_task"), 0);
+}
+
+#[test]
+fn describe_shows_the_cache() {
+    let config = ok(&with_servers(
+        r#"[cache]
+default_ttl = "none"
+eviction = "lru"
+[cache.ttl."*"]
+list_tools = "1h"
+[cache.ttl.demo]
+get_tasks = "60s"
+create_task = 0
+[[cache.invalidate]]
+server = "demo"
+on = "create_task"
+tools = ["get_tasks", "get_today_metrics"]
+[[cache.invalidate]]
+on = "wipe"
+tags = ["all"]
+"#,
+    ));
+    let description = config.describe();
+    for line in [
+        "cache: on, memory backend, lru eviction, at most 10000 entries and 64 MiB",
+        "  ttl: default none (until evicted or invalidated), lists 5m; coalescing: 64 waiters per fill; hit-for-miss: 5s",
+        "  ttl table: demo.get_tasks 1m, demo.create_task never, *.list_tools 1h",
+        "  invalidate: demo.create_task -> tools get_tasks, get_today_metrics",
+        "  invalidate: *.wipe -> tags all",
+        "    required: true, exclusive: false, cache: true, max_line_bytes: 16 MiB",
+    ] {
+        assert!(
+            description.lines().any(|l| l == line),
+            "missing {line:?} in:\n{description}"
+        );
+    }
+    let off = ok(&format!(
+        "{MINIMAL}cache = false\n[cache]\nenabled = false\ndefault_ttl = 0\n"
+    ));
+    let description = off.describe();
+    assert!(description.contains("cache: off,"), "{description}");
+    assert!(
+        description.contains("default 0 (not cached)"),
+        "{description}"
+    );
+    assert!(description.contains("cache: false,"), "{description}");
+    assert!(!description.contains("ttl table"), "{description}");
+}
+
+/// The seed's TTL table, as both shipped files carry it for the demo server.
+fn assert_seed_table(cache: &CacheConfig) {
+    let ttl = |server: &str, tool: &str| cache.ttl_rule(server, tool).map(|r| r.ttl);
+    for (tool, seconds) in [
+        ("list_tools", 3600),
+        ("get_tool_schema", 3600),
+        ("get_clients", 300),
+        ("get_habits", 300),
+        ("get_tasks", 60),
+        ("get_today_metrics", 60),
+        ("create_task", 0),
+        ("update_task", 0),
+        ("complete_task", 0),
+    ] {
+        assert_eq!(ttl("demo", tool), Some(secs(seconds)), "{tool}");
+    }
+    for write_tool in ["create_task", "update_task", "complete_task"] {
+        let rules: Vec<&InvalidationRule> =
+            cache.invalidation_rules_for("demo", write_tool).collect();
+        assert_eq!(rules.len(), 1, "{write_tool}");
+        assert_eq!(rules[0].tools, ["get_tasks", "get_today_metrics"]);
+        assert!(rules[0].tags.is_empty());
+    }
+}
+
+#[test]
+fn shipped_files_carry_the_seed_table() {
+    let example = match super::load::load_path(&repo_file("mcp-bridge.example.toml"), &vars) {
+        Ok(config) => config,
+        Err(e) => panic!("{e}"),
+    };
+    assert_seed_table(&example.cache);
+    // The example documents the defaults, so apart from its table and rules it equals them.
+    assert_eq!(
+        CacheConfig {
+            ttl_table: Vec::new(),
+            invalidation_rules: Vec::new(),
+            ..example.cache.clone()
+        },
+        CacheConfig::default()
+    );
+    assert!(example.servers.iter().all(|s| s.cache_enabled));
+
+    let default = match embedded_default() {
+        Ok(config) => config,
+        Err(e) => panic!("{e}"),
+    };
+    assert_seed_table(&default.cache);
+    assert!(default.cache.enabled);
+}

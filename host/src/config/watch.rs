@@ -1,0 +1,198 @@
+//! Watching the configuration file: each valid new version is handed to a callback, an invalid one is logged and skipped.
+//!
+//! The watcher observes the file's directory rather than the file, because editors and
+//! deployment tools replace a file by writing a temporary one and renaming it over the original,
+//! which a watch on the old file would not follow. When the path is a symbolic link, the
+//! directory of its target is watched too, so that edits made through the target are seen.
+//! Events are debounced: a reload starts once the directory has been quiet for
+//! [`WATCH_DEBOUNCE`], or at the latest [`WATCH_MAX_DELAY`] after the first event.
+//!
+//! A reload reads the file and does nothing when its bytes are the ones last seen, so activity
+//! on other files of the directory costs one read. Otherwise the file is loaded with
+//! [`load_file`](super::load_file): a valid configuration that differs from the last one
+//! delivered is passed to the callback, and an invalid one is logged with `tracing::warn!` (the
+//! full error, with file, line and field) while the previous configuration stays in force.
+//! Files named in `include` are not watched; a change to one is picked up with the next change
+//! to the main file.
+//!
+//! Debouncing and reloading run on one plain thread that this module starts, and notify's own
+//! callback only sends on a std channel, so neither needs a tokio runtime: the callback passed to
+//! [`watch`] runs on that thread and should hand the configuration over (to a channel, an
+//! `ArcSwap`, a lock) rather than block for long.
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
+
+use super::checked::BridgeConfig;
+use super::error::ConfigError;
+
+/// How long the directory must stay quiet after an event before the file is reloaded, so that
+/// an editor's several writes for one save cause one reload.
+pub const WATCH_DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// The longest a reload waits for the directory to become quiet, so that a directory with
+/// steady activity on other files still gets its changes applied.
+pub const WATCH_MAX_DELAY: Duration = Duration::from_secs(2);
+
+/// Watches a configuration file until it is dropped; see [`watch`].
+///
+/// Dropping it stops the watch. A reload that is already running when it is dropped may still
+/// call the callback once; a reload that is only waiting out the debounce is abandoned.
+pub struct ConfigWatcher {
+    path: PathBuf,
+    _watcher: RecommendedWatcher,
+}
+
+impl ConfigWatcher {
+    /// The watched configuration file, as given to [`watch`].
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl fmt::Debug for ConfigWatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConfigWatcher")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts watching the configuration file at `path`, calling `on_change` with each new valid
+/// version of it.
+///
+/// The first valid version loaded after watching starts is always delivered, even when it
+/// equals the configuration the caller loaded before, so that a change made between that load
+/// and this call is not lost; after that, a version is delivered only when it differs from the
+/// last one delivered (a change to comments alone delivers nothing). The file need not be valid,
+/// or even exist, when watching starts, but its directory must.
+///
+/// Fails when the path has no file name, or when the directory cannot be watched (it does not
+/// exist, or the system's limit on watches is reached).
+pub fn watch(
+    path: PathBuf,
+    on_change: impl Fn(BridgeConfig) + Send + Sync + 'static,
+) -> Result<ConfigWatcher, ConfigError> {
+    let name = path.display().to_string();
+    if path.file_name().is_none() {
+        return Err(
+            ConfigError::new(&name, "cannot watch this path: it does not name a file").with_help(
+                "give the path of the configuration file itself, such as ./mcp-bridge.toml",
+            ),
+        );
+    }
+    let mut directories = vec![directory_of(&path)];
+    if let Ok(target) = std::fs::canonicalize(&path) {
+        let target_directory = directory_of(&target);
+        let same = std::fs::canonicalize(&directories[0])
+            .is_ok_and(|directory| directory == target_directory);
+        if !same {
+            directories.push(target_directory);
+        }
+    }
+
+    let (events, received) = mpsc::channel::<()>();
+    let handler = move |event: notify::Result<notify::Event>| match event {
+        // Reading the file (ours included) is not a change.
+        Ok(event) if matches!(event.kind, EventKind::Access(_)) => {}
+        Ok(_) => {
+            // The reload thread has stopped only when the watcher is being dropped.
+            let _ = events.send(());
+        }
+        Err(error) => {
+            tracing::warn!(%error, "watching the configuration file reported an error; reloading it to be safe");
+            let _ = events.send(());
+        }
+    };
+    let reload_path = path.clone();
+    std::thread::Builder::new()
+        .name("config-watch".to_owned())
+        .spawn(move || reload_loop(&reload_path, &received, &on_change))
+        .map_err(|e| {
+            ConfigError::new(&name, format!("cannot start the configuration watcher: {e}"))
+                .with_help("the system is out of threads or memory; run without watching the configuration, or free resources")
+        })?;
+
+    let watch_error = |directory: &Path, e: notify::Error| {
+        ConfigError::new(
+            &name,
+            format!(
+                "cannot watch the directory `{}` for changes: {e}",
+                directory.display()
+            ),
+        )
+        .with_help("check that the directory exists and is readable; on Linux, a full inotify watch limit is raised with sysctl fs.inotify.max_user_watches")
+    };
+    let mut watcher =
+        notify::recommended_watcher(handler).map_err(|e| watch_error(&directories[0], e))?;
+    for directory in &directories {
+        watcher
+            .watch(directory, RecursiveMode::NonRecursive)
+            .map_err(|e| watch_error(directory, e))?;
+    }
+    Ok(ConfigWatcher {
+        path,
+        _watcher: watcher,
+    })
+}
+
+/// The directory holding `path`; a bare file name is in the current directory.
+fn directory_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Waits for events, debounces them and reloads, until the watcher is dropped (which closes the
+/// channel).
+fn reload_loop(path: &Path, events: &Receiver<()>, on_change: &(dyn Fn(BridgeConfig) + Sync)) {
+    let mut last_bytes: Option<Vec<u8>> = None;
+    let mut last_config: Option<BridgeConfig> = None;
+    while events.recv().is_ok() {
+        let deadline = Instant::now() + WATCH_MAX_DELAY;
+        loop {
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .min(WATCH_DEBOUNCE);
+            match events.recv_timeout(wait) {
+                Ok(()) if Instant::now() < deadline => {}
+                Ok(()) | Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "cannot read the changed configuration file; keeping the current configuration");
+                // The next version that can be read is new, whatever its content.
+                last_bytes = None;
+                continue;
+            }
+        };
+        if last_bytes.as_ref() == Some(&bytes) {
+            continue;
+        }
+        last_bytes = Some(bytes);
+        match super::load_file(path) {
+            Ok(config) if last_config.as_ref() == Some(&config) => {
+                tracing::debug!(path = %path.display(), "the configuration file changed without changing the configuration");
+            }
+            Ok(config) => {
+                tracing::info!(path = %path.display(), "the configuration file changed; applying it");
+                last_config = Some(config.clone());
+                if catch_unwind(AssertUnwindSafe(|| on_change(config))).is_err() {
+                    tracing::error!(path = %path.display(), "applying the reloaded configuration panicked; watching goes on");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(path = %path.display(), "the configuration file changed but is not valid; keeping the current configuration:\n{error}");
+            }
+        }
+    }
+}

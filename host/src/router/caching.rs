@@ -1,0 +1,508 @@
+//! The cache layer in the router: asks the policy about a call, serves hits, coalesces
+//! misses, fills the cache from backend answers, and applies a write's invalidations
+//! before the write's response is returned.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::backend::{BackendError, Catalog};
+use crate::cache::{
+    Entry, FillTicket, InvalidationReason, Leader, ResponseCache, Role, Served, cache_key,
+    canonical_arguments, name_tag, policy_tag, server_tag,
+};
+use crate::policy::{
+    Annotations, CacheDirective, CallInfo, CallKind, Decision, Invalidation, Outcome, PolicyChain,
+};
+
+/// The `_meta` keys a stale answer carries, so clients can tell.
+const META_STALE: &str = "io.mcp-bridge/stale";
+const META_AGE_MS: &str = "io.mcp-bridge/ageMs";
+
+/// The cache and the policies that drive it. Policies can be swapped while calls run.
+pub struct CacheLayer {
+    pub cache: Arc<ResponseCache>,
+    policies: RwLock<Arc<PolicyChain>>,
+}
+
+impl CacheLayer {
+    pub fn new(cache: Arc<ResponseCache>, policies: PolicyChain) -> CacheLayer {
+        CacheLayer {
+            cache,
+            policies: RwLock::new(Arc::new(policies)),
+        }
+    }
+
+    /// Replaces the policies; calls already deciding keep the chain they started with.
+    pub fn set_policies(&self, policies: PolicyChain) {
+        *self.policies.write() = Arc::new(policies);
+    }
+
+    fn policies(&self) -> Arc<PolicyChain> {
+        self.policies.read().clone()
+    }
+}
+
+/// Who is calling, for partitioning private results.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// An opaque id of the principal (the MCP session, until per-user identities exist).
+    pub principal: Option<Arc<str>>,
+}
+
+/// What clients may be told about a result's cacheability (2026-07-28 `ttlMs` / `cacheScope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheHint {
+    pub ttl: Duration,
+    pub shared: bool,
+}
+
+/// The call as the policy saw it, kept to judge its outcome.
+struct OwnedCall {
+    server: Arc<str>,
+    method: String,
+    kind: CallKind,
+    name: String,
+    arguments: String,
+    annotations: Annotations,
+    principal: Option<Arc<str>>,
+}
+
+impl OwnedCall {
+    fn info(&self) -> CallInfo<'_> {
+        CallInfo {
+            server: &self.server,
+            method: &self.method,
+            kind: self.kind,
+            name: &self.name,
+            canonical_arguments: &self.arguments,
+            annotations: self.annotations,
+            principal: self.principal.as_deref(),
+        }
+    }
+}
+
+enum Mode {
+    /// Not cached; after it completes the policy's invalidations apply.
+    Invalidate,
+    /// A miss this call fills.
+    Fill(Box<Fill>),
+    /// Answered from the cache or another caller's fill, or bypassed as read-only.
+    Nothing,
+}
+
+struct Fill {
+    directive: CacheDirective,
+    shared_key: Arc<str>,
+    private_key: Option<Arc<str>>,
+    ticket: FillTicket,
+    leader: Option<Leader>,
+    /// An expired entry that may stand in if the backend fails (stale-if-error).
+    fallback: Option<Arc<Entry>>,
+}
+
+/// The cache's part in one forwarded call.
+pub struct CallCache {
+    layer: Arc<CacheLayer>,
+    call: OwnedCall,
+    mode: Mode,
+    pub hint: Option<CacheHint>,
+}
+
+/// How the call proceeds.
+pub enum Lookup {
+    /// Answered: the response (its id still to be set).
+    Hit(Value),
+    /// Another caller is filling this key: wait for its response.
+    Follow(watch::Receiver<Option<Arc<Value>>>),
+    /// An expired entry served within its stale-while-revalidate window, and, when no
+    /// refresh is running yet, the plan of the one background refresh to start.
+    Stale(Value, Option<CallCache>),
+    /// Call the backend.
+    Backend,
+}
+
+/// Plans the cache's part in a call: `None` when the cache has no part in it.
+pub fn prepare(
+    layer: &Arc<CacheLayer>,
+    server: &Arc<str>,
+    message: &Value,
+    catalog: &Catalog,
+    caller: &Caller,
+) -> Option<(CallCache, Lookup)> {
+    let method = crate::jsonrpc::method(message)?;
+    let params = message.get("params");
+    let (kind, name, arguments) = match method {
+        "tools/call" => {
+            let name = params?.get("name")?.as_str()?;
+            (
+                CallKind::Tool,
+                name,
+                canonical_arguments(params?.get("arguments"), &[]),
+            )
+        }
+        "resources/read" => (
+            CallKind::Resource,
+            params?.get("uri")?.as_str()?,
+            String::new(),
+        ),
+        "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => (
+            CallKind::List,
+            method,
+            canonical_arguments(params, &["_meta".to_owned()]),
+        ),
+        _ => return None,
+    };
+    let annotations = annotations_of(catalog, kind, name);
+    let call = OwnedCall {
+        server: server.clone(),
+        method: method.to_owned(),
+        kind,
+        name: name.to_owned(),
+        arguments,
+        annotations,
+        principal: caller.principal.clone(),
+    };
+    let mut plan = CallCache {
+        layer: layer.clone(),
+        call,
+        mode: Mode::Nothing,
+        hint: None,
+    };
+    // A caller waiting for progress, or answering an input request, must reach the
+    // server: a cached answer would skip what it is waiting for.
+    if wants_the_server(params) {
+        plan.mode = plan.write_mode();
+        return Some((plan, Lookup::Backend));
+    }
+    let decision = layer.policies().decide(&plan.call.info());
+    let Decision::Cache(directive) = decision else {
+        layer.cache.record(Served::Bypass);
+        plan.mode = plan.write_mode();
+        return Some((plan, Lookup::Backend));
+    };
+    let lookup = plan.look_up(directive, params);
+    Some((plan, lookup))
+}
+
+fn wants_the_server(params: Option<&Value>) -> bool {
+    let Some(params) = params else { return false };
+    params.pointer("/_meta/progressToken").is_some()
+        || params.get("inputResponses").is_some()
+        || params.get("requestState").is_some()
+}
+
+fn annotations_of(catalog: &Catalog, kind: CallKind, name: &str) -> Annotations {
+    if kind != CallKind::Tool {
+        return Annotations {
+            read_only: Some(true),
+            ..Annotations::default()
+        };
+    }
+    let hints = catalog.tool(name).and_then(|tool| tool.get("annotations"));
+    let hint = |field: &str| {
+        hints
+            .and_then(|hints| hints.get(field))
+            .and_then(Value::as_bool)
+    };
+    Annotations {
+        read_only: hint("readOnlyHint"),
+        destructive: hint("destructiveHint"),
+        idempotent: hint("idempotentHint"),
+        open_world: hint("openWorldHint"),
+    }
+}
+
+impl CallCache {
+    /// A bypassed tool call that is not read-only still invalidates after it completes.
+    fn write_mode(&self) -> Mode {
+        if self.call.kind == CallKind::Tool && self.call.annotations.read_only != Some(true) {
+            Mode::Invalidate
+        } else {
+            Mode::Nothing
+        }
+    }
+
+    fn look_up(&mut self, directive: CacheDirective, params: Option<&Value>) -> Lookup {
+        let cache = &self.layer.cache;
+        if !directive.ignore_arguments.is_empty() && self.call.kind == CallKind::Tool {
+            let arguments = params.and_then(|params| params.get("arguments"));
+            self.call.arguments = canonical_arguments(arguments, &directive.ignore_arguments);
+        }
+        let call = &self.call;
+        let key = |partition: &str| -> Arc<str> {
+            Arc::from(cache_key(
+                &call.server,
+                &call.method,
+                &call.name,
+                partition,
+                &call.arguments,
+            ))
+        };
+        let shared_key = key("");
+        let private_key = call.principal.as_deref().map(key);
+        // Different principals never share a fill: the result may turn out private.
+        let flight_key = private_key.clone().unwrap_or_else(|| shared_key.clone());
+        let mut fallback = None;
+        for candidate in std::iter::once(&shared_key).chain(private_key.as_ref()) {
+            let Some(entry) = cache.get(candidate) else {
+                continue;
+            };
+            if entry.is_fresh() {
+                cache.record(Served::Hit);
+                cache.record_saved(&entry);
+                self.hint = Some(CacheHint {
+                    ttl: entry.remaining().unwrap_or_default(),
+                    shared: !entry.private,
+                });
+                return Lookup::Hit(response_for(&entry.result));
+            }
+            if entry.within(entry.stale_while_revalidate) {
+                cache.record(Served::Stale);
+                let refresh = match cache.join(&flight_key) {
+                    Role::Leader(leader) => {
+                        Some(self.refresh_plan(directive, shared_key, private_key, leader))
+                    }
+                    Role::Follower(_) | Role::Overflow => None,
+                };
+                return Lookup::Stale(stale_response(&entry), refresh);
+            }
+            if entry.within(entry.stale_if_error) {
+                fallback = Some(entry);
+            }
+        }
+        cache.record(Served::Miss);
+        let leader = match cache.join(&flight_key) {
+            Role::Leader(leader) => Some(leader),
+            Role::Follower(receiver) => return Lookup::Follow(receiver),
+            Role::Overflow => None,
+        };
+        let ticket = cache.begin_fill();
+        self.mode = Mode::Fill(Box::new(Fill {
+            directive,
+            shared_key,
+            private_key,
+            ticket,
+            leader,
+            fallback,
+        }));
+        Lookup::Backend
+    }
+
+    /// The plan of a background refresh: a copy of this call that fills the key.
+    fn refresh_plan(
+        &self,
+        directive: CacheDirective,
+        shared_key: Arc<str>,
+        private_key: Option<Arc<str>>,
+        leader: Leader,
+    ) -> CallCache {
+        let call = &self.call;
+        let fill = Fill {
+            directive,
+            shared_key,
+            private_key,
+            ticket: self.layer.cache.begin_fill(),
+            leader: Some(leader),
+            fallback: None,
+        };
+        CallCache {
+            layer: self.layer.clone(),
+            call: OwnedCall {
+                server: call.server.clone(),
+                method: call.method.clone(),
+                kind: call.kind,
+                name: call.name.clone(),
+                arguments: call.arguments.clone(),
+                annotations: call.annotations,
+                principal: call.principal.clone(),
+            },
+            mode: Mode::Fill(Box::new(fill)),
+            hint: None,
+        }
+    }
+
+    /// The call was answered without the backend: nothing to fill or invalidate.
+    pub fn settle_served(&mut self) {
+        self.mode = Mode::Nothing;
+    }
+
+    /// Records that a follower got its answer from another caller's fill.
+    pub fn coalesced(&mut self) {
+        self.layer.cache.record(Served::Coalesced);
+    }
+
+    /// Settles the call: fills the cache, publishes to followers, falls back to a stale
+    /// entry on failure, or applies a write's invalidations. Returns the outcome the
+    /// client gets.
+    pub fn complete(
+        &mut self,
+        outcome: Result<Value, BackendError>,
+        backend_time: Duration,
+    ) -> Result<Value, BackendError> {
+        match std::mem::replace(&mut self.mode, Mode::Nothing) {
+            Mode::Nothing => outcome,
+            Mode::Invalidate => {
+                self.invalidate_after(&outcome);
+                outcome
+            }
+            Mode::Fill(fill) => self.fill(*fill, outcome, backend_time),
+        }
+    }
+
+    fn invalidate_after(&self, outcome: &Result<Value, BackendError>) {
+        let verdict = match outcome {
+            Ok(response) if is_error_response(response) => Outcome::Error,
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::Unknown,
+        };
+        let invalidations = self
+            .layer
+            .policies()
+            .invalidations(&self.call.info(), verdict);
+        for invalidation in &invalidations {
+            let dropped = self
+                .layer
+                .cache
+                .invalidate(invalidation, InvalidationReason::Write);
+            tracing::debug!(server = %self.call.server, tool = %self.call.name, ?invalidation, dropped, "invalidated after a write");
+        }
+    }
+
+    fn fill(
+        &mut self,
+        fill: Fill,
+        outcome: Result<Value, BackendError>,
+        backend_time: Duration,
+    ) -> Result<Value, BackendError> {
+        let cache = &self.layer.cache;
+        let response = match outcome {
+            Ok(response) => response,
+            Err(error) => {
+                let Some(stale) = fill.fallback else {
+                    return Err(error);
+                };
+                tracing::info!(server = %self.call.server, name = %self.call.name, %error, "serving a stale entry because the backend failed");
+                cache.record(Served::Stale);
+                return Ok(stale_response(&stale));
+            }
+        };
+        if let Some(leader) = fill.leader {
+            leader.publish(Arc::new(response.clone()));
+        }
+        let flight_key = fill
+            .private_key
+            .clone()
+            .unwrap_or_else(|| fill.shared_key.clone());
+        let Some(entry) = self.entry_for(&response, &fill.directive, backend_time) else {
+            cache.mark_uncacheable(flight_key);
+            return Ok(response);
+        };
+        let key = if entry.private {
+            fill.private_key
+        } else {
+            Some(fill.shared_key)
+        };
+        let Some(key) = key else {
+            // A private result without a principal to file it under is not stored.
+            return Ok(response);
+        };
+        self.hint = Some(CacheHint {
+            ttl: entry.ttl.unwrap_or_default(),
+            shared: !entry.private,
+        });
+        cache.insert(key, entry, &fill.ticket);
+        Ok(response)
+    }
+
+    /// The entry a response makes, or `None` when it must not be cached: JSON-RPC
+    /// errors never, `isError` results only with a negative TTL, and a server's own
+    /// `ttlMs` can shorten (never lengthen) the policy's TTL.
+    fn entry_for(
+        &self,
+        response: &Value,
+        directive: &CacheDirective,
+        backend_time: Duration,
+    ) -> Option<Entry> {
+        let result = response.get("result")?;
+        let is_error = result.get("isError").and_then(Value::as_bool) == Some(true);
+        let mut ttl = if is_error {
+            Some(directive.negative_ttl?)
+        } else {
+            directive.ttl
+        };
+        if let Some(server_ttl) = result
+            .get("ttlMs")
+            .and_then(Value::as_u64)
+            .map(Duration::from_millis)
+        {
+            ttl = Some(ttl.map_or(server_ttl, |ttl| ttl.min(server_ttl)));
+        }
+        if ttl.is_some_and(|ttl| ttl.is_zero()) {
+            return None;
+        }
+        let private = !directive.shared
+            || result.get("cacheScope").and_then(Value::as_str) == Some("private");
+        let size = serde_json::to_vec(result).map_or(0, |bytes| bytes.len());
+        let call = &self.call;
+        let mut tags = vec![server_tag(&call.server), name_tag(&call.server, &call.name)];
+        tags.extend(directive.tags.iter().map(|tag| policy_tag(tag)));
+        Some(Entry {
+            result: Arc::new(result.clone()),
+            stored_at: std::time::Instant::now(),
+            ttl,
+            stale_while_revalidate: directive.stale_while_revalidate,
+            stale_if_error: directive.stale_if_error,
+            tags,
+            private,
+            size: u32::try_from(size).unwrap_or(u32::MAX),
+            backend_time,
+        })
+    }
+}
+
+fn is_error_response(response: &Value) -> bool {
+    response.get("error").is_some()
+        || response.pointer("/result/isError").and_then(Value::as_bool) == Some(true)
+}
+
+fn response_for(result: &Value) -> Value {
+    json!({ "jsonrpc": "2.0", "id": Value::Null, "result": result })
+}
+
+/// An expired entry served in place of a failed call, marked so in `_meta`.
+fn stale_response(entry: &Entry) -> Value {
+    let mut result = (*entry.result).clone();
+    if let Some(object) = result.as_object_mut() {
+        let meta = object.entry("_meta").or_insert_with(|| json!({}));
+        if let Some(meta) = meta.as_object_mut() {
+            meta.insert(META_STALE.into(), json!(true));
+            meta.insert(META_AGE_MS.into(), json!(entry.age().as_millis() as u64));
+        }
+    }
+    response_for(&result)
+}
+
+/// Invalidations a server notification implies (list changes, resource updates).
+pub fn invalidations_for_notification(server: &str, message: &Value) -> Vec<Invalidation> {
+    let tool = |name: &str| Invalidation::Tool {
+        server: server.to_owned(),
+        tool: name.to_owned(),
+    };
+    match crate::jsonrpc::method(message) {
+        Some("notifications/tools/list_changed") => vec![tool("tools/list")],
+        Some("notifications/prompts/list_changed") => vec![tool("prompts/list")],
+        Some("notifications/resources/list_changed") => {
+            vec![tool("resources/list"), tool("resources/templates/list")]
+        }
+        Some("notifications/resources/updated") => message
+            .pointer("/params/uri")
+            .and_then(Value::as_str)
+            .map(|uri| vec![tool(uri)])
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}

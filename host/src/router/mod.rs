@@ -1,0 +1,466 @@
+//! The one path every forwarded request takes from the front to a backend pool: lease a
+//! slot, send, enforce the timeout, retry a read-only call once, record metrics.
+//!
+//! The cache layer ([`caching`]) sits here: it sees the server, the method, the tool
+//! and its annotations, and the outcome, and nothing about HTTP or processes.
+
+mod caching;
+
+pub use caching::{CacheHint, CacheLayer, Caller};
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::Value;
+
+use crate::backend::{
+    BackendError, CallEvent, CallStep, Catalog, InflightCall, Lease, Pool, Process,
+};
+use crate::cache::ResponseCache;
+use crate::config::BridgeConfig;
+use crate::jsonrpc;
+use crate::metrics::Metrics;
+use crate::policy::{BuiltinPolicy, PolicyChain};
+use caching::{CallCache, Lookup};
+
+/// Methods that never change server state, so a crash mid-call may be retried once.
+/// `tools/call` is judged per tool from its annotations; anything else is not retried.
+const READ_ONLY_METHODS: [&str; 8] = [
+    "ping",
+    "tools/list",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "completion/complete",
+];
+
+/// Every configured server's pool, by name.
+pub struct Router {
+    pools: Vec<Arc<Pool>>,
+    by_name: HashMap<String, Arc<Pool>>,
+    metrics: Arc<Metrics>,
+    cache: Option<Arc<CacheLayer>>,
+}
+
+/// What the front gets while a forwarded request runs.
+pub enum Step {
+    /// A notification or server request for this call's client.
+    Event(CallEvent),
+    /// The server's response (its id is still the bridge's; the front restores the
+    /// client's), or why there is none.
+    Done(Result<Value, BackendError>),
+}
+
+impl Router {
+    /// Starts a pool per configured server; each prewarms in the background.
+    pub fn start(config: &BridgeConfig, metrics: Arc<Metrics>) -> Router {
+        let pools: Vec<Arc<Pool>> = config
+            .servers
+            .iter()
+            .map(|server| Pool::start(server.clone(), metrics.clone()))
+            .collect();
+        let by_name = pools
+            .iter()
+            .map(|pool| (pool.name().to_string(), pool.clone()))
+            .collect();
+        let cache = config.cache.enabled.then(|| {
+            let store = Arc::new(ResponseCache::new(&config.cache, metrics.clone()));
+            let policies =
+                PolicyChain::new(Vec::new(), Arc::new(BuiltinPolicy::from_config(config)));
+            Arc::new(CacheLayer::new(store, policies))
+        });
+        if let Some(layer) = &cache {
+            for pool in &pools {
+                tokio::spawn(invalidate_on_notifications(pool.clone(), layer.clone()));
+            }
+        }
+        Router {
+            pools,
+            by_name,
+            metrics,
+            cache,
+        }
+    }
+
+    /// The response cache, when enabled.
+    pub fn cache(&self) -> Option<&Arc<ResponseCache>> {
+        self.cache.as_ref().map(|layer| &layer.cache)
+    }
+
+    /// The cache layer, to swap its policies.
+    pub fn cache_layer(&self) -> Option<&Arc<CacheLayer>> {
+        self.cache.as_ref()
+    }
+
+    pub fn pools(&self) -> &[Arc<Pool>] {
+        &self.pools
+    }
+
+    pub fn pool(&self, name: &str) -> Option<&Arc<Pool>> {
+        self.by_name.get(name)
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Forwards one request to a server. `message` is the client's JSON-RPC request
+    /// (already rewritten for the backend if the aggregated endpoint renamed things);
+    /// `want_events` says whether the caller can relay notifications (an SSE response).
+    pub async fn forward(
+        &self,
+        pool: &Arc<Pool>,
+        message: Value,
+        want_events: bool,
+        caller: &Caller,
+    ) -> ForwardedCall {
+        let catalog = pool.catalog();
+        let plan = self
+            .cache
+            .as_ref()
+            .and_then(|layer| caching::prepare(layer, pool.name(), &message, &catalog, caller));
+        let (caching, lookup) = match plan {
+            Some((caching, lookup)) => (Some(caching), lookup),
+            None => (None, Lookup::Backend),
+        };
+        let mut call = ForwardedCall::new(
+            pool,
+            &self.metrics,
+            &message,
+            &catalog,
+            want_events,
+            caching,
+        );
+        match lookup {
+            Lookup::Hit(response) => call.ready = Some(response),
+            Lookup::Stale(response, refresh) => {
+                if let Some(refresh) = refresh {
+                    self.refresh_in_background(pool, message, refresh);
+                }
+                call.ready = Some(response);
+            }
+            Lookup::Follow(receiver) => call.follower = Some(receiver),
+            Lookup::Backend => {
+                if let Err(error) = call.start(message).await {
+                    call.pending_error = Some(error);
+                }
+            }
+        }
+        call
+    }
+
+    /// Runs the one refresh of a stale entry on its own task; its result fills the cache
+    /// (unless a write invalidated the key meanwhile) and nobody waits for it.
+    fn refresh_in_background(&self, pool: &Arc<Pool>, message: Value, refresh: CallCache) {
+        let catalog = pool.catalog();
+        let mut call = ForwardedCall::new(
+            pool,
+            &self.metrics,
+            &message,
+            &catalog,
+            false,
+            Some(refresh),
+        );
+        tokio::spawn(async move {
+            if let Err(error) = call.start(message).await {
+                call.pending_error = Some(error);
+            }
+            while let Step::Event(_) = call.next().await {}
+        });
+    }
+
+    /// Stops every pool and its processes.
+    pub async fn shutdown(&self) {
+        futures_util::future::join_all(self.pools.iter().map(|pool| pool.shutdown())).await;
+    }
+}
+
+/// A request in flight through the router. Dropping it before it is done cancels the
+/// request on the server.
+pub struct ForwardedCall {
+    pool: Arc<Pool>,
+    metrics: Arc<Metrics>,
+    method: String,
+    tool: String,
+    started: Instant,
+    deadline: tokio::time::Instant,
+    retry_copy: Option<Value>,
+    want_events: bool,
+    // Field order matters: the call must drop (and cancel) before its lease frees the slot.
+    inflight: Option<InflightCall>,
+    lease: Option<Lease>,
+    pending_error: Option<BackendError>,
+    done: bool,
+    caching: Option<CallCache>,
+    /// A response that needs no backend (a cache hit).
+    ready: Option<Value>,
+    /// Another caller is filling the same key; its response comes through here.
+    follower: Option<tokio::sync::watch::Receiver<Option<Arc<Value>>>>,
+}
+
+impl ForwardedCall {
+    fn new(
+        pool: &Arc<Pool>,
+        metrics: &Arc<Metrics>,
+        message: &Value,
+        catalog: &Catalog,
+        want_events: bool,
+        caching: Option<CallCache>,
+    ) -> ForwardedCall {
+        let method = jsonrpc::method(message).unwrap_or_default().to_owned();
+        let tool = tool_label(&method, message, catalog);
+        let read_only = match method.as_str() {
+            "tools/call" => catalog.is_read_only(&tool),
+            other => READ_ONLY_METHODS.contains(&other),
+        };
+        ForwardedCall {
+            pool: pool.clone(),
+            metrics: metrics.clone(),
+            method,
+            tool,
+            started: Instant::now(),
+            deadline: tokio::time::Instant::now() + pool.config().pool.request_timeout,
+            // Only read-only requests may be sent twice, so only they keep a copy.
+            retry_copy: read_only.then(|| message.clone()),
+            want_events,
+            inflight: None,
+            lease: None,
+            pending_error: None,
+            done: false,
+            caching,
+            ready: None,
+            follower: None,
+        }
+    }
+
+    async fn start(&mut self, message: Value) -> Result<(), BackendError> {
+        let lease = tokio::time::timeout_at(self.deadline, self.pool.acquire())
+            .await
+            .map_err(|_| self.timeout_error())??;
+        // Writing waits when the child stops reading stdin, so it shares the deadline.
+        let writing = lease.process().start_call(message, self.want_events);
+        let inflight = tokio::time::timeout_at(self.deadline, writing)
+            .await
+            .map_err(|_| self.timeout_error())??;
+        self.lease = Some(lease);
+        self.inflight = Some(inflight);
+        Ok(())
+    }
+
+    /// The process serving the call, for relaying a client's answer to a server request.
+    pub fn process(&self) -> Option<&Arc<Process>> {
+        self.lease.as_ref().map(Lease::process)
+    }
+
+    /// The next event, or the final outcome once.
+    pub async fn next(&mut self) -> Step {
+        if self.done {
+            return Step::Done(Err(BackendError::Unavailable {
+                server: self.pool.name().clone(),
+                reason: "the call already completed".to_owned(),
+            }));
+        }
+        if let Some(error) = self.pending_error.take() {
+            return self.finish(Err(error));
+        }
+        if let Some(response) = self.ready.take() {
+            return self.finish_from_cache(response);
+        }
+        if let Some(receiver) = self.follower.take()
+            && let Some(step) = self.follow(receiver).await
+        {
+            return step;
+        }
+        loop {
+            let Some(inflight) = self.inflight.as_mut() else {
+                return self.finish(Err(self.timeout_error()));
+            };
+            let step = tokio::time::timeout_at(self.deadline, inflight.next()).await;
+            match step {
+                Ok(CallStep::Event(event)) => return Step::Event(event),
+                Ok(CallStep::Done(Err(error)))
+                    if error.retryable() && self.retry_copy.is_some() =>
+                {
+                    if let Err(step) = self.retry(error).await {
+                        return step;
+                    }
+                }
+                Ok(CallStep::Done(outcome)) => return self.finish(outcome),
+                Err(_) => {
+                    if let Some(inflight) = self.inflight.take() {
+                        inflight.cancel("mcp-bridge: request_timeout elapsed");
+                    }
+                    return self.finish(Err(self.timeout_error()));
+                }
+            }
+        }
+    }
+
+    /// Waits for another caller's fill. If that caller gives up without a response,
+    /// this call goes to the backend itself (returns `None` once it has started).
+    async fn follow(
+        &mut self,
+        mut receiver: tokio::sync::watch::Receiver<Option<Arc<Value>>>,
+    ) -> Option<Step> {
+        let waited = tokio::time::timeout_at(self.deadline, async {
+            // Copied out at once: the watch guard must not live across an await.
+            receiver
+                .wait_for(Option::is_some)
+                .await
+                .ok()
+                .and_then(|published| published.clone())
+        })
+        .await;
+        match waited {
+            Err(_) => return Some(self.finish(Err(self.timeout_error()))),
+            Ok(Some(response)) => {
+                if let Some(caching) = self.caching.as_mut() {
+                    caching.coalesced();
+                }
+                return Some(self.finish_from_cache((*response).clone()));
+            }
+            Ok(None) => {}
+        }
+        let message = self.retry_copy.clone()?;
+        if let Err(error) = self.start(message).await {
+            return Some(self.finish(Err(error)));
+        }
+        None
+    }
+
+    /// What clients may be told about caching the result (known once it is done).
+    pub fn cache_hint(&self) -> Option<CacheHint> {
+        self.caching.as_ref().and_then(|caching| caching.hint)
+    }
+
+    /// Sends a read-only request again on another process, once.
+    async fn retry(&mut self, error: BackendError) -> Result<(), Step> {
+        let Some(message) = self.retry_copy.take() else {
+            return Err(self.finish(Err(error)));
+        };
+        tracing::info!(server = %self.pool.name(), method = %self.method, tool = %self.tool, %error, "retrying a read-only call on another process");
+        self.metrics
+            .backend_retries_total
+            .with_label_values(&[self.pool.name()])
+            .inc();
+        self.inflight = None;
+        self.lease = None;
+        match self.start(message).await {
+            Ok(()) => Ok(()),
+            Err(error) => Err(self.finish(Err(error))),
+        }
+    }
+
+    /// Finishes with a response the backend did not produce for this call.
+    fn finish_from_cache(&mut self, response: Value) -> Step {
+        self.done = true;
+        self.caching = self.caching.take().map(|mut caching| {
+            caching.settle_served();
+            caching
+        });
+        let server: &str = self.pool.name();
+        self.metrics
+            .calls_total
+            .with_label_values(&[server, &self.method, "hit"])
+            .inc();
+        self.metrics
+            .call_duration_seconds
+            .with_label_values(&[server, &self.method, &self.tool, "hit"])
+            .observe(self.started.elapsed().as_secs_f64());
+        Step::Done(Ok(response))
+    }
+
+    fn finish(&mut self, outcome: Result<Value, BackendError>) -> Step {
+        self.done = true;
+        self.inflight = None;
+        self.lease = None;
+        let outcome = match self.caching.as_mut() {
+            Some(caching) => caching.complete(outcome, self.started.elapsed()),
+            None => outcome,
+        };
+        let label = match &outcome {
+            Ok(response) if response.get("error").is_some() => "error",
+            Ok(_) => "ok",
+            Err(error) => {
+                self.metrics
+                    .backend_errors_total
+                    .with_label_values(&[self.pool.name(), error.kind()])
+                    .inc();
+                error.kind()
+            }
+        };
+        self.pool.health().record_call(outcome.is_ok());
+        let server: &str = self.pool.name();
+        self.metrics
+            .calls_total
+            .with_label_values(&[server, &self.method, label])
+            .inc();
+        self.metrics
+            .call_duration_seconds
+            .with_label_values(&[server, &self.method, &self.tool, label])
+            .observe(self.started.elapsed().as_secs_f64());
+        Step::Done(outcome)
+    }
+
+    fn timeout_error(&self) -> BackendError {
+        BackendError::Timeout {
+            server: self.pool.name().clone(),
+            timeout: self.pool.config().pool.request_timeout,
+        }
+    }
+}
+
+/// The tool a request calls, for metric labels. Only names the server lists count:
+/// a label per arbitrary client-sent name (or resource URI) would grow the registry
+/// without bound.
+fn tool_label(method: &str, message: &Value, catalog: &Catalog) -> String {
+    if method != "tools/call" {
+        return String::new();
+    }
+    let name = message
+        .get("params")
+        .and_then(|params| params.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if catalog.tool(name).is_some() {
+        name.to_owned()
+    } else {
+        UNKNOWN_TOOL_LABEL.to_owned()
+    }
+}
+
+/// The metric label for a tool name the server does not list.
+const UNKNOWN_TOOL_LABEL: &str = "<unknown>";
+
+/// Drops cached lists and resources when their server says they changed.
+async fn invalidate_on_notifications(pool: Arc<Pool>, layer: Arc<CacheLayer>) {
+    let mut notifications = pool.subscribe();
+    loop {
+        let message = match notifications.recv().await {
+            Ok(message) => message,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                // Some change notifications were missed: only dropping the server's
+                // entries is safe.
+                tracing::warn!(server = %pool.name(), missed, "missed server notifications; dropping the server's cache entries");
+                let everything = crate::policy::Invalidation::Server(pool.name().to_string());
+                layer
+                    .cache
+                    .invalidate(&everything, crate::cache::InvalidationReason::ListChanged);
+                continue;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        for invalidation in caching::invalidations_for_notification(pool.name(), &message) {
+            let reason = match invalidation {
+                crate::policy::Invalidation::Tool { ref tool, .. } if tool.ends_with("/list") => {
+                    crate::cache::InvalidationReason::ListChanged
+                }
+                _ => crate::cache::InvalidationReason::ResourceUpdated,
+            };
+            layer.cache.invalidate(&invalidation, reason);
+        }
+    }
+}
