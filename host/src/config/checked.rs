@@ -92,6 +92,10 @@ pub const DEFAULT_CACHE_LIST_TTL: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_CACHE_MAX_COALESCED_WAITERS: usize = 64;
 /// How long a key found uncacheable bypasses the single-flight queue.
 pub const DEFAULT_CACHE_HIT_FOR_MISS_TTL: Duration = Duration::from_secs(5);
+/// Off: an expired entry is not served while it is refreshed.
+pub const DEFAULT_CACHE_STALE_WHILE_REVALIDATE: Duration = Duration::ZERO;
+/// Off: an expired entry is not served when the backend fails.
+pub const DEFAULT_CACHE_STALE_IF_ERROR: Duration = Duration::ZERO;
 /// Whether a server's results may be cached, when its table does not say.
 pub const DEFAULT_SERVER_CACHE: bool = true;
 
@@ -304,6 +308,12 @@ pub struct CacheConfig {
     /// How long a key found uncacheable skips the single-flight queue. Zero turns that memory
     /// off.
     pub hit_for_miss_ttl: Duration,
+    /// How long past its TTL an entry may still be served while one background refresh
+    /// runs (the answer says it is stale in `_meta`). Zero turns it off.
+    pub stale_while_revalidate: Duration,
+    /// How long past its TTL an entry may stand in for a call whose backend fails or times
+    /// out (marked stale in `_meta`). Zero turns it off.
+    pub stale_if_error: Duration,
     /// The TTL table, ordered so that the first rule that matches a call is the one that
     /// applies: rules for a named server come before rules for any server (`"*"`), and within
     /// each, rules for a named tool come before the `"*"` rule. [`CacheConfig::ttl_rule`] does
@@ -327,6 +337,8 @@ impl Default for CacheConfig {
             list_ttl: DEFAULT_CACHE_LIST_TTL,
             max_coalesced_waiters: DEFAULT_CACHE_MAX_COALESCED_WAITERS,
             hit_for_miss_ttl: DEFAULT_CACHE_HIT_FOR_MISS_TTL,
+            stale_while_revalidate: DEFAULT_CACHE_STALE_WHILE_REVALIDATE,
+            stale_if_error: DEFAULT_CACHE_STALE_IF_ERROR,
             ttl_table: Vec::new(),
             invalidation_rules: Vec::new(),
         }

@@ -156,6 +156,12 @@ fn write_cache(out: &mut String, cache: &CacheConfig) -> std::fmt::Result {
         cache.max_coalesced_waiters,
         d(cache.hit_for_miss_ttl)
     )?;
+    writeln!(
+        out,
+        "  stale: while revalidating {}, on backend errors {}",
+        d(cache.stale_while_revalidate),
+        d(cache.stale_if_error)
+    )?;
     if !cache.ttl_table.is_empty() {
         let rows: Vec<String> = cache.ttl_table.iter().map(ttl_row).collect();
         writeln!(out, "  ttl table: {}", rows.join(", "))?;

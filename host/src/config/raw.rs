@@ -91,6 +91,8 @@ pub(crate) struct RawCache {
     pub list_ttl: Option<RawDuration>,
     pub max_coalesced_waiters: Option<usize>,
     pub hit_for_miss_ttl: Option<RawDuration>,
+    pub stale_while_revalidate: Option<RawDuration>,
+    pub stale_if_error: Option<RawDuration>,
     /// `[cache.ttl.SERVER]` tables (or `[cache.ttl."*"]`) of `TOOL = duration`.
     pub ttl: Option<OrderedMap<OrderedMap<RawDuration>>>,
     /// `[[cache.invalidate]]` rules.
@@ -259,7 +261,9 @@ pub(crate) fn field_help(field: &str) -> Option<&'static str> {
         | "check_interval"
         | "check_timeout"
         | "list_ttl"
-        | "hit_for_miss_ttl" => DURATION,
+        | "hit_for_miss_ttl"
+        | "stale_while_revalidate"
+        | "stale_if_error" => DURATION,
         "default_ttl" => {
             "write a duration such as \"60s\" or \"5m\", a number of seconds, or \"none\" for entries that live until they are evicted or invalidated"
         }

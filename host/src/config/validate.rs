@@ -774,6 +774,10 @@ fn cache(
         hit_for_miss_ttl: raw
             .hit_for_miss_ttl
             .map_or(defaults.hit_for_miss_ttl, |d| d.0),
+        stale_while_revalidate: raw
+            .stale_while_revalidate
+            .map_or(defaults.stale_while_revalidate, |d| d.0),
+        stale_if_error: raw.stale_if_error.map_or(defaults.stale_if_error, |d| d.0),
         ttl_table,
         invalidation_rules,
     })

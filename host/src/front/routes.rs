@@ -57,11 +57,17 @@ async fn route(
         return ("/mcp/{server}", result);
     }
     let result = match (method, path) {
-        (&Method::GET, "/metrics") => Ok(text(
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            state.metrics.render(),
-        )),
+        (&Method::GET, "/metrics") => {
+            // The entry and byte gauges are sampled when read.
+            if let Some(cache) = state.router.cache() {
+                cache.stats();
+            }
+            Ok(text(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                state.metrics.render(),
+            ))
+        }
         (&Method::GET, "/healthz") => Ok(text(StatusCode::OK, "text/plain", "ok\n".to_owned())),
         (&Method::GET, "/readyz") => Ok(readyz(state)),
         (&Method::GET, "/health") => Ok(health(state)),

@@ -18,6 +18,8 @@ const ANY: &str = "*";
 pub struct BuiltinPolicy {
     default_ttl: Option<Duration>,
     list_ttl: Duration,
+    stale_while_revalidate: Option<Duration>,
+    stale_if_error: Option<Duration>,
     ttl_table: Vec<TtlRule>,
     rules: Vec<InvalidationRule>,
     uncached_servers: HashSet<String>,
@@ -29,6 +31,8 @@ impl BuiltinPolicy {
         BuiltinPolicy {
             default_ttl: cache.default_ttl,
             list_ttl: cache.list_ttl,
+            stale_while_revalidate: nonzero(cache.stale_while_revalidate),
+            stale_if_error: nonzero(cache.stale_if_error),
             ttl_table: cache.ttl_table.clone(),
             rules: cache.invalidation_rules.clone(),
             uncached_servers: config
@@ -43,8 +47,14 @@ impl BuiltinPolicy {
     fn directive(&self, ttl: Option<Duration>, tags: Vec<String>) -> Decision {
         let mut directive = CacheDirective::with_ttl(ttl);
         directive.tags = tags;
+        directive.stale_while_revalidate = self.stale_while_revalidate;
+        directive.stale_if_error = self.stale_if_error;
         Decision::Cache(directive)
     }
+}
+
+fn nonzero(window: Duration) -> Option<Duration> {
+    (!window.is_zero()).then_some(window)
 }
 
 impl Policy for BuiltinPolicy {
@@ -59,6 +69,7 @@ impl Policy for BuiltinPolicy {
             return Decision::Bypass;
         }
         match call.kind {
+            CallKind::List if self.list_ttl.is_zero() => Decision::Bypass,
             CallKind::List => self.directive(Some(self.list_ttl), Vec::new()),
             CallKind::Resource => self.directive(self.default_ttl, Vec::new()),
             CallKind::Tool if call.annotations.read_only == Some(true) => {
