@@ -4,6 +4,8 @@
 
 mod support;
 
+mod cache;
+mod cache_live;
 mod clients;
 mod concurrency;
 mod config_errors;

@@ -9,9 +9,37 @@ use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::sync::watch;
 
+/// Who may receive a published response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    Everyone,
+    /// The result is private to this principal (`None`: to an anonymous caller, so to
+    /// nobody else).
+    Principal(Option<Arc<str>>),
+}
+
 /// The response a fill publishes to its waiters (with the leader's id; each waiter
 /// restores its own).
-pub type Published = Option<Arc<Value>>;
+#[derive(Debug)]
+pub struct FlightResult {
+    pub response: Value,
+    pub audience: Audience,
+}
+
+impl FlightResult {
+    /// Whether a waiter acting for `principal` may use this result.
+    pub fn visible_to(&self, principal: Option<&Arc<str>>) -> bool {
+        match &self.audience {
+            Audience::Everyone => true,
+            Audience::Principal(Some(owner)) => {
+                principal.is_some_and(|principal| principal == owner)
+            }
+            Audience::Principal(None) => false,
+        }
+    }
+}
+
+pub type Published = Option<Arc<FlightResult>>;
 
 struct Flight {
     result: watch::Sender<Published>,
@@ -43,8 +71,8 @@ pub struct Leader {
 }
 
 impl Leader {
-    pub fn publish(self, response: Arc<Value>) {
-        self.flight.result.send_replace(Some(response));
+    pub fn publish(self, result: FlightResult) {
+        self.flight.result.send_replace(Some(Arc::new(result)));
     }
 }
 

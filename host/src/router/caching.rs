@@ -11,8 +11,8 @@ use tokio::sync::watch;
 
 use crate::backend::{BackendError, Catalog};
 use crate::cache::{
-    Entry, FillTicket, InvalidationReason, Leader, ResponseCache, Role, Served, cache_key,
-    canonical_arguments, name_tag, policy_tag, server_tag,
+    Audience, Entry, FillTicket, FlightResult, InvalidationReason, Leader, Published,
+    ResponseCache, Role, Served, cache_key, canonical_arguments, name_tag, policy_tag, server_tag,
 };
 use crate::policy::{
     Annotations, CacheDirective, CallInfo, CallKind, Decision, Invalidation, Outcome, PolicyChain,
@@ -117,7 +117,7 @@ pub enum Lookup {
     /// Answered: the response (its id still to be set).
     Hit(Value),
     /// Another caller is filling this key: wait for its response.
-    Follow(watch::Receiver<Option<Arc<Value>>>),
+    Follow(watch::Receiver<Published>),
     /// An expired entry served within its stale-while-revalidate window, and, when no
     /// refresh is running yet, the plan of the one background refresh to start.
     Stale(Value, Option<CallCache>),
@@ -244,8 +244,9 @@ impl CallCache {
         };
         let shared_key = key("");
         let private_key = call.principal.as_deref().map(key);
-        // Different principals never share a fill: the result may turn out private.
-        let flight_key = private_key.clone().unwrap_or_else(|| shared_key.clone());
+        // Callers of every principal share one fill; the leader says who may see the
+        // result, so a private one never reaches another principal's waiter.
+        let flight_key = shared_key.clone();
         let mut fallback = None;
         for candidate in std::iter::once(&shared_key).chain(private_key.as_ref()) {
             let Some(entry) = cache.get(candidate) else {
@@ -330,6 +331,11 @@ impl CallCache {
         self.mode = Mode::Nothing;
     }
 
+    /// Whether this call's caller may use another caller's published result.
+    pub fn may_receive(&self, result: &FlightResult) -> bool {
+        result.visible_to(self.call.principal.as_ref())
+    }
+
     /// Records that a follower got its answer from another caller's fill.
     pub fn coalesced(&mut self) {
         self.layer.cache.record(Served::Coalesced);
@@ -390,15 +396,23 @@ impl CallCache {
                 return Ok(stale_response(&stale));
             }
         };
+        let entry = self.entry_for(&response, &fill.directive, backend_time);
         if let Some(leader) = fill.leader {
-            leader.publish(Arc::new(response.clone()));
+            let private = entry
+                .as_ref()
+                .map_or_else(|| is_private(&response), |entry| entry.private);
+            let audience = if private {
+                Audience::Principal(self.call.principal.clone())
+            } else {
+                Audience::Everyone
+            };
+            leader.publish(FlightResult {
+                response: response.clone(),
+                audience,
+            });
         }
-        let flight_key = fill
-            .private_key
-            .clone()
-            .unwrap_or_else(|| fill.shared_key.clone());
-        let Some(entry) = self.entry_for(&response, &fill.directive, backend_time) else {
-            cache.mark_uncacheable(flight_key);
+        let Some(entry) = entry else {
+            cache.mark_uncacheable(fill.shared_key);
             return Ok(response);
         };
         let key = if entry.private {
@@ -444,8 +458,7 @@ impl CallCache {
         if ttl.is_some_and(|ttl| ttl.is_zero()) {
             return None;
         }
-        let private = !directive.shared
-            || result.get("cacheScope").and_then(Value::as_str) == Some("private");
+        let private = !directive.shared || is_private(response);
         let size = serde_json::to_vec(result).map_or(0, |bytes| bytes.len());
         let call = &self.call;
         let mut tags = vec![server_tag(&call.server), name_tag(&call.server, &call.name)];
@@ -462,6 +475,13 @@ impl CallCache {
             backend_time,
         })
     }
+}
+
+fn is_private(response: &Value) -> bool {
+    response
+        .pointer("/result/cacheScope")
+        .and_then(Value::as_str)
+        == Some("private")
 }
 
 fn is_error_response(response: &Value) -> bool {

@@ -198,7 +198,7 @@ pub struct ForwardedCall {
     /// A response that needs no backend (a cache hit).
     ready: Option<Value>,
     /// Another caller is filling the same key; its response comes through here.
-    follower: Option<tokio::sync::watch::Receiver<Option<Arc<Value>>>>,
+    follower: Option<tokio::sync::watch::Receiver<crate::cache::Published>>,
 }
 
 impl ForwardedCall {
@@ -303,7 +303,7 @@ impl ForwardedCall {
     /// this call goes to the backend itself (returns `None` once it has started).
     async fn follow(
         &mut self,
-        mut receiver: tokio::sync::watch::Receiver<Option<Arc<Value>>>,
+        mut receiver: tokio::sync::watch::Receiver<crate::cache::Published>,
     ) -> Option<Step> {
         let waited = tokio::time::timeout_at(self.deadline, async {
             // Copied out at once: the watch guard must not live across an await.
@@ -316,13 +316,19 @@ impl ForwardedCall {
         .await;
         match waited {
             Err(_) => return Some(self.finish(Err(self.timeout_error()))),
-            Ok(Some(response)) => {
+            // A result private to another principal is not ours to use: fetch our own.
+            Ok(Some(published))
+                if self
+                    .caching
+                    .as_ref()
+                    .is_some_and(|caching| caching.may_receive(&published)) =>
+            {
                 if let Some(caching) = self.caching.as_mut() {
                     caching.coalesced();
                 }
-                return Some(self.finish_from_cache((*response).clone()));
+                return Some(self.finish_from_cache(published.response.clone()));
             }
-            Ok(None) => {}
+            Ok(_) => {}
         }
         let message = self.retry_copy.clone()?;
         if let Err(error) = self.start(message).await {
