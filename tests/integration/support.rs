@@ -109,7 +109,10 @@ impl Bridge {
         let dir = tempfile::tempdir()?;
         let config_path = dir.path().join("mcp-bridge.toml");
         let mut config = config_toml.to_owned();
-        if !config.lines().any(|line| line.trim_start().starts_with("[cache")) {
+        if !config
+            .lines()
+            .any(|line| line.trim_start().starts_with("[cache"))
+        {
             config.push_str("\n[cache]\nenabled = false\n");
         }
         std::fs::write(&config_path, config)?;
