@@ -397,10 +397,30 @@ impl CallCache {
             }
         };
         let entry = self.entry_for(&response, &fill.directive, backend_time);
+        let private = entry
+            .as_ref()
+            .map_or_else(|| is_private(&response), |entry| entry.private);
+        // Store first, publish second: a caller arriving between the two then finds the
+        // entry instead of neither the entry nor the flight.
+        match entry {
+            None => cache.mark_uncacheable(fill.shared_key.clone()),
+            Some(entry) => {
+                let key = if private {
+                    fill.private_key.clone()
+                } else {
+                    Some(fill.shared_key.clone())
+                };
+                // A private result without a principal to file it under is not stored.
+                if let Some(key) = key {
+                    self.hint = Some(CacheHint {
+                        ttl: entry.ttl.unwrap_or_default(),
+                        shared: !private,
+                    });
+                    cache.insert(key, entry, &fill.ticket);
+                }
+            }
+        }
         if let Some(leader) = fill.leader {
-            let private = entry
-                .as_ref()
-                .map_or_else(|| is_private(&response), |entry| entry.private);
             let audience = if private {
                 Audience::Principal(self.call.principal.clone())
             } else {
@@ -411,24 +431,6 @@ impl CallCache {
                 audience,
             });
         }
-        let Some(entry) = entry else {
-            cache.mark_uncacheable(fill.shared_key);
-            return Ok(response);
-        };
-        let key = if entry.private {
-            fill.private_key
-        } else {
-            Some(fill.shared_key)
-        };
-        let Some(key) = key else {
-            // A private result without a principal to file it under is not stored.
-            return Ok(response);
-        };
-        self.hint = Some(CacheHint {
-            ttl: entry.ttl.unwrap_or_default(),
-            shared: !entry.private,
-        });
-        cache.insert(key, entry, &fill.ticket);
         Ok(response)
     }
 
