@@ -1,23 +1,30 @@
-//! The bridge benchmark: uncached `tools/call` latency through `mcp-bridge` against the same
-//! call made directly over stdio, and throughput at many connections against a bare hyper
-//! server, all measured side by side in one run on real processes.
+//! The bridge benchmark: `tools/call` latency through `mcp-bridge` with its cache off against
+//! the same call made directly over stdio, the same call answered from the bridge's cache, and
+//! throughput at many connections against a bare hyper server answering the same body, all
+//! measured side by side in one run on real processes.
 //!
 //! Run it with `cargo bench --bench bridge` (`-- --help` lists the options); `benches/README.md`
 //! explains every number. It prints a table and writes `target/bench-results/bridge.json`.
 //!
 //! What runs:
-//! - `mcp-bridge serve` on a free loopback port, pooling `mcp-bridge demo-server` (zero latency);
+//! - `mcp-bridge serve` twice on free loopback ports, each pooling `mcp-bridge demo-server`
+//!   (zero latency): one with `[cache] enabled = false`, so every call reaches a backend
+//!   ("uncached"), and one with the cache on, warmed, so every measured call is a hit ("cached");
 //! - one more `mcp-bridge demo-server` that the bench drives directly over its stdin/stdout;
-//! - a bare hyper server in the bench process, answering with a canned body of the bridge's
-//!   answer size.
+//! - two bare hyper servers in the bench process, answering with canned bodies of exactly the
+//!   uncached and the cached bridge's answers.
 //!
 //! The measured calls are sequential on one connection for latency (split into interleaved
 //! rounds so drift hits every path alike), then closed-loop on many keep-alive connections for
-//! throughput. Any failed call fails the bench.
+//! throughput (the four targets taking turns round by round). Any failed call fails the bench,
+//! and so does a cached bridge whose `/admin/cache/stats` shows fewer hits than 99% of the calls
+//! sent to it.
 
 // The crate root's modules would be looked up next to it; they live in `benches/bridge/`.
 #[path = "bridge/baseline.rs"]
 mod baseline;
+#[path = "bridge/cache.rs"]
+mod cache;
 #[path = "bridge/http.rs"]
 mod http;
 #[path = "bridge/load.rs"]
@@ -43,11 +50,12 @@ use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 
 use self::baseline::BaselineServer;
+use self::cache::{CacheCheck, CacheMode};
 use self::http::{CallOutcome, McpClient};
-use self::load::{LoadReport, Probe};
+use self::load::{LoadReport, Probe, Round};
 use self::options::Options;
 use self::processes::BridgeProcess;
-use self::report::{Latency, ratio};
+use self::report::{Latency, Throughput, calls_per_second, ratio};
 use self::stats::{CpuProbe, Summary, round, round2};
 use self::stdio::StdioClient;
 
@@ -90,10 +98,12 @@ fn main() -> ExitCode {
 /// Everything one run measured.
 struct Results {
     latency: Latency,
-    bridge_load: LoadReport,
-    baseline_load: LoadReport,
+    load: Throughput,
+    cache: CacheCheck,
     answer_bytes: usize,
+    cached_answer_bytes: usize,
     bridge_rss_kib: Option<u64>,
+    cached_rss_kib: Option<u64>,
 }
 
 async fn run(options: &Options) -> Result<()> {
@@ -113,7 +123,7 @@ async fn run(options: &Options) -> Result<()> {
     let judge = !options.smoke && !cfg!(debug_assertions);
     let header = format!(
         "mcp-bridge bench ({mode} run, {profile} build): {cpus} CPU(s){}; \
-         the load generator (1 thread), the bridge and the demo server(s) share them",
+         the load generator (1 thread), the bridges and the demo servers share them",
         stats::cpu_model()
             .map(|model| format!(" ({model})"))
             .unwrap_or_default(),
@@ -127,14 +137,22 @@ async fn run(options: &Options) -> Result<()> {
     };
     eprintln!("bench: {header}");
 
-    let bridge = BridgeProcess::start(exe, &bridge_config(exe, options)).await?;
-    bridge.wait_ready().await?;
-    let measured = measure(options, exe, &bridge).await;
-    let stopped = bridge.stop(Duration::from_secs(20)).await;
+    // Dropping a bridge kills it, so an early return leaves no process behind.
+    let uncached = BridgeProcess::start(exe, &bridge_config(exe, options, CacheMode::Off)).await?;
+    let cached = BridgeProcess::start(exe, &bridge_config(exe, options, CacheMode::On)).await?;
+    uncached.wait_ready().await?;
+    cached.wait_ready().await?;
+    let measured = measure(options, exe, &uncached, &cached).await;
+    let stopped = [
+        uncached.stop(Duration::from_secs(20)).await,
+        cached.stop(Duration::from_secs(20)).await,
+    ];
     let results = measured?;
-    let exit = stopped?;
-    if !exit.success() {
-        eprintln!("bench: warning: the bridge exited with {exit} after SIGTERM");
+    for (name, stopped) in ["uncached", "cached"].into_iter().zip(stopped) {
+        let exit = stopped?;
+        if !exit.success() {
+            eprintln!("bench: warning: the {name} bridge exited with {exit} after SIGTERM");
+        }
     }
 
     println!(
@@ -143,8 +161,8 @@ async fn run(options: &Options) -> Result<()> {
             &header,
             judge,
             &results.latency,
-            &results.bridge_load,
-            &results.baseline_load
+            &results.load,
+            &results.cache
         )
     );
     let load = [load_before, stats::load_average()];
@@ -153,15 +171,22 @@ async fn run(options: &Options) -> Result<()> {
     write_json(&path, &document)?;
     println!("JSON report: {}", path.display());
 
-    let errors = results.bridge_load.errors + results.baseline_load.errors;
+    let Throughput {
+        bridge,
+        baseline,
+        cached,
+        cached_baseline,
+    } = &results.load;
+    let errors = bridge.errors + baseline.errors + cached.errors + cached_baseline.errors;
     if errors > 0 {
         bail!("{errors} call(s) failed under load (see the table)");
     }
-    Ok(())
+    results.cache.ensure_hits()
 }
 
-/// The bridge's config: one demo server with zero latency and the bench's pool settings.
-fn bridge_config(exe: &Path, options: &Options) -> String {
+/// A bridge's config: one demo server with zero latency and the bench's pool settings, and the
+/// cache off or on. The cache is on by default, so the uncached bridge has to say it is off.
+fn bridge_config(exe: &Path, options: &Options, cache: CacheMode) -> String {
     // A JSON string is a valid TOML basic string; `$` is doubled because the bridge expands
     // `${VAR}` in commands.
     let command = serde_json::to_string(&exe.display().to_string())
@@ -174,44 +199,83 @@ fn bridge_config(exe: &Path, options: &Options) -> String {
          min_connections = {min}\n\
          max_connections = {max}\n\
          max_inflight = {inflight}\n\
-         max_queue = {queue}\n",
+         max_queue = {queue}\n\
+         \n\
+         {cache}",
         min = options.min_connections(),
         max = options.max_connections,
         inflight = options.max_inflight,
         queue = options.connections.max(256),
+        cache = cache.toml(),
     )
 }
 
-async fn measure(options: &Options, exe: &Path, bridge: &BridgeProcess) -> Result<Results> {
-    // Sequential latency: the three paths, each on its own warm connection or pipe.
+/// Opens a connection to a bridge's endpoint and starts an MCP session on it.
+async fn session(bridge: &BridgeProcess) -> Result<McpClient> {
+    let mut client = McpClient::connect(bridge.address, ENDPOINT).await?;
+    client.initialize().await?;
+    Ok(client)
+}
+
+async fn measure(
+    options: &Options,
+    exe: &Path,
+    uncached: &BridgeProcess,
+    cached: &BridgeProcess,
+) -> Result<Results> {
+    // The uncached bridge must have no cache at all (its stats endpoint then answers 404), or
+    // its numbers would measure hits.
+    if uncached.cache_stats().await?.is_some() {
+        bail!("the uncached bridge has its cache on; its config must say [cache] enabled = false");
+    }
+    if cached.cache_stats().await?.is_none() {
+        bail!("the cached bridge has its cache off");
+    }
+
+    // Sequential latency: the five paths, each on its own warm connection or pipe.
     let mut direct = StdioClient::spawn(exe, &["demo-server"]).await?;
-    let mut via_bridge = McpClient::connect(bridge.address, ENDPOINT).await?;
-    via_bridge
-        .initialize()
+    let mut via_bridge = session(uncached)
         .await
-        .context("initialize through the bridge")?;
+        .context("initialize through the uncached bridge")?;
     let answer = via_bridge
         .call_tool_raw()
         .await
-        .context("first call through the bridge")?;
+        .context("first call through the uncached bridge")?;
+    let mut via_cache = session(cached)
+        .await
+        .context("initialize through the cached bridge")?;
+    // The first call misses and fills the cache; the second is a hit, and the hit's body is
+    // what the cached path's baseline answers with.
+    via_cache
+        .call_tool_raw()
+        .await
+        .context("first call through the cached bridge")?;
+    let cached_answer = via_cache
+        .call_tool_raw()
+        .await
+        .context("second call through the cached bridge")?;
     let baseline = BaselineServer::start(answer.clone())?;
+    let cached_baseline = BaselineServer::start(cached_answer.clone())?;
     let mut floor = McpClient::connect(baseline.address, ENDPOINT).await?;
+    let mut cached_floor = McpClient::connect(cached_baseline.address, ENDPOINT).await?;
 
     eprintln!(
         "bench: sequential latency, {} warm-up + {} measured calls per path",
         options.warmup_calls, options.calls
     );
     let mut paths = [
-        Path3::Direct(&mut direct),
-        Path3::Bridge(&mut via_bridge),
-        Path3::Floor(&mut floor),
+        SeqPath::Direct(&mut direct),
+        SeqPath::Http("bridge", &mut via_bridge),
+        SeqPath::Floor("bare hyper", &mut floor),
+        SeqPath::Http("cached bridge", &mut via_cache),
+        SeqPath::Floor("bare hyper (the hit's body)", &mut cached_floor),
     ];
     for path in &mut paths {
         for _ in 0..options.warmup_calls {
             path.call_checked().await?;
         }
     }
-    let mut samples: [Vec<u64>; 3] = std::array::from_fn(|_| Vec::with_capacity(options.calls));
+    let mut samples: [Vec<u64>; 5] = std::array::from_fn(|_| Vec::with_capacity(options.calls));
     let per_round = options.calls.div_ceil(options.rounds);
     let mut remaining = options.calls;
     while remaining > 0 {
@@ -225,37 +289,137 @@ async fn measure(options: &Options, exe: &Path, bridge: &BridgeProcess) -> Resul
         }
         remaining -= count;
     }
-    let [mut direct_ns, mut bridge_ns, mut floor_ns] = samples;
+    let [
+        mut direct_ns,
+        mut bridge_ns,
+        mut floor_ns,
+        mut cached_ns,
+        mut cached_floor_ns,
+    ] = samples;
     let latency = Latency {
         rounds: options.calls.div_ceil(per_round),
         direct: Summary::from_nanos(&mut direct_ns),
         bridge: Summary::from_nanos(&mut bridge_ns),
         floor: Summary::from_nanos(&mut floor_ns),
+        cached: Summary::from_nanos(&mut cached_ns),
+        cached_floor: Summary::from_nanos(&mut cached_floor_ns),
     };
     direct.close().await?;
-    drop((via_bridge, floor));
+    let mut cached_calls = via_cache.calls();
+    drop((via_bridge, floor, via_cache, cached_floor));
 
-    // Throughput: the bridge and the bare hyper server take turns, round by round, each on
-    // its own set of keep-alive connections opened up front.
-    let bridge_pid = bridge.pid().context("the bridge is not running")?;
+    // Throughput: the four targets take turns, round by round, each on its own set of
+    // keep-alive connections opened up front.
+    let bridge_pid = uncached
+        .pid()
+        .context("the uncached bridge is not running")?;
+    let cached_pid = cached.pid().context("the cached bridge is not running")?;
     eprintln!(
         "bench: throughput at {} connections, {:?} per target in {} alternating rounds after {:?} warm-up",
         options.connections, options.duration, options.load_rounds, options.warmup
     );
-    let mut bridge_clients = Vec::with_capacity(options.connections);
-    let mut baseline_clients = Vec::with_capacity(options.connections);
+    let mut targets = [
+        Target::new(true, bridge_probes(bridge_pid, uncached).await?),
+        Target::new(false, baseline_probes()),
+        Target::new(true, bridge_probes(cached_pid, cached).await?),
+        Target::new(false, baseline_probes()),
+    ];
     for _ in 0..options.connections {
-        let mut client = McpClient::connect(bridge.address, ENDPOINT).await?;
-        client
-            .initialize()
-            .await
-            .context("initialize a load connection")?;
-        bridge_clients.push(client);
-        baseline_clients.push(McpClient::connect(baseline.address, ENDPOINT).await?);
+        targets[0].clients.push(
+            session(uncached)
+                .await
+                .context("initialize a load connection")?,
+        );
+        targets[1]
+            .clients
+            .push(McpClient::connect(baseline.address, ENDPOINT).await?);
+        targets[2].clients.push(
+            session(cached)
+                .await
+                .context("initialize a load connection to the cached bridge")?,
+        );
+        targets[3]
+            .clients
+            .push(McpClient::connect(cached_baseline.address, ENDPOINT).await?);
     }
+    let slice = options.duration / u32::try_from(options.load_rounds).unwrap_or(u32::MAX);
+    for round in 0..options.load_rounds {
+        // The first round of each target warms it up; later rounds only let the connections
+        // get back into step after the other targets' turns.
+        let warmup = if round == 0 {
+            options.warmup
+        } else {
+            options.warmup.min(slice / 5)
+        };
+        for target in &mut targets {
+            let clients = std::mem::take(&mut target.clients);
+            let (result, clients) =
+                load::run_round(clients, target.check_id, warmup, slice, &target.probes).await?;
+            target.clients = clients;
+            target.rounds.push(result);
+        }
+    }
+    let bridge_rss_kib = stats::rss_kib(bridge_pid);
+    let cached_rss_kib = stats::rss_kib(cached_pid);
+    cached_calls += targets[2].clients.iter().map(McpClient::calls).sum::<u64>();
+    let [bridge, baseline_load, cached_load, cached_baseline_load] =
+        targets.map(|target| target.report(options.connections));
+    baseline.stop();
+    cached_baseline.stop();
+
+    // Every call the cached bridge answered must have been a hit, bar the one that filled it.
+    let stats = cached
+        .cache_stats()
+        .await?
+        .context("the cached bridge's cache went off during the run")?;
+    let cache = CacheCheck::new(cached_calls, stats)?;
+
+    Ok(Results {
+        latency,
+        load: Throughput {
+            bridge,
+            baseline: baseline_load,
+            cached: cached_load,
+            cached_baseline: cached_baseline_load,
+        },
+        cache,
+        answer_bytes: answer.len(),
+        cached_answer_bytes: cached_answer.len(),
+        bridge_rss_kib,
+        cached_rss_kib,
+    })
+}
+
+/// One throughput target: its connections, its CPU probes and the rounds measured so far.
+struct Target {
+    clients: Vec<McpClient>,
+    /// Off for the baseline servers, whose canned answers carry a fixed id.
+    check_id: bool,
+    probes: Vec<Probe>,
+    rounds: Vec<Round>,
+}
+
+impl Target {
+    fn new(check_id: bool, probes: Vec<Probe>) -> Self {
+        Self {
+            clients: Vec::new(),
+            check_id,
+            probes,
+            rounds: Vec::new(),
+        }
+    }
+
+    fn report(self, connections: usize) -> LoadReport {
+        LoadReport::from_rounds(connections, &self.probes, self.rounds)
+    }
+}
+
+/// The CPU probes of a bridge's rounds: the bridge, its demo servers, the load generator and the
+/// whole machine.
+async fn bridge_probes(pid: u32, bridge: &BridgeProcess) -> Result<Vec<Probe>> {
     let backends = bridge.backend_pids(SERVER).await?;
-    let bridge_probes = [
-        Probe::new("bridge", "bridge", CpuProbe::Processes(vec![bridge_pid])),
+    Ok(vec![
+        Probe::new("bridge", "bridge", CpuProbe::Processes(vec![pid])),
         Probe::new(
             "demo_servers",
             format!("demo servers ({})", backends.len()),
@@ -263,73 +427,46 @@ async fn measure(options: &Options, exe: &Path, bridge: &BridgeProcess) -> Resul
         ),
         Probe::new("load_generator", "load generator", CpuProbe::CurrentThread),
         Probe::new("machine", "whole machine", CpuProbe::Machine),
-    ];
-    let baseline_probes = [
+    ])
+}
+
+/// The CPU probes of a baseline server's rounds. Both baseline servers live in the bench
+/// process, so its figure includes the idle one.
+fn baseline_probes() -> Vec<Probe> {
+    vec![
         Probe::new(
             "bench_process",
-            "bench process (server + generator)",
+            "bench process (servers + generator)",
             CpuProbe::Processes(vec![std::process::id()]),
         ),
         Probe::new("load_generator", "load generator", CpuProbe::CurrentThread),
         Probe::new("machine", "whole machine", CpuProbe::Machine),
-    ];
-    let slice = options.duration / u32::try_from(options.load_rounds).unwrap_or(u32::MAX);
-    let (mut bridge_rounds, mut baseline_rounds) = (Vec::new(), Vec::new());
-    for round in 0..options.load_rounds {
-        // The first round of each target warms it up; later rounds only let the connections
-        // get back into step after the other target's turn.
-        let warmup = if round == 0 {
-            options.warmup
-        } else {
-            options.warmup.min(slice / 5)
-        };
-        let (result, clients) =
-            load::run_round(bridge_clients, true, warmup, slice, &bridge_probes).await?;
-        bridge_clients = clients;
-        bridge_rounds.push(result);
-        let (result, clients) =
-            load::run_round(baseline_clients, false, warmup, slice, &baseline_probes).await?;
-        baseline_clients = clients;
-        baseline_rounds.push(result);
-    }
-    let bridge_rss_kib = stats::rss_kib(bridge_pid);
-    drop((bridge_clients, baseline_clients));
-    baseline.stop();
-    let bridge_load = LoadReport::from_rounds(options.connections, &bridge_probes, bridge_rounds);
-    let baseline_load =
-        LoadReport::from_rounds(options.connections, &baseline_probes, baseline_rounds);
-
-    Ok(Results {
-        latency,
-        bridge_load,
-        baseline_load,
-        answer_bytes: answer.len(),
-        bridge_rss_kib,
-    })
+    ]
 }
 
-/// One of the three sequentially measured paths.
-enum Path3<'a> {
+/// One of the sequentially measured paths.
+enum SeqPath<'a> {
+    /// The demo server over its stdin/stdout.
     Direct(&'a mut StdioClient),
-    Bridge(&'a mut McpClient),
-    Floor(&'a mut McpClient),
+    /// A bridge, in an MCP session.
+    Http(&'static str, &'a mut McpClient),
+    /// A bare hyper server, whose canned answer has a fixed id.
+    Floor(&'static str, &'a mut McpClient),
 }
 
-impl Path3<'_> {
+impl SeqPath<'_> {
     fn name(&self) -> &'static str {
         match self {
-            Path3::Direct(_) => "direct stdio",
-            Path3::Bridge(_) => "bridge",
-            Path3::Floor(_) => "bare hyper",
+            SeqPath::Direct(_) => "direct stdio",
+            SeqPath::Http(name, _) | SeqPath::Floor(name, _) => name,
         }
     }
 
     async fn call(&mut self) -> CallOutcome {
         match self {
-            Path3::Direct(client) => client.call_tool().await,
-            Path3::Bridge(client) => client.call_tool(true).await,
-            // The baseline's canned answer has a fixed id.
-            Path3::Floor(client) => client.call_tool(false).await,
+            SeqPath::Direct(client) => client.call_tool().await,
+            SeqPath::Http(_, client) => client.call_tool(true).await,
+            SeqPath::Floor(_, client) => client.call_tool(false).await,
         }
     }
 
@@ -359,15 +496,14 @@ fn json_report(
         direct,
         bridge,
         floor,
+        cached,
+        cached_floor,
     } = &results.latency;
-    let (bridge_load, baseline_load) = (&results.bridge_load, &results.baseline_load);
-    let (bridge_calls_per_s, baseline_calls_per_s) = (
-        bridge_load.calls_per_second(),
-        baseline_load.calls_per_second(),
-    );
+    let load = &results.load;
+    let per_core = load.cached_calls_per_core();
     json!({
         "bench": "bridge",
-        "schema": 1,
+        "schema": 2,
         "mode": if options.smoke { "smoke" } else { "full" },
         "profile": profile,
         "unix_time": SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |t| t.as_secs()),
@@ -376,7 +512,7 @@ fn json_report(
             "cpus": cpus,
             "cpu_model": stats::cpu_model(),
             "load_average_1m": { "before": load_average[0], "after": load_average[1] },
-            "note": "the load generator (one thread), the bridge and the demo servers share them",
+            "note": "the load generator (one thread), the bridges and the demo servers share them",
         },
         "options": {
             "tool": rpc::TOOL,
@@ -391,8 +527,13 @@ fn json_report(
                 "max_connections": options.max_connections,
                 "max_inflight": options.max_inflight,
             },
+            "cache": {
+                "uncached_bridge": CacheMode::Off.to_json(),
+                "cached_bridge": CacheMode::On.to_json(),
+            },
             "demo_latency_ms": 0,
             "answer_bytes": results.answer_bytes,
+            "cached_answer_bytes": results.cached_answer_bytes,
         },
         "latency": {
             "direct_stdio": direct.to_json(),
@@ -416,13 +557,55 @@ fn json_report(
                 "p50_met": judged.then_some(bridge.p50 - direct.p50 <= report::TARGET_ADDED_P50_US),
                 "p99_met": judged.then_some(bridge.p99 - direct.p99 <= report::TARGET_ADDED_P99_US),
             },
+            "cached": {
+                "bridge": cached.to_json(),
+                "http_floor": cached_floor.to_json(),
+                "over_floor_us": {
+                    "p50": round(cached.p50 - cached_floor.p50),
+                    "p90": round(cached.p90 - cached_floor.p90),
+                    "p99": round(cached.p99 - cached_floor.p99),
+                    "mean": round(cached.mean - cached_floor.mean),
+                },
+                "ratio_to_floor": {
+                    "p50": round2(ratio(cached.p50, cached_floor.p50)),
+                    "p90": round2(ratio(cached.p90, cached_floor.p90)),
+                    "p99": round2(ratio(cached.p99, cached_floor.p99)),
+                    "mean": round2(ratio(cached.mean, cached_floor.mean)),
+                },
+                // One connection making one call at a time: the inverse of the mean latency.
+                "calls_per_s": {
+                    "bridge": calls_per_second(cached).round(),
+                    "http_floor": calls_per_second(cached_floor).round(),
+                    "ratio": round2(ratio(calls_per_second(cached), calls_per_second(cached_floor))),
+                },
+                "target_p50_us": report::TARGET_CACHED_P50_US,
+                "p50_met": judged.then_some(cached.p50 <= report::TARGET_CACHED_P50_US),
+            },
         },
         "throughput": {
-            "bridge": bridge_load.to_json(),
-            "baseline_hyper": baseline_load.to_json(),
-            "ratio_calls_per_s": round2(ratio(bridge_calls_per_s, baseline_calls_per_s)),
+            "bridge": load.bridge.to_json(),
+            "baseline_hyper": load.baseline.to_json(),
+            "ratio_calls_per_s": round2(ratio(load.bridge.calls_per_second(), load.baseline.calls_per_second())),
             "bridge_rss_kib_after": results.bridge_rss_kib,
+            "cached": {
+                "bridge": load.cached.to_json(),
+                "baseline_hyper": load.cached_baseline.to_json(),
+                "ratio_calls_per_s": round2(ratio(load.cached.calls_per_second(), load.cached_baseline.calls_per_second())),
+                "ratio_p50": round2(ratio(load.cached.latency.p50, load.cached_baseline.latency.p50)),
+                "ratio_p99": round2(ratio(load.cached.latency.p99, load.cached_baseline.latency.p99)),
+                "bridge_calls_per_cpu_second": per_core.map(f64::round),
+                "bridge_rss_kib_after": results.cached_rss_kib,
+                "target_p99_us": report::TARGET_CACHED_LOAD_P99_US,
+                "p99_met": judged.then_some(load.cached.latency.p99 <= report::TARGET_CACHED_LOAD_P99_US),
+                "target_calls_per_core_s": report::TARGET_CACHED_CALLS_PER_CORE,
+                "calls_per_core_met": if judged {
+                    per_core.map(|rate| rate >= report::TARGET_CACHED_CALLS_PER_CORE)
+                } else {
+                    None
+                },
+            },
         },
+        "cache": results.cache.to_json(),
     })
 }
 

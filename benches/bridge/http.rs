@@ -230,6 +230,9 @@ pub struct McpClient {
     encoder: CallEncoder,
     body: Vec<u8>,
     next_id: u64,
+    /// How many `tools/call` requests this client has sent, so the bench can hold the cache's
+    /// hit counter against them.
+    calls: u64,
 }
 
 /// What one measured call produced: `Ok(Ok(()))` is a successful result, `Ok(Err(text))` an
@@ -245,7 +248,13 @@ impl McpClient {
             encoder: CallEncoder::new(rpc::TOOL)?,
             body: Vec::with_capacity(256),
             next_id: 1,
+            calls: 0,
         })
+    }
+
+    /// How many `tools/call` requests this client has sent, answered or not.
+    pub fn calls(&self) -> u64 {
+        self.calls
     }
 
     /// Runs the session-based handshake: `initialize` (which returns the session id), then
@@ -308,6 +317,7 @@ impl McpClient {
     pub async fn call_tool(&mut self, check_id: bool) -> CallOutcome {
         let id = self.next_id;
         self.next_id += 1;
+        self.calls += 1;
         let mut body = std::mem::take(&mut self.body);
         body.clear();
         self.encoder.encode(id, &mut body);
@@ -333,6 +343,7 @@ impl McpClient {
         let mut body = Vec::new();
         self.encoder.encode(self.next_id, &mut body);
         self.next_id += 1;
+        self.calls += 1;
         let response = self.post(&body).await?;
         if response.status != 200 || !response.content_type.starts_with("application/json") {
             bail!(

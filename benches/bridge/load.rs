@@ -115,6 +115,22 @@ impl LoadReport {
         }
     }
 
+    /// The CPU time the probe with this key measured, when it could.
+    pub fn cpu_of(&self, key: &str) -> Option<Duration> {
+        self.cpu
+            .iter()
+            .find(|(probe, _)| probe.key == key)
+            .and_then(|(_, cpu)| *cpu)
+    }
+
+    /// Successful calls per second of the probe's CPU time: how many calls one core running
+    /// only that process would answer, if its cost per call stayed the same.
+    pub fn calls_per_cpu_second(&self, key: &str) -> Option<f64> {
+        self.cpu_of(key)
+            .filter(|cpu| !cpu.is_zero())
+            .map(|cpu| self.ok as f64 / cpu.as_secs_f64())
+    }
+
     /// The cores a probe kept busy on average.
     pub fn cores(&self, cpu: Duration) -> f64 {
         if self.window.is_zero() {

@@ -1,4 +1,4 @@
-//! The bridge under test: `mcp-bridge serve` started as a real process on a free loopback port,
+//! A bridge under test: `mcp-bridge serve` started as a real process on a free loopback port,
 //! with a config written for the run. Its log is drained on a thread (a full stderr pipe would
 //! stall it) and kept for error messages.
 
@@ -141,6 +141,22 @@ impl BridgeProcess {
             })
             .unwrap_or_default();
         Ok(pids)
+    }
+
+    /// The cache's counters from `GET /admin/cache/stats`, or `None` when the bridge answers
+    /// 404 there, which it does when its cache is off.
+    pub async fn cache_stats(&self) -> Result<Option<Value>> {
+        let (status, body) = http::get(self.address, "/admin/cache/stats").await?;
+        match status {
+            200 => serde_json::from_slice(&body)
+                .map(Some)
+                .context("/admin/cache/stats is not JSON"),
+            404 => Ok(None),
+            _ => bail!(
+                "/admin/cache/stats answered HTTP {status}: {}",
+                String::from_utf8_lossy(&body)
+            ),
+        }
     }
 
     /// Stops the bridge with SIGTERM (it drains and stops its backends) and waits for it,
