@@ -97,8 +97,7 @@ async fn post(
 ) -> Result<Response<Body>, FrontError> {
     let headers = request.headers().clone();
     check_content_type(&headers)?;
-    let accepts_sse = header_str(&headers, header::ACCEPT.as_str())
-        .is_some_and(|accept| accept.contains("text/event-stream"));
+    let accepts_sse = accepts_sse(&headers);
     let body = read_body(request.into_body(), state.http.max_body_bytes).await?;
     let message: Value =
         serde_json::from_slice(&body).map_err(|error| FrontError::Parse(error.to_string()))?;
@@ -685,19 +684,31 @@ pub(super) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a s
     headers.get(name).and_then(|value| value.to_str().ok())
 }
 
+/// Whether the client takes an SSE response (`Accept: text/event-stream`).
+pub(super) fn accepts_sse(headers: &HeaderMap) -> bool {
+    header_str(headers, header::ACCEPT.as_str())
+        .is_some_and(|accept| accept.contains("text/event-stream"))
+}
+
+/// A complete (non-streaming) response.
+pub(super) fn full_response(
+    status: StatusCode,
+    content_type: Option<&'static str>,
+    body: Bytes,
+) -> Response<Body> {
+    let mut response = Response::new(Full::new(body).map_err(|never| match never {}).boxed());
+    *response.status_mut() = status;
+    if let Some(content_type) = content_type {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    }
+    response
+}
+
 pub(super) fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
     let bytes = serde_json::to_vec(value).unwrap_or_default();
-    let mut response = Response::new(
-        Full::new(Bytes::from(bytes))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    full_response(status, Some("application/json"), Bytes::from(bytes))
 }
 
 pub(super) fn sse_response(body: BoxBody<Bytes, Infallible>) -> Response<Body> {
@@ -712,11 +723,5 @@ pub(super) fn sse_response(body: BoxBody<Bytes, Infallible>) -> Response<Body> {
 }
 
 pub(super) fn status_only(status: StatusCode) -> Response<Body> {
-    let mut response = Response::new(
-        Full::new(Bytes::new())
-            .map_err(|never| match never {})
-            .boxed(),
-    );
-    *response.status_mut() = status;
-    response
+    full_response(status, None, Bytes::new())
 }

@@ -203,17 +203,7 @@ fn error_response(error: &FrontError) -> Response<Body> {
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
-    use http_body_util::{BodyExt, Full};
-    let mut response = Response::new(
-        Full::new(bytes::Bytes::from(body))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
+    mcp::full_response(status, Some(content_type), bytes::Bytes::from(body))
 }
 
 /// Ready when every required server has a ready process (or, with

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, header};
+use http::HeaderMap;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
 use super::aggregate;
 use super::error::FrontError;
-use super::mcp::{Endpoint, SESSION_HEADER, header_str, sse_response};
+use super::mcp::{Endpoint, SESSION_HEADER, accepts_sse, header_str, sse_response};
 use super::session::Session;
 use super::sse;
 use super::{AppState, Body};
@@ -25,8 +25,7 @@ pub fn open(
     endpoint: Endpoint,
     headers: &HeaderMap,
 ) -> Result<http::Response<Body>, FrontError> {
-    let accepts_sse = header_str(headers, header::ACCEPT.as_str())
-        .is_some_and(|accept| accept.contains("text/event-stream"));
+    let accepts_sse = accepts_sse(headers);
     let Some(session_id) = header_str(headers, SESSION_HEADER) else {
         return Err(FrontError::MethodNotAllowed(http::Method::GET));
     };

@@ -243,13 +243,22 @@ impl CallCache {
             ))
         };
         let shared_key = key("");
-        let private_key = call.principal.as_deref().map(key);
         // Callers of every principal share one fill; the leader says who may see the
         // result, so a private one never reaches another principal's waiter.
         let flight_key = shared_key.clone();
+        // The private key is built only when the shared one misses: most hits are shared.
+        let mut private_key: Option<Arc<str>> = None;
         let mut fallback = None;
-        for candidate in std::iter::once(&shared_key).chain(private_key.as_ref()) {
-            let Some(entry) = cache.get(candidate) else {
+        for private in [false, true] {
+            let candidate = if private {
+                let Some(principal) = call.principal.as_deref() else {
+                    break;
+                };
+                private_key.insert(key(principal)).clone()
+            } else {
+                shared_key.clone()
+            };
+            let Some(entry) = cache.get(&candidate) else {
                 continue;
             };
             if entry.is_fresh() {
