@@ -24,7 +24,9 @@ use serde_json::{Value, json};
 use mcp_bridge::cache::{Entry, ResponseCache, Served, cache_key, canonical_arguments};
 use mcp_bridge::config::{BridgeConfig, load_str};
 use mcp_bridge::metrics::Metrics;
-use mcp_bridge::policy::{Annotations, BuiltinPolicy, CallInfo, CallKind, Decision, PolicyChain};
+use mcp_bridge::policy::{
+    Annotations, BuiltinPolicy, CallInfo, CallKind, Decision, PolicyChain, ServerHints,
+};
 
 /// A config like the example's: the demo server and the seed's TTL table, so the decision
 /// looks the tool up in a table of realistic size. The command is never started.
@@ -137,6 +139,7 @@ fn policy(c: &mut Criterion) {
             read_only: Some(true),
             ..Annotations::default()
         },
+        hints: ServerHints::default(),
         principal: Some("3f2a9c1e-session"),
     };
     // The benchmark must measure the decision that caches, with the TTL-table row applied.

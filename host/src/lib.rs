@@ -12,5 +12,6 @@ pub mod demo;
 pub mod front;
 pub mod jsonrpc;
 pub mod metrics;
+pub mod plugin;
 pub mod policy;
 pub mod router;

@@ -11,6 +11,7 @@ use mcp_bridge::config::{self, BridgeConfig, LogFormat};
 use mcp_bridge::demo::{self, DemoOptions};
 use mcp_bridge::front::{self, AppState};
 use mcp_bridge::metrics::Metrics;
+use mcp_bridge::plugin::PluginRuntime;
 use mcp_bridge::policy::{BuiltinPolicy, PolicyChain};
 use mcp_bridge::router::Router;
 use std::sync::Arc;
@@ -152,8 +153,10 @@ async fn run(config: BridgeConfig, watched: Option<PathBuf>) -> anyhow::Result<(
         .collect();
     tracing::info!(config = %config.source, servers = %names.join(","), "listening on http://{address}/mcp");
     let metrics = Arc::new(Metrics::new());
-    let router = Router::start(&config, metrics);
-    let state = AppState::new(router, config.http.clone());
+    let router = Router::start(&config, metrics.clone());
+    let plugins = PluginRuntime::start(&config, router.cache_layer(), &metrics)
+        .context("cannot start the plugin host")?;
+    let state = AppState::new(router, config.http.clone(), plugins);
     // Kept alive while serving: dropping the watcher stops hot reloading.
     let _watcher = match watched {
         Some(path) => Some(watch_config(path, config, state.clone())?),
@@ -188,7 +191,15 @@ fn watch_config(
             return;
         };
         let builtin = Arc::new(BuiltinPolicy::from_config(&new));
-        layer.set_policies(PolicyChain::new(Vec::new(), builtin));
+        match &state.plugins {
+            Some(plugins) => {
+                if let Err(error) = plugins.host.reconfigure(new.plugins.clone(), builtin) {
+                    tracing::error!(config = %new.source, %error, "the new [plugins] bindings do not start; the running policies stay");
+                    return;
+                }
+            }
+            None => layer.set_policies(PolicyChain::new(Vec::new(), builtin)),
+        }
         tracing::info!(
             config = %new.source,
             ttl_rows = new.cache.ttl_table.len(),

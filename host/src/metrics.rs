@@ -33,7 +33,29 @@ pub struct Metrics {
     pub cache_backend_seconds_saved_total: prometheus::Counter,
     pub cache_entries: prometheus::IntGauge,
     pub cache_bytes: prometheus::IntGauge,
+    pub plugin_reloads_total: IntCounterVec,
+    pub plugin_generation: IntGaugeVec,
+    pub policy_generation: prometheus::IntGauge,
+    pub plugin_decisions_total: IntCounterVec,
+    pub plugin_faults_total: IntCounterVec,
+    pub plugin_decision_seconds: HistogramVec,
+    pub plugin_quarantined: IntGaugeVec,
 }
+
+/// Plugin call latency buckets in seconds: a warm decision takes about a microsecond;
+/// the top buckets reach the decision timeout.
+const PLUGIN_CALL_BUCKETS: &[f64] = &[
+    0.000_000_5,
+    0.000_001,
+    0.000_002,
+    0.000_005,
+    0.000_01,
+    0.000_05,
+    0.000_1,
+    0.001,
+    0.01,
+    0.1,
+];
 
 /// Process states reported by `mcp_bridge_pool_processes{state}`.
 pub const PROCESS_STATES: [&str; 3] = ["starting", "ready", "draining"];
@@ -162,6 +184,53 @@ impl Metrics {
                     Opts::new("cache_bytes", "Weighted size of the cache in bytes.")
                         .namespace("mcp_bridge"),
                 ),
+            ),
+            plugin_reloads_total: counter(
+                "plugin_reloads_total",
+                "Plugin file loads by result: loaded (new or changed version serving), rejected (the old one keeps serving), unloaded (file deleted).",
+                &["plugin", "result"],
+            ),
+            plugin_generation: gauge(
+                "plugin_generation",
+                "The policy generation at which each plugin's serving version was swapped in.",
+                &["plugin"],
+            ),
+            policy_generation: register(
+                &registry,
+                prometheus::IntGauge::with_opts(
+                    Opts::new(
+                        "policy_generation",
+                        "The current policy generation: it increases with every plugin swap and config reload.",
+                    )
+                    .namespace("mcp_bridge"),
+                ),
+            ),
+            plugin_decisions_total: counter(
+                "plugin_decisions_total",
+                "Calls into plugin bindings by interface (cache-policy, ttl-table, invalidation-rules).",
+                &["plugin", "interface"],
+            ),
+            plugin_faults_total: counter(
+                "plugin_faults_total",
+                "Plugin calls that faulted and fell back to the safe default, by kind (trap, deadline, out_of_memory, instantiate, quarantined).",
+                &["plugin", "kind"],
+            ),
+            plugin_decision_seconds: register(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "plugin_decision_seconds",
+                        "Time spent in one plugin call, instance checkout included.",
+                    )
+                    .namespace("mcp_bridge")
+                    .buckets(PLUGIN_CALL_BUCKETS.to_vec()),
+                    &["plugin"],
+                ),
+            ),
+            plugin_quarantined: gauge(
+                "plugin_quarantined",
+                "1 while a plugin's serving version is quarantined for repeated faults.",
+                &["plugin"],
             ),
             registry,
         }

@@ -110,6 +110,79 @@ pub struct BridgeConfig {
     /// unique.
     pub servers: Vec<ServerConfig>,
     pub cache: CacheConfig,
+    pub plugins: PluginsConfig,
+}
+
+/// How long one plugin call may run before it is interrupted and counted as a fault.
+pub const DEFAULT_PLUGIN_DECISION_TIMEOUT: Duration = Duration::from_millis(10);
+/// The linear memory one plugin instance may grow to (32 MiB).
+pub const DEFAULT_PLUGIN_MAX_MEMORY: usize = 32 << 20;
+/// Warm instances kept per plugin binding between calls.
+pub const DEFAULT_PLUGIN_MAX_IDLE_INSTANCES: usize = 4;
+/// Faults within [`DEFAULT_PLUGIN_QUARANTINE_WINDOW`] that quarantine a plugin version.
+pub const DEFAULT_PLUGIN_QUARANTINE_AFTER: u32 = 5;
+pub const DEFAULT_PLUGIN_QUARANTINE_WINDOW: Duration = Duration::from_secs(60);
+/// Whether a plugin file no `[[plugins.policy]]` names applies to every server.
+pub const DEFAULT_PLUGIN_AUTO_BIND: bool = true;
+/// Whether compiled plugins are kept on disk so a restart does not recompile them.
+pub const DEFAULT_PLUGIN_COMPILED_CACHE: bool = true;
+/// The shortest decision timeout: the epoch ticker's resolution is one millisecond.
+pub const MIN_PLUGIN_DECISION_TIMEOUT: Duration = Duration::from_millis(1);
+/// The smallest memory limit a Rust plugin can start in (1 MiB stack plus a heap).
+pub const MIN_PLUGIN_MAX_MEMORY: usize = 2 << 20;
+
+/// The `[plugins]` settings: policy plugins, their sandbox and where they apply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginsConfig {
+    /// The watched directory of `.wasm` files, resolved against the config file's
+    /// directory; `None` loads no plugins.
+    pub dir: Option<PathBuf>,
+    /// Where compiled plugins are kept; `None` compiles every load.
+    pub compiled_cache_dir: Option<PathBuf>,
+    pub decision_timeout: Duration,
+    pub max_memory: usize,
+    pub max_idle_instances: usize,
+    pub quarantine_after: u32,
+    pub quarantine_window: Duration,
+    pub auto_bind: bool,
+    /// In chain order: the first non-abstaining decision wins.
+    pub bindings: Vec<PluginBinding>,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            dir: None,
+            compiled_cache_dir: None,
+            decision_timeout: DEFAULT_PLUGIN_DECISION_TIMEOUT,
+            max_memory: DEFAULT_PLUGIN_MAX_MEMORY,
+            max_idle_instances: DEFAULT_PLUGIN_MAX_IDLE_INSTANCES,
+            quarantine_after: DEFAULT_PLUGIN_QUARANTINE_AFTER,
+            quarantine_window: DEFAULT_PLUGIN_QUARANTINE_WINDOW,
+            auto_bind: DEFAULT_PLUGIN_AUTO_BIND,
+            bindings: Vec::new(),
+        }
+    }
+}
+
+/// One plugin file applied to some servers, with the config its `init` receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginBinding {
+    /// Unique; names the binding in logs, metrics and the admin API.
+    pub name: String,
+    /// A file name inside [`PluginsConfig::dir`].
+    pub file: String,
+    /// The servers it applies to; empty means every server.
+    pub servers: Vec<String>,
+    /// The binding's `config` table as JSON text (`{}` when there is none).
+    pub config_json: String,
+}
+
+impl PluginBinding {
+    /// Whether the binding applies to calls on `server`.
+    pub fn applies_to(&self, server: &str) -> bool {
+        self.servers.is_empty() || self.servers.iter().any(|name| name == server)
+    }
 }
 
 /// The `[http]` settings.

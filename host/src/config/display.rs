@@ -3,7 +3,8 @@
 use std::fmt::Write as _;
 
 use super::checked::{
-    BridgeConfig, CacheConfig, HealthConfig, InvalidationRule, PoolConfig, ServerConfig, TtlRule,
+    BridgeConfig, CacheConfig, HealthConfig, InvalidationRule, PluginsConfig, PoolConfig,
+    ServerConfig, TtlRule,
 };
 use super::secret::{REDACTED, Secret};
 use super::units::{format_duration, format_size};
@@ -52,8 +53,45 @@ impl BridgeConfig {
         for server in &self.servers {
             write_server(out, server)?;
         }
-        write_cache(out, &self.cache)
+        write_cache(out, &self.cache)?;
+        write_plugins(out, &self.plugins)
     }
+}
+
+/// Writes where plugins come from, their limits, and one line per binding. Plugin
+/// configs are not printed: they may hold anything.
+fn write_plugins(out: &mut String, plugins: &PluginsConfig) -> std::fmt::Result {
+    let Some(dir) = &plugins.dir else {
+        return writeln!(out, "plugins: off (no [plugins] dir)");
+    };
+    writeln!(out, "plugins: {}", dir.display())?;
+    writeln!(
+        out,
+        "  decision_timeout: {}, max_memory: {}, quarantine: {} faults in {}, auto_bind: {}",
+        format_duration(plugins.decision_timeout),
+        format_size(plugins.max_memory),
+        plugins.quarantine_after,
+        format_duration(plugins.quarantine_window),
+        plugins.auto_bind
+    )?;
+    let cache_dir = plugins
+        .compiled_cache_dir
+        .as_ref()
+        .map_or_else(|| "off".to_owned(), |dir| dir.display().to_string());
+    writeln!(out, "  compiled_cache: {cache_dir}")?;
+    for binding in &plugins.bindings {
+        let servers = if binding.servers.is_empty() {
+            "*".to_owned()
+        } else {
+            binding.servers.join(", ")
+        };
+        writeln!(
+            out,
+            "  policy {}: {} on {servers}",
+            binding.name, binding.file
+        )?;
+    }
+    Ok(())
 }
 
 fn write_server(out: &mut String, server: &ServerConfig) -> std::fmt::Result {

@@ -47,7 +47,7 @@ pub(crate) fn load_text(
     match source.format {
         Format::Json => {
             let entries = mcp_servers::parse(&source, &base_dir)?;
-            validate::build(&source, RawConfig::default(), entries, lookup)
+            validate::build(&source, &base_dir, RawConfig::default(), entries, lookup)
         }
         Format::Toml => {
             let mut raw = parse_toml(&source)?;
@@ -57,7 +57,7 @@ pub(crate) fn load_text(
                 &base_dir,
                 raw.include.as_deref(),
             )?);
-            validate::build(&source, raw, entries, lookup)
+            validate::build(&source, &base_dir, raw, entries, lookup)
         }
     }
 }

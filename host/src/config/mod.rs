@@ -26,6 +26,7 @@ mod error;
 mod expand;
 mod load;
 mod mcp_servers;
+mod plugins;
 mod raw;
 mod secret;
 mod source;

@@ -20,13 +20,40 @@ pub(crate) struct RawConfig {
     pub health: Option<RawHealth>,
     pub servers: Option<OrderedMap<RawServer>>,
     pub cache: Option<RawCache>,
+    pub plugins: Option<RawPlugins>,
 }
 
 /// The top-level keys of the TOML file, used to explain a key that was written below a table
 /// header by mistake (TOML puts every key after `[health]` inside `health`).
 pub(crate) const TOP_LEVEL_KEYS: &[&str] = &[
-    "include", "http", "logging", "defaults", "health", "servers", "cache",
+    "include", "http", "logging", "defaults", "health", "servers", "cache", "plugins",
 ];
+
+/// The `[plugins]` table: where policy plugins live and how they are sandboxed.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPlugins {
+    pub dir: Option<String>,
+    pub compiled_cache: Option<bool>,
+    pub compiled_cache_dir: Option<String>,
+    pub decision_timeout: Option<RawDuration>,
+    pub max_memory: Option<RawSize>,
+    pub max_idle_instances: Option<usize>,
+    pub quarantine_after: Option<u32>,
+    pub quarantine_window: Option<RawDuration>,
+    pub auto_bind: Option<bool>,
+    pub policy: Option<Vec<RawPluginBinding>>,
+}
+
+/// One `[[plugins.policy]]` entry: a plugin file applied to some servers with its config.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPluginBinding {
+    pub name: Option<String>,
+    pub file: Option<String>,
+    pub servers: Option<Vec<String>>,
+    pub config: Option<toml::Table>,
+}
 
 /// The `[http]` table.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -17,6 +17,7 @@ use super::units::{RawDuration, format_duration};
 /// Validates a parsed file and the servers gathered from it and its includes.
 pub(crate) fn build(
     main: &SourceText,
+    base_dir: &std::path::Path,
     raw: RawConfig,
     entries: Vec<ServerEntry>,
     lookup: Lookup<'_>,
@@ -62,17 +63,25 @@ pub(crate) fn build(
     // The cache is checked last because its TTL table and rules name servers, which may come
     // from included files.
     let cache = cache(main, raw.cache.unwrap_or_default(), &servers)?;
+    let plugins = super::plugins::plugins(
+        main,
+        base_dir,
+        raw.plugins.unwrap_or_default(),
+        &servers,
+        lookup,
+    )?;
     Ok(BridgeConfig {
         source: main.name.clone(),
         http,
         logging,
         servers,
         cache,
+        plugins,
     })
 }
 
 /// Expands `${VAR}` references in a value, reporting a failure at the value's field.
-fn expand_at(
+pub(super) fn expand_at(
     source: &SourceText,
     path: &FieldPath,
     text: &str,

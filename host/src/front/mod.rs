@@ -48,6 +48,8 @@ pub struct AppState {
     pub router: Router,
     pub http: HttpConfig,
     pub metrics: Arc<Metrics>,
+    /// Policy plugins, when `[plugins] dir` is configured.
+    pub plugins: Option<crate::plugin::PluginRuntime>,
     sessions: SessionStore,
     relays: Relays,
     cancellations: Arc<Cancellations>,
@@ -57,7 +59,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(router: Router, http: HttpConfig) -> Arc<AppState> {
+    pub fn new(
+        router: Router,
+        http: HttpConfig,
+        plugins: Option<crate::plugin::PluginRuntime>,
+    ) -> Arc<AppState> {
         let metrics = router.metrics().clone();
         Arc::new(AppState {
             sessions: SessionStore::new(http.session_idle_timeout, metrics.sessions_active.clone()),
@@ -68,6 +74,7 @@ impl AppState {
             router,
             http,
             metrics,
+            plugins,
         })
     }
 

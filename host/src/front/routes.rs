@@ -83,6 +83,15 @@ async fn route(
                 Err(error) => Err(error),
             }
         }
+        (&Method::GET, "/admin/plugins") => {
+            guarded(state, request.headers(), Guard::Admin).and_then(|()| plugins_list(state))
+        }
+        (&Method::POST, "/admin/plugins/reload") => {
+            match guarded(state, request.headers(), Guard::Admin) {
+                Ok(()) => plugins_reload(state).await,
+                Err(error) => Err(error),
+            }
+        }
         (&Method::GET, "/admin/stats") => {
             guarded(state, request.headers(), Guard::Admin).map(|()| admin_stats(state))
         }
@@ -100,7 +109,7 @@ async fn route(
 }
 
 /// Routes other than the MCP endpoints; also the values of the `route` metric label.
-const OPERATIONAL_ROUTES: [&str; 8] = [
+const OPERATIONAL_ROUTES: [&str; 10] = [
     "/metrics",
     "/healthz",
     "/readyz",
@@ -109,6 +118,8 @@ const OPERATIONAL_ROUTES: [&str; 8] = [
     "/admin/cache/stats",
     "/admin/cache",
     "/admin/cache/invalidate",
+    "/admin/plugins",
+    "/admin/plugins/reload",
 ];
 
 #[derive(Clone, Copy)]
@@ -288,6 +299,36 @@ fn cache_of(state: &AppState) -> Result<&std::sync::Arc<crate::cache::ResponseCa
     state.router.cache().ok_or_else(|| {
         FrontError::NotFound("the cache is disabled ([cache] enabled = false)".to_owned())
     })
+}
+
+fn plugins_of(state: &AppState) -> Result<&crate::plugin::PluginRuntime, FrontError> {
+    state.plugins.as_ref().ok_or_else(|| {
+        FrontError::NotFound(
+            "no policy plugins are running: set [plugins] dir (and keep the cache enabled)"
+                .to_owned(),
+        )
+    })
+}
+
+/// `GET /admin/plugins`: every plugin file (hash, exports, generation, state, faults)
+/// and every binding.
+fn plugins_list(state: &AppState) -> Result<Response<Body>, FrontError> {
+    Ok(json_response(
+        StatusCode::OK,
+        &plugins_of(state)?.host.snapshot(),
+    ))
+}
+
+/// `POST /admin/plugins/reload`: rescans the plugin directory now, retrying files
+/// rejected before, and reports what was loaded, unloaded and rejected.
+async fn plugins_reload(state: &AppState) -> Result<Response<Body>, FrontError> {
+    let report = plugins_of(state)?
+        .watcher
+        .rescan()
+        .await
+        .ok_or_else(|| FrontError::NotFound("the plugin watcher has stopped".to_owned()))?;
+    let report = serde_json::to_value(&report).unwrap_or_default();
+    Ok(json_response(StatusCode::OK, &report))
 }
 
 /// `GET /admin/cache/stats`: hits, misses, hit rate, entries, bytes, evictions.

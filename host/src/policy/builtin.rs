@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{
     CacheDirective, CallInfo, CallKind, Decision, Invalidation, InvalidationAnswer, Outcome,
-    Policy, TtlAnswer,
+    Policy, Status, TtlAnswer,
 };
 use crate::config::{BridgeConfig, InvalidationRule, TtlRule};
 
@@ -104,8 +104,8 @@ impl Policy for BuiltinPolicy {
 
     /// The config rules for the tool, when any names it; otherwise it abstains and the
     /// chain's default (drop the whole server) applies.
-    fn invalidations(&self, call: &CallInfo<'_>, outcome: Outcome) -> InvalidationAnswer {
-        if call.kind != CallKind::Tool || outcome == Outcome::Error {
+    fn invalidations(&self, call: &CallInfo<'_>, outcome: &Outcome) -> InvalidationAnswer {
+        if call.kind != CallKind::Tool || outcome.status == Status::Error {
             return InvalidationAnswer::Abstain;
         }
         let matching: Vec<&InvalidationRule> = self

@@ -52,6 +52,9 @@ pub struct CallInfo<'a> {
     /// The call's arguments as canonical JSON (keys sorted, no whitespace).
     pub canonical_arguments: &'a str,
     pub annotations: Annotations,
+    /// The server's caching hints on the result: known only once the backend has
+    /// answered, so empty when a call is decided and filled when its outcome is judged.
+    pub hints: ServerHints,
     /// An opaque id of the authenticated principal (or the session) making the call.
     pub principal: Option<&'a str>,
 }
@@ -110,12 +113,33 @@ pub enum TtlAnswer {
 
 /// How a completed call ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Status {
     Success,
     /// A JSON-RPC error or `isError: true`: the server says nothing changed.
     Error,
     /// No answer (timeout, crash): the call may or may not have taken effect.
     Unknown,
+}
+
+/// What the bridge saw of a completed call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub status: Status,
+    /// How long the backend took.
+    pub latency: Duration,
+    /// The size of the result as JSON, zero when there is none.
+    pub result_bytes: u64,
+}
+
+impl Outcome {
+    /// An outcome with only a status, for callers that measured nothing else.
+    pub fn of(status: Status) -> Outcome {
+        Outcome {
+            status,
+            latency: Duration::ZERO,
+            result_bytes: 0,
+        }
+    }
 }
 
 /// Something a completed call makes stale.
@@ -153,7 +177,7 @@ pub trait Policy: Send + Sync {
     }
 
     /// `invalidation-rules`: what a completed call makes stale.
-    fn invalidations(&self, _call: &CallInfo<'_>, _outcome: Outcome) -> InvalidationAnswer {
+    fn invalidations(&self, _call: &CallInfo<'_>, _outcome: &Outcome) -> InvalidationAnswer {
         InvalidationAnswer::Abstain
     }
 }
@@ -207,7 +231,7 @@ impl PolicyChain {
     /// The union of every policy's rules. When none speaks, a call that is not read-only
     /// and may have changed something (it succeeded, or its outcome is unknown)
     /// invalidates its whole server: the safe default.
-    pub fn invalidations(&self, call: &CallInfo<'_>, outcome: Outcome) -> Vec<Invalidation> {
+    pub fn invalidations(&self, call: &CallInfo<'_>, outcome: &Outcome) -> Vec<Invalidation> {
         let mut union: Vec<Invalidation> = Vec::new();
         let mut spoke = false;
         for policy in &self.policies {
@@ -220,7 +244,7 @@ impl PolicyChain {
                 }
             }
         }
-        let may_have_changed = outcome != Outcome::Error;
+        let may_have_changed = outcome.status != Status::Error;
         if !spoke && may_have_changed && call.annotations.read_only != Some(true) {
             union.push(Invalidation::Server(call.server.to_owned()));
         }
@@ -268,6 +292,7 @@ tools = ["get_tasks", "get_today_metrics"]
                 read_only,
                 ..Annotations::default()
             },
+            hints: ServerHints::default(),
             principal: None,
         }
     }
@@ -308,7 +333,10 @@ tools = ["get_tasks", "get_today_metrics"]
     #[test]
     fn rules_replace_the_whole_server_default() {
         let chain = chain();
-        let create = chain.invalidations(&tool_call("create_task", Some(false)), Outcome::Success);
+        let create = chain.invalidations(
+            &tool_call("create_task", Some(false)),
+            &Outcome::of(Status::Success),
+        );
         assert_eq!(
             create,
             vec![
@@ -322,10 +350,15 @@ tools = ["get_tasks", "get_today_metrics"]
                 },
             ]
         );
-        let other_write =
-            chain.invalidations(&tool_call("update_task", Some(false)), Outcome::Success);
+        let other_write = chain.invalidations(
+            &tool_call("update_task", Some(false)),
+            &Outcome::of(Status::Success),
+        );
         assert_eq!(other_write, vec![Invalidation::Server("demo".into())]);
-        let unknown = chain.invalidations(&tool_call("update_task", None), Outcome::Unknown);
+        let unknown = chain.invalidations(
+            &tool_call("update_task", None),
+            &Outcome::of(Status::Unknown),
+        );
         assert_eq!(
             unknown,
             vec![Invalidation::Server("demo".into())],
@@ -333,12 +366,15 @@ tools = ["get_tasks", "get_today_metrics"]
         );
         assert!(
             chain
-                .invalidations(&tool_call("update_task", None), Outcome::Error)
+                .invalidations(&tool_call("update_task", None), &Outcome::of(Status::Error))
                 .is_empty()
         );
         assert!(
             chain
-                .invalidations(&tool_call("get_tasks", Some(true)), Outcome::Success)
+                .invalidations(
+                    &tool_call("get_tasks", Some(true)),
+                    &Outcome::of(Status::Success)
+                )
                 .is_empty()
         );
     }

@@ -16,6 +16,7 @@ use crate::cache::{
 };
 use crate::policy::{
     Annotations, CacheDirective, CallInfo, CallKind, Decision, Invalidation, Outcome, PolicyChain,
+    ServerHints, Status,
 };
 
 /// The `_meta` keys a stale answer carries, so clients can tell.
@@ -41,7 +42,8 @@ impl CacheLayer {
         *self.policies.write() = Arc::new(policies);
     }
 
-    fn policies(&self) -> Arc<PolicyChain> {
+    /// The chain calls starting now decide with.
+    pub fn policies(&self) -> Arc<PolicyChain> {
         self.policies.read().clone()
     }
 }
@@ -80,6 +82,7 @@ impl OwnedCall {
             name: &self.name,
             canonical_arguments: &self.arguments,
             annotations: self.annotations,
+            hints: ServerHints::default(),
             principal: self.principal.as_deref(),
         }
     }
@@ -107,6 +110,9 @@ struct Fill {
 /// The cache's part in one forwarded call.
 pub struct CallCache {
     layer: Arc<CacheLayer>,
+    /// The chain this call was decided with; its outcome is judged by the same one, so
+    /// a policy swap mid-call never splits a call across two generations.
+    policies: Arc<PolicyChain>,
     call: OwnedCall,
     mode: Mode,
     pub hint: Option<CacheHint>,
@@ -168,6 +174,7 @@ pub fn prepare(
     };
     let mut plan = CallCache {
         layer: layer.clone(),
+        policies: layer.policies(),
         call,
         mode: Mode::Nothing,
         hint: None,
@@ -178,7 +185,7 @@ pub fn prepare(
         plan.mode = plan.write_mode();
         return Some((plan, Lookup::Backend));
     }
-    let decision = layer.policies().decide(&plan.call.info());
+    let decision = plan.policies.decide(&plan.call.info());
     let Decision::Cache(directive) = decision else {
         layer.cache.record(Served::Bypass);
         plan.mode = plan.write_mode();
@@ -321,6 +328,7 @@ impl CallCache {
         };
         CallCache {
             layer: self.layer.clone(),
+            policies: self.policies.clone(),
             call: OwnedCall {
                 server: call.server.clone(),
                 method: call.method.clone(),
@@ -361,23 +369,33 @@ impl CallCache {
         match std::mem::replace(&mut self.mode, Mode::Nothing) {
             Mode::Nothing => outcome,
             Mode::Invalidate => {
-                self.invalidate_after(&outcome);
+                self.invalidate_after(&outcome, backend_time);
                 outcome
             }
             Mode::Fill(fill) => self.fill(*fill, outcome, backend_time),
         }
     }
 
-    fn invalidate_after(&self, outcome: &Result<Value, BackendError>) {
-        let verdict = match outcome {
-            Ok(response) if is_error_response(response) => Outcome::Error,
-            Ok(_) => Outcome::Success,
-            Err(_) => Outcome::Unknown,
+    fn invalidate_after(&self, outcome: &Result<Value, BackendError>, backend_time: Duration) {
+        let status = match outcome {
+            Ok(response) if is_error_response(response) => Status::Error,
+            Ok(_) => Status::Success,
+            Err(_) => Status::Unknown,
         };
-        let invalidations = self
-            .layer
-            .policies()
-            .invalidations(&self.call.info(), verdict);
+        let result = outcome
+            .as_ref()
+            .ok()
+            .and_then(|response| response.get("result"));
+        let verdict = Outcome {
+            status,
+            latency: backend_time,
+            result_bytes: result.map_or(0, json_size),
+        };
+        let mut call = self.call.info();
+        if let Some(response) = outcome.as_ref().ok() {
+            call.hints = hints_of(response);
+        }
+        let invalidations = self.policies.invalidations(&call, &verdict);
         for invalidation in &invalidations {
             let dropped = self
                 .layer
@@ -485,6 +503,39 @@ impl CallCache {
             size: u32::try_from(size).unwrap_or(u32::MAX),
             backend_time,
         })
+    }
+}
+
+/// The caching hints a server put on its result (`ttlMs`, `cacheScope`).
+fn hints_of(response: &Value) -> ServerHints {
+    ServerHints {
+        ttl: response
+            .pointer("/result/ttlMs")
+            .and_then(Value::as_u64)
+            .map(Duration::from_millis),
+        private: response
+            .pointer("/result/cacheScope")
+            .and_then(Value::as_str)
+            .map(|scope| scope == "private"),
+    }
+}
+
+/// The length of a value's JSON text, counted without building the text.
+fn json_size(value: &Value) -> u64 {
+    struct Counter(u64);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len() as u64;
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    match serde_json::to_writer(&mut counter, value) {
+        Ok(()) => counter.0,
+        Err(_) => 0,
     }
 }
 

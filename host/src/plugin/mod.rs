@@ -1,0 +1,69 @@
+//! WebAssembly component policy plugins: the wasmtime host that loads, sandboxes,
+//! hot-swaps and calls them as [`crate::policy::Policy`] implementations.
+//!
+//! - `bindings`: types generated from `wit/` and their conversions to the policy seam.
+//! - `engine`: the one wasmtime engine, epoch ticks, the compiled-component disk cache.
+//! - `sandbox`: store state and limits, the `log` import, the empty WASI.
+//! - `version`: one loaded file: probed exports, warm-instance factory, fault record.
+//! - `wasm_policy`: a binding as a `Policy`, with safe defaults on faults.
+//! - `host`: which versions and bindings serve; validation and the atomic swap.
+//! - `watch`: the directory watcher and admin-requested rescans.
+
+pub mod bindings;
+pub mod engine;
+pub mod error;
+pub mod host;
+pub mod sandbox;
+pub mod version;
+pub mod wasm_policy;
+pub mod watch;
+
+pub use engine::PluginEngine;
+pub use error::{Fault, FaultKind, PluginError};
+pub use host::{PluginHost, RescanReport};
+pub use version::{Limits, PluginVersion};
+pub use wasm_policy::{SMOKE_SERVER, WasmPolicy};
+pub use watch::PluginWatcher;
+
+use std::sync::Arc;
+
+use crate::config::BridgeConfig;
+use crate::metrics::Metrics;
+use crate::policy::BuiltinPolicy;
+use crate::router::CacheLayer;
+
+/// The plugin host and its directory watcher, running together.
+pub struct PluginRuntime {
+    pub host: Arc<PluginHost>,
+    pub watcher: PluginWatcher,
+}
+
+impl PluginRuntime {
+    /// Starts plugins when `[plugins] dir` is set: loads the directory, swaps the
+    /// chain in, and starts watching. `None` when there is nothing to run.
+    pub fn start(
+        config: &BridgeConfig,
+        layer: Option<&Arc<CacheLayer>>,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Option<PluginRuntime>, PluginError> {
+        let Some(dir) = config.plugins.dir.clone() else {
+            return Ok(None);
+        };
+        let Some(layer) = layer else {
+            tracing::warn!(dir = %dir.display(), "[plugins] is configured but the cache is disabled; plugins are not loaded");
+            return Ok(None);
+        };
+        let host = PluginHost::start(
+            config.plugins.clone(),
+            dir.clone(),
+            Arc::new(BuiltinPolicy::from_config(config)),
+            layer.clone(),
+            metrics.clone(),
+        )?;
+        let watcher = PluginWatcher::start(host.clone()).map_err(|error| PluginError::Read {
+            path: dir,
+            source: std::io::Error::other(error.to_string()),
+        })?;
+        Ok(Some(PluginRuntime { host, watcher }))
+    }
+}

@@ -1,0 +1,112 @@
+//! Watches the plugin directory and rescans it when a `.wasm` file appears, changes or
+//! goes, after a short quiet period; also runs rescans asked for by the admin API.
+//!
+//! Publishing a plugin is an atomic rename into the directory (write `x.wasm.tmp` or
+//! `.x.wasm`, then `mv` it to `x.wasm`): hidden and non-`.wasm` names are ignored, so a
+//! half-written file is never loaded. A file written in place is debounced, and if it is
+//! still incomplete when read it fails validation and the old version keeps serving
+//! until the final write triggers another rescan.
+
+use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::oneshot;
+
+use super::host::{PluginHost, RescanReport, is_plugin_file_name};
+
+/// How long the directory must be quiet before a rescan.
+pub const PLUGIN_WATCH_DEBOUNCE: Duration = Duration::from_millis(50);
+
+enum Command {
+    Changed,
+    Rescan(oneshot::Sender<RescanReport>),
+    Stop,
+}
+
+/// Keeps the watch running; dropping it stops the watcher and its thread.
+pub struct PluginWatcher {
+    commands: mpsc::Sender<Command>,
+    _watcher: notify::RecommendedWatcher,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl PluginWatcher {
+    pub fn start(host: Arc<PluginHost>) -> notify::Result<PluginWatcher> {
+        let (commands, inbox) = mpsc::channel::<Command>();
+        let events = commands.clone();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let relevant = match event {
+                    Ok(event) => event.paths.iter().any(|path| is_relevant(path)),
+                    // An error (such as a queue overflow) may hide changes: rescan.
+                    Err(_) => true,
+                };
+                if relevant {
+                    let _ = events.send(Command::Changed);
+                }
+            })?;
+        watcher.watch(host.dir(), RecursiveMode::NonRecursive)?;
+        let thread = std::thread::Builder::new()
+            .name("plugin-watch".into())
+            .spawn(move || run(&host, &inbox))
+            .map_err(|error| notify::Error::generic(&error.to_string()))?;
+        Ok(PluginWatcher {
+            commands,
+            _watcher: watcher,
+            thread: Some(thread),
+        })
+    }
+
+    /// Rescans now, retrying files rejected before, and reports what changed.
+    pub async fn rescan(&self) -> Option<RescanReport> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::Rescan(reply)).ok()?;
+        answer.await.ok()
+    }
+}
+
+impl Drop for PluginWatcher {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Stop);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn is_relevant(path: &std::path::Path) -> bool {
+    path.file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(is_plugin_file_name)
+}
+
+fn run(host: &PluginHost, inbox: &mpsc::Receiver<Command>) {
+    let mut waiting: Vec<oneshot::Sender<RescanReport>> = Vec::new();
+    while let Ok(command) = inbox.recv() {
+        let mut changed = false;
+        match command {
+            Command::Stop => return,
+            Command::Changed => changed = true,
+            Command::Rescan(reply) => waiting.push(reply),
+        }
+        // Wait for the directory to go quiet; requests that arrive meanwhile share
+        // the one rescan.
+        if changed {
+            loop {
+                match inbox.recv_timeout(PLUGIN_WATCH_DEBOUNCE) {
+                    Ok(Command::Changed) => {}
+                    Ok(Command::Rescan(reply)) => waiting.push(reply),
+                    Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                    Err(RecvTimeoutError::Timeout) => break,
+                }
+            }
+        }
+        let report = host.rescan(!waiting.is_empty());
+        for reply in waiting.drain(..) {
+            let _ = reply.send(report.clone());
+        }
+    }
+}
