@@ -14,5 +14,8 @@ mod faults;
 mod http_input;
 mod lifecycle;
 mod observe;
+mod plugin_contract;
+mod plugin_reload;
+mod plugins;
 mod reference_servers;
 mod smoke;

@@ -436,3 +436,46 @@ pub fn count_calls(calls_log: &Path, tool: &str) -> usize {
         })
         .unwrap_or(0)
 }
+
+/// The example and test plugins, built from `plugins/` by `scripts/build-plugins.sh`
+/// (which installs the wasm32-wasip2 target when it is missing): the directory holding
+/// `NAME.wasm` for the examples and `testing/NAME.wasm` for the test-only plugins.
+pub fn plugin_builds() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = repo_root();
+        let status = Command::new("bash")
+            .arg(root.join("scripts/build-plugins.sh"))
+            .status()
+            .expect("run scripts/build-plugins.sh");
+        assert!(status.success(), "scripts/build-plugins.sh failed: {status}");
+        root.join("build/plugins")
+    })
+}
+
+/// The built `.wasm` of an example plugin (`seed-ttl-table`) or a test-only one
+/// (`testing/fault-trap`).
+pub fn plugin_wasm(name: &str) -> PathBuf {
+    let path = plugin_builds().join(format!("{name}.wasm"));
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
+}
+
+/// Publishes a plugin the way operators are told to: copy to a hidden temporary name
+/// in the directory, then rename it into place (one atomic step for the watcher).
+pub fn publish_plugin(source: &Path, dir: &Path, file: &str) -> Result<()> {
+    let temporary = dir.join(format!(".{file}.tmp"));
+    std::fs::copy(source, &temporary)?;
+    std::fs::rename(&temporary, dir.join(file))?;
+    Ok(())
+}
+
+/// The resident set size of a process in KiB, from `/proc/PID/status`.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+}

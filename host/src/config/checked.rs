@@ -124,6 +124,8 @@ pub const DEFAULT_PLUGIN_QUARANTINE_AFTER: u32 = 5;
 pub const DEFAULT_PLUGIN_QUARANTINE_WINDOW: Duration = Duration::from_secs(60);
 /// Whether a plugin file no `[[plugins.policy]]` names applies to every server.
 pub const DEFAULT_PLUGIN_AUTO_BIND: bool = true;
+/// How long the plugin directory must be quiet after a change before it is rescanned.
+pub const DEFAULT_PLUGIN_WATCH_DEBOUNCE: Duration = Duration::from_millis(50);
 /// Whether compiled plugins are kept on disk so a restart does not recompile them.
 pub const DEFAULT_PLUGIN_COMPILED_CACHE: bool = true;
 /// The shortest decision timeout: the epoch ticker's resolution is one millisecond.
@@ -145,6 +147,7 @@ pub struct PluginsConfig {
     pub quarantine_after: u32,
     pub quarantine_window: Duration,
     pub auto_bind: bool,
+    pub watch_debounce: Duration,
     /// In chain order: the first non-abstaining decision wins.
     pub bindings: Vec<PluginBinding>,
 }
@@ -160,6 +163,7 @@ impl Default for PluginsConfig {
             quarantine_after: DEFAULT_PLUGIN_QUARANTINE_AFTER,
             quarantine_window: DEFAULT_PLUGIN_QUARANTINE_WINDOW,
             auto_bind: DEFAULT_PLUGIN_AUTO_BIND,
+            watch_debounce: DEFAULT_PLUGIN_WATCH_DEBOUNCE,
             bindings: Vec::new(),
         }
     }

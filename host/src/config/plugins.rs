@@ -133,6 +133,9 @@ pub(super) fn plugins(
         quarantine_after,
         quarantine_window,
         auto_bind: raw.auto_bind.unwrap_or(defaults.auto_bind),
+        watch_debounce: raw
+            .watch_debounce
+            .map_or(defaults.watch_debounce, Duration::from),
         bindings,
     })
 }

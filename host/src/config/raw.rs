@@ -42,6 +42,7 @@ pub(crate) struct RawPlugins {
     pub quarantine_after: Option<u32>,
     pub quarantine_window: Option<RawDuration>,
     pub auto_bind: Option<bool>,
+    pub watch_debounce: Option<RawDuration>,
     pub policy: Option<Vec<RawPluginBinding>>,
 }
 

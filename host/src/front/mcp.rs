@@ -58,6 +58,8 @@ enum Reply {
     /// Nothing to send back (a notification or a client's response): 202.
     Accepted,
     Json(Value),
+    /// A forwarded call's response, with what the cache did about it.
+    Forwarded { response: Value, cache: CacheReport },
     /// The answer to `initialize`, and the session it opened.
     Initialized {
         response: Value,
@@ -138,6 +140,13 @@ async fn post(
             };
             Ok(json_response(status, &value))
         }
+        Reply::Forwarded { response, cache } => {
+            let mut response = json_response(StatusCode::OK, &response);
+            if let Some(value) = cache.header_value() {
+                response.headers_mut().insert(CACHE_HEADER, value);
+            }
+            Ok(response)
+        }
         Reply::Initialized {
             response,
             session_id,
@@ -172,7 +181,9 @@ async fn handle_batch(context: &Context, batch: Vec<Value>) -> Result<Response<B
         )
         .await
         {
-            Reply::Json(value) => Some(value),
+            Reply::Json(value) | Reply::Forwarded {
+                response: value, ..
+            } => Some(value),
             Reply::Accepted | Reply::Initialized { .. } | Reply::Stream(_) => None,
         }
     }))
@@ -398,6 +409,30 @@ pub(super) async fn describe(
     }
 }
 
+/// The response header that says which policy generation decided a call and, when the
+/// result is cached, for how long: `generation=7; ttl-ms=60000; scope=public`. Like a
+/// CDN's `X-Cache`, it is for operators and tests; clients need not read it.
+pub const CACHE_HEADER: &str = "mcp-bridge-cache";
+
+/// What the cache did with one forwarded call.
+#[derive(Debug, Clone, Copy)]
+struct CacheReport {
+    generation: Option<u64>,
+    hint: Option<CacheHint>,
+}
+
+impl CacheReport {
+    fn header_value(&self) -> Option<HeaderValue> {
+        let generation = self.generation?;
+        let mut text = format!("generation={generation}");
+        if let Some(hint) = self.hint {
+            let scope = if hint.shared { "public" } else { "private" };
+            text.push_str(&format!("; ttl-ms={}; scope={scope}", hint.ttl.as_millis()));
+        }
+        HeaderValue::from_str(&text).ok()
+    }
+}
+
 /// Forwards a request to one server and turns its outcome into a reply: plain JSON
 /// when the response comes first, an SSE stream when notifications precede it.
 async fn forward(
@@ -450,7 +485,14 @@ async fn forward(
         };
         match step {
             Step::Done(outcome) => {
-                return Reply::Json(finish(outcome, client_id, call.cache_hint()));
+                let cache = CacheReport {
+                    generation: call.policy_generation(),
+                    hint: call.cache_hint(),
+                };
+                return Reply::Forwarded {
+                    response: finish(outcome, client_id, cache.hint),
+                    cache,
+                };
             }
             Step::Event(event) => {
                 match deliverable(&state, &call, event, stateless, log_minimum, &mut relay_ids)

@@ -443,8 +443,9 @@ impl PluginHost {
             .iter()
             .map(|policy| policy.clone() as Arc<dyn Policy>)
             .collect();
-        self.layer
-            .set_policies(PolicyChain::new(policies, state.builtin.clone()));
+        self.layer.set_policies(
+            PolicyChain::new(policies, state.builtin.clone()).with_generation(generation),
+        );
         self.metrics.policy_generation.set(generation as i64);
     }
 }

@@ -60,7 +60,7 @@ impl PluginRuntime {
             layer.clone(),
             metrics.clone(),
         )?;
-        let watcher = PluginWatcher::start(host.clone()).map_err(|error| PluginError::Read {
+        let watcher = PluginWatcher::start(host.clone(), config.plugins.watch_debounce).map_err(|error| PluginError::Read {
             path: dir,
             source: std::io::Error::other(error.to_string()),
         })?;

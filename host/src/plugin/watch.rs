@@ -17,9 +17,6 @@ use tokio::sync::oneshot;
 
 use super::host::{PluginHost, RescanReport, is_plugin_file_name};
 
-/// How long the directory must be quiet before a rescan.
-pub const PLUGIN_WATCH_DEBOUNCE: Duration = Duration::from_millis(50);
-
 enum Command {
     Changed,
     Rescan(oneshot::Sender<RescanReport>),
@@ -34,7 +31,9 @@ pub struct PluginWatcher {
 }
 
 impl PluginWatcher {
-    pub fn start(host: Arc<PluginHost>) -> notify::Result<PluginWatcher> {
+    /// Watches `host`'s directory; a change is acted on once the directory has been
+    /// quiet for `debounce`.
+    pub fn start(host: Arc<PluginHost>, debounce: Duration) -> notify::Result<PluginWatcher> {
         let (commands, inbox) = mpsc::channel::<Command>();
         let events = commands.clone();
         let mut watcher =
@@ -51,7 +50,7 @@ impl PluginWatcher {
         watcher.watch(host.dir(), RecursiveMode::NonRecursive)?;
         let thread = std::thread::Builder::new()
             .name("plugin-watch".into())
-            .spawn(move || run(&host, &inbox))
+            .spawn(move || run(&host, &inbox, debounce))
             .map_err(|error| notify::Error::generic(&error.to_string()))?;
         Ok(PluginWatcher {
             commands,
@@ -83,7 +82,7 @@ fn is_relevant(path: &std::path::Path) -> bool {
         .is_some_and(is_plugin_file_name)
 }
 
-fn run(host: &PluginHost, inbox: &mpsc::Receiver<Command>) {
+fn run(host: &PluginHost, inbox: &mpsc::Receiver<Command>, debounce: Duration) {
     let mut waiting: Vec<oneshot::Sender<RescanReport>> = Vec::new();
     while let Ok(command) = inbox.recv() {
         let mut changed = false;
@@ -96,7 +95,7 @@ fn run(host: &PluginHost, inbox: &mpsc::Receiver<Command>) {
         // the one rescan.
         if changed {
             loop {
-                match inbox.recv_timeout(PLUGIN_WATCH_DEBOUNCE) {
+                match inbox.recv_timeout(debounce) {
                     Ok(Command::Changed) => {}
                     Ok(Command::Rescan(reply)) => waiting.push(reply),
                     Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => return,

@@ -187,12 +187,27 @@ pub trait Policy: Send + Sync {
 #[derive(Clone)]
 pub struct PolicyChain {
     policies: Vec<Arc<dyn Policy>>,
+    generation: u64,
 }
 
 impl PolicyChain {
     pub fn new(mut policies: Vec<Arc<dyn Policy>>, builtin: Arc<BuiltinPolicy>) -> PolicyChain {
         policies.push(builtin);
-        PolicyChain { policies }
+        PolicyChain {
+            policies,
+            generation: 0,
+        }
+    }
+
+    /// Labels the chain with the policy generation it was swapped in at.
+    pub fn with_generation(mut self, generation: u64) -> PolicyChain {
+        self.generation = generation;
+        self
+    }
+
+    /// The policy generation this chain belongs to (0 before any plugin swap).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The first non-abstaining decision; a TTL-table answer then overrides the TTL of a

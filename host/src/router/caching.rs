@@ -224,6 +224,11 @@ fn annotations_of(catalog: &Catalog, kind: CallKind, name: &str) -> Annotations 
 }
 
 impl CallCache {
+    /// The generation of the policy chain that decided this call.
+    pub fn policy_generation(&self) -> u64 {
+        self.policies.generation()
+    }
+
     /// A bypassed tool call that is not read-only still invalidates after it completes.
     fn write_mode(&self) -> Mode {
         if self.call.kind == CallKind::Tool && self.call.annotations.read_only != Some(true) {

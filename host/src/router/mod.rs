@@ -342,6 +342,11 @@ impl ForwardedCall {
         self.caching.as_ref().and_then(|caching| caching.hint)
     }
 
+    /// The policy generation that decided the call, when the cache had a part in it.
+    pub fn policy_generation(&self) -> Option<u64> {
+        self.caching.as_ref().map(|caching| caching.policy_generation())
+    }
+
     /// Sends a read-only request again on another process, once.
     async fn retry(&mut self, error: BackendError) -> Result<(), Step> {
         let Some(message) = self.retry_copy.take() else {

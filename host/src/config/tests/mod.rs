@@ -2,6 +2,7 @@
 
 mod cache;
 mod files;
+mod plugins;
 mod watch;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,389 @@
+//! Policy plugins in a running bridge: the example plugins built from `plugins/` deciding
+//! real calls to the demo server (hit counts, TTLs, invalidations), faulty plugins
+//! rejected at load or quarantined at run time while every request still succeeds, and
+//! the compiled-component cache across a restart.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use serde_json::{Value, json};
+
+use crate::support::{
+    Bridge, RawSession, count_calls, demo_server_toml, eventually, http, plugin_wasm, post_json,
+    read_response, toml_string,
+};
+
+/// The response header naming the policy generation and the TTL of a cached result.
+const CACHE_HEADER: &str = "mcp-bridge-cache";
+
+/// A bridge serving the demo server with a plugin directory.
+pub struct PluginBridge {
+    pub bridge: Bridge,
+    pub plugins: PathBuf,
+    calls: PathBuf,
+}
+
+impl PluginBridge {
+    /// Starts a bridge whose plugin directory holds `files` (built plugin name, file
+    /// name) before it starts. `plugins_toml` goes right under `[plugins]`: its keys,
+    /// then any `[[plugins.policy]]` bindings. `compiled` is the compiled-component cache
+    /// (a fresh one in the bridge's directory when `None`).
+    pub async fn start(
+        files: &[(&str, &str)],
+        plugins_toml: &str,
+        compiled: Option<&Path>,
+    ) -> Result<PluginBridge> {
+        let dir = tempfile::tempdir()?;
+        let plugins = dir.path().join("plugins.d");
+        std::fs::create_dir_all(&plugins)?;
+        for (built, file) in files {
+            std::fs::copy(plugin_wasm(built), plugins.join(file))?;
+        }
+        let calls = dir.path().join("calls.log");
+        let calls_arg = calls.display().to_string();
+        let server = demo_server_toml("demo", &["--calls-log", &calls_arg], "max_connections = 1");
+        let compiled = compiled.map_or_else(|| dir.path().join("compiled"), Path::to_path_buf);
+        let config = format!(
+            "{server}\n[cache]\nenabled = true\n\n[plugins]\ndir = \"plugins.d\"\ncompiled_cache_dir = {}\n{plugins_toml}\n",
+            toml_string(&compiled.display().to_string())
+        );
+        let config_path = dir.path().join("mcp-bridge.toml");
+        std::fs::write(&config_path, config)?;
+        let bridge = Bridge::start_with_file(dir, config_path, &[])?;
+        bridge.wait_ready().await?;
+        Ok(PluginBridge {
+            bridge,
+            plugins,
+            calls,
+        })
+    }
+
+    /// `GET /admin/plugins`.
+    pub async fn admin(&self) -> Result<Value> {
+        let response = http().get(self.bridge.url("/admin/plugins")).send().await?;
+        ensure!(response.status() == 200, "/admin/plugins answered {}", response.status());
+        Ok(response.json().await?)
+    }
+
+    /// The admin entry of one plugin by name.
+    pub async fn plugin(&self, name: &str) -> Result<Value> {
+        let admin = self.admin().await?;
+        admin["plugins"]
+            .as_array()
+            .and_then(|plugins| plugins.iter().find(|p| p["name"] == name).cloned())
+            .with_context(|| format!("plugin `{name}` is not listed: {admin}"))
+    }
+
+    /// How many `tools/call` of `tool` reached the demo server.
+    pub fn calls(&self, tool: &str) -> usize {
+        count_calls(&self.calls, tool)
+    }
+
+    pub async fn session(&self) -> Result<RawSession> {
+        RawSession::open(&self.bridge.url("/mcp/demo")).await
+    }
+}
+
+/// A forwarded call's response and its `mcp-bridge-cache` header.
+pub struct Answered {
+    pub response: Value,
+    pub cache: Option<String>,
+}
+
+impl Answered {
+    /// A `key=value` field of the cache header.
+    pub fn field(&self, key: &str) -> Option<u64> {
+        self.cache.as_deref()?.split(';').find_map(|part| {
+            let (name, value) = part.trim().split_once('=')?;
+            (name == key).then(|| value.parse().ok())?
+        })
+    }
+
+    /// Fails unless the call returned a tool result (not a JSON-RPC error or `isError`).
+    pub fn ensure_success(&self, what: &str) -> Result<()> {
+        ensure!(
+            self.response["result"].is_object()
+                && self.response["result"]["isError"] != json!(true),
+            "{what}: {}",
+            self.response
+        );
+        Ok(())
+    }
+}
+
+/// Calls a tool in a session and keeps the cache header.
+pub async fn call(session: &RawSession, id: u64, tool: &str, arguments: Value) -> Result<Answered> {
+    let message = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": tool, "arguments": arguments}});
+    let response = post_json(&session.url, Some(&session.session_id), &message).await?;
+    let cache = response
+        .headers()
+        .get(CACHE_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    Ok(Answered {
+        response: read_response(response).await?,
+        cache,
+    })
+}
+
+/// Calls a tool `times` times with the same arguments, each time expecting success.
+async fn call_times(session: &RawSession, tool: &str, times: u64) -> Result<Vec<Answered>> {
+    let mut answers = Vec::new();
+    for id in 0..times {
+        let answer = call(session, id + 100, tool, json!({})).await?;
+        answer.ensure_success(tool)?;
+        answers.push(answer);
+    }
+    Ok(answers)
+}
+
+#[tokio::test]
+async fn the_seed_table_and_crud_rules_decide_real_calls() -> Result<()> {
+    let demo = PluginBridge::start(
+        &[
+            ("seed-ttl-table", "seed-ttl-table.wasm"),
+            ("crud-invalidation", "crud-invalidation.wasm"),
+        ],
+        r#"
+[[plugins.policy]]
+name = "tasks-ttl"
+file = "seed-ttl-table.wasm"
+servers = ["demo"]
+config = { ttl = { demo = { get_tasks = "30s", get_clients = 0 } } }
+
+[[plugins.policy]]
+name = "crud"
+file = "crud-invalidation.wasm"
+servers = ["demo"]
+"#,
+        None,
+    )
+    .await?;
+    let session = demo.session().await?;
+
+    // The TTL table's row shapes the cached entry; the crud plugin decided to cache.
+    let tasks = call_times(&session, "get_tasks", 3).await?;
+    ensure!(demo.calls("get_tasks") == 1, "get_tasks reached the server {} times", demo.calls("get_tasks"));
+    ensure!(tasks[0].field("ttl-ms") == Some(30_000), "header: {:?}", tasks[0].cache);
+
+    // A zero TTL never caches.
+    call_times(&session, "get_clients", 2).await?;
+    ensure!(demo.calls("get_clients") == 2, "get_clients was cached");
+
+    // No row: the crud plugin's own TTL (60 s by default) applies.
+    let habits = call_times(&session, "get_habits", 2).await?;
+    ensure!(demo.calls("get_habits") == 1, "get_habits was not cached");
+    ensure!(habits[0].field("ttl-ms") == Some(60_000), "header: {:?}", habits[0].cache);
+
+    // create_task drops the task reads (by name and by the entity tag), nothing else.
+    call(&session, 1, "create_task", json!({"title": "from the plugin test"}))
+        .await?
+        .ensure_success("create_task")?;
+    let after = call(&session, 2, "get_tasks", json!({})).await?;
+    after.ensure_success("get_tasks after create_task")?;
+    ensure!(demo.calls("get_tasks") == 2, "create_task did not invalidate get_tasks");
+    ensure!(
+        after.response.to_string().contains("from the plugin test"),
+        "stale tasks served after the write: {}",
+        after.response
+    );
+    call(&session, 3, "get_habits", json!({})).await?;
+    ensure!(demo.calls("get_habits") == 1, "create_task invalidated get_habits too");
+
+    let admin = demo.admin().await?;
+    let seed = demo.plugin("seed-ttl-table").await?;
+    ensure!(seed["exports"] == json!(["ttl-table", "lifecycle"]), "{seed}");
+    ensure!(seed["state"] == "active", "{seed}");
+    let crud = demo.plugin("crud-invalidation").await?;
+    ensure!(
+        crud["exports"] == json!(["cache-policy", "invalidation-rules", "lifecycle"]),
+        "{crud}"
+    );
+    ensure!(admin["generation"].as_u64() >= Some(1), "{admin}");
+    let names: Vec<&str> = admin["bindings"]
+        .as_array()
+        .map(|b| b.iter().filter_map(|b| b["name"].as_str()).collect())
+        .unwrap_or_default();
+    ensure!(names == ["tasks-ttl", "crud"], "binding order: {names:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_annotations_plugin_caches_reads_and_applies_rules() -> Result<()> {
+    let demo = PluginBridge::start(
+        &[("annotations", "annotations.wasm")],
+        r#"
+auto_bind = false
+
+[[plugins.policy]]
+file = "annotations.wasm"
+servers = ["*"]
+config = { default_ttl = "45s", invalidate = [{ on = "complete_task", tools = ["get_tasks"] }] }
+"#,
+        None,
+    )
+    .await?;
+    let session = demo.session().await?;
+    let reads = call_times(&session, "get_tasks", 3).await?;
+    ensure!(demo.calls("get_tasks") == 1, "read-only get_tasks was not cached");
+    ensure!(reads[0].field("ttl-ms") == Some(45_000), "{:?}", reads[0].cache);
+    call_times(&session, "get_today_metrics", 2).await?;
+    ensure!(demo.calls("get_today_metrics") == 1, "get_today_metrics was not cached");
+
+    // The rule names only get_tasks: the metrics entry survives.
+    call(&session, 1, "complete_task", json!({"task_id": 1}))
+        .await?
+        .ensure_success("complete_task")?;
+    call_times(&session, "get_tasks", 1).await?;
+    call_times(&session, "get_today_metrics", 1).await?;
+    ensure!(demo.calls("get_tasks") == 2, "complete_task did not invalidate get_tasks");
+    ensure!(demo.calls("get_today_metrics") == 1, "the rule's other reads were dropped");
+
+    // A write without a rule invalidates the whole server: the built-in's default, the
+    // plugin abstains.
+    call(&session, 2, "update_task", json!({"task_id": 1, "title": "renamed"}))
+        .await?
+        .ensure_success("update_task")?;
+    call_times(&session, "get_today_metrics", 1).await?;
+    ensure!(demo.calls("get_today_metrics") == 2, "update_task invalidated nothing");
+    Ok(())
+}
+
+/// Starts a bridge with one faulty plugin bound to the demo server.
+async fn faulty(plugin: &str, config: &str) -> Result<PluginBridge> {
+    PluginBridge::start(
+        &[(&format!("testing/{plugin}"), &format!("{plugin}.wasm"))],
+        &format!(
+            "quarantine_after = 3\ndecision_timeout = \"20ms\"\nmax_memory = \"16MiB\"\n\n[[plugins.policy]]\nfile = \"{plugin}.wasm\"\nservers = [\"demo\"]\nconfig = {config}\n"
+        ),
+        None,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn faulting_plugins_are_quarantined_and_requests_still_succeed() -> Result<()> {
+    let cases = [
+        ("fault-trap", "trap", "deliberate trap"),
+        ("fault-loop", "deadline", "interrupt"),
+        ("fault-oom", "out_of_memory", "memory"),
+    ];
+    let runs = cases.map(|(plugin, kind, says)| async move {
+        let demo = faulty(plugin, "{}").await?;
+        let session = demo.session().await?;
+        // Every call is answered, each one by the backend: the safe default is "do
+        // not cache".
+        call_times(&session, "get_tasks", 6).await?;
+        ensure!(
+            demo.calls("get_tasks") == 6,
+            "{plugin}: a faulted decision was cached ({} backend calls)",
+            demo.calls("get_tasks")
+        );
+        let entry = demo.plugin(plugin).await?;
+        ensure!(entry["state"] == "quarantined", "{plugin}: {entry}");
+        ensure!(entry["faults"][kind].as_u64() >= Some(3), "{plugin}: {entry}");
+        let reason = entry["quarantine_reason"].as_str().unwrap_or_default().to_lowercase();
+        ensure!(reason.contains(says), "{plugin}: the reason does not say `{says}`: {reason}");
+        let log = demo.bridge.log_text();
+        ensure!(log.contains("plugin quarantined"), "{plugin}: quarantine not logged");
+        let metrics = http().get(demo.bridge.url("/metrics")).send().await?.text().await?;
+        let gauge = format!("mcp_bridge_plugin_quarantined{{plugin=\"{plugin}\"}} 1");
+        ensure!(metrics.contains(&gauge), "{plugin}: no `{gauge}` in /metrics");
+        // Quarantined, it is no longer called, and calls still succeed.
+        call_times(&session, "get_tasks", 2).await?;
+        Ok::<(), anyhow::Error>(())
+    });
+    for result in futures_util::future::join_all(runs).await {
+        result?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_plugins_are_rejected_at_load_with_the_reason() -> Result<()> {
+    let cases: [(&str, &str, &[&str]); 4] = [
+        ("fault-init", "{}", &["init rejected its config", "deliberate init failure"]),
+        ("wrong-wit", "{}", &["cache-policy", "does not match the WIT contract"]),
+        ("no-policy", "{}", &["exports none of cache-policy, ttl-table or invalidation-rules"]),
+        ("fault-trap", "{ on_smoke = true }", &["smoke", "deliberate trap"]),
+    ];
+    let runs = cases.map(|(plugin, config, says)| async move {
+        let demo = faulty(plugin, config).await?;
+        let entry = demo.plugin(plugin).await?;
+        ensure!(entry["state"] == "rejected", "{plugin}: {entry}");
+        let message = entry["last_rejection"]["message"].as_str().unwrap_or_default();
+        for phrase in says {
+            ensure!(message.contains(phrase), "{plugin}: `{phrase}` missing from: {message}");
+        }
+        ensure!(demo.bridge.log_text().contains("plugin version rejected"), "{plugin}: not logged");
+        // The built-in policy serves instead.
+        let session = demo.session().await?;
+        call_times(&session, "get_tasks", 2).await?;
+        ensure!(demo.calls("get_tasks") == 1, "{plugin}: the built-in policy is not serving");
+        Ok::<(), anyhow::Error>(())
+    });
+    for result in futures_util::future::join_all(runs).await {
+        result?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_bad_new_version_leaves_the_old_one_serving() -> Result<()> {
+    let demo = PluginBridge::start(&[("testing/reload-probe-v1", "probe.wasm")], "", None).await?;
+    let session = demo.session().await?;
+    let before = demo.plugin("probe").await?;
+    let first = call(&session, 1, "get_tasks", json!({"n": 1})).await?;
+    ensure!(first.field("ttl-ms") == Some(111_000), "{:?}", first.cache);
+
+    // Garbage, then a component with the wrong types, under the same name.
+    let junk = demo.bridge.dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"\0asm not really")?;
+    let wrong = plugin_wasm("testing/wrong-wit");
+    for (source, says) in [(junk.as_path(), "not a valid WebAssembly component"), (wrong.as_path(), "does not match the WIT contract")] {
+        crate::support::publish_plugin(source, &demo.plugins, "probe.wasm")?;
+        let rejected = eventually(Duration::from_secs(20), async || {
+            demo.plugin("probe").await.is_ok_and(|p| {
+                p["last_rejection"]["message"].as_str().is_some_and(|m| m.contains(says))
+            })
+        })
+        .await;
+        ensure!(rejected, "no rejection saying `{says}`: {}", demo.admin().await?);
+        let entry = demo.plugin("probe").await?;
+        ensure!(entry["hash"] == before["hash"], "the serving version changed: {entry}");
+        ensure!(entry["generation"] == before["generation"], "{entry}");
+        let answer = call(&session, 2, "get_tasks", json!({"n": 2})).await?;
+        answer.ensure_success("get_tasks")?;
+        ensure!(answer.field("ttl-ms") == Some(111_000), "the old version stopped serving: {:?}", answer.cache);
+    }
+
+    // Deleting the file unloads the plugin: the built-in policy decides again.
+    std::fs::remove_file(demo.plugins.join("probe.wasm"))?;
+    let unloaded = eventually(Duration::from_secs(20), async || {
+        demo.admin().await.is_ok_and(|admin| {
+            admin["plugins"].as_array().is_some_and(|p| p.iter().all(|p| p["state"] != "active"))
+        })
+    })
+    .await;
+    ensure!(unloaded, "{}", demo.admin().await?);
+    let builtin = call(&session, 3, "get_tasks", json!({"n": 3})).await?;
+    ensure!(builtin.field("ttl-ms") != Some(111_000), "{:?}", builtin.cache);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_restart_loads_compiled_plugins_from_the_cache() -> Result<()> {
+    let shared = tempfile::tempdir()?;
+    let files = [("seed-ttl-table", "seed-ttl-table.wasm")];
+    let first = PluginBridge::start(&files, "", Some(shared.path())).await?;
+    let compiled = first.plugin("seed-ttl-table").await?;
+    ensure!(compiled["compile"]["source"] == "compiled", "{compiled}");
+    drop(first);
+    let second = PluginBridge::start(&files, "", Some(shared.path())).await?;
+    let cached = second.plugin("seed-ttl-table").await?;
+    ensure!(cached["compile"]["source"] == "cached", "{cached}");
+    ensure!(cached["hash"] == compiled["hash"], "{cached}");
+    Ok(())
+}
