@@ -5,7 +5,9 @@
 //!   (`canonical_arguments` + `cache_key`), against `serde_json::to_string` of the same
 //!   arguments;
 //! - `policy_decide`: the built-in policy's decision for a read-only tool with a TTL-table row
-//!   (`PolicyChain::decide`), against a closure that only reads the annotation;
+//!   (`PolicyChain::decide`), the same decision made by the `annotations` example plugin in a
+//!   warm WebAssembly instance (alone, and in a chain where it also answers the TTL), against
+//!   a closure that only reads the annotation;
 //! - `cache_lookup`: `ResponseCache::get` hitting a warm key in a cache of a thousand entries,
 //!   and the same with the bookkeeping the router does on a hit, against `HashMap::get`.
 //!
@@ -15,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::hint::black_box;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,8 +27,9 @@ use serde_json::{Value, json};
 use mcp_bridge::cache::{Entry, ResponseCache, Served, cache_key, canonical_arguments};
 use mcp_bridge::config::{BridgeConfig, load_str};
 use mcp_bridge::metrics::Metrics;
+use mcp_bridge::plugin::{Limits, PluginEngine, PluginVersion, WasmPolicy};
 use mcp_bridge::policy::{
-    Annotations, BuiltinPolicy, CallInfo, CallKind, Decision, PolicyChain, ServerHints,
+    Annotations, BuiltinPolicy, CallInfo, CallKind, Decision, Policy, PolicyChain, ServerHints,
 };
 
 /// A config like the example's: the demo server and the seed's TTL table, so the decision
@@ -55,6 +59,48 @@ complete_task = 0
 const SERVER: &str = "demo";
 const METHOD: &str = "tools/call";
 const TOOL: &str = "get_today_metrics";
+
+/// The same settings as the annotations plugin's config.
+const PLUGIN_CONFIG: &str = r#"{"default_ttl": "10m", "ttl": {
+  "*": {"list_tools": "1h", "get_tool_schema": "1h"},
+  "demo": {"get_clients": "5m", "get_habits": "5m", "get_tasks": "60s", "get_today_metrics": "60s",
+           "create_task": 0, "update_task": 0, "complete_task": 0}}}"#;
+
+/// The annotations example plugin, built from `plugins/` by the project's script, bound to
+/// every server with [`PLUGIN_CONFIG`].
+fn annotations_plugin() -> Arc<WasmPolicy> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let status = std::process::Command::new("bash")
+        .arg(root.join("scripts/build-plugins.sh"))
+        .status();
+    assert!(
+        status.as_ref().is_ok_and(|status| status.success()),
+        "scripts/build-plugins.sh failed: {status:?}"
+    );
+    let bytes = std::fs::read(root.join("build/plugins/annotations.wasm"))
+        .unwrap_or_else(|error| panic!("read annotations.wasm: {error}"));
+    let engine = PluginEngine::new(None).unwrap_or_else(|error| panic!("{error}"));
+    let limits = Limits {
+        max_memory: 32 << 20,
+        deadline_ticks: PluginEngine::deadline_ticks(Duration::from_millis(10)),
+        quarantine_after: 5,
+        quarantine_window: Duration::from_secs(60),
+    };
+    let version = PluginVersion::load(&engine, "annotations.wasm", &bytes, limits)
+        .unwrap_or_else(|error| panic!("{error}"));
+    let policy = WasmPolicy::start(
+        "annotations",
+        Vec::new(),
+        PLUGIN_CONFIG.to_owned(),
+        Arc::new(version),
+        4,
+        &Arc::new(Metrics::new()),
+    )
+    .unwrap_or_else(|error| panic!("{error}"));
+    // The engine's epoch ticker must outlive the bench; leaking one engine is fine here.
+    std::mem::forget(engine);
+    Arc::new(policy)
+}
 
 /// How many other entries the cache and the map hold besides the one looked up.
 const OTHER_ENTRIES: usize = 1_000;
@@ -152,10 +198,33 @@ fn policy(c: &mut Criterion) {
         (call.annotations.read_only == Some(true)).then_some(default_ttl)
     };
 
+    let plugin = annotations_plugin();
+    let wasm_chain = PolicyChain::new(
+        vec![plugin.clone() as Arc<dyn Policy>],
+        Arc::new(BuiltinPolicy::from_config(&config)),
+    );
+    assert_eq!(
+        wasm_chain.decide(&call),
+        chain.decide(&call),
+        "the annotations plugin must decide as the built-in policy does"
+    );
+
     let mut group = c.benchmark_group("policy_decide");
     group.bench_function("PolicyChain::decide (builtin, TTL-table row)", |b| {
         b.iter(|| chain.decide(black_box(&call)));
     });
+    group.bench_function(
+        "WasmPolicy::decide (annotations plugin, warm instance)",
+        |b| {
+            b.iter(|| plugin.decide(black_box(&call)));
+        },
+    );
+    group.bench_function(
+        "PolicyChain::decide (annotations plugin: decide + TTL row)",
+        |b| {
+            b.iter(|| wasm_chain.decide(black_box(&call)));
+        },
+    );
     group.bench_function("closure reading readOnlyHint (baseline)", |b| {
         b.iter(|| trivial(black_box(&call)));
     });

@@ -77,7 +77,12 @@ fn the_annotations_plugin_agrees_with_the_builtin_policy() -> Result<()> {
     let builtin = BuiltinPolicy::from_config(&config);
     let engine = PluginEngine::new(None)?;
     let bytes = std::fs::read(plugin_wasm("annotations"))?;
-    let version = Arc::new(PluginVersion::load(&engine, "annotations.wasm", &bytes, limits())?);
+    let version = Arc::new(PluginVersion::load(
+        &engine,
+        "annotations.wasm",
+        &bytes,
+        limits(),
+    )?);
     let plugin = WasmPolicy::start(
         "annotations",
         Vec::new(),
@@ -88,7 +93,14 @@ fn the_annotations_plugin_agrees_with_the_builtin_policy() -> Result<()> {
     )?;
 
     let read_only = [Some(true), Some(false), None];
-    let tools = ["get_tasks", "get_clients", "get_tool_schema", "create_task", "complete_task", "update_task"];
+    let tools = [
+        "get_tasks",
+        "get_clients",
+        "get_tool_schema",
+        "create_task",
+        "complete_task",
+        "update_task",
+    ];
     let mut compared = 0;
     for server in ["demo", "other", "elsewhere"] {
         for kind in [CallKind::Tool, CallKind::Resource, CallKind::List] {
@@ -116,7 +128,8 @@ fn the_annotations_plugin_agrees_with_the_builtin_policy() -> Result<()> {
                     for status in [Status::Success, Status::Error, Status::Unknown] {
                         let outcome = Outcome::of(status);
                         ensure!(
-                            plugin.invalidations(&call, &outcome) == builtin.invalidations(&call, &outcome),
+                            plugin.invalidations(&call, &outcome)
+                                == builtin.invalidations(&call, &outcome),
                             "invalidations differ for {server}/{name} {kind:?} {status:?}"
                         );
                     }
@@ -141,7 +154,10 @@ fn the_annotations_plugin_agrees_with_the_builtin_policy() -> Result<()> {
 fn wit_files(dir: &Path, found: &mut Vec<std::path::PathBuf>) -> Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         if path.is_dir() {
             if !matches!(name, "target" | "build" | "node_modules" | ".git") {
                 wit_files(&path, found)?;
@@ -160,7 +176,10 @@ fn the_wit_package_is_the_only_copy_of_the_contract() -> Result<()> {
     wit_files(&root, &mut files)?;
     let contract = root.join("wit/policy.wit");
     let text = std::fs::read_to_string(&contract).context("read wit/policy.wit")?;
-    ensure!(text.contains("package mcp-bridge:policy@0.1.0;"), "the package line changed");
+    ensure!(
+        text.contains("package mcp-bridge:policy@0.1.0;"),
+        "the package line changed"
+    );
     for file in &files {
         if *file == contract {
             continue;
@@ -178,13 +197,25 @@ fn the_wit_package_is_the_only_copy_of_the_contract() -> Result<()> {
     for (constant, interface) in [
         (mcp_bridge::plugin::bindings::CACHE_POLICY, "cache-policy"),
         (mcp_bridge::plugin::bindings::TTL_TABLE, "ttl-table"),
-        (mcp_bridge::plugin::bindings::INVALIDATION_RULES, "invalidation-rules"),
+        (
+            mcp_bridge::plugin::bindings::INVALIDATION_RULES,
+            "invalidation-rules",
+        ),
         (mcp_bridge::plugin::bindings::LIFECYCLE, "lifecycle"),
     ] {
-        ensure!(constant == format!("mcp-bridge:policy/{interface}@0.1.0"), "{constant}");
-        ensure!(text.contains(&format!("interface {interface} {{")), "no interface {interface}");
+        ensure!(
+            constant == format!("mcp-bridge:policy/{interface}@0.1.0"),
+            "{constant}"
+        );
+        ensure!(
+            text.contains(&format!("interface {interface} {{")),
+            "no interface {interface}"
+        );
     }
     let sdk = std::fs::read_to_string(root.join("plugins/sdk/src/lib.rs"))?;
-    ensure!(sdk.contains("../../wit"), "the SDK does not generate from wit/");
+    ensure!(
+        sdk.contains("../../wit"),
+        "the SDK does not generate from wit/"
+    );
     Ok(())
 }

@@ -78,7 +78,10 @@ async fn a_plugin_replaced_100_times_under_load_drops_no_call() -> Result<()> {
                     Ok(answer) => Seen {
                         generation: answer.field("generation"),
                         ttl_ms: answer.field("ttl-ms"),
-                        failure: answer.ensure_success("get_tasks").err().map(|e| e.to_string()),
+                        failure: answer
+                            .ensure_success("get_tasks")
+                            .err()
+                            .map(|e| e.to_string()),
                     },
                     Err(error) => Seen {
                         generation: None,
@@ -107,12 +110,29 @@ async fn a_plugin_replaced_100_times_under_load_drops_no_call() -> Result<()> {
 
     let seen = seen.lock();
     let failures: Vec<&String> = seen.iter().filter_map(|s| s.failure.as_ref()).collect();
-    ensure!(failures.is_empty(), "{} of {} calls failed: {:?}", failures.len(), seen.len(), &failures[..failures.len().min(3)]);
-    ensure!(seen.len() >= 200, "only {} calls ran during the reloads", seen.len());
+    ensure!(
+        failures.is_empty(),
+        "{} of {} calls failed: {:?}",
+        failures.len(),
+        seen.len(),
+        &failures[..failures.len().min(3)]
+    );
+    ensure!(
+        seen.len() >= 200,
+        "only {} calls ran during the reloads",
+        seen.len()
+    );
     for s in seen.iter() {
         let generation = s.generation.context("a call without a generation")?;
-        ensure!((base..=base + 100).contains(&generation), "generation {generation} out of range");
-        let expected = if (generation - base) % 2 == 0 { V1_TTL_MS } else { V2_TTL_MS };
+        ensure!(
+            (base..=base + 100).contains(&generation),
+            "generation {generation} out of range"
+        );
+        let expected = if (generation - base) % 2 == 0 {
+            V1_TTL_MS
+        } else {
+            V2_TTL_MS
+        };
         ensure!(
             s.ttl_ms == Some(expected),
             "a call decided at generation {generation} got TTL {:?}, that generation's plugin gives {expected}",
@@ -168,7 +188,10 @@ async fn a_thousand_reloads_do_not_grow_memory() -> Result<()> {
             if admin["generation"].as_u64() >= Some(base + k) {
                 break;
             }
-            ensure!(Instant::now() < deadline, "reload {k} never landed: {admin}");
+            ensure!(
+                Instant::now() < deadline,
+                "reload {k} never landed: {admin}"
+            );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         if k == 100 {
@@ -186,6 +209,10 @@ async fn a_thousand_reloads_do_not_grow_memory() -> Result<()> {
     let session = demo.session().await?;
     let answer = call(&session, 1, "get_tasks", json!({"after": "reloads"})).await?;
     answer.ensure_success("get_tasks")?;
-    ensure!(answer.field("generation") == Some(base + 1000), "{:?}", answer.cache);
+    ensure!(
+        answer.field("generation") == Some(base + 1000),
+        "{:?}",
+        answer.cache
+    );
     Ok(())
 }

@@ -62,7 +62,11 @@ impl PluginBridge {
     /// `GET /admin/plugins`.
     pub async fn admin(&self) -> Result<Value> {
         let response = http().get(self.bridge.url("/admin/plugins")).send().await?;
-        ensure!(response.status() == 200, "/admin/plugins answered {}", response.status());
+        ensure!(
+            response.status() == 200,
+            "/admin/plugins answered {}",
+            response.status()
+        );
         Ok(response.json().await?)
     }
 
@@ -165,8 +169,16 @@ servers = ["demo"]
 
     // The TTL table's row shapes the cached entry; the crud plugin decided to cache.
     let tasks = call_times(&session, "get_tasks", 3).await?;
-    ensure!(demo.calls("get_tasks") == 1, "get_tasks reached the server {} times", demo.calls("get_tasks"));
-    ensure!(tasks[0].field("ttl-ms") == Some(30_000), "header: {:?}", tasks[0].cache);
+    ensure!(
+        demo.calls("get_tasks") == 1,
+        "get_tasks reached the server {} times",
+        demo.calls("get_tasks")
+    );
+    ensure!(
+        tasks[0].field("ttl-ms") == Some(30_000),
+        "header: {:?}",
+        tasks[0].cache
+    );
 
     // A zero TTL never caches.
     call_times(&session, "get_clients", 2).await?;
@@ -175,26 +187,44 @@ servers = ["demo"]
     // No row: the crud plugin's own TTL (60 s by default) applies.
     let habits = call_times(&session, "get_habits", 2).await?;
     ensure!(demo.calls("get_habits") == 1, "get_habits was not cached");
-    ensure!(habits[0].field("ttl-ms") == Some(60_000), "header: {:?}", habits[0].cache);
+    ensure!(
+        habits[0].field("ttl-ms") == Some(60_000),
+        "header: {:?}",
+        habits[0].cache
+    );
 
     // create_task drops the task reads (by name and by the entity tag), nothing else.
-    call(&session, 1, "create_task", json!({"title": "from the plugin test"}))
-        .await?
-        .ensure_success("create_task")?;
+    call(
+        &session,
+        1,
+        "create_task",
+        json!({"title": "from the plugin test"}),
+    )
+    .await?
+    .ensure_success("create_task")?;
     let after = call(&session, 2, "get_tasks", json!({})).await?;
     after.ensure_success("get_tasks after create_task")?;
-    ensure!(demo.calls("get_tasks") == 2, "create_task did not invalidate get_tasks");
+    ensure!(
+        demo.calls("get_tasks") == 2,
+        "create_task did not invalidate get_tasks"
+    );
     ensure!(
         after.response.to_string().contains("from the plugin test"),
         "stale tasks served after the write: {}",
         after.response
     );
     call(&session, 3, "get_habits", json!({})).await?;
-    ensure!(demo.calls("get_habits") == 1, "create_task invalidated get_habits too");
+    ensure!(
+        demo.calls("get_habits") == 1,
+        "create_task invalidated get_habits too"
+    );
 
     let admin = demo.admin().await?;
     let seed = demo.plugin("seed-ttl-table").await?;
-    ensure!(seed["exports"] == json!(["ttl-table", "lifecycle"]), "{seed}");
+    ensure!(
+        seed["exports"] == json!(["ttl-table", "lifecycle"]),
+        "{seed}"
+    );
     ensure!(seed["state"] == "active", "{seed}");
     let crud = demo.plugin("crud-invalidation").await?;
     ensure!(
@@ -227,27 +257,51 @@ config = { default_ttl = "45s", invalidate = [{ on = "complete_task", tools = ["
     .await?;
     let session = demo.session().await?;
     let reads = call_times(&session, "get_tasks", 3).await?;
-    ensure!(demo.calls("get_tasks") == 1, "read-only get_tasks was not cached");
-    ensure!(reads[0].field("ttl-ms") == Some(45_000), "{:?}", reads[0].cache);
+    ensure!(
+        demo.calls("get_tasks") == 1,
+        "read-only get_tasks was not cached"
+    );
+    ensure!(
+        reads[0].field("ttl-ms") == Some(45_000),
+        "{:?}",
+        reads[0].cache
+    );
     call_times(&session, "get_today_metrics", 2).await?;
-    ensure!(demo.calls("get_today_metrics") == 1, "get_today_metrics was not cached");
+    ensure!(
+        demo.calls("get_today_metrics") == 1,
+        "get_today_metrics was not cached"
+    );
 
     // The rule names only get_tasks: the metrics entry survives.
-    call(&session, 1, "complete_task", json!({"task_id": 1}))
+    call(&session, 1, "complete_task", json!({"id": 1}))
         .await?
         .ensure_success("complete_task")?;
     call_times(&session, "get_tasks", 1).await?;
     call_times(&session, "get_today_metrics", 1).await?;
-    ensure!(demo.calls("get_tasks") == 2, "complete_task did not invalidate get_tasks");
-    ensure!(demo.calls("get_today_metrics") == 1, "the rule's other reads were dropped");
+    ensure!(
+        demo.calls("get_tasks") == 2,
+        "complete_task did not invalidate get_tasks"
+    );
+    ensure!(
+        demo.calls("get_today_metrics") == 1,
+        "the rule's other reads were dropped"
+    );
 
     // A write without a rule invalidates the whole server: the built-in's default, the
     // plugin abstains.
-    call(&session, 2, "update_task", json!({"task_id": 1, "title": "renamed"}))
-        .await?
-        .ensure_success("update_task")?;
+    call(
+        &session,
+        2,
+        "update_task",
+        json!({"id": 1, "status": "done"}),
+    )
+    .await?
+    .ensure_success("update_task")?;
     call_times(&session, "get_today_metrics", 1).await?;
-    ensure!(demo.calls("get_today_metrics") == 2, "update_task invalidated nothing");
+    ensure!(
+        demo.calls("get_today_metrics") == 2,
+        "update_task invalidated nothing"
+    );
     Ok(())
 }
 
@@ -283,14 +337,34 @@ async fn faulting_plugins_are_quarantined_and_requests_still_succeed() -> Result
         );
         let entry = demo.plugin(plugin).await?;
         ensure!(entry["state"] == "quarantined", "{plugin}: {entry}");
-        ensure!(entry["faults"][kind].as_u64() >= Some(3), "{plugin}: {entry}");
-        let reason = entry["quarantine_reason"].as_str().unwrap_or_default().to_lowercase();
-        ensure!(reason.contains(says), "{plugin}: the reason does not say `{says}`: {reason}");
+        ensure!(
+            entry["faults"][kind].as_u64() >= Some(3),
+            "{plugin}: {entry}"
+        );
+        let reason = entry["quarantine_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_lowercase();
+        ensure!(
+            reason.contains(says),
+            "{plugin}: the reason does not say `{says}`: {reason}"
+        );
         let log = demo.bridge.log_text();
-        ensure!(log.contains("plugin quarantined"), "{plugin}: quarantine not logged");
-        let metrics = http().get(demo.bridge.url("/metrics")).send().await?.text().await?;
+        ensure!(
+            log.contains("plugin quarantined"),
+            "{plugin}: quarantine not logged"
+        );
+        let metrics = http()
+            .get(demo.bridge.url("/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
         let gauge = format!("mcp_bridge_plugin_quarantined{{plugin=\"{plugin}\"}} 1");
-        ensure!(metrics.contains(&gauge), "{plugin}: no `{gauge}` in /metrics");
+        ensure!(
+            metrics.contains(&gauge),
+            "{plugin}: no `{gauge}` in /metrics"
+        );
         // Quarantined, it is no longer called, and calls still succeed.
         call_times(&session, "get_tasks", 2).await?;
         Ok::<(), anyhow::Error>(())
@@ -304,24 +378,51 @@ async fn faulting_plugins_are_quarantined_and_requests_still_succeed() -> Result
 #[tokio::test]
 async fn bad_plugins_are_rejected_at_load_with_the_reason() -> Result<()> {
     let cases: [(&str, &str, &[&str]); 4] = [
-        ("fault-init", "{}", &["init rejected its config", "deliberate init failure"]),
-        ("wrong-wit", "{}", &["cache-policy", "does not match the WIT contract"]),
-        ("no-policy", "{}", &["exports none of cache-policy, ttl-table or invalidation-rules"]),
-        ("fault-trap", "{ on_smoke = true }", &["smoke", "deliberate trap"]),
+        (
+            "fault-init",
+            "{}",
+            &["init rejected its config", "deliberate init failure"],
+        ),
+        (
+            "wrong-wit",
+            "{}",
+            &["cache-policy", "does not match the WIT contract"],
+        ),
+        (
+            "no-policy",
+            "{}",
+            &["exports none of cache-policy, ttl-table or invalidation-rules"],
+        ),
+        (
+            "fault-trap",
+            "{ on_smoke = true }",
+            &["smoke", "deliberate trap"],
+        ),
     ];
     let runs = cases.map(|(plugin, config, says)| async move {
         let demo = faulty(plugin, config).await?;
         let entry = demo.plugin(plugin).await?;
         ensure!(entry["state"] == "rejected", "{plugin}: {entry}");
-        let message = entry["last_rejection"]["message"].as_str().unwrap_or_default();
+        let message = entry["last_rejection"]["message"]
+            .as_str()
+            .unwrap_or_default();
         for phrase in says {
-            ensure!(message.contains(phrase), "{plugin}: `{phrase}` missing from: {message}");
+            ensure!(
+                message.contains(phrase),
+                "{plugin}: `{phrase}` missing from: {message}"
+            );
         }
-        ensure!(demo.bridge.log_text().contains("plugin version rejected"), "{plugin}: not logged");
+        ensure!(
+            demo.bridge.log_text().contains("plugin version rejected"),
+            "{plugin}: not logged"
+        );
         // The built-in policy serves instead.
         let session = demo.session().await?;
         call_times(&session, "get_tasks", 2).await?;
-        ensure!(demo.calls("get_tasks") == 1, "{plugin}: the built-in policy is not serving");
+        ensure!(
+            demo.calls("get_tasks") == 1,
+            "{plugin}: the built-in policy is not serving"
+        );
         Ok::<(), anyhow::Error>(())
     });
     for result in futures_util::future::join_all(runs).await {
@@ -342,34 +443,57 @@ async fn a_bad_new_version_leaves_the_old_one_serving() -> Result<()> {
     let junk = demo.bridge.dir.path().join("junk.wasm");
     std::fs::write(&junk, b"\0asm not really")?;
     let wrong = plugin_wasm("testing/wrong-wit");
-    for (source, says) in [(junk.as_path(), "not a valid WebAssembly component"), (wrong.as_path(), "does not match the WIT contract")] {
+    let attempts = [
+        (junk.as_path(), "not a valid WebAssembly component"),
+        (wrong.as_path(), "does not match the WIT contract"),
+    ];
+    for (n, (source, says)) in (2u64..).zip(attempts) {
         crate::support::publish_plugin(source, &demo.plugins, "probe.wasm")?;
         let rejected = eventually(Duration::from_secs(20), async || {
             demo.plugin("probe").await.is_ok_and(|p| {
-                p["last_rejection"]["message"].as_str().is_some_and(|m| m.contains(says))
+                p["last_rejection"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(says))
             })
         })
         .await;
-        ensure!(rejected, "no rejection saying `{says}`: {}", demo.admin().await?);
+        ensure!(
+            rejected,
+            "no rejection saying `{says}`: {}",
+            demo.admin().await?
+        );
         let entry = demo.plugin("probe").await?;
-        ensure!(entry["hash"] == before["hash"], "the serving version changed: {entry}");
+        ensure!(
+            entry["hash"] == before["hash"],
+            "the serving version changed: {entry}"
+        );
         ensure!(entry["generation"] == before["generation"], "{entry}");
-        let answer = call(&session, 2, "get_tasks", json!({"n": 2})).await?;
+        let answer = call(&session, n, "get_tasks", json!({"n": n})).await?;
         answer.ensure_success("get_tasks")?;
-        ensure!(answer.field("ttl-ms") == Some(111_000), "the old version stopped serving: {:?}", answer.cache);
+        ensure!(
+            answer.field("ttl-ms") == Some(111_000),
+            "the old version stopped serving: {:?}",
+            answer.cache
+        );
     }
 
     // Deleting the file unloads the plugin: the built-in policy decides again.
     std::fs::remove_file(demo.plugins.join("probe.wasm"))?;
     let unloaded = eventually(Duration::from_secs(20), async || {
         demo.admin().await.is_ok_and(|admin| {
-            admin["plugins"].as_array().is_some_and(|p| p.iter().all(|p| p["state"] != "active"))
+            admin["plugins"]
+                .as_array()
+                .is_some_and(|p| p.iter().all(|p| p["state"] != "active"))
         })
     })
     .await;
     ensure!(unloaded, "{}", demo.admin().await?);
     let builtin = call(&session, 3, "get_tasks", json!({"n": 3})).await?;
-    ensure!(builtin.field("ttl-ms") != Some(111_000), "{:?}", builtin.cache);
+    ensure!(
+        builtin.field("ttl-ms") != Some(111_000),
+        "{:?}",
+        builtin.cache
+    );
     Ok(())
 }
 

@@ -448,7 +448,10 @@ pub fn plugin_builds() -> &'static Path {
             .arg(root.join("scripts/build-plugins.sh"))
             .status()
             .expect("run scripts/build-plugins.sh");
-        assert!(status.success(), "scripts/build-plugins.sh failed: {status}");
+        assert!(
+            status.success(),
+            "scripts/build-plugins.sh failed: {status}"
+        );
         root.join("build/plugins")
     })
 }

@@ -152,7 +152,9 @@ fn directory_of(path: &Path) -> PathBuf {
 /// Waits for events, debounces them and reloads, until the watcher is dropped (which closes the
 /// channel).
 fn reload_loop(path: &Path, events: &Receiver<()>, on_change: &(dyn Fn(BridgeConfig) + Sync)) {
-    let mut last_bytes: Option<Vec<u8>> = None;
+    // The running configuration came from the file as it is now: a first event from
+    // something else in the directory must not re-apply it.
+    let mut last_bytes: Option<Vec<u8>> = std::fs::read(path).ok();
     let mut last_config: Option<BridgeConfig> = None;
     while events.recv().is_ok() {
         let deadline = Instant::now() + WATCH_MAX_DELAY;

@@ -59,7 +59,10 @@ enum Reply {
     Accepted,
     Json(Value),
     /// A forwarded call's response, with what the cache did about it.
-    Forwarded { response: Value, cache: CacheReport },
+    Forwarded {
+        response: Value,
+        cache: CacheReport,
+    },
     /// The answer to `initialize`, and the session it opened.
     Initialized {
         response: Value,
@@ -181,7 +184,8 @@ async fn handle_batch(context: &Context, batch: Vec<Value>) -> Result<Response<B
         )
         .await
         {
-            Reply::Json(value) | Reply::Forwarded {
+            Reply::Json(value)
+            | Reply::Forwarded {
                 response: value, ..
             } => Some(value),
             Reply::Accepted | Reply::Initialized { .. } | Reply::Stream(_) => None,

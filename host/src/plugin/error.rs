@@ -122,12 +122,15 @@ impl Fault {
     /// Classifies a wasmtime error from a call; `said` is the last error line the
     /// plugin logged (the SDK logs panic messages), which names the cause of a trap.
     pub fn from_call(error: &wasmtime::Error, said: Option<String>) -> Fault {
+        // The store limiter reports a refused memory growth as a trap whose message
+        // says so ("forcing trap when growing memory to N bytes").
         let text = format!("{error:?}");
-        let kind = match error.downcast_ref::<wasmtime::Trap>() {
-            Some(wasmtime::Trap::Interrupt) => FaultKind::Deadline,
-            Some(_) => FaultKind::Trap,
-            None if text.contains("memory growth failure") => FaultKind::OutOfMemory,
-            None => FaultKind::Trap,
+        let kind = if text.contains("growing memory") || text.contains("memory growth failure") {
+            FaultKind::OutOfMemory
+        } else if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
+            FaultKind::Deadline
+        } else {
+            FaultKind::Trap
         };
         let mut message = format!("{error:#}");
         if let Some(said) = said {

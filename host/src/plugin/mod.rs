@@ -60,10 +60,13 @@ impl PluginRuntime {
             layer.clone(),
             metrics.clone(),
         )?;
-        let watcher = PluginWatcher::start(host.clone(), config.plugins.watch_debounce).map_err(|error| PluginError::Read {
-            path: dir,
-            source: std::io::Error::other(error.to_string()),
-        })?;
+        let watcher =
+            PluginWatcher::start(host.clone(), config.plugins.watch_debounce).map_err(|error| {
+                PluginError::Read {
+                    path: dir,
+                    source: std::io::Error::other(error.to_string()),
+                }
+            })?;
         Ok(Some(PluginRuntime { host, watcher }))
     }
 }

@@ -10,7 +10,10 @@
 use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// The longest a stream of changes can delay a rescan.
+const MAX_DELAY: Duration = Duration::from_secs(1);
 
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::oneshot;
@@ -39,6 +42,8 @@ impl PluginWatcher {
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
                 let relevant = match event {
+                    // Reads (including the rescan's own) are not changes.
+                    Ok(event) if event.kind.is_access() => false,
                     Ok(event) => event.paths.iter().any(|path| is_relevant(path)),
                     // An error (such as a queue overflow) may hide changes: rescan.
                     Err(_) => true,
@@ -91,10 +96,12 @@ fn run(host: &PluginHost, inbox: &mpsc::Receiver<Command>, debounce: Duration) {
             Command::Changed => changed = true,
             Command::Rescan(reply) => waiting.push(reply),
         }
-        // Wait for the directory to go quiet; requests that arrive meanwhile share
-        // the one rescan.
+        // Wait for the directory to go quiet (but not forever: a directory that never
+        // goes quiet is still rescanned every MAX_DELAY); requests that arrive meanwhile
+        // share the one rescan.
         if changed {
-            loop {
+            let started = Instant::now();
+            while started.elapsed() < MAX_DELAY {
                 match inbox.recv_timeout(debounce) {
                     Ok(Command::Changed) => {}
                     Ok(Command::Rescan(reply)) => waiting.push(reply),

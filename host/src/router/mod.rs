@@ -344,7 +344,9 @@ impl ForwardedCall {
 
     /// The policy generation that decided the call, when the cache had a part in it.
     pub fn policy_generation(&self) -> Option<u64> {
-        self.caching.as_ref().map(|caching| caching.policy_generation())
+        self.caching
+            .as_ref()
+            .map(|caching| caching.policy_generation())
     }
 
     /// Sends a read-only request again on another process, once.

@@ -16,7 +16,10 @@ fn no_plugins_table_runs_no_plugins() {
     let config = ok(MINIMAL);
     assert_eq!(config.plugins.dir, None);
     assert!(config.plugins.bindings.is_empty());
-    assert_eq!(config.plugins.decision_timeout, DEFAULT_PLUGIN_DECISION_TIMEOUT);
+    assert_eq!(
+        config.plugins.decision_timeout,
+        DEFAULT_PLUGIN_DECISION_TIMEOUT
+    );
 }
 
 #[test]
@@ -51,7 +54,10 @@ servers = ["*"]
     let names: Vec<&str> = plugins.bindings.iter().map(|b| b.name.as_str()).collect();
     assert_eq!(names, ["tasks-ttl", "crud-invalidation"]);
     assert_eq!(plugins.bindings[0].servers, ["demo"]);
-    assert!(plugins.bindings[1].servers.is_empty(), "\"*\" means every server");
+    assert!(
+        plugins.bindings[1].servers.is_empty(),
+        "\"*\" means every server"
+    );
     assert!(plugins.bindings[1].applies_to("memory"));
     let config_json: serde_json::Value =
         serde_json::from_str(&plugins.bindings[0].config_json).unwrap_or_default();
@@ -65,10 +71,22 @@ fn binding_errors_name_the_field() {
     let unknown_server = fail(&with_servers(
         "[plugins]\ndir = \"p\"\n[[plugins.policy]]\nfile = \"a.wasm\"\nservers = [\"demoo\"]\n",
     ));
-    assert_at(&unknown_server, "test.toml", 10, "plugins.policy[0].servers[0]");
-    assert!(unknown_server.to_string().contains("demoo"), "{unknown_server}");
+    assert_at(
+        &unknown_server,
+        "test.toml",
+        10,
+        "plugins.policy[0].servers[0]",
+    );
     assert!(
-        unknown_server.help.as_deref().unwrap_or_default().contains("did you mean \"demo\""),
+        unknown_server.to_string().contains("demoo"),
+        "{unknown_server}"
+    );
+    assert!(
+        unknown_server
+            .help
+            .as_deref()
+            .unwrap_or_default()
+            .contains("did you mean \"demo\""),
         "{unknown_server:?}"
     );
 
@@ -85,9 +103,16 @@ fn binding_errors_name_the_field() {
     let no_dir = fail(&with_servers("[[plugins.policy]]\nfile = \"a.wasm\"\n"));
     assert!(no_dir.to_string().contains("no `dir`"), "{no_dir}");
 
-    let timeout = fail(&with_servers("[plugins]\ndir = \"p\"\ndecision_timeout = \"100us\"\n"));
+    let timeout = fail(&with_servers(
+        "[plugins]\ndir = \"p\"\ndecision_timeout = \"100us\"\n",
+    ));
     assert_at(&timeout, "test.toml", 8, "plugins.decision_timeout");
 
-    let unknown_key = fail(&with_servers("[plugins]\ndir = \"p\"\nmax_memroy = \"8MiB\"\n"));
-    assert!(unknown_key.to_string().contains("max_memroy"), "{unknown_key}");
+    let unknown_key = fail(&with_servers(
+        "[plugins]\ndir = \"p\"\nmax_memroy = \"8MiB\"\n",
+    ));
+    assert!(
+        unknown_key.to_string().contains("max_memroy"),
+        "{unknown_key}"
+    );
 }
