@@ -113,8 +113,10 @@ pub struct BridgeConfig {
     pub plugins: PluginsConfig,
 }
 
-/// How long one plugin call may run before it is interrupted and counted as a fault.
-pub const DEFAULT_PLUGIN_DECISION_TIMEOUT: Duration = Duration::from_millis(10);
+/// How long one plugin call may run before it is interrupted and counted as a fault. It is
+/// wall time: generous enough that a busy machine preempting a warm decision (about a
+/// microsecond of work) does not look like a runaway plugin.
+pub const DEFAULT_PLUGIN_DECISION_TIMEOUT: Duration = Duration::from_millis(50);
 /// The linear memory one plugin instance may grow to (32 MiB).
 pub const DEFAULT_PLUGIN_MAX_MEMORY: usize = 32 << 20;
 /// Warm instances kept per plugin binding between calls.

@@ -61,7 +61,7 @@ pub(super) fn plugins(
                     format_duration(MIN_PLUGIN_DECISION_TIMEOUT)
                 ),
             )
-            .with_help("write at least \"1ms\"; the default is \"10ms\""));
+            .with_help("write at least \"1ms\"; the default is \"50ms\""));
     }
 
     let max_memory = raw.max_memory.map_or(defaults.max_memory, |size| size.0);

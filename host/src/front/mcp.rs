@@ -132,19 +132,9 @@ async fn post(
     }
     match handle_message(&context, message).await {
         Reply::Accepted => Ok(status_only(StatusCode::ACCEPTED)),
-        Reply::Json(value) => {
-            // 2026-07-28 answers an unknown method with HTTP 404 as well.
-            let unknown_method = value.pointer("/error/code").and_then(Value::as_i64)
-                == Some(code::METHOD_NOT_FOUND);
-            let status = if stateless && unknown_method {
-                StatusCode::NOT_FOUND
-            } else {
-                StatusCode::OK
-            };
-            Ok(json_response(status, &value))
-        }
+        Reply::Json(value) => Ok(json_response(reply_status(stateless, &value), &value)),
         Reply::Forwarded { response, cache } => {
-            let mut response = json_response(StatusCode::OK, &response);
+            let mut response = json_response(reply_status(stateless, &response), &response);
             if let Some(value) = cache.header_value() {
                 response.headers_mut().insert(CACHE_HEADER, value);
             }
@@ -162,6 +152,18 @@ async fn post(
             Ok(response)
         }
         Reply::Stream(body) => Ok(sse_response(body)),
+    }
+}
+
+/// The HTTP status of a JSON reply: 2026-07-28 answers an unknown method with HTTP 404
+/// as well as the JSON-RPC error.
+fn reply_status(stateless: bool, reply: &Value) -> StatusCode {
+    let unknown_method =
+        reply.pointer("/error/code").and_then(Value::as_i64) == Some(code::METHOD_NOT_FOUND);
+    if stateless && unknown_method {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::OK
     }
 }
 

@@ -19,6 +19,9 @@ use super::engine::{CompileSource, Compiled, PluginEngine};
 use super::error::{Fault, FaultKind, PluginError};
 use super::sandbox::{self, PluginState};
 
+/// How long creating an instance and running its `init` may take, at least.
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Which of the contract's interfaces a component exports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Exports {
@@ -46,6 +49,7 @@ impl Exports {
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_memory: usize,
+    /// The deadline of one policy call, in epoch ticks.
     pub deadline_ticks: u64,
     pub quarantine_after: u32,
     pub quarantine_window: Duration,
@@ -157,7 +161,10 @@ impl PluginVersion {
             PluginState::new(binding.clone(), self.limits.max_memory),
         );
         store.limiter(|state| state.limits());
-        store.set_epoch_deadline(self.limits.deadline_ticks);
+        // Instantiation and `init` (parsing the plugin's config) may take far longer
+        // than a decision; they run off the hot path except after a fault.
+        let init_ticks = PluginEngine::deadline_ticks(INIT_TIMEOUT).max(self.limits.deadline_ticks);
+        store.set_epoch_deadline(init_ticks);
         let fault = |store: &mut Store<PluginState>, error: wasmtime::Error| {
             let said = store.data_mut().last_error.take();
             let mut fault = Fault::from_call(&error, said);
