@@ -108,7 +108,7 @@ async fn a_plugin_replaced_100_times_under_load_drops_no_call() -> Result<()> {
         client.await??;
     }
 
-    let seen = seen.lock();
+    let seen = std::mem::take(&mut *seen.lock());
     let failures: Vec<&String> = seen.iter().filter_map(|s| s.failure.as_ref()).collect();
     ensure!(
         failures.is_empty(),

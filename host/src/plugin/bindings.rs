@@ -23,7 +23,7 @@ pub use exports::mcp_bridge::policy::invalidation_rules::Guest as InvalidationRu
 pub use exports::mcp_bridge::policy::lifecycle::Guest as LifecycleGuest;
 pub use exports::mcp_bridge::policy::ttl_table::Guest as TtlTableGuest;
 
-use mcp_bridge::policy::types as wit;
+use self::mcp_bridge::policy::types as wit;
 
 /// The fully qualified export names the host probes for, in WIT order.
 pub const CACHE_POLICY: &str = "mcp-bridge:policy/cache-policy@0.1.0";

@@ -397,7 +397,7 @@ impl CallCache {
             result_bytes: result.map_or(0, json_size),
         };
         let mut call = self.call.info();
-        if let Some(response) = outcome.as_ref().ok() {
+        if let Ok(response) = outcome.as_ref() {
             call.hints = hints_of(response);
         }
         let invalidations = self.policies.invalidations(&call, &verdict);
