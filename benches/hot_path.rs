@@ -25,7 +25,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
 
 use mcp_bridge::cache::{Entry, ResponseCache, Served, cache_key, canonical_arguments};
-use mcp_bridge::config::{BridgeConfig, load_str};
+use mcp_bridge::config::{BridgeConfig, PluginsConfig, load_str};
 use mcp_bridge::metrics::Metrics;
 use mcp_bridge::plugin::{Limits, PluginEngine, PluginVersion, WasmPolicy};
 use mcp_bridge::policy::{
@@ -80,12 +80,7 @@ fn annotations_plugin() -> Arc<WasmPolicy> {
     let bytes = std::fs::read(root.join("build/plugins/annotations.wasm"))
         .unwrap_or_else(|error| panic!("read annotations.wasm: {error}"));
     let engine = PluginEngine::new(None).unwrap_or_else(|error| panic!("{error}"));
-    let limits = Limits {
-        max_memory: 32 << 20,
-        deadline_ticks: PluginEngine::deadline_ticks(Duration::from_millis(10)),
-        quarantine_after: 5,
-        quarantine_window: Duration::from_secs(60),
-    };
+    let limits = Limits::from_config(&PluginsConfig::default());
     let version = PluginVersion::load(&engine, "annotations.wasm", &bytes, limits)
         .unwrap_or_else(|error| panic!("{error}"));
     let policy = WasmPolicy::start(

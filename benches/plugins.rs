@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail, ensure};
 use serde_json::{Value, json};
 
+use mcp_bridge::config::PluginsConfig;
 use mcp_bridge::plugin::{Limits, PluginEngine, PluginVersion};
 
 use self::http::McpClient;
@@ -185,12 +186,7 @@ async fn run(plan: &Plan) -> Result<()> {
 /// First compile (empty compiled cache) and cached load (a fresh engine on the filled
 /// cache, as after a restart), the median of `compile_repeats` runs.
 fn compile_times(plan: &Plan, built: &Path) -> Result<Vec<Value>> {
-    let limits = Limits {
-        max_memory: 32 << 20,
-        deadline_ticks: PluginEngine::deadline_ticks(Duration::from_millis(100)),
-        quarantine_after: 5,
-        quarantine_window: Duration::from_secs(60),
-    };
+    let limits = Limits::from_config(&PluginsConfig::default());
     let mut results = Vec::new();
     for name in EXAMPLES {
         let bytes = std::fs::read(built.join(format!("{name}.wasm")))?;

@@ -4,11 +4,10 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 
-use mcp_bridge::config::load_str;
+use mcp_bridge::config::{PluginsConfig, load_str};
 use mcp_bridge::metrics::Metrics;
 use mcp_bridge::plugin::{Limits, PluginEngine, PluginVersion, WasmPolicy};
 use mcp_bridge::policy::{
@@ -62,15 +61,6 @@ const PLUGIN_CONFIG: &str = r#"{
   ]
 }"#;
 
-fn limits() -> Limits {
-    Limits {
-        max_memory: 32 << 20,
-        deadline_ticks: PluginEngine::deadline_ticks(Duration::from_millis(100)),
-        quarantine_after: 5,
-        quarantine_window: Duration::from_secs(60),
-    }
-}
-
 #[test]
 fn the_annotations_plugin_agrees_with_the_builtin_policy() -> Result<()> {
     let config = load_str(SETTINGS, "agreement.toml").map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -81,7 +71,7 @@ fn the_annotations_plugin_agrees_with_the_builtin_policy() -> Result<()> {
         &engine,
         "annotations.wasm",
         &bytes,
-        limits(),
+        Limits::from_config(&PluginsConfig::default()),
     )?);
     let plugin = WasmPolicy::start(
         "annotations",

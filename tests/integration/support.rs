@@ -30,11 +30,7 @@ pub fn test_deps() -> &'static TestDeps {
     static DEPS: OnceLock<TestDeps> = OnceLock::new();
     DEPS.get_or_init(|| {
         let root = repo_root();
-        let status = Command::new("bash")
-            .arg(root.join("tests/deps/install.sh"))
-            .status()
-            .expect("run tests/deps/install.sh");
-        assert!(status.success(), "tests/deps/install.sh failed: {status}");
+        run_script("tests/deps/install.sh");
         let base = root.join("build/test-deps");
         TestDeps {
             python: base.join("venv/bin/python"),
@@ -437,22 +433,23 @@ pub fn count_calls(calls_log: &Path, tool: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Runs one of the project's bash scripts (relative to the repo root); panics if it fails.
+fn run_script(script: &str) {
+    let status = Command::new("bash")
+        .arg(repo_root().join(script))
+        .status()
+        .unwrap_or_else(|error| panic!("run {script}: {error}"));
+    assert!(status.success(), "{script} failed: {status}");
+}
+
 /// The example and test plugins, built from `plugins/` by `scripts/build-plugins.sh`
 /// (which installs the wasm32-wasip2 target when it is missing): the directory holding
 /// `NAME.wasm` for the examples and `testing/NAME.wasm` for the test-only plugins.
 pub fn plugin_builds() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let root = repo_root();
-        let status = Command::new("bash")
-            .arg(root.join("scripts/build-plugins.sh"))
-            .status()
-            .expect("run scripts/build-plugins.sh");
-        assert!(
-            status.success(),
-            "scripts/build-plugins.sh failed: {status}"
-        );
-        root.join("build/plugins")
+        run_script("scripts/build-plugins.sh");
+        repo_root().join("build/plugins")
     })
 }
 

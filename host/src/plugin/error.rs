@@ -45,6 +45,8 @@ pub enum PluginError {
     },
     #[error("the plugin engine could not start: {message}")]
     Engine { message: String },
+    #[error("cannot watch the plugin directory {dir}: {message}")]
+    Watch { dir: PathBuf, message: String },
 }
 
 impl PluginError {
@@ -64,6 +66,7 @@ impl PluginError {
             PluginError::InitRejected { .. } => "init",
             PluginError::Smoke { .. } => "smoke",
             PluginError::Engine { .. } => "engine",
+            PluginError::Watch { .. } => "watch",
         }
     }
 }

@@ -165,7 +165,7 @@ impl PluginHost {
             if !retry_rejected && state.rejected.get(file).is_some_and(|r| r.hash == hash) {
                 continue;
             }
-            let limits = limits(&state.config);
+            let limits = Limits::from_config(&state.config);
             let version = match PluginVersion::load(&self.engine, file, bytes, limits) {
                 Ok(version) => Arc::new(version),
                 Err(error) => {
@@ -466,15 +466,6 @@ fn reusable(
                 && policy.config_json() == spec.config_json
         })
         .cloned()
-}
-
-fn limits(config: &PluginsConfig) -> Limits {
-    Limits {
-        max_memory: config.max_memory,
-        deadline_ticks: PluginEngine::deadline_ticks(config.decision_timeout),
-        quarantine_after: config.quarantine_after,
-        quarantine_window: config.quarantine_window,
-    }
 }
 
 /// The bindings that apply, in chain order: the config's, then (with `auto_bind`) each

@@ -62,9 +62,9 @@ impl PluginRuntime {
         )?;
         let watcher =
             PluginWatcher::start(host.clone(), config.plugins.watch_debounce).map_err(|error| {
-                PluginError::Read {
-                    path: dir,
-                    source: std::io::Error::other(error.to_string()),
+                PluginError::Watch {
+                    dir,
+                    message: error.to_string(),
                 }
             })?;
         Ok(Some(PluginRuntime { host, watcher }))

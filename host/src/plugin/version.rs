@@ -18,6 +18,7 @@ use super::bindings::{
 use super::engine::{CompileSource, Compiled, PluginEngine};
 use super::error::{Fault, FaultKind, PluginError};
 use super::sandbox::{self, PluginState};
+use crate::config::PluginsConfig;
 
 /// How long creating an instance and running its `init` may take, at least.
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -53,6 +54,18 @@ pub struct Limits {
     pub deadline_ticks: u64,
     pub quarantine_after: u32,
     pub quarantine_window: Duration,
+}
+
+impl Limits {
+    /// The limits `[plugins]` sets.
+    pub fn from_config(config: &PluginsConfig) -> Limits {
+        Limits {
+            max_memory: config.max_memory,
+            deadline_ticks: PluginEngine::deadline_ticks(config.decision_timeout),
+            quarantine_after: config.quarantine_after,
+            quarantine_window: config.quarantine_window,
+        }
+    }
 }
 
 struct Indices {
