@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod front;
 pub mod jsonrpc;
+pub mod lab;
 pub mod metrics;
 pub mod plugin;
 pub mod policy;

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use mcp_bridge::config::{self, BridgeConfig, LogFormat};
 use mcp_bridge::demo::{self, DemoOptions};
 use mcp_bridge::front::{self, AppState};
+use mcp_bridge::lab::{self, BenchCommand};
 use mcp_bridge::metrics::Metrics;
 use mcp_bridge::plugin::PluginRuntime;
 use mcp_bridge::policy::{BuiltinPolicy, PolicyChain};
@@ -43,6 +44,13 @@ enum Command {
     /// Used by the default configuration, the tests and the benchmarks; it can add
     /// latency, fail or crash on demand.
     DemoServer(DemoOptions),
+    /// The policy lab and load generator: replay traffic against policies side by side
+    /// (`bench policies`), drive a running bridge (`bench load`), or write a synthetic
+    /// workload as a trace (`bench workload`).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
 }
 
 #[derive(clap::Args)]
@@ -82,6 +90,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::CheckConfig(args) => check_config(args),
         Command::DemoServer(options) => demo_server(options),
+        Command::Bench { command } => bench(command),
     }
 }
 
@@ -250,6 +259,16 @@ fn init_tracing(format: LogFormat, level: &str) {
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Human => builder.init(),
+    }
+}
+
+fn bench(command: BenchCommand) -> ExitCode {
+    match lab::run(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
     }
 }
 

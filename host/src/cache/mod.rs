@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 pub use flight::{Audience, FlightResult, Leader, Published, Role};
-pub use key::{cache_key, canonical_arguments};
+pub use key::{cache_key, canonical_arguments, canonical_json};
 pub use stats::{InvalidationReason, Served};
 pub use store::{Entry, FillTicket};
 

@@ -1,0 +1,46 @@
+//! Lab errors: why a trace, a workload preset, a policy or a report could not be used.
+
+use std::path::PathBuf;
+
+/// What went wrong in the lab (`bench policies`, `bench load`, recording). Each names
+/// the file and, for input files, the line, so the user knows what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Trace {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Workload { path: PathBuf, message: String },
+    #[error("policy {name}: {message}")]
+    Policy { name: String, message: String },
+    #[error("{0}")]
+    Usage(String),
+    #[error("load target {target}: {message}")]
+    Load { target: String, message: String },
+}
+
+impl LabError {
+    /// Whether trying again with the same input could succeed (only I/O and load
+    /// failures can: a bad file stays bad).
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            LabError::Read { .. } | LabError::Write { .. } | LabError::Load { .. }
+        )
+    }
+}

@@ -1,0 +1,1 @@
+//! Recording: `serve --record FILE` writes every answered call as a trace line.

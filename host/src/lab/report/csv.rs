@@ -1,0 +1,1 @@
+//! report.csv: one row per policy and setting.
