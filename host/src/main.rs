@@ -69,6 +69,24 @@ struct ServeArgs {
     /// `logging.level`. RUST_LOG is honoured when neither is given.
     #[arg(long)]
     log_level: Option<String>,
+    /// Record every answered call to this trace file (JSON Lines) for `bench policies`.
+    /// `POST /admin/record/stop` and `/start` pause and resume it.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
+    /// Rotate the trace once it passes this size (e.g. 256MiB); FILE.1 ... keep the
+    /// older parts.
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", requires = "record")]
+    record_max_bytes: String,
+    /// How many trace files to keep, the current one included.
+    #[arg(long, value_name = "N", default_value_t = lab::record::DEFAULT_RECORD_FILES, requires = "record")]
+    record_files: u32,
+    /// Also record each call's canonical arguments, so the trace can drive `bench load`
+    /// (off by default: arguments may hold data that should not be written to disk).
+    #[arg(long, requires = "record")]
+    record_arguments: bool,
+    /// Start with recording paused; `POST /admin/record/start` begins it.
+    #[arg(long, requires = "record")]
+    record_paused: bool,
 }
 
 #[derive(clap::Args)]
@@ -138,14 +156,44 @@ fn serve(args: ServeArgs) -> ExitCode {
         format,
         args.log_level.as_deref().unwrap_or(&config.logging.level),
     );
+    let record = match record_options(&args) {
+        Ok(record) => record,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
     let watched = args.config.clone();
     block_on(
         tokio::runtime::Builder::new_multi_thread(),
-        run(config, watched),
+        run(config, watched, record),
     )
 }
 
-async fn run(config: BridgeConfig, watched: Option<PathBuf>) -> anyhow::Result<()> {
+/// The `--record*` flags, checked.
+fn record_options(args: &ServeArgs) -> Result<Option<lab::record::RecordOptions>, String> {
+    let Some(path) = &args.record else {
+        return Ok(None);
+    };
+    let max_bytes = config::parse_size_text(&args.record_max_bytes)
+        .map_err(|message| format!("--record-max-bytes: {message}"))?;
+    if args.record_files == 0 {
+        return Err("--record-files must be at least 1".to_owned());
+    }
+    Ok(Some(lab::record::RecordOptions {
+        path: path.clone(),
+        max_bytes,
+        max_files: args.record_files,
+        arguments: args.record_arguments,
+        paused: args.record_paused,
+    }))
+}
+
+async fn run(
+    config: BridgeConfig,
+    watched: Option<PathBuf>,
+    record: Option<lab::record::RecordOptions>,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| {
@@ -162,7 +210,18 @@ async fn run(config: BridgeConfig, watched: Option<PathBuf>) -> anyhow::Result<(
         .collect();
     tracing::info!(config = %config.source, servers = %names.join(","), "listening on http://{address}/mcp");
     let metrics = Arc::new(Metrics::new());
-    let router = Router::start(&config, metrics.clone());
+    let mut router = Router::start(&config, metrics.clone());
+    let recorder = match record {
+        Some(options) => {
+            let path = options.path.display().to_string();
+            let recorder = lab::record::Recorder::start(options, metrics.clone())
+                .context("cannot start recording (--record)")?;
+            tracing::info!(trace = %path, active = recorder.is_active(), "recording answered calls");
+            router.set_recorder(recorder.clone());
+            Some(recorder)
+        }
+        None => None,
+    };
     let plugins = PluginRuntime::start(&config, router.cache_layer(), &metrics)
         .context("cannot start the plugin host")?;
     let state = AppState::new(router, config.http.clone(), plugins);
@@ -172,6 +231,10 @@ async fn run(config: BridgeConfig, watched: Option<PathBuf>) -> anyhow::Result<(
         None => None,
     };
     front::serve(listener, state, shutdown_signal()).await?;
+    // The trace's last records are written before the process exits.
+    if let Some(recorder) = recorder {
+        tokio::task::spawn_blocking(move || recorder.close()).await?;
+    }
     Ok(())
 }
 

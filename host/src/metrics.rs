@@ -40,6 +40,7 @@ pub struct Metrics {
     pub plugin_faults_total: IntCounterVec,
     pub plugin_decision_seconds: HistogramVec,
     pub plugin_quarantined: IntGaugeVec,
+    pub trace_records_dropped_total: prometheus::IntCounter,
 }
 
 /// Plugin call latency buckets in seconds: a warm decision takes about a microsecond;
@@ -231,6 +232,16 @@ impl Metrics {
                 "plugin_quarantined",
                 "1 while a plugin's serving version is quarantined for repeated faults.",
                 &["plugin"],
+            ),
+            trace_records_dropped_total: register(
+                &registry,
+                prometheus::IntCounter::with_opts(
+                    Opts::new(
+                        "trace_records_dropped_total",
+                        "Trace records (`serve --record`) dropped because the trace writer fell behind; the calls were answered.",
+                    )
+                    .namespace("mcp_bridge"),
+                ),
             ),
             registry,
         }

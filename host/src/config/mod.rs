@@ -75,3 +75,15 @@ pub fn load_str(text: &str, origin: &str) -> Result<BridgeConfig, ConfigError> {
 pub fn embedded_default() -> Result<BridgeConfig, ConfigError> {
     load_str(DEFAULT_CONFIG_TOML, EMBEDDED_DEFAULT_ORIGIN)
 }
+
+/// Parses a duration as the config files write it ("30s", "250ms", "1h 30m", or a bare
+/// number of seconds), for command-line flags that take one.
+pub fn parse_duration_text(text: &str) -> Result<std::time::Duration, String> {
+    units::parse_duration(text)
+}
+
+/// Parses a byte size as the config files write it ("256MiB", "1GB", or a number of
+/// bytes), for command-line flags that take one.
+pub fn parse_size_text(text: &str) -> Result<u64, String> {
+    units::parse_size(text).map(|size| size as u64)
+}

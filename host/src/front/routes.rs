@@ -92,6 +92,15 @@ async fn route(
                 Err(error) => Err(error),
             }
         }
+        (&Method::GET, "/admin/record") => guarded(state, request.headers(), Guard::Admin)
+            .and_then(|()| recorder_of(state))
+            .map(|recorder| json_response(StatusCode::OK, &recorder.status())),
+        (&Method::POST, "/admin/record/start") => {
+            guarded(state, request.headers(), Guard::Admin).and_then(|()| record_toggle(state, true))
+        }
+        (&Method::POST, "/admin/record/stop") => {
+            guarded(state, request.headers(), Guard::Admin).and_then(|()| record_toggle(state, false))
+        }
         (&Method::GET, "/admin/stats") => {
             guarded(state, request.headers(), Guard::Admin).map(|()| admin_stats(state))
         }
@@ -109,7 +118,7 @@ async fn route(
 }
 
 /// Routes other than the MCP endpoints; also the values of the `route` metric label.
-const OPERATIONAL_ROUTES: [&str; 10] = [
+const OPERATIONAL_ROUTES: [&str; 13] = [
     "/metrics",
     "/healthz",
     "/readyz",
@@ -120,6 +129,9 @@ const OPERATIONAL_ROUTES: [&str; 10] = [
     "/admin/cache/invalidate",
     "/admin/plugins",
     "/admin/plugins/reload",
+    "/admin/record",
+    "/admin/record/start",
+    "/admin/record/stop",
 ];
 
 #[derive(Clone, Copy)]
@@ -308,6 +320,27 @@ fn plugins_of(state: &AppState) -> Result<&crate::plugin::PluginRuntime, FrontEr
                 .to_owned(),
         )
     })
+}
+
+fn recorder_of(state: &AppState) -> Result<&std::sync::Arc<crate::lab::record::Recorder>, FrontError> {
+    state.router.recorder().ok_or_else(|| {
+        FrontError::NotFound(
+            "this bridge is not recording: start it with `serve --record FILE` (add --record-paused to begin paused)"
+                .to_owned(),
+        )
+    })
+}
+
+/// `POST /admin/record/start` and `/stop`: resume or pause the trace; the answer is
+/// the recorder's status, with `was_active` saying whether anything changed.
+fn record_toggle(state: &AppState, active: bool) -> Result<Response<Body>, FrontError> {
+    let recorder = recorder_of(state)?;
+    let was_active = recorder.set_active(active);
+    let mut status = recorder.status();
+    if let Some(object) = status.as_object_mut() {
+        object.insert("was_active".to_owned(), was_active.into());
+    }
+    Ok(json_response(StatusCode::OK, &status))
 }
 
 /// `GET /admin/plugins`: every plugin file (hash, exports, generation, state, faults)

@@ -1,1 +1,319 @@
-//! Recording: `serve --record FILE` writes every answered call as a trace line.
+//! Recording: `serve --record FILE` writes every call the bridge answers as one trace
+//! line. The hot path only hands a small record to a bounded channel; a writer thread
+//! formats, writes and rotates. A full channel drops the record and counts it (the
+//! `trace_records_dropped_total` metric), so recording can never stall a call.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+use super::LabError;
+use super::trace::{
+    Access, RecordedAnnotations, RecordedStatus, TraceRecord, hex64, size_and_digest,
+};
+use crate::metrics::Metrics;
+use crate::policy::Annotations;
+
+/// A trace file is rotated once it passes this size (`--record-max-bytes`).
+pub const DEFAULT_RECORD_MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// How many files a trace keeps: the current one and `FILE.1` ... (`--record-files`).
+pub const DEFAULT_RECORD_FILES: u32 = 4;
+/// Records waiting for the writer; past this, new ones are dropped and counted.
+const CHANNEL_CAPACITY: usize = 65_536;
+/// The writer flushes at least this often, so a trace being read is nearly current.
+const FLUSH_EVERY: Duration = Duration::from_millis(200);
+
+/// How to record.
+#[derive(Debug, Clone)]
+pub struct RecordOptions {
+    pub path: PathBuf,
+    pub max_bytes: u64,
+    pub max_files: u32,
+    /// Keep each call's canonical arguments, so the trace can drive `bench load`.
+    /// Off by default: arguments may hold what users would not want on disk.
+    pub arguments: bool,
+    /// Start with recording paused (`POST /admin/record/start` resumes it).
+    pub paused: bool,
+}
+
+/// One answered call, as the hot path hands it over: no formatting, few allocations.
+#[derive(Debug)]
+pub struct RecordedCall {
+    pub t_us: u64,
+    pub server: Arc<str>,
+    pub method: Box<str>,
+    pub name: Box<str>,
+    pub args_hash: u64,
+    pub arguments: Option<Value>,
+    pub read_only: bool,
+    pub annotations: Annotations,
+    pub latency_us: u64,
+    pub result: RecordedResult,
+    pub status: RecordedStatus,
+    pub partition: u64,
+    pub hit: bool,
+}
+
+/// A call's result, as far as the trace needs it: its size and digest.
+#[derive(Debug)]
+pub enum RecordedResult {
+    /// No result (an error or no answer).
+    None,
+    /// Already measured on the call's path.
+    Measured { bytes: u64, digest: u64 },
+    /// A cached result, shared by reference: the writer thread measures it, so a hit
+    /// pays nothing for it.
+    Shared(Arc<Value>),
+}
+
+impl RecordedResult {
+    /// Measures a result on the spot.
+    pub fn measure(result: Option<&Value>) -> RecordedResult {
+        match result {
+            None => RecordedResult::None,
+            Some(result) => {
+                let (bytes, digest) = size_and_digest(result);
+                RecordedResult::Measured { bytes, digest }
+            }
+        }
+    }
+
+    fn size_and_digest(&self) -> (u64, u64) {
+        match self {
+            RecordedResult::None => (0, 0),
+            RecordedResult::Measured { bytes, digest } => (*bytes, *digest),
+            RecordedResult::Shared(result) => size_and_digest(result),
+        }
+    }
+}
+
+impl RecordedCall {
+    fn into_record(self) -> TraceRecord {
+        let (bytes, digest) = self.result.size_and_digest();
+        TraceRecord {
+            t_us: self.t_us,
+            server: self.server.to_string(),
+            method: self.method.into(),
+            name: self.name.into(),
+            args: hex64(self.args_hash),
+            arguments: self.arguments,
+            access: if self.read_only {
+                Access::Read
+            } else {
+                Access::Write
+            },
+            annotations: RecordedAnnotations::from(self.annotations),
+            latency_us: self.latency_us,
+            bytes,
+            digest: if digest == 0 {
+                String::new()
+            } else {
+                hex64(digest)
+            },
+            status: self.status,
+            partition: if self.partition == 0 {
+                String::new()
+            } else {
+                hex64(self.partition)
+            },
+            hit: self.hit,
+        }
+    }
+}
+
+/// The recorder a running bridge shares between its calls and its admin endpoints.
+pub struct Recorder {
+    options: RecordOptions,
+    active: AtomicBool,
+    sender: Mutex<Option<SyncSender<RecordedCall>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    recorded: Arc<AtomicU64>,
+    dropped: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+impl Recorder {
+    /// Opens the trace file (appending) and starts the writer thread.
+    pub fn start(options: RecordOptions, metrics: Arc<Metrics>) -> Result<Arc<Recorder>, LabError> {
+        if options.max_files == 0 || options.max_bytes == 0 {
+            return Err(LabError::Usage(
+                "--record-files and --record-max-bytes must be at least 1".to_owned(),
+            ));
+        }
+        let file = open_append(&options.path)?;
+        let (sender, receiver) = std::sync::mpsc::sync_channel(CHANNEL_CAPACITY);
+        let recorded = Arc::new(AtomicU64::new(0));
+        let writer = TraceWriter {
+            out: BufWriter::new(file),
+            written: file_size(&options.path),
+            options: options.clone(),
+            recorded: recorded.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("trace-writer".to_owned())
+            .spawn(move || writer.run(receiver))
+            .map_err(|source| LabError::Write {
+                path: options.path.clone(),
+                source,
+            })?;
+        Ok(Arc::new(Recorder {
+            active: AtomicBool::new(!options.paused),
+            options,
+            sender: Mutex::new(Some(sender)),
+            writer: Mutex::new(Some(handle)),
+            recorded,
+            dropped: AtomicU64::new(0),
+            metrics,
+        }))
+    }
+
+    /// Whether calls are being recorded now: the one check the hot path makes.
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    pub fn records_arguments(&self) -> bool {
+        self.options.arguments
+    }
+
+    /// Resumes (`true`) or pauses recording; returns whether it was active.
+    pub fn set_active(&self, active: bool) -> bool {
+        let was = self.active.swap(active, Ordering::Relaxed);
+        if was != active {
+            tracing::info!(path = %self.options.path.display(), active, "trace recording {}", if active { "resumed" } else { "paused" });
+        }
+        was
+    }
+
+    /// Hands one call to the writer. Never blocks: a full queue drops the record.
+    pub fn submit(&self, call: RecordedCall) {
+        let sender = self.sender.lock();
+        let Some(sender) = sender.as_ref() else {
+            return;
+        };
+        match sender.try_send(call) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                self.metrics.trace_records_dropped_total.inc();
+                if dropped.is_power_of_two() {
+                    tracing::warn!(dropped, "the trace writer cannot keep up; dropped trace records (the calls themselves were answered)");
+                }
+            }
+        }
+    }
+
+    /// `GET /admin/record`.
+    pub fn status(&self) -> Value {
+        json!({
+            "path": self.options.path.display().to_string(),
+            "active": self.is_active(),
+            "recorded": self.recorded.load(Ordering::Relaxed),
+            "dropped": self.dropped.load(Ordering::Relaxed),
+            "max_bytes": self.options.max_bytes,
+            "max_files": self.options.max_files,
+            "arguments": self.options.arguments,
+        })
+    }
+
+    /// Stops recording, writes out what is queued and closes the file.
+    pub fn close(&self) {
+        self.active.store(false, Ordering::Relaxed);
+        self.sender.lock().take();
+        if let Some(handle) = self.writer.lock().take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+struct TraceWriter {
+    out: BufWriter<File>,
+    written: u64,
+    options: RecordOptions,
+    recorded: Arc<AtomicU64>,
+}
+
+impl TraceWriter {
+    fn run(mut self, receiver: Receiver<RecordedCall>) {
+        loop {
+            match receiver.recv_timeout(FLUSH_EVERY) {
+                Ok(call) => self.write(call),
+                Err(RecvTimeoutError::Timeout) => self.flush(),
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        self.flush();
+    }
+
+    fn write(&mut self, call: RecordedCall) {
+        let mut line = match serde_json::to_vec(&call.into_record()) {
+            Ok(line) => line,
+            Err(error) => {
+                tracing::warn!(%error, "cannot encode a trace record");
+                return;
+            }
+        };
+        line.push(b'\n');
+        if self.written > 0 && self.written + line.len() as u64 > self.options.max_bytes {
+            self.rotate();
+        }
+        if let Err(error) = self.out.write_all(&line) {
+            tracing::warn!(path = %self.options.path.display(), %error, "cannot write the trace");
+            return;
+        }
+        self.written += line.len() as u64;
+        self.recorded.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn flush(&mut self) {
+        if let Err(error) = self.out.flush() {
+            tracing::warn!(path = %self.options.path.display(), %error, "cannot flush the trace");
+        }
+    }
+
+    /// FILE becomes FILE.1, FILE.1 becomes FILE.2, ...; the oldest past `max_files` goes.
+    fn rotate(&mut self) {
+        self.flush();
+        let path = &self.options.path;
+        let numbered = |index: u32| PathBuf::from(format!("{}.{index}", path.display()));
+        let keep = self.options.max_files.saturating_sub(1);
+        if keep == 0 {
+            let _ = std::fs::remove_file(path);
+        } else {
+            let _ = std::fs::remove_file(numbered(keep));
+            for index in (1..keep).rev() {
+                let _ = std::fs::rename(numbered(index), numbered(index + 1));
+            }
+            let _ = std::fs::rename(path, numbered(1));
+        }
+        match open_append(path) {
+            Ok(file) => {
+                self.out = BufWriter::new(file);
+                self.written = 0;
+            }
+            Err(error) => tracing::warn!(%error, "cannot reopen the trace after rotating it"),
+        }
+    }
+}
+
+fn open_append(path: &Path) -> Result<File, LabError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| LabError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |metadata| metadata.len())
+}

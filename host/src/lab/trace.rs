@@ -243,6 +243,12 @@ pub struct Event {
     pub truth: Option<u64>,
     /// The read key (server, method, name, arguments, partition) as a dense index.
     pub key: u32,
+    /// The same key without the partition: where a result shared across principals
+    /// is filed.
+    pub shared_key: u32,
+    /// Whether `latency_us` was estimated (the call was a recorded hit, so the trace
+    /// has no backend latency of its own for it).
+    pub latency_estimated: bool,
 }
 
 /// A trace loaded for replay.
@@ -251,6 +257,8 @@ pub struct Trace {
     pub source: String,
     pub events: Vec<Event>,
     pub strings: Vec<Arc<str>>,
+    /// Each interned string's index in `strings`.
+    pub string_index: HashMap<Arc<str>, u32>,
     /// How many distinct read keys there are ([`Event::key`] is below this).
     pub keys: u32,
 }
@@ -364,10 +372,14 @@ impl Trace {
             let method = strings.intern(&record.method);
             let name = strings.intern(&record.name);
             let partition = strings.intern(&record.partition);
-            let next_key = u32::try_from(keys.len()).unwrap_or(u32::MAX);
-            let key = *keys
-                .entry((server, method, name, args_hash, partition))
-                .or_insert(next_key);
+            let mut key_of = |partition: u32| {
+                let next_key = u32::try_from(keys.len()).unwrap_or(u32::MAX);
+                *keys
+                    .entry((server, method, name, args_hash, partition))
+                    .or_insert(next_key)
+            };
+            let key = key_of(partition);
+            let shared_key = key_of(0);
             events.push(Event {
                 t_us: record.t_us.saturating_sub(start),
                 server,
@@ -386,16 +398,47 @@ impl Trace {
                 hit: record.hit,
                 truth: None,
                 key,
+                shared_key,
+                latency_estimated: false,
             });
         }
         let mut trace = Trace {
             source: source.to_owned(),
             events,
             strings: strings.strings,
+            string_index: strings.index,
             keys: u32::try_from(keys.len()).unwrap_or(u32::MAX),
         };
         trace.infer_truth();
+        trace.estimate_hit_latencies();
         Ok(trace)
+    }
+
+    /// A recorded hit has no backend latency, yet replaying it as a miss costs one:
+    /// use the mean recorded latency of the same tool (or of the whole trace).
+    fn estimate_hit_latencies(&mut self) {
+        let mut sums: HashMap<(u32, u32), (u64, u64)> = HashMap::new();
+        let (mut total, mut count) = (0u64, 0u64);
+        for event in self.events.iter().filter(|event| !event.hit) {
+            let sum = sums.entry((event.server, event.name)).or_default();
+            sum.0 += event.latency_us;
+            sum.1 += 1;
+            total += event.latency_us;
+            count += 1;
+        }
+        let overall = total.checked_div(count).unwrap_or(0);
+        for event in self.events.iter_mut().filter(|event| event.hit) {
+            event.latency_us = sums
+                .get(&(event.server, event.name))
+                .and_then(|(sum, count)| sum.checked_div(*count))
+                .unwrap_or(overall);
+            event.latency_estimated = true;
+        }
+    }
+
+    /// The index of an interned string, if the trace has it.
+    pub fn find_string(&self, text: &str) -> Option<u32> {
+        self.string_index.get(text).copied()
     }
 
     /// What the backend would have answered at each read. A read the backend answered

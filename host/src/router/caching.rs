@@ -116,6 +116,9 @@ pub struct CallCache {
     call: OwnedCall,
     mode: Mode,
     pub hint: Option<CacheHint>,
+    /// The cached result a hit was answered with, kept for the trace recorder (a cheap
+    /// reference: the recorder digests it on its own thread).
+    pub served: Option<Arc<Value>>,
 }
 
 /// How the call proceeds.
@@ -178,6 +181,7 @@ pub fn prepare(
         call,
         mode: Mode::Nothing,
         hint: None,
+        served: None,
     };
     // A caller waiting for progress, or answering an input request, must reach the
     // server: a cached answer would skip what it is waiting for.
@@ -280,6 +284,7 @@ impl CallCache {
                     ttl: entry.remaining().unwrap_or_default(),
                     shared: !entry.private,
                 });
+                self.served = Some(entry.result.clone());
                 return Lookup::Hit(response_for(&entry.result));
             }
             if entry.within(entry.stale_while_revalidate) {
@@ -290,6 +295,7 @@ impl CallCache {
                     }
                     Role::Follower(_) | Role::Overflow => None,
                 };
+                self.served = Some(entry.result.clone());
                 return Lookup::Stale(stale_response(&entry), refresh);
             }
             if entry.within(entry.stale_if_error) {
@@ -345,7 +351,18 @@ impl CallCache {
             },
             mode: Mode::Fill(Box::new(fill)),
             hint: None,
+            served: None,
         }
+    }
+
+    /// The call's arguments as canonical JSON (as the key uses them).
+    pub fn canonical_arguments(&self) -> &str {
+        &self.call.arguments
+    }
+
+    /// The tool's annotations as the server declared them.
+    pub fn annotations(&self) -> Annotations {
+        self.call.annotations
     }
 
     /// The call was answered without the backend: nothing to fill or invalidate.

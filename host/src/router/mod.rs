@@ -5,6 +5,7 @@
 //! and its annotations, and the outcome, and nothing about HTTP or processes.
 
 mod caching;
+mod recording;
 
 pub use caching::{CacheHint, CacheLayer, Caller};
 
@@ -20,6 +21,7 @@ use crate::backend::{
 use crate::cache::ResponseCache;
 use crate::config::BridgeConfig;
 use crate::jsonrpc;
+use crate::lab::record::Recorder;
 use crate::metrics::Metrics;
 use crate::policy::{BuiltinPolicy, PolicyChain};
 use caching::{CallCache, Lookup};
@@ -43,6 +45,7 @@ pub struct Router {
     by_name: HashMap<String, Arc<Pool>>,
     metrics: Arc<Metrics>,
     cache: Option<Arc<CacheLayer>>,
+    recorder: Option<Arc<Recorder>>,
 }
 
 /// What the front gets while a forwarded request runs.
@@ -82,7 +85,18 @@ impl Router {
             by_name,
             metrics,
             cache,
+            recorder: None,
         }
+    }
+
+    /// Records every answered call to a trace (`serve --record`).
+    pub fn set_recorder(&mut self, recorder: Arc<Recorder>) {
+        self.recorder = Some(recorder);
+    }
+
+    /// The trace recorder, when the bridge was started with one.
+    pub fn recorder(&self) -> Option<&Arc<Recorder>> {
+        self.recorder.as_ref()
     }
 
     /// The response cache, when enabled.
@@ -133,6 +147,15 @@ impl Router {
             &catalog,
             want_events,
             caching,
+        );
+        call.recording = recording::draft(
+            self.recorder.as_ref(),
+            pool.name(),
+            &message,
+            &catalog,
+            call.caching.as_ref(),
+            caller,
+            call.retry_copy.is_some(),
         );
         match lookup {
             Lookup::Hit(response) => call.ready = Some(response),
@@ -199,6 +222,8 @@ pub struct ForwardedCall {
     ready: Option<Value>,
     /// Another caller is filling the same key; its response comes through here.
     follower: Option<tokio::sync::watch::Receiver<crate::cache::Published>>,
+    /// The call's trace record while `serve --record` is on.
+    recording: Option<recording::Draft>,
 }
 
 impl ForwardedCall {
@@ -233,6 +258,7 @@ impl ForwardedCall {
             caching,
             ready: None,
             follower: None,
+            recording: None,
         }
     }
 
@@ -383,6 +409,13 @@ impl ForwardedCall {
             .call_duration_seconds
             .with_label_values(&[server, &self.method, &self.tool, "hit"])
             .observe(self.started.elapsed().as_secs_f64());
+        if let Some(draft) = self.recording.take() {
+            let served = self
+                .caching
+                .as_ref()
+                .and_then(|caching| caching.served.clone());
+            draft.answered_from_cache(served, &response);
+        }
         Step::Done(Ok(response))
     }
 
@@ -415,6 +448,9 @@ impl ForwardedCall {
             .call_duration_seconds
             .with_label_values(&[server, &self.method, &self.tool, label])
             .observe(self.started.elapsed().as_secs_f64());
+        if let Some(draft) = self.recording.take() {
+            draft.answered_by_backend(&outcome);
+        }
         Step::Done(outcome)
     }
 

@@ -1,0 +1,507 @@
+//! A lean HTTP/1.1 client over one keep-alive TCP connection, and an MCP Streamable HTTP
+//! session (protocol 2025-11-25) on it.
+//!
+//! Requests are written by hand in one `write` and responses parsed by hand, so the client
+//! costs a few microseconds per call and does not hide the bridge's own cost. It reads what
+//! the bridge sends: `Content-Length` bodies, chunked bodies (SSE streams) and bodies that end
+//! when the connection closes.
+
+use std::io::Write as _;
+use std::sync::Arc;
+
+use bytes::{Buf as _, Bytes, BytesMut};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use super::stats::ErrorKind;
+use super::target::Target;
+
+/// The protocol version every session asks for.
+pub const PROTOCOL_VERSION: &str = "2025-11-25";
+
+/// The largest response head (and chunk header) the client accepts.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// The largest response body the client accepts, so a runaway answer cannot eat memory.
+const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Why a call did not succeed: its kind (for the counters) and a message (for the report).
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl Failure {
+    fn new(kind: ErrorKind, message: impl Into<String>) -> Failure {
+        Failure {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    fn connection(message: impl Into<String>) -> Failure {
+        Failure::new(ErrorKind::Connection, message)
+    }
+}
+
+/// One HTTP response.
+struct Response {
+    status: u16,
+    content_type: String,
+    session_id: Option<String>,
+    body: Bytes,
+}
+
+/// One keep-alive HTTP/1.1 connection.
+struct Connection {
+    stream: TcpStream,
+    read: BytesMut,
+    write: Vec<u8>,
+    closed: bool,
+}
+
+impl Connection {
+    async fn connect(target: &Target) -> Result<Connection, Failure> {
+        let stream = TcpStream::connect(target.address).await.map_err(|error| {
+            Failure::connection(format!("connect to {}: {error}", target.address))
+        })?;
+        // The bridge sets TCP_NODELAY on its side; the client must too, or small requests
+        // wait for delayed ACKs.
+        stream
+            .set_nodelay(true)
+            .map_err(|error| Failure::connection(format!("set TCP_NODELAY: {error}")))?;
+        Ok(Connection {
+            stream,
+            read: BytesMut::with_capacity(16 * 1024),
+            write: Vec::with_capacity(1024),
+            closed: false,
+        })
+    }
+
+    /// Sends one request and reads its whole response.
+    async fn request(
+        &mut self,
+        method: &str,
+        target: &Target,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Response, Failure> {
+        if self.closed {
+            return Err(Failure::connection("the server closed the connection"));
+        }
+        self.write.clear();
+        // Writing into a Vec cannot fail.
+        let _ = write!(
+            self.write,
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\n",
+            target.host_header
+        );
+        for (name, value) in headers {
+            let _ = write!(self.write, "{name}: {value}\r\n");
+        }
+        if !body.is_empty() || method == "POST" {
+            let _ = write!(self.write, "Content-Length: {}\r\n", body.len());
+        }
+        self.write.extend_from_slice(b"\r\n");
+        self.write.extend_from_slice(body);
+        if let Err(error) = self.stream.write_all(&self.write).await {
+            self.closed = true;
+            return Err(Failure::connection(format!("send the request: {error}")));
+        }
+        let response = self.read_response().await;
+        if response.is_err() {
+            // A half-read response leaves the stream out of step: never reuse it.
+            self.closed = true;
+        }
+        response
+    }
+
+    async fn fill(&mut self) -> Result<(), Failure> {
+        let read = self
+            .stream
+            .read_buf(&mut self.read)
+            .await
+            .map_err(|error| Failure::connection(format!("read the response: {error}")))?;
+        if read == 0 {
+            self.closed = true;
+            return Err(Failure::connection(
+                "the server closed the connection mid-response",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn read_response(&mut self) -> Result<Response, Failure> {
+        let head_end = loop {
+            if let Some(position) = find(&self.read, b"\r\n\r\n") {
+                break position;
+            }
+            if self.read.len() > MAX_HEAD_BYTES {
+                return Err(Failure::connection(format!(
+                    "response head larger than {MAX_HEAD_BYTES} bytes"
+                )));
+            }
+            self.fill().await?;
+        };
+        let head = self.read.split_to(head_end + 4);
+        let head = std::str::from_utf8(&head)
+            .map_err(|_| Failure::connection("the response head is not UTF-8"))?;
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or_default();
+        let status: u16 = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .ok_or_else(|| Failure::connection(format!("bad status line {status_line:?}")))?;
+        let mut content_length = None;
+        let mut chunked = false;
+        let mut content_type = String::new();
+        let mut session_id = None;
+        for line in lines.filter(|line| !line.is_empty()) {
+            let Some((name, value)) = line.split_once(':') else {
+                return Err(Failure::connection(format!("bad header line {line:?}")));
+            };
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                let length = value
+                    .parse::<usize>()
+                    .map_err(|_| Failure::connection(format!("bad Content-Length {value:?}")))?;
+                content_length = Some(length);
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = value.to_ascii_lowercase().contains("chunked");
+            } else if name.eq_ignore_ascii_case("content-type") {
+                value.clone_into(&mut content_type);
+            } else if name.eq_ignore_ascii_case("mcp-session-id") {
+                session_id = Some(value.to_owned());
+            } else if name.eq_ignore_ascii_case("connection") && value.eq_ignore_ascii_case("close")
+            {
+                self.closed = true;
+            }
+        }
+        let body = if status < 200 || status == 204 || status == 304 {
+            Bytes::new()
+        } else if chunked {
+            self.read_chunked().await?
+        } else if let Some(length) = content_length {
+            if length > MAX_BODY_BYTES {
+                return Err(Failure::connection(format!(
+                    "response body of {length} bytes"
+                )));
+            }
+            while self.read.len() < length {
+                self.fill().await?;
+            }
+            self.read.split_to(length).freeze()
+        } else {
+            self.read_to_end().await?
+        };
+        Ok(Response {
+            status,
+            content_type,
+            session_id,
+            body,
+        })
+    }
+
+    /// Reads until the next CRLF and returns the line without it.
+    async fn read_line(&mut self) -> Result<BytesMut, Failure> {
+        loop {
+            if let Some(position) = find(&self.read, b"\r\n") {
+                let line = self.read.split_to(position);
+                self.read.advance(2);
+                return Ok(line);
+            }
+            if self.read.len() > MAX_HEAD_BYTES {
+                return Err(Failure::connection("chunk header too long"));
+            }
+            self.fill().await?;
+        }
+    }
+
+    async fn read_chunked(&mut self) -> Result<Bytes, Failure> {
+        let mut body = BytesMut::new();
+        loop {
+            let line = self.read_line().await?;
+            let text = std::str::from_utf8(&line).unwrap_or_default();
+            let size_text = text.split(';').next().unwrap_or_default().trim();
+            let size = usize::from_str_radix(size_text, 16)
+                .map_err(|_| Failure::connection(format!("bad chunk size {size_text:?}")))?;
+            if size == 0 {
+                // Trailers, if any, end with an empty line.
+                while !self.read_line().await?.is_empty() {}
+                return Ok(body.freeze());
+            }
+            if body.len() + size > MAX_BODY_BYTES {
+                return Err(Failure::connection("chunked response body too large"));
+            }
+            while self.read.len() < size + 2 {
+                self.fill().await?;
+            }
+            body.extend_from_slice(&self.read[..size]);
+            self.read.advance(size + 2);
+        }
+    }
+
+    async fn read_to_end(&mut self) -> Result<Bytes, Failure> {
+        loop {
+            if self.read.len() > MAX_BODY_BYTES {
+                return Err(Failure::connection("response body too large"));
+            }
+            let read = self
+                .stream
+                .read_buf(&mut self.read)
+                .await
+                .map_err(|error| Failure::connection(format!("read the response: {error}")))?;
+            if read == 0 {
+                self.closed = true;
+                return Ok(self.read.split().freeze());
+            }
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+/// An MCP session on one keep-alive connection: `initialize` gave it an `Mcp-Session-Id`,
+/// which every later request repeats.
+pub struct Session {
+    connection: Connection,
+    target: Arc<Target>,
+    session_id: String,
+    authorization: Option<String>,
+    next_id: u64,
+    body: Vec<u8>,
+}
+
+impl Session {
+    /// Connects and runs the handshake: `initialize`, then `notifications/initialized`.
+    pub async fn open(target: Arc<Target>) -> Result<Session, Failure> {
+        let mut connection = Connection::connect(&target).await?;
+        let authorization = target.token.as_ref().map(|token| format!("Bearer {token}"));
+        let initialize = serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": 0,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": PROTOCOL_VERSION,
+                "capabilities": {},
+                "clientInfo": { "name": "mcp-bridge-bench-load", "version": env!("CARGO_PKG_VERSION") },
+            },
+        })
+        .to_string();
+        let mut headers = vec![BASE_HEADERS[0], BASE_HEADERS[1]];
+        if let Some(authorization) = &authorization {
+            headers.push(("Authorization", authorization));
+        }
+        let response = connection
+            .request(
+                "POST",
+                &target,
+                &target.path,
+                &headers,
+                initialize.as_bytes(),
+            )
+            .await?;
+        if response.status != 200 {
+            return Err(Failure::new(
+                ErrorKind::HttpStatus,
+                format!(
+                    "initialize answered HTTP {}: {}",
+                    response.status,
+                    snippet(&response.body)
+                ),
+            ));
+        }
+        let answer = parse_answer(&response)?;
+        if answer.get("result").is_none() {
+            return Err(Failure::new(
+                ErrorKind::JsonRpc,
+                format!("initialize failed: {answer}"),
+            ));
+        }
+        let Some(session_id) = response.session_id else {
+            return Err(Failure::new(
+                ErrorKind::Protocol,
+                "initialize answered without an Mcp-Session-Id header",
+            ));
+        };
+        let mut session = Session {
+            connection,
+            target,
+            session_id,
+            authorization,
+            next_id: 1,
+            body: Vec::with_capacity(512),
+        };
+        let notification = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+        let response = session.post(notification).await?;
+        if response.status != 202 && response.status != 200 {
+            return Err(Failure::new(
+                ErrorKind::HttpStatus,
+                format!(
+                    "notifications/initialized answered HTTP {}",
+                    response.status
+                ),
+            ));
+        }
+        Ok(session)
+    }
+
+    /// Whether the connection can carry another call.
+    pub fn usable(&self) -> bool {
+        !self.connection.closed
+    }
+
+    async fn post(&mut self, body: &[u8]) -> Result<Response, Failure> {
+        let mut headers = vec![
+            BASE_HEADERS[0],
+            BASE_HEADERS[1],
+            ("Mcp-Session-Id", self.session_id.as_str()),
+            ("MCP-Protocol-Version", PROTOCOL_VERSION),
+        ];
+        if let Some(authorization) = &self.authorization {
+            headers.push(("Authorization", authorization));
+        }
+        self.connection
+            .request("POST", &self.target, &self.target.path, &headers, body)
+            .await
+    }
+
+    /// Sends one `tools/call` whose `params` are given as JSON text, and judges the answer: it
+    /// succeeds with HTTP 200 and a JSON-RPC result with the request's id, no `error` and no
+    /// `isError: true`.
+    pub async fn call(&mut self, params_json: &str) -> Result<(), Failure> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut body = std::mem::take(&mut self.body);
+        body.clear();
+        body.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+        let _ = write!(body, "{id}");
+        body.extend_from_slice(br#","method":"tools/call","params":"#);
+        body.extend_from_slice(params_json.as_bytes());
+        body.push(b'}');
+        let response = self.post(&body).await;
+        self.body = body;
+        let response = response?;
+        if response.status != 200 {
+            return Err(Failure::new(
+                ErrorKind::HttpStatus,
+                format!("HTTP {}: {}", response.status, snippet(&response.body)),
+            ));
+        }
+        let answer = parse_answer(&response)?;
+        check_call_result(&answer, id)
+    }
+
+    /// Ends the session with `DELETE`, so the bridge frees it now instead of at its idle
+    /// timeout. Best effort: the run is over either way.
+    pub async fn close(mut self) {
+        if self.connection.closed {
+            return;
+        }
+        let mut headers = vec![
+            ("Mcp-Session-Id", self.session_id.as_str()),
+            ("MCP-Protocol-Version", PROTOCOL_VERSION),
+        ];
+        if let Some(authorization) = &self.authorization {
+            headers.push(("Authorization", authorization));
+        }
+        let target = self.target.clone();
+        let _ = self
+            .connection
+            .request("DELETE", &target, &target.path, &headers, &[])
+            .await;
+    }
+}
+
+/// Headers every MCP POST carries.
+const BASE_HEADERS: [(&str, &str); 2] = [
+    ("Content-Type", "application/json"),
+    ("Accept", "application/json, text/event-stream"),
+];
+
+/// The JSON-RPC answer in a response: the body itself, or the last `data:` event of an SSE
+/// stream (notifications come first, the answer last).
+fn parse_answer(response: &Response) -> Result<Value, Failure> {
+    let protocol = |message: String| Failure::new(ErrorKind::Protocol, message);
+    if response.content_type.starts_with("text/event-stream") {
+        let text = std::str::from_utf8(&response.body)
+            .map_err(|_| protocol("the SSE body is not UTF-8".to_owned()))?;
+        let data = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("data:"))
+            .next_back()
+            .ok_or_else(|| protocol("an SSE stream without a data event".to_owned()))?;
+        return serde_json::from_str(data.trim())
+            .map_err(|error| protocol(format!("SSE data is not JSON: {error}")));
+    }
+    serde_json::from_slice(&response.body).map_err(|error| {
+        protocol(format!(
+            "the answer is not JSON ({error}): {}",
+            snippet(&response.body)
+        ))
+    })
+}
+
+/// Judges a `tools/call` answer.
+fn check_call_result(answer: &Value, expected_id: u64) -> Result<(), Failure> {
+    if let Some(error) = answer.get("error") {
+        return Err(Failure::new(
+            ErrorKind::JsonRpc,
+            format!("JSON-RPC error: {error}"),
+        ));
+    }
+    if answer.get("id").and_then(Value::as_u64) != Some(expected_id) {
+        return Err(Failure::new(
+            ErrorKind::Protocol,
+            format!(
+                "answer has id {:?}, expected {expected_id}",
+                answer.get("id")
+            ),
+        ));
+    }
+    let Some(result) = answer.get("result") else {
+        return Err(Failure::new(
+            ErrorKind::Protocol,
+            format!("answer has neither result nor error: {answer}"),
+        ));
+    };
+    if result.get("isError").and_then(Value::as_bool) == Some(true) {
+        let text = result
+            .pointer("/content/0/text")
+            .and_then(Value::as_str)
+            .map_or_else(|| result.to_string(), str::to_owned);
+        return Err(Failure::new(ErrorKind::Tool, format!("tool error: {text}")));
+    }
+    Ok(())
+}
+
+/// The start of a body, for error messages.
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(300)]);
+    text.trim().to_owned()
+}
+
+/// `GET path` with the admin token on a fresh connection: the status and body.
+pub async fn admin_get(target: &Target, path: &str) -> Result<(u16, Bytes), Failure> {
+    let mut connection = Connection::connect(target).await?;
+    let authorization = target
+        .admin_token
+        .as_ref()
+        .map(|token| format!("Bearer {token}"));
+    let mut headers = Vec::new();
+    if let Some(authorization) = &authorization {
+        headers.push(("Authorization", authorization.as_str()));
+    }
+    let response = connection
+        .request("GET", target, path, &headers, &[])
+        .await?;
+    Ok((response.status, response.body))
+}

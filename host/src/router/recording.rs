@@ -1,0 +1,143 @@
+//! The router's side of trace recording (`serve --record`): what a call looked like
+//! when it arrived, completed with how it ended and handed to the recorder. Nothing here
+//! runs unless recording is active.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use super::caching::{CallCache, Caller};
+use crate::backend::{BackendError, Catalog};
+use crate::cache::canonical_arguments;
+use crate::lab::record::{RecordedCall, RecordedResult, Recorder};
+use crate::lab::trace::{Fnv64, RecordedStatus};
+use crate::policy::Annotations;
+
+/// A call being recorded: everything known when it arrived.
+pub(super) struct Draft {
+    recorder: Arc<Recorder>,
+    started: Instant,
+    call: RecordedCall,
+}
+
+/// Starts a record of a call, or `None` when recording is off.
+pub(super) fn draft(
+    recorder: Option<&Arc<Recorder>>,
+    server: &Arc<str>,
+    message: &Value,
+    catalog: &Catalog,
+    caching: Option<&CallCache>,
+    caller: &Caller,
+    read_only: bool,
+) -> Option<Draft> {
+    let recorder = recorder.filter(|recorder| recorder.is_active())?;
+    let method = crate::jsonrpc::method(message).unwrap_or_default();
+    let params = message.get("params");
+    let name = match method {
+        "tools/call" => params.and_then(|params| params.get("name")),
+        "resources/read" => params.and_then(|params| params.get("uri")),
+        _ => None,
+    }
+    .and_then(Value::as_str)
+    .unwrap_or_default();
+    let arguments_text = match caching {
+        Some(caching) => caching.canonical_arguments().to_owned(),
+        None if method == "tools/call" => {
+            canonical_arguments(params.and_then(|params| params.get("arguments")), &[])
+        }
+        None => String::new(),
+    };
+    let annotations = match caching {
+        Some(caching) => caching.annotations(),
+        None => Annotations {
+            read_only: Some(read_only),
+            ..annotations_from_catalog(catalog, method, name)
+        },
+    };
+    let arguments = recorder
+        .records_arguments()
+        .then(|| serde_json::from_str(&arguments_text).ok())
+        .flatten();
+    let t_us = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
+    Some(Draft {
+        recorder: recorder.clone(),
+        started: Instant::now(),
+        call: RecordedCall {
+            t_us,
+            server: server.clone(),
+            method: method.into(),
+            name: name.into(),
+            args_hash: Fnv64::of(arguments_text.as_bytes()),
+            arguments,
+            read_only,
+            annotations,
+            latency_us: 0,
+            result: RecordedResult::None,
+            status: RecordedStatus::Ok,
+            partition: caller
+                .principal
+                .as_deref()
+                .map_or(0, |principal| Fnv64::of(principal.as_bytes())),
+            hit: false,
+        },
+    })
+}
+
+fn annotations_from_catalog(catalog: &Catalog, method: &str, name: &str) -> Annotations {
+    if method != "tools/call" {
+        return Annotations::default();
+    }
+    let hints = catalog.tool(name).and_then(|tool| tool.get("annotations"));
+    let hint = |field: &str| {
+        hints
+            .and_then(|hints| hints.get(field))
+            .and_then(Value::as_bool)
+    };
+    Annotations {
+        read_only: hint("readOnlyHint"),
+        destructive: hint("destructiveHint"),
+        idempotent: hint("idempotentHint"),
+        open_world: hint("openWorldHint"),
+    }
+}
+
+impl Draft {
+    /// The call was answered from the cache (or another caller's fill).
+    pub(super) fn answered_from_cache(mut self, served: Option<Arc<Value>>, response: &Value) {
+        self.call.hit = true;
+        self.call.result = match served {
+            Some(result) => RecordedResult::Shared(result),
+            None => RecordedResult::measure(response.get("result")),
+        };
+        self.recorder.submit(self.call);
+    }
+
+    /// The backend answered (or did not).
+    pub(super) fn answered_by_backend(mut self, outcome: &Result<Value, BackendError>) {
+        self.call.latency_us =
+            u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let (status, result) = match outcome {
+            Ok(response) if response.get("error").is_some() => (RecordedStatus::Error, None),
+            Ok(response) => {
+                let result = response.get("result");
+                let is_error = result
+                    .and_then(|result| result.get("isError"))
+                    .and_then(Value::as_bool)
+                    == Some(true);
+                let status = if is_error {
+                    RecordedStatus::Error
+                } else {
+                    RecordedStatus::Ok
+                };
+                (status, result)
+            }
+            Err(_) => (RecordedStatus::Unknown, None),
+        };
+        self.call.status = status;
+        self.call.result = RecordedResult::measure(result);
+        self.recorder.submit(self.call);
+    }
+}
