@@ -12,6 +12,8 @@ mod config_errors;
 mod conformance;
 mod faults;
 mod http_input;
+mod lab;
+mod lab_report;
 mod lifecycle;
 mod observe;
 mod plugin_contract;

@@ -300,10 +300,7 @@ impl Process {
             return Err(self.exited_error());
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        if let Some(object) = message.as_object_mut() {
-            object.insert("id".into(), json!(id));
-        }
-        let client_progress_token = jsonrpc::replace_progress_token(&mut message, json!(id));
+        let client_progress_token = assign_call_id(&mut message, id);
         let (response_tx, response_rx) = oneshot::channel();
         let (events_tx, events_rx) = if want_events {
             let (tx, rx) = mpsc::channel(CALL_EVENTS_CAPACITY);
@@ -522,7 +519,26 @@ fn flatten(
     response.unwrap_or_else(|_| Err(process.exited_error()))
 }
 
-fn encode_line(message: &Value) -> Vec<u8> {
+/// Gives a client's request the id `id`, unique to this process, in place of the client's own,
+/// and the same id as its progress token when the client asked for progress, so the response
+/// and the progress notifications find their call. Returns the client's progress token, which
+/// is put back on each notification; the front keeps the client's id and puts it back on the
+/// response.
+pub fn assign_call_id(message: &mut Value, id: u64) -> Option<Value> {
+    if let Some(object) = message.as_object_mut() {
+        object.insert("id".into(), json!(id));
+    }
+    jsonrpc::replace_progress_token(message, json!(id))
+}
+
+/// The id of the call a server's response answers: one [`assign_call_id`] gave out, or `None`
+/// when the server answered with an id the bridge never uses (not a whole number).
+pub fn answered_call_id(response: &Value) -> Option<u64> {
+    response.get("id").and_then(Value::as_u64)
+}
+
+/// Frames a message for a child's stdin: compact JSON and a newline.
+pub fn encode_line(message: &Value) -> Vec<u8> {
     // Serializing a Value cannot fail: its map keys are always strings.
     let mut line = serde_json::to_vec(message).unwrap_or_default();
     line.push(b'\n');
@@ -688,10 +704,7 @@ fn route_line(process: &Arc<Process>, line: &[u8], events: &mpsc::UnboundedSende
 }
 
 fn route_response(process: &Process, message: Value) {
-    let pending = message
-        .get("id")
-        .and_then(Value::as_u64)
-        .and_then(|id| process.pending.lock().remove(&id));
+    let pending = answered_call_id(&message).and_then(|id| process.pending.lock().remove(&id));
     match pending {
         Some(pending) => {
             let _ = pending.response.send(Ok(message));

@@ -30,6 +30,10 @@ pub const DEFAULT_SIZES: &str = "0.01,0.02,0.05,0.1,0.2,0.5,1";
 pub const DEFAULT_TTL_SCALES: &str = "0.25,0.5,1,2,4";
 /// What a hit costs by default: the brief's p50 target for a cached call end to end.
 pub const DEFAULT_HIT_LATENCY: &str = "100us";
+/// A plugin's decision deadline in the lab. Far above `serve`'s: the deadline is wall
+/// time, and a replay shares the machine with its other replay threads, so only a
+/// plugin that really loops should trip it.
+const LAB_DECISION_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// `bench policies`.
 #[derive(Debug, clap::Args)]
@@ -455,7 +459,10 @@ fn load_plugin(
         || file.display().to_string(),
         |name| name.to_string_lossy().into_owned(),
     );
-    let limits = Limits::from_config(&PluginsConfig::default());
+    let limits = Limits::from_config(&PluginsConfig {
+        decision_timeout: LAB_DECISION_TIMEOUT,
+        ..PluginsConfig::default()
+    });
     let version = PluginVersion::load(engine, &file_name, &bytes, limits)
         .map_err(|error| policy_error(error.to_string()))?;
     WasmPolicy::start(name, Vec::new(), config_json, Arc::new(version), jobs, metrics)

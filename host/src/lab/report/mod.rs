@@ -31,7 +31,7 @@ pub fn write_all(report: &LabReport, dir: &Path) -> Result<Vec<PathBuf>, LabErro
     let csv = dir.join("report.csv");
     csv::write(report, &csv)?;
     let html = dir.join("report.html");
-    // TEMP html::write(report, &html)?;
+    html::write(report, &html)?;
     Ok(vec![json, csv, html])
 }
 

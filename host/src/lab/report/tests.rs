@@ -70,14 +70,14 @@ pub(super) fn fixture() -> LabReport {
         ("seed-ttl-table", RunKind::Wasm, 0.55, 0.030, 2100.0),
         ("crud-invalidation", RunKind::Wasm, 0.51, 0.004, 2600.0),
     ];
-    let fractions = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0];
-    let scales = [0.25, 0.5, 1.0, 2.0, 4.0];
+    let fractions: [f64; 6] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0];
+    let scales: [f64; 5] = [0.25, 0.5, 1.0, 2.0, 4.0];
     let mut size_sweep = Vec::new();
     let mut ttl_sweep = Vec::new();
     for (name, kind, hit, stale, ns) in policies {
         for fraction in fractions {
             // Hit ratio grows with size and saturates at the policy's base level.
-            let hit_ratio = hit * (1.0 - (-6.0 * fraction as f64).exp()) / (1.0 - (-6.0f64).exp());
+            let hit_ratio = hit * (1.0 - (-6.0 * fraction).exp()) / (1.0 - (-6.0f64).exp());
             size_sweep.push(SweepPoint {
                 policy: name.to_owned(),
                 kind,
@@ -88,7 +88,7 @@ pub(super) fn fixture() -> LabReport {
             });
         }
         for scale in scales {
-            let factor = (scale as f64).ln() / 4.0;
+            let factor = scale.ln() / 4.0;
             ttl_sweep.push(SweepPoint {
                 policy: name.to_owned(),
                 kind,
@@ -530,22 +530,4 @@ fn number_formats_read_well() {
         svg::escape(r#"<a href="x">&'"#),
         "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
     );
-}
-
-/// Writes report.html and report.csv into `$LAB_REPORT_SAMPLE_DIR`, from the report.json
-/// named by `$LAB_REPORT_SAMPLE_JSON` or else from the fixture, to look at the page (and
-/// screenshot it with scripts/render-report.mjs) while changing it:
-/// `LAB_REPORT_SAMPLE_DIR=/tmp/lab cargo test --lib lab::report -- --ignored`.
-#[test]
-#[ignore = "writes a sample report for manual inspection"]
-fn write_sample_report() {
-    let dir = std::env::var_os("LAB_REPORT_SAMPLE_DIR").expect("set LAB_REPORT_SAMPLE_DIR");
-    let dir = std::path::PathBuf::from(dir);
-    let report = match std::env::var_os("LAB_REPORT_SAMPLE_JSON") {
-        Some(json) => serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap(),
-        None => fixture(),
-    };
-    std::fs::create_dir_all(&dir).unwrap();
-    html::write(&report, &dir.join("report.html")).unwrap();
-    csv::write(&report, &dir.join("report.csv")).unwrap();
 }

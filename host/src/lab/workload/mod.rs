@@ -236,7 +236,7 @@ impl Workload {
                 let inner = e.into_inner();
                 let line = inner
                     .span()
-                    .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+                    .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
                 match line {
                     Some(line) => error(format!("line {line}, field `{field}`: {}", inner.message())),
                     None => error(format!("field `{field}`: {}", inner.message())),
