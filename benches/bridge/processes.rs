@@ -30,6 +30,11 @@ impl BridgeProcess {
     /// Writes `config_toml` to a temporary file and starts `exe serve` on it, listening on a
     /// free loopback port; returns once the bridge has logged its address.
     pub async fn start(exe: &Path, config_toml: &str) -> Result<Self> {
+        Self::start_with_args(exe, config_toml, &[]).await
+    }
+
+    /// [`BridgeProcess::start`] with more `serve` arguments (such as `--record FILE`).
+    pub async fn start_with_args(exe: &Path, config_toml: &str, extra: &[&str]) -> Result<Self> {
         let dir = tempfile::tempdir().context("create a temporary directory")?;
         let config_path = dir.path().join("bench.toml");
         std::fs::write(&config_path, config_toml).context("write the bench config")?;
@@ -45,6 +50,7 @@ impl BridgeProcess {
                 "--log-level",
                 "info",
             ])
+            .args(extra)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -75,7 +75,12 @@ struct ServeArgs {
     record: Option<PathBuf>,
     /// Rotate the trace once it passes this size (e.g. 256MiB); FILE.1 ... keep the
     /// older parts.
-    #[arg(long, value_name = "SIZE", default_value = "256MiB", requires = "record")]
+    #[arg(
+        long,
+        value_name = "SIZE",
+        default_value = "256MiB",
+        requires = "record"
+    )]
     record_max_bytes: String,
     /// How many trace files to keep, the current one included.
     #[arg(long, value_name = "N", default_value_t = lab::record::DEFAULT_RECORD_FILES, requires = "record")]

@@ -25,7 +25,10 @@ fn trace_lines(path: &Path) -> Vec<Value> {
 }
 
 async fn wait_for_lines(path: &Path, count: usize) -> Vec<Value> {
-    eventually(Duration::from_secs(10), async || trace_lines(path).len() >= count).await;
+    eventually(Duration::from_secs(10), async || {
+        trace_lines(path).len() >= count
+    })
+    .await;
     trace_lines(path)
 }
 
@@ -73,7 +76,10 @@ async fn a_recorded_trace_holds_every_call_and_replays_to_the_same_hits() -> Res
     let dir = tempfile::tempdir()?;
     let trace = dir.path().join("calls.jsonl");
     let config_path = dir.path().join("bridge.toml");
-    std::fs::write(&config_path, format!("{}{CACHED}", demo_server_toml("demo", &[], "")))?;
+    std::fs::write(
+        &config_path,
+        format!("{}{CACHED}", demo_server_toml("demo", &[], "")),
+    )?;
     let trace_arg = trace.display().to_string();
     let bridge = Bridge::start_with_file(
         tempfile::tempdir()?,
@@ -92,15 +98,23 @@ async fn a_recorded_trace_holds_every_call_and_replays_to_the_same_hits() -> Res
         ("get_clients", json!({})),
     ];
     for (id, (tool, arguments)) in calls.iter().enumerate() {
-        let response = session.call_tool(json!(id), tool, arguments.clone()).await?;
+        let response = session
+            .call_tool(json!(id), tool, arguments.clone())
+            .await?;
         assert!(response.get("result").is_some(), "{response}");
     }
     let lines = wait_for_lines(&trace, calls.len()).await;
     assert_eq!(lines.len(), calls.len(), "{lines:#?}");
     let hits: Vec<bool> = lines.iter().map(|line| line["hit"] == true).collect();
     assert_eq!(hits, [false, true, true, false, false, false, true]);
-    let names: Vec<&str> = lines.iter().filter_map(|line| line["name"].as_str()).collect();
-    assert_eq!(names, calls.iter().map(|(tool, _)| *tool).collect::<Vec<_>>());
+    let names: Vec<&str> = lines
+        .iter()
+        .filter_map(|line| line["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        calls.iter().map(|(tool, _)| *tool).collect::<Vec<_>>()
+    );
     // A hit carries the digest of the result it served: the one the miss fetched.
     assert_eq!(lines[0]["digest"], lines[1]["digest"]);
     assert_eq!(lines[0]["args"], lines[2]["args"]);
@@ -111,27 +125,54 @@ async fn a_recorded_trace_holds_every_call_and_replays_to_the_same_hits() -> Res
     assert!(lines[0]["latency_us"].as_u64() > Some(0) && lines[1]["latency_us"] == 0);
     assert!(lines[0]["bytes"].as_u64() > Some(50));
     let partition = &lines[0]["partition"];
-    assert!(partition.as_str().is_some_and(|p| p.len() == 16), "{partition}");
+    assert!(
+        partition.as_str().is_some_and(|p| p.len() == 16),
+        "{partition}"
+    );
     assert!(lines.iter().all(|line| &line["partition"] == partition));
 
     // Paused, nothing is written; resumed, recording goes on.
     let status = admin_post(&bridge, "/admin/record/stop").await?;
-    assert_eq!((status["active"].clone(), status["was_active"].clone()), (json!(false), json!(true)));
-    session.call_tool(json!(100), "get_habits", json!({})).await?;
+    assert_eq!(
+        (status["active"].clone(), status["was_active"].clone()),
+        (json!(false), json!(true))
+    );
+    session
+        .call_tool(json!(100), "get_habits", json!({}))
+        .await?;
     admin_post(&bridge, "/admin/record/start").await?;
-    session.call_tool(json!(101), "get_today_metrics", json!({})).await?;
+    session
+        .call_tool(json!(101), "get_today_metrics", json!({}))
+        .await?;
     let lines = wait_for_lines(&trace, calls.len() + 1).await;
-    let last: Vec<&str> = lines.iter().skip(calls.len()).filter_map(|line| line["name"].as_str()).collect();
+    let last: Vec<&str> = lines
+        .iter()
+        .skip(calls.len())
+        .filter_map(|line| line["name"].as_str())
+        .collect();
     assert_eq!(last, ["get_today_metrics"]);
-    let status: Value = http().get(bridge.url("/admin/record")).send().await?.json().await?;
+    let status: Value = http()
+        .get(bridge.url("/admin/record"))
+        .send()
+        .await?
+        .json()
+        .await?;
     assert_eq!(status["recorded"], json!(calls.len() + 1));
     drop(bridge);
 
     // The built-in policy of the same config, replayed, hits where the bridge hit.
     let out = dir.path().join("report");
     let report = bench_policies(&[
-        "--trace", &trace_arg, "--config", &config_path.display().to_string(),
-        "--out", &out.display().to_string(), "--sizes", "0.5,1", "--ttl-scales", "1",
+        "--trace",
+        &trace_arg,
+        "--config",
+        &config_path.display().to_string(),
+        "--out",
+        &out.display().to_string(),
+        "--sizes",
+        "0.5,1",
+        "--ttl-scales",
+        "1",
     ])?;
     let builtin = &run_of(&report, "policies", "builtin")["metrics"];
     let recorded_hits = lines.iter().filter(|line| line["hit"] == true).count();
@@ -149,16 +190,28 @@ async fn a_trace_rotates_by_size_and_keeps_the_newest_files() -> Result<()> {
     let trace = dir.path().join("rotating.jsonl");
     let trace_arg = trace.display().to_string();
     let config_path = dir.path().join("bridge.toml");
-    std::fs::write(&config_path, format!("{}{CACHED}", demo_server_toml("demo", &[], "")))?;
+    std::fs::write(
+        &config_path,
+        format!("{}{CACHED}", demo_server_toml("demo", &[], "")),
+    )?;
     let bridge = Bridge::start_with_file(
         tempfile::tempdir()?,
         config_path,
-        &["--record", &trace_arg, "--record-max-bytes", "2KiB", "--record-files", "3"],
+        &[
+            "--record",
+            &trace_arg,
+            "--record-max-bytes",
+            "2KiB",
+            "--record-files",
+            "3",
+        ],
     )?;
     bridge.wait_ready().await?;
     let session = RawSession::open(&bridge.url("/mcp/demo")).await?;
     for id in 0..60 {
-        session.call_tool(json!(id), "get_tasks", json!({"limit": id % 7})).await?;
+        session
+            .call_tool(json!(id), "get_tasks", json!({"limit": id % 7}))
+            .await?;
     }
     let numbered = |index: u32| PathBuf::from(format!("{trace_arg}.{index}"));
     let rotated = eventually(Duration::from_secs(10), async || {
@@ -172,19 +225,36 @@ async fn a_trace_rotates_by_size_and_keeps_the_newest_files() -> Result<()> {
     })
     .await;
     assert!(rotated, "expected {} to exist", numbered(2).display());
-    let status: Value = http().get(bridge.url("/admin/record")).send().await?.json().await?;
+    let status: Value = http()
+        .get(bridge.url("/admin/record"))
+        .send()
+        .await?
+        .json()
+        .await?;
     assert_eq!(status["recorded"], 60);
-    assert!(!numbered(3).exists(), "three files are kept: the trace, .1 and .2");
+    assert!(
+        !numbered(3).exists(),
+        "three files are kept: the trace, .1 and .2"
+    );
     for path in [trace.clone(), numbered(1), numbered(2)] {
         let size = std::fs::metadata(&path)?.len();
         assert!(size <= 2048, "{} is {size} bytes", path.display());
         let text = std::fs::read_to_string(&path)?;
         let parsed = trace_lines(&path).len();
-        assert_eq!(parsed, text.lines().count(), "{} holds whole lines", path.display());
+        assert_eq!(
+            parsed,
+            text.lines().count(),
+            "{} holds whole lines",
+            path.display()
+        );
         // A part is rotated away only when the next line would not fit: it is nearly full.
         let longest = text.lines().map(str::len).max().unwrap_or(0) as u64;
         if path != trace {
-            assert!(size + longest + 1 > 2048, "{} was rotated at {size} bytes", path.display());
+            assert!(
+                size + longest + 1 > 2048,
+                "{} was rotated at {size} bytes",
+                path.display()
+            );
         }
     }
     Ok(())
@@ -201,20 +271,49 @@ async fn policies_replay_side_by_side_within_their_bounds() -> Result<()> {
     std::fs::write(&config, NO_RULES)?;
     let out = dir.path().join("first");
     let wasm = |name: &str| plugin_wasm(name).display().to_string();
-    let (annotations, crud, seed) = (wasm("annotations"), wasm("crud-invalidation"), wasm("seed-ttl-table"));
+    let (annotations, crud, seed) = (
+        wasm("annotations"),
+        wasm("crud-invalidation"),
+        wasm("seed-ttl-table"),
+    );
     let config_arg = config.display().to_string();
     let out_arg = out.display().to_string();
     let args = [
-        "--workload", "seed-tasks", "--calls", "6000", "--config", &config_arg,
-        "--policy", "builtin", "--policy", &annotations, "--policy", &crud, "--policy", &seed,
-        "--sizes", "0.1,0.5,1", "--ttl-scales", "0.5,1,2", "--out", &out_arg,
+        "--workload",
+        "seed-tasks",
+        "--calls",
+        "6000",
+        "--config",
+        &config_arg,
+        "--policy",
+        "builtin",
+        "--policy",
+        &annotations,
+        "--policy",
+        &crud,
+        "--policy",
+        &seed,
+        "--sizes",
+        "0.1,0.5,1",
+        "--ttl-scales",
+        "0.5,1,2",
+        "--out",
+        &out_arg,
     ];
     let report = bench_policies(&args)?;
     let names: Vec<&str> = report["policies"]
         .as_array()
         .map(|runs| runs.iter().filter_map(|run| run["name"].as_str()).collect())
         .unwrap_or_default();
-    assert_eq!(names, ["builtin", "annotations", "crud-invalidation", "seed-ttl-table"]);
+    assert_eq!(
+        names,
+        [
+            "builtin",
+            "annotations",
+            "crud-invalidation",
+            "seed-ttl-table"
+        ]
+    );
     let metrics = |name: &str| run_of(&report, "policies", name)["metrics"].clone();
     let ratio = |name: &str, field: &str| metrics(name)[field].as_f64().unwrap_or(f64::NAN);
     // The annotations plugin is the built-in policy re-expressed: identical replays.
@@ -228,21 +327,41 @@ async fn policies_replay_side_by_side_within_their_bounds() -> Result<()> {
     assert!(ratio("crud-invalidation", "staleness_p99_ms") > 0.0);
     assert!(ratio("crud-invalidation", "decision_ns") > 0.0);
     // Bounds: nothing beats perfect invalidation or Belady, nothing does worse than no cache.
-    let bound = |name: &str, field: &str| run_of(&report, "bounds", name)["metrics"][field].as_f64().unwrap_or(f64::NAN);
+    let bound = |name: &str, field: &str| {
+        run_of(&report, "bounds", name)["metrics"][field]
+            .as_f64()
+            .unwrap_or(f64::NAN)
+    };
     assert_eq!(bound("no-cache", "hit_ratio"), 0.0);
     assert_eq!(bound("perfect", "stale_hit_ratio"), 0.0);
     for name in names.iter() {
-        assert!(ratio(name, "hit_ratio") - ratio(name, "stale_hit_ratio") <= bound("perfect", "hit_ratio") + 1e-9, "{name}");
+        assert!(
+            ratio(name, "hit_ratio") - ratio(name, "stale_hit_ratio")
+                <= bound("perfect", "hit_ratio") + 1e-9,
+            "{name}"
+        );
     }
     let sweep = report["size_sweep"].as_array().context("size_sweep")?;
-    assert_eq!(sweep.len(), 5 * 3, "four policies and Belady at three sizes");
+    assert_eq!(
+        sweep.len(),
+        5 * 3,
+        "four policies and Belady at three sizes"
+    );
     for point in sweep.iter().filter(|point| point["policy"] != "belady") {
         let belady = sweep
             .iter()
-            .find(|other| other["policy"] == "belady" && other["size_fraction"] == point["size_fraction"])
+            .find(|other| {
+                other["policy"] == "belady" && other["size_fraction"] == point["size_fraction"]
+            })
             .context("a Belady point per size")?;
-        let fresh_hits = |p: &Value| p["metrics"]["hits"].as_u64().unwrap_or(0) - p["metrics"]["stale_hits"].as_u64().unwrap_or(0);
-        assert!(fresh_hits(point) <= fresh_hits(belady), "{point} vs {belady}");
+        let fresh_hits = |p: &Value| {
+            p["metrics"]["hits"].as_u64().unwrap_or(0)
+                - p["metrics"]["stale_hits"].as_u64().unwrap_or(0)
+        };
+        assert!(
+            fresh_hits(point) <= fresh_hits(belady),
+            "{point} vs {belady}"
+        );
     }
     // A longer TTL never lowers the stale ratio of a policy that goes stale.
     let crud_ttl: Vec<f64> = report["ttl_sweep"]
@@ -256,7 +375,10 @@ async fn policies_replay_side_by_side_within_their_bounds() -> Result<()> {
         })
         .unwrap_or_default();
     assert_eq!(crud_ttl.len(), 3);
-    assert!(crud_ttl.windows(2).all(|pair| pair[0] <= pair[1]), "{crud_ttl:?}");
+    assert!(
+        crud_ttl.windows(2).all(|pair| pair[0] <= pair[1]),
+        "{crud_ttl:?}"
+    );
     for file in ["report.json", "report.csv", "report.html"] {
         assert!(out.join(file).exists(), "{file}");
     }
@@ -271,11 +393,20 @@ async fn policies_replay_side_by_side_within_their_bounds() -> Result<()> {
     again.extend(["--baseline", &baseline]);
     let rerun = bench_policies(&again)?;
     for name in names {
-        assert_eq!(run_of(&rerun, "policies", name)["metrics"]["hits"], metrics(name)["hits"], "{name}");
+        assert_eq!(
+            run_of(&rerun, "policies", name)["metrics"]["hits"],
+            metrics(name)["hits"],
+            "{name}"
+        );
     }
-    let rows = rerun["baseline"]["rows"].as_array().context("baseline rows")?;
+    let rows = rerun["baseline"]["rows"]
+        .as_array()
+        .context("baseline rows")?;
     assert_eq!(rows.len(), 7, "four policies and three bounds");
-    assert!(rows.iter().all(|row| row["hit_ratio"]["before"] == row["hit_ratio"]["after"]));
+    assert!(
+        rows.iter()
+            .all(|row| row["hit_ratio"]["before"] == row["hit_ratio"]["after"])
+    );
     Ok(())
 }
 
@@ -289,15 +420,37 @@ async fn bad_lab_input_gets_a_clear_error() -> Result<()> {
     let (code, _, stderr) = run_bridge(&["bench", "policies", "--trace", &trace_arg])?;
     assert_eq!(code, 2);
     assert!(stderr.contains(&format!("{trace_arg}:2:")), "{stderr}");
-    let (code, _, stderr) = run_bridge(&["bench", "policies", "--workload", "seed-tasks", "--calls", "10", "--policy", "/nonexistent/p.wasm"])?;
+    let (code, _, stderr) = run_bridge(&[
+        "bench",
+        "policies",
+        "--workload",
+        "seed-tasks",
+        "--calls",
+        "10",
+        "--policy",
+        "/nonexistent/p.wasm",
+    ])?;
     assert_eq!(code, 2);
     assert!(stderr.contains("/nonexistent/p.wasm"), "{stderr}");
     let (code, _, stderr) = run_bridge(&["bench", "policies", "--workload", "nope"])?;
     assert_eq!(code, 2);
-    assert!(stderr.contains("seed-tasks, read-heavy, write-storm"), "{stderr}");
-    let (code, _, stderr) = run_bridge(&["bench", "policies", "--workload", "seed-tasks", "--sizes", "0.5,big"])?;
+    assert!(
+        stderr.contains("seed-tasks, read-heavy, write-storm"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run_bridge(&[
+        "bench",
+        "policies",
+        "--workload",
+        "seed-tasks",
+        "--sizes",
+        "0.5,big",
+    ])?;
     assert_eq!(code, 2);
-    assert!(stderr.contains("--sizes") && stderr.contains("big"), "{stderr}");
+    assert!(
+        stderr.contains("--sizes") && stderr.contains("big"),
+        "{stderr}"
+    );
     Ok(())
 }
 
@@ -306,7 +459,18 @@ async fn bench_workload_writes_the_same_trace_for_the_same_seed() -> Result<()> 
     let dir = tempfile::tempdir()?;
     let path = |name: &str| dir.path().join(name).display().to_string();
     for (file, seed) in [("a.jsonl", "5"), ("b.jsonl", "5"), ("c.jsonl", "6")] {
-        let (code, _, stderr) = run_bridge(&["bench", "workload", "--workload", "write-storm", "--calls", "3000", "--seed", seed, "--out", &path(file)])?;
+        let (code, _, stderr) = run_bridge(&[
+            "bench",
+            "workload",
+            "--workload",
+            "write-storm",
+            "--calls",
+            "3000",
+            "--seed",
+            seed,
+            "--out",
+            &path(file),
+        ])?;
         assert_eq!(code, 0, "{stderr}");
     }
     let read = |file: &str| std::fs::read(path(file)).unwrap_or_default();
@@ -314,7 +478,13 @@ async fn bench_workload_writes_the_same_trace_for_the_same_seed() -> Result<()> 
     assert_ne!(read("a.jsonl"), read("c.jsonl"));
     let lines = trace_lines(Path::new(&path("a.jsonl")));
     assert_eq!(lines.len(), 3000);
-    let writes = lines.iter().filter(|line| line["access"] == "write").count();
-    assert!((1300..1700).contains(&writes), "write-storm is half writes: {writes}");
+    let writes = lines
+        .iter()
+        .filter(|line| line["access"] == "write")
+        .count();
+    assert!(
+        (1300..1700).contains(&writes),
+        "write-storm is half writes: {writes}"
+    );
     Ok(())
 }

@@ -95,12 +95,10 @@ async fn route(
         (&Method::GET, "/admin/record") => guarded(state, request.headers(), Guard::Admin)
             .and_then(|()| recorder_of(state))
             .map(|recorder| json_response(StatusCode::OK, &recorder.status())),
-        (&Method::POST, "/admin/record/start") => {
-            guarded(state, request.headers(), Guard::Admin).and_then(|()| record_toggle(state, true))
-        }
-        (&Method::POST, "/admin/record/stop") => {
-            guarded(state, request.headers(), Guard::Admin).and_then(|()| record_toggle(state, false))
-        }
+        (&Method::POST, "/admin/record/start") => guarded(state, request.headers(), Guard::Admin)
+            .and_then(|()| record_toggle(state, true)),
+        (&Method::POST, "/admin/record/stop") => guarded(state, request.headers(), Guard::Admin)
+            .and_then(|()| record_toggle(state, false)),
         (&Method::GET, "/admin/stats") => {
             guarded(state, request.headers(), Guard::Admin).map(|()| admin_stats(state))
         }
@@ -322,7 +320,9 @@ fn plugins_of(state: &AppState) -> Result<&crate::plugin::PluginRuntime, FrontEr
     })
 }
 
-fn recorder_of(state: &AppState) -> Result<&std::sync::Arc<crate::lab::record::Recorder>, FrontError> {
+fn recorder_of(
+    state: &AppState,
+) -> Result<&std::sync::Arc<crate::lab::record::Recorder>, FrontError> {
     state.router.recorder().ok_or_else(|| {
         FrontError::NotFound(
             "this bridge is not recording: start it with `serve --record FILE` (add --record-paused to begin paused)"

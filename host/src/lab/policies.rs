@@ -39,7 +39,11 @@ const LAB_DECISION_TIMEOUT: Duration = Duration::from_secs(1);
 #[derive(Debug, clap::Args)]
 pub struct PoliciesArgs {
     /// A trace file (JSON Lines, as `serve --record` or `bench workload` write it).
-    #[arg(long, conflicts_with = "workload", required_unless_present = "workload")]
+    #[arg(
+        long,
+        conflicts_with = "workload",
+        required_unless_present = "workload"
+    )]
     pub trace: Option<PathBuf>,
     /// Generate the calls from a workload preset (seed-tasks, read-heavy, write-storm)
     /// or a preset file instead of reading a trace.
@@ -130,7 +134,11 @@ pub fn run(args: PoliciesArgs) -> Result<(), LabError> {
         .map_err(|message| LabError::Usage(format!("--hit-latency: {message}")))?;
     let sizes = parse_list("--sizes", &args.sizes)?;
     let ttl_scales = parse_list("--ttl-scales", &args.ttl_scales)?;
-    let baseline = args.baseline.as_deref().map(report::read_baseline).transpose()?;
+    let baseline = args
+        .baseline
+        .as_deref()
+        .map(report::read_baseline)
+        .transpose()?;
     let trace = load_trace(&args)?;
     let prepared = Prepared::new(&trace, hit_latency);
     let summary = summarize(&trace);
@@ -311,7 +319,10 @@ fn summarize(trace: &Trace) -> TraceSummary {
         servers: servers.len() as u64,
         working_set_entries: working_set,
         working_set_bytes: largest.iter().sum(),
-        duration_ms: trace.events.last().map_or(0.0, |event| event.t_us as f64 / 1e3),
+        duration_ms: trace
+            .events
+            .last()
+            .map_or(0.0, |event| event.t_us as f64 / 1e3),
         unverifiable_reads: unverifiable,
     }
 }
@@ -351,9 +362,10 @@ fn parse_policy_spec(spec: &str) -> (String, Option<PathBuf>) {
         }
         _ => {
             let file = PathBuf::from(spec);
-            let stem = file
-                .file_stem()
-                .map_or_else(|| spec.to_owned(), |stem| stem.to_string_lossy().into_owned());
+            let stem = file.file_stem().map_or_else(
+                || spec.to_owned(),
+                |stem| stem.to_string_lossy().into_owned(),
+            );
             (stem, file)
         }
     };
@@ -377,7 +389,8 @@ fn load_contenders(
         if contenders.iter().any(|known| known.name == name) {
             return Err(LabError::Usage(format!(
                 "two policies are named {name:?}; name one of them with --policy OTHER={}",
-                file.as_deref().map_or("FILE.wasm".into(), |file| file.display().to_string())
+                file.as_deref()
+                    .map_or("FILE.wasm".into(), |file| file.display().to_string())
             )));
         }
         let Some(file) = file else {
@@ -465,8 +478,15 @@ fn load_plugin(
     });
     let version = PluginVersion::load(engine, &file_name, &bytes, limits)
         .map_err(|error| policy_error(error.to_string()))?;
-    WasmPolicy::start(name, Vec::new(), config_json, Arc::new(version), jobs, metrics)
-        .map_err(|error| policy_error(error.to_string()))
+    WasmPolicy::start(
+        name,
+        Vec::new(),
+        config_json,
+        Arc::new(version),
+        jobs,
+        metrics,
+    )
+    .map_err(|error| policy_error(error.to_string()))
 }
 
 /// Runs every job on `jobs` threads, with a progress bar on a terminal.
@@ -620,9 +640,11 @@ fn file_result(
                 }
             }
         }
-        Job::NoCache => report
-            .bounds
-            .push(bound("no-cache", "every call reaches the backend", metrics)),
+        Job::NoCache => {
+            report
+                .bounds
+                .push(bound("no-cache", "every call reaches the backend", metrics))
+        }
         Job::Perfect => report.bounds.push(bound(
             "perfect",
             "unbounded, invalidated exactly when a result changes",

@@ -204,7 +204,10 @@ impl Recorder {
                 let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 self.metrics.trace_records_dropped_total.inc();
                 if dropped.is_power_of_two() {
-                    tracing::warn!(dropped, "the trace writer cannot keep up; dropped trace records (the calls themselves were answered)");
+                    tracing::warn!(
+                        dropped,
+                        "the trace writer cannot keep up; dropped trace records (the calls themselves were answered)"
+                    );
                 }
             }
         }

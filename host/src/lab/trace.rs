@@ -314,7 +314,9 @@ impl Trace {
                 serde_json::from_str(&line).map_err(|error| LabError::Trace {
                     path: path.to_path_buf(),
                     line: number + 1,
-                    message: format!("{error}; each line must be one call as `serve --record` writes it"),
+                    message: format!(
+                        "{error}; each line must be one call as `serve --record` writes it"
+                    ),
                 })?;
             records.push((number + 1, record));
         }
@@ -350,7 +352,10 @@ impl Trace {
         for (line, record) in records {
             let hex = |field: &str, text: &str| {
                 parse_hex64(text).ok_or_else(|| {
-                    error(line, format!("`{field}` must be 16 hex digits, found {text:?}"))
+                    error(
+                        line,
+                        format!("`{field}` must be 16 hex digits, found {text:?}"),
+                    )
                 })
             };
             let args_hash = hex("args", &record.args)?;

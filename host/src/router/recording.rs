@@ -61,7 +61,9 @@ pub(super) fn draft(
         .flatten();
     let t_us = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX)
+        });
     Some(Draft {
         recorder: recorder.clone(),
         started: Instant::now(),

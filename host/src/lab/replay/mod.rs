@@ -46,7 +46,10 @@ impl<'t> Prepared<'t> {
         let mut first_event = vec![u32::MAX; trace.keys as usize];
         for (index, event) in trace.events.iter().enumerate() {
             if event.write {
-                write_times.entry(event.server).or_default().push(event.t_us);
+                write_times
+                    .entry(event.server)
+                    .or_default()
+                    .push(event.t_us);
             }
             for key in [event.key, event.shared_key] {
                 if first_event[key as usize] == u32::MAX {
@@ -167,7 +170,11 @@ impl Tally {
         metrics.backend_time_ms = self.backend_us as f64 / 1e3;
         metrics.backend_time_saved_ms = self.saved_us as f64 / 1e3;
         let calls = self.latencies_us.len().max(1) as f64;
-        let total: u64 = self.latencies_us.iter().map(|latency| u64::from(*latency)).sum();
+        let total: u64 = self
+            .latencies_us
+            .iter()
+            .map(|latency| u64::from(*latency))
+            .sum();
         metrics.latency_mean_ms = total as f64 / calls / 1e3;
         metrics.latency_p99_ms = percentile(&mut self.latencies_us, 0.99) as f64 / 1e3;
         if let Some(cache) = cache {
@@ -263,7 +270,9 @@ pub fn replay(
                     let stale_since = prepared
                         .first_write_after(event.server, entry.stored_at)
                         .map_or(changed_at, |write| write.min(changed_at));
-                    tally.staleness_us.push(event.t_us.saturating_sub(stale_since));
+                    tally
+                        .staleness_us
+                        .push(event.t_us.saturating_sub(stale_since));
                 }
                 Some(_) => {}
             }
@@ -285,11 +294,7 @@ pub fn replay(
         if expires_at <= event.t_us {
             continue;
         }
-        let tags = directive
-            .tags
-            .iter()
-            .map(|tag| cache.tag_id(tag))
-            .collect();
+        let tags = directive.tags.iter().map(|tag| cache.tag_id(tag)).collect();
         cache.insert(
             key,
             SimEntry {
@@ -303,7 +308,10 @@ pub fn replay(
             },
         );
     }
-    progress.fetch_add((trace.events.len() % PROGRESS_EVERY) as u64, Ordering::Relaxed);
+    progress.fetch_add(
+        (trace.events.len() % PROGRESS_EVERY) as u64,
+        Ordering::Relaxed,
+    );
     let metrics = tally.finish(Some(&cache));
     (metrics, started.elapsed())
 }

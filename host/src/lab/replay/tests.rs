@@ -13,7 +13,8 @@ default_ttl = "10s"
 "#;
 
 fn chain() -> PolicyChain {
-    let config = crate::config::load_str(CONFIG, "test.toml").unwrap_or_else(|error| panic!("{error}"));
+    let config =
+        crate::config::load_str(CONFIG, "test.toml").unwrap_or_else(|error| panic!("{error}"));
     PolicyChain::new(Vec::new(), Arc::new(BuiltinPolicy::from_config(&config)))
 }
 
@@ -41,18 +42,33 @@ fn record(t_ms: u64, name: &str, write: bool, truth: u64, hit: bool) -> TraceRec
 }
 
 fn trace(records: Vec<TraceRecord>) -> Trace {
-    let numbered = records.into_iter().enumerate().map(|(index, record)| (index + 1, record)).collect();
-    Trace::from_records("test", numbered, |line, message| crate::lab::LabError::Trace {
-        path: "test".into(),
-        line,
-        message,
+    let numbered = records
+        .into_iter()
+        .enumerate()
+        .map(|(index, record)| (index + 1, record))
+        .collect();
+    Trace::from_records("test", numbered, |line, message| {
+        crate::lab::LabError::Trace {
+            path: "test".into(),
+            line,
+            message,
+        }
     })
     .unwrap_or_else(|error| panic!("{error}"))
 }
 
 fn run(trace: &Trace, capacity: u64, ttl_scale: f64) -> ReplayMetrics {
     let prepared = Prepared::new(trace, Duration::from_micros(100));
-    replay(&prepared, &chain(), Setting { capacity, ttl_scale }, &AtomicU64::new(0)).0
+    replay(
+        &prepared,
+        &chain(),
+        Setting {
+            capacity,
+            ttl_scale,
+        },
+        &AtomicU64::new(0),
+    )
+    .0
 }
 
 #[test]
@@ -81,7 +97,10 @@ fn a_result_that_changed_without_a_write_is_a_stale_hit_with_its_age() {
     let metrics = run(&trace, 10, 1.0);
     assert_eq!((metrics.hits, metrics.stale_hits), (2, 2));
     // The change was first seen at 2 s: served 0 s and 3 s after it went stale.
-    assert!((metrics.staleness_p99_ms - 3_000.0).abs() < 1e-9, "{metrics:?}");
+    assert!(
+        (metrics.staleness_p99_ms - 3_000.0).abs() < 1e-9,
+        "{metrics:?}"
+    );
     assert!((metrics.stale_hit_ratio - 2.0 / 3.0).abs() < 1e-9);
 }
 
@@ -94,7 +113,10 @@ fn a_write_without_rules_drops_its_servers_entries() {
         record(3_000, "get_tasks", false, 8, false),
     ]);
     let metrics = run(&trace, 10, 1.0);
-    assert_eq!((metrics.hits, metrics.stale_hits, metrics.writes), (1, 0, 1));
+    assert_eq!(
+        (metrics.hits, metrics.stale_hits, metrics.writes),
+        (1, 0, 1)
+    );
     assert_eq!(metrics.invalidated, 1);
 }
 
@@ -118,7 +140,13 @@ fn belady_beats_lru_at_the_same_size_and_perfect_never_goes_stale() {
     let mut records = Vec::new();
     for round in 0..30u64 {
         for (index, name) in ["get_a", "get_b", "get_c"].iter().enumerate() {
-            records.push(record(round * 30 + index as u64 * 10, name, false, 1, false));
+            records.push(record(
+                round * 30 + index as u64 * 10,
+                name,
+                false,
+                1,
+                false,
+            ));
         }
     }
     let trace = trace(records);
@@ -129,7 +157,11 @@ fn belady_beats_lru_at_the_same_size_and_perfect_never_goes_stale() {
     let (perfect, _) = bounds::perfect(&prepared);
     let (none, _) = bounds::no_cache(&prepared);
     assert_eq!(lru.hits, 0, "LRU with room for 2 misses a cycle of 3");
-    assert!(optimal.hits >= 40, "Belady keeps two of three: {}", optimal.hits);
+    assert!(
+        optimal.hits >= 40,
+        "Belady keeps two of three: {}",
+        optimal.hits
+    );
     assert_eq!(perfect.hits, 87);
     assert_eq!((none.hits, none.backend_calls), (0, 90));
     assert_eq!(perfect.stale_hits + optimal.stale_hits, 0);

@@ -3,9 +3,9 @@
 pub mod csv;
 pub mod html;
 mod svg;
+pub mod table;
 #[cfg(test)]
 mod tests;
-pub mod table;
 
 use std::path::{Path, PathBuf};
 
@@ -59,7 +59,12 @@ pub fn read_baseline(path: &Path) -> Result<LabReport, LabError> {
 /// This run against a baseline, policy by policy (bounds included), matched by name.
 pub fn diff(baseline: &LabReport, path: Option<&Path>, now: &LabReport) -> BaselineDiff {
     let runs = |report: &LabReport| -> Vec<PolicyRun> {
-        report.policies.iter().chain(&report.bounds).cloned().collect()
+        report
+            .policies
+            .iter()
+            .chain(&report.bounds)
+            .cloned()
+            .collect()
     };
     let (before, after) = (runs(baseline), runs(now));
     let change = |then: f64, now: f64| Change {
@@ -75,7 +80,10 @@ pub fn diff(baseline: &LabReport, path: Option<&Path>, now: &LabReport) -> Basel
                 policy: run.name.clone(),
                 hit_ratio: change(then.hit_ratio, now.hit_ratio),
                 stale_hit_ratio: change(then.stale_hit_ratio, now.stale_hit_ratio),
-                backend_time_saved_ms: change(then.backend_time_saved_ms, now.backend_time_saved_ms),
+                backend_time_saved_ms: change(
+                    then.backend_time_saved_ms,
+                    now.backend_time_saved_ms,
+                ),
                 latency_p99_ms: change(then.latency_p99_ms, now.latency_p99_ms),
                 decision_ns: change(then.decision_ns, now.decision_ns),
             })

@@ -45,8 +45,19 @@ pub fn render(report: &LabReport) -> String {
 
 fn headline(out: &mut String, report: &LabReport) {
     let header = [
-        "policy", "hit", "stale", "stale p50", "stale p99", "saved calls", "saved time",
-        "mean lat", "p99 lat", "peak entries", "peak bytes", "decide", "replay",
+        "policy",
+        "hit",
+        "stale",
+        "stale p50",
+        "stale p99",
+        "saved calls",
+        "saved time",
+        "mean lat",
+        "p99 lat",
+        "peak entries",
+        "peak bytes",
+        "decide",
+        "replay",
     ];
     let mut rows: Vec<Vec<String>> = Vec::new();
     for run in report.policies.iter().chain(&report.bounds) {
@@ -92,10 +103,17 @@ fn size_matrix(out: &mut String, report: &LabReport) {
     }
     let _ = writeln!(out, "hit ratio by cache size (share of the working set):");
     let mut header = vec!["policy".to_owned()];
-    header.extend(fractions.iter().map(|fraction| format!("{}%", fraction * 100.0)));
-    let rows = by_policy(&report.size_sweep, fractions, |point| point.size_fraction, |point| {
-        percent(point.metrics.hit_ratio)
-    });
+    header.extend(
+        fractions
+            .iter()
+            .map(|fraction| format!("{}%", fraction * 100.0)),
+    );
+    let rows = by_policy(
+        &report.size_sweep,
+        fractions,
+        |point| point.size_fraction,
+        |point| percent(point.metrics.hit_ratio),
+    );
     let header: Vec<&str> = header.iter().map(String::as_str).collect();
     write_table(out, &header, &rows);
     out.push('\n');
@@ -110,13 +128,18 @@ fn ttl_matrix(out: &mut String, report: &LabReport) {
     let _ = writeln!(out, "hit / stale-hit ratio by TTL scale:");
     let mut header = vec!["policy".to_owned()];
     header.extend(scales.iter().map(|scale| format!("x{scale}")));
-    let rows = by_policy(&report.ttl_sweep, scales, |point| point.ttl_scale, |point| {
-        format!(
-            "{} / {}",
-            percent(point.metrics.hit_ratio),
-            percent(point.metrics.stale_hit_ratio)
-        )
-    });
+    let rows = by_policy(
+        &report.ttl_sweep,
+        scales,
+        |point| point.ttl_scale,
+        |point| {
+            format!(
+                "{} / {}",
+                percent(point.metrics.hit_ratio),
+                percent(point.metrics.stale_hit_ratio)
+            )
+        },
+    );
     let header: Vec<&str> = header.iter().map(String::as_str).collect();
     write_table(out, &header, &rows);
     out.push('\n');

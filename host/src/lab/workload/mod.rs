@@ -195,7 +195,9 @@ impl PlannedCall {
             partition: if self.principal == 0 {
                 String::new()
             } else {
-                hex64(Fnv64::of(format!("principal-{}", self.principal).as_bytes()))
+                hex64(Fnv64::of(
+                    format!("principal-{}", self.principal).as_bytes(),
+                ))
             },
             hit: false,
         }
@@ -206,7 +208,10 @@ impl Workload {
     /// A shipped preset by name, or a preset file by path.
     pub fn resolve(name_or_path: &str) -> Result<Workload, LabError> {
         if let Some((name, text)) = PRESETS.iter().find(|(name, _)| *name == name_or_path) {
-            return Workload::parse(text, &PathBuf::from(format!("config/workloads/{name}.toml")));
+            return Workload::parse(
+                text,
+                &PathBuf::from(format!("config/workloads/{name}.toml")),
+            );
         }
         let path = Path::new(name_or_path);
         if !path.exists() {
@@ -238,7 +243,9 @@ impl Workload {
                     .span()
                     .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
                 match line {
-                    Some(line) => error(format!("line {line}, field `{field}`: {}", inner.message())),
+                    Some(line) => {
+                        error(format!("line {line}, field `{field}`: {}", inner.message()))
+                    }
                     None => error(format!("field `{field}`: {}", inner.message())),
                 }
             })?
@@ -248,7 +255,10 @@ impl Workload {
 
     fn check(raw: RawWorkload, path: &Path) -> Result<Workload, String> {
         if !(raw.rate.is_finite() && raw.rate > 0.0) {
-            return Err(format!("`rate` must be a positive number of calls per second, found {}", raw.rate));
+            return Err(format!(
+                "`rate` must be a positive number of calls per second, found {}",
+                raw.rate
+            ));
         }
         if raw.calls == 0 {
             return Err("`calls` must be at least 1".to_owned());
@@ -266,7 +276,10 @@ impl Workload {
                     return Err("`bursts.length` must be shorter than `bursts.every`, and `every` above zero".to_owned());
                 }
                 if !(bursts.factor.is_finite() && bursts.factor >= 1.0) {
-                    return Err(format!("`bursts.factor` must be 1 or more, found {}", bursts.factor));
+                    return Err(format!(
+                        "`bursts.factor` must be 1 or more, found {}",
+                        bursts.factor
+                    ));
                 }
                 Some(Bursts {
                     every: bursts.every.0,
@@ -281,7 +294,8 @@ impl Workload {
         let sections = sections.chain(raw.write.into_iter().map(|tool| (true, tool)));
         for (index, (write, tool)) in sections.enumerate() {
             let section = if write { "write" } else { "read" };
-            let field = |name: &str| format!("`{section}` tool {} ({}): `{name}`", index, tool.tool);
+            let field =
+                |name: &str| format!("`{section}` tool {} ({}): `{name}`", index, tool.tool);
             if !(tool.weight.is_finite() && tool.weight > 0.0) {
                 return Err(format!("{} must be a positive number", field("weight")));
             }
@@ -297,13 +311,15 @@ impl Workload {
             let tables = tool
                 .tables
                 .iter()
-                .map(|name| match table_names.iter().position(|known| known == name) {
-                    Some(position) => position,
-                    None => {
-                        table_names.push(name.clone());
-                        table_names.len() - 1
-                    }
-                })
+                .map(
+                    |name| match table_names.iter().position(|known| known == name) {
+                        Some(position) => position,
+                        None => {
+                            table_names.push(name.clone());
+                            table_names.len() - 1
+                        }
+                    },
+                )
                 .collect();
             let annotations = tool.annotations.unwrap_or(RecordedAnnotations {
                 read_only: Some(!write),
@@ -341,7 +357,12 @@ impl Workload {
     /// The share of calls that write, from the weights.
     pub fn write_ratio(&self) -> f64 {
         let total: f64 = self.tools.iter().map(|tool| tool.weight).sum();
-        let writes: f64 = self.tools.iter().filter(|tool| tool.write).map(|tool| tool.weight).sum();
+        let writes: f64 = self
+            .tools
+            .iter()
+            .filter(|tool| tool.write)
+            .map(|tool| tool.weight)
+            .sum();
         writes / total
     }
 
@@ -372,7 +393,9 @@ impl Workload {
 /// The cumulative distribution of a Zipf law with exponent `exponent` over `n` ranks
 /// (0 gives the uniform distribution).
 fn zipf_cdf(n: u32, exponent: f64) -> Vec<f64> {
-    let weights: Vec<f64> = (1..=n).map(|rank| 1.0 / f64::from(rank).powf(exponent)).collect();
+    let weights: Vec<f64> = (1..=n)
+        .map(|rank| 1.0 / f64::from(rank).powf(exponent))
+        .collect();
     let total: f64 = weights.iter().sum();
     let mut running = 0.0;
     weights
@@ -386,7 +409,8 @@ fn zipf_cdf(n: u32, exponent: f64) -> Vec<f64> {
 
 /// The index a uniform draw `u` in [0, 1) falls on in a cumulative distribution.
 fn pick(cdf: &[f64], u: f64) -> usize {
-    cdf.partition_point(|bound| *bound <= u).min(cdf.len().saturating_sub(1))
+    cdf.partition_point(|bound| *bound <= u)
+        .min(cdf.len().saturating_sub(1))
 }
 
 /// SplitMix64: a small, fast generator whose sequence for a seed is fixed forever,
@@ -485,7 +509,9 @@ fn substitute(value: &Value, key: u64, n: u64) -> Value {
                 .map(|(name, value)| (name.clone(), substitute(value, key, n)))
                 .collect(),
         ),
-        Value::Array(items) => Value::Array(items.iter().map(|item| substitute(item, key, n)).collect()),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|item| substitute(item, key, n)).collect())
+        }
         other => other.clone(),
     }
 }

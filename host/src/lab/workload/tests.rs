@@ -11,7 +11,10 @@ fn every_shipped_preset_parses_and_generates() {
         workload.calls = 500;
         let calls: Vec<PlannedCall> = workload.calls().collect();
         assert_eq!(calls.len(), 500, "{name}");
-        assert!(calls.windows(2).all(|pair| pair[0].at <= pair[1].at), "{name}: arrivals go forward");
+        assert!(
+            calls.windows(2).all(|pair| pair[0].at <= pair[1].at),
+            "{name}: arrivals go forward"
+        );
     }
 }
 
@@ -65,7 +68,9 @@ fn popular_keys_are_asked_for_more_often() {
     workload.calls = 20_000;
     let mut counts = std::collections::HashMap::new();
     for call in workload.calls().filter(|call| &*call.tool == "get_tasks") {
-        *counts.entry(call.arguments["limit"].as_u64().unwrap_or(u64::MAX)).or_insert(0u32) += 1;
+        *counts
+            .entry(call.arguments["limit"].as_u64().unwrap_or(u64::MAX))
+            .or_insert(0u32) += 1;
     }
     let top = counts.get(&0).copied().unwrap_or(0);
     let tenth = counts.get(&9).copied().unwrap_or(0);
@@ -114,13 +119,18 @@ latency = "1ms"
     assert_eq!(clients.len(), 1, "nothing writes clients");
     for pair in tasks.windows(2) {
         let ((_, before), (writes, after)) = (pair[0], pair[1]);
-        assert_eq!(before != after, writes > 0, "a read changes exactly when a write came between");
+        assert_eq!(
+            before != after,
+            writes > 0,
+            "a read changes exactly when a write came between"
+        );
     }
 }
 
 #[test]
 fn templates_fill_keys_and_sequence_numbers() {
-    let template = serde_json::json!({"id": "$key", "title": "task {n} of {key}", "n": "$n", "keep": 3});
+    let template =
+        serde_json::json!({"id": "$key", "title": "task {n} of {key}", "n": "$n", "keep": 3});
     assert_eq!(
         substitute(&template, 4, 17),
         serde_json::json!({"id": 4, "title": "task 17 of 4", "n": 17, "keep": 3})
@@ -129,16 +139,31 @@ fn templates_fill_keys_and_sequence_numbers() {
 
 #[test]
 fn bad_presets_name_the_file_line_and_field() {
-    let error = Workload::parse("name = \"x\"\nserver = \"demo\"\ncalls = 10\nrate = 1.0\nratee = 2\n", Path::new("w.toml"))
-        .err()
-        .map(|error| error.to_string())
-        .unwrap_or_default();
-    assert!(error.contains("w.toml") && error.contains("line 5") && error.contains("ratee"), "{error}");
+    let error = Workload::parse(
+        "name = \"x\"\nserver = \"demo\"\ncalls = 10\nrate = 1.0\nratee = 2\n",
+        Path::new("w.toml"),
+    )
+    .err()
+    .map(|error| error.to_string())
+    .unwrap_or_default();
+    assert!(
+        error.contains("w.toml") && error.contains("line 5") && error.contains("ratee"),
+        "{error}"
+    );
     let error = Workload::parse("name = \"x\"\nserver = \"demo\"\ncalls = 10\nrate = -1.0\n[[read]]\ntool = \"a\"\nweight = 1\nlatency = \"1ms\"\n", Path::new("w.toml"))
         .err()
         .map(|error| error.to_string())
         .unwrap_or_default();
-    assert!(error.contains("`rate` must be a positive number"), "{error}");
-    let error = Workload::resolve("no-such-preset").err().map(|error| error.to_string()).unwrap_or_default();
-    assert!(error.contains("seed-tasks") && error.contains("read-heavy"), "{error}");
+    assert!(
+        error.contains("`rate` must be a positive number"),
+        "{error}"
+    );
+    let error = Workload::resolve("no-such-preset")
+        .err()
+        .map(|error| error.to_string())
+        .unwrap_or_default();
+    assert!(
+        error.contains("seed-tasks") && error.contains("read-heavy"),
+        "{error}"
+    );
 }

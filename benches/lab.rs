@@ -1,0 +1,321 @@
+//! The policy lab benchmark, measured side by side in one run:
+//!
+//! - **Replay speed**: trace events per second that `bench policies` replays on one
+//!   thread, for the built-in policy and for the `annotations` WASM plugin (the built-in
+//!   policy re-expressed, so both do the same work), against the baseline of walking the
+//!   same trace with no policy and no cache (the no-cache bound).
+//! - **Recording overhead**: cached `tools/call` throughput of two identical bridges at
+//!   32 connections, one of them recording every call (`serve --record`), taking turns
+//!   round by round; the ratio is what recording costs the hot path.
+//!
+//! Run it with `cargo bench --bench lab`; without `--bench` (as under `cargo test
+//! --benches`) it runs a short smoke. It prints a table and writes
+//! `target/bench-results/lab.json`.
+
+// Shared with the bridge bench; this bench uses a subset.
+#[allow(dead_code)]
+#[path = "bridge/http.rs"]
+mod http;
+#[allow(dead_code)]
+#[path = "bridge/processes.rs"]
+mod processes;
+#[allow(dead_code)]
+#[path = "bridge/rpc.rs"]
+mod rpc;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, ensure};
+use clap::Parser as _;
+use serde_json::{Value, json};
+
+use mcp_bridge::config::PluginsConfig;
+use mcp_bridge::lab::load::{self, LoadArgs};
+use mcp_bridge::lab::replay::{self, Prepared, Setting, bounds};
+use mcp_bridge::lab::trace::Trace;
+use mcp_bridge::lab::workload::Workload;
+use mcp_bridge::metrics::Metrics;
+use mcp_bridge::plugin::{Limits, PluginEngine, PluginVersion, WasmPolicy};
+use mcp_bridge::policy::{BuiltinPolicy, PolicyChain};
+
+use self::processes::BridgeProcess;
+
+const BRIDGE_EXE: &str = env!("CARGO_BIN_EXE_mcp-bridge");
+
+/// How much a run does.
+struct Plan {
+    smoke: bool,
+    replay_events: u64,
+    replay_repeats: usize,
+    connections: usize,
+    rounds: usize,
+    round_window: Duration,
+}
+
+impl Plan {
+    fn from_args() -> Plan {
+        let smoke = !std::env::args().any(|arg| arg == "--bench");
+        if smoke {
+            return Plan {
+                smoke,
+                replay_events: 20_000,
+                replay_repeats: 1,
+                connections: 8,
+                rounds: 1,
+                round_window: Duration::from_millis(500),
+            };
+        }
+        Plan {
+            smoke,
+            replay_events: 500_000,
+            replay_repeats: 3,
+            connections: 32,
+            rounds: 4,
+            round_window: Duration::from_secs(3),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let plan = Plan::from_args();
+    match run(&plan) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("lab bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(plan: &Plan) -> Result<()> {
+    let replay = replay_speed(plan)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let recording = runtime.block_on(recording_overhead(plan))?;
+    let report = json!({
+        "smoke": plan.smoke,
+        "replay": replay,
+        "recording": recording,
+    });
+    let dir = results_dir();
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("lab.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+fn results_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("bench-results")
+}
+
+/// Replays the seed-tasks preset on one thread per policy, best of a few repeats.
+fn replay_speed(plan: &Plan) -> Result<Value> {
+    let mut workload = Workload::resolve("seed-tasks")?;
+    workload.calls = plan.replay_events;
+    let records = workload
+        .calls()
+        .enumerate()
+        .map(|(line, call)| (line + 1, call.to_record()))
+        .collect();
+    let trace = Trace::from_records("seed-tasks", records, |line, message| {
+        mcp_bridge::lab::LabError::Usage(format!("{line}: {message}"))
+    })?;
+    let prepared = Prepared::new(&trace, Duration::from_micros(100));
+    let config = mcp_bridge::config::embedded_default()?;
+    let builtin = Arc::new(BuiltinPolicy::from_config(&config));
+    let engine = PluginEngine::new(None)?;
+    let plugin = annotations_plugin(&engine)?;
+    let chains = [
+        ("builtin", PolicyChain::new(Vec::new(), builtin.clone())),
+        (
+            "annotations (wasm)",
+            PolicyChain::new(vec![plugin], builtin),
+        ),
+    ];
+    let setting = Setting {
+        capacity: u64::MAX,
+        ttl_scale: 1.0,
+    };
+    let events = trace.events.len() as f64;
+    let best = |mut measure: Box<dyn FnMut() -> Duration + '_>| -> f64 {
+        (0..plan.replay_repeats)
+            .map(|_| events / measure().as_secs_f64().max(1e-9))
+            .fold(0.0, f64::max)
+    };
+    let baseline = best(Box::new(|| bounds::no_cache(&prepared).1));
+    println!(
+        "replay speed, one thread, seed-tasks ({} events):",
+        trace.events.len()
+    );
+    println!("  {:<34} {:>12}  {:>8}", "", "events/s", "ratio");
+    println!(
+        "  {:<34} {:>12.0}  {:>8}",
+        "baseline: trace walk, no policy", baseline, "1"
+    );
+    let mut rows =
+        vec![json!({"name": "baseline: trace walk, no policy", "events_per_second": baseline})];
+    for (name, chain) in &chains {
+        let speed = best(Box::new(|| {
+            replay::replay(&prepared, chain, setting, &AtomicU64::new(0)).1
+        }));
+        println!("  {:<34} {:>12.0}  {:>8.4}", name, speed, speed / baseline);
+        rows.push(json!({"name": name, "events_per_second": speed, "ratio_to_baseline": speed / baseline}));
+    }
+    println!("  (targets: >= 1,000,000 events/s built-in, >= 300,000 events/s per WASM policy)\n");
+    Ok(json!({"events": trace.events.len(), "rows": rows}))
+}
+
+fn annotations_plugin(engine: &PluginEngine) -> Result<Arc<dyn mcp_bridge::policy::Policy>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let status = std::process::Command::new("bash")
+        .arg(root.join("scripts/build-plugins.sh"))
+        .status()?;
+    ensure!(
+        status.success(),
+        "scripts/build-plugins.sh failed: {status}"
+    );
+    let bytes = std::fs::read(root.join("build/plugins/annotations.wasm"))?;
+    let limits = Limits::from_config(&PluginsConfig::default());
+    let version = PluginVersion::load(engine, "annotations.wasm", &bytes, limits)?;
+    let policy = WasmPolicy::start(
+        "annotations",
+        Vec::new(),
+        "{}".to_owned(),
+        Arc::new(version),
+        2,
+        &Arc::new(Metrics::new()),
+    )?;
+    Ok(Arc::new(policy))
+}
+
+/// A bridge config with the demo server and a cache that keeps every result for the run.
+fn cached_config() -> String {
+    let exe = serde_json::to_string(BRIDGE_EXE).unwrap_or_default();
+    format!(
+        "[servers.demo]\ncommand = {exe}\nargs = [\"demo-server\"]\nmin_connections = 2\nmax_connections = 2\n\n[cache]\ndefault_ttl = \"10m\"\n"
+    )
+}
+
+/// A workload of one cached read, so every measured call is a hit.
+const HITS_WORKLOAD: &str = r#"
+name = "hits"
+server = "demo"
+calls = 1000
+rate = 1000.0
+[[read]]
+tool = "get_today_metrics"
+weight = 1
+arguments = {}
+latency = "1ms"
+"#;
+
+async fn recording_overhead(plan: &Plan) -> Result<Value> {
+    let dir = tempfile::tempdir()?;
+    let workload = dir.path().join("hits.toml");
+    std::fs::write(&workload, HITS_WORKLOAD)?;
+    let trace = dir.path().join("trace.jsonl");
+    let trace_arg = trace.display().to_string();
+    let exe = Path::new(BRIDGE_EXE);
+    let plain = BridgeProcess::start(exe, &cached_config()).await?;
+    let recording =
+        BridgeProcess::start_with_args(exe, &cached_config(), &["--record", &trace_arg]).await?;
+    plain.wait_ready().await?;
+    recording.wait_ready().await?;
+    let mut totals = [(0u64, 0.0f64, Vec::new()), (0u64, 0.0f64, Vec::new())];
+    for _ in 0..plan.rounds {
+        for (index, bridge) in [&plain, &recording].into_iter().enumerate() {
+            let report = drive(plan, bridge, &workload).await?;
+            ensure!(
+                report.failed == 0,
+                "failed calls: {:?}",
+                report.first_errors
+            );
+            totals[index].0 += report.ok;
+            totals[index].1 += report.window_s;
+            totals[index].2.push(report.latency.p99_us);
+        }
+    }
+    let throughput = |index: usize| totals[index].0 as f64 / totals[index].1.max(1e-9);
+    let (without, with) = (throughput(0), throughput(1));
+    let recorded = std::fs::read_to_string(&trace)?.lines().count();
+    let status = admin_get(&recording, "/admin/record")?;
+    println!(
+        "recording overhead, cached tools/call, {} connections, {} rounds of {:?}:",
+        plan.connections, plan.rounds, plan.round_window
+    );
+    println!("  {:<28} {:>12}", "", "calls/s");
+    println!("  {:<28} {:>12.0}", "bridge (baseline)", without);
+    println!("  {:<28} {:>12.0}", "bridge with --record", with);
+    println!(
+        "  ratio (recording / baseline) {:.3}; {recorded} lines recorded, {} dropped",
+        with / without,
+        status["dropped"]
+    );
+    ensure!(recorded > 0, "the recording bridge wrote no trace");
+    Ok(json!({
+        "connections": plan.connections,
+        "rounds": plan.rounds,
+        "baseline_calls_per_second": without,
+        "recording_calls_per_second": with,
+        "ratio": with / without,
+        "lines_recorded": recorded,
+        "recorder": status,
+        "p99_us": {"baseline": totals[0].2, "recording": totals[1].2},
+    }))
+}
+
+async fn drive(plan: &Plan, bridge: &BridgeProcess, workload: &Path) -> Result<load::LoadReport> {
+    #[derive(clap::Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: LoadArgs,
+    }
+    let url = format!("http://{}/mcp/demo", bridge.address);
+    let connections = plan.connections.to_string();
+    let window = format!("{}ms", plan.round_window.as_millis());
+    let wrapper = Wrapper::try_parse_from([
+        "load",
+        "--url",
+        &url,
+        "--workload",
+        &workload.display().to_string(),
+        "--connections",
+        &connections,
+        "--duration",
+        &window,
+        "--warmup",
+        "200ms",
+    ])?;
+    let plan = load::plan_from_args(wrapper.args)?;
+    Ok(load::drive(plan).await?)
+}
+
+/// A GET of an admin endpoint: one HTTP/1.0 exchange over a fresh loopback connection.
+fn admin_get(bridge: &BridgeProcess, path: &str) -> Result<Value> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(bridge.address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n",
+        bridge.address
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let (head, body) = answer.split_once("\r\n\r\n").context("no HTTP body")?;
+    ensure!(
+        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
+        "{path}: {head}"
+    );
+    Ok(serde_json::from_str(body)?)
+}
