@@ -3,12 +3,13 @@
 //! formats, writes and rotates. A full channel drops the record and counts it (the
 //! `trace_records_dropped_total` metric), so recording can never stall a call.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -25,10 +26,12 @@ use crate::policy::Annotations;
 pub const DEFAULT_RECORD_MAX_BYTES: u64 = 256 * 1024 * 1024;
 /// How many files a trace keeps: the current one and `FILE.1` ... (`--record-files`).
 pub const DEFAULT_RECORD_FILES: u32 = 4;
-/// Records waiting for the writer; past this, new ones are dropped and counted.
+/// Records waiting for the writer; past this, new ones are dropped and counted. At the
+/// drain interval below it holds over a million calls per second.
 const CHANNEL_CAPACITY: usize = 65_536;
-/// The writer flushes at least this often, so a trace being read is nearly current.
-const FLUSH_EVERY: Duration = Duration::from_millis(200);
+/// How often the writer drains the queue and flushes, so a trace being read is at most
+/// this far behind.
+const DRAIN_EVERY: Duration = Duration::from_millis(50);
 
 /// How to record.
 #[derive(Debug, Clone)]
@@ -84,19 +87,51 @@ impl RecordedResult {
             }
         }
     }
+}
 
-    fn size_and_digest(&self) -> (u64, u64) {
-        match self {
+/// Digests of cached results the writer has measured, by the result's address. Hits on a
+/// popular entry hand over the same `Arc` again and again; measuring it once saves the
+/// writer a serialization per hit. Each `Arc` is kept, so its address cannot be reused
+/// by another value while it is remembered.
+#[derive(Default)]
+struct DigestMemo {
+    known: HashMap<usize, (Arc<Value>, u64, u64)>,
+    /// The JSON size of the results it keeps alive.
+    bytes: u64,
+}
+
+/// How many cached results, and how many bytes of them, the memo keeps alive before it
+/// starts over: it must not hold on to much memory the cache has let go of.
+const DIGEST_MEMO_ENTRIES: usize = 4096;
+const DIGEST_MEMO_BYTES: u64 = 8 * 1024 * 1024;
+
+impl DigestMemo {
+    fn size_and_digest(&mut self, result: &RecordedResult) -> (u64, u64) {
+        match result {
             RecordedResult::None => (0, 0),
             RecordedResult::Measured { bytes, digest } => (*bytes, *digest),
-            RecordedResult::Shared(result) => size_and_digest(result),
+            RecordedResult::Shared(value) => {
+                let address = Arc::as_ptr(value) as usize;
+                if let Some((_, bytes, digest)) = self.known.get(&address) {
+                    return (*bytes, *digest);
+                }
+                let (bytes, digest) = size_and_digest(value);
+                if self.known.len() >= DIGEST_MEMO_ENTRIES || self.bytes + bytes > DIGEST_MEMO_BYTES
+                {
+                    self.known.clear();
+                    self.bytes = 0;
+                }
+                self.bytes += bytes;
+                self.known.insert(address, (value.clone(), bytes, digest));
+                (bytes, digest)
+            }
         }
     }
 }
 
 impl RecordedCall {
-    fn into_record(self) -> TraceRecord {
-        let (bytes, digest) = self.result.size_and_digest();
+    fn into_record(self, memo: &mut DigestMemo) -> TraceRecord {
+        let (bytes, digest) = memo.size_and_digest(&self.result);
         TraceRecord {
             t_us: self.t_us,
             server: self.server.to_string(),
@@ -152,6 +187,7 @@ impl Recorder {
         let recorded = Arc::new(AtomicU64::new(0));
         let writer = TraceWriter {
             out: BufWriter::new(file),
+            digests: DigestMemo::default(),
             written: file_size(&options.path),
             options: options.clone(),
             recorded: recorded.clone(),
@@ -238,25 +274,36 @@ impl Recorder {
 
 struct TraceWriter {
     out: BufWriter<File>,
+    digests: DigestMemo,
     written: u64,
     options: RecordOptions,
     recorded: Arc<AtomicU64>,
 }
 
 impl TraceWriter {
+    /// Drains the queue in batches, sleeping between them. The writer never blocks in
+    /// `recv`, so a call handing over its record never has to wake it: one futex wake
+    /// and context switch per call would cost more than the record itself.
     fn run(mut self, receiver: Receiver<RecordedCall>) {
         loop {
-            match receiver.recv_timeout(FLUSH_EVERY) {
-                Ok(call) => self.write(call),
-                Err(RecvTimeoutError::Timeout) => self.flush(),
-                Err(RecvTimeoutError::Disconnected) => break,
+            loop {
+                match receiver.try_recv() {
+                    Ok(call) => self.write(call),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        self.flush();
+                        return;
+                    }
+                }
             }
+            self.flush();
+            std::thread::sleep(DRAIN_EVERY);
         }
-        self.flush();
     }
 
     fn write(&mut self, call: RecordedCall) {
-        let mut line = match serde_json::to_vec(&call.into_record()) {
+        let record = call.into_record(&mut self.digests);
+        let mut line = match serde_json::to_vec(&record) {
             Ok(line) => line,
             Err(error) => {
                 tracing::warn!(%error, "cannot encode a trace record");

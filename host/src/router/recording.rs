@@ -41,12 +41,15 @@ pub(super) fn draft(
     }
     .and_then(Value::as_str)
     .unwrap_or_default();
-    let arguments_text = match caching {
-        Some(caching) => caching.canonical_arguments().to_owned(),
+    // Without a cache plan the text is built here; with one it is borrowed, not copied.
+    let built;
+    let arguments_text: &str = match caching {
+        Some(caching) => caching.canonical_arguments(),
         None if method == "tools/call" => {
-            canonical_arguments(params.and_then(|params| params.get("arguments")), &[])
+            built = canonical_arguments(params.and_then(|params| params.get("arguments")), &[]);
+            &built
         }
-        None => String::new(),
+        None => "",
     };
     let annotations = match caching {
         Some(caching) => caching.annotations(),
@@ -57,7 +60,7 @@ pub(super) fn draft(
     };
     let arguments = recorder
         .records_arguments()
-        .then(|| serde_json::from_str(&arguments_text).ok())
+        .then(|| serde_json::from_str(arguments_text).ok())
         .flatten();
     let t_us = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -84,7 +84,7 @@ pub(super) fn size_chart(out: &mut String, report: &LabReport, styles: &Styles) 
         "Hit ratio vs cache size",
         svg::xy_chart(&chart),
         "No size sweep in this run (no cache sizes were swept), so there is no hit-ratio-by-size chart.",
-        "Each line is one policy replayed at several cache capacities; higher is better. The dashed black line is Belady's optimal eviction, an upper bound no policy can pass at that size: the gap to it is what better eviction could still win.",
+        "Each line is one policy replayed at several cache capacities; higher is better. The dashed black line is Belady's optimal eviction with perfect invalidation, the most fresh hits any policy can get at that size: the gap to it is what better eviction could still win, and a policy above it is counting stale hits (see the stale column and the trade-off below).",
     );
 }
 
