@@ -11,6 +11,8 @@
 //!   (zero latency): one with `[cache] enabled = false`, so every call reaches a backend
 //!   ("uncached"), and one with the cache on, warmed, so every measured call is a hit ("cached");
 //! - one more `mcp-bridge demo-server` that the bench drives directly over its stdin/stdout;
+//! - a fresh `mcp-bridge demo-server` for every call of the spawn-per-call path (no pooling:
+//!   spawn, handshake, one call, close stdin, wait for the exit), which runs fewer calls;
 //! - two bare hyper servers in the bench process, answering with canned bodies of exactly the
 //!   uncached and the cached bridge's answers.
 //!
@@ -56,8 +58,8 @@ use self::load::{LoadReport, Probe, Round};
 use self::options::Options;
 use self::processes::BridgeProcess;
 use self::report::{Latency, Throughput, calls_per_second, ratio};
-use self::stats::{CpuProbe, Summary, round, round2};
-use self::stdio::StdioClient;
+use self::stats::{CpuProbe, Summary, round, round2, round4};
+use self::stdio::{SpawnTiming, StdioClient};
 
 /// The `mcp-bridge` binary cargo built for this bench.
 const BRIDGE_EXE: &str = env!("CARGO_BIN_EXE_mcp-bridge");
@@ -65,6 +67,9 @@ const BRIDGE_EXE: &str = env!("CARGO_BIN_EXE_mcp-bridge");
 /// The bridge's name for the demo server, and so its endpoint `/mcp/demo`.
 const SERVER: &str = "demo";
 const ENDPOINT: &str = "/mcp/demo";
+
+/// The arguments that make `mcp-bridge` the demo server, for every path that starts one.
+const DEMO_ARGS: &[&str] = &["demo-server"];
 
 fn main() -> ExitCode {
     let options = match Options::parse(std::env::args().skip(1)) {
@@ -192,10 +197,12 @@ fn bridge_config(exe: &Path, options: &Options, cache: CacheMode) -> String {
     let command = serde_json::to_string(&exe.display().to_string())
         .unwrap_or_default()
         .replace('$', "$$");
+    // A JSON array of strings is a valid TOML array.
+    let args = serde_json::to_string(DEMO_ARGS).unwrap_or_default();
     format!(
         "[servers.{SERVER}]\n\
          command = {command}\n\
-         args = [\"demo-server\"]\n\
+         args = {args}\n\
          min_connections = {min}\n\
          max_connections = {max}\n\
          max_inflight = {inflight}\n\
@@ -232,8 +239,9 @@ async fn measure(
         bail!("the cached bridge has its cache off");
     }
 
-    // Sequential latency: the five paths, each on its own warm connection or pipe.
-    let mut direct = StdioClient::spawn(exe, &["demo-server"]).await?;
+    // Sequential latency: the five pooled paths, each on its own warm connection or pipe, and
+    // the spawn-per-call path, which starts a process for every call.
+    let mut direct = StdioClient::spawn(exe, DEMO_ARGS).await?;
     let mut via_bridge = session(uncached)
         .await
         .context("initialize through the uncached bridge")?;
@@ -259,9 +267,14 @@ async fn measure(
     let mut floor = McpClient::connect(baseline.address, ENDPOINT).await?;
     let mut cached_floor = McpClient::connect(cached_baseline.address, ENDPOINT).await?;
 
+    let spawn_calls = options.spawn_calls();
     eprintln!(
-        "bench: sequential latency, {} warm-up + {} measured calls per path",
-        options.warmup_calls, options.calls
+        "bench: sequential latency, {} warm-up + {} measured calls per path \
+         ({} + {} for spawn per call)",
+        options.warmup_calls,
+        options.calls,
+        options.spawn_warmup_calls(),
+        spawn_calls
     );
     let mut paths = [
         SeqPath::Direct(&mut direct),
@@ -275,19 +288,36 @@ async fn measure(
             path.call_checked().await?;
         }
     }
+    for _ in 0..options.spawn_warmup_calls() {
+        spawn_call(exe).await?;
+    }
     let mut samples: [Vec<u64>; 5] = std::array::from_fn(|_| Vec::with_capacity(options.calls));
+    let mut spawn_answered_ns = Vec::with_capacity(spawn_calls);
+    let mut spawn_exited_ns = Vec::with_capacity(spawn_calls);
     let per_round = options.calls.div_ceil(options.rounds);
+    let rounds = options.calls.div_ceil(per_round);
+    // The spawn-per-call path takes its turn in the rounds too, with its share of its calls
+    // (rounded up, so the last rounds may have fewer or none).
+    let spawn_per_round = spawn_calls.div_ceil(rounds);
     let mut remaining = options.calls;
+    let mut spawn_remaining = spawn_calls;
     while remaining > 0 {
         let count = per_round.min(remaining);
         for (path, samples) in paths.iter_mut().zip(samples.iter_mut()) {
             for _ in 0..count {
                 let sent = Instant::now();
                 path.call_checked().await?;
-                samples.push(u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX));
+                samples.push(nanos(sent.elapsed()));
             }
         }
         remaining -= count;
+        let spawn_count = spawn_per_round.min(spawn_remaining);
+        for _ in 0..spawn_count {
+            let timing = spawn_call(exe).await?;
+            spawn_answered_ns.push(nanos(timing.answered));
+            spawn_exited_ns.push(nanos(timing.exited));
+        }
+        spawn_remaining -= spawn_count;
     }
     let [
         mut direct_ns,
@@ -297,12 +327,14 @@ async fn measure(
         mut cached_floor_ns,
     ] = samples;
     let latency = Latency {
-        rounds: options.calls.div_ceil(per_round),
+        rounds,
         direct: Summary::from_nanos(&mut direct_ns),
         bridge: Summary::from_nanos(&mut bridge_ns),
         floor: Summary::from_nanos(&mut floor_ns),
         cached: Summary::from_nanos(&mut cached_ns),
         cached_floor: Summary::from_nanos(&mut cached_floor_ns),
+        spawn: Summary::from_nanos(&mut spawn_answered_ns),
+        spawn_with_exit: Summary::from_nanos(&mut spawn_exited_ns),
     };
     direct.close().await?;
     let mut cached_calls = via_cache.calls();
@@ -388,6 +420,18 @@ async fn measure(
         bridge_rss_kib,
         cached_rss_kib,
     })
+}
+
+/// One call of the spawn-per-call path; a failure stops the bench, as on the other paths.
+async fn spawn_call(exe: &Path) -> Result<SpawnTiming> {
+    StdioClient::call_once(exe, DEMO_ARGS)
+        .await
+        .context("a spawn-per-call call failed")
+}
+
+/// A duration in whole nanoseconds, saturating.
+fn nanos(elapsed: Duration) -> u64 {
+    u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// One throughput target: its connections, its CPU probes and the rounds measured so far.
@@ -498,12 +542,14 @@ fn json_report(
         floor,
         cached,
         cached_floor,
+        spawn,
+        spawn_with_exit,
     } = &results.latency;
     let load = &results.load;
     let per_core = load.cached_calls_per_core();
     json!({
         "bench": "bridge",
-        "schema": 2,
+        "schema": 3,
         "mode": if options.smoke { "smoke" } else { "full" },
         "profile": profile,
         "unix_time": SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |t| t.as_secs()),
@@ -519,6 +565,8 @@ fn json_report(
             "calls": options.calls,
             "warmup_calls": options.warmup_calls,
             "rounds": options.rounds,
+            "spawn_calls": spawn.count,
+            "spawn_warmup_calls": options.spawn_warmup_calls(),
             "connections": options.connections,
             "duration_s": options.duration.as_secs_f64(),
             "warmup_s": options.warmup.as_secs_f64(),
@@ -580,6 +628,22 @@ fn json_report(
                 },
                 "target_p50_us": report::TARGET_CACHED_P50_US,
                 "p50_met": judged.then_some(cached.p50 <= report::TARGET_CACHED_P50_US),
+            },
+            // No pooling: a fresh demo server per call, timed from the spawn to the answer
+            // (`answered`) and to the reaped exit (`with_exit`). The ratios are over `answered`.
+            "spawn_per_call": {
+                "answered": spawn.to_json(),
+                "with_exit": spawn_with_exit.to_json(),
+                "ratio_bridge_to_spawn": {
+                    "p50": round4(ratio(bridge.p50, spawn.p50)),
+                    "p99": round4(ratio(bridge.p99, spawn.p99)),
+                    "mean": round4(ratio(bridge.mean, spawn.mean)),
+                },
+                "ratio_direct_to_spawn": {
+                    "p50": round4(ratio(direct.p50, spawn.p50)),
+                    "p99": round4(ratio(direct.p99, spawn.p99)),
+                    "mean": round4(ratio(direct.mean, spawn.mean)),
+                },
             },
         },
         "throughput": {

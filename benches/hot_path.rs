@@ -1,5 +1,7 @@
-//! Micro-benchmarks of the work the cache adds to every cacheable call, each next to a baseline
-//! that does the least comparable work, in the same criterion group:
+//! Micro-benchmarks of the bridge's hot path: the work the cache adds to every cacheable call
+//! and the work every forwarded call does on its way to a stdio server and back, each next to a
+//! baseline that does the least comparable work, in the same criterion group. Every benchmark
+//! is named `group/what`, and the baselines `group/baseline: what`:
 //!
 //! - `cache_key`: canonical JSON of the arguments plus the key around it
 //!   (`canonical_arguments` + `cache_key`), against `serde_json::to_string` of the same
@@ -9,11 +11,23 @@
 //!   warm WebAssembly instance (alone, and in a chain where it also answers the TTL), against
 //!   a closure that only reads the annotation;
 //! - `cache_lookup`: `ResponseCache::get` hitting a warm key in a cache of a thousand entries,
-//!   and the same with the bookkeeping the router does on a hit, against `HashMap::get`.
+//!   and the same with the bookkeeping the router does on a hit, against `HashMap::get`;
+//! - `id_remap` (in `hot_path/id_remap.rs`): the swap of the client's JSON-RPC id (and
+//!   progress token) for the process's own and back, against a bare `Value` id replace and a
+//!   `HashMap` insert and remove of a pending id;
+//! - `framing` (in `hot_path/framing.rs`): encoding a request as a line for a child's stdin and
+//!   reading a ~1.5 KB response line back into a `Value`, against `serde_json::to_vec` and
+//!   `serde_json::from_slice` of the same value and bytes.
 //!
 //! Run it with `cargo bench --bench hot_path` (criterion's options follow `--`, e.g.
 //! `-- cache_lookup` to run one group); `cargo test --bench hot_path` runs every benchmark once
 //! as a test. `benches/README.md` says how to read the numbers.
+
+// The groups that need no cache live in modules of their own, next to this file.
+#[path = "hot_path/framing.rs"]
+mod framing;
+#[path = "hot_path/id_remap.rs"]
+mod id_remap;
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -159,7 +173,7 @@ fn key(c: &mut Criterion) {
             },
         );
         group.bench_with_input(
-            BenchmarkId::new("serde_json::to_string (baseline)", name),
+            BenchmarkId::new("baseline: serde_json::to_string", name),
             &arguments,
             |b, arguments| b.iter(|| serde_json::to_string(black_box(arguments))),
         );
@@ -220,7 +234,7 @@ fn policy(c: &mut Criterion) {
             b.iter(|| wasm_chain.decide(black_box(&call)));
         },
     );
-    group.bench_function("closure reading readOnlyHint (baseline)", |b| {
+    group.bench_function("baseline: closure reading readOnlyHint", |b| {
         b.iter(|| trivial(black_box(&call)));
     });
     group.finish();
@@ -265,14 +279,15 @@ fn lookup(c: &mut Criterion) {
             Some(entry)
         });
     });
-    group.bench_function("HashMap::get (baseline)", |b| {
+    group.bench_function("baseline: HashMap::get", |b| {
         b.iter(|| map.get(black_box(key.as_str())).cloned());
     });
     group.finish();
 }
 
-/// Shorter than criterion's defaults so the whole file runs in about half a minute; options
-/// given after `--` still override these.
+/// Shorter than criterion's defaults (3 s of warm-up and 5 s of measurement per benchmark), so
+/// the whole file with its twenty-odd benchmarks runs in a few minutes; options given after
+/// `--` still override these.
 fn settings() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -282,6 +297,6 @@ fn settings() -> Criterion {
 criterion_group! {
     name = hot_path;
     config = settings();
-    targets = key, policy, lookup
+    targets = key, policy, lookup, id_remap::bench, framing::bench
 }
 criterion_main!(hot_path);

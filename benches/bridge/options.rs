@@ -15,6 +15,8 @@ options (each also settable through the environment variable in brackets):
   --calls N               measured sequential calls per path [BENCH_CALLS]
   --warmup-calls N        unmeasured sequential calls per path first [BENCH_WARMUP_CALLS]
   --rounds N              interleaved rounds the sequential calls are split into [BENCH_ROUNDS]
+  --spawn-calls N         measured spawn-per-call calls, each a fresh demo server process
+                          (default: calls / 20, at least 5) [BENCH_SPAWN_CALLS]
   --connections N         concurrent connections in the throughput runs [BENCH_CONNECTIONS]
   --duration D            measured time of each throughput target, e.g. 5s, 500ms [BENCH_DURATION]
   --warmup D              unmeasured warm-up before a target's first round [BENCH_WARMUP]
@@ -30,6 +32,9 @@ options (each also settable through the environment variable in brackets):
 
 Without --bench on the command line (as under `cargo test --benches`), it runs the smoke mode.";
 
+/// The fewest measured spawn-per-call calls by default, so even a smoke run has a few.
+const MIN_SPAWN_CALLS: usize = 5;
+
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -37,6 +42,8 @@ pub struct Options {
     pub calls: usize,
     pub warmup_calls: usize,
     pub rounds: usize,
+    /// `None` makes the spawn-per-call path run [`Options::spawn_calls`]'s default.
+    pub spawn_calls: Option<usize>,
     pub connections: usize,
     pub duration: Duration,
     pub warmup: Duration,
@@ -54,12 +61,25 @@ impl Options {
         self.min_connections.unwrap_or(self.max_connections)
     }
 
+    /// Measured calls of the spawn-per-call path: each starts a process, so it makes a
+    /// twentieth of the other paths' calls unless told otherwise, and at least a few.
+    pub fn spawn_calls(&self) -> usize {
+        self.spawn_calls
+            .unwrap_or_else(|| (self.calls / 20).max(MIN_SPAWN_CALLS))
+    }
+
+    /// Unmeasured spawn-per-call calls first, in the same proportion as the measured ones.
+    pub fn spawn_warmup_calls(&self) -> usize {
+        (self.warmup_calls / 20).max(1)
+    }
+
     fn full() -> Self {
         Self {
             smoke: false,
             calls: 20_000,
             warmup_calls: 2_000,
             rounds: 20,
+            spawn_calls: None,
             connections: 32,
             duration: Duration::from_secs(5),
             warmup: Duration::from_secs(1),
@@ -109,6 +129,9 @@ impl Options {
         {
             bail!("--calls, --rounds, --connections and --load-rounds must be at least 1");
         }
+        if options.spawn_calls == Some(0) {
+            bail!("--spawn-calls must be at least 1");
+        }
         if options.max_connections == 0 || options.max_inflight == 0 {
             bail!("--max-connections and --max-inflight must be at least 1");
         }
@@ -134,6 +157,9 @@ impl Options {
         }
         if let Some(value) = var("BENCH_ROUNDS") {
             self.rounds = parse_count("BENCH_ROUNDS", &value)?;
+        }
+        if let Some(value) = var("BENCH_SPAWN_CALLS") {
+            self.spawn_calls = Some(parse_count("BENCH_SPAWN_CALLS", &value)?);
         }
         if let Some(value) = var("BENCH_CONNECTIONS") {
             self.connections = parse_count("BENCH_CONNECTIONS", &value)?;
@@ -185,6 +211,7 @@ impl Options {
                 "--calls" => self.calls = parse_count(name, &value()?)?,
                 "--warmup-calls" => self.warmup_calls = parse_count(name, &value()?)?,
                 "--rounds" => self.rounds = parse_count(name, &value()?)?,
+                "--spawn-calls" => self.spawn_calls = Some(parse_count(name, &value()?)?),
                 "--connections" => self.connections = parse_count(name, &value()?)?,
                 "--duration" => self.duration = parse_duration(name, &value()?)?,
                 "--warmup" => self.warmup = parse_duration(name, &value()?)?,

@@ -32,6 +32,10 @@ pub struct Latency {
     pub cached: Summary,
     /// The bare hyper server with the cache hit's body.
     pub cached_floor: Summary,
+    /// No pooling: a fresh demo server per call, from the spawn to the call's answer.
+    pub spawn: Summary,
+    /// The same calls, from the spawn to the process's reaped exit.
+    pub spawn_with_exit: Summary,
 }
 
 /// The throughput results: each bridge and the bare hyper server answering its body, all four
@@ -159,6 +163,31 @@ fn latency_table(out: &mut String, judge: bool, latency: &Latency) {
     } else {
         let _ = writeln!(out, "{NOT_JUDGED}");
     }
+
+    let _ = writeln!(
+        out,
+        "No pooling: a fresh demo server per call (spawn, initialize, the call, close stdin, \
+         wait for the exit), {} calls",
+        latency.spawn.count
+    );
+    row(out, "(s) spawn per call, until the answer", &latency.spawn);
+    row(
+        out,
+        "(s') spawn per call, until the exit",
+        &latency.spawn_with_exit,
+    );
+    ratios(
+        out,
+        "ratio bridge, cache off / spawn (b / s)",
+        bridge,
+        &latency.spawn,
+    );
+    ratios(
+        out,
+        "ratio direct stdio / spawn (a / s)",
+        direct,
+        &latency.spawn,
+    );
 }
 
 const NOT_JUDGED: &str =
@@ -189,6 +218,23 @@ fn differences(out: &mut String, minus: &str, over: &str, path: &Summary, base: 
     let _ = write!(out, "\n{over:<LABEL$}");
     for (value, base) in pairs {
         let _ = write!(out, "{:>7.2}x", ratio(value, base));
+    }
+    out.push('\n');
+}
+
+/// One row of ratios of `path` over `base` per statistic.
+fn ratios(out: &mut String, label: &str, path: &Summary, base: &Summary) {
+    let pairs = [
+        (path.min, base.min),
+        (path.p50, base.p50),
+        (path.p90, base.p90),
+        (path.p99, base.p99),
+        (path.p999, base.p999),
+        (path.mean, base.mean),
+    ];
+    let _ = write!(out, "{label:<LABEL$}");
+    for (value, base) in pairs {
+        let _ = write!(out, "{:>7.3}x", ratio(value, base));
     }
     out.push('\n');
 }

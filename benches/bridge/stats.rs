@@ -68,6 +68,11 @@ pub fn round2(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
 
+/// Rounds to 0.0001 for the JSON report, for ratios far below one.
+pub fn round4(value: f64) -> f64 {
+    (value * 10_000.0).round() / 10_000.0
+}
+
 /// Whose CPU time to measure.
 #[derive(Clone, Debug)]
 pub enum CpuProbe {

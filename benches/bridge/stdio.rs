@@ -1,9 +1,10 @@
 //! The baseline: a minimal MCP client that talks to the demo server directly over its stdin and
-//! stdout (newline-delimited JSON-RPC), the way the bridge itself talks to a backend.
+//! stdout (newline-delimited JSON-RPC), the way the bridge itself talks to a backend; and the
+//! same client used without any pooling, one fresh process per call.
 
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use serde_json::Value;
@@ -12,6 +13,15 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use super::http::CallOutcome;
 use super::rpc::{self, CallEncoder};
+
+/// How long one spawn-per-call call took, both measured from the spawn.
+#[derive(Clone, Copy, Debug)]
+pub struct SpawnTiming {
+    /// Until the call's answer was read.
+    pub answered: Duration,
+    /// Until the process had exited and was reaped.
+    pub exited: Duration,
+}
 
 /// A demo server process and the client end of its pipes.
 pub struct StdioClient {
@@ -108,6 +118,25 @@ impl StdioClient {
         self.out.push(b'\n');
         let answer = self.round_trip(id).await?;
         Ok(rpc::check_call_result(&answer, Some(id)))
+    }
+
+    /// One call with no pooling: starts a fresh server, runs the handshake (`initialize` and
+    /// `notifications/initialized`), makes the call, reads its answer, then closes stdin and
+    /// waits for the process to exit, so none is left behind. Returns the time from the spawn
+    /// to the answer (what the caller waits for) and to the exit (what the call costs in all).
+    pub async fn call_once(exe: &Path, args: &[&str]) -> Result<SpawnTiming> {
+        let started = Instant::now();
+        let mut client = Self::spawn(exe, args).await?;
+        let outcome = client.call_tool().await;
+        let answered = started.elapsed();
+        // Even a failed call's process is closed and reaped before the failure is reported.
+        client.close().await?;
+        let exited = started.elapsed();
+        match outcome {
+            Ok(Ok(())) => Ok(SpawnTiming { answered, exited }),
+            Ok(Err(message)) => bail!("{message}"),
+            Err(error) => Err(error),
+        }
     }
 
     /// Closes stdin so the server exits on its own, and kills it if it does not.
