@@ -13,6 +13,7 @@ mod conformance;
 mod faults;
 mod http_input;
 mod lab;
+mod lab_load;
 mod lab_report;
 mod lifecycle;
 mod observe;

@@ -86,6 +86,14 @@ pub struct LoadArgs {
     /// The seed of the Poisson arrivals.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Authentication and output options, boxed so the `bench` command enum stays small.
+    #[command(flatten)]
+    pub extras: Box<LoadExtras>,
+}
+
+/// `bench load` options about authentication and output.
+#[derive(Debug, clap::Args)]
+pub struct LoadExtras {
     /// Bearer token for the MCP endpoint (the bridge's `http.auth_token`).
     #[arg(long)]
     pub token: Option<String>,
@@ -102,8 +110,8 @@ pub struct LoadArgs {
 
 /// Runs `bench load` on a runtime of its own.
 pub fn run(args: LoadArgs) -> Result<(), LabError> {
-    let out = args.out.clone();
-    let require = args.require_success;
+    let out = args.extras.out.clone();
+    let require = args.extras.require_success;
     if let Some(required) = require
         && !(0.0..=1.0).contains(&required)
     {
@@ -143,8 +151,8 @@ pub fn run(args: LoadArgs) -> Result<(), LabError> {
 /// Builds the plan the arguments describe.
 pub fn plan_from_args(args: LoadArgs) -> Result<LoadPlan, LabError> {
     let mut target = Target::parse(&args.url, args.allow_remote)?;
-    target.token = args.token;
-    target.admin_token = args.admin_token;
+    target.token = args.extras.token;
+    target.admin_token = args.extras.admin_token;
     let naming = match args.tool_prefix {
         Some(prefix) => ToolNaming::Prefix(prefix),
         None if target.aggregated => ToolNaming::Server {

@@ -19,6 +19,7 @@ pub enum ErrorKind {
     /// The bridge answered with an HTTP status other than 200.
     HttpStatus,
     /// A JSON-RPC error answer.
+    #[serde(rename = "jsonrpc")]
     JsonRpc,
     /// A result with `isError: true`.
     Tool,
