@@ -247,8 +247,9 @@ async fn recording_overhead(plan: &Plan) -> Result<Value> {
     }
     let throughput = |index: usize| totals[index].0 as f64 / totals[index].1.max(1e-9);
     let (without, with) = (throughput(0), throughput(1));
-    let recorded = std::fs::read_to_string(&trace)?.lines().count();
+    // The recorder's own count: a long run rotates the trace into FILE.1, FILE.2, ...
     let status = admin_get(&recording, "/admin/record")?;
+    let recorded = status["recorded"].as_u64().unwrap_or(0);
     println!(
         "recording overhead, cached tools/call, {} connections, {} rounds of {:?}:",
         plan.connections, plan.rounds, plan.round_window

@@ -13,12 +13,11 @@ use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::LabError;
-use super::trace::{
-    Access, RecordedAnnotations, RecordedStatus, TraceRecord, hex64, size_and_digest,
-};
+use super::trace::{Access, RecordedAnnotations, RecordedStatus, size_and_digest};
 use crate::metrics::Metrics;
 use crate::policy::Annotations;
 
@@ -130,15 +129,17 @@ impl DigestMemo {
 }
 
 impl RecordedCall {
-    fn into_record(self, memo: &mut DigestMemo) -> TraceRecord {
+    /// The call as a trace line, borrowing every string: the writer formats hundreds of
+    /// thousands of these a second and must not take CPU from the calls themselves.
+    fn line<'a>(&'a self, memo: &mut DigestMemo) -> RecordLine<'a> {
         let (bytes, digest) = memo.size_and_digest(&self.result);
-        TraceRecord {
+        RecordLine {
             t_us: self.t_us,
-            server: self.server.to_string(),
-            method: self.method.into(),
-            name: self.name.into(),
-            args: hex64(self.args_hash),
-            arguments: self.arguments,
+            server: &self.server,
+            method: &self.method,
+            name: &self.name,
+            args: Hex(self.args_hash),
+            arguments: self.arguments.as_ref(),
             access: if self.read_only {
                 Access::Read
             } else {
@@ -147,19 +148,53 @@ impl RecordedCall {
             annotations: RecordedAnnotations::from(self.annotations),
             latency_us: self.latency_us,
             bytes,
-            digest: if digest == 0 {
-                String::new()
-            } else {
-                hex64(digest)
-            },
+            digest: (digest != 0).then_some(Hex(digest)),
             status: self.status,
-            partition: if self.partition == 0 {
-                String::new()
-            } else {
-                hex64(self.partition)
-            },
+            partition: (self.partition != 0).then_some(Hex(self.partition)),
             hit: self.hit,
         }
+    }
+}
+
+/// [`TraceRecord`] as the writer serializes it: the same fields, names and order,
+/// borrowed.
+#[derive(Serialize)]
+struct RecordLine<'a> {
+    t_us: u64,
+    server: &'a str,
+    method: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    name: &'a str,
+    args: Hex,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arguments: Option<&'a Value>,
+    access: Access,
+    #[serde(skip_serializing_if = "RecordedAnnotations::is_empty")]
+    annotations: RecordedAnnotations,
+    latency_us: u64,
+    bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<Hex>,
+    status: RecordedStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partition: Option<Hex>,
+    hit: bool,
+}
+
+/// A 64-bit hash serialized as 16 lowercase hex digits, without allocating.
+#[derive(Clone, Copy)]
+struct Hex(u64);
+
+impl Serialize for Hex {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut text = [0u8; 16];
+        for (index, digit) in text.iter_mut().enumerate() {
+            let shift = 60 - 4 * index;
+            *digit = DIGITS[((self.0 >> shift) & 0xf) as usize];
+        }
+        // Hex digits are ASCII, so this never fails.
+        serializer.serialize_str(std::str::from_utf8(&text).unwrap_or_default())
     }
 }
 
@@ -187,6 +222,7 @@ impl Recorder {
         let recorded = Arc::new(AtomicU64::new(0));
         let writer = TraceWriter {
             out: BufWriter::new(file),
+            line: Vec::with_capacity(1024),
             digests: DigestMemo::default(),
             written: file_size(&options.path),
             options: options.clone(),
@@ -274,6 +310,8 @@ impl Recorder {
 
 struct TraceWriter {
     out: BufWriter<File>,
+    /// The line being formatted, reused so formatting allocates nothing.
+    line: Vec<u8>,
     digests: DigestMemo,
     written: u64,
     options: RecordOptions,
@@ -302,23 +340,25 @@ impl TraceWriter {
     }
 
     fn write(&mut self, call: RecordedCall) {
-        let record = call.into_record(&mut self.digests);
-        let mut line = match serde_json::to_vec(&record) {
-            Ok(line) => line,
-            Err(error) => {
-                tracing::warn!(%error, "cannot encode a trace record");
-                return;
-            }
-        };
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        if let Err(error) = serde_json::to_writer(&mut line, &call.line(&mut self.digests)) {
+            tracing::warn!(%error, "cannot encode a trace record");
+            self.line = line;
+            return;
+        }
         line.push(b'\n');
         if self.written > 0 && self.written + line.len() as u64 > self.options.max_bytes {
             self.rotate();
         }
-        if let Err(error) = self.out.write_all(&line) {
+        let written = self.out.write_all(&line);
+        let length = line.len() as u64;
+        self.line = line;
+        if let Err(error) = written {
             tracing::warn!(path = %self.options.path.display(), %error, "cannot write the trace");
             return;
         }
-        self.written += line.len() as u64;
+        self.written += length;
         self.recorded.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -366,4 +406,59 @@ fn open_append(path: &Path) -> Result<File, LabError> {
 
 fn file_size(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |metadata| metadata.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::trace::{TraceRecord, hex64};
+
+    #[test]
+    fn a_written_line_is_a_trace_record() {
+        let call = RecordedCall {
+            t_us: 17,
+            server: Arc::from("demo"),
+            method: "tools/call".into(),
+            name: "get_tasks".into(),
+            args_hash: 0x0123_4567_89ab_cdef,
+            arguments: Some(json!({"limit": 2})),
+            read_only: true,
+            annotations: Annotations {
+                read_only: Some(true),
+                ..Annotations::default()
+            },
+            latency_us: 250,
+            result: RecordedResult::Shared(Arc::new(json!({"content": []}))),
+            status: RecordedStatus::Ok,
+            partition: 0xfe,
+            hit: true,
+        };
+        let text = serde_json::to_string(&call.line(&mut DigestMemo::default()))
+            .unwrap_or_else(|error| panic!("{error}"));
+        let record: TraceRecord =
+            serde_json::from_str(&text).unwrap_or_else(|error| panic!("{error}: {text}"));
+        let (bytes, digest) = size_and_digest(&json!({"content": []}));
+        assert_eq!(
+            record,
+            TraceRecord {
+                t_us: 17,
+                server: "demo".into(),
+                method: "tools/call".into(),
+                name: "get_tasks".into(),
+                args: "0123456789abcdef".into(),
+                arguments: Some(json!({"limit": 2})),
+                access: Access::Read,
+                annotations: RecordedAnnotations {
+                    read_only: Some(true),
+                    ..RecordedAnnotations::default()
+                },
+                latency_us: 250,
+                bytes,
+                digest: hex64(digest),
+                status: RecordedStatus::Ok,
+                partition: "00000000000000fe".into(),
+                hit: true,
+            }
+        );
+    }
 }

@@ -84,7 +84,8 @@ pub struct RecordedAnnotations {
 }
 
 impl RecordedAnnotations {
-    fn is_empty(&self) -> bool {
+    /// Whether the server declared none of them (the line then leaves them out).
+    pub fn is_empty(&self) -> bool {
         *self == RecordedAnnotations::default()
     }
 }
