@@ -27,6 +27,8 @@
 mod baseline;
 #[path = "bridge/cache.rs"]
 mod cache;
+#[path = "bridge/harness.rs"]
+mod harness;
 #[path = "bridge/http.rs"]
 mod http;
 #[path = "bridge/load.rs"]
@@ -81,23 +83,7 @@ fn main() -> ExitCode {
         }
     };
     // One thread drives every client, so the load generator takes at most one core.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("bench: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(&options)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("bench: error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    harness::run_on_one_thread(run(&options))
 }
 
 /// Everything one run measured.
@@ -173,7 +159,7 @@ async fn run(options: &Options) -> Result<()> {
     let load = [load_before, stats::load_average()];
     let document = json_report(options, profile, cpus, load, &results, started.elapsed());
     let path = output_path(options);
-    write_json(&path, &document)?;
+    harness::write_json(&path, &document)?;
     println!("JSON report: {}", path.display());
 
     let Throughput {
@@ -673,33 +659,10 @@ fn json_report(
     })
 }
 
-/// `--out`, else `$CARGO_TARGET_DIR/bench-results/bridge.json`, else the `target` directory
-/// that holds the bridge binary.
+/// `--out`, else `<target>/bench-results/bridge.json`.
 fn output_path(options: &Options) -> PathBuf {
-    if let Some(path) = &options.out {
-        return path.clone();
+    match &options.out {
+        Some(path) => path.clone(),
+        None => harness::results_path(BRIDGE_EXE, "bridge.json"),
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            // BRIDGE_EXE is <target>/<profile>/mcp-bridge.
-            Path::new(BRIDGE_EXE)
-                .parent()
-                .and_then(Path::parent)
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| PathBuf::from("target"))
-        });
-    target.join("bench-results").join("bridge.json")
-}
-
-fn write_json(path: &Path, document: &Value) -> Result<()> {
-    if let Some(parent) = path
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
-    }
-    let mut text = serde_json::to_string_pretty(document).context("serialize the report")?;
-    text.push('\n');
-    std::fs::write(path, text).with_context(|| format!("write {}", path.display()))
 }

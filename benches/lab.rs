@@ -14,6 +14,9 @@
 
 // Shared with the bridge bench; this bench uses a subset.
 #[allow(dead_code)]
+#[path = "bridge/harness.rs"]
+mod harness;
+#[allow(dead_code)]
 #[path = "bridge/http.rs"]
 mod http;
 #[allow(dead_code)]
@@ -23,7 +26,7 @@ mod processes;
 #[path = "bridge/rpc.rs"]
 mod rpc;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -103,19 +106,10 @@ fn run(plan: &Plan) -> Result<()> {
         "replay": replay,
         "recording": recording,
     });
-    let dir = results_dir();
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join("lab.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+    let path = harness::results_path(BRIDGE_EXE, "lab.json");
+    harness::write_json(&path, &report)?;
     println!("wrote {}", path.display());
     Ok(())
-}
-
-fn results_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("bench-results")
 }
 
 /// Replays the seed-tasks preset on one thread per policy, best of a few repeats.

@@ -14,6 +14,8 @@
 //! the built-in one is a criterion micro-bench: `cargo bench --bench hot_path -- policy`.
 
 // Shared with the bridge bench, which uses every item; this bench uses a subset.
+#[path = "bridge/harness.rs"]
+mod harness;
 #[allow(dead_code)]
 #[path = "bridge/http.rs"]
 mod http;
@@ -89,23 +91,7 @@ impl Plan {
 
 fn main() -> ExitCode {
     let plan = Plan::from_args();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("bench: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(&plan)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("bench: error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    harness::run_on_one_thread(run(&plan))
 }
 
 fn repo_root() -> PathBuf {
@@ -175,10 +161,8 @@ async fn run(plan: &Plan) -> Result<()> {
         "cached_throughput": throughput,
         "reload": reloads,
     });
-    let dir = repo_root().join("target/bench-results");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join("plugins.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&document)?)?;
+    let path = harness::results_path(BRIDGE_EXE, "plugins.json");
+    harness::write_json(&path, &document)?;
     println!("JSON report: {}", path.display());
     Ok(())
 }

@@ -10,6 +10,8 @@
 //! `benches/SEED_TABLES.md`.
 
 // Shared with the bridge bench, which uses every item; this bench uses a subset.
+#[path = "bridge/harness.rs"]
+mod harness;
 #[allow(dead_code)]
 #[path = "bridge/http.rs"]
 mod http;
@@ -38,7 +40,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use serde_json::Value;
 
 use mcp_bridge::lab::load::{Arrivals, CallSource, LoadPlan, Mode, Target, ToolNaming, drive};
 use mcp_bridge::lab::workload::Workload;
@@ -111,24 +112,7 @@ impl Plan {
 
 fn main() -> ExitCode {
     let plan = Plan::from_args();
-    // One thread drives every client, so the load generator takes at most one core.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("bench: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(&plan)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("bench: error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    harness::run_on_one_thread(run(&plan))
 }
 
 /// How the bridge's cache is set for a row.
@@ -391,8 +375,8 @@ async fn run(plan: &Plan) -> Result<()> {
         [load_before, stats::load_average()],
         started.elapsed(),
     );
-    let path = output_path();
-    write_json(&path, &document)?;
+    let path = harness::results_path(BRIDGE_EXE, "seed_tables.json");
+    harness::write_json(&path, &document)?;
     println!("JSON report: {}", path.display());
     // The seed's stress rate must be held at 100% by the seed's recommended pool.
     let recommended = results
@@ -410,28 +394,4 @@ async fn run(plan: &Plan) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// `$CARGO_TARGET_DIR/bench-results/seed_tables.json`, else the `target` directory that holds
-/// the bridge binary.
-fn output_path() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            // BRIDGE_EXE is <target>/<profile>/mcp-bridge.
-            Path::new(BRIDGE_EXE)
-                .parent()
-                .and_then(Path::parent)
-                .map_or_else(|| PathBuf::from("target"), Path::to_path_buf)
-        });
-    target.join("bench-results").join("seed_tables.json")
-}
-
-fn write_json(path: &Path, document: &Value) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
-    }
-    let mut text = serde_json::to_string_pretty(document).context("serialize the report")?;
-    text.push('\n');
-    std::fs::write(path, text).with_context(|| format!("write {}", path.display()))
 }

@@ -206,7 +206,7 @@ fn wants_the_server(params: Option<&Value>) -> bool {
         || params.get("requestState").is_some()
 }
 
-fn annotations_of(catalog: &Catalog, kind: CallKind, name: &str) -> Annotations {
+pub(super) fn annotations_of(catalog: &Catalog, kind: CallKind, name: &str) -> Annotations {
     if kind != CallKind::Tool {
         return Annotations {
             read_only: Some(true),

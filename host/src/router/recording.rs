@@ -7,12 +7,12 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use super::caching::{CallCache, Caller};
+use super::caching::{CallCache, Caller, annotations_of};
 use crate::backend::{BackendError, Catalog};
 use crate::cache::canonical_arguments;
 use crate::lab::record::{RecordedCall, RecordedResult, Recorder};
 use crate::lab::trace::{Fnv64, RecordedStatus};
-use crate::policy::Annotations;
+use crate::policy::{Annotations, CallKind};
 
 /// A call being recorded: everything known when it arrived.
 pub(super) struct Draft {
@@ -53,10 +53,17 @@ pub(super) fn draft(
     };
     let annotations = match caching {
         Some(caching) => caching.annotations(),
-        None => Annotations {
-            read_only: Some(read_only),
-            ..annotations_from_catalog(catalog, method, name)
-        },
+        None => {
+            let kind = if method == "tools/call" {
+                CallKind::Tool
+            } else {
+                CallKind::List
+            };
+            Annotations {
+                read_only: Some(read_only),
+                ..annotations_of(catalog, kind, name)
+            }
+        }
     };
     let arguments = recorder
         .records_arguments()
@@ -89,24 +96,6 @@ pub(super) fn draft(
             hit: false,
         },
     })
-}
-
-fn annotations_from_catalog(catalog: &Catalog, method: &str, name: &str) -> Annotations {
-    if method != "tools/call" {
-        return Annotations::default();
-    }
-    let hints = catalog.tool(name).and_then(|tool| tool.get("annotations"));
-    let hint = |field: &str| {
-        hints
-            .and_then(|hints| hints.get(field))
-            .and_then(Value::as_bool)
-    };
-    Annotations {
-        read_only: hint("readOnlyHint"),
-        destructive: hint("destructiveHint"),
-        idempotent: hint("idempotentHint"),
-        open_world: hint("openWorldHint"),
-    }
 }
 
 impl Draft {
