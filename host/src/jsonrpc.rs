@@ -29,6 +29,11 @@ pub mod code {
     pub const POOL_EXHAUSTED: i64 = -32010;
     /// The server cannot be reached at all (spawn failing, shutting down).
     pub const SERVER_UNAVAILABLE: i64 = -32011;
+    /// Every session slot is taken by a session with calls in flight (`http.max_sessions`).
+    pub const TOO_MANY_SESSIONS: i64 = -32030;
+    /// The session's own in-flight cap stayed full for the wait bound
+    /// (`http.max_inflight_per_session`).
+    pub const SESSION_BUSY: i64 = -32031;
 }
 
 /// What a decoded JSON-RPC message is, judged by the members it carries.

@@ -92,6 +92,12 @@ struct ServeArgs {
     /// Start with recording paused; `POST /admin/record/start` begins it.
     #[arg(long, requires = "record")]
     record_paused: bool,
+    /// Allow listening on a non-loopback address without `http.auth_token`. Only for a
+    /// bridge behind something that authenticates every request: without a token anyone
+    /// who reaches the port can run the configured servers (and, with no admin_token
+    /// either, use /admin/*). The bridge logs a warning at start.
+    #[arg(long, env = "MCP_BRIDGE_INSECURE_LISTEN")]
+    insecure_listen: bool,
 }
 
 #[derive(clap::Args)]
@@ -168,6 +174,10 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(message) = front::check_exposure(&config.http, args.insecure_listen) {
+        eprintln!("error: {message}");
+        return ExitCode::from(2);
+    }
     let watched = args.config.clone();
     block_on(
         tokio::runtime::Builder::new_multi_thread(),

@@ -26,6 +26,9 @@ pub struct Metrics {
     pub backend_retries_total: IntCounterVec,
     pub http_requests_total: IntCounterVec,
     pub sessions_active: IntGaugeVec,
+    pub sessions_closed_total: IntCounterVec,
+    pub limit_refusals_total: IntCounterVec,
+    pub relay_answers_refused_total: IntCounterVec,
     pub health_status: IntGaugeVec,
     pub cache_requests_total: IntCounterVec,
     pub cache_evictions_total: IntCounterVec,
@@ -142,6 +145,21 @@ impl Metrics {
                 "sessions_active",
                 "Open MCP sessions on the front, by endpoint.",
                 &["endpoint"],
+            ),
+            sessions_closed_total: counter(
+                "sessions_closed_total",
+                "MCP sessions closed by the bridge, by reason: idle (unused past session_idle_timeout), capacity (least recently used idle session closed at max_sessions).",
+                &["reason"],
+            ),
+            limit_refusals_total: counter(
+                "limit_refusals_total",
+                "Requests or calls refused because a client reached a limit, by the setting that refused it (max_sessions, max_inflight_per_session, max_batch_messages, max_subscriptions_per_session).",
+                &["limit"],
+            ),
+            relay_answers_refused_total: counter(
+                "relay_answers_refused_total",
+                "Client answers to server requests (sampling, elicitation, roots) refused, by reason: unknown_id (no such request is waiting), wrong_session (another session's request), no_session.",
+                &["reason"],
             ),
             health_status: gauge(
                 "health_status",

@@ -20,6 +20,16 @@ pub const DEFAULT_NAMESPACE_SEPARATOR: &str = "__";
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long an HTTP MCP session may go unused before it is dropped.
 pub const DEFAULT_SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// The most JSON-RPC messages one batch may hold; a longer batch is refused before any runs.
+pub const DEFAULT_MAX_BATCH_MESSAGES: usize = 100;
+/// How many messages of one batch run at once; the rest wait their turn, in order.
+pub const DEFAULT_BATCH_CONCURRENCY: usize = 8;
+/// The most MCP sessions open at once; at the cap the least recently used idle session is
+/// closed to make room, and without an idle one `initialize` is refused.
+pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
+/// The most calls one session may have in flight at once; its further calls wait behind its
+/// own cap (for the server's `acquire_timeout`), never in front of other sessions.
+pub const DEFAULT_MAX_INFLIGHT_PER_SESSION: usize = 16;
 /// The tracing `EnvFilter` directive used when none is configured.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 
@@ -208,6 +218,10 @@ pub struct HttpConfig {
     pub namespace_separator: String,
     pub shutdown_grace: Duration,
     pub session_idle_timeout: Duration,
+    pub max_batch_messages: usize,
+    pub batch_concurrency: usize,
+    pub max_sessions: usize,
+    pub max_inflight_per_session: usize,
 }
 
 impl Default for HttpConfig {
@@ -224,6 +238,10 @@ impl Default for HttpConfig {
             namespace_separator: DEFAULT_NAMESPACE_SEPARATOR.to_owned(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             session_idle_timeout: DEFAULT_SESSION_IDLE_TIMEOUT,
+            max_batch_messages: DEFAULT_MAX_BATCH_MESSAGES,
+            batch_concurrency: DEFAULT_BATCH_CONCURRENCY,
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            max_inflight_per_session: DEFAULT_MAX_INFLIGHT_PER_SESSION,
         }
     }
 }

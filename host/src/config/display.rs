@@ -46,6 +46,14 @@ impl BridgeConfig {
             "  session_idle_timeout: {}",
             format_duration(http.session_idle_timeout)
         )?;
+        writeln!(out, "  max_batch_messages: {}", http.max_batch_messages)?;
+        writeln!(out, "  batch_concurrency: {}", http.batch_concurrency)?;
+        writeln!(out, "  max_sessions: {}", http.max_sessions)?;
+        writeln!(
+            out,
+            "  max_inflight_per_session: {}",
+            http.max_inflight_per_session
+        )?;
         writeln!(out, "logging:")?;
         writeln!(out, "  format: {}", self.logging.format.as_str())?;
         writeln!(out, "  level: {}", self.logging.level)?;

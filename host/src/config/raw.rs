@@ -68,6 +68,10 @@ pub(crate) struct RawHttp {
     pub namespace_separator: Option<String>,
     pub shutdown_grace: Option<RawDuration>,
     pub session_idle_timeout: Option<RawDuration>,
+    pub max_batch_messages: Option<usize>,
+    pub batch_concurrency: Option<usize>,
+    pub max_sessions: Option<usize>,
+    pub max_inflight_per_session: Option<usize>,
 }
 
 /// The `[logging]` table.
@@ -304,7 +308,11 @@ pub(crate) fn field_help(field: &str) -> Option<&'static str> {
         | "unhealthy_threshold"
         | "degraded_latency_ms"
         | "max_entries"
-        | "max_coalesced_waiters" => COUNT,
+        | "max_coalesced_waiters"
+        | "max_batch_messages"
+        | "batch_concurrency"
+        | "max_sessions"
+        | "max_inflight_per_session" => COUNT,
         "required"
         | "exclusive"
         | "enable_health_checks"

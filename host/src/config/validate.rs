@@ -177,6 +177,36 @@ fn http(main: &SourceText, raw: RawHttp, lookup: Lookup<'_>) -> Result<HttpConfi
         ));
     }
 
+    // Each of these bounds what one client can make the bridge hold or start; zero would
+    // refuse every request, which is never what someone writing it meant.
+    let positive = |field: &str, value: Option<usize>, default: usize| {
+        let value = value.unwrap_or(default);
+        if value == 0 {
+            return Err(main
+                .error(&at(field), "must be at least 1")
+                .with_help(format!(
+                    "write a whole number of 1 or more; the default is {default}"
+                )));
+        }
+        Ok(value)
+    };
+    let max_batch_messages = positive(
+        "max_batch_messages",
+        raw.max_batch_messages,
+        DEFAULT_MAX_BATCH_MESSAGES,
+    )?;
+    let batch_concurrency = positive(
+        "batch_concurrency",
+        raw.batch_concurrency,
+        DEFAULT_BATCH_CONCURRENCY,
+    )?;
+    let max_sessions = positive("max_sessions", raw.max_sessions, DEFAULT_MAX_SESSIONS)?;
+    let max_inflight_per_session = positive(
+        "max_inflight_per_session",
+        raw.max_inflight_per_session,
+        DEFAULT_MAX_INFLIGHT_PER_SESSION,
+    )?;
+
     Ok(HttpConfig {
         listen,
         allowed_origins,
@@ -186,6 +216,10 @@ fn http(main: &SourceText, raw: RawHttp, lookup: Lookup<'_>) -> Result<HttpConfi
         namespace_separator,
         shutdown_grace,
         session_idle_timeout,
+        max_batch_messages,
+        batch_concurrency,
+        max_sessions,
+        max_inflight_per_session,
     })
 }
 

@@ -35,6 +35,10 @@ pub enum FrontError {
     ForbiddenOrigin(String),
     #[error("missing or wrong bearer token; send 'Authorization: Bearer <token>'")]
     Unauthorized,
+    #[error(
+        "admin routes need http.admin_token, which is not set: the client token (http.auth_token) does not grant admin; set http.admin_token and send it as 'Authorization: Bearer <admin token>'"
+    )]
+    AdminDisabled,
     #[error("method {0} is not allowed on this route")]
     MethodNotAllowed(http::Method),
     #[error("unsupported MCP-Protocol-Version '{got}'; supported: {supported}")]
@@ -49,6 +53,24 @@ pub enum FrontError {
     MissingMeta(&'static str),
     #[error("not found: {0}")]
     NotFound(String),
+    #[error(
+        "every one of the bridge's {max} session slots (http.max_sessions) is held by a session with calls in flight; retry shortly, end unused sessions with DELETE, or raise http.max_sessions"
+    )]
+    TooManySessions { max: usize },
+    #[error(
+        "this session already has {limit} calls in flight (http.max_inflight_per_session) and none finished within {waited_ms} ms; wait for your earlier calls before sending more"
+    )]
+    SessionBusy { limit: usize, waited_ms: u128 },
+    #[error(
+        "the batch holds more than {max} messages (http.max_batch_messages); split it into smaller batches"
+    )]
+    BatchTooLong { max: usize },
+    #[error(
+        "no server request with id {0} is waiting for an answer from this session; answer only requests this session received, with its Mcp-Session-Id, on the endpoint that sent them"
+    )]
+    RelayAnswerRefused(String),
+    #[error("this session already subscribes to {max} resources; unsubscribe from some first")]
+    TooManySubscriptions { max: usize },
     #[error("the bridge is shutting down")]
     ShuttingDown,
     #[error(transparent)]
@@ -66,14 +88,21 @@ impl FrontError {
             | FrontError::MissingSession
             | FrontError::UnsupportedProtocolVersion { .. }
             | FrontError::MissingMeta(_)
-            | FrontError::HeaderMismatch { .. } => StatusCode::BAD_REQUEST,
+            | FrontError::HeaderMismatch { .. }
+            | FrontError::BatchTooLong { .. }
+            | FrontError::RelayAnswerRefused(_)
+            | FrontError::TooManySubscriptions { .. } => StatusCode::BAD_REQUEST,
             FrontError::UnknownServer { .. }
             | FrontError::UnknownSession(_)
             | FrontError::NotFound(_) => StatusCode::NOT_FOUND,
-            FrontError::ForbiddenOrigin(_) => StatusCode::FORBIDDEN,
+            FrontError::ForbiddenOrigin(_) | FrontError::AdminDisabled => StatusCode::FORBIDDEN,
             FrontError::Unauthorized => StatusCode::UNAUTHORIZED,
             FrontError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            FrontError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            FrontError::ShuttingDown | FrontError::TooManySessions { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            // Refused per call, inside a request that was itself valid.
+            FrontError::SessionBusy { .. } => StatusCode::OK,
             // A backend failure is an answer to a valid request: JSON-RPC carries it.
             FrontError::Backend(_) => StatusCode::OK,
         }
@@ -87,6 +116,8 @@ impl FrontError {
             FrontError::MissingMeta(_) => code::INVALID_PARAMS,
             FrontError::Backend(error) => error.jsonrpc_code(),
             FrontError::ShuttingDown => code::SERVER_UNAVAILABLE,
+            FrontError::TooManySessions { .. } => code::TOO_MANY_SESSIONS,
+            FrontError::SessionBusy { .. } => code::SESSION_BUSY,
             _ => code::INVALID_REQUEST,
         }
     }
@@ -95,7 +126,9 @@ impl FrontError {
     pub fn retryable(&self) -> bool {
         match self {
             FrontError::Backend(error) => error.retryable(),
-            FrontError::ShuttingDown => true,
+            FrontError::ShuttingDown
+            | FrontError::TooManySessions { .. }
+            | FrontError::SessionBusy { .. } => true,
             _ => false,
         }
     }

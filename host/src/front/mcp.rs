@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::aggregate;
 use super::error::FrontError;
 use super::logging;
-use super::session::Session;
+use super::session::{ClientInfo, Session};
 use super::sse;
 use super::stateless;
 use super::{AppState, Body};
@@ -57,6 +57,9 @@ impl Endpoint {
 enum Reply {
     /// Nothing to send back (a notification or a client's response): 202.
     Accepted,
+    /// A client's message refused as a whole (an answer to a server request that this
+    /// session may not give): an HTTP error, since a response cannot be answered.
+    Refused(FrontError),
     Json(Value),
     /// A forwarded call's response, with what the cache did about it.
     Forwarded {
@@ -104,8 +107,7 @@ async fn post(
     check_content_type(&headers)?;
     let accepts_sse = accepts_sse(&headers);
     let body = read_body(request.into_body(), state.http.max_body_bytes).await?;
-    let message: Value =
-        serde_json::from_slice(&body).map_err(|error| FrontError::Parse(error.to_string()))?;
+    let message = parse_body(&body, state.http.max_batch_messages)?;
     // A message that is not JSON-RPC 2.0 is refused before anything else looks at it.
     if !message.is_array() && jsonrpc::classify_strict(&message).is_none() {
         return Err(FrontError::InvalidRequest(NOT_JSONRPC.to_owned()));
@@ -128,10 +130,11 @@ async fn post(
         stateless,
     };
     if let Value::Array(batch) = message {
-        return handle_batch(&context, batch).await;
+        return handle_batch(context, batch).await;
     }
     match handle_message(&context, message).await {
         Reply::Accepted => Ok(status_only(StatusCode::ACCEPTED)),
+        Reply::Refused(error) => Err(error),
         Reply::Json(value) => Ok(json_response(reply_status(stateless, &value), &value)),
         Reply::Forwarded { response, cache } => {
             let mut response = json_response(reply_status(stateless, &response), &response);
@@ -167,61 +170,160 @@ fn reply_status(stateless: bool, reply: &Value) -> StatusCode {
     }
 }
 
-/// JSON-RPC batches (allowed by 2025-03-26): each message is handled in order and the
-/// responses are returned as one array.
-async fn handle_batch(context: &Context, batch: Vec<Value>) -> Result<Response<Body>, FrontError> {
+/// JSON-RPC batches (allowed by 2025-03-26). At most `batch_concurrency` messages run at
+/// once, and the answers stream out as one JSON array in the batch's order as they
+/// complete, so neither the work a batch starts nor the response it builds grows with its
+/// length. A batch of only notifications and responses is answered 202 once all are handled.
+async fn handle_batch(context: Context, batch: Vec<Value>) -> Result<Response<Body>, FrontError> {
+    use futures_util::StreamExt;
     if batch.is_empty() {
         return Err(FrontError::InvalidRequest("empty batch".into()));
     }
-    let replies = futures_util::future::join_all(batch.into_iter().map(|message| async move {
-        if is_initialize(&message) {
-            return Some(invalid(&message, "initialize cannot be part of a batch"));
-        }
-        match handle_message(
-            &Context {
-                accepts_sse: false,
-                ..context.clone_shallow()
-            },
-            message,
+    let concurrency = context.state.http.batch_concurrency;
+    let expects_reply = batch.iter().any(|message| {
+        !matches!(
+            jsonrpc::classify_strict(message),
+            Some(Kind::Notification | Kind::Response)
         )
-        .await
-        {
-            Reply::Json(value)
-            | Reply::Forwarded {
-                response: value, ..
-            } => Some(value),
-            Reply::Accepted | Reply::Initialized { .. } | Reply::Stream(_) => None,
-        }
-    }))
-    .await;
-    let responses: Vec<Value> = replies.into_iter().flatten().collect();
-    if responses.is_empty() {
-        return Ok(status_only(StatusCode::ACCEPTED));
+    });
+    let context = Arc::new(Context {
+        accepts_sse: false,
+        ..context
+    });
+    let replies = futures_util::stream::iter(batch)
+        .map(move |message| {
+            let context = context.clone();
+            async move { batch_reply(&context, message).await }
+        })
+        .buffered(concurrency);
+    if !expects_reply {
+        let refusals: Vec<FrontError> = replies
+            .filter_map(|reply| async move { reply.err() })
+            .collect()
+            .await;
+        return match refusals.into_iter().next() {
+            Some(error) => Err(error),
+            None => Ok(status_only(StatusCode::ACCEPTED)),
+        };
     }
-    Ok(json_response(StatusCode::OK, &Value::Array(responses)))
+    let (sender, body) = sse::channel_body();
+    tokio::spawn(async move {
+        let mut replies = std::pin::pin!(replies);
+        let mut first = true;
+        let _ = sender.send(Bytes::from_static(b"[")).await;
+        while let Some(reply) = replies.next().await {
+            // Refused answers inside a batch have no reply of their own; they are counted.
+            let Ok(Some(value)) = reply else { continue };
+            let mut bytes = if first { Vec::new() } else { vec![b','] };
+            first = false;
+            if serde_json::to_writer(&mut bytes, &value).is_err() {
+                continue;
+            }
+            // The client hung up: dropping the stream cancels the calls still running.
+            if sender.send(Bytes::from(bytes)).await.is_err() {
+                return;
+            }
+        }
+        let _ = sender.send(Bytes::from_static(b"]")).await;
+    });
+    let mut response = Response::new(body);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
 }
 
-impl Context {
-    fn clone_shallow(&self) -> Context {
-        Context {
-            state: self.state.clone(),
-            endpoint: self.endpoint.clone(),
-            session: self.session.clone(),
-            accepts_sse: self.accepts_sse,
-            stateless: self.stateless,
+/// One batch message's reply: `Ok(None)` for a notification or an accepted answer.
+async fn batch_reply(context: &Context, message: Value) -> Result<Option<Value>, FrontError> {
+    if is_initialize(&message) {
+        return Ok(Some(invalid(
+            &message,
+            "initialize cannot be part of a batch",
+        )));
+    }
+    match handle_message(context, message).await {
+        Reply::Json(value)
+        | Reply::Forwarded {
+            response: value, ..
+        } => Ok(Some(value)),
+        Reply::Refused(error) => Err(error),
+        Reply::Accepted | Reply::Initialized { .. } | Reply::Stream(_) => Ok(None),
+    }
+}
+
+/// Parses a request body. A batch is read element by element and refused as soon as it
+/// holds more than `max_batch` messages, so an oversized batch is never built in memory.
+fn parse_body(body: &[u8], max_batch: usize) -> Result<Value, FrontError> {
+    use serde::de::DeserializeSeed;
+    let starts_batch = body
+        .iter()
+        .find(|byte| !byte.is_ascii_whitespace())
+        .is_some_and(|byte| *byte == b'[');
+    if !starts_batch {
+        return serde_json::from_slice(body).map_err(|error| FrontError::Parse(error.to_string()));
+    }
+    let overflowed = std::cell::Cell::new(false);
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let parsed = BoundedBatch {
+        max: max_batch,
+        overflowed: &overflowed,
+    }
+    .deserialize(&mut deserializer)
+    .and_then(|batch| deserializer.end().map(|()| batch));
+    match parsed {
+        Ok(batch) => Ok(Value::Array(batch)),
+        Err(_) if overflowed.get() => Err(FrontError::BatchTooLong { max: max_batch }),
+        Err(error) => Err(FrontError::Parse(error.to_string())),
+    }
+}
+
+/// Deserializes a JSON array of at most `max` values, flagging `overflowed` when it stops
+/// because there are more.
+struct BoundedBatch<'a> {
+    max: usize,
+    overflowed: &'a std::cell::Cell<bool>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for BoundedBatch<'_> {
+    type Value = Vec<Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Vec<Value>, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for BoundedBatch<'_> {
+    type Value = Vec<Value>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            formatter,
+            "a JSON-RPC batch of at most {} messages",
+            self.max
+        )
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Value>, A::Error> {
+        let mut batch = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max));
+        while let Some(message) = seq.next_element::<Value>()? {
+            if batch.len() == self.max {
+                self.overflowed.set(true);
+                return Err(serde::de::Error::custom("the batch is too long"));
+            }
+            batch.push(message);
         }
+        Ok(batch)
     }
 }
 
 async fn handle_message(context: &Context, message: Value) -> Reply {
     match jsonrpc::classify_strict(&message) {
         None => Reply::Json(invalid(&message, NOT_JSONRPC)),
-        Some(Kind::Response) => {
-            if !context.state.relays.answer(message).await {
-                tracing::debug!("client answered a request the bridge is not waiting for");
-            }
-            Reply::Accepted
-        }
+        Some(Kind::Response) => answer_relay(context, message).await,
         Some(Kind::Notification) => {
             if jsonrpc::method(&message) == Some("notifications/cancelled")
                 && let Some(session) = &context.session
@@ -234,6 +336,30 @@ async fn handle_message(context: &Context, message: Value) -> Reply {
             Reply::Accepted
         }
         Some(Kind::Request) => handle_request(context, message).await,
+    }
+}
+
+/// Delivers a client's answer to a server request, if this session is the one it was
+/// sent to; anything else is refused, counted and logged, and the request keeps waiting
+/// for its real answer.
+async fn answer_relay(context: &Context, message: Value) -> Reply {
+    let id = message.get("id").cloned().unwrap_or(Value::Null);
+    let refused = |reason: &'static str| {
+        context
+            .state
+            .metrics
+            .relay_answers_refused_total
+            .with_label_values(&[reason])
+            .inc();
+        tracing::warn!(relay_id = %id, reason, "refused a client's answer to a server request");
+        Reply::Refused(FrontError::RelayAnswerRefused(id.to_string()))
+    };
+    let Some(session) = &context.session else {
+        return refused("no_session");
+    };
+    match context.state.relays.answer(session, message).await {
+        Ok(()) => Reply::Accepted,
+        Err(refusal) => refused(refusal.label()),
     }
 }
 
@@ -250,6 +376,19 @@ async fn handle_request(context: &Context, message: Value) -> Reply {
             .map(str::to_owned)
     })
     .flatten();
+    if method == "resources/subscribe"
+        && let (Some(uri), Some(session)) = (&subscription_uri, &context.session)
+        && let Err(error) = session.check_subscription_room(uri)
+    {
+        context
+            .state
+            .metrics
+            .limit_refusals_total
+            .with_label_values(&["max_subscriptions_per_session"])
+            .inc();
+        let id = message.get("id").cloned().unwrap_or(Value::Null);
+        return Reply::Json(error.to_jsonrpc(id));
+    }
     let reply = answer_request(context, message).await;
     if let (Some(uri), Some(session), Reply::Json(response)) =
         (&subscription_uri, &context.session, &reply)
@@ -354,11 +493,15 @@ async fn initialize(context: &Context, message: &Value) -> Reply {
             Ok(description) => description,
             Err(error) => return Reply::Json(FrontError::from(error).to_jsonrpc(id)),
         };
-    let client_info = params.get("clientInfo").cloned().unwrap_or(Value::Null);
-    let session = context
+    let client_info = ClientInfo::from_initialize(params.get("clientInfo"));
+    let session = match context
         .state
         .sessions
-        .create(context.endpoint.key(), version, client_info);
+        .create(context.endpoint.key(), version, client_info)
+    {
+        Ok(session) => session,
+        Err(error) => return Reply::Refused(error),
+    };
     let mut result = json!({
         "protocolVersion": version,
         "capabilities": capabilities,
@@ -452,6 +595,23 @@ async fn forward(
     let method = jsonrpc::method(&message).unwrap_or_default().to_owned();
     let stateless = context.stateless;
     let log_minimum = log_minimum(context, &message);
+    // Held until the answer is complete (streamed answers included): the session's cap
+    // counts calls, not HTTP requests.
+    let call_slot = match &context.session {
+        Some(session) => match session.call_slot(pool.config().pool.acquire_timeout).await {
+            Ok(permit) => Some(permit),
+            Err(error) => {
+                state
+                    .metrics
+                    .limit_refusals_total
+                    .with_label_values(&["max_inflight_per_session"])
+                    .inc();
+                return Reply::Json(error.to_jsonrpc(client_id));
+            }
+        },
+        None => None,
+    };
+    let session = context.session.clone();
     let mut cancel = context
         .session
         .as_ref()
@@ -501,8 +661,15 @@ async fn forward(
                 };
             }
             Step::Event(event) => {
-                match deliverable(&state, &call, event, stateless, log_minimum, &mut relay_ids)
-                    .await
+                match deliverable(
+                    &state,
+                    &call,
+                    event,
+                    session.as_deref(),
+                    log_minimum,
+                    &mut relay_ids,
+                )
+                .await
                 {
                     Some(bytes) => break bytes,
                     None => continue,
@@ -534,7 +701,7 @@ async fn forward(
                                 &state,
                                 &call,
                                 event,
-                                stateless,
+                                session.as_deref(),
                                 log_minimum,
                                 &mut relay_ids,
                             )
@@ -562,6 +729,7 @@ async fn forward(
             }
         }
         state.relays.forget(&relay_ids);
+        drop(call_slot);
     });
     Reply::Stream(body)
 }
@@ -608,12 +776,13 @@ fn cancelled(client_id: Value) -> Value {
 
 /// Turns a call event into an SSE event for the client, or settles it without the
 /// client: log lines the client did not ask for are dropped, and server requests a
-/// 2026-07-28 client cannot receive are answered by the bridge.
+/// sessionless (2026-07-28) client cannot receive are answered by the bridge. A relayed
+/// server request may be answered only by `session`, the one that made the call.
 async fn deliverable(
     state: &AppState,
     call: &crate::router::ForwardedCall,
     event: CallEvent,
-    stateless: bool,
+    session: Option<&Session>,
     log_minimum: Option<u8>,
     relay_ids: &mut Vec<String>,
 ) -> Option<Bytes> {
@@ -626,14 +795,14 @@ async fn deliverable(
         }
         CallEvent::ServerRequest(mut request) => {
             let process = call.process()?.clone();
-            if stateless {
+            let Some(session) = session else {
                 let answer = stateless::answer_server_request(&request);
                 if let Err(error) = process.send_client_response(&answer).await {
                     tracing::debug!(%error, "could not answer a server request");
                 }
                 return None;
-            }
-            relay_ids.push(state.relays.register(process, &mut request));
+            };
+            relay_ids.push(state.relays.register(process, &mut request, session));
             Some(sse::event(&request))
         }
     }
@@ -676,22 +845,21 @@ fn resolve_session(
         }
         return Ok(Some(session));
     }
-    if is_initialize(message)
-        || stateless::is_stateless(headers, message)
-        || only_responses(message)
-    {
+    // A client's answer to a server request needs its session too: only the session a
+    // request was relayed to may answer it.
+    if is_initialize(message) || stateless::is_stateless(headers, message) {
         return Ok(None);
     }
-    Err(FrontError::MissingSession)
-}
-
-fn only_responses(message: &Value) -> bool {
-    match message {
-        Value::Array(batch) => batch
-            .iter()
-            .all(|m| jsonrpc::classify(m) == Some(Kind::Response)),
-        single => jsonrpc::classify(single) == Some(Kind::Response),
+    if jsonrpc::classify(message) == Some(Kind::Response) {
+        state
+            .metrics
+            .relay_answers_refused_total
+            .with_label_values(&["no_session"])
+            .inc();
+        let id = message.get("id").cloned().unwrap_or(Value::Null);
+        return Err(FrontError::RelayAnswerRefused(id.to_string()));
     }
+    Err(FrontError::MissingSession)
 }
 
 fn is_initialize(message: &Value) -> bool {

@@ -27,6 +27,7 @@ use tokio::sync::watch;
 
 pub use error::FrontError;
 pub use mcp::{SESSION_PROTOCOL_VERSIONS, STATELESS_PROTOCOL_VERSION};
+pub use routes::check_exposure;
 
 use crate::backend::Pool;
 use crate::config::HttpConfig;
@@ -66,7 +67,7 @@ impl AppState {
     ) -> Arc<AppState> {
         let metrics = router.metrics().clone();
         Arc::new(AppState {
-            sessions: SessionStore::new(http.session_idle_timeout, metrics.sessions_active.clone()),
+            sessions: SessionStore::new(&http, &metrics),
             relays: Relays::default(),
             cancellations: Arc::default(),
             shutting_down: watch::channel(false).0,

@@ -139,7 +139,13 @@ enum Guard {
 }
 
 /// Rejects requests from a browser origin that is not allowed (DNS-rebinding
-/// protection) and requests without the configured bearer token.
+/// protection) and requests without the credential their route needs:
+///
+/// - `/mcp*` needs `http.auth_token` when it is set;
+/// - `/admin/*` needs `http.admin_token` when it is set. When only `auth_token` is set, the
+///   admin routes are closed (403): the token every client holds does not grant admin.
+///   With no token at all they are open, which `check_exposure` allows only on a loopback
+///   address or with `--insecure-listen`.
 fn guarded(state: &AppState, headers: &HeaderMap, guard: Guard) -> Result<(), FrontError> {
     if state.is_shutting_down() {
         return Err(FrontError::ShuttingDown);
@@ -149,19 +155,74 @@ fn guarded(state: &AppState, headers: &HeaderMap, guard: Guard) -> Result<(), Fr
     {
         return Err(FrontError::ForbiddenOrigin(origin.to_owned()));
     }
+    let http = &state.http;
     let token = match guard {
-        Guard::Mcp => state.http.auth_token.as_ref(),
-        Guard::Admin => state.http.admin_token.as_ref(),
+        Guard::Mcp => http.auth_token.as_ref(),
+        Guard::Admin if http.admin_token.is_none() && http.auth_token.is_some() => {
+            return Err(FrontError::AdminDisabled);
+        }
+        Guard::Admin => http.admin_token.as_ref(),
     };
     let Some(token) = token else { return Ok(()) };
     let presented = header_str(headers, header::AUTHORIZATION.as_str())
-        .and_then(|value| value.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .unwrap_or_default();
-    if constant_time_eq(presented.as_bytes(), token.expose().as_bytes()) {
+    if tokens_match(presented, token.expose()) {
         Ok(())
     } else {
         Err(FrontError::Unauthorized)
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header. The scheme is matched without
+/// regard to case (RFC 9110 section 11.1), and any run of spaces may follow it.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
+}
+
+/// Compares the SHA-256 digests of the two tokens in constant time, so neither the
+/// position of the first wrong byte nor the configured token's length shows in the timing.
+fn tokens_match(presented: &str, expected: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let presented = Sha256::digest(presented.as_bytes());
+    let expected = Sha256::digest(expected.as_bytes());
+    presented
+        .iter()
+        .zip(expected.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+/// Refuses to serve a non-loopback address without a client credential unless the operator
+/// says `--insecure-listen`: the bridge starts processes on its callers' behalf, so an open
+/// bridge on a network lets anyone run them (and, with no token at all, use the admin routes).
+pub fn check_exposure(
+    http: &crate::config::HttpConfig,
+    insecure_listen: bool,
+) -> Result<(), String> {
+    if http.listen.ip().is_loopback() || http.auth_token.is_some() {
+        return Ok(());
+    }
+    let admin = if http.admin_token.is_some() {
+        "the admin routes need http.admin_token"
+    } else {
+        "the admin routes (/admin/*: pids, cache, plugins) are open too"
+    };
+    if insecure_listen {
+        tracing::warn!(
+            listen = %http.listen,
+            "INSECURE: listening on a non-loopback address without http.auth_token (--insecure-listen): anyone who can reach {} can call every server through the bridge; {admin}",
+            http.listen
+        );
+        return Ok(());
+    }
+    Err(format!(
+        "refusing to listen on {} without http.auth_token: anyone who can reach it could run the configured servers through the bridge, and {admin}. Set http.auth_token (and http.admin_token), listen on a loopback address such as 127.0.0.1, or pass --insecure-listen if something in front of the bridge authenticates every request",
+        http.listen
+    ))
 }
 
 /// An allow-list entry matches exactly, or (`scheme://host` or `scheme://host:*`) any
@@ -183,13 +244,6 @@ pub fn origin_allowed(allowed: &[String], origin: &str) -> bool {
             .and_then(|rest| rest.strip_prefix(':'))
             .is_some_and(|port| !port.is_empty() && port.chars().all(|c| c.is_ascii_digit()))
     })
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn unknown_server(state: &AppState, name: &str) -> FrontError {
@@ -439,5 +493,44 @@ mod tests {
             "http://127.0.0.1:8080"
         ));
         assert!(origin_allowed(&["*".to_owned()], "https://anything"));
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        for value in [
+            "Bearer t0k",
+            "bearer t0k",
+            "BEARER t0k",
+            "bEaReR   t0k",
+            " Bearer t0k ",
+        ] {
+            assert_eq!(bearer_token(value), Some("t0k"), "{value:?}");
+        }
+        for value in ["Basic t0k", "Bearert0k", "t0k", "Bearer", ""] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn tokens_match_only_when_equal() {
+        assert!(tokens_match("secret", "secret"));
+        assert!(!tokens_match("secret", "secreT"));
+        assert!(!tokens_match("secret", "secret-longer"));
+        assert!(!tokens_match("", "secret"));
+    }
+
+    #[test]
+    fn exposure_needs_a_token_off_loopback() {
+        let mut http = crate::config::HttpConfig::default();
+        assert!(
+            check_exposure(&http, false).is_ok(),
+            "loopback without a token"
+        );
+        http.listen = "0.0.0.0:8080".parse().unwrap();
+        let refused = check_exposure(&http, false).unwrap_err();
+        assert!(refused.contains("--insecure-listen") && refused.contains("http.auth_token"));
+        assert!(check_exposure(&http, true).is_ok());
+        http.auth_token = Some(crate::config::Secret::new("t".to_owned()));
+        assert!(check_exposure(&http, false).is_ok());
     }
 }

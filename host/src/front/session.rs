@@ -7,10 +7,40 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
-use prometheus::IntGaugeVec;
+use prometheus::{IntCounterVec, IntGaugeVec};
 use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::error::FrontError;
 use crate::backend::Process;
+use crate::config::HttpConfig;
+use crate::metrics::Metrics;
+
+/// How many characters of a client's `clientInfo.name` a session keeps. A session stores
+/// only that field (for `/admin/stats`), so what a client sends at `initialize` cannot grow
+/// what the bridge holds per session.
+pub const MAX_CLIENT_INFO_CHARS: usize = 128;
+
+/// How many resources one session may subscribe to at once.
+pub const MAX_SUBSCRIPTIONS_PER_SESSION: usize = 1024;
+
+/// What a session remembers of the client's `clientInfo`.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub name: String,
+}
+
+impl ClientInfo {
+    /// Keeps the name, cut to [`MAX_CLIENT_INFO_CHARS`].
+    pub fn from_initialize(client_info: Option<&Value>) -> ClientInfo {
+        let name = client_info
+            .and_then(|info| info.get("name"))
+            .and_then(Value::as_str)
+            .map(|text| text.chars().take(MAX_CLIENT_INFO_CHARS).collect())
+            .unwrap_or_default();
+        ClientInfo { name }
+    }
+}
 
 /// One client's session, bound to the endpoint that created it.
 #[derive(Debug)]
@@ -19,13 +49,16 @@ pub struct Session {
     /// The endpoint the session belongs to: a server name, or empty for `/mcp`.
     pub endpoint: String,
     pub protocol_version: String,
-    pub client_info: Value,
+    pub client_info: ClientInfo,
     last_seen_ms: AtomicU64,
     /// The rank of the least severe log level the client wants (`logging/setLevel`).
     log_level: std::sync::atomic::AtomicU8,
     /// Resource URIs (as the client names them) this session subscribed to; only their
     /// `notifications/resources/updated` reach its GET stream.
     subscriptions: Mutex<std::collections::HashSet<String>>,
+    /// One permit per call the session may have in flight (`max_inflight_per_session`).
+    call_slots: Arc<Semaphore>,
+    max_inflight: usize,
 }
 
 impl Session {
@@ -35,6 +68,18 @@ impl Session {
 
     pub fn set_log_level(&self, rank: u8) {
         self.log_level.store(rank, Ordering::Relaxed);
+    }
+
+    /// Refuses a new subscription once the session holds [`MAX_SUBSCRIPTIONS_PER_SESSION`];
+    /// checked before the request reaches the server.
+    pub fn check_subscription_room(&self, uri: &str) -> Result<(), FrontError> {
+        let subscriptions = self.subscriptions.lock();
+        if subscriptions.len() >= MAX_SUBSCRIPTIONS_PER_SESSION && !subscriptions.contains(uri) {
+            return Err(FrontError::TooManySubscriptions {
+                max: MAX_SUBSCRIPTIONS_PER_SESSION,
+            });
+        }
+        Ok(())
     }
 
     pub fn subscribe(&self, uri: &str) {
@@ -48,23 +93,54 @@ impl Session {
     pub fn is_subscribed(&self, uri: &str) -> bool {
         self.subscriptions.lock().contains(uri)
     }
+
+    /// Waits up to `wait` for one of the session's call slots. The permit is held until the
+    /// call's answer is complete, so one session's burst waits behind its own cap and never
+    /// fills a server's pool queue in front of other sessions.
+    pub async fn call_slot(&self, wait: Duration) -> Result<OwnedSemaphorePermit, FrontError> {
+        let busy = || FrontError::SessionBusy {
+            limit: self.max_inflight,
+            waited_ms: wait.as_millis(),
+        };
+        match tokio::time::timeout(wait, self.call_slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            // The semaphore is never closed; treat it like a full one all the same.
+            Ok(Err(_)) | Err(_) => Err(busy()),
+        }
+    }
+
+    /// Calls this session has in flight.
+    pub fn calls_in_flight(&self) -> usize {
+        self.max_inflight
+            .saturating_sub(self.call_slots.available_permits())
+    }
 }
 
-/// All open sessions. Sessions unused for `idle_timeout` are dropped by [`SessionStore::prune`].
+/// All open sessions, at most `max_sessions`. Sessions unused for `idle_timeout` are
+/// dropped by [`SessionStore::prune`]; at the cap, [`SessionStore::create`] closes the least
+/// recently used session that has no call in flight.
 pub struct SessionStore {
     sessions: RwLock<HashMap<String, Arc<Session>>>,
     idle_timeout: Duration,
+    max_sessions: usize,
+    max_inflight_per_session: usize,
     epoch: Instant,
     gauge: IntGaugeVec,
+    closed: IntCounterVec,
+    refused: IntCounterVec,
 }
 
 impl SessionStore {
-    pub fn new(idle_timeout: Duration, gauge: IntGaugeVec) -> Self {
+    pub fn new(http: &HttpConfig, metrics: &Metrics) -> Self {
         SessionStore {
             sessions: RwLock::new(HashMap::new()),
-            idle_timeout,
+            idle_timeout: http.session_idle_timeout,
+            max_sessions: http.max_sessions,
+            max_inflight_per_session: http.max_inflight_per_session,
             epoch: Instant::now(),
-            gauge,
+            gauge: metrics.sessions_active.clone(),
+            closed: metrics.sessions_closed_total.clone(),
+            refused: metrics.limit_refusals_total.clone(),
         }
     }
 
@@ -72,12 +148,14 @@ impl SessionStore {
         self.epoch.elapsed().as_millis() as u64
     }
 
+    /// Opens a session; at `max_sessions` it first closes the least recently used session
+    /// with no call in flight, and refuses when every session is busy.
     pub fn create(
         &self,
         endpoint: &str,
         protocol_version: &str,
-        client_info: Value,
-    ) -> Arc<Session> {
+        client_info: ClientInfo,
+    ) -> Result<Arc<Session>, FrontError> {
         // 128 random bits: unguessable, so one client cannot use another's session.
         let id = format!("{:032x}", rand::random::<u128>());
         let session = Arc::new(Session {
@@ -88,12 +166,38 @@ impl SessionStore {
             last_seen_ms: AtomicU64::new(self.now_ms()),
             log_level: std::sync::atomic::AtomicU8::new(super::logging::ALL_LEVELS),
             subscriptions: Mutex::default(),
+            call_slots: Arc::new(Semaphore::new(self.max_inflight_per_session)),
+            max_inflight: self.max_inflight_per_session,
         });
-        self.sessions.write().insert(id, session.clone());
+        let mut sessions = self.sessions.write();
+        if sessions.len() >= self.max_sessions {
+            let Some(victim) = least_recently_used_idle(&sessions) else {
+                self.refused.with_label_values(&["max_sessions"]).inc();
+                return Err(FrontError::TooManySessions {
+                    max: self.max_sessions,
+                });
+            };
+            if let Some(closed) = sessions.remove(&victim) {
+                self.count_closed(&closed, "capacity");
+                tracing::info!(
+                    session = %closed.id,
+                    max_sessions = self.max_sessions,
+                    "closed the least recently used idle session to make room (http.max_sessions)"
+                );
+            }
+        }
+        sessions.insert(id, session.clone());
         self.gauge
             .with_label_values(&[endpoint_label(endpoint)])
             .inc();
-        session
+        Ok(session)
+    }
+
+    fn count_closed(&self, session: &Session, reason: &str) {
+        self.gauge
+            .with_label_values(&[endpoint_label(&session.endpoint)])
+            .dec();
+        self.closed.with_label_values(&[reason]).inc();
     }
 
     /// Looks a session up for `endpoint` and marks it used. A session of another
@@ -122,18 +226,18 @@ impl SessionStore {
         true
     }
 
-    /// Drops sessions idle for longer than the configured timeout.
+    /// Drops sessions idle for longer than the configured timeout. A session with a call
+    /// still in flight is in use, however long ago its last request arrived.
     pub fn prune(&self) {
         let now = self.now_ms();
         let limit = self.idle_timeout.as_millis() as u64;
         let mut sessions = self.sessions.write();
         let before = sessions.len();
         sessions.retain(|_, session| {
-            let keep = now.saturating_sub(session.last_seen_ms.load(Ordering::Relaxed)) < limit;
+            let idle = now.saturating_sub(session.last_seen_ms.load(Ordering::Relaxed)) >= limit;
+            let keep = !idle || session.calls_in_flight() > 0;
             if !keep {
-                self.gauge
-                    .with_label_values(&[endpoint_label(&session.endpoint)])
-                    .dec();
+                self.count_closed(session, "idle");
             }
             keep
         });
@@ -150,15 +254,28 @@ impl SessionStore {
         let mut by_client: HashMap<&str, usize> = HashMap::new();
         for session in sessions.values() {
             *by_version.entry(&session.protocol_version).or_default() += 1;
-            let client = session
-                .client_info
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or("(unnamed)");
+            let client = match session.client_info.name.as_str() {
+                "" => "(unnamed)",
+                name => name,
+            };
             *by_client.entry(client).or_default() += 1;
         }
-        serde_json::json!({ "open": sessions.len(), "by_protocol_version": by_version, "by_client": by_client })
+        serde_json::json!({
+            "open": sessions.len(),
+            "max": self.max_sessions,
+            "by_protocol_version": by_version,
+            "by_client": by_client,
+        })
     }
+}
+
+/// The id of the session used least recently among those with no call in flight.
+fn least_recently_used_idle(sessions: &HashMap<String, Arc<Session>>) -> Option<String> {
+    sessions
+        .values()
+        .filter(|session| session.calls_in_flight() == 0)
+        .min_by_key(|session| session.last_seen_ms.load(Ordering::Relaxed))
+        .map(|session| session.id.clone())
 }
 
 fn endpoint_label(endpoint: &str) -> &str {
@@ -169,43 +286,84 @@ fn endpoint_label(endpoint: &str) -> &str {
     }
 }
 
-/// A server-to-client request waiting for the client's answer.
+/// A server-to-client request waiting for the client's answer, and who may give it.
 struct Relay {
     process: Arc<Process>,
     server_id: Value,
+    /// The session the request was sent to; only it may answer.
+    session: String,
+    /// The endpoint the request was sent on (a server name, or empty for `/mcp`).
+    endpoint: String,
+}
+
+/// Why a client's answer to a server request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayRefusal {
+    /// No request with that id is waiting (never sent, already answered, or its call ended).
+    UnknownId,
+    /// The request was sent to another session or on another endpoint.
+    WrongSession,
+}
+
+impl RelayRefusal {
+    pub fn label(self) -> &'static str {
+        match self {
+            RelayRefusal::UnknownId => "unknown_id",
+            RelayRefusal::WrongSession => "wrong_session",
+        }
+    }
 }
 
 /// Server requests relayed to clients, under ids the bridge makes unique (two servers
-/// may both use id 1), so the client's answer finds its way back.
+/// may both use id 1) and unguessable, so the client's answer finds its way back and no
+/// other client can answer in its place.
 #[derive(Default)]
 pub struct Relays {
-    next: AtomicU64,
     waiting: Mutex<HashMap<String, Relay>>,
 }
 
 impl Relays {
-    /// Rewrites the request's id to a bridge id and remembers where the answer goes.
-    pub fn register(&self, process: Arc<Process>, request: &mut Value) -> String {
-        let relay_id = format!("mcp-bridge-{}", self.next.fetch_add(1, Ordering::Relaxed));
+    /// Rewrites the request's id to a fresh bridge id and remembers where the answer goes
+    /// and which session (on which endpoint) may give it.
+    pub fn register(
+        &self,
+        process: Arc<Process>,
+        request: &mut Value,
+        session: &Session,
+    ) -> String {
+        // 128 random bits: a client that sees its own relay ids learns nothing about others'.
+        let relay_id = format!("mcp-bridge-{:032x}", rand::random::<u128>());
         let server_id = request
             .as_object_mut()
             .and_then(|object| object.insert("id".into(), Value::String(relay_id.clone())))
             .unwrap_or(Value::Null);
-        self.waiting
-            .lock()
-            .insert(relay_id.clone(), Relay { process, server_id });
+        let relay = Relay {
+            process,
+            server_id,
+            session: session.id.clone(),
+            endpoint: session.endpoint.clone(),
+        };
+        self.waiting.lock().insert(relay_id.clone(), relay);
         relay_id
     }
 
-    /// Sends a client's answer back to the server that asked, with the server's own id.
-    /// Returns false when the id is not one the bridge is waiting for.
-    pub async fn answer(&self, mut response: Value) -> bool {
+    /// Sends a session's answer back to the server that asked, with the server's own id.
+    /// An answer for an id the bridge is not waiting for, or from a session the request
+    /// was not sent to, is refused and leaves the waiting request untouched.
+    pub async fn answer(&self, session: &Session, mut response: Value) -> Result<(), RelayRefusal> {
         let relay_id = response
             .get("id")
             .and_then(Value::as_str)
-            .map(str::to_owned);
-        let Some(relay) = relay_id.and_then(|id| self.waiting.lock().remove(&id)) else {
-            return false;
+            .unwrap_or_default();
+        let relay = {
+            let mut waiting = self.waiting.lock();
+            let Some(relay) = waiting.get(relay_id) else {
+                return Err(RelayRefusal::UnknownId);
+            };
+            if relay.session != session.id || relay.endpoint != session.endpoint {
+                return Err(RelayRefusal::WrongSession);
+            }
+            waiting.remove(relay_id).ok_or(RelayRefusal::UnknownId)?
         };
         if let Some(object) = response.as_object_mut() {
             object.insert("id".into(), relay.server_id);
@@ -213,7 +371,7 @@ impl Relays {
         if let Err(error) = relay.process.send_client_response(&response).await {
             tracing::debug!(%error, "could not deliver a client's answer to the server");
         }
-        true
+        Ok(())
     }
 
     /// Forgets relays whose call has ended without an answer.

@@ -117,6 +117,10 @@ max_body_bytes = "512KiB"
 namespace_separator = "."
 shutdown_grace = 3
 session_idle_timeout = "1h"
+max_batch_messages = 10
+batch_concurrency = 2
+max_sessions = 50
+max_inflight_per_session = 3
 
 [logging]
 format = "JSON"
@@ -160,6 +164,10 @@ health_check_interval = "1m"
     assert_eq!(http.namespace_separator, ".");
     assert_eq!(http.shutdown_grace, Duration::from_secs(3));
     assert_eq!(http.session_idle_timeout, Duration::from_secs(3600));
+    assert_eq!(http.max_batch_messages, 10);
+    assert_eq!(http.batch_concurrency, 2);
+    assert_eq!(http.max_sessions, 50);
+    assert_eq!(http.max_inflight_per_session, 3);
     assert_eq!(config.logging.format, LogFormat::Json);
     assert_eq!(config.logging.level, "mcp_bridge=debug,info");
 
@@ -424,6 +432,18 @@ const SEMANTIC_ERRORS: &[(&str, usize, &str, &str)] = &[
         2,
         "http.auth_token",
         "empty",
+    ),
+    (
+        "[http]\nmax_batch_messages = 0\n[servers.a]\ncommand = \"x\"\n",
+        2,
+        "http.max_batch_messages",
+        "at least 1",
+    ),
+    (
+        "[http]\nmax_inflight_per_session = 0\n[servers.a]\ncommand = \"x\"\n",
+        2,
+        "http.max_inflight_per_session",
+        "at least 1",
     ),
     (
         "[http]\nmax_body_bytes = 0\n[servers.a]\ncommand = \"x\"\n",
