@@ -213,14 +213,37 @@ async fn a_non_loopback_listen_without_a_token_needs_insecure_listen() -> Result
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("mcp-bridge.toml");
     std::fs::write(&config, demo_server_toml("demo", &[], ""))?;
-    let refused = Command::new(bridge_exe())
+    let mut refused = Command::new(bridge_exe())
         .args(["serve", "--listen", "0.0.0.0:0", "--config"])
         .arg(&config)
         .env_remove("MCP_BRIDGE_INSECURE_LISTEN")
         .stdin(Stdio::null())
-        .output()?;
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // Bounded: a bridge that does not refuse would serve until killed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = refused.try_wait()? {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = refused.kill();
+            let _ = refused.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = refused.stderr.take() {
+        use std::io::Read;
+        pipe.read_to_string(&mut stderr)?;
+    }
+    assert_eq!(
+        status.and_then(|status| status.code()),
+        Some(2),
+        "the bridge did not refuse to start: {stderr}"
+    );
     assert!(
         stderr.contains("--insecure-listen") && stderr.contains("http.auth_token"),
         "{stderr}"
