@@ -20,6 +20,8 @@ pub const DEFAULT_NAMESPACE_SEPARATOR: &str = "__";
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long an HTTP MCP session may go unused before it is dropped.
 pub const DEFAULT_SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Requests whose protocol-version signals disagree are refused unless configured otherwise.
+pub const DEFAULT_VERSION_MISMATCH: VersionMismatch = VersionMismatch::Strict;
 /// The tracing `EnvFilter` directive used when none is configured.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 
@@ -208,6 +210,33 @@ pub struct HttpConfig {
     pub namespace_separator: String,
     pub shutdown_grace: Duration,
     pub session_idle_timeout: Duration,
+    /// What the front does with a request whose version signals (session, header, body
+    /// `_meta`) disagree in one of the ways real clients are known to.
+    pub version_mismatch: VersionMismatch,
+}
+
+/// How the front treats known mixes of protocol-version signals from real clients.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum VersionMismatch {
+    /// Refuse them, saying what disagreed and what to send.
+    #[default]
+    Strict,
+    /// Serve them under a fixed precedence (session, then body, then header) and count
+    /// each in `mcp_bridge_version_mismatch_total`.
+    Lenient,
+}
+
+impl VersionMismatch {
+    /// Every mode, in the order the help text lists them.
+    pub const ALL: [VersionMismatch; 2] = [VersionMismatch::Strict, VersionMismatch::Lenient];
+
+    /// The name used in the configuration file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Strict => "strict",
+            Self::Lenient => "lenient",
+        }
+    }
 }
 
 impl Default for HttpConfig {
@@ -224,6 +253,7 @@ impl Default for HttpConfig {
             namespace_separator: DEFAULT_NAMESPACE_SEPARATOR.to_owned(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             session_idle_timeout: DEFAULT_SESSION_IDLE_TIMEOUT,
+            version_mismatch: DEFAULT_VERSION_MISMATCH,
         }
     }
 }

@@ -46,6 +46,11 @@ impl BridgeConfig {
             "  session_idle_timeout: {}",
             format_duration(http.session_idle_timeout)
         )?;
+        writeln!(
+            out,
+            "  version_mismatch: {}",
+            http.version_mismatch.as_str()
+        )?;
         writeln!(out, "logging:")?;
         writeln!(out, "  format: {}", self.logging.format.as_str())?;
         writeln!(out, "  level: {}", self.logging.level)?;

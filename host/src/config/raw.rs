@@ -68,6 +68,7 @@ pub(crate) struct RawHttp {
     pub namespace_separator: Option<String>,
     pub shutdown_grace: Option<RawDuration>,
     pub session_idle_timeout: Option<RawDuration>,
+    pub version_mismatch: Option<String>,
 }
 
 /// The `[logging]` table.
@@ -327,6 +328,7 @@ pub(crate) fn field_help(field: &str) -> Option<&'static str> {
         | "auth_token"
         | "admin_token"
         | "namespace_separator"
+        | "version_mismatch"
         | "format"
         | "level"
         | "type"
