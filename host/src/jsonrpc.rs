@@ -69,6 +69,43 @@ pub fn classify_strict(message: &Value) -> Option<Kind> {
     classify(message)
 }
 
+/// Why a request's `id` is not one MCP allows. MCP narrows JSON-RPC's ids to strings
+/// and integers; anything else is refused before the request is looked at, and the
+/// refusal carries id `null` (JSON-RPC: the id could not be determined).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the request id is {found}; MCP request ids must be a string or an integer (such as \"req-1\" or 42, with no fraction or exponent)"
+)]
+pub struct InvalidId {
+    /// What was sent, in words: "an object", "a boolean", "null", ...
+    pub found: &'static str,
+}
+
+/// Checks the `id` of a request: a string, or a number written as an integer. Integers
+/// of any size are allowed; they travel as the text they arrived as (serde_json's
+/// `arbitrary_precision`), so the client gets back exactly what it sent.
+pub fn check_request_id(message: &Value) -> Result<(), InvalidId> {
+    let Some(id) = message.get("id") else {
+        return Ok(());
+    };
+    let found = match id {
+        Value::String(_) => return Ok(()),
+        Value::Number(number) if is_integer_text(number.as_str()) => return Ok(()),
+        Value::Number(_) => "a number with a fraction or exponent",
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    };
+    Err(InvalidId { found })
+}
+
+/// Whether a JSON number's text is an integer: an optional minus sign and digits only.
+pub fn is_integer_text(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    !digits.is_empty() && digits.bytes().all(|byte| byte.is_ascii_digit())
+}
+
 /// The `method` of a request or notification.
 pub fn method(message: &Value) -> Option<&str> {
     message.get("method").and_then(Value::as_str)
@@ -150,6 +187,51 @@ mod tests {
         assert_eq!(
             classify_strict(&json!({"jsonrpc":"2.0","id":1,"method":"ping"})),
             Some(Kind::Request)
+        );
+    }
+
+    #[test]
+    fn request_ids_are_strings_or_integers_only() {
+        let id = |text: &str| -> Value {
+            let request = format!(r#"{{"jsonrpc":"2.0","id":{text},"method":"ping"}}"#);
+            serde_json::from_str(&request).unwrap_or_default()
+        };
+        for good in [
+            r#""a""#,
+            "0",
+            "-7",
+            "18446744073709551617",
+            "-99999999999999999999",
+        ] {
+            assert_eq!(check_request_id(&id(good)), Ok(()), "{good}");
+        }
+        for (bad, found) in [
+            (r#"{"a":1}"#, "an object"),
+            ("[1]", "an array"),
+            ("true", "a boolean"),
+            ("null", "null"),
+            ("1.5", "a number with a fraction or exponent"),
+            ("1.0", "a number with a fraction or exponent"),
+            ("1e3", "a number with a fraction or exponent"),
+        ] {
+            assert_eq!(
+                check_request_id(&id(bad)),
+                Err(InvalidId { found }),
+                "{bad}"
+            );
+        }
+        assert_eq!(check_request_id(&json!({"method": "x"})), Ok(()));
+    }
+
+    #[test]
+    fn large_integer_ids_serialize_as_they_arrived() {
+        let text = r#"{"jsonrpc":"2.0","id":18446744073709551617,"method":"ping"}"#;
+        let request: Value = serde_json::from_str(text).unwrap_or_default();
+        let id = request.get("id").cloned().unwrap_or_default();
+        let response = result_response(id, json!({}));
+        assert_eq!(
+            serde_json::to_string(&response).unwrap_or_default(),
+            r#"{"jsonrpc":"2.0","id":18446744073709551617,"result":{}}"#
         );
     }
 

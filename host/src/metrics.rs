@@ -44,6 +44,7 @@ pub struct Metrics {
     pub plugin_decision_seconds: HistogramVec,
     pub plugin_quarantined: IntGaugeVec,
     pub trace_records_dropped_total: prometheus::IntCounter,
+    pub version_mismatch_total: IntCounterVec,
 }
 
 /// Plugin call latency buckets in seconds: a warm decision takes about a microsecond;
@@ -260,6 +261,11 @@ impl Metrics {
                     )
                     .namespace("mcp_bridge"),
                 ),
+            ),
+            version_mismatch_total: counter(
+                "version_mismatch_total",
+                "Requests whose protocol-version signals (session, MCP-Protocol-Version header, body _meta) disagreed, by kind and by action (accepted: served under the documented precedence; refused: answered with what to send).",
+                &["kind", "action"],
             ),
             registry,
         }

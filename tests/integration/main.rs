@@ -21,5 +21,6 @@ mod observe;
 mod plugin_contract;
 mod plugin_reload;
 mod plugins;
+mod protocol_strictness;
 mod reference_servers;
 mod smoke;

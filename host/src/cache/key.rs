@@ -1,7 +1,7 @@
 //! Cache keys: canonical JSON for arguments (keys sorted, no whitespace, numbers
 //! normalised) and the key layout server / method / name / partition / arguments.
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
 
 /// Appends `value` to `out` as canonical JSON: object keys sorted, no whitespace, and
 /// numbers that are whole written as integers (`1.0` and `1` are the same argument).
@@ -18,13 +18,41 @@ pub fn canonical_json(value: &Value, out: &mut String) {
             }
             out.push(']');
         }
-        Value::Number(number) => match number.as_f64() {
-            Some(float) if number.is_f64() && float.fract() == 0.0 && float.abs() < 9.0e15 => {
-                out.push_str(&(float as i64).to_string());
-            }
-            _ => out.push_str(&number.to_string()),
-        },
+        Value::Number(number) => canonical_number(number, out),
         other => out.push_str(&other.to_string()),
+    }
+}
+
+/// Appends a number in its canonical spelling. Numbers keep the text they arrived as
+/// (serde_json's `arbitrary_precision`), so the spelling is normalised here: integers
+/// in decimal, whole floats below 9e15 as integers, other floats in the shortest form
+/// that reads back as the same `f64` (`1.50` and `15e-1` are both `1.5`), and integers
+/// beyond 64 bits exactly as written, so two different large integers never share a
+/// key (they did when every number went through `f64`).
+fn canonical_number(number: &Number, out: &mut String) {
+    if let Some(integer) = number.as_i64() {
+        out.push_str(&integer.to_string());
+        return;
+    }
+    if let Some(integer) = number.as_u64() {
+        out.push_str(&integer.to_string());
+        return;
+    }
+    let text = number.as_str();
+    if crate::jsonrpc::is_integer_text(text) {
+        out.push_str(text);
+        return;
+    }
+    match number.as_f64() {
+        Some(float) if float.fract() == 0.0 && float.abs() < 9.0e15 => {
+            out.push_str(&(float as i64).to_string());
+        }
+        Some(float) => match Number::from_f64(float) {
+            Some(shortest) => out.push_str(shortest.as_str()),
+            None => out.push_str(text),
+        },
+        // Beyond the range of f64 (such as 1e400): the text is all there is.
+        None => out.push_str(text),
     }
 }
 
@@ -100,6 +128,47 @@ mod tests {
         assert_eq!(
             canonical_arguments(Some(&json!({"x": 1.5})), &[]),
             r#"{"x":1.5}"#
+        );
+    }
+
+    /// Canonical JSON of arguments given as text, the way they arrive from a client.
+    fn canonical_text(text: &str) -> String {
+        let value: Value = serde_json::from_str(text).unwrap_or_default();
+        canonical_arguments(Some(&value), &[])
+    }
+
+    #[test]
+    fn numbers_keep_their_meaning_whatever_their_spelling() {
+        for (spellings, canonical) in [
+            (&["1", "1.0", "1e0", "10e-1", "1.00"][..], "1"),
+            (&["-0", "0", "-0.0", "0e5"][..], "0"),
+            (&["1.5", "1.50", "15e-1", "0.15e1"][..], "1.5"),
+            (&["-2.25", "-225e-2"][..], "-2.25"),
+            // Whole floats from 9e15 on keep the float spelling they always had.
+            (&["1e16", "1.0e16", "10e15"][..], "1e+16"),
+            (&["18446744073709551615"][..], "18446744073709551615"),
+            (&["-9223372036854775808"][..], "-9223372036854775808"),
+        ] {
+            for spelling in spellings {
+                assert_eq!(
+                    canonical_text(&format!(r#"{{"n":{spelling}}}"#)),
+                    format!(r#"{{"n":{canonical}}}"#),
+                    "{spelling}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn large_integers_are_keyed_exactly() {
+        let a = canonical_text(r#"{"n":18446744073709551617}"#);
+        let b = canonical_text(r#"{"n":18446744073709551616}"#);
+        assert_eq!(a, r#"{"n":18446744073709551617}"#);
+        assert_ne!(a, b, "two different integers must not share a key");
+        // Beyond f64: kept as text, so still told apart.
+        assert_ne!(
+            canonical_text(r#"{"n":1e400}"#),
+            canonical_text(r#"{"n":2e400}"#)
         );
     }
 

@@ -213,16 +213,22 @@ impl Store {
         true
     }
 
-    /// Drops every entry carrying `tag`.
+    /// Drops every entry carrying `tag`; returns how many were still cached.
     pub fn invalidate_tag(&self, tag: &str) -> usize {
         let mut index = self.index.lock();
         self.apply_removals(&mut index);
         self.mark_invalidated(&mut index, tag);
         let keys = index.keys_by_tag.remove(tag).unwrap_or_default();
+        // The tag index still holds keys whose entries expired but that moka has not
+        // evicted yet (it does so lazily, during its maintenance): those are not counted.
+        // `contains_key` judges expiry the way `get` does. Fills wait for the index lock,
+        // so no key is added meanwhile.
+        let mut dropped = 0;
         for key in &keys {
+            dropped += usize::from(self.entries.contains_key(key));
             self.entries.invalidate(key);
         }
-        keys.len()
+        dropped
     }
 
     /// Drops one entry by its exact key.
@@ -234,7 +240,7 @@ impl Store {
         usize::from(existed)
     }
 
-    /// Drops everything.
+    /// Drops everything; returns how many entries were cached.
     pub fn clear(&self) -> u64 {
         let mut index = self.index.lock();
         let sequence = self.sequence.fetch_add(1, Ordering::SeqCst) + 1;
@@ -242,7 +248,11 @@ impl Store {
         index.keys_by_tag.clear();
         // Marks older than a clear can never matter again.
         index.invalidated_at.clear();
-        let count = self.entries.entry_count();
+        // moka's `entry_count` lags behind until its maintenance has run (it said 0
+        // right after one insert), and it counts expired entries not yet evicted. The
+        // iterator sees exactly the live entries. Fills wait for the index lock, so none
+        // is added between the count and the clear.
+        let count = self.entries.iter().count() as u64;
         self.entries.invalidate_all();
         count
     }
@@ -328,6 +338,53 @@ mod tests {
         let fresh = store.begin_fill();
         assert!(store.insert(Arc::from("k1"), entry(&["server:s"]), &fresh));
         assert!(store.get("k1").is_some());
+    }
+
+    fn entry_with_ttl(tags: &[&str], ttl: Duration) -> Entry {
+        Entry {
+            ttl: Some(ttl),
+            ..entry(tags)
+        }
+    }
+
+    #[test]
+    fn clear_counts_every_entry_it_dropped() {
+        let store = store();
+        for round in [1_usize, 10, 0] {
+            let ticket = store.begin_fill();
+            for index in 0..round {
+                let key = Arc::from(format!("k{index}").as_str());
+                assert!(store.insert(key, entry(&["server:s"]), &ticket));
+            }
+            drop(ticket);
+            assert_eq!(store.clear(), round as u64, "after {round} inserts");
+            assert!(store.get("k0").is_none());
+        }
+    }
+
+    #[test]
+    fn expired_entries_are_not_counted_as_dropped() {
+        let store = store();
+        let short = Duration::from_millis(30);
+        let ticket = store.begin_fill();
+        assert!(store.insert(
+            Arc::from("old"),
+            entry_with_ttl(&["server:s"], short),
+            &ticket
+        ));
+        assert!(store.insert(Arc::from("live"), entry(&["server:s"]), &ticket));
+        assert!(store.insert(
+            Arc::from("gone"),
+            entry_with_ttl(&["server:t"], short),
+            &ticket
+        ));
+        assert!(store.insert(Arc::from("kept"), entry(&["server:t"]), &ticket));
+        drop(ticket);
+        // Wait out the short TTL without touching the store, whose reads could run its
+        // maintenance and evict the expired entries first.
+        std::thread::sleep(short * 3);
+        assert_eq!(store.invalidate_tag("server:s"), 1);
+        assert_eq!(store.clear(), 1, "only `kept` was still cached");
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
 /// The most calls one session may have in flight at once; its further calls wait behind its
 /// own cap (for the server's `acquire_timeout`), never in front of other sessions.
 pub const DEFAULT_MAX_INFLIGHT_PER_SESSION: usize = 16;
+/// Requests whose protocol-version signals disagree are refused unless configured otherwise.
+pub const DEFAULT_VERSION_MISMATCH: VersionMismatch = VersionMismatch::Strict;
 /// The tracing `EnvFilter` directive used when none is configured.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 
@@ -222,6 +224,33 @@ pub struct HttpConfig {
     pub batch_concurrency: usize,
     pub max_sessions: usize,
     pub max_inflight_per_session: usize,
+    /// What the front does with a request whose version signals (session, header, body
+    /// `_meta`) disagree in one of the ways real clients are known to.
+    pub version_mismatch: VersionMismatch,
+}
+
+/// How the front treats known mixes of protocol-version signals from real clients.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum VersionMismatch {
+    /// Refuse them, saying what disagreed and what to send.
+    #[default]
+    Strict,
+    /// Serve them under a fixed precedence (session, then body, then header) and count
+    /// each in `mcp_bridge_version_mismatch_total`.
+    Lenient,
+}
+
+impl VersionMismatch {
+    /// Every mode, in the order the help text lists them.
+    pub const ALL: [VersionMismatch; 2] = [VersionMismatch::Strict, VersionMismatch::Lenient];
+
+    /// The name used in the configuration file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Strict => "strict",
+            Self::Lenient => "lenient",
+        }
+    }
 }
 
 impl Default for HttpConfig {
@@ -242,6 +271,7 @@ impl Default for HttpConfig {
             batch_concurrency: DEFAULT_BATCH_CONCURRENCY,
             max_sessions: DEFAULT_MAX_SESSIONS,
             max_inflight_per_session: DEFAULT_MAX_INFLIGHT_PER_SESSION,
+            version_mismatch: DEFAULT_VERSION_MISMATCH,
         }
     }
 }

@@ -54,6 +54,11 @@ impl BridgeConfig {
             "  max_inflight_per_session: {}",
             http.max_inflight_per_session
         )?;
+        writeln!(
+            out,
+            "  version_mismatch: {}",
+            http.version_mismatch.as_str()
+        )?;
         writeln!(out, "logging:")?;
         writeln!(out, "  format: {}", self.logging.format.as_str())?;
         writeln!(out, "  level: {}", self.logging.level)?;

@@ -72,6 +72,7 @@ pub(crate) struct RawHttp {
     pub batch_concurrency: Option<usize>,
     pub max_sessions: Option<usize>,
     pub max_inflight_per_session: Option<usize>,
+    pub version_mismatch: Option<String>,
 }
 
 /// The `[logging]` table.
@@ -335,6 +336,7 @@ pub(crate) fn field_help(field: &str) -> Option<&'static str> {
         | "auth_token"
         | "admin_token"
         | "namespace_separator"
+        | "version_mismatch"
         | "format"
         | "level"
         | "type"

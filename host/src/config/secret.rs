@@ -116,8 +116,12 @@ impl<'de> Visitor<'de> for SecretVisitor {
         Err(Self::wrong("array"))
     }
 
-    fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<String, A::Error> {
-        Err(Self::wrong("table"))
+    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<String, A::Error> {
+        // serde_json's `arbitrary_precision` form of a float or a huge integer.
+        match super::units::number_in_map(map) {
+            Some(_) => Err(Self::wrong("number")),
+            None => Err(Self::wrong("table")),
+        }
     }
 }
 
@@ -160,13 +164,16 @@ mod tests {
                 "{error}"
             );
         }
-        let error = serde_json::from_str::<RawSecret>("987654321")
-            .err()
-            .map(|e| e.to_string());
-        let error = error.unwrap_or_default();
-        assert!(
-            error.contains("invalid type") && !error.contains("987654321"),
-            "{error}"
-        );
+        for number in ["987654321", "9876.54321", "98765432109876543210987"] {
+            let error = serde_json::from_str::<RawSecret>(number)
+                .err()
+                .map(|e| e.to_string());
+            let error = error.unwrap_or_default();
+            assert!(
+                error.contains("invalid type") && !error.contains("98765"),
+                "{error}"
+            );
+            assert!(!error.contains("table"), "{error}");
+        }
     }
 }

@@ -6,6 +6,39 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Visitor};
 
+/// Reads back a number that serde_json handed to a `deserialize_any` visitor as a map.
+/// The bridge enables serde_json's `arbitrary_precision` (so JSON-RPC ids and arguments
+/// pass through exactly as written), and with it serde_json gives a float, or an integer
+/// beyond 64 bits, to `deserialize_any` as a one-entry map holding the number's text.
+/// `None` when the map is a real one (TOML never disguises numbers).
+pub(crate) fn number_in_map<'de, A: de::MapAccess<'de>>(map: A) -> Option<serde_json::Number> {
+    serde_json::Number::deserialize(de::value::MapAccessDeserializer::new(map)).ok()
+}
+
+/// A `deserialize_any` visitor's `visit_map` for values that may be numbers: a disguised
+/// number goes to the visitor's number methods, a real map is the wrong type.
+fn visit_number_map<'de, V: Visitor<'de>, A: de::MapAccess<'de>>(
+    visitor: V,
+    map: A,
+) -> Result<V::Value, A::Error> {
+    let Some(number) = number_in_map(map) else {
+        return Err(de::Error::invalid_type(de::Unexpected::Map, &visitor));
+    };
+    if let Some(unsigned) = number.as_u64() {
+        return visitor.visit_u64(unsigned);
+    }
+    if let Some(signed) = number.as_i64() {
+        return visitor.visit_i64(signed);
+    }
+    match number.as_f64() {
+        Some(float) => visitor.visit_f64(float),
+        None => Err(de::Error::invalid_value(
+            de::Unexpected::Other("number out of range"),
+            &visitor,
+        )),
+    }
+}
+
 /// Parses a duration written as a string: humantime form ("30s", "5m", "250ms", "1h 30m") or a
 /// bare number of seconds ("30", "0.5"), which the seed's Python settings used.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -87,8 +120,12 @@ impl From<RawDuration> for Duration {
 
 struct DurationVisitor;
 
-impl Visitor<'_> for DurationVisitor {
+impl<'de> Visitor<'de> for DurationVisitor {
     type Value = Duration;
+
+    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Duration, A::Error> {
+        visit_number_map(self, map)
+    }
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a duration such as \"30s\", \"5m\", \"250ms\" or a number of seconds")
@@ -125,8 +162,12 @@ impl<'de> Deserialize<'de> for RawTtl {
 
 struct TtlVisitor;
 
-impl Visitor<'_> for TtlVisitor {
+impl<'de> Visitor<'de> for TtlVisitor {
     type Value = Option<Duration>;
+
+    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Option<Duration>, A::Error> {
+        visit_number_map(self, map)
+    }
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a duration such as \"60s\" or \"5m\", a number of seconds, or \"none\"")
@@ -136,7 +177,7 @@ impl Visitor<'_> for TtlVisitor {
         if v.trim().eq_ignore_ascii_case("none") {
             return Ok(None);
         }
-        DurationVisitor.visit_str(v).map(Some)
+        Visitor::visit_str(DurationVisitor, v).map(Some)
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Option<Duration>, E> {
@@ -164,8 +205,12 @@ impl<'de> Deserialize<'de> for RawSize {
 
 struct SizeVisitor;
 
-impl Visitor<'_> for SizeVisitor {
+impl<'de> Visitor<'de> for SizeVisitor {
     type Value = usize;
+
+    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<usize, A::Error> {
+        visit_number_map(self, map)
+    }
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a size in bytes, or a string such as \"512KiB\", \"4MiB\" or \"1GB\"")
@@ -238,7 +283,30 @@ mod tests {
         let json = |text: &str| serde_json::from_str::<RawDuration>(text).map(|d| d.0);
         assert_eq!(json("12").ok(), Some(Duration::from_secs(12)));
         assert_eq!(json("1.5").ok(), Some(Duration::from_millis(1500)));
+        assert_eq!(json("2.5e1").ok(), Some(Duration::from_secs(25)));
         assert_eq!(json("\"1s\"").ok(), Some(Duration::from_secs(1)));
+        assert!(json("-1.5").is_err());
+        assert!(json("100000000000000000000000").is_err());
+        let table = json("{\"a\": 1}").err().map(|e| e.to_string());
+        assert!(
+            table
+                .as_deref()
+                .is_some_and(|e| e.contains("expected a duration")),
+            "{table:?}"
+        );
+    }
+
+    /// JSON configuration files (`mcpServers`) give floats to the same visitors through
+    /// serde_json's `arbitrary_precision` form.
+    #[test]
+    fn json_floats_reach_every_number_visitor() {
+        let ttl = |text: &str| serde_json::from_str::<RawTtl>(text).map(|t| t.0);
+        assert_eq!(ttl("0.5").ok(), Some(Some(Duration::from_millis(500))));
+        assert_eq!(ttl("\"none\"").ok(), Some(None));
+        let size = |text: &str| serde_json::from_str::<RawSize>(text).map(|s| s.0);
+        assert_eq!(size("1024").ok(), Some(1024));
+        let float = size("1.5").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(float.contains("floating point"), "{float}");
     }
 
     #[test]

@@ -206,6 +206,22 @@ fn http(main: &SourceText, raw: RawHttp, lookup: Lookup<'_>) -> Result<HttpConfi
         raw.max_inflight_per_session,
         DEFAULT_MAX_INFLIGHT_PER_SESSION,
     )?;
+    let version_mismatch = match raw.version_mismatch.as_deref() {
+        None => defaults.version_mismatch,
+        Some(text) => {
+            let found = VersionMismatch::ALL
+                .into_iter()
+                .find(|mode| text.trim().eq_ignore_ascii_case(mode.as_str()));
+            let Some(mode) = found else {
+                let close = suggest(text, VersionMismatch::ALL.iter().map(|mode| mode.as_str()))
+                    .map_or_else(String::new, |name| format!("did you mean \"{name}\"? "));
+                return Err(main
+                    .error(&at("version_mismatch"), format!("unknown version_mismatch mode `{text}`"))
+                    .with_help(format!("{close}write \"strict\" (refuse requests whose protocol-version signals disagree, saying what to send) or \"lenient\" (serve the mixes real clients send, and count them)")));
+            };
+            mode
+        }
+    };
 
     Ok(HttpConfig {
         listen,
@@ -220,6 +236,7 @@ fn http(main: &SourceText, raw: RawHttp, lookup: Lookup<'_>) -> Result<HttpConfi
         batch_concurrency,
         max_sessions,
         max_inflight_per_session,
+        version_mismatch,
     })
 }
 

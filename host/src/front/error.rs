@@ -41,15 +41,33 @@ pub enum FrontError {
     AdminDisabled,
     #[error("method {0} is not allowed on this route")]
     MethodNotAllowed(http::Method),
-    #[error("unsupported MCP-Protocol-Version '{got}'; supported: {supported}")]
-    UnsupportedProtocolVersion { got: String, supported: String },
-    #[error("header {header} says '{header_value}' but the body says '{body_value}'")]
+    #[error(
+        "{what} '{got}' is not a protocol version the bridge speaks (it speaks {supported}); {advice}"
+    )]
+    UnsupportedProtocolVersion {
+        /// Where the version came from: the header or the body's `_meta`.
+        what: &'static str,
+        got: String,
+        supported: String,
+        /// What to send instead.
+        advice: String,
+    },
+    /// The request's version signals disagree (see `versions`).
+    #[error(transparent)]
+    VersionConflict(#[from] super::versions::VersionConflict),
+    #[error("invalid request: {0}")]
+    InvalidId(#[from] crate::jsonrpc::InvalidId),
+    #[error(
+        "header {header} says '{header_value}' but the body says '{body_value}'; send a {header} header that repeats the body ('{body_value}'): intermediaries route on it"
+    )]
     HeaderMismatch {
         header: &'static str,
         header_value: String,
         body_value: String,
     },
-    #[error("params._meta is missing the required key '{0}'")]
+    #[error(
+        "params._meta is missing the required key '{0}': every 2026-07-28 request carries io.modelcontextprotocol/protocolVersion and io.modelcontextprotocol/clientCapabilities there; add it, or send initialize (without MCP-Protocol-Version: 2026-07-28) to use a session instead"
+    )]
     MissingMeta(&'static str),
     #[error("not found: {0}")]
     NotFound(String),
@@ -87,6 +105,8 @@ impl FrontError {
             | FrontError::InvalidRequest(_)
             | FrontError::MissingSession
             | FrontError::UnsupportedProtocolVersion { .. }
+            | FrontError::VersionConflict(_)
+            | FrontError::InvalidId(_)
             | FrontError::MissingMeta(_)
             | FrontError::HeaderMismatch { .. }
             | FrontError::BatchTooLong { .. }
@@ -111,7 +131,9 @@ impl FrontError {
     pub fn jsonrpc_code(&self) -> i64 {
         match self {
             FrontError::Parse(_) => code::PARSE_ERROR,
-            FrontError::HeaderMismatch { .. } => code::HEADER_MISMATCH,
+            FrontError::HeaderMismatch { .. } | FrontError::VersionConflict(_) => {
+                code::HEADER_MISMATCH
+            }
             FrontError::UnsupportedProtocolVersion { .. } => code::UNSUPPORTED_PROTOCOL_VERSION,
             FrontError::MissingMeta(_) => code::INVALID_PARAMS,
             FrontError::Backend(error) => error.jsonrpc_code(),
@@ -139,6 +161,9 @@ impl FrontError {
             FrontError::UnsupportedProtocolVersion { got, .. } => Some(serde_json::json!({
                 "supported": super::stateless::supported_versions(),
                 "requested": got,
+            })),
+            FrontError::VersionConflict(conflict) => Some(serde_json::json!({
+                "kind": conflict.kind.as_str(),
             })),
             _ => None,
         };

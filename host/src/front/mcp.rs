@@ -20,6 +20,7 @@ use super::logging;
 use super::session::{ClientInfo, Session};
 use super::sse;
 use super::stateless;
+use super::versions::{self, MismatchKind, Protocol, Resolution};
 use super::{AppState, Body};
 use crate::backend::{CallEvent, Pool};
 use crate::jsonrpc::{self, Kind, code};
@@ -112,15 +113,24 @@ async fn post(
     if !message.is_array() && jsonrpc::classify_strict(&message).is_none() {
         return Err(FrontError::InvalidRequest(NOT_JSONRPC.to_owned()));
     }
-    let session = resolve_session(&state, &endpoint, &headers, &message)?;
-    let stateless = session.is_none() && stateless::is_stateless(&headers, &message);
+    // So is a request whose id MCP does not allow, before anything acts on it.
+    if jsonrpc::classify_strict(&message) == Some(Kind::Request) {
+        jsonrpc::check_request_id(&message)?;
+    }
+    let (session, resolution) = resolve_session(&state, &endpoint, &headers, &message)?;
+    let stateless = resolution.protocol == Protocol::Sessionless;
     if stateless {
         if message.is_array() {
             return Err(FrontError::InvalidRequest(
                 "2026-07-28 does not allow JSON-RPC batches".into(),
             ));
         }
-        stateless::validate(&headers, &message)?;
+        let routing = if resolution.mismatch == Some(MismatchKind::ModernBodyLegacyHeader) {
+            stateless::RoutingHeaders::IfPresent
+        } else {
+            stateless::RoutingHeaders::Required
+        };
+        stateless::validate(&headers, &message, routing)?;
     }
     let context = Context {
         state,
@@ -335,7 +345,11 @@ async fn handle_message(context: &Context, message: Value) -> Reply {
             }
             Reply::Accepted
         }
-        Some(Kind::Request) => handle_request(context, message).await,
+        Some(Kind::Request) => match jsonrpc::check_request_id(&message) {
+            Ok(()) => handle_request(context, message).await,
+            // JSON-RPC: when the id cannot be used, the error carries id null.
+            Err(invalid) => Reply::Json(FrontError::from(invalid).to_jsonrpc(Value::Null)),
+        },
     }
 }
 
@@ -822,44 +836,51 @@ fn delete(
     Ok(status_only(StatusCode::NO_CONTENT))
 }
 
-/// Finds the request's session. `initialize` and sessionless (2026-07-28) requests
-/// need none; every other request must carry a live session of this endpoint.
+/// Finds the request's session and decides its protocol from its version signals
+/// (`versions::resolve`, which also applies `http.version_mismatch`). `initialize` and
+/// sessionless (2026-07-28) requests need no session; every other request must carry
+/// a live session of this endpoint.
 fn resolve_session(
     state: &AppState,
     endpoint: &Endpoint,
     headers: &HeaderMap,
     message: &Value,
-) -> Result<Option<Arc<Session>>, FrontError> {
-    if let Some(id) = header_str(headers, SESSION_HEADER) {
-        let session = state
-            .sessions
-            .get(id, endpoint.key())
-            .ok_or_else(|| FrontError::UnknownSession(id.to_owned()))?;
-        if let Some(version) = header_str(headers, PROTOCOL_VERSION_HEADER)
-            && !SESSION_PROTOCOL_VERSIONS.contains(&version)
-        {
-            return Err(FrontError::UnsupportedProtocolVersion {
-                got: version.to_owned(),
-                supported: SESSION_PROTOCOL_VERSIONS.join(", "),
-            });
-        }
-        return Ok(Some(session));
-    }
+) -> Result<(Option<Arc<Session>>, Resolution), FrontError> {
+    let session = match header_str(headers, SESSION_HEADER) {
+        Some(id) => Some(
+            state
+                .sessions
+                .get(id, endpoint.key())
+                .ok_or_else(|| FrontError::UnknownSession(id.to_owned()))?,
+        ),
+        None => None,
+    };
+    let signals = versions::Signals {
+        session_version: session
+            .as_ref()
+            .map(|session| session.protocol_version.as_str()),
+        header: header_str(headers, PROTOCOL_VERSION_HEADER),
+        body: stateless::meta_version(message),
+        initialize: is_initialize(message),
+    };
+    let outcome = versions::resolve(&signals, state.http.version_mismatch);
+    versions::count(&state.metrics, &outcome);
+    let resolution = outcome?;
     // A client's answer to a server request needs its session too: only the session a
     // request was relayed to may answer it.
-    if is_initialize(message) || stateless::is_stateless(headers, message) {
-        return Ok(None);
+    if resolution.protocol == Protocol::Unidentified && session.is_none() {
+        if jsonrpc::classify(message) == Some(Kind::Response) {
+            state
+                .metrics
+                .relay_answers_refused_total
+                .with_label_values(&["no_session"])
+                .inc();
+            let id = message.get("id").cloned().unwrap_or(Value::Null);
+            return Err(FrontError::RelayAnswerRefused(id.to_string()));
+        }
+        return Err(FrontError::MissingSession);
     }
-    if jsonrpc::classify(message) == Some(Kind::Response) {
-        state
-            .metrics
-            .relay_answers_refused_total
-            .with_label_values(&["no_session"])
-            .inc();
-        let id = message.get("id").cloned().unwrap_or(Value::Null);
-        return Err(FrontError::RelayAnswerRefused(id.to_string()));
-    }
-    Err(FrontError::MissingSession)
+    Ok((session, resolution))
 }
 
 fn is_initialize(message: &Value) -> bool {

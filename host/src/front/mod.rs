@@ -12,6 +12,7 @@ mod session;
 mod sse;
 mod stateless;
 mod stream;
+mod versions;
 
 use std::convert::Infallible;
 use std::sync::Arc;

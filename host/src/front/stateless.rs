@@ -12,10 +12,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::FrontError;
-use super::mcp::{
-    Endpoint, PROTOCOL_VERSION_HEADER, SESSION_PROTOCOL_VERSIONS, STATELESS_PROTOCOL_VERSION,
-    header_str,
-};
+use super::mcp::{Endpoint, SESSION_PROTOCOL_VERSIONS, STATELESS_PROTOCOL_VERSION, header_str};
 use crate::jsonrpc;
 use crate::router::CacheHint;
 
@@ -43,48 +40,48 @@ const CACHEABLE_RESULT_METHODS: [&str; 6] = [
 const DEFAULT_TTL_MS: u64 = 0;
 const DEFAULT_CACHE_SCOPE: &str = "private";
 
-/// Whether a request speaks the sessionless version, by header or per-request `_meta`.
-pub fn is_stateless(headers: &HeaderMap, message: &Value) -> bool {
-    header_str(headers, PROTOCOL_VERSION_HEADER) == Some(STATELESS_PROTOCOL_VERSION)
-        || meta(message, META_PROTOCOL_VERSION).is_some()
+/// The protocol version a request names in `params._meta` (`None` for a batch).
+pub fn meta_version(message: &Value) -> Option<&str> {
+    meta(message, META_PROTOCOL_VERSION).and_then(Value::as_str)
 }
 
 fn meta<'a>(message: &'a Value, key: &str) -> Option<&'a Value> {
     message.get("params")?.get("_meta")?.get(key)
 }
 
-/// Validates a sessionless request: its `_meta` envelope, and that the
-/// `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` headers agree with the body
-/// (intermediaries route on the headers, so a mismatch is refused).
-pub fn validate(headers: &HeaderMap, message: &Value) -> Result<(), FrontError> {
+/// Which routing headers a sessionless request must carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoutingHeaders {
+    /// `Mcp-Method` (and `Mcp-Name` where the method has a name) must be present and
+    /// repeat the body.
+    Required,
+    /// They may be missing, but one that is present must still repeat the body. Used
+    /// when lenient mode accepted a 2026-07-28 body sent with an older (or no)
+    /// `MCP-Protocol-Version`: such a transport does not know the 2026-07-28 headers.
+    IfPresent,
+}
+
+/// Validates a sessionless request whose version `versions::resolve` settled: its
+/// `_meta` envelope, and that the `Mcp-Method` and `Mcp-Name` headers agree with the
+/// body (intermediaries route on the headers, so a contradiction is always refused).
+pub fn validate(
+    headers: &HeaderMap,
+    message: &Value,
+    routing: RoutingHeaders,
+) -> Result<(), FrontError> {
     let method = jsonrpc::method(message).unwrap_or_default();
     let is_request = message.get("id").is_some();
-    let body_version = meta(message, META_PROTOCOL_VERSION).and_then(Value::as_str);
-    let header_version = header_str(headers, PROTOCOL_VERSION_HEADER);
     if is_request {
-        let Some(body_version) = body_version else {
+        if meta_version(message).is_none() {
             return Err(FrontError::MissingMeta(META_PROTOCOL_VERSION));
-        };
+        }
         if meta(message, META_CLIENT_CAPABILITIES).is_none() {
             return Err(FrontError::MissingMeta(META_CLIENT_CAPABILITIES));
         }
-        if header_version != Some(body_version) {
-            return Err(FrontError::HeaderMismatch {
-                header: "MCP-Protocol-Version",
-                header_value: header_version.unwrap_or("(missing)").to_owned(),
-                body_value: body_version.to_owned(),
-            });
-        }
-    }
-    let version = header_version.or(body_version).unwrap_or_default();
-    if version != STATELESS_PROTOCOL_VERSION {
-        return Err(FrontError::UnsupportedProtocolVersion {
-            got: version.to_owned(),
-            supported: supported_versions().join(", "),
-        });
     }
     let header_method = header_str(headers, METHOD_HEADER);
-    if header_method != Some(method) {
+    let method_excused = header_method.is_none() && routing == RoutingHeaders::IfPresent;
+    if header_method != Some(method) && !method_excused {
         return Err(FrontError::HeaderMismatch {
             header: "Mcp-Method",
             header_value: header_method.unwrap_or("(missing)").to_owned(),
@@ -102,7 +99,8 @@ pub fn validate(headers: &HeaderMap, message: &Value) -> Result<(), FrontError> 
         .and_then(Value::as_str)
         .unwrap_or_default();
     let header_name = header_str(headers, NAME_HEADER).map(decode_header_value);
-    if header_name.as_deref() != Some(body_name) {
+    let name_excused = header_name.is_none() && routing == RoutingHeaders::IfPresent;
+    if header_name.as_deref() != Some(body_name) && !name_excused {
         return Err(FrontError::HeaderMismatch {
             header: "Mcp-Name",
             header_value: header_name.unwrap_or_else(|| "(missing)".to_owned()),
@@ -234,9 +232,9 @@ mod tests {
             ("mcp-method", "tools/call"),
             ("mcp-name", "get_tasks"),
         ]);
-        assert!(validate(&good, &call("get_tasks")).is_ok());
+        assert!(validate(&good, &call("get_tasks"), RoutingHeaders::Required).is_ok());
         assert!(matches!(
-            validate(&good, &call("create_task")),
+            validate(&good, &call("create_task"), RoutingHeaders::Required),
             Err(FrontError::HeaderMismatch {
                 header: "Mcp-Name",
                 ..
@@ -247,13 +245,13 @@ mod tests {
             ("mcp-method", "tools/call"),
             ("mcp-name", "=?base64?Z2V0X3Rhc2tz?="),
         ]);
-        assert!(validate(&encoded, &call("get_tasks")).is_ok());
+        assert!(validate(&encoded, &call("get_tasks"), RoutingHeaders::Required).is_ok());
         let no_method = headers(&[
             ("mcp-protocol-version", "2026-07-28"),
             ("mcp-name", "get_tasks"),
         ]);
         assert!(matches!(
-            validate(&no_method, &call("get_tasks")),
+            validate(&no_method, &call("get_tasks"), RoutingHeaders::Required),
             Err(FrontError::HeaderMismatch {
                 header: "Mcp-Method",
                 ..
@@ -264,8 +262,41 @@ mod tests {
             .as_object_mut()
             .map(|m| m.remove(META_CLIENT_CAPABILITIES));
         assert!(matches!(
-            validate(&good, &no_caps),
+            validate(&good, &no_caps, RoutingHeaders::Required),
             Err(FrontError::MissingMeta(_))
+        ));
+    }
+
+    #[test]
+    fn lenient_routing_excuses_missing_headers_never_contradicting_ones() {
+        let none = headers(&[]);
+        assert!(validate(&none, &call("get_tasks"), RoutingHeaders::IfPresent).is_ok());
+        assert!(matches!(
+            validate(&none, &call("get_tasks"), RoutingHeaders::Required),
+            Err(FrontError::HeaderMismatch {
+                header: "Mcp-Method",
+                ..
+            })
+        ));
+        let contradicting = headers(&[("mcp-name", "create_task")]);
+        assert!(matches!(
+            validate(
+                &contradicting,
+                &call("get_tasks"),
+                RoutingHeaders::IfPresent
+            ),
+            Err(FrontError::HeaderMismatch {
+                header: "Mcp-Name",
+                ..
+            })
+        ));
+        let wrong_method = headers(&[("mcp-method", "tools/list")]);
+        assert!(matches!(
+            validate(&wrong_method, &call("get_tasks"), RoutingHeaders::IfPresent),
+            Err(FrontError::HeaderMismatch {
+                header: "Mcp-Method",
+                ..
+            })
         ));
     }
 

@@ -121,6 +121,7 @@ max_batch_messages = 10
 batch_concurrency = 2
 max_sessions = 50
 max_inflight_per_session = 3
+version_mismatch = "Lenient"
 
 [logging]
 format = "JSON"
@@ -168,6 +169,7 @@ health_check_interval = "1m"
     assert_eq!(http.batch_concurrency, 2);
     assert_eq!(http.max_sessions, 50);
     assert_eq!(http.max_inflight_per_session, 3);
+    assert_eq!(http.version_mismatch, VersionMismatch::Lenient);
     assert_eq!(config.logging.format, LogFormat::Json);
     assert_eq!(config.logging.level, "mcp_bridge=debug,info");
 
@@ -192,6 +194,40 @@ health_check_interval = "1m"
     assert!(!b.required && b.exclusive);
     assert_eq!(b.pool.health_check_interval, Duration::from_secs(60));
     assert_eq!(b.health.check_timeout, DEFAULT_CHECK_TIMEOUT);
+}
+
+#[test]
+fn version_mismatch_mode_is_checked_and_shown() {
+    assert_eq!(
+        ok(MINIMAL).http.version_mismatch,
+        VersionMismatch::Strict,
+        "strict by default"
+    );
+    let config = ok(&format!(
+        "[http]\nversion_mismatch = \"lenient\"\n{MINIMAL}"
+    ));
+    assert!(
+        config.describe().contains("version_mismatch: lenient"),
+        "{}",
+        config.describe()
+    );
+    let error = fail(&format!("[http]\nversion_mismatch = \"lenint\"\n{MINIMAL}"));
+    assert_at(&error, "test.toml", 2, "http.version_mismatch");
+    assert!(
+        error
+            .message
+            .contains("unknown version_mismatch mode `lenint`"),
+        "{error}"
+    );
+    assert!(
+        error
+            .help
+            .as_deref()
+            .is_some_and(|help| help.contains("did you mean \"lenient\"")),
+        "{error}"
+    );
+    let error = fail(&format!("[http]\nversion_mismatch = true\n{MINIMAL}"));
+    assert_at(&error, "test.toml", 2, "http.version_mismatch");
 }
 
 #[test]
