@@ -11,6 +11,7 @@ mod concurrency;
 mod config_errors;
 mod conformance;
 mod faults;
+mod frozen;
 mod http_input;
 mod lab;
 mod lab_load;

@@ -50,6 +50,9 @@ pub enum ProcessState {
     Draining = 2,
     /// Exited or being killed.
     Dead = 3,
+    /// Suspected of hanging (request timeouts in a row, or silent while calls wait):
+    /// takes no new calls while a ping decides whether it serves again or is replaced.
+    Probing = 4,
 }
 
 /// What the server said about itself in the `initialize` handshake.
@@ -85,6 +88,8 @@ struct Pending {
     events: Option<mpsc::Sender<CallEvent>>,
     /// The caller's own progress token, restored on notifications before they leave.
     client_progress_token: Option<Value>,
+    /// Milliseconds since the process started when the request was queued for stdin.
+    sent_ms: u64,
 }
 
 enum Outgoing {
@@ -108,7 +113,11 @@ pub struct Process {
     started_at: Instant,
     /// Milliseconds since `started_at` when the process last finished a call.
     last_active_ms: AtomicU64,
+    /// Milliseconds since `started_at` when the reader last got anything from stdout.
+    last_read_ms: AtomicU64,
     pub consecutive_ping_failures: AtomicU32,
+    /// Calls abandoned at `request_timeout` since the process last answered one.
+    consecutive_timeouts: AtomicU32,
     /// Set when the pool itself stops this process (idle, recycled, failed health
     /// checks), so its exit is not counted as a crash.
     pub retired: AtomicBool,
@@ -229,20 +238,52 @@ impl Process {
         match self.state.load(Ordering::Acquire) {
             1 => ProcessState::Ready,
             2 => ProcessState::Draining,
+            4 => ProcessState::Probing,
             _ => ProcessState::Dead,
         }
     }
 
+    /// Moves a ready process to probing; returns false if it was not ready.
+    pub fn start_probing(&self) -> bool {
+        self.swap_state(ProcessState::Ready, ProcessState::Probing)
+    }
+
+    /// Puts a probed process that answered back into service and forgets its timeouts;
+    /// returns false if it was no longer probing (killed or shut down meanwhile).
+    pub fn end_probing(&self) -> bool {
+        self.consecutive_timeouts.store(0, Ordering::Release);
+        self.swap_state(ProcessState::Probing, ProcessState::Ready)
+    }
+
+    fn swap_state(&self, from: ProcessState, to: ProcessState) -> bool {
+        self.state
+            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Calls abandoned at `request_timeout` since the process last answered one.
+    pub fn consecutive_timeouts(&self) -> u32 {
+        self.consecutive_timeouts.load(Ordering::Acquire)
+    }
+
+    /// How long the process has written nothing on stdout while at least one request
+    /// waited for it: measured from its last output or from when the oldest waiting
+    /// request was sent, whichever is later. `None` when nothing is waiting.
+    pub fn silent_with_pending(&self) -> Option<Duration> {
+        let oldest_sent = self.pending.lock().values().map(|p| p.sent_ms).min()?;
+        let since = oldest_sent.max(self.last_read_ms.load(Ordering::Acquire));
+        Some(Duration::from_millis(
+            self.elapsed_ms().saturating_sub(since),
+        ))
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started_at.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// Moves a ready process to draining; returns false if it was not ready.
     pub fn start_draining(&self) -> bool {
-        self.state
-            .compare_exchange(
-                ProcessState::Ready as u8,
-                ProcessState::Draining as u8,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
+        self.swap_state(ProcessState::Ready, ProcessState::Draining)
     }
 
     pub fn inflight(&self) -> usize {
@@ -314,6 +355,7 @@ impl Process {
                 response: response_tx,
                 events: events_tx,
                 client_progress_token,
+                sent_ms: self.elapsed_ms(),
             },
         );
         let call = InflightCall {
@@ -502,6 +544,16 @@ impl InflightCall {
         self.finished = true;
         self.process.cancel(self.id, reason);
     }
+
+    /// Cancels a call that got no response within `request_timeout`, and counts the
+    /// timeout against its process: after `health.timeout_threshold` in a row the pool
+    /// stops giving it calls and probes it.
+    pub fn time_out(self) {
+        self.process
+            .consecutive_timeouts
+            .fetch_add(1, Ordering::AcqRel);
+        self.cancel("mcp-bridge: request_timeout elapsed");
+    }
 }
 
 impl Drop for InflightCall {
@@ -593,7 +645,9 @@ fn spawn(
         exit_status: status_rx,
         started_at: Instant::now(),
         last_active_ms: AtomicU64::new(0),
+        last_read_ms: AtomicU64::new(0),
         consecutive_ping_failures: AtomicU32::new(0),
+        consecutive_timeouts: AtomicU32::new(0),
         retired: AtomicBool::new(false),
         identity: parking_lot::RwLock::new(None),
         metrics,
@@ -647,7 +701,11 @@ async fn read_loop(
 ) {
     let mut reader = LineReader::new(BufReader::with_capacity(64 * 1024, stdout), max_line_bytes);
     loop {
-        match reader.next_frame().await {
+        let frame = reader.next_frame().await;
+        process
+            .last_read_ms
+            .store(process.elapsed_ms(), Ordering::Release);
+        match frame {
             Ok(Frame::Line(line)) => route_line(&process, &line, &events),
             Ok(Frame::TooLong { length, head, tail }) => {
                 process.count_error("oversized_line");
@@ -707,6 +765,7 @@ fn route_response(process: &Process, message: Value) {
     let pending = answered_call_id(&message).and_then(|id| process.pending.lock().remove(&id));
     match pending {
         Some(pending) => {
+            process.consecutive_timeouts.store(0, Ordering::Release);
             let _ = pending.response.send(Ok(message));
         }
         None => {

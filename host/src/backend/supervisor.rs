@@ -113,6 +113,7 @@ impl Supervisor {
         self.stop_drained();
         self.close_idle();
         self.recycle_old();
+        self.probe_unresponsive();
         self.keep_minimum();
         self.health_check();
         self.publish_gauges();
@@ -183,6 +184,45 @@ impl Supervisor {
         }
     }
 
+    /// Takes a process that looks hung out of service and probes it: one whose last
+    /// `timeout_threshold` calls all timed out, or one that wrote nothing on stdout for
+    /// `stall_timeout` while calls waited (a stopped or wedged process). It gets no new
+    /// calls from now on, `keep_minimum` starts a replacement at once, and a ping bounded
+    /// by `check_timeout` decides: answered, it serves again; not, it is killed.
+    fn probe_unresponsive(&self) {
+        let config = &self.pool.config;
+        let threshold = config.health.timeout_threshold;
+        let stall_timeout = config
+            .health
+            .stall_timeout
+            .unwrap_or(config.pool.request_timeout);
+        let processes: Vec<Arc<Process>> = self.pool.processes.read().clone();
+        for process in processes {
+            if process.state() != ProcessState::Ready {
+                continue;
+            }
+            let timeouts = process.consecutive_timeouts();
+            let silent = process.silent_with_pending().unwrap_or_default();
+            let reason = if timeouts >= threshold {
+                UnresponsiveReason::Timeouts
+            } else if silent >= stall_timeout {
+                UnresponsiveReason::Stalled
+            } else {
+                continue;
+            };
+            if !process.start_probing() {
+                continue;
+            }
+            tracing::warn!(
+                server = %self.pool.name(), pid = process.pid, reason = reason.label(),
+                consecutive_timeouts = timeouts, silent_ms = silent.as_millis() as u64,
+                inflight = process.inflight(),
+                "backend process looks hung; it takes no new calls until it answers a ping"
+            );
+            tokio::spawn(probe(self.pool.clone(), process, reason));
+        }
+    }
+
     /// Keeps `min_connections` processes alive, respecting reconnect backoff. With
     /// `enable_auto_reconnect = false` only the initial prewarm happens here; later
     /// processes start on demand when a call needs one.
@@ -243,16 +283,13 @@ impl Supervisor {
         let processes = self.pool.processes.read();
         let gauge = &self.pool.metrics.pool_processes;
         for state in PROCESS_STATES {
+            let in_state =
+                |wanted: ProcessState| processes.iter().filter(|p| p.state() == wanted).count();
             let count = match state {
                 "starting" => self.pool.starting.load(Ordering::Acquire),
-                "ready" => processes
-                    .iter()
-                    .filter(|p| p.state() == ProcessState::Ready)
-                    .count(),
-                _ => processes
-                    .iter()
-                    .filter(|p| p.state() == ProcessState::Draining)
-                    .count(),
+                "ready" => in_state(ProcessState::Ready),
+                "probing" => in_state(ProcessState::Probing),
+                _ => in_state(ProcessState::Draining),
             };
             gauge.with_label_values(&[name, state]).set(count as i64);
         }
@@ -270,22 +307,77 @@ fn retire(process: &Process) {
     process.retired.store(true, Ordering::Release);
 }
 
+/// Why a process was taken out of service to be probed (the `reason` metric label).
+#[derive(Debug, Clone, Copy)]
+enum UnresponsiveReason {
+    Timeouts,
+    Stalled,
+}
+
+impl UnresponsiveReason {
+    fn label(self) -> &'static str {
+        match self {
+            UnresponsiveReason::Timeouts => "timeouts",
+            UnresponsiveReason::Stalled => "stalled",
+        }
+    }
+}
+
+/// Sends one ping bounded by `check_timeout`: the latency, or why it failed.
+async fn send_ping(pool: &Pool, process: &Arc<Process>) -> Result<Duration, String> {
+    let check_timeout = pool.config.health.check_timeout;
+    let started = Instant::now();
+    match tokio::time::timeout(check_timeout, process.request("ping", None)).await {
+        Ok(Ok(response)) if response.get("result").is_some() => Ok(started.elapsed()),
+        Ok(Ok(response)) => Err(format!(
+            "ping answered with an error: {}",
+            response.get("error").unwrap_or(&Value::Null)
+        )),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!(
+            "no ping response within check_timeout ({check_timeout:?})"
+        )),
+    }
+}
+
+/// Decides the fate of a process taken out of service by `probe_unresponsive`.
+async fn probe(pool: Arc<Pool>, process: Arc<Process>, reason: UnresponsiveReason) {
+    let outcome = send_ping(&pool, &process).await;
+    let name = pool.name();
+    let label = match &outcome {
+        Ok(latency) => {
+            if !process.end_probing() {
+                return;
+            }
+            tracing::info!(
+                server = %name, pid = process.pid, reason = reason.label(), latency_ms = latency.as_millis() as u64,
+                "backend process answered its probe; it takes calls again"
+            );
+            "recovered"
+        }
+        Err(error) => {
+            if process.state() != ProcessState::Probing {
+                return;
+            }
+            tracing::warn!(
+                server = %name, pid = process.pid, reason = reason.label(), %error,
+                "backend process did not answer its probe; killing and replacing it"
+            );
+            process.kill();
+            "replaced"
+        }
+    };
+    pool.health.record_ping(outcome);
+    pool.metrics
+        .pool_unresponsive_total
+        .with_label_values(&[name, reason.label(), label])
+        .inc();
+    pool.wake_supervisor.notify_one();
+}
+
 async fn ping(pool: Arc<Pool>, process: Arc<Process>) {
     let health = &pool.config.health;
-    let started = Instant::now();
-    let outcome =
-        match tokio::time::timeout(health.check_timeout, process.request("ping", None)).await {
-            Ok(Ok(response)) if response.get("result").is_some() => Ok(started.elapsed()),
-            Ok(Ok(response)) => Err(format!(
-                "ping answered with an error: {}",
-                response.get("error").unwrap_or(&Value::Null)
-            )),
-            Ok(Err(error)) => Err(error.to_string()),
-            Err(_) => Err(format!(
-                "no ping response within check_timeout ({:?})",
-                health.check_timeout
-            )),
-        };
+    let outcome = send_ping(&pool, &process).await;
     let failed = outcome.is_err();
     pool.health.record_ping(outcome);
     if !failed {
