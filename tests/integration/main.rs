@@ -18,6 +18,7 @@ mod lab_load;
 mod lab_report;
 mod lifecycle;
 mod observe;
+mod orphans;
 mod plugin_contract;
 mod plugin_reload;
 mod plugins;

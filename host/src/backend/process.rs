@@ -98,10 +98,21 @@ enum Outgoing {
     Close,
 }
 
+/// How long a supervisor asked to stop gets to end its tree and exit before the
+/// bridge kills its process group instead (its own teardown is bounded by 5 s).
+const SUPERVISOR_STOP_BOUND: Duration = Duration::from_secs(6);
+
 /// A running backend server process.
 pub struct Process {
     pub ordinal: u64,
-    pub pid: u32,
+    /// The server command's own process: the supervisor's child when supervised
+    /// (known once the handshake is done; the supervisor's pid until then).
+    pid: AtomicU32,
+    /// The process the bridge spawned, which leads the process group: the supervisor
+    /// when supervised, else the server itself.
+    spawned_pid: u32,
+    /// Whether a supervisor (`mcp-bridge __supervise`) owns the server's tree.
+    supervised: bool,
     server: Arc<str>,
     state: AtomicU8,
     inflight: AtomicUsize,
@@ -130,7 +141,7 @@ impl std::fmt::Debug for Process {
         f.debug_struct("Process")
             .field("server", &self.server)
             .field("ordinal", &self.ordinal)
-            .field("pid", &self.pid)
+            .field("pid", &self.pid())
             .field("state", &self.state())
             .field("inflight", &self.inflight())
             .finish()
@@ -157,7 +168,10 @@ impl Process {
         };
         let handshake = process.handshake(capabilities);
         match tokio::time::timeout(config.pool.connection_timeout, handshake).await {
-            Ok(Ok(())) => Ok(process),
+            Ok(Ok(())) => {
+                process.learn_server_pid();
+                Ok(process)
+            }
             Ok(Err(error)) => {
                 process.kill();
                 Err(error)
@@ -228,6 +242,27 @@ impl Process {
 
     pub fn server(&self) -> &Arc<str> {
         &self.server
+    }
+
+    /// The server command's own process id (what `/admin/stats` shows and logs name).
+    pub fn pid(&self) -> u32 {
+        self.pid.load(Ordering::Acquire)
+    }
+
+    /// The supervisor's process id, when the server runs under one.
+    pub fn supervisor_pid(&self) -> Option<u32> {
+        self.supervised.then_some(self.spawned_pid)
+    }
+
+    /// Replaces the supervisor's pid by its child's, the server command itself, once the
+    /// handshake proved that child runs. Left as is if it cannot be found.
+    fn learn_server_pid(&self) {
+        if !self.supervised {
+            return;
+        }
+        if let Some(child) = super::orphan::first_child(self.spawned_pid) {
+            self.pid.store(child, Ordering::Release);
+        }
     }
 
     pub fn identity(&self) -> Option<ServerIdentity> {
@@ -604,23 +639,46 @@ fn spawn(
     metrics: Arc<Metrics>,
 ) -> Result<Arc<Process>, BackendError> {
     let server: Arc<str> = Arc::from(config.name.as_str());
-    let mut command = Command::new(&config.command);
+    let spawn_error = |source: std::io::Error| BackendError::Spawn {
+        server: server.clone(),
+        command: config.command.clone(),
+        source: Arc::new(source),
+    };
+    let supervisor = super::orphan::supervisor_program();
+    let mut command = match supervisor {
+        Some(program) => {
+            let path_var = config
+                .env
+                .iter()
+                .find(|(key, _)| key == "PATH")
+                .map(|(_, value)| value.expose());
+            super::orphan::check_program(&config.command, path_var).map_err(spawn_error)?;
+            let mut command = Command::new(program);
+            command
+                .arg(super::subreaper::SUBCOMMAND)
+                .arg(&config.command);
+            command
+        }
+        None => Command::new(&config.command),
+    };
     command
         .args(&config.args)
         .envs(config.env.iter().map(|(key, value)| (key, value.expose())))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        // A supervisor must not be SIGKILLed when its `Child` is dropped (at runtime
+        // shutdown): that would skip its teardown. Its death signal ends it instead.
+        .kill_on_drop(supervisor.is_none());
     if let Some(cwd) = &config.cwd {
         command.current_dir(cwd);
     }
-    super::orphan::die_with_parent(&mut command);
-    let spawn_error = |source: std::io::Error| BackendError::Spawn {
-        server: server.clone(),
-        command: config.command.clone(),
-        source: Arc::new(source),
+    let death_signal = if supervisor.is_some() {
+        libc::SIGTERM
+    } else {
+        libc::SIGKILL
     };
+    super::orphan::die_with_parent(&mut command, death_signal);
     let mut child = command.spawn().map_err(spawn_error)?;
     let pid = child.id().unwrap_or_default();
     let (Some(stdin), Some(stdout), Some(stderr)) =
@@ -634,7 +692,9 @@ fn spawn(
     let (status_tx, status_rx) = watch::channel(None);
     let process = Arc::new(Process {
         ordinal,
-        pid,
+        pid: AtomicU32::new(pid),
+        spawned_pid: pid,
+        supervised: supervisor.is_some(),
         server: server.clone(),
         state: AtomicU8::new(ProcessState::Ready as u8),
         inflight: AtomicUsize::new(0),
@@ -652,7 +712,7 @@ fn spawn(
         identity: parking_lot::RwLock::new(None),
         metrics,
     });
-    tracing::debug!(server = %server, pid, ordinal, "spawned backend process");
+    tracing::debug!(server = %server, pid, ordinal, supervised = supervisor.is_some(), "spawned backend process");
     tokio::spawn(write_loop(stdin, outbox_rx, server.clone()));
     tokio::spawn(read_loop(
         process.clone(),
@@ -662,8 +722,7 @@ fn spawn(
     ));
     tokio::spawn(super::stderr::log_lines(
         stderr,
-        server.clone(),
-        pid,
+        process.clone(),
         config.max_line_bytes,
     ));
     tokio::spawn(reap(process.clone(), child, status_tx, events));
@@ -710,7 +769,7 @@ async fn read_loop(
             Ok(Frame::TooLong { length, head, tail }) => {
                 process.count_error("oversized_line");
                 tracing::warn!(
-                    server = %process.server, pid = process.pid, length, max_line_bytes,
+                    server = %process.server, pid = process.pid(), length, max_line_bytes,
                     "dropped a line from the server longer than max_line_bytes"
                 );
                 // If it was a response, fail its call now rather than let it time out.
@@ -725,7 +784,7 @@ async fn read_loop(
             }
             Ok(Frame::Eof) => break,
             Err(error) => {
-                tracing::warn!(server = %process.server, pid = process.pid, %error, "reading server stdout failed");
+                tracing::warn!(server = %process.server, pid = process.pid(), %error, "reading server stdout failed");
                 break;
             }
         }
@@ -746,7 +805,7 @@ fn route_line(process: &Arc<Process>, line: &[u8], events: &mpsc::UnboundedSende
         Err(error) => {
             process.count_error("non_json");
             let preview = String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned();
-            tracing::warn!(server = %process.server, pid = process.pid, %error, line = %preview, "server wrote a line that is not JSON");
+            tracing::warn!(server = %process.server, pid = process.pid(), %error, line = %preview, "server wrote a line that is not JSON");
             return;
         }
     };
@@ -756,7 +815,7 @@ fn route_line(process: &Arc<Process>, line: &[u8], events: &mpsc::UnboundedSende
         Some(Kind::Request) => route_server_request(process, message),
         None => {
             process.count_error("non_jsonrpc");
-            tracing::warn!(server = %process.server, pid = process.pid, "server wrote JSON that is not a JSON-RPC message");
+            tracing::warn!(server = %process.server, pid = process.pid(), "server wrote JSON that is not a JSON-RPC message");
         }
     }
 }
@@ -869,11 +928,7 @@ async fn reap(
 ) {
     let status = tokio::select! {
         status = child.wait() => status,
-        () = process.kill.notified() => {
-            super::orphan::kill_group(process.pid);
-            let _ = child.start_kill();
-            child.wait().await
-        }
+        () = process.kill.notified() => stop_tree(&process, &mut child).await,
     };
     let status = match status {
         Ok(status) => status.to_string(),
@@ -882,13 +937,37 @@ async fn reap(
     process
         .state
         .store(ProcessState::Dead as u8, Ordering::Release);
-    // The child may have left grandchildren in its group (an `npx` wrapper, say).
-    super::orphan::kill_group(process.pid);
-    tracing::debug!(server = %process.server, pid = process.pid, %status, "backend process exited");
+    // The second line: whatever is left in the group (an `npx` wrapper's children when
+    // there is no supervisor, or a tree a supervisor could not end).
+    super::orphan::kill_group(process.spawned_pid);
+    tracing::debug!(server = %process.server, pid = process.pid(), %status, "backend process exited");
     let _ = status_tx.send(Some(status.clone()));
     process.fail_all_pending();
     let _ = events.send(ProcessEvent::Exited {
         ordinal: process.ordinal,
         status,
     });
+}
+
+/// Ends a process the pool gave up on. A supervisor is asked first (SIGTERM), so it
+/// ends the server's whole tree, `setsid` descendants included; only if it does not
+/// exit within `SUPERVISOR_STOP_BOUND` is its group killed. Without a supervisor the
+/// group is killed at once.
+async fn stop_tree(
+    process: &Process,
+    child: &mut Child,
+) -> std::io::Result<std::process::ExitStatus> {
+    if process.supervised {
+        super::orphan::signal(process.spawned_pid, libc::SIGTERM);
+        if let Ok(status) = tokio::time::timeout(SUPERVISOR_STOP_BOUND, child.wait()).await {
+            return status;
+        }
+        tracing::warn!(
+            server = %process.server, pid = process.pid(), supervisor = process.spawned_pid,
+            "the supervisor did not end the server's processes in time; killing its process group"
+        );
+    }
+    super::orphan::kill_group(process.spawned_pid);
+    let _ = child.start_kill();
+    child.wait().await
 }

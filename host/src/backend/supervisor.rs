@@ -76,7 +76,7 @@ impl Supervisor {
             .pool_restarts_total
             .with_label_values(&[name])
             .inc();
-        tracing::warn!(server = %name, pid = process.pid, %status, "backend process exited unexpectedly; replacing it");
+        tracing::warn!(server = %name, pid = process.pid(), %status, "backend process exited unexpectedly; replacing it");
     }
 
     fn on_notification(&mut self, ordinal: u64, message: Value) {
@@ -148,7 +148,7 @@ impl Supervisor {
                 return;
             }
             if process.idle_for() >= config.idle_timeout && process.start_draining() {
-                tracing::info!(server = %self.pool.name(), pid = process.pid, "closing idle backend process");
+                tracing::info!(server = %self.pool.name(), pid = process.pid(), "closing idle backend process");
                 ready -= 1;
             }
         }
@@ -176,7 +176,7 @@ impl Supervisor {
         let min = self.pool.config.pool.min_connections.max(1);
         if ready > min || ready >= self.pool.config.pool.max_connections {
             if oldest.start_draining() {
-                tracing::info!(server = %self.pool.name(), pid = oldest.pid, "recycling backend process after max_lifetime");
+                tracing::info!(server = %self.pool.name(), pid = oldest.pid(), "recycling backend process after max_lifetime");
             }
         } else if self.pool.starting.load(Ordering::Acquire) == 0 {
             drop(processes);
@@ -214,7 +214,7 @@ impl Supervisor {
                 continue;
             }
             tracing::warn!(
-                server = %self.pool.name(), pid = process.pid, reason = reason.label(),
+                server = %self.pool.name(), pid = process.pid(), reason = reason.label(),
                 consecutive_timeouts = timeouts, silent_ms = silent.as_millis() as u64,
                 inflight = process.inflight(),
                 "backend process looks hung; it takes no new calls until it answers a ping"
@@ -350,7 +350,7 @@ async fn probe(pool: Arc<Pool>, process: Arc<Process>, reason: UnresponsiveReaso
                 return;
             }
             tracing::info!(
-                server = %name, pid = process.pid, reason = reason.label(), latency_ms = latency.as_millis() as u64,
+                server = %name, pid = process.pid(), reason = reason.label(), latency_ms = latency.as_millis() as u64,
                 "backend process answered its probe; it takes calls again"
             );
             "recovered"
@@ -360,7 +360,7 @@ async fn probe(pool: Arc<Pool>, process: Arc<Process>, reason: UnresponsiveReaso
                 return;
             }
             tracing::warn!(
-                server = %name, pid = process.pid, reason = reason.label(), %error,
+                server = %name, pid = process.pid(), reason = reason.label(), %error,
                 "backend process did not answer its probe; killing and replacing it"
             );
             process.kill();
@@ -392,7 +392,7 @@ async fn ping(pool: Arc<Pool>, process: Arc<Process>) {
         + 1;
     if failures >= health.unhealthy_threshold {
         tracing::warn!(
-            server = %pool.name(), pid = process.pid, failures,
+            server = %pool.name(), pid = process.pid(), failures,
             "backend process failed its health checks; killing and replacing it"
         );
         process.kill();
