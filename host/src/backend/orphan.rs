@@ -202,3 +202,62 @@ pub(super) fn first_child(parent: u32) -> Option<u32> {
         .min_by_key(|entry| (entry.started, entry.pid))
         .map(|entry| entry.pid)
 }
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    #[test]
+    fn a_missing_program_is_reported_as_not_found_before_spawning() {
+        let missing = check_program("no-such-program-mcp-bridge-test", None)
+            .expect_err("a name on no PATH directory");
+        assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
+        let absolute = check_program("/nonexistent/mcp-bridge-test/server", None)
+            .expect_err("an absolute path that does not exist");
+        assert_eq!(absolute.kind(), std::io::ErrorKind::NotFound);
+        assert!(check_program("sh", None).is_ok());
+        assert!(
+            check_program("sh", Some("/nonexistent")).is_err(),
+            "the server's own PATH is the one searched"
+        );
+        assert!(check_program("./relative/left/to/exec", None).is_ok());
+    }
+
+    #[test]
+    fn the_walk_finds_grandchildren_and_the_first_child() {
+        let mut shell = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & sleep 30 & wait"])
+            .spawn()
+            .expect("sh runs");
+        let me = std::process::id();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut found = Vec::new();
+        while Instant::now() < deadline {
+            found = descendants(me)
+                .into_iter()
+                .filter(|entry| entry.parent == shell.id())
+                .collect();
+            if found.len() == 2 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let first = first_child(shell.id());
+        for entry in &found {
+            signal(entry.pid, libc::SIGKILL);
+        }
+        let _ = shell.kill();
+        let _ = shell.wait();
+        assert_eq!(found.len(), 2, "both sleeps are the shell's children");
+        assert!(
+            descendants(me).iter().all(|entry| entry.pid != me),
+            "the root is not its own descendant"
+        );
+        assert!(
+            first.is_some_and(|pid| found.iter().any(|entry| entry.pid == pid)),
+            "the first child is one of the shell's: {first:?} in {found:?}"
+        );
+    }
+}
