@@ -262,6 +262,21 @@ async fn a_crashed_wrapper_leaves_no_process_of_its_tree() -> Result<()> {
         "/admin/stats shows pid {wrapper}, which is not the wrapper: {:?}",
         String::from_utf8_lossy(&cmdline)
     );
+    // Its supervisor is shown too, and is the wrapper's parent.
+    let stats = bridge.server_stats("wrapped").await?;
+    let supervisor = stats
+        .pointer("/processes/0/supervisor_pid")
+        .and_then(serde_json::Value::as_u64)
+        .with_context(|| format!("no supervisor_pid in {stats}"))?;
+    let stat = std::fs::read_to_string(format!("/proc/{wrapper}/stat"))?;
+    let parent = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+        .context("no parent in /proc/PID/stat")?;
+    ensure!(
+        parent == supervisor.to_string(),
+        "the wrapper's parent is {parent}, not the supervisor {supervisor} that /admin/stats shows"
+    );
     // SAFETY: kill has no memory-safety preconditions; the pid is the wrapper this
     // test's bridge started (it carries the test's mark).
     unsafe {

@@ -256,11 +256,10 @@ mod linux {
             if signal != 0 {
                 for pid in &live {
                     // SAFETY: kill has no memory-safety preconditions. Each pid is a
-                    // descendant just read from /proc; one that has exited meanwhile
-                    // is a zombie until reaped (by this process or a parent inside the
-                    // tree), so its pid cannot have been reused yet by an outsider in
-                    // all but the case where a live parent inside the tree reaped it
-                    // in this instant.
+                    // descendant just read from /proc. One that exits meanwhile stays a
+                    // zombie (its pid unused) until its parent reaps it; only a parent
+                    // inside the tree reaping it in this very instant, and the pid being
+                    // reused at once, could misdirect the signal.
                     unsafe { libc::kill(*pid as libc::pid_t, signal) };
                 }
                 termed = true;
