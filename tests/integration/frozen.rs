@@ -197,3 +197,61 @@ async fn a_stopped_backend_is_taken_out_of_service_and_replaced() -> Result<()> 
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn timeouts_in_a_row_get_a_process_probed_and_kept_when_it_answers() -> Result<()> {
+    // Silence alone would take a minute here: only the timeouts rule can act.
+    let bridge = Bridge::start(&format!(
+        "{}\n[servers.demo.health]\ncheck_timeout = \"2s\"\nstall_timeout = \"60s\"\ntimeout_threshold = 2\n",
+        demo_server_toml(
+            "demo",
+            &[],
+            "min_connections = 1\nmax_connections = 1\nrequest_timeout = \"1s\""
+        )
+    ))?;
+    bridge.wait_ready().await?;
+    let session = RawSession::open(&bridge.url("/mcp/demo")).await?;
+    let pid = *bridge
+        .backend_pids("demo")
+        .await?
+        .first()
+        .context("no backend pid")?;
+    for id in 0..2 {
+        let response = session
+            .call_tool(json!(id), "debug_sleep", json!({ "ms": 10_000 }))
+            .await?;
+        assert_eq!(error_code(&response), Some(REQUEST_TIMEOUT), "{response}");
+    }
+    // The process still answers pings (only the sleeping calls hung), so the probe
+    // puts it back in service instead of replacing it.
+    let mut recovered = 0.0;
+    let probed = crate::support::eventually(Duration::from_secs(15), async || {
+        recovered = metric(
+            &bridge,
+            "mcp_bridge_pool_unresponsive_total",
+            &[
+                ("server", "demo"),
+                ("reason", "timeouts"),
+                ("outcome", "recovered"),
+            ],
+        )
+        .await
+        .unwrap_or_default();
+        recovered >= 1.0
+    })
+    .await;
+    assert!(
+        probed,
+        "no probe after two timeouts in a row; log:\n{}",
+        bridge.log_text()
+    );
+    let answer = session
+        .call_tool(json!(9), "get_tasks", json!({ "limit": 1 }))
+        .await?;
+    assert!(answer.get("result").is_some(), "{answer}");
+    assert!(
+        bridge.backend_pids("demo").await?.contains(&pid),
+        "the process that answered its probe was replaced anyway"
+    );
+    Ok(())
+}

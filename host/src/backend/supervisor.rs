@@ -231,15 +231,25 @@ impl Supervisor {
         if self.prewarmed && !config.enable_auto_reconnect {
             return;
         }
-        let live = self
-            .pool
-            .processes
-            .read()
-            .iter()
-            .filter(|p| p.state() == ProcessState::Ready)
-            .count();
+        let (live, probing) = {
+            let processes = self.pool.processes.read();
+            let in_state =
+                |wanted: ProcessState| processes.iter().filter(|p| p.state() == wanted).count();
+            (
+                in_state(ProcessState::Ready),
+                in_state(ProcessState::Probing),
+            )
+        };
         let starting = self.pool.starting.load(Ordering::Acquire);
-        let missing = config.min_connections.saturating_sub(live + starting);
+        // A process being probed is replaced at once, but only within max_connections:
+        // it may still come back, and the limit may be the server's own (a lock file).
+        let room = config
+            .max_connections
+            .saturating_sub(live + probing + starting);
+        let missing = config
+            .min_connections
+            .saturating_sub(live + starting)
+            .min(if probing > 0 { room } else { usize::MAX });
         if missing > 0 && self.pool.spawn_allowed_now() {
             // After failures, probe with one process at a time instead of a burst.
             let failing = self.pool.spawn_history.lock().consecutive_failures > 0;
