@@ -114,6 +114,12 @@ enum LogFormatArg {
 }
 
 fn main() -> ExitCode {
+    // A backend's supervisor (`mcp-bridge __supervise COMMAND ...`, started by `serve`)
+    // must run before anything else: it blocks signals and forks, which needs a process
+    // with one thread, and its command line is not ours to parse.
+    if let Some(code) = mcp_bridge::backend::run_supervisor_if_requested() {
+        return code;
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
@@ -177,6 +183,15 @@ fn serve(args: ServeArgs) -> ExitCode {
     if let Err(message) = front::check_exposure(&config.http, args.insecure_listen) {
         eprintln!("error: {message}");
         return ExitCode::from(2);
+    }
+    // Every backend starts under a supervisor (this binary again) that ends the
+    // backend's whole process tree with it; without our own path, the process-group
+    // kill is the only line.
+    match std::env::current_exe() {
+        Ok(exe) => mcp_bridge::backend::supervise_with(exe),
+        Err(error) => {
+            tracing::warn!(%error, "cannot find the bridge's own executable; backends run without a supervisor, and descendants that leave their process group can outlive them")
+        }
     }
     let watched = args.config.clone();
     block_on(

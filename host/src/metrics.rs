@@ -22,6 +22,7 @@ pub struct Metrics {
     pub pool_spawns_total: IntCounterVec,
     pub pool_restarts_total: IntCounterVec,
     pub pool_spawn_failures_total: IntCounterVec,
+    pub pool_unresponsive_total: IntCounterVec,
     pub backend_errors_total: IntCounterVec,
     pub backend_retries_total: IntCounterVec,
     pub http_requests_total: IntCounterVec,
@@ -63,7 +64,7 @@ const PLUGIN_CALL_BUCKETS: &[f64] = &[
 ];
 
 /// Process states reported by `mcp_bridge_pool_processes{state}`.
-pub const PROCESS_STATES: [&str; 3] = ["starting", "ready", "draining"];
+pub const PROCESS_STATES: [&str; 4] = ["starting", "ready", "probing", "draining"];
 
 impl Metrics {
     pub fn new() -> Self {
@@ -126,6 +127,11 @@ impl Metrics {
                 "pool_spawn_failures_total",
                 "Spawn or initialize attempts that failed.",
                 &["server"],
+            ),
+            pool_unresponsive_total: counter(
+                "pool_unresponsive_total",
+                "Processes taken out of service for request timeouts in a row (reason=timeouts) or for writing nothing while calls waited (reason=stalled), by the probe's outcome: recovered (answered the ping, serving again) or replaced (killed).",
+                &["server", "reason", "outcome"],
             ),
             backend_errors_total: counter(
                 "backend_errors_total",

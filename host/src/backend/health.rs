@@ -192,6 +192,8 @@ mod tests {
             check_interval: Duration::from_secs(30),
             check_timeout: Duration::from_secs(5),
             unhealthy_threshold: 3,
+            timeout_threshold: 3,
+            stall_timeout: None,
             degraded_latency_ms: 500,
             degraded_success_rate: 0.95,
         }

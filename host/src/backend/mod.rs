@@ -12,15 +12,18 @@ mod orphan;
 mod pool;
 mod process;
 mod stderr;
+mod subreaper;
 mod supervisor;
 
 pub use catalog::Catalog;
 pub use error::BackendError;
 pub use health::{HealthReport, HealthStatus};
+pub use orphan::supervise_with;
 pub use pool::{Lease, Pool};
 pub use process::{
     CallEvent, CallStep, InflightCall, Process, STDIO_PROTOCOL_VERSIONS, ServerIdentity,
 };
+pub use subreaper::run_if_requested as run_supervisor_if_requested;
 
 // The per-call id remapping and the line framing toward a child, public so that
 // `benches/hot_path.rs` measures the real code; nothing outside the backend calls them.

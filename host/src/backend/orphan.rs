@@ -1,14 +1,42 @@
-//! Keeps backend processes from outliving the host, even when the host is SIGKILLed.
+//! Keeps backend processes, and everything they start, from outliving their use.
 //!
-//! Each child is put in its own process group (so a wrapper such as `npx` and what it
-//! starts can be ended together) and, on Linux, asks the kernel to SIGKILL it when the
-//! thread that spawned it exits. Children are spawned from tokio worker threads, which
-//! live as long as the runtime, so in practice that is when the host process exits.
+//! Two lines of defence. The first, on Linux when the binary registered itself with
+//! [`supervise_with`] (the `mcp-bridge` binary does), is a supervisor per backend (the
+//! bridge's own binary in its `__supervise` mode, see `subreaper.rs`): a child
+//! subreaper that ends the server's whole tree, `setsid` and double-forked descendants
+//! included, when the server exits, when the bridge stops it, or when the bridge dies.
+//! The second, always, puts the spawned process (the supervisor, or the server itself
+//! without one) in its own process group with a parent-death signal, and kills that
+//! group when the process ends. The death signal follows the spawning thread; children
+//! are spawned from tokio worker threads, which live as long as the runtime, so in
+//! practice that is when the host process exits.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use tokio::process::Command;
 
-/// Arranges for the child to be killed when the host dies, and to lead its own group.
-pub fn die_with_parent(command: &mut Command) {
+/// The program that runs the supervisor mode, once registered.
+static SUPERVISOR_PROGRAM: OnceLock<PathBuf> = OnceLock::new();
+
+/// Makes every backend spawned from now on start through `program __supervise`, which
+/// must be the `mcp-bridge` binary. Only Linux has the subreaper; elsewhere this does
+/// nothing. Library users that never call it (benches, embedders) keep direct spawning.
+pub fn supervise_with(program: PathBuf) {
+    if cfg!(target_os = "linux") {
+        let _ = SUPERVISOR_PROGRAM.set(program);
+    }
+}
+
+/// The registered supervisor program, if backends are to be supervised.
+pub(super) fn supervisor_program() -> Option<&'static Path> {
+    SUPERVISOR_PROGRAM.get().map(PathBuf::as_path)
+}
+
+/// Arranges for the child to receive `death_signal` when the host dies, and to lead
+/// its own group. A supervisor gets SIGTERM (it catches it and ends the tree); a
+/// server spawned directly gets SIGKILL.
+pub fn die_with_parent(command: &mut Command, death_signal: i32) {
     #[cfg(unix)]
     {
         // SAFETY: getpid is async-signal-safe; it runs in the parent before the fork.
@@ -20,7 +48,7 @@ pub fn die_with_parent(command: &mut Command) {
                 libc::setpgid(0, 0);
                 #[cfg(target_os = "linux")]
                 {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    libc::prctl(libc::PR_SET_PDEATHSIG, death_signal);
                     // The parent may have died between fork and prctl; then nobody
                     // will send the signal, so leave now.
                     if libc::getppid() != parent {
@@ -28,7 +56,7 @@ pub fn die_with_parent(command: &mut Command) {
                     }
                 }
                 #[cfg(not(target_os = "linux"))]
-                let _ = parent;
+                let _ = (parent, death_signal);
                 Ok(())
             });
         }
@@ -50,5 +78,186 @@ pub fn kill_group(pid: u32) {
         unsafe {
             libc::kill(-pid, libc::SIGKILL);
         }
+    }
+}
+
+/// Sends `signal` to one process this host spawned. Harmless when it is gone.
+pub fn signal(pid: u32, signal: i32) {
+    #[cfg(unix)]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return;
+        };
+        if pid <= 1 {
+            return;
+        }
+        // SAFETY: kill has no memory-safety preconditions; the pid is our own child,
+        // not yet reaped, so it cannot name another process.
+        unsafe {
+            libc::kill(pid, signal);
+        }
+    }
+}
+
+/// Fails the way spawning would when `command` names no program, so that a missing
+/// server is still reported at once as a spawn error when it is started through the
+/// supervisor (which could only report it as an early exit). Only names without a
+/// `/` are looked up on PATH (the server's own, when its env sets one); a path is
+/// left to exec, which resolves a relative one against the server's `cwd`.
+pub(super) fn check_program(command: &str, path_var: Option<&str>) -> std::io::Result<()> {
+    if command.contains('/') {
+        if Path::new(command).is_absolute() && !Path::new(command).exists() {
+            return Err(std::io::Error::from(std::io::ErrorKind::NotFound));
+        }
+        return Ok(());
+    }
+    let path_var = match path_var {
+        Some(path) => path.to_owned(),
+        None => std::env::var("PATH").unwrap_or_default(),
+    };
+    let found = std::env::split_paths(&path_var).any(|dir| is_executable(&dir.join(command)));
+    if found {
+        Ok(())
+    } else {
+        Err(std::io::Error::from(std::io::ErrorKind::NotFound))
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        path.metadata()
+            .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        path.is_file()
+    }
+}
+
+/// One row of the process table.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcEntry {
+    pub pid: u32,
+    pub parent: u32,
+    pub zombie: bool,
+    /// When it started, in clock ticks since boot.
+    pub started: u64,
+}
+
+/// Every process in /proc with its parent (empty where there is no /proc).
+pub fn process_table() -> Vec<ProcEntry> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // The command name may hold spaces and parentheses; the fields after the
+            // last `)` are fixed: state, then the parent's pid.
+            let (_, rest) = stat.rsplit_once(')')?;
+            let mut fields = rest.split_whitespace();
+            let state = fields.next()?;
+            let parent = fields.next()?.parse().ok()?;
+            // `starttime` is field 22 of the file, the 20th after the name.
+            let started = fields.nth(17)?.parse().ok()?;
+            Some(ProcEntry {
+                pid,
+                parent,
+                zombie: state == "Z" || state == "X",
+                started,
+            })
+        })
+        .collect()
+}
+
+/// Every process whose chain of parents leads to `root` (not `root` itself).
+pub fn descendants(root: u32) -> Vec<ProcEntry> {
+    let table = process_table();
+    let mut found: Vec<ProcEntry> = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for entry in table.iter().filter(|entry| entry.parent == parent) {
+            // A pid appears once in the table, so the walk ends even if the table was
+            // read while processes changed parents.
+            if entry.pid != root && !found.iter().any(|seen| seen.pid == entry.pid) {
+                found.push(*entry);
+                frontier.push(entry.pid);
+            }
+        }
+    }
+    found
+}
+
+/// The first live child `parent` started: for a supervisor, the server command itself
+/// (orphans re-parented to it later started later). Ties within one clock tick go to the
+/// lower pid.
+pub(super) fn first_child(parent: u32) -> Option<u32> {
+    process_table()
+        .into_iter()
+        .filter(|entry| entry.parent == parent && !entry.zombie)
+        .min_by_key(|entry| (entry.started, entry.pid))
+        .map(|entry| entry.pid)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    #[test]
+    fn a_missing_program_is_reported_as_not_found_before_spawning() {
+        let missing = check_program("no-such-program-mcp-bridge-test", None)
+            .expect_err("a name on no PATH directory");
+        assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
+        let absolute = check_program("/nonexistent/mcp-bridge-test/server", None)
+            .expect_err("an absolute path that does not exist");
+        assert_eq!(absolute.kind(), std::io::ErrorKind::NotFound);
+        assert!(check_program("sh", None).is_ok());
+        assert!(
+            check_program("sh", Some("/nonexistent")).is_err(),
+            "the server's own PATH is the one searched"
+        );
+        assert!(check_program("./relative/left/to/exec", None).is_ok());
+    }
+
+    #[test]
+    fn the_walk_finds_grandchildren_and_the_first_child() {
+        let mut shell = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & sleep 30 & wait"])
+            .spawn()
+            .expect("sh runs");
+        let me = std::process::id();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut found = Vec::new();
+        while Instant::now() < deadline {
+            found = descendants(me)
+                .into_iter()
+                .filter(|entry| entry.parent == shell.id())
+                .collect();
+            if found.len() == 2 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let first = first_child(shell.id());
+        for entry in &found {
+            signal(entry.pid, libc::SIGKILL);
+        }
+        let _ = shell.kill();
+        let _ = shell.wait();
+        assert_eq!(found.len(), 2, "both sleeps are the shell's children");
+        assert!(
+            descendants(me).iter().all(|entry| entry.pid != me),
+            "the root is not its own descendant"
+        );
+        assert!(
+            first.is_some_and(|pid| found.iter().any(|entry| entry.pid == pid)),
+            "the first child is one of the shell's: {first:?} in {found:?}"
+        );
     }
 }

@@ -348,7 +348,7 @@ impl Pool {
         if needs_catalog {
             self.refresh_catalog(&process).await;
         }
-        tracing::info!(server = %self.name, pid = process.pid, ordinal = process.ordinal, "backend process ready");
+        tracing::info!(server = %self.name, pid = process.pid(), ordinal = process.ordinal, "backend process ready");
         self.processes.write().push(process);
         self.spawns.fetch_add(1, Ordering::Relaxed);
         self.metrics
@@ -407,7 +407,8 @@ impl Pool {
             "exclusive": self.config.exclusive,
             "processes": processes.iter().map(|p| json!({
                 "ordinal": p.ordinal,
-                "pid": p.pid,
+                "pid": p.pid(),
+                "supervisor_pid": p.supervisor_pid(),
                 "state": format!("{:?}", p.state()).to_lowercase(),
                 "inflight": p.inflight(),
                 "age_seconds": p.age().as_secs_f64(),

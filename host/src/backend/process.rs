@@ -50,6 +50,9 @@ pub enum ProcessState {
     Draining = 2,
     /// Exited or being killed.
     Dead = 3,
+    /// Suspected of hanging (request timeouts in a row, or silent while calls wait):
+    /// takes no new calls while a ping decides whether it serves again or is replaced.
+    Probing = 4,
 }
 
 /// What the server said about itself in the `initialize` handshake.
@@ -85,6 +88,8 @@ struct Pending {
     events: Option<mpsc::Sender<CallEvent>>,
     /// The caller's own progress token, restored on notifications before they leave.
     client_progress_token: Option<Value>,
+    /// Milliseconds since the process started when the request was queued for stdin.
+    sent_ms: u64,
 }
 
 enum Outgoing {
@@ -93,10 +98,21 @@ enum Outgoing {
     Close,
 }
 
+/// How long a supervisor asked to stop gets to end its tree and exit before the
+/// bridge kills its process group instead (its own teardown is bounded by 5 s).
+const SUPERVISOR_STOP_BOUND: Duration = Duration::from_secs(6);
+
 /// A running backend server process.
 pub struct Process {
     pub ordinal: u64,
-    pub pid: u32,
+    /// The server command's own process: the supervisor's child when supervised
+    /// (known once the handshake is done; the supervisor's pid until then).
+    pid: AtomicU32,
+    /// The process the bridge spawned, which leads the process group: the supervisor
+    /// when supervised, else the server itself.
+    spawned_pid: u32,
+    /// Whether a supervisor (`mcp-bridge __supervise`) owns the server's tree.
+    supervised: bool,
     server: Arc<str>,
     state: AtomicU8,
     inflight: AtomicUsize,
@@ -108,7 +124,11 @@ pub struct Process {
     started_at: Instant,
     /// Milliseconds since `started_at` when the process last finished a call.
     last_active_ms: AtomicU64,
+    /// Milliseconds since `started_at` when the reader last got anything from stdout.
+    last_read_ms: AtomicU64,
     pub consecutive_ping_failures: AtomicU32,
+    /// Calls abandoned at `request_timeout` since the process last answered one.
+    consecutive_timeouts: AtomicU32,
     /// Set when the pool itself stops this process (idle, recycled, failed health
     /// checks), so its exit is not counted as a crash.
     pub retired: AtomicBool,
@@ -121,7 +141,7 @@ impl std::fmt::Debug for Process {
         f.debug_struct("Process")
             .field("server", &self.server)
             .field("ordinal", &self.ordinal)
-            .field("pid", &self.pid)
+            .field("pid", &self.pid())
             .field("state", &self.state())
             .field("inflight", &self.inflight())
             .finish()
@@ -148,7 +168,10 @@ impl Process {
         };
         let handshake = process.handshake(capabilities);
         match tokio::time::timeout(config.pool.connection_timeout, handshake).await {
-            Ok(Ok(())) => Ok(process),
+            Ok(Ok(())) => {
+                process.learn_server_pid();
+                Ok(process)
+            }
             Ok(Err(error)) => {
                 process.kill();
                 Err(error)
@@ -221,6 +244,27 @@ impl Process {
         &self.server
     }
 
+    /// The server command's own process id (what `/admin/stats` shows and logs name).
+    pub fn pid(&self) -> u32 {
+        self.pid.load(Ordering::Acquire)
+    }
+
+    /// The supervisor's process id, when the server runs under one.
+    pub fn supervisor_pid(&self) -> Option<u32> {
+        self.supervised.then_some(self.spawned_pid)
+    }
+
+    /// Replaces the supervisor's pid by its child's, the server command itself, once the
+    /// handshake proved that child runs. Left as is if it cannot be found.
+    fn learn_server_pid(&self) {
+        if !self.supervised {
+            return;
+        }
+        if let Some(child) = super::orphan::first_child(self.spawned_pid) {
+            self.pid.store(child, Ordering::Release);
+        }
+    }
+
     pub fn identity(&self) -> Option<ServerIdentity> {
         self.identity.read().clone()
     }
@@ -229,20 +273,52 @@ impl Process {
         match self.state.load(Ordering::Acquire) {
             1 => ProcessState::Ready,
             2 => ProcessState::Draining,
+            4 => ProcessState::Probing,
             _ => ProcessState::Dead,
         }
     }
 
+    /// Moves a ready process to probing; returns false if it was not ready.
+    pub fn start_probing(&self) -> bool {
+        self.swap_state(ProcessState::Ready, ProcessState::Probing)
+    }
+
+    /// Puts a probed process that answered back into service and forgets its timeouts;
+    /// returns false if it was no longer probing (killed or shut down meanwhile).
+    pub fn end_probing(&self) -> bool {
+        self.consecutive_timeouts.store(0, Ordering::Release);
+        self.swap_state(ProcessState::Probing, ProcessState::Ready)
+    }
+
+    fn swap_state(&self, from: ProcessState, to: ProcessState) -> bool {
+        self.state
+            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Calls abandoned at `request_timeout` since the process last answered one.
+    pub fn consecutive_timeouts(&self) -> u32 {
+        self.consecutive_timeouts.load(Ordering::Acquire)
+    }
+
+    /// How long the process has written nothing on stdout while at least one request
+    /// waited for it: measured from its last output or from when the oldest waiting
+    /// request was sent, whichever is later. `None` when nothing is waiting.
+    pub fn silent_with_pending(&self) -> Option<Duration> {
+        let oldest_sent = self.pending.lock().values().map(|p| p.sent_ms).min()?;
+        let since = oldest_sent.max(self.last_read_ms.load(Ordering::Acquire));
+        Some(Duration::from_millis(
+            self.elapsed_ms().saturating_sub(since),
+        ))
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started_at.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// Moves a ready process to draining; returns false if it was not ready.
     pub fn start_draining(&self) -> bool {
-        self.state
-            .compare_exchange(
-                ProcessState::Ready as u8,
-                ProcessState::Draining as u8,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
+        self.swap_state(ProcessState::Ready, ProcessState::Draining)
     }
 
     pub fn inflight(&self) -> usize {
@@ -314,6 +390,7 @@ impl Process {
                 response: response_tx,
                 events: events_tx,
                 client_progress_token,
+                sent_ms: self.elapsed_ms(),
             },
         );
         let call = InflightCall {
@@ -502,6 +579,16 @@ impl InflightCall {
         self.finished = true;
         self.process.cancel(self.id, reason);
     }
+
+    /// Cancels a call that got no response within `request_timeout`, and counts the
+    /// timeout against its process: after `health.timeout_threshold` in a row the pool
+    /// stops giving it calls and probes it.
+    pub fn time_out(self) {
+        self.process
+            .consecutive_timeouts
+            .fetch_add(1, Ordering::AcqRel);
+        self.cancel("mcp-bridge: request_timeout elapsed");
+    }
 }
 
 impl Drop for InflightCall {
@@ -552,23 +639,46 @@ fn spawn(
     metrics: Arc<Metrics>,
 ) -> Result<Arc<Process>, BackendError> {
     let server: Arc<str> = Arc::from(config.name.as_str());
-    let mut command = Command::new(&config.command);
+    let spawn_error = |source: std::io::Error| BackendError::Spawn {
+        server: server.clone(),
+        command: config.command.clone(),
+        source: Arc::new(source),
+    };
+    let supervisor = super::orphan::supervisor_program();
+    let mut command = match supervisor {
+        Some(program) => {
+            let path_var = config
+                .env
+                .iter()
+                .find(|(key, _)| key == "PATH")
+                .map(|(_, value)| value.expose());
+            super::orphan::check_program(&config.command, path_var).map_err(spawn_error)?;
+            let mut command = Command::new(program);
+            command
+                .arg(super::subreaper::SUBCOMMAND)
+                .arg(&config.command);
+            command
+        }
+        None => Command::new(&config.command),
+    };
     command
         .args(&config.args)
         .envs(config.env.iter().map(|(key, value)| (key, value.expose())))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        // A supervisor must not be SIGKILLed when its `Child` is dropped (at runtime
+        // shutdown): that would skip its teardown. Its death signal ends it instead.
+        .kill_on_drop(supervisor.is_none());
     if let Some(cwd) = &config.cwd {
         command.current_dir(cwd);
     }
-    super::orphan::die_with_parent(&mut command);
-    let spawn_error = |source: std::io::Error| BackendError::Spawn {
-        server: server.clone(),
-        command: config.command.clone(),
-        source: Arc::new(source),
+    let death_signal = if supervisor.is_some() {
+        libc::SIGTERM
+    } else {
+        libc::SIGKILL
     };
+    super::orphan::die_with_parent(&mut command, death_signal);
     let mut child = command.spawn().map_err(spawn_error)?;
     let pid = child.id().unwrap_or_default();
     let (Some(stdin), Some(stdout), Some(stderr)) =
@@ -582,7 +692,9 @@ fn spawn(
     let (status_tx, status_rx) = watch::channel(None);
     let process = Arc::new(Process {
         ordinal,
-        pid,
+        pid: AtomicU32::new(pid),
+        spawned_pid: pid,
+        supervised: supervisor.is_some(),
         server: server.clone(),
         state: AtomicU8::new(ProcessState::Ready as u8),
         inflight: AtomicUsize::new(0),
@@ -593,12 +705,14 @@ fn spawn(
         exit_status: status_rx,
         started_at: Instant::now(),
         last_active_ms: AtomicU64::new(0),
+        last_read_ms: AtomicU64::new(0),
         consecutive_ping_failures: AtomicU32::new(0),
+        consecutive_timeouts: AtomicU32::new(0),
         retired: AtomicBool::new(false),
         identity: parking_lot::RwLock::new(None),
         metrics,
     });
-    tracing::debug!(server = %server, pid, ordinal, "spawned backend process");
+    tracing::debug!(server = %server, pid, ordinal, supervised = supervisor.is_some(), "spawned backend process");
     tokio::spawn(write_loop(stdin, outbox_rx, server.clone()));
     tokio::spawn(read_loop(
         process.clone(),
@@ -608,8 +722,7 @@ fn spawn(
     ));
     tokio::spawn(super::stderr::log_lines(
         stderr,
-        server.clone(),
-        pid,
+        process.clone(),
         config.max_line_bytes,
     ));
     tokio::spawn(reap(process.clone(), child, status_tx, events));
@@ -647,12 +760,16 @@ async fn read_loop(
 ) {
     let mut reader = LineReader::new(BufReader::with_capacity(64 * 1024, stdout), max_line_bytes);
     loop {
-        match reader.next_frame().await {
+        let frame = reader.next_frame().await;
+        process
+            .last_read_ms
+            .store(process.elapsed_ms(), Ordering::Release);
+        match frame {
             Ok(Frame::Line(line)) => route_line(&process, &line, &events),
             Ok(Frame::TooLong { length, head, tail }) => {
                 process.count_error("oversized_line");
                 tracing::warn!(
-                    server = %process.server, pid = process.pid, length, max_line_bytes,
+                    server = %process.server, pid = process.pid(), length, max_line_bytes,
                     "dropped a line from the server longer than max_line_bytes"
                 );
                 // If it was a response, fail its call now rather than let it time out.
@@ -667,7 +784,7 @@ async fn read_loop(
             }
             Ok(Frame::Eof) => break,
             Err(error) => {
-                tracing::warn!(server = %process.server, pid = process.pid, %error, "reading server stdout failed");
+                tracing::warn!(server = %process.server, pid = process.pid(), %error, "reading server stdout failed");
                 break;
             }
         }
@@ -688,7 +805,7 @@ fn route_line(process: &Arc<Process>, line: &[u8], events: &mpsc::UnboundedSende
         Err(error) => {
             process.count_error("non_json");
             let preview = String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned();
-            tracing::warn!(server = %process.server, pid = process.pid, %error, line = %preview, "server wrote a line that is not JSON");
+            tracing::warn!(server = %process.server, pid = process.pid(), %error, line = %preview, "server wrote a line that is not JSON");
             return;
         }
     };
@@ -698,7 +815,7 @@ fn route_line(process: &Arc<Process>, line: &[u8], events: &mpsc::UnboundedSende
         Some(Kind::Request) => route_server_request(process, message),
         None => {
             process.count_error("non_jsonrpc");
-            tracing::warn!(server = %process.server, pid = process.pid, "server wrote JSON that is not a JSON-RPC message");
+            tracing::warn!(server = %process.server, pid = process.pid(), "server wrote JSON that is not a JSON-RPC message");
         }
     }
 }
@@ -707,6 +824,7 @@ fn route_response(process: &Process, message: Value) {
     let pending = answered_call_id(&message).and_then(|id| process.pending.lock().remove(&id));
     match pending {
         Some(pending) => {
+            process.consecutive_timeouts.store(0, Ordering::Release);
             let _ = pending.response.send(Ok(message));
         }
         None => {
@@ -810,11 +928,7 @@ async fn reap(
 ) {
     let status = tokio::select! {
         status = child.wait() => status,
-        () = process.kill.notified() => {
-            super::orphan::kill_group(process.pid);
-            let _ = child.start_kill();
-            child.wait().await
-        }
+        () = process.kill.notified() => stop_tree(&process, &mut child).await,
     };
     let status = match status {
         Ok(status) => status.to_string(),
@@ -823,13 +937,37 @@ async fn reap(
     process
         .state
         .store(ProcessState::Dead as u8, Ordering::Release);
-    // The child may have left grandchildren in its group (an `npx` wrapper, say).
-    super::orphan::kill_group(process.pid);
-    tracing::debug!(server = %process.server, pid = process.pid, %status, "backend process exited");
+    // The second line: whatever is left in the group (an `npx` wrapper's children when
+    // there is no supervisor, or a tree a supervisor could not end).
+    super::orphan::kill_group(process.spawned_pid);
+    tracing::debug!(server = %process.server, pid = process.pid(), %status, "backend process exited");
     let _ = status_tx.send(Some(status.clone()));
     process.fail_all_pending();
     let _ = events.send(ProcessEvent::Exited {
         ordinal: process.ordinal,
         status,
     });
+}
+
+/// Ends a process the pool gave up on. A supervisor is asked first (SIGTERM), so it
+/// ends the server's whole tree, `setsid` descendants included; only if it does not
+/// exit within `SUPERVISOR_STOP_BOUND` is its group killed. Without a supervisor the
+/// group is killed at once.
+async fn stop_tree(
+    process: &Process,
+    child: &mut Child,
+) -> std::io::Result<std::process::ExitStatus> {
+    if process.supervised {
+        super::orphan::signal(process.spawned_pid, libc::SIGTERM);
+        if let Ok(status) = tokio::time::timeout(SUPERVISOR_STOP_BOUND, child.wait()).await {
+            return status;
+        }
+        tracing::warn!(
+            server = %process.server, pid = process.pid(), supervisor = process.spawned_pid,
+            "the supervisor did not end the server's processes in time; killing its process group"
+        );
+    }
+    super::orphan::kill_group(process.spawned_pid);
+    let _ = child.start_kill();
+    child.wait().await
 }

@@ -76,7 +76,7 @@ impl Supervisor {
             .pool_restarts_total
             .with_label_values(&[name])
             .inc();
-        tracing::warn!(server = %name, pid = process.pid, %status, "backend process exited unexpectedly; replacing it");
+        tracing::warn!(server = %name, pid = process.pid(), %status, "backend process exited unexpectedly; replacing it");
     }
 
     fn on_notification(&mut self, ordinal: u64, message: Value) {
@@ -113,6 +113,7 @@ impl Supervisor {
         self.stop_drained();
         self.close_idle();
         self.recycle_old();
+        self.probe_unresponsive();
         self.keep_minimum();
         self.health_check();
         self.publish_gauges();
@@ -147,7 +148,7 @@ impl Supervisor {
                 return;
             }
             if process.idle_for() >= config.idle_timeout && process.start_draining() {
-                tracing::info!(server = %self.pool.name(), pid = process.pid, "closing idle backend process");
+                tracing::info!(server = %self.pool.name(), pid = process.pid(), "closing idle backend process");
                 ready -= 1;
             }
         }
@@ -175,11 +176,50 @@ impl Supervisor {
         let min = self.pool.config.pool.min_connections.max(1);
         if ready > min || ready >= self.pool.config.pool.max_connections {
             if oldest.start_draining() {
-                tracing::info!(server = %self.pool.name(), pid = oldest.pid, "recycling backend process after max_lifetime");
+                tracing::info!(server = %self.pool.name(), pid = oldest.pid(), "recycling backend process after max_lifetime");
             }
         } else if self.pool.starting.load(Ordering::Acquire) == 0 {
             drop(processes);
             self.pool.spawn_process();
+        }
+    }
+
+    /// Takes a process that looks hung out of service and probes it: one whose last
+    /// `timeout_threshold` calls all timed out, or one that wrote nothing on stdout for
+    /// `stall_timeout` while calls waited (a stopped or wedged process). It gets no new
+    /// calls from now on, `keep_minimum` starts a replacement at once, and a ping bounded
+    /// by `check_timeout` decides: answered, it serves again; not, it is killed.
+    fn probe_unresponsive(&self) {
+        let config = &self.pool.config;
+        let threshold = config.health.timeout_threshold;
+        let stall_timeout = config
+            .health
+            .stall_timeout
+            .unwrap_or(config.pool.request_timeout);
+        let processes: Vec<Arc<Process>> = self.pool.processes.read().clone();
+        for process in processes {
+            if process.state() != ProcessState::Ready {
+                continue;
+            }
+            let timeouts = process.consecutive_timeouts();
+            let silent = process.silent_with_pending().unwrap_or_default();
+            let reason = if timeouts >= threshold {
+                UnresponsiveReason::Timeouts
+            } else if silent >= stall_timeout {
+                UnresponsiveReason::Stalled
+            } else {
+                continue;
+            };
+            if !process.start_probing() {
+                continue;
+            }
+            tracing::warn!(
+                server = %self.pool.name(), pid = process.pid(), reason = reason.label(),
+                consecutive_timeouts = timeouts, silent_ms = silent.as_millis() as u64,
+                inflight = process.inflight(),
+                "backend process looks hung; it takes no new calls until it answers a ping"
+            );
+            tokio::spawn(probe(self.pool.clone(), process, reason));
         }
     }
 
@@ -191,15 +231,25 @@ impl Supervisor {
         if self.prewarmed && !config.enable_auto_reconnect {
             return;
         }
-        let live = self
-            .pool
-            .processes
-            .read()
-            .iter()
-            .filter(|p| p.state() == ProcessState::Ready)
-            .count();
+        let (live, probing) = {
+            let processes = self.pool.processes.read();
+            let in_state =
+                |wanted: ProcessState| processes.iter().filter(|p| p.state() == wanted).count();
+            (
+                in_state(ProcessState::Ready),
+                in_state(ProcessState::Probing),
+            )
+        };
         let starting = self.pool.starting.load(Ordering::Acquire);
-        let missing = config.min_connections.saturating_sub(live + starting);
+        // A process being probed is replaced at once, but only within max_connections:
+        // it may still come back, and the limit may be the server's own (a lock file).
+        let room = config
+            .max_connections
+            .saturating_sub(live + probing + starting);
+        let missing = config
+            .min_connections
+            .saturating_sub(live + starting)
+            .min(if probing > 0 { room } else { usize::MAX });
         if missing > 0 && self.pool.spawn_allowed_now() {
             // After failures, probe with one process at a time instead of a burst.
             let failing = self.pool.spawn_history.lock().consecutive_failures > 0;
@@ -243,16 +293,13 @@ impl Supervisor {
         let processes = self.pool.processes.read();
         let gauge = &self.pool.metrics.pool_processes;
         for state in PROCESS_STATES {
+            let in_state =
+                |wanted: ProcessState| processes.iter().filter(|p| p.state() == wanted).count();
             let count = match state {
                 "starting" => self.pool.starting.load(Ordering::Acquire),
-                "ready" => processes
-                    .iter()
-                    .filter(|p| p.state() == ProcessState::Ready)
-                    .count(),
-                _ => processes
-                    .iter()
-                    .filter(|p| p.state() == ProcessState::Draining)
-                    .count(),
+                "ready" => in_state(ProcessState::Ready),
+                "probing" => in_state(ProcessState::Probing),
+                _ => in_state(ProcessState::Draining),
             };
             gauge.with_label_values(&[name, state]).set(count as i64);
         }
@@ -270,22 +317,77 @@ fn retire(process: &Process) {
     process.retired.store(true, Ordering::Release);
 }
 
+/// Why a process was taken out of service to be probed (the `reason` metric label).
+#[derive(Debug, Clone, Copy)]
+enum UnresponsiveReason {
+    Timeouts,
+    Stalled,
+}
+
+impl UnresponsiveReason {
+    fn label(self) -> &'static str {
+        match self {
+            UnresponsiveReason::Timeouts => "timeouts",
+            UnresponsiveReason::Stalled => "stalled",
+        }
+    }
+}
+
+/// Sends one ping bounded by `check_timeout`: the latency, or why it failed.
+async fn send_ping(pool: &Pool, process: &Arc<Process>) -> Result<Duration, String> {
+    let check_timeout = pool.config.health.check_timeout;
+    let started = Instant::now();
+    match tokio::time::timeout(check_timeout, process.request("ping", None)).await {
+        Ok(Ok(response)) if response.get("result").is_some() => Ok(started.elapsed()),
+        Ok(Ok(response)) => Err(format!(
+            "ping answered with an error: {}",
+            response.get("error").unwrap_or(&Value::Null)
+        )),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!(
+            "no ping response within check_timeout ({check_timeout:?})"
+        )),
+    }
+}
+
+/// Decides the fate of a process taken out of service by `probe_unresponsive`.
+async fn probe(pool: Arc<Pool>, process: Arc<Process>, reason: UnresponsiveReason) {
+    let outcome = send_ping(&pool, &process).await;
+    let name = pool.name();
+    let label = match &outcome {
+        Ok(latency) => {
+            if !process.end_probing() {
+                return;
+            }
+            tracing::info!(
+                server = %name, pid = process.pid(), reason = reason.label(), latency_ms = latency.as_millis() as u64,
+                "backend process answered its probe; it takes calls again"
+            );
+            "recovered"
+        }
+        Err(error) => {
+            if process.state() != ProcessState::Probing {
+                return;
+            }
+            tracing::warn!(
+                server = %name, pid = process.pid(), reason = reason.label(), %error,
+                "backend process did not answer its probe; killing and replacing it"
+            );
+            process.kill();
+            "replaced"
+        }
+    };
+    pool.health.record_ping(outcome);
+    pool.metrics
+        .pool_unresponsive_total
+        .with_label_values(&[name, reason.label(), label])
+        .inc();
+    pool.wake_supervisor.notify_one();
+}
+
 async fn ping(pool: Arc<Pool>, process: Arc<Process>) {
     let health = &pool.config.health;
-    let started = Instant::now();
-    let outcome =
-        match tokio::time::timeout(health.check_timeout, process.request("ping", None)).await {
-            Ok(Ok(response)) if response.get("result").is_some() => Ok(started.elapsed()),
-            Ok(Ok(response)) => Err(format!(
-                "ping answered with an error: {}",
-                response.get("error").unwrap_or(&Value::Null)
-            )),
-            Ok(Err(error)) => Err(error.to_string()),
-            Err(_) => Err(format!(
-                "no ping response within check_timeout ({:?})",
-                health.check_timeout
-            )),
-        };
+    let outcome = send_ping(&pool, &process).await;
     let failed = outcome.is_err();
     pool.health.record_ping(outcome);
     if !failed {
@@ -300,7 +402,7 @@ async fn ping(pool: Arc<Pool>, process: Arc<Process>) {
         + 1;
     if failures >= health.unhealthy_threshold {
         tracing::warn!(
-            server = %pool.name(), pid = process.pid, failures,
+            server = %pool.name(), pid = process.pid(), failures,
             "backend process failed its health checks; killing and replacing it"
         );
         process.kill();

@@ -79,6 +79,8 @@ pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Consecutive failed checks after which a process counts as unhealthy.
 pub const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 3;
+/// Consecutive request timeouts after which a process takes no new calls and is probed.
+pub const DEFAULT_TIMEOUT_THRESHOLD: u32 = 3;
 /// Average latency above which a server is reported degraded, in milliseconds.
 pub const DEFAULT_DEGRADED_LATENCY_MS: u64 = 500;
 /// Success rate below which a server is reported degraded.
@@ -393,6 +395,12 @@ pub struct HealthConfig {
     pub check_interval: Duration,
     pub check_timeout: Duration,
     pub unhealthy_threshold: u32,
+    /// Consecutive request timeouts on one process after which it takes no new calls and
+    /// is probed with a ping (replaced if the ping is not answered). At least 1.
+    pub timeout_threshold: u32,
+    /// How long a process may write nothing on stdout while calls are pending before it
+    /// takes no new calls and is probed. `None` means the server's `request_timeout`.
+    pub stall_timeout: Option<Duration>,
     pub degraded_latency_ms: u64,
     /// In `[0, 1]`.
     pub degraded_success_rate: f64,
@@ -404,6 +412,8 @@ impl Default for HealthConfig {
             check_interval: DEFAULT_CHECK_INTERVAL,
             check_timeout: DEFAULT_CHECK_TIMEOUT,
             unhealthy_threshold: DEFAULT_UNHEALTHY_THRESHOLD,
+            timeout_threshold: DEFAULT_TIMEOUT_THRESHOLD,
+            stall_timeout: None,
             degraded_latency_ms: DEFAULT_DEGRADED_LATENCY_MS,
             degraded_success_rate: DEFAULT_DEGRADED_SUCCESS_RATE,
         }

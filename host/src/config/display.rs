@@ -174,10 +174,14 @@ fn write_pool(out: &mut String, pool: &PoolConfig) -> std::fmt::Result {
 fn write_health(out: &mut String, health: &HealthConfig) -> std::fmt::Result {
     writeln!(
         out,
-        "    health: check every {} (timeout {}), unhealthy after {} failures, degraded above {} ms or below {}% success",
+        "    health: check every {} (timeout {}), unhealthy after {} failures, probed after {} timeouts in a row or {} silent with calls pending, degraded above {} ms or below {}% success",
         format_duration(health.check_interval),
         format_duration(health.check_timeout),
         health.unhealthy_threshold,
+        health.timeout_threshold,
+        health
+            .stall_timeout
+            .map_or_else(|| "request_timeout".to_owned(), format_duration),
         health.degraded_latency_ms,
         // Rounding to a tenth of a percent keeps 0.29 from printing as 28.999999999999996.
         (health.degraded_success_rate * 1000.0).round() / 10.0

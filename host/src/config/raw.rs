@@ -90,6 +90,8 @@ pub(crate) struct RawHealth {
     pub check_interval: Option<RawDuration>,
     pub check_timeout: Option<RawDuration>,
     pub unhealthy_threshold: Option<u32>,
+    pub timeout_threshold: Option<u32>,
+    pub stall_timeout: Option<RawDuration>,
     pub degraded_latency_ms: Option<u64>,
     pub degraded_success_rate: Option<f64>,
 }
@@ -101,6 +103,8 @@ impl RawHealth {
             check_interval: self.check_interval.or(fallback.check_interval),
             check_timeout: self.check_timeout.or(fallback.check_timeout),
             unhealthy_threshold: self.unhealthy_threshold.or(fallback.unhealthy_threshold),
+            timeout_threshold: self.timeout_threshold.or(fallback.timeout_threshold),
+            stall_timeout: self.stall_timeout.or(fallback.stall_timeout),
             degraded_latency_ms: self.degraded_latency_ms.or(fallback.degraded_latency_ms),
             degraded_success_rate: self
                 .degraded_success_rate
@@ -293,6 +297,7 @@ pub(crate) fn field_help(field: &str) -> Option<&'static str> {
         | "unhealthy_retry_interval"
         | "check_interval"
         | "check_timeout"
+        | "stall_timeout"
         | "list_ttl"
         | "hit_for_miss_ttl"
         | "stale_while_revalidate"
@@ -307,6 +312,7 @@ pub(crate) fn field_help(field: &str) -> Option<&'static str> {
         | "max_queue"
         | "max_reconnect_attempts"
         | "unhealthy_threshold"
+        | "timeout_threshold"
         | "degraded_latency_ms"
         | "max_entries"
         | "max_coalesced_waiters"

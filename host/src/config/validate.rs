@@ -511,6 +511,25 @@ impl<'a> Globals<'a> {
         let degraded_success_rate = merged
             .degraded_success_rate
             .unwrap_or(defaults.degraded_success_rate);
+        let timeout_threshold = merged
+            .timeout_threshold
+            .unwrap_or(defaults.timeout_threshold);
+        let stall_timeout = merged.stall_timeout.map(|d| d.0);
+        if stall_timeout.is_some_and(|d| d.is_zero()) {
+            return Err(site!(stall_timeout)
+                .error("must be longer than zero")
+                .with_help(
+                    "write how long a process may stay silent while calls wait, such as \"30s\"; \
+                     leave it out to use the server's request_timeout",
+                ));
+        }
+        if timeout_threshold == 0 {
+            return Err(site!(timeout_threshold)
+                .error("must be at least 1")
+                .with_help(
+                    "write after how many consecutive request timeouts a process is probed and replaced, such as 3",
+                ));
+        }
         for (zero, site, default) in [
             (
                 check_interval.is_zero(),
@@ -543,6 +562,8 @@ impl<'a> Globals<'a> {
             check_interval,
             check_timeout,
             unhealthy_threshold,
+            timeout_threshold,
+            stall_timeout,
             degraded_latency_ms: merged
                 .degraded_latency_ms
                 .unwrap_or(defaults.degraded_latency_ms),

@@ -317,7 +317,7 @@ impl ForwardedCall {
                 Ok(CallStep::Done(outcome)) => return self.finish(outcome),
                 Err(_) => {
                     if let Some(inflight) = self.inflight.take() {
-                        inflight.cancel("mcp-bridge: request_timeout elapsed");
+                        inflight.time_out();
                     }
                     return self.finish(Err(self.timeout_error()));
                 }

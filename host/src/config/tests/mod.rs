@@ -135,6 +135,7 @@ max_lifetime = 0
 [health]
 check_interval = "10s"
 degraded_success_rate = 0.5
+timeout_threshold = 5
 
 [servers.a]
 command = "x"
@@ -143,6 +144,7 @@ max_lifetime = "2h"
 max_line_bytes = 1024
 [servers.a.health]
 check_timeout = "1s"
+stall_timeout = "20s"
 
 [servers.b]
 command = "y"
@@ -182,6 +184,8 @@ health_check_interval = "1m"
     assert_eq!(a.health.check_interval, Duration::from_secs(10));
     assert_eq!(a.health.check_timeout, Duration::from_secs(1));
     assert_eq!(a.health.degraded_success_rate, 0.5);
+    assert_eq!(a.health.timeout_threshold, 5);
+    assert_eq!(a.health.stall_timeout, Some(Duration::from_secs(20)));
     // The pool's check interval follows the server's health interval unless set.
     assert_eq!(a.pool.health_check_interval, Duration::from_secs(10));
 
@@ -194,6 +198,11 @@ health_check_interval = "1m"
     assert!(!b.required && b.exclusive);
     assert_eq!(b.pool.health_check_interval, Duration::from_secs(60));
     assert_eq!(b.health.check_timeout, DEFAULT_CHECK_TIMEOUT);
+    assert_eq!(b.health.timeout_threshold, 5);
+    assert_eq!(
+        b.health.stall_timeout, None,
+        "unset means the server's request_timeout"
+    );
 }
 
 #[test]
@@ -438,6 +447,18 @@ const SEMANTIC_ERRORS: &[(&str, usize, &str, &str)] = &[
         4,
         "servers.a.health.unhealthy_threshold",
         "at least 1",
+    ),
+    (
+        "[servers.a]\ncommand = \"x\"\n[servers.a.health]\ntimeout_threshold = 0\n",
+        4,
+        "servers.a.health.timeout_threshold",
+        "at least 1",
+    ),
+    (
+        "[health]\nstall_timeout = \"0s\"\n[servers.a]\ncommand = \"x\"\n",
+        2,
+        "health.stall_timeout",
+        "longer than zero",
     ),
     (
         "[logging]\nformat = \"xml\"\n[servers.a]\ncommand = \"x\"\n",
