@@ -20,6 +20,21 @@ pub const DEFAULT_NAMESPACE_SEPARATOR: &str = "__";
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long an HTTP MCP session may go unused before it is dropped.
 pub const DEFAULT_SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How long a client may take to send a request's headers, from its connection (or the
+/// request's first byte on a kept-alive connection) to the end of the head.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a kept-alive connection may sit idle between requests before the bridge closes it;
+/// advertised on every response as `Keep-Alive: timeout=N`.
+pub const DEFAULT_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// The longest a request body may take to arrive, from the end of its headers.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The slowest a request body may arrive, in bytes per second over each window of
+/// [`BODY_RATE_WINDOW`] (1 KiB/s); 0 turns the check off.
+pub const DEFAULT_BODY_MIN_RATE: usize = 1024;
+/// The window the minimum body rate is judged over.
+pub const BODY_RATE_WINDOW: Duration = Duration::from_secs(5);
+/// Client connections served at once; the bridge answers more with 503 and closes them.
+pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 1024;
 /// The tracing `EnvFilter` directive used when none is configured.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 
@@ -208,6 +223,15 @@ pub struct HttpConfig {
     pub namespace_separator: String,
     pub shutdown_grace: Duration,
     pub session_idle_timeout: Duration,
+    /// The deadline for a request's headers; it does not apply to a connection idle between
+    /// requests, which `keep_alive_timeout` governs.
+    pub header_read_timeout: Duration,
+    /// How long a connection may be idle after a response before it is closed; whole seconds.
+    pub keep_alive_timeout: Duration,
+    pub body_read_timeout: Duration,
+    /// Bytes per second a body must keep up over each [`BODY_RATE_WINDOW`]; 0 means no minimum.
+    pub body_min_rate: usize,
+    pub max_client_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -224,6 +248,11 @@ impl Default for HttpConfig {
             namespace_separator: DEFAULT_NAMESPACE_SEPARATOR.to_owned(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             session_idle_timeout: DEFAULT_SESSION_IDLE_TIMEOUT,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            keep_alive_timeout: DEFAULT_KEEP_ALIVE_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            body_min_rate: DEFAULT_BODY_MIN_RATE,
+            max_client_connections: DEFAULT_MAX_CLIENT_CONNECTIONS,
         }
     }
 }

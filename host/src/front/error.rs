@@ -13,6 +13,10 @@ pub enum FrontError {
         "request body exceeds max_body_bytes ({limit} bytes); send a smaller request or raise http.max_body_bytes"
     )]
     BodyTooLarge { limit: usize },
+    #[error(
+        "the request body came too slowly: {0}; send the whole body right after the headers (limits: http.body_read_timeout, http.body_min_rate)"
+    )]
+    BodyTimeout(String),
     #[error("Content-Type must be application/json, got '{got}'")]
     UnsupportedMediaType { got: String },
     #[error("could not read the request body: {0}")]
@@ -60,6 +64,7 @@ impl FrontError {
         match self {
             FrontError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             FrontError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            FrontError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             FrontError::BodyRead(_)
             | FrontError::Parse(_)
             | FrontError::InvalidRequest(_)
@@ -95,7 +100,8 @@ impl FrontError {
     pub fn retryable(&self) -> bool {
         match self {
             FrontError::Backend(error) => error.retryable(),
-            FrontError::ShuttingDown => true,
+            // 408 says the same request, sent promptly on a new connection, may succeed.
+            FrontError::ShuttingDown | FrontError::BodyTimeout(_) => true,
             _ => false,
         }
     }
