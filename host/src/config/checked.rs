@@ -35,6 +35,9 @@ pub const DEFAULT_BODY_MIN_RATE: usize = 1024;
 pub const BODY_RATE_WINDOW: Duration = Duration::from_secs(5);
 /// Client connections served at once; the bridge answers more with 503 and closes them.
 pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 1024;
+/// The most `max_client_connections` may be: far above what one process serves, and small
+/// enough to count in a semaphore.
+pub const MAX_CLIENT_CONNECTIONS_LIMIT: usize = 1_000_000;
 /// The tracing `EnvFilter` directive used when none is configured.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 

@@ -263,11 +263,11 @@ fn http_connections(
     let max_client_connections = raw
         .max_client_connections
         .unwrap_or(defaults.max_client_connections);
-    if max_client_connections == 0 {
+    if !(1..=MAX_CLIENT_CONNECTIONS_LIMIT).contains(&max_client_connections) {
         return Err(main
             .error(
                 &at("max_client_connections"),
-                "must be at least 1: with 0 no client could connect",
+                format!("must be at least 1 (with 0 no client could connect) and at most {MAX_CLIENT_CONNECTIONS_LIMIT}"),
             )
             .with_help(format!(
                 "write a count such as {DEFAULT_MAX_CLIENT_CONNECTIONS}"
