@@ -516,3 +516,77 @@ async fn bench_load_retires_idle_connections_before_the_advertised_timeout() -> 
     );
     Ok(())
 }
+
+/// The soft and hard "Max open files" of a process, from `/proc/PID/limits`.
+fn open_file_limits(pid: u32) -> Result<(String, String)> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits"))?;
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .context("no open-files line")?;
+    let mut values = line["Max open files".len()..].split_whitespace();
+    let soft = values.next().context("soft")?.to_owned();
+    let hard = values.next().context("hard")?.to_owned();
+    Ok((soft, hard))
+}
+
+#[tokio::test]
+async fn the_soft_open_file_limit_is_raised_to_the_hard_limit_and_logged() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("mcp-bridge.toml");
+    std::fs::write(&config, demo_server_toml("demo", &[], ""))?;
+    // Started with a low soft limit, as a shell with `ulimit -Sn 256` would.
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -Sn 256 && exec \"$0\" serve --config \"$1\" --listen 127.0.0.1:0 --log-format json --log-level info")
+        .arg(bridge_exe())
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let pid = child.id();
+    let stderr = child.stderr.take().context("stderr")?;
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut limit_line = None;
+    let mut log = String::new();
+    while Instant::now() < deadline {
+        let Ok(line) = lines_rx.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("file descriptor limit") {
+            limit_line = Some(line.clone());
+        }
+        if line.contains("listening on") {
+            break;
+        }
+    }
+    let limits = open_file_limits(pid);
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = limit_line.with_context(|| format!("no fd-limit line in the log:\n{log}"))?;
+    let logged: Value = serde_json::from_str(&line)?;
+    ensure!(logged["fields"]["soft_before"] == 256, "{line}");
+    let (soft, hard) = limits?;
+    ensure!(soft == hard, "soft {soft} was not raised to hard {hard}");
+    ensure!(
+        logged["fields"]["soft"].to_string() == soft,
+        "{line} vs {soft}"
+    );
+    Ok(())
+}
