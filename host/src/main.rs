@@ -173,6 +173,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         format,
         args.log_level.as_deref().unwrap_or(&config.logging.level),
     );
+    raise_fd_limit(config.http.max_client_connections);
     let record = match record_options(&args) {
         Ok(record) => record,
         Err(message) => {
@@ -199,6 +200,60 @@ fn serve(args: ServeArgs) -> ExitCode {
         run(config, watched, record),
     )
 }
+
+/// File descriptors the bridge needs besides client connections: refusals under way (64),
+/// three pipes per backend process, the listener, log and trace files, plugin files.
+const FD_RESERVE: u64 = 256;
+
+/// Raises the soft limit on open files to the hard limit and logs both, so that
+/// `http.max_client_connections` (not a distribution's default soft limit, often 1024)
+/// decides how many clients are served; warns when even the hard limit is too low for it.
+#[cfg(unix)]
+fn raise_fd_limit(max_client_connections: usize) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given, which lives on this stack frame.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        let error = std::io::Error::last_os_error();
+        tracing::warn!(%error, "cannot read the file descriptor limit (RLIMIT_NOFILE)");
+        return;
+    }
+    let soft_before = limit.rlim_cur;
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the struct it is given; raising the soft limit up to the
+        // hard limit needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        } else {
+            let error = std::io::Error::last_os_error();
+            tracing::warn!(%error, soft = soft_before, hard = limit.rlim_max, "cannot raise the soft file descriptor limit to the hard limit");
+        }
+    }
+    tracing::info!(
+        soft_before = soft_before,
+        soft = limit.rlim_cur,
+        hard = limit.rlim_max,
+        "file descriptor limit (RLIMIT_NOFILE)"
+    );
+    let needed = (max_client_connections as u64).saturating_add(FD_RESERVE);
+    if limit.rlim_cur < needed {
+        tracing::warn!(
+            soft = limit.rlim_cur,
+            max_client_connections,
+            needed,
+            "the file descriptor limit is below what http.max_client_connections needs: accepts will fail with 'Too many open files' before the cap refuses connections; raise the hard limit (ulimit -Hn, systemd LimitNOFILE=) or lower http.max_client_connections"
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_fd_limit(_max_client_connections: usize) {}
 
 /// The `--record*` flags, checked.
 fn record_options(args: &ServeArgs) -> Result<Option<lab::record::RecordOptions>, String> {

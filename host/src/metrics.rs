@@ -46,6 +46,10 @@ pub struct Metrics {
     pub plugin_quarantined: IntGaugeVec,
     pub trace_records_dropped_total: prometheus::IntCounter,
     pub version_mismatch_total: IntCounterVec,
+    pub http_connections_open: prometheus::IntGauge,
+    pub http_connections_refused_total: IntCounterVec,
+    pub http_connections_closed_total: IntCounterVec,
+    pub http_accept_errors_total: prometheus::IntCounter,
 }
 
 /// Plugin call latency buckets in seconds: a warm decision takes about a microsecond;
@@ -272,6 +276,36 @@ impl Metrics {
                 "version_mismatch_total",
                 "Requests whose protocol-version signals (session, MCP-Protocol-Version header, body _meta) disagreed, by kind and by action (accepted: served under the documented precedence; refused: answered with what to send).",
                 &["kind", "action"],
+            ),
+            http_connections_open: register(
+                &registry,
+                prometheus::IntGauge::with_opts(
+                    Opts::new(
+                        "http_connections_open",
+                        "Client connections being served (at most http.max_client_connections).",
+                    )
+                    .namespace("mcp_bridge"),
+                ),
+            ),
+            http_connections_refused_total: counter(
+                "http_connections_refused_total",
+                "Connections refused because http.max_client_connections were open, by how: answered (503 sent) or dropped (too many refusals at once to answer each).",
+                &["how"],
+            ),
+            http_connections_closed_total: counter(
+                "http_connections_closed_total",
+                "Connections the bridge closed by deadline: header_timeout (a request head took longer than http.header_read_timeout) or keep_alive_timeout (idle longer than http.keep_alive_timeout).",
+                &["reason"],
+            ),
+            http_accept_errors_total: register(
+                &registry,
+                prometheus::IntCounter::with_opts(
+                    Opts::new(
+                        "http_accept_errors_total",
+                        "Failed accept() calls on the listening socket (EMFILE and the like); the log shows at most one line a second.",
+                    )
+                    .namespace("mcp_bridge"),
+                ),
             ),
             registry,
         }

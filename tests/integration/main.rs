@@ -10,6 +10,7 @@ mod clients;
 mod concurrency;
 mod config_errors;
 mod conformance;
+mod connections;
 mod faults;
 mod frozen;
 mod hostile_clients;

@@ -32,6 +32,24 @@ pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
 pub const DEFAULT_MAX_INFLIGHT_PER_SESSION: usize = 16;
 /// Requests whose protocol-version signals disagree are refused unless configured otherwise.
 pub const DEFAULT_VERSION_MISMATCH: VersionMismatch = VersionMismatch::Strict;
+/// How long a client may take to send a request's headers, from its connection (or the
+/// request's first byte on a kept-alive connection) to the end of the head.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a kept-alive connection may sit idle between requests before the bridge closes it;
+/// advertised on every response as `Keep-Alive: timeout=N`.
+pub const DEFAULT_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// The longest a request body may take to arrive, from the end of its headers.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The slowest a request body may arrive, in bytes per second over each window of
+/// [`BODY_RATE_WINDOW`] (1 KiB/s); 0 turns the check off.
+pub const DEFAULT_BODY_MIN_RATE: usize = 1024;
+/// The window the minimum body rate is judged over.
+pub const BODY_RATE_WINDOW: Duration = Duration::from_secs(5);
+/// Client connections served at once; the bridge answers more with 503 and closes them.
+pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 1024;
+/// The most `max_client_connections` may be: far above what one process serves, and small
+/// enough to count in a semaphore.
+pub const MAX_CLIENT_CONNECTIONS_LIMIT: usize = 1_000_000;
 /// The tracing `EnvFilter` directive used when none is configured.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 
@@ -229,6 +247,15 @@ pub struct HttpConfig {
     /// What the front does with a request whose version signals (session, header, body
     /// `_meta`) disagree in one of the ways real clients are known to.
     pub version_mismatch: VersionMismatch,
+    /// The deadline for a request's headers; it does not apply to a connection idle between
+    /// requests, which `keep_alive_timeout` governs.
+    pub header_read_timeout: Duration,
+    /// How long a connection may be idle after a response before it is closed; whole seconds.
+    pub keep_alive_timeout: Duration,
+    pub body_read_timeout: Duration,
+    /// Bytes per second a body must keep up over each [`BODY_RATE_WINDOW`]; 0 means no minimum.
+    pub body_min_rate: usize,
+    pub max_client_connections: usize,
 }
 
 /// How the front treats known mixes of protocol-version signals from real clients.
@@ -274,6 +301,11 @@ impl Default for HttpConfig {
             max_sessions: DEFAULT_MAX_SESSIONS,
             max_inflight_per_session: DEFAULT_MAX_INFLIGHT_PER_SESSION,
             version_mismatch: DEFAULT_VERSION_MISMATCH,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            keep_alive_timeout: DEFAULT_KEEP_ALIVE_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            body_min_rate: DEFAULT_BODY_MIN_RATE,
+            max_client_connections: DEFAULT_MAX_CLIENT_CONNECTIONS,
         }
     }
 }

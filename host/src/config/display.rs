@@ -59,6 +59,23 @@ impl BridgeConfig {
             "  version_mismatch: {}",
             http.version_mismatch.as_str()
         )?;
+        writeln!(
+            out,
+            "  connections: max_client_connections: {}, header_read_timeout: {}, keep_alive_timeout: {}",
+            http.max_client_connections,
+            format_duration(http.header_read_timeout),
+            format_duration(http.keep_alive_timeout)
+        )?;
+        let min_rate = if http.body_min_rate == 0 {
+            "off".to_owned()
+        } else {
+            format!("{}/s", format_size(http.body_min_rate))
+        };
+        writeln!(
+            out,
+            "  bodies: body_read_timeout: {}, body_min_rate: {min_rate}",
+            format_duration(http.body_read_timeout)
+        )?;
         writeln!(out, "logging:")?;
         writeln!(out, "  format: {}", self.logging.format.as_str())?;
         writeln!(out, "  level: {}", self.logging.level)?;

@@ -73,6 +73,11 @@ pub(crate) struct RawHttp {
     pub max_sessions: Option<usize>,
     pub max_inflight_per_session: Option<usize>,
     pub version_mismatch: Option<String>,
+    pub header_read_timeout: Option<RawDuration>,
+    pub keep_alive_timeout: Option<RawDuration>,
+    pub body_read_timeout: Option<RawDuration>,
+    pub body_min_rate: Option<RawSize>,
+    pub max_client_connections: Option<usize>,
 }
 
 /// The `[logging]` table.
@@ -286,6 +291,9 @@ pub(crate) fn field_help(field: &str) -> Option<&'static str> {
     Some(match field {
         "shutdown_grace"
         | "session_idle_timeout"
+        | "header_read_timeout"
+        | "keep_alive_timeout"
+        | "body_read_timeout"
         | "connection_timeout"
         | "request_timeout"
         | "acquire_timeout"
@@ -306,8 +314,12 @@ pub(crate) fn field_help(field: &str) -> Option<&'static str> {
             "write a duration such as \"60s\" or \"5m\", a number of seconds, or \"none\" for entries that live until they are evicted or invalidated"
         }
         "max_body_bytes" | "max_line_bytes" | "max_bytes" => SIZE,
+        "body_min_rate" => {
+            "write a number of bytes per second, or a string such as \"1KiB\"; 0 turns the minimum rate off"
+        }
         "min_connections"
         | "max_connections"
+        | "max_client_connections"
         | "max_inflight"
         | "max_queue"
         | "max_reconnect_attempts"

@@ -12,7 +12,7 @@ use super::raw::{
 };
 use super::secret::{RawSecret, Secret};
 use super::source::{FieldPath, Format, SourceText};
-use super::units::{RawDuration, format_duration};
+use super::units::{RawDuration, RawSize, format_duration};
 
 /// Validates a parsed file and the servers gathered from it and its includes.
 pub(crate) fn build(
@@ -116,6 +116,14 @@ fn zero_duration(source: &SourceText, path: &FieldPath, default: Duration) -> Co
 fn http(main: &SourceText, raw: RawHttp, lookup: Lookup<'_>) -> Result<HttpConfig, ConfigError> {
     let at = |field: &str| FieldPath::root().key("http").key(field);
     let defaults = HttpConfig::default();
+    let raw_connections = RawConnections {
+        header_read_timeout: raw.header_read_timeout,
+        keep_alive_timeout: raw.keep_alive_timeout,
+        body_read_timeout: raw.body_read_timeout,
+        body_min_rate: raw.body_min_rate,
+        max_client_connections: raw.max_client_connections,
+    };
+    let connections = http_connections(main, &raw_connections, &defaults)?;
 
     let listen = match raw.listen {
         None => defaults.listen,
@@ -237,6 +245,91 @@ fn http(main: &SourceText, raw: RawHttp, lookup: Lookup<'_>) -> Result<HttpConfi
         max_sessions,
         max_inflight_per_session,
         version_mismatch,
+        header_read_timeout: connections.header_read_timeout,
+        keep_alive_timeout: connections.keep_alive_timeout,
+        body_read_timeout: connections.body_read_timeout,
+        body_min_rate: connections.body_min_rate,
+        max_client_connections: connections.max_client_connections,
+    })
+}
+
+/// The `[http]` settings that bound client connections, as written.
+struct RawConnections {
+    header_read_timeout: Option<RawDuration>,
+    keep_alive_timeout: Option<RawDuration>,
+    body_read_timeout: Option<RawDuration>,
+    body_min_rate: Option<RawSize>,
+    max_client_connections: Option<usize>,
+}
+
+/// The connection bounds, checked.
+struct Connections {
+    header_read_timeout: Duration,
+    keep_alive_timeout: Duration,
+    body_read_timeout: Duration,
+    body_min_rate: usize,
+    max_client_connections: usize,
+}
+
+fn http_connections(
+    main: &SourceText,
+    raw: &RawConnections,
+    defaults: &HttpConfig,
+) -> Result<Connections, ConfigError> {
+    let at = |field: &str| FieldPath::root().key("http").key(field);
+    let duration = |field: &str, value: Option<RawDuration>, default: Duration| {
+        let value = value.map_or(default, |d| d.0);
+        if value.is_zero() {
+            return Err(zero_duration(main, &at(field), default));
+        }
+        Ok(value)
+    };
+    let header_read_timeout = duration(
+        "header_read_timeout",
+        raw.header_read_timeout,
+        defaults.header_read_timeout,
+    )?;
+    let body_read_timeout = duration(
+        "body_read_timeout",
+        raw.body_read_timeout,
+        defaults.body_read_timeout,
+    )?;
+    let keep_alive_timeout = duration(
+        "keep_alive_timeout",
+        raw.keep_alive_timeout,
+        defaults.keep_alive_timeout,
+    )?;
+    // `Keep-Alive: timeout=N` counts whole seconds: a fraction could not be advertised truly.
+    if keep_alive_timeout.subsec_nanos() != 0 {
+        return Err(main
+            .error(
+                &at("keep_alive_timeout"),
+                format!(
+                    "`{}` is not a whole number of seconds",
+                    format_duration(keep_alive_timeout)
+                ),
+            )
+            .with_help("write whole seconds such as \"5m\" or \"90s\": clients are told the timeout in seconds (Keep-Alive: timeout=N)"));
+    }
+    let max_client_connections = raw
+        .max_client_connections
+        .unwrap_or(defaults.max_client_connections);
+    if !(1..=MAX_CLIENT_CONNECTIONS_LIMIT).contains(&max_client_connections) {
+        return Err(main
+            .error(
+                &at("max_client_connections"),
+                format!("must be at least 1 (with 0 no client could connect) and at most {MAX_CLIENT_CONNECTIONS_LIMIT}"),
+            )
+            .with_help(format!(
+                "write a count such as {DEFAULT_MAX_CLIENT_CONNECTIONS}"
+            )));
+    }
+    Ok(Connections {
+        header_read_timeout,
+        keep_alive_timeout,
+        body_read_timeout,
+        body_min_rate: raw.body_min_rate.map_or(defaults.body_min_rate, |s| s.0),
+        max_client_connections,
     })
 }
 

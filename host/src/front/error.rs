@@ -10,9 +10,13 @@ use crate::jsonrpc::{self, code};
 #[derive(Debug, thiserror::Error)]
 pub enum FrontError {
     #[error(
-        "request body exceeds max_body_bytes ({limit} bytes); send a smaller request or raise http.max_body_bytes"
+        "request body exceeds {limit} bytes (http.max_body_bytes on /mcp, 64 KiB on /admin); send a smaller request or raise http.max_body_bytes"
     )]
     BodyTooLarge { limit: usize },
+    #[error(
+        "the request body came too slowly: {0}; send the whole body right after the headers (limits: http.body_read_timeout, http.body_min_rate)"
+    )]
+    BodyTimeout(String),
     #[error("Content-Type must be application/json, got '{got}'")]
     UnsupportedMediaType { got: String },
     #[error("could not read the request body: {0}")]
@@ -100,6 +104,7 @@ impl FrontError {
         match self {
             FrontError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             FrontError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            FrontError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             FrontError::BodyRead(_)
             | FrontError::Parse(_)
             | FrontError::InvalidRequest(_)
@@ -148,7 +153,9 @@ impl FrontError {
     pub fn retryable(&self) -> bool {
         match self {
             FrontError::Backend(error) => error.retryable(),
+            // 408 says the same request, sent promptly on a new connection, may succeed.
             FrontError::ShuttingDown
+            | FrontError::BodyTimeout(_)
             | FrontError::TooManySessions { .. }
             | FrontError::SessionBusy { .. } => true,
             _ => false,

@@ -6,11 +6,13 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body::Body as _;
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
@@ -23,6 +25,7 @@ use super::stateless;
 use super::versions::{self, MismatchKind, Protocol, Resolution};
 use super::{AppState, Body};
 use crate::backend::{CallEvent, Pool};
+use crate::config::{BODY_RATE_WINDOW, HttpConfig};
 use crate::jsonrpc::{self, Kind, code};
 use crate::router::{CacheHint, Caller, Step};
 
@@ -107,7 +110,7 @@ async fn post(
     let headers = request.headers().clone();
     check_content_type(&headers)?;
     let accepts_sse = accepts_sse(&headers);
-    let body = read_body(request.into_body(), state.http.max_body_bytes).await?;
+    let body = read_body(request.into_body(), &state.http, state.http.max_body_bytes).await?;
     let message = parse_body(&body, state.http.max_batch_messages)?;
     // A message that is not JSON-RPC 2.0 is refused before anything else looks at it.
     if !message.is_array() && jsonrpc::classify_strict(&message).is_none() {
@@ -903,17 +906,105 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), FrontError> {
     })
 }
 
-async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, FrontError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error)
-            if error
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(FrontError::BodyTooLarge { limit })
+/// Reads a request body under `http.max_body_bytes`, `http.body_read_timeout` and
+/// `http.body_min_rate`.
+///
+/// A declared `Content-Length` over the cap is refused before a byte of the body is read, so
+/// the client is not made to send (nor the bridge to receive) what would be thrown away. The
+/// deadline and the minimum rate bound how long a client trickling its body can hold a
+/// connection and a task.
+pub(super) async fn read_body(
+    body: Incoming,
+    http: &HttpConfig,
+    limit: usize,
+) -> Result<Bytes, FrontError> {
+    if body.size_hint().lower() > u64::try_from(limit).unwrap_or(u64::MAX) {
+        return Err(FrontError::BodyTooLarge { limit });
+    }
+    let mut body = body;
+    let started = Instant::now();
+    let deadline = started + http.body_read_timeout;
+    let mut rate = RateWindow::new(started, http.body_min_rate);
+    let mut chunks: Vec<Bytes> = Vec::with_capacity(1);
+    let mut received = 0usize;
+    loop {
+        let wake = rate.end().map_or(deadline, |end| end.min(deadline));
+        match tokio::time::timeout_at(wake.into(), body.frame()).await {
+            Ok(None) => break,
+            Ok(Some(Err(error))) => return Err(FrontError::BodyRead(error.to_string())),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    received += data.len();
+                    if received > limit {
+                        return Err(FrontError::BodyTooLarge { limit });
+                    }
+                    rate.received += data.len();
+                    chunks.push(data);
+                }
+            }
+            // The deadline or the end of a rate window: judged below.
+            Err(_) => {}
         }
-        Err(error) => Err(FrontError::BodyRead(error.to_string())),
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(FrontError::BodyTimeout(format!(
+                "{received} bytes arrived in {:?} and the body was not complete (http.body_read_timeout = {:?})",
+                now - started,
+                http.body_read_timeout
+            )));
+        }
+        rate.judge(now)?;
+    }
+    Ok(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.swap_remove(0),
+        _ => Bytes::from(chunks.concat()),
+    })
+}
+
+/// The minimum body rate, judged over consecutive windows of [`BODY_RATE_WINDOW`].
+struct RateWindow {
+    /// Bytes per second the body must keep up; 0 means no minimum.
+    min_rate: usize,
+    start: Instant,
+    received: usize,
+}
+
+impl RateWindow {
+    fn new(start: Instant, min_rate: usize) -> RateWindow {
+        RateWindow {
+            min_rate,
+            start,
+            received: 0,
+        }
+    }
+
+    /// When the current window ends, if there is a minimum to judge.
+    fn end(&self) -> Option<Instant> {
+        (self.min_rate > 0).then(|| self.start + BODY_RATE_WINDOW)
+    }
+
+    /// At the end of a window, refuses a body that fell below the minimum rate in it, and
+    /// starts the next window.
+    fn judge(&mut self, now: Instant) -> Result<(), FrontError> {
+        let Some(end) = self.end() else {
+            return Ok(());
+        };
+        if now < end {
+            return Ok(());
+        }
+        let needed = self
+            .min_rate
+            .saturating_mul(BODY_RATE_WINDOW.as_secs() as usize);
+        if self.received < needed {
+            return Err(FrontError::BodyTimeout(format!(
+                "{} bytes arrived in the last {BODY_RATE_WINDOW:?}, below http.body_min_rate ({} bytes per second)",
+                self.received, self.min_rate
+            )));
+        }
+        self.start = now;
+        self.received = 0;
+        Ok(())
     }
 }
 

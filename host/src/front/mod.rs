@@ -4,6 +4,7 @@
 //! goes through the [`Router`].
 
 mod aggregate;
+mod conn;
 mod error;
 mod logging;
 mod mcp;
@@ -20,9 +21,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -41,9 +39,6 @@ pub type Body = BoxBody<Bytes, Infallible>;
 
 /// How often idle sessions are pruned.
 const SESSION_PRUNE_INTERVAL: Duration = Duration::from_secs(30);
-
-/// How long a slow client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Everything request handlers share.
 pub struct AppState {
@@ -92,47 +87,14 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let graceful = GracefulShutdown::new();
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
     let pruner = tokio::spawn(prune_sessions(state.clone()));
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, _peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Usually EMFILE: back off briefly instead of spinning.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        let service = service_fn(move |request| {
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(routes::handle(state, request).await) }
-        });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection ended with an error");
-            }
-        });
-    }
+    let connections = conn::Connections::new(&state);
+    connections.accept_until(&listener, &state, shutdown).await;
     drop(listener);
     tracing::info!(grace = ?state.http.shutdown_grace, "shutting down: draining in-flight requests");
+    // Every connection task watches this flag and shuts its connection down gracefully.
     state.shutting_down.send_replace(true);
-    if tokio::time::timeout(state.http.shutdown_grace, graceful.shutdown())
+    if tokio::time::timeout(state.http.shutdown_grace, connections.drained())
         .await
         .is_err()
     {

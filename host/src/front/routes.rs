@@ -439,13 +439,9 @@ async fn cache_invalidate(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, FrontError> {
     use crate::policy::Invalidation;
-    use http_body_util::BodyExt;
     let cache = cache_of(state)?;
-    let body = http_body_util::Limited::new(request.into_body(), ADMIN_BODY_LIMIT)
-        .collect()
-        .await
-        .map_err(|error| FrontError::BodyRead(error.to_string()))?
-        .to_bytes();
+    // The same deadlines and minimum rate as an MCP body, under a smaller size limit.
+    let body = mcp::read_body(request.into_body(), &state.http, ADMIN_BODY_LIMIT).await?;
     let spec: Value =
         serde_json::from_slice(&body).map_err(|error| FrontError::Parse(error.to_string()))?;
     let text = |field: &str| spec.get(field).and_then(Value::as_str).map(str::to_owned);

@@ -122,6 +122,11 @@ batch_concurrency = 2
 max_sessions = 50
 max_inflight_per_session = 3
 version_mismatch = "Lenient"
+header_read_timeout = "5s"
+keep_alive_timeout = "90s"
+body_read_timeout = "12s"
+body_min_rate = "2KiB"
+max_client_connections = 64
 
 [logging]
 format = "JSON"
@@ -172,6 +177,11 @@ health_check_interval = "1m"
     assert_eq!(http.max_sessions, 50);
     assert_eq!(http.max_inflight_per_session, 3);
     assert_eq!(http.version_mismatch, VersionMismatch::Lenient);
+    assert_eq!(http.header_read_timeout, Duration::from_secs(5));
+    assert_eq!(http.keep_alive_timeout, Duration::from_secs(90));
+    assert_eq!(http.body_read_timeout, Duration::from_secs(12));
+    assert_eq!(http.body_min_rate, 2048);
+    assert_eq!(http.max_client_connections, 64);
     assert_eq!(config.logging.format, LogFormat::Json);
     assert_eq!(config.logging.level, "mcp_bridge=debug,info");
 
@@ -507,6 +517,24 @@ const SEMANTIC_ERRORS: &[(&str, usize, &str, &str)] = &[
         2,
         "http.max_body_bytes",
         "at least one byte",
+    ),
+    (
+        "[http]\nkeep_alive_timeout = \"2500ms\"\n[servers.a]\ncommand = \"x\"\n",
+        2,
+        "http.keep_alive_timeout",
+        "whole number of seconds",
+    ),
+    (
+        "[http]\nmax_client_connections = 0\n[servers.a]\ncommand = \"x\"\n",
+        2,
+        "http.max_client_connections",
+        "at least 1",
+    ),
+    (
+        "[http]\nbody_read_timeout = 0\n[servers.a]\ncommand = \"x\"\n",
+        2,
+        "http.body_read_timeout",
+        "longer than zero",
     ),
     (
         "[servers.a]\ncommand = \"x\"\nenv = { \"A=B\" = \"v\" }\n",

@@ -8,6 +8,7 @@
 
 use std::io::Write as _;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf as _, Bytes, BytesMut};
 use serde_json::Value;
@@ -25,6 +26,17 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// The largest response body the client accepts, so a runaway answer cannot eat memory.
 const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// The least a connection is retired before the idle timeout the server advertises: a
+/// request sent at the last moment would race the server's close, and a write lost to that
+/// race leaves the client unable to tell whether it ran.
+const MIN_RETIRE_MARGIN: Duration = Duration::from_millis(500);
+
+/// When a connection idle since its last response is retired, for a server that advertises
+/// `Keep-Alive: timeout=N`: a quarter of N early, and at least [`MIN_RETIRE_MARGIN`].
+pub fn retire_after(advertised: Duration) -> Duration {
+    advertised.saturating_sub((advertised / 4).max(MIN_RETIRE_MARGIN))
+}
 
 /// Why a call did not succeed: its kind (for the counters) and a message (for the report).
 #[derive(Debug, Clone)]
@@ -60,6 +72,11 @@ struct Connection {
     read: BytesMut,
     write: Vec<u8>,
     closed: bool,
+    /// When the last response was read completely: the start of the idle time the server
+    /// counts against its keep-alive timeout.
+    idle_since: Instant,
+    /// The idle timeout the server advertised (`Keep-Alive: timeout=N`), when it did.
+    keep_alive: Option<Duration>,
 }
 
 impl Connection {
@@ -77,7 +94,27 @@ impl Connection {
             read: BytesMut::with_capacity(16 * 1024),
             write: Vec::with_capacity(1024),
             closed: false,
+            idle_since: Instant::now(),
+            keep_alive: None,
         })
+    }
+
+    /// Whether the connection should be retired rather than carry another request: it has
+    /// been idle too close to the server's advertised timeout, or the server has already
+    /// closed it (a read now would see end of file, or stray bytes).
+    fn should_retire(&self, now: Instant) -> bool {
+        if self.closed {
+            return true;
+        }
+        let idle = now.saturating_duration_since(self.idle_since);
+        if self
+            .keep_alive
+            .is_some_and(|advertised| idle >= retire_after(advertised))
+        {
+            return true;
+        }
+        let mut probe = [0u8; 1];
+        !matches!(self.stream.try_read(&mut probe), Err(error) if error.kind() == std::io::ErrorKind::WouldBlock)
     }
 
     /// Sends one request and reads its whole response.
@@ -116,6 +153,7 @@ impl Connection {
             // A half-read response leaves the stream out of step: never reuse it.
             self.closed = true;
         }
+        self.idle_since = Instant::now();
         response
     }
 
@@ -179,6 +217,8 @@ impl Connection {
             } else if name.eq_ignore_ascii_case("connection") && value.eq_ignore_ascii_case("close")
             {
                 self.closed = true;
+            } else if name.eq_ignore_ascii_case("keep-alive") {
+                self.keep_alive = keep_alive_timeout(value).or(self.keep_alive);
             }
         }
         let body = if status < 200 || status == 204 || status == 304 {
@@ -263,16 +303,31 @@ impl Connection {
     }
 }
 
+/// The `timeout=N` parameter of a `Keep-Alive` header, in seconds.
+fn keep_alive_timeout(value: &str) -> Option<Duration> {
+    value.split(',').find_map(|parameter| {
+        let (name, seconds) = parameter.split_once('=')?;
+        if !name.trim().eq_ignore_ascii_case("timeout") {
+            return None;
+        }
+        seconds.trim().parse().ok().map(Duration::from_secs)
+    })
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack
         .windows(needle.len())
         .position(|window| window == needle)
 }
 
-/// An MCP session on one keep-alive connection: `initialize` gave it an `Mcp-Session-Id`,
-/// which every later request repeats.
+/// An MCP session on a keep-alive connection: `initialize` gave it an `Mcp-Session-Id`, which
+/// every later request repeats. The session outlives its connections: one retired before the
+/// server's idle timeout is replaced by a new one on the next call.
 pub struct Session {
-    connection: Connection,
+    /// `None` after the connection was retired.
+    connection: Option<Connection>,
+    /// Set when a call failed on the connection: the session is not used again.
+    broken: bool,
     target: Arc<Target>,
     session_id: String,
     authorization: Option<String>,
@@ -333,7 +388,8 @@ impl Session {
             ));
         };
         let mut session = Session {
-            connection,
+            connection: Some(connection),
+            broken: false,
             target,
             session_id,
             authorization,
@@ -354,9 +410,22 @@ impl Session {
         Ok(session)
     }
 
-    /// Whether the connection can carry another call.
+    /// Whether the session can carry another call.
     pub fn usable(&self) -> bool {
-        !self.connection.closed
+        !self.broken
+    }
+
+    /// Closes the connection when it has been idle too close to the server's advertised
+    /// keep-alive timeout (or the server closed it); the next call opens a new one. Called on
+    /// idle sessions, so a connection is retired before the server would close it.
+    pub fn retire_idle_connection(&mut self, now: Instant) {
+        if self
+            .connection
+            .as_ref()
+            .is_some_and(|connection| connection.should_retire(now))
+        {
+            self.connection = None;
+        }
     }
 
     async fn post(&mut self, body: &[u8]) -> Result<Response, Failure> {
@@ -369,9 +438,17 @@ impl Session {
         if let Some(authorization) = &self.authorization {
             headers.push(("Authorization", authorization));
         }
-        self.connection
-            .request("POST", &self.target, &self.target.path, &headers, body)
-            .await
+        let response = match current_connection(&mut self.connection, &self.target).await {
+            Ok(connection) => {
+                connection
+                    .request("POST", &self.target, &self.target.path, &headers, body)
+                    .await
+            }
+            Err(failure) => Err(failure),
+        };
+        // A failure leaves the connection out of step (or there is none): the session ends.
+        self.broken = response.is_err();
+        response
     }
 
     /// Sends one `tools/call` whose `params` are given as JSON text, and judges the answer: it
@@ -403,7 +480,7 @@ impl Session {
     /// Ends the session with `DELETE`, so the bridge frees it now instead of at its idle
     /// timeout. Best effort: the run is over either way.
     pub async fn close(mut self) {
-        if self.connection.closed {
+        if self.broken {
             return;
         }
         let mut headers = vec![
@@ -413,11 +490,29 @@ impl Session {
         if let Some(authorization) = &self.authorization {
             headers.push(("Authorization", authorization));
         }
-        let target = self.target.clone();
-        let _ = self
-            .connection
-            .request("DELETE", &target, &target.path, &headers, &[])
+        let Ok(connection) = current_connection(&mut self.connection, &self.target).await else {
+            return;
+        };
+        let _ = connection
+            .request("DELETE", &self.target, &self.target.path, &headers, &[])
             .await;
+    }
+}
+
+/// The connection to send on: the current one unless it should be retired, else a new one.
+async fn current_connection<'a>(
+    slot: &'a mut Option<Connection>,
+    target: &Target,
+) -> Result<&'a mut Connection, Failure> {
+    if slot
+        .as_ref()
+        .is_some_and(|connection| connection.should_retire(Instant::now()))
+    {
+        *slot = None;
+    }
+    match slot {
+        Some(connection) => Ok(connection),
+        None => Ok(slot.insert(Connection::connect(target).await?)),
     }
 }
 
@@ -504,4 +599,36 @@ pub async fn admin_get(target: &Target, path: &str) -> Result<(u16, Bytes), Fail
         .request("GET", target, path, &headers, &[])
         .await?;
     Ok((response.status, response.body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_advertised_keep_alive_timeout_is_read() {
+        assert_eq!(
+            keep_alive_timeout("timeout=300"),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(
+            keep_alive_timeout("max=100, Timeout = 5"),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(keep_alive_timeout("max=100"), None);
+        assert_eq!(keep_alive_timeout("timeout=soon"), None);
+    }
+
+    #[test]
+    fn connections_retire_well_before_the_advertised_timeout() {
+        assert_eq!(
+            retire_after(Duration::from_secs(300)),
+            Duration::from_secs(225)
+        );
+        assert_eq!(
+            retire_after(Duration::from_secs(1)),
+            Duration::from_millis(500)
+        );
+        assert_eq!(retire_after(Duration::from_millis(300)), Duration::ZERO);
+    }
 }

@@ -33,6 +33,7 @@ pub(super) async fn run(
     let prewarm =
         ((expected_rate * 0.05).ceil() as usize).clamp(1, MAX_PREWARMED_SESSIONS.min(max_inflight));
     let idle: Arc<Mutex<Vec<Session>>> = Arc::new(Mutex::new(run.open_sessions(prewarm).await?));
+    let retirer = tokio::spawn(retire_idle_connections(idle.clone()));
     let room = Arc::new(Semaphore::new(max_inflight));
     let clock = Clock::now(run.warmup, run.duration);
     let mut schedule = Schedule::new(rate, arrivals, seed, &run.source);
@@ -62,11 +63,30 @@ pub(super) async fn run(
         });
     }
     while calls.join_next().await.is_some() {}
+    retirer.abort();
     let sessions = std::mem::take(&mut *idle.lock());
     for session in sessions {
         session.close().await;
     }
     Ok(clock)
+}
+
+/// How often idle sessions are checked for connections to retire.
+const RETIRE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Closes the connections of idle sessions before the bridge's advertised keep-alive timeout
+/// would: at a steady rate the pool's least-used sessions sit idle for long stretches, and a
+/// call sent on a connection the server is closing at that moment is lost.
+async fn retire_idle_connections(idle: Arc<Mutex<Vec<Session>>>) {
+    let mut ticker = tokio::time::interval(RETIRE_CHECK_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let now = Instant::now();
+        for session in idle.lock().iter_mut() {
+            session.retire_idle_connection(now);
+        }
+    }
 }
 
 /// Sends one scheduled call on an idle session, or a new one when none is idle.
