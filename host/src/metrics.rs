@@ -164,7 +164,7 @@ impl Metrics {
             ),
             limit_refusals_total: counter(
                 "limit_refusals_total",
-                "Requests or calls refused because a client reached a limit, by the setting that refused it (max_sessions, max_inflight_per_session, max_batch_messages, max_subscriptions_per_session).",
+                "Requests or calls refused because a client reached a limit, by the setting that refused it (max_sessions, max_inflight_per_session, max_batch_messages, max_subscriptions_per_session, max_streams_per_session).",
                 &["limit"],
             ),
             relay_answers_refused_total: counter(

@@ -496,3 +496,35 @@ fn in_flight(stats: &Value) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// A session holds at most four GET streams: a fifth gets 409, and closing one frees its slot.
+#[tokio::test]
+async fn a_session_holds_a_bounded_number_of_get_streams() -> Result<()> {
+    let bridge = bridge_with("", "").await?;
+    let url = bridge.url("/mcp/demo");
+    let session = RawSession::open(&url).await?;
+    let open = || {
+        http()
+            .get(&url)
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", &session.session_id)
+            .send()
+    };
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        let stream = open().await?;
+        assert_eq!(stream.status(), 200);
+        streams.push(stream);
+    }
+    let fifth = open().await?;
+    assert_eq!(fifth.status(), 409);
+    assert!(fifth.text().await?.contains("GET streams"));
+    drop(streams.pop());
+    // The slot frees when the bridge notices the stream is gone.
+    let reopened = eventually(Duration::from_secs(20), async || {
+        open().await.is_ok_and(|stream| stream.status() == 200)
+    })
+    .await;
+    assert!(reopened, "closing a stream never freed its slot");
+    Ok(())
+}

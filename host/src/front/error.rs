@@ -93,6 +93,10 @@ pub enum FrontError {
     RelayAnswerRefused(String),
     #[error("this session already subscribes to {max} resources; unsubscribe from some first")]
     TooManySubscriptions { max: usize },
+    #[error(
+        "this session already has {max} GET streams open; close one before opening another (one stream per session is enough)"
+    )]
+    TooManyStreams { max: usize },
     #[error("the bridge is shutting down")]
     ShuttingDown,
     #[error(transparent)]
@@ -121,6 +125,7 @@ impl FrontError {
             | FrontError::UnknownSession(_)
             | FrontError::NotFound(_) => StatusCode::NOT_FOUND,
             FrontError::ForbiddenOrigin(_) | FrontError::AdminDisabled => StatusCode::FORBIDDEN,
+            FrontError::TooManyStreams { .. } => StatusCode::CONFLICT,
             FrontError::Unauthorized => StatusCode::UNAUTHORIZED,
             FrontError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             FrontError::ShuttingDown | FrontError::TooManySessions { .. } => {

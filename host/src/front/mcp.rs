@@ -111,7 +111,15 @@ async fn post(
     check_content_type(&headers)?;
     let accepts_sse = accepts_sse(&headers);
     let body = read_body(request.into_body(), &state.http, state.http.max_body_bytes).await?;
-    let message = parse_body(&body, state.http.max_batch_messages)?;
+    let message = parse_body(&body, state.http.max_batch_messages).inspect_err(|error| {
+        if matches!(error, FrontError::BatchTooLong { .. }) {
+            state
+                .metrics
+                .limit_refusals_total
+                .with_label_values(&["max_batch_messages"])
+                .inc();
+        }
+    })?;
     // A message that is not JSON-RPC 2.0 is refused before anything else looks at it.
     if !message.is_array() && jsonrpc::classify_strict(&message).is_none() {
         return Err(FrontError::InvalidRequest(NOT_JSONRPC.to_owned()));

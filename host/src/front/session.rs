@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
@@ -23,6 +23,10 @@ pub const MAX_CLIENT_INFO_CHARS: usize = 128;
 
 /// How many resources one session may subscribe to at once.
 pub const MAX_SUBSCRIPTIONS_PER_SESSION: usize = 1024;
+
+/// How many standalone GET streams one session may hold open at once. A client needs one;
+/// a few more let a reconnecting client open its new stream before the old one is gone.
+pub const MAX_STREAMS_PER_SESSION: usize = 4;
 
 /// What a session remembers of the client's `clientInfo`.
 #[derive(Debug, Clone)]
@@ -59,6 +63,17 @@ pub struct Session {
     /// One permit per call the session may have in flight (`max_inflight_per_session`).
     call_slots: Arc<Semaphore>,
     max_inflight: usize,
+    /// Standalone GET streams open now (at most [`MAX_STREAMS_PER_SESSION`]).
+    open_streams: AtomicUsize,
+}
+
+/// An open GET stream of a session; dropping it frees the session's stream slot.
+pub struct StreamSlot(Arc<Session>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.open_streams.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Session {
@@ -106,6 +121,21 @@ impl Session {
             Ok(Ok(permit)) => Ok(permit),
             // The semaphore is never closed; treat it like a full one all the same.
             Ok(Err(_)) | Err(_) => Err(busy()),
+        }
+    }
+
+    /// Takes one of the session's GET stream slots, or refuses when all are open.
+    pub fn open_stream(self: &Arc<Self>) -> Result<StreamSlot, FrontError> {
+        let taken = self
+            .open_streams
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < MAX_STREAMS_PER_SESSION).then_some(open + 1)
+            });
+        match taken {
+            Ok(_) => Ok(StreamSlot(self.clone())),
+            Err(_) => Err(FrontError::TooManyStreams {
+                max: MAX_STREAMS_PER_SESSION,
+            }),
         }
     }
 
@@ -168,6 +198,7 @@ impl SessionStore {
             subscriptions: Mutex::default(),
             call_slots: Arc::new(Semaphore::new(self.max_inflight_per_session)),
             max_inflight: self.max_inflight_per_session,
+            open_streams: AtomicUsize::new(0),
         });
         let mut sessions = self.sessions.write();
         if sessions.len() >= self.max_sessions {

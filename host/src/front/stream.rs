@@ -40,6 +40,17 @@ pub fn open(
         .sessions
         .get(session_id, &endpoint_key)
         .ok_or_else(|| FrontError::UnknownSession(session_id.to_owned()))?;
+    let stream_slot = match session.open_stream() {
+        Ok(slot) => slot,
+        Err(error) => {
+            state
+                .metrics
+                .limit_refusals_total
+                .with_label_values(&["max_streams_per_session"])
+                .inc();
+            return Err(error);
+        }
+    };
     let pools: Vec<_> = match &endpoint {
         Endpoint::Aggregate => state.router.pools().to_vec(),
         Endpoint::Server(pool) => vec![pool.clone()],
@@ -75,6 +86,8 @@ pub fn open(
     drop(merged_tx);
     let mut shutting_down = state.shutting_down.subscribe();
     tokio::spawn(async move {
+        // Held while the stream is open.
+        let _stream_slot = stream_slot;
         let mut keep_alive = tokio::time::interval(KEEP_ALIVE_INTERVAL);
         loop {
             let bytes = tokio::select! {
