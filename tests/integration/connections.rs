@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::support::{Bridge, bridge_exe, demo_server_toml, eventually};
+use crate::support::{Bridge, bridge_exe, demo_server_toml, eventually, metric, read_lines_until};
 
 /// A bridge running the demo server with these `[http]` settings.
 async fn bridge_with(http_toml: &str) -> Result<Bridge> {
@@ -173,22 +173,6 @@ async fn trickle_body(bridge: &Bridge, gap: Duration, bound: Duration) -> Result
     })
 }
 
-/// The value of one metric sample (`name{labels} value`) in a `/metrics` scrape.
-async fn metric(bridge: &Bridge, sample: &str) -> Result<f64> {
-    let client = reqwest::Client::new();
-    let text = client
-        .get(bridge.url("/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
-    Ok(text
-        .lines()
-        .find_map(|line| line.strip_prefix(sample))
-        .and_then(|rest| rest.trim().parse().ok())
-        .unwrap_or(0.0))
-}
-
 /// Lines of the bridge's log containing `needle`.
 fn log_lines(bridge: &Bridge, needle: &str) -> usize {
     bridge
@@ -327,7 +311,8 @@ async fn a_flood_over_the_connection_cap_is_refused_and_normal_clients_are_serve
     ensure!(
         metric(
             &bridge,
-            "mcp_bridge_http_connections_refused_total{how=\"answered\"}"
+            "mcp_bridge_http_connections_refused_total",
+            &["how=\"answered\""]
         )
         .await?
             >= 10.0
@@ -335,7 +320,8 @@ async fn a_flood_over_the_connection_cap_is_refused_and_normal_clients_are_serve
     ensure!(
         metric(
             &bridge,
-            "mcp_bridge_http_connections_closed_total{reason=\"header_timeout\"}"
+            "mcp_bridge_http_connections_closed_total",
+            &["reason=\"header_timeout\""]
         )
         .await?
             >= 10.0
@@ -378,7 +364,7 @@ async fn accept_errors_back_off_and_are_logged_at_most_once_a_second() -> Result
         "no normal client was served after the fd shortage; log:\n{}",
         bridge.log_text()
     );
-    ensure!(metric(&bridge, "mcp_bridge_http_accept_errors_total").await? >= 1.0);
+    ensure!(metric(&bridge, "mcp_bridge_http_accept_errors_total", &[]).await? >= 1.0);
     Ok(())
 }
 
@@ -440,7 +426,8 @@ async fn an_idle_connection_lives_past_the_header_deadline_until_the_keep_alive_
     ensure!(
         metric(
             &bridge,
-            "mcp_bridge_http_connections_closed_total{reason=\"keep_alive_timeout\"}"
+            "mcp_bridge_http_connections_closed_total",
+            &["reason=\"keep_alive_timeout\""]
         )
         .await?
             >= 1.0
@@ -460,7 +447,8 @@ async fn bench_load_retires_idle_connections_before_the_advertised_timeout() -> 
     let idle_closes = async || {
         metric(
             &bridge,
-            "mcp_bridge_http_connections_closed_total{reason=\"keep_alive_timeout\"}",
+            "mcp_bridge_http_connections_closed_total",
+            &["reason=\"keep_alive_timeout\""],
         )
         .await
         .unwrap_or(-1.0)
@@ -548,34 +536,14 @@ async fn the_soft_open_file_limit_is_raised_to_the_hard_limit_and_logged() -> Re
         .spawn()?;
     let pid = child.id();
     let stderr = child.stderr.take().context("stderr")?;
-    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead as _;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if lines_tx.send(line).is_err() {
-                return;
-            }
-        }
+    let lines = read_lines_until(stderr, Duration::from_secs(30), |line| {
+        line.contains("listening on")
     });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut limit_line = None;
-    let mut log = String::new();
-    while Instant::now() < deadline {
-        let Ok(line) = lines_rx.recv_timeout(Duration::from_millis(200)) else {
-            continue;
-        };
-        log.push_str(&line);
-        log.push('\n');
-        if line.contains("file descriptor limit") {
-            limit_line = Some(line.clone());
-        }
-        if line.contains("listening on") {
-            break;
-        }
-    }
+    let limit_line = lines
+        .iter()
+        .find(|line| line.contains("file descriptor limit"))
+        .cloned();
+    let log = lines.join("\n");
     let limits = open_file_limits(pid);
     let _ = child.kill();
     let _ = child.wait();

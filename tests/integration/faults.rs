@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use crate::support::{
-    Bridge, RawSession, count_calls, demo_server_toml, eventually, http, post_json, process_alive,
-    read_response, repo_root, toml_string,
+    Bridge, RawSession, count_calls, demo_server_toml, eventually, metric, post_json,
+    process_alive, read_response, repo_root, toml_string,
 };
 
 /// JSON-RPC codes the bridge uses for backend failures (see `host/src/jsonrpc.rs`).
@@ -79,35 +79,6 @@ pub(crate) fn call_pids(calls_log: &Path, tool: &str) -> Vec<u32> {
             (name.trim() == tool).then(|| pid.parse().ok()).flatten()
         })
         .collect()
-}
-
-/// The sum of the samples of a Prometheus metric whose labels include every `labels` pair
-/// (written as `key="value"`).
-pub(crate) async fn metric(bridge: &Bridge, name: &str, labels: &[&str]) -> Result<f64> {
-    let text = http()
-        .get(bridge.url("/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
-    let mut total = 0.0;
-    for line in text.lines().filter(|line| !line.starts_with('#')) {
-        let Some(rest) = line.strip_prefix(name) else {
-            continue;
-        };
-        if !(rest.starts_with('{') || rest.starts_with(' ')) {
-            continue;
-        }
-        let (series, value) = rest
-            .rsplit_once(' ')
-            .context("metric line without a value")?;
-        if labels.iter().all(|label| series.contains(label)) {
-            total += value
-                .parse::<f64>()
-                .with_context(|| format!("bad metric value in {line}"))?;
-        }
-    }
-    Ok(total)
 }
 
 /// Sends SIGKILL to a process.

@@ -11,8 +11,8 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use crate::support::{
-    Bridge, RawSession, bridge_exe, demo_server_toml, eventually, http, post_json, read_response,
-    rss_kib, sse_messages,
+    Bridge, RawSession, bridge_exe, demo_server_toml, eventually, http, metric, post_json,
+    read_lines_until, read_response, rss_kib, sse_messages,
 };
 
 /// A bridge serving the demo server (test tools on) with extra `[http]` settings.
@@ -21,21 +21,6 @@ async fn bridge_with(http_toml: &str, pool: &str) -> Result<Bridge> {
     let bridge = Bridge::start(&format!("[http]\n{http_toml}\n\n{demo}"))?;
     bridge.wait_ready().await?;
     Ok(bridge)
-}
-
-/// One counter's value from `/metrics` (0 when the series does not exist yet).
-async fn metric(bridge: &Bridge, series: &str) -> Result<f64> {
-    let text = http()
-        .get(bridge.url("/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
-    Ok(text
-        .lines()
-        .find_map(|line| line.strip_prefix(series))
-        .and_then(|rest| rest.trim().parse().ok())
-        .unwrap_or(0.0))
 }
 
 fn answer_to(relay_id: &Value, text: &str) -> Value {
@@ -116,13 +101,15 @@ async fn only_the_session_a_server_request_was_sent_to_can_answer_it() -> Result
     }
     let counted = metric(
         &bridge,
-        "mcp_bridge_relay_answers_refused_total{reason=\"wrong_session\"}",
+        "mcp_bridge_relay_answers_refused_total",
+        &["reason=\"wrong_session\""],
     )
     .await?;
     assert_eq!(counted, 1.0, "the forged answer was not counted");
     let unknown = metric(
         &bridge,
-        "mcp_bridge_relay_answers_refused_total{reason=\"unknown_id\"}",
+        "mcp_bridge_relay_answers_refused_total",
+        &["reason=\"unknown_id\""],
     )
     .await?;
     assert_eq!(unknown, 50.0, "the sprayed answers were not counted");
@@ -263,23 +250,10 @@ async fn a_non_loopback_listen_without_a_token_needs_insecure_listen() -> Result
         .stderr(Stdio::piped())
         .spawn()?;
     let stderr = child.stderr.take().context("stderr")?;
-    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = lines_tx.send(line);
-        }
+    let lines = read_lines_until(stderr, Duration::from_secs(30), |line| {
+        line.contains("INSECURE")
     });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut warned = false;
-    while !warned && Instant::now() < deadline {
-        if let Ok(line) = lines_rx.recv_timeout(Duration::from_millis(200)) {
-            warned = line.contains("INSECURE");
-        }
-    }
+    let warned = lines.iter().any(|line| line.contains("INSECURE"));
     let _ = child.kill();
     let _ = child.wait();
     assert!(warned, "no warning for --insecure-listen");
@@ -430,7 +404,8 @@ async fn sessions_are_capped_and_store_little() -> Result<()> {
     );
     let closed = metric(
         &bridge,
-        "mcp_bridge_sessions_closed_total{reason=\"capacity\"}",
+        "mcp_bridge_sessions_closed_total",
+        &["reason=\"capacity\""],
     )
     .await?;
     assert_eq!(closed, 1.0);

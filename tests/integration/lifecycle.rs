@@ -8,7 +8,8 @@ use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
-use crate::faults::{call_pids, calls_log, error_code, fault_server_toml, guarded_call, metric};
+use crate::faults::{call_pids, calls_log, error_code, fault_server_toml, guarded_call};
+use crate::support::metric;
 use crate::support::{
     Bridge, RawSession, bridge_exe, demo_server_toml, eventually, http, process_alive, toml_string,
 };

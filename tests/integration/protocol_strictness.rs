@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 
-use crate::faults::metric;
+use crate::support::metric;
 use crate::support::{Bridge, RawSession, count_calls, demo_server_toml, http};
 
 /// The metric family counting mixed version signals by kind and action.

@@ -479,3 +479,66 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|value| value.split_whitespace().next())
         .and_then(|kib| kib.parse().ok())
 }
+
+/// The sum of the samples of a Prometheus metric whose labels include every `labels` pair
+/// (written as `key="value"`).
+///
+/// Each scrape uses a client of its own, closed when it returns: a pooled connection left
+/// idle would be closed by the bridge's keep-alive timeout and move the connection metrics
+/// the tests read.
+pub async fn metric(bridge: &Bridge, name: &str, labels: &[&str]) -> Result<f64> {
+    let text = reqwest::Client::new()
+        .get(bridge.url("/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let mut total = 0.0;
+    for line in text.lines().filter(|line| !line.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest.starts_with('{') || rest.starts_with(' ')) {
+            continue;
+        }
+        let (series, value) = rest
+            .rsplit_once(' ')
+            .context("metric line without a value")?;
+        if labels.iter().all(|label| series.contains(label)) {
+            total += value
+                .parse::<f64>()
+                .with_context(|| format!("bad metric value in {line}"))?;
+        }
+    }
+    Ok(total)
+}
+
+/// Reads a child's stderr lines until one satisfies `done` or `timeout` passes, and returns
+/// every line read (the last one is the one that satisfied `done`, if any did).
+pub fn read_lines_until(
+    stderr: std::process::ChildStderr,
+    timeout: Duration,
+    done: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let (lines_tx, lines_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + timeout;
+    let mut lines = Vec::new();
+    while Instant::now() < deadline {
+        let Ok(line) = lines_rx.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        let finished = done(&line);
+        lines.push(line);
+        if finished {
+            break;
+        }
+    }
+    lines
+}
