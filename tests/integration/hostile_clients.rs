@@ -378,12 +378,17 @@ async fn one_session_cannot_take_the_whole_pool() -> Result<()> {
 /// refused with 503. A session keeps only a short client name, whatever `clientInfo` holds.
 #[tokio::test]
 async fn sessions_are_capped_and_store_little() -> Result<()> {
-    let bridge = bridge_with("max_sessions = 2", "max_inflight = 8").await?;
+    // A session must be unused for a tenth of the idle timeout (1 s here) before a new one
+    // may take its place.
+    let bridge = bridge_with(
+        "max_sessions = 2\nsession_idle_timeout = \"10s\"",
+        "max_inflight = 8",
+    )
+    .await?;
     let url = bridge.url("/mcp/demo");
     let oldest = RawSession::open(&url).await?;
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let newer = RawSession::open(&url).await?;
-    tokio::time::sleep(Duration::from_millis(5)).await;
     // A third session closes the least recently used one.
     let long_name = "n".repeat(1 << 20);
     let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
@@ -409,6 +414,14 @@ async fn sessions_are_capped_and_store_little() -> Result<()> {
     )
     .await?;
     assert_eq!(closed, 1.0);
+    // Both sessions now in use within the last second: a fourth is refused, not let in by
+    // closing a session its client is still using.
+    let fresh = post_json(&url, None, &init).await?;
+    assert_eq!(
+        fresh.status(),
+        503,
+        "a session in use was closed to make room"
+    );
     let stats: Value = http()
         .get(bridge.url("/admin/stats"))
         .send()
@@ -501,5 +514,16 @@ async fn a_session_holds_a_bounded_number_of_get_streams() -> Result<()> {
     })
     .await;
     assert!(reopened, "closing a stream never freed its slot");
+    // Ending the session ends its streams.
+    let ended = http()
+        .delete(&url)
+        .header("mcp-session-id", &session.session_id)
+        .send()
+        .await?;
+    assert_eq!(ended.status(), 204);
+    for stream in streams {
+        let body = tokio::time::timeout(Duration::from_secs(20), stream.text()).await;
+        assert!(body.is_ok(), "a GET stream outlived its session");
+    }
     Ok(())
 }

@@ -53,6 +53,9 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_millis(250);
 /// At most one log line per this interval for a repeated condition (accept errors, refusals).
 const LOG_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Requests one HTTP/2 connection may have open at once.
+const MAX_HTTP2_STREAMS_PER_CONNECTION: u32 = 16;
+
 /// The open connections and what bounds them.
 pub(super) struct Connections {
     /// One permit per connection being served; all of them back means every connection ended.
@@ -71,6 +74,11 @@ impl Connections {
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(None);
+        // Each HTTP/2 stream is a request the bridge reads, parses and runs: without this,
+        // hyper's default of 200 would let one connection start 200 requests at once.
+        builder
+            .http2()
+            .max_concurrent_streams(MAX_HTTP2_STREAMS_PER_CONNECTION);
         let max = state.http.max_client_connections;
         Connections {
             slots: Arc::new(Semaphore::new(max)),

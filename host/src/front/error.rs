@@ -76,7 +76,7 @@ pub enum FrontError {
     #[error("not found: {0}")]
     NotFound(String),
     #[error(
-        "every one of the bridge's {max} session slots (http.max_sessions) is held by a session with calls in flight; retry shortly, end unused sessions with DELETE, or raise http.max_sessions"
+        "every one of the bridge's {max} session slots (http.max_sessions) is held by a session in use (a call in flight, or a request within the last tenth of http.session_idle_timeout); retry shortly, end unused sessions with DELETE, or raise http.max_sessions"
     )]
     TooManySessions { max: usize },
     #[error(

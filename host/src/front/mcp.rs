@@ -231,7 +231,9 @@ async fn handle_batch(context: Context, batch: Vec<Value>) -> Result<Response<Bo
     tokio::spawn(async move {
         let mut replies = std::pin::pin!(replies);
         let mut first = true;
-        let _ = sender.send(Bytes::from_static(b"[")).await;
+        if !sse::send(&sender, Bytes::from_static(b"[")).await {
+            return;
+        }
         while let Some(reply) = replies.next().await {
             // Refused answers inside a batch have no reply of their own; they are counted.
             let Ok(Some(value)) = reply else { continue };
@@ -240,12 +242,13 @@ async fn handle_batch(context: Context, batch: Vec<Value>) -> Result<Response<Bo
             if serde_json::to_writer(&mut bytes, &value).is_err() {
                 continue;
             }
-            // The client hung up: dropping the stream cancels the calls still running.
-            if sender.send(Bytes::from(bytes)).await.is_err() {
+            // The client hung up or stopped reading: dropping the stream cancels the calls
+            // still running and frees their slots.
+            if !sse::send(&sender, Bytes::from(bytes)).await {
                 return;
             }
         }
-        let _ = sender.send(Bytes::from_static(b"]")).await;
+        sse::send(&sender, Bytes::from_static(b"]")).await;
     });
     let mut response = Response::new(body);
     response.headers_mut().insert(
@@ -257,6 +260,7 @@ async fn handle_batch(context: Context, batch: Vec<Value>) -> Result<Response<Bo
 
 /// One batch message's reply: `Ok(None)` for a notification or an accepted answer.
 async fn batch_reply(context: &Context, message: Value) -> Result<Option<Value>, FrontError> {
+    let id = message.get("id").cloned().unwrap_or(Value::Null);
     if is_initialize(&message) {
         return Ok(Some(invalid(
             &message,
@@ -269,7 +273,15 @@ async fn batch_reply(context: &Context, message: Value) -> Result<Option<Value>,
             response: value, ..
         } => Ok(Some(value)),
         Reply::Refused(error) => Err(error),
-        Reply::Accepted | Reply::Initialized { .. } | Reply::Stream(_) => Ok(None),
+        // A call that sent notifications or a server request first needs a stream of its
+        // own, which an element of a batch cannot have: say so rather than leave it unanswered.
+        Reply::Stream(_) => Ok(Some(jsonrpc::error_response(
+            id,
+            code::INVALID_REQUEST,
+            "this call sent notifications or a server request before its result, which a JSON-RPC batch cannot carry; send it on its own with Accept: text/event-stream",
+            None,
+        ))),
+        Reply::Accepted | Reply::Initialized { .. } => Ok(None),
     }
 }
 
@@ -715,7 +727,7 @@ async fn forward(
                         step = next_unless_cancelled(&mut call, &mut cancel) => match step {
                             Some(step) => step,
                             None => {
-                                let _ = sender.send(sse::event(&cancelled(client_id.clone()))).await;
+                                sse::send(&sender, sse::event(&cancelled(client_id.clone()))).await;
                                 break;
                             }
                         },
@@ -737,19 +749,15 @@ async fn forward(
                             }
                         }
                         Step::Done(outcome) => {
-                            let _ = sender
-                                .send(sse::event(&finish(
-                                    outcome,
-                                    client_id.clone(),
-                                    call.cache_hint(),
-                                )))
-                                .await;
+                            let last =
+                                sse::event(&finish(outcome, client_id.clone(), call.cache_hint()));
+                            sse::send(&sender, last).await;
                             break;
                         }
                     }
                 }
             };
-            if sender.send(bytes).await.is_err() {
+            if !sse::send(&sender, bytes).await {
                 break;
             }
         }

@@ -65,6 +65,8 @@ pub struct Session {
     max_inflight: usize,
     /// Standalone GET streams open now (at most [`MAX_STREAMS_PER_SESSION`]).
     open_streams: AtomicUsize,
+    /// Set when the session ends (DELETE, idle, evicted), so its GET streams end with it.
+    closed: tokio::sync::watch::Sender<bool>,
 }
 
 /// An open GET stream of a session; dropping it frees the session's stream slot.
@@ -139,6 +141,17 @@ impl Session {
         }
     }
 
+    /// Resolves once the session has ended.
+    pub async fn wait_closed(&self) {
+        let mut closed = self.closed.subscribe();
+        // An error means the sender is gone, which happens only with the session itself.
+        let _ = closed.wait_for(|closed| *closed).await;
+    }
+
+    fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
     /// Calls this session has in flight.
     pub fn calls_in_flight(&self) -> usize {
         self.max_inflight
@@ -199,10 +212,13 @@ impl SessionStore {
             call_slots: Arc::new(Semaphore::new(self.max_inflight_per_session)),
             max_inflight: self.max_inflight_per_session,
             open_streams: AtomicUsize::new(0),
+            closed: tokio::sync::watch::channel(false).0,
         });
         let mut sessions = self.sessions.write();
         if sessions.len() >= self.max_sessions {
-            let Some(victim) = least_recently_used_idle(&sessions) else {
+            let min_idle_ms = self.eviction_min_idle().as_millis() as u64;
+            let Some(victim) = least_recently_used_idle(&sessions, self.now_ms(), min_idle_ms)
+            else {
                 self.refused.with_label_values(&["max_sessions"]).inc();
                 return Err(FrontError::TooManySessions {
                     max: self.max_sessions,
@@ -224,7 +240,16 @@ impl SessionStore {
         Ok(session)
     }
 
+    /// How long a session must have been unused before a new one may take its place at the
+    /// cap: a tenth of `session_idle_timeout`, at most a minute. Without a floor, a client
+    /// sending `initialize` in a loop would close every other client's session between two
+    /// of its requests.
+    fn eviction_min_idle(&self) -> Duration {
+        (self.idle_timeout / 10).min(Duration::from_secs(60))
+    }
+
     fn count_closed(&self, session: &Session, reason: &str) {
+        session.close();
         self.gauge
             .with_label_values(&[endpoint_label(&session.endpoint)])
             .dec();
@@ -250,7 +275,9 @@ impl SessionStore {
         {
             return false;
         }
-        sessions.remove(id);
+        if let Some(session) = sessions.remove(id) {
+            session.close();
+        }
         self.gauge
             .with_label_values(&[endpoint_label(endpoint)])
             .dec();
@@ -300,11 +327,19 @@ impl SessionStore {
     }
 }
 
-/// The id of the session used least recently among those with no call in flight.
-fn least_recently_used_idle(sessions: &HashMap<String, Arc<Session>>) -> Option<String> {
+/// The id of the session used least recently among those with no call in flight and
+/// unused for at least `min_idle_ms`.
+fn least_recently_used_idle(
+    sessions: &HashMap<String, Arc<Session>>,
+    now_ms: u64,
+    min_idle_ms: u64,
+) -> Option<String> {
     sessions
         .values()
         .filter(|session| session.calls_in_flight() == 0)
+        .filter(|session| {
+            now_ms.saturating_sub(session.last_seen_ms.load(Ordering::Relaxed)) >= min_idle_ms
+        })
         .min_by_key(|session| session.last_seen_ms.load(Ordering::Relaxed))
         .map(|session| session.id.clone())
 }

@@ -13,6 +13,20 @@ use tokio::sync::mpsc;
 /// How many encoded events may wait for a slow client before the producer waits.
 pub const SSE_BUFFER: usize = 64;
 
+/// How long a producer waits for a client that reads nothing while its buffer is full. A
+/// client that stalls this long loses the stream: its calls are cancelled and their slots
+/// (in the session and in the pool) are freed, so not reading cannot hold them forever.
+pub const SEND_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Sends `bytes` into a channel body, waiting at most [`SEND_STALL_TIMEOUT`] for room.
+/// False when the client is gone or stalled: the producer should stop.
+pub async fn send(sender: &mpsc::Sender<Bytes>, bytes: Bytes) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_STALL_TIMEOUT, sender.send(bytes)).await,
+        Ok(Ok(()))
+    )
+}
+
 /// Encodes one JSON-RPC message as an SSE `message` event.
 pub fn event(message: &Value) -> Bytes {
     let json = serde_json::to_string(message).unwrap_or_default();

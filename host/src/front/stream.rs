@@ -92,6 +92,7 @@ pub fn open(
         loop {
             let bytes = tokio::select! {
                 () = sender.closed() => return,
+                () = session.wait_closed() => return,
                 _ = shutting_down.wait_for(|down| *down) => return,
                 _ = keep_alive.tick() => sse::keep_alive(),
                 message = merged_rx.recv() => match message {
@@ -100,7 +101,7 @@ pub fn open(
                     None => return,
                 },
             };
-            if sender.send(bytes).await.is_err() {
+            if !sse::send(&sender, bytes).await {
                 return;
             }
         }
