@@ -10,8 +10,8 @@ use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Bridge, RawSession, count_calls, demo_server_toml, eventually, http, plugin_wasm, post_json,
-    read_response, toml_string,
+    Bridge, RawSession, SETTLE, count_calls, demo_server_toml, eventually, http, plugin_wasm,
+    poll_until, post_json, read_response, toml_string,
 };
 
 /// The response header naming the policy generation and the TTL of a cached result.
@@ -305,6 +305,16 @@ config = { default_ttl = "45s", invalidate = [{ on = "complete_task", tools = ["
     Ok(())
 }
 
+/// The text of `GET /metrics`.
+async fn metrics_text(bridge: &Bridge) -> Result<String> {
+    Ok(http()
+        .get(bridge.url("/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?)
+}
+
 /// Starts a bridge with one faulty plugin bound to the demo server.
 async fn faulty(plugin: &str, config: &str) -> Result<PluginBridge> {
     PluginBridge::start(
@@ -349,18 +359,17 @@ async fn faulting_plugins_are_quarantined_and_requests_still_succeed() -> Result
             reason.contains(says),
             "{plugin}: the reason does not say `{says}`: {reason}"
         );
-        let log = demo.bridge.log_text();
         ensure!(
-            log.contains("plugin quarantined"),
+            demo.bridge.logged("plugin quarantined").await,
             "{plugin}: quarantine not logged"
         );
-        let metrics = http()
-            .get(demo.bridge.url("/metrics"))
-            .send()
-            .await?
-            .text()
-            .await?;
         let gauge = format!("mcp_bridge_plugin_quarantined{{plugin=\"{plugin}\"}} 1");
+        let metrics = poll_until(
+            SETTLE,
+            async || metrics_text(&demo.bridge).await,
+            |text| text.as_ref().is_ok_and(|text| text.contains(&gauge)),
+        )
+        .await?;
         ensure!(
             metrics.contains(&gauge),
             "{plugin}: no `{gauge}` in /metrics"
@@ -413,7 +422,7 @@ async fn bad_plugins_are_rejected_at_load_with_the_reason() -> Result<()> {
             );
         }
         ensure!(
-            demo.bridge.log_text().contains("plugin version rejected"),
+            demo.bridge.logged("plugin version rejected").await,
             "{plugin}: not logged"
         );
         // The built-in policy serves instead.
