@@ -17,6 +17,12 @@ use crate::support::{
 /// The response header naming the policy generation and the TTL of a cached result.
 const CACHE_HEADER: &str = "mcp-bridge-cache";
 
+/// The decision deadline of the plugins these tests load, unless a test sets its own.
+/// The default (50 ms) is wall-clock time, and a loaded machine can keep a decision off
+/// the CPU for longer: the bridge then rightly treats it as a fault and answers the safe
+/// default (no caching), which is not what a test of anything but the deadline expects.
+const TEST_DECISION_TIMEOUT: &str = "decision_timeout = \"10s\"\n";
+
 /// A bridge serving the demo server with a plugin directory.
 pub struct PluginBridge {
     pub bridge: Bridge,
@@ -44,8 +50,13 @@ impl PluginBridge {
         let calls_arg = calls.display().to_string();
         let server = demo_server_toml("demo", &["--calls-log", &calls_arg], "max_connections = 1");
         let compiled = compiled.map_or_else(|| dir.path().join("compiled"), Path::to_path_buf);
+        let deadline = if plugins_toml.contains("decision_timeout") {
+            ""
+        } else {
+            TEST_DECISION_TIMEOUT
+        };
         let config = format!(
-            "{server}\n[cache]\nenabled = true\n\n[plugins]\ndir = \"plugins.d\"\ncompiled_cache_dir = {}\n{plugins_toml}\n",
+            "{server}\n[cache]\nenabled = true\n\n[plugins]\ndir = \"plugins.d\"\ncompiled_cache_dir = {}\n{deadline}{plugins_toml}\n",
             toml_string(&compiled.display().to_string())
         );
         let config_path = dir.path().join("mcp-bridge.toml");
@@ -315,12 +326,20 @@ async fn metrics_text(bridge: &Bridge) -> Result<String> {
         .await?)
 }
 
-/// Starts a bridge with one faulty plugin bound to the demo server.
+/// Starts a bridge with one faulty plugin bound to the demo server. Only the plugin that
+/// loops until its deadline gets a short one (so its faults come quickly); the others
+/// keep the tests' generous deadline, so that on a loaded machine a trap or an
+/// out-of-memory is not overtaken by a deadline and counted as the wrong kind of fault.
 async fn faulty(plugin: &str, config: &str) -> Result<PluginBridge> {
+    let deadline = if plugin == "fault-loop" {
+        "decision_timeout = \"20ms\"\n"
+    } else {
+        TEST_DECISION_TIMEOUT
+    };
     PluginBridge::start(
         &[(&format!("testing/{plugin}"), &format!("{plugin}.wasm"))],
         &format!(
-            "quarantine_after = 3\ndecision_timeout = \"20ms\"\nmax_memory = \"16MiB\"\n\n[[plugins.policy]]\nfile = \"{plugin}.wasm\"\nservers = [\"demo\"]\nconfig = {config}\n"
+            "quarantine_after = 3\n{deadline}max_memory = \"16MiB\"\n\n[[plugins.policy]]\nfile = \"{plugin}.wasm\"\nservers = [\"demo\"]\nconfig = {config}\n"
         ),
         None,
     )
