@@ -92,13 +92,12 @@ impl Scrape {
     /// Scrapes until `done` holds for a scrape (a gauge published later, on a tick) or
     /// [`SETTLE`] passes, and returns the last scrape for the caller to assert on.
     async fn wait_for(bridge: &Bridge, done: impl Fn(&Scrape) -> bool) -> Result<Scrape> {
-        let scrape = poll_until(
+        poll_until(
             SETTLE,
             async || Scrape::take(bridge).await,
             |scrape| scrape.as_ref().is_ok_and(&done),
         )
-        .await;
-        scrape
+        .await
     }
 
     fn has_family(&self, name: &str, kind: &str) -> bool {
