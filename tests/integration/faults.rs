@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use crate::support::{
-    Bridge, RawSession, SETTLE, count_calls, demo_server_toml, eventually, http, post_json,
-    process_alive, read_response, repo_root, toml_string,
+    Bridge, RawSession, SETTLE, count_calls, demo_server_toml, eventually, http, poll_until,
+    post_json, process_alive, read_response, repo_root, toml_string,
 };
 
 /// JSON-RPC codes the bridge uses for backend failures (see `host/src/jsonrpc.rs`).
@@ -581,12 +581,14 @@ async fn garbage_and_oversized_lines_from_a_server_are_counted_and_survived() ->
     let echo = guarded_call(&session, json!(4), "echo", json!({ "n": 4 })).await?;
     assert_eq!(echo["result"]["structuredContent"]["pid"], pid, "{echo}");
 
+    // The process's reader task counts each bad line as it reads it.
     let server = "server=\"noisy\"";
     for kind in ["non_json", "non_jsonrpc", "unknown_id", "oversized_line"] {
-        let count = metric(
-            &bridge,
-            "mcp_bridge_backend_errors_total",
-            &[server, &format!("kind=\"{kind}\"")],
+        let labels = [server, &format!("kind=\"{kind}\"")];
+        let count = poll_until(
+            SETTLE,
+            async || metric(&bridge, "mcp_bridge_backend_errors_total", &labels).await,
+            |count| count.as_ref().is_ok_and(|count| *count >= 1.0),
         )
         .await?;
         assert!(
