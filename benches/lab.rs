@@ -242,7 +242,7 @@ async fn recording_overhead(plan: &Plan) -> Result<Value> {
     let throughput = |index: usize| totals[index].0 as f64 / totals[index].1.max(1e-9);
     let (without, with) = (throughput(0), throughput(1));
     // The recorder's own count: a long run rotates the trace into FILE.1, FILE.2, ...
-    let status = admin_get(&recording, "/admin/record")?;
+    let status = recorder_status_once_written(&recording).await?;
     let recorded = status["recorded"].as_u64().unwrap_or(0);
     println!(
         "recording overhead, cached tools/call, {} connections, {} rounds of {:?}:",
@@ -293,6 +293,20 @@ async fn drive(plan: &Plan, bridge: &BridgeProcess, workload: &Path) -> Result<l
     ])?;
     let plan = load::plan_from_args(wrapper.args)?;
     Ok(load::drive(plan).await?)
+}
+
+/// `GET /admin/record` once the recorder has written a record, or the last answer after
+/// 15 s. Its writer thread drains the queue in batches, after the calls were answered,
+/// so a read right after the last round can come before the batch that holds them.
+async fn recorder_status_once_written(bridge: &BridgeProcess) -> Result<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let status = admin_get(bridge, "/admin/record")?;
+        if status["recorded"].as_u64() > Some(0) || std::time::Instant::now() > deadline {
+            return Ok(status);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 /// A GET of an admin endpoint: one HTTP/1.0 exchange over a fresh loopback connection.

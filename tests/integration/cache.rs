@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use crate::support::{
-    Bridge, RawSession, count_calls, demo_server_toml, eventually, http, node_server_toml,
-    repo_root, run_python_client, test_deps,
+    Bridge, RawSession, SETTLE, count_calls, demo_server_toml, eventually, http, node_server_toml,
+    poll_until, repo_root, run_python_client, test_deps,
 };
 
 /// The seed's TTL table for the demo server, as the example config carries it.
@@ -112,6 +112,19 @@ async fn cache_stats(bridge: &Bridge) -> Result<Value> {
         response.status()
     );
     Ok(response.json().await?)
+}
+
+/// `GET /admin/cache/stats` once `done` holds for it, or the last answer after
+/// [`SETTLE`]. The entry count and size come from moka, which applies inserts and
+/// removals (including a `DELETE /admin/cache`) to its counts lazily, on its own
+/// maintenance; the hit and miss counters are exact at once.
+async fn cache_stats_when(bridge: &Bridge, done: impl Fn(&Value) -> bool) -> Result<Value> {
+    poll_until(
+        SETTLE,
+        async || cache_stats(bridge).await,
+        |stats| stats.as_ref().is_ok_and(&done),
+    )
+    .await
 }
 
 /// One counter of the cache stats.
@@ -426,6 +439,9 @@ async fn concurrent_identical_reads_from_many_sessions_make_one_backend_call() -
 #[tokio::test]
 async fn a_fill_that_started_before_a_write_is_not_stored() -> Result<()> {
     // No rules: create_task drops every demo entry, including a debug_sleep in flight.
+    // The write must land while the slow read runs, however slowly a loaded machine
+    // reports that the read reached the backend.
+    const SLOW_MS: u64 = 4000;
     let demo = Demo::start(&[], CACHE_ON).await?;
     let session = Arc::new(demo.session().await?);
     // Control: without a write in between, the repeat is a hit.
@@ -434,17 +450,14 @@ async fn a_fill_that_started_before_a_write_is_not_stored() -> Result<()> {
     demo.expect_calls(&[("debug_sleep", 1)], "a repeated debug_sleep")?;
     let slow = {
         let session = session.clone();
-        let arguments = json!({"ms": 1500});
+        let arguments = json!({"ms": SLOW_MS});
         tokio::spawn(async move {
             session
                 .call_tool(json!("slow"), "debug_sleep", arguments)
                 .await
         })
     };
-    let reached = eventually(Duration::from_secs(5), async || {
-        demo.calls("debug_sleep") == 2
-    })
-    .await;
+    let reached = eventually(SETTLE, async || demo.calls("debug_sleep") == 2).await;
     ensure!(reached, "the slow read never reached the backend");
     call(
         &session,
@@ -454,7 +467,7 @@ async fn a_fill_that_started_before_a_write_is_not_stored() -> Result<()> {
     .await?;
     let slow = result_of(slow.await??)?;
     ensure!(
-        slow["structuredContent"]["slept_ms"] == 1500,
+        slow["structuredContent"]["slept_ms"] == SLOW_MS,
         "slow read: {slow}"
     );
     let stats = cache_stats(&demo.bridge).await?;
@@ -463,7 +476,7 @@ async fn a_fill_that_started_before_a_write_is_not_stored() -> Result<()> {
         "no stale fill was discarded: {stats}"
     );
     // Had the slow read's result been stored, this would be a hit.
-    call(&session, "debug_sleep", json!({"ms": 1500})).await?;
+    call(&session, "debug_sleep", json!({"ms": SLOW_MS})).await?;
     demo.expect_calls(&[("debug_sleep", 3)], "the read that followed the write")
 }
 
@@ -602,7 +615,7 @@ async fn tools_list_is_cached_until_the_server_says_it_changed() -> Result<()> {
         toggled["structuredContent"]["extra_tool"] == true,
         "toggle: {toggled}"
     );
-    let noticed = eventually(Duration::from_secs(5), async || {
+    let noticed = eventually(SETTLE, async || {
         invalidations(bridge, "list_changed")
             .await
             .is_ok_and(|now| now > list_changed)
@@ -672,7 +685,10 @@ async fn admin_routes_report_invalidate_and_clear_the_cache() -> Result<()> {
     for tool in ["get_tasks", "get_clients", "get_tasks", "get_clients"] {
         call(&session, tool, json!({})).await?;
     }
-    let stats = cache_stats(bridge).await?;
+    let stats = cache_stats_when(bridge, |stats| {
+        counter(stats, "entries") == 2 && counter(stats, "bytes") > 0
+    })
+    .await?;
     let (hits, misses) = (counter(&stats, "hits"), counter(&stats, "misses"));
     ensure!(
         (hits, misses) == (2, 2),
@@ -718,7 +734,7 @@ async fn admin_routes_report_invalidate_and_clear_the_cache() -> Result<()> {
         "DELETE /admin/cache answered {}",
         response.status()
     );
-    let stats = cache_stats(bridge).await?;
+    let stats = cache_stats_when(bridge, |stats| counter(stats, "entries") == 0).await?;
     ensure!(
         counter(&stats, "entries") == 0,
         "entries after DELETE: {stats}"

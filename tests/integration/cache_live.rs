@@ -7,7 +7,9 @@ use std::time::Duration;
 use anyhow::Result;
 use serde_json::{Value, json};
 
-use crate::support::{Bridge, RawSession, bridge_exe, count_calls, eventually, toml_string};
+use crate::support::{
+    Bridge, RawSession, SETTLE, bridge_exe, count_calls, eventually, poll_until, toml_string,
+};
 
 /// Whether a tool result carries the bridge's stale marker.
 fn is_stale(response: &Value) -> bool {
@@ -50,18 +52,27 @@ async fn an_expired_entry_is_served_stale_while_one_refresh_runs() -> Result<()>
         stale["result"]["structuredContent"],
         first["result"]["structuredContent"]
     );
-    let refreshed = eventually(Duration::from_secs(10), async || {
-        count_calls(&calls, "get_clients") == 2
-    })
-    .await;
+    let refreshed = eventually(SETTLE, async || count_calls(&calls, "get_clients") == 2).await;
     assert!(
         refreshed,
         "exactly one background refresh reached the server"
     );
 
-    let fresh = session
-        .call_tool(json!(4), "get_clients", json!({}))
-        .await?;
+    // The server received the refresh before the bridge stores its answer: until it is
+    // stored, a read is still served stale (and starts no second refresh).
+    let mut id = 3;
+    let fresh = poll_until(
+        SETTLE,
+        async || {
+            id += 1;
+            session
+                .call_tool(json!(id), "get_clients", json!({}))
+                .await
+                .unwrap_or_default()
+        },
+        |answer| !is_stale(answer),
+    )
+    .await;
     assert!(
         !is_stale(&fresh),
         "after the refresh the entry is fresh again: {fresh}"
@@ -153,10 +164,7 @@ async fn editing_the_config_file_applies_a_new_ttl_table_without_a_restart() -> 
     let staged = config_path.with_extension("toml.new");
     std::fs::write(&staged, config_for("0"))?;
     std::fs::rename(&staged, &config_path)?;
-    let reloaded = eventually(Duration::from_secs(10), async || {
-        bridge.log_text().contains("reloaded the cache's TTL table")
-    })
-    .await;
+    let reloaded = bridge.logged("reloaded the cache's TTL table").await;
     assert!(reloaded, "no reload logged:\n{}", bridge.log_text());
 
     session.call_tool(json!(3), "get_tasks", json!({})).await?;
@@ -170,10 +178,7 @@ async fn editing_the_config_file_applies_a_new_ttl_table_without_a_restart() -> 
     // An invalid edit is refused and the running table stays.
     std::fs::write(&staged, "[cache]\ndefault_tll = \"1s\"\n")?;
     std::fs::rename(&staged, &config_path)?;
-    let refused = eventually(Duration::from_secs(10), async || {
-        bridge.log_text().contains("default_tll")
-    })
-    .await;
+    let refused = bridge.logged("default_tll").await;
     assert!(
         refused,
         "the invalid file was not reported:\n{}",

@@ -119,7 +119,9 @@ async fn pool_grows_to_max_connections_when_every_process_is_full() -> Result<()
     let session = Arc::new(RawSession::open(&bridge.url("/mcp/demo")).await?);
 
     // Six calls, two per process at most: the pool must grow from one process to three.
-    let responses = concurrent_sleeps(&session, 6, 2000).await?;
+    // The calls last longer than a loaded machine takes to start the two new processes,
+    // so none of the waiting calls falls back to the first process when its calls end.
+    let responses = concurrent_sleeps(&session, 6, 5000).await?;
     for response in &responses {
         assert!(
             response.get("result").is_some(),
@@ -174,7 +176,8 @@ async fn calls_go_to_the_least_loaded_warm_process() -> Result<()> {
     let session = Arc::new(RawSession::open(&bridge.url("/mcp/demo")).await?);
 
     // Each process has room for all six calls, so only least-loaded routing spreads them.
-    let responses = concurrent_sleeps(&session, 6, 800).await?;
+    // The calls last long enough to overlap even when a loaded machine sends them slowly.
+    let responses = concurrent_sleeps(&session, 6, 2500).await?;
     for response in &responses {
         assert!(response.get("result").is_some(), "{response}");
     }

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::faults::guarded_call;
 use crate::support::{
-    Bridge, RawSession, bridge_exe, demo_server_toml, eventually, repo_root, toml_string,
+    Bridge, RawSession, SETTLE, bridge_exe, demo_server_toml, eventually, repo_root, toml_string,
 };
 
 /// The exit code of `serve` and `check-config` for an invalid configuration.
@@ -195,7 +195,7 @@ async fn the_marker_server_does_start_from_a_valid_config() -> Result<()> {
     let bridge = Bridge::start_with_file(dir, path, &[])?;
     bridge.wait_ready().await?;
     assert!(
-        eventually(Duration::from_secs(5), async || marker.exists()).await,
+        eventually(SETTLE, async || marker.exists()).await,
         "the marker server never ran"
     );
     Ok(())

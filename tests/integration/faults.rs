@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use crate::support::{
-    Bridge, RawSession, count_calls, demo_server_toml, eventually, metric, post_json,
-    process_alive, read_response, repo_root, toml_string,
+    Bridge, RawSession, SETTLE, count_calls, demo_server_toml, eventually, metric, poll_until,
+    post_json, process_alive, read_response, repo_root, toml_string,
 };
 
 /// JSON-RPC codes the bridge uses for backend failures (see `host/src/jsonrpc.rs`).
@@ -115,10 +115,7 @@ pub(crate) fn calls_log() -> Result<(tempfile::TempDir, PathBuf, String)> {
 
 /// Waits until `tool` has been received `count` times according to the calls log.
 async fn wait_for_calls(calls_log: &Path, tool: &str, count: usize) -> Result<()> {
-    let seen = eventually(Duration::from_secs(10), async || {
-        count_calls(calls_log, tool) >= count
-    })
-    .await;
+    let seen = eventually(SETTLE, async || count_calls(calls_log, tool) >= count).await;
     ensure!(
         seen,
         "the backend never received {tool} (calls log: {calls_log:?})"
@@ -332,7 +329,7 @@ async fn a_hung_call_times_out_and_the_server_is_told_to_cancel_it() -> Result<(
     );
 
     let mut last = Value::Null;
-    let cancelled = eventually(Duration::from_secs(5), async || {
+    let cancelled = eventually(SETTLE, async || {
         last = debug_stats(&session).await.unwrap_or(Value::Null);
         last["cancelled"].as_u64() >= Some(1) && last["in_flight"] == 0
     })
@@ -352,10 +349,12 @@ async fn a_client_that_hangs_up_mid_call_cancels_it_on_the_server() -> Result<()
     bridge.wait_ready().await?;
     let session = Arc::new(RawSession::open(&bridge.url("/mcp/demo")).await?);
 
+    // The call would run far longer than the wait below, so only a cancellation can end
+    // it in time, however slowly a loaded machine notices the hang-up.
     let caller = session.clone();
     let call = tokio::spawn(async move {
         caller
-            .call_tool(json!(4), "debug_sleep", json!({ "ms": 5000 }))
+            .call_tool(json!(4), "debug_sleep", json!({ "ms": 25_000 }))
             .await
     });
     wait_for_calls(&log, "debug_sleep", 1).await?;
@@ -365,14 +364,14 @@ async fn a_client_that_hangs_up_mid_call_cancels_it_on_the_server() -> Result<()
     let _ = call.await;
 
     let mut last = Value::Null;
-    let cancelled = eventually(Duration::from_secs(4), async || {
+    let cancelled = eventually(SETTLE, async || {
         last = debug_stats(&session).await.unwrap_or(Value::Null);
         last["cancelled"].as_u64() >= Some(1) && last["in_flight"] == 0
     })
     .await;
     assert!(
         cancelled,
-        "{:?} after the client hung up, the 5 s call still runs on the server: {last}",
+        "{:?} after the client hung up, the 25 s call still runs on the server: {last}",
         hung_up_at.elapsed()
     );
     Ok(())
@@ -553,12 +552,14 @@ async fn garbage_and_oversized_lines_from_a_server_are_counted_and_survived() ->
     let echo = guarded_call(&session, json!(4), "echo", json!({ "n": 4 })).await?;
     assert_eq!(echo["result"]["structuredContent"]["pid"], pid, "{echo}");
 
+    // The process's reader task counts each bad line as it reads it.
     let server = "server=\"noisy\"";
     for kind in ["non_json", "non_jsonrpc", "unknown_id", "oversized_line"] {
-        let count = metric(
-            &bridge,
-            "mcp_bridge_backend_errors_total",
-            &[server, &format!("kind=\"{kind}\"")],
+        let labels = [server, &format!("kind=\"{kind}\"")];
+        let count = poll_until(
+            SETTLE,
+            async || metric(&bridge, "mcp_bridge_backend_errors_total", &labels).await,
+            |count| count.as_ref().is_ok_and(|count| *count >= 1.0),
         )
         .await?;
         assert!(

@@ -5,13 +5,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Bridge, RawSession, bridge_exe, demo_server_toml, eventually, http, plugin_wasm,
+    Bridge, RawSession, SETTLE, bridge_exe, demo_server_toml, http, plugin_wasm, poll_until,
 };
 
 const CACHED: &str = "[cache]\nenabled = true\ndefault_ttl = \"10m\"\n";
@@ -24,12 +23,38 @@ fn trace_lines(path: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// The trace's parsed lines once it holds at least `count` (the writer thread drains
+/// its queue in batches and flushes after each), or what it holds after [`SETTLE`].
 async fn wait_for_lines(path: &Path, count: usize) -> Vec<Value> {
-    eventually(Duration::from_secs(10), async || {
-        trace_lines(path).len() >= count
-    })
+    poll_until(
+        SETTLE,
+        async || trace_lines(path),
+        |lines| lines.len() >= count,
+    )
+    .await
+}
+
+/// `GET /admin/record`.
+async fn record_status(bridge: &Bridge) -> Result<Value> {
+    Ok(http()
+        .get(bridge.url("/admin/record"))
+        .send()
+        .await?
+        .json()
+        .await?)
+}
+
+/// The recorder's `recorded` count once it reaches `count`, or the last one read after
+/// [`SETTLE`]. The writer thread counts a record when it writes it, after the call
+/// that made it was answered.
+async fn wait_for_recorded(bridge: &Bridge, count: u64) -> Value {
+    let status = poll_until(
+        SETTLE,
+        async || record_status(bridge).await.unwrap_or_default(),
+        |status| status["recorded"].as_u64() >= Some(count),
+    )
     .await;
-    trace_lines(path)
+    status["recorded"].clone()
 }
 
 /// Runs `mcp-bridge ARGS...` and returns (exit code, stdout, stderr).
@@ -151,13 +176,8 @@ async fn a_recorded_trace_holds_every_call_and_replays_to_the_same_hits() -> Res
         .filter_map(|line| line["name"].as_str())
         .collect();
     assert_eq!(last, ["get_today_metrics"]);
-    let status: Value = http()
-        .get(bridge.url("/admin/record"))
-        .send()
-        .await?
-        .json()
-        .await?;
-    assert_eq!(status["recorded"], json!(calls.len() + 1));
+    let recorded = wait_for_recorded(&bridge, calls.len() as u64 + 1).await;
+    assert_eq!(recorded, json!(calls.len() + 1));
     drop(bridge);
 
     // The built-in policy of the same config, replayed, hits where the bridge hit.
@@ -194,7 +214,7 @@ async fn a_trace_rotates_by_size_and_keeps_the_newest_files() -> Result<()> {
         &config_path,
         format!("{}{CACHED}", demo_server_toml("demo", &[], "")),
     )?;
-    let bridge = Bridge::start_with_file(
+    let mut bridge = Bridge::start_with_file(
         tempfile::tempdir()?,
         config_path,
         &[
@@ -214,24 +234,20 @@ async fn a_trace_rotates_by_size_and_keeps_the_newest_files() -> Result<()> {
             .await?;
     }
     let numbered = |index: u32| PathBuf::from(format!("{trace_arg}.{index}"));
-    let rotated = eventually(Duration::from_secs(10), async || {
-        numbered(2).exists()
-            && http()
-                .get(bridge.url("/admin/record"))
-                .send()
-                .await
-                .ok()
-                .is_some()
-    })
-    .await;
-    assert!(rotated, "expected {} to exist", numbered(2).display());
-    let status: Value = http()
-        .get(bridge.url("/admin/record"))
-        .send()
-        .await?
-        .json()
-        .await?;
-    assert_eq!(status["recorded"], 60);
+    // The writer thread counts a record when it writes it, in batches after the calls
+    // were answered: wait for all sixty.
+    let recorded = wait_for_recorded(&bridge, 60).await;
+    assert_eq!(recorded, 60);
+    // SIGTERM closes the recorder, which flushes what it buffered: from here on the
+    // files are final, so none is read while the writer is half-way through a flush.
+    bridge.signal(libc::SIGTERM);
+    let status = bridge.wait_exit(SETTLE)?;
+    assert!(status.success(), "{status}:\n{}", bridge.log_text());
+    assert!(
+        numbered(2).exists(),
+        "expected {} to exist",
+        numbered(2).display()
+    );
     assert!(
         !numbered(3).exists(),
         "three files are kept: the trace, .1 and .2"

@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
-use crate::support::{Bridge, RawSession, demo_server_toml, eventually, http, process_alive};
+use crate::support::{
+    Bridge, RawSession, SETTLE, demo_server_toml, eventually, http, poll_until, process_alive,
+};
 
 /// One sample of the Prometheus text format: metric name, labels and value.
 #[derive(Debug)]
@@ -87,6 +89,17 @@ impl Scrape {
             .sum()
     }
 
+    /// Scrapes until `done` holds for a scrape (a gauge published later, on a tick) or
+    /// [`SETTLE`] passes, and returns the last scrape for the caller to assert on.
+    async fn wait_for(bridge: &Bridge, done: impl Fn(&Scrape) -> bool) -> Result<Scrape> {
+        poll_until(
+            SETTLE,
+            async || Scrape::take(bridge).await,
+            |scrape| scrape.as_ref().is_ok_and(&done),
+        )
+        .await
+    }
+
     fn has_family(&self, name: &str, kind: &str) -> bool {
         self.text
             .lines()
@@ -102,7 +115,13 @@ async fn metrics_count_calls_by_outcome_and_move_as_calls_happen() -> Result<()>
         "min_connections = 1\nmax_connections = 2",
     ))?;
     bridge.wait_ready().await?;
-    let before = Scrape::take(&bridge).await?;
+    // The supervisor publishes the process gauges on its tick, after /readyz already
+    // counts the process as ready.
+    let ready = [("server", "demo"), ("state", "ready")];
+    let before = Scrape::wait_for(&bridge, |scrape| {
+        scrape.value("mcp_bridge_pool_processes", &ready) == 1.0
+    })
+    .await?;
     assert_eq!(
         before.value(
             "mcp_bridge_pool_processes",
@@ -349,6 +368,7 @@ async fn an_optional_server_that_cannot_start_is_unhealthy_but_not_blocking() ->
 
 #[tokio::test]
 async fn admin_stats_show_processes_inflight_and_pool_bounds() -> Result<()> {
+    const SLEEP_MS: u64 = 4000;
     let bridge = Bridge::start(&demo_server_toml(
         "demo",
         &[],
@@ -375,13 +395,15 @@ async fn admin_stats_show_processes_inflight_and_pool_bounds() -> Result<()> {
     assert!(known.contains(&version), "{stats}");
 
     let session = RawSession::open(&bridge.url("/mcp/demo")).await?;
+    // Long enough that the stats and the gauge are read while it runs, even when a
+    // loaded machine answers each admin request slowly.
     let sleeper = tokio::spawn(async move {
         session
-            .call_tool(json!(1), "debug_sleep", json!({"ms": 1500}))
+            .call_tool(json!(1), "debug_sleep", json!({"ms": SLEEP_MS}))
             .await
     });
     let mut seen = Value::Null;
-    let busy = eventually(Duration::from_secs(5), async || {
+    let busy = eventually(SETTLE, async || {
         seen = bridge.server_stats("demo").await.unwrap_or_default();
         seen["inflight"] == 1
             && seen["processes"]
@@ -390,16 +412,20 @@ async fn admin_stats_show_processes_inflight_and_pool_bounds() -> Result<()> {
     })
     .await;
     assert!(busy, "the sleeping call never showed as in flight: {seen}");
-    let gauge = Scrape::take(&bridge)
-        .await?
-        .value("mcp_bridge_pool_inflight", &[("server", "demo")]);
+    // The gauge moves right after the process's own count, on another thread.
+    let inflight = [("server", "demo")];
+    let gauge = Scrape::wait_for(&bridge, |scrape| {
+        scrape.value("mcp_bridge_pool_inflight", &inflight) == 1.0
+    })
+    .await?
+    .value("mcp_bridge_pool_inflight", &inflight);
     assert_eq!(gauge, 1.0, "mcp_bridge_pool_inflight while one call sleeps");
-    let answer = tokio::time::timeout(Duration::from_secs(10), sleeper).await???;
+    let answer = tokio::time::timeout(Duration::from_secs(20), sleeper).await???;
     assert_eq!(
-        answer["result"]["structuredContent"]["slept_ms"], 1500,
+        answer["result"]["structuredContent"]["slept_ms"], SLEEP_MS,
         "{answer}"
     );
-    let idle = eventually(Duration::from_secs(5), async || {
+    let idle = eventually(SETTLE, async || {
         bridge
             .server_stats("demo")
             .await

@@ -190,6 +190,14 @@ impl Bridge {
             .unwrap_or_default()
     }
 
+    /// Whether the bridge logs a line containing `needle` within [`SETTLE`]. The log is
+    /// read from the bridge's stderr by a thread of its own, so a line the bridge wrote
+    /// before answering a request may not be in [`Bridge::log_text`] yet when the answer
+    /// arrives.
+    pub async fn logged(&self, needle: &str) -> bool {
+        eventually(SETTLE, async || self.log_text().contains(needle)).await
+    }
+
     /// Waits until `GET /readyz` answers 200.
     pub async fn wait_ready(&self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -408,6 +416,13 @@ pub fn process_alive(pid: u32) -> bool {
     }
 }
 
+/// How long a test waits for state that another thread or process updates later (a
+/// counter, a gauge published on a supervisor tick, a file a background writer flushes,
+/// a log line read from a pipe). Far longer than any of them takes on an idle machine,
+/// so that a loaded machine does not fail the test; a test that passes waits only as
+/// long as the state takes to settle.
+pub const SETTLE: Duration = Duration::from_secs(15);
+
 /// Polls `condition` until it holds or `timeout` passes.
 pub async fn eventually(timeout: Duration, mut condition: impl AsyncFnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
@@ -417,6 +432,25 @@ pub async fn eventually(timeout: Duration, mut condition: impl AsyncFnMut() -> b
         }
         if Instant::now() > deadline {
             return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Reads a value another thread or process updates later until `done` holds for it or
+/// `timeout` passes, and returns the last value read. The caller then asserts on that
+/// value exactly, so a wait that runs out fails with the value actually seen (never
+/// with a bare "timed out"), and a value that overshoots still fails.
+pub async fn poll_until<T>(
+    timeout: Duration,
+    mut read: impl AsyncFnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let value = read().await;
+        if done(&value) || Instant::now() > deadline {
+            return value;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }

@@ -298,10 +298,16 @@ async fn round_trip(
         let server = Arc::clone(server);
         tokio::spawn(async move { call(&server, tool, arguments).await })
     };
+    // The tool runs in a task of its own: wait, bounded, for the request it sends.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let asked = loop {
         if let Some(line) = drain(outgoing).into_iter().next() {
             break line;
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{tool:?} never asked the client"
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     };
     let id = asked["id"].to_string();
