@@ -66,10 +66,10 @@ impl fmt::Debug for ConfigWatcher {
 /// Starts watching the configuration file at `path`, calling `on_change` with each new valid
 /// version of it.
 ///
-/// The first valid version loaded after watching starts is always delivered, even when it
-/// equals the configuration the caller loaded before, so that a change made between that load
-/// and this call is not lost; after that, a version is delivered only when it differs from the
-/// last one delivered (a change to comments alone delivers nothing). The file need not be valid,
+/// The file as it is when this is called is the baseline: a version is delivered when the
+/// file's bytes differ from the last ones read (the baseline first) and its configuration
+/// differs from the last one delivered (a change to comments alone delivers nothing). The
+/// baseline is read before this returns, so every write after it is seen. The file need not be valid,
 /// or even exist, when watching starts, but its directory must.
 ///
 /// Fails when the path has no file name, or when the directory cannot be watched (it does not
@@ -109,10 +109,15 @@ pub fn watch(
             let _ = events.send(());
         }
     };
+    // The running configuration came from the file as it is now: a first event from
+    // something else in the directory must not re-apply it. Read here, before this returns,
+    // not on the reload thread: a change written right after `watch` returns must differ
+    // from the baseline, however late the thread starts.
+    let baseline = std::fs::read(&path).ok();
     let reload_path = path.clone();
     std::thread::Builder::new()
         .name("config-watch".to_owned())
-        .spawn(move || reload_loop(&reload_path, &received, &on_change))
+        .spawn(move || reload_loop(&reload_path, &received, &on_change, baseline))
         .map_err(|e| {
             ConfigError::new(&name, format!("cannot start the configuration watcher: {e}"))
                 .with_help("the system is out of threads or memory; run without watching the configuration, or free resources")
@@ -151,10 +156,13 @@ fn directory_of(path: &Path) -> PathBuf {
 
 /// Waits for events, debounces them and reloads, until the watcher is dropped (which closes the
 /// channel).
-fn reload_loop(path: &Path, events: &Receiver<()>, on_change: &(dyn Fn(BridgeConfig) + Sync)) {
-    // The running configuration came from the file as it is now: a first event from
-    // something else in the directory must not re-apply it.
-    let mut last_bytes: Option<Vec<u8>> = std::fs::read(path).ok();
+fn reload_loop(
+    path: &Path,
+    events: &Receiver<()>,
+    on_change: &(dyn Fn(BridgeConfig) + Sync),
+    baseline: Option<Vec<u8>>,
+) {
+    let mut last_bytes = baseline;
     let mut last_config: Option<BridgeConfig> = None;
     while events.recv().is_ok() {
         let deadline = Instant::now() + WATCH_MAX_DELAY;
