@@ -339,12 +339,7 @@ async fn one_session_cannot_take_the_whole_pool() -> Result<()> {
     let polite = RawSession::open(&url).await?;
     let mut burst = Vec::new();
     for id in 0..40 {
-        let (url, sid) = (url.clone(), greedy.session_id.clone());
-        burst.push(tokio::spawn(async move {
-            let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-                "params": {"name": "debug_sleep", "arguments": {"ms": 3000}}});
-            read_response(post_json(&url, Some(&sid), &call).await?).await
-        }));
+        burst.push(spawn_sleep(&url, &greedy.session_id, id, 3000));
     }
     // Wait until the burst occupies its share of the pool.
     let busy = eventually(Duration::from_secs(10), async || {
@@ -422,12 +417,7 @@ async fn sessions_are_capped_and_store_little() -> Result<()> {
         503,
         "a session in use was closed to make room"
     );
-    let stats: Value = http()
-        .get(bridge.url("/admin/stats"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let stats = bridge.admin_stats().await?;
     let names = stats["sessions"]["by_client"]
         .as_object()
         .context("by_client")?;
@@ -444,13 +434,8 @@ async fn sessions_are_capped_and_store_little() -> Result<()> {
         .context("no session id")?
         .to_owned();
     let mut calls = Vec::new();
-    for sid in [newer.session_id.clone(), third_id] {
-        let url = url.clone();
-        calls.push(tokio::spawn(async move {
-            let call = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
-                "params": {"name": "debug_sleep", "arguments": {"ms": 3000}}});
-            read_response(post_json(&url, Some(&sid), &call).await?).await
-        }));
+    for sid in [&newer.session_id, &third_id] {
+        calls.push(spawn_sleep(&url, sid, 9, 3000));
     }
     let both_busy = eventually(Duration::from_secs(10), async || {
         bridge
@@ -526,4 +511,15 @@ async fn a_session_holds_a_bounded_number_of_get_streams() -> Result<()> {
         assert!(body.is_ok(), "a GET stream outlived its session");
     }
     Ok(())
+}
+
+/// Starts a `debug_sleep` call of `ms` in session `sid` on a task of its own; the task
+/// yields the call's JSON-RPC response.
+fn spawn_sleep(url: &str, sid: &str, id: u64, ms: u64) -> tokio::task::JoinHandle<Result<Value>> {
+    let (url, sid) = (url.to_owned(), sid.to_owned());
+    tokio::spawn(async move {
+        let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "debug_sleep", "arguments": {"ms": ms}}});
+        read_response(post_json(&url, Some(&sid), &call).await?).await
+    })
 }

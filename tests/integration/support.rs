@@ -214,14 +214,19 @@ impl Bridge {
         }
     }
 
-    /// `GET /admin/stats` for one server.
-    pub async fn server_stats(&self, server: &str) -> Result<Value> {
-        let stats: Value = http()
+    /// `GET /admin/stats`: sessions and every server's pool.
+    pub async fn admin_stats(&self) -> Result<Value> {
+        Ok(http()
             .get(self.url("/admin/stats"))
             .send()
             .await?
             .json()
-            .await?;
+            .await?)
+    }
+
+    /// `GET /admin/stats` for one server.
+    pub async fn server_stats(&self, server: &str) -> Result<Value> {
+        let stats = self.admin_stats().await?;
         stats["servers"]
             .as_array()
             .and_then(|servers| servers.iter().find(|s| s["server"] == server).cloned())

@@ -66,13 +66,7 @@ pub fn die_with_parent(command: &mut Command, death_signal: i32) {
 /// SIGKILLs the process group a child leads. Harmless when the group is already gone.
 pub fn kill_group(pid: u32) {
     #[cfg(unix)]
-    {
-        let Ok(pid) = libc::pid_t::try_from(pid) else {
-            return;
-        };
-        if pid <= 1 {
-            return;
-        }
+    if let Some(pid) = child_pid(pid) {
         // SAFETY: kill has no memory-safety preconditions; a negative pid names the
         // group this host created for the child, never the host's own group.
         unsafe {
@@ -84,19 +78,20 @@ pub fn kill_group(pid: u32) {
 /// Sends `signal` to one process this host spawned. Harmless when it is gone.
 pub fn signal(pid: u32, signal: i32) {
     #[cfg(unix)]
-    {
-        let Ok(pid) = libc::pid_t::try_from(pid) else {
-            return;
-        };
-        if pid <= 1 {
-            return;
-        }
+    if let Some(pid) = child_pid(pid) {
         // SAFETY: kill has no memory-safety preconditions; the pid is our own child,
         // not yet reaped, so it cannot name another process.
         unsafe {
             libc::kill(pid, signal);
         }
     }
+}
+
+/// A child's pid as the kernel takes it; `None` for values that would name init, every
+/// process (0, -1) or a group by accident.
+#[cfg(unix)]
+fn child_pid(pid: u32) -> Option<libc::pid_t> {
+    libc::pid_t::try_from(pid).ok().filter(|pid| *pid > 1)
 }
 
 /// Fails the way spawning would when `command` names no program, so that a missing
