@@ -7,7 +7,6 @@
 
 pub mod backend;
 pub mod cache;
-pub mod config;
 pub mod demo;
 pub mod front;
 pub mod jsonrpc;
@@ -16,3 +15,5 @@ pub mod metrics;
 pub mod plugin;
 pub mod policy;
 pub mod router;
+
+pub use mcp_bridge_config as config;

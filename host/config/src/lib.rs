@@ -43,7 +43,7 @@ pub use checked::*;
 pub use error::ConfigError;
 pub use expand::EXE_VARIABLE;
 pub use secret::{REDACTED, Secret};
-pub(crate) use units::RawDuration;
+pub use units::RawDuration;
 pub use watch::{ConfigWatcher, WATCH_DEBOUNCE, WATCH_MAX_DELAY, watch};
 
 /// The embedded default configuration: the bridge's own demo server on 127.0.0.1:8080.

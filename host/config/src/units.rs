@@ -102,7 +102,7 @@ pub(crate) fn parse_size(text: &str) -> Result<usize, String> {
 
 /// A duration as read from a file, before range checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct RawDuration(pub Duration);
+pub struct RawDuration(pub Duration);
 
 impl<'de> Deserialize<'de> for RawDuration {
     fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

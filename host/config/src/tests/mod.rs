@@ -685,7 +685,7 @@ fn describe_shows_args_as_written() {
 
 fn repo_file(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../config")
+        .join("../../config")
         .join(name)
 }
 
