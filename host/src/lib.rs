@@ -7,9 +7,7 @@
 
 pub mod backend;
 pub mod cache;
-pub mod demo;
 pub mod front;
-pub mod jsonrpc;
 pub mod lab;
 pub mod metrics;
 pub mod plugin;
@@ -17,3 +15,5 @@ pub mod policy;
 pub mod router;
 
 pub use mcp_bridge_config as config;
+pub use mcp_bridge_demo as demo;
+pub use mcp_bridge_jsonrpc as jsonrpc;

@@ -334,7 +334,7 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
-    use crate::demo::DemoOptions;
+    use crate::DemoOptions;
 
     fn server() -> Arc<Server> {
         let (queue, _outgoing) = mpsc::unbounded_channel();

@@ -340,8 +340,8 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
-    use crate::demo::DemoOptions;
-    use crate::demo::server::Outgoing;
+    use crate::DemoOptions;
+    use crate::server::Outgoing;
 
     fn server(test_tools: bool) -> (Arc<Server>, mpsc::UnboundedReceiver<Outgoing>) {
         let (queue, outgoing) = mpsc::unbounded_channel();
