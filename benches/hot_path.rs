@@ -242,7 +242,7 @@ fn policy(c: &mut Criterion) {
 
 fn lookup(c: &mut Criterion) {
     let config = config();
-    let cache = ResponseCache::new(&config.cache, Arc::new(Metrics::new()));
+    let cache = ResponseCache::new(&config.cache, Arc::new(Metrics::new()).cache.clone());
     let result = Arc::new(result());
     let mut map: HashMap<Arc<str>, Arc<Entry>> = HashMap::new();
     let keys = (0..OTHER_ENTRIES)

@@ -8,6 +8,7 @@ mod catalog;
 mod error;
 mod framing;
 mod health;
+mod metrics;
 mod orphan;
 mod pool;
 mod process;
@@ -18,6 +19,7 @@ mod supervisor;
 pub use catalog::Catalog;
 pub use error::BackendError;
 pub use health::{HealthReport, HealthStatus};
+pub use metrics::{PROCESS_STATES, PoolMetrics};
 pub use orphan::supervise_with;
 pub use pool::{Lease, Pool};
 pub use process::{

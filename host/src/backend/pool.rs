@@ -14,8 +14,8 @@ use super::catalog::Catalog;
 use super::error::BackendError;
 use super::health::HealthTracker;
 use super::process::{Process, ProcessEvent, ProcessState};
+use crate::backend::PoolMetrics;
 use crate::config::ServerConfig;
-use crate::metrics::Metrics;
 
 /// How many server-initiated notifications (list_changed, resources/updated) a slow
 /// front subscriber may lag behind before it misses some.
@@ -46,7 +46,7 @@ pub struct Pool {
     pub(super) spawn_history: Mutex<SpawnHistory>,
     pub(super) catalog: RwLock<Arc<Catalog>>,
     pub(super) health: HealthTracker,
-    pub(super) metrics: Arc<Metrics>,
+    pub(super) metrics: Arc<PoolMetrics>,
     events: mpsc::UnboundedSender<ProcessEvent>,
     pub(super) notifications: broadcast::Sender<Value>,
     pub(super) wake_supervisor: Notify,
@@ -93,7 +93,7 @@ impl Drop for QueueSlot<'_> {
 
 impl Pool {
     /// Creates the pool and starts its supervisor, which prewarms `min_connections`.
-    pub fn start(config: ServerConfig, metrics: Arc<Metrics>) -> Arc<Pool> {
+    pub fn start(config: ServerConfig, metrics: Arc<PoolMetrics>) -> Arc<Pool> {
         let name: Arc<str> = Arc::from(config.name.as_str());
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (notifications, _) = broadcast::channel(NOTIFICATION_BROADCAST_CAPACITY);

@@ -19,9 +19,9 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use super::error::BackendError;
 use super::framing::{Frame, LineReader};
+use crate::backend::PoolMetrics;
 use crate::config::ServerConfig;
 use crate::jsonrpc::{self, Kind, code};
-use crate::metrics::Metrics;
 
 /// Protocol versions the bridge speaks to servers over stdio, newest first. The
 /// handshake offers the newest and falls back one by one if a server refuses it.
@@ -133,7 +133,7 @@ pub struct Process {
     /// checks), so its exit is not counted as a crash.
     pub retired: AtomicBool,
     identity: parking_lot::RwLock<Option<ServerIdentity>>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<PoolMetrics>,
 }
 
 impl std::fmt::Debug for Process {
@@ -155,7 +155,7 @@ impl Process {
         config: &ServerConfig,
         ordinal: u64,
         events: mpsc::UnboundedSender<ProcessEvent>,
-        metrics: Arc<Metrics>,
+        metrics: Arc<PoolMetrics>,
     ) -> Result<Arc<Process>, BackendError> {
         let server: Arc<str> = Arc::from(config.name.as_str());
         let process = spawn(config, ordinal, events, metrics)?;
@@ -636,7 +636,7 @@ fn spawn(
     config: &ServerConfig,
     ordinal: u64,
     events: mpsc::UnboundedSender<ProcessEvent>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<PoolMetrics>,
 ) -> Result<Arc<Process>, BackendError> {
     let server: Arc<str> = Arc::from(config.name.as_str());
     let spawn_error = |source: std::io::Error| BackendError::Spawn {

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::PROCESS_STATES;
 use super::health::PoolSnapshot;
 use super::pool::{PROCESS_EXIT_GRACE, Pool};
 use super::process::{Process, ProcessEvent, ProcessState};
 use crate::jsonrpc;
-use crate::metrics::PROCESS_STATES;
 
 /// How often the supervisor looks at its processes when nothing wakes it sooner.
 const TICK: Duration = Duration::from_millis(250);

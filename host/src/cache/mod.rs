@@ -5,6 +5,7 @@
 
 mod flight;
 mod key;
+mod metrics;
 mod stats;
 mod store;
 
@@ -14,11 +15,11 @@ use serde_json::Value;
 
 pub use flight::{Audience, FlightResult, Leader, Published, Role};
 pub use key::{cache_key, canonical_arguments, canonical_json};
+pub use metrics::CacheMetrics;
 pub use stats::{InvalidationReason, Served};
 pub use store::{Entry, FillTicket};
 
 use crate::config::CacheConfig;
-use crate::metrics::Metrics;
 use crate::policy::Invalidation;
 use flight::Flights;
 use stats::CacheStats;
@@ -50,7 +51,7 @@ pub struct ResponseCache {
 }
 
 impl ResponseCache {
-    pub fn new(config: &CacheConfig, metrics: Arc<Metrics>) -> ResponseCache {
+    pub fn new(config: &CacheConfig, metrics: Arc<CacheMetrics>) -> ResponseCache {
         let stats = Arc::new(CacheStats::new(metrics));
         ResponseCache {
             store: Store::new(config, stats.clone()),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use moka::notification::RemovalCause;
 use serde_json::{Value, json};
 
-use crate::metrics::Metrics;
+use crate::cache::CacheMetrics;
 
 /// How a cacheable request was served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +52,7 @@ impl InvalidationReason {
 }
 
 pub struct CacheStats {
-    metrics: Arc<Metrics>,
+    metrics: Arc<CacheMetrics>,
     hits: AtomicU64,
     misses: AtomicU64,
     stale: AtomicU64,
@@ -66,7 +66,7 @@ pub struct CacheStats {
 }
 
 impl CacheStats {
-    pub fn new(metrics: Arc<Metrics>) -> CacheStats {
+    pub fn new(metrics: Arc<CacheMetrics>) -> CacheStats {
         CacheStats {
             metrics,
             hits: AtomicU64::new(0),

@@ -302,14 +302,17 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::Metrics;
+    use crate::cache::CacheMetrics;
+    use mcp_bridge_metrics::Registry;
 
     fn store() -> Store {
         let config = crate::config::load_str("[servers.s]\ncommand = \"x\"\n", "test.toml")
             .unwrap_or_else(|error| panic!("{error}"));
         Store::new(
             &config.cache,
-            Arc::new(CacheStats::new(Arc::new(Metrics::new()))),
+            Arc::new(CacheStats::new(Arc::new(CacheMetrics::register(
+                &Registry::new(),
+            )))),
         )
     }
 

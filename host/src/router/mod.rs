@@ -63,14 +63,14 @@ impl Router {
         let pools: Vec<Arc<Pool>> = config
             .servers
             .iter()
-            .map(|server| Pool::start(server.clone(), metrics.clone()))
+            .map(|server| Pool::start(server.clone(), metrics.pools.clone()))
             .collect();
         let by_name = pools
             .iter()
             .map(|pool| (pool.name().to_string(), pool.clone()))
             .collect();
         let cache = config.cache.enabled.then(|| {
-            let store = Arc::new(ResponseCache::new(&config.cache, metrics.clone()));
+            let store = Arc::new(ResponseCache::new(&config.cache, metrics.cache.clone()));
             let policies =
                 PolicyChain::new(Vec::new(), Arc::new(BuiltinPolicy::from_config(config)));
             Arc::new(CacheLayer::new(store, policies))

@@ -1,0 +1,76 @@
+//! The backend layer's metrics: processes by state, in-flight calls, queueing, spawns,
+//! restarts, hung processes, errors and health, all labelled by server.
+
+use mcp_bridge_metrics::Registry;
+use prometheus::{IntCounterVec, IntGaugeVec};
+
+/// Process states reported by `mcp_bridge_pool_processes{state}`.
+pub const PROCESS_STATES: [&str; 4] = ["starting", "ready", "probing", "draining"];
+
+/// What the pools and their processes report. Shared by every pool (cloning a collector
+/// is cheap: they are `Arc`s inside).
+pub struct PoolMetrics {
+    pub pool_processes: IntGaugeVec,
+    pub pool_inflight: IntGaugeVec,
+    pub pool_queue_depth: IntGaugeVec,
+    pub pool_spawns_total: IntCounterVec,
+    pub pool_restarts_total: IntCounterVec,
+    pub pool_spawn_failures_total: IntCounterVec,
+    pub pool_unresponsive_total: IntCounterVec,
+    pub backend_errors_total: IntCounterVec,
+    pub health_status: IntGaugeVec,
+}
+
+impl PoolMetrics {
+    /// Registers this layer's metrics. Call once per registry: a second call is a
+    /// programming error (the names are taken) and panics.
+    pub fn register(registry: &Registry) -> PoolMetrics {
+        PoolMetrics {
+            pool_processes: registry.gauge_vec(
+                    "pool_processes",
+                    "Backend processes by server and state (starting, ready, draining).",
+                    &["server", "state"],
+                ),
+            pool_inflight: registry.gauge_vec(
+                    "pool_inflight",
+                    "Requests currently in flight on a server's processes.",
+                    &["server"],
+                ),
+            pool_queue_depth: registry.gauge_vec(
+                    "pool_queue_depth",
+                    "Calls waiting for a free slot because every process is at max_inflight.",
+                    &["server"],
+                ),
+            pool_spawns_total: registry.counter_vec(
+                    "pool_spawns_total",
+                    "Backend processes spawned and initialized successfully.",
+                    &["server"],
+                ),
+            pool_restarts_total: registry.counter_vec(
+                    "pool_restarts_total",
+                    "Backend processes that died or failed health checks and were replaced.",
+                    &["server"],
+                ),
+            pool_spawn_failures_total: registry.counter_vec(
+                    "pool_spawn_failures_total",
+                    "Spawn or initialize attempts that failed.",
+                    &["server"],
+                ),
+            pool_unresponsive_total: registry.counter_vec(
+                    "pool_unresponsive_total",
+                    "Processes taken out of service for request timeouts in a row (reason=timeouts) or for writing nothing while calls waited (reason=stalled), by the probe's outcome: recovered (answered the ping, serving again) or replaced (killed).",
+                    &["server", "reason", "outcome"],
+                ),
+            backend_errors_total: registry.counter_vec(
+                    "backend_errors_total",
+                    "Backend faults by kind (exited, timeout, pool_exhausted, oversized_line, non_json, unknown_id, ...).",
+                    &["server", "kind"],
+                ),
+            health_status: registry.gauge_vec(
+                    "health_status",
+                    "Server health: 2 healthy, 1 degraded, 0 unhealthy.",
+                    &["server"],
+                ),
+        }
+    }
+}

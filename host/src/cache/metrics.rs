@@ -1,0 +1,51 @@
+//! The cache layer's metrics: lookups by result, evictions, invalidations, size and the
+//! backend time hits saved.
+
+use mcp_bridge_metrics::Registry;
+use prometheus::{Counter, IntCounterVec, IntGauge};
+
+/// What the response cache reports.
+pub struct CacheMetrics {
+    pub cache_requests_total: IntCounterVec,
+    pub cache_evictions_total: IntCounterVec,
+    pub cache_invalidations_total: IntCounterVec,
+    pub cache_backend_seconds_saved_total: Counter,
+    pub cache_entries: IntGauge,
+    pub cache_bytes: IntGauge,
+}
+
+impl CacheMetrics {
+    /// Registers this layer's metrics. Call once per registry: a second call is a
+    /// programming error (the names are taken) and panics.
+    pub fn register(registry: &Registry) -> CacheMetrics {
+        CacheMetrics {
+            cache_requests_total: registry.counter_vec(
+                    "cache_requests_total",
+                    "Cacheable requests by result: hit, miss, stale (served expired), bypass (policy said no), coalesced (waited for another caller's fill).",
+                    &["result"],
+                ),
+            cache_evictions_total: registry.counter_vec(
+                    "cache_evictions_total",
+                    "Entries removed by cause: size, expired, explicit (invalidated).",
+                    &["cause"],
+                ),
+            cache_invalidations_total: registry.counter_vec(
+                    "cache_invalidations_total",
+                    "Invalidations by reason: write (a call's rules), list_changed, resource_updated, admin.",
+                    &["reason"],
+                ),
+            cache_backend_seconds_saved_total: registry.float_counter(
+                    "cache_backend_seconds_saved_total",
+                    "Backend time the cache hits saved, from each entry's fill time.",
+                ),
+            cache_entries: registry.gauge(
+                    "cache_entries",
+                    "Entries in the cache.",
+                ),
+            cache_bytes: registry.gauge(
+                    "cache_bytes",
+                    "Weighted size of the cache in bytes.",
+                ),
+        }
+    }
+}
