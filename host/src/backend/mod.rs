@@ -19,7 +19,7 @@ pub use catalog::Catalog;
 pub use error::BackendError;
 pub use health::{HealthReport, HealthStatus};
 pub use orphan::supervise_with;
-pub use pool::{Lease, Pool};
+pub use pool::{Lease, Pool, Readiness};
 pub use process::{
     CallEvent, CallStep, InflightCall, Process, STDIO_PROTOCOL_VERSIONS, ServerIdentity,
 };
