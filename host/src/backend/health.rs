@@ -16,7 +16,8 @@ const OUTCOME_WINDOW: usize = 128;
 /// failure does not mark a fresh server degraded.
 const MIN_OUTCOMES_FOR_RATE: usize = 10;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Ordered from best to worst, so the worst of several is their maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HealthStatus {
     Healthy,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 use prometheus::IntGauge;
 use serde_json::{Value, json};
-use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
 
 use super::catalog::Catalog;
 use super::error::BackendError;
@@ -33,6 +33,21 @@ pub(super) struct SpawnHistory {
     pub last_error: Option<String>,
 }
 
+/// Whether a pool can describe its server yet. The pool publishes it on a `watch`
+/// whenever something it depends on changes (a start attempt begins or ends, the
+/// catalogue is read, a process leaves), so a caller waiting for the first handshake
+/// wakes at once instead of polling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// No handshake has completed yet, and a start may still succeed.
+    Starting,
+    /// A process completed its handshake: the catalogue is known.
+    Ready,
+    /// Nothing is running or starting and the last start failed, so waiting is
+    /// pointless until the next retry.
+    Failed,
+}
+
 /// All processes of one configured server.
 pub struct Pool {
     pub(super) config: Arc<ServerConfig>,
@@ -45,6 +60,7 @@ pub struct Pool {
     pub(super) shutting_down: AtomicBool,
     pub(super) spawn_history: Mutex<SpawnHistory>,
     pub(super) catalog: RwLock<Arc<Catalog>>,
+    readiness: watch::Sender<Readiness>,
     pub(super) health: HealthTracker,
     pub(super) metrics: Arc<PoolMetrics>,
     events: mpsc::UnboundedSender<ProcessEvent>,
@@ -111,6 +127,7 @@ impl Pool {
             shutting_down: AtomicBool::new(false),
             spawn_history: Mutex::new(SpawnHistory::default()),
             catalog: RwLock::new(Arc::new(Catalog::default())),
+            readiness: watch::Sender::new(Readiness::Starting),
             metrics,
             events: events_tx,
             notifications,
@@ -144,6 +161,49 @@ impl Pool {
     /// Server-initiated notifications that no single call owns, for the front to relay.
     pub fn subscribe(&self) -> broadcast::Receiver<Value> {
         self.notifications.subscribe()
+    }
+
+    /// Starts a process if none is running, then waits (at most the server's
+    /// `connection_timeout`) until the pool is ready or its start has failed, so that the
+    /// first client after start-up sees the server's tools. Returns the readiness then;
+    /// `Starting` means the bound passed first.
+    pub async fn wait_ready(self: &Arc<Self>) -> Readiness {
+        let mut readiness = self.readiness.subscribe();
+        self.ensure_started();
+        let settled = readiness.wait_for(|state| *state != Readiness::Starting);
+        match tokio::time::timeout(self.config.pool.connection_timeout, settled).await {
+            // Copied out at once: the watch guard must not outlive this statement.
+            Ok(Ok(state)) => *state,
+            // The pool owns the sender, and this call holds the pool: it cannot close.
+            Ok(Err(_)) | Err(_) => Readiness::Starting,
+        }
+    }
+
+    /// What the pool's readiness is now, judged from its catalogue and start attempts.
+    fn judge_readiness(&self) -> Readiness {
+        if self.catalog.read().is_loaded() {
+            Readiness::Ready
+        } else if self.unreachable().is_some() {
+            Readiness::Failed
+        } else {
+            Readiness::Starting
+        }
+    }
+
+    /// Publishes the readiness to every waiter when it changed. Called wherever one of
+    /// its inputs changes: a start attempt begins or ends, the catalogue is replaced, a
+    /// process leaves the pool.
+    ///
+    /// The judgement is made under the watch's lock, so two publishers cannot leave an
+    /// older judgement in place of a newer one. (No caller holds a pool lock here, and a
+    /// waiter holds the watch's lock only to compare the value, so the order is safe.)
+    pub(super) fn publish_readiness(&self) {
+        self.readiness.send_if_modified(|published| {
+            let now = self.judge_readiness();
+            let changed = *published != now;
+            *published = now;
+            changed
+        });
     }
 
     pub fn ready_processes(&self) -> usize {
@@ -319,6 +379,7 @@ impl Pool {
             return;
         }
         self.starting.fetch_add(1, Ordering::AcqRel);
+        self.publish_readiness();
         let pool = self.clone();
         tokio::spawn(async move {
             let ordinal = pool.next_ordinal.fetch_add(1, Ordering::Relaxed);
@@ -334,6 +395,7 @@ impl Pool {
                 Err(error) => pool.record_spawn_failure(&error),
             }
             pool.starting.fetch_sub(1, Ordering::AcqRel);
+            pool.publish_readiness();
             pool.slot_freed.notify_waiters();
             pool.wake_supervisor.notify_one();
         });
@@ -386,7 +448,10 @@ impl Pool {
     /// Re-reads the server's tool list (after the first handshake and on `list_changed`).
     pub(super) async fn refresh_catalog(&self, process: &Arc<Process>) {
         match Catalog::fetch(process).await {
-            Ok(catalog) => *self.catalog.write() = Arc::new(catalog),
+            Ok(catalog) => {
+                *self.catalog.write() = Arc::new(catalog);
+                self.publish_readiness();
+            }
             Err(error) => {
                 tracing::warn!(server = %self.name, %error, "could not read the server's tool list")
             }
@@ -441,5 +506,108 @@ impl Pool {
             .iter()
             .map(|process| process.shutdown(PROCESS_EXIT_GRACE));
         futures_util::future::join_all(stops).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A server whose single process answers `initialize` after `delay` seconds (or
+    /// never, for a command that cannot start).
+    fn server(command: &str, script: &str, connection_timeout: &str) -> ServerConfig {
+        let text = format!(
+            r#"
+            [servers.probe]
+            command = "{command}"
+            args = ["-c", '''{script}''']
+            min_connections = 0
+            connection_timeout = "{connection_timeout}"
+            enable_health_checks = false
+            "#
+        );
+        let config = crate::config::load_str(&text, "readiness-test.toml")
+            .expect("the test configuration is valid");
+        config.servers[0].clone()
+    }
+
+    /// Answers `initialize` with the id it was sent, after a pause, then reads on.
+    const SLOW_HANDSHAKE: &str = r#"read -r line
+id=$(printf '%s' "$line" | sed -n 's/.*"id":\([0-9]*\).*/\1/p')
+sleep 0.3
+printf '{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-11-25","capabilities":{},"serverInfo":{"name":"probe","version":"1"}}}\n' "$id"
+exec cat >/dev/null"#;
+
+    /// Waits for the pool's readiness, counting how often the waiting future is polled:
+    /// a waiter that polled every few milliseconds would be polled dozens of times
+    /// during a handshake; one woken by the signal, once per change it waits through.
+    async fn wait_counting_polls(pool: &Arc<Pool>) -> (Readiness, usize, Duration) {
+        let started = Instant::now();
+        let mut waiting = std::pin::pin!(pool.wait_ready());
+        let mut polls = 0;
+        let readiness = std::future::poll_fn(|context| {
+            polls += 1;
+            waiting.as_mut().poll(context)
+        })
+        .await;
+        (readiness, polls, started.elapsed())
+    }
+
+    #[tokio::test]
+    async fn a_waiter_wakes_when_the_pool_becomes_ready_without_polling() {
+        let pool = Pool::start(
+            server("sh", SLOW_HANDSHAKE, "20s"),
+            Arc::new(PoolMetrics::register(&mcp_bridge_metrics::Registry::new())),
+        );
+        assert!(
+            !pool.catalog().is_loaded(),
+            "min_connections = 0 starts nothing"
+        );
+        let (readiness, polls, waited) = wait_counting_polls(&pool).await;
+        assert_eq!(readiness, Readiness::Ready);
+        let catalog = pool.catalog();
+        let server_info = catalog.identity.as_ref().map(|i| &i.server_info["name"]);
+        assert_eq!(server_info, Some(&serde_json::json!("probe")));
+        // Woken by the handshake (after 0.3 s), far inside the 20 s bound, and not by a
+        // timer in between.
+        assert!(waited < Duration::from_secs(10), "waited {waited:?}");
+        assert!(polls <= 3, "the waiter was polled {polls} times");
+        // Once ready, a later waiter returns at once.
+        assert_eq!(pool.wait_ready().await, Readiness::Ready);
+        pool.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_failed_start_wakes_the_waiter_at_once() {
+        let pool = Pool::start(
+            server("/nonexistent/mcp-bridge-test-server", "", "20s"),
+            Arc::new(PoolMetrics::register(&mcp_bridge_metrics::Registry::new())),
+        );
+        let (readiness, polls, waited) = wait_counting_polls(&pool).await;
+        assert_eq!(readiness, Readiness::Failed);
+        assert!(waited < Duration::from_secs(10), "waited {waited:?}");
+        assert!(polls <= 3, "the waiter was polled {polls} times");
+        assert!(pool.start_has_failed());
+        // In the retry backoff nothing starts, so a new waiter learns of the failure at once.
+        assert_eq!(pool.wait_ready().await, Readiness::Failed);
+        pool.shutdown().await;
+    }
+
+    /// A server that never answers keeps the waiter as long as the bound, and no longer.
+    #[tokio::test]
+    async fn a_waiter_gives_up_at_the_connection_timeout() {
+        let pool = Pool::start(
+            server("sh", "exec sleep 30", "1s"),
+            Arc::new(PoolMetrics::register(&mcp_bridge_metrics::Registry::new())),
+        );
+        let (readiness, _, waited) = wait_counting_polls(&pool).await;
+        // The handshake has the same bound, started a moment later, so the waiter gives
+        // up first or learns of the failure then; either way not before the bound.
+        assert_ne!(readiness, Readiness::Ready);
+        assert!(waited >= Duration::from_secs(1), "waited {waited:?}");
+        assert!(waited < Duration::from_secs(10), "waited {waited:?}");
+        pool.shutdown().await;
     }
 }

@@ -64,6 +64,8 @@ impl Supervisor {
             position.map(|index| processes.remove(index))
         };
         let Some(process) = removed else { return };
+        // Without this process the pool may have nothing left that could serve.
+        self.pool.publish_readiness();
         if process.retired.load(Ordering::Acquire)
             || self.pool.shutting_down.load(Ordering::Acquire)
         {

@@ -2,12 +2,9 @@
 //! prompt names namespaced `{server}{separator}{name}` and resource URIs prefixed
 //! `mcp-bridge://{server}/` so that every name routes back to its server.
 
-use std::sync::Arc;
-
 use serde_json::{Map, Value, json};
 
-use crate::backend::Pool;
-use crate::router::{Caller, Router, Step};
+use crate::router::{Caller, Router, Server, Step};
 
 /// The scheme of namespaced resource URIs on `/mcp`: `mcp-bridge://{server}/{original}`.
 pub const RESOURCE_PREFIX: &str = "mcp-bridge://";
@@ -24,16 +21,16 @@ pub fn namespaced(server: &str, separator: &str, name: &str) -> String {
     out
 }
 
-/// Splits a namespaced name into its server's pool and the server's own name. Server
+/// Splits a namespaced name into its server and the server's own name. Server
 /// names cannot contain the separator (config validation ensures it), so the first
 /// separator is the split point.
 pub fn split_name<'a>(
     router: &'a Router,
     separator: &str,
     name: &str,
-) -> Option<(&'a Arc<Pool>, String)> {
+) -> Option<(&'a Server, String)> {
     let (server, rest) = name.split_once(separator)?;
-    Some((router.pool(server)?, rest.to_owned()))
+    Some((router.server(server)?, rest.to_owned()))
 }
 
 /// `mcp-bridge://{server}/{uri}`.
@@ -41,10 +38,10 @@ pub fn prefixed_uri(server: &str, uri: &str) -> String {
     format!("{RESOURCE_PREFIX}{server}/{uri}")
 }
 
-/// Splits a prefixed URI into its server's pool and the server's own URI.
-pub fn split_uri<'a>(router: &'a Router, uri: &str) -> Option<(&'a Arc<Pool>, String)> {
+/// Splits a prefixed URI into its server and the server's own URI.
+pub fn split_uri<'a>(router: &'a Router, uri: &str) -> Option<(&'a Server, String)> {
     let (server, rest) = uri.strip_prefix(RESOURCE_PREFIX)?.split_once('/')?;
-    Some((router.pool(server)?, rest.to_owned()))
+    Some((router.server(server)?, rest.to_owned()))
 }
 
 /// Prefixes the `uri` of every item of `items` (resources, resource contents).
@@ -100,8 +97,8 @@ fn prefix_content_item(item: &mut Value, server: &str) {
 pub fn union_capabilities(router: &Router) -> Value {
     let mut capabilities = Map::new();
     capabilities.insert("tools".into(), json!({ "listChanged": true }));
-    for pool in router.pools() {
-        let server_capabilities = pool.catalog().capabilities();
+    for server in router.servers() {
+        let server_capabilities = server.description().capabilities();
         for feature in ["prompts", "resources", "completions", "logging"] {
             if server_capabilities.get(feature).is_some() && !capabilities.contains_key(feature) {
                 let value = match feature {
@@ -116,14 +113,14 @@ pub fn union_capabilities(router: &Router) -> Value {
     Value::Object(capabilities)
 }
 
-/// `tools/list` on the aggregate, from each server's catalog (no backend round trip).
+/// `tools/list` on the aggregate, from each server's description (no backend round trip).
 pub fn tools_list(router: &Router, separator: &str) -> Value {
     let mut tools = Vec::new();
-    for pool in router.pools() {
-        for tool in &pool.catalog().tools {
+    for server in router.servers() {
+        for tool in server.description().tools() {
             let mut tool = tool.clone();
             if let Some(name) = tool.get("name").and_then(Value::as_str) {
-                let renamed = namespaced(pool.name(), separator, name);
+                let renamed = namespaced(server.name(), separator, name);
                 tool["name"] = Value::String(renamed);
             }
             tools.push(tool);
@@ -177,14 +174,15 @@ impl ListKind {
 /// Collects a list from every server offering the feature, all pages, renamed. A
 /// server that fails is left out and logged rather than failing the whole list.
 pub async fn collect_list(router: &Router, separator: &str, kind: ListKind) -> Value {
-    let pools = router.pools().iter().filter(|pool| {
-        pool.catalog()
+    let servers = router.servers().iter().filter(|server| {
+        server
+            .description()
             .capabilities()
             .get(kind.capability())
             .is_some()
     });
     let lists = futures_util::future::join_all(
-        pools.map(|pool| collect_one(router, pool, separator, kind)),
+        servers.map(|server| collect_one(router, server, separator, kind)),
     )
     .await;
     let items: Vec<Value> = lists.into_iter().flatten().collect();
@@ -195,7 +193,7 @@ pub async fn collect_list(router: &Router, separator: &str, kind: ListKind) -> V
 
 async fn collect_one(
     router: &Router,
-    pool: &Arc<Pool>,
+    server: &Server,
     separator: &str,
     kind: ListKind,
 ) -> Vec<Value> {
@@ -208,7 +206,7 @@ async fn collect_one(
         }
         // The bridge's own collection has no principal: only shared results are reused.
         let mut call = router
-            .forward(pool, request, false, &Caller::default())
+            .forward(server, request, false, &Caller::default())
             .await;
         let response = loop {
             match call.next().await {
@@ -220,12 +218,12 @@ async fn collect_one(
             Ok(response) => match response.get("result") {
                 Some(result) => result.clone(),
                 None => {
-                    tracing::warn!(server = %pool.name(), method = kind.method(), error = %response, "left out of the aggregated list");
+                    tracing::warn!(server = %server.name(), method = kind.method(), error = %response, "left out of the aggregated list");
                     break;
                 }
             },
             Err(error) => {
-                tracing::warn!(server = %pool.name(), method = kind.method(), %error, "left out of the aggregated list");
+                tracing::warn!(server = %server.name(), method = kind.method(), %error, "left out of the aggregated list");
                 break;
             }
         };
@@ -234,9 +232,11 @@ async fn collect_one(
             .cloned()
             .unwrap_or_else(|| json!([]));
         match kind {
-            ListKind::Prompts => rename_all(&mut page, "name", pool.name(), separator),
-            ListKind::Resources => prefix_uris(Some(&mut page), "uri", pool.name()),
-            ListKind::ResourceTemplates => prefix_uris(Some(&mut page), "uriTemplate", pool.name()),
+            ListKind::Prompts => rename_all(&mut page, "name", server.name(), separator),
+            ListKind::Resources => prefix_uris(Some(&mut page), "uri", server.name()),
+            ListKind::ResourceTemplates => {
+                prefix_uris(Some(&mut page), "uriTemplate", server.name())
+            }
         }
         if let Value::Array(page) = page {
             items.extend(page);
@@ -264,7 +264,7 @@ fn rename_all(items: &mut Value, field: &str, server: &str, separator: &str) {
 
 /// Where an aggregated request goes, and the request as that server must see it.
 pub struct Routed<'a> {
-    pub pool: &'a Arc<Pool>,
+    pub server: &'a Server,
     pub message: Value,
 }
 
@@ -281,7 +281,7 @@ pub fn route<'a>(
     let params = message
         .get_mut("params")
         .ok_or_else(|| format!("{method} needs params"))?;
-    let pool = match method.as_str() {
+    let server = match method.as_str() {
         "tools/call" | "prompts/get" => strip_name(router, separator, params, "name")?,
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
             strip_uri(router, params.get_mut("uri"))?
@@ -302,7 +302,7 @@ pub fn route<'a>(
             ));
         }
     };
-    Ok(Routed { pool, message })
+    Ok(Routed { server, message })
 }
 
 fn strip_name<'a>(
@@ -310,35 +310,39 @@ fn strip_name<'a>(
     separator: &str,
     params: &mut Value,
     field: &str,
-) -> Result<&'a Arc<Pool>, String> {
+) -> Result<&'a Server, String> {
     let slot = params
         .get_mut(field)
         .ok_or_else(|| format!("missing params.{field}"))?;
     let name = slot
         .as_str()
         .ok_or_else(|| format!("params.{field} must be a string"))?;
-    let (pool, original) = split_name(router, separator, name).ok_or_else(|| {
-        let servers: Vec<&str> = router.pools().iter().map(|pool| &**pool.name()).collect();
+    let (server, original) = split_name(router, separator, name).ok_or_else(|| {
+        let servers: Vec<&str> = router
+            .servers()
+            .iter()
+            .map(|server| &**server.name())
+            .collect();
         format!(
             "unknown name '{name}': names on /mcp are '{{server}}{separator}{{name}}' with server one of: {}",
             servers.join(", ")
         )
     })?;
     *slot = Value::String(original);
-    Ok(pool)
+    Ok(server)
 }
 
-fn strip_uri<'a>(router: &'a Router, slot: Option<&mut Value>) -> Result<&'a Arc<Pool>, String> {
+fn strip_uri<'a>(router: &'a Router, slot: Option<&mut Value>) -> Result<&'a Server, String> {
     let slot = slot.ok_or("missing uri")?;
     let uri = slot.as_str().ok_or("uri must be a string")?;
-    let (pool, original) = split_uri(router, uri).ok_or_else(|| {
+    let (server, original) = split_uri(router, uri).ok_or_else(|| {
         format!("unknown resource URI '{uri}': URIs on /mcp look like '{RESOURCE_PREFIX}{{server}}/{{original uri}}'")
     })?;
     *slot = Value::String(original);
-    Ok(pool)
+    Ok(server)
 }
 
-/// Rewrites a pool notification for aggregated clients (resource URIs prefixed).
+/// Rewrites a server's notification for aggregated clients (resource URIs prefixed).
 pub fn rewrite_notification(server: &str, mut message: Value) -> Value {
     if crate::jsonrpc::method(&message) == Some("notifications/resources/updated")
         && let Some(slot) = message

@@ -4,8 +4,8 @@
 use http::StatusCode;
 use serde_json::Value;
 
-use crate::backend::BackendError;
 use crate::jsonrpc::{self, code};
+use crate::router::BackendError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrontError {

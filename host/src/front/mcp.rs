@@ -24,10 +24,9 @@ use super::sse;
 use super::stateless;
 use super::versions::{self, MismatchKind, Protocol, Resolution};
 use super::{AppState, Body};
-use crate::backend::{CallEvent, Pool};
 use crate::config::{BODY_RATE_WINDOW, HttpConfig};
 use crate::jsonrpc::{self, Kind, code};
-use crate::router::{CacheHint, Caller, Step};
+use crate::router::{BackendError, CacheHint, CallEvent, Caller, Introduction, Server, Step};
 
 /// Session-based protocol versions the front serves, newest first.
 pub const SESSION_PROTOCOL_VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03-26"];
@@ -44,7 +43,7 @@ pub const PROTOCOL_VERSION_HEADER: &str = "mcp-protocol-version";
 #[derive(Clone)]
 pub enum Endpoint {
     Aggregate,
-    Server(Arc<Pool>),
+    Server(Server),
 }
 
 impl Endpoint {
@@ -52,7 +51,7 @@ impl Endpoint {
     fn key(&self) -> &str {
         match self {
             Endpoint::Aggregate => "",
-            Endpoint::Server(pool) => pool.name(),
+            Endpoint::Server(server) => server.name(),
         }
     }
 }
@@ -457,7 +456,7 @@ async fn answer_request(context: &Context, message: Value) -> Reply {
             Reply::Json(stateless::discover(&context.state, &context.endpoint, id).await)
         }
         _ => match &context.endpoint {
-            Endpoint::Server(pool) => forward(context, pool.clone(), message, id, false).await,
+            Endpoint::Server(server) => forward(context, server.clone(), message, id, false).await,
             Endpoint::Aggregate => aggregated(context, message, id).await,
         },
     }
@@ -468,23 +467,19 @@ async fn aggregated(context: &Context, message: Value, id: Value) -> Reply {
     let separator = &state.http.namespace_separator;
     let method = jsonrpc::method(&message).unwrap_or_default();
     if method == "tools/list" {
-        for pool in state.router.pools() {
-            super::wait_catalog(pool).await;
-        }
+        state.router.wait_all_ready().await;
         return Reply::Json(jsonrpc::result_response(
             id,
             aggregate::tools_list(&state.router, separator),
         ));
     }
     if let Some(kind) = aggregate::ListKind::from_method(method) {
-        for pool in state.router.pools() {
-            super::wait_catalog(pool).await;
-        }
+        state.router.wait_all_ready().await;
         let list = aggregate::collect_list(&state.router, separator, kind).await;
         return Reply::Json(jsonrpc::result_response(id, list));
     }
     match aggregate::route(&state.router, separator, message) {
-        Ok(routed) => forward(context, routed.pool.clone(), routed.message, id, true).await,
+        Ok(routed) => forward(context, routed.server.clone(), routed.message, id, true).await,
         Err(reason) => {
             let code = if reason.starts_with("method") {
                 code::METHOD_NOT_FOUND
@@ -525,11 +520,10 @@ async fn initialize(context: &Context, message: &Value) -> Reply {
         .and_then(Value::as_str)
         .unwrap_or_default();
     let version = negotiate(requested);
-    let (capabilities, server_info, instructions) =
-        match describe(&context.state, &context.endpoint).await {
-            Ok(description) => description,
-            Err(error) => return Reply::Json(FrontError::from(error).to_jsonrpc(id)),
-        };
+    let introduction = match describe(&context.state, &context.endpoint).await {
+        Ok(introduction) => introduction,
+        Err(error) => return Reply::Json(FrontError::from(error).to_jsonrpc(id)),
+    };
     let client_info = ClientInfo::from_initialize(params.get("clientInfo"));
     let session = match context
         .state
@@ -541,10 +535,10 @@ async fn initialize(context: &Context, message: &Value) -> Reply {
     };
     let mut result = json!({
         "protocolVersion": version,
-        "capabilities": capabilities,
-        "serverInfo": server_info,
+        "capabilities": introduction.capabilities,
+        "serverInfo": introduction.server_info,
     });
-    if let Some(instructions) = instructions {
+    if let Some(instructions) = introduction.instructions {
         result["instructions"] = instructions;
     }
     Reply::Initialized {
@@ -567,30 +561,16 @@ fn negotiate(requested: &str) -> &'static str {
 pub(super) async fn describe(
     state: &AppState,
     endpoint: &Endpoint,
-) -> Result<(Value, Value, Option<Value>), crate::backend::BackendError> {
+) -> Result<Introduction, BackendError> {
     match endpoint {
-        Endpoint::Server(pool) => {
-            super::wait_catalog(pool).await;
-            let catalog = pool.catalog();
-            let Some(identity) = catalog.identity.as_ref() else {
-                return Err(pool.unavailable_error());
-            };
-            Ok((
-                identity.capabilities.clone(),
-                identity.server_info.clone(),
-                identity.instructions.clone(),
-            ))
-        }
+        Endpoint::Server(server) => server.introduce().await,
         Endpoint::Aggregate => {
-            for pool in state.router.pools() {
-                super::wait_catalog(pool).await;
-            }
-            let server_info = json!({ "name": "mcp-bridge", "version": env!("CARGO_PKG_VERSION") });
-            Ok((
-                aggregate::union_capabilities(&state.router),
-                server_info,
-                None,
-            ))
+            state.router.wait_all_ready().await;
+            Ok(Introduction {
+                capabilities: aggregate::union_capabilities(&state.router),
+                server_info: json!({ "name": "mcp-bridge", "version": env!("CARGO_PKG_VERSION") }),
+                instructions: None,
+            })
         }
     }
 }
@@ -623,7 +603,7 @@ impl CacheReport {
 /// when the response comes first, an SSE stream when notifications precede it.
 async fn forward(
     context: &Context,
-    pool: Arc<Pool>,
+    server: Server,
     message: Value,
     client_id: Value,
     prefix_uris: bool,
@@ -635,7 +615,7 @@ async fn forward(
     // Held until the answer is complete (streamed answers included): the session's cap
     // counts calls, not HTTP requests.
     let call_slot = match &context.session {
-        Some(session) => match session.call_slot(pool.config().pool.acquire_timeout).await {
+        Some(session) => match session.call_slot(server.acquire_timeout()).await {
             Ok(permit) => Some(permit),
             Err(error) => {
                 state
@@ -661,9 +641,9 @@ async fn forward(
     };
     let mut call = state
         .router
-        .forward(&pool, message, context.accepts_sse, &caller)
+        .forward(&server, message, context.accepts_sse, &caller)
         .await;
-    let finish = move |outcome: Result<Value, crate::backend::BackendError>,
+    let finish = move |outcome: Result<Value, BackendError>,
                        client_id: Value,
                        hint: Option<CacheHint>|
           -> Value {
@@ -673,7 +653,7 @@ async fn forward(
         };
         response["id"] = client_id;
         if prefix_uris {
-            aggregate::prefix_result_uris(response.get_mut("result"), pool.name());
+            aggregate::prefix_result_uris(response.get_mut("result"), server.name());
         }
         if stateless {
             stateless::complete_result(&method, &mut response, hint);
@@ -700,7 +680,6 @@ async fn forward(
             Step::Event(event) => {
                 match deliverable(
                     &state,
-                    &call,
                     event,
                     session.as_deref(),
                     log_minimum,
@@ -736,7 +715,6 @@ async fn forward(
                         Step::Event(event) => {
                             match deliverable(
                                 &state,
-                                &call,
                                 event,
                                 session.as_deref(),
                                 log_minimum,
@@ -813,7 +791,6 @@ fn cancelled(client_id: Value) -> Value {
 /// server request may be answered only by `session`, the one that made the call.
 async fn deliverable(
     state: &AppState,
-    call: &crate::router::ForwardedCall,
     event: CallEvent,
     session: Option<&Session>,
     log_minimum: Option<u8>,
@@ -826,16 +803,18 @@ async fn deliverable(
                 || log_minimum.is_some_and(|minimum| logging::passes(&notification, minimum));
             wanted.then(|| sse::event(&notification))
         }
-        CallEvent::ServerRequest(mut request) => {
-            let process = call.process()?.clone();
+        CallEvent::ServerRequest {
+            mut request,
+            answer,
+        } => {
             let Some(session) = session else {
-                let answer = stateless::answer_server_request(&request);
-                if let Err(error) = process.send_client_response(&answer).await {
+                let refusal = stateless::answer_server_request(&request);
+                if let Err(error) = answer.send(&refusal).await {
                     tracing::debug!(%error, "could not answer a server request");
                 }
                 return None;
             };
-            relay_ids.push(state.relays.register(process, &mut request, session));
+            relay_ids.push(state.relays.register(answer, &mut request, session));
             Some(sse::event(&request))
         }
     }

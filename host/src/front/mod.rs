@@ -28,7 +28,6 @@ pub use error::FrontError;
 pub use mcp::{SESSION_PROTOCOL_VERSIONS, STATELESS_PROTOCOL_VERSION};
 pub use routes::check_exposure;
 
-use crate::backend::Pool;
 use crate::config::HttpConfig;
 use crate::metrics::Metrics;
 use crate::router::Router;
@@ -111,15 +110,5 @@ async fn prune_sessions(state: Arc<AppState>) {
     loop {
         ticker.tick().await;
         state.sessions.prune();
-    }
-}
-
-/// Waits (up to the server's `connection_timeout`) until the pool has completed a
-/// handshake, so that the first client after start-up sees the server's tools.
-async fn wait_catalog(pool: &Arc<Pool>) {
-    pool.ensure_started();
-    let deadline = Instant::now() + pool.config().pool.connection_timeout;
-    while !pool.catalog().is_loaded() && Instant::now() < deadline && !pool.start_has_failed() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

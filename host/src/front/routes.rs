@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 use super::error::FrontError;
 use super::mcp::{self, Endpoint, header_str, json_response};
 use super::{AppState, Body};
-use crate::backend::HealthStatus;
 
 /// Routes one request and records it in `mcp_bridge_http_requests_total`.
 pub async fn handle(state: Arc<AppState>, request: Request<Incoming>) -> Response<Body> {
@@ -47,9 +46,9 @@ async fn route(
         let name = name.trim_end_matches('/');
         let result = match guarded(state, request.headers(), Guard::Mcp) {
             Err(error) => Err(error),
-            Ok(()) => match state.router.pool(name) {
-                Some(pool) => {
-                    mcp::handle(state.clone(), Endpoint::Server(pool.clone()), request).await
+            Ok(()) => match state.router.server(name) {
+                Some(server) => {
+                    mcp::handle(state.clone(), Endpoint::Server(server.clone()), request).await
                 }
                 None => Err(unknown_server(state, name)),
             },
@@ -249,9 +248,9 @@ pub fn origin_allowed(allowed: &[String], origin: &str) -> bool {
 fn unknown_server(state: &AppState, name: &str) -> FrontError {
     let known: Vec<&str> = state
         .router
-        .pools()
+        .servers()
         .iter()
-        .map(|pool| &**pool.name())
+        .map(|server| &**server.name())
         .collect();
     FrontError::UnknownServer {
         name: name.to_owned(),
@@ -284,17 +283,7 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
 /// Ready when every required server has a ready process (or, with
 /// `min_connections = 0`, is not failing to start).
 fn readyz(state: &AppState) -> Response<Body> {
-    let waiting: Vec<&str> = state
-        .router
-        .pools()
-        .iter()
-        .filter(|pool| pool.config().required)
-        .filter(|pool| {
-            let wants_process = pool.config().pool.min_connections > 0;
-            (wants_process && pool.ready_processes() == 0) || pool.start_has_failed()
-        })
-        .map(|pool| &**pool.name())
-        .collect();
+    let waiting = state.router.servers_not_ready();
     if waiting.is_empty() {
         return json_response(StatusCode::OK, &json!({ "ready": true }));
     }
@@ -306,19 +295,8 @@ fn readyz(state: &AppState) -> Response<Body> {
 
 /// Per-server health in the seed's terms; 503 when any required server is unhealthy.
 fn health(state: &AppState) -> Response<Body> {
-    let mut overall = HealthStatus::Healthy;
-    let mut servers = serde_json::Map::new();
-    for pool in state.router.pools() {
-        let report = pool.health_report();
-        if pool.config().required {
-            overall = worst(overall, report.status);
-        }
-        servers.insert(
-            pool.name().to_string(),
-            serde_json::to_value(&report).unwrap_or(Value::Null),
-        );
-    }
-    let status = if overall == HealthStatus::Unhealthy {
+    let summary = state.router.health();
+    let status = if summary.is_unhealthy() {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK
@@ -326,28 +304,19 @@ fn health(state: &AppState) -> Response<Body> {
     json_response(
         status,
         &json!({
-            "status": overall,
+            "status": summary.status,
             "uptime_seconds": state.started_at.elapsed().as_secs_f64(),
-            "servers": servers,
+            "servers": summary.servers,
         }),
     )
-}
-
-fn worst(a: HealthStatus, b: HealthStatus) -> HealthStatus {
-    let rank = |status| match status {
-        HealthStatus::Healthy => 0,
-        HealthStatus::Degraded => 1,
-        HealthStatus::Unhealthy => 2,
-    };
-    if rank(b) > rank(a) { b } else { a }
 }
 
 fn admin_stats(state: &AppState) -> Response<Body> {
     let servers: Vec<Value> = state
         .router
-        .pools()
+        .servers()
         .iter()
-        .map(|pool| pool.stats())
+        .map(|server| server.stats())
         .collect();
     json_response(
         StatusCode::OK,

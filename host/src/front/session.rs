@@ -12,9 +12,9 @@ use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::error::FrontError;
-use crate::backend::Process;
 use crate::config::HttpConfig;
 use crate::metrics::Metrics;
+use crate::router::AnswerHandle;
 
 /// How many characters of a client's `clientInfo.name` a session keeps. A session stores
 /// only that field (for `/admin/stats`), so what a client sends at `initialize` cannot grow
@@ -354,7 +354,8 @@ fn endpoint_label(endpoint: &str) -> &str {
 
 /// A server-to-client request waiting for the client's answer, and who may give it.
 struct Relay {
-    process: Arc<Process>,
+    /// The way back to the process that asked.
+    answer: AnswerHandle,
     server_id: Value,
     /// The session the request was sent to; only it may answer.
     session: String,
@@ -391,12 +392,7 @@ pub struct Relays {
 impl Relays {
     /// Rewrites the request's id to a fresh bridge id and remembers where the answer goes
     /// and which session (on which endpoint) may give it.
-    pub fn register(
-        &self,
-        process: Arc<Process>,
-        request: &mut Value,
-        session: &Session,
-    ) -> String {
+    pub fn register(&self, answer: AnswerHandle, request: &mut Value, session: &Session) -> String {
         // 128 random bits: a client that sees its own relay ids learns nothing about others'.
         let relay_id = format!("mcp-bridge-{:032x}", rand::random::<u128>());
         let server_id = request
@@ -404,7 +400,7 @@ impl Relays {
             .and_then(|object| object.insert("id".into(), Value::String(relay_id.clone())))
             .unwrap_or(Value::Null);
         let relay = Relay {
-            process,
+            answer,
             server_id,
             session: session.id.clone(),
             endpoint: session.endpoint.clone(),
@@ -434,7 +430,7 @@ impl Relays {
         if let Some(object) = response.as_object_mut() {
             object.insert("id".into(), relay.server_id);
         }
-        if let Err(error) = relay.process.send_client_response(&response).await {
+        if let Err(error) = relay.answer.send(&response).await {
             tracing::debug!(%error, "could not deliver a client's answer to the server");
         }
         Ok(())

@@ -188,17 +188,16 @@ pub fn answer_server_request(request: &Value) -> Value {
 
 /// Answers `server/discover`: the versions the front speaks and what the endpoint offers.
 pub async fn discover(state: &AppState, endpoint: &Endpoint, id: Value) -> Value {
-    let (capabilities, server_info, instructions) =
-        match super::mcp::describe(state, endpoint).await {
-            Ok(description) => description,
-            Err(error) => return FrontError::from(error).to_jsonrpc(id),
-        };
+    let introduction = match super::mcp::describe(state, endpoint).await {
+        Ok(introduction) => introduction,
+        Err(error) => return FrontError::from(error).to_jsonrpc(id),
+    };
     let mut result = json!({
         "supportedVersions": supported_versions(),
-        "capabilities": capabilities,
-        "_meta": { META_SERVER_INFO: server_info },
+        "capabilities": introduction.capabilities,
+        "_meta": { META_SERVER_INFO: introduction.server_info },
     });
-    if let Some(instructions) = instructions {
+    if let Some(instructions) = introduction.instructions {
         result["instructions"] = instructions;
     }
     let mut response = jsonrpc::result_response(id, result);

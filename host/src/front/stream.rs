@@ -34,7 +34,7 @@ pub fn open(
     }
     let endpoint_key = match &endpoint {
         Endpoint::Aggregate => String::new(),
-        Endpoint::Server(pool) => pool.name().to_string(),
+        Endpoint::Server(server) => server.name().to_string(),
     };
     let session = state
         .sessions
@@ -51,17 +51,17 @@ pub fn open(
             return Err(error);
         }
     };
-    let pools: Vec<_> = match &endpoint {
-        Endpoint::Aggregate => state.router.pools().to_vec(),
-        Endpoint::Server(pool) => vec![pool.clone()],
+    let servers: Vec<_> = match &endpoint {
+        Endpoint::Aggregate => state.router.servers().to_vec(),
+        Endpoint::Server(server) => vec![server.clone()],
     };
     let aggregated = matches!(endpoint, Endpoint::Aggregate);
     let (sender, body) = sse::channel_body();
     let (merged_tx, mut merged_rx) = tokio::sync::mpsc::channel::<Value>(sse::SSE_BUFFER);
-    for pool in pools {
-        let mut notifications = pool.subscribe();
+    for server in servers {
+        let mut notifications = server.notifications();
         let merged_tx = merged_tx.clone();
-        let server = pool.name().clone();
+        let server = server.name().clone();
         tokio::spawn(async move {
             loop {
                 let message = match notifications.recv().await {

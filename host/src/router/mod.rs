@@ -3,11 +3,23 @@
 //!
 //! The cache layer ([`caching`]) sits here: it sees the server, the method, the tool
 //! and its annotations, and the outcome, and nothing about HTTP or processes.
+//!
+//! The router is all the front sees of the backend: servers by name ([`Server`]: what
+//! each says about itself, a readiness wait, its notifications, its health), forwarded
+//! calls and their events, and an [`AnswerHandle`] that carries a client's answer to a
+//! server request back to the process that asked. No pool or process leaves this module.
 
 mod caching;
 mod recording;
+mod server;
+#[cfg(test)]
+mod tests;
 
+/// Why a forwarded call got no answer from its server; the front turns it into a
+/// JSON-RPC error.
+pub use crate::backend::BackendError;
 pub use caching::{CacheHint, CacheLayer, Caller};
+pub use server::{HealthSummary, Introduction, Server, ServerDescription};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,9 +27,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::backend::{
-    BackendError, CallEvent, CallStep, Catalog, InflightCall, Lease, Pool, Process,
-};
+use crate::backend::{self, CallStep, Catalog, InflightCall, Lease, Pool, Process};
 use crate::cache::ResponseCache;
 use crate::config::BridgeConfig;
 use crate::jsonrpc;
@@ -39,10 +49,10 @@ const READ_ONLY_METHODS: [&str; 8] = [
     "completion/complete",
 ];
 
-/// Every configured server's pool, by name.
+/// Every configured server, by name, with the cache layer and the trace recorder.
 pub struct Router {
-    pools: Vec<Arc<Pool>>,
-    by_name: HashMap<String, Arc<Pool>>,
+    servers: Vec<Server>,
+    by_name: HashMap<String, Server>,
     metrics: Arc<Metrics>,
     cache: Option<Arc<CacheLayer>>,
     recorder: Option<Arc<Recorder>>,
@@ -57,17 +67,46 @@ pub enum Step {
     Done(Result<Value, BackendError>),
 }
 
+/// Something a forwarded call's client receives before the response.
+pub enum CallEvent {
+    /// A notification about this call (progress, or a log line while it was the
+    /// process's only call).
+    Notification(Value),
+    /// A request from the server that only this call's client can answer (sampling,
+    /// elicitation, roots), still under the server's own id. The client's answer goes
+    /// back through `answer`.
+    ServerRequest {
+        request: Value,
+        answer: AnswerHandle,
+    },
+}
+
+/// The way back to the process that sent a server request. The front keeps it until the
+/// client answers, without learning which process asked.
+#[derive(Clone)]
+pub struct AnswerHandle {
+    process: Arc<Process>,
+}
+
+impl AnswerHandle {
+    /// Delivers the client's answer, its id already the server's own, to the process that
+    /// asked. Fails only when that process has exited.
+    pub async fn send(&self, answer: &Value) -> Result<(), BackendError> {
+        self.process.send_client_response(answer).await
+    }
+}
+
 impl Router {
     /// Starts a pool per configured server; each prewarms in the background.
     pub fn start(config: &BridgeConfig, metrics: Arc<Metrics>) -> Router {
-        let pools: Vec<Arc<Pool>> = config
+        let servers: Vec<Server> = config
             .servers
             .iter()
-            .map(|server| Pool::start(server.clone(), metrics.pools.clone()))
+            .map(|server| Server::new(Pool::start(server.clone(), metrics.pools.clone())))
             .collect();
-        let by_name = pools
+        let by_name = servers
             .iter()
-            .map(|pool| (pool.name().to_string(), pool.clone()))
+            .map(|server| (server.name().to_string(), server.clone()))
             .collect();
         let cache = config.cache.enabled.then(|| {
             let store = Arc::new(ResponseCache::new(&config.cache, metrics.cache.clone()));
@@ -76,12 +115,15 @@ impl Router {
             Arc::new(CacheLayer::new(store, policies))
         });
         if let Some(layer) = &cache {
-            for pool in &pools {
-                tokio::spawn(invalidate_on_notifications(pool.clone(), layer.clone()));
+            for server in &servers {
+                tokio::spawn(invalidate_on_notifications(
+                    server.pool().clone(),
+                    layer.clone(),
+                ));
             }
         }
         Router {
-            pools,
+            servers,
             by_name,
             metrics,
             cache,
@@ -109,12 +151,37 @@ impl Router {
         self.cache.as_ref()
     }
 
-    pub fn pools(&self) -> &[Arc<Pool>] {
-        &self.pools
+    /// Every configured server, in configuration order.
+    pub fn servers(&self) -> &[Server] {
+        &self.servers
     }
 
-    pub fn pool(&self, name: &str) -> Option<&Arc<Pool>> {
+    pub fn server(&self, name: &str) -> Option<&Server> {
         self.by_name.get(name)
+    }
+
+    /// Waits for every server in turn, each as [`Server::wait_ready`] does, so that an
+    /// aggregated answer sees every server that can start within its bound.
+    pub async fn wait_all_ready(&self) {
+        for server in &self.servers {
+            server.wait_ready().await;
+        }
+    }
+
+    /// Every server's health, and the worst among the required ones (`/health`).
+    pub fn health(&self) -> HealthSummary {
+        HealthSummary::of(&self.servers)
+    }
+
+    /// The required servers the bridge is not ready without (`/readyz`): those with no
+    /// ready process although they keep one (`min_connections > 0`), and those failing
+    /// to start. Empty when the bridge is ready.
+    pub fn servers_not_ready(&self) -> Vec<&str> {
+        self.servers
+            .iter()
+            .filter(|server| server::holds_up_readiness(server))
+            .map(|server| &**server.name())
+            .collect()
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -126,11 +193,12 @@ impl Router {
     /// `want_events` says whether the caller can relay notifications (an SSE response).
     pub async fn forward(
         &self,
-        pool: &Arc<Pool>,
+        server: &Server,
         message: Value,
         want_events: bool,
         caller: &Caller,
     ) -> ForwardedCall {
+        let pool = server.pool();
         let catalog = pool.catalog();
         let plan = self
             .cache
@@ -197,7 +265,8 @@ impl Router {
 
     /// Stops every pool and its processes.
     pub async fn shutdown(&self) {
-        futures_util::future::join_all(self.pools.iter().map(|pool| pool.shutdown())).await;
+        futures_util::future::join_all(self.servers.iter().map(|server| server.pool().shutdown()))
+            .await;
     }
 }
 
@@ -276,11 +345,6 @@ impl ForwardedCall {
         Ok(())
     }
 
-    /// The process serving the call, for relaying a client's answer to a server request.
-    pub fn process(&self) -> Option<&Arc<Process>> {
-        self.lease.as_ref().map(Lease::process)
-    }
-
     /// The next event, or the final outcome once.
     pub async fn next(&mut self) -> Step {
         if self.done {
@@ -306,7 +370,9 @@ impl ForwardedCall {
             };
             let step = tokio::time::timeout_at(self.deadline, inflight.next()).await;
             match step {
-                Ok(CallStep::Event(event)) => return Step::Event(event),
+                Ok(CallStep::Event(event)) => {
+                    return Step::Event(for_the_client(event, inflight.process()));
+                }
                 Ok(CallStep::Done(Err(error)))
                     if error.retryable() && self.retry_copy.is_some() =>
                 {
@@ -459,6 +525,20 @@ impl ForwardedCall {
             server: self.pool.name().clone(),
             timeout: self.pool.config().pool.request_timeout,
         }
+    }
+}
+
+/// A process's call event as the front receives it: a server request carries the way
+/// back to `process`, the one that sent it.
+fn for_the_client(event: backend::CallEvent, process: &Arc<Process>) -> CallEvent {
+    match event {
+        backend::CallEvent::Notification(notification) => CallEvent::Notification(notification),
+        backend::CallEvent::ServerRequest(request) => CallEvent::ServerRequest {
+            request,
+            answer: AnswerHandle {
+                process: process.clone(),
+            },
+        },
     }
 }
 
