@@ -5,7 +5,6 @@
 //! call takes (where the cache will sit); [`backend`] owns the server processes.
 //! [`config`] parses and validates the configuration they all run on.
 
-pub mod backend;
 pub mod cache;
 pub mod front;
 pub mod lab;
@@ -14,6 +13,7 @@ pub mod plugin;
 pub mod policy;
 pub mod router;
 
+pub use mcp_bridge_backend as backend;
 pub use mcp_bridge_config as config;
 pub use mcp_bridge_demo as demo;
 pub use mcp_bridge_jsonrpc as jsonrpc;

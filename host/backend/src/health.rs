@@ -7,7 +7,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use serde::Serialize;
 
-use crate::config::HealthConfig;
+use mcp_bridge_config::HealthConfig;
 
 /// How many recent call outcomes the success rate looks at.
 const OUTCOME_WINDOW: usize = 128;

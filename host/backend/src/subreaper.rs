@@ -60,7 +60,7 @@ mod linux {
 
     use libc::c_int;
 
-    use crate::backend::orphan::descendants;
+    use crate::orphan::descendants;
 
     /// How long one wait for a signal lasts; the parent check runs this often.
     const POLL: Duration = Duration::from_millis(200);

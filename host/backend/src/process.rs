@@ -19,9 +19,9 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use super::error::BackendError;
 use super::framing::{Frame, LineReader};
-use crate::backend::PoolMetrics;
-use crate::config::ServerConfig;
-use crate::jsonrpc::{self, Kind, code};
+use crate::PoolMetrics;
+use mcp_bridge_config::ServerConfig;
+use mcp_bridge_jsonrpc::{self as jsonrpc, Kind, code};
 
 /// Protocol versions the bridge speaks to servers over stdio, newest first. The
 /// handshake offers the newest and falls back one by one if a server refuses it.

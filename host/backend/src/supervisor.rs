@@ -13,7 +13,7 @@ use super::PROCESS_STATES;
 use super::health::PoolSnapshot;
 use super::pool::{PROCESS_EXIT_GRACE, Pool};
 use super::process::{Process, ProcessEvent, ProcessState};
-use crate::jsonrpc;
+use mcp_bridge_jsonrpc as jsonrpc;
 
 /// How often the supervisor looks at its processes when nothing wakes it sooner.
 const TICK: Duration = Duration::from_millis(250);

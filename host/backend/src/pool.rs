@@ -14,8 +14,8 @@ use super::catalog::Catalog;
 use super::error::BackendError;
 use super::health::HealthTracker;
 use super::process::{Process, ProcessEvent, ProcessState};
-use crate::backend::PoolMetrics;
-use crate::config::ServerConfig;
+use crate::PoolMetrics;
+use mcp_bridge_config::ServerConfig;
 
 /// How many server-initiated notifications (list_changed, resources/updated) a slow
 /// front subscriber may lag behind before it misses some.
@@ -528,7 +528,7 @@ mod tests {
             enable_health_checks = false
             "#
         );
-        let config = crate::config::load_str(&text, "readiness-test.toml")
+        let config = mcp_bridge_config::load_str(&text, "readiness-test.toml")
             .expect("the test configuration is valid");
         config.servers[0].clone()
     }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::jsonrpc::code;
+use mcp_bridge_jsonrpc::code;
 
 /// A failure to get an answer from a backend server. Each variant names the server so
 /// a client error message says where the problem is.
