@@ -116,7 +116,7 @@ impl<R> LineReader<R> {
 
 /// Finds a numeric `"id":N` in the kept edges of an oversized line. Servers put `id`
 /// first or last, so one of the edges has it when the line is a response.
-pub fn find_numeric_id(head: &[u8], tail: &[u8]) -> Option<u64> {
+pub(crate) fn find_numeric_id(head: &[u8], tail: &[u8]) -> Option<u64> {
     [head, tail].into_iter().find_map(|edge| {
         let text = String::from_utf8_lossy(edge);
         let start = text.rfind("\"id\":")? + 5;

@@ -11,6 +11,10 @@
 //! are spawned from tokio worker threads, which live as long as the runtime, so in
 //! practice that is when the host process exits.
 
+// libc calls (getpid, prctl for the parent-death signal, setpgid, killpg) have no safe
+// wrapper in std; each block below is one such call with arguments it documents.
+#![allow(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -36,7 +40,7 @@ pub(super) fn supervisor_program() -> Option<&'static Path> {
 /// Arranges for the child to receive `death_signal` when the host dies, and to lead
 /// its own group. A supervisor gets SIGTERM (it catches it and ends the tree); a
 /// server spawned directly gets SIGKILL.
-pub fn die_with_parent(command: &mut Command, death_signal: i32) {
+pub(crate) fn die_with_parent(command: &mut Command, death_signal: i32) {
     #[cfg(unix)]
     {
         // SAFETY: getpid is async-signal-safe; it runs in the parent before the fork.
@@ -64,7 +68,7 @@ pub fn die_with_parent(command: &mut Command, death_signal: i32) {
 }
 
 /// SIGKILLs the process group a child leads. Harmless when the group is already gone.
-pub fn kill_group(pid: u32) {
+pub(crate) fn kill_group(pid: u32) {
     #[cfg(unix)]
     if let Some(pid) = child_pid(pid) {
         // SAFETY: kill has no memory-safety preconditions; a negative pid names the
@@ -76,7 +80,7 @@ pub fn kill_group(pid: u32) {
 }
 
 /// Sends `signal` to one process this host spawned. Harmless when it is gone.
-pub fn signal(pid: u32, signal: i32) {
+pub(crate) fn signal(pid: u32, signal: i32) {
     #[cfg(unix)]
     if let Some(pid) = child_pid(pid) {
         // SAFETY: kill has no memory-safety preconditions; the pid is our own child,
@@ -133,7 +137,7 @@ fn is_executable(path: &Path) -> bool {
 
 /// One row of the process table.
 #[derive(Debug, Clone, Copy)]
-pub struct ProcEntry {
+pub(crate) struct ProcEntry {
     pub pid: u32,
     pub parent: u32,
     pub zombie: bool,
@@ -142,7 +146,7 @@ pub struct ProcEntry {
 }
 
 /// Every process in /proc with its parent (empty where there is no /proc).
-pub fn process_table() -> Vec<ProcEntry> {
+pub(crate) fn process_table() -> Vec<ProcEntry> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -170,7 +174,7 @@ pub fn process_table() -> Vec<ProcEntry> {
 }
 
 /// Every process whose chain of parents leads to `root` (not `root` itself).
-pub fn descendants(root: u32) -> Vec<ProcEntry> {
+pub(crate) fn descendants(root: u32) -> Vec<ProcEntry> {
     let table = process_table();
     let mut found: Vec<ProcEntry> = Vec::new();
     let mut frontier = vec![root];

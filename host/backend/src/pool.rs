@@ -23,7 +23,7 @@ const NOTIFICATION_BROADCAST_CAPACITY: usize = 256;
 
 /// How long a process stopped by the pool (idle, recycled, shut down) may take to exit
 /// after its stdin closes before it is killed.
-pub const PROCESS_EXIT_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const PROCESS_EXIT_GRACE: Duration = Duration::from_secs(2);
 
 /// The spawn history that drives reconnect backoff.
 #[derive(Debug, Default)]

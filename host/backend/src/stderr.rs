@@ -10,7 +10,7 @@ use super::process::Process;
 
 /// Logs every stderr line until the pipe closes. Servers use stderr for their own
 /// logs, so lines go out at info level under the `backend` target.
-pub async fn log_lines(stderr: ChildStderr, process: Arc<Process>, max_line_bytes: usize) {
+pub(crate) async fn log_lines(stderr: ChildStderr, process: Arc<Process>, max_line_bytes: usize) {
     let mut reader = LineReader::new(BufReader::new(stderr), max_line_bytes);
     let server = process.server().clone();
     loop {

@@ -25,8 +25,12 @@
 //! had not ended yet to the bridge's process-group kill (which misses `setsid`
 //! descendants). No cgroup or PID namespace is needed or used.
 
+// The subreaper needs prctl, sigprocmask, sigwait and waitpid, which std does not wrap;
+// each unsafe block is one such libc call.
+#![allow(unsafe_code)]
+
 /// The hidden subcommand that runs the supervisor mode.
-pub const SUBCOMMAND: &str = "__supervise";
+pub(crate) const SUBCOMMAND: &str = "__supervise";
 
 /// Runs the supervisor mode when the process was started as `mcp-bridge __supervise
 /// ...`, and returns its exit code; `None` for any other command line. Call it first

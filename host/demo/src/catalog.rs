@@ -7,7 +7,7 @@ use super::debug;
 
 /// Every tool the demo server knows, whether or not it is currently offered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tool {
+pub(crate) enum Tool {
     GetTasks,
     GetClients,
     GetHabits,
@@ -26,7 +26,7 @@ pub enum Tool {
 
 impl Tool {
     /// The seed's tools, always offered, in `tools/list` order.
-    pub const SEED: [Tool; 7] = [
+    pub(crate) const SEED: [Tool; 7] = [
         Tool::GetTasks,
         Tool::GetClients,
         Tool::GetHabits,
@@ -37,7 +37,7 @@ impl Tool {
     ];
 
     /// The test-only tools offered with `--test-tools`, in `tools/list` order.
-    pub const TEST: [Tool; 6] = [
+    pub(crate) const TEST: [Tool; 6] = [
         Tool::DebugSleep,
         Tool::DebugProgress,
         Tool::DebugCrash,
@@ -47,7 +47,7 @@ impl Tool {
     ];
 
     /// The wire name.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Tool::GetTasks => "get_tasks",
             Tool::GetClients => "get_clients",
@@ -67,7 +67,7 @@ impl Tool {
     }
 
     /// Looks a tool up by wire name, regardless of whether it is offered.
-    pub fn from_name(name: &str) -> Option<Tool> {
+    pub(crate) fn from_name(name: &str) -> Option<Tool> {
         Self::SEED
             .into_iter()
             .chain(Self::TEST)
@@ -76,12 +76,12 @@ impl Tool {
     }
 
     /// Whether the tool is only offered with `--test-tools` (`extra_tool` also needs a toggle).
-    pub fn is_test_only(self) -> bool {
+    pub(crate) fn is_test_only(self) -> bool {
         !Self::SEED.contains(&self)
     }
 
     /// The tool's entry in `tools/list`.
-    pub fn definition(self) -> Value {
+    pub(crate) fn definition(self) -> Value {
         let (title, description, input_schema, hints) = self.describe();
         let mut annotations = Map::new();
         annotations.insert("title".into(), title.into());
@@ -281,7 +281,7 @@ impl Hints {
 }
 
 /// The serialized `tools/list` result for a tool set.
-pub fn tools_list_json(test_tools: bool, extra_tool: bool) -> String {
+pub(crate) fn tools_list_json(test_tools: bool, extra_tool: bool) -> String {
     let mut tools: Vec<Value> = Tool::SEED.iter().map(|tool| tool.definition()).collect();
     if test_tools {
         tools.extend(Tool::TEST.iter().map(|tool| tool.definition()));

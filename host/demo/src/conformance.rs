@@ -31,13 +31,13 @@ use super::tools::{Args, CallParams, ToolError};
 
 /// Per-process fixture state: the URIs clients subscribed to.
 #[derive(Debug, Default)]
-pub struct Fixtures {
+pub(crate) struct Fixtures {
     subscriptions: Mutex<BTreeSet<String>>,
 }
 
 /// A fixture tool's failure, answered as a result with `isError: true`.
 #[derive(Debug, thiserror::Error)]
-pub enum FixtureError {
+pub(crate) enum FixtureError {
     /// An argument is missing or has the wrong type.
     #[error(transparent)]
     Argument(#[from] ToolError),
@@ -69,7 +69,7 @@ pub enum FixtureError {
 
 /// The conformance suite's fixture tools, in `tools/list` order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FixtureTool {
+pub(crate) enum FixtureTool {
     SimpleText,
     Image,
     Audio,
@@ -103,7 +103,7 @@ impl FixtureTool {
     ];
 
     /// The wire name.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             FixtureTool::SimpleText => "test_simple_text",
             FixtureTool::Image => "test_image_content",
@@ -241,7 +241,7 @@ fn json_schema_2020_12() -> Value {
 }
 
 /// Appends the fixture tools to a serialized `tools/list` result (done once, at start-up).
-pub fn with_fixture_tools(tools_list: &str) -> String {
+pub(crate) fn with_fixture_tools(tools_list: &str) -> String {
     let mut list: Value = serde_json::from_str(tools_list).unwrap_or_else(|_| json!({}));
     append(
         &mut list,
@@ -259,7 +259,7 @@ fn append(list: &mut Value, key: &str, extra: Vec<Value>) {
 }
 
 /// The fixture tool called `name`, when the fixtures are offered.
-pub fn fixture_tool(server: &Server, name: &str) -> Option<FixtureTool> {
+pub(crate) fn fixture_tool(server: &Server, name: &str) -> Option<FixtureTool> {
     server
         .options()
         .conformance_fixtures
@@ -269,7 +269,7 @@ pub fn fixture_tool(server: &Server, name: &str) -> Option<FixtureTool> {
 
 /// Adds what the fixtures need to the `initialize` result's capabilities: completions and
 /// resource subscriptions.
-pub fn extend_capabilities(server: &Server, result: &mut Value) {
+pub(crate) fn extend_capabilities(server: &Server, result: &mut Value) {
     if !server.options().conformance_fixtures {
         return;
     }
@@ -292,7 +292,7 @@ struct GetPromptParams {
 
 /// Answers the methods the fixtures add or extend; `None` hands the request on to the demo's
 /// own handlers (always, when the fixtures are off).
-pub fn handle(
+pub(crate) fn handle(
     server: &Server,
     method: &str,
     params: Option<&RawValue>,
@@ -357,7 +357,7 @@ pub fn handle(
 
 /// After a seed tool succeeded against the store: sends `notifications/resources/updated` for
 /// each subscribed demo resource a write may have changed. `payload` is the tool's result.
-pub fn after_store_call(server: &Server, tool: Tool, payload: &str) {
+pub(crate) fn after_store_call(server: &Server, tool: Tool, payload: &str) {
     if !server.options().conformance_fixtures
         || !matches!(
             tool,
@@ -381,7 +381,7 @@ pub fn after_store_call(server: &Server, tool: Tool, payload: &str) {
 }
 
 /// The body of one fixture call's task: latency, `--fail-rate`, the tool, then the answer.
-pub async fn serve_call(
+pub(crate) async fn serve_call(
     guard: CallGuard,
     id: Box<str>,
     tool: FixtureTool,
@@ -421,7 +421,7 @@ fn embedded(uri: &str) -> Value {
 }
 
 /// Runs a fixture tool and returns its `CallToolResult`.
-pub async fn call(
+pub(crate) async fn call(
     server: &Server,
     tool: FixtureTool,
     arguments: Option<&Map<String, Value>>,

@@ -38,7 +38,7 @@ const SAMPLE_ARGUMENTS: [&str; 6] = [
 ];
 
 /// The fixture resources, in `resources/list` order.
-pub fn resources() -> Vec<Value> {
+pub(crate) fn resources() -> Vec<Value> {
     vec![
         json!({
             "uri": STATIC_TEXT,
@@ -65,7 +65,7 @@ pub fn resources() -> Vec<Value> {
 }
 
 /// The fixture resource templates.
-pub fn resource_templates() -> Vec<Value> {
+pub(crate) fn resource_templates() -> Vec<Value> {
     vec![json!({
         "uriTemplate": TEMPLATE,
         "name": "template",
@@ -77,7 +77,7 @@ pub fn resource_templates() -> Vec<Value> {
 
 /// Reads a fixture resource: `None` when `uri` is not a `test://` URI, so the demo's own
 /// resources get their turn.
-pub fn read(uri: &str) -> Option<Result<Value, RpcError>> {
+pub(crate) fn read(uri: &str) -> Option<Result<Value, RpcError>> {
     if !uri.starts_with("test://") {
         return None;
     }
@@ -111,7 +111,7 @@ fn template_id(uri: &str) -> Option<&str> {
 }
 
 /// Reads any resource the server serves, fixture or demo, as a `resources/read` result.
-pub fn read_any(server: &Server, uri: &str) -> Result<Value, RpcError> {
+pub(crate) fn read_any(server: &Server, uri: &str) -> Result<Value, RpcError> {
     if let Some(fixture) = read(uri) {
         return fixture;
     }
@@ -120,7 +120,7 @@ pub fn read_any(server: &Server, uri: &str) -> Result<Value, RpcError> {
 }
 
 /// The fixture prompts, in `prompts/list` order.
-pub fn prompts() -> Vec<Value> {
+pub(crate) fn prompts() -> Vec<Value> {
     let argument = |name: &str, description: &str| json!({ "name": name, "description": description, "required": true });
     vec![
         json!({
@@ -154,7 +154,7 @@ pub fn prompts() -> Vec<Value> {
 }
 
 /// Builds a fixture prompt: `None` when `name` is not one, so the demo's prompts get their turn.
-pub fn get_prompt(
+pub(crate) fn get_prompt(
     server: &Server,
     name: &str,
     arguments: &Map<String, Value>,
@@ -245,7 +245,7 @@ struct CompleteArgument {
 
 /// Answers `completion/complete` for the fixture and demo prompts and templates: the candidates
 /// of the argument's domain that start with the typed value (ignoring case), at most 100.
-pub fn complete(server: &Server, params: &Value) -> Result<Value, RpcError> {
+pub(crate) fn complete(server: &Server, params: &Value) -> Result<Value, RpcError> {
     let params = CompleteParams::deserialize(params)
         .map_err(|error| RpcError::InvalidParams(error.to_string()))?;
     let argument = params.argument.name.as_str();
@@ -321,7 +321,7 @@ fn static_uris() -> Vec<String> {
 
 /// The demo resources a store write may have changed: the task list, the metrics, and the one
 /// task (when its id is known).
-pub fn changed_by_write(task_id: Option<u64>) -> Vec<String> {
+pub(crate) fn changed_by_write(task_id: Option<u64>) -> Vec<String> {
     let mut uris = vec!["demo://tasks".to_owned(), "demo://metrics/today".to_owned()];
     uris.extend(task_id.map(|id| format!("demo://tasks/{id}")));
     uris

@@ -11,25 +11,25 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
 /// The MIME type of [`png_base64`].
-pub const PNG_MIME: &str = "image/png";
+pub(crate) const PNG_MIME: &str = "image/png";
 
 /// The MIME type of [`wav_base64`].
-pub const WAV_MIME: &str = "audio/wav";
+pub(crate) const WAV_MIME: &str = "audio/wav";
 
 /// A 1x1 red PNG, base64-encoded (computed once).
-pub fn png_base64() -> &'static str {
+pub(crate) fn png_base64() -> &'static str {
     static PNG: LazyLock<String> = LazyLock::new(|| STANDARD.encode(solid_png(1, 1, [255, 0, 0])));
     &PNG
 }
 
 /// 50 ms of a 440 Hz tone as 8 kHz mono 16-bit PCM WAV, base64-encoded (computed once).
-pub fn wav_base64() -> &'static str {
+pub(crate) fn wav_base64() -> &'static str {
     static WAV: LazyLock<String> = LazyLock::new(|| STANDARD.encode(sine_wav(440.0, 8_000, 400)));
     &WAV
 }
 
 /// Encodes a `width` x `height` RGB image of one colour as a PNG file.
-pub fn solid_png(width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {
+pub(crate) fn solid_png(width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {
     // Each scanline starts with filter type 0 (none), then the pixels.
     let mut row = vec![0];
     row.extend(rgb.repeat(width as usize));
@@ -107,7 +107,7 @@ fn adler32(bytes: &[u8]) -> u32 {
 }
 
 /// Encodes `samples` samples of a sine tone at half amplitude as mono 16-bit PCM WAV.
-pub fn sine_wav(frequency: f64, sample_rate: u32, samples: u32) -> Vec<u8> {
+pub(crate) fn sine_wav(frequency: f64, sample_rate: u32, samples: u32) -> Vec<u8> {
     let data_len = samples * 2;
     let mut wav = Vec::with_capacity(44 + data_len as usize);
     wav.extend_from_slice(b"RIFF");

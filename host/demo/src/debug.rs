@@ -13,10 +13,10 @@ use super::server::{LogLevel, Server};
 use super::tools::{Args, ToolError, ToolReply, invalid, payload};
 
 /// The most steps `debug_progress` accepts, so one call cannot flood the client.
-pub const MAX_PROGRESS_STEPS: u64 = 10_000;
+pub(crate) const MAX_PROGRESS_STEPS: u64 = 10_000;
 
 /// Runs a test-only tool.
-pub async fn call(
+pub(crate) async fn call(
     server: &Arc<Server>,
     tool: Tool,
     args: Args<'_>,

@@ -12,7 +12,7 @@ use super::server::Server;
 use super::store::{StatusFilter, Store};
 
 /// Answers the prompt and resource methods; `None` when `method` is not one of them.
-pub fn handle(
+pub(crate) fn handle(
     server: &Server,
     method: &str,
     params: Option<&RawValue>,

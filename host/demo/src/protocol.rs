@@ -27,7 +27,7 @@ Results are deterministic: the same writes always produce the same reads.";
 
 /// An error answered as a JSON-RPC error object.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum RpcError {
+pub(crate) enum RpcError {
     /// The line is not valid JSON.
     #[error("parse error: {0}")]
     Parse(String),
@@ -56,7 +56,7 @@ pub enum RpcError {
 
 impl RpcError {
     /// The JSON-RPC error code for this error.
-    pub fn code(&self) -> i64 {
+    pub(crate) fn code(&self) -> i64 {
         match self {
             Self::Parse(_) => -32700,
             Self::InvalidRequest(_) => -32600,
@@ -79,7 +79,7 @@ impl RpcError {
 
 /// One incoming message, borrowing from the line it was parsed from.
 #[derive(Debug)]
-pub enum Message<'a> {
+pub(crate) enum Message<'a> {
     /// A request expecting an answer; `id` is the raw JSON text of the id.
     Request {
         id: &'a str,
@@ -101,7 +101,7 @@ pub enum Message<'a> {
 
 /// A line that could not be understood, with the id to answer to if one could be read.
 #[derive(Debug)]
-pub struct ParseFailure {
+pub(crate) struct ParseFailure {
     /// The raw id, when the line was an object carrying a valid id.
     pub id: Option<String>,
     /// What was wrong.
@@ -123,7 +123,7 @@ struct Envelope<'a> {
 }
 
 /// Parses one line (without its newline) into a message.
-pub fn parse_message(line: &[u8]) -> Result<Message<'_>, ParseFailure> {
+pub(crate) fn parse_message(line: &[u8]) -> Result<Message<'_>, ParseFailure> {
     let envelope: Envelope<'_> = serde_json::from_slice(line).map_err(|error| {
         // Syntax errors are -32700; well-formed JSON of the wrong shape is -32600.
         let error = match error.classify() {
@@ -174,19 +174,19 @@ fn is_valid_id(raw: &str) -> bool {
 
 /// Deserializes params, treating absent params as an empty object so that required fields
 /// produce a clear "missing field" error.
-pub fn parse_params<T: DeserializeOwned>(params: Option<&RawValue>) -> Result<T, RpcError> {
+pub(crate) fn parse_params<T: DeserializeOwned>(params: Option<&RawValue>) -> Result<T, RpcError> {
     let text = params.map_or("{}", RawValue::get);
     serde_json::from_str(text).map_err(|error| RpcError::InvalidParams(error.to_string()))
 }
 
 /// Escapes text as a JSON string literal.
-pub fn json_string(text: &str) -> String {
+pub(crate) fn json_string(text: &str) -> String {
     // Serializing a str cannot fail; the fallback only exists to avoid a panic path.
     serde_json::to_string(text).unwrap_or_else(|_| String::from("\"\""))
 }
 
 /// A success response line (with its newline) around an already-serialized result.
-pub fn result_line(id: &str, result: &str) -> String {
+pub(crate) fn result_line(id: &str, result: &str) -> String {
     let mut line = String::with_capacity(36 + id.len() + result.len());
     line.push_str(r#"{"jsonrpc":"2.0","id":"#);
     line.push_str(id);
@@ -197,7 +197,7 @@ pub fn result_line(id: &str, result: &str) -> String {
 }
 
 /// An error response line (with its newline); `id` is `None` when the request's id is unknown.
-pub fn error_line(id: Option<&str>, error: &RpcError) -> String {
+pub(crate) fn error_line(id: Option<&str>, error: &RpcError) -> String {
     let mut object = Map::new();
     object.insert("code".into(), error.code().into());
     object.insert("message".into(), error.to_string().into());
@@ -212,7 +212,7 @@ pub fn error_line(id: Option<&str>, error: &RpcError) -> String {
 }
 
 /// A notification line (with its newline).
-pub fn notification_line(method: &str, params: &Value) -> String {
+pub(crate) fn notification_line(method: &str, params: &Value) -> String {
     format!(
         "{{\"jsonrpc\":\"2.0\",\"method\":{},\"params\":{}}}\n",
         json_string(method),
@@ -221,7 +221,7 @@ pub fn notification_line(method: &str, params: &Value) -> String {
 }
 
 /// A request line (with its newline) for a request the server sends to the client.
-pub fn request_line(id: &str, method: &str, params: &Value) -> String {
+pub(crate) fn request_line(id: &str, method: &str, params: &Value) -> String {
     format!(
         "{{\"jsonrpc\":\"2.0\",\"id\":{},\"method\":{},\"params\":{}}}\n",
         json_string(id),
@@ -231,7 +231,7 @@ pub fn request_line(id: &str, method: &str, params: &Value) -> String {
 }
 
 /// Answers a request other than `tools/call` and returns the response line.
-pub fn handle_request(
+pub(crate) fn handle_request(
     server: &Server,
     id: &str,
     method: &str,
@@ -262,7 +262,7 @@ pub fn handle_request(
 }
 
 /// Handles a notification from the client. Notifications are never answered.
-pub fn handle_notification(server: &Server, method: &str, params: Option<&RawValue>) {
+pub(crate) fn handle_notification(server: &Server, method: &str, params: Option<&RawValue>) {
     match method {
         "notifications/initialized" => debug!("client finished initialization"),
         "notifications/cancelled" => match parse_params::<CancelledParams>(params) {
@@ -295,7 +295,7 @@ struct InitializeParams {
 }
 
 /// Picks the client's version when the server speaks it, otherwise the newest one.
-pub fn negotiate_version(requested: Option<&str>) -> &'static str {
+pub(crate) fn negotiate_version(requested: Option<&str>) -> &'static str {
     requested
         .and_then(|wanted| {
             SUPPORTED_PROTOCOL_VERSIONS

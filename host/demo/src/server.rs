@@ -26,7 +26,7 @@ pub const CRASH_EXIT_STATUS: i32 = 3;
 
 /// What the stdout writer is asked to do.
 #[derive(Debug)]
-pub enum Outgoing {
+pub(crate) enum Outgoing {
     /// Write this line (it already ends with a newline).
     Line(String),
     /// Write what was queued before, then exit the process with [`CRASH_EXIT_STATUS`].
@@ -38,7 +38,7 @@ pub enum Outgoing {
 /// MCP log levels, in increasing severity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[repr(u8)]
-pub enum LogLevel {
+pub(crate) enum LogLevel {
     Debug = 0,
     Info,
     Notice,
@@ -51,7 +51,7 @@ pub enum LogLevel {
 
 impl LogLevel {
     /// Parses the wire form used by `logging/setLevel`.
-    pub fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         Some(match text {
             "debug" => Self::Debug,
             "info" => Self::Info,
@@ -66,7 +66,7 @@ impl LogLevel {
     }
 
     /// The wire form.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Debug => "debug",
             Self::Info => "info",
@@ -81,7 +81,7 @@ impl LogLevel {
 }
 
 /// A reply from the client to a request the server sent: the `result`, or the `error` object.
-pub type ClientReply = Result<Value, Value>;
+pub(crate) type ClientReply = Result<Value, Value>;
 
 struct InFlight {
     serial: u64,
@@ -89,7 +89,7 @@ struct InFlight {
 }
 
 /// The state shared by the reader loop and every call task.
-pub struct Server {
+pub(crate) struct Server {
     options: DemoOptions,
     store: Mutex<Store>,
     out: mpsc::UnboundedSender<Outgoing>,
@@ -117,7 +117,10 @@ pub struct Server {
 
 impl Server {
     /// Builds the state and opens the calls log (if any) in append mode.
-    pub fn new(options: DemoOptions, out: mpsc::UnboundedSender<Outgoing>) -> io::Result<Self> {
+    pub(crate) fn new(
+        options: DemoOptions,
+        out: mpsc::UnboundedSender<Outgoing>,
+    ) -> io::Result<Self> {
         let calls_log = match &options.calls_log {
             Some(path) => Some(
                 OpenOptions::new()
@@ -166,28 +169,28 @@ impl Server {
     }
 
     /// The options the server was started with.
-    pub fn options(&self) -> &DemoOptions {
+    pub(crate) fn options(&self) -> &DemoOptions {
         &self.options
     }
 
     /// The task store.
-    pub fn store(&self) -> &Mutex<Store> {
+    pub(crate) fn store(&self) -> &Mutex<Store> {
         &self.store
     }
 
     /// Queues a line for stdout. A line queued after the writer stopped is dropped, which is
     /// fine: nobody is left to read it.
-    pub fn send(&self, line: String) {
+    pub(crate) fn send(&self, line: String) {
         let _ = self.out.send(Outgoing::Line(line));
     }
 
     /// Queues a notification for stdout.
-    pub fn notify(&self, method: &str, params: &Value) {
+    pub(crate) fn notify(&self, method: &str, params: &Value) {
         self.send(protocol::notification_line(method, params));
     }
 
     /// Sends a `notifications/message` if the client's log level lets it through.
-    pub fn log_to_client(&self, level: LogLevel, data: &Value) {
+    pub(crate) fn log_to_client(&self, level: LogLevel, data: &Value) {
         if (level as u8) >= self.log_level.load(Ordering::Relaxed) {
             let params = json!({ "level": level.as_str(), "logger": "demo", "data": data });
             self.notify("notifications/message", &params);
@@ -195,12 +198,12 @@ impl Server {
     }
 
     /// Remembers the level set by `logging/setLevel`.
-    pub fn set_log_level(&self, level: LogLevel) {
+    pub(crate) fn set_log_level(&self, level: LogLevel) {
         self.log_level.store(level as u8, Ordering::Relaxed);
     }
 
     /// Records that `initialize` arrived and whether the client can sample and elicit.
-    pub fn mark_initialized(&self, client_sampling: bool, client_elicitation: bool) {
+    pub(crate) fn mark_initialized(&self, client_sampling: bool, client_elicitation: bool) {
         self.client_sampling
             .store(client_sampling, Ordering::Relaxed);
         self.client_elicitation
@@ -209,32 +212,32 @@ impl Server {
     }
 
     /// Whether `initialize` has arrived.
-    pub fn is_initialized(&self) -> bool {
+    pub(crate) fn is_initialized(&self) -> bool {
         self.initialized.load(Ordering::Relaxed)
     }
 
     /// Whether the client declared the sampling capability.
-    pub fn client_can_sample(&self) -> bool {
+    pub(crate) fn client_can_sample(&self) -> bool {
         self.client_sampling.load(Ordering::Relaxed)
     }
 
     /// Whether the client declared the elicitation capability.
-    pub fn client_can_elicit(&self) -> bool {
+    pub(crate) fn client_can_elicit(&self) -> bool {
         self.client_elicitation.load(Ordering::Relaxed)
     }
 
     /// The conformance fixtures' state.
-    pub fn fixtures(&self) -> &Fixtures {
+    pub(crate) fn fixtures(&self) -> &Fixtures {
         &self.fixtures
     }
 
     /// The serialized `tools/list` result for the current tool set.
-    pub fn tools_list_json(&self) -> &str {
+    pub(crate) fn tools_list_json(&self) -> &str {
         &self.tools_list[usize::from(self.extra_tool.load(Ordering::Relaxed))]
     }
 
     /// Looks a tool up by name among the tools currently offered.
-    pub fn resolve_tool(&self, name: &str) -> Option<Tool> {
+    pub(crate) fn resolve_tool(&self, name: &str) -> Option<Tool> {
         let tool = Tool::from_name(name)?;
         let offered = if tool == Tool::Extra {
             self.extra_tool.load(Ordering::Relaxed)
@@ -245,12 +248,12 @@ impl Server {
     }
 
     /// Adds or removes `extra_tool`; returns whether it is now offered.
-    pub fn toggle_extra_tool(&self) -> bool {
+    pub(crate) fn toggle_extra_tool(&self) -> bool {
         !self.extra_tool.fetch_xor(true, Ordering::Relaxed)
     }
 
     /// The delay to apply to one call: the fixed latency plus uniform jitter.
-    pub fn call_delay(&self) -> Duration {
+    pub(crate) fn call_delay(&self) -> Duration {
         let jitter = self.options.jitter;
         if jitter.is_zero() {
             return self.options.latency;
@@ -261,14 +264,14 @@ impl Server {
     }
 
     /// Whether this call should fail on purpose (`--fail-rate`).
-    pub fn roll_failure(&self) -> bool {
+    pub(crate) fn roll_failure(&self) -> bool {
         // Comparing against a uniform draw never panics, whatever value the rate holds.
         self.options.fail_rate > 0.0 && rand::random::<f64>() < self.options.fail_rate
     }
 
     /// Accounts for a received `tools/call`: the calls log, counters and `--crash-after`.
     /// Returns `false` when the call crashed the server and must not be handled.
-    pub fn admit_call(&self, tool: &str) -> bool {
+    pub(crate) fn admit_call(&self, tool: &str) -> bool {
         if let Some(log) = &self.calls_log {
             // One write of the whole line so concurrent processes appending to the same file
             // (O_APPEND) never interleave within a line.
@@ -297,7 +300,7 @@ impl Server {
 
     /// Makes the process exit with [`CRASH_EXIT_STATUS`] once the writer has written what was
     /// queued before; nothing queued afterwards is written.
-    pub fn crash(&self, reason: &str) {
+    pub(crate) fn crash(&self, reason: &str) {
         error!(reason, "crashing on purpose");
         self.crashed.store(true, Ordering::SeqCst);
         if self.out.send(Outgoing::Crash).is_err() {
@@ -307,18 +310,18 @@ impl Server {
     }
 
     /// Whether a crash is under way; the reader stops handling input once it is.
-    pub fn has_crashed(&self) -> bool {
+    pub(crate) fn has_crashed(&self) -> bool {
         self.crashed.load(Ordering::SeqCst)
     }
 
     /// Asks the writer to flush and stop.
-    pub fn close_output(&self) {
+    pub(crate) fn close_output(&self) {
         let _ = self.out.send(Outgoing::Close);
     }
 
     /// Spawns a call task and registers it as in flight under its request id so that
     /// `notifications/cancelled` can abort it.
-    pub fn spawn_call<F, Fut>(self: &Arc<Self>, calls: &mut JoinSet<()>, id: &str, make: F)
+    pub(crate) fn spawn_call<F, Fut>(self: &Arc<Self>, calls: &mut JoinSet<()>, id: &str, make: F)
     where
         F: FnOnce(CallGuard) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
@@ -342,7 +345,7 @@ impl Server {
     }
 
     /// Handles `notifications/cancelled`: aborts the call with that id if it is still running.
-    pub fn cancel(&self, id: &str, reason: Option<&str>) {
+    pub(crate) fn cancel(&self, id: &str, reason: Option<&str>) {
         self.cancel_notices.fetch_add(1, Ordering::Relaxed);
         let entry = self.in_flight.lock().remove(id);
         match entry {
@@ -358,7 +361,7 @@ impl Server {
     }
 
     /// The payload of `debug_stats`. `in_flight` leaves out the `debug_stats` call itself.
-    pub fn stats(&self) -> Value {
+    pub(crate) fn stats(&self) -> Value {
         let calls_by_tool = self.calls_by_tool.lock().clone();
         let in_flight = self.in_flight.lock().len().saturating_sub(1);
         json!({
@@ -372,7 +375,9 @@ impl Server {
     }
 
     /// Registers a request to the client and returns its id and the receiver of its reply.
-    pub fn start_client_request(&self) -> (PendingGuard<'_>, oneshot::Receiver<ClientReply>) {
+    pub(crate) fn start_client_request(
+        &self,
+    ) -> (PendingGuard<'_>, oneshot::Receiver<ClientReply>) {
         let number = self.next_request.fetch_add(1, Ordering::Relaxed) + 1;
         let id = format!("demo-s-{number}");
         let (sender, receiver) = oneshot::channel();
@@ -381,7 +386,7 @@ impl Server {
     }
 
     /// Delivers the client's reply to the request it answers.
-    pub fn resolve_client_reply(&self, raw_id: &str, reply: ClientReply) {
+    pub(crate) fn resolve_client_reply(&self, raw_id: &str, reply: ClientReply) {
         let Ok(id) = serde_json::from_str::<String>(raw_id) else {
             warn!(id = raw_id, "response with an id the server never used");
             return;
@@ -396,7 +401,7 @@ impl Server {
     }
 
     /// Fails every request still waiting on the client (used when stdin closes).
-    pub fn fail_pending_requests(&self, message: &str) {
+    pub(crate) fn fail_pending_requests(&self, message: &str) {
         let pending = std::mem::take(&mut *self.pending.lock());
         for (id, sender) in pending {
             debug!(id, "failing a request to the client");
@@ -406,7 +411,7 @@ impl Server {
 }
 
 /// Unregisters a call from the in-flight set when its task ends, however it ends.
-pub struct CallGuard {
+pub(crate) struct CallGuard {
     server: Arc<Server>,
     id: Box<str>,
     serial: u64,
@@ -414,7 +419,7 @@ pub struct CallGuard {
 
 impl CallGuard {
     /// The server the call runs on.
-    pub fn server(&self) -> &Arc<Server> {
+    pub(crate) fn server(&self) -> &Arc<Server> {
         &self.server
     }
 }
@@ -433,14 +438,14 @@ impl Drop for CallGuard {
 }
 
 /// Forgets a request to the client if the call waiting on it goes away first.
-pub struct PendingGuard<'a> {
+pub(crate) struct PendingGuard<'a> {
     server: &'a Server,
     id: String,
 }
 
 impl PendingGuard<'_> {
     /// The request id, as sent on the wire (a JSON string).
-    pub fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         &self.id
     }
 }
@@ -453,7 +458,7 @@ impl Drop for PendingGuard<'_> {
 
 /// The single owner of stdout: writes queued lines through a buffer and flushes only when the
 /// queue is momentarily empty, so a burst of answers costs one write system call.
-pub async fn write_loop<W>(
+pub(crate) async fn write_loop<W>(
     mut queue: mpsc::UnboundedReceiver<Outgoing>,
     writer: W,
 ) -> io::Result<()>

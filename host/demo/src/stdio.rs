@@ -15,13 +15,13 @@ use tokio::net::unix::pipe;
 use tracing::debug;
 
 /// An async reader over the process's stdin.
-pub type Input = Pin<Box<dyn AsyncRead + Send>>;
+pub(crate) type Input = Pin<Box<dyn AsyncRead + Send>>;
 
 /// An async writer over the process's stdout.
-pub type Output = Pin<Box<dyn AsyncWrite + Send>>;
+pub(crate) type Output = Pin<Box<dyn AsyncWrite + Send>>;
 
 /// Opens stdin; must be called inside a tokio runtime with I/O enabled.
-pub fn stdin() -> Input {
+pub(crate) fn stdin() -> Input {
     match stdin_pipe() {
         Ok(Some(receiver)) => Box::pin(receiver),
         Ok(None) => Box::pin(tokio::io::stdin()),
@@ -33,7 +33,7 @@ pub fn stdin() -> Input {
 }
 
 /// Opens stdout; must be called inside a tokio runtime with I/O enabled.
-pub fn stdout() -> Output {
+pub(crate) fn stdout() -> Output {
     match stdout_pipe() {
         Ok(Some(sender)) => Box::pin(sender),
         Ok(None) => Box::pin(tokio::io::stdout()),

@@ -11,7 +11,7 @@ use serde::Serialize;
 /// Whether a task is still open or finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum TaskStatus {
+pub(crate) enum TaskStatus {
     /// The task still needs doing.
     Active,
     /// The task is finished; its points count towards today's metrics.
@@ -20,7 +20,7 @@ pub enum TaskStatus {
 
 impl TaskStatus {
     /// Parses the wire form ("active" or "done").
-    pub fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         match text {
             "active" => Some(Self::Active),
             "done" => Some(Self::Done),
@@ -31,7 +31,7 @@ impl TaskStatus {
 
 /// Which tasks `get_tasks` returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatusFilter {
+pub(crate) enum StatusFilter {
     /// Only open tasks (the default, as in the seed guide's "active" queries).
     Active,
     /// Only finished tasks.
@@ -42,7 +42,7 @@ pub enum StatusFilter {
 
 impl StatusFilter {
     /// Parses the wire form ("active", "done" or "all").
-    pub fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         match text {
             "active" => Some(Self::Active),
             "done" => Some(Self::Done),
@@ -62,7 +62,7 @@ impl StatusFilter {
 
 /// One task. Field order is the wire order because `serde_json` preserves it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Task {
+pub(crate) struct Task {
     /// Sequential id, starting at 1 for the seed tasks.
     pub id: u64,
     /// Human-readable title, never empty.
@@ -77,7 +77,7 @@ pub struct Task {
 
 /// A client the tasks can be for. The client list is fixed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Client {
+pub(crate) struct Client {
     /// Short stable id used by `client_id` arguments.
     pub id: &'static str,
     /// Display name.
@@ -88,7 +88,7 @@ pub struct Client {
 
 /// A habit being tracked. The habit list is fixed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Habit {
+pub(crate) struct Habit {
     /// Short stable id.
     pub id: &'static str,
     /// Display name.
@@ -101,7 +101,7 @@ pub struct Habit {
 
 /// Today's totals, derived from the tasks so that every write changes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// Number of open tasks.
     pub active_tasks: usize,
     /// Number of finished tasks.
@@ -114,7 +114,7 @@ pub struct Metrics {
 
 /// The fields `update_task` may change; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TaskUpdate {
+pub(crate) struct TaskUpdate {
     /// A new title (must not be blank).
     pub title: Option<String>,
     /// A new status.
@@ -127,7 +127,7 @@ pub struct TaskUpdate {
 
 /// Why a store operation was refused. A refused operation changes nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     /// No task has this id.
     #[error("no task with id {0}")]
     TaskNotFound(u64),
@@ -141,7 +141,7 @@ pub enum StoreError {
 
 /// The whole in-memory state of one demo server process.
 #[derive(Debug, Clone)]
-pub struct Store {
+pub(crate) struct Store {
     clients: Vec<Client>,
     habits: Vec<Habit>,
     tasks: BTreeMap<u64, Task>,
@@ -156,7 +156,7 @@ impl Default for Store {
 
 impl Store {
     /// The seed state: 3 clients, 4 habits and 5 tasks of mixed status.
-    pub fn seeded() -> Self {
+    pub(crate) fn seeded() -> Self {
         let clients = vec![
             Client {
                 id: "acme",
@@ -241,7 +241,7 @@ impl Store {
     }
 
     /// Tasks matching the filter (and client, if given), sorted by id, at most `limit` of them.
-    pub fn tasks(
+    pub(crate) fn tasks(
         &self,
         filter: StatusFilter,
         client_id: Option<&str>,
@@ -259,22 +259,22 @@ impl Store {
     }
 
     /// One task by id.
-    pub fn task(&self, id: u64) -> Result<&Task, StoreError> {
+    pub(crate) fn task(&self, id: u64) -> Result<&Task, StoreError> {
         self.tasks.get(&id).ok_or(StoreError::TaskNotFound(id))
     }
 
     /// All clients, in a fixed order.
-    pub fn clients(&self) -> &[Client] {
+    pub(crate) fn clients(&self) -> &[Client] {
         &self.clients
     }
 
     /// All habits, in a fixed order.
-    pub fn habits(&self) -> &[Habit] {
+    pub(crate) fn habits(&self) -> &[Habit] {
         &self.habits
     }
 
     /// Today's totals, computed from the current tasks.
-    pub fn metrics(&self) -> Metrics {
+    pub(crate) fn metrics(&self) -> Metrics {
         let mut metrics = Metrics {
             active_tasks: 0,
             completed_tasks: 0,
@@ -294,7 +294,7 @@ impl Store {
     }
 
     /// Adds an active task and returns it.
-    pub fn create_task(
+    pub(crate) fn create_task(
         &mut self,
         title: &str,
         client_id: Option<&str>,
@@ -317,7 +317,7 @@ impl Store {
 
     /// Applies an update and returns the updated task. Every field is validated before any is
     /// applied, so a refused update leaves the task untouched.
-    pub fn update_task(&mut self, id: u64, update: TaskUpdate) -> Result<&Task, StoreError> {
+    pub(crate) fn update_task(&mut self, id: u64, update: TaskUpdate) -> Result<&Task, StoreError> {
         if !self.tasks.contains_key(&id) {
             return Err(StoreError::TaskNotFound(id));
         }
@@ -345,7 +345,7 @@ impl Store {
     }
 
     /// Marks a task done (completing a finished task is a no-op) and returns it.
-    pub fn complete_task(&mut self, id: u64) -> Result<&Task, StoreError> {
+    pub(crate) fn complete_task(&mut self, id: u64) -> Result<&Task, StoreError> {
         let task = self
             .tasks
             .get_mut(&id)

@@ -15,7 +15,7 @@ use super::{conformance, debug};
 
 /// A tool-level failure: answered as a result with `isError: true`, never as a JSON-RPC error.
 #[derive(Debug, thiserror::Error)]
-pub enum ToolError {
+pub(crate) enum ToolError {
     /// A required argument is absent (or null).
     #[error("missing required argument `{0}`")]
     Missing(&'static str),
@@ -38,11 +38,11 @@ pub enum ToolError {
 }
 
 /// What a tool produced: a serialized payload object, or a tool-level error.
-pub type ToolReply = Result<String, ToolError>;
+pub(crate) type ToolReply = Result<String, ToolError>;
 
 /// The serialized `CallToolResult` for a reply: the payload as compact JSON text plus
 /// `structuredContent`, or the error text with `isError: true`.
-pub fn result_json(reply: &ToolReply) -> String {
+pub(crate) fn result_json(reply: &ToolReply) -> String {
     match reply {
         Ok(payload) => {
             let text = protocol::json_string(payload);
@@ -63,19 +63,19 @@ pub fn result_json(reply: &ToolReply) -> String {
 }
 
 /// Serializes a payload object.
-pub fn payload<T: Serialize>(value: &T) -> ToolReply {
+pub(crate) fn payload<T: Serialize>(value: &T) -> ToolReply {
     Ok(serde_json::to_string(value)?)
 }
 
 /// Typed access to a call's `arguments`, with errors that say which argument is wrong.
 #[derive(Debug, Clone, Copy)]
-pub struct Args<'a> {
+pub(crate) struct Args<'a> {
     map: Option<&'a Map<String, Value>>,
 }
 
 impl<'a> Args<'a> {
     /// Wraps the arguments object (absent arguments behave like `{}`).
-    pub fn new(map: Option<&'a Map<String, Value>>) -> Self {
+    pub(crate) fn new(map: Option<&'a Map<String, Value>>) -> Self {
         Self { map }
     }
 
@@ -87,14 +87,14 @@ impl<'a> Args<'a> {
     }
 
     /// Whether the argument is present with an explicit null.
-    pub fn is_null(&self, name: &str) -> bool {
+    pub(crate) fn is_null(&self, name: &str) -> bool {
         self.map
             .and_then(|map| map.get(name))
             .is_some_and(Value::is_null)
     }
 
     /// An optional string argument.
-    pub fn str(&self, name: &'static str) -> Result<Option<&'a str>, ToolError> {
+    pub(crate) fn str(&self, name: &'static str) -> Result<Option<&'a str>, ToolError> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::String(text)) => Ok(Some(text)),
@@ -103,12 +103,12 @@ impl<'a> Args<'a> {
     }
 
     /// A required string argument.
-    pub fn required_str(&self, name: &'static str) -> Result<&'a str, ToolError> {
+    pub(crate) fn required_str(&self, name: &'static str) -> Result<&'a str, ToolError> {
         self.str(name)?.ok_or(ToolError::Missing(name))
     }
 
     /// An optional non-negative integer argument.
-    pub fn u64(&self, name: &'static str) -> Result<Option<u64>, ToolError> {
+    pub(crate) fn u64(&self, name: &'static str) -> Result<Option<u64>, ToolError> {
         match self.get(name) {
             None => Ok(None),
             Some(value) => value
@@ -119,12 +119,12 @@ impl<'a> Args<'a> {
     }
 
     /// A required non-negative integer argument.
-    pub fn required_u64(&self, name: &'static str) -> Result<u64, ToolError> {
+    pub(crate) fn required_u64(&self, name: &'static str) -> Result<u64, ToolError> {
         self.u64(name)?.ok_or(ToolError::Missing(name))
     }
 
     /// An optional integer argument that must fit in a `u32`.
-    pub fn u32(&self, name: &'static str) -> Result<Option<u32>, ToolError> {
+    pub(crate) fn u32(&self, name: &'static str) -> Result<Option<u32>, ToolError> {
         match self.get(name) {
             None => Ok(None),
             Some(value) => value
@@ -137,7 +137,7 @@ impl<'a> Args<'a> {
 }
 
 /// Builds an `Invalid` error quoting (a bounded prefix of) the offending value.
-pub fn invalid(name: &'static str, expected: &'static str, value: &Value) -> ToolError {
+pub(crate) fn invalid(name: &'static str, expected: &'static str, value: &Value) -> ToolError {
     const MAX_QUOTE: usize = 60;
     let mut got = value.to_string();
     if got.len() > MAX_QUOTE {
@@ -177,7 +177,7 @@ struct HabitsPayload<'a> {
 
 /// Runs one of the seed's tools against the store. Returns `None` for tools that need more than
 /// the store (the test tools), which [`debug::call`] handles.
-pub fn call_store_tool(store: &mut Store, tool: Tool, args: Args<'_>) -> Option<ToolReply> {
+pub(crate) fn call_store_tool(store: &mut Store, tool: Tool, args: Args<'_>) -> Option<ToolReply> {
     Some(match tool {
         Tool::GetTasks => get_tasks(store, args),
         Tool::GetClients => payload(&ClientsPayload {
@@ -245,7 +245,7 @@ fn update_task(store: &mut Store, args: Args<'_>) -> ToolReply {
 
 /// The `tools/call` params the server reads.
 #[derive(Debug, Deserialize)]
-pub struct CallParams {
+pub(crate) struct CallParams {
     /// The tool to call.
     pub name: String,
     /// The tool's arguments; absent or null means none.
@@ -258,7 +258,7 @@ pub struct CallParams {
 
 /// The part of `params._meta` the server reads.
 #[derive(Debug, Deserialize)]
-pub struct RequestMeta {
+pub(crate) struct RequestMeta {
     /// Set when the client wants progress notifications for this call.
     #[serde(default, rename = "progressToken")]
     pub progress_token: Option<Value>,
@@ -266,7 +266,7 @@ pub struct RequestMeta {
 
 impl CallParams {
     /// The progress token, if the client sent one.
-    pub fn progress_token(&self) -> Option<&Value> {
+    pub(crate) fn progress_token(&self) -> Option<&Value> {
         self.meta
             .as_ref()
             .and_then(|meta| meta.progress_token.as_ref())
@@ -277,7 +277,7 @@ impl CallParams {
 /// Runs a call that never waits (a seed tool, an unknown tool, or an injected failure) right
 /// away, with `--fail-rate` applied. Returns `None` for the test tools, which may wait and so
 /// need a task of their own.
-pub fn run_now(server: &Server, params: &CallParams) -> Option<Result<ToolReply, RpcError>> {
+pub(crate) fn run_now(server: &Server, params: &CallParams) -> Option<Result<ToolReply, RpcError>> {
     let tool = server.resolve_tool(&params.name);
     if tool.is_some_and(Tool::is_test_only) {
         return None;
@@ -300,7 +300,10 @@ pub fn run_now(server: &Server, params: &CallParams) -> Option<Result<ToolReply,
 }
 
 /// Resolves and runs one call, with `--fail-rate` applied (latency is the caller's business).
-pub async fn dispatch(server: &Arc<Server>, params: &CallParams) -> Result<ToolReply, RpcError> {
+pub(crate) async fn dispatch(
+    server: &Arc<Server>,
+    params: &CallParams,
+) -> Result<ToolReply, RpcError> {
     if let Some(outcome) = run_now(server, params) {
         return outcome;
     }
@@ -315,7 +318,7 @@ pub async fn dispatch(server: &Arc<Server>, params: &CallParams) -> Result<ToolR
 }
 
 /// The response line for a call's outcome.
-pub fn answer_line(id: &str, outcome: &Result<ToolReply, RpcError>) -> String {
+pub(crate) fn answer_line(id: &str, outcome: &Result<ToolReply, RpcError>) -> String {
     match outcome {
         Ok(reply) => protocol::result_line(id, &result_json(reply)),
         Err(error) => protocol::error_line(Some(id), error),
@@ -323,7 +326,12 @@ pub fn answer_line(id: &str, outcome: &Result<ToolReply, RpcError>) -> String {
 }
 
 /// The body of one call's task: the latency drawn for it, then dispatch, then the answer.
-pub async fn serve_call(guard: CallGuard, id: Box<str>, params: CallParams, delay: Duration) {
+pub(crate) async fn serve_call(
+    guard: CallGuard,
+    id: Box<str>,
+    params: CallParams,
+    delay: Duration,
+) {
     let server = Arc::clone(guard.server());
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
