@@ -108,9 +108,9 @@ async fn run(plan: &Plan) -> Result<()> {
     // Built from source by the same script the tests use.
     let built = plugin_builds();
 
-    let loads = compile_times(plan, &built)?;
-    let throughput = cached_throughput(plan, &built).await?;
-    let reloads = reload_latency(plan, &built).await?;
+    let loads = compile_times(plan, built)?;
+    let throughput = cached_throughput(plan, built).await?;
+    let reloads = reload_latency(plan, built).await?;
 
     let mut table = format!("mcp-bridge plugin bench ({mode} run, {profile} build)\n\n");
     table.push_str("plugin load            first compile   cached load   size\n");
