@@ -47,6 +47,7 @@ use serde_json::{Value, json};
 
 use mcp_bridge_test_support::client::{AnswerIds, Session};
 use mcp_bridge_test_support::process::rss_kib;
+use mcp_bridge_test_support::repo::toml_command;
 use mcp_bridge_test_support::stdio::{SpawnTiming, StdioClient};
 use mcp_bridge_test_support::{Bridge, Target, bench};
 
@@ -175,11 +176,7 @@ async fn run(options: &Options) -> Result<()> {
 /// A bridge's config: one demo server with zero latency and the bench's pool settings, and the
 /// cache off or on. The cache is on by default, so the uncached bridge has to say it is off.
 fn bridge_config(exe: &Path, options: &Options, cache: CacheMode) -> String {
-    // A JSON string is a valid TOML basic string; `$` is doubled because the bridge expands
-    // `${VAR}` in commands.
-    let command = serde_json::to_string(&exe.display().to_string())
-        .unwrap_or_default()
-        .replace('$', "$$");
+    let command = toml_command(&exe.display().to_string());
     // A JSON array of strings is a valid TOML array.
     let args = serde_json::to_string(DEMO_ARGS).unwrap_or_default();
     format!(

@@ -31,7 +31,7 @@ use mcp_bridge::metrics::Metrics;
 use mcp_bridge::plugin::{Limits, PluginEngine, PluginVersion, WasmPolicy};
 use mcp_bridge::policy::{BuiltinPolicy, PolicyChain};
 use mcp_bridge_test_support::bench::{self, BenchMode};
-use mcp_bridge_test_support::repo::plugin_wasm;
+use mcp_bridge_test_support::repo::{plugin_wasm, toml_command};
 use mcp_bridge_test_support::{Bridge, poll_until};
 
 const BRIDGE_EXE: &str = env!("CARGO_BIN_EXE_mcp-bridge");
@@ -186,7 +186,7 @@ fn annotations_plugin(engine: &PluginEngine) -> Result<Arc<dyn mcp_bridge::polic
 
 /// A bridge config with the demo server and a cache that keeps every result for the run.
 fn cached_config() -> String {
-    let exe = serde_json::to_string(BRIDGE_EXE).unwrap_or_default();
+    let exe = toml_command(BRIDGE_EXE);
     format!(
         "[servers.demo]\ncommand = {exe}\nargs = [\"demo-server\"]\nmin_connections = 2\nmax_connections = 2\n\n[cache]\ndefault_ttl = \"10m\"\n"
     )

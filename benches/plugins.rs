@@ -34,7 +34,7 @@ use mcp_bridge::config::PluginsConfig;
 use mcp_bridge::plugin::{Limits, PluginEngine, PluginVersion};
 use mcp_bridge_test_support::bench::{self, BenchMode};
 use mcp_bridge_test_support::client::Session;
-use mcp_bridge_test_support::repo::plugin_builds;
+use mcp_bridge_test_support::repo::{plugin_builds, toml_command};
 use mcp_bridge_test_support::{Bridge, metric};
 
 use self::load::{CALL_PARAMS, LoadReport, Probe, Round};
@@ -195,7 +195,7 @@ fn compile_times(plan: &Plan, built: &Path) -> Result<Vec<Value>> {
 /// policy or by the annotations plugin with the same settings.
 async fn cached_bridge(built: &Path, plugin: bool) -> Result<(Bridge, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
-    let command = serde_json::to_string(BRIDGE_EXE)?.replace('$', "$$");
+    let command = toml_command(BRIDGE_EXE);
     let mut config = format!(
         "[servers.demo]\ncommand = {command}\nargs = [\"demo-server\"]\nmin_connections = 2\nmax_connections = 2\n\n[cache]\nenabled = true\ndefault_ttl = \"10m\"\n"
     );
@@ -315,7 +315,7 @@ async fn reload_latency(plan: &Plan, built: &Path) -> Result<Value> {
         built.join("testing/reload-probe-v2.wasm"),
     ];
     std::fs::copy(&versions[0], plugins.join("probe.wasm"))?;
-    let command = serde_json::to_string(BRIDGE_EXE)?.replace('$', "$$");
+    let command = toml_command(BRIDGE_EXE);
     let config = format!(
         "[servers.demo]\ncommand = {command}\nargs = [\"demo-server\"]\n\n[plugins]\ndir = {}\ncompiled_cache_dir = {}\n",
         serde_json::to_string(&plugins.display().to_string())?,

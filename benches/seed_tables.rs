@@ -34,6 +34,7 @@ use mcp_bridge::lab::workload::Workload;
 use mcp_bridge_test_support::Bridge;
 use mcp_bridge_test_support::bench::{self, BenchMode};
 use mcp_bridge_test_support::process::rss_kib;
+use mcp_bridge_test_support::repo::toml_command;
 use mcp_bridge_test_support::stdio::{DirectServer, StdioClient};
 
 use self::tables::Row;
@@ -143,16 +144,10 @@ enum Cache {
 
 /// A bridge config pooling the demo server.
 fn bridge_config(min: u32, max: u32, demo_args: &[String], cache: Cache) -> String {
-    // A JSON string is a valid TOML basic string; `$` is doubled because the bridge expands
-    // `${VAR}` in commands.
-    let quote = |text: &str| {
-        serde_json::to_string(text)
-            .unwrap_or_default()
-            .replace('$', "$$")
-    };
-    let mut args = vec!["demo-server".to_owned()];
-    args.extend(demo_args.iter().cloned());
-    let args: Vec<String> = args.iter().map(|arg| quote(arg)).collect();
+    let args: Vec<String> = demo_command(demo_args)
+        .into_iter()
+        .map(toml_command)
+        .collect();
     let cache = match cache {
         Cache::Off => "[cache]\nenabled = false\n".to_owned(),
         Cache::On => "[cache]\nenabled = true\ndefault_ttl = \"60s\"\n".to_owned(),
@@ -164,7 +159,7 @@ fn bridge_config(min: u32, max: u32, demo_args: &[String], cache: Cache) -> Stri
     };
     format!(
         "[servers.demo]\ncommand = {command}\nargs = [{args}]\nmin_connections = {min}\nmax_connections = {max}\n\n{cache}",
-        command = quote(BRIDGE_EXE),
+        command = toml_command(BRIDGE_EXE),
         args = args.join(", "),
     )
 }

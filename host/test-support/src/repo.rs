@@ -56,3 +56,9 @@ pub fn publish_plugin(source: &Path, dir: &Path, file: &str) -> Result<()> {
 pub fn toml_string(value: &str) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
+
+/// A server's `command` (or argument) as a TOML string: quoted, with `$` doubled, since the
+/// bridge expands `${VAR}` there and a path is meant literally.
+pub fn toml_command(text: &str) -> String {
+    toml_string(text).replace('$', "$$")
+}
