@@ -27,41 +27,36 @@
 mod baseline;
 #[path = "bridge/cache.rs"]
 mod cache;
-#[path = "bridge/harness.rs"]
-mod harness;
-#[path = "bridge/http.rs"]
-mod http;
 #[path = "bridge/load.rs"]
 mod load;
 #[path = "bridge/options.rs"]
 mod options;
-#[path = "bridge/processes.rs"]
-mod processes;
 #[path = "bridge/report.rs"]
 mod report;
-#[path = "bridge/rpc.rs"]
-mod rpc;
 #[path = "bridge/stats.rs"]
 mod stats;
-#[path = "bridge/stdio.rs"]
-mod stdio;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, bail};
+use clap::Parser as _;
 use serde_json::{Value, json};
+
+use mcp_bridge_test_support::client::{AnswerIds, Session};
+use mcp_bridge_test_support::process::rss_kib;
+use mcp_bridge_test_support::repo::toml_command;
+use mcp_bridge_test_support::stdio::{SpawnTiming, StdioClient};
+use mcp_bridge_test_support::{Bridge, Target, bench};
 
 use self::baseline::BaselineServer;
 use self::cache::{CacheCheck, CacheMode};
-use self::http::{CallOutcome, McpClient};
-use self::load::{LoadReport, Probe, Round};
-use self::options::Options;
-use self::processes::BridgeProcess;
+use self::load::{CALL_PARAMS, LoadReport, Probe, Round, TOOL};
+use self::options::{Args, Options};
 use self::report::{Latency, Throughput, calls_per_second, ratio};
 use self::stats::{CpuProbe, Summary, round, round2, round4};
-use self::stdio::{SpawnTiming, StdioClient};
 
 /// The `mcp-bridge` binary cargo built for this bench.
 const BRIDGE_EXE: &str = env!("CARGO_BIN_EXE_mcp-bridge");
@@ -74,16 +69,19 @@ const ENDPOINT: &str = "/mcp/demo";
 const DEMO_ARGS: &[&str] = &["demo-server"];
 
 fn main() -> ExitCode {
-    let options = match Options::parse(std::env::args().skip(1)) {
-        Ok(Some(options)) => options,
-        Ok(None) => return ExitCode::SUCCESS,
+    let args = Args::parse();
+    if args.mode.list {
+        return ExitCode::SUCCESS;
+    }
+    let options = match Options::from_args(args) {
+        Ok(options) => options,
         Err(error) => {
             eprintln!("bench: {error:#}");
             return ExitCode::from(2);
         }
     };
     // One thread drives every client, so the load generator takes at most one core.
-    harness::run_on_one_thread(run(&options))
+    bench::run_on_one_thread(run(&options))
 }
 
 /// Everything one run measured.
@@ -129,8 +127,8 @@ async fn run(options: &Options) -> Result<()> {
     eprintln!("bench: {header}");
 
     // Dropping a bridge kills it, so an early return leaves no process behind.
-    let uncached = BridgeProcess::start(exe, &bridge_config(exe, options, CacheMode::Off)).await?;
-    let cached = BridgeProcess::start(exe, &bridge_config(exe, options, CacheMode::On)).await?;
+    let uncached = Bridge::start(exe, &bridge_config(exe, options, CacheMode::Off), &[])?;
+    let cached = Bridge::start(exe, &bridge_config(exe, options, CacheMode::On), &[])?;
     uncached.wait_ready().await?;
     cached.wait_ready().await?;
     let measured = measure(options, exe, &uncached, &cached).await;
@@ -159,7 +157,7 @@ async fn run(options: &Options) -> Result<()> {
     let load = [load_before, stats::load_average()];
     let document = json_report(options, profile, cpus, load, &results, started.elapsed());
     let path = output_path(options);
-    harness::write_json(&path, &document)?;
+    bench::write_json(&path, &document)?;
     println!("JSON report: {}", path.display());
 
     let Throughput {
@@ -178,11 +176,7 @@ async fn run(options: &Options) -> Result<()> {
 /// A bridge's config: one demo server with zero latency and the bench's pool settings, and the
 /// cache off or on. The cache is on by default, so the uncached bridge has to say it is off.
 fn bridge_config(exe: &Path, options: &Options, cache: CacheMode) -> String {
-    // A JSON string is a valid TOML basic string; `$` is doubled because the bridge expands
-    // `${VAR}` in commands.
-    let command = serde_json::to_string(&exe.display().to_string())
-        .unwrap_or_default()
-        .replace('$', "$$");
+    let command = toml_command(&exe.display().to_string());
     // A JSON array of strings is a valid TOML array.
     let args = serde_json::to_string(DEMO_ARGS).unwrap_or_default();
     format!(
@@ -195,7 +189,7 @@ fn bridge_config(exe: &Path, options: &Options, cache: CacheMode) -> String {
          max_queue = {queue}\n\
          \n\
          {cache}",
-        min = options.min_connections(),
+        min = options.min_connections,
         max = options.max_connections,
         inflight = options.max_inflight,
         queue = options.connections.max(256),
@@ -204,17 +198,32 @@ fn bridge_config(exe: &Path, options: &Options, cache: CacheMode) -> String {
 }
 
 /// Opens a connection to a bridge's endpoint and starts an MCP session on it.
-async fn session(bridge: &BridgeProcess) -> Result<McpClient> {
-    let mut client = McpClient::connect(bridge.address, ENDPOINT).await?;
-    client.initialize().await?;
-    Ok(client)
+async fn session(bridge: &Bridge) -> Result<Session> {
+    Ok(Session::open(Arc::new(bridge.target(ENDPOINT))).await?)
+}
+
+/// Connects to a bare hyper server, which keeps no session and answers every call with the
+/// same canned body (so with the same id).
+async fn floor_client(server: &BaselineServer) -> Result<Session> {
+    let target = Arc::new(Target::local(server.address, ENDPOINT));
+    Ok(Session::stateless(target, AnswerIds::Ignored).await?)
+}
+
+/// Calls the tool once and returns the answer's body, which must be plain JSON (it is what
+/// a bare hyper server then answers with, at exactly the bridge's size).
+async fn call_for_body(client: &mut Session) -> Result<bytes::Bytes> {
+    let answer = client.call(CALL_PARAMS).await?;
+    if !answer.content_type.starts_with("application/json") {
+        bail!("tools/call answered with {}", answer.content_type);
+    }
+    Ok(answer.body)
 }
 
 async fn measure(
     options: &Options,
     exe: &Path,
-    uncached: &BridgeProcess,
-    cached: &BridgeProcess,
+    uncached: &Bridge,
+    cached: &Bridge,
 ) -> Result<Results> {
     // The uncached bridge must have no cache at all (its stats endpoint then answers 404), or
     // its numbers would measure hits.
@@ -231,8 +240,7 @@ async fn measure(
     let mut via_bridge = session(uncached)
         .await
         .context("initialize through the uncached bridge")?;
-    let answer = via_bridge
-        .call_tool_raw()
+    let answer = call_for_body(&mut via_bridge)
         .await
         .context("first call through the uncached bridge")?;
     let mut via_cache = session(cached)
@@ -240,20 +248,18 @@ async fn measure(
         .context("initialize through the cached bridge")?;
     // The first call misses and fills the cache; the second is a hit, and the hit's body is
     // what the cached path's baseline answers with.
-    via_cache
-        .call_tool_raw()
+    call_for_body(&mut via_cache)
         .await
         .context("first call through the cached bridge")?;
-    let cached_answer = via_cache
-        .call_tool_raw()
+    let cached_answer = call_for_body(&mut via_cache)
         .await
         .context("second call through the cached bridge")?;
     let baseline = BaselineServer::start(answer.clone())?;
     let cached_baseline = BaselineServer::start(cached_answer.clone())?;
-    let mut floor = McpClient::connect(baseline.address, ENDPOINT).await?;
-    let mut cached_floor = McpClient::connect(cached_baseline.address, ENDPOINT).await?;
+    let mut floor = floor_client(&baseline).await?;
+    let mut cached_floor = floor_client(&cached_baseline).await?;
 
-    let spawn_calls = options.spawn_calls();
+    let spawn_calls = options.spawn_calls;
     eprintln!(
         "bench: sequential latency, {} warm-up + {} measured calls per path \
          ({} + {} for spawn per call)",
@@ -265,9 +271,9 @@ async fn measure(
     let mut paths = [
         SeqPath::Direct(&mut direct),
         SeqPath::Http("bridge", &mut via_bridge),
-        SeqPath::Floor("bare hyper", &mut floor),
+        SeqPath::Http("bare hyper", &mut floor),
         SeqPath::Http("cached bridge", &mut via_cache),
-        SeqPath::Floor("bare hyper (the hit's body)", &mut cached_floor),
+        SeqPath::Http("bare hyper (the hit's body)", &mut cached_floor),
     ];
     for path in &mut paths {
         for _ in 0..options.warmup_calls {
@@ -323,24 +329,22 @@ async fn measure(
         spawn_with_exit: Summary::from_nanos(&mut spawn_exited_ns),
     };
     direct.close().await?;
-    let mut cached_calls = via_cache.calls();
+    let mut cached_calls = via_cache.calls_sent();
     drop((via_bridge, floor, via_cache, cached_floor));
 
     // Throughput: the four targets take turns, round by round, each on its own set of
     // keep-alive connections opened up front.
-    let bridge_pid = uncached
-        .pid()
-        .context("the uncached bridge is not running")?;
-    let cached_pid = cached.pid().context("the cached bridge is not running")?;
+    let bridge_pid = uncached.pid();
+    let cached_pid = cached.pid();
     eprintln!(
         "bench: throughput at {} connections, {:?} per target in {} alternating rounds after {:?} warm-up",
         options.connections, options.duration, options.load_rounds, options.warmup
     );
     let mut targets = [
-        Target::new(true, bridge_probes(bridge_pid, uncached).await?),
-        Target::new(false, baseline_probes()),
-        Target::new(true, bridge_probes(cached_pid, cached).await?),
-        Target::new(false, baseline_probes()),
+        LoadTarget::new(bridge_probes(bridge_pid, uncached).await?),
+        LoadTarget::new(baseline_probes()),
+        LoadTarget::new(bridge_probes(cached_pid, cached).await?),
+        LoadTarget::new(baseline_probes()),
     ];
     for _ in 0..options.connections {
         targets[0].clients.push(
@@ -348,9 +352,7 @@ async fn measure(
                 .await
                 .context("initialize a load connection")?,
         );
-        targets[1]
-            .clients
-            .push(McpClient::connect(baseline.address, ENDPOINT).await?);
+        targets[1].clients.push(floor_client(&baseline).await?);
         targets[2].clients.push(
             session(cached)
                 .await
@@ -358,7 +360,7 @@ async fn measure(
         );
         targets[3]
             .clients
-            .push(McpClient::connect(cached_baseline.address, ENDPOINT).await?);
+            .push(floor_client(&cached_baseline).await?);
     }
     let slice = options.duration / u32::try_from(options.load_rounds).unwrap_or(u32::MAX);
     for round in 0..options.load_rounds {
@@ -371,15 +373,18 @@ async fn measure(
         };
         for target in &mut targets {
             let clients = std::mem::take(&mut target.clients);
-            let (result, clients) =
-                load::run_round(clients, target.check_id, warmup, slice, &target.probes).await?;
+            let (result, clients) = load::run_round(clients, warmup, slice, &target.probes).await?;
             target.clients = clients;
             target.rounds.push(result);
         }
     }
-    let bridge_rss_kib = stats::rss_kib(bridge_pid);
-    let cached_rss_kib = stats::rss_kib(cached_pid);
-    cached_calls += targets[2].clients.iter().map(McpClient::calls).sum::<u64>();
+    let bridge_rss_kib = rss_kib(bridge_pid);
+    let cached_rss_kib = rss_kib(cached_pid);
+    cached_calls += targets[2]
+        .clients
+        .iter()
+        .map(Session::calls_sent)
+        .sum::<u64>();
     let [bridge, baseline_load, cached_load, cached_baseline_load] =
         targets.map(|target| target.report(options.connections));
     baseline.stop();
@@ -410,7 +415,7 @@ async fn measure(
 
 /// One call of the spawn-per-call path; a failure stops the bench, as on the other paths.
 async fn spawn_call(exe: &Path) -> Result<SpawnTiming> {
-    StdioClient::call_once(exe, DEMO_ARGS)
+    StdioClient::call_once(exe, DEMO_ARGS, CALL_PARAMS)
         .await
         .context("a spawn-per-call call failed")
 }
@@ -421,19 +426,18 @@ fn nanos(elapsed: Duration) -> u64 {
 }
 
 /// One throughput target: its connections, its CPU probes and the rounds measured so far.
-struct Target {
-    clients: Vec<McpClient>,
-    /// Off for the baseline servers, whose canned answers carry a fixed id.
-    check_id: bool,
+/// The baseline servers' connections ignore answer ids (their canned answers carry a fixed
+/// one).
+struct LoadTarget {
+    clients: Vec<Session>,
     probes: Vec<Probe>,
     rounds: Vec<Round>,
 }
 
-impl Target {
-    fn new(check_id: bool, probes: Vec<Probe>) -> Self {
+impl LoadTarget {
+    fn new(probes: Vec<Probe>) -> Self {
         Self {
             clients: Vec::new(),
-            check_id,
             probes,
             rounds: Vec::new(),
         }
@@ -446,7 +450,7 @@ impl Target {
 
 /// The CPU probes of a bridge's rounds: the bridge, its demo servers, the load generator and the
 /// whole machine.
-async fn bridge_probes(pid: u32, bridge: &BridgeProcess) -> Result<Vec<Probe>> {
+async fn bridge_probes(pid: u32, bridge: &Bridge) -> Result<Vec<Probe>> {
     let backends = bridge.backend_pids(SERVER).await?;
     Ok(vec![
         Probe::new("bridge", "bridge", CpuProbe::Processes(vec![pid])),
@@ -478,36 +482,24 @@ fn baseline_probes() -> Vec<Probe> {
 enum SeqPath<'a> {
     /// The demo server over its stdin/stdout.
     Direct(&'a mut StdioClient),
-    /// A bridge, in an MCP session.
-    Http(&'static str, &'a mut McpClient),
-    /// A bare hyper server, whose canned answer has a fixed id.
-    Floor(&'static str, &'a mut McpClient),
+    /// A bridge in an MCP session, or a bare hyper server (whose client ignores the canned
+    /// answer's fixed id).
+    Http(&'static str, &'a mut Session),
 }
 
 impl SeqPath<'_> {
-    fn name(&self) -> &'static str {
-        match self {
-            SeqPath::Direct(_) => "direct stdio",
-            SeqPath::Http(name, _) | SeqPath::Floor(name, _) => name,
-        }
-    }
-
-    async fn call(&mut self) -> CallOutcome {
-        match self {
-            SeqPath::Direct(client) => client.call_tool().await,
-            SeqPath::Http(_, client) => client.call_tool(true).await,
-            SeqPath::Floor(_, client) => client.call_tool(false).await,
-        }
-    }
-
     /// One call; any failure stops the bench, since a latency series with failures in it
     /// would not measure the same thing as the others.
     async fn call_checked(&mut self) -> Result<()> {
-        let name = self.name();
-        match self.call().await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => bail!("a {name} call failed: {message}"),
-            Err(error) => Err(error.context(format!("a {name} call failed"))),
+        match self {
+            SeqPath::Direct(client) => client
+                .call(CALL_PARAMS)
+                .await
+                .context("a direct stdio call failed"),
+            SeqPath::Http(name, client) => match client.call(CALL_PARAMS).await {
+                Ok(_) => Ok(()),
+                Err(failure) => bail!("a {name} call failed: {failure}"),
+            },
         }
     }
 }
@@ -547,7 +539,7 @@ fn json_report(
             "note": "the load generator (one thread), the bridges and the demo servers share them",
         },
         "options": {
-            "tool": rpc::TOOL,
+            "tool": TOOL,
             "calls": options.calls,
             "warmup_calls": options.warmup_calls,
             "rounds": options.rounds,
@@ -557,7 +549,7 @@ fn json_report(
             "duration_s": options.duration.as_secs_f64(),
             "warmup_s": options.warmup.as_secs_f64(),
             "pool": {
-                "min_connections": options.min_connections(),
+                "min_connections": options.min_connections,
                 "max_connections": options.max_connections,
                 "max_inflight": options.max_inflight,
             },
@@ -663,6 +655,6 @@ fn json_report(
 fn output_path(options: &Options) -> PathBuf {
     match &options.out {
         Some(path) => path.clone(),
-        None => harness::results_path(BRIDGE_EXE, "bridge.json"),
+        None => bench::results_path(Path::new(BRIDGE_EXE), "bridge.json"),
     }
 }

@@ -12,20 +12,6 @@
 //! --benches`) it runs a short smoke. It prints a table and writes
 //! `target/bench-results/lab.json`.
 
-// Shared with the bridge bench; this bench uses a subset.
-#[allow(dead_code)]
-#[path = "bridge/harness.rs"]
-mod harness;
-#[allow(dead_code)]
-#[path = "bridge/http.rs"]
-mod http;
-#[allow(dead_code)]
-#[path = "bridge/processes.rs"]
-mod processes;
-#[allow(dead_code)]
-#[path = "bridge/rpc.rs"]
-mod rpc;
-
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -44,8 +30,9 @@ use mcp_bridge::lab::workload::Workload;
 use mcp_bridge::metrics::Metrics;
 use mcp_bridge::plugin::{Limits, PluginEngine, PluginVersion, WasmPolicy};
 use mcp_bridge::policy::{BuiltinPolicy, PolicyChain};
-
-use self::processes::BridgeProcess;
+use mcp_bridge_test_support::bench::{self, BenchMode};
+use mcp_bridge_test_support::repo::{plugin_wasm, toml_command};
+use mcp_bridge_test_support::{Bridge, poll_until};
 
 const BRIDGE_EXE: &str = env!("CARGO_BIN_EXE_mcp-bridge");
 
@@ -59,9 +46,17 @@ struct Plan {
     round_window: Duration,
 }
 
+/// The policy lab benchmark: replay speed and what recording costs.
+#[derive(Debug, clap::Parser)]
+#[command(bin_name = "cargo bench --bench lab --")]
+struct Args {
+    #[command(flatten)]
+    mode: BenchMode,
+}
+
 impl Plan {
-    fn from_args() -> Plan {
-        let smoke = !std::env::args().any(|arg| arg == "--bench");
+    fn new(mode: &BenchMode) -> Plan {
+        let smoke = mode.smoke();
         if smoke {
             return Plan {
                 smoke,
@@ -84,7 +79,11 @@ impl Plan {
 }
 
 fn main() -> ExitCode {
-    let plan = Plan::from_args();
+    let args = Args::parse();
+    if args.mode.list {
+        return ExitCode::SUCCESS;
+    }
+    let plan = Plan::new(&args.mode);
     match run(&plan) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -106,8 +105,8 @@ fn run(plan: &Plan) -> Result<()> {
         "replay": replay,
         "recording": recording,
     });
-    let path = harness::results_path(BRIDGE_EXE, "lab.json");
-    harness::write_json(&path, &report)?;
+    let path = bench::results_path(Path::new(BRIDGE_EXE), "lab.json");
+    bench::write_json(&path, &report)?;
     println!("wrote {}", path.display());
     Ok(())
 }
@@ -170,15 +169,8 @@ fn replay_speed(plan: &Plan) -> Result<Value> {
 }
 
 fn annotations_plugin(engine: &PluginEngine) -> Result<Arc<dyn mcp_bridge::policy::Policy>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let status = std::process::Command::new("bash")
-        .arg(root.join("scripts/build-plugins.sh"))
-        .status()?;
-    ensure!(
-        status.success(),
-        "scripts/build-plugins.sh failed: {status}"
-    );
-    let bytes = std::fs::read(root.join("build/plugins/annotations.wasm"))?;
+    // Built from source by the same script the tests use.
+    let bytes = std::fs::read(plugin_wasm("annotations"))?;
     let limits = Limits::from_config(&PluginsConfig::default());
     let version = PluginVersion::load(engine, "annotations.wasm", &bytes, limits)?;
     let policy = WasmPolicy::start(
@@ -194,7 +186,7 @@ fn annotations_plugin(engine: &PluginEngine) -> Result<Arc<dyn mcp_bridge::polic
 
 /// A bridge config with the demo server and a cache that keeps every result for the run.
 fn cached_config() -> String {
-    let exe = serde_json::to_string(BRIDGE_EXE).unwrap_or_default();
+    let exe = toml_command(BRIDGE_EXE);
     format!(
         "[servers.demo]\ncommand = {exe}\nargs = [\"demo-server\"]\nmin_connections = 2\nmax_connections = 2\n\n[cache]\ndefault_ttl = \"10m\"\n"
     )
@@ -220,9 +212,8 @@ async fn recording_overhead(plan: &Plan) -> Result<Value> {
     let trace = dir.path().join("trace.jsonl");
     let trace_arg = trace.display().to_string();
     let exe = Path::new(BRIDGE_EXE);
-    let plain = BridgeProcess::start(exe, &cached_config()).await?;
-    let recording =
-        BridgeProcess::start_with_args(exe, &cached_config(), &["--record", &trace_arg]).await?;
+    let plain = Bridge::start(exe, &cached_config(), &[])?;
+    let recording = Bridge::start(exe, &cached_config(), &["--record", &trace_arg])?;
     plain.wait_ready().await?;
     recording.wait_ready().await?;
     let mut totals = [(0u64, 0.0f64, Vec::new()), (0u64, 0.0f64, Vec::new())];
@@ -269,7 +260,7 @@ async fn recording_overhead(plan: &Plan) -> Result<Value> {
     }))
 }
 
-async fn drive(plan: &Plan, bridge: &BridgeProcess, workload: &Path) -> Result<load::LoadReport> {
+async fn drive(plan: &Plan, bridge: &Bridge, workload: &Path) -> Result<load::LoadReport> {
     #[derive(clap::Parser)]
     struct Wrapper {
         #[command(flatten)]
@@ -298,33 +289,23 @@ async fn drive(plan: &Plan, bridge: &BridgeProcess, workload: &Path) -> Result<l
 /// `GET /admin/record` once the recorder has written a record, or the last answer after
 /// 15 s. Its writer thread drains the queue in batches, after the calls were answered,
 /// so a read right after the last round can come before the batch that holds them.
-async fn recorder_status_once_written(bridge: &BridgeProcess) -> Result<Value> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let status = admin_get(bridge, "/admin/record")?;
-        if status["recorded"].as_u64() > Some(0) || std::time::Instant::now() > deadline {
-            return Ok(status);
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+async fn recorder_status_once_written(bridge: &Bridge) -> Result<Value> {
+    poll_until(
+        Duration::from_secs(15),
+        async || admin_get(bridge, "/admin/record").await,
+        // An error ends the wait too: it is returned as it is.
+        |status| {
+            status
+                .as_ref()
+                .map_or(true, |status| status["recorded"].as_u64() > Some(0))
+        },
+    )
+    .await
 }
 
-/// A GET of an admin endpoint: one HTTP/1.0 exchange over a fresh loopback connection.
-fn admin_get(bridge: &BridgeProcess, path: &str) -> Result<Value> {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect(bridge.address)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n",
-        bridge.address
-    )?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    let (head, body) = answer.split_once("\r\n\r\n").context("no HTTP body")?;
-    ensure!(
-        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
-        "{path}: {head}"
-    );
-    Ok(serde_json::from_str(body)?)
+/// A GET of an admin endpoint that must answer 200 with JSON.
+async fn admin_get(bridge: &Bridge, path: &str) -> Result<Value> {
+    let (status, body) = bridge.get(path).await?;
+    ensure!(status == 200, "{path} answered HTTP {status}");
+    serde_json::from_slice(&body).with_context(|| format!("{path} is not JSON"))
 }

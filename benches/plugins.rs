@@ -14,37 +14,30 @@
 //! the built-in one is a criterion micro-bench: `cargo bench --bench hot_path -- policy`.
 
 // Shared with the bridge bench, which uses every item; this bench uses a subset.
-#[path = "bridge/harness.rs"]
-mod harness;
-#[allow(dead_code)]
-#[path = "bridge/http.rs"]
-mod http;
 #[allow(dead_code)]
 #[path = "bridge/load.rs"]
 mod load;
 #[allow(dead_code)]
-#[path = "bridge/processes.rs"]
-mod processes;
-#[allow(dead_code)]
-#[path = "bridge/rpc.rs"]
-mod rpc;
-#[allow(dead_code)]
 #[path = "bridge/stats.rs"]
 mod stats;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail, ensure};
+use clap::Parser as _;
 use serde_json::{Value, json};
 
 use mcp_bridge::config::PluginsConfig;
 use mcp_bridge::plugin::{Limits, PluginEngine, PluginVersion};
+use mcp_bridge_test_support::bench::{self, BenchMode};
+use mcp_bridge_test_support::client::Session;
+use mcp_bridge_test_support::repo::{plugin_builds, toml_command};
+use mcp_bridge_test_support::{Bridge, metric};
 
-use self::http::McpClient;
-use self::load::{LoadReport, Probe, Round};
-use self::processes::BridgeProcess;
+use self::load::{CALL_PARAMS, LoadReport, Probe, Round};
 use self::stats::{CpuProbe, Summary, round, round2};
 
 const BRIDGE_EXE: &str = env!("CARGO_BIN_EXE_mcp-bridge");
@@ -62,10 +55,17 @@ struct Plan {
     reloads: u64,
 }
 
+/// The plugin benchmark: load times, cached throughput with a WASM policy, hot reload.
+#[derive(Debug, clap::Parser)]
+#[command(bin_name = "cargo bench --bench plugins --")]
+struct Args {
+    #[command(flatten)]
+    mode: BenchMode,
+}
+
 impl Plan {
-    fn from_args() -> Plan {
-        let smoke = !std::env::args().any(|arg| arg == "--bench")
-            || std::env::var_os("BENCH_SMOKE").is_some();
+    fn new(mode: &BenchMode) -> Plan {
+        let smoke = mode.smoke();
         if smoke {
             return Plan {
                 smoke,
@@ -90,28 +90,11 @@ impl Plan {
 }
 
 fn main() -> ExitCode {
-    let plan = Plan::from_args();
-    harness::run_on_one_thread(run(&plan))
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
-}
-
-/// Builds the plugins from source (the same script the tests use).
-fn build_plugins() -> Result<PathBuf> {
-    let root = repo_root();
-    let status = Command::new("bash")
-        .arg(root.join("scripts/build-plugins.sh"))
-        .status()
-        .context("run scripts/build-plugins.sh")?;
-    ensure!(
-        status.success(),
-        "scripts/build-plugins.sh failed: {status}"
-    );
-    Ok(root.join("build/plugins"))
+    let args = Args::parse();
+    if args.mode.list {
+        return ExitCode::SUCCESS;
+    }
+    bench::run_on_one_thread(run(&Plan::new(&args.mode)))
 }
 
 async fn run(plan: &Plan) -> Result<()> {
@@ -122,11 +105,12 @@ async fn run(plan: &Plan) -> Result<()> {
     };
     let mode = if plan.smoke { "smoke" } else { "full" };
     eprintln!("bench: plugins ({mode} run, {profile} build)");
-    let built = build_plugins()?;
+    // Built from source by the same script the tests use.
+    let built = plugin_builds();
 
-    let loads = compile_times(plan, &built)?;
-    let throughput = cached_throughput(plan, &built).await?;
-    let reloads = reload_latency(plan, &built).await?;
+    let loads = compile_times(plan, built)?;
+    let throughput = cached_throughput(plan, built).await?;
+    let reloads = reload_latency(plan, built).await?;
 
     let mut table = format!("mcp-bridge plugin bench ({mode} run, {profile} build)\n\n");
     table.push_str("plugin load            first compile   cached load   size\n");
@@ -161,8 +145,8 @@ async fn run(plan: &Plan) -> Result<()> {
         "cached_throughput": throughput,
         "reload": reloads,
     });
-    let path = harness::results_path(BRIDGE_EXE, "plugins.json");
-    harness::write_json(&path, &document)?;
+    let path = bench::results_path(Path::new(BRIDGE_EXE), "plugins.json");
+    bench::write_json(&path, &document)?;
     println!("JSON report: {}", path.display());
     Ok(())
 }
@@ -209,9 +193,9 @@ fn compile_times(plan: &Plan, built: &Path) -> Result<Vec<Value>> {
 
 /// A bridge serving the demo server with a long-lived cache, decided by the built-in
 /// policy or by the annotations plugin with the same settings.
-async fn cached_bridge(built: &Path, plugin: bool) -> Result<(BridgeProcess, tempfile::TempDir)> {
+async fn cached_bridge(built: &Path, plugin: bool) -> Result<(Bridge, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
-    let command = serde_json::to_string(BRIDGE_EXE)?.replace('$', "$$");
+    let command = toml_command(BRIDGE_EXE);
     let mut config = format!(
         "[servers.demo]\ncommand = {command}\nargs = [\"demo-server\"]\nmin_connections = 2\nmax_connections = 2\n\n[cache]\nenabled = true\ndefault_ttl = \"10m\"\n"
     );
@@ -227,7 +211,7 @@ async fn cached_bridge(built: &Path, plugin: bool) -> Result<(BridgeProcess, tem
             serde_json::to_string(&plugins.display().to_string())?
         ));
     }
-    let bridge = BridgeProcess::start(Path::new(BRIDGE_EXE), &config).await?;
+    let bridge = Bridge::start(Path::new(BRIDGE_EXE), &config, &[])?;
     bridge.wait_ready().await?;
     Ok((bridge, dir))
 }
@@ -237,19 +221,18 @@ async fn cached_throughput(plan: &Plan, built: &Path) -> Result<Value> {
     let (plugin, _plugin_dir) = cached_bridge(built, true).await?;
     let mut targets = Vec::new();
     for bridge in [&builtin, &plugin] {
-        let pid = bridge.pid().context("a bridge is not running")?;
+        let pid = bridge.pid();
         let probes = vec![
             Probe::new("bridge", "bridge", CpuProbe::Processes(vec![pid])),
             Probe::new("machine", "whole machine", CpuProbe::Machine),
         ];
         let mut clients = Vec::new();
+        let target = Arc::new(bridge.target(ENDPOINT));
         for _ in 0..plan.connections {
-            let mut client = McpClient::connect(bridge.address, ENDPOINT).await?;
-            client.initialize().await?;
-            clients.push(client);
+            clients.push(Session::open(target.clone()).await?);
         }
         // The first call fills the cache; every later one is a hit.
-        clients[0].call_tool_raw().await?;
+        clients[0].call(CALL_PARAMS).await?;
         targets.push((clients, probes, Vec::<Round>::new()));
     }
     for round_index in 0..plan.rounds {
@@ -259,14 +242,8 @@ async fn cached_throughput(plan: &Plan, built: &Path) -> Result<Value> {
             plan.warmup / 4
         };
         for (clients, probes, rounds) in &mut targets {
-            let (round, back) = load::run_round(
-                std::mem::take(clients),
-                true,
-                warmup,
-                plan.round_window,
-                probes,
-            )
-            .await?;
+            let (round, back) =
+                load::run_round(std::mem::take(clients), warmup, plan.round_window, probes).await?;
             *clients = back;
             rounds.push(round);
         }
@@ -291,15 +268,13 @@ async fn cached_throughput(plan: &Plan, built: &Path) -> Result<Value> {
             "the {name} bridge missed: {stats}"
         );
     }
-    let (status, metrics) = http::get(plugin.address, "/metrics").await?;
-    ensure!(status == 200, "metrics answered {status}");
-    let metrics = String::from_utf8_lossy(&metrics);
-    ensure!(
-        metrics.lines().any(|line| line.starts_with(
-            "mcp_bridge_plugin_decisions_total{interface=\"cache-policy\",plugin=\"annotations\"}"
-        ) && !line.ends_with(" 0")),
-        "the plugin made no decisions"
-    );
+    let decisions = metric(
+        &plugin,
+        "mcp_bridge_plugin_decisions_total",
+        &["interface=\"cache-policy\"", "plugin=\"annotations\""],
+    )
+    .await?;
+    ensure!(decisions > 0.0, "the plugin made no decisions");
     let builtin_rate = reports[0].calls_per_second();
     let plugin_rate = reports[1].calls_per_second();
     let describe = |report: &LoadReport| {
@@ -324,8 +299,8 @@ async fn cached_throughput(plan: &Plan, built: &Path) -> Result<Value> {
 }
 
 /// The policy generation `/admin/plugins` reports.
-async fn generation(bridge: &BridgeProcess) -> Result<u64> {
-    let (status, body) = http::get(bridge.address, "/admin/plugins").await?;
+async fn generation(bridge: &Bridge) -> Result<u64> {
+    let (status, body) = bridge.get("/admin/plugins").await?;
     ensure!(status == 200, "/admin/plugins answered {status}");
     let admin: Value = serde_json::from_slice(&body)?;
     admin["generation"].as_u64().context("no generation")
@@ -340,13 +315,13 @@ async fn reload_latency(plan: &Plan, built: &Path) -> Result<Value> {
         built.join("testing/reload-probe-v2.wasm"),
     ];
     std::fs::copy(&versions[0], plugins.join("probe.wasm"))?;
-    let command = serde_json::to_string(BRIDGE_EXE)?.replace('$', "$$");
+    let command = toml_command(BRIDGE_EXE);
     let config = format!(
         "[servers.demo]\ncommand = {command}\nargs = [\"demo-server\"]\n\n[plugins]\ndir = {}\ncompiled_cache_dir = {}\n",
         serde_json::to_string(&plugins.display().to_string())?,
         serde_json::to_string(&dir.path().join("compiled").display().to_string())?,
     );
-    let bridge = BridgeProcess::start(Path::new(BRIDGE_EXE), &config).await?;
+    let bridge = Bridge::start(Path::new(BRIDGE_EXE), &config, &[])?;
     bridge.wait_ready().await?;
     let base = generation(&bridge).await?;
     let mut times = Vec::new();
@@ -360,7 +335,7 @@ async fn reload_latency(plan: &Plan, built: &Path) -> Result<Value> {
                 break;
             }
             if renamed.elapsed() > Duration::from_secs(20) {
-                bail!("reload {k} never served:\n{}", bridge.log_tail());
+                bail!("reload {k} never served:\n{}", bridge.log_tail(200));
             }
             tokio::time::sleep(Duration::from_micros(500)).await;
         }

@@ -10,17 +10,6 @@
 //! `benches/SEED_TABLES.md`.
 
 // Shared with the bridge bench, which uses every item; this bench uses a subset.
-#[path = "bridge/harness.rs"]
-mod harness;
-#[allow(dead_code)]
-#[path = "bridge/http.rs"]
-mod http;
-#[allow(dead_code)]
-#[path = "bridge/processes.rs"]
-mod processes;
-#[allow(dead_code)]
-#[path = "bridge/rpc.rs"]
-mod rpc;
 #[allow(dead_code)]
 #[path = "bridge/stats.rs"]
 mod stats;
@@ -29,23 +18,25 @@ mod stats;
 mod drive;
 #[path = "seed_tables/report.rs"]
 mod report;
-#[path = "seed_tables/stdio.rs"]
-mod stdio;
 #[path = "seed_tables/tables.rs"]
 mod tables;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
+use clap::Parser as _;
 
-use mcp_bridge::lab::load::{Arrivals, CallSource, LoadPlan, Mode, Target, ToolNaming, drive};
+use mcp_bridge::lab::load::{Arrivals, CallSource, LoadPlan, Mode, ToolNaming, drive};
 use mcp_bridge::lab::workload::Workload;
+use mcp_bridge_test_support::Bridge;
+use mcp_bridge_test_support::bench::{self, BenchMode};
+use mcp_bridge_test_support::process::rss_kib;
+use mcp_bridge_test_support::repo::toml_command;
+use mcp_bridge_test_support::stdio::{DirectServer, StdioClient};
 
-use self::processes::BridgeProcess;
-use self::stdio::DirectServer;
 use self::tables::Row;
 
 const BRIDGE_EXE: &str = env!("CARGO_BIN_EXE_mcp-bridge");
@@ -78,10 +69,17 @@ struct Plan {
     timeout: Duration,
 }
 
+/// The seed guide's benchmark tables on our stack: pooling, cache, stress.
+#[derive(Debug, clap::Parser)]
+#[command(bin_name = "cargo bench --bench seed_tables --")]
+struct Args {
+    #[command(flatten)]
+    mode: BenchMode,
+}
+
 impl Plan {
-    fn from_args() -> Plan {
-        let smoke = !std::env::args().any(|arg| arg == "--bench")
-            || std::env::var_os("BENCH_SMOKE").is_some();
+    fn new(mode: &BenchMode) -> Plan {
+        let smoke = mode.smoke();
         let demo_args = ["--latency", "5ms", "--jitter", "5ms"]
             .map(str::to_owned)
             .to_vec();
@@ -111,8 +109,27 @@ impl Plan {
 }
 
 fn main() -> ExitCode {
-    let plan = Plan::from_args();
-    harness::run_on_one_thread(run(&plan))
+    let args = Args::parse();
+    if args.mode.list {
+        return ExitCode::SUCCESS;
+    }
+    bench::run_on_one_thread(run(&Plan::new(&args.mode)))
+}
+
+/// The demo server's command line: `demo-server` and the plan's latency arguments.
+fn demo_command(demo_args: &[String]) -> Vec<&str> {
+    let mut args = vec!["demo-server"];
+    args.extend(demo_args.iter().map(String::as_str));
+    args
+}
+
+/// One call with a fresh demo server: spawn, initialize, call, close stdin, wait for the
+/// exit. Everything the seed's "no pooling" client pays per call.
+async fn spawn_per_call(demo_args: Arc<Vec<String>>, params: Arc<str>) -> Result<(), String> {
+    StdioClient::call_once(Path::new(BRIDGE_EXE), &demo_command(&demo_args), &params)
+        .await
+        .map(drop)
+        .map_err(|error| format!("{error:#}"))
 }
 
 /// How the bridge's cache is set for a row.
@@ -127,16 +144,10 @@ enum Cache {
 
 /// A bridge config pooling the demo server.
 fn bridge_config(min: u32, max: u32, demo_args: &[String], cache: Cache) -> String {
-    // A JSON string is a valid TOML basic string; `$` is doubled because the bridge expands
-    // `${VAR}` in commands.
-    let quote = |text: &str| {
-        serde_json::to_string(text)
-            .unwrap_or_default()
-            .replace('$', "$$")
-    };
-    let mut args = vec!["demo-server".to_owned()];
-    args.extend(demo_args.iter().cloned());
-    let args: Vec<String> = args.iter().map(|arg| quote(arg)).collect();
+    let args: Vec<String> = demo_command(demo_args)
+        .into_iter()
+        .map(toml_command)
+        .collect();
     let cache = match cache {
         Cache::Off => "[cache]\nenabled = false\n".to_owned(),
         Cache::On => "[cache]\nenabled = true\ndefault_ttl = \"60s\"\n".to_owned(),
@@ -148,7 +159,7 @@ fn bridge_config(min: u32, max: u32, demo_args: &[String], cache: Cache) -> Stri
     };
     format!(
         "[servers.demo]\ncommand = {command}\nargs = [{args}]\nmin_connections = {min}\nmax_connections = {max}\n\n{cache}",
-        command = quote(BRIDGE_EXE),
+        command = toml_command(BRIDGE_EXE),
         args = args.join(", "),
     )
 }
@@ -162,14 +173,14 @@ async fn bridge_row(
     bound: Bound,
     timeout: Duration,
 ) -> Result<Row> {
-    let bridge = BridgeProcess::start(Path::new(BRIDGE_EXE), config).await?;
+    let bridge = Bridge::start(Path::new(BRIDGE_EXE), config, &[])?;
     bridge.wait_ready().await?;
     let (duration, max_calls) = match bound {
         Bound::Calls(calls) => (None, Some(calls)),
         Bound::Time(duration) => (Some(duration), None),
     };
     let plan = LoadPlan {
-        target: Target::local(bridge.address, "/mcp/demo"),
+        target: bridge.target("/mcp/demo"),
         source: source.clone(),
         mode,
         duration,
@@ -179,15 +190,11 @@ async fn bridge_row(
     };
     let report = drive(plan).await.with_context(|| format!("drive {name}"))?;
     let mut row = Row::from_report(name, &report);
-    let pid = bridge.pid();
-    row.bridge_rss_kib = pid.and_then(stats::rss_kib);
+    row.bridge_rss_kib = rss_kib(bridge.pid());
     let backends = bridge.backend_pids("demo").await.unwrap_or_default();
-    row.total_rss_kib = row.bridge_rss_kib.map(|rss| {
-        rss + backends
-            .iter()
-            .filter_map(|pid| stats::rss_kib(*pid))
-            .sum::<u64>()
-    });
+    row.total_rss_kib = row
+        .bridge_rss_kib
+        .map(|rss| rss + backends.iter().filter_map(|pid| rss_kib(*pid)).sum::<u64>());
     let _ = bridge.stop(Duration::from_secs(20)).await;
     eprintln!(
         "bench: {name}: {} calls, {:.1}% ok, mean {}, p99 {}",
@@ -225,7 +232,6 @@ async fn run(plan: &Plan) -> Result<()> {
             .collect(),
     );
     let demo_args = Arc::new(plan.demo_args.clone());
-    let exe = Arc::new(PathBuf::from(BRIDGE_EXE));
     let closed = Mode::Closed {
         connections: plan.callers,
     };
@@ -246,7 +252,7 @@ async fn run(plan: &Plan) -> Result<()> {
 
     // Benchmark 1: pooling.
     let mut pooling = Vec::new();
-    let direct = DirectServer::start(BRIDGE_EXE, &plan.demo_args).await?;
+    let direct = DirectServer::start(Path::new(BRIDGE_EXE), &demo_command(&plan.demo_args)).await?;
     let measured = {
         let (direct, params) = (direct.clone(), params.clone());
         drive::closed(plan.callers, plan.calls, move |index| {
@@ -261,10 +267,10 @@ async fn run(plan: &Plan) -> Result<()> {
         Row::from_measured("direct stdio, one demo server (no bridge)", &measured),
     ));
     let spawn_call = {
-        let (exe, demo_args, params) = (exe.clone(), demo_args.clone(), params.clone());
+        let (demo_args, params) = (demo_args.clone(), params.clone());
         move |index: u64| {
             let params = params[index as usize % params.len()].clone();
-            stdio::spawn_per_call(exe.clone(), demo_args.clone(), params)
+            spawn_per_call(demo_args.clone(), params)
         }
     };
     let measured = drive::closed(plan.callers, plan.calls, spawn_call.clone()).await;
@@ -375,8 +381,8 @@ async fn run(plan: &Plan) -> Result<()> {
         [load_before, stats::load_average()],
         started.elapsed(),
     );
-    let path = harness::results_path(BRIDGE_EXE, "seed_tables.json");
-    harness::write_json(&path, &document)?;
+    let path = bench::results_path(Path::new(BRIDGE_EXE), "seed_tables.json");
+    bench::write_json(&path, &document)?;
     println!("JSON report: {}", path.display());
     // The seed's stress rate must be held at 100% by the seed's recommended pool.
     let recommended = results

@@ -10,8 +10,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use serde_json::{Value, json};
 
-use super::http::McpClient;
+use mcp_bridge_test_support::client::Session;
+
 use super::stats::{CpuProbe, Summary, round, round2};
+
+/// The demo server's tool every measured call invokes: a read-only tool with a small result.
+pub const TOOL: &str = "get_today_metrics";
+
+/// The `params` of every measured `tools/call`: [`TOOL`] with no arguments.
+pub const CALL_PARAMS: &str = r#"{"name":"get_today_metrics","arguments":{}}"#;
 
 /// A CPU-time probe with its JSON key and its label in the table.
 #[derive(Clone, Debug)]
@@ -178,17 +185,16 @@ struct TaskResult {
     first_error: Option<String>,
 }
 
-/// Runs one round on already connected (and, for the bridge, initialized) clients and hands
-/// them back. `probes` are sampled at the start and end of the measured window; they must be
+/// Runs one round on already connected (and, for the bridge, initialized) sessions and
+/// hands them back. `probes` are sampled at the start and end of the measured window; they must be
 /// sampled on the thread that drives the clients for [`CpuProbe::CurrentThread`] to mean the
 /// load generator.
 pub async fn run_round(
-    clients: Vec<McpClient>,
-    check_id: bool,
+    clients: Vec<Session>,
     warmup: Duration,
     window: Duration,
     probes: &[Probe],
-) -> Result<(Round, Vec<McpClient>)> {
+) -> Result<(Round, Vec<Session>)> {
     let start = Instant::now();
     let measure_from = start + warmup;
     let end = measure_from + window;
@@ -202,10 +208,10 @@ pub async fn run_round(
                     if sent >= end {
                         break;
                     }
-                    let outcome = client.call_tool(check_id).await;
+                    let outcome = client.call(CALL_PARAMS).await;
                     let done = Instant::now();
                     match outcome {
-                        Ok(Ok(())) => {
+                        Ok(_) => {
                             // Throughput counts the calls completed inside the window.
                             if done >= measure_from && done <= end {
                                 result.ok += 1;
@@ -214,15 +220,13 @@ pub async fn run_round(
                                 );
                             }
                         }
-                        Ok(Err(message)) => {
+                        Err(failure) => {
                             result.errors += 1;
-                            result.first_error.get_or_insert(message);
-                        }
-                        Err(error) => {
-                            // The connection is broken: count it and stop using it this round.
-                            result.errors += 1;
-                            result.first_error.get_or_insert(format!("{error:#}"));
-                            break;
+                            result.first_error.get_or_insert(failure.message);
+                            // A broken connection is counted and not used again this round.
+                            if !client.usable() {
+                                break;
+                            }
                         }
                     }
                 }

@@ -1,262 +1,150 @@
-//! Command-line and environment options of the bench.
+//! Command-line and environment options of the bench, parsed with clap.
+//!
+//! Every option is also settable through the environment variable `--help` names; the
+//! command line wins. Options left unset take the mode's default: a full run under
+//! `cargo bench`, the smoke run otherwise (see [`BenchMode`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
-
-pub const USAGE: &str = "\
-Benchmarks mcp-bridge against direct stdio and a bare hyper server, side by side in one run.
-
-usage: cargo bench --bench bridge [-- OPTIONS]
-
-options (each also settable through the environment variable in brackets):
-  --smoke                 a quick run that only proves the harness works [BENCH_SMOKE=1]
-  --calls N               measured sequential calls per path [BENCH_CALLS]
-  --warmup-calls N        unmeasured sequential calls per path first [BENCH_WARMUP_CALLS]
-  --rounds N              interleaved rounds the sequential calls are split into [BENCH_ROUNDS]
-  --spawn-calls N         measured spawn-per-call calls, each a fresh demo server process
-                          (default: calls / 20, at least 5) [BENCH_SPAWN_CALLS]
-  --connections N         concurrent connections in the throughput runs [BENCH_CONNECTIONS]
-  --duration D            measured time of each throughput target, e.g. 5s, 500ms [BENCH_DURATION]
-  --warmup D              unmeasured warm-up before a target's first round [BENCH_WARMUP]
-  --load-rounds N         rounds the throughput time is split into; the bridge and the
-                          baseline take turns round by round [BENCH_LOAD_ROUNDS]
-  --max-connections N     the bridge pool's max_connections [BENCH_MAX_CONNECTIONS]
-  --min-connections N     the bridge pool's min_connections, prewarmed
-                          (default: max-connections) [BENCH_MIN_CONNECTIONS]
-  --max-inflight N        the bridge pool's max_inflight [BENCH_MAX_INFLIGHT]
-  --out PATH              where the JSON report goes [BENCH_OUT]
-                          (default: <target>/bench-results/bridge.json)
-  --help                  this text
-
-Without --bench on the command line (as under `cargo test --benches`), it runs the smoke mode.";
+use anyhow::{Result, bail};
+use mcp_bridge_test_support::bench::{BenchMode, parse_duration};
 
 /// The fewest measured spawn-per-call calls by default, so even a smoke run has a few.
 const MIN_SPAWN_CALLS: usize = 5;
 
-/// What to run.
+/// Benchmarks mcp-bridge against direct stdio and a bare hyper server, side by side in one
+/// run.
+#[derive(Debug, clap::Parser)]
+#[command(
+    bin_name = "cargo bench --bench bridge --",
+    after_help = "Without --bench on the command line (as under `cargo test --bench bridge`), \
+                  it runs the smoke mode. Durations are written as in the bridge's config: \
+                  5 (seconds), 500ms, 1.5s, 1m."
+)]
+pub struct Args {
+    #[command(flatten)]
+    pub mode: BenchMode,
+    /// Measured sequential calls per path [full: 20000, smoke: 300].
+    #[arg(long, env = "BENCH_CALLS", value_parser = count)]
+    pub calls: Option<usize>,
+    /// Unmeasured sequential calls per path first [full: 2000, smoke: 50].
+    #[arg(long, env = "BENCH_WARMUP_CALLS", value_parser = whole_number)]
+    pub warmup_calls: Option<usize>,
+    /// Interleaved rounds the sequential calls are split into [full: 20, smoke: 2].
+    #[arg(long, env = "BENCH_ROUNDS", value_parser = count)]
+    pub rounds: Option<usize>,
+    /// Measured spawn-per-call calls, each a fresh demo server process [default: calls / 20,
+    /// at least 5].
+    #[arg(long, env = "BENCH_SPAWN_CALLS", value_parser = count)]
+    pub spawn_calls: Option<usize>,
+    /// Concurrent connections in the throughput runs [default: 32].
+    #[arg(long, env = "BENCH_CONNECTIONS", value_parser = count)]
+    pub connections: Option<usize>,
+    /// Measured time of each throughput target [full: 5s, smoke: 1s].
+    #[arg(long, env = "BENCH_DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Unmeasured warm-up before a target's first round [full: 1s, smoke: 250ms].
+    #[arg(long, env = "BENCH_WARMUP", value_parser = parse_duration)]
+    pub warmup: Option<Duration>,
+    /// Rounds the throughput time is split into; the bridge and the baseline take turns
+    /// round by round [full: 5, smoke: 2].
+    #[arg(long, env = "BENCH_LOAD_ROUNDS", value_parser = count)]
+    pub load_rounds: Option<usize>,
+    /// The bridge pool's max_connections.
+    #[arg(long, env = "BENCH_MAX_CONNECTIONS", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// The bridge pool's min_connections, prewarmed [default: max-connections].
+    #[arg(long, env = "BENCH_MIN_CONNECTIONS")]
+    pub min_connections: Option<u32>,
+    /// The bridge pool's max_inflight.
+    #[arg(long, env = "BENCH_MAX_INFLIGHT", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_inflight: u32,
+    /// Where the JSON report goes [default: <target>/bench-results/bridge.json].
+    #[arg(long, env = "BENCH_OUT")]
+    pub out: Option<PathBuf>,
+}
+
+/// What to run: the arguments with the mode's defaults filled in.
 #[derive(Clone, Debug)]
 pub struct Options {
     pub smoke: bool,
     pub calls: usize,
     pub warmup_calls: usize,
     pub rounds: usize,
-    /// `None` makes the spawn-per-call path run [`Options::spawn_calls`]'s default.
-    pub spawn_calls: Option<usize>,
+    pub spawn_calls: usize,
     pub connections: usize,
     pub duration: Duration,
     pub warmup: Duration,
     pub load_rounds: usize,
     pub max_connections: u32,
-    /// `None` prewarms the whole pool (`min_connections = max_connections`).
-    pub min_connections: Option<u32>,
+    pub min_connections: u32,
     pub max_inflight: u32,
     pub out: Option<PathBuf>,
 }
 
 impl Options {
-    /// The pool's min_connections.
-    pub fn min_connections(&self) -> u32 {
-        self.min_connections.unwrap_or(self.max_connections)
-    }
-
-    /// Measured calls of the spawn-per-call path: each starts a process, so it makes a
-    /// twentieth of the other paths' calls unless told otherwise, and at least a few.
-    pub fn spawn_calls(&self) -> usize {
-        self.spawn_calls
-            .unwrap_or_else(|| (self.calls / 20).max(MIN_SPAWN_CALLS))
+    /// Fills in the mode's defaults and checks what clap cannot check alone.
+    pub fn from_args(args: Args) -> Result<Options> {
+        let smoke = args.mode.smoke();
+        let pick = |full: usize, quick: usize| if smoke { quick } else { full };
+        let calls = args.calls.unwrap_or(pick(20_000, 300));
+        let options = Options {
+            smoke,
+            calls,
+            warmup_calls: args.warmup_calls.unwrap_or(pick(2_000, 50)),
+            rounds: args.rounds.unwrap_or(pick(20, 2)),
+            // Each spawn-per-call call starts a process, so that path makes a twentieth of
+            // the other paths' calls unless told otherwise, and at least a few.
+            spawn_calls: args
+                .spawn_calls
+                .unwrap_or((calls / 20).max(MIN_SPAWN_CALLS)),
+            connections: args.connections.unwrap_or(32),
+            duration: args.duration.unwrap_or(if smoke {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_secs(5)
+            }),
+            warmup: args.warmup.unwrap_or(if smoke {
+                Duration::from_millis(250)
+            } else {
+                Duration::from_secs(1)
+            }),
+            load_rounds: args.load_rounds.unwrap_or(pick(5, 2)),
+            max_connections: args.max_connections,
+            min_connections: args.min_connections.unwrap_or(args.max_connections),
+            max_inflight: args.max_inflight,
+            out: args.out,
+        };
+        if options.min_connections > options.max_connections {
+            bail!("--min-connections must not exceed --max-connections");
+        }
+        if options.duration.is_zero() {
+            bail!("--duration must be more than zero");
+        }
+        Ok(options)
     }
 
     /// Unmeasured spawn-per-call calls first, in the same proportion as the measured ones.
     pub fn spawn_warmup_calls(&self) -> usize {
         (self.warmup_calls / 20).max(1)
     }
-
-    fn full() -> Self {
-        Self {
-            smoke: false,
-            calls: 20_000,
-            warmup_calls: 2_000,
-            rounds: 20,
-            spawn_calls: None,
-            connections: 32,
-            duration: Duration::from_secs(5),
-            warmup: Duration::from_secs(1),
-            load_rounds: 5,
-            max_connections: 2,
-            min_connections: None,
-            max_inflight: 64,
-            out: None,
-        }
-    }
-
-    fn smoke() -> Self {
-        Self {
-            smoke: true,
-            calls: 300,
-            warmup_calls: 50,
-            rounds: 2,
-            duration: Duration::from_secs(1),
-            warmup: Duration::from_millis(250),
-            load_rounds: 2,
-            ..Self::full()
-        }
-    }
-
-    /// Reads the options; `Ok(None)` means only help or a listing was asked for.
-    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Self>> {
-        let args: Vec<String> = args.into_iter().collect();
-        if args.iter().any(|arg| arg == "--help" || arg == "-h") {
-            println!("{USAGE}");
-            return Ok(None);
-        }
-        if args.iter().any(|arg| arg == "--list") {
-            // Test runners list targets with --list; this bench has no separate cases.
-            return Ok(None);
-        }
-        let env_smoke = std::env::var("BENCH_SMOKE")
-            .is_ok_and(|value| !matches!(value.as_str(), "" | "0" | "false"));
-        let benchmarking = args.iter().any(|arg| arg == "--bench");
-        let smoke = env_smoke || !benchmarking || args.iter().any(|arg| arg == "--smoke");
-        let mut options = if smoke { Self::smoke() } else { Self::full() };
-        options.apply_env()?;
-        options.apply_args(&args)?;
-        if options.calls == 0
-            || options.rounds == 0
-            || options.connections == 0
-            || options.load_rounds == 0
-        {
-            bail!("--calls, --rounds, --connections and --load-rounds must be at least 1");
-        }
-        if options.spawn_calls == Some(0) {
-            bail!("--spawn-calls must be at least 1");
-        }
-        if options.max_connections == 0 || options.max_inflight == 0 {
-            bail!("--max-connections and --max-inflight must be at least 1");
-        }
-        if options
-            .min_connections
-            .is_some_and(|min| min > options.max_connections)
-        {
-            bail!("--min-connections must not exceed --max-connections");
-        }
-        if options.duration.is_zero() {
-            bail!("--duration must be more than zero");
-        }
-        Ok(Some(options))
-    }
-
-    fn apply_env(&mut self) -> Result<()> {
-        let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
-        if let Some(value) = var("BENCH_CALLS") {
-            self.calls = parse_count("BENCH_CALLS", &value)?;
-        }
-        if let Some(value) = var("BENCH_WARMUP_CALLS") {
-            self.warmup_calls = parse_count("BENCH_WARMUP_CALLS", &value)?;
-        }
-        if let Some(value) = var("BENCH_ROUNDS") {
-            self.rounds = parse_count("BENCH_ROUNDS", &value)?;
-        }
-        if let Some(value) = var("BENCH_SPAWN_CALLS") {
-            self.spawn_calls = Some(parse_count("BENCH_SPAWN_CALLS", &value)?);
-        }
-        if let Some(value) = var("BENCH_CONNECTIONS") {
-            self.connections = parse_count("BENCH_CONNECTIONS", &value)?;
-        }
-        if let Some(value) = var("BENCH_DURATION") {
-            self.duration = parse_duration("BENCH_DURATION", &value)?;
-        }
-        if let Some(value) = var("BENCH_WARMUP") {
-            self.warmup = parse_duration("BENCH_WARMUP", &value)?;
-        }
-        if let Some(value) = var("BENCH_LOAD_ROUNDS") {
-            self.load_rounds = parse_count("BENCH_LOAD_ROUNDS", &value)?;
-        }
-        if let Some(value) = var("BENCH_MAX_CONNECTIONS") {
-            self.max_connections = parse_u32("BENCH_MAX_CONNECTIONS", &value)?;
-        }
-        if let Some(value) = var("BENCH_MIN_CONNECTIONS") {
-            self.min_connections = Some(parse_u32("BENCH_MIN_CONNECTIONS", &value)?);
-        }
-        if let Some(value) = var("BENCH_MAX_INFLIGHT") {
-            self.max_inflight = parse_u32("BENCH_MAX_INFLIGHT", &value)?;
-        }
-        if let Some(value) = var("BENCH_OUT") {
-            self.out = Some(PathBuf::from(value));
-        }
-        Ok(())
-    }
-
-    fn apply_args(&mut self, args: &[String]) -> Result<()> {
-        let mut args = args.iter();
-        while let Some(arg) = args.next() {
-            let (name, inline) = match arg.split_once('=') {
-                Some((name, value)) if name.starts_with("--") => (name, Some(value.to_owned())),
-                _ => (arg.as_str(), None),
-            };
-            if matches!(name, "--bench" | "--smoke") {
-                continue;
-            }
-            let mut value = || -> Result<String> {
-                match &inline {
-                    Some(value) => Ok(value.clone()),
-                    None => args
-                        .next()
-                        .cloned()
-                        .with_context(|| format!("{name} needs a value")),
-                }
-            };
-            match name {
-                "--calls" => self.calls = parse_count(name, &value()?)?,
-                "--warmup-calls" => self.warmup_calls = parse_count(name, &value()?)?,
-                "--rounds" => self.rounds = parse_count(name, &value()?)?,
-                "--spawn-calls" => self.spawn_calls = Some(parse_count(name, &value()?)?),
-                "--connections" => self.connections = parse_count(name, &value()?)?,
-                "--duration" => self.duration = parse_duration(name, &value()?)?,
-                "--warmup" => self.warmup = parse_duration(name, &value()?)?,
-                "--load-rounds" => self.load_rounds = parse_count(name, &value()?)?,
-                "--max-connections" => self.max_connections = parse_u32(name, &value()?)?,
-                "--min-connections" => self.min_connections = Some(parse_u32(name, &value()?)?),
-                "--max-inflight" => self.max_inflight = parse_u32(name, &value()?)?,
-                "--out" => self.out = Some(PathBuf::from(value()?)),
-                other => bail!("unknown argument {other:?}\n\n{USAGE}"),
-            }
-        }
-        Ok(())
-    }
 }
 
-fn parse_count(name: &str, value: &str) -> Result<usize> {
-    value
-        .trim()
+/// A whole number, `_` allowed as a digit separator (`20_000`).
+fn whole_number(text: &str) -> Result<usize, String> {
+    text.trim()
         .replace('_', "")
         .parse()
-        .with_context(|| format!("{name}: {value:?} is not a whole number"))
+        .map_err(|_| format!("{text:?} is not a whole number"))
 }
 
-fn parse_u32(name: &str, value: &str) -> Result<u32> {
-    value
-        .trim()
-        .parse()
-        .with_context(|| format!("{name}: {value:?} is not a whole number"))
-}
-
-/// Parses "5", "5s", "1.5s" or "500ms".
-fn parse_duration(name: &str, value: &str) -> Result<Duration> {
-    let text = value.trim();
-    let (number, scale) = if let Some(millis) = text.strip_suffix("ms") {
-        (millis, 1e-3)
-    } else if let Some(seconds) = text.strip_suffix('s') {
-        (seconds, 1.0)
-    } else {
-        (text, 1.0)
-    };
-    let number: f64 = number
-        .trim()
-        .parse()
-        .ok()
-        .filter(|number: &f64| number.is_finite() && *number >= 0.0)
-        .with_context(|| format!("{name}: {value:?} is not a duration like 5s or 500ms"))?;
-    Ok(Duration::from_secs_f64(number * scale))
+/// A whole number of at least one.
+fn count(text: &str) -> Result<usize, String> {
+    match whole_number(text)? {
+        0 => Err("must be at least 1".to_owned()),
+        count => Ok(count),
+    }
 }

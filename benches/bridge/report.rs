@@ -82,7 +82,7 @@ fn latency_table(out: &mut String, judge: bool, latency: &Latency) {
         out,
         "Sequential warm tools/call {} on one connection, {} calls per path \
          in {} interleaved rounds, µs",
-        super::rpc::TOOL,
+        super::load::TOOL,
         latency.direct.count,
         latency.rounds
     );

@@ -1,7 +1,9 @@
-//! Latency summaries (percentiles by nearest rank) and CPU-time probes read from `/proc`.
+//! Latency summaries in the shape the bench's report uses, CPU-time probes read from `/proc`,
+//! and facts about the machine for the report.
 
 use std::time::Duration;
 
+use mcp_bridge::lab::load::Latency;
 use serde_json::{Value, json};
 
 /// A latency distribution, in microseconds.
@@ -18,23 +20,19 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Summarizes samples given in nanoseconds (sorted in place).
+    /// Summarizes samples given in nanoseconds (reordered in place), with `bench load`'s
+    /// summary (the project's one percentile, by nearest rank).
     pub fn from_nanos(samples: &mut [u64]) -> Self {
-        if samples.is_empty() {
-            return Self::default();
-        }
-        samples.sort_unstable();
-        let micros = |nanos: u64| nanos as f64 / 1_000.0;
-        let total: u128 = samples.iter().map(|&nanos| u128::from(nanos)).sum();
+        let latency = Latency::from_nanos(samples);
         Self {
             count: samples.len(),
-            mean: total as f64 / samples.len() as f64 / 1_000.0,
-            min: micros(samples[0]),
-            p50: micros(percentile(samples, 0.50)),
-            p90: micros(percentile(samples, 0.90)),
-            p99: micros(percentile(samples, 0.99)),
-            p999: micros(percentile(samples, 0.999)),
-            max: micros(samples[samples.len() - 1]),
+            mean: latency.mean_us,
+            min: latency.min_us,
+            p50: latency.p50_us,
+            p90: latency.p90_us,
+            p99: latency.p99_us,
+            p999: latency.p999_us,
+            max: latency.max_us,
         }
     }
 
@@ -50,12 +48,6 @@ impl Summary {
             "max_us": round(self.max),
         })
     }
-}
-
-/// The nearest-rank percentile of sorted, non-empty samples.
-fn percentile(sorted: &[u64], quantile: f64) -> u64 {
-    let rank = (quantile * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 /// Rounds to 0.1 for the JSON report.
@@ -139,13 +131,6 @@ fn clock_ticks_per_second() -> f64 {
     // SAFETY: sysconf only reads a system constant.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if ticks > 0 { ticks as f64 } else { 100.0 }
-}
-
-/// The resident set size of a process in KiB, from `/proc/PID/status`.
-pub fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The CPU model from `/proc/cpuinfo`, for the report.

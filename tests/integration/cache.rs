@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 
 use crate::support::{
     Bridge, RawSession, SETTLE, count_calls, demo_server_toml, eventually, http, node_server_toml,
-    poll_until, repo_root, run_python_client, test_deps,
+    poll_until, repo_root, run_python_client, start_bridge, test_deps,
 };
 
 /// The seed's TTL table for the demo server, as the example config carries it.
@@ -70,7 +70,7 @@ impl Demo {
         let mut args = vec!["--calls-log", calls_arg.as_str()];
         args.extend_from_slice(demo_args);
         let server = demo_server_toml("demo", &args, "max_connections = 1");
-        let bridge = Bridge::start(&format!("{server}\n{cache_toml}"))?;
+        let bridge = start_bridge(&format!("{server}\n{cache_toml}"))?;
         bridge.wait_ready().await?;
         Ok(Demo {
             bridge,
@@ -231,7 +231,7 @@ async fn memory_read_graph_is_served_from_cache_and_never_stale_in_both_eras() -
     let env = [("MEMORY_FILE_PATH", memory_file.as_str())];
     let one = "max_connections = 1";
     let server = node_server_toml("memory", &deps.server_memory, &[], &env, one);
-    let bridge = Bridge::start(&format!("{server}{CACHE_ON}"))?;
+    let bridge = start_bridge(&format!("{server}{CACHE_ON}"))?;
     bridge.wait_ready().await?;
     let hit_labels = [
         ("server", "memory"),
@@ -534,7 +534,7 @@ async fn private_results_never_cross_principals() -> Result<()> {
     let args = serde_json::to_string(&args)?;
     let server =
         format!("[servers.private]\ncommand = \"python3\"\nargs = {args}\nmax_connections = 1\n");
-    let bridge = Bridge::start(&format!("{server}{CACHE_ON}"))?;
+    let bridge = start_bridge(&format!("{server}{CACHE_ON}"))?;
     bridge.wait_ready().await?;
     let url = bridge.url("/mcp/private");
     let whoami = async |session: &RawSession| -> Result<Option<u64>> {

@@ -8,7 +8,8 @@ use anyhow::Result;
 use serde_json::{Value, json};
 
 use crate::support::{
-    Bridge, RawSession, SETTLE, bridge_exe, count_calls, eventually, poll_until, toml_string,
+    RawSession, SETTLE, bridge_exe, count_calls, eventually, poll_until, start_bridge,
+    start_bridge_with_file, toml_string,
 };
 
 /// Whether a tool result carries the bridge's stale marker.
@@ -26,7 +27,7 @@ async fn an_expired_entry_is_served_stale_while_one_refresh_runs() -> Result<()>
         exe = toml_string(bridge_exe()),
         log = toml_string(&calls.display().to_string()),
     );
-    let bridge = Bridge::start(&config)?;
+    let bridge = start_bridge(&config)?;
     bridge.wait_ready().await?;
     let session = RawSession::open(&bridge.url("/mcp/demo")).await?;
 
@@ -103,7 +104,7 @@ async fn an_expired_entry_stands_in_when_the_server_cannot_answer() -> Result<()
          [cache]\ndefault_ttl = \"1s\"\nstale_if_error = \"1m\"\n",
         script = toml_string(&script),
     );
-    let bridge = Bridge::start(&config)?;
+    let bridge = start_bridge(&config)?;
     bridge.wait_ready().await?;
     let session = RawSession::open(&bridge.url("/mcp/demo")).await?;
     let first = session.call_tool(json!(1), "get_habits", json!({})).await?;
@@ -149,7 +150,7 @@ async fn editing_the_config_file_applies_a_new_ttl_table_without_a_restart() -> 
     };
     let config_path = dir.path().join("bridge.toml");
     std::fs::write(&config_path, config_for("\"10m\""))?;
-    let bridge = Bridge::start_with_file(dir, config_path.clone(), &[])?;
+    let bridge = start_bridge_with_file(dir, config_path.clone(), &[])?;
     bridge.wait_ready().await?;
     let session = RawSession::open(&bridge.url("/mcp/demo")).await?;
     session.call_tool(json!(1), "get_tasks", json!({})).await?;

@@ -21,14 +21,14 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{ClientHandler, ServiceExt};
 use serde_json::{Value, json};
 
-use crate::support::{Bridge, demo_server_toml, eventually, http, run_python_client};
+use crate::support::{Bridge, demo_server_toml, eventually, http, run_python_client, start_bridge};
 
 /// The longest a whole client run may take before the test fails instead of hanging.
 const CLIENT_DEADLINE: Duration = Duration::from_secs(60);
 
 /// A bridge running the demo server with these pool settings.
 async fn demo_bridge(pool: &str) -> Result<Bridge> {
-    let bridge = Bridge::start(&demo_server_toml("demo", &[], pool))?;
+    let bridge = start_bridge(&demo_server_toml("demo", &[], pool))?;
     bridge.wait_ready().await?;
     Ok(bridge)
 }

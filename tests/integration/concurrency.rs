@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use crate::faults::{calls_by_pid, error_code};
-use crate::support::{Bridge, RawSession, demo_server_toml, http};
+use crate::support::{RawSession, demo_server_toml, http, start_bridge};
 
 /// Sessions sharing the one process; each reuses the same JSON-RPC ids as the others,
 /// so the bridge must remap ids for the responses to reach the right caller.
@@ -23,7 +23,7 @@ const CALLS_PER_SESSION: usize = 50;
 #[tokio::test]
 async fn one_process_multiplexes_150_concurrent_calls_with_ids_and_results_intact() -> Result<()> {
     let pool = "min_connections = 1\nmax_connections = 1\nmax_inflight = 200";
-    let bridge = Bridge::start(&demo_server_toml("demo", &["--latency", "50ms"], pool))?;
+    let bridge = start_bridge(&demo_server_toml("demo", &["--latency", "50ms"], pool))?;
     bridge.wait_ready().await?;
     let url = bridge.url("/mcp/demo");
 
@@ -110,7 +110,7 @@ async fn pool_grows_to_max_connections_when_every_process_is_full() -> Result<()
     let calls_log_arg = calls_log.display().to_string();
     let pool =
         "min_connections = 1\nmax_connections = 3\nmax_inflight = 2\nacquire_timeout = \"20s\"";
-    let bridge = Bridge::start(&demo_server_toml(
+    let bridge = start_bridge(&demo_server_toml(
         "demo",
         &["--calls-log", &calls_log_arg],
         pool,
@@ -155,7 +155,7 @@ async fn calls_go_to_the_least_loaded_warm_process() -> Result<()> {
     let calls_log = log_dir.path().join("calls.log");
     let calls_log_arg = calls_log.display().to_string();
     let pool = "min_connections = 3\nmax_connections = 3\nmax_inflight = 10";
-    let bridge = Bridge::start(&demo_server_toml(
+    let bridge = start_bridge(&demo_server_toml(
         "demo",
         &["--calls-log", &calls_log_arg],
         pool,

@@ -11,7 +11,8 @@ use serde_json::json;
 
 use crate::faults::guarded_call;
 use crate::support::{
-    Bridge, RawSession, SETTLE, bridge_exe, demo_server_toml, eventually, repo_root, toml_string,
+    RawSession, SETTLE, bridge_exe, demo_server_toml, eventually, repo_root, start_bridge,
+    start_bridge_with_file, toml_string,
 };
 
 /// The exit code of `serve` and `check-config` for an invalid configuration.
@@ -192,7 +193,7 @@ async fn the_marker_server_does_start_from_a_valid_config() -> Result<()> {
     )
     .await?;
     assert!(check.status.success(), "{}", printed(&check));
-    let bridge = Bridge::start_with_file(dir, path, &[])?;
+    let bridge = start_bridge_with_file(dir, path, &[])?;
     bridge.wait_ready().await?;
     assert!(
         eventually(SETTLE, async || marker.exists()).await,
@@ -272,7 +273,7 @@ async fn secrets_never_appear_in_check_config_output_or_logs() -> Result<()> {
         "[http]\nauth_token = \"{literal_secret}\"\n\n{}env = {{ TOKEN = \"{literal_secret}\" }}\n",
         demo_server_toml("demo", &[], "")
     );
-    let bridge = Bridge::start(&literal_config)?;
+    let bridge = start_bridge(&literal_config)?;
     bridge.wait_ready().await?;
     let log = bridge.log_text();
     assert!(
@@ -321,7 +322,7 @@ async fn mcp_servers_json_is_served_directly_and_through_include() -> Result<()>
     let dir = tempfile::tempdir()?;
     let json_path = dir.path().join("claude_desktop_config.json");
     std::fs::write(&json_path, serde_json::to_string_pretty(&servers)?)?;
-    let bridge = Bridge::start_with_file(dir, json_path, &[])?;
+    let bridge = start_bridge_with_file(dir, json_path, &[])?;
     bridge.wait_ready().await?;
     let session = RawSession::open(&bridge.url("/mcp/tasks")).await?;
     let response = guarded_call(&session, json!(1), "get_tasks", json!({ "limit": 2 })).await?;
@@ -340,7 +341,7 @@ async fn mcp_servers_json_is_served_directly_and_through_include() -> Result<()>
         &toml_path,
         "include = [\"./servers.json\"]\n\n[defaults]\nmin_connections = 2\n",
     )?;
-    let bridge = Bridge::start_with_file(dir, toml_path, &[])?;
+    let bridge = start_bridge_with_file(dir, toml_path, &[])?;
     bridge.wait_ready().await?;
     let session = RawSession::open(&bridge.url("/mcp/tasks")).await?;
     let response = guarded_call(&session, json!(2), "get_clients", json!({})).await?;

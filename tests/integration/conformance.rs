@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use serde_json::Value;
 
-use crate::support::{Bridge, demo_server_toml, repo_root, test_deps};
+use crate::support::{demo_server_toml, repo_root, start_bridge, test_deps};
 
 /// The longest the whole suite may run; it takes a few seconds when all is well.
 const SUITE_DEADLINE: Duration = Duration::from_secs(90);
@@ -114,7 +114,7 @@ fn summary(stdout: &str) -> &str {
 async fn official_conformance_suite_passes_through_the_bridge() -> Result<()> {
     let suite = suite()?;
     let toml = demo_server_toml("demo", &["--conformance-fixtures"], "exclusive = true");
-    let bridge = Bridge::start(&toml)?;
+    let bridge = start_bridge(&toml)?;
     bridge.wait_ready().await?;
     let out = bridge.dir.path().join("conformance");
     let url = bridge.url("/mcp/demo");

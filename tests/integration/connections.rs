@@ -12,12 +12,14 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::support::{Bridge, bridge_exe, demo_server_toml, eventually, metric, read_lines_until};
+use crate::support::{
+    Bridge, bridge_exe, demo_server_toml, eventually, metric, read_lines_until, start_bridge,
+};
 
 /// A bridge running the demo server with these `[http]` settings.
 async fn bridge_with(http_toml: &str) -> Result<Bridge> {
     let demo = demo_server_toml("demo", &[], "");
-    let bridge = Bridge::start(&format!("[http]\n{http_toml}\n\n{demo}"))?;
+    let bridge = start_bridge(&format!("[http]\n{http_toml}\n\n{demo}"))?;
     bridge.wait_ready().await?;
     Ok(bridge)
 }

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use crate::support::{
-    Bridge, RawSession, SETTLE, count_calls, demo_server_toml, eventually, metric, poll_until,
-    post_json, process_alive, read_response, repo_root, toml_string,
+    RawSession, SETTLE, count_calls, demo_server_toml, eventually, metric, poll_until, post_json,
+    process_alive, read_response, repo_root, start_bridge, toml_string,
 };
 
 /// JSON-RPC codes the bridge uses for backend failures (see `host/src/jsonrpc.rs`).
@@ -136,7 +136,7 @@ async fn debug_stats(session: &RawSession) -> Result<Value> {
 async fn backend_killed_mid_write_fails_promptly_is_not_retried_and_is_replaced() -> Result<()> {
     let (_dir, log, log_arg) = calls_log()?;
     let pool = "min_connections = 1\nmax_connections = 1\nrequest_timeout = \"30s\"";
-    let bridge = Bridge::start(&demo_server_toml(
+    let bridge = start_bridge(&demo_server_toml(
         "demo",
         &["--latency", "2s", "--calls-log", &log_arg],
         pool,
@@ -220,7 +220,7 @@ async fn backend_killed_mid_write_fails_promptly_is_not_retried_and_is_replaced(
 async fn read_only_call_is_retried_once_on_another_process_when_its_process_dies() -> Result<()> {
     let (_dir, log, log_arg) = calls_log()?;
     let pool = "min_connections = 2\nmax_connections = 2\nrequest_timeout = \"30s\"";
-    let bridge = Bridge::start(&demo_server_toml("demo", &["--calls-log", &log_arg], pool))?;
+    let bridge = start_bridge(&demo_server_toml("demo", &["--calls-log", &log_arg], pool))?;
     bridge.wait_ready().await?;
     let both_ready = eventually(Duration::from_secs(15), async || {
         bridge
@@ -280,7 +280,7 @@ async fn read_only_call_is_retried_once_on_another_process_when_its_process_dies
 async fn a_call_that_crashes_its_process_fails_and_is_not_retried() -> Result<()> {
     let (_dir, log, log_arg) = calls_log()?;
     let pool = "min_connections = 2\nmax_connections = 2";
-    let bridge = Bridge::start(&demo_server_toml("demo", &["--calls-log", &log_arg], pool))?;
+    let bridge = start_bridge(&demo_server_toml("demo", &["--calls-log", &log_arg], pool))?;
     bridge.wait_ready().await?;
     let session = RawSession::open(&bridge.url("/mcp/demo")).await?;
 
@@ -313,7 +313,7 @@ async fn a_call_that_crashes_its_process_fails_and_is_not_retried() -> Result<()
 #[tokio::test]
 async fn a_hung_call_times_out_and_the_server_is_told_to_cancel_it() -> Result<()> {
     let pool = "min_connections = 1\nmax_connections = 1\nrequest_timeout = \"1s\"";
-    let bridge = Bridge::start(&demo_server_toml("demo", &[], pool))?;
+    let bridge = start_bridge(&demo_server_toml("demo", &[], pool))?;
     bridge.wait_ready().await?;
     let session = RawSession::open(&bridge.url("/mcp/demo")).await?;
 
@@ -345,7 +345,7 @@ async fn a_hung_call_times_out_and_the_server_is_told_to_cancel_it() -> Result<(
 async fn a_client_that_hangs_up_mid_call_cancels_it_on_the_server() -> Result<()> {
     let (_dir, log, log_arg) = calls_log()?;
     let pool = "min_connections = 1\nmax_connections = 1\nrequest_timeout = \"30s\"";
-    let bridge = Bridge::start(&demo_server_toml("demo", &["--calls-log", &log_arg], pool))?;
+    let bridge = start_bridge(&demo_server_toml("demo", &["--calls-log", &log_arg], pool))?;
     bridge.wait_ready().await?;
     let session = Arc::new(RawSession::open(&bridge.url("/mcp/demo")).await?);
 
@@ -381,7 +381,7 @@ async fn a_client_that_hangs_up_mid_call_cancels_it_on_the_server() -> Result<()
 async fn an_exhausted_pool_answers_a_clear_error_at_once_and_recovers() -> Result<()> {
     let pool = "min_connections = 1\nmax_connections = 1\nmax_inflight = 1\nmax_queue = 1\n\
                 acquire_timeout = \"300ms\"\nrequest_timeout = \"30s\"";
-    let bridge = Bridge::start(&demo_server_toml("demo", &[], pool))?;
+    let bridge = start_bridge(&demo_server_toml("demo", &[], pool))?;
     bridge.wait_ready().await?;
     let session = Arc::new(RawSession::open(&bridge.url("/mcp/demo")).await?);
 
@@ -447,7 +447,7 @@ async fn a_server_whose_command_does_not_exist_is_reported_at_once() -> Result<(
         demo_server_toml("demo", &[], ""),
         toml_string(missing)
     );
-    let bridge = Bridge::start(&config)?;
+    let bridge = start_bridge(&config)?;
     bridge.wait_ready().await?;
 
     let started = Instant::now();
@@ -489,7 +489,7 @@ async fn a_server_whose_command_does_not_exist_is_reported_at_once() -> Result<(
 #[tokio::test]
 async fn server_errors_pass_through_as_jsonrpc_errors_without_retry() -> Result<()> {
     let (_dir, log, log_arg) = calls_log()?;
-    let bridge = Bridge::start(&demo_server_toml(
+    let bridge = start_bridge(&demo_server_toml(
         "demo",
         &["--fail-rate", "1.0", "--calls-log", &log_arg],
         "",
@@ -516,7 +516,7 @@ async fn server_errors_pass_through_as_jsonrpc_errors_without_retry() -> Result<
 #[tokio::test]
 async fn garbage_and_oversized_lines_from_a_server_are_counted_and_survived() -> Result<()> {
     let pool = "max_line_bytes = \"1MiB\"\nmin_connections = 1\nmax_connections = 1\nrequest_timeout = \"3s\"";
-    let bridge = Bridge::start(&fault_server_toml("noisy", &[], pool))?;
+    let bridge = start_bridge(&fault_server_toml("noisy", &[], pool))?;
     bridge.wait_ready().await?;
     let session = RawSession::open(&bridge.url("/mcp/noisy")).await?;
     let pid = *bridge

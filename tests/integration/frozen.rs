@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use crate::faults::{REQUEST_TIMEOUT, call_pids, error_code};
-use crate::support::{Bridge, RawSession, demo_server_toml, metric, process_alive};
+use crate::support::{RawSession, demo_server_toml, metric, process_alive, start_bridge};
 
 /// Calls a process may hold at once; a frozen process can fail at most these (plus the
 /// few that race with its probe), where before it failed this many every request_timeout.
@@ -52,7 +52,7 @@ async fn a_stopped_backend_is_taken_out_of_service_and_replaced() -> Result<()> 
     // The new settings keep their defaults (probe after 3 timeouts in a row, or after a
     // request_timeout of silence while calls wait), so the test runs unchanged on a
     // bridge that does not know them.
-    let bridge = Bridge::start(&format!(
+    let bridge = start_bridge(&format!(
         "{}\n[servers.demo.health]\ncheck_timeout = \"1s\"\n",
         demo_server_toml(
             "demo",
@@ -181,7 +181,7 @@ async fn a_stopped_backend_is_taken_out_of_service_and_replaced() -> Result<()> 
 #[tokio::test]
 async fn timeouts_in_a_row_get_a_process_probed_and_kept_when_it_answers() -> Result<()> {
     // Silence alone would take a minute here: only the timeouts rule can act.
-    let bridge = Bridge::start(&format!(
+    let bridge = start_bridge(&format!(
         "{}\n[servers.demo.health]\ncheck_timeout = \"2s\"\nstall_timeout = \"60s\"\ntimeout_threshold = 2\n",
         demo_server_toml(
             "demo",

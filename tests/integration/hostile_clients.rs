@@ -12,13 +12,13 @@ use serde_json::{Value, json};
 
 use crate::support::{
     Bridge, RawSession, bridge_exe, demo_server_toml, eventually, http, metric, post_json,
-    read_lines_until, read_response, rss_kib, sse_messages,
+    read_lines_until, read_response, rss_kib, sse_messages, start_bridge,
 };
 
 /// A bridge serving the demo server (test tools on) with extra `[http]` settings.
 async fn bridge_with(http_toml: &str, pool: &str) -> Result<Bridge> {
     let demo = demo_server_toml("demo", &[], pool);
-    let bridge = Bridge::start(&format!("[http]\n{http_toml}\n\n{demo}"))?;
+    let bridge = start_bridge(&format!("[http]\n{http_toml}\n\n{demo}"))?;
     bridge.wait_ready().await?;
     Ok(bridge)
 }

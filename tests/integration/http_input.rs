@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     Bridge, RawSession, count_calls, demo_server_toml, http, read_response, sse_messages,
+    start_bridge_with_file,
 };
 
 /// A bridge whose demo server logs every call it receives, with `[http]` settings and
@@ -27,7 +28,7 @@ async fn logged_bridge(http_toml: &str, extra_servers: &str) -> Result<(Bridge, 
         &config_path,
         format!("[http]\n{http_toml}\n\n{demo}\n{extra_servers}"),
     )?;
-    let bridge = Bridge::start_with_file(dir, config_path, &[])?;
+    let bridge = start_bridge_with_file(dir, config_path, &[])?;
     bridge.wait_ready().await?;
     Ok((bridge, calls_log))
 }

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     Bridge, RawSession, SETTLE, bridge_exe, demo_server_toml, http, plugin_wasm, poll_until,
+    start_bridge_with_file,
 };
 
 const CACHED: &str = "[cache]\nenabled = true\ndefault_ttl = \"10m\"\n";
@@ -106,7 +107,7 @@ async fn a_recorded_trace_holds_every_call_and_replays_to_the_same_hits() -> Res
         format!("{}{CACHED}", demo_server_toml("demo", &[], "")),
     )?;
     let trace_arg = trace.display().to_string();
-    let bridge = Bridge::start_with_file(
+    let bridge = start_bridge_with_file(
         tempfile::tempdir()?,
         config_path.clone(),
         &["--record", &trace_arg, "--record-arguments"],
@@ -214,7 +215,7 @@ async fn a_trace_rotates_by_size_and_keeps_the_newest_files() -> Result<()> {
         &config_path,
         format!("{}{CACHED}", demo_server_toml("demo", &[], "")),
     )?;
-    let mut bridge = Bridge::start_with_file(
+    let mut bridge = start_bridge_with_file(
         tempfile::tempdir()?,
         config_path,
         &[

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 
-use crate::support::{Bridge, bridge_exe, demo_server_toml};
+use crate::support::{bridge_exe, demo_server_toml, start_bridge};
 
 /// The tools of the seed-tasks preset (`config/workloads/seed-tasks.toml`).
 const SEED_TOOLS: [&str; 7] = [
@@ -111,7 +111,7 @@ async fn open_and_closed_runs_reach_the_demo_server() -> Result<()> {
     let calls_log = dir.path().join("calls.log");
     let calls_arg = calls_log.display().to_string();
     // The fixture turns the cache off, so every call must reach a demo server.
-    let bridge = Bridge::start(&demo_server_toml(
+    let bridge = start_bridge(&demo_server_toml(
         "demo",
         &["--calls-log", &calls_arg],
         "min_connections = 1\nmax_connections = 2",
@@ -192,7 +192,7 @@ async fn the_aggregated_endpoint_and_cache_hits_are_reported() -> Result<()> {
         "{}\n[cache]\nenabled = true\ndefault_ttl = \"10m\"\n",
         demo_server_toml("demo", &[], "min_connections = 1\nmax_connections = 2")
     );
-    let bridge = Bridge::start(&config)?;
+    let bridge = start_bridge(&config)?;
     bridge.wait_ready().await?;
     let out = dir.path().join("aggregated.json");
     let report = load_report(

@@ -9,11 +9,11 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use crate::faults::{call_pids, calls_log, error_code, fault_server_toml, guarded_call};
-use crate::support::metric;
 use crate::support::{
     Bridge, RawSession, SETTLE, bridge_exe, demo_server_toml, eventually, http, poll_until,
     process_alive, toml_string,
 };
+use crate::support::{metric, start_bridge};
 
 /// Waits until the server's stats satisfy `condition`, or fails with the last stats seen.
 async fn wait_stats(
@@ -51,7 +51,7 @@ fn process_count(stats: &Value) -> usize {
 
 #[tokio::test]
 async fn min_connections_are_prewarmed_before_any_call() -> Result<()> {
-    let bridge = Bridge::start(&demo_server_toml(
+    let bridge = start_bridge(&demo_server_toml(
         "demo",
         &[],
         "min_connections = 2\nmax_connections = 4",
@@ -74,7 +74,7 @@ async fn min_connections_are_prewarmed_before_any_call() -> Result<()> {
 #[tokio::test]
 async fn idle_processes_close_back_down_to_the_minimum() -> Result<()> {
     let pool = "min_connections = 1\nmax_connections = 3\nmax_inflight = 1\nidle_timeout = \"1s\"\nacquire_timeout = \"20s\"";
-    let bridge = Bridge::start(&demo_server_toml("demo", &[], pool))?;
+    let bridge = start_bridge(&demo_server_toml("demo", &[], pool))?;
     bridge.wait_ready().await?;
     let session = Arc::new(RawSession::open(&bridge.url("/mcp/demo")).await?);
 
@@ -114,7 +114,7 @@ async fn idle_processes_close_back_down_to_the_minimum() -> Result<()> {
 async fn processes_are_recycled_after_max_lifetime_without_failing_a_call() -> Result<()> {
     let (_dir, log, log_arg) = calls_log()?;
     let pool = "min_connections = 1\nmax_connections = 2\nmax_lifetime = \"2s\"";
-    let bridge = Bridge::start(&demo_server_toml("demo", &["--calls-log", &log_arg], pool))?;
+    let bridge = start_bridge(&demo_server_toml("demo", &["--calls-log", &log_arg], pool))?;
     bridge.wait_ready().await?;
     let first_pid = *bridge
         .backend_pids("demo")
@@ -167,7 +167,7 @@ async fn processes_are_recycled_after_max_lifetime_without_failing_a_call() -> R
 async fn a_process_that_stops_answering_pings_is_killed_and_replaced() -> Result<()> {
     let pool = "min_connections = 1\nmax_connections = 1\nhealth_check_interval = \"300ms\"\n\
                 [servers.deaf.health]\ncheck_timeout = \"300ms\"\nunhealthy_threshold = 2";
-    let bridge = Bridge::start(&fault_server_toml("deaf", &["--ignore-ping"], pool))?;
+    let bridge = start_bridge(&fault_server_toml("deaf", &["--ignore-ping"], pool))?;
     bridge.wait_ready().await?;
     let first_pid = *bridge
         .backend_pids("deaf")
@@ -228,7 +228,7 @@ async fn a_server_that_fails_to_start_is_retried_with_backoff_and_picked_up_when
         demo_server_toml("demo", &[], ""),
         toml_string(&script)
     );
-    let bridge = Bridge::start(&config)?;
+    let bridge = start_bridge(&config)?;
     bridge.wait_ready().await?;
 
     let failing = wait_stats(&bridge, "flaky", Duration::from_secs(10), |s| {
@@ -293,7 +293,7 @@ async fn sigterm_drains_the_call_in_flight_then_exits_cleanly() -> Result<()> {
             "min_connections = 2\nmax_connections = 2"
         )
     );
-    let mut bridge = Bridge::start(&config)?;
+    let mut bridge = start_bridge(&config)?;
     bridge.wait_ready().await?;
     wait_stats(&bridge, "demo", Duration::from_secs(15), |s| {
         s["ready"] == 2
@@ -370,7 +370,7 @@ async fn sigterm_drains_the_call_in_flight_then_exits_cleanly() -> Result<()> {
 async fn no_backend_outlives_a_sigkilled_bridge() -> Result<()> {
     let (_dir, log, log_arg) = calls_log()?;
     let pool = "min_connections = 2\nmax_connections = 2";
-    let mut bridge = Bridge::start(&demo_server_toml("demo", &["--calls-log", &log_arg], pool))?;
+    let mut bridge = start_bridge(&demo_server_toml("demo", &["--calls-log", &log_arg], pool))?;
     bridge.wait_ready().await?;
     wait_stats(&bridge, "demo", Duration::from_secs(15), |s| {
         s["ready"] == 2

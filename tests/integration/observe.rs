@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     Bridge, RawSession, SETTLE, demo_server_toml, eventually, http, poll_until, process_alive,
+    start_bridge,
 };
 
 /// One sample of the Prometheus text format: metric name, labels and value.
@@ -109,7 +110,7 @@ impl Scrape {
 
 #[tokio::test]
 async fn metrics_count_calls_by_outcome_and_move_as_calls_happen() -> Result<()> {
-    let bridge = Bridge::start(&demo_server_toml(
+    let bridge = start_bridge(&demo_server_toml(
         "demo",
         &[],
         "min_connections = 1\nmax_connections = 2",
@@ -239,7 +240,7 @@ async fn metrics_count_calls_by_outcome_and_move_as_calls_happen() -> Result<()>
 
 #[tokio::test]
 async fn liveness_readiness_and_health_of_a_working_bridge() -> Result<()> {
-    let bridge = Bridge::start(&demo_server_toml("demo", &[], ""))?;
+    let bridge = start_bridge(&demo_server_toml("demo", &[], ""))?;
     let healthz = http().get(bridge.url("/healthz")).send().await?;
     assert_eq!(healthz.status(), 200, "liveness does not wait for servers");
     bridge.wait_ready().await?;
@@ -278,7 +279,7 @@ async fn get_json(bridge: &Bridge, path: &str) -> Result<(u16, Value)> {
 #[tokio::test]
 async fn a_required_server_that_cannot_start_makes_the_bridge_unready_and_unhealthy() -> Result<()>
 {
-    let bridge = Bridge::start(&broken_config(true))?;
+    let bridge = start_bridge(&broken_config(true))?;
     assert_eq!(
         http().get(bridge.url("/healthz")).send().await?.status(),
         200
@@ -348,7 +349,7 @@ async fn a_required_server_that_cannot_start_makes_the_bridge_unready_and_unheal
 
 #[tokio::test]
 async fn an_optional_server_that_cannot_start_is_unhealthy_but_not_blocking() -> Result<()> {
-    let bridge = Bridge::start(&broken_config(false))?;
+    let bridge = start_bridge(&broken_config(false))?;
     bridge.wait_ready().await?;
     let mut health = (0, Value::Null);
     let judged = eventually(Duration::from_secs(10), async || {
@@ -369,7 +370,7 @@ async fn an_optional_server_that_cannot_start_is_unhealthy_but_not_blocking() ->
 #[tokio::test]
 async fn admin_stats_show_processes_inflight_and_pool_bounds() -> Result<()> {
     const SLEEP_MS: u64 = 4000;
-    let bridge = Bridge::start(&demo_server_toml(
+    let bridge = start_bridge(&demo_server_toml(
         "demo",
         &[],
         "min_connections = 1\nmax_connections = 3\nmax_inflight = 8",

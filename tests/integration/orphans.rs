@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use serde_json::json;
 
-use crate::support::{Bridge, RawSession, bridge_exe, eventually, toml_string};
+use crate::support::{Bridge, RawSession, bridge_exe, eventually, start_bridge, toml_string};
 
 /// The environment variable that marks the processes a test started.
 const MARK: &str = "MCP_BRIDGE_ORPHAN_TEST";
@@ -155,7 +155,7 @@ fn report(ending: &str, generation: &HashSet<Marked>, left: usize) {
 async fn host_ending(ending: &str, signal: i32) -> Result<()> {
     let mark = unique_mark(ending);
     let _cleanup = Cleanup(mark.clone());
-    let mut bridge = Bridge::start(&wrapped_server_toml(&mark, "min_connections = 1"))?;
+    let mut bridge = start_bridge(&wrapped_server_toml(&mark, "min_connections = 1"))?;
     bridge.wait_ready().await?;
     let generation = one_generation(&bridge, &mark).await?;
     bridge.signal(signal);
@@ -184,7 +184,7 @@ async fn no_process_of_the_tree_outlives_a_sigtermed_bridge() -> Result<()> {
 async fn recycling_at_max_lifetime_leaves_no_process_of_the_old_tree() -> Result<()> {
     let mark = unique_mark("recycle");
     let _cleanup = Cleanup(mark.clone());
-    let bridge = Bridge::start(&wrapped_server_toml(
+    let bridge = start_bridge(&wrapped_server_toml(
         &mark,
         "min_connections = 1\nmax_lifetime = \"3s\"",
     ))?;
@@ -213,7 +213,7 @@ async fn recycling_at_max_lifetime_leaves_no_process_of_the_old_tree() -> Result
 async fn closing_an_idle_process_leaves_no_process_of_its_tree() -> Result<()> {
     let mark = unique_mark("idle");
     let _cleanup = Cleanup(mark.clone());
-    let bridge = Bridge::start(&wrapped_server_toml(
+    let bridge = start_bridge(&wrapped_server_toml(
         &mark,
         "min_connections = 0\nidle_timeout = \"1s\"",
     ))?;
@@ -247,7 +247,7 @@ async fn closing_an_idle_process_leaves_no_process_of_its_tree() -> Result<()> {
 async fn a_crashed_wrapper_leaves_no_process_of_its_tree() -> Result<()> {
     let mark = unique_mark("wrapper-crash");
     let _cleanup = Cleanup(mark.clone());
-    let bridge = Bridge::start(&wrapped_server_toml(&mark, "min_connections = 1"))?;
+    let bridge = start_bridge(&wrapped_server_toml(&mark, "min_connections = 1"))?;
     bridge.wait_ready().await?;
     let generation = one_generation(&bridge, &mark).await?;
     // The pid /admin/stats shows is the server command's own process: the wrapper.

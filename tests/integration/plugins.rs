@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     Bridge, RawSession, SETTLE, count_calls, demo_server_toml, eventually, http, plugin_wasm,
-    poll_until, post_json, read_response, toml_string,
+    poll_until, post_json, read_response, start_bridge_with_file, toml_string,
 };
 
 /// The response header naming the policy generation and the TTL of a cached result.
@@ -61,7 +61,7 @@ impl PluginBridge {
         );
         let config_path = dir.path().join("mcp-bridge.toml");
         std::fs::write(&config_path, config)?;
-        let bridge = Bridge::start_with_file(dir, config_path, &[])?;
+        let bridge = start_bridge_with_file(dir, config_path, &[])?;
         bridge.wait_ready().await?;
         Ok(PluginBridge {
             bridge,

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 
-use crate::support::metric;
 use crate::support::{Bridge, RawSession, count_calls, demo_server_toml, http};
+use crate::support::{metric, start_bridge};
 
 /// The metric family counting mixed version signals by kind and action.
 const MISMATCHES: &str = "mcp_bridge_version_mismatch_total";
@@ -36,7 +36,7 @@ impl Demo {
             &["--calls-log", calls_arg.as_str()],
             "max_connections = 1",
         );
-        let bridge = Bridge::start(&format!("{server}\n{extra_toml}"))?;
+        let bridge = start_bridge(&format!("{server}\n{extra_toml}"))?;
         bridge.wait_ready().await?;
         Ok(Demo {
             bridge,

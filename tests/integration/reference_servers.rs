@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
 use crate::clients::python;
-use crate::support::{Bridge, node_server_toml, test_deps};
+use crate::support::{Bridge, node_server_toml, start_bridge, start_bridge_with_file, test_deps};
 
 /// The protocol eras a client can speak to the bridge, by the SDK's connect mode.
 const MODES: [&str; 2] = ["legacy", "2026-07-28"];
@@ -35,7 +35,7 @@ async fn reference_bridge() -> Result<(Bridge, PathBuf)> {
     );
     let config_path = dir.path().join("mcp-bridge.toml");
     std::fs::write(&config_path, config)?;
-    let bridge = Bridge::start_with_file(dir, config_path, &[])?;
+    let bridge = start_bridge_with_file(dir, config_path, &[])?;
     bridge.wait_ready().await?;
     Ok((bridge, memory_file))
 }
@@ -356,7 +356,7 @@ async fn everything_sampling_and_elicitation_reach_the_calling_client() -> Resul
         &[],
         "exclusive = true",
     );
-    let bridge = Bridge::start(&config)?;
+    let bridge = start_bridge(&config)?;
     bridge.wait_ready().await?;
     for (path, prefix) in [("/mcp/everything", ""), ("/mcp", "everything__")] {
         let prompt = format!("capital of France via {path}?");

@@ -2,11 +2,11 @@
 
 use serde_json::json;
 
-use crate::support::{Bridge, RawSession, demo_server_toml};
+use crate::support::{RawSession, demo_server_toml, start_bridge};
 
 #[tokio::test]
 async fn serves_a_demo_call_through_a_session() -> anyhow::Result<()> {
-    let bridge = Bridge::start(&demo_server_toml("demo", &[], ""))?;
+    let bridge = start_bridge(&demo_server_toml("demo", &[], ""))?;
     bridge.wait_ready().await?;
     let session = RawSession::open(&bridge.url("/mcp/demo")).await?;
     let response = session

@@ -8,6 +8,7 @@
 
 mod error;
 pub mod load;
+mod percentile;
 pub mod policies;
 pub mod record;
 pub mod replay;
@@ -19,6 +20,7 @@ pub mod workload;
 use std::path::PathBuf;
 
 pub use error::LabError;
+pub use percentile::percentile;
 
 /// `mcp-bridge bench ...`.
 #[derive(Debug, clap::Subcommand)]

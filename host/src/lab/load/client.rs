@@ -1,10 +1,15 @@
-//! A lean HTTP/1.1 client over one keep-alive TCP connection, and an MCP Streamable HTTP
-//! session (protocol 2025-11-25) on it.
+//! The project's one HTTP/MCP client: a lean HTTP/1.1 client over one keep-alive TCP
+//! connection, and an MCP Streamable HTTP session (protocol 2025-11-25) on it. `bench load`
+//! drives bridges with it, and the benches and tests use the same client (through
+//! `mcp-bridge-test-support`), so every measurement pays the same client-side cost.
 //!
 //! Requests are written by hand in one `write` and responses parsed by hand, so the client
 //! costs a few microseconds per call and does not hide the bridge's own cost. It reads what
 //! the bridge sends: `Content-Length` bodies, chunked bodies (SSE streams) and bodies that end
-//! when the connection closes.
+//! when the connection closes. The message helpers ([`initialize_request`],
+//! [`INITIALIZED_NOTIFICATION`], [`write_call`], [`check_call_result`]) are public so that a
+//! client speaking MCP over another transport (the benches' stdio baseline) sends the same
+//! bytes and judges answers the same way.
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -39,7 +44,8 @@ pub fn retire_after(advertised: Duration) -> Duration {
 }
 
 /// Why a call did not succeed: its kind (for the counters) and a message (for the report).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
 pub struct Failure {
     pub kind: ErrorKind,
     pub message: String,
@@ -59,6 +65,7 @@ impl Failure {
 }
 
 /// One HTTP response.
+#[derive(Debug)]
 struct Response {
     status: u16,
     content_type: String,
@@ -320,6 +327,24 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
         .position(|window| window == needle)
 }
 
+/// Whether a call's answer must carry the call's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerIds {
+    /// The answer's id must be the request's: any real MCP server.
+    Matched,
+    /// Any id is accepted: for a canned server that answers every request with the same bytes
+    /// (the benches' bare-HTTP baseline), which still has its answers parsed and judged.
+    Ignored,
+}
+
+/// A successful call's answer as it arrived, for callers that keep it (the benches replay a
+/// bridge's answer from a bare HTTP server).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub content_type: String,
+    pub body: Bytes,
+}
+
 /// An MCP session on a keep-alive connection: `initialize` gave it an `Mcp-Session-Id`, which
 /// every later request repeats. The session outlives its connections: one retired before the
 /// server's idle timeout is replaced by a new one on the next call.
@@ -329,8 +354,10 @@ pub struct Session {
     /// Set when a call failed on the connection: the session is not used again.
     broken: bool,
     target: Arc<Target>,
-    session_id: String,
+    /// `None` for a [`Session::stateless`] client, which sends no `Mcp-Session-Id`.
+    session_id: Option<String>,
     authorization: Option<String>,
+    ids: AnswerIds,
     next_id: u64,
     body: Vec<u8>,
 }
@@ -340,17 +367,7 @@ impl Session {
     pub async fn open(target: Arc<Target>) -> Result<Session, Failure> {
         let mut connection = Connection::connect(&target).await?;
         let authorization = target.token.as_ref().map(|token| format!("Bearer {token}"));
-        let initialize = serde_json::json!({
-            "jsonrpc": "2.0",
-            "id": 0,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": PROTOCOL_VERSION,
-                "capabilities": {},
-                "clientInfo": { "name": "mcp-bridge-bench-load", "version": env!("CARGO_PKG_VERSION") },
-            },
-        })
-        .to_string();
+        let initialize = initialize_request(0);
         let mut headers = vec![BASE_HEADERS[0], BASE_HEADERS[1]];
         if let Some(authorization) = &authorization {
             headers.push(("Authorization", authorization));
@@ -391,13 +408,13 @@ impl Session {
             connection: Some(connection),
             broken: false,
             target,
-            session_id,
+            session_id: Some(session_id),
             authorization,
+            ids: AnswerIds::Matched,
             next_id: 1,
             body: Vec::with_capacity(512),
         };
-        let notification = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
-        let response = session.post(notification).await?;
+        let response = session.post(INITIALIZED_NOTIFICATION).await?;
         if response.status != 202 && response.status != 200 {
             return Err(Failure::new(
                 ErrorKind::HttpStatus,
@@ -410,9 +427,31 @@ impl Session {
         Ok(session)
     }
 
+    /// Connects without a handshake: calls go out with no `Mcp-Session-Id`, as to a server
+    /// that keeps no sessions.
+    pub async fn stateless(target: Arc<Target>, ids: AnswerIds) -> Result<Session, Failure> {
+        let connection = Connection::connect(&target).await?;
+        let authorization = target.token.as_ref().map(|token| format!("Bearer {token}"));
+        Ok(Session {
+            connection: Some(connection),
+            broken: false,
+            target,
+            session_id: None,
+            authorization,
+            ids,
+            next_id: 1,
+            body: Vec::with_capacity(512),
+        })
+    }
+
     /// Whether the session can carry another call.
     pub fn usable(&self) -> bool {
         !self.broken
+    }
+
+    /// How many `tools/call` requests the session has sent, answered or not.
+    pub fn calls_sent(&self) -> u64 {
+        self.next_id - 1
     }
 
     /// Closes the connection when it has been idle too close to the server's advertised
@@ -429,12 +468,11 @@ impl Session {
     }
 
     async fn post(&mut self, body: &[u8]) -> Result<Response, Failure> {
-        let mut headers = vec![
-            BASE_HEADERS[0],
-            BASE_HEADERS[1],
-            ("Mcp-Session-Id", self.session_id.as_str()),
-            ("MCP-Protocol-Version", PROTOCOL_VERSION),
-        ];
+        let mut headers = vec![BASE_HEADERS[0], BASE_HEADERS[1]];
+        if let Some(session_id) = &self.session_id {
+            headers.push(("Mcp-Session-Id", session_id));
+            headers.push(("MCP-Protocol-Version", PROTOCOL_VERSION));
+        }
         if let Some(authorization) = &self.authorization {
             headers.push(("Authorization", authorization));
         }
@@ -452,18 +490,14 @@ impl Session {
     }
 
     /// Sends one `tools/call` whose `params` are given as JSON text, and judges the answer: it
-    /// succeeds with HTTP 200 and a JSON-RPC result with the request's id, no `error` and no
-    /// `isError: true`.
-    pub async fn call(&mut self, params_json: &str) -> Result<(), Failure> {
+    /// succeeds with HTTP 200 and a JSON-RPC result with the request's id (unless the session
+    /// ignores ids), no `error` and no `isError: true`.
+    pub async fn call(&mut self, params_json: &str) -> Result<Answer, Failure> {
         let id = self.next_id;
         self.next_id += 1;
         let mut body = std::mem::take(&mut self.body);
         body.clear();
-        body.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
-        let _ = write!(body, "{id}");
-        body.extend_from_slice(br#","method":"tools/call","params":"#);
-        body.extend_from_slice(params_json.as_bytes());
-        body.push(b'}');
+        write_call(&mut body, id, params_json);
         let response = self.post(&body).await;
         self.body = body;
         let response = response?;
@@ -474,7 +508,12 @@ impl Session {
             ));
         }
         let answer = parse_answer(&response)?;
-        check_call_result(&answer, id)
+        let expected_id = (self.ids == AnswerIds::Matched).then_some(id);
+        check_call_result(&answer, expected_id)?;
+        Ok(Answer {
+            content_type: response.content_type,
+            body: response.body,
+        })
     }
 
     /// Ends the session with `DELETE`, so the bridge frees it now instead of at its idle
@@ -483,8 +522,11 @@ impl Session {
         if self.broken {
             return;
         }
+        let Some(session_id) = self.session_id.take() else {
+            return;
+        };
         let mut headers = vec![
-            ("Mcp-Session-Id", self.session_id.as_str()),
+            ("Mcp-Session-Id", session_id.as_str()),
             ("MCP-Protocol-Version", PROTOCOL_VERSION),
         ];
         if let Some(authorization) = &self.authorization {
@@ -545,15 +587,49 @@ fn parse_answer(response: &Response) -> Result<Value, Failure> {
     })
 }
 
-/// Judges a `tools/call` answer.
-fn check_call_result(answer: &Value, expected_id: u64) -> Result<(), Failure> {
+/// The `initialize` request this client sends (protocol [`PROTOCOL_VERSION`], no
+/// capabilities), as JSON text.
+pub fn initialize_request(id: u64) -> String {
+    serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": PROTOCOL_VERSION,
+            "capabilities": {},
+            "clientInfo": { "name": "mcp-bridge-bench-load", "version": env!("CARGO_PKG_VERSION") },
+        },
+    })
+    .to_string()
+}
+
+/// The `notifications/initialized` notification that ends the handshake.
+pub const INITIALIZED_NOTIFICATION: &[u8] =
+    br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+
+/// Appends a `tools/call` request with this id and `params` (JSON text) to `out`, without
+/// parsing or re-serializing the parameters.
+pub fn write_call(out: &mut Vec<u8>, id: u64, params_json: &str) {
+    out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{id}");
+    out.extend_from_slice(br#","method":"tools/call","params":"#);
+    out.extend_from_slice(params_json.as_bytes());
+    out.push(b'}');
+}
+
+/// Judges a `tools/call` answer: a JSON-RPC result (with `expected_id`, when given) that is
+/// not a tool error.
+pub fn check_call_result(answer: &Value, expected_id: Option<u64>) -> Result<(), Failure> {
     if let Some(error) = answer.get("error") {
         return Err(Failure::new(
             ErrorKind::JsonRpc,
             format!("JSON-RPC error: {error}"),
         ));
     }
-    if answer.get("id").and_then(Value::as_u64) != Some(expected_id) {
+    if let Some(expected_id) = expected_id
+        && answer.get("id").and_then(Value::as_u64) != Some(expected_id)
+    {
         return Err(Failure::new(
             ErrorKind::Protocol,
             format!(

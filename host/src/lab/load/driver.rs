@@ -217,7 +217,8 @@ impl Run {
         let (outcome, session) = match outcome {
             Ok(result) => {
                 let keep = session.usable().then_some(session);
-                (result, keep)
+                // The report counts the outcome; the answer's bytes are not kept.
+                (result.map(drop), keep)
             }
             // The answer may still arrive on this connection: it cannot be reused.
             Err(_) => (Err(timeout_failure(self.call_timeout)), None),

@@ -5,7 +5,7 @@
 //! The command is a thin layer over the library API, [`drive`], which benches call
 //! in-process with a [`LoadPlan`] they build themselves.
 
-mod client;
+pub mod client;
 mod closed;
 mod driver;
 mod open;

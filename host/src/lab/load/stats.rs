@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::client::Failure;
+use crate::lab::percentile;
 
 /// How many error messages a report keeps.
 const KEPT_ERRORS: usize = 5;
@@ -75,32 +76,27 @@ pub struct Latency {
 }
 
 impl Latency {
-    /// Summarizes samples in nanoseconds (sorted in place).
+    /// Summarizes samples in nanoseconds (reordered in place).
     pub fn from_nanos(samples: &mut [u64]) -> Latency {
         if samples.is_empty() {
             return Latency::default();
         }
-        samples.sort_unstable();
         let micros = |nanos: u64| round1(nanos as f64 / 1_000.0);
         let total: u128 = samples.iter().map(|&nanos| u128::from(nanos)).sum();
+        let min = samples.iter().copied().min().unwrap_or_default();
+        let max = samples.iter().copied().max().unwrap_or_default();
         Latency {
             count: samples.len() as u64,
             mean_us: round1(total as f64 / samples.len() as f64 / 1_000.0),
-            min_us: micros(samples[0]),
+            min_us: micros(min),
             p50_us: micros(percentile(samples, 0.50)),
             p90_us: micros(percentile(samples, 0.90)),
             p95_us: micros(percentile(samples, 0.95)),
             p99_us: micros(percentile(samples, 0.99)),
             p999_us: micros(percentile(samples, 0.999)),
-            max_us: micros(samples[samples.len() - 1]),
+            max_us: micros(max),
         }
     }
-}
-
-/// The nearest-rank percentile of sorted, non-empty samples.
-fn percentile(sorted: &[u64], quantile: f64) -> u64 {
-    let rank = (quantile * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 fn round1(value: f64) -> f64 {

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::percentile;
 use super::results::ReplayMetrics;
 use super::trace::{Event, RecordedStatus, Trace};
 use crate::policy::{CallInfo, Decision, Outcome, PolicyChain, ServerHints, Status};
@@ -190,15 +191,6 @@ impl Tally {
         }
         self.metrics
     }
-}
-
-/// The nearest-rank percentile of `samples` (reordered in place), zero when empty.
-pub(crate) fn percentile<T: Copy + Ord + Default>(samples: &mut [T], quantile: f64) -> T {
-    if samples.is_empty() {
-        return T::default();
-    }
-    let rank = ((quantile * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
-    *samples.select_nth_unstable(rank - 1).1
 }
 
 /// Replays the whole trace against `chain` at `setting`; adds to `progress` as it goes.

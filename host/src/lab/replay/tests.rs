@@ -167,11 +167,3 @@ fn belady_beats_lru_at_the_same_size_and_perfect_never_goes_stale() {
     assert_eq!(perfect.stale_hits + optimal.stale_hits, 0);
     assert!(optimal.peak_entries <= 2);
 }
-
-#[test]
-fn percentiles_are_nearest_rank() {
-    let mut samples: Vec<u64> = (1..=100).collect();
-    assert_eq!(percentile(&mut samples, 0.99), 99);
-    assert_eq!(percentile(&mut samples, 0.5), 50);
-    assert_eq!(percentile::<u64>(&mut [], 0.5), 0);
-}

@@ -33,11 +33,11 @@ pub fn run_on_one_thread(body: impl Future<Output = Result<()>>) -> ExitCode {
 
 /// `$CARGO_TARGET_DIR/bench-results/FILE`, else the same under the `target` directory that
 /// holds `bridge_exe` (`<target>/<profile>/mcp-bridge`).
-pub fn results_path(bridge_exe: &str, file: &str) -> PathBuf {
+pub fn results_path(bridge_exe: &Path, file: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(bridge_exe)
+            bridge_exe
                 .parent()
                 .and_then(Path::parent)
                 .map_or_else(|| PathBuf::from("target"), Path::to_path_buf)
@@ -56,4 +56,39 @@ pub fn write_json(path: &Path, document: &Value) -> Result<()> {
     let mut text = serde_json::to_string_pretty(document).context("serialize the report")?;
     text.push('\n');
     std::fs::write(path, text).with_context(|| format!("write {}", path.display()))
+}
+
+/// The options every harness bench takes, flattened into its own clap parser: which mode it
+/// runs in. Without `--bench` on the command line (as under `cargo test --bench NAME`) a
+/// bench runs its smoke mode; `cargo bench` passes `--bench` and gets the full mode.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchMode {
+    /// Run the quick smoke mode, which only proves the harness works.
+    #[arg(long, env = "BENCH_SMOKE")]
+    pub smoke: bool,
+    /// Passed by `cargo bench`: run the full mode unless --smoke says otherwise.
+    #[arg(long, hide = true)]
+    pub bench: bool,
+    /// Test runners list a binary's cases with --list; a harness bench has none, so it
+    /// lists nothing and runs nothing.
+    #[arg(long, hide = true)]
+    pub list: bool,
+}
+
+impl BenchMode {
+    /// Whether this run is the smoke mode.
+    pub fn smoke(&self) -> bool {
+        self.smoke || !self.bench
+    }
+
+    /// "smoke" or "full", for the report.
+    pub fn name(&self) -> &'static str {
+        if self.smoke() { "smoke" } else { "full" }
+    }
+}
+
+/// Parses a duration flag with the bridge's own grammar ("5" is five seconds, "500ms",
+/// "1.5s", "1h 30m"), so a bench flag means what the same text means in a config file.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    mcp_bridge::config::parse_duration_text(text)
 }

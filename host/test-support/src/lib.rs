@@ -1,0 +1,37 @@
+//! The harness `mcp-bridge`'s integration tests (`tests/integration/`) and benches
+//! (`benches/`) share; a dev-dependency only, never published.
+//!
+//! - [`Bridge`]: `mcp-bridge serve` as a real process on a free loopback port, with its
+//!   config written for the run, its log captured, and its admin views read over HTTP; ended
+//!   by pid when dropped.
+//! - [`wait`]: the one bounded poll ([`eventually`], [`poll_until`], [`SETTLE`]) for state
+//!   another thread or process updates later.
+//! - [`stdio`]: MCP clients that speak to a server process over its stdin and stdout (the
+//!   benches' direct and spawn-per-call baselines).
+//! - [`process`], [`repo`], [`bench`]: process facts from `/proc`, the repository's scripts
+//!   and plugin builds, and what every harness bench does the same way.
+//!
+//! The HTTP/MCP client and the percentile are product code (`bench load` ships them); they
+//! are re-exported here so tests and benches use those very implementations:
+//! [`client`] and [`percentile`].
+//!
+//! The crate cannot know where cargo put the `mcp-bridge` binary (only the package's own
+//! tests and benches get `CARGO_BIN_EXE_mcp-bridge`), so whatever starts a process takes
+//! the executable's path.
+
+// The harness signals the processes it started (SIGTERM, SIGKILL by pid); std has no
+// wrapper for kill(2), so those few libc calls are the only unsafe code here.
+#![allow(unsafe_code)]
+
+pub mod bench;
+mod bridge;
+pub mod process;
+pub mod repo;
+pub mod stdio;
+pub mod wait;
+
+pub use mcp_bridge::lab::load::{Target, client};
+pub use mcp_bridge::lab::percentile;
+
+pub use bridge::{Bridge, metric};
+pub use wait::{SETTLE, eventually, poll_until};
