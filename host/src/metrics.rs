@@ -140,7 +140,7 @@ impl Metrics {
             plugin_decision_seconds: registry.histogram_vec(
                 "plugin_decision_seconds",
                 "Time spent in one plugin call, instance checkout included.",
-                &["mcp_bridge", "plugin"],
+                &["plugin"],
                 PLUGIN_CALL_BUCKETS,
             ),
             plugin_quarantined: registry.gauge_vec(
