@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, anyhow, bail};
 
 pub const USAGE: &str = "\
 Benchmarks mcp-bridge against direct stdio and a bare hyper server, side by side in one run.
@@ -18,7 +18,7 @@ options (each also settable through the environment variable in brackets):
   --spawn-calls N         measured spawn-per-call calls, each a fresh demo server process
                           (default: calls / 20, at least 5) [BENCH_SPAWN_CALLS]
   --connections N         concurrent connections in the throughput runs [BENCH_CONNECTIONS]
-  --duration D            measured time of each throughput target, e.g. 5s, 500ms [BENCH_DURATION]
+  --duration D            measured time of each throughput target, e.g. 5s, 500ms, 5 (seconds) [BENCH_DURATION]
   --warmup D              unmeasured warm-up before a target's first round [BENCH_WARMUP]
   --load-rounds N         rounds the throughput time is split into; the bridge and the
                           baseline take turns round by round [BENCH_LOAD_ROUNDS]
@@ -242,21 +242,8 @@ fn parse_u32(name: &str, value: &str) -> Result<u32> {
         .with_context(|| format!("{name}: {value:?} is not a whole number"))
 }
 
-/// Parses "5", "5s", "1.5s" or "500ms".
+/// Parses a duration in the bridge's one grammar ("5", "5s", "1.5s", "500ms", "1m 30s"; a
+/// bare number is seconds), naming the option in the error.
 fn parse_duration(name: &str, value: &str) -> Result<Duration> {
-    let text = value.trim();
-    let (number, scale) = if let Some(millis) = text.strip_suffix("ms") {
-        (millis, 1e-3)
-    } else if let Some(seconds) = text.strip_suffix('s') {
-        (seconds, 1.0)
-    } else {
-        (text, 1.0)
-    };
-    let number: f64 = number
-        .trim()
-        .parse()
-        .ok()
-        .filter(|number: &f64| number.is_finite() && *number >= 0.0)
-        .with_context(|| format!("{name}: {value:?} is not a duration like 5s or 500ms"))?;
-    Ok(Duration::from_secs_f64(number * scale))
+    mcp_bridge::policy::parse_duration(value).map_err(|message| anyhow!("{name}: {message}"))
 }

@@ -13,7 +13,7 @@ pub mod jsonrpc;
 pub mod lab;
 pub mod metrics;
 pub mod plugin;
-pub mod policy;
 pub mod router;
 
 pub use mcp_bridge_config as config;
+pub use mcp_bridge_policy as policy;
