@@ -165,10 +165,10 @@ impl Options {
             self.connections = parse_count("BENCH_CONNECTIONS", &value)?;
         }
         if let Some(value) = var("BENCH_DURATION") {
-            self.duration = parse_duration("BENCH_DURATION", &value)?;
+            self.duration = duration_option("BENCH_DURATION", &value)?;
         }
         if let Some(value) = var("BENCH_WARMUP") {
-            self.warmup = parse_duration("BENCH_WARMUP", &value)?;
+            self.warmup = duration_option("BENCH_WARMUP", &value)?;
         }
         if let Some(value) = var("BENCH_LOAD_ROUNDS") {
             self.load_rounds = parse_count("BENCH_LOAD_ROUNDS", &value)?;
@@ -213,8 +213,8 @@ impl Options {
                 "--rounds" => self.rounds = parse_count(name, &value()?)?,
                 "--spawn-calls" => self.spawn_calls = Some(parse_count(name, &value()?)?),
                 "--connections" => self.connections = parse_count(name, &value()?)?,
-                "--duration" => self.duration = parse_duration(name, &value()?)?,
-                "--warmup" => self.warmup = parse_duration(name, &value()?)?,
+                "--duration" => self.duration = duration_option(name, &value()?)?,
+                "--warmup" => self.warmup = duration_option(name, &value()?)?,
                 "--load-rounds" => self.load_rounds = parse_count(name, &value()?)?,
                 "--max-connections" => self.max_connections = parse_u32(name, &value()?)?,
                 "--min-connections" => self.min_connections = Some(parse_u32(name, &value()?)?),
@@ -244,6 +244,6 @@ fn parse_u32(name: &str, value: &str) -> Result<u32> {
 
 /// Parses a duration in the bridge's one grammar ("5", "5s", "1.5s", "500ms", "1m 30s"; a
 /// bare number is seconds), naming the option in the error.
-fn parse_duration(name: &str, value: &str) -> Result<Duration> {
+fn duration_option(name: &str, value: &str) -> Result<Duration> {
     mcp_bridge::policy::parse_duration(value).map_err(|message| anyhow!("{name}: {message}"))
 }

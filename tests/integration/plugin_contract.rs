@@ -1,6 +1,9 @@
 //! The contract between host and plugins: `wit/` is its only copy, the host and the SDK
 //! are both generated from it, and the `annotations` example plugin (built with the SDK)
-//! answers exactly as the built-in Rust policy does for the same settings.
+//! answers exactly as the built-in Rust policy does for the same settings. The plugin
+//! wraps that same built-in policy, so the agreement test checks the WASM boundary: the
+//! host's and the SDK's conversions of every call, decision, TTL and invalidation, and the
+//! plugin config's reading of the settings the bridge config writes in TOML.
 
 use std::path::Path;
 use std::sync::Arc;

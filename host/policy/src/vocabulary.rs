@@ -289,27 +289,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn directive_builder() {
-        let directive = Directive::ttl(Duration::from_secs(30))
-            .tag("a")
-            .tags(["b", "c"])
-            .ignore_argument("request_id")
-            .private()
-            .stale_while_revalidate(Duration::from_secs(5))
-            .stale_if_error(Duration::from_secs(60))
-            .negative_ttl(Duration::from_millis(250));
-        assert_eq!(directive.ttl, Some(Duration::from_secs(30)));
-        assert_eq!(directive.tags, ["a", "b", "c"]);
-        assert_eq!(directive.ignore_arguments, ["request_id"]);
-        assert!(!directive.shared);
+    fn each_builder_sets_one_field() {
+        let base = Directive::ttl(Duration::from_secs(30));
+        assert_eq!(base.ttl, Some(Duration::from_secs(30)));
+        assert_eq!(base.clone().tag("a").tags(["b", "c"]).tags, ["a", "b", "c"]);
+        assert_eq!(base.clone().ignore_argument("id").ignore_arguments, ["id"]);
+        assert!(base.shared && !base.clone().private().shared);
+        let window = Duration::from_millis(250);
         assert_eq!(
-            directive.stale_while_revalidate,
-            Some(Duration::from_secs(5))
+            base.clone()
+                .stale_while_revalidate(window)
+                .stale_while_revalidate,
+            Some(window)
         );
-        assert_eq!(directive.stale_if_error, Some(Duration::from_secs(60)));
-        assert_eq!(directive.negative_ttl, Some(Duration::from_millis(250)));
+        assert_eq!(
+            base.clone().stale_if_error(window).stale_if_error,
+            Some(window)
+        );
+        assert_eq!(base.negative_ttl(window).negative_ttl, Some(window));
         assert_eq!(Directive::no_expiry(), Directive::with_ttl(None));
-        assert!(Directive::default().shared);
+        assert_eq!(Directive::default(), Directive::no_expiry());
     }
 
     #[test]
