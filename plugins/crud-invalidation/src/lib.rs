@@ -96,7 +96,7 @@ impl CachePolicy for CrudInvalidation {
         if !call.is_tool() || !call.is_read_only() {
             return Decision::Abstain;
         }
-        match Self::split(&call.name, &self.config.read_verbs) {
+        match Self::split(call.name, &self.config.read_verbs) {
             Some((_, entity)) => Directive::ttl(self.config.ttl.into())
                 .tag(format!("entity:{}", singular(entity)))
                 .into(),
@@ -110,7 +110,7 @@ impl InvalidationRules for CrudInvalidation {
         if !call.is_tool() {
             return None;
         }
-        let (_, entity) = Self::split(&call.name, &self.config.write_verbs)?;
+        let (_, entity) = Self::split(call.name, &self.config.write_verbs)?;
         if outcome.status == Status::Error {
             // The server says the write failed: nothing changed.
             return Some(Vec::new());
