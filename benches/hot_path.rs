@@ -42,9 +42,7 @@ use mcp_bridge::cache::{Entry, ResponseCache, Served, cache_key, canonical_argum
 use mcp_bridge::config::{BridgeConfig, PluginsConfig, load_str};
 use mcp_bridge::metrics::Metrics;
 use mcp_bridge::plugin::{Limits, PluginEngine, PluginVersion, WasmPolicy};
-use mcp_bridge::policy::{
-    Annotations, BuiltinPolicy, CallInfo, CallKind, Decision, Policy, PolicyChain, ServerHints,
-};
+use mcp_bridge::policy::{Annotations, Call, CallKind, Decision, Policy, PolicyChain, ServerHints};
 
 /// A config like the example's: the demo server and the seed's TTL table, so the decision
 /// looks the tool up in a table of realistic size. The command is never started.
@@ -183,8 +181,8 @@ fn key(c: &mut Criterion) {
 
 fn policy(c: &mut Criterion) {
     let config = config();
-    let chain = PolicyChain::new(Vec::new(), Arc::new(BuiltinPolicy::from_config(&config)));
-    let call = CallInfo {
+    let chain = PolicyChain::new(Vec::new(), Arc::new(config.builtin_policy()));
+    let call = Call {
         server: SERVER,
         method: METHOD,
         kind: CallKind::Tool,
@@ -203,14 +201,14 @@ fn policy(c: &mut Criterion) {
         other => panic!("the built-in policy decided {other:?} for {TOOL}"),
     }
     let default_ttl = config.cache.default_ttl;
-    let trivial = |call: &CallInfo<'_>| -> Option<Option<Duration>> {
+    let trivial = |call: &Call<'_>| -> Option<Option<Duration>> {
         (call.annotations.read_only == Some(true)).then_some(default_ttl)
     };
 
     let plugin = annotations_plugin();
     let wasm_chain = PolicyChain::new(
         vec![plugin.clone() as Arc<dyn Policy>],
-        Arc::new(BuiltinPolicy::from_config(&config)),
+        Arc::new(config.builtin_policy()),
     );
     assert_eq!(
         wasm_chain.decide(&call),

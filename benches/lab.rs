@@ -29,7 +29,7 @@ use mcp_bridge::lab::trace::Trace;
 use mcp_bridge::lab::workload::Workload;
 use mcp_bridge::metrics::Metrics;
 use mcp_bridge::plugin::{Limits, PluginEngine, PluginVersion, WasmPolicy};
-use mcp_bridge::policy::{BuiltinPolicy, PolicyChain};
+use mcp_bridge::policy::PolicyChain;
 use mcp_bridge_test_support::bench::{self, BenchMode};
 use mcp_bridge_test_support::repo::{plugin_wasm, toml_command};
 use mcp_bridge_test_support::{Bridge, poll_until};
@@ -125,7 +125,7 @@ fn replay_speed(plan: &Plan) -> Result<Value> {
     })?;
     let prepared = Prepared::new(&trace, Duration::from_micros(100));
     let config = mcp_bridge::config::embedded_default()?;
-    let builtin = Arc::new(BuiltinPolicy::from_config(&config));
+    let builtin = Arc::new(config.builtin_policy());
     let engine = PluginEngine::new(None)?;
     let plugin = annotations_plugin(&engine)?;
     let chains = [

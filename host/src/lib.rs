@@ -10,10 +10,10 @@ pub mod front;
 pub mod lab;
 pub mod metrics;
 pub mod plugin;
-pub mod policy;
 pub mod router;
 
 pub use mcp_bridge_backend as backend;
 pub use mcp_bridge_config as config;
 pub use mcp_bridge_demo as demo;
 pub use mcp_bridge_jsonrpc as jsonrpc;
+pub use mcp_bridge_policy as policy;

@@ -13,7 +13,7 @@ use mcp_bridge::front::{self, AppState};
 use mcp_bridge::lab::{self, BenchCommand};
 use mcp_bridge::metrics::Metrics;
 use mcp_bridge::plugin::PluginRuntime;
-use mcp_bridge::policy::{BuiltinPolicy, PolicyChain};
+use mcp_bridge::policy::{self, PolicyChain};
 use mcp_bridge::router::Router;
 use std::sync::Arc;
 
@@ -79,9 +79,10 @@ struct ServeArgs {
         long,
         value_name = "SIZE",
         default_value = "256MiB",
-        requires = "record"
+        requires = "record",
+        value_parser = policy::parse_size
     )]
-    record_max_bytes: String,
+    record_max_bytes: usize,
     /// How many trace files to keep, the current one included.
     #[arg(long, value_name = "N", default_value_t = lab::record::DEFAULT_RECORD_FILES, requires = "record")]
     record_files: u32,
@@ -260,8 +261,8 @@ fn record_options(args: &ServeArgs) -> Result<Option<lab::record::RecordOptions>
     let Some(path) = &args.record else {
         return Ok(None);
     };
-    let max_bytes = config::parse_size_text(&args.record_max_bytes)
-        .map_err(|message| format!("--record-max-bytes: {message}"))?;
+    // A usize always fits in a u64 on the targets the bridge builds for.
+    let max_bytes = args.record_max_bytes as u64;
     if args.record_files == 0 {
         return Err("--record-files must be at least 1".to_owned());
     }
@@ -347,7 +348,7 @@ fn watch_config(
             );
             return;
         };
-        let builtin = Arc::new(BuiltinPolicy::from_config(&new));
+        let builtin = Arc::new(new.builtin_policy());
         match &state.plugins {
             Some(plugins) => {
                 if let Err(error) = plugins.host.reconfigure(new.plugins.clone(), builtin) {

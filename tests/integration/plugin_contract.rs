@@ -1,6 +1,9 @@
 //! The contract between host and plugins: `wit/` is its only copy, the host and the SDK
 //! are both generated from it, and the `annotations` example plugin (built with the SDK)
-//! answers exactly as the built-in Rust policy does for the same settings.
+//! answers exactly as the built-in Rust policy does for the same settings. The plugin
+//! wraps that same built-in policy, so the agreement test checks the WASM boundary: the
+//! host's and the SDK's conversions of every call, decision, TTL and invalidation, and the
+//! plugin config's reading of the settings the bridge config writes in TOML.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,9 +13,7 @@ use anyhow::{Context, Result, ensure};
 use mcp_bridge::config::{PluginsConfig, load_str};
 use mcp_bridge::metrics::Metrics;
 use mcp_bridge::plugin::{Limits, PluginEngine, PluginVersion, WasmPolicy};
-use mcp_bridge::policy::{
-    Annotations, BuiltinPolicy, CallInfo, CallKind, Outcome, Policy, ServerHints, Status,
-};
+use mcp_bridge::policy::{Annotations, Call, CallKind, Outcome, Policy, ServerHints, Status};
 
 use crate::support::{plugin_wasm, repo_root};
 
@@ -64,7 +65,7 @@ const PLUGIN_CONFIG: &str = r#"{
 #[test]
 fn the_annotations_plugin_agrees_with_the_builtin_policy() -> Result<()> {
     let config = load_str(SETTINGS, "agreement.toml").map_err(|e| anyhow::anyhow!("{e}"))?;
-    let builtin = BuiltinPolicy::from_config(&config);
+    let builtin = config.builtin_policy();
     let engine = PluginEngine::new(None)?;
     let bytes = std::fs::read(plugin_wasm("annotations"))?;
     let version = Arc::new(PluginVersion::load(
@@ -93,10 +94,14 @@ fn the_annotations_plugin_agrees_with_the_builtin_policy() -> Result<()> {
     ];
     let mut compared = 0;
     for server in ["demo", "other", "elsewhere"] {
-        for kind in [CallKind::Tool, CallKind::Resource, CallKind::List] {
+        for kind in [
+            CallKind::Tool,
+            CallKind::ReadResource,
+            CallKind::ListRequest,
+        ] {
             for name in tools {
                 for hint in read_only {
-                    let call = CallInfo {
+                    let call = Call {
                         server,
                         method: "tools/call",
                         kind,

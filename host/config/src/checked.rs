@@ -4,6 +4,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use mcp_bridge_policy::{BuiltinPolicy, BuiltinSettings};
+pub use mcp_bridge_policy::{InvalidationRule, TtlMap, TtlRule};
+
 use super::secret::Secret;
 
 /// The HTTP listen address: loopback only, because the bridge starts local processes on behalf
@@ -483,11 +486,11 @@ pub struct CacheConfig {
     /// How long past its TTL an entry may stand in for a call whose backend fails or times
     /// out (marked stale in `_meta`). Zero turns it off.
     pub stale_if_error: Duration,
-    /// The TTL table, ordered so that the first rule that matches a call is the one that
-    /// applies: rules for a named server come before rules for any server (`"*"`), and within
-    /// each, rules for a named tool come before the `"*"` rule. [`CacheConfig::ttl_rule`] does
-    /// that lookup.
-    pub ttl_table: Vec<TtlRule>,
+    /// The TTL table. Its rows are ordered by precedence (rules for a named server before
+    /// rules for any server, `"*"`, and within each, rules for a named tool before the `"*"`
+    /// rule) so `check-config` lists them that way; [`TtlMap::lookup`], which the built-in
+    /// policy asks, picks the most specific row whatever the order.
+    pub ttl_table: TtlMap,
     /// The invalidation rules in file order. Every rule that matches a successful write applies;
     /// when at least one matches, they replace the default of dropping all of that server's
     /// entries.
@@ -508,31 +511,9 @@ impl Default for CacheConfig {
             hit_for_miss_ttl: DEFAULT_CACHE_HIT_FOR_MISS_TTL,
             stale_while_revalidate: DEFAULT_CACHE_STALE_WHILE_REVALIDATE,
             stale_if_error: DEFAULT_CACHE_STALE_IF_ERROR,
-            ttl_table: Vec::new(),
+            ttl_table: TtlMap::new(),
             invalidation_rules: Vec::new(),
         }
-    }
-}
-
-impl CacheConfig {
-    /// The TTL-table rule that applies to `tool` on `server`, if any: the first match in
-    /// [`CacheConfig::ttl_table`], which is the most specific one.
-    pub fn ttl_rule(&self, server: &str, tool: &str) -> Option<&TtlRule> {
-        self.ttl_table
-            .iter()
-            .find(|rule| rule.matches(server, tool))
-    }
-
-    /// The invalidation rules that apply after a successful call of `tool` on `server`, in file
-    /// order. When there are none, the default applies: drop every entry of that server.
-    pub fn invalidation_rules_for<'a>(
-        &'a self,
-        server: &'a str,
-        tool: &'a str,
-    ) -> impl Iterator<Item = &'a InvalidationRule> + 'a {
-        self.invalidation_rules
-            .iter()
-            .filter(move |rule| rule.matches(server, tool))
     }
 }
 
@@ -574,48 +555,29 @@ impl Eviction {
     }
 }
 
-/// One row of the TTL table: how long results of a tool are cached.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TtlRule {
-    /// The server the rule is for; `None` (written `"*"`) is any server.
-    pub server: Option<String>,
-    /// The exact tool name, or `"*"` for any tool of the server.
-    pub tool: String,
-    /// `Duration::ZERO` means the tool's results are never cached.
-    pub ttl: Duration,
-}
-
-impl TtlRule {
-    /// Whether the rule covers `tool` on `server`.
-    pub fn matches(&self, server: &str, tool: &str) -> bool {
-        self.server.as_deref().is_none_or(|s| s == server)
-            && (self.tool == "*" || self.tool == tool)
-    }
-}
-
-/// What one successful write drops from the cache.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidationRule {
-    /// The server the rule is for; `None` (not written, or `"*"`) is any server.
-    pub server: Option<String>,
-    /// The write tool whose success triggers the rule (an exact name).
-    pub on: String,
-    /// The read tools whose entries (on the same server) are dropped.
-    pub tools: Vec<String>,
-    /// The tags whose entries are dropped.
-    pub tags: Vec<String>,
-}
-
-impl InvalidationRule {
-    /// Whether the rule applies after `tool` on `server` succeeds.
-    pub fn matches(&self, server: &str, tool: &str) -> bool {
-        self.server.as_deref().is_none_or(|s| s == server) && self.on == tool
-    }
-}
-
 impl BridgeConfig {
     /// Looks a server up by name.
     pub fn server(&self, name: &str) -> Option<&ServerConfig> {
         self.servers.iter().find(|server| server.name == name)
+    }
+
+    /// The built-in policy this configuration describes: the `[cache]` TTLs, stale windows,
+    /// TTL table and invalidation rules, and the servers with `cache = false`.
+    pub fn builtin_policy(&self) -> BuiltinPolicy {
+        let cache = &self.cache;
+        BuiltinPolicy::new(BuiltinSettings {
+            default_ttl: cache.default_ttl,
+            list_ttl: cache.list_ttl,
+            stale_while_revalidate: cache.stale_while_revalidate,
+            stale_if_error: cache.stale_if_error,
+            ttl_table: cache.ttl_table.clone(),
+            invalidation_rules: cache.invalidation_rules.clone(),
+            uncached_servers: self
+                .servers
+                .iter()
+                .filter(|server| !server.cache_enabled)
+                .map(|server| server.name.clone())
+                .collect(),
+        })
     }
 }

@@ -7,7 +7,7 @@ use super::checked::{
     ServerConfig, TtlRule,
 };
 use super::secret::{REDACTED, Secret};
-use super::units::{format_duration, format_size};
+use mcp_bridge_policy::units::{format_duration, format_size};
 
 impl BridgeConfig {
     /// Describes the configuration in a few lines per server.
@@ -235,7 +235,7 @@ fn write_cache(out: &mut String, cache: &CacheConfig) -> std::fmt::Result {
         d(cache.stale_if_error)
     )?;
     if !cache.ttl_table.is_empty() {
-        let rows: Vec<String> = cache.ttl_table.iter().map(ttl_row).collect();
+        let rows: Vec<String> = cache.ttl_table.rules().iter().map(ttl_row).collect();
         writeln!(out, "  ttl table: {}", rows.join(", "))?;
     }
     for rule in &cache.invalidation_rules {

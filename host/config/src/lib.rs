@@ -11,6 +11,11 @@
 //! re-exported here (`checked`). Every failure is a [`ConfigError`] naming the file, line, column and dotted
 //! field, with advice on the fix.
 //!
+//! Durations and sizes are written in the policy crate's grammar
+//! ([`mcp_bridge_policy::units`]), the one every part of the bridge reads; the TTL table and
+//! the invalidation rules are the policy crate's types, and [`BridgeConfig::builtin_policy`]
+//! builds the built-in policy from them.
+//!
 //! [`watch`] follows the file after startup, handing each valid new version to a callback and
 //! logging (and otherwise ignoring) an invalid one.
 
@@ -30,7 +35,6 @@ mod plugins;
 mod raw;
 mod secret;
 mod source;
-mod units;
 mod validate;
 mod watch;
 
@@ -43,7 +47,6 @@ pub use checked::*;
 pub use error::ConfigError;
 pub use expand::EXE_VARIABLE;
 pub use secret::{REDACTED, Secret};
-pub use units::RawDuration;
 pub use watch::{ConfigWatcher, WATCH_DEBOUNCE, WATCH_MAX_DELAY, watch};
 
 /// The embedded default configuration: the bridge's own demo server on 127.0.0.1:8080.
@@ -74,16 +77,4 @@ pub fn load_str(text: &str, origin: &str) -> Result<BridgeConfig, ConfigError> {
 /// Loads the embedded default configuration, [`DEFAULT_CONFIG_TOML`].
 pub fn embedded_default() -> Result<BridgeConfig, ConfigError> {
     load_str(DEFAULT_CONFIG_TOML, EMBEDDED_DEFAULT_ORIGIN)
-}
-
-/// Parses a duration as the config files write it ("30s", "250ms", "1h 30m", or a bare
-/// number of seconds), for command-line flags that take one.
-pub fn parse_duration_text(text: &str) -> Result<std::time::Duration, String> {
-    units::parse_duration(text)
-}
-
-/// Parses a byte size as the config files write it ("256MiB", "1GB", or a number of
-/// bytes), for command-line flags that take one.
-pub fn parse_size_text(text: &str) -> Result<u64, String> {
-    units::parse_size(text).map(|size| size as u64)
 }

@@ -9,8 +9,8 @@ use super::error::{ConfigError, suggest};
 use super::expand::Lookup;
 use super::raw::{RawPluginBinding, RawPlugins};
 use super::source::{FieldPath, SourceText};
-use super::units::format_duration;
 use super::validate::expand_at;
+use mcp_bridge_policy::units::format_duration;
 
 /// The file name plugins must end with.
 const PLUGIN_EXTENSION: &str = ".wasm";

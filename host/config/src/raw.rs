@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde::de::{self, MapAccess, Visitor};
 
 use super::secret::RawSecret;
-use super::units::{RawDuration, RawSize, RawTtl};
+use mcp_bridge_policy::units::{ConfigDuration, ConfigSize, ConfigTtl};
 
 /// The whole TOML configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -36,13 +36,13 @@ pub(crate) struct RawPlugins {
     pub dir: Option<String>,
     pub compiled_cache: Option<bool>,
     pub compiled_cache_dir: Option<String>,
-    pub decision_timeout: Option<RawDuration>,
-    pub max_memory: Option<RawSize>,
+    pub decision_timeout: Option<ConfigDuration>,
+    pub max_memory: Option<ConfigSize>,
     pub max_idle_instances: Option<usize>,
     pub quarantine_after: Option<u32>,
-    pub quarantine_window: Option<RawDuration>,
+    pub quarantine_window: Option<ConfigDuration>,
     pub auto_bind: Option<bool>,
-    pub watch_debounce: Option<RawDuration>,
+    pub watch_debounce: Option<ConfigDuration>,
     pub policy: Option<Vec<RawPluginBinding>>,
 }
 
@@ -64,19 +64,19 @@ pub(crate) struct RawHttp {
     pub allowed_origins: Option<Vec<String>>,
     pub auth_token: Option<RawSecret>,
     pub admin_token: Option<RawSecret>,
-    pub max_body_bytes: Option<RawSize>,
+    pub max_body_bytes: Option<ConfigSize>,
     pub namespace_separator: Option<String>,
-    pub shutdown_grace: Option<RawDuration>,
-    pub session_idle_timeout: Option<RawDuration>,
+    pub shutdown_grace: Option<ConfigDuration>,
+    pub session_idle_timeout: Option<ConfigDuration>,
     pub max_batch_messages: Option<usize>,
     pub batch_concurrency: Option<usize>,
     pub max_sessions: Option<usize>,
     pub max_inflight_per_session: Option<usize>,
     pub version_mismatch: Option<String>,
-    pub header_read_timeout: Option<RawDuration>,
-    pub keep_alive_timeout: Option<RawDuration>,
-    pub body_read_timeout: Option<RawDuration>,
-    pub body_min_rate: Option<RawSize>,
+    pub header_read_timeout: Option<ConfigDuration>,
+    pub keep_alive_timeout: Option<ConfigDuration>,
+    pub body_read_timeout: Option<ConfigDuration>,
+    pub body_min_rate: Option<ConfigSize>,
     pub max_client_connections: Option<usize>,
 }
 
@@ -92,11 +92,11 @@ pub(crate) struct RawLogging {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawHealth {
-    pub check_interval: Option<RawDuration>,
-    pub check_timeout: Option<RawDuration>,
+    pub check_interval: Option<ConfigDuration>,
+    pub check_timeout: Option<ConfigDuration>,
     pub unhealthy_threshold: Option<u32>,
     pub timeout_threshold: Option<u32>,
-    pub stall_timeout: Option<RawDuration>,
+    pub stall_timeout: Option<ConfigDuration>,
     pub degraded_latency_ms: Option<u64>,
     pub degraded_success_rate: Option<f64>,
 }
@@ -127,16 +127,16 @@ pub(crate) struct RawCache {
     /// The seed's spelling of `eviction` and `default_ttl`: `LRU`, `LFU`, `TTL` or `MANUAL`.
     pub strategy: Option<String>,
     pub max_entries: Option<u64>,
-    pub max_bytes: Option<RawSize>,
-    pub default_ttl: Option<RawTtl>,
+    pub max_bytes: Option<ConfigSize>,
+    pub default_ttl: Option<ConfigTtl>,
     pub eviction: Option<String>,
-    pub list_ttl: Option<RawDuration>,
+    pub list_ttl: Option<ConfigDuration>,
     pub max_coalesced_waiters: Option<usize>,
-    pub hit_for_miss_ttl: Option<RawDuration>,
-    pub stale_while_revalidate: Option<RawDuration>,
-    pub stale_if_error: Option<RawDuration>,
+    pub hit_for_miss_ttl: Option<ConfigDuration>,
+    pub stale_while_revalidate: Option<ConfigDuration>,
+    pub stale_if_error: Option<ConfigDuration>,
     /// `[cache.ttl.SERVER]` tables (or `[cache.ttl."*"]`) of `TOOL = duration`.
-    pub ttl: Option<OrderedMap<OrderedMap<RawDuration>>>,
+    pub ttl: Option<OrderedMap<OrderedMap<ConfigDuration>>>,
     /// `[[cache.invalidate]]` rules.
     pub invalidate: Option<Vec<RawInvalidation>>,
 }
@@ -168,18 +168,18 @@ macro_rules! with_pool_fields {
             pub max_connections: Option<usize>,
             pub max_inflight: Option<usize>,
             pub max_queue: Option<usize>,
-            pub connection_timeout: Option<RawDuration>,
-            pub request_timeout: Option<RawDuration>,
-            pub acquire_timeout: Option<RawDuration>,
-            pub idle_timeout: Option<RawDuration>,
-            pub max_lifetime: Option<RawDuration>,
-            pub health_check_interval: Option<RawDuration>,
+            pub connection_timeout: Option<ConfigDuration>,
+            pub request_timeout: Option<ConfigDuration>,
+            pub acquire_timeout: Option<ConfigDuration>,
+            pub idle_timeout: Option<ConfigDuration>,
+            pub max_lifetime: Option<ConfigDuration>,
+            pub health_check_interval: Option<ConfigDuration>,
             pub enable_health_checks: Option<bool>,
             pub enable_auto_reconnect: Option<bool>,
             pub max_reconnect_attempts: Option<u32>,
-            pub reconnect_backoff_initial: Option<RawDuration>,
-            pub reconnect_backoff_max: Option<RawDuration>,
-            pub unhealthy_retry_interval: Option<RawDuration>,
+            pub reconnect_backoff_initial: Option<ConfigDuration>,
+            pub reconnect_backoff_max: Option<ConfigDuration>,
+            pub unhealthy_retry_interval: Option<ConfigDuration>,
         }
 
         /// The pool settings written in a table, without the table's other fields. It is a trait
@@ -229,7 +229,7 @@ with_pool_fields! {
         pub cwd: Option<String>,
         pub required: Option<bool>,
         pub exclusive: Option<bool>,
-        pub max_line_bytes: Option<RawSize>,
+        pub max_line_bytes: Option<ConfigSize>,
         /// `cache = false` keeps this server's results out of the cache.
         pub cache: Option<bool>,
         pub health: Option<RawHealth>,

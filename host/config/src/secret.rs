@@ -118,7 +118,7 @@ impl<'de> Visitor<'de> for SecretVisitor {
 
     fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<String, A::Error> {
         // serde_json's `arbitrary_precision` form of a float or a huge integer.
-        match super::units::number_in_map(map) {
+        match mcp_bridge_policy::units::number_in_map(map) {
             Some(_) => Err(Self::wrong("number")),
             None => Err(Self::wrong("table")),
         }

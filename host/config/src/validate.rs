@@ -12,7 +12,7 @@ use super::raw::{
 };
 use super::secret::{RawSecret, Secret};
 use super::source::{FieldPath, Format, SourceText};
-use super::units::{RawDuration, RawSize, format_duration};
+use mcp_bridge_policy::units::{ConfigDuration, ConfigSize, format_duration};
 
 /// Validates a parsed file and the servers gathered from it and its includes.
 pub(crate) fn build(
@@ -255,10 +255,10 @@ fn http(main: &SourceText, raw: RawHttp, lookup: Lookup<'_>) -> Result<HttpConfi
 
 /// The `[http]` settings that bound client connections, as written.
 struct RawConnections {
-    header_read_timeout: Option<RawDuration>,
-    keep_alive_timeout: Option<RawDuration>,
-    body_read_timeout: Option<RawDuration>,
-    body_min_rate: Option<RawSize>,
+    header_read_timeout: Option<ConfigDuration>,
+    keep_alive_timeout: Option<ConfigDuration>,
+    body_read_timeout: Option<ConfigDuration>,
+    body_min_rate: Option<ConfigSize>,
     max_client_connections: Option<usize>,
 }
 
@@ -277,7 +277,7 @@ fn http_connections(
     defaults: &HttpConfig,
 ) -> Result<Connections, ConfigError> {
     let at = |field: &str| FieldPath::root().key("http").key(field);
-    let duration = |field: &str, value: Option<RawDuration>, default: Duration| {
+    let duration = |field: &str, value: Option<ConfigDuration>, default: Duration| {
         let value = value.map_or(default, |d| d.0);
         if value.is_zero() {
             return Err(zero_duration(main, &at(field), default));
@@ -994,15 +994,14 @@ fn known_server(
         )))
 }
 
-/// Checks the `[cache.ttl.SERVER]` tables and orders their rows so that the first match is the
-/// most specific: a named server before `"*"`, then a named tool before `"*"`. No two rows of
-/// one rank can match the same call, so the rank alone decides; file order only keeps the
-/// table readable in `check-config`.
+/// Checks the `[cache.ttl.SERVER]` tables and orders their rows by precedence, the order
+/// `check-config` lists them in: a named server before `"*"`, then a named tool before `"*"`,
+/// then file order. The lookup ([`TtlMap::lookup`]) picks the most specific row itself.
 fn ttl_table(
     main: &SourceText,
-    raw: OrderedMap<OrderedMap<RawDuration>>,
+    raw: OrderedMap<OrderedMap<ConfigDuration>>,
     names: &[&str],
-) -> Result<Vec<TtlRule>, ConfigError> {
+) -> Result<TtlMap, ConfigError> {
     let mut rows = Vec::new();
     for (server, tools) in raw.0 {
         let server_path = FieldPath::root().key("cache").key("ttl").key(&server);

@@ -51,13 +51,14 @@ pub use self::server::CRASH_EXIT_STATUS;
 /// Options of the demo MCP server (`mcp-bridge demo-server`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoOptions {
-    /// Fixed delay added to every tools/call before it is handled, e.g. "5ms", "250us", "1s".
-    #[arg(long, value_name = "DURATION", default_value = "0ms", value_parser = parse_duration)]
+    /// Fixed delay added to every tools/call before it is handled, e.g. "5ms", "250us", "1s"
+    /// (a bare number is seconds, as everywhere in the bridge).
+    #[arg(long, value_name = "DURATION", default_value = "0ms", value_parser = mcp_bridge_policy::parse_duration)]
     pub latency: Duration,
 
     /// Extra random delay per tools/call, drawn uniformly from [0, DURATION] and added to
     /// --latency.
-    #[arg(long, value_name = "DURATION", default_value = "0ms", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "0ms", value_parser = mcp_bridge_policy::parse_duration)]
     pub jitter: Duration,
 
     /// Probability, from 0.0 to 1.0, that a tools/call fails with JSON-RPC internal error -32603
@@ -113,27 +114,9 @@ impl Default for DemoOptions {
 /// A command-line value that could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OptionError {
-    /// Not a duration in humantime form.
-    #[error(
-        "invalid duration {input:?}: {reason} (expected a form like \"5ms\", \"250us\" or \"1s\")"
-    )]
-    Duration { input: String, reason: String },
     /// Not a probability.
     #[error("invalid rate {0:?}: expected a number from 0.0 to 1.0")]
     Rate(String),
-}
-
-/// Parses a duration such as "5ms", "1s 500ms" or "0".
-pub fn parse_duration(input: &str) -> Result<Duration, OptionError> {
-    let trimmed = input.trim();
-    // humantime wants a unit on every number; a bare zero is unambiguous, so accept it too.
-    if trimmed == "0" {
-        return Ok(Duration::ZERO);
-    }
-    humantime::parse_duration(trimmed).map_err(|error| OptionError::Duration {
-        input: input.to_owned(),
-        reason: error.to_string(),
-    })
 }
 
 /// Parses a probability in [0, 1].

@@ -278,13 +278,22 @@ async fn fail_rate_one_fails_every_call_without_side_effects() {
     assert!(client.close().await.is_ok());
 }
 
+/// The duration flags take the bridge's one duration grammar, in which a bare number is
+/// seconds (`--latency 5` is five seconds, as `latency = 5` is in a config file).
 #[test]
 fn parses_durations_and_rates() {
-    use super::{parse_duration, parse_fail_rate};
-    assert_eq!(parse_duration("5ms"), Ok(Duration::from_millis(5)));
-    assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-    assert_eq!(parse_duration("1s 500ms"), Ok(Duration::from_millis(1500)));
-    assert!(parse_duration("5").is_err());
+    use super::parse_fail_rate;
+    use clap::{Args, Command, FromArgMatches};
+    let latency = |value: &str| -> Result<Duration, clap::Error> {
+        let command = DemoOptions::augment_args(Command::new("demo-server"));
+        let matches = command.try_get_matches_from(["demo-server", "--latency", value])?;
+        DemoOptions::from_arg_matches(&matches).map(|options| options.latency)
+    };
+    assert_eq!(latency("5ms").ok(), Some(Duration::from_millis(5)));
+    assert_eq!(latency("0").ok(), Some(Duration::ZERO));
+    assert_eq!(latency("1s 500ms").ok(), Some(Duration::from_millis(1500)));
+    assert_eq!(latency("5").ok(), Some(Duration::from_secs(5)));
+    assert!(latency("soon").is_err());
     assert_eq!(parse_fail_rate("0.25"), Ok(0.25));
     assert!(parse_fail_rate("1.5").is_err());
     assert!(parse_fail_rate("NaN").is_err());

@@ -79,8 +79,8 @@ pub struct PoliciesArgs {
     #[arg(long, default_value = DEFAULT_TTL_SCALES)]
     pub ttl_scales: String,
     /// What a hit costs, added to each hit's latency.
-    #[arg(long, default_value = DEFAULT_HIT_LATENCY)]
-    pub hit_latency: String,
+    #[arg(long, default_value = DEFAULT_HIT_LATENCY, value_parser = crate::policy::parse_duration)]
+    pub hit_latency: Duration,
     /// Write report.json, report.csv and report.html into this directory.
     #[arg(long, short)]
     pub out: Option<PathBuf>,
@@ -130,8 +130,7 @@ enum Section {
 
 /// Runs `bench policies`.
 pub fn run(args: PoliciesArgs) -> Result<(), LabError> {
-    let hit_latency = crate::config::parse_duration_text(&args.hit_latency)
-        .map_err(|message| LabError::Usage(format!("--hit-latency: {message}")))?;
+    let hit_latency = args.hit_latency;
     let sizes = parse_list("--sizes", &args.sizes)?;
     let ttl_scales = parse_list("--ttl-scales", &args.ttl_scales)?;
     let baseline = args
@@ -144,7 +143,7 @@ pub fn run(args: PoliciesArgs) -> Result<(), LabError> {
     let summary = summarize(&trace);
     let (capacity, size_fraction) = base_capacity(&args.cache_size, summary.working_set_entries)?;
     let config = load_config(args.config.as_deref())?;
-    let builtin = Arc::new(BuiltinPolicy::from_config(&config));
+    let builtin = Arc::new(config.builtin_policy());
     // The engine's epoch ticker must outlive every replay that calls a plugin.
     let engine = PluginEngine::new(None).map_err(|error| LabError::Policy {
         name: "wasm".to_owned(),

@@ -363,8 +363,8 @@ impl Trace {
             let digest = hex("digest", &record.digest)?;
             let kind = match record.method.as_str() {
                 "tools/call" => CallKind::Tool,
-                "resources/read" => CallKind::Resource,
-                _ => CallKind::List,
+                "resources/read" => CallKind::ReadResource,
+                _ => CallKind::ListRequest,
             };
             let arguments = match &record.arguments {
                 Some(arguments) => {

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use crate::policy::{
-    Annotations, CacheDirective, CallInfo, CallKind, Decision, Invalidation, InvalidationAnswer,
-    Outcome, Status, TtlAnswer,
+    Annotations, Call, CallKind, Decision, Directive, Invalidation, InvalidationAnswer, Outcome,
+    Status, TtlAnswer,
 };
 
 wasmtime::component::bindgen!({
@@ -35,21 +35,21 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-pub fn call(info: &CallInfo<'_>) -> wit::Call {
+pub fn call(info: &Call<'_>) -> wit::Call {
     wit::Call {
         server: info.server.to_owned(),
         method: info.method.to_owned(),
         kind: match info.kind {
             CallKind::Tool => wit::CallKind::Tool,
-            CallKind::Resource => wit::CallKind::ReadResource,
-            CallKind::List => wit::CallKind::ListRequest,
+            CallKind::ReadResource => wit::CallKind::ReadResource,
+            CallKind::ListRequest => wit::CallKind::ListRequest,
         },
         name: info.name.to_owned(),
         canonical_arguments: info.canonical_arguments.to_owned(),
         annotations: annotations(info.annotations),
         hints: wit::ServerHints {
             ttl_ms: info.hints.ttl.map(millis),
-            private_scope: info.hints.private,
+            private_scope: info.hints.private_scope,
         },
         principal: info.principal.map(str::to_owned),
     }
@@ -80,7 +80,7 @@ pub fn decision(decision: wit::Decision) -> Decision {
     match decision {
         wit::Decision::Abstain => Decision::Abstain,
         wit::Decision::Bypass => Decision::Bypass,
-        wit::Decision::Cache(directive) => Decision::Cache(CacheDirective {
+        wit::Decision::Cache(directive) => Decision::Cache(Directive {
             ttl: directive.ttl_ms.map(Duration::from_millis),
             ignore_arguments: directive.ignore_arguments,
             tags: directive.tags,

@@ -29,7 +29,6 @@ use std::sync::Arc;
 
 use crate::config::BridgeConfig;
 use crate::metrics::Metrics;
-use crate::policy::BuiltinPolicy;
 use crate::router::CacheLayer;
 
 /// The plugin host and its directory watcher, running together.
@@ -56,7 +55,7 @@ impl PluginRuntime {
         let host = PluginHost::start(
             config.plugins.clone(),
             dir.clone(),
-            Arc::new(BuiltinPolicy::from_config(config)),
+            Arc::new(config.builtin_policy()),
             layer.clone(),
             metrics.clone(),
         )?;

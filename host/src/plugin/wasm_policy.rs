@@ -12,7 +12,7 @@ use super::error::{Fault, FaultKind, PluginError};
 use super::version::{InstantiateError, PluginVersion, WarmInstance};
 use crate::metrics::Metrics;
 use crate::policy::{
-    Annotations, CallInfo, CallKind, Decision, Invalidation, InvalidationAnswer, Outcome, Policy,
+    Annotations, Call, CallKind, Decision, Invalidation, InvalidationAnswer, Outcome, Policy,
     ServerHints, Status, TtlAnswer,
 };
 
@@ -244,8 +244,8 @@ fn fault_of(instance: &mut WarmInstance, error: &wasmtime::Error) -> Fault {
 }
 
 /// The call every binding must answer when it starts.
-fn smoke_call() -> CallInfo<'static> {
-    CallInfo {
+fn smoke_call() -> Call<'static> {
+    Call {
         server: SMOKE_SERVER,
         method: "tools/call",
         kind: CallKind::Tool,
@@ -267,7 +267,7 @@ impl Policy for WasmPolicy {
 
     /// A fault or quarantine answers `Bypass`: do not cache what the plugin could not
     /// judge.
-    fn decide(&self, call: &CallInfo<'_>) -> Decision {
+    fn decide(&self, call: &Call<'_>) -> Decision {
         if !self.version.exports.cache_policy || !self.applies_to(call.server) {
             return Decision::Abstain;
         }
@@ -300,7 +300,7 @@ impl Policy for WasmPolicy {
     }
 
     /// A fault or quarantine invalidates the call's whole server.
-    fn invalidations(&self, call: &CallInfo<'_>, outcome: &Outcome) -> InvalidationAnswer {
+    fn invalidations(&self, call: &Call<'_>, outcome: &Outcome) -> InvalidationAnswer {
         if !self.version.exports.invalidation_rules || !self.applies_to(call.server) {
             return InvalidationAnswer::Abstain;
         }

@@ -15,7 +15,7 @@ use crate::cache::{
     ResponseCache, Role, Served, cache_key, canonical_arguments, name_tag, policy_tag, server_tag,
 };
 use crate::policy::{
-    Annotations, CacheDirective, CallInfo, CallKind, Decision, Invalidation, Outcome, PolicyChain,
+    Annotations, Call, CallKind, Decision, Directive, Invalidation, Outcome, PolicyChain,
     ServerHints, Status,
 };
 
@@ -74,8 +74,8 @@ struct OwnedCall {
 }
 
 impl OwnedCall {
-    fn info(&self) -> CallInfo<'_> {
-        CallInfo {
+    fn info(&self) -> Call<'_> {
+        Call {
             server: &self.server,
             method: &self.method,
             kind: self.kind,
@@ -98,7 +98,7 @@ enum Mode {
 }
 
 struct Fill {
-    directive: CacheDirective,
+    directive: Directive,
     shared_key: Arc<str>,
     private_key: Option<Arc<str>>,
     ticket: FillTicket,
@@ -154,12 +154,12 @@ pub fn prepare(
             )
         }
         "resources/read" => (
-            CallKind::Resource,
+            CallKind::ReadResource,
             params?.get("uri")?.as_str()?,
             String::new(),
         ),
         "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => (
-            CallKind::List,
+            CallKind::ListRequest,
             method,
             canonical_arguments(params, &["_meta".to_owned()]),
         ),
@@ -242,7 +242,7 @@ impl CallCache {
         }
     }
 
-    fn look_up(&mut self, directive: CacheDirective, params: Option<&Value>) -> Lookup {
+    fn look_up(&mut self, directive: Directive, params: Option<&Value>) -> Lookup {
         let cache = &self.layer.cache;
         if !directive.ignore_arguments.is_empty() && self.call.kind == CallKind::Tool {
             let arguments = params.and_then(|params| params.get("arguments"));
@@ -323,7 +323,7 @@ impl CallCache {
     /// The plan of a background refresh: a copy of this call that fills the key.
     fn refresh_plan(
         &self,
-        directive: CacheDirective,
+        directive: Directive,
         shared_key: Arc<str>,
         private_key: Option<Arc<str>>,
         leader: Leader,
@@ -489,7 +489,7 @@ impl CallCache {
     fn entry_for(
         &self,
         response: &Value,
-        directive: &CacheDirective,
+        directive: &Directive,
         backend_time: Duration,
     ) -> Option<Entry> {
         let result = response.get("result")?;
@@ -535,7 +535,7 @@ fn hints_of(response: &Value) -> ServerHints {
             .pointer("/result/ttlMs")
             .and_then(Value::as_u64)
             .map(Duration::from_millis),
-        private: response
+        private_scope: response
             .pointer("/result/cacheScope")
             .and_then(Value::as_str)
             .map(|scope| scope == "private"),

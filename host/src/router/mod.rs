@@ -33,7 +33,7 @@ use crate::config::BridgeConfig;
 use crate::jsonrpc;
 use crate::lab::record::Recorder;
 use crate::metrics::Metrics;
-use crate::policy::{BuiltinPolicy, PolicyChain};
+use crate::policy::PolicyChain;
 use caching::{CallCache, Lookup};
 
 /// Methods that never change server state, so a crash mid-call may be retried once.
@@ -110,8 +110,7 @@ impl Router {
             .collect();
         let cache = config.cache.enabled.then(|| {
             let store = Arc::new(ResponseCache::new(&config.cache, metrics.cache.clone()));
-            let policies =
-                PolicyChain::new(Vec::new(), Arc::new(BuiltinPolicy::from_config(config)));
+            let policies = PolicyChain::new(Vec::new(), Arc::new(config.builtin_policy()));
             Arc::new(CacheLayer::new(store, policies))
         });
         if let Some(layer) = &cache {

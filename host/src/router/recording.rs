@@ -57,7 +57,7 @@ pub(super) fn draft(
             let kind = if method == "tools/call" {
                 CallKind::Tool
             } else {
-                CallKind::List
+                CallKind::ListRequest
             };
             Annotations {
                 read_only: Some(read_only),

@@ -87,8 +87,6 @@ impl BenchMode {
     }
 }
 
-/// Parses a duration flag with the bridge's own grammar ("5" is five seconds, "500ms",
-/// "1.5s", "1h 30m"), so a bench flag means what the same text means in a config file.
-pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    mcp_bridge::config::parse_duration_text(text)
-}
+/// The bridge's one duration grammar ("5" is five seconds, "500ms", "1.5s", "1h 30m"), so a
+/// bench flag means what the same text means in a config file.
+pub use mcp_bridge::policy::parse_duration;

@@ -1,6 +1,7 @@
-//! The bridge's built-in policy, re-expressed as a plugin: the same config gives the
-//! same answers, so the two can be compared (and the plugin is a starting point for a
-//! policy that differs in one place).
+//! The bridge's built-in policy as a plugin: it wraps the policy crate's
+//! [`BuiltinPolicy`], the code the host runs, so the same config gives the same answers
+//! and the two can be compared across the WASM boundary (and the plugin is a starting
+//! point for a policy that differs in one place).
 //!
 //! - `decide`: servers in `uncached_servers` bypass; lists are cached for `list_ttl`
 //!   (zero bypasses); resource reads for `default_ttl`; tool calls for `default_ttl`
@@ -24,10 +25,13 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use mcp_bridge_plugin_sdk::config::{ConfigDuration, TtlMap, parse_duration};
+use mcp_bridge_plugin_sdk::config::{ConfigDuration, TtlMap};
+use mcp_bridge_plugin_sdk::policy::units::ConfigTtl;
+use mcp_bridge_plugin_sdk::policy::{
+    BuiltinPolicy, BuiltinSettings, InvalidationAnswer, InvalidationRule, Policy, TtlAnswer,
+};
 use mcp_bridge_plugin_sdk::prelude::*;
-use mcp_bridge_plugin_sdk::serde_json;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 /// The host's own defaults (`[cache] default_ttl` and `list_ttl`), so the plugin and the
 /// built-in policy agree when neither is configured.
@@ -38,20 +42,21 @@ const DEFAULT_LIST_TTL: Duration = Duration::from_secs(300);
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// A duration, or `"none"` for entries that live until evicted or invalidated.
-    #[serde(deserialize_with = "ttl_or_none")]
-    pub default_ttl: Option<Duration>,
+    pub default_ttl: ConfigTtl,
     pub list_ttl: ConfigDuration,
     pub stale_while_revalidate: Option<ConfigDuration>,
     pub stale_if_error: Option<ConfigDuration>,
     pub uncached_servers: HashSet<String>,
     pub ttl: TtlMap,
-    pub invalidate: Vec<Rule>,
+    /// What a successful call of tool `on` invalidates; a rule without `server` applies
+    /// to every server.
+    pub invalidate: Vec<InvalidationRule>,
 }
 
 impl Default for Config {
     fn default() -> Config {
         Config {
-            default_ttl: Some(DEFAULT_TTL),
+            default_ttl: ConfigTtl(Some(DEFAULT_TTL)),
             list_ttl: ConfigDuration(DEFAULT_LIST_TTL),
             stale_while_revalidate: None,
             stale_if_error: None,
@@ -62,49 +67,24 @@ impl Default for Config {
     }
 }
 
-/// What a successful call of tool `on` invalidates.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Rule {
-    /// The server the rule applies to; absent applies to every server.
-    #[serde(default)]
-    pub server: Option<String>,
-    pub on: String,
-    #[serde(default)]
-    pub tools: Vec<String>,
-    #[serde(default)]
-    pub tags: Vec<String>,
-}
-
-fn ttl_or_none<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
-    use serde::de::Error;
-    match serde_json::Value::deserialize(deserializer)? {
-        serde_json::Value::String(text) if text.trim().eq_ignore_ascii_case("none") => Ok(None),
-        serde_json::Value::String(text) => {
-            parse_duration(&text).map(Some).map_err(D::Error::custom)
+impl From<Config> for BuiltinSettings {
+    /// An absent stale window is zero, which the built-in policy reads as "off".
+    fn from(config: Config) -> BuiltinSettings {
+        let window = |window: Option<ConfigDuration>| window.map_or(Duration::ZERO, Duration::from);
+        BuiltinSettings {
+            default_ttl: config.default_ttl.0,
+            list_ttl: config.list_ttl.0,
+            stale_while_revalidate: window(config.stale_while_revalidate),
+            stale_if_error: window(config.stale_if_error),
+            ttl_table: config.ttl,
+            invalidation_rules: config.invalidate,
+            uncached_servers: config.uncached_servers,
         }
-        other => ConfigDuration::deserialize(other)
-            .map(|ttl| Some(ttl.0))
-            .map_err(D::Error::custom),
     }
 }
 
 pub struct Annotations {
-    config: Config,
-}
-
-impl Annotations {
-    /// A cache directive with the config's stale windows (zero means none).
-    fn cache(&self, ttl: Option<Duration>) -> Decision {
-        let nonzero =
-            |window: Option<ConfigDuration>| window.map(Duration::from).filter(|w| !w.is_zero());
-        Decision::Cache(Directive {
-            ttl,
-            stale_while_revalidate: nonzero(self.config.stale_while_revalidate),
-            stale_if_error: nonzero(self.config.stale_if_error),
-            ..Directive::default()
-        })
-    }
+    builtin: BuiltinPolicy,
 }
 
 impl Plugin for Annotations {
@@ -114,56 +94,33 @@ impl Plugin for Annotations {
         if let Some(rule) = config.invalidate.iter().find(|rule| rule.on.is_empty()) {
             return Err(format!("an `invalidate` rule has an empty `on` ({rule:?})"));
         }
-        Ok(Annotations { config })
+        Ok(Annotations {
+            builtin: BuiltinPolicy::new(config.into()),
+        })
     }
 }
 
 impl CachePolicy for Annotations {
     fn decide(&self, call: &Call) -> Decision {
-        if self.config.uncached_servers.contains(&call.server) {
-            return Decision::Bypass;
-        }
-        let list_ttl = self.config.list_ttl.0;
-        match call.kind {
-            CallKind::ListRequest if list_ttl.is_zero() => Decision::Bypass,
-            CallKind::ListRequest => self.cache(Some(list_ttl)),
-            CallKind::ReadResource => self.cache(self.config.default_ttl),
-            CallKind::Tool if call.is_read_only() => self.cache(self.config.default_ttl),
-            CallKind::Tool => Decision::Bypass,
-        }
+        self.builtin.decide(call)
     }
 }
 
 impl TtlTable for Annotations {
     fn ttl(&self, server: &str, tool: &str) -> Option<Duration> {
-        self.config.ttl.lookup(server, tool)
+        match Policy::ttl(&self.builtin, server, tool) {
+            TtlAnswer::Ttl(ttl) => Some(ttl),
+            TtlAnswer::Abstain => None,
+        }
     }
 }
 
 impl InvalidationRules for Annotations {
     fn invalidations(&self, call: &Call, outcome: &Outcome) -> Option<Vec<Invalidation>> {
-        if call.kind != CallKind::Tool || outcome.status == Status::Error {
-            return None;
+        match Policy::invalidations(&self.builtin, call, outcome) {
+            InvalidationAnswer::Rules(rules) => Some(rules),
+            InvalidationAnswer::Abstain => None,
         }
-        let mut matching = self
-            .config
-            .invalidate
-            .iter()
-            .filter(|rule| {
-                rule.on == call.name && rule.server.as_ref().is_none_or(|s| *s == call.server)
-            })
-            .peekable();
-        matching.peek()?;
-        let mut invalidations = Vec::new();
-        for rule in matching {
-            invalidations.extend(
-                rule.tools
-                    .iter()
-                    .map(|tool| Invalidation::tool(&call.server, tool)),
-            );
-            invalidations.extend(rule.tags.iter().map(Invalidation::tag));
-        }
-        Some(invalidations)
     }
 }
 
@@ -173,13 +130,18 @@ mcp_bridge_plugin_sdk::export!(Annotations);
 mod tests {
     use super::*;
 
-    fn call(server: &str, kind: CallKind, name: &str, read_only: Option<bool>) -> Call {
+    fn call<'a>(
+        server: &'a str,
+        kind: CallKind,
+        name: &'a str,
+        read_only: Option<bool>,
+    ) -> Call<'a> {
         Call {
-            server: server.to_owned(),
-            method: "tools/call".to_owned(),
+            server,
+            method: "tools/call",
             kind,
-            name: name.to_owned(),
-            canonical_arguments: "{}".to_owned(),
+            name,
+            canonical_arguments: "{}",
             annotations: mcp_bridge_plugin_sdk::Annotations {
                 read_only,
                 ..Default::default()
@@ -256,7 +218,10 @@ mod tests {
             Decision::Bypass
         );
         let plugin = Annotations::from_config_json(r#"{"default_ttl": "90s"}"#).unwrap();
-        assert_eq!(plugin.config.default_ttl, Some(secs(90)));
+        assert_eq!(
+            plugin.decide(&call("s", CallKind::ReadResource, "file:///a", None)),
+            Decision::Cache(Directive::ttl(secs(90)))
+        );
     }
 
     #[test]

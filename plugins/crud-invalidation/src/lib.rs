@@ -96,7 +96,7 @@ impl CachePolicy for CrudInvalidation {
         if !call.is_tool() || !call.is_read_only() {
             return Decision::Abstain;
         }
-        match Self::split(&call.name, &self.config.read_verbs) {
+        match Self::split(call.name, &self.config.read_verbs) {
             Some((_, entity)) => Directive::ttl(self.config.ttl.into())
                 .tag(format!("entity:{}", singular(entity)))
                 .into(),
@@ -110,7 +110,7 @@ impl InvalidationRules for CrudInvalidation {
         if !call.is_tool() {
             return None;
         }
-        let (_, entity) = Self::split(&call.name, &self.config.write_verbs)?;
+        let (_, entity) = Self::split(call.name, &self.config.write_verbs)?;
         if outcome.status == Status::Error {
             // The server says the write failed: nothing changed.
             return Some(Vec::new());
@@ -119,7 +119,7 @@ impl InvalidationRules for CrudInvalidation {
         let mut stale = Vec::new();
         for verb in &self.config.read_verbs {
             for noun in [entity.clone(), plural(&entity)] {
-                stale.push(Invalidation::tool(&call.server, format!("{verb}_{noun}")));
+                stale.push(Invalidation::tool(call.server, format!("{verb}_{noun}")));
             }
         }
         stale.push(Invalidation::tag(format!("entity:{entity}")));
@@ -133,13 +133,13 @@ mcp_bridge_plugin_sdk::export!(CrudInvalidation);
 mod tests {
     use super::*;
 
-    fn tool(name: &str, read_only: Option<bool>) -> Call {
+    fn tool(name: &str, read_only: Option<bool>) -> Call<'_> {
         Call {
-            server: "demo".to_owned(),
-            method: "tools/call".to_owned(),
+            server: "demo",
+            method: "tools/call",
             kind: CallKind::Tool,
-            name: name.to_owned(),
-            canonical_arguments: "{}".to_owned(),
+            name,
+            canonical_arguments: "{}",
             annotations: Annotations {
                 read_only,
                 ..Annotations::default()

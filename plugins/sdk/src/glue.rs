@@ -73,7 +73,7 @@ impl<P: Plugin> exports::lifecycle::Guest for Exports<P> {
 #[cfg(feature = "cache-policy")]
 impl<P: CachePolicy> exports::cache_policy::Guest for Exports<P> {
     fn decide(call: wit::Call) -> wit::Decision {
-        let call = call.into();
+        let call = (&call).into();
         with_plugin(|plugin: &P| plugin.decide(&call)).into()
     }
 }
@@ -91,7 +91,7 @@ impl<P: TtlTable> exports::ttl_table::Guest for Exports<P> {
 #[cfg(feature = "invalidation-rules")]
 impl<P: InvalidationRules> exports::invalidation_rules::Guest for Exports<P> {
     fn invalidations(call: wit::Call, outcome: wit::Outcome) -> wit::InvalidationAnswer {
-        let call = call.into();
+        let call = (&call).into();
         let outcome = outcome.into();
         match with_plugin(|plugin: &P| plugin.invalidations(&call, &outcome)) {
             Some(rules) => {
@@ -144,7 +144,7 @@ mod tests {
     impl CachePolicy for Probe {
         fn decide(&self, call: &Call) -> Decision {
             match call.is_read_only() {
-                true => Directive::ttl(self.ttl).tag(&call.name).into(),
+                true => Directive::ttl(self.ttl).tag(call.name).into(),
                 false => Decision::Bypass,
             }
         }
@@ -160,7 +160,7 @@ mod tests {
         fn invalidations(&self, call: &Call, outcome: &Outcome) -> Option<Vec<Invalidation>> {
             match outcome.status {
                 Status::Error => None,
-                _ => Some(vec![Invalidation::tool(&call.server, "get_tasks")]),
+                _ => Some(vec![Invalidation::tool(call.server, "get_tasks")]),
             }
         }
     }

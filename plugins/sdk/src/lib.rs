@@ -154,6 +154,8 @@ mod types;
 
 use std::time::Duration;
 
+/// The policy vocabulary the host speaks too; the types below are re-exported from it.
+pub use mcp_bridge_policy as policy;
 pub use serde_json;
 pub use types::{
     Annotations, Call, CallKind, Decision, Directive, Invalidation, Outcome, ServerHints, Status,

@@ -2,6 +2,11 @@
 
 use std::time::Duration;
 
+use mcp_bridge_policy::{
+    Annotations, Call, CallKind, Decision, Invalidation, InvalidationAnswer, Outcome, Policy,
+    ServerHints, Status, TtlAnswer,
+};
+
 use super::super::*;
 use super::{MINIMAL, assert_at, fail, fail_in, ok, repo_file, temp_dir, vars, write};
 
@@ -12,6 +17,39 @@ fn with_servers(cache: &str) -> String {
 
 fn secs(seconds: u64) -> Duration {
     Duration::from_secs(seconds)
+}
+
+/// A tool call on `server`, as the router hands it to the policy.
+fn tool_call<'a>(server: &'a str, tool: &'a str, read_only: Option<bool>) -> Call<'a> {
+    Call {
+        server,
+        method: "tools/call",
+        kind: CallKind::Tool,
+        name: tool,
+        canonical_arguments: "{}",
+        annotations: Annotations {
+            read_only,
+            ..Annotations::default()
+        },
+        hints: ServerHints::default(),
+        principal: None,
+    }
+}
+
+/// The TTL the built-in policy built from `config` takes from its table for `tool`.
+fn table_ttl(config: &BridgeConfig, server: &str, tool: &str) -> Option<Duration> {
+    match config.builtin_policy().ttl(server, tool) {
+        TtlAnswer::Ttl(ttl) => Some(ttl),
+        TtlAnswer::Abstain => None,
+    }
+}
+
+/// What the built-in policy built from `config` invalidates after `tool` succeeds.
+fn write_invalidations(config: &BridgeConfig, server: &str, tool: &str) -> InvalidationAnswer {
+    config.builtin_policy().invalidations(
+        &tool_call(server, tool, Some(false)),
+        &Outcome::of(Status::Success),
+    )
 }
 
 fn rule(server: Option<&str>, tool: &str, ttl: Duration) -> TtlRule {
@@ -318,7 +356,10 @@ fn servers_from_included_files_count() {
         Ok(config) => config,
         Err(e) => panic!("{e}"),
     };
-    assert_eq!(config.cache.ttl_table, [rule(Some("inc"), "read", secs(5))]);
+    assert_eq!(
+        config.cache.ttl_table.rules(),
+        [rule(Some("inc"), "read", secs(5))]
+    );
     assert_eq!(
         config.cache.invalidation_rules[0].server.as_deref(),
         Some("inc")
@@ -362,7 +403,7 @@ create_task = 0
     ));
     let cache = &config.cache;
     assert_eq!(
-        cache.ttl_table,
+        cache.ttl_table.rules(),
         [
             rule(Some("demo"), "get_tasks", secs(60)),
             rule(Some("demo"), "create_task", Duration::ZERO),
@@ -372,7 +413,7 @@ create_task = 0
             rule(None, "*", secs(1)),
         ]
     );
-    let ttl = |server: &str, tool: &str| cache.ttl_rule(server, tool).map(|r| r.ttl);
+    let ttl = |server: &str, tool: &str| table_ttl(&config, server, tool);
     // An exact server beats "*", and then an exact tool beats "*".
     assert_eq!(ttl("demo", "get_tasks"), Some(secs(60)));
     assert_eq!(ttl("demo", "create_task"), Some(Duration::ZERO));
@@ -382,8 +423,8 @@ create_task = 0
     assert_eq!(ttl("memory", "read_graph"), Some(secs(1)));
 
     let config = ok(&with_servers("[cache.ttl.demo]\nget_tasks = 5\n"));
-    assert_eq!(config.cache.ttl_rule("memory", "get_tasks"), None);
-    assert_eq!(config.cache.ttl_rule("demo", "get_task"), None);
+    assert_eq!(table_ttl(&config, "memory", "get_tasks"), None);
+    assert_eq!(table_ttl(&config, "demo", "get_task"), None);
 }
 
 #[test]
@@ -483,12 +524,26 @@ tools = []
         (rules[2].server.as_deref(), rules[2].on.as_str()),
         (None, "send_mail")
     );
-    let matching =
-        |server: &str, tool: &str| config.cache.invalidation_rules_for(server, tool).count();
-    assert_eq!(matching("demo", "create_task"), 2);
-    assert_eq!(matching("memory", "create_task"), 1);
-    assert_eq!(matching("memory", "send_mail"), 1);
-    assert_eq!(matching("demo", "update_task"), 0);
+    // Every matching rule applies, in file order; a rule naming nothing to drop still
+    // speaks (and so replaces the whole-server default); no matching rule abstains.
+    let after = |server: &str, tool: &str| write_invalidations(&config, server, tool);
+    assert_eq!(
+        after("demo", "create_task"),
+        InvalidationAnswer::Rules(vec![
+            Invalidation::tool("demo", "get_tasks"),
+            Invalidation::tool("demo", "get_today_metrics"),
+            Invalidation::tag("tasks"),
+        ])
+    );
+    assert_eq!(
+        after("memory", "create_task"),
+        InvalidationAnswer::Rules(vec![Invalidation::tag("tasks")])
+    );
+    assert_eq!(
+        after("memory", "send_mail"),
+        InvalidationAnswer::Rules(Vec::new())
+    );
+    assert_eq!(after("demo", "update_task"), InvalidationAnswer::Abstain);
 }
 
 #[test]
@@ -539,8 +594,8 @@ tags = ["all"]
 }
 
 /// The seed's TTL table, as both shipped files carry it for the demo server.
-fn assert_seed_table(cache: &CacheConfig) {
-    let ttl = |server: &str, tool: &str| cache.ttl_rule(server, tool).map(|r| r.ttl);
+fn assert_seed_table(config: &BridgeConfig) {
+    let ttl = |server: &str, tool: &str| table_ttl(config, server, tool);
     for (tool, seconds) in [
         ("list_tools", 3600),
         ("get_tool_schema", 3600),
@@ -555,11 +610,14 @@ fn assert_seed_table(cache: &CacheConfig) {
         assert_eq!(ttl("demo", tool), Some(secs(seconds)), "{tool}");
     }
     for write_tool in ["create_task", "update_task", "complete_task"] {
-        let rules: Vec<&InvalidationRule> =
-            cache.invalidation_rules_for("demo", write_tool).collect();
-        assert_eq!(rules.len(), 1, "{write_tool}");
-        assert_eq!(rules[0].tools, ["get_tasks", "get_today_metrics"]);
-        assert!(rules[0].tags.is_empty());
+        assert_eq!(
+            write_invalidations(config, "demo", write_tool),
+            InvalidationAnswer::Rules(vec![
+                Invalidation::tool("demo", "get_tasks"),
+                Invalidation::tool("demo", "get_today_metrics"),
+            ]),
+            "{write_tool}"
+        );
     }
 }
 
@@ -569,11 +627,11 @@ fn shipped_files_carry_the_seed_table() {
         Ok(config) => config,
         Err(e) => panic!("{e}"),
     };
-    assert_seed_table(&example.cache);
+    assert_seed_table(&example);
     // The example documents the defaults, so apart from its table and rules it equals them.
     assert_eq!(
         CacheConfig {
-            ttl_table: Vec::new(),
+            ttl_table: TtlMap::new(),
             invalidation_rules: Vec::new(),
             ..example.cache.clone()
         },
@@ -585,6 +643,55 @@ fn shipped_files_carry_the_seed_table() {
         Ok(config) => config,
         Err(e) => panic!("{e}"),
     };
-    assert_seed_table(&default.cache);
+    assert_seed_table(&default);
     assert!(default.cache.enabled);
+}
+
+/// The built-in policy a config builds answers with its `[cache]` section: the default TTL
+/// for read-only tools, the TTL table over it (a zero row bypasses), the rules for writes,
+/// the stale windows, and no caching for a server with `cache = false`.
+#[test]
+fn the_builtin_policy_follows_the_cache_section() {
+    let config = ok(&format!(
+        "{}{}",
+        "[servers.demo]\ncommand = \"d\"\n[servers.off]\ncommand = \"o\"\ncache = false\n",
+        r#"[cache]
+default_ttl = "60s"
+stale_while_revalidate = "10s"
+
+[cache.ttl."*"]
+get_tool_schema = "1h"
+
+[cache.ttl.demo]
+get_clients = "5m"
+create_task = 0
+
+[[cache.invalidate]]
+on = "create_task"
+tools = ["get_tasks", "get_today_metrics"]
+"#
+    ));
+    let policy = config.builtin_policy();
+    let chain = mcp_bridge_policy::PolicyChain::new(Vec::new(), std::sync::Arc::new(policy));
+    let cached = |ttl: u64| {
+        let mut directive = mcp_bridge_policy::Directive::ttl(secs(ttl));
+        directive.stale_while_revalidate = Some(secs(10));
+        Decision::Cache(directive)
+    };
+    let decide = |server: &str, tool: &str| chain.decide(&tool_call(server, tool, Some(true)));
+    assert_eq!(decide("demo", "get_tasks"), cached(60));
+    assert_eq!(decide("demo", "get_clients"), cached(300));
+    assert_eq!(decide("demo", "get_tool_schema"), cached(3600));
+    assert_eq!(decide("demo", "create_task"), Decision::Bypass);
+    assert_eq!(decide("off", "get_tasks"), Decision::Bypass);
+    assert_eq!(
+        chain.invalidations(
+            &tool_call("demo", "create_task", Some(false)),
+            &Outcome::of(Status::Success)
+        ),
+        vec![
+            Invalidation::tool("demo", "get_tasks"),
+            Invalidation::tool("demo", "get_today_metrics"),
+        ]
+    );
 }

@@ -72,16 +72,16 @@ pub struct LoadArgs {
     #[arg(long)]
     pub connections: Option<usize>,
     /// Measured time, after the warm-up (e.g. "10s"). Without it and --calls: 10s.
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = crate::policy::parse_duration)]
     pub duration: Option<Duration>,
     /// At most this many measured calls; the source is cycled if it has fewer.
     #[arg(long)]
     pub calls: Option<u64>,
     /// Calls sent during this first stretch are not measured.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    #[arg(long, value_parser = crate::policy::parse_duration, default_value = "0s")]
     pub warmup: Duration,
     /// A call without an answer after this long counts as a timeout.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    #[arg(long, value_parser = crate::policy::parse_duration, default_value = "30s")]
     pub timeout: Duration,
     /// The seed of the Poisson arrivals.
     #[arg(long, default_value_t = 1)]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use super::percentile;
 use super::results::ReplayMetrics;
 use super::trace::{Event, RecordedStatus, Trace};
-use crate::policy::{CallInfo, Decision, Outcome, PolicyChain, ServerHints, Status};
+use crate::policy::{Call, Decision, Outcome, PolicyChain, ServerHints, Status};
 use sim::{SimCache, SimEntry};
 
 /// How often (in events) a replay reports progress and times a policy call. Timing every
@@ -111,8 +111,8 @@ fn arguments_of<'a>(trace: &'a Trace, event: &Event) -> &'a str {
 }
 
 /// The call a policy sees for an event.
-fn call_info<'a>(trace: &'a Trace, event: &Event) -> CallInfo<'a> {
-    CallInfo {
+fn call_info<'a>(trace: &'a Trace, event: &Event) -> Call<'a> {
+    Call {
         server: trace.string(event.server),
         method: trace.string(event.method),
         kind: event.kind,

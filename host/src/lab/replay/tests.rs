@@ -2,7 +2,6 @@ use std::sync::Arc;
 
 use super::*;
 use crate::lab::trace::{Access, RecordedAnnotations, TraceRecord, hex64};
-use crate::policy::BuiltinPolicy;
 
 const CONFIG: &str = r#"
 [servers.demo]
@@ -15,7 +14,7 @@ default_ttl = "10s"
 fn chain() -> PolicyChain {
     let config =
         crate::config::load_str(CONFIG, "test.toml").unwrap_or_else(|error| panic!("{error}"));
-    PolicyChain::new(Vec::new(), Arc::new(BuiltinPolicy::from_config(&config)))
+    PolicyChain::new(Vec::new(), Arc::new(config.builtin_policy()))
 }
 
 /// A call at `t_ms` reading (or writing) `name`, whose result is `truth`.

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use super::LabError;
 use super::trace::{Access, Fnv64, RecordedAnnotations, RecordedStatus, TraceRecord, hex64};
-use crate::config::RawDuration;
+use crate::policy::units::ConfigDuration;
 
 /// The presets shipped in `config/workloads/`, embedded so `--workload NAME` works
 /// from any directory.
@@ -64,8 +64,8 @@ fn one() -> u32 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawBursts {
-    every: RawDuration,
-    length: RawDuration,
+    every: ConfigDuration,
+    length: ConfigDuration,
     factor: f64,
 }
 
@@ -84,7 +84,7 @@ struct RawTool {
     arguments: Map<String, Value>,
     #[serde(default)]
     tables: Vec<String>,
-    latency: RawDuration,
+    latency: ConfigDuration,
     #[serde(default = "default_jitter")]
     jitter: f64,
     #[serde(default = "default_bytes")]

@@ -40,7 +40,7 @@ impl Plugin for FaultTrap {
 
 impl CachePolicy for FaultTrap {
     fn decide(&self, call: &Call) -> Decision {
-        self.maybe_trap("decide", &call.server);
+        self.maybe_trap("decide", call.server);
         Decision::Abstain
     }
 }
@@ -54,7 +54,7 @@ impl TtlTable for FaultTrap {
 
 impl InvalidationRules for FaultTrap {
     fn invalidations(&self, call: &Call, _outcome: &Outcome) -> Option<Vec<Invalidation>> {
-        self.maybe_trap("invalidations", &call.server);
+        self.maybe_trap("invalidations", call.server);
         None
     }
 }

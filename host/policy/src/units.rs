@@ -1,4 +1,20 @@
-//! Durations ("30s", 30, 30.0) and byte sizes (4194304, "4MiB", "1MB") as written in configuration files.
+//! The one duration grammar and the one size grammar of the bridge: the config files, the
+//! plugin SDK, every command-line flag, the demo server, the benches and the lab's workload
+//! presets all read durations and sizes here, so `5`, `"5"` and `"5s"` mean the same
+//! everywhere.
+//!
+//! **Durations.** A string is either a bare number of seconds (`"30"`, `"0.5"`) or
+//! humantime's form: one or more `<number><unit>` terms, spaces allowed between them
+//! (`"250ms"`, `"30s"`, `"5m"`, `"1h 30m"`, `"2days"`); units are `ns`, `us`, `ms`,
+//! `s`/`sec`, `m`/`min`, `h`/`hr`, `d`/`day`, `w`/`week`, `M`/`month`, `y`/`year` and
+//! their longer spellings. A number in a file (TOML or JSON) is seconds too, fractions
+//! allowed (`30`, `0.25`); negative, infinite and not-a-number values are refused. A bare
+//! number means seconds because the seed's Python settings wrote durations that way, and
+//! the config files have accepted it since.
+//!
+//! **Sizes.** A whole number of bytes, optionally followed by a unit (`"4MiB"`,
+//! `"512 KiB"`, `"1GB"`): binary units (`KiB`, `MiB`, `GiB`) are powers of 1024, decimal
+//! units (`KB`, `MB`, `GB`) powers of 1000, units match without regard to case.
 
 use std::fmt;
 use std::time::Duration;
@@ -11,7 +27,7 @@ use serde::de::{self, Visitor};
 /// pass through exactly as written), and with it serde_json gives a float, or an integer
 /// beyond 64 bits, to `deserialize_any` as a one-entry map holding the number's text.
 /// `None` when the map is a real one (TOML never disguises numbers).
-pub(crate) fn number_in_map<'de, A: de::MapAccess<'de>>(map: A) -> Option<serde_json::Number> {
+pub fn number_in_map<'de, A: de::MapAccess<'de>>(map: A) -> Option<serde_json::Number> {
     serde_json::Number::deserialize(de::value::MapAccessDeserializer::new(map)).ok()
 }
 
@@ -41,7 +57,7 @@ fn visit_number_map<'de, V: Visitor<'de>, A: de::MapAccess<'de>>(
 
 /// Parses a duration written as a string: humantime form ("30s", "5m", "250ms", "1h 30m") or a
 /// bare number of seconds ("30", "0.5"), which the seed's Python settings used.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err("a duration cannot be empty".to_owned());
@@ -68,7 +84,7 @@ fn seconds_to_duration(seconds: f64) -> Result<Duration, String> {
 /// Binary units (`KiB`, `MiB`, `GiB`) are powers of 1024 and decimal units (`KB`, `MB`, `GB`)
 /// powers of 1000, as their names say; units are matched without regard to case, and a space
 /// between number and unit is allowed.
-pub(crate) fn parse_size(text: &str) -> Result<usize, String> {
+pub fn parse_size(text: &str) -> Result<usize, String> {
     let trimmed = text.trim();
     let digits_end = trimmed
         .find(|c: char| !c.is_ascii_digit())
@@ -100,20 +116,36 @@ pub(crate) fn parse_size(text: &str) -> Result<usize, String> {
     usize::try_from(bytes).map_err(|_| too_big())
 }
 
-/// A duration as read from a file, before range checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RawDuration(pub Duration);
+/// A duration as written in a config file (the bridge's or a plugin's): a string
+/// [`parse_duration`] reads, or a number of seconds. Range checks are the reader's.
+///
+/// ```
+/// # use mcp_bridge_policy::units::ConfigDuration;
+/// # use std::time::Duration;
+/// let ttl: ConfigDuration = serde_json::from_str(r#""5m""#).unwrap();
+/// assert_eq!(ttl.0, Duration::from_secs(300));
+/// let ttl: ConfigDuration = serde_json::from_str("30").unwrap();
+/// assert_eq!(Duration::from(ttl), Duration::from_secs(30));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConfigDuration(pub Duration);
 
-impl<'de> Deserialize<'de> for RawDuration {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer
-            .deserialize_any(DurationVisitor)
-            .map(RawDuration)
+impl From<Duration> for ConfigDuration {
+    fn from(duration: Duration) -> ConfigDuration {
+        ConfigDuration(duration)
     }
 }
 
-impl From<RawDuration> for Duration {
-    fn from(raw: RawDuration) -> Self {
+impl<'de> Deserialize<'de> for ConfigDuration {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(DurationVisitor)
+            .map(ConfigDuration)
+    }
+}
+
+impl From<ConfigDuration> for Duration {
+    fn from(raw: ConfigDuration) -> Self {
         raw.0
     }
 }
@@ -150,13 +182,14 @@ impl<'de> Visitor<'de> for DurationVisitor {
     }
 }
 
-/// A TTL that may also be written `"none"` (any case), meaning no expiry, before range checks.
+/// A TTL as written in a config file: a duration, or `"none"` (any case) for no expiry.
+/// Range checks are the reader's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct RawTtl(pub Option<Duration>);
+pub struct ConfigTtl(pub Option<Duration>);
 
-impl<'de> Deserialize<'de> for RawTtl {
+impl<'de> Deserialize<'de> for ConfigTtl {
     fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(TtlVisitor).map(RawTtl)
+        deserializer.deserialize_any(TtlVisitor).map(ConfigTtl)
     }
 }
 
@@ -193,13 +226,14 @@ impl<'de> Visitor<'de> for TtlVisitor {
     }
 }
 
-/// A byte size as read from a file, before range checks.
+/// A byte size as written in a config file: a number of bytes or a string [`parse_size`]
+/// reads. Range checks are the reader's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct RawSize(pub usize);
+pub struct ConfigSize(pub usize);
 
-impl<'de> Deserialize<'de> for RawSize {
+impl<'de> Deserialize<'de> for ConfigSize {
     fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(SizeVisitor).map(RawSize)
+        deserializer.deserialize_any(SizeVisitor).map(ConfigSize)
     }
 }
 
@@ -230,7 +264,7 @@ impl<'de> Visitor<'de> for SizeVisitor {
 }
 
 /// Formats a byte count the way a person would write it in the configuration file.
-pub(crate) fn format_size(bytes: usize) -> String {
+pub fn format_size(bytes: usize) -> String {
     const UNITS: [(usize, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
     for (unit, name) in UNITS {
         if bytes >= unit && bytes.is_multiple_of(unit) {
@@ -241,7 +275,7 @@ pub(crate) fn format_size(bytes: usize) -> String {
 }
 
 /// Formats a duration in humantime form, which `parse_duration` reads back.
-pub(crate) fn format_duration(duration: Duration) -> String {
+pub fn format_duration(duration: Duration) -> String {
     humantime::format_duration(duration).to_string()
 }
 
@@ -262,13 +296,16 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("1.2.3").is_err());
+        assert!(parse_duration("-1").is_err());
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1s 500ms"), Ok(Duration::from_millis(1500)));
     }
 
     #[test]
     fn duration_numbers() {
         #[derive(Deserialize)]
         struct T {
-            d: RawDuration,
+            d: ConfigDuration,
         }
         let d = |text: &str| toml::from_str::<T>(text).map(|t| t.d.0);
         assert_eq!(d("d = 30").ok(), Some(Duration::from_secs(30)));
@@ -280,7 +317,7 @@ mod tests {
         assert!(d("d = nan").is_err());
         assert!(d("d = inf").is_err());
         assert!(d("d = true").is_err());
-        let json = |text: &str| serde_json::from_str::<RawDuration>(text).map(|d| d.0);
+        let json = |text: &str| serde_json::from_str::<ConfigDuration>(text).map(|d| d.0);
         assert_eq!(json("12").ok(), Some(Duration::from_secs(12)));
         assert_eq!(json("1.5").ok(), Some(Duration::from_millis(1500)));
         assert_eq!(json("2.5e1").ok(), Some(Duration::from_secs(25)));
@@ -300,10 +337,10 @@ mod tests {
     /// serde_json's `arbitrary_precision` form.
     #[test]
     fn json_floats_reach_every_number_visitor() {
-        let ttl = |text: &str| serde_json::from_str::<RawTtl>(text).map(|t| t.0);
+        let ttl = |text: &str| serde_json::from_str::<ConfigTtl>(text).map(|t| t.0);
         assert_eq!(ttl("0.5").ok(), Some(Some(Duration::from_millis(500))));
         assert_eq!(ttl("\"none\"").ok(), Some(None));
-        let size = |text: &str| serde_json::from_str::<RawSize>(text).map(|s| s.0);
+        let size = |text: &str| serde_json::from_str::<ConfigSize>(text).map(|s| s.0);
         assert_eq!(size("1024").ok(), Some(1024));
         let float = size("1.5").err().map(|e| e.to_string()).unwrap_or_default();
         assert!(float.contains("floating point"), "{float}");
@@ -313,7 +350,7 @@ mod tests {
     fn ttl_values() {
         #[derive(Deserialize)]
         struct T {
-            t: RawTtl,
+            t: ConfigTtl,
         }
         let t = |text: &str| toml::from_str::<T>(text).map(|t| t.t.0);
         assert_eq!(t("t = \"none\"").ok(), Some(None));
@@ -348,7 +385,7 @@ mod tests {
     fn size_numbers() {
         #[derive(Deserialize)]
         struct T {
-            s: RawSize,
+            s: ConfigSize,
         }
         let s = |text: &str| toml::from_str::<T>(text).map(|t| t.s.0);
         assert_eq!(s("s = 1024").ok(), Some(1024));
