@@ -16,3 +16,4 @@ pub mod metrics;
 pub mod plugin;
 pub mod policy;
 pub mod router;
+pub mod trace;

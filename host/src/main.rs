@@ -15,6 +15,7 @@ use mcp_bridge::metrics::Metrics;
 use mcp_bridge::plugin::PluginRuntime;
 use mcp_bridge::policy::{BuiltinPolicy, PolicyChain};
 use mcp_bridge::router::Router;
+use mcp_bridge::trace;
 use std::sync::Arc;
 
 /// Pools stdio MCP servers behind one Streamable HTTP endpoint, with metrics and health.
@@ -83,7 +84,7 @@ struct ServeArgs {
     )]
     record_max_bytes: String,
     /// How many trace files to keep, the current one included.
-    #[arg(long, value_name = "N", default_value_t = lab::record::DEFAULT_RECORD_FILES, requires = "record")]
+    #[arg(long, value_name = "N", default_value_t = trace::DEFAULT_RECORD_FILES, requires = "record")]
     record_files: u32,
     /// Also record each call's canonical arguments, so the trace can drive `bench load`
     /// (off by default: arguments may hold data that should not be written to disk).
@@ -256,7 +257,7 @@ fn raise_fd_limit(max_client_connections: usize) {
 fn raise_fd_limit(_max_client_connections: usize) {}
 
 /// The `--record*` flags, checked.
-fn record_options(args: &ServeArgs) -> Result<Option<lab::record::RecordOptions>, String> {
+fn record_options(args: &ServeArgs) -> Result<Option<trace::RecordOptions>, String> {
     let Some(path) = &args.record else {
         return Ok(None);
     };
@@ -265,7 +266,7 @@ fn record_options(args: &ServeArgs) -> Result<Option<lab::record::RecordOptions>
     if args.record_files == 0 {
         return Err("--record-files must be at least 1".to_owned());
     }
-    Ok(Some(lab::record::RecordOptions {
+    Ok(Some(trace::RecordOptions {
         path: path.clone(),
         max_bytes,
         max_files: args.record_files,
@@ -277,7 +278,7 @@ fn record_options(args: &ServeArgs) -> Result<Option<lab::record::RecordOptions>
 async fn run(
     config: BridgeConfig,
     watched: Option<PathBuf>,
-    record: Option<lab::record::RecordOptions>,
+    record: Option<trace::RecordOptions>,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
@@ -299,8 +300,9 @@ async fn run(
     let recorder = match record {
         Some(options) => {
             let path = options.path.display().to_string();
-            let recorder = lab::record::Recorder::start(options, metrics.clone())
-                .context("cannot start recording (--record)")?;
+            let recorder =
+                trace::Recorder::start(options, metrics.trace_records_dropped_total.clone())
+                    .context("cannot start recording (--record)")?;
             tracing::info!(trace = %path, active = recorder.is_active(), "recording answered calls");
             router.set_recorder(recorder.clone());
             Some(recorder)

@@ -374,9 +374,7 @@ fn plugins_of(state: &AppState) -> Result<&crate::plugin::PluginRuntime, FrontEr
     })
 }
 
-fn recorder_of(
-    state: &AppState,
-) -> Result<&std::sync::Arc<crate::lab::record::Recorder>, FrontError> {
+fn recorder_of(state: &AppState) -> Result<&std::sync::Arc<crate::trace::Recorder>, FrontError> {
     state.router.recorder().ok_or_else(|| {
         FrontError::NotFound(
             "this bridge is not recording: start it with `serve --record FILE` (add --record-paused to begin paused)"

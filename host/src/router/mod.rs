@@ -21,9 +21,9 @@ use crate::backend::{
 use crate::cache::ResponseCache;
 use crate::config::BridgeConfig;
 use crate::jsonrpc;
-use crate::lab::record::Recorder;
 use crate::metrics::Metrics;
 use crate::policy::{BuiltinPolicy, PolicyChain};
+use crate::trace::Recorder;
 use caching::{CallCache, Lookup};
 
 /// Methods that never change server state, so a crash mid-call may be retried once.

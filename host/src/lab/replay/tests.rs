@@ -1,8 +1,8 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::lab::trace::{Access, RecordedAnnotations, TraceRecord, hex64};
 use crate::policy::BuiltinPolicy;
+use crate::trace::{Access, RecordedAnnotations, TraceRecord, hex64};
 
 const CONFIG: &str = r#"
 [servers.demo]
