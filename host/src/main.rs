@@ -13,7 +13,7 @@ use mcp_bridge::front::{self, AppState};
 use mcp_bridge::lab::{self, BenchCommand};
 use mcp_bridge::metrics::Metrics;
 use mcp_bridge::plugin::PluginRuntime;
-use mcp_bridge::policy::{BuiltinPolicy, PolicyChain};
+use mcp_bridge::policy::{BuiltinPolicy, PolicyChain, PolicySink};
 use mcp_bridge::router::Router;
 use mcp_bridge::trace;
 use std::sync::Arc;
@@ -309,7 +309,12 @@ async fn run(
         }
         None => None,
     };
-    let plugins = PluginRuntime::start(&config, router.cache_layer(), &metrics)
+    // Without a cache no policy is ever asked, so there is nowhere to publish one.
+    let policies = router.cache_layer().map(|layer| {
+        let layer = layer.clone();
+        Arc::new(move |chain: PolicyChain| layer.set_policies(chain)) as Arc<dyn PolicySink>
+    });
+    let plugins = PluginRuntime::start(&config, policies, &metrics)
         .context("cannot start the plugin host")?;
     let state = AppState::new(router, config.http.clone(), plugins);
     // Kept alive while serving: dropping the watcher stops hot reloading.
