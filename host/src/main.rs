@@ -1,22 +1,20 @@
 //! The `mcp-bridge` binary: `serve` runs the bridge, `check-config` validates a
-//! configuration, `demo-server` runs the bundled stdio MCP server.
+//! configuration, `demo-server` runs the bundled stdio MCP server, `bench` runs the
+//! policy lab. This file parses the command line, sets up logging and signals; the
+//! application's wiring is [`app`].
+
+mod app;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use mcp_bridge::config::{self, BridgeConfig, LogFormat};
 use mcp_bridge::demo::{self, DemoOptions};
-use mcp_bridge::front::{self, AppState};
+use mcp_bridge::front;
 use mcp_bridge::lab::{self, BenchCommand};
-use mcp_bridge::metrics::Metrics;
-use mcp_bridge::plugin::PluginRuntime;
-use mcp_bridge::policy::{BuiltinPolicy, PolicyChain, PolicySink};
-use mcp_bridge::router::Router;
 use mcp_bridge::trace;
-use std::sync::Arc;
 
 /// Pools stdio MCP servers behind one Streamable HTTP endpoint, with metrics and health.
 #[derive(Parser)]
@@ -198,7 +196,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     let watched = args.config.clone();
     block_on(
         tokio::runtime::Builder::new_multi_thread(),
-        run(config, watched, record),
+        app::serve(config, watched, record, shutdown_signal()),
     )
 }
 
@@ -273,105 +271,6 @@ fn record_options(args: &ServeArgs) -> Result<Option<trace::RecordOptions>, Stri
         arguments: args.record_arguments,
         paused: args.record_paused,
     }))
-}
-
-async fn run(
-    config: BridgeConfig,
-    watched: Option<PathBuf>,
-    record: Option<trace::RecordOptions>,
-) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.http.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} (http.listen or --listen)",
-                config.http.listen
-            )
-        })?;
-    let address = listener.local_addr()?;
-    let names: Vec<&str> = config
-        .servers
-        .iter()
-        .map(|server| server.name.as_str())
-        .collect();
-    tracing::info!(config = %config.source, servers = %names.join(","), "listening on http://{address}/mcp");
-    let metrics = Arc::new(Metrics::new());
-    let mut router = Router::start(&config, metrics.clone());
-    let recorder = match record {
-        Some(options) => {
-            let path = options.path.display().to_string();
-            let recorder =
-                trace::Recorder::start(options, metrics.trace_records_dropped_total.clone())
-                    .context("cannot start recording (--record)")?;
-            tracing::info!(trace = %path, active = recorder.is_active(), "recording answered calls");
-            router.set_recorder(recorder.clone());
-            Some(recorder)
-        }
-        None => None,
-    };
-    // Without a cache no policy is ever asked, so there is nowhere to publish one.
-    let policies = router.cache_layer().map(|layer| {
-        let layer = layer.clone();
-        Arc::new(move |chain: PolicyChain| layer.set_policies(chain)) as Arc<dyn PolicySink>
-    });
-    let plugins = PluginRuntime::start(&config, policies, &metrics)
-        .context("cannot start the plugin host")?;
-    let state = AppState::new(router, config.http.clone(), plugins);
-    // Kept alive while serving: dropping the watcher stops hot reloading.
-    let _watcher = match watched {
-        Some(path) => Some(watch_config(path, config, state.clone())?),
-        None => None,
-    };
-    front::serve(listener, state, shutdown_signal()).await?;
-    // The trace's last records are written before the process exits.
-    if let Some(recorder) = recorder {
-        tokio::task::spawn_blocking(move || recorder.close()).await?;
-    }
-    Ok(())
-}
-
-/// Re-reads the config file when it changes and applies what can change while running:
-/// the cache's TTL table and invalidation rules. Pools and HTTP settings need a restart,
-/// which the log says; an invalid file is logged and the running config stays.
-fn watch_config(
-    path: PathBuf,
-    running: BridgeConfig,
-    state: Arc<AppState>,
-) -> anyhow::Result<config::ConfigWatcher> {
-    let watcher = config::watch(path, move |new| {
-        // `--listen` overrides the file, so the listen address is not a change.
-        let mut new_http = new.http.clone();
-        new_http.listen = running.http.listen;
-        if new.servers != running.servers || new_http != running.http {
-            tracing::warn!(
-                config = %new.source,
-                "the config file changed [http] or [servers]; those apply on restart, the cache rules apply now"
-            );
-        }
-        let Some(layer) = state.router.cache_layer() else {
-            tracing::warn!(
-                "the cache is disabled in the running bridge; enabling it needs a restart"
-            );
-            return;
-        };
-        let builtin = Arc::new(BuiltinPolicy::from_config(&new));
-        match &state.plugins {
-            Some(plugins) => {
-                if let Err(error) = plugins.host.reconfigure(new.plugins.clone(), builtin) {
-                    tracing::error!(config = %new.source, %error, "the new [plugins] bindings do not start; the running policies stay");
-                    return;
-                }
-            }
-            None => layer.set_policies(PolicyChain::new(Vec::new(), builtin)),
-        }
-        tracing::info!(
-            config = %new.source,
-            ttl_rows = new.cache.ttl_table.len(),
-            rules = new.cache.invalidation_rules.len(),
-            "reloaded the cache's TTL table and invalidation rules"
-        );
-    })?;
-    Ok(watcher)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

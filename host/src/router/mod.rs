@@ -94,11 +94,6 @@ impl Router {
         self.recorder = Some(recorder);
     }
 
-    /// The trace recorder, when the bridge was started with one.
-    pub fn recorder(&self) -> Option<&Arc<Recorder>> {
-        self.recorder.as_ref()
-    }
-
     /// The response cache, when enabled.
     pub fn cache(&self) -> Option<&Arc<ResponseCache>> {
         self.cache.as_ref().map(|layer| &layer.cache)
