@@ -24,8 +24,8 @@ use serde_json::{Value, json};
 
 use mcp_bridge::config::PluginsConfig;
 use mcp_bridge::lab::load::{self, LoadArgs};
+use mcp_bridge::lab::loaded::Trace;
 use mcp_bridge::lab::replay::{self, Prepared, Setting, bounds};
-use mcp_bridge::lab::trace::Trace;
 use mcp_bridge::lab::workload::Workload;
 use mcp_bridge::metrics::Metrics;
 use mcp_bridge::plugin::{Limits, PluginEngine, PluginVersion, WasmPolicy};

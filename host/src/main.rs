@@ -1,21 +1,20 @@
 //! The `mcp-bridge` binary: `serve` runs the bridge, `check-config` validates a
-//! configuration, `demo-server` runs the bundled stdio MCP server.
+//! configuration, `demo-server` runs the bundled stdio MCP server, `bench` runs the
+//! policy lab. This file parses the command line, sets up logging and signals; the
+//! application's wiring is [`app`].
+
+mod app;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use mcp_bridge::config::{self, BridgeConfig, LogFormat};
 use mcp_bridge::demo::{self, DemoOptions};
-use mcp_bridge::front::{self, AppState};
+use mcp_bridge::front;
 use mcp_bridge::lab::{self, BenchCommand};
-use mcp_bridge::metrics::Metrics;
-use mcp_bridge::plugin::PluginRuntime;
-use mcp_bridge::policy::{self, PolicyChain};
-use mcp_bridge::router::Router;
-use std::sync::Arc;
+use mcp_bridge::{policy, trace};
 
 /// Pools stdio MCP servers behind one Streamable HTTP endpoint, with metrics and health.
 #[derive(Parser)]
@@ -84,7 +83,7 @@ struct ServeArgs {
     )]
     record_max_bytes: usize,
     /// How many trace files to keep, the current one included.
-    #[arg(long, value_name = "N", default_value_t = lab::record::DEFAULT_RECORD_FILES, requires = "record")]
+    #[arg(long, value_name = "N", default_value_t = trace::DEFAULT_RECORD_FILES, requires = "record")]
     record_files: u32,
     /// Also record each call's canonical arguments, so the trace can drive `bench load`
     /// (off by default: arguments may hold data that should not be written to disk).
@@ -198,7 +197,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     let watched = args.config.clone();
     block_on(
         tokio::runtime::Builder::new_multi_thread(),
-        run(config, watched, record),
+        app::serve(config, watched, record, shutdown_signal()),
     )
 }
 
@@ -257,7 +256,7 @@ fn raise_fd_limit(max_client_connections: usize) {
 fn raise_fd_limit(_max_client_connections: usize) {}
 
 /// The `--record*` flags, checked.
-fn record_options(args: &ServeArgs) -> Result<Option<lab::record::RecordOptions>, String> {
+fn record_options(args: &ServeArgs) -> Result<Option<trace::RecordOptions>, String> {
     let Some(path) = &args.record else {
         return Ok(None);
     };
@@ -266,106 +265,13 @@ fn record_options(args: &ServeArgs) -> Result<Option<lab::record::RecordOptions>
     if args.record_files == 0 {
         return Err("--record-files must be at least 1".to_owned());
     }
-    Ok(Some(lab::record::RecordOptions {
+    Ok(Some(trace::RecordOptions {
         path: path.clone(),
         max_bytes,
         max_files: args.record_files,
         arguments: args.record_arguments,
         paused: args.record_paused,
     }))
-}
-
-async fn run(
-    config: BridgeConfig,
-    watched: Option<PathBuf>,
-    record: Option<lab::record::RecordOptions>,
-) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.http.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} (http.listen or --listen)",
-                config.http.listen
-            )
-        })?;
-    let address = listener.local_addr()?;
-    let names: Vec<&str> = config
-        .servers
-        .iter()
-        .map(|server| server.name.as_str())
-        .collect();
-    tracing::info!(config = %config.source, servers = %names.join(","), "listening on http://{address}/mcp");
-    let metrics = Arc::new(Metrics::new());
-    let mut router = Router::start(&config, metrics.clone());
-    let recorder = match record {
-        Some(options) => {
-            let path = options.path.display().to_string();
-            let recorder = lab::record::Recorder::start(options, metrics.clone())
-                .context("cannot start recording (--record)")?;
-            tracing::info!(trace = %path, active = recorder.is_active(), "recording answered calls");
-            router.set_recorder(recorder.clone());
-            Some(recorder)
-        }
-        None => None,
-    };
-    let plugins = PluginRuntime::start(&config, router.cache_layer(), &metrics)
-        .context("cannot start the plugin host")?;
-    let state = AppState::new(router, config.http.clone(), plugins);
-    // Kept alive while serving: dropping the watcher stops hot reloading.
-    let _watcher = match watched {
-        Some(path) => Some(watch_config(path, config, state.clone())?),
-        None => None,
-    };
-    front::serve(listener, state, shutdown_signal()).await?;
-    // The trace's last records are written before the process exits.
-    if let Some(recorder) = recorder {
-        tokio::task::spawn_blocking(move || recorder.close()).await?;
-    }
-    Ok(())
-}
-
-/// Re-reads the config file when it changes and applies what can change while running:
-/// the cache's TTL table and invalidation rules. Pools and HTTP settings need a restart,
-/// which the log says; an invalid file is logged and the running config stays.
-fn watch_config(
-    path: PathBuf,
-    running: BridgeConfig,
-    state: Arc<AppState>,
-) -> anyhow::Result<config::ConfigWatcher> {
-    let watcher = config::watch(path, move |new| {
-        // `--listen` overrides the file, so the listen address is not a change.
-        let mut new_http = new.http.clone();
-        new_http.listen = running.http.listen;
-        if new.servers != running.servers || new_http != running.http {
-            tracing::warn!(
-                config = %new.source,
-                "the config file changed [http] or [servers]; those apply on restart, the cache rules apply now"
-            );
-        }
-        let Some(layer) = state.router.cache_layer() else {
-            tracing::warn!(
-                "the cache is disabled in the running bridge; enabling it needs a restart"
-            );
-            return;
-        };
-        let builtin = Arc::new(new.builtin_policy());
-        match &state.plugins {
-            Some(plugins) => {
-                if let Err(error) = plugins.host.reconfigure(new.plugins.clone(), builtin) {
-                    tracing::error!(config = %new.source, %error, "the new [plugins] bindings do not start; the running policies stay");
-                    return;
-                }
-            }
-            None => layer.set_policies(PolicyChain::new(Vec::new(), builtin)),
-        }
-        tracing::info!(
-            config = %new.source,
-            ttl_rows = new.cache.ttl_table.len(),
-            rules = new.cache.invalidation_rules.len(),
-            "reloaded the cache's TTL table and invalidation rules"
-        );
-    })?;
-    Ok(watcher)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -235,6 +235,26 @@ async fn metrics_count_calls_by_outcome_and_move_as_calls_happen() -> Result<()>
             - after.value("mcp_bridge_http_requests_total", &not_found),
         1.0
     );
+
+    // The admin routes the application plugs into the front are labelled by their path
+    // and refuse another method with 405, like the front's own routes; an unknown admin
+    // path is 404 under `other`.
+    let stats = http().get(bridge.url("/admin/stats")).send().await?;
+    assert_eq!(stats.status(), 200);
+    let wrong_method = http().delete(bridge.url("/admin/stats")).send().await?;
+    assert_eq!(wrong_method.status(), 405);
+    assert_eq!(wrong_method.headers()["allow"], "GET, POST, DELETE");
+    let unknown = http().get(bridge.url("/admin/nope")).send().await?;
+    assert_eq!(unknown.status(), 404);
+    let admin = Scrape::take(&bridge).await?;
+    let label_delta = |route: &str, status: &str| {
+        let labels = [("route", route), ("status", status)];
+        admin.value("mcp_bridge_http_requests_total", &labels)
+            - last.value("mcp_bridge_http_requests_total", &labels)
+    };
+    assert_eq!(label_delta("/admin/stats", "200"), 1.0, "{}", admin.text);
+    assert_eq!(label_delta("/admin/stats", "405"), 1.0, "{}", admin.text);
+    assert_eq!(label_delta("other", "404"), 1.0, "{}", admin.text);
     Ok(())
 }
 

@@ -112,6 +112,22 @@ impl PolicyChain {
     }
 }
 
+/// Where a new policy chain goes to serve calls. Whoever assembles chains (the plugin
+/// host after a reload, the config watcher) publishes through one and never learns what
+/// serves the calls: the application's wiring hands it the router's cache layer.
+pub trait PolicySink: Send + Sync {
+    /// Makes `chain` the one calls decide with from now on; calls already deciding keep
+    /// the chain they took.
+    fn install(&self, chain: PolicyChain);
+}
+
+/// A closure is a sink, so the wiring adapts whatever holds the chain in one line.
+impl<F: Fn(PolicyChain) + Send + Sync> PolicySink for F {
+    fn install(&self, chain: PolicyChain) {
+        self(chain);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

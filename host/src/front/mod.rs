@@ -3,6 +3,7 @@
 //! It knows MCP's Streamable HTTP transport and nothing about processes: every call
 //! goes through the [`Router`].
 
+mod admin;
 mod aggregate;
 mod conn;
 mod error;
@@ -24,6 +25,7 @@ use http_body_util::combinators::BoxBody;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub use admin::{AdminAnswer, AdminRequest, AdminRoutes};
 pub use error::FrontError;
 pub use mcp::{SESSION_PROTOCOL_VERSIONS, STATELESS_PROTOCOL_VERSION};
 pub use routes::check_exposure;
@@ -44,8 +46,8 @@ pub struct AppState {
     pub router: Router,
     pub http: HttpConfig,
     pub metrics: Arc<Metrics>,
-    /// Policy plugins, when `[plugins] dir` is configured.
-    pub plugins: Option<crate::plugin::PluginRuntime>,
+    /// What the admin routes do: the application's, composed where it is wired.
+    admin: Arc<dyn AdminRoutes>,
     sessions: SessionStore,
     relays: Relays,
     cancellations: Arc<Cancellations>,
@@ -55,11 +57,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(
-        router: Router,
-        http: HttpConfig,
-        plugins: Option<crate::plugin::PluginRuntime>,
-    ) -> Arc<AppState> {
+    pub fn new(router: Router, http: HttpConfig, admin: Arc<dyn AdminRoutes>) -> Arc<AppState> {
         let metrics = router.metrics().clone();
         Arc::new(AppState {
             sessions: SessionStore::new(&http, &metrics),
@@ -70,7 +68,7 @@ impl AppState {
             router,
             http,
             metrics,
-            plugins,
+            admin,
         })
     }
 

@@ -1,5 +1,6 @@
 //! Request routing and the checks every route shares (Origin, bearer tokens), plus the
-//! operational routes: metrics, health, readiness and admin stats.
+//! operational routes: metrics, health and readiness. The admin routes are the
+//! application's ([`super::AdminRoutes`]): this module routes them and guards them.
 
 use std::sync::Arc;
 
@@ -7,6 +8,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
+use super::admin::AdminRequest;
 use super::error::FrontError;
 use super::mcp::{self, Endpoint, header_str, json_response};
 use super::{AppState, Body};
@@ -70,66 +72,55 @@ async fn route(
         (&Method::GET, "/healthz") => Ok(text(StatusCode::OK, "text/plain", "ok\n".to_owned())),
         (&Method::GET, "/readyz") => Ok(readyz(state)),
         (&Method::GET, "/health") => Ok(health(state)),
-        (&Method::GET, "/admin/cache/stats") => {
-            guarded(state, request.headers(), Guard::Admin).and_then(|()| cache_stats(state))
-        }
-        (&Method::DELETE, "/admin/cache") => {
-            guarded(state, request.headers(), Guard::Admin).and_then(|()| cache_clear(state))
-        }
-        (&Method::POST, "/admin/cache/invalidate") => {
-            match guarded(state, request.headers(), Guard::Admin) {
-                Ok(()) => cache_invalidate(state, request).await,
-                Err(error) => Err(error),
-            }
-        }
-        (&Method::GET, "/admin/plugins") => {
-            guarded(state, request.headers(), Guard::Admin).and_then(|()| plugins_list(state))
-        }
-        (&Method::POST, "/admin/plugins/reload") => {
-            match guarded(state, request.headers(), Guard::Admin) {
-                Ok(()) => plugins_reload(state).await,
-                Err(error) => Err(error),
-            }
-        }
-        (&Method::GET, "/admin/record") => guarded(state, request.headers(), Guard::Admin)
-            .and_then(|()| recorder_of(state))
-            .map(|recorder| json_response(StatusCode::OK, &recorder.status())),
-        (&Method::POST, "/admin/record/start") => guarded(state, request.headers(), Guard::Admin)
-            .and_then(|()| record_toggle(state, true)),
-        (&Method::POST, "/admin/record/stop") => guarded(state, request.headers(), Guard::Admin)
-            .and_then(|()| record_toggle(state, false)),
-        (&Method::GET, "/admin/stats") => {
-            guarded(state, request.headers(), Guard::Admin).map(|()| admin_stats(state))
-        }
         (_, path) if OPERATIONAL_ROUTES.contains(&path) => {
             Err(FrontError::MethodNotAllowed(method.clone()))
         }
+        _ if admin_path(state, path).is_some() => admin(state, request, path, method).await,
         _ => Err(FrontError::NotFound(format!("no route for {path}"))),
     };
     let label = OPERATIONAL_ROUTES
         .iter()
         .find(|route| **route == path)
         .copied()
+        .or_else(|| admin_path(state, path))
         .unwrap_or("other");
     (label, result)
 }
 
-/// Routes other than the MCP endpoints; also the values of the `route` metric label.
-const OPERATIONAL_ROUTES: [&str; 13] = [
-    "/metrics",
-    "/healthz",
-    "/readyz",
-    "/health",
-    "/admin/stats",
-    "/admin/cache/stats",
-    "/admin/cache",
-    "/admin/cache/invalidate",
-    "/admin/plugins",
-    "/admin/plugins/reload",
-    "/admin/record",
-    "/admin/record/start",
-    "/admin/record/stop",
-];
+/// Routes other than the MCP and admin endpoints; also values of the `route` metric label.
+const OPERATIONAL_ROUTES: [&str; 4] = ["/metrics", "/healthz", "/readyz", "/health"];
+
+/// `path` as one of the application's admin routes lists it.
+fn admin_path(state: &AppState, path: &str) -> Option<&'static str> {
+    state
+        .admin
+        .routes()
+        .iter()
+        .map(|(_, route)| *route)
+        .find(|route| *route == path)
+}
+
+/// An admin route: guarded by the admin credential, answered by the application's
+/// [`super::AdminRoutes`] as JSON.
+async fn admin(
+    state: &Arc<AppState>,
+    request: Request<Incoming>,
+    path: &str,
+    method: &Method,
+) -> Result<Response<Body>, FrontError> {
+    let Some((_, route)) = state
+        .admin
+        .routes()
+        .iter()
+        .find(|(route_method, route)| route_method == method && *route == path)
+    else {
+        return Err(FrontError::MethodNotAllowed(method.clone()));
+    };
+    guarded(state, request.headers(), Guard::Admin)?;
+    let request = AdminRequest::new(method.clone(), route, request.into_body(), state);
+    let answer = state.admin.answer(request).await?;
+    Ok(json_response(StatusCode::OK, &answer))
+}
 
 #[derive(Clone, Copy)]
 enum Guard {
@@ -310,131 +301,6 @@ fn health(state: &AppState) -> Response<Body> {
         }),
     )
 }
-
-fn admin_stats(state: &AppState) -> Response<Body> {
-    let servers: Vec<Value> = state
-        .router
-        .servers()
-        .iter()
-        .map(|server| server.stats())
-        .collect();
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "uptime_seconds": state.started_at.elapsed().as_secs_f64(),
-            "sessions": state.sessions.summary(),
-            "servers": servers,
-        }),
-    )
-}
-
-fn cache_of(state: &AppState) -> Result<&std::sync::Arc<crate::cache::ResponseCache>, FrontError> {
-    state.router.cache().ok_or_else(|| {
-        FrontError::NotFound("the cache is disabled ([cache] enabled = false)".to_owned())
-    })
-}
-
-fn plugins_of(state: &AppState) -> Result<&crate::plugin::PluginRuntime, FrontError> {
-    state.plugins.as_ref().ok_or_else(|| {
-        FrontError::NotFound(
-            "no policy plugins are running: set [plugins] dir (and keep the cache enabled)"
-                .to_owned(),
-        )
-    })
-}
-
-fn recorder_of(
-    state: &AppState,
-) -> Result<&std::sync::Arc<crate::lab::record::Recorder>, FrontError> {
-    state.router.recorder().ok_or_else(|| {
-        FrontError::NotFound(
-            "this bridge is not recording: start it with `serve --record FILE` (add --record-paused to begin paused)"
-                .to_owned(),
-        )
-    })
-}
-
-/// `POST /admin/record/start` and `/stop`: resume or pause the trace; the answer is
-/// the recorder's status, with `was_active` saying whether anything changed.
-fn record_toggle(state: &AppState, active: bool) -> Result<Response<Body>, FrontError> {
-    let recorder = recorder_of(state)?;
-    let was_active = recorder.set_active(active);
-    let mut status = recorder.status();
-    if let Some(object) = status.as_object_mut() {
-        object.insert("was_active".to_owned(), was_active.into());
-    }
-    Ok(json_response(StatusCode::OK, &status))
-}
-
-/// `GET /admin/plugins`: every plugin file (hash, exports, generation, state, faults)
-/// and every binding.
-fn plugins_list(state: &AppState) -> Result<Response<Body>, FrontError> {
-    Ok(json_response(
-        StatusCode::OK,
-        &plugins_of(state)?.host.snapshot(),
-    ))
-}
-
-/// `POST /admin/plugins/reload`: rescans the plugin directory now, retrying files
-/// rejected before, and reports what was loaded, unloaded and rejected.
-async fn plugins_reload(state: &AppState) -> Result<Response<Body>, FrontError> {
-    let report = plugins_of(state)?
-        .watcher
-        .rescan()
-        .await
-        .ok_or_else(|| FrontError::NotFound("the plugin watcher has stopped".to_owned()))?;
-    let report = serde_json::to_value(&report).unwrap_or_default();
-    Ok(json_response(StatusCode::OK, &report))
-}
-
-/// `GET /admin/cache/stats`: hits, misses, hit rate, entries, bytes, evictions.
-fn cache_stats(state: &AppState) -> Result<Response<Body>, FrontError> {
-    Ok(json_response(StatusCode::OK, &cache_of(state)?.stats()))
-}
-
-/// `DELETE /admin/cache`: drops every entry.
-fn cache_clear(state: &AppState) -> Result<Response<Body>, FrontError> {
-    let dropped = cache_of(state)?.clear();
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({ "dropped": dropped }),
-    ))
-}
-
-/// `POST /admin/cache/invalidate` with one of `{"server"}`, `{"server","tool"}`,
-/// `{"tag"}` or `{"key"}`.
-async fn cache_invalidate(
-    state: &AppState,
-    request: Request<Incoming>,
-) -> Result<Response<Body>, FrontError> {
-    use crate::policy::Invalidation;
-    let cache = cache_of(state)?;
-    // The same deadlines and minimum rate as an MCP body, under a smaller size limit.
-    let body = mcp::read_body(request.into_body(), &state.http, ADMIN_BODY_LIMIT).await?;
-    let spec: Value =
-        serde_json::from_slice(&body).map_err(|error| FrontError::Parse(error.to_string()))?;
-    let text = |field: &str| spec.get(field).and_then(Value::as_str).map(str::to_owned);
-    let invalidation = match (text("server"), text("tool"), text("tag"), text("key")) {
-        (Some(server), Some(tool), None, None) => Invalidation::Tool { server, tool },
-        (Some(server), None, None, None) => Invalidation::Server(server),
-        (None, None, Some(tag), None) => Invalidation::Tag(tag),
-        (None, None, None, Some(key)) => Invalidation::Key(key),
-        _ => {
-            return Err(FrontError::InvalidRequest(
-                "send one of {\"server\"}, {\"server\", \"tool\"}, {\"tag\"} or {\"key\"}"
-                    .to_owned(),
-            ));
-        }
-    };
-    let dropped = cache.invalidate(&invalidation, crate::cache::InvalidationReason::Admin);
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({ "dropped": dropped }),
-    ))
-}
-
-/// Admin request bodies are a few fields of JSON.
-const ADMIN_BODY_LIMIT: usize = 64 * 1024;
 
 #[cfg(test)]
 mod tests {

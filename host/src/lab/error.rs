@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-/// What went wrong in the lab (`bench policies`, `bench load`, recording). Each names
+use crate::trace::TraceError;
+
+/// What went wrong in the lab (`bench policies`, `bench load`, `bench workload`). Each names
 /// the file and, for input files, the line, so the user knows what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
@@ -42,5 +44,26 @@ impl LabError {
             self,
             LabError::Read { .. } | LabError::Write { .. } | LabError::Load { .. }
         )
+    }
+}
+
+/// A trace file's error, in the lab's terms: the same message, and retryable exactly when
+/// the lab's own error of that kind is.
+impl From<TraceError> for LabError {
+    fn from(error: TraceError) -> Self {
+        match error {
+            TraceError::Read { path, source } => LabError::Read { path, source },
+            TraceError::Write { path, source } => LabError::Write { path, source },
+            TraceError::Line {
+                path,
+                line,
+                message,
+            } => LabError::Trace {
+                path,
+                line,
+                message,
+            },
+            TraceError::Options(message) => LabError::Usage(message),
+        }
     }
 }

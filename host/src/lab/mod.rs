@@ -8,19 +8,20 @@
 
 mod error;
 pub mod load;
+pub mod loaded;
 mod percentile;
 pub mod policies;
-pub mod record;
 pub mod replay;
 pub mod report;
 pub mod results;
-pub mod trace;
 pub mod workload;
 
 use std::path::PathBuf;
 
 pub use error::LabError;
 pub use percentile::percentile;
+
+use crate::trace::{TraceRecord, write_records};
 
 /// `mcp-bridge bench ...`.
 #[derive(Debug, clap::Subcommand)]
@@ -74,8 +75,8 @@ fn write_workload(args: WorkloadArgs) -> Result<(), LabError> {
     if let Some(seed) = args.seed {
         workload.seed = seed;
     }
-    let records: Vec<trace::TraceRecord> = workload.calls().map(|call| call.to_record()).collect();
-    let written = trace::write_records(&args.out, &records)?;
+    let records: Vec<TraceRecord> = workload.calls().map(|call| call.to_record()).collect();
+    let written = write_records(&args.out, &records)?;
     eprintln!(
         "wrote {written} calls of workload {} (seed {}, {:.0}% writes) to {}",
         workload.name,

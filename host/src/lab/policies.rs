@@ -11,13 +11,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 
 use super::LabError;
+use super::loaded::Trace;
 use super::replay::{self, Prepared, Setting, bounds};
 use super::report;
 use super::results::{
     LabReport, PolicyRun, REPORT_VERSION, ReplayMetrics, ReplaySettings, RunKind, SweepPoint,
     TraceSummary,
 };
-use super::trace::Trace;
 use super::workload::Workload;
 use crate::config::{BridgeConfig, PluginsConfig};
 use crate::metrics::Metrics;
@@ -300,7 +300,7 @@ fn summarize(trace: &Trace) -> TraceSummary {
             continue;
         }
         reads += 1;
-        if event.truth.is_none() && event.status == super::trace::RecordedStatus::Ok {
+        if event.truth.is_none() && event.status == crate::trace::RecordedStatus::Ok {
             unverifiable += 1;
         }
         let key = event.shared_key as usize;

@@ -22,8 +22,7 @@ use super::version::{Limits, PluginVersion};
 use super::wasm_policy::WasmPolicy;
 use crate::config::PluginsConfig;
 use crate::metrics::Metrics;
-use crate::policy::{BuiltinPolicy, Policy, PolicyChain};
-use crate::router::CacheLayer;
+use crate::policy::{BuiltinPolicy, Policy, PolicyChain, PolicySink};
 
 /// The file name plugins must end with.
 const PLUGIN_EXTENSION: &str = "wasm";
@@ -76,7 +75,8 @@ struct HostState {
 pub struct PluginHost {
     engine: PluginEngine,
     metrics: Arc<Metrics>,
-    layer: Arc<CacheLayer>,
+    /// Where each new chain is published.
+    sink: Arc<dyn PolicySink>,
     dir: PathBuf,
     state: Mutex<HostState>,
     generation: AtomicU64,
@@ -90,7 +90,7 @@ impl PluginHost {
         config: PluginsConfig,
         dir: PathBuf,
         builtin: Arc<BuiltinPolicy>,
-        layer: Arc<CacheLayer>,
+        sink: Arc<dyn PolicySink>,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<PluginHost>, PluginError> {
         std::fs::create_dir_all(&dir).map_err(|source| PluginError::Read {
@@ -101,7 +101,7 @@ impl PluginHost {
         let host = Arc::new(PluginHost {
             engine,
             metrics,
-            layer,
+            sink,
             dir,
             state: Mutex::new(HostState {
                 config,
@@ -443,9 +443,8 @@ impl PluginHost {
             .iter()
             .map(|policy| policy.clone() as Arc<dyn Policy>)
             .collect();
-        self.layer.set_policies(
-            PolicyChain::new(policies, state.builtin.clone()).with_generation(generation),
-        );
+        self.sink
+            .install(PolicyChain::new(policies, state.builtin.clone()).with_generation(generation));
         self.metrics.policy_generation.set(generation as i64);
     }
 }

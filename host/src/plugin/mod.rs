@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use crate::config::BridgeConfig;
 use crate::metrics::Metrics;
-use crate::router::CacheLayer;
+use crate::policy::PolicySink;
 
 /// The plugin host and its directory watcher, running together.
 pub struct PluginRuntime {
@@ -38,17 +38,18 @@ pub struct PluginRuntime {
 }
 
 impl PluginRuntime {
-    /// Starts plugins when `[plugins] dir` is set: loads the directory, swaps the
-    /// chain in, and starts watching. `None` when there is nothing to run.
+    /// Starts plugins when `[plugins] dir` is set: loads the directory, publishes the
+    /// chain to `sink`, and starts watching. `None` when there is nothing to run, which
+    /// includes having no sink: without a cache, no policy is ever asked.
     pub fn start(
         config: &BridgeConfig,
-        layer: Option<&Arc<CacheLayer>>,
+        sink: Option<Arc<dyn PolicySink>>,
         metrics: &Arc<Metrics>,
     ) -> Result<Option<PluginRuntime>, PluginError> {
         let Some(dir) = config.plugins.dir.clone() else {
             return Ok(None);
         };
-        let Some(layer) = layer else {
+        let Some(sink) = sink else {
             tracing::warn!(dir = %dir.display(), "[plugins] is configured but the cache is disabled; plugins are not loaded");
             return Ok(None);
         };
@@ -56,7 +57,7 @@ impl PluginRuntime {
             config.plugins.clone(),
             dir.clone(),
             Arc::new(config.builtin_policy()),
-            layer.clone(),
+            sink,
             metrics.clone(),
         )?;
         let watcher =

@@ -31,9 +31,9 @@ use crate::backend::{self, CallStep, Catalog, InflightCall, Lease, Pool, Process
 use crate::cache::ResponseCache;
 use crate::config::BridgeConfig;
 use crate::jsonrpc;
-use crate::lab::record::Recorder;
 use crate::metrics::Metrics;
 use crate::policy::PolicyChain;
+use crate::trace::Recorder;
 use caching::{CallCache, Lookup};
 
 /// Methods that never change server state, so a crash mid-call may be retried once.
@@ -133,11 +133,6 @@ impl Router {
     /// Records every answered call to a trace (`serve --record`).
     pub fn set_recorder(&mut self, recorder: Arc<Recorder>) {
         self.recorder = Some(recorder);
-    }
-
-    /// The trace recorder, when the bridge was started with one.
-    pub fn recorder(&self) -> Option<&Arc<Recorder>> {
-        self.recorder.as_ref()
     }
 
     /// The response cache, when enabled.

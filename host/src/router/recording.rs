@@ -10,9 +10,8 @@ use serde_json::Value;
 use super::caching::{CallCache, Caller, annotations_of};
 use crate::backend::{BackendError, Catalog};
 use crate::cache::canonical_arguments;
-use crate::lab::record::{RecordedCall, RecordedResult, Recorder};
-use crate::lab::trace::{Fnv64, RecordedStatus};
 use crate::policy::{Annotations, CallKind};
+use crate::trace::{Fnv64, RecordedCall, RecordedResult, RecordedStatus, Recorder};
 
 /// A call being recorded: everything known when it arrived.
 pub(super) struct Draft {

@@ -1,7 +1,6 @@
 //! Where a load run's calls come from: a workload preset's generated calls or a trace's
 //! `tools/call` records, each turned once, before the run, into the `params` text it sends.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,8 +8,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::super::LabError;
-use super::super::trace::{Access, TraceRecord};
 use super::super::workload::{PlannedCall, Workload};
+use crate::trace::{Access, RecordReader, TraceRecord};
 
 /// How tool names are written on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,10 +112,6 @@ impl CallSource {
     /// The `tools/call` records of a JSON Lines trace, in arrival order. Every one must carry
     /// its `arguments`; other methods are skipped (and counted in the source's name).
     pub fn from_trace(path: &Path, naming: &ToolNaming) -> Result<CallSource, LabError> {
-        let file = std::fs::File::open(path).map_err(|source| LabError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
         let trace_error = |line: usize, message: String| LabError::Trace {
             path: path.to_path_buf(),
             line,
@@ -124,21 +119,8 @@ impl CallSource {
         };
         let mut records: Vec<(usize, TraceRecord)> = Vec::new();
         let mut skipped = 0usize;
-        for (index, line) in BufReader::new(file).lines().enumerate() {
-            let number = index + 1;
-            let line = line.map_err(|source| LabError::Read {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let record: TraceRecord = serde_json::from_str(&line).map_err(|error| {
-                trace_error(
-                    number,
-                    format!("{error}; each line must be one call as `serve --record` writes it"),
-                )
-            })?;
+        for numbered in RecordReader::open(path)? {
+            let (number, record) = numbered?;
             if record.method != "tools/call" {
                 skipped += 1;
                 continue;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::{Prepared, Tally};
 use crate::lab::results::ReplayMetrics;
-use crate::lab::trace::RecordedStatus;
+use crate::trace::RecordedStatus;
 
 /// Never used again.
 const NEVER: u32 = u32::MAX;

@@ -11,10 +11,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::loaded::{Event, Trace};
 use super::percentile;
 use super::results::ReplayMetrics;
-use super::trace::{Event, RecordedStatus, Trace};
 use crate::policy::{Call, Decision, Outcome, PolicyChain, ServerHints, Status};
+use crate::trace::RecordedStatus;
 use sim::{SimCache, SimEntry};
 
 /// How often (in events) a replay reports progress and times a policy call. Timing every

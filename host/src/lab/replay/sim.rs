@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::lab::trace::Trace;
+use crate::lab::loaded::Trace;
 use crate::policy::Invalidation;
 
 /// The end of the recency list.

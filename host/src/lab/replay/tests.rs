@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::lab::trace::{Access, RecordedAnnotations, TraceRecord, hex64};
+use crate::trace::{Access, RecordedAnnotations, TraceRecord, hex64};
 
 const CONFIG: &str = r#"
 [servers.demo]

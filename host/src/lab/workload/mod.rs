@@ -15,8 +15,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::LabError;
-use super::trace::{Access, Fnv64, RecordedAnnotations, RecordedStatus, TraceRecord, hex64};
 use crate::policy::units::ConfigDuration;
+use crate::trace::{Access, Fnv64, RecordedAnnotations, RecordedStatus, TraceRecord, hex64};
 
 /// The presets shipped in `config/workloads/`, embedded so `--workload NAME` works
 /// from any directory.

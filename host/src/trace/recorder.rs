@@ -13,12 +13,12 @@ use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use prometheus::IntCounter;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::LabError;
-use super::trace::{Access, RecordedAnnotations, RecordedStatus, size_and_digest};
-use crate::metrics::Metrics;
+use super::TraceError;
+use super::format::{Access, RecordedAnnotations, RecordedStatus, size_and_digest};
 use crate::policy::Annotations;
 
 /// A trace file is rotated once it passes this size (`--record-max-bytes`).
@@ -206,14 +206,19 @@ pub struct Recorder {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     recorded: Arc<AtomicU64>,
     dropped: AtomicU64,
-    metrics: Arc<Metrics>,
+    /// `mcp_bridge_trace_records_dropped_total`.
+    dropped_total: IntCounter,
 }
 
 impl Recorder {
-    /// Opens the trace file (appending) and starts the writer thread.
-    pub fn start(options: RecordOptions, metrics: Arc<Metrics>) -> Result<Arc<Recorder>, LabError> {
+    /// Opens the trace file (appending) and starts the writer thread. Every record it
+    /// drops is also counted in `dropped_total`.
+    pub fn start(
+        options: RecordOptions,
+        dropped_total: IntCounter,
+    ) -> Result<Arc<Recorder>, TraceError> {
         if options.max_files == 0 || options.max_bytes == 0 {
-            return Err(LabError::Usage(
+            return Err(TraceError::Options(
                 "--record-files and --record-max-bytes must be at least 1".to_owned(),
             ));
         }
@@ -231,7 +236,7 @@ impl Recorder {
         let handle = std::thread::Builder::new()
             .name("trace-writer".to_owned())
             .spawn(move || writer.run(receiver))
-            .map_err(|source| LabError::Write {
+            .map_err(|source| TraceError::Write {
                 path: options.path.clone(),
                 source,
             })?;
@@ -242,7 +247,7 @@ impl Recorder {
             writer: Mutex::new(Some(handle)),
             recorded,
             dropped: AtomicU64::new(0),
-            metrics,
+            dropped_total,
         }))
     }
 
@@ -274,7 +279,7 @@ impl Recorder {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                self.metrics.trace_records_dropped_total.inc();
+                self.dropped_total.inc();
                 if dropped.is_power_of_two() {
                     tracing::warn!(
                         dropped,
@@ -393,12 +398,12 @@ impl TraceWriter {
     }
 }
 
-fn open_append(path: &Path) -> Result<File, LabError> {
+fn open_append(path: &Path) -> Result<File, TraceError> {
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|source| LabError::Write {
+        .map_err(|source| TraceError::Write {
             path: path.to_path_buf(),
             source,
         })
@@ -411,7 +416,7 @@ fn file_size(path: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::trace::{TraceRecord, hex64};
+    use crate::trace::format::{TraceRecord, hex64};
 
     #[test]
     fn a_written_line_is_a_trace_record() {

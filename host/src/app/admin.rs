@@ -1,0 +1,144 @@
+//! The admin API (`/admin/*`), composed from the parts the application wires together:
+//! the pools' stats, the response cache, the plugin runtime and the trace recorder. The
+//! front routes these requests and checks the admin credential; this module answers them.
+
+use std::sync::Arc;
+
+use futures_util::FutureExt as _;
+use http::Method;
+use serde_json::{Value, json};
+
+use mcp_bridge::cache::{InvalidationReason, ResponseCache};
+use mcp_bridge::front::{AdminAnswer, AdminRequest, AdminRoutes, FrontError};
+use mcp_bridge::plugin::PluginRuntime;
+use mcp_bridge::policy::Invalidation;
+use mcp_bridge::router::Server;
+use mcp_bridge::trace::Recorder;
+
+/// Every admin route, as the front routes them.
+const ROUTES: &[(Method, &str)] = &[
+    (Method::GET, "/admin/stats"),
+    (Method::GET, "/admin/cache/stats"),
+    (Method::DELETE, "/admin/cache"),
+    (Method::POST, "/admin/cache/invalidate"),
+    (Method::GET, "/admin/plugins"),
+    (Method::POST, "/admin/plugins/reload"),
+    (Method::GET, "/admin/record"),
+    (Method::POST, "/admin/record/start"),
+    (Method::POST, "/admin/record/stop"),
+];
+
+/// What the admin routes read and act on; each part is absent when the bridge runs
+/// without it, and its routes then answer 404 saying how to turn it on.
+pub(crate) struct Admin {
+    pub(crate) servers: Vec<Server>,
+    pub(crate) cache: Option<Arc<ResponseCache>>,
+    pub(crate) plugins: Option<PluginRuntime>,
+    pub(crate) recorder: Option<Arc<Recorder>>,
+}
+
+impl AdminRoutes for Admin {
+    fn routes(&self) -> &'static [(Method, &'static str)] {
+        ROUTES
+    }
+
+    fn answer<'a>(&'a self, request: AdminRequest<'a>) -> AdminAnswer<'a> {
+        async move {
+            match (request.method().clone(), request.path()) {
+                (Method::GET, "/admin/stats") => Ok(self.stats(&request)),
+                (Method::GET, "/admin/cache/stats") => Ok(self.cache()?.stats()),
+                (Method::DELETE, "/admin/cache") => Ok(json!({ "dropped": self.cache()?.clear() })),
+                (Method::POST, "/admin/cache/invalidate") => self.cache_invalidate(request).await,
+                (Method::GET, "/admin/plugins") => Ok(self.plugins()?.host.snapshot()),
+                (Method::POST, "/admin/plugins/reload") => self.plugins_reload().await,
+                (Method::GET, "/admin/record") => Ok(self.recorder()?.status()),
+                (Method::POST, "/admin/record/start") => self.record_toggle(true),
+                (Method::POST, "/admin/record/stop") => self.record_toggle(false),
+                (_, path) => Err(FrontError::NotFound(format!("no route for {path}"))),
+            }
+        }
+        .boxed()
+    }
+}
+
+impl Admin {
+    /// `GET /admin/stats`: uptime, sessions and every server's pool.
+    fn stats(&self, request: &AdminRequest<'_>) -> Value {
+        let servers: Vec<Value> = self.servers.iter().map(Server::stats).collect();
+        json!({
+            "uptime_seconds": request.uptime_seconds(),
+            "sessions": request.sessions(),
+            "servers": servers,
+        })
+    }
+
+    fn cache(&self) -> Result<&ResponseCache, FrontError> {
+        self.cache.as_deref().ok_or_else(|| {
+            FrontError::NotFound("the cache is disabled ([cache] enabled = false)".to_owned())
+        })
+    }
+
+    fn plugins(&self) -> Result<&PluginRuntime, FrontError> {
+        self.plugins.as_ref().ok_or_else(|| {
+            FrontError::NotFound(
+                "no policy plugins are running: set [plugins] dir (and keep the cache enabled)"
+                    .to_owned(),
+            )
+        })
+    }
+
+    fn recorder(&self) -> Result<&Recorder, FrontError> {
+        self.recorder.as_deref().ok_or_else(|| {
+            FrontError::NotFound(
+                "this bridge is not recording: start it with `serve --record FILE` (add --record-paused to begin paused)"
+                    .to_owned(),
+            )
+        })
+    }
+
+    /// `POST /admin/cache/invalidate` with one of `{"server"}`, `{"server","tool"}`,
+    /// `{"tag"}` or `{"key"}`.
+    async fn cache_invalidate(&self, request: AdminRequest<'_>) -> Result<Value, FrontError> {
+        let cache = self.cache()?;
+        let spec = request.json_body().await?;
+        let text = |field: &str| spec.get(field).and_then(Value::as_str).map(str::to_owned);
+        let invalidation = match (text("server"), text("tool"), text("tag"), text("key")) {
+            (Some(server), Some(tool), None, None) => Invalidation::Tool { server, tool },
+            (Some(server), None, None, None) => Invalidation::Server(server),
+            (None, None, Some(tag), None) => Invalidation::Tag(tag),
+            (None, None, None, Some(key)) => Invalidation::Key(key),
+            _ => {
+                return Err(FrontError::InvalidRequest(
+                    "send one of {\"server\"}, {\"server\", \"tool\"}, {\"tag\"} or {\"key\"}"
+                        .to_owned(),
+                ));
+            }
+        };
+        let dropped = cache.invalidate(&invalidation, InvalidationReason::Admin);
+        Ok(json!({ "dropped": dropped }))
+    }
+
+    /// `POST /admin/plugins/reload`: rescans the plugin directory now, retrying files
+    /// rejected before, and reports what was loaded, unloaded and rejected.
+    async fn plugins_reload(&self) -> Result<Value, FrontError> {
+        let report = self
+            .plugins()?
+            .watcher
+            .rescan()
+            .await
+            .ok_or_else(|| FrontError::NotFound("the plugin watcher has stopped".to_owned()))?;
+        Ok(serde_json::to_value(&report).unwrap_or_default())
+    }
+
+    /// `POST /admin/record/start` and `/stop`: resume or pause the trace; the answer is
+    /// the recorder's status, with `was_active` saying whether anything changed.
+    fn record_toggle(&self, active: bool) -> Result<Value, FrontError> {
+        let recorder = self.recorder()?;
+        let was_active = recorder.set_active(active);
+        let mut status = recorder.status();
+        if let Some(object) = status.as_object_mut() {
+            object.insert("was_active".to_owned(), was_active.into());
+        }
+        Ok(status)
+    }
+}

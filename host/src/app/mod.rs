@@ -1,0 +1,92 @@
+//! The application: wires the layers into the bridge `serve` runs. It starts the router
+//! (pools, cache), the trace recorder, the plugin host (publishing its chains into the
+//! router's cache layer through a [`PolicySink`]), composes the admin API from them
+//! ([`admin`]), hands the front what it serves, and watches the config file
+//! ([`reload`]). It is the one place that knows every layer; the layers know only the
+//! ones below them.
+
+mod admin;
+mod reload;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use mcp_bridge::config::BridgeConfig;
+use mcp_bridge::front::{self, AppState};
+use mcp_bridge::metrics::Metrics;
+use mcp_bridge::plugin::PluginRuntime;
+use mcp_bridge::policy::{PolicyChain, PolicySink};
+use mcp_bridge::router::Router;
+use mcp_bridge::trace::{RecordOptions, Recorder};
+
+/// Serves the bridge on `config.http.listen` until `shutdown` resolves; `watched` is the
+/// config file to hot-reload, `record` the trace to write (`serve --record`).
+pub(crate) async fn serve(
+    config: BridgeConfig,
+    watched: Option<PathBuf>,
+    record: Option<RecordOptions>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (http.listen or --listen)",
+                config.http.listen
+            )
+        })?;
+    let address = listener.local_addr()?;
+    let names: Vec<&str> = config
+        .servers
+        .iter()
+        .map(|server| server.name.as_str())
+        .collect();
+    tracing::info!(config = %config.source, servers = %names.join(","), "listening on http://{address}/mcp");
+    let metrics = Arc::new(Metrics::new());
+    let mut router = Router::start(&config, metrics.clone());
+    let recorder = match record {
+        Some(options) => {
+            let recorder = start_recorder(options, &metrics)?;
+            router.set_recorder(recorder.clone());
+            Some(recorder)
+        }
+        None => None,
+    };
+    // Without a cache no policy is ever asked, so there is nowhere to publish one.
+    let policies = router.cache_layer().map(|layer| {
+        let layer = layer.clone();
+        Arc::new(move |chain: PolicyChain| layer.set_policies(chain)) as Arc<dyn PolicySink>
+    });
+    let plugins = PluginRuntime::start(&config, policies.clone(), &metrics)
+        .context("cannot start the plugin host")?;
+    let plugin_host = plugins.as_ref().map(|plugins| plugins.host.clone());
+    let admin = Arc::new(admin::Admin {
+        servers: router.servers().to_vec(),
+        cache: router.cache().cloned(),
+        plugins,
+        recorder: recorder.clone(),
+    });
+    let state = AppState::new(router, config.http.clone(), admin);
+    // Kept alive while serving: dropping the watcher stops hot reloading.
+    let _watcher = match watched {
+        Some(path) => Some(reload::watch(path, config, policies, plugin_host)?),
+        None => None,
+    };
+    front::serve(listener, state, shutdown).await?;
+    // The trace's last records are written before the process exits.
+    if let Some(recorder) = recorder {
+        tokio::task::spawn_blocking(move || recorder.close()).await?;
+    }
+    Ok(())
+}
+
+fn start_recorder(options: RecordOptions, metrics: &Metrics) -> anyhow::Result<Arc<Recorder>> {
+    let path = options.path.display().to_string();
+    let recorder = Recorder::start(options, metrics.trace_records_dropped_total.clone())
+        .context("cannot start recording (--record)")?;
+    tracing::info!(trace = %path, active = recorder.is_active(), "recording answered calls");
+    Ok(recorder)
+}

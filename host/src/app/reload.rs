@@ -1,0 +1,54 @@
+//! Configuration hot reload: what a running bridge applies when its config file changes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use mcp_bridge::config::{self, BridgeConfig};
+use mcp_bridge::plugin::PluginHost;
+use mcp_bridge::policy::{PolicyChain, PolicySink};
+
+/// Re-reads the config file when it changes and applies what can change while running:
+/// the cache's TTL table and invalidation rules, as a new policy chain (through the plugin
+/// host when plugins run, so the chain keeps them). Pools and HTTP settings need a
+/// restart, which the log says; an invalid file is logged and the running config stays.
+pub(crate) fn watch(
+    path: PathBuf,
+    running: BridgeConfig,
+    policies: Option<Arc<dyn PolicySink>>,
+    plugins: Option<Arc<PluginHost>>,
+) -> anyhow::Result<config::ConfigWatcher> {
+    let watcher = config::watch(path, move |new| {
+        // `--listen` overrides the file, so the listen address is not a change.
+        let mut new_http = new.http.clone();
+        new_http.listen = running.http.listen;
+        if new.servers != running.servers || new_http != running.http {
+            tracing::warn!(
+                config = %new.source,
+                "the config file changed [http] or [servers]; those apply on restart, the cache rules apply now"
+            );
+        }
+        let Some(policies) = &policies else {
+            tracing::warn!(
+                "the cache is disabled in the running bridge; enabling it needs a restart"
+            );
+            return;
+        };
+        let builtin = Arc::new(new.builtin_policy());
+        match &plugins {
+            Some(plugins) => {
+                if let Err(error) = plugins.reconfigure(new.plugins.clone(), builtin) {
+                    tracing::error!(config = %new.source, %error, "the new [plugins] bindings do not start; the running policies stay");
+                    return;
+                }
+            }
+            None => policies.install(PolicyChain::new(Vec::new(), builtin)),
+        }
+        tracing::info!(
+            config = %new.source,
+            ttl_rows = new.cache.ttl_table.len(),
+            rules = new.cache.invalidation_rules.len(),
+            "reloaded the cache's TTL table and invalidation rules"
+        );
+    })?;
+    Ok(watcher)
+}
