@@ -170,15 +170,7 @@ fn replay_speed(plan: &Plan) -> Result<Value> {
 }
 
 fn annotations_plugin(engine: &PluginEngine) -> Result<Arc<dyn mcp_bridge::policy::Policy>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let status = std::process::Command::new("bash")
-        .arg(root.join("scripts/build-plugins.sh"))
-        .status()?;
-    ensure!(
-        status.success(),
-        "scripts/build-plugins.sh failed: {status}"
-    );
-    let bytes = std::fs::read(root.join("build/plugins/annotations.wasm"))?;
+    let bytes = std::fs::read(plugin_artifacts::ANNOTATIONS)?;
     let limits = Limits::from_config(&PluginsConfig::default());
     let version = PluginVersion::load(engine, "annotations.wasm", &bytes, limits)?;
     let policy = WasmPolicy::start(

@@ -33,7 +33,7 @@ mod rpc;
 mod stats;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail, ensure};
@@ -94,24 +94,11 @@ fn main() -> ExitCode {
     harness::run_on_one_thread(run(&plan))
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
-}
-
-/// Builds the plugins from source (the same script the tests use).
-fn build_plugins() -> Result<PathBuf> {
-    let root = repo_root();
-    let status = Command::new("bash")
-        .arg(root.join("scripts/build-plugins.sh"))
-        .status()
-        .context("run scripts/build-plugins.sh")?;
-    ensure!(
-        status.success(),
-        "scripts/build-plugins.sh failed: {status}"
-    );
-    Ok(root.join("build/plugins"))
+/// A plugin built from `plugins/` by the plugin artifacts crate, by package name.
+fn built(package: &str) -> Result<&'static Path> {
+    let artifact = plugin_artifacts::named(package)
+        .with_context(|| format!("no plugin package `{package}` under plugins/"))?;
+    Ok(Path::new(artifact.path))
 }
 
 async fn run(plan: &Plan) -> Result<()> {
@@ -122,11 +109,9 @@ async fn run(plan: &Plan) -> Result<()> {
     };
     let mode = if plan.smoke { "smoke" } else { "full" };
     eprintln!("bench: plugins ({mode} run, {profile} build)");
-    let built = build_plugins()?;
-
-    let loads = compile_times(plan, &built)?;
-    let throughput = cached_throughput(plan, &built).await?;
-    let reloads = reload_latency(plan, &built).await?;
+    let loads = compile_times(plan)?;
+    let throughput = cached_throughput(plan).await?;
+    let reloads = reload_latency(plan).await?;
 
     let mut table = format!("mcp-bridge plugin bench ({mode} run, {profile} build)\n\n");
     table.push_str("plugin load            first compile   cached load   size\n");
@@ -169,11 +154,11 @@ async fn run(plan: &Plan) -> Result<()> {
 
 /// First compile (empty compiled cache) and cached load (a fresh engine on the filled
 /// cache, as after a restart), the median of `compile_repeats` runs.
-fn compile_times(plan: &Plan, built: &Path) -> Result<Vec<Value>> {
+fn compile_times(plan: &Plan) -> Result<Vec<Value>> {
     let limits = Limits::from_config(&PluginsConfig::default());
     let mut results = Vec::new();
     for name in EXAMPLES {
-        let bytes = std::fs::read(built.join(format!("{name}.wasm")))?;
+        let bytes = std::fs::read(built(name)?)?;
         let file = format!("{name}.wasm");
         let mut first = Vec::new();
         let mut cached = Vec::new();
@@ -209,7 +194,7 @@ fn compile_times(plan: &Plan, built: &Path) -> Result<Vec<Value>> {
 
 /// A bridge serving the demo server with a long-lived cache, decided by the built-in
 /// policy or by the annotations plugin with the same settings.
-async fn cached_bridge(built: &Path, plugin: bool) -> Result<(BridgeProcess, tempfile::TempDir)> {
+async fn cached_bridge(plugin: bool) -> Result<(BridgeProcess, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
     let command = serde_json::to_string(BRIDGE_EXE)?.replace('$', "$$");
     let mut config = format!(
@@ -219,7 +204,7 @@ async fn cached_bridge(built: &Path, plugin: bool) -> Result<(BridgeProcess, tem
         let plugins = dir.path().join("plugins.d");
         std::fs::create_dir_all(&plugins)?;
         std::fs::copy(
-            built.join("annotations.wasm"),
+            plugin_artifacts::ANNOTATIONS,
             plugins.join("annotations.wasm"),
         )?;
         config.push_str(&format!(
@@ -232,9 +217,9 @@ async fn cached_bridge(built: &Path, plugin: bool) -> Result<(BridgeProcess, tem
     Ok((bridge, dir))
 }
 
-async fn cached_throughput(plan: &Plan, built: &Path) -> Result<Value> {
-    let (builtin, _builtin_dir) = cached_bridge(built, false).await?;
-    let (plugin, _plugin_dir) = cached_bridge(built, true).await?;
+async fn cached_throughput(plan: &Plan) -> Result<Value> {
+    let (builtin, _builtin_dir) = cached_bridge(false).await?;
+    let (plugin, _plugin_dir) = cached_bridge(true).await?;
     let mut targets = Vec::new();
     for bridge in [&builtin, &plugin] {
         let pid = bridge.pid().context("a bridge is not running")?;
@@ -331,13 +316,13 @@ async fn generation(bridge: &BridgeProcess) -> Result<u64> {
     admin["generation"].as_u64().context("no generation")
 }
 
-async fn reload_latency(plan: &Plan, built: &Path) -> Result<Value> {
+async fn reload_latency(plan: &Plan) -> Result<Value> {
     let dir = tempfile::tempdir()?;
     let plugins = dir.path().join("plugins.d");
     std::fs::create_dir_all(&plugins)?;
     let versions = [
-        built.join("testing/reload-probe-v1.wasm"),
-        built.join("testing/reload-probe-v2.wasm"),
+        plugin_artifacts::RELOAD_PROBE_V1,
+        plugin_artifacts::RELOAD_PROBE_V2,
     ];
     std::fs::copy(&versions[0], plugins.join("probe.wasm"))?;
     let command = serde_json::to_string(BRIDGE_EXE)?.replace('$', "$$");

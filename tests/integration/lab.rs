@@ -9,9 +9,7 @@ use std::process::Command;
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 
-use crate::support::{
-    Bridge, RawSession, SETTLE, bridge_exe, demo_server_toml, http, plugin_wasm, poll_until,
-};
+use crate::support::{Bridge, RawSession, SETTLE, bridge_exe, demo_server_toml, http, poll_until};
 
 const CACHED: &str = "[cache]\nenabled = true\ndefault_ttl = \"10m\"\n";
 
@@ -286,11 +284,10 @@ async fn policies_replay_side_by_side_within_their_bounds() -> Result<()> {
     let config = dir.path().join("no-rules.toml");
     std::fs::write(&config, NO_RULES)?;
     let out = dir.path().join("first");
-    let wasm = |name: &str| plugin_wasm(name).display().to_string();
     let (annotations, crud, seed) = (
-        wasm("annotations"),
-        wasm("crud-invalidation"),
-        wasm("seed-ttl-table"),
+        plugin_artifacts::ANNOTATIONS,
+        plugin_artifacts::CRUD_INVALIDATION,
+        plugin_artifacts::SEED_TTL_TABLE,
     );
     let config_arg = config.display().to_string();
     let out_arg = out.display().to_string();
