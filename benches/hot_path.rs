@@ -31,7 +31,6 @@ mod id_remap;
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

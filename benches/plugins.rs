@@ -32,7 +32,7 @@ mod rpc;
 #[path = "bridge/stats.rs"]
 mod stats;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -324,7 +324,7 @@ async fn reload_latency(plan: &Plan) -> Result<Value> {
         plugin_artifacts::RELOAD_PROBE_V1,
         plugin_artifacts::RELOAD_PROBE_V2,
     ];
-    std::fs::copy(&versions[0], plugins.join("probe.wasm"))?;
+    std::fs::copy(versions[0], plugins.join("probe.wasm"))?;
     let command = serde_json::to_string(BRIDGE_EXE)?.replace('$', "$$");
     let config = format!(
         "[servers.demo]\ncommand = {command}\nargs = [\"demo-server\"]\n\n[plugins]\ndir = {}\ncompiled_cache_dir = {}\n",
@@ -337,7 +337,7 @@ async fn reload_latency(plan: &Plan) -> Result<Value> {
     let mut times = Vec::new();
     for k in 1..=plan.reloads {
         let temporary = plugins.join(".probe.wasm.tmp");
-        std::fs::copy(&versions[(k % 2) as usize], &temporary)?;
+        std::fs::copy(versions[(k % 2) as usize], &temporary)?;
         let renamed = Instant::now();
         std::fs::rename(&temporary, plugins.join("probe.wasm"))?;
         loop {

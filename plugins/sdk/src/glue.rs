@@ -29,12 +29,19 @@ use crate::{
 
 use exports::lifecycle::Capabilities;
 
+/// [`CachePolicy::decide`] of a plugin type.
+pub type DecideFn<P> = fn(&P, &Call) -> Decision;
+/// [`TtlTable::ttl`] of a plugin type.
+pub type TtlFn<P> = fn(&P, &str, &str) -> Option<Duration>;
+/// [`InvalidationRules::invalidations`] of a plugin type.
+pub type InvalidationsFn<P> = fn(&P, &Call, &Outcome) -> Option<Vec<Invalidation>>;
+
 /// The author's implementation of each policy interface, or `None` where the plugin
 /// type does not implement the trait.
 pub struct Dispatch<P> {
-    pub decide: Option<fn(&P, &Call) -> Decision>,
-    pub ttl: Option<fn(&P, &str, &str) -> Option<Duration>>,
-    pub invalidations: Option<fn(&P, &Call, &Outcome) -> Option<Vec<Invalidation>>>,
+    pub decide: Option<DecideFn<P>>,
+    pub ttl: Option<TtlFn<P>>,
+    pub invalidations: Option<InvalidationsFn<P>>,
 }
 
 impl<P> Dispatch<P> {
@@ -99,7 +106,7 @@ detect!(
     ImplementsCachePolicy,
     LacksCachePolicy,
     cache_policy,
-    fn(&P, &Call) -> Decision,
+    DecideFn<P>,
     P::decide
 );
 detect!(
@@ -107,7 +114,7 @@ detect!(
     ImplementsTtlTable,
     LacksTtlTable,
     ttl_table,
-    fn(&P, &str, &str) -> Option<Duration>,
+    TtlFn<P>,
     P::ttl
 );
 detect!(
@@ -115,7 +122,7 @@ detect!(
     ImplementsInvalidationRules,
     LacksInvalidationRules,
     invalidation_rules,
-    fn(&P, &Call, &Outcome) -> Option<Vec<Invalidation>>,
+    InvalidationsFn<P>,
     P::invalidations
 );
 

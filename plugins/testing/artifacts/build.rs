@@ -32,14 +32,18 @@ fn main() {
     for watched in ["wit", "plugins", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
-    println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
 
     let plugins = discover(&cargo, &root);
     ensure_target_installed();
-    let target_dir = match env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
-        Some(dir) if dir.is_absolute() => dir.join("plugins"),
-        _ => root.join("target/plugins"),
-    };
+    let target_dir = root.join("target/plugins");
+    // The outer cargo holds its target directory's lock while this runs: building there
+    // again would wait for ever.
+    let outer = env::var_os("OUT_DIR").map(PathBuf::from);
+    assert!(
+        !outer.is_some_and(|out| out.starts_with(&target_dir)),
+        "build the host with a target directory other than {} (the plugins' own)",
+        target_dir.display()
+    );
     build(&cargo, &root, &target_dir, &plugins);
 
     let release = target_dir.join(TARGET).join("release");
