@@ -284,10 +284,11 @@ async fn policies_replay_side_by_side_within_their_bounds() -> Result<()> {
     let config = dir.path().join("no-rules.toml");
     std::fs::write(&config, NO_RULES)?;
     let out = dir.path().join("first");
+    // Named, since the built files are named after their crates (`crud_invalidation.wasm`).
     let (annotations, crud, seed) = (
-        plugin_artifacts::ANNOTATIONS,
-        plugin_artifacts::CRUD_INVALIDATION,
-        plugin_artifacts::SEED_TTL_TABLE,
+        format!("annotations={}", plugin_artifacts::ANNOTATIONS),
+        format!("crud-invalidation={}", plugin_artifacts::CRUD_INVALIDATION),
+        format!("seed-ttl-table={}", plugin_artifacts::SEED_TTL_TABLE),
     );
     let config_arg = config.display().to_string();
     let out_arg = out.display().to_string();
@@ -301,11 +302,11 @@ async fn policies_replay_side_by_side_within_their_bounds() -> Result<()> {
         "--policy",
         "builtin",
         "--policy",
-        annotations,
+        &annotations,
         "--policy",
-        crud,
+        &crud,
         "--policy",
-        seed,
+        &seed,
         "--sizes",
         "0.1,0.5,1",
         "--ttl-scales",
