@@ -10,8 +10,8 @@ use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Bridge, RawSession, SETTLE, count_calls, demo_server_toml, eventually, http, plugin_wasm,
-    poll_until, post_json, read_response, toml_string,
+    Bridge, RawSession, SETTLE, count_calls, demo_server_toml, eventually, http, metric,
+    plugin_wasm, poll_until, post_json, read_response, toml_string,
 };
 
 /// The response header naming the policy generation and the TTL of a cached result.
@@ -240,6 +240,27 @@ servers = ["demo"]
         "{seed}"
     );
     ensure!(seed["contract"] == "mcp-bridge:policy@0.2.0", "{seed}");
+    // The TTL table implements only `ttl-table`: its `init` said so, and no decision or
+    // invalidation cost a call into it.
+    for (interface, called) in [
+        ("cache-policy", false),
+        ("ttl-table", true),
+        ("invalidation-rules", false),
+    ] {
+        let calls = metric(
+            &demo.bridge,
+            "mcp_bridge_plugin_decisions_total",
+            &[
+                "plugin=\"tasks-ttl\"",
+                &format!("interface=\"{interface}\""),
+            ],
+        )
+        .await?;
+        ensure!(
+            (calls > 0.0) == called,
+            "tasks-ttl got {calls} {interface} calls"
+        );
+    }
     ensure!(seed["state"] == "active", "{seed}");
     let crud = demo.plugin("crud-invalidation").await?;
     ensure!(
