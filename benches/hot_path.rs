@@ -31,7 +31,6 @@ mod id_remap;
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -78,18 +77,10 @@ const PLUGIN_CONFIG: &str = r#"{"default_ttl": "10m", "ttl": {
   "demo": {"get_clients": "5m", "get_habits": "5m", "get_tasks": "60s", "get_today_metrics": "60s",
            "create_task": 0, "update_task": 0, "complete_task": 0}}}"#;
 
-/// The annotations example plugin, built from `plugins/` by the project's script, bound to
-/// every server with [`PLUGIN_CONFIG`].
+/// The annotations example plugin, built from `plugins/` by the plugin artifacts crate,
+/// bound to every server with [`PLUGIN_CONFIG`].
 fn annotations_plugin() -> Arc<WasmPolicy> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let status = std::process::Command::new("bash")
-        .arg(root.join("scripts/build-plugins.sh"))
-        .status();
-    assert!(
-        status.as_ref().is_ok_and(|status| status.success()),
-        "scripts/build-plugins.sh failed: {status:?}"
-    );
-    let bytes = std::fs::read(root.join("build/plugins/annotations.wasm"))
+    let bytes = std::fs::read(plugin_artifacts::ANNOTATIONS)
         .unwrap_or_else(|error| panic!("read annotations.wasm: {error}"));
     let engine = PluginEngine::new(None).unwrap_or_else(|error| panic!("{error}"));
     let limits = Limits::from_config(&PluginsConfig::default());

@@ -31,7 +31,7 @@ use mcp_bridge::metrics::Metrics;
 use mcp_bridge::plugin::{Limits, PluginEngine, PluginVersion, WasmPolicy};
 use mcp_bridge::policy::PolicyChain;
 use mcp_bridge_test_support::bench::{self, BenchMode};
-use mcp_bridge_test_support::repo::{plugin_wasm, toml_command};
+use mcp_bridge_test_support::repo::toml_command;
 use mcp_bridge_test_support::{Bridge, poll_until};
 
 const BRIDGE_EXE: &str = env!("CARGO_BIN_EXE_mcp-bridge");
@@ -169,8 +169,7 @@ fn replay_speed(plan: &Plan) -> Result<Value> {
 }
 
 fn annotations_plugin(engine: &PluginEngine) -> Result<Arc<dyn mcp_bridge::policy::Policy>> {
-    // Built from source by the same script the tests use.
-    let bytes = std::fs::read(plugin_wasm("annotations"))?;
+    let bytes = std::fs::read(plugin_artifacts::ANNOTATIONS)?;
     let limits = Limits::from_config(&PluginsConfig::default());
     let version = PluginVersion::load(engine, "annotations.wasm", &bytes, limits)?;
     let policy = WasmPolicy::start(

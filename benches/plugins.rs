@@ -34,7 +34,7 @@ use mcp_bridge::config::PluginsConfig;
 use mcp_bridge::plugin::{Limits, PluginEngine, PluginVersion};
 use mcp_bridge_test_support::bench::{self, BenchMode};
 use mcp_bridge_test_support::client::Session;
-use mcp_bridge_test_support::repo::{plugin_builds, toml_command};
+use mcp_bridge_test_support::repo::{plugin_wasm, toml_command};
 use mcp_bridge_test_support::{Bridge, metric};
 
 use self::load::{CALL_PARAMS, LoadReport, Probe, Round};
@@ -105,12 +105,9 @@ async fn run(plan: &Plan) -> Result<()> {
     };
     let mode = if plan.smoke { "smoke" } else { "full" };
     eprintln!("bench: plugins ({mode} run, {profile} build)");
-    // Built from source by the same script the tests use.
-    let built = plugin_builds();
-
-    let loads = compile_times(plan, built)?;
-    let throughput = cached_throughput(plan, built).await?;
-    let reloads = reload_latency(plan, built).await?;
+    let loads = compile_times(plan)?;
+    let throughput = cached_throughput(plan).await?;
+    let reloads = reload_latency(plan).await?;
 
     let mut table = format!("mcp-bridge plugin bench ({mode} run, {profile} build)\n\n");
     table.push_str("plugin load            first compile   cached load   size\n");
@@ -153,11 +150,11 @@ async fn run(plan: &Plan) -> Result<()> {
 
 /// First compile (empty compiled cache) and cached load (a fresh engine on the filled
 /// cache, as after a restart), the median of `compile_repeats` runs.
-fn compile_times(plan: &Plan, built: &Path) -> Result<Vec<Value>> {
+fn compile_times(plan: &Plan) -> Result<Vec<Value>> {
     let limits = Limits::from_config(&PluginsConfig::default());
     let mut results = Vec::new();
     for name in EXAMPLES {
-        let bytes = std::fs::read(built.join(format!("{name}.wasm")))?;
+        let bytes = std::fs::read(plugin_wasm(name))?;
         let file = format!("{name}.wasm");
         let mut first = Vec::new();
         let mut cached = Vec::new();
@@ -193,7 +190,7 @@ fn compile_times(plan: &Plan, built: &Path) -> Result<Vec<Value>> {
 
 /// A bridge serving the demo server with a long-lived cache, decided by the built-in
 /// policy or by the annotations plugin with the same settings.
-async fn cached_bridge(built: &Path, plugin: bool) -> Result<(Bridge, tempfile::TempDir)> {
+async fn cached_bridge(plugin: bool) -> Result<(Bridge, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
     let command = toml_command(BRIDGE_EXE);
     let mut config = format!(
@@ -203,7 +200,7 @@ async fn cached_bridge(built: &Path, plugin: bool) -> Result<(Bridge, tempfile::
         let plugins = dir.path().join("plugins.d");
         std::fs::create_dir_all(&plugins)?;
         std::fs::copy(
-            built.join("annotations.wasm"),
+            plugin_artifacts::ANNOTATIONS,
             plugins.join("annotations.wasm"),
         )?;
         config.push_str(&format!(
@@ -216,9 +213,9 @@ async fn cached_bridge(built: &Path, plugin: bool) -> Result<(Bridge, tempfile::
     Ok((bridge, dir))
 }
 
-async fn cached_throughput(plan: &Plan, built: &Path) -> Result<Value> {
-    let (builtin, _builtin_dir) = cached_bridge(built, false).await?;
-    let (plugin, _plugin_dir) = cached_bridge(built, true).await?;
+async fn cached_throughput(plan: &Plan) -> Result<Value> {
+    let (builtin, _builtin_dir) = cached_bridge(false).await?;
+    let (plugin, _plugin_dir) = cached_bridge(true).await?;
     let mut targets = Vec::new();
     for bridge in [&builtin, &plugin] {
         let pid = bridge.pid();
@@ -306,15 +303,15 @@ async fn generation(bridge: &Bridge) -> Result<u64> {
     admin["generation"].as_u64().context("no generation")
 }
 
-async fn reload_latency(plan: &Plan, built: &Path) -> Result<Value> {
+async fn reload_latency(plan: &Plan) -> Result<Value> {
     let dir = tempfile::tempdir()?;
     let plugins = dir.path().join("plugins.d");
     std::fs::create_dir_all(&plugins)?;
     let versions = [
-        built.join("testing/reload-probe-v1.wasm"),
-        built.join("testing/reload-probe-v2.wasm"),
+        plugin_artifacts::RELOAD_PROBE_V1,
+        plugin_artifacts::RELOAD_PROBE_V2,
     ];
-    std::fs::copy(&versions[0], plugins.join("probe.wasm"))?;
+    std::fs::copy(versions[0], plugins.join("probe.wasm"))?;
     let command = toml_command(BRIDGE_EXE);
     let config = format!(
         "[servers.demo]\ncommand = {command}\nargs = [\"demo-server\"]\n\n[plugins]\ndir = {}\ncompiled_cache_dir = {}\n",
@@ -327,7 +324,7 @@ async fn reload_latency(plan: &Plan, built: &Path) -> Result<Value> {
     let mut times = Vec::new();
     for k in 1..=plan.reloads {
         let temporary = plugins.join(".probe.wasm.tmp");
-        std::fs::copy(&versions[(k % 2) as usize], &temporary)?;
+        std::fs::copy(versions[(k % 2) as usize], &temporary)?;
         let renamed = Instant::now();
         std::fs::rename(&temporary, plugins.join("probe.wasm"))?;
         loop {

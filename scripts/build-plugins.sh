@@ -3,13 +3,14 @@
 # publishes them to build/plugins/ (examples) and build/plugins/testing/ (test-only).
 #
 #   scripts/build-plugins.sh           build every plugin (cheap when nothing changed)
-#   scripts/build-plugins.sh --clippy  lint every plugin crate and the SDK, -D warnings
-#   scripts/build-plugins.sh --test    run the unit tests of the SDK and the examples
+#   scripts/build-plugins.sh --clippy  lint every plugin crate, the SDK and the artifacts crate, -D warnings
+#   scripts/build-plugins.sh --test    run the unit tests of the SDK (its README too), the examples and the artifacts crate
 #
-# Each package gets its own cargo invocation: cargo unifies the SDK's features across
-# the packages of one invocation, and the features pick the WIT world a plugin exports.
-# Builds go to target/plugins so they never contend with the host's target dir.
-# Concurrent callers (test threads, several test binaries) serialize on a lock file.
+# Every plugin builds in one cargo invocation, run by the build script of the plugin
+# artifacts crate (plugins/testing/artifacts) into target/plugins whenever a plugin, the
+# SDK or wit/ changes; the tests and benches get their plugins from that crate too. Its
+# `publish-plugins` binary copies the results here.
+# Concurrent callers serialize on a lock file.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,7 +22,7 @@ case "${1:-}" in
 --clippy) mode=clippy ;;
 --test) mode=test ;;
 -h | --help)
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
 *)
@@ -32,13 +33,10 @@ esac
 
 target=wasm32-wasip2
 cargo="${CARGO:-cargo}"
-export CARGO_TARGET_DIR="$root/target/plugins"
-# The workspace's release profile keeps line tables for the host's backtraces; plugins drop
-# their debug info (ten times smaller, and faster to compile on load) but keep the name
-# section, so a trap's wasm backtrace still names the plugin's functions.
-export CARGO_PROFILE_RELEASE_DEBUG=false
-export CARGO_PROFILE_RELEASE_STRIP=debuginfo
 out="$root/build/plugins"
+artifacts=mcp-bridge-plugin-artifacts
+# The examples with unit tests of their own, run on the build machine's target.
+examples=(seed-ttl-table annotations crud-invalidation)
 
 mkdir -p "$out/testing"
 exec 9>"$out/.lock"
@@ -49,83 +47,45 @@ if ! rustup target list --installed | grep -qx "$target"; then
     rustup target add "$target" >&2
 fi
 
-# package | cargo features ("-" for none) | published file under build/plugins
-plugins=(
-    "seed-ttl-table|-|seed-ttl-table.wasm"
-    "annotations|-|annotations.wasm"
-    "crud-invalidation|-|crud-invalidation.wasm"
-    "fault-trap|-|testing/fault-trap.wasm"
-    "fault-loop|-|testing/fault-loop.wasm"
-    "fault-oom|-|testing/fault-oom.wasm"
-    "fault-init|-|testing/fault-init.wasm"
-    "wrong-wit|-|testing/wrong-wit.wasm"
-    "no-policy|-|testing/no-policy.wasm"
-    "reload-probe|-|testing/reload-probe-v1.wasm"
-    "reload-probe|v2|testing/reload-probe-v2.wasm"
-)
-
-# Every world the SDK can select, for linting it on its own.
-sdk_feature_sets=(
-    cache-policy
-    ttl-table
-    invalidation-rules
-    cache-policy,ttl-table
-    cache-policy,invalidation-rules
-    ttl-table,invalidation-rules
-    cache-policy,ttl-table,invalidation-rules
-)
-
-feature_args() {
-    if [[ "$1" != "-" ]]; then
-        printf '%s\n' --features "$1"
-    fi
+# Building the artifacts crate builds every plugin; running it publishes them or lists them.
+publish_plugins() {
+    "$cargo" run --quiet -p "$artifacts" -- "$@"
 }
 
 case "$mode" in
 clippy)
-    for set in "${sdk_feature_sets[@]}"; do
-        "$cargo" clippy --quiet --release --target "$target" -p mcp-bridge-plugin-sdk \
-            --features "$set" -- -D warnings
-        echo "clippy: mcp-bridge-plugin-sdk [$set] ok" >&2
+    mapfile -t plugins < <(publish_plugins --packages)
+    packages=(-p mcp-bridge-plugin-sdk)
+    for package in "${plugins[@]}"; do
+        packages+=(-p "$package")
     done
-    for entry in "${plugins[@]}"; do
-        IFS='|' read -r package features _ <<<"$entry"
-        mapfile -t extra < <(feature_args "$features")
-        "$cargo" clippy --quiet --release --target "$target" -p "$package" "${extra[@]}" \
-            -- -D warnings
-        echo "clippy: $package${extra[*]:+ ${extra[*]}} ok" >&2
-    done
+    # The plugins' own target directory, where the artifacts crate builds them.
+    CARGO_TARGET_DIR="$root/target/plugins" "$cargo" clippy --quiet --release \
+        --target "$target" "${packages[@]}" -- -D warnings
+    echo "clippy: the SDK and ${#plugins[@]} plugins ok" >&2
     # The unit tests too, which build for the build machine's own target.
-    "$cargo" clippy --quiet --all-targets -p mcp-bridge-plugin-sdk \
-        --features cache-policy,ttl-table,invalidation-rules -- -D warnings
-    for package in seed-ttl-table annotations crud-invalidation; do
-        "$cargo" clippy --quiet --all-targets -p "$package" -- -D warnings
+    example_packages=()
+    for package in "${examples[@]}"; do
+        example_packages+=(-p "$package")
     done
-    echo "clippy: unit tests ok" >&2
+    CARGO_TARGET_DIR="$root/target/plugins" "$cargo" clippy --quiet --all-targets \
+        -p mcp-bridge-plugin-sdk "${example_packages[@]}" -- -D warnings
+    "$cargo" clippy --quiet --all-targets -p "$artifacts" -- -D warnings
+    echo "clippy: unit tests and the artifacts crate ok" >&2
     exit 0
     ;;
 test)
-    # On the build machine's own target: the plugin logic is plain Rust.
-    "$cargo" test --quiet -p mcp-bridge-plugin-sdk --features cache-policy,ttl-table,invalidation-rules
-    for package in seed-ttl-table annotations crud-invalidation; do
-        "$cargo" test --quiet -p "$package"
+    # On the build machine's own target: the plugin logic is plain Rust. The SDK's
+    # doctests include the README's tutorial.
+    example_packages=()
+    for package in "${examples[@]}"; do
+        example_packages+=(-p "$package")
     done
+    CARGO_TARGET_DIR="$root/target/plugins" "$cargo" test --quiet \
+        -p mcp-bridge-plugin-sdk "${example_packages[@]}"
+    "$cargo" test --quiet -p "$artifacts"
     exit 0
     ;;
 esac
 
-for entry in "${plugins[@]}"; do
-    IFS='|' read -r package features file <<<"$entry"
-    mapfile -t extra < <(feature_args "$features")
-    "$cargo" build --quiet --release --target "$target" -p "$package" "${extra[@]}"
-    artifact="$CARGO_TARGET_DIR/$target/release/${package//-/_}.wasm"
-    dest="$out/$file"
-    if ! cmp -s "$artifact" "$dest"; then
-        # Copy under a temporary name, then rename: a reader never sees half a file.
-        tmp="$(dirname "$dest")/.$(basename "$dest").tmp.$$"
-        cp "$artifact" "$tmp"
-        mv -f "$tmp" "$dest"
-    fi
-    size=$(wc -c <"$dest")
-    echo "build-plugins: ${dest#"$root"/} ($((size / 1024)) KiB, $package${extra[*]:+ ${extra[*]}})" >&2
-done
+publish_plugins build/plugins

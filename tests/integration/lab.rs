@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Bridge, RawSession, SETTLE, bridge_exe, demo_server_toml, http, plugin_wasm, poll_until,
+    Bridge, RawSession, SETTLE, bridge_exe, demo_server_toml, http, poll_until,
     start_bridge_with_file,
 };
 
@@ -287,11 +287,11 @@ async fn policies_replay_side_by_side_within_their_bounds() -> Result<()> {
     let config = dir.path().join("no-rules.toml");
     std::fs::write(&config, NO_RULES)?;
     let out = dir.path().join("first");
-    let wasm = |name: &str| plugin_wasm(name).display().to_string();
+    // Named, since the built files are named after their crates (`crud_invalidation.wasm`).
     let (annotations, crud, seed) = (
-        wasm("annotations"),
-        wasm("crud-invalidation"),
-        wasm("seed-ttl-table"),
+        format!("annotations={}", plugin_artifacts::ANNOTATIONS),
+        format!("crud-invalidation={}", plugin_artifacts::CRUD_INVALIDATION),
+        format!("seed-ttl-table={}", plugin_artifacts::SEED_TTL_TABLE),
     );
     let config_arg = config.display().to_string();
     let out_arg = out.display().to_string();

@@ -12,10 +12,11 @@ use anyhow::{Context, Result, ensure};
 
 use mcp_bridge::config::{PluginsConfig, load_str};
 use mcp_bridge::metrics::Metrics;
+use mcp_bridge::plugin::bindings::Contract;
 use mcp_bridge::plugin::{Limits, PluginEngine, PluginVersion, WasmPolicy};
 use mcp_bridge::policy::{Annotations, Call, CallKind, Outcome, Policy, ServerHints, Status};
 
-use crate::support::{plugin_wasm, repo_root};
+use crate::support::repo_root;
 
 /// Cache settings exercising every part of the built-in policy.
 const SETTINGS: &str = r#"
@@ -67,7 +68,7 @@ fn the_annotations_plugin_agrees_with_the_builtin_policy() -> Result<()> {
     let config = load_str(SETTINGS, "agreement.toml").map_err(|e| anyhow::anyhow!("{e}"))?;
     let builtin = config.builtin_policy();
     let engine = PluginEngine::new(None)?;
-    let bytes = std::fs::read(plugin_wasm("annotations"))?;
+    let bytes = std::fs::read(plugin_artifacts::ANNOTATIONS)?;
     let version = Arc::new(PluginVersion::load(
         &engine,
         "annotations.wasm",
@@ -169,14 +170,46 @@ fn the_wit_package_is_the_only_copy_of_the_contract() -> Result<()> {
     let root = repo_root();
     let mut files = Vec::new();
     wit_files(&root, &mut files)?;
-    let contract = root.join("wit/policy.wit");
-    let text = std::fs::read_to_string(&contract).context("read wit/policy.wit")?;
-    ensure!(
-        text.contains("package mcp-bridge:policy@0.1.0;"),
-        "the package line changed"
-    );
+    // The current contract, and the frozen first one the host still serves.
+    let versions = [
+        (Contract::V0_2, root.join("wit/policy.wit")),
+        (Contract::V0_1, root.join("wit/v0.1.0/policy.wit")),
+    ];
+    for (contract, path) in &versions {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+        ensure!(
+            text.contains(&format!("package {};", contract.package())),
+            "{} does not declare {}",
+            path.display(),
+            contract.package()
+        );
+        // The host looks up the same names the WIT declares.
+        let names = contract.names();
+        let version = contract
+            .package()
+            .rsplit_once('@')
+            .map(|(_, v)| v)
+            .unwrap_or_default();
+        for (constant, interface) in [
+            (names.cache_policy, "cache-policy"),
+            (names.ttl_table, "ttl-table"),
+            (names.invalidation_rules, "invalidation-rules"),
+            (names.lifecycle, "lifecycle"),
+        ] {
+            ensure!(
+                constant == format!("mcp-bridge:policy/{interface}@{version}"),
+                "{constant}"
+            );
+            ensure!(
+                text.contains(&format!("interface {interface} {{")),
+                "no interface {interface} in {}",
+                path.display()
+            );
+        }
+    }
     for file in &files {
-        if *file == contract {
+        if versions.iter().any(|(_, path)| path == file) {
             continue;
         }
         let other = std::fs::read_to_string(file)?;
@@ -188,28 +221,9 @@ fn the_wit_package_is_the_only_copy_of_the_contract() -> Result<()> {
             file.display()
         );
     }
-    // The host probes the same names the WIT declares.
-    for (constant, interface) in [
-        (mcp_bridge::plugin::bindings::CACHE_POLICY, "cache-policy"),
-        (mcp_bridge::plugin::bindings::TTL_TABLE, "ttl-table"),
-        (
-            mcp_bridge::plugin::bindings::INVALIDATION_RULES,
-            "invalidation-rules",
-        ),
-        (mcp_bridge::plugin::bindings::LIFECYCLE, "lifecycle"),
-    ] {
-        ensure!(
-            constant == format!("mcp-bridge:policy/{interface}@0.1.0"),
-            "{constant}"
-        );
-        ensure!(
-            text.contains(&format!("interface {interface} {{")),
-            "no interface {interface}"
-        );
-    }
     let sdk = std::fs::read_to_string(root.join("plugins/sdk/src/lib.rs"))?;
     ensure!(
-        sdk.contains("../../wit"),
+        sdk.contains("path: \"../../wit\""),
         "the SDK does not generate from wit/"
     );
     Ok(())

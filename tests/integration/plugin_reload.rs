@@ -3,6 +3,7 @@
 //! generation, the last file serving at the end), and 1,000 reloads without memory
 //! growth.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use parking_lot::Mutex;
 use serde_json::json;
 
 use crate::plugins::{PluginBridge, call};
-use crate::support::{plugin_wasm, publish_plugin, rss_kib};
+use crate::support::{publish_plugin, rss_kib};
 
 /// The TTLs the two builds of `reload-probe` give every read.
 const V1_TTL_MS: u64 = 111_000;
@@ -48,15 +49,15 @@ async fn wait_for_generation(demo: &PluginBridge, generation: u64) -> Result<()>
 #[tokio::test]
 async fn a_plugin_replaced_100_times_under_load_drops_no_call() -> Result<()> {
     let demo = PluginBridge::start(
-        &[("testing/reload-probe-v1", "probe.wasm")],
+        &[(plugin_artifacts::RELOAD_PROBE_V1, "probe.wasm")],
         "watch_debounce = \"20ms\"\n",
         None,
     )
     .await?;
     let demo = Arc::new(demo);
     let versions = [
-        plugin_wasm("testing/reload-probe-v1"),
-        plugin_wasm("testing/reload-probe-v2"),
+        Path::new(plugin_artifacts::RELOAD_PROBE_V1),
+        Path::new(plugin_artifacts::RELOAD_PROBE_V2),
     ];
     let base = demo.plugin("probe").await?["generation"]
         .as_u64()
@@ -142,7 +143,7 @@ async fn a_plugin_replaced_100_times_under_load_drops_no_call() -> Result<()> {
     let admin = demo.admin().await?;
     ensure!(admin["generation"] == base + 100, "{admin}");
     let probe = demo.plugin("probe").await?;
-    let last = std::fs::read(&versions[0])?;
+    let last = std::fs::read(versions[0])?;
     ensure!(
         probe["hash"] == mcp_bridge::plugin::engine::hex_sha256(&last),
         "the serving version is not the last file published: {probe}"
@@ -166,14 +167,14 @@ const RSS_GROWTH_BOUND_KIB: u64 = 8 * 1024;
 #[tokio::test]
 async fn a_thousand_reloads_do_not_grow_memory() -> Result<()> {
     let demo = PluginBridge::start(
-        &[("testing/reload-probe-v1", "probe.wasm")],
+        &[(plugin_artifacts::RELOAD_PROBE_V1, "probe.wasm")],
         "watch_debounce = \"1ms\"\n",
         None,
     )
     .await?;
     let versions = [
-        plugin_wasm("testing/reload-probe-v1"),
-        plugin_wasm("testing/reload-probe-v2"),
+        Path::new(plugin_artifacts::RELOAD_PROBE_V1),
+        Path::new(plugin_artifacts::RELOAD_PROBE_V2),
     ];
     let base = demo.plugin("probe").await?["generation"]
         .as_u64()
@@ -181,7 +182,7 @@ async fn a_thousand_reloads_do_not_grow_memory() -> Result<()> {
     let pid = demo.bridge.pid();
     let mut warm = None;
     for k in 1..=1000u64 {
-        publish_plugin(&versions[(k % 2) as usize], &demo.plugins, "probe.wasm")?;
+        publish_plugin(versions[(k % 2) as usize], &demo.plugins, "probe.wasm")?;
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let admin = demo.admin().await?;

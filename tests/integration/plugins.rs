@@ -10,8 +10,8 @@ use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Bridge, RawSession, SETTLE, count_calls, demo_server_toml, eventually, http, plugin_wasm,
-    poll_until, post_json, read_response, start_bridge_with_file, toml_string,
+    Bridge, RawSession, SETTLE, count_calls, demo_server_toml, eventually, http, metric,
+    plugin_wasm, poll_until, post_json, read_response, start_bridge_with_file, toml_string,
 };
 
 /// The response header naming the policy generation and the TTL of a cached result.
@@ -31,8 +31,8 @@ pub struct PluginBridge {
 }
 
 impl PluginBridge {
-    /// Starts a bridge whose plugin directory holds `files` (built plugin name, file
-    /// name) before it starts. `plugins_toml` goes right under `[plugins]`: its keys,
+    /// Starts a bridge whose plugin directory holds `files` (built plugin, as a path
+    /// from `plugin_artifacts`, and file name) before it starts. `plugins_toml` goes right under `[plugins]`: its keys,
     /// then any `[[plugins.policy]]` bindings. `compiled` is the compiled-component cache
     /// (a fresh one in the bridge's directory when `None`).
     pub async fn start(
@@ -44,7 +44,7 @@ impl PluginBridge {
         let plugins = dir.path().join("plugins.d");
         std::fs::create_dir_all(&plugins)?;
         for (built, file) in files {
-            std::fs::copy(plugin_wasm(built), plugins.join(file))?;
+            std::fs::copy(built, plugins.join(file))?;
         }
         let calls = dir.path().join("calls.log");
         let calls_arg = calls.display().to_string();
@@ -158,8 +158,11 @@ async fn call_times(session: &RawSession, tool: &str, times: u64) -> Result<Vec<
 async fn the_seed_table_and_crud_rules_decide_real_calls() -> Result<()> {
     let demo = PluginBridge::start(
         &[
-            ("seed-ttl-table", "seed-ttl-table.wasm"),
-            ("crud-invalidation", "crud-invalidation.wasm"),
+            (plugin_artifacts::SEED_TTL_TABLE, "seed-ttl-table.wasm"),
+            (
+                plugin_artifacts::CRUD_INVALIDATION,
+                "crud-invalidation.wasm",
+            ),
         ],
         r#"
 [[plugins.policy]]
@@ -236,6 +239,28 @@ servers = ["demo"]
         seed["exports"] == json!(["ttl-table", "lifecycle"]),
         "{seed}"
     );
+    ensure!(seed["contract"] == "mcp-bridge:policy@0.2.0", "{seed}");
+    // The TTL table implements only `ttl-table`: its `init` said so, and no decision or
+    // invalidation cost a call into it.
+    for (interface, called) in [
+        ("cache-policy", false),
+        ("ttl-table", true),
+        ("invalidation-rules", false),
+    ] {
+        let calls = metric(
+            &demo.bridge,
+            "mcp_bridge_plugin_decisions_total",
+            &[
+                "plugin=\"tasks-ttl\"",
+                &format!("interface=\"{interface}\""),
+            ],
+        )
+        .await?;
+        ensure!(
+            (calls > 0.0) == called,
+            "tasks-ttl got {calls} {interface} calls"
+        );
+    }
     ensure!(seed["state"] == "active", "{seed}");
     let crud = demo.plugin("crud-invalidation").await?;
     ensure!(
@@ -254,7 +279,7 @@ servers = ["demo"]
 #[tokio::test]
 async fn the_annotations_plugin_caches_reads_and_applies_rules() -> Result<()> {
     let demo = PluginBridge::start(
-        &[("annotations", "annotations.wasm")],
+        &[(plugin_artifacts::ANNOTATIONS, "annotations.wasm")],
         r#"
 auto_bind = false
 
@@ -337,7 +362,7 @@ async fn faulty(plugin: &str, config: &str) -> Result<PluginBridge> {
         TEST_DECISION_TIMEOUT
     };
     PluginBridge::start(
-        &[(&format!("testing/{plugin}"), &format!("{plugin}.wasm"))],
+        &[(plugin_wasm(plugin), &format!("{plugin}.wasm"))],
         &format!(
             "quarantine_after = 3\n{deadline}max_memory = \"16MiB\"\n\n[[plugins.policy]]\nfile = \"{plugin}.wasm\"\nservers = [\"demo\"]\nconfig = {config}\n"
         ),
@@ -460,8 +485,107 @@ async fn bad_plugins_are_rejected_at_load_with_the_reason() -> Result<()> {
 }
 
 #[tokio::test]
+async fn a_plugin_built_against_the_0_1_0_contract_still_serves() -> Result<()> {
+    let demo =
+        PluginBridge::start(&[(plugin_artifacts::LEGACY_V0_1, "legacy.wasm")], "", None).await?;
+    let entry = demo.plugin("legacy").await?;
+    ensure!(entry["state"] == "active", "{entry}");
+    ensure!(entry["contract"] == "mcp-bridge:policy@0.1.0", "{entry}");
+    ensure!(
+        entry["exports"] == json!(["cache-policy", "ttl-table", "lifecycle"]),
+        "{entry}"
+    );
+    let session = demo.session().await?;
+    let reads = call_times(&session, "get_tasks", 2).await?;
+    ensure!(
+        demo.calls("get_tasks") == 1,
+        "the 0.1.0 plugin's decision did not cache get_tasks"
+    );
+    ensure!(
+        reads[0].field("ttl-ms") == Some(333_000),
+        "the 0.1.0 plugin did not decide: {:?}",
+        reads[0].cache
+    );
+    Ok(())
+}
+
+/// The lines each decision of the `chatty` plugin prints to stdout: more than the
+/// bridge lets one plugin version log per second (20).
+const CHATTY_LINES: u32 = 30;
+
+#[tokio::test]
+async fn println_in_a_plugin_reaches_the_bridge_log_rate_limited() -> Result<()> {
+    let demo = PluginBridge::start(
+        &[(plugin_artifacts::CHATTY, "chatty.wasm")],
+        &format!(
+            "\n[[plugins.policy]]\nfile = \"chatty.wasm\"\nconfig = {{ lines = {CHATTY_LINES} }}\n"
+        ),
+        None,
+    )
+    .await?;
+    let entry = demo.plugin("chatty").await?;
+    ensure!(
+        entry["state"] == "active",
+        "printing must not fault: {entry}"
+    );
+    ensure!(
+        demo.bridge
+            .logged("chatty: init says hello on stdout")
+            .await,
+        "init's println! is not in the log"
+    );
+
+    // Each decision prints more lines than a second's budget, so every second
+    // suppresses some, and the first line of the next second says how many. A call
+    // that lands in a fresh second gets its first lines through.
+    let session = demo.session().await?;
+    let wanted = [
+        "chatty: stderr for get_tasks",
+        "chatty: pieces for get_tasks end",
+        "chatty: stdout line 0 for get_tasks",
+        "plugin log lines suppressed",
+    ];
+    let mut id = 0;
+    let log = poll_until(
+        SETTLE,
+        async || {
+            id += 1;
+            let answer = call(&session, id, "get_tasks", json!({"n": id})).await;
+            let answered = answer.is_ok_and(|answer| answer.ensure_success("get_tasks").is_ok());
+            (answered, demo.bridge.log_text())
+        },
+        |(answered, log)| *answered && wanted.iter().all(|line| log.contains(line)),
+    )
+    .await;
+    ensure!(log.0, "a call failed while the plugin printed");
+    for line in wanted {
+        ensure!(log.1.contains(line), "`{line}` is not in the bridge's log");
+    }
+    ensure!(
+        !log.1.contains(&format!(
+            "stdout line {} for mcp-bridge-smoke",
+            CHATTY_LINES - 1
+        )),
+        "the smoke call's lines past the budget were logged"
+    );
+    let faults = &demo.plugin("chatty").await?["faults"];
+    ensure!(
+        faults
+            .as_object()
+            .is_some_and(|f| f.values().all(|n| n == 0)),
+        "{faults}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_bad_new_version_leaves_the_old_one_serving() -> Result<()> {
-    let demo = PluginBridge::start(&[("testing/reload-probe-v1", "probe.wasm")], "", None).await?;
+    let demo = PluginBridge::start(
+        &[(plugin_artifacts::RELOAD_PROBE_V1, "probe.wasm")],
+        "",
+        None,
+    )
+    .await?;
     let session = demo.session().await?;
     let before = demo.plugin("probe").await?;
     let first = call(&session, 1, "get_tasks", json!({"n": 1})).await?;
@@ -470,10 +594,10 @@ async fn a_bad_new_version_leaves_the_old_one_serving() -> Result<()> {
     // Garbage, then a component with the wrong types, under the same name.
     let junk = demo.bridge.dir.path().join("junk.wasm");
     std::fs::write(&junk, b"\0asm not really")?;
-    let wrong = plugin_wasm("testing/wrong-wit");
+    let wrong = Path::new(plugin_artifacts::WRONG_WIT);
     let attempts = [
         (junk.as_path(), "not a valid WebAssembly component"),
-        (wrong.as_path(), "does not match the WIT contract"),
+        (wrong, "does not match the WIT contract"),
     ];
     for (n, (source, says)) in (2u64..).zip(attempts) {
         crate::support::publish_plugin(source, &demo.plugins, "probe.wasm")?;
@@ -528,7 +652,7 @@ async fn a_bad_new_version_leaves_the_old_one_serving() -> Result<()> {
 #[tokio::test]
 async fn a_restart_loads_compiled_plugins_from_the_cache() -> Result<()> {
     let shared = tempfile::tempdir()?;
-    let files = [("seed-ttl-table", "seed-ttl-table.wasm")];
+    let files = [(plugin_artifacts::SEED_TTL_TABLE, "seed-ttl-table.wasm")];
     let first = PluginBridge::start(&files, "", Some(shared.path())).await?;
     let compiled = first.plugin("seed-ttl-table").await?;
     ensure!(compiled["compile"]["source"] == "compiled", "{compiled}");

@@ -1,5 +1,6 @@
-//! Host bindings generated from `wit/` (the single source of truth), and conversions
-//! between the generated types and the policy seam's own types.
+//! Host bindings generated from `wit/` (the single source of truth) for every contract
+//! version the host serves, and conversions between the generated types and the policy
+//! seam's own types.
 
 use std::time::Duration;
 
@@ -8,28 +9,121 @@ use crate::policy::{
     Status, TtlAnswer,
 };
 
-wasmtime::component::bindgen!({
-    path: "../wit",
-    world: "policy-plugin",
-});
+/// The current contract, `mcp-bridge:policy@0.2.0` (`wit/policy.wit`): one world, and
+/// `lifecycle.init` reports which policy interfaces the plugin implements.
+pub mod current {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "plugin",
+    });
+}
 
-pub use exports::mcp_bridge::policy::cache_policy::GuestIndices as CachePolicyIndices;
-pub use exports::mcp_bridge::policy::invalidation_rules::GuestIndices as InvalidationRulesIndices;
-pub use exports::mcp_bridge::policy::lifecycle::GuestIndices as LifecycleIndices;
-pub use exports::mcp_bridge::policy::ttl_table::GuestIndices as TtlTableIndices;
+/// The first contract, `mcp-bridge:policy@0.1.0` (the frozen copy in `wit/v0.1.0/`):
+/// a plugin exports the subset of policy interfaces it implements. Its types are the
+/// current ones (the component model compares types by structure, and the two versions'
+/// are the same), so one set of conversions serves both.
+pub mod legacy {
+    wasmtime::component::bindgen!({
+        path: "../wit/v0.1.0",
+        world: "policy-plugin",
+        with: {
+            "mcp-bridge:policy/types@0.1.0": super::current::mcp_bridge::policy::types,
+        },
+    });
+}
 
-pub use exports::mcp_bridge::policy::cache_policy::Guest as CachePolicyGuest;
-pub use exports::mcp_bridge::policy::invalidation_rules::Guest as InvalidationRulesGuest;
-pub use exports::mcp_bridge::policy::lifecycle::Guest as LifecycleGuest;
-pub use exports::mcp_bridge::policy::ttl_table::Guest as TtlTableGuest;
+use self::current::mcp_bridge::policy::types as wit;
+pub use current::exports::mcp_bridge::policy::lifecycle::Capabilities;
 
-use self::mcp_bridge::policy::types as wit;
+/// A version of the WIT package a plugin is built against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contract {
+    /// `mcp-bridge:policy@0.1.0`: exports probed, no capabilities.
+    V0_1,
+    /// `mcp-bridge:policy@0.2.0`: one world, capabilities reported by `init`.
+    V0_2,
+}
 
-/// The fully qualified export names the host probes for, in WIT order.
-pub const CACHE_POLICY: &str = "mcp-bridge:policy/cache-policy@0.1.0";
-pub const TTL_TABLE: &str = "mcp-bridge:policy/ttl-table@0.1.0";
-pub const INVALIDATION_RULES: &str = "mcp-bridge:policy/invalidation-rules@0.1.0";
-pub const LIFECYCLE: &str = "mcp-bridge:policy/lifecycle@0.1.0";
+impl Contract {
+    /// Every version the host serves, newest first.
+    pub const ALL: [Contract; 2] = [Contract::V0_2, Contract::V0_1];
+
+    /// The package with its version, as plugins and the admin API name it.
+    pub fn package(self) -> &'static str {
+        match self {
+            Contract::V0_1 => "mcp-bridge:policy@0.1.0",
+            Contract::V0_2 => "mcp-bridge:policy@0.2.0",
+        }
+    }
+
+    /// The fully qualified export names of this version's interfaces.
+    pub fn names(self) -> InterfaceNames {
+        match self {
+            Contract::V0_1 => InterfaceNames {
+                lifecycle: "mcp-bridge:policy/lifecycle@0.1.0",
+                cache_policy: "mcp-bridge:policy/cache-policy@0.1.0",
+                ttl_table: "mcp-bridge:policy/ttl-table@0.1.0",
+                invalidation_rules: "mcp-bridge:policy/invalidation-rules@0.1.0",
+            },
+            Contract::V0_2 => InterfaceNames {
+                lifecycle: "mcp-bridge:policy/lifecycle@0.2.0",
+                cache_policy: "mcp-bridge:policy/cache-policy@0.2.0",
+                ttl_table: "mcp-bridge:policy/ttl-table@0.2.0",
+                invalidation_rules: "mcp-bridge:policy/invalidation-rules@0.2.0",
+            },
+        }
+    }
+}
+
+/// The export names of one contract version's interfaces, which the host looks up.
+#[derive(Debug, Clone, Copy)]
+pub struct InterfaceNames {
+    pub lifecycle: &'static str,
+    pub cache_policy: &'static str,
+    pub ttl_table: &'static str,
+    pub invalidation_rules: &'static str,
+}
+
+/// Defines a policy interface's guest over both contract versions: the generated
+/// function wrappers differ by version, their Rust types do not.
+macro_rules! guest {
+    ($(#[$doc:meta])* $name:ident, $module:ident, $call:ident($($arg:ident: $ty:ty),*) -> $ret:ty) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub enum $name {
+            Current(current::exports::mcp_bridge::policy::$module::Guest),
+            Legacy(legacy::exports::mcp_bridge::policy::$module::Guest),
+        }
+
+        impl $name {
+            pub fn $call(
+                &self,
+                store: &mut wasmtime::Store<super::sandbox::PluginState>,
+                $($arg: $ty),*
+            ) -> wasmtime::Result<$ret> {
+                match self {
+                    $name::Current(guest) => guest.$call(store, $($arg),*),
+                    $name::Legacy(guest) => guest.$call(store, $($arg),*),
+                }
+            }
+        }
+    };
+}
+
+guest!(
+    /// `cache-policy` of a live instance.
+    CachePolicyGuest, cache_policy, call_decide(call: &wit::Call) -> wit::Decision
+);
+guest!(
+    /// `ttl-table` of a live instance.
+    TtlTableGuest, ttl_table, call_ttl(server: &str, tool: &str) -> wit::TtlAnswer
+);
+guest!(
+    /// `invalidation-rules` of a live instance.
+    InvalidationRulesGuest,
+    invalidation_rules,
+    call_invalidations(call: &wit::Call, outcome: wit::Outcome) -> wit::InvalidationAnswer
+);
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)

@@ -21,9 +21,25 @@ pub enum PluginError {
     #[error("plugin {file} does not link against the host: {message}")]
     Link { file: String, message: String },
     #[error(
-        "plugin {file} exports none of cache-policy, ttl-table or invalidation-rules (mcp-bridge:policy@0.1.0); it exports: {exports}"
+        "plugin {file} exports none of cache-policy, ttl-table or invalidation-rules (of mcp-bridge:policy@0.2.0 or @0.1.0); it exports: {exports}"
     )]
     NoPolicyExports { file: String, exports: String },
+    #[error(
+        "plugin {file} is built against {found}, which this bridge does not serve (it serves mcp-bridge:policy@0.2.0 and @0.1.0); rebuild it against a version the bridge serves"
+    )]
+    UnsupportedContract { file: String, found: String },
+    #[error(
+        "plugin {file} exports none of cache-policy, ttl-table or invalidation-rules as a capability: its init (mcp-bridge:policy@0.2.0) reported none; an SDK plugin implements at least one of CachePolicy, TtlTable, InvalidationRules"
+    )]
+    NoCapabilities { file: String },
+    #[error(
+        "plugin {file}: init reported the capabilities [{now}], an earlier instance [{first}]; a plugin's capabilities must not depend on its config"
+    )]
+    CapabilitiesChanged {
+        file: String,
+        first: String,
+        now: String,
+    },
     #[error("plugin {file}: export `{interface}` does not match the WIT contract: {message}")]
     Contract {
         file: String,
@@ -62,7 +78,11 @@ impl PluginError {
             PluginError::Read { .. } => "read",
             PluginError::CoreModule { .. } | PluginError::Compile { .. } => "compile",
             PluginError::Link { .. } => "link",
-            PluginError::NoPolicyExports { .. } | PluginError::Contract { .. } => "contract",
+            PluginError::NoPolicyExports { .. }
+            | PluginError::UnsupportedContract { .. }
+            | PluginError::NoCapabilities { .. }
+            | PluginError::CapabilitiesChanged { .. }
+            | PluginError::Contract { .. } => "contract",
             PluginError::InitRejected { .. } => "init",
             PluginError::Smoke { .. } => "smoke",
             PluginError::Engine { .. } => "engine",

@@ -181,7 +181,7 @@ impl PluginHost {
                 .collect();
             match self.start_all(&specs, &candidate, state.config.max_idle_instances) {
                 Ok(policies) => {
-                    tracing::info!(file = %file, hash = %&version.hash[..12], exports = %version.exports.names().join(","), compile = version.compile_source.as_str(), took_ms = version.compile_time.as_secs_f64() * 1e3, "plugin version validated");
+                    tracing::info!(file = %file, hash = %&version.hash[..12], contract = version.contract.package(), exports = %version.exports.names().join(","), compile = version.compile_source.as_str(), took_ms = version.compile_time.as_secs_f64() * 1e3, "plugin version validated");
                     next = candidate;
                     started.extend(policies);
                     state.rejected.remove(file);
@@ -280,6 +280,7 @@ impl PluginHost {
                 "path": self.dir.join(file),
                 "hash": version.hash,
                 "size": version.size,
+                "contract": version.contract.package(),
                 "exports": version.exports.names(),
                 "generation": version.generation.load(Ordering::Relaxed),
                 "loaded_at": humantime::format_rfc3339_millis(version.loaded_at).to_string(),

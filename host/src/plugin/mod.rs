@@ -1,10 +1,13 @@
 //! WebAssembly component policy plugins: the wasmtime host that loads, sandboxes,
 //! hot-swaps and calls them as [`crate::policy::Policy`] implementations.
 //!
-//! - `bindings`: types generated from `wit/` and their conversions to the policy seam.
+//! - `bindings`: types generated from `wit/` (contract 0.2.0 and the frozen 0.1.0) and
+//!   their conversions to the policy seam.
 //! - `engine`: the one wasmtime engine, epoch ticks, the compiled-component disk cache.
-//! - `sandbox`: store state and limits, the `log` import, the empty WASI.
-//! - `version`: one loaded file: probed exports, warm-instance factory, fault record.
+//! - `sandbox`: store state and limits, the `log` import, stdout/stderr as log lines, the
+//!   otherwise empty WASI.
+//! - `version`: one loaded file: contract version, the interfaces it implements,
+//!   warm-instance factory, fault record.
 //! - `wasm_policy`: a binding as a `Policy`, with safe defaults on faults.
 //! - `host`: which versions and bindings serve; validation and the atomic swap.
 //! - `watch`: the directory watcher and admin-requested rescans.

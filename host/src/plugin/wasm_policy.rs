@@ -9,7 +9,7 @@ use prometheus::{Histogram, IntCounter};
 
 use super::bindings;
 use super::error::{Fault, FaultKind, PluginError};
-use super::version::{InstantiateError, PluginVersion, WarmInstance};
+use super::version::{Exports, InstantiateError, PluginVersion, WarmInstance};
 use crate::metrics::Metrics;
 use crate::policy::{
     Annotations, Call, CallKind, Decision, Invalidation, InvalidationAnswer, Outcome, Policy,
@@ -68,6 +68,9 @@ pub struct WasmPolicy {
     servers: Vec<String>,
     config_json: String,
     version: Arc<PluginVersion>,
+    /// The interfaces the plugin implements (0.2.0: what its `init` reported). Read on
+    /// every call, so an interface the plugin does not implement costs no WASM call.
+    exports: Exports,
     idle: Mutex<Vec<WarmInstance>>,
     max_idle: usize,
     probes: Probes,
@@ -75,8 +78,8 @@ pub struct WasmPolicy {
 
 impl WasmPolicy {
     /// Starts a binding: one instance is created and initialised with the binding's
-    /// config, then every exported interface must answer a smoke call within its
-    /// limits. The instance stays warm for the first real call.
+    /// config, then every interface the plugin implements must answer a smoke call
+    /// within its limits. The instance stays warm for the first real call.
     pub fn start(
         name: &str,
         servers: Vec<String>,
@@ -85,35 +88,35 @@ impl WasmPolicy {
         max_idle: usize,
         metrics: &Arc<Metrics>,
     ) -> Result<WasmPolicy, PluginError> {
-        let policy = WasmPolicy {
-            name: Arc::from(name),
-            servers,
-            config_json,
-            version,
-            idle: Mutex::new(Vec::new()),
-            max_idle: max_idle.max(1),
-            probes: Probes::new(metrics, name),
-        };
+        let binding: Arc<str> = Arc::from(name);
+        let file = version.file.clone();
         let smoke_error = |stage: &'static str, fault: Fault| PluginError::Smoke {
             binding: name.to_owned(),
-            file: policy.version.file.clone(),
+            file: file.clone(),
             stage,
             fault,
         };
-        let mut instance = match policy
-            .version
-            .instantiate(&policy.name, &policy.config_json)
-        {
+        let mut instance = match version.instantiate(&binding, &config_json) {
             Ok(instance) => instance,
             Err(InstantiateError::Fault(fault)) => return Err(smoke_error("init", fault)),
             Err(InstantiateError::Contract(error)) => return Err(error),
             Err(InstantiateError::InitRejected(message)) => {
                 return Err(PluginError::InitRejected {
                     binding: name.to_owned(),
-                    file: policy.version.file.clone(),
+                    file: file.clone(),
                     message,
                 });
             }
+        };
+        let policy = WasmPolicy {
+            name: binding,
+            servers,
+            config_json,
+            exports: instance.exports,
+            version,
+            idle: Mutex::new(Vec::new()),
+            max_idle: max_idle.max(1),
+            probes: Probes::new(metrics, name),
         };
         let wit_call = bindings::call(&smoke_call());
         if let Some(guest) = instance.cache_policy.clone() {
@@ -268,7 +271,7 @@ impl Policy for WasmPolicy {
     /// A fault or quarantine answers `Bypass`: do not cache what the plugin could not
     /// judge.
     fn decide(&self, call: &Call<'_>) -> Decision {
-        if !self.version.exports.cache_policy || !self.applies_to(call.server) {
+        if !self.exports.cache_policy || !self.applies_to(call.server) {
             return Decision::Abstain;
         }
         let wit_call = bindings::call(call);
@@ -285,7 +288,7 @@ impl Policy for WasmPolicy {
 
     /// A fault or quarantine answers a zero TTL: never cache.
     fn ttl(&self, server: &str, tool: &str) -> TtlAnswer {
-        if !self.version.exports.ttl_table || !self.applies_to(server) {
+        if !self.exports.ttl_table || !self.applies_to(server) {
             return TtlAnswer::Abstain;
         }
         self.with_instance(Interface::TtlTable, |instance| {
@@ -301,7 +304,7 @@ impl Policy for WasmPolicy {
 
     /// A fault or quarantine invalidates the call's whole server.
     fn invalidations(&self, call: &Call<'_>, outcome: &Outcome) -> InvalidationAnswer {
-        if !self.version.exports.invalidation_rules || !self.applies_to(call.server) {
+        if !self.exports.invalidation_rules || !self.applies_to(call.server) {
             return InvalidationAnswer::Abstain;
         }
         let wit_call = bindings::call(call);

@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use anyhow::Result;
 
@@ -22,24 +21,15 @@ pub fn run_script(script: &str) {
     assert!(status.success(), "{script} failed: {status}");
 }
 
-/// The example and test plugins, built from `plugins/` by `scripts/build-plugins.sh`
-/// (once per process; the script installs the wasm32-wasip2 target when it is missing):
-/// the directory holding `NAME.wasm` for the examples and `testing/NAME.wasm` for the
-/// test-only plugins.
-pub fn plugin_builds() -> &'static Path {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        run_script("scripts/build-plugins.sh");
-        repo_root().join("build/plugins")
-    })
-}
-
 /// The built `.wasm` of an example plugin (`seed-ttl-table`) or a test-only one
-/// (`testing/fault-trap`).
-pub fn plugin_wasm(name: &str) -> PathBuf {
-    let path = plugin_builds().join(format!("{name}.wasm"));
-    assert!(path.is_file(), "{} was not built", path.display());
-    path
+/// (`fault-trap`), by package name. The `mcp-bridge-plugin-artifacts` crate's build script
+/// builds every plugin under `plugins/` in one cargo invocation before this crate compiles,
+/// so cargo rebuilds a plugin whenever its sources change.
+pub fn plugin_wasm(package: &str) -> &'static str {
+    let Some(artifact) = plugin_artifacts::named(package) else {
+        panic!("no plugin package `{package}` under plugins/");
+    };
+    artifact.path
 }
 
 /// Publishes a plugin the way operators are told to: copy to a hidden temporary name

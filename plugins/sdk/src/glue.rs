@@ -1,23 +1,153 @@
-//! The generated `Guest` traits, implemented once for every plugin: [`Exports<P>`] parses
+//! The generated `Guest` traits, implemented once for every plugin: [`Exports<E>`] parses
 //! the config, keeps the plugin in a per-instance slot, converts between the WIT types
 //! and the SDK's, and calls the author's trait methods.
+//!
+//! The component always exports all three policy interfaces (the WIT has one world).
+//! Which of them the plugin implements is found where `export!` names the plugin type:
+//! [`dispatch!`](crate::__dispatch) looks each trait up for that concrete type and
+//! records its method, or nothing, in a [`Dispatch`]. `init` reports the implemented
+//! ones as the plugin's capabilities, so the host never calls the others; if it does
+//! anyway, they abstain.
+//!
+//! The lookup is autoref specialization: for a concrete type, method resolution tries
+//! the receiver `&Detect<P>` before `&&Detect<P>`, so the trait implemented for
+//! `Detect<P>` where `P` implements the policy trait wins over the fallback implemented
+//! for `&Detect<P>`. It needs no feature flag and no list of traits from the author.
 
 use std::any::Any;
 use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::Once;
+use std::time::Duration;
 
-use crate::Plugin;
 use crate::bindings::exports::mcp_bridge::policy as exports;
-#[allow(unused_imports)]
 use crate::bindings::mcp_bridge::policy::types as wit;
-#[allow(unused_imports)] // Which ones are used depends on the features.
-use crate::{CachePolicy, InvalidationRules, TtlTable};
+use crate::{
+    CachePolicy, Call, Decision, Invalidation, InvalidationRules, Outcome, Plugin, TtlTable,
+};
+
+use exports::lifecycle::Capabilities;
+
+/// [`CachePolicy::decide`] of a plugin type.
+pub type DecideFn<P> = fn(&P, &Call) -> Decision;
+/// [`TtlTable::ttl`] of a plugin type.
+pub type TtlFn<P> = fn(&P, &str, &str) -> Option<Duration>;
+/// [`InvalidationRules::invalidations`] of a plugin type.
+pub type InvalidationsFn<P> = fn(&P, &Call, &Outcome) -> Option<Vec<Invalidation>>;
+
+/// The author's implementation of each policy interface, or `None` where the plugin
+/// type does not implement the trait.
+pub struct Dispatch<P> {
+    pub decide: Option<DecideFn<P>>,
+    pub ttl: Option<TtlFn<P>>,
+    pub invalidations: Option<InvalidationsFn<P>>,
+}
+
+impl<P> Dispatch<P> {
+    /// What `init` reports to the host.
+    fn capabilities(&self) -> Capabilities {
+        let mut capabilities = Capabilities::empty();
+        capabilities.set(Capabilities::CACHE_POLICY, self.decide.is_some());
+        capabilities.set(Capabilities::TTL_TABLE, self.ttl.is_some());
+        capabilities.set(
+            Capabilities::INVALIDATION_RULES,
+            self.invalidations.is_some(),
+        );
+        capabilities
+    }
+}
+
+/// What `export!` implements for the plugin type it names: the type and its dispatch.
+pub trait Export: 'static {
+    type Plugin: Plugin;
+
+    fn dispatch() -> Dispatch<Self::Plugin>;
+}
+
+/// The receiver of the trait lookups in [`dispatch!`](crate::__dispatch).
+pub struct Detect<P>(PhantomData<P>);
+
+impl<P> Detect<P> {
+    #[allow(clippy::new_without_default)] // Only the macro makes one.
+    pub const fn new() -> Detect<P> {
+        Detect(PhantomData)
+    }
+}
+
+/// Defines the pair of lookup traits for one policy trait: the one implemented for
+/// `Detect<P>` when `P` implements it (found first), and the fallback for `&Detect<P>`.
+macro_rules! detect {
+    ($policy:ident, $found:ident, $missing:ident, $method:ident, $fn:ty, $path:path) => {
+        pub trait $found<P> {
+            fn $method(&self) -> Option<$fn>;
+        }
+
+        impl<P: $policy> $found<P> for Detect<P> {
+            fn $method(&self) -> Option<$fn> {
+                Some($path)
+            }
+        }
+
+        pub trait $missing<P> {
+            fn $method(&self) -> Option<$fn>;
+        }
+
+        impl<P> $missing<P> for &Detect<P> {
+            fn $method(&self) -> Option<$fn> {
+                None
+            }
+        }
+    };
+}
+
+detect!(
+    CachePolicy,
+    ImplementsCachePolicy,
+    LacksCachePolicy,
+    cache_policy,
+    DecideFn<P>,
+    P::decide
+);
+detect!(
+    TtlTable,
+    ImplementsTtlTable,
+    LacksTtlTable,
+    ttl_table,
+    TtlFn<P>,
+    P::ttl
+);
+detect!(
+    InvalidationRules,
+    ImplementsInvalidationRules,
+    LacksInvalidationRules,
+    invalidation_rules,
+    InvalidationsFn<P>,
+    P::invalidations
+);
+
+/// The [`Dispatch`] of a concrete plugin type: which policy traits it implements.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __dispatch {
+    ($plugin:ty) => {{
+        #[allow(unused_imports)]
+        use $crate::__private::{
+            ImplementsCachePolicy as _, ImplementsInvalidationRules as _, ImplementsTtlTable as _,
+            LacksCachePolicy as _, LacksInvalidationRules as _, LacksTtlTable as _,
+        };
+        let detect = &$crate::__private::Detect::<$plugin>::new();
+        $crate::__private::Dispatch::<$plugin> {
+            decide: detect.cache_policy(),
+            ttl: detect.ttl_table(),
+            invalidations: detect.invalidation_rules(),
+        }
+    }};
+}
 
 /// The type `export!` hands to the generated export macro: it implements every
-/// interface the features select, each one only for plugins that implement its trait.
-pub struct Exports<P>(PhantomData<P>);
+/// interface of the world, each calling the plugin's trait method or abstaining.
+pub struct Exports<E>(PhantomData<E>);
 
 thread_local! {
     /// The plugin `init` built. A component instance is single-threaded, so this is one
@@ -27,7 +157,6 @@ thread_local! {
 
 /// Runs `body` with the plugin `init` built. The host calls `init` before anything else,
 /// so a missing plugin is a host bug and traps.
-#[allow(dead_code)] // Unused only in a build with no feature, which does not compile.
 fn with_plugin<P: Plugin, R>(body: impl FnOnce(&P) -> R) -> R {
     let plugin = PLUGIN
         .with_borrow(Clone::clone)
@@ -38,8 +167,8 @@ fn with_plugin<P: Plugin, R>(body: impl FnOnce(&P) -> R) -> R {
     body(plugin)
 }
 
-/// Routes panic messages to the host's log at error level. The sandbox gives plugins no
-/// stderr, and the host reports the last error line with the trap a panic ends in.
+/// Routes panic messages to the host's log at error level. The host reports the last
+/// error line with the trap a panic ends in.
 fn install_panic_hook() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -59,41 +188,47 @@ fn install_panic_hook() {
     });
 }
 
-impl<P: Plugin> exports::lifecycle::Guest for Exports<P> {
-    fn init(config: String) -> Result<(), String> {
+impl<E: Export> exports::lifecycle::Guest for Exports<E> {
+    fn init(config: String) -> Result<Capabilities, String> {
         install_panic_hook();
         // A failed (re-)init leaves no plugin behind rather than an outdated one.
         PLUGIN.with_borrow_mut(|slot| *slot = None);
-        let plugin = P::from_config_json(&config)?;
+        let plugin = E::Plugin::from_config_json(&config)?;
         PLUGIN.with_borrow_mut(|slot| *slot = Some(Rc::new(plugin)));
-        Ok(())
+        Ok(E::dispatch().capabilities())
     }
 }
 
-#[cfg(feature = "cache-policy")]
-impl<P: CachePolicy> exports::cache_policy::Guest for Exports<P> {
+impl<E: Export> exports::cache_policy::Guest for Exports<E> {
     fn decide(call: wit::Call) -> wit::Decision {
+        let Some(decide) = E::dispatch().decide else {
+            return wit::Decision::Abstain;
+        };
         let call = (&call).into();
-        with_plugin(|plugin: &P| plugin.decide(&call)).into()
+        with_plugin(|plugin: &E::Plugin| decide(plugin, &call)).into()
     }
 }
 
-#[cfg(feature = "ttl-table")]
-impl<P: TtlTable> exports::ttl_table::Guest for Exports<P> {
+impl<E: Export> exports::ttl_table::Guest for Exports<E> {
     fn ttl(server: String, tool: String) -> wit::TtlAnswer {
-        match with_plugin(|plugin: &P| plugin.ttl(&server, &tool)) {
+        let Some(ttl) = E::dispatch().ttl else {
+            return wit::TtlAnswer::Abstain;
+        };
+        match with_plugin(|plugin: &E::Plugin| ttl(plugin, &server, &tool)) {
             Some(ttl) => wit::TtlAnswer::TtlMs(crate::types::millis(ttl)),
             None => wit::TtlAnswer::Abstain,
         }
     }
 }
 
-#[cfg(feature = "invalidation-rules")]
-impl<P: InvalidationRules> exports::invalidation_rules::Guest for Exports<P> {
+impl<E: Export> exports::invalidation_rules::Guest for Exports<E> {
     fn invalidations(call: wit::Call, outcome: wit::Outcome) -> wit::InvalidationAnswer {
+        let Some(invalidations) = E::dispatch().invalidations else {
+            return wit::InvalidationAnswer::Abstain;
+        };
         let call = (&call).into();
         let outcome = outcome.into();
-        match with_plugin(|plugin: &P| plugin.invalidations(&call, &outcome)) {
+        match with_plugin(|plugin: &E::Plugin| invalidations(plugin, &call, &outcome)) {
             Some(rules) => {
                 wit::InvalidationAnswer::Rules(rules.into_iter().map(Into::into).collect())
             }
@@ -102,12 +237,7 @@ impl<P: InvalidationRules> exports::invalidation_rules::Guest for Exports<P> {
     }
 }
 
-#[cfg(all(
-    test,
-    feature = "cache-policy",
-    feature = "ttl-table",
-    feature = "invalidation-rules"
-))]
+#[cfg(test)]
 mod tests {
     use std::time::Duration;
 
@@ -115,7 +245,7 @@ mod tests {
 
     use super::exports::{cache_policy, invalidation_rules, lifecycle, ttl_table};
     use super::*;
-    use crate::{Call, Decision, Directive, Invalidation, Outcome, Status};
+    use crate::{Directive, Status};
 
     #[derive(Default, Deserialize)]
     #[serde(default, deny_unknown_fields)]
@@ -124,6 +254,7 @@ mod tests {
         refuse: bool,
     }
 
+    /// Implements all three policy traits.
     struct Probe {
         ttl: Duration,
     }
@@ -165,7 +296,56 @@ mod tests {
         }
     }
 
-    type P = Exports<Probe>;
+    /// What `export!` writes for a plugin type.
+    macro_rules! exported {
+        ($name:ident, $plugin:ty) => {
+            struct $name;
+
+            impl Export for $name {
+                type Plugin = $plugin;
+
+                fn dispatch() -> Dispatch<$plugin> {
+                    crate::__dispatch!($plugin)
+                }
+            }
+        };
+    }
+
+    exported!(ProbeExport, Probe);
+    type P = Exports<ProbeExport>;
+
+    /// Implements only `TtlTable`.
+    struct TableOnly;
+
+    impl Plugin for TableOnly {
+        type Config = ();
+
+        fn new((): ()) -> Result<Self, String> {
+            Ok(TableOnly)
+        }
+    }
+
+    impl TtlTable for TableOnly {
+        fn ttl(&self, _server: &str, _tool: &str) -> Option<Duration> {
+            Some(Duration::from_secs(7))
+        }
+    }
+
+    exported!(TableOnlyExport, TableOnly);
+    type T = Exports<TableOnlyExport>;
+
+    /// Implements none of the policy traits.
+    struct Nothing;
+
+    impl Plugin for Nothing {
+        type Config = ();
+
+        fn new((): ()) -> Result<Self, String> {
+            Ok(Nothing)
+        }
+    }
+
+    exported!(NothingExport, Nothing);
 
     fn call(read_only: Option<bool>) -> wit::Call {
         wit::Call {
@@ -188,9 +368,18 @@ mod tests {
         }
     }
 
+    fn outcome(status: wit::Status) -> wit::Outcome {
+        wit::Outcome {
+            status,
+            latency_us: 1500,
+            result_bytes: 3,
+        }
+    }
+
     #[test]
     fn init_then_calls_through_the_generated_traits() {
-        <P as lifecycle::Guest>::init(r#"{"seconds": 30}"#.to_owned()).unwrap();
+        let capabilities = <P as lifecycle::Guest>::init(r#"{"seconds": 30}"#.to_owned()).unwrap();
+        assert_eq!(capabilities, Capabilities::all());
         let wit::Decision::Cache(directive) = <P as cache_policy::Guest>::decide(call(Some(true)))
         else {
             panic!("not cached");
@@ -210,11 +399,6 @@ mod tests {
             <P as ttl_table::Guest>::ttl("demo".to_owned(), "abstain".to_owned()),
             wit::TtlAnswer::Abstain
         ));
-        let outcome = |status| wit::Outcome {
-            status,
-            latency_us: 1500,
-            result_bytes: 3,
-        };
         let answer = <P as invalidation_rules::Guest>::invalidations(
             call(None),
             outcome(wit::Status::Success),
@@ -246,5 +430,27 @@ mod tests {
         assert!(PLUGIN.with_borrow(Option::is_none));
         let error = <P as lifecycle::Guest>::init(r#"{"secs": 1}"#.to_owned()).unwrap_err();
         assert!(error.contains("unknown field `secs`"), "{error}");
+    }
+
+    #[test]
+    fn what_a_plugin_does_not_implement_is_not_a_capability_and_abstains() {
+        let capabilities = <T as lifecycle::Guest>::init("{}".to_owned()).unwrap();
+        assert_eq!(capabilities, Capabilities::TTL_TABLE);
+        assert!(matches!(
+            <T as ttl_table::Guest>::ttl("demo".to_owned(), "x".to_owned()),
+            wit::TtlAnswer::TtlMs(7_000)
+        ));
+        assert!(matches!(
+            <T as cache_policy::Guest>::decide(call(Some(true))),
+            wit::Decision::Abstain
+        ));
+        assert!(matches!(
+            <T as invalidation_rules::Guest>::invalidations(
+                call(None),
+                outcome(wit::Status::Success)
+            ),
+            wit::InvalidationAnswer::Abstain
+        ));
+        assert!(NothingExport::dispatch().capabilities().is_empty());
     }
 }

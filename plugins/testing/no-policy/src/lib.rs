@@ -1,20 +1,17 @@
-//! Test-only: a valid component of the real contract's `base` world, exporting only
-//! `lifecycle` and none of the policy interfaces, which the host must refuse. It uses
-//! wit-bindgen directly on the repo's `wit/`: the SDK always exports a policy interface.
+//! Test-only: an SDK plugin that implements none of `CachePolicy`, `TtlTable` and
+//! `InvalidationRules`, so its `init` reports no capability and the host must refuse it.
 
-wit_bindgen::generate!({
-    path: "../../../wit",
-    world: "base",
-});
+use mcp_bridge_plugin_sdk::Plugin;
+use mcp_bridge_plugin_sdk::serde_json::Value;
 
-use exports::mcp_bridge::policy::lifecycle;
+pub struct NoPolicy;
 
-struct NoPolicy;
+impl Plugin for NoPolicy {
+    type Config = Value;
 
-impl lifecycle::Guest for NoPolicy {
-    fn init(_config: String) -> Result<(), String> {
-        Ok(())
+    fn new(_config: Value) -> Result<Self, String> {
+        Ok(NoPolicy)
     }
 }
 
-export!(NoPolicy);
+mcp_bridge_plugin_sdk::export!(NoPolicy);

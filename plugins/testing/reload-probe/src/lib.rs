@@ -1,20 +1,25 @@
-//! Test-only: one source, two observably different builds. The default build caches
-//! every read-only tool for 111 s with tag `probe-v1` and answers 111 s for every TTL;
-//! the `v2` feature makes both 222 s (tag `probe-v2`). Reload tests swap the two files.
+//! Test-only: one policy, two observably different plugins. `ReloadProbe<1>` (exported
+//! by `reload-probe-v1`) caches every read-only tool for 111 s with tag `probe-v1` and
+//! answers 111 s for every TTL; `ReloadProbe<2>` (`reload-probe-v2`) answers 222 s with
+//! tag `probe-v2`. Reload tests swap the two files.
 
 use std::time::Duration;
 
 use mcp_bridge_plugin_sdk::prelude::*;
 use mcp_bridge_plugin_sdk::serde_json::Value;
 
-#[cfg(not(feature = "v2"))]
-const VERSION: (Duration, &str) = (Duration::from_secs(111), "probe-v1");
-#[cfg(feature = "v2")]
-const VERSION: (Duration, &str) = (Duration::from_secs(222), "probe-v2");
+/// The probe of build `VERSION`.
+pub struct ReloadProbe<const VERSION: u64>;
 
-pub struct ReloadProbe;
+impl<const VERSION: u64> ReloadProbe<VERSION> {
+    const TTL: Duration = Duration::from_secs(111 * VERSION);
 
-impl Plugin for ReloadProbe {
+    fn tag() -> String {
+        format!("probe-v{VERSION}")
+    }
+}
+
+impl<const VERSION: u64> Plugin for ReloadProbe<VERSION> {
     type Config = Value;
 
     fn new(_config: Value) -> Result<Self, String> {
@@ -22,21 +27,18 @@ impl Plugin for ReloadProbe {
     }
 }
 
-impl CachePolicy for ReloadProbe {
+impl<const VERSION: u64> CachePolicy for ReloadProbe<VERSION> {
     fn decide(&self, call: &Call) -> Decision {
-        let (ttl, tag) = VERSION;
         if call.is_tool() && call.is_read_only() {
-            Directive::ttl(ttl).tag(tag).into()
+            Directive::ttl(Self::TTL).tag(Self::tag()).into()
         } else {
             Decision::Abstain
         }
     }
 }
 
-impl TtlTable for ReloadProbe {
+impl<const VERSION: u64> TtlTable for ReloadProbe<VERSION> {
     fn ttl(&self, _server: &str, _tool: &str) -> Option<Duration> {
-        Some(VERSION.0)
+        Some(Self::TTL)
     }
 }
-
-mcp_bridge_plugin_sdk::export!(ReloadProbe);

@@ -7,18 +7,30 @@ wit_bindgen::generate!({
     world: "wrong-wit",
 });
 
-use exports::mcp_bridge::policy::{cache_policy, lifecycle};
+use exports::mcp_bridge::policy::{cache_policy, invalidation_rules, lifecycle, ttl_table};
 
 struct WrongWit;
 
 impl lifecycle::Guest for WrongWit {
-    fn init(_config: String) -> Result<(), String> {
-        Ok(())
+    fn init(_config: String) -> Result<lifecycle::Capabilities, String> {
+        Ok(lifecycle::Capabilities::CACHE_POLICY)
     }
 }
 
 impl cache_policy::Guest for WrongWit {
     fn decide(_call: String) -> bool {
+        false
+    }
+}
+
+impl ttl_table::Guest for WrongWit {
+    fn ttl() -> bool {
+        false
+    }
+}
+
+impl invalidation_rules::Guest for WrongWit {
+    fn invalidations() -> bool {
         false
     }
 }
