@@ -37,9 +37,11 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
 
+use mcp_bridge::cache::CacheMetrics;
 use mcp_bridge::cache::{Entry, ResponseCache, Served, cache_key, canonical_arguments};
 use mcp_bridge::config::{BridgeConfig, PluginsConfig, load_str};
-use mcp_bridge::metrics::Metrics;
+use mcp_bridge::metrics::Registry;
+use mcp_bridge::plugin::PluginMetrics;
 use mcp_bridge::plugin::{Limits, PluginEngine, PluginVersion, WasmPolicy};
 use mcp_bridge::policy::{Annotations, Call, CallKind, Decision, Policy, PolicyChain, ServerHints};
 
@@ -92,7 +94,7 @@ fn annotations_plugin() -> Arc<WasmPolicy> {
         PLUGIN_CONFIG.to_owned(),
         Arc::new(version),
         4,
-        &Arc::new(Metrics::new()),
+        &Arc::new(PluginMetrics::register(&Registry::new())),
     )
     .unwrap_or_else(|error| panic!("{error}"));
     // The engine's epoch ticker must outlive the bench; leaking one engine is fine here.
@@ -231,7 +233,10 @@ fn policy(c: &mut Criterion) {
 
 fn lookup(c: &mut Criterion) {
     let config = config();
-    let cache = ResponseCache::new(&config.cache, Arc::new(Metrics::new()).cache.clone());
+    let cache = ResponseCache::new(
+        &config.cache,
+        Arc::new(CacheMetrics::register(&Registry::new())),
+    );
     let result = Arc::new(result());
     let mut map: HashMap<Arc<str>, Arc<Entry>> = HashMap::new();
     let keys = (0..OTHER_ENTRIES)

@@ -27,7 +27,8 @@ use mcp_bridge::lab::load::{self, LoadArgs};
 use mcp_bridge::lab::loaded::Trace;
 use mcp_bridge::lab::replay::{self, Prepared, Setting, bounds};
 use mcp_bridge::lab::workload::Workload;
-use mcp_bridge::metrics::Metrics;
+use mcp_bridge::metrics::Registry;
+use mcp_bridge::plugin::PluginMetrics;
 use mcp_bridge::plugin::{Limits, PluginEngine, PluginVersion, WasmPolicy};
 use mcp_bridge::policy::PolicyChain;
 use mcp_bridge_test_support::bench::{self, BenchMode};
@@ -178,7 +179,7 @@ fn annotations_plugin(engine: &PluginEngine) -> Result<Arc<dyn mcp_bridge::polic
         "{}".to_owned(),
         Arc::new(version),
         2,
-        &Arc::new(Metrics::new()),
+        &Arc::new(PluginMetrics::register(&Registry::new())),
     )?;
     Ok(Arc::new(policy))
 }

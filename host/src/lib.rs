@@ -21,16 +21,16 @@
 //! The binary (`main.rs`, and `app/` for the wiring and the admin API) is the one place
 //! that knows every layer.
 
-pub mod cache;
 pub mod front;
 pub mod lab;
 pub mod metrics;
 pub mod plugin;
 pub mod router;
-pub mod trace;
 
 pub use mcp_bridge_backend as backend;
+pub use mcp_bridge_cache as cache;
 pub use mcp_bridge_config as config;
 pub use mcp_bridge_demo as demo;
 pub use mcp_bridge_jsonrpc as jsonrpc;
 pub use mcp_bridge_policy as policy;
+pub use mcp_bridge_trace as trace;

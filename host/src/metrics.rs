@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
-use mcp_bridge_metrics::Registry;
+pub use mcp_bridge_metrics::Registry;
 use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 
 use crate::backend::PoolMetrics;
 use crate::cache::CacheMetrics;
+use crate::plugin::PluginMetrics;
 
 /// Call latency buckets in seconds: from tens of microseconds (cache hits, warm
 /// multiplexed calls) up to the default request timeout.
@@ -24,6 +25,8 @@ pub struct Metrics {
     pub pools: Arc<PoolMetrics>,
     /// The cache layer's metrics.
     pub cache: Arc<CacheMetrics>,
+    /// The plugin host's metrics.
+    pub plugins: Arc<PluginMetrics>,
     pub call_duration_seconds: HistogramVec,
     pub calls_total: IntCounterVec,
     pub backend_errors_total: IntCounterVec,
@@ -33,13 +36,6 @@ pub struct Metrics {
     pub sessions_closed_total: IntCounterVec,
     pub limit_refusals_total: IntCounterVec,
     pub relay_answers_refused_total: IntCounterVec,
-    pub plugin_reloads_total: IntCounterVec,
-    pub plugin_generation: IntGaugeVec,
-    pub policy_generation: IntGauge,
-    pub plugin_decisions_total: IntCounterVec,
-    pub plugin_faults_total: IntCounterVec,
-    pub plugin_decision_seconds: HistogramVec,
-    pub plugin_quarantined: IntGaugeVec,
     pub trace_records_dropped_total: IntCounter,
     pub version_mismatch_total: IntCounterVec,
     pub http_connections_open: IntGauge,
@@ -48,26 +44,12 @@ pub struct Metrics {
     pub http_accept_errors_total: IntCounter,
 }
 
-/// Plugin call latency buckets in seconds: a warm decision takes about a microsecond;
-/// the top buckets reach the decision timeout.
-const PLUGIN_CALL_BUCKETS: &[f64] = &[
-    0.000_000_5,
-    0.000_001,
-    0.000_002,
-    0.000_005,
-    0.000_01,
-    0.000_05,
-    0.000_1,
-    0.001,
-    0.01,
-    0.1,
-];
-
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let pools = Arc::new(PoolMetrics::register(&registry));
         let cache = Arc::new(CacheMetrics::register(&registry));
+        let plugins = Arc::new(PluginMetrics::register(&registry));
         Metrics {
             // The router counts the errors it sees on a call's way back in the backend's
             // counter, so both layers' faults add up in one series per server and kind.
@@ -113,41 +95,6 @@ impl Metrics {
                 "Client answers to server requests (sampling, elicitation, roots) refused, by reason: unknown_id (no such request is waiting), wrong_session (another session's request), no_session.",
                 &["reason"],
             ),
-            plugin_reloads_total: registry.counter_vec(
-                "plugin_reloads_total",
-                "Plugin file loads by result: loaded (new or changed version serving), rejected (the old one keeps serving), unloaded (file deleted).",
-                &["plugin", "result"],
-            ),
-            plugin_generation: registry.gauge_vec(
-                "plugin_generation",
-                "The policy generation at which each plugin's serving version was swapped in.",
-                &["plugin"],
-            ),
-            policy_generation: registry.gauge(
-                "policy_generation",
-                "The current policy generation: it increases with every plugin swap and config reload.",
-            ),
-            plugin_decisions_total: registry.counter_vec(
-                "plugin_decisions_total",
-                "Calls into plugin bindings by interface (cache-policy, ttl-table, invalidation-rules).",
-                &["plugin", "interface"],
-            ),
-            plugin_faults_total: registry.counter_vec(
-                "plugin_faults_total",
-                "Plugin calls that faulted and fell back to the safe default, by kind (trap, deadline, out_of_memory, instantiate, quarantined).",
-                &["plugin", "kind"],
-            ),
-            plugin_decision_seconds: registry.histogram_vec(
-                "plugin_decision_seconds",
-                "Time spent in one plugin call, instance checkout included.",
-                &["plugin"],
-                PLUGIN_CALL_BUCKETS,
-            ),
-            plugin_quarantined: registry.gauge_vec(
-                "plugin_quarantined",
-                "1 while a plugin's serving version is quarantined for repeated faults.",
-                &["plugin"],
-            ),
             trace_records_dropped_total: registry.counter(
                 "trace_records_dropped_total",
                 "Trace records (`serve --record`) dropped because the trace writer fell behind; the calls were answered.",
@@ -177,6 +124,7 @@ impl Metrics {
             ),
             pools,
             cache,
+            plugins,
             registry,
         }
     }

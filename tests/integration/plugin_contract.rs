@@ -11,7 +11,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result, ensure};
 
 use mcp_bridge::config::{PluginsConfig, load_str};
-use mcp_bridge::metrics::Metrics;
+use mcp_bridge::metrics::Registry;
+use mcp_bridge::plugin::PluginMetrics;
 use mcp_bridge::plugin::bindings::Contract;
 use mcp_bridge::plugin::{Limits, PluginEngine, PluginVersion, WasmPolicy};
 use mcp_bridge::policy::{Annotations, Call, CallKind, Outcome, Policy, ServerHints, Status};
@@ -81,7 +82,7 @@ fn the_annotations_plugin_agrees_with_the_builtin_policy() -> Result<()> {
         PLUGIN_CONFIG.to_owned(),
         version,
         1,
-        &Arc::new(Metrics::new()),
+        &Arc::new(PluginMetrics::register(&Registry::new())),
     )?;
 
     let read_only = [Some(true), Some(false), None];

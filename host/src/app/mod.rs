@@ -60,7 +60,7 @@ pub(crate) async fn serve(
         let layer = layer.clone();
         Arc::new(move |chain: PolicyChain| layer.set_policies(chain)) as Arc<dyn PolicySink>
     });
-    let plugins = PluginRuntime::start(&config, policies.clone(), &metrics)
+    let plugins = PluginRuntime::start(&config, policies.clone(), &metrics.plugins)
         .context("cannot start the plugin host")?;
     let plugin_host = plugins.as_ref().map(|plugins| plugins.host.clone());
     let admin = Arc::new(admin::Admin {

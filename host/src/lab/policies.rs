@@ -20,7 +20,7 @@ use super::results::{
 };
 use super::workload::Workload;
 use crate::config::{BridgeConfig, PluginsConfig};
-use crate::metrics::Metrics;
+use crate::plugin::PluginMetrics;
 use crate::plugin::{Limits, PluginEngine, PluginVersion, WasmPolicy};
 use crate::policy::{BuiltinPolicy, PolicyChain};
 
@@ -102,7 +102,7 @@ struct Contender {
     source: String,
     chain: PolicyChain,
     /// The plugin's own fault counter, when it is one.
-    metrics: Option<Arc<Metrics>>,
+    metrics: Option<Arc<PluginMetrics>>,
 }
 
 /// One replay to run.
@@ -403,7 +403,7 @@ fn load_contenders(
             continue;
         };
         let config_json = policy_config(&args.policy_configs, &name)?;
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(PluginMetrics::register(&mcp_bridge_metrics::Registry::new()));
         let policy = load_plugin(engine, &name, &file, config_json, jobs, &metrics)?;
         contenders.push(Contender {
             name,
@@ -457,7 +457,7 @@ fn load_plugin(
     file: &Path,
     config_json: String,
     jobs: usize,
-    metrics: &Arc<Metrics>,
+    metrics: &Arc<PluginMetrics>,
 ) -> Result<WasmPolicy, LabError> {
     let bytes = std::fs::read(file).map_err(|source| LabError::Read {
         path: file.to_path_buf(),

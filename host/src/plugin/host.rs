@@ -21,7 +21,7 @@ use super::error::{FaultKind, PluginError};
 use super::version::{Limits, PluginVersion};
 use super::wasm_policy::WasmPolicy;
 use crate::config::PluginsConfig;
-use crate::metrics::Metrics;
+use crate::plugin::PluginMetrics;
 use crate::policy::{BuiltinPolicy, Policy, PolicyChain, PolicySink};
 
 /// The file name plugins must end with.
@@ -74,7 +74,7 @@ struct HostState {
 /// Loads, validates and swaps policy plugins; owns the one engine.
 pub struct PluginHost {
     engine: PluginEngine,
-    metrics: Arc<Metrics>,
+    metrics: Arc<PluginMetrics>,
     /// Where each new chain is published.
     sink: Arc<dyn PolicySink>,
     dir: PathBuf,
@@ -91,7 +91,7 @@ impl PluginHost {
         dir: PathBuf,
         builtin: Arc<BuiltinPolicy>,
         sink: Arc<dyn PolicySink>,
-        metrics: Arc<Metrics>,
+        metrics: Arc<PluginMetrics>,
     ) -> Result<Arc<PluginHost>, PluginError> {
         std::fs::create_dir_all(&dir).map_err(|source| PluginError::Read {
             path: dir.clone(),

@@ -16,6 +16,7 @@ pub mod bindings;
 pub mod engine;
 pub mod error;
 pub mod host;
+mod metrics;
 pub mod sandbox;
 pub mod version;
 pub mod wasm_policy;
@@ -24,6 +25,7 @@ pub mod watch;
 pub use engine::PluginEngine;
 pub use error::{Fault, FaultKind, PluginError};
 pub use host::{PluginHost, RescanReport};
+pub use metrics::PluginMetrics;
 pub use version::{Limits, PluginVersion};
 pub use wasm_policy::{SMOKE_SERVER, WasmPolicy};
 pub use watch::PluginWatcher;
@@ -31,7 +33,7 @@ pub use watch::PluginWatcher;
 use std::sync::Arc;
 
 use crate::config::BridgeConfig;
-use crate::metrics::Metrics;
+
 use crate::policy::PolicySink;
 
 /// The plugin host and its directory watcher, running together.
@@ -47,7 +49,7 @@ impl PluginRuntime {
     pub fn start(
         config: &BridgeConfig,
         sink: Option<Arc<dyn PolicySink>>,
-        metrics: &Arc<Metrics>,
+        metrics: &Arc<PluginMetrics>,
     ) -> Result<Option<PluginRuntime>, PluginError> {
         let Some(dir) = config.plugins.dir.clone() else {
             return Ok(None);

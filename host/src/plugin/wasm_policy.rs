@@ -10,7 +10,7 @@ use prometheus::{Histogram, IntCounter};
 use super::bindings;
 use super::error::{Fault, FaultKind, PluginError};
 use super::version::{Exports, InstantiateError, PluginVersion, WarmInstance};
-use crate::metrics::Metrics;
+use crate::plugin::PluginMetrics;
 use crate::policy::{
     Annotations, Call, CallKind, Decision, Invalidation, InvalidationAnswer, Outcome, Policy,
     ServerHints, Status, TtlAnswer,
@@ -33,11 +33,11 @@ struct Probes {
     decisions: [IntCounter; 3],
     faults: [IntCounter; 4],
     latency: Histogram,
-    metrics: Arc<Metrics>,
+    metrics: Arc<PluginMetrics>,
 }
 
 impl Probes {
-    fn new(metrics: &Arc<Metrics>, name: &str) -> Probes {
+    fn new(metrics: &Arc<PluginMetrics>, name: &str) -> Probes {
         let decisions = |interface: &str| {
             metrics
                 .plugin_decisions_total
@@ -86,7 +86,7 @@ impl WasmPolicy {
         config_json: String,
         version: Arc<PluginVersion>,
         max_idle: usize,
-        metrics: &Arc<Metrics>,
+        metrics: &Arc<PluginMetrics>,
     ) -> Result<WasmPolicy, PluginError> {
         let binding: Arc<str> = Arc::from(name);
         let file = version.file.clone();

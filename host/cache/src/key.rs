@@ -39,7 +39,7 @@ fn canonical_number(number: &Number, out: &mut String) {
         return;
     }
     let text = number.as_str();
-    if crate::jsonrpc::is_integer_text(text) {
+    if mcp_bridge_jsonrpc::is_integer_text(text) {
         out.push_str(text);
         return;
     }

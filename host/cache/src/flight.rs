@@ -47,7 +47,7 @@ struct Flight {
 }
 
 #[derive(Default)]
-pub struct Flights {
+pub(crate) struct Flights {
     inflight: Mutex<HashMap<Arc<str>, Arc<Flight>>>,
 }
 
@@ -89,7 +89,7 @@ impl Drop for Leader {
 }
 
 impl Flights {
-    pub fn join(self: &Arc<Self>, key: &Arc<str>, max_waiters: usize) -> Role {
+    pub(crate) fn join(self: &Arc<Self>, key: &Arc<str>, max_waiters: usize) -> Role {
         let mut inflight = self.inflight.lock();
         if let Some(flight) = inflight.get(key) {
             if flight.waiters.fetch_add(1, Ordering::AcqRel) >= max_waiters {

@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 use super::stats::CacheStats;
-use crate::config::{CacheConfig, Eviction};
+use mcp_bridge_config::{CacheConfig, Eviction};
 
 /// One cached result.
 #[derive(Debug)]
@@ -116,7 +116,7 @@ struct Index {
 /// Keys moka removed, with the tags they were indexed under.
 type RemovalQueue = Arc<Mutex<Vec<(Arc<str>, Vec<String>)>>>;
 
-pub struct Store {
+pub(crate) struct Store {
     entries: moka::sync::Cache<Arc<str>, Arc<Entry>>,
     index: Mutex<Index>,
     /// Removals moka reported (evictions, expiries). The listener only queues them,
@@ -129,7 +129,7 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn new(config: &CacheConfig, stats: Arc<CacheStats>) -> Store {
+    pub(crate) fn new(config: &CacheConfig, stats: Arc<CacheStats>) -> Store {
         // moka bounds one weight, so entries weigh at least max_bytes / max_entries:
         // then the byte budget also caps the number of entries.
         let floor =
@@ -166,12 +166,12 @@ impl Store {
         }
     }
 
-    pub fn get(&self, key: &str) -> Option<Arc<Entry>> {
+    pub(crate) fn get(&self, key: &str) -> Option<Arc<Entry>> {
         self.entries.get(key)
     }
 
     /// Starts a fill: remembers the invalidation sequence now.
-    pub fn begin_fill(&self) -> FillTicket {
+    pub(crate) fn begin_fill(&self) -> FillTicket {
         // Counting first, then reading the sequence (both SeqCst), means an invalidation
         // either sees this fill as active or has already moved the sequence past it.
         self.active_fills.fetch_add(1, Ordering::SeqCst);
@@ -183,7 +183,7 @@ impl Store {
 
     /// Inserts unless the key, one of the entry's tags or the whole cache was
     /// invalidated after `ticket` was taken. Returns whether it was inserted.
-    pub fn insert(&self, key: Arc<str>, entry: Entry, ticket: &FillTicket) -> bool {
+    pub(crate) fn insert(&self, key: Arc<str>, entry: Entry, ticket: &FillTicket) -> bool {
         let mut index = self.index.lock();
         self.apply_removals(&mut index);
         let since = ticket.sequence;
@@ -214,7 +214,7 @@ impl Store {
     }
 
     /// Drops every entry carrying `tag`; returns how many were still cached.
-    pub fn invalidate_tag(&self, tag: &str) -> usize {
+    pub(crate) fn invalidate_tag(&self, tag: &str) -> usize {
         let mut index = self.index.lock();
         self.apply_removals(&mut index);
         self.mark_invalidated(&mut index, tag);
@@ -232,7 +232,7 @@ impl Store {
     }
 
     /// Drops one entry by its exact key.
-    pub fn invalidate_key(&self, key: &str) -> usize {
+    pub(crate) fn invalidate_key(&self, key: &str) -> usize {
         let mut index = self.index.lock();
         self.mark_invalidated(&mut index, key);
         let existed = self.entries.contains_key(key);
@@ -241,7 +241,7 @@ impl Store {
     }
 
     /// Drops everything; returns how many entries were cached.
-    pub fn clear(&self) -> u64 {
+    pub(crate) fn clear(&self) -> u64 {
         let mut index = self.index.lock();
         let sequence = self.sequence.fetch_add(1, Ordering::SeqCst) + 1;
         index.cleared_at = sequence;
@@ -287,13 +287,13 @@ impl Store {
         }
     }
 
-    pub fn entry_count(&self) -> u64 {
+    pub(crate) fn entry_count(&self) -> u64 {
         self.entries.run_pending_tasks();
         self.entries.entry_count()
     }
 
     /// The weighted size (bytes, with the per-entry floor).
-    pub fn weighted_size(&self) -> u64 {
+    pub(crate) fn weighted_size(&self) -> u64 {
         self.entries.run_pending_tasks();
         self.entries.weighted_size()
     }
@@ -302,11 +302,11 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::CacheMetrics;
+    use crate::CacheMetrics;
     use mcp_bridge_metrics::Registry;
 
     fn store() -> Store {
-        let config = crate::config::load_str("[servers.s]\ncommand = \"x\"\n", "test.toml")
+        let config = mcp_bridge_config::load_str("[servers.s]\ncommand = \"x\"\n", "test.toml")
             .unwrap_or_else(|error| panic!("{error}"));
         Store::new(
             &config.cache,

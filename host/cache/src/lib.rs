@@ -19,9 +19,9 @@ pub use metrics::CacheMetrics;
 pub use stats::{InvalidationReason, Served};
 pub use store::{Entry, FillTicket};
 
-use crate::config::CacheConfig;
-use crate::policy::Invalidation;
 use flight::Flights;
+use mcp_bridge_config::CacheConfig;
+use mcp_bridge_policy::Invalidation;
 use stats::CacheStats;
 use store::Store;
 

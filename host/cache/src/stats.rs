@@ -7,7 +7,7 @@ use std::time::Duration;
 use moka::notification::RemovalCause;
 use serde_json::{Value, json};
 
-use crate::cache::CacheMetrics;
+use crate::CacheMetrics;
 
 /// How a cacheable request was served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +51,7 @@ impl InvalidationReason {
     }
 }
 
-pub struct CacheStats {
+pub(crate) struct CacheStats {
     metrics: Arc<CacheMetrics>,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -66,7 +66,7 @@ pub struct CacheStats {
 }
 
 impl CacheStats {
-    pub fn new(metrics: Arc<CacheMetrics>) -> CacheStats {
+    pub(crate) fn new(metrics: Arc<CacheMetrics>) -> CacheStats {
         CacheStats {
             metrics,
             hits: AtomicU64::new(0),
@@ -82,7 +82,7 @@ impl CacheStats {
         }
     }
 
-    pub fn record(&self, served: Served) {
+    pub(crate) fn record(&self, served: Served) {
         let counter = match served {
             Served::Hit => &self.hits,
             Served::Miss => &self.misses,
@@ -98,7 +98,7 @@ impl CacheStats {
     }
 
     /// A hit saved the backend the time the entry took to fill.
-    pub fn record_saved(&self, backend_time: Duration) {
+    pub(crate) fn record_saved(&self, backend_time: Duration) {
         self.saved_micros
             .fetch_add(backend_time.as_micros() as u64, Ordering::Relaxed);
         self.metrics
@@ -106,7 +106,7 @@ impl CacheStats {
             .inc_by(backend_time.as_secs_f64());
     }
 
-    pub fn record_removal(&self, cause: RemovalCause) {
+    pub(crate) fn record_removal(&self, cause: RemovalCause) {
         let (counter, label) = match cause {
             RemovalCause::Size => (&self.evicted_size, "size"),
             RemovalCause::Expired => (&self.expired, "expired"),
@@ -121,7 +121,7 @@ impl CacheStats {
             .inc();
     }
 
-    pub fn record_invalidation(&self, reason: InvalidationReason) {
+    pub(crate) fn record_invalidation(&self, reason: InvalidationReason) {
         self.metrics
             .cache_invalidations_total
             .with_label_values(&[reason.label()])
@@ -129,7 +129,7 @@ impl CacheStats {
     }
 
     /// The `/admin/cache/stats` body.
-    pub fn snapshot(&self, entries: u64, bytes: u64) -> Value {
+    pub(crate) fn snapshot(&self, entries: u64, bytes: u64) -> Value {
         self.metrics.cache_entries.set(entries as i64);
         self.metrics.cache_bytes.set(bytes as i64);
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::TraceError;
 use super::format::{Access, RecordedAnnotations, RecordedStatus, size_and_digest};
-use crate::policy::Annotations;
+use mcp_bridge_policy::Annotations;
 
 /// A trace file is rotated once it passes this size (`--record-max-bytes`).
 pub const DEFAULT_RECORD_MAX_BYTES: u64 = 256 * 1024 * 1024;
@@ -416,7 +416,7 @@ fn file_size(path: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::format::{TraceRecord, hex64};
+    use crate::format::{TraceRecord, hex64};
 
     #[test]
     fn a_written_line_is_a_trace_record() {
