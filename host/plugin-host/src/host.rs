@@ -1,0 +1,538 @@
+//! The plugin host: which plugin versions are loaded, which bindings serve, and the
+//! atomic swap of the cache's policy chain when either changes (Varnish VCL's model).
+//!
+//! A rescan compiles and validates every new or changed `.wasm` off the request path;
+//! only a version whose every binding passes `init` and a smoke call is swapped in, as
+//! one new policy chain. Calls already running keep the chain they started with, so
+//! an old generation is freed when its last call finishes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::engine::{PluginEngine, hex_sha256};
+use super::error::{FaultKind, PluginError};
+use super::version::{Limits, PluginVersion};
+use super::wasm_policy::WasmPolicy;
+use crate::PluginMetrics;
+use mcp_bridge_config::PluginsConfig;
+use mcp_bridge_policy::{BuiltinPolicy, Policy, PolicyChain, PolicySink};
+
+/// The file name plugins must end with.
+const PLUGIN_EXTENSION: &str = "wasm";
+
+/// Why a file's latest content is not serving.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rejection {
+    pub hash: String,
+    pub at: String,
+    pub kind: &'static str,
+    pub message: String,
+}
+
+/// What one rescan changed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RescanReport {
+    /// The policy generation after the rescan.
+    pub generation: u64,
+    pub loaded: Vec<String>,
+    pub unloaded: Vec<String>,
+    pub rejected: Vec<RejectedFile>,
+    pub unchanged: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectedFile {
+    pub file: String,
+    pub error: String,
+}
+
+/// A binding as resolved against the files present: from `[[plugins.policy]]`, or a
+/// file nobody names, bound to every server with an empty config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Spec {
+    name: String,
+    file: String,
+    servers: Vec<String>,
+    config_json: String,
+}
+
+struct HostState {
+    config: PluginsConfig,
+    builtin: Arc<BuiltinPolicy>,
+    versions: BTreeMap<String, Arc<PluginVersion>>,
+    rejected: BTreeMap<String, Rejection>,
+    active: Vec<Arc<WasmPolicy>>,
+}
+
+/// Loads, validates and swaps policy plugins; owns the one engine.
+pub struct PluginHost {
+    engine: PluginEngine,
+    metrics: Arc<PluginMetrics>,
+    /// Where each new chain is published.
+    sink: Arc<dyn PolicySink>,
+    dir: PathBuf,
+    state: Mutex<HostState>,
+    generation: AtomicU64,
+}
+
+impl PluginHost {
+    /// Starts the engine and loads what the plugin directory holds now (creating the
+    /// directory when it does not exist). Bad files are rejected and logged; they do
+    /// not stop the bridge.
+    pub fn start(
+        config: PluginsConfig,
+        dir: PathBuf,
+        builtin: Arc<BuiltinPolicy>,
+        sink: Arc<dyn PolicySink>,
+        metrics: Arc<PluginMetrics>,
+    ) -> Result<Arc<PluginHost>, PluginError> {
+        std::fs::create_dir_all(&dir).map_err(|source| PluginError::Read {
+            path: dir.clone(),
+            source,
+        })?;
+        let engine = PluginEngine::new(config.compiled_cache_dir.clone())?;
+        let host = Arc::new(PluginHost {
+            engine,
+            metrics,
+            sink,
+            dir,
+            state: Mutex::new(HostState {
+                config,
+                builtin,
+                versions: BTreeMap::new(),
+                rejected: BTreeMap::new(),
+                active: Vec::new(),
+            }),
+            generation: AtomicU64::new(0),
+        });
+        host.rescan(true);
+        Ok(host)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// Brings the loaded versions in line with the directory. `retry_rejected` also
+    /// retries files whose exact content was rejected before (a forced reload does;
+    /// a file-change event does not, so a bad file is reported once).
+    pub fn rescan(&self, retry_rejected: bool) -> RescanReport {
+        let files = match read_plugin_files(&self.dir) {
+            Ok(files) => files,
+            Err(error) => {
+                tracing::error!(dir = %self.dir.display(), %error, "cannot list the plugin directory; the loaded plugins keep serving");
+                return RescanReport {
+                    generation: self.generation(),
+                    ..RescanReport::default()
+                };
+            }
+        };
+        let mut state = self.state.lock();
+        let mut report = RescanReport::default();
+        let mut next = state.versions.clone();
+        let mut started: BTreeMap<String, Arc<WasmPolicy>> = BTreeMap::new();
+
+        for file in state.versions.keys() {
+            if !files.contains_key(file) {
+                next.remove(file);
+                report.unloaded.push(file.clone());
+            }
+        }
+        for (file, bytes) in &files {
+            let bytes = match bytes {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    self.reject(&mut state, &mut report, file, String::new(), error);
+                    continue;
+                }
+            };
+            let hash = hex_sha256(bytes);
+            if state.versions.get(file).is_some_and(|v| v.hash == hash) {
+                report.unchanged += 1;
+                continue;
+            }
+            if !retry_rejected && state.rejected.get(file).is_some_and(|r| r.hash == hash) {
+                continue;
+            }
+            let limits = Limits::from_config(&state.config);
+            let version = match PluginVersion::load(&self.engine, file, bytes, limits) {
+                Ok(version) => Arc::new(version),
+                Err(error) => {
+                    self.reject(&mut state, &mut report, file, hash, &error);
+                    continue;
+                }
+            };
+            let mut candidate = next.clone();
+            candidate.insert(file.clone(), version.clone());
+            let specs: Vec<Spec> = specs(&state.config, &candidate)
+                .into_iter()
+                .filter(|spec| spec.file == *file)
+                .collect();
+            match self.start_all(&specs, &candidate, state.config.max_idle_instances) {
+                Ok(policies) => {
+                    tracing::info!(file = %file, hash = %&version.hash[..12], contract = version.contract.package(), exports = %version.exports.names().join(","), compile = version.compile_source.as_str(), took_ms = version.compile_time.as_secs_f64() * 1e3, "plugin version validated");
+                    next = candidate;
+                    started.extend(policies);
+                    state.rejected.remove(file);
+                    report.loaded.push(file.clone());
+                }
+                Err(error) => self.reject(&mut state, &mut report, file, hash, &error),
+            }
+        }
+
+        if report.loaded.is_empty() && report.unloaded.is_empty() {
+            report.generation = self.generation();
+            return report;
+        }
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        for file in &report.loaded {
+            if let Some(version) = next.get(file) {
+                version.generation.store(generation, Ordering::Relaxed);
+                self.metrics
+                    .plugin_reloads_total
+                    .with_label_values(&[stem(file), "loaded"])
+                    .inc();
+                self.metrics
+                    .plugin_generation
+                    .with_label_values(&[stem(file)])
+                    .set(generation as i64);
+            }
+        }
+        for file in &report.unloaded {
+            self.metrics
+                .plugin_reloads_total
+                .with_label_values(&[stem(file), "unloaded"])
+                .inc();
+            tracing::info!(file = %file, generation, "plugin file deleted; unloaded");
+        }
+        let active = self.assemble(&state, &next, started);
+        state.versions = next;
+        state.active = active;
+        self.install(&state, generation);
+        tracing::info!(generation, loaded = ?report.loaded, unloaded = ?report.unloaded, "policy generation swapped in");
+        report.generation = generation;
+        report
+    }
+
+    /// Applies a new `[plugins]` config and built-in policy (a config reload). Every
+    /// binding that changed must start, or nothing changes.
+    pub fn reconfigure(
+        &self,
+        config: PluginsConfig,
+        builtin: Arc<BuiltinPolicy>,
+    ) -> Result<u64, PluginError> {
+        let mut state = self.state.lock();
+        if config.dir.as_deref() != Some(self.dir.as_path()) {
+            tracing::warn!(
+                "plugins.dir changed in the config file; the new directory is used after a restart"
+            );
+        }
+        let previous = std::mem::replace(&mut state.config, config);
+        let specs = specs(&state.config, &state.versions);
+        let mut started = BTreeMap::new();
+        for spec in &specs {
+            if reusable(&state.active, &state.versions, spec).is_some() {
+                continue;
+            }
+            match self.start_one(spec, &state.versions, state.config.max_idle_instances) {
+                Ok(policy) => {
+                    started.insert(spec.name.clone(), policy);
+                }
+                Err(error) => {
+                    state.config = previous;
+                    return Err(error);
+                }
+            }
+        }
+        state.builtin = builtin;
+        let active = self.assemble(&state, &state.versions, started);
+        state.active = active;
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        self.install(&state, generation);
+        Ok(generation)
+    }
+
+    /// The admin view: every plugin file, every binding, the generation.
+    pub fn snapshot(&self) -> Value {
+        let state = self.state.lock();
+        let specs = specs(&state.config, &state.versions);
+        let mut plugins: Vec<Value> = Vec::new();
+        for (file, version) in &state.versions {
+            let health = &version.health;
+            let faults: serde_json::Map<String, Value> = FaultKind::ALL
+                .iter()
+                .map(|kind| (kind.as_str().to_owned(), json!(health.count(*kind))))
+                .collect();
+            plugins.push(json!({
+                "name": stem(file),
+                "file": file,
+                "path": self.dir.join(file),
+                "hash": version.hash,
+                "size": version.size,
+                "contract": version.contract.package(),
+                "exports": version.exports.names(),
+                "generation": version.generation.load(Ordering::Relaxed),
+                "loaded_at": humantime::format_rfc3339_millis(version.loaded_at).to_string(),
+                "state": if health.is_quarantined() { "quarantined" } else { "active" },
+                "quarantine_reason": health.quarantine_reason(),
+                "faults": faults,
+                "compile": {
+                    "source": version.compile_source.as_str(),
+                    "ms": version.compile_time.as_secs_f64() * 1e3,
+                },
+                "bindings": specs.iter().filter(|s| s.file == *file).map(|s| s.name.clone()).collect::<Vec<_>>(),
+                "last_rejection": state.rejected.get(file),
+            }));
+        }
+        for (file, rejection) in &state.rejected {
+            if state.versions.contains_key(file) {
+                continue;
+            }
+            plugins.push(json!({
+                "name": stem(file),
+                "file": file,
+                "path": self.dir.join(file),
+                "hash": rejection.hash,
+                "state": "rejected",
+                "last_rejection": rejection,
+            }));
+        }
+        let bindings: Vec<Value> = state
+            .config
+            .bindings
+            .iter()
+            .map(|binding| {
+                let version = state.versions.get(&binding.file);
+                let status = match version {
+                    None => "missing",
+                    Some(version) if version.health.is_quarantined() => "quarantined",
+                    Some(_) => "active",
+                };
+                json!({
+                    "name": binding.name,
+                    "file": binding.file,
+                    "servers": if binding.servers.is_empty() { vec!["*".to_owned()] } else { binding.servers.clone() },
+                    "state": status,
+                })
+            })
+            .chain(
+                specs
+                    .iter()
+                    .filter(|spec| !state.config.bindings.iter().any(|b| b.name == spec.name))
+                    .map(|spec| {
+                        json!({
+                            "name": spec.name,
+                            "file": spec.file,
+                            "servers": ["*"],
+                            "state": "active",
+                            "auto_bound": true,
+                        })
+                    }),
+            )
+            .collect();
+        json!({
+            "dir": self.dir,
+            "generation": self.generation(),
+            "auto_bind": state.config.auto_bind,
+            "plugins": plugins,
+            "bindings": bindings,
+        })
+    }
+
+    fn reject(
+        &self,
+        state: &mut HostState,
+        report: &mut RescanReport,
+        file: &str,
+        hash: String,
+        error: &PluginError,
+    ) {
+        tracing::error!(file = %file, kind = error.kind(), %error, "plugin version rejected; the previous version (if any) keeps serving");
+        self.metrics
+            .plugin_reloads_total
+            .with_label_values(&[stem(file), "rejected"])
+            .inc();
+        state.rejected.insert(
+            file.to_owned(),
+            Rejection {
+                hash,
+                at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+                kind: error.kind(),
+                message: error.to_string(),
+            },
+        );
+        report.rejected.push(RejectedFile {
+            file: file.to_owned(),
+            error: error.to_string(),
+        });
+    }
+
+    fn start_all(
+        &self,
+        specs: &[Spec],
+        versions: &BTreeMap<String, Arc<PluginVersion>>,
+        max_idle: usize,
+    ) -> Result<BTreeMap<String, Arc<WasmPolicy>>, PluginError> {
+        specs
+            .iter()
+            .map(|spec| Ok((spec.name.clone(), self.start_one(spec, versions, max_idle)?)))
+            .collect()
+    }
+
+    fn start_one(
+        &self,
+        spec: &Spec,
+        versions: &BTreeMap<String, Arc<PluginVersion>>,
+        max_idle: usize,
+    ) -> Result<Arc<WasmPolicy>, PluginError> {
+        let Some(version) = versions.get(&spec.file) else {
+            return Err(PluginError::Read {
+                path: self.dir.join(&spec.file),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            });
+        };
+        let policy = WasmPolicy::start(
+            &spec.name,
+            spec.servers.clone(),
+            spec.config_json.clone(),
+            version.clone(),
+            max_idle,
+            &self.metrics,
+        )?;
+        self.metrics
+            .plugin_quarantined
+            .with_label_values(&[spec.name.as_str()])
+            .set(0);
+        Ok(Arc::new(policy))
+    }
+
+    /// The bindings in chain order: freshly started ones, else the serving ones that
+    /// still match their spec.
+    fn assemble(
+        &self,
+        state: &HostState,
+        versions: &BTreeMap<String, Arc<PluginVersion>>,
+        mut started: BTreeMap<String, Arc<WasmPolicy>>,
+    ) -> Vec<Arc<WasmPolicy>> {
+        let mut active = Vec::new();
+        for spec in specs(&state.config, versions) {
+            if let Some(policy) = started.remove(&spec.name) {
+                active.push(policy);
+                continue;
+            }
+            if let Some(policy) = reusable(&state.active, versions, &spec) {
+                active.push(policy);
+            }
+        }
+        active
+    }
+
+    fn install(&self, state: &HostState, generation: u64) {
+        let policies: Vec<Arc<dyn Policy>> = state
+            .active
+            .iter()
+            .map(|policy| policy.clone() as Arc<dyn Policy>)
+            .collect();
+        self.sink
+            .install(PolicyChain::new(policies, state.builtin.clone()).with_generation(generation));
+        self.metrics.policy_generation.set(generation as i64);
+    }
+}
+
+/// A serving binding that already matches `spec` with the version in `versions`.
+fn reusable(
+    active: &[Arc<WasmPolicy>],
+    versions: &BTreeMap<String, Arc<PluginVersion>>,
+    spec: &Spec,
+) -> Option<Arc<WasmPolicy>> {
+    let version = versions.get(&spec.file)?;
+    active
+        .iter()
+        .find(|policy| {
+            policy.name() == spec.name
+                && Arc::ptr_eq(policy.version(), version)
+                && policy.servers() == spec.servers.as_slice()
+                && policy.config_json() == spec.config_json
+        })
+        .cloned()
+}
+
+/// The bindings that apply, in chain order: the config's, then (with `auto_bind`) each
+/// loaded file no binding names, by file name, for every server with an empty config.
+fn specs(config: &PluginsConfig, versions: &BTreeMap<String, Arc<PluginVersion>>) -> Vec<Spec> {
+    let mut specs: Vec<Spec> = config
+        .bindings
+        .iter()
+        .filter(|binding| versions.contains_key(&binding.file))
+        .map(|binding| Spec {
+            name: binding.name.clone(),
+            file: binding.file.clone(),
+            servers: binding.servers.clone(),
+            config_json: binding.config_json.clone(),
+        })
+        .collect();
+    if config.auto_bind {
+        for file in versions.keys() {
+            let named = config.bindings.iter().any(|binding| binding.file == *file);
+            let name = stem(file);
+            if named || specs.iter().any(|spec| spec.name == name) {
+                continue;
+            }
+            specs.push(Spec {
+                name: name.to_owned(),
+                file: file.clone(),
+                servers: Vec::new(),
+                config_json: "{}".to_owned(),
+            });
+        }
+    }
+    specs
+}
+
+/// A file's name without `.wasm`: the plugin's name in metrics and the admin API.
+fn stem(file: &str) -> &str {
+    file.strip_suffix(".wasm").unwrap_or(file)
+}
+
+type FileContents = BTreeMap<String, Result<Vec<u8>, PluginError>>;
+
+/// Every `*.wasm` file directly in `dir`, skipping hidden files (a publisher's temp
+/// file before its atomic rename).
+fn read_plugin_files(dir: &Path) -> std::io::Result<FileContents> {
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
+            continue;
+        };
+        if !is_plugin_file_name(name) || !path.is_file() {
+            continue;
+        }
+        let contents = std::fs::read(&path).map_err(|source| PluginError::Read {
+            path: path.clone(),
+            source,
+        });
+        files.insert(name.to_owned(), contents);
+    }
+    Ok(files)
+}
+
+/// Whether a directory entry is a plugin: a visible `*.wasm` file.
+pub fn is_plugin_file_name(name: &str) -> bool {
+    !name.starts_with('.')
+        && Path::new(name)
+            .extension()
+            .is_some_and(|extension| extension == PLUGIN_EXTENSION)
+}

@@ -1,0 +1,611 @@
+//! One loaded version of a plugin file: its compiled component, the contract version it
+//! is built against, the policy interfaces it implements, its fault record, and how to
+//! make warm instances of it.
+//!
+//! A `mcp-bridge:policy@0.2.0` plugin exports every interface of the one world and says
+//! which it implements when `init` returns (its capabilities); a 0.1.0 plugin exports
+//! only the interfaces it implements, which the host probes at load. Either way the
+//! result is one [`Exports`], and the host calls nothing outside it.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::Mutex;
+use wasmtime::Store;
+use wasmtime::component::{Component, InstancePre};
+
+use super::bindings::{
+    CachePolicyGuest, Capabilities, Contract, InvalidationRulesGuest, TtlTableGuest, current,
+    legacy,
+};
+use super::engine::{CompileSource, Compiled, PluginEngine};
+use super::error::{Fault, FaultKind, PluginError};
+use super::sandbox::{self, PluginState};
+use mcp_bridge_config::PluginsConfig;
+
+/// How long creating an instance and running its `init` may take, at least.
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Which of the contract's interfaces the host calls on a plugin: the policy interfaces
+/// it implements, and `lifecycle`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Exports {
+    pub lifecycle: bool,
+    pub cache_policy: bool,
+    pub ttl_table: bool,
+    pub invalidation_rules: bool,
+}
+
+impl Exports {
+    /// A 0.2.0 plugin's: `lifecycle` and the capabilities its `init` reported.
+    fn reported(capabilities: Capabilities) -> Exports {
+        Exports {
+            lifecycle: true,
+            cache_policy: capabilities.contains(Capabilities::CACHE_POLICY),
+            ttl_table: capabilities.contains(Capabilities::TTL_TABLE),
+            invalidation_rules: capabilities.contains(Capabilities::INVALIDATION_RULES),
+        }
+    }
+
+    fn any_policy(&self) -> bool {
+        self.cache_policy || self.ttl_table || self.invalidation_rules
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        [
+            (self.cache_policy, "cache-policy"),
+            (self.ttl_table, "ttl-table"),
+            (self.invalidation_rules, "invalidation-rules"),
+            (self.lifecycle, "lifecycle"),
+        ]
+        .into_iter()
+        .filter_map(|(present, name)| present.then_some(name))
+        .collect()
+    }
+}
+
+/// A version's [`Exports`]: probed at load for a 0.1.0 plugin; for a 0.2.0 plugin,
+/// reported by the first `init` of any of its instances (every later one must agree).
+#[derive(Debug, Default)]
+pub struct VersionExports(OnceLock<Exports>);
+
+impl VersionExports {
+    pub fn get(&self) -> Option<Exports> {
+        self.0.get().copied()
+    }
+
+    /// The interface names for logs and the admin API; before any `init` of a 0.2.0
+    /// plugin only `lifecycle` is known.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.get()
+            .unwrap_or(Exports {
+                lifecycle: true,
+                ..Exports::default()
+            })
+            .names()
+    }
+}
+
+/// The sandbox limits every instance of a version gets.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_memory: usize,
+    /// The deadline of one policy call, in epoch ticks.
+    pub deadline_ticks: u64,
+    pub quarantine_after: u32,
+    pub quarantine_window: Duration,
+}
+
+impl Limits {
+    /// The limits `[plugins]` sets.
+    pub fn from_config(config: &PluginsConfig) -> Limits {
+        Limits {
+            max_memory: config.max_memory,
+            deadline_ticks: PluginEngine::deadline_ticks(config.decision_timeout),
+            quarantine_after: config.quarantine_after,
+            quarantine_window: config.quarantine_window,
+        }
+    }
+}
+
+/// Where each interface's functions are in the component, checked against the contract.
+enum Indices {
+    /// 0.2.0: the world exports all four.
+    Current {
+        lifecycle: current::exports::mcp_bridge::policy::lifecycle::GuestIndices,
+        cache_policy: current::exports::mcp_bridge::policy::cache_policy::GuestIndices,
+        ttl_table: current::exports::mcp_bridge::policy::ttl_table::GuestIndices,
+        invalidation_rules: current::exports::mcp_bridge::policy::invalidation_rules::GuestIndices,
+    },
+    /// 0.1.0: each one is there or not.
+    Legacy {
+        lifecycle: Option<legacy::exports::mcp_bridge::policy::lifecycle::GuestIndices>,
+        cache_policy: Option<legacy::exports::mcp_bridge::policy::cache_policy::GuestIndices>,
+        ttl_table: Option<legacy::exports::mcp_bridge::policy::ttl_table::GuestIndices>,
+        invalidation_rules:
+            Option<legacy::exports::mcp_bridge::policy::invalidation_rules::GuestIndices>,
+    },
+}
+
+/// A plugin file's content, compiled and checked against its contract.
+pub struct PluginVersion {
+    /// The file name in the plugin directory.
+    pub file: String,
+    pub hash: String,
+    pub size: u64,
+    /// The version of the WIT package the plugin is built against.
+    pub contract: Contract,
+    pub exports: VersionExports,
+    pub compile_source: CompileSource,
+    pub compile_time: Duration,
+    pub loaded_at: SystemTime,
+    /// The policy generation this version was swapped in at (0 until it is).
+    pub generation: AtomicU64,
+    pub health: Health,
+    /// The log lines every instance of this version may write, shared.
+    log_budget: Arc<sandbox::LogBudget>,
+    limits: Limits,
+    pre: InstancePre<PluginState>,
+    indices: Indices,
+}
+
+/// A live instance with the exports the host calls looked up, kept warm between calls.
+pub struct WarmInstance {
+    pub store: Store<PluginState>,
+    /// What the host calls on this instance.
+    pub exports: Exports,
+    pub cache_policy: Option<CachePolicyGuest>,
+    pub ttl_table: Option<TtlTableGuest>,
+    pub invalidation_rules: Option<InvalidationRulesGuest>,
+}
+
+impl PluginVersion {
+    /// Compiles `bytes`, finds the contract version it is built against, and checks
+    /// that the component links against the host and exports that contract's
+    /// interfaces with its types (a 0.1.0 plugin: at least one policy interface).
+    pub fn load(
+        engine: &PluginEngine,
+        file: &str,
+        bytes: &[u8],
+        limits: Limits,
+    ) -> Result<PluginVersion, PluginError> {
+        let Compiled {
+            component,
+            hash,
+            source,
+            took,
+        } = engine.compile(file, bytes)?;
+        let export_names: Vec<String> = component
+            .component_type()
+            .exports(engine.engine())
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let contract = contract_of(file, &export_names)?;
+        let link_error = |error: wasmtime::Error| PluginError::Link {
+            file: file.to_owned(),
+            message: format!("{error:#}"),
+        };
+        let linker = sandbox::linker_for(engine.base_linker(), engine.engine(), &component)
+            .map_err(link_error)?;
+        let pre = linker.instantiate_pre(&component).map_err(link_error)?;
+        let exports = VersionExports::default();
+        let indices = match contract {
+            Contract::V0_2 => current_indices(file, &pre)?,
+            Contract::V0_1 => {
+                let (indices, probed) = probe_legacy(file, &component, &pre)?;
+                if !probed.any_policy() {
+                    return Err(PluginError::NoPolicyExports {
+                        file: file.to_owned(),
+                        exports: export_names.join(", "),
+                    });
+                }
+                let _ = exports.0.set(probed);
+                indices
+            }
+        };
+        Ok(PluginVersion {
+            file: file.to_owned(),
+            hash,
+            size: bytes.len() as u64,
+            contract,
+            exports,
+            compile_source: source,
+            compile_time: took,
+            loaded_at: SystemTime::now(),
+            generation: AtomicU64::new(0),
+            health: Health::new(limits.quarantine_after, limits.quarantine_window),
+            log_budget: Arc::new(sandbox::LogBudget::new(file)),
+            limits,
+            pre,
+            indices,
+        })
+    }
+
+    /// A fresh instance, initialised with `config_json`. A trap or deadline here is a
+    /// fault; an `Err` from `init` is the plugin refusing its config.
+    pub fn instantiate(
+        &self,
+        binding: &Arc<str>,
+        config_json: &str,
+    ) -> Result<WarmInstance, InstantiateError> {
+        let engine = self.pre.component().engine();
+        let mut store = Store::new(
+            engine,
+            PluginState::new(
+                binding.clone(),
+                self.limits.max_memory,
+                self.log_budget.clone(),
+            ),
+        );
+        store.limiter(|state| state.limits());
+        // Instantiation and `init` (parsing the plugin's config) may take far longer
+        // than a decision; they run off the hot path except after a fault.
+        let init_ticks = PluginEngine::deadline_ticks(INIT_TIMEOUT).max(self.limits.deadline_ticks);
+        store.set_epoch_deadline(init_ticks);
+        let fault = |store: &mut Store<PluginState>, error: wasmtime::Error| {
+            let said = store.data_mut().last_error.take();
+            let mut fault = Fault::from_call(&error, said);
+            if fault.kind == FaultKind::Trap && error.downcast_ref::<wasmtime::Trap>().is_none() {
+                fault.kind = FaultKind::Instantiate;
+            }
+            InstantiateError::Fault(fault)
+        };
+        let instance = match self.pre.instantiate(&mut store) {
+            Ok(instance) => instance,
+            Err(error) => return Err(fault(&mut store, error)),
+        };
+        let contract = |interface: &'static str, error: wasmtime::Error| {
+            InstantiateError::Contract(PluginError::Contract {
+                file: self.file.clone(),
+                interface,
+                message: format!("{error:#}"),
+            })
+        };
+        let names = self.contract.names();
+        match &self.indices {
+            Indices::Current {
+                lifecycle,
+                cache_policy,
+                ttl_table,
+                invalidation_rules,
+            } => {
+                let lifecycle = lifecycle
+                    .load(&mut store, &instance)
+                    .map_err(|error| contract(names.lifecycle, error))?;
+                let capabilities = match lifecycle.call_init(&mut store, config_json) {
+                    Ok(Ok(capabilities)) => capabilities,
+                    Ok(Err(message)) => return Err(InstantiateError::InitRejected(message)),
+                    Err(error) => return Err(fault(&mut store, error)),
+                };
+                let exports = self
+                    .record_capabilities(capabilities)
+                    .map_err(InstantiateError::Contract)?;
+                let cache_policy = match exports.cache_policy {
+                    true => Some(CachePolicyGuest::Current(
+                        cache_policy
+                            .load(&mut store, &instance)
+                            .map_err(|error| contract(names.cache_policy, error))?,
+                    )),
+                    false => None,
+                };
+                let ttl_table = match exports.ttl_table {
+                    true => Some(TtlTableGuest::Current(
+                        ttl_table
+                            .load(&mut store, &instance)
+                            .map_err(|error| contract(names.ttl_table, error))?,
+                    )),
+                    false => None,
+                };
+                let invalidation_rules = match exports.invalidation_rules {
+                    true => Some(InvalidationRulesGuest::Current(
+                        invalidation_rules
+                            .load(&mut store, &instance)
+                            .map_err(|error| contract(names.invalidation_rules, error))?,
+                    )),
+                    false => None,
+                };
+                Ok(WarmInstance {
+                    store,
+                    exports,
+                    cache_policy,
+                    ttl_table,
+                    invalidation_rules,
+                })
+            }
+            Indices::Legacy {
+                lifecycle,
+                cache_policy,
+                ttl_table,
+                invalidation_rules,
+            } => {
+                if let Some(indices) = lifecycle {
+                    let lifecycle = indices
+                        .load(&mut store, &instance)
+                        .map_err(|error| contract(names.lifecycle, error))?;
+                    match lifecycle.call_init(&mut store, config_json) {
+                        Ok(Ok(())) => {}
+                        Ok(Err(message)) => return Err(InstantiateError::InitRejected(message)),
+                        Err(error) => return Err(fault(&mut store, error)),
+                    }
+                }
+                let cache_policy = match cache_policy {
+                    Some(indices) => Some(CachePolicyGuest::Legacy(
+                        indices
+                            .load(&mut store, &instance)
+                            .map_err(|error| contract(names.cache_policy, error))?,
+                    )),
+                    None => None,
+                };
+                let ttl_table = match ttl_table {
+                    Some(indices) => Some(TtlTableGuest::Legacy(
+                        indices
+                            .load(&mut store, &instance)
+                            .map_err(|error| contract(names.ttl_table, error))?,
+                    )),
+                    None => None,
+                };
+                let invalidation_rules = match invalidation_rules {
+                    Some(indices) => Some(InvalidationRulesGuest::Legacy(
+                        indices
+                            .load(&mut store, &instance)
+                            .map_err(|error| contract(names.invalidation_rules, error))?,
+                    )),
+                    None => None,
+                };
+                Ok(WarmInstance {
+                    store,
+                    exports: self.exports.get().unwrap_or_default(),
+                    cache_policy,
+                    ttl_table,
+                    invalidation_rules,
+                })
+            }
+        }
+    }
+
+    /// Checks the capabilities one `init` reported: at least one policy interface, and
+    /// the same as every earlier instance of this version reported.
+    fn record_capabilities(&self, capabilities: Capabilities) -> Result<Exports, PluginError> {
+        let reported = Exports::reported(capabilities);
+        if !reported.any_policy() {
+            return Err(PluginError::NoCapabilities {
+                file: self.file.clone(),
+            });
+        }
+        let first = *self.exports.0.get_or_init(|| reported);
+        if first != reported {
+            return Err(PluginError::CapabilitiesChanged {
+                file: self.file.clone(),
+                first: first.names().join(", "),
+                now: reported.names().join(", "),
+            });
+        }
+        Ok(reported)
+    }
+
+    pub fn deadline_ticks(&self) -> u64 {
+        self.limits.deadline_ticks
+    }
+}
+
+/// Why an instance could not be made.
+#[derive(Debug)]
+pub enum InstantiateError {
+    /// Instantiation or `init` trapped, ran out of time or memory.
+    Fault(Fault),
+    /// `init` returned an error: the config is wrong for this plugin.
+    InitRejected(String),
+    /// An export's functions do not have the contract's types, or `init` reported
+    /// capabilities the host cannot serve.
+    Contract(PluginError),
+}
+
+/// The contract version a component's export names belong to: the newest version any of
+/// its exports names. A component naming only versions of the package this host does
+/// not serve is refused with the version it asks for.
+fn contract_of(file: &str, export_names: &[String]) -> Result<Contract, PluginError> {
+    let exports = |contract: Contract| {
+        let names = contract.names();
+        [
+            names.lifecycle,
+            names.cache_policy,
+            names.ttl_table,
+            names.invalidation_rules,
+        ]
+        .into_iter()
+        .any(|name| export_names.iter().any(|export| export == name))
+    };
+    if let Some(contract) = Contract::ALL.into_iter().find(|c| exports(*c)) {
+        return Ok(contract);
+    }
+    let unserved = export_names.iter().find_map(|name| {
+        let (interface, version) = name.strip_prefix("mcp-bridge:policy/")?.split_once('@')?;
+        (!interface.is_empty()).then(|| format!("mcp-bridge:policy@{version}"))
+    });
+    if let Some(found) = unserved {
+        return Err(PluginError::UnsupportedContract {
+            file: file.to_owned(),
+            found,
+        });
+    }
+    Err(PluginError::NoPolicyExports {
+        file: file.to_owned(),
+        exports: match export_names.is_empty() {
+            true => "nothing".to_owned(),
+            false => export_names.join(", "),
+        },
+    })
+}
+
+/// A 0.2.0 component's four interfaces, each checked against the contract's types.
+fn current_indices(file: &str, pre: &InstancePre<PluginState>) -> Result<Indices, PluginError> {
+    use current::exports::mcp_bridge::policy::{
+        cache_policy, invalidation_rules, lifecycle, ttl_table,
+    };
+    let names = Contract::V0_2.names();
+    let contract = |interface: &'static str, error: wasmtime::Error| PluginError::Contract {
+        file: file.to_owned(),
+        interface,
+        message: format!("{error:#}"),
+    };
+    Ok(Indices::Current {
+        lifecycle: lifecycle::GuestIndices::new(pre).map_err(|e| contract(names.lifecycle, e))?,
+        cache_policy: cache_policy::GuestIndices::new(pre)
+            .map_err(|e| contract(names.cache_policy, e))?,
+        ttl_table: ttl_table::GuestIndices::new(pre).map_err(|e| contract(names.ttl_table, e))?,
+        invalidation_rules: invalidation_rules::GuestIndices::new(pre)
+            .map_err(|e| contract(names.invalidation_rules, e))?,
+    })
+}
+
+/// Looks up each interface of a 0.1.0 component. An interface it does not export is
+/// simply absent; one it exports with missing functions breaks the contract.
+fn probe_legacy(
+    file: &str,
+    component: &Component,
+    pre: &InstancePre<PluginState>,
+) -> Result<(Indices, Exports), PluginError> {
+    use legacy::exports::mcp_bridge::policy::{
+        cache_policy, invalidation_rules, lifecycle, ttl_table,
+    };
+    let names = Contract::V0_1.names();
+    let exported = |name: &str| component.get_export_index(None, name).is_some();
+    let contract = |interface: &'static str, error: wasmtime::Error| PluginError::Contract {
+        file: file.to_owned(),
+        interface,
+        message: format!("{error:#}"),
+    };
+    let lifecycle = match exported(names.lifecycle) {
+        true => Some(lifecycle::GuestIndices::new(pre).map_err(|e| contract(names.lifecycle, e))?),
+        false => None,
+    };
+    let cache_policy = match exported(names.cache_policy) {
+        true => Some(
+            cache_policy::GuestIndices::new(pre).map_err(|e| contract(names.cache_policy, e))?,
+        ),
+        false => None,
+    };
+    let ttl_table = match exported(names.ttl_table) {
+        true => Some(ttl_table::GuestIndices::new(pre).map_err(|e| contract(names.ttl_table, e))?),
+        false => None,
+    };
+    let invalidation_rules = match exported(names.invalidation_rules) {
+        true => Some(
+            invalidation_rules::GuestIndices::new(pre)
+                .map_err(|e| contract(names.invalidation_rules, e))?,
+        ),
+        false => None,
+    };
+    let exports = Exports {
+        lifecycle: lifecycle.is_some(),
+        cache_policy: cache_policy.is_some(),
+        ttl_table: ttl_table.is_some(),
+        invalidation_rules: invalidation_rules.is_some(),
+    };
+    let indices = Indices::Legacy {
+        lifecycle,
+        cache_policy,
+        ttl_table,
+        invalidation_rules,
+    };
+    Ok((indices, exports))
+}
+
+/// A version's fault record: faults in a sliding window, and whether it is quarantined.
+pub struct Health {
+    after: u32,
+    window: Duration,
+    recent: Mutex<VecDeque<Instant>>,
+    quarantined: AtomicBool,
+    reason: Mutex<Option<String>>,
+    counts: [AtomicU64; 4],
+}
+
+impl Health {
+    fn new(after: u32, window: Duration) -> Health {
+        Health {
+            after,
+            window,
+            recent: Mutex::new(VecDeque::new()),
+            quarantined: AtomicBool::new(false),
+            reason: Mutex::new(None),
+            counts: Default::default(),
+        }
+    }
+
+    pub fn is_quarantined(&self) -> bool {
+        self.quarantined.load(Ordering::Relaxed)
+    }
+
+    pub fn quarantine_reason(&self) -> Option<String> {
+        self.reason.lock().clone()
+    }
+
+    pub fn count(&self, kind: FaultKind) -> u64 {
+        self.counts[kind as usize].load(Ordering::Relaxed)
+    }
+
+    /// Records a fault; returns true when it tips the version into quarantine.
+    pub fn record(&self, fault: &Fault) -> bool {
+        self.counts[fault.kind as usize].fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let mut recent = self.recent.lock();
+        recent.push_back(now);
+        while recent
+            .front()
+            .is_some_and(|at| now.duration_since(*at) > self.window)
+        {
+            recent.pop_front();
+        }
+        if recent.len() < self.after as usize || self.is_quarantined() {
+            return false;
+        }
+        *self.reason.lock() = Some(format!(
+            "{} faults within {:?}; the last: {fault}",
+            recent.len(),
+            self.window
+        ));
+        self.quarantined.store(true, Ordering::Relaxed);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(contract: Contract) -> Vec<String> {
+        let names = contract.names();
+        [names.lifecycle, names.ttl_table]
+            .map(str::to_owned)
+            .to_vec()
+    }
+
+    #[test]
+    fn the_contract_is_read_from_the_export_names() {
+        assert_eq!(
+            contract_of("a.wasm", &names(Contract::V0_2)).ok(),
+            Some(Contract::V0_2)
+        );
+        assert_eq!(
+            contract_of("a.wasm", &names(Contract::V0_1)).ok(),
+            Some(Contract::V0_1)
+        );
+
+        let future = vec!["mcp-bridge:policy/lifecycle@0.3.0".to_owned()];
+        let error = contract_of("new.wasm", &future)
+            .err()
+            .map(|e| e.to_string());
+        let error = error.unwrap_or_default();
+        assert!(error.contains("mcp-bridge:policy@0.3.0"), "{error}");
+        assert!(error.contains("mcp-bridge:policy@0.2.0"), "{error}");
+
+        let other = vec!["wasi:cli/run@0.2.0".to_owned()];
+        let error = contract_of("run.wasm", &other).err().map(|e| e.to_string());
+        let error = error.unwrap_or_default();
+        assert!(error.contains("exports none of cache-policy"), "{error}");
+        assert!(error.contains("wasi:cli/run@0.2.0"), "{error}");
+    }
+}

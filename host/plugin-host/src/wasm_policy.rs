@@ -1,0 +1,324 @@
+//! A plugin binding as a [`Policy`]: warm instances of one plugin version, called with a
+//! CPU deadline; a fault falls back to the safe default and never fails the request.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use prometheus::{Histogram, IntCounter};
+
+use super::bindings;
+use super::error::{Fault, FaultKind, PluginError};
+use super::version::{Exports, InstantiateError, PluginVersion, WarmInstance};
+use crate::PluginMetrics;
+use mcp_bridge_policy::{
+    Annotations, Call, CallKind, Decision, Invalidation, InvalidationAnswer, Outcome, Policy,
+    ServerHints, Status, TtlAnswer,
+};
+
+/// The server name of the smoke call every binding must answer before it serves.
+pub const SMOKE_SERVER: &str = "mcp-bridge-smoke";
+const SMOKE_TOOL: &str = "smoke";
+
+/// The three policy interfaces, for metrics.
+#[derive(Debug, Clone, Copy)]
+enum Interface {
+    CachePolicy,
+    TtlTable,
+    InvalidationRules,
+}
+
+/// Metric handles resolved once per binding, so a call touches no label maps.
+struct Probes {
+    decisions: [IntCounter; 3],
+    faults: [IntCounter; 4],
+    latency: Histogram,
+    metrics: Arc<PluginMetrics>,
+}
+
+impl Probes {
+    fn new(metrics: &Arc<PluginMetrics>, name: &str) -> Probes {
+        let decisions = |interface: &str| {
+            metrics
+                .plugin_decisions_total
+                .with_label_values(&[name, interface])
+        };
+        let faults = |kind: FaultKind| {
+            metrics
+                .plugin_faults_total
+                .with_label_values(&[name, kind.as_str()])
+        };
+        Probes {
+            decisions: [
+                decisions("cache-policy"),
+                decisions("ttl-table"),
+                decisions("invalidation-rules"),
+            ],
+            faults: FaultKind::ALL.map(faults),
+            latency: metrics.plugin_decision_seconds.with_label_values(&[name]),
+            metrics: metrics.clone(),
+        }
+    }
+}
+
+/// One `[[plugins.policy]]` binding (or an auto-bound file) serving calls.
+pub struct WasmPolicy {
+    name: Arc<str>,
+    /// Empty means every server.
+    servers: Vec<String>,
+    config_json: String,
+    version: Arc<PluginVersion>,
+    /// The interfaces the plugin implements (0.2.0: what its `init` reported). Read on
+    /// every call, so an interface the plugin does not implement costs no WASM call.
+    exports: Exports,
+    idle: Mutex<Vec<WarmInstance>>,
+    max_idle: usize,
+    probes: Probes,
+}
+
+impl WasmPolicy {
+    /// Starts a binding: one instance is created and initialised with the binding's
+    /// config, then every interface the plugin implements must answer a smoke call
+    /// within its limits. The instance stays warm for the first real call.
+    pub fn start(
+        name: &str,
+        servers: Vec<String>,
+        config_json: String,
+        version: Arc<PluginVersion>,
+        max_idle: usize,
+        metrics: &Arc<PluginMetrics>,
+    ) -> Result<WasmPolicy, PluginError> {
+        let binding: Arc<str> = Arc::from(name);
+        let file = version.file.clone();
+        let smoke_error = |stage: &'static str, fault: Fault| PluginError::Smoke {
+            binding: name.to_owned(),
+            file: file.clone(),
+            stage,
+            fault,
+        };
+        let mut instance = match version.instantiate(&binding, &config_json) {
+            Ok(instance) => instance,
+            Err(InstantiateError::Fault(fault)) => return Err(smoke_error("init", fault)),
+            Err(InstantiateError::Contract(error)) => return Err(error),
+            Err(InstantiateError::InitRejected(message)) => {
+                return Err(PluginError::InitRejected {
+                    binding: name.to_owned(),
+                    file: file.clone(),
+                    message,
+                });
+            }
+        };
+        let policy = WasmPolicy {
+            name: binding,
+            servers,
+            config_json,
+            exports: instance.exports,
+            version,
+            idle: Mutex::new(Vec::new()),
+            max_idle: max_idle.max(1),
+            probes: Probes::new(metrics, name),
+        };
+        let wit_call = bindings::call(&smoke_call());
+        if let Some(guest) = instance.cache_policy.clone() {
+            instance
+                .store
+                .set_epoch_deadline(policy.version.deadline_ticks());
+            if let Err(error) = guest.call_decide(&mut instance.store, &wit_call) {
+                return Err(smoke_error(
+                    "the smoke decide call",
+                    fault_of(&mut instance, &error),
+                ));
+            }
+        }
+        if let Some(guest) = instance.ttl_table.clone() {
+            instance
+                .store
+                .set_epoch_deadline(policy.version.deadline_ticks());
+            if let Err(error) = guest.call_ttl(&mut instance.store, SMOKE_SERVER, SMOKE_TOOL) {
+                return Err(smoke_error(
+                    "the smoke ttl call",
+                    fault_of(&mut instance, &error),
+                ));
+            }
+        }
+        if let Some(guest) = instance.invalidation_rules.clone() {
+            instance
+                .store
+                .set_epoch_deadline(policy.version.deadline_ticks());
+            let outcome = bindings::outcome(&Outcome::of(Status::Success));
+            if let Err(error) = guest.call_invalidations(&mut instance.store, &wit_call, outcome) {
+                return Err(smoke_error(
+                    "the smoke invalidations call",
+                    fault_of(&mut instance, &error),
+                ));
+            }
+        }
+        policy.idle.lock().push(instance);
+        Ok(policy)
+    }
+
+    pub fn version(&self) -> &Arc<PluginVersion> {
+        &self.version
+    }
+
+    pub fn servers(&self) -> &[String] {
+        &self.servers
+    }
+
+    pub fn config_json(&self) -> &str {
+        &self.config_json
+    }
+
+    fn applies_to(&self, server: &str) -> bool {
+        self.servers.is_empty() || self.servers.iter().any(|name| name == server)
+    }
+
+    /// Runs `body` on a warm instance under a fresh deadline. An instance that faults
+    /// is dropped (its state may be corrupt); a healthy one goes back to the pool.
+    fn with_instance<R>(
+        &self,
+        interface: Interface,
+        body: impl FnOnce(&mut WarmInstance) -> wasmtime::Result<R>,
+    ) -> Option<R> {
+        if self.version.health.is_quarantined() {
+            return None;
+        }
+        let started = Instant::now();
+        self.probes.decisions[interface as usize].inc();
+        let pooled = self.idle.lock().pop();
+        let mut instance = match pooled {
+            Some(instance) => instance,
+            None => match self.version.instantiate(&self.name, &self.config_json) {
+                Ok(instance) => instance,
+                Err(InstantiateError::Fault(fault)) => return self.fault(fault),
+                Err(InstantiateError::InitRejected(message)) => {
+                    return self.fault(Fault {
+                        kind: FaultKind::Instantiate,
+                        message: format!("init rejected its config: {message}"),
+                    });
+                }
+                Err(InstantiateError::Contract(error)) => {
+                    return self.fault(Fault {
+                        kind: FaultKind::Instantiate,
+                        message: error.to_string(),
+                    });
+                }
+            },
+        };
+        instance
+            .store
+            .set_epoch_deadline(self.version.deadline_ticks());
+        let result = body(&mut instance);
+        self.probes.latency.observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(answer) => {
+                let mut idle = self.idle.lock();
+                if idle.len() < self.max_idle {
+                    idle.push(instance);
+                }
+                Some(answer)
+            }
+            Err(error) => {
+                let fault = fault_of(&mut instance, &error);
+                self.fault(fault)
+            }
+        }
+    }
+
+    fn fault<R>(&self, fault: Fault) -> Option<R> {
+        self.probes.faults[fault.kind as usize].inc();
+        tracing::warn!(plugin = %self.name, file = %self.version.file, kind = fault.kind.as_str(), error = %fault.message, "plugin call faulted; using the safe default");
+        if self.version.health.record(&fault) {
+            let reason = self.version.health.quarantine_reason().unwrap_or_default();
+            tracing::error!(plugin = %self.name, file = %self.version.file, %reason, "plugin quarantined until a new version of its file arrives");
+            self.probes
+                .metrics
+                .plugin_quarantined
+                .with_label_values(&[&*self.name])
+                .set(1);
+        }
+        None
+    }
+}
+
+fn fault_of(instance: &mut WarmInstance, error: &wasmtime::Error) -> Fault {
+    let said = instance.store.data_mut().last_error.take();
+    Fault::from_call(error, said)
+}
+
+/// The call every binding must answer when it starts.
+fn smoke_call() -> Call<'static> {
+    Call {
+        server: SMOKE_SERVER,
+        method: "tools/call",
+        kind: CallKind::Tool,
+        name: SMOKE_TOOL,
+        canonical_arguments: "{}",
+        annotations: Annotations {
+            read_only: Some(true),
+            ..Annotations::default()
+        },
+        hints: ServerHints::default(),
+        principal: None,
+    }
+}
+
+impl Policy for WasmPolicy {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A fault or quarantine answers `Bypass`: do not cache what the plugin could not
+    /// judge.
+    fn decide(&self, call: &Call<'_>) -> Decision {
+        if !self.exports.cache_policy || !self.applies_to(call.server) {
+            return Decision::Abstain;
+        }
+        let wit_call = bindings::call(call);
+        self.with_instance(Interface::CachePolicy, |instance| {
+            let Some(guest) = instance.cache_policy.clone() else {
+                return Ok(Decision::Abstain);
+            };
+            guest
+                .call_decide(&mut instance.store, &wit_call)
+                .map(bindings::decision)
+        })
+        .unwrap_or(Decision::Bypass)
+    }
+
+    /// A fault or quarantine answers a zero TTL: never cache.
+    fn ttl(&self, server: &str, tool: &str) -> TtlAnswer {
+        if !self.exports.ttl_table || !self.applies_to(server) {
+            return TtlAnswer::Abstain;
+        }
+        self.with_instance(Interface::TtlTable, |instance| {
+            let Some(guest) = instance.ttl_table.clone() else {
+                return Ok(TtlAnswer::Abstain);
+            };
+            guest
+                .call_ttl(&mut instance.store, server, tool)
+                .map(bindings::ttl_answer)
+        })
+        .unwrap_or(TtlAnswer::Ttl(Duration::ZERO))
+    }
+
+    /// A fault or quarantine invalidates the call's whole server.
+    fn invalidations(&self, call: &Call<'_>, outcome: &Outcome) -> InvalidationAnswer {
+        if !self.exports.invalidation_rules || !self.applies_to(call.server) {
+            return InvalidationAnswer::Abstain;
+        }
+        let wit_call = bindings::call(call);
+        let wit_outcome = bindings::outcome(outcome);
+        self.with_instance(Interface::InvalidationRules, |instance| {
+            let Some(guest) = instance.invalidation_rules.clone() else {
+                return Ok(InvalidationAnswer::Abstain);
+            };
+            guest
+                .call_invalidations(&mut instance.store, &wit_call, wit_outcome)
+                .map(bindings::invalidation_answer)
+        })
+        .unwrap_or_else(|| {
+            InvalidationAnswer::Rules(vec![Invalidation::Server(call.server.to_owned())])
+        })
+    }
+}
