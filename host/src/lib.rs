@@ -22,7 +22,7 @@
 //! that knows every layer.
 
 pub mod front;
-pub mod metrics;
+
 pub mod router;
 
 pub use mcp_bridge_backend as backend;
@@ -31,6 +31,7 @@ pub use mcp_bridge_config as config;
 pub use mcp_bridge_demo as demo;
 pub use mcp_bridge_jsonrpc as jsonrpc;
 pub use mcp_bridge_lab as lab;
+pub use mcp_bridge_metrics as metrics;
 pub use mcp_bridge_plugin_host as plugin;
 pub use mcp_bridge_policy as policy;
 pub use mcp_bridge_trace as trace;

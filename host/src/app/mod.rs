@@ -16,11 +16,13 @@ use anyhow::Context as _;
 
 use mcp_bridge::config::BridgeConfig;
 use mcp_bridge::front::{self, AppState};
-use mcp_bridge::metrics::Metrics;
+use mcp_bridge::metrics::Registry;
+use mcp_bridge::plugin::PluginMetrics;
 use mcp_bridge::plugin::PluginRuntime;
 use mcp_bridge::policy::{PolicyChain, PolicySink};
 use mcp_bridge::router::Router;
-use mcp_bridge::trace::{RecordOptions, Recorder};
+use mcp_bridge::trace::{self, RecordOptions, Recorder};
+use prometheus::IntCounter;
 
 /// Serves the bridge on `config.http.listen` until `shutdown` resolves; `watched` is the
 /// config file to hot-reload, `record` the trace to write (`serve --record`).
@@ -45,11 +47,13 @@ pub(crate) async fn serve(
         .map(|server| server.name.as_str())
         .collect();
     tracing::info!(config = %config.source, servers = %names.join(","), "listening on http://{address}/mcp");
-    let metrics = Arc::new(Metrics::new());
-    let mut router = Router::start(&config, metrics.clone());
+    // One registry; each layer registers its own metrics in it as it starts.
+    let registry = Registry::new();
+    let mut router = Router::start(&config, &registry);
+    let dropped_records = trace::register_dropped_records(&registry);
     let recorder = match record {
         Some(options) => {
-            let recorder = start_recorder(options, &metrics)?;
+            let recorder = start_recorder(options, dropped_records)?;
             router.set_recorder(recorder.clone());
             Some(recorder)
         }
@@ -60,8 +64,12 @@ pub(crate) async fn serve(
         let layer = layer.clone();
         Arc::new(move |chain: PolicyChain| layer.set_policies(chain)) as Arc<dyn PolicySink>
     });
-    let plugins = PluginRuntime::start(&config, policies.clone(), &metrics.plugins)
-        .context("cannot start the plugin host")?;
+    let plugins = PluginRuntime::start(
+        &config,
+        policies.clone(),
+        &Arc::new(PluginMetrics::register(&registry)),
+    )
+    .context("cannot start the plugin host")?;
     let plugin_host = plugins.as_ref().map(|plugins| plugins.host.clone());
     let admin = Arc::new(admin::Admin {
         servers: router.servers().to_vec(),
@@ -69,7 +77,7 @@ pub(crate) async fn serve(
         plugins,
         recorder: recorder.clone(),
     });
-    let state = AppState::new(router, config.http.clone(), admin);
+    let state = AppState::new(router, config.http.clone(), admin, &registry);
     // Kept alive while serving: dropping the watcher stops hot reloading.
     let _watcher = match watched {
         Some(path) => Some(reload::watch(path, config, policies, plugin_host)?),
@@ -83,10 +91,13 @@ pub(crate) async fn serve(
     Ok(())
 }
 
-fn start_recorder(options: RecordOptions, metrics: &Metrics) -> anyhow::Result<Arc<Recorder>> {
+fn start_recorder(
+    options: RecordOptions,
+    dropped_records: IntCounter,
+) -> anyhow::Result<Arc<Recorder>> {
     let path = options.path.display().to_string();
-    let recorder = Recorder::start(options, metrics.trace_records_dropped_total.clone())
-        .context("cannot start recording (--record)")?;
+    let recorder =
+        Recorder::start(options, dropped_records).context("cannot start recording (--record)")?;
     tracing::info!(trace = %path, active = recorder.is_active(), "recording answered calls");
     Ok(recorder)
 }

@@ -28,8 +28,8 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, Re
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
+use super::HttpMetrics;
 use super::{AppState, Body, routes};
-use crate::metrics::Metrics;
 
 /// The hyper builder every connection is served with.
 type Builder = hyper_util::server::conn::auto::Builder<TokioExecutor>;
@@ -138,7 +138,7 @@ impl Connections {
 
     /// Answers a connection over the cap with 503 and closes it, or just closes it when
     /// [`MAX_REFUSALS_AT_ONCE`] refusals are already under way.
-    fn refuse(&self, stream: TcpStream, metrics: &Metrics) {
+    fn refuse(&self, stream: TcpStream, metrics: &HttpMetrics) {
         let Ok(permit) = self.refusals.clone().try_acquire_owned() else {
             metrics
                 .http_connections_refused_total
@@ -508,13 +508,13 @@ impl AsyncWrite for Watched {
 
 /// Failed `accept` calls: a growing pause, a counter, and a log of at most one line a second.
 struct AcceptErrors {
-    metrics: Arc<Metrics>,
+    metrics: Arc<HttpMetrics>,
     pause: Duration,
     log: RateLimitedLog,
 }
 
 impl AcceptErrors {
-    fn new(metrics: Arc<Metrics>) -> AcceptErrors {
+    fn new(metrics: Arc<HttpMetrics>) -> AcceptErrors {
         AcceptErrors {
             metrics,
             pause: Duration::ZERO,

@@ -9,6 +9,7 @@ mod conn;
 mod error;
 mod logging;
 mod mcp;
+mod metrics;
 mod routes;
 mod session;
 mod sse;
@@ -28,10 +29,11 @@ use tokio::sync::watch;
 pub use admin::{AdminAnswer, AdminRequest, AdminRoutes};
 pub use error::FrontError;
 pub use mcp::{SESSION_PROTOCOL_VERSIONS, STATELESS_PROTOCOL_VERSION};
+pub use metrics::HttpMetrics;
 pub use routes::check_exposure;
 
 use crate::config::HttpConfig;
-use crate::metrics::Metrics;
+use crate::metrics::Registry;
 use crate::router::Router;
 use session::{Cancellations, Relays, SessionStore};
 
@@ -45,7 +47,9 @@ const SESSION_PRUNE_INTERVAL: Duration = Duration::from_secs(30);
 pub struct AppState {
     pub router: Router,
     pub http: HttpConfig,
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<HttpMetrics>,
+    /// The registry every layer registered its metrics in: what `/metrics` renders.
+    registry: Registry,
     /// What the admin routes do: the application's, composed where it is wired.
     admin: Arc<dyn AdminRoutes>,
     sessions: SessionStore,
@@ -57,8 +61,15 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(router: Router, http: HttpConfig, admin: Arc<dyn AdminRoutes>) -> Arc<AppState> {
-        let metrics = router.metrics().clone();
+    /// The front's state; registers the front's metrics in `registry`, which `/metrics`
+    /// renders with every other layer's.
+    pub fn new(
+        router: Router,
+        http: HttpConfig,
+        admin: Arc<dyn AdminRoutes>,
+        registry: &Registry,
+    ) -> Arc<AppState> {
+        let metrics = Arc::new(HttpMetrics::register(registry));
         Arc::new(AppState {
             sessions: SessionStore::new(&http, &metrics),
             relays: Relays::default(),
@@ -68,6 +79,7 @@ impl AppState {
             router,
             http,
             metrics,
+            registry: registry.clone(),
             admin,
         })
     }

@@ -66,7 +66,7 @@ async fn route(
             Ok(text(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
-                state.metrics.render(),
+                state.registry.render(),
             ))
         }
         (&Method::GET, "/healthz") => Ok(text(StatusCode::OK, "text/plain", "ok\n".to_owned())),

@@ -11,9 +11,9 @@ use prometheus::{IntCounterVec, IntGaugeVec};
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::HttpMetrics;
 use super::error::FrontError;
 use crate::config::HttpConfig;
-use crate::metrics::Metrics;
 use crate::router::AnswerHandle;
 
 /// How many characters of a client's `clientInfo.name` a session keeps. A session stores
@@ -174,7 +174,7 @@ pub struct SessionStore {
 }
 
 impl SessionStore {
-    pub fn new(http: &HttpConfig, metrics: &Metrics) -> Self {
+    pub fn new(http: &HttpConfig, metrics: &HttpMetrics) -> Self {
         SessionStore {
             sessions: RwLock::new(HashMap::new()),
             idle_timeout: http.session_idle_timeout,

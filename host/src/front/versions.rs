@@ -241,7 +241,7 @@ fn unsupported(what: &'static str, got: &str, advice: String) -> FrontError {
 }
 
 /// Counts the mix a resolution accepted or refused, if any.
-pub fn count(metrics: &crate::metrics::Metrics, outcome: &Result<Resolution, FrontError>) {
+pub fn count(metrics: &super::HttpMetrics, outcome: &Result<Resolution, FrontError>) {
     let (kind, action) = match outcome {
         Ok(Resolution {
             mismatch: Some(kind),

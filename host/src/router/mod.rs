@@ -10,6 +10,7 @@
 //! server request back to the process that asked. No pool or process leaves this module.
 
 mod caching;
+mod metrics;
 mod recording;
 mod server;
 #[cfg(test)]
@@ -19,6 +20,7 @@ mod tests;
 /// JSON-RPC error.
 pub use crate::backend::BackendError;
 pub use caching::{CacheHint, CacheLayer, Caller};
+pub use metrics::CallMetrics;
 pub use server::{HealthSummary, Introduction, Server, ServerDescription};
 
 use std::collections::HashMap;
@@ -27,11 +29,13 @@ use std::time::Instant;
 
 use serde_json::Value;
 
+use crate::backend::PoolMetrics;
 use crate::backend::{self, CallStep, Catalog, InflightCall, Lease, Pool, Process};
+use crate::cache::CacheMetrics;
 use crate::cache::ResponseCache;
 use crate::config::BridgeConfig;
 use crate::jsonrpc;
-use crate::metrics::Metrics;
+use crate::metrics::Registry;
 use crate::policy::PolicyChain;
 use crate::trace::Recorder;
 use caching::{CallCache, Lookup};
@@ -53,7 +57,7 @@ const READ_ONLY_METHODS: [&str; 8] = [
 pub struct Router {
     servers: Vec<Server>,
     by_name: HashMap<String, Server>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<CallMetrics>,
     cache: Option<Arc<CacheLayer>>,
     recorder: Option<Arc<Recorder>>,
 }
@@ -97,19 +101,23 @@ impl AnswerHandle {
 }
 
 impl Router {
-    /// Starts a pool per configured server; each prewarms in the background.
-    pub fn start(config: &BridgeConfig, metrics: Arc<Metrics>) -> Router {
+    /// Starts a pool per configured server; each prewarms in the background. The router
+    /// registers its own metrics, the pools' and the cache's in `registry`.
+    pub fn start(config: &BridgeConfig, registry: &Registry) -> Router {
+        let pool_metrics = Arc::new(PoolMetrics::register(registry));
+        let cache_metrics = Arc::new(CacheMetrics::register(registry));
+        let metrics = Arc::new(CallMetrics::register(registry, &pool_metrics));
         let servers: Vec<Server> = config
             .servers
             .iter()
-            .map(|server| Server::new(Pool::start(server.clone(), metrics.pools.clone())))
+            .map(|server| Server::new(Pool::start(server.clone(), pool_metrics.clone())))
             .collect();
         let by_name = servers
             .iter()
             .map(|server| (server.name().to_string(), server.clone()))
             .collect();
         let cache = config.cache.enabled.then(|| {
-            let store = Arc::new(ResponseCache::new(&config.cache, metrics.cache.clone()));
+            let store = Arc::new(ResponseCache::new(&config.cache, cache_metrics));
             let policies = PolicyChain::new(Vec::new(), Arc::new(config.builtin_policy()));
             Arc::new(CacheLayer::new(store, policies))
         });
@@ -176,10 +184,6 @@ impl Router {
             .filter(|server| server::holds_up_readiness(server))
             .map(|server| &**server.name())
             .collect()
-    }
-
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
     }
 
     /// Forwards one request to a server. `message` is the client's JSON-RPC request
@@ -268,7 +272,7 @@ impl Router {
 /// request on the server.
 pub struct ForwardedCall {
     pool: Arc<Pool>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<CallMetrics>,
     method: String,
     tool: String,
     started: Instant,
@@ -292,7 +296,7 @@ pub struct ForwardedCall {
 impl ForwardedCall {
     fn new(
         pool: &Arc<Pool>,
-        metrics: &Arc<Metrics>,
+        metrics: &Arc<CallMetrics>,
         message: &Value,
         catalog: &Catalog,
         want_events: bool,

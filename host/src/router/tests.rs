@@ -2,12 +2,10 @@
 //! request reaches the call's client with a handle, and the answer given to that handle
 //! reaches the process that asked, under the server's own id.
 
-use std::sync::Arc;
-
 use serde_json::{Value, json};
 
 use super::{CallEvent, Caller, Router, Step};
-use crate::metrics::Metrics;
+use crate::metrics::Registry;
 
 /// A shell server: answers `initialize`, then answers the first call by asking the
 /// client `roots/list` (id "ask-1") and returning the client's answer line as its result.
@@ -36,7 +34,7 @@ fn router() -> Router {
     );
     let config = crate::config::load_str(&text, "router-test.toml")
         .expect("the test configuration is valid");
-    Router::start(&config, Arc::new(Metrics::new()))
+    Router::start(&config, &Registry::new())
 }
 
 #[tokio::test]

@@ -21,5 +21,5 @@ pub use format::{
 };
 pub use recorder::{
     DEFAULT_RECORD_FILES, DEFAULT_RECORD_MAX_BYTES, RecordOptions, RecordedCall, RecordedResult,
-    Recorder,
+    Recorder, register_dropped_records,
 };

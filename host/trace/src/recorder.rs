@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::time::Duration;
 
+use mcp_bridge_metrics::Registry;
 use parking_lot::Mutex;
 use prometheus::IntCounter;
 use serde::Serialize;
@@ -208,6 +209,16 @@ pub struct Recorder {
     dropped: AtomicU64,
     /// `mcp_bridge_trace_records_dropped_total`.
     dropped_total: IntCounter,
+}
+
+/// Registers the recorder's one metric, `mcp_bridge_trace_records_dropped_total`, and returns
+/// the counter [`Recorder::start`] takes. Registered whether or not a recorder starts, so the
+/// series exists (at zero) on every bridge.
+pub fn register_dropped_records(registry: &Registry) -> IntCounter {
+    registry.counter(
+        "trace_records_dropped_total",
+        "Trace records (`serve --record`) dropped because the trace writer fell behind; the calls were answered.",
+    )
 }
 
 impl Recorder {
