@@ -77,7 +77,7 @@ pub(crate) async fn serve(
         plugins,
         recorder: recorder.clone(),
     });
-    let state = AppState::new(router, config.http.clone(), admin, &registry);
+    let state = AppState::new(Arc::new(router), config.http.clone(), admin, &registry);
     // Kept alive while serving: dropping the watcher stops hot reloading.
     let _watcher = match watched {
         Some(path) => Some(reload::watch(path, config, policies, plugin_host)?),

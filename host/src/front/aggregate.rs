@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::router::{Caller, Router, Server, Step};
+use mcp_bridge_upstream::{Caller, ServerHandle, Step, Upstream};
 
 /// The scheme of namespaced resource URIs on `/mcp`: `mcp-bridge://{server}/{original}`.
 pub const RESOURCE_PREFIX: &str = "mcp-bridge://";
@@ -25,12 +25,12 @@ pub fn namespaced(server: &str, separator: &str, name: &str) -> String {
 /// names cannot contain the separator (config validation ensures it), so the first
 /// separator is the split point.
 pub fn split_name<'a>(
-    router: &'a Router,
+    upstream: &'a dyn Upstream,
     separator: &str,
     name: &str,
-) -> Option<(&'a Server, String)> {
+) -> Option<(&'a ServerHandle, String)> {
     let (server, rest) = name.split_once(separator)?;
-    Some((router.server(server)?, rest.to_owned()))
+    Some((upstream.server(server)?, rest.to_owned()))
 }
 
 /// `mcp-bridge://{server}/{uri}`.
@@ -39,9 +39,9 @@ pub fn prefixed_uri(server: &str, uri: &str) -> String {
 }
 
 /// Splits a prefixed URI into its server and the server's own URI.
-pub fn split_uri<'a>(router: &'a Router, uri: &str) -> Option<(&'a Server, String)> {
+pub fn split_uri<'a>(upstream: &'a dyn Upstream, uri: &str) -> Option<(&'a ServerHandle, String)> {
     let (server, rest) = uri.strip_prefix(RESOURCE_PREFIX)?.split_once('/')?;
-    Some((router.server(server)?, rest.to_owned()))
+    Some((upstream.server(server)?, rest.to_owned()))
 }
 
 /// Prefixes the `uri` of every item of `items` (resources, resource contents).
@@ -94,11 +94,12 @@ fn prefix_content_item(item: &mut Value, server: &str) {
 }
 
 /// The capabilities of the aggregate: a feature is offered when any server offers it.
-pub fn union_capabilities(router: &Router) -> Value {
+pub fn union_capabilities(upstream: &dyn Upstream) -> Value {
     let mut capabilities = Map::new();
     capabilities.insert("tools".into(), json!({ "listChanged": true }));
-    for server in router.servers() {
-        let server_capabilities = server.description().capabilities();
+    for server in upstream.servers() {
+        let description = server.description();
+        let server_capabilities = description.capabilities();
         for feature in ["prompts", "resources", "completions", "logging"] {
             if server_capabilities.get(feature).is_some() && !capabilities.contains_key(feature) {
                 let value = match feature {
@@ -114,9 +115,9 @@ pub fn union_capabilities(router: &Router) -> Value {
 }
 
 /// `tools/list` on the aggregate, from each server's description (no backend round trip).
-pub fn tools_list(router: &Router, separator: &str) -> Value {
+pub fn tools_list(upstream: &dyn Upstream, separator: &str) -> Value {
     let mut tools = Vec::new();
-    for server in router.servers() {
+    for server in upstream.servers() {
         for tool in server.description().tools() {
             let mut tool = tool.clone();
             if let Some(name) = tool.get("name").and_then(Value::as_str) {
@@ -173,8 +174,8 @@ impl ListKind {
 
 /// Collects a list from every server offering the feature, all pages, renamed. A
 /// server that fails is left out and logged rather than failing the whole list.
-pub async fn collect_list(router: &Router, separator: &str, kind: ListKind) -> Value {
-    let servers = router.servers().iter().filter(|server| {
+pub async fn collect_list(upstream: &dyn Upstream, separator: &str, kind: ListKind) -> Value {
+    let servers = upstream.servers().iter().filter(|server| {
         server
             .description()
             .capabilities()
@@ -182,7 +183,7 @@ pub async fn collect_list(router: &Router, separator: &str, kind: ListKind) -> V
             .is_some()
     });
     let lists = futures_util::future::join_all(
-        servers.map(|server| collect_one(router, server, separator, kind)),
+        servers.map(|server| collect_one(upstream, server, separator, kind)),
     )
     .await;
     let items: Vec<Value> = lists.into_iter().flatten().collect();
@@ -192,8 +193,8 @@ pub async fn collect_list(router: &Router, separator: &str, kind: ListKind) -> V
 }
 
 async fn collect_one(
-    router: &Router,
-    server: &Server,
+    upstream: &dyn Upstream,
+    server: &ServerHandle,
     separator: &str,
     kind: ListKind,
 ) -> Vec<Value> {
@@ -205,7 +206,7 @@ async fn collect_one(
             request["params"] = json!({ "cursor": cursor });
         }
         // The bridge's own collection has no principal: only shared results are reused.
-        let mut call = router
+        let mut call = upstream
             .forward(server, request, false, &Caller::default())
             .await;
         let response = loop {
@@ -264,14 +265,14 @@ fn rename_all(items: &mut Value, field: &str, server: &str, separator: &str) {
 
 /// Where an aggregated request goes, and the request as that server must see it.
 pub struct Routed<'a> {
-    pub server: &'a Server,
+    pub server: &'a ServerHandle,
     pub message: Value,
 }
 
 /// Routes a request that names a tool, prompt or resource, stripping the namespace.
 /// `Err` carries a message for an invalid-params error.
 pub fn route<'a>(
-    router: &'a Router,
+    upstream: &'a dyn Upstream,
     separator: &str,
     mut message: Value,
 ) -> Result<Routed<'a>, String> {
@@ -282,18 +283,18 @@ pub fn route<'a>(
         .get_mut("params")
         .ok_or_else(|| format!("{method} needs params"))?;
     let server = match method.as_str() {
-        "tools/call" | "prompts/get" => strip_name(router, separator, params, "name")?,
+        "tools/call" | "prompts/get" => strip_name(upstream, separator, params, "name")?,
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            strip_uri(router, params.get_mut("uri"))?
+            strip_uri(upstream, params.get_mut("uri"))?
         }
         "completion/complete" => {
             let reference = params
                 .get_mut("ref")
                 .ok_or("completion/complete needs params.ref")?;
             if reference.get("uri").is_some() {
-                strip_uri(router, reference.get_mut("uri"))?
+                strip_uri(upstream, reference.get_mut("uri"))?
             } else {
-                strip_name(router, separator, reference, "name")?
+                strip_name(upstream, separator, reference, "name")?
             }
         }
         _ => {
@@ -306,19 +307,19 @@ pub fn route<'a>(
 }
 
 fn strip_name<'a>(
-    router: &'a Router,
+    upstream: &'a dyn Upstream,
     separator: &str,
     params: &mut Value,
     field: &str,
-) -> Result<&'a Server, String> {
+) -> Result<&'a ServerHandle, String> {
     let slot = params
         .get_mut(field)
         .ok_or_else(|| format!("missing params.{field}"))?;
     let name = slot
         .as_str()
         .ok_or_else(|| format!("params.{field} must be a string"))?;
-    let (server, original) = split_name(router, separator, name).ok_or_else(|| {
-        let servers: Vec<&str> = router
+    let (server, original) = split_name(upstream, separator, name).ok_or_else(|| {
+        let servers: Vec<&str> = upstream
             .servers()
             .iter()
             .map(|server| &**server.name())
@@ -332,10 +333,13 @@ fn strip_name<'a>(
     Ok(server)
 }
 
-fn strip_uri<'a>(router: &'a Router, slot: Option<&mut Value>) -> Result<&'a Server, String> {
+fn strip_uri<'a>(
+    upstream: &'a dyn Upstream,
+    slot: Option<&mut Value>,
+) -> Result<&'a ServerHandle, String> {
     let slot = slot.ok_or("missing uri")?;
     let uri = slot.as_str().ok_or("uri must be a string")?;
-    let (server, original) = split_uri(router, uri).ok_or_else(|| {
+    let (server, original) = split_uri(upstream, uri).ok_or_else(|| {
         format!("unknown resource URI '{uri}': URIs on /mcp look like '{RESOURCE_PREFIX}{{server}}/{{original uri}}'")
     })?;
     *slot = Value::String(original);

@@ -5,7 +5,7 @@ use http::StatusCode;
 use serde_json::Value;
 
 use crate::jsonrpc::{self, code};
-use crate::router::BackendError;
+use mcp_bridge_upstream::CallError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrontError {
@@ -100,7 +100,7 @@ pub enum FrontError {
     #[error("the bridge is shutting down")]
     ShuttingDown,
     #[error(transparent)]
-    Backend(#[from] BackendError),
+    Upstream(#[from] CallError),
 }
 
 impl FrontError {
@@ -134,7 +134,7 @@ impl FrontError {
             // Refused per call, inside a request that was itself valid.
             FrontError::SessionBusy { .. } => StatusCode::OK,
             // A backend failure is an answer to a valid request: JSON-RPC carries it.
-            FrontError::Backend(_) => StatusCode::OK,
+            FrontError::Upstream(_) => StatusCode::OK,
         }
     }
 
@@ -146,7 +146,7 @@ impl FrontError {
             }
             FrontError::UnsupportedProtocolVersion { .. } => code::UNSUPPORTED_PROTOCOL_VERSION,
             FrontError::MissingMeta(_) => code::INVALID_PARAMS,
-            FrontError::Backend(error) => error.jsonrpc_code(),
+            FrontError::Upstream(error) => error.code,
             FrontError::ShuttingDown => code::SERVER_UNAVAILABLE,
             FrontError::TooManySessions { .. } => code::TOO_MANY_SESSIONS,
             FrontError::SessionBusy { .. } => code::SESSION_BUSY,
@@ -157,7 +157,7 @@ impl FrontError {
     /// Whether the client may send the same request again and expect a different result.
     pub fn retryable(&self) -> bool {
         match self {
-            FrontError::Backend(error) => error.retryable(),
+            FrontError::Upstream(error) => error.retryable,
             // 408 says the same request, sent promptly on a new connection, may succeed.
             FrontError::ShuttingDown
             | FrontError::BodyTimeout(_)

@@ -26,7 +26,9 @@ use super::versions::{self, MismatchKind, Protocol, Resolution};
 use super::{AppState, Body};
 use crate::config::{BODY_RATE_WINDOW, HttpConfig};
 use crate::jsonrpc::{self, Kind, code};
-use crate::router::{BackendError, CacheHint, CallEvent, Caller, Introduction, Server, Step};
+use mcp_bridge_upstream::{
+    CacheHint, CallError, CallEvent, Caller, ForwardedCall, Introduction, ServerHandle, Step,
+};
 
 /// Session-based protocol versions the front serves, newest first.
 pub const SESSION_PROTOCOL_VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03-26"];
@@ -43,7 +45,7 @@ pub const PROTOCOL_VERSION_HEADER: &str = "mcp-protocol-version";
 #[derive(Clone)]
 pub enum Endpoint {
     Aggregate,
-    Server(Server),
+    Server(ServerHandle),
 }
 
 impl Endpoint {
@@ -467,18 +469,18 @@ async fn aggregated(context: &Context, message: Value, id: Value) -> Reply {
     let separator = &state.http.namespace_separator;
     let method = jsonrpc::method(&message).unwrap_or_default();
     if method == "tools/list" {
-        state.router.wait_all_ready().await;
+        state.upstream.wait_all_ready().await;
         return Reply::Json(jsonrpc::result_response(
             id,
-            aggregate::tools_list(&state.router, separator),
+            aggregate::tools_list(state.upstream.as_ref(), separator),
         ));
     }
     if let Some(kind) = aggregate::ListKind::from_method(method) {
-        state.router.wait_all_ready().await;
-        let list = aggregate::collect_list(&state.router, separator, kind).await;
+        state.upstream.wait_all_ready().await;
+        let list = aggregate::collect_list(state.upstream.as_ref(), separator, kind).await;
         return Reply::Json(jsonrpc::result_response(id, list));
     }
-    match aggregate::route(&state.router, separator, message) {
+    match aggregate::route(state.upstream.as_ref(), separator, message) {
         Ok(routed) => forward(context, routed.server.clone(), routed.message, id, true).await,
         Err(reason) => {
             let code = if reason.starts_with("method") {
@@ -561,13 +563,13 @@ fn negotiate(requested: &str) -> &'static str {
 pub(super) async fn describe(
     state: &AppState,
     endpoint: &Endpoint,
-) -> Result<Introduction, BackendError> {
+) -> Result<Introduction, CallError> {
     match endpoint {
         Endpoint::Server(server) => server.introduce().await,
         Endpoint::Aggregate => {
-            state.router.wait_all_ready().await;
+            state.upstream.wait_all_ready().await;
             Ok(Introduction {
-                capabilities: aggregate::union_capabilities(&state.router),
+                capabilities: aggregate::union_capabilities(state.upstream.as_ref()),
                 server_info: json!({ "name": "mcp-bridge", "version": env!("CARGO_PKG_VERSION") }),
                 instructions: None,
             })
@@ -603,7 +605,7 @@ impl CacheReport {
 /// when the response comes first, an SSE stream when notifications precede it.
 async fn forward(
     context: &Context,
-    server: Server,
+    server: ServerHandle,
     message: Value,
     client_id: Value,
     prefix_uris: bool,
@@ -640,10 +642,10 @@ async fn forward(
             .map(|session| Arc::from(session.id.as_str())),
     };
     let mut call = state
-        .router
+        .upstream
         .forward(&server, message, context.accepts_sse, &caller)
         .await;
-    let finish = move |outcome: Result<Value, BackendError>,
+    let finish = move |outcome: Result<Value, CallError>,
                        client_id: Value,
                        hint: Option<CacheHint>|
           -> Value {
@@ -762,7 +764,7 @@ fn log_minimum(context: &Context, message: &Value) -> Option<u8> {
 /// The call's next step, or `None` once the client has cancelled it (the caller then
 /// drops the call, which cancels it on the server).
 async fn next_unless_cancelled(
-    call: &mut crate::router::ForwardedCall,
+    call: &mut Box<dyn ForwardedCall>,
     cancel: &mut Option<super::session::CancelGuard>,
 ) -> Option<Step> {
     let Some(guard) = cancel.as_mut() else {

@@ -34,7 +34,7 @@ pub use routes::check_exposure;
 
 use crate::config::HttpConfig;
 use crate::metrics::Registry;
-use crate::router::Router;
+use mcp_bridge_upstream::Upstream;
 use session::{Cancellations, Relays, SessionStore};
 
 /// The body type of every response.
@@ -45,7 +45,7 @@ const SESSION_PRUNE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Everything request handlers share.
 pub struct AppState {
-    pub router: Router,
+    pub upstream: Arc<dyn Upstream>,
     pub http: HttpConfig,
     pub metrics: Arc<HttpMetrics>,
     /// The registry every layer registered its metrics in: what `/metrics` renders.
@@ -64,7 +64,7 @@ impl AppState {
     /// The front's state; registers the front's metrics in `registry`, which `/metrics`
     /// renders with every other layer's.
     pub fn new(
-        router: Router,
+        upstream: Arc<dyn Upstream>,
         http: HttpConfig,
         admin: Arc<dyn AdminRoutes>,
         registry: &Registry,
@@ -76,7 +76,7 @@ impl AppState {
             cancellations: Arc::default(),
             shutting_down: watch::channel(false).0,
             started_at: Instant::now(),
-            router,
+            upstream,
             http,
             metrics,
             registry: registry.clone(),
@@ -110,7 +110,7 @@ pub async fn serve(
         tracing::warn!("shutdown_grace elapsed with requests still in flight; closing them");
     }
     pruner.abort();
-    state.router.shutdown().await;
+    state.upstream.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -48,7 +48,7 @@ async fn route(
         let name = name.trim_end_matches('/');
         let result = match guarded(state, request.headers(), Guard::Mcp) {
             Err(error) => Err(error),
-            Ok(()) => match state.router.server(name) {
+            Ok(()) => match state.upstream.server(name) {
                 Some(server) => {
                     mcp::handle(state.clone(), Endpoint::Server(server.clone()), request).await
                 }
@@ -60,9 +60,7 @@ async fn route(
     let result = match (method, path) {
         (&Method::GET, "/metrics") => {
             // The entry and byte gauges are sampled when read.
-            if let Some(cache) = state.router.cache() {
-                cache.stats();
-            }
+            state.upstream.sample_gauges();
             Ok(text(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
@@ -238,7 +236,7 @@ pub fn origin_allowed(allowed: &[String], origin: &str) -> bool {
 
 fn unknown_server(state: &AppState, name: &str) -> FrontError {
     let known: Vec<&str> = state
-        .router
+        .upstream
         .servers()
         .iter()
         .map(|server| &**server.name())
@@ -274,7 +272,8 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
 /// Ready when every required server has a ready process (or, with
 /// `min_connections = 0`, is not failing to start).
 fn readyz(state: &AppState) -> Response<Body> {
-    let waiting = state.router.servers_not_ready();
+    let waiting = state.upstream.servers_not_ready();
+    let waiting: Vec<&str> = waiting.iter().map(|name| &**name).collect();
     if waiting.is_empty() {
         return json_response(StatusCode::OK, &json!({ "ready": true }));
     }
@@ -286,7 +285,7 @@ fn readyz(state: &AppState) -> Response<Body> {
 
 /// Per-server health in the seed's terms; 503 when any required server is unhealthy.
 fn health(state: &AppState) -> Response<Body> {
-    let summary = state.router.health();
+    let summary = state.upstream.health();
     let status = if summary.is_unhealthy() {
         StatusCode::SERVICE_UNAVAILABLE
     } else {

@@ -14,7 +14,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::HttpMetrics;
 use super::error::FrontError;
 use crate::config::HttpConfig;
-use crate::router::AnswerHandle;
+use mcp_bridge_upstream::AnswerSink;
 
 /// How many characters of a client's `clientInfo.name` a session keeps. A session stores
 /// only that field (for `/admin/stats`), so what a client sends at `initialize` cannot grow
@@ -355,7 +355,7 @@ fn endpoint_label(endpoint: &str) -> &str {
 /// A server-to-client request waiting for the client's answer, and who may give it.
 struct Relay {
     /// The way back to the process that asked.
-    answer: AnswerHandle,
+    answer: Arc<dyn AnswerSink>,
     server_id: Value,
     /// The session the request was sent to; only it may answer.
     session: String,
@@ -392,7 +392,12 @@ pub struct Relays {
 impl Relays {
     /// Rewrites the request's id to a fresh bridge id and remembers where the answer goes
     /// and which session (on which endpoint) may give it.
-    pub fn register(&self, answer: AnswerHandle, request: &mut Value, session: &Session) -> String {
+    pub fn register(
+        &self,
+        answer: Arc<dyn AnswerSink>,
+        request: &mut Value,
+        session: &Session,
+    ) -> String {
         // 128 random bits: a client that sees its own relay ids learns nothing about others'.
         let relay_id = format!("mcp-bridge-{:032x}", rand::random::<u128>());
         let server_id = request

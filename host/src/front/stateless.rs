@@ -14,7 +14,7 @@ use super::AppState;
 use super::error::FrontError;
 use super::mcp::{Endpoint, SESSION_PROTOCOL_VERSIONS, STATELESS_PROTOCOL_VERSION, header_str};
 use crate::jsonrpc;
-use crate::router::CacheHint;
+use mcp_bridge_upstream::CacheHint;
 
 pub const METHOD_HEADER: &str = "mcp-method";
 pub const NAME_HEADER: &str = "mcp-name";

@@ -52,7 +52,7 @@ pub fn open(
         }
     };
     let servers: Vec<_> = match &endpoint {
-        Endpoint::Aggregate => state.router.servers().to_vec(),
+        Endpoint::Aggregate => state.upstream.servers().to_vec(),
         Endpoint::Server(server) => vec![server.clone()],
     };
     let aggregated = matches!(endpoint, Endpoint::Aggregate);

@@ -2,6 +2,7 @@
 //! misses, fills the cache from backend answers, and applies a write's invalidations
 //! before the write's response is returned.
 
+use mcp_bridge_upstream::{CacheHint, Caller};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,20 +47,6 @@ impl CacheLayer {
     pub fn policies(&self) -> Arc<PolicyChain> {
         self.policies.read().clone()
     }
-}
-
-/// Who is calling, for partitioning private results.
-#[derive(Debug, Clone, Default)]
-pub struct Caller {
-    /// An opaque id of the principal (the MCP session, until per-user identities exist).
-    pub principal: Option<Arc<str>>,
-}
-
-/// What clients may be told about a result's cacheability (2026-07-28 `ttlMs` / `cacheScope`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CacheHint {
-    pub ttl: Duration,
-    pub shared: bool,
 }
 
 /// The call as the policy saw it, kept to judge its outcome.

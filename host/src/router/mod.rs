@@ -19,15 +19,20 @@ mod tests;
 /// Why a forwarded call got no answer from its server; the front turns it into a
 /// JSON-RPC error.
 pub use crate::backend::BackendError;
-pub use caching::{CacheHint, CacheLayer, Caller};
+pub use caching::CacheLayer;
+pub use mcp_bridge_upstream::{CacheHint, Caller, HealthSummary, Introduction, ServerDescription};
 pub use metrics::CallMetrics;
-pub use server::{HealthSummary, Introduction, Server, ServerDescription};
+pub use server::Server;
+
+mod upstream;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::Value;
+
+use mcp_bridge_upstream::ServerHandle;
 
 use crate::backend::PoolMetrics;
 use crate::backend::{self, CallStep, Catalog, InflightCall, Lease, Pool, Process};
@@ -56,7 +61,10 @@ const READ_ONLY_METHODS: [&str; 8] = [
 /// Every configured server, by name, with the cache layer and the trace recorder.
 pub struct Router {
     servers: Vec<Server>,
-    by_name: HashMap<String, Server>,
+    /// The same servers as the front's [`ServerHandle`]s, in the same order.
+    handles: Vec<ServerHandle>,
+    /// Each server's index in `servers` and `handles`.
+    by_name: HashMap<String, usize>,
     metrics: Arc<CallMetrics>,
     cache: Option<Arc<CacheLayer>>,
     recorder: Option<Arc<Recorder>>,
@@ -112,9 +120,14 @@ impl Router {
             .iter()
             .map(|server| Server::new(Pool::start(server.clone(), pool_metrics.clone())))
             .collect();
+        let handles = servers
+            .iter()
+            .map(|server| Arc::new(server.clone()) as ServerHandle)
+            .collect();
         let by_name = servers
             .iter()
-            .map(|server| (server.name().to_string(), server.clone()))
+            .enumerate()
+            .map(|(index, server)| (server.name().to_string(), index))
             .collect();
         let cache = config.cache.enabled.then(|| {
             let store = Arc::new(ResponseCache::new(&config.cache, cache_metrics));
@@ -131,6 +144,7 @@ impl Router {
         }
         Router {
             servers,
+            handles,
             by_name,
             metrics,
             cache,
@@ -159,7 +173,9 @@ impl Router {
     }
 
     pub fn server(&self, name: &str) -> Option<&Server> {
-        self.by_name.get(name)
+        self.by_name
+            .get(name)
+            .and_then(|&index| self.servers.get(index))
     }
 
     /// Waits for every server in turn, each as [`Server::wait_ready`] does, so that an
@@ -172,17 +188,17 @@ impl Router {
 
     /// Every server's health, and the worst among the required ones (`/health`).
     pub fn health(&self) -> HealthSummary {
-        HealthSummary::of(&self.servers)
+        server::health_of(&self.servers)
     }
 
     /// The required servers the bridge is not ready without (`/readyz`): those with no
     /// ready process although they keep one (`min_connections > 0`), and those failing
     /// to start. Empty when the bridge is ready.
-    pub fn servers_not_ready(&self) -> Vec<&str> {
+    pub fn servers_not_ready(&self) -> Vec<Arc<str>> {
         self.servers
             .iter()
             .filter(|server| server::holds_up_readiness(server))
-            .map(|server| &**server.name())
+            .map(|server| server.name().clone())
             .collect()
     }
 

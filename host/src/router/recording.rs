@@ -7,7 +7,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use super::caching::{CallCache, Caller, annotations_of};
+use mcp_bridge_upstream::Caller;
+
+use super::caching::{CallCache, annotations_of};
 use crate::backend::{BackendError, Catalog};
 use crate::cache::canonical_arguments;
 use crate::policy::{Annotations, CallKind};

@@ -9,7 +9,9 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::backend::{BackendError, Catalog, HealthStatus, Pool};
+use mcp_bridge_upstream::{Health, HealthSummary, Introduction, ServerDescription};
+
+use crate::backend::{BackendError, HealthStatus, Pool};
 
 /// One configured server, as the front addresses it. Cheap to clone.
 #[derive(Clone)]
@@ -46,9 +48,8 @@ impl Server {
 
     /// What the server has said about itself so far (empty before its first handshake).
     pub fn description(&self) -> ServerDescription {
-        ServerDescription {
-            catalog: self.pool.catalog(),
-        }
+        let catalog = self.pool.catalog();
+        ServerDescription::new(catalog.capabilities(), catalog.tools.clone())
     }
 
     /// Waits for the server as [`Server::wait_ready`] does, then what a client learns
@@ -78,66 +79,34 @@ impl Server {
     }
 }
 
-/// A snapshot of what one server offers: its capabilities and tools, exactly as it
-/// declared them. Replaced whole when the server says its tool list changed.
-#[derive(Clone)]
-pub struct ServerDescription {
-    catalog: Arc<Catalog>,
-}
-
-impl ServerDescription {
-    /// The server's declared capabilities (`{}` before its first handshake).
-    pub fn capabilities(&self) -> Value {
-        self.catalog.capabilities()
-    }
-
-    /// The server's tool definitions as it sent them.
-    pub fn tools(&self) -> &[Value] {
-        &self.catalog.tools
-    }
-}
-
-/// What a client learns about a server at `initialize` (or `server/discover`).
-#[derive(Debug, Clone)]
-pub struct Introduction {
-    pub capabilities: Value,
-    pub server_info: Value,
-    pub instructions: Option<Value>,
-}
-
-/// Every server's health for `/health`, in the seed's terms.
-pub struct HealthSummary {
-    /// The worst status among required servers (an optional server's trouble is
-    /// reported but does not make the bridge unhealthy).
-    pub status: HealthStatus,
-    /// Each server's report, by name, in configuration order.
-    pub servers: serde_json::Map<String, Value>,
-}
-
-impl HealthSummary {
-    /// Judges every server; the overall status counts only required ones.
-    pub(super) fn of(servers: &[Server]) -> HealthSummary {
-        let mut status = HealthStatus::Healthy;
-        let mut reports = serde_json::Map::new();
-        for server in servers {
-            let report = server.pool.health_report();
-            if server.pool.config().required {
-                status = status.max(report.status);
-            }
-            reports.insert(
-                server.name().to_string(),
-                serde_json::to_value(&report).unwrap_or(Value::Null),
-            );
+/// Every server's health for `/health`: the worst status among required servers (an
+/// optional server's trouble is reported but does not make the bridge unhealthy), and each
+/// server's report by name, in configuration order.
+pub(super) fn health_of(servers: &[Server]) -> HealthSummary {
+    let mut status = Health::Healthy;
+    let mut reports = serde_json::Map::new();
+    for server in servers {
+        let report = server.pool.health_report();
+        if server.pool.config().required {
+            status = status.max(health(report.status));
         }
-        HealthSummary {
-            status,
-            servers: reports,
-        }
+        reports.insert(
+            server.name().to_string(),
+            serde_json::to_value(&report).unwrap_or(Value::Null),
+        );
     }
+    HealthSummary {
+        status,
+        servers: reports,
+    }
+}
 
-    /// Whether a required server is unhealthy (the bridge then answers `/health` with 503).
-    pub fn is_unhealthy(&self) -> bool {
-        self.status == HealthStatus::Unhealthy
+/// The backend's judgement in the seam's terms (the same three grades).
+fn health(status: HealthStatus) -> Health {
+    match status {
+        HealthStatus::Healthy => Health::Healthy,
+        HealthStatus::Degraded => Health::Degraded,
+        HealthStatus::Unhealthy => Health::Unhealthy,
     }
 }
 
