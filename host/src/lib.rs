@@ -21,17 +21,16 @@
 //! The binary (`main.rs`, and `app/` for the wiring and the admin API) is the one place
 //! that knows every layer.
 
-pub mod front;
-
-pub mod router;
-
 pub use mcp_bridge_backend as backend;
 pub use mcp_bridge_cache as cache;
 pub use mcp_bridge_config as config;
 pub use mcp_bridge_demo as demo;
+pub use mcp_bridge_front as front;
 pub use mcp_bridge_jsonrpc as jsonrpc;
 pub use mcp_bridge_lab as lab;
 pub use mcp_bridge_metrics as metrics;
 pub use mcp_bridge_plugin_host as plugin;
 pub use mcp_bridge_policy as policy;
+pub use mcp_bridge_router as router;
 pub use mcp_bridge_trace as trace;
+pub use mcp_bridge_upstream as upstream;

@@ -16,7 +16,7 @@ use crate::support::{
     process_alive, read_response, repo_root, start_bridge, toml_string,
 };
 
-/// JSON-RPC codes the bridge uses for backend failures (see `host/src/jsonrpc.rs`).
+/// JSON-RPC codes the bridge uses for backend failures (see `host/jsonrpc/src/lib.rs`).
 pub(crate) const CONNECTION_CLOSED: i64 = -32000;
 pub(crate) const REQUEST_TIMEOUT: i64 = -32001;
 pub(crate) const POOL_EXHAUSTED: i64 = -32010;

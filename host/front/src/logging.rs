@@ -17,7 +17,7 @@ const LEVELS: [&str; 8] = [
 ];
 
 /// The rank of a level name, or `None` for a name the spec does not define.
-pub fn rank(level: &str) -> Option<u8> {
+pub(crate) fn rank(level: &str) -> Option<u8> {
     LEVELS
         .iter()
         .position(|known| *known == level)
@@ -25,11 +25,11 @@ pub fn rank(level: &str) -> Option<u8> {
 }
 
 /// The least severe level a client wants; everything passes until it says otherwise.
-pub const ALL_LEVELS: u8 = 0;
+pub(crate) const ALL_LEVELS: u8 = 0;
 
 /// Whether a `notifications/message` is at or above `minimum`. Lines without a known
 /// level pass, so nothing a server meant as important is lost to a typo.
-pub fn passes(notification: &Value, minimum: u8) -> bool {
+pub(crate) fn passes(notification: &Value, minimum: u8) -> bool {
     notification
         .get("params")
         .and_then(|params| params.get("level"))

@@ -10,10 +10,10 @@ use serde_json::Value;
 use mcp_bridge_upstream::Caller;
 
 use super::caching::{CallCache, annotations_of};
-use crate::backend::{BackendError, Catalog};
-use crate::cache::canonical_arguments;
-use crate::policy::{Annotations, CallKind};
-use crate::trace::{Fnv64, RecordedCall, RecordedResult, RecordedStatus, Recorder};
+use mcp_bridge_backend::{BackendError, Catalog};
+use mcp_bridge_cache::canonical_arguments;
+use mcp_bridge_policy::{Annotations, CallKind};
+use mcp_bridge_trace::{Fnv64, RecordedCall, RecordedResult, RecordedStatus, Recorder};
 
 /// A call being recorded: everything known when it arrived.
 pub(super) struct Draft {
@@ -33,7 +33,7 @@ pub(super) fn draft(
     read_only: bool,
 ) -> Option<Draft> {
     let recorder = recorder.filter(|recorder| recorder.is_active())?;
-    let method = crate::jsonrpc::method(message).unwrap_or_default();
+    let method = mcp_bridge_jsonrpc::method(message).unwrap_or_default();
     let params = message.get("params");
     let name = match method {
         "tools/call" => params.and_then(|params| params.get("name")),

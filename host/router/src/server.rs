@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 
 use mcp_bridge_upstream::{Health, HealthSummary, Introduction, ServerDescription};
 
-use crate::backend::{BackendError, HealthStatus, Pool};
+use mcp_bridge_backend::{BackendError, HealthStatus, Pool};
 
 /// One configured server, as the front addresses it. Cheap to clone.
 #[derive(Clone)]

@@ -32,8 +32,8 @@ pub use mcp::{SESSION_PROTOCOL_VERSIONS, STATELESS_PROTOCOL_VERSION};
 pub use metrics::HttpMetrics;
 pub use routes::check_exposure;
 
-use crate::config::HttpConfig;
-use crate::metrics::Registry;
+use mcp_bridge_config::HttpConfig;
+use mcp_bridge_metrics::Registry;
 use mcp_bridge_upstream::Upstream;
 use session::{Cancellations, Relays, SessionStore};
 

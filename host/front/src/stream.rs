@@ -20,7 +20,7 @@ const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Opens the stream for a session, or 405 when the client did not ask for SSE or has
 /// no session (sessionless 2026-07-28 clients have no standalone stream).
-pub fn open(
+pub(crate) fn open(
     state: Arc<AppState>,
     endpoint: Endpoint,
     headers: &HeaderMap,
@@ -112,7 +112,7 @@ pub fn open(
 /// A resource update goes only to sessions subscribed to that resource; every other
 /// notification (list changes) goes to every session of the endpoint.
 fn wanted_by(session: &Session, message: &Value) -> bool {
-    if crate::jsonrpc::method(message) != Some("notifications/resources/updated") {
+    if mcp_bridge_jsonrpc::method(message) != Some("notifications/resources/updated") {
         return true;
     }
     message

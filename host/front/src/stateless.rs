@@ -13,16 +13,16 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::FrontError;
 use super::mcp::{Endpoint, SESSION_PROTOCOL_VERSIONS, STATELESS_PROTOCOL_VERSION, header_str};
-use crate::jsonrpc;
+use mcp_bridge_jsonrpc as jsonrpc;
 use mcp_bridge_upstream::CacheHint;
 
-pub const METHOD_HEADER: &str = "mcp-method";
-pub const NAME_HEADER: &str = "mcp-name";
+pub(crate) const METHOD_HEADER: &str = "mcp-method";
+pub(crate) const NAME_HEADER: &str = "mcp-name";
 
-pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
-pub const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
-pub const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
-pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+pub(crate) const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+pub(crate) const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+pub(crate) const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
+pub(crate) const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 
 /// Methods whose results carry `ttlMs` and `cacheScope` in 2026-07-28.
 const CACHEABLE_RESULT_METHODS: [&str; 6] = [
@@ -41,7 +41,7 @@ const DEFAULT_TTL_MS: u64 = 0;
 const DEFAULT_CACHE_SCOPE: &str = "private";
 
 /// The protocol version a request names in `params._meta` (`None` for a batch).
-pub fn meta_version(message: &Value) -> Option<&str> {
+pub(crate) fn meta_version(message: &Value) -> Option<&str> {
     meta(message, META_PROTOCOL_VERSION).and_then(Value::as_str)
 }
 
@@ -51,7 +51,7 @@ fn meta<'a>(message: &'a Value, key: &str) -> Option<&'a Value> {
 
 /// Which routing headers a sessionless request must carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RoutingHeaders {
+pub(crate) enum RoutingHeaders {
     /// `Mcp-Method` (and `Mcp-Name` where the method has a name) must be present and
     /// repeat the body.
     Required,
@@ -64,7 +64,7 @@ pub enum RoutingHeaders {
 /// Validates a sessionless request whose version `versions::resolve` settled: its
 /// `_meta` envelope, and that the `Mcp-Method` and `Mcp-Name` headers agree with the
 /// body (intermediaries route on the headers, so a contradiction is always refused).
-pub fn validate(
+pub(crate) fn validate(
     headers: &HeaderMap,
     message: &Value,
     routing: RoutingHeaders,
@@ -126,7 +126,7 @@ fn decode_header_value(raw: &str) -> String {
 }
 
 /// Every version the front speaks, newest first.
-pub fn supported_versions() -> Vec<&'static str> {
+pub(crate) fn supported_versions() -> Vec<&'static str> {
     let mut versions = vec![STATELESS_PROTOCOL_VERSION];
     versions.extend(SESSION_PROTOCOL_VERSIONS);
     versions
@@ -134,7 +134,7 @@ pub fn supported_versions() -> Vec<&'static str> {
 
 /// The log level a request asks for (2026-07-28 servers must send no log lines for a
 /// request that names none).
-pub fn log_level(message: &Value) -> Option<&str> {
+pub(crate) fn log_level(message: &Value) -> Option<&str> {
     meta(message, META_LOG_LEVEL).and_then(Value::as_str)
 }
 
@@ -142,7 +142,7 @@ pub fn log_level(message: &Value) -> Option<&str> {
 /// `resultType`, and `ttlMs`/`cacheScope` on lists and reads. When the bridge cached
 /// the result, the client learns how long the bridge considers it fresh, and whether
 /// it is shared.
-pub fn complete_result(method: &str, response: &mut Value, hint: Option<CacheHint>) {
+pub(crate) fn complete_result(method: &str, response: &mut Value, hint: Option<CacheHint>) {
     let Some(result) = response.get_mut("result").and_then(Value::as_object_mut) else {
         return;
     };
@@ -169,7 +169,7 @@ pub fn complete_result(method: &str, response: &mut Value, hint: Option<CacheHin
 /// The bridge's own answer to a legacy server's request made during a 2026-07-28
 /// call: that version has no server-to-client requests (it uses `input_required`
 /// results instead), so roots are reported empty and anything else is refused.
-pub fn answer_server_request(request: &Value) -> Value {
+pub(crate) fn answer_server_request(request: &Value) -> Value {
     let id = request.get("id").cloned().unwrap_or(Value::Null);
     match jsonrpc::method(request) {
         Some("roots/list") => jsonrpc::result_response(id, json!({ "roots": [] })),
@@ -187,7 +187,7 @@ pub fn answer_server_request(request: &Value) -> Value {
 }
 
 /// Answers `server/discover`: the versions the front speaks and what the endpoint offers.
-pub async fn discover(state: &AppState, endpoint: &Endpoint, id: Value) -> Value {
+pub(crate) async fn discover(state: &AppState, endpoint: &Endpoint, id: Value) -> Value {
     let introduction = match super::mcp::describe(state, endpoint).await {
         Ok(introduction) => introduction,
         Err(error) => return FrontError::from(error).to_jsonrpc(id),

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::{CallEvent, Caller, Router, Step};
-use crate::metrics::Registry;
+use mcp_bridge_metrics::Registry;
 
 /// A shell server: answers `initialize`, then answers the first call by asking the
 /// client `roots/list` (id "ask-1") and returning the client's answer line as its result.
@@ -32,7 +32,7 @@ fn router() -> Router {
         enable_health_checks = false
         "#
     );
-    let config = crate::config::load_str(&text, "router-test.toml")
+    let config = mcp_bridge_config::load_str(&text, "router-test.toml")
         .expect("the test configuration is valid");
     Router::start(&config, &Registry::new())
 }

@@ -13,30 +13,30 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::HttpMetrics;
 use super::error::FrontError;
-use crate::config::HttpConfig;
+use mcp_bridge_config::HttpConfig;
 use mcp_bridge_upstream::AnswerSink;
 
 /// How many characters of a client's `clientInfo.name` a session keeps. A session stores
 /// only that field (for `/admin/stats`), so what a client sends at `initialize` cannot grow
 /// what the bridge holds per session.
-pub const MAX_CLIENT_INFO_CHARS: usize = 128;
+pub(crate) const MAX_CLIENT_INFO_CHARS: usize = 128;
 
 /// How many resources one session may subscribe to at once.
-pub const MAX_SUBSCRIPTIONS_PER_SESSION: usize = 1024;
+pub(crate) const MAX_SUBSCRIPTIONS_PER_SESSION: usize = 1024;
 
 /// How many standalone GET streams one session may hold open at once. A client needs one;
 /// a few more let a reconnecting client open its new stream before the old one is gone.
-pub const MAX_STREAMS_PER_SESSION: usize = 4;
+pub(crate) const MAX_STREAMS_PER_SESSION: usize = 4;
 
 /// What a session remembers of the client's `clientInfo`.
 #[derive(Debug, Clone)]
-pub struct ClientInfo {
+pub(crate) struct ClientInfo {
     pub name: String,
 }
 
 impl ClientInfo {
     /// Keeps the name, cut to [`MAX_CLIENT_INFO_CHARS`].
-    pub fn from_initialize(client_info: Option<&Value>) -> ClientInfo {
+    pub(crate) fn from_initialize(client_info: Option<&Value>) -> ClientInfo {
         let name = client_info
             .and_then(|info| info.get("name"))
             .and_then(Value::as_str)
@@ -48,7 +48,7 @@ impl ClientInfo {
 
 /// One client's session, bound to the endpoint that created it.
 #[derive(Debug)]
-pub struct Session {
+pub(crate) struct Session {
     pub id: String,
     /// The endpoint the session belongs to: a server name, or empty for `/mcp`.
     pub endpoint: String,
@@ -70,7 +70,7 @@ pub struct Session {
 }
 
 /// An open GET stream of a session; dropping it frees the session's stream slot.
-pub struct StreamSlot(Arc<Session>);
+pub(crate) struct StreamSlot(Arc<Session>);
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
@@ -79,17 +79,17 @@ impl Drop for StreamSlot {
 }
 
 impl Session {
-    pub fn log_level(&self) -> u8 {
+    pub(crate) fn log_level(&self) -> u8 {
         self.log_level.load(Ordering::Relaxed)
     }
 
-    pub fn set_log_level(&self, rank: u8) {
+    pub(crate) fn set_log_level(&self, rank: u8) {
         self.log_level.store(rank, Ordering::Relaxed);
     }
 
     /// Refuses a new subscription once the session holds [`MAX_SUBSCRIPTIONS_PER_SESSION`];
     /// checked before the request reaches the server.
-    pub fn check_subscription_room(&self, uri: &str) -> Result<(), FrontError> {
+    pub(crate) fn check_subscription_room(&self, uri: &str) -> Result<(), FrontError> {
         let subscriptions = self.subscriptions.lock();
         if subscriptions.len() >= MAX_SUBSCRIPTIONS_PER_SESSION && !subscriptions.contains(uri) {
             return Err(FrontError::TooManySubscriptions {
@@ -99,22 +99,25 @@ impl Session {
         Ok(())
     }
 
-    pub fn subscribe(&self, uri: &str) {
+    pub(crate) fn subscribe(&self, uri: &str) {
         self.subscriptions.lock().insert(uri.to_owned());
     }
 
-    pub fn unsubscribe(&self, uri: &str) {
+    pub(crate) fn unsubscribe(&self, uri: &str) {
         self.subscriptions.lock().remove(uri);
     }
 
-    pub fn is_subscribed(&self, uri: &str) -> bool {
+    pub(crate) fn is_subscribed(&self, uri: &str) -> bool {
         self.subscriptions.lock().contains(uri)
     }
 
     /// Waits up to `wait` for one of the session's call slots. The permit is held until the
     /// call's answer is complete, so one session's burst waits behind its own cap and never
     /// fills a server's pool queue in front of other sessions.
-    pub async fn call_slot(&self, wait: Duration) -> Result<OwnedSemaphorePermit, FrontError> {
+    pub(crate) async fn call_slot(
+        &self,
+        wait: Duration,
+    ) -> Result<OwnedSemaphorePermit, FrontError> {
         let busy = || FrontError::SessionBusy {
             limit: self.max_inflight,
             waited_ms: wait.as_millis(),
@@ -127,7 +130,7 @@ impl Session {
     }
 
     /// Takes one of the session's GET stream slots, or refuses when all are open.
-    pub fn open_stream(self: &Arc<Self>) -> Result<StreamSlot, FrontError> {
+    pub(crate) fn open_stream(self: &Arc<Self>) -> Result<StreamSlot, FrontError> {
         let taken = self
             .open_streams
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
@@ -142,7 +145,7 @@ impl Session {
     }
 
     /// Resolves once the session has ended.
-    pub async fn wait_closed(&self) {
+    pub(crate) async fn wait_closed(&self) {
         let mut closed = self.closed.subscribe();
         // An error means the sender is gone, which happens only with the session itself.
         let _ = closed.wait_for(|closed| *closed).await;
@@ -153,7 +156,7 @@ impl Session {
     }
 
     /// Calls this session has in flight.
-    pub fn calls_in_flight(&self) -> usize {
+    pub(crate) fn calls_in_flight(&self) -> usize {
         self.max_inflight
             .saturating_sub(self.call_slots.available_permits())
     }
@@ -162,7 +165,7 @@ impl Session {
 /// All open sessions, at most `max_sessions`. Sessions unused for `idle_timeout` are
 /// dropped by [`SessionStore::prune`]; at the cap, [`SessionStore::create`] closes the least
 /// recently used session that has no call in flight.
-pub struct SessionStore {
+pub(crate) struct SessionStore {
     sessions: RwLock<HashMap<String, Arc<Session>>>,
     idle_timeout: Duration,
     max_sessions: usize,
@@ -174,7 +177,7 @@ pub struct SessionStore {
 }
 
 impl SessionStore {
-    pub fn new(http: &HttpConfig, metrics: &HttpMetrics) -> Self {
+    pub(crate) fn new(http: &HttpConfig, metrics: &HttpMetrics) -> Self {
         SessionStore {
             sessions: RwLock::new(HashMap::new()),
             idle_timeout: http.session_idle_timeout,
@@ -193,7 +196,7 @@ impl SessionStore {
 
     /// Opens a session; at `max_sessions` it first closes the least recently used session
     /// with no call in flight, and refuses when every session is busy.
-    pub fn create(
+    pub(crate) fn create(
         &self,
         endpoint: &str,
         protocol_version: &str,
@@ -258,7 +261,7 @@ impl SessionStore {
 
     /// Looks a session up for `endpoint` and marks it used. A session of another
     /// endpoint is as unknown as a missing one.
-    pub fn get(&self, id: &str, endpoint: &str) -> Option<Arc<Session>> {
+    pub(crate) fn get(&self, id: &str, endpoint: &str) -> Option<Arc<Session>> {
         let session = self.sessions.read().get(id).cloned()?;
         if session.endpoint != endpoint {
             return None;
@@ -267,7 +270,7 @@ impl SessionStore {
         Some(session)
     }
 
-    pub fn remove(&self, id: &str, endpoint: &str) -> bool {
+    pub(crate) fn remove(&self, id: &str, endpoint: &str) -> bool {
         let mut sessions = self.sessions.write();
         if sessions
             .get(id)
@@ -286,7 +289,7 @@ impl SessionStore {
 
     /// Drops sessions idle for longer than the configured timeout. A session with a call
     /// still in flight is in use, however long ago its last request arrived.
-    pub fn prune(&self) {
+    pub(crate) fn prune(&self) {
         let now = self.now_ms();
         let limit = self.idle_timeout.as_millis() as u64;
         let mut sessions = self.sessions.write();
@@ -306,7 +309,7 @@ impl SessionStore {
     }
 
     /// Open sessions counted by protocol version and by client name, for `/admin/stats`.
-    pub fn summary(&self) -> Value {
+    pub(crate) fn summary(&self) -> Value {
         let sessions = self.sessions.read();
         let mut by_version: HashMap<&str, usize> = HashMap::new();
         let mut by_client: HashMap<&str, usize> = HashMap::new();
@@ -365,7 +368,7 @@ struct Relay {
 
 /// Why a client's answer to a server request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RelayRefusal {
+pub(crate) enum RelayRefusal {
     /// No request with that id is waiting (never sent, already answered, or its call ended).
     UnknownId,
     /// The request was sent to another session or on another endpoint.
@@ -373,7 +376,7 @@ pub enum RelayRefusal {
 }
 
 impl RelayRefusal {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             RelayRefusal::UnknownId => "unknown_id",
             RelayRefusal::WrongSession => "wrong_session",
@@ -385,14 +388,14 @@ impl RelayRefusal {
 /// may both use id 1) and unguessable, so the client's answer finds its way back and no
 /// other client can answer in its place.
 #[derive(Default)]
-pub struct Relays {
+pub(crate) struct Relays {
     waiting: Mutex<HashMap<String, Relay>>,
 }
 
 impl Relays {
     /// Rewrites the request's id to a fresh bridge id and remembers where the answer goes
     /// and which session (on which endpoint) may give it.
-    pub fn register(
+    pub(crate) fn register(
         &self,
         answer: Arc<dyn AnswerSink>,
         request: &mut Value,
@@ -417,7 +420,11 @@ impl Relays {
     /// Sends a session's answer back to the server that asked, with the server's own id.
     /// An answer for an id the bridge is not waiting for, or from a session the request
     /// was not sent to, is refused and leaves the waiting request untouched.
-    pub async fn answer(&self, session: &Session, mut response: Value) -> Result<(), RelayRefusal> {
+    pub(crate) async fn answer(
+        &self,
+        session: &Session,
+        mut response: Value,
+    ) -> Result<(), RelayRefusal> {
         let relay_id = response
             .get("id")
             .and_then(Value::as_str)
@@ -442,7 +449,7 @@ impl Relays {
     }
 
     /// Forgets relays whose call has ended without an answer.
-    pub fn forget(&self, relay_ids: &[String]) {
+    pub(crate) fn forget(&self, relay_ids: &[String]) {
         let mut waiting = self.waiting.lock();
         for id in relay_ids {
             waiting.remove(id);
@@ -453,13 +460,13 @@ impl Relays {
 /// Calls a session-based client may cancel with `notifications/cancelled`, keyed by
 /// session and the client's request id. (2026-07-28 clients cancel by hanging up.)
 #[derive(Default)]
-pub struct Cancellations {
+pub(crate) struct Cancellations {
     waiting: Mutex<HashMap<String, tokio::sync::oneshot::Sender<()>>>,
 }
 
 /// A registered call; `signal` resolves when the client cancels it. Dropping the
 /// guard unregisters the call.
-pub struct CancelGuard {
+pub(crate) struct CancelGuard {
     registry: Arc<Cancellations>,
     key: String,
     pub signal: tokio::sync::oneshot::Receiver<()>,
@@ -476,7 +483,7 @@ impl Cancellations {
         format!("{session} {request_id}")
     }
 
-    pub fn register(self: &Arc<Self>, session: &str, request_id: &Value) -> CancelGuard {
+    pub(crate) fn register(self: &Arc<Self>, session: &str, request_id: &Value) -> CancelGuard {
         let key = Self::key(session, request_id);
         let (sender, signal) = tokio::sync::oneshot::channel();
         self.waiting.lock().insert(key.clone(), sender);
@@ -488,7 +495,7 @@ impl Cancellations {
     }
 
     /// Cancels a registered call; false when no such call is in flight.
-    pub fn cancel(&self, session: &str, request_id: &Value) -> bool {
+    pub(crate) fn cancel(&self, session: &str, request_id: &Value) -> bool {
         let sender = self.waiting.lock().remove(&Self::key(session, request_id));
         sender.is_some_and(|sender| sender.send(()).is_ok())
     }

@@ -24,8 +24,8 @@ use super::sse;
 use super::stateless;
 use super::versions::{self, MismatchKind, Protocol, Resolution};
 use super::{AppState, Body};
-use crate::config::{BODY_RATE_WINDOW, HttpConfig};
-use crate::jsonrpc::{self, Kind, code};
+use mcp_bridge_config::{BODY_RATE_WINDOW, HttpConfig};
+use mcp_bridge_jsonrpc::{self as jsonrpc, Kind, code};
 use mcp_bridge_upstream::{
     CacheHint, CallError, CallEvent, Caller, ForwardedCall, Introduction, ServerHandle, Step,
 };
@@ -38,12 +38,12 @@ pub const STATELESS_PROTOCOL_VERSION: &str = "2026-07-28";
 
 const NOT_JSONRPC: &str = "not a JSON-RPC 2.0 request, notification or response (it needs \"jsonrpc\": \"2.0\" and a method or a result)";
 
-pub const SESSION_HEADER: &str = "mcp-session-id";
-pub const PROTOCOL_VERSION_HEADER: &str = "mcp-protocol-version";
+pub(crate) const SESSION_HEADER: &str = "mcp-session-id";
+pub(crate) const PROTOCOL_VERSION_HEADER: &str = "mcp-protocol-version";
 
 /// Which MCP surface a request addresses.
 #[derive(Clone)]
-pub enum Endpoint {
+pub(crate) enum Endpoint {
     Aggregate,
     Server(ServerHandle),
 }
@@ -90,7 +90,7 @@ struct Context {
     stateless: bool,
 }
 
-pub async fn handle(
+pub(crate) async fn handle(
     state: Arc<AppState>,
     endpoint: Endpoint,
     request: Request<Incoming>,
@@ -580,7 +580,7 @@ pub(super) async fn describe(
 /// The response header that says which policy generation decided a call and, when the
 /// result is cached, for how long: `generation=7; ttl-ms=60000; scope=public`. Like a
 /// CDN's `X-Cache`, it is for operators and tests; clients need not read it.
-pub const CACHE_HEADER: &str = "mcp-bridge-cache";
+pub(crate) const CACHE_HEADER: &str = "mcp-bridge-cache";
 
 /// What the cache did with one forwarded call.
 #[derive(Debug, Clone, Copy)]

@@ -4,7 +4,7 @@
 use http::StatusCode;
 use serde_json::Value;
 
-use crate::jsonrpc::{self, code};
+use mcp_bridge_jsonrpc::{self as jsonrpc, code};
 use mcp_bridge_upstream::CallError;
 
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +60,7 @@ pub enum FrontError {
     #[error(transparent)]
     VersionConflict(#[from] super::versions::VersionConflict),
     #[error("invalid request: {0}")]
-    InvalidId(#[from] crate::jsonrpc::InvalidId),
+    InvalidId(#[from] mcp_bridge_jsonrpc::InvalidId),
     #[error(
         "header {header} says '{header_value}' but the body says '{body_value}'; send a {header} header that repeats the body ('{body_value}'): intermediaries route on it"
     )]

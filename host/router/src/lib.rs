@@ -18,7 +18,6 @@ mod tests;
 
 /// Why a forwarded call got no answer from its server; the front turns it into a
 /// JSON-RPC error.
-pub use crate::backend::BackendError;
 pub use caching::CacheLayer;
 pub use mcp_bridge_upstream::{CacheHint, Caller, HealthSummary, Introduction, ServerDescription};
 pub use metrics::CallMetrics;
@@ -34,16 +33,18 @@ use serde_json::Value;
 
 use mcp_bridge_upstream::ServerHandle;
 
-use crate::backend::PoolMetrics;
-use crate::backend::{self, CallStep, Catalog, InflightCall, Lease, Pool, Process};
-use crate::cache::CacheMetrics;
-use crate::cache::ResponseCache;
-use crate::config::BridgeConfig;
-use crate::jsonrpc;
-use crate::metrics::Registry;
-use crate::policy::PolicyChain;
-use crate::trace::Recorder;
 use caching::{CallCache, Lookup};
+use mcp_bridge_backend::PoolMetrics;
+use mcp_bridge_backend::{
+    self as backend, BackendError, CallStep, Catalog, InflightCall, Lease, Pool, Process,
+};
+use mcp_bridge_cache::CacheMetrics;
+use mcp_bridge_cache::ResponseCache;
+use mcp_bridge_config::BridgeConfig;
+use mcp_bridge_jsonrpc as jsonrpc;
+use mcp_bridge_metrics::Registry;
+use mcp_bridge_policy::PolicyChain;
+use mcp_bridge_trace::Recorder;
 
 /// Methods that never change server state, so a crash mid-call may be retried once.
 /// `tools/call` is judged per tool from its annotations; anything else is not retried.
@@ -304,7 +305,7 @@ pub struct ForwardedCall {
     /// A response that needs no backend (a cache hit).
     ready: Option<Value>,
     /// Another caller is filling the same key; its response comes through here.
-    follower: Option<tokio::sync::watch::Receiver<crate::cache::Published>>,
+    follower: Option<tokio::sync::watch::Receiver<mcp_bridge_cache::Published>>,
     /// The call's trace record while `serve --record` is on.
     recording: Option<recording::Draft>,
 }
@@ -409,7 +410,7 @@ impl ForwardedCall {
     /// this call goes to the backend itself (returns `None` once it has started).
     async fn follow(
         &mut self,
-        mut receiver: tokio::sync::watch::Receiver<crate::cache::Published>,
+        mut receiver: tokio::sync::watch::Receiver<mcp_bridge_cache::Published>,
     ) -> Option<Step> {
         let waited = tokio::time::timeout_at(self.deadline, async {
             // Copied out at once: the watch guard must not live across an await.
@@ -588,20 +589,23 @@ async fn invalidate_on_notifications(pool: Arc<Pool>, layer: Arc<CacheLayer>) {
                 // Some change notifications were missed: only dropping the server's
                 // entries is safe.
                 tracing::warn!(server = %pool.name(), missed, "missed server notifications; dropping the server's cache entries");
-                let everything = crate::policy::Invalidation::Server(pool.name().to_string());
-                layer
-                    .cache
-                    .invalidate(&everything, crate::cache::InvalidationReason::ListChanged);
+                let everything = mcp_bridge_policy::Invalidation::Server(pool.name().to_string());
+                layer.cache.invalidate(
+                    &everything,
+                    mcp_bridge_cache::InvalidationReason::ListChanged,
+                );
                 continue;
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         };
         for invalidation in caching::invalidations_for_notification(pool.name(), &message) {
             let reason = match invalidation {
-                crate::policy::Invalidation::Tool { ref tool, .. } if tool.ends_with("/list") => {
-                    crate::cache::InvalidationReason::ListChanged
+                mcp_bridge_policy::Invalidation::Tool { ref tool, .. }
+                    if tool.ends_with("/list") =>
+                {
+                    mcp_bridge_cache::InvalidationReason::ListChanged
                 }
-                _ => crate::cache::InvalidationReason::ResourceUpdated,
+                _ => mcp_bridge_cache::InvalidationReason::ResourceUpdated,
             };
             layer.cache.invalidate(&invalidation, reason);
         }

@@ -12,7 +12,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use super::{AnswerHandle, CallEvent, ForwardedCall, Router, Server, Step};
-use crate::backend::BackendError;
+use mcp_bridge_backend::BackendError;
 
 /// What a client is told about a backend failure.
 pub(super) fn call_error(error: BackendError) -> CallError {

@@ -10,12 +10,12 @@ use parking_lot::RwLock;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::backend::{BackendError, Catalog};
-use crate::cache::{
+use mcp_bridge_backend::{BackendError, Catalog};
+use mcp_bridge_cache::{
     Audience, Entry, FillTicket, FlightResult, InvalidationReason, Leader, Published,
     ResponseCache, Role, Served, cache_key, canonical_arguments, name_tag, policy_tag, server_tag,
 };
-use crate::policy::{
+use mcp_bridge_policy::{
     Annotations, Call, CallKind, Decision, Directive, Invalidation, Outcome, PolicyChain,
     ServerHints, Status,
 };
@@ -95,7 +95,7 @@ struct Fill {
 }
 
 /// The cache's part in one forwarded call.
-pub struct CallCache {
+pub(crate) struct CallCache {
     layer: Arc<CacheLayer>,
     /// The chain this call was decided with; its outcome is judged by the same one, so
     /// a policy swap mid-call never splits a call across two generations.
@@ -109,7 +109,7 @@ pub struct CallCache {
 }
 
 /// How the call proceeds.
-pub enum Lookup {
+pub(crate) enum Lookup {
     /// Answered: the response (its id still to be set).
     Hit(Value),
     /// Another caller is filling this key: wait for its response.
@@ -122,14 +122,14 @@ pub enum Lookup {
 }
 
 /// Plans the cache's part in a call: `None` when the cache has no part in it.
-pub fn prepare(
+pub(crate) fn prepare(
     layer: &Arc<CacheLayer>,
     server: &Arc<str>,
     message: &Value,
     catalog: &Catalog,
     caller: &Caller,
 ) -> Option<(CallCache, Lookup)> {
-    let method = crate::jsonrpc::method(message)?;
+    let method = mcp_bridge_jsonrpc::method(message)?;
     let params = message.get("params");
     let (kind, name, arguments) = match method {
         "tools/call" => {
@@ -216,7 +216,7 @@ pub(super) fn annotations_of(catalog: &Catalog, kind: CallKind, name: &str) -> A
 
 impl CallCache {
     /// The generation of the policy chain that decided this call.
-    pub fn policy_generation(&self) -> u64 {
+    pub(crate) fn policy_generation(&self) -> u64 {
         self.policies.generation()
     }
 
@@ -343,34 +343,34 @@ impl CallCache {
     }
 
     /// The call's arguments as canonical JSON (as the key uses them).
-    pub fn canonical_arguments(&self) -> &str {
+    pub(crate) fn canonical_arguments(&self) -> &str {
         &self.call.arguments
     }
 
     /// The tool's annotations as the server declared them.
-    pub fn annotations(&self) -> Annotations {
+    pub(crate) fn annotations(&self) -> Annotations {
         self.call.annotations
     }
 
     /// The call was answered without the backend: nothing to fill or invalidate.
-    pub fn settle_served(&mut self) {
+    pub(crate) fn settle_served(&mut self) {
         self.mode = Mode::Nothing;
     }
 
     /// Whether this call's caller may use another caller's published result.
-    pub fn may_receive(&self, result: &FlightResult) -> bool {
+    pub(crate) fn may_receive(&self, result: &FlightResult) -> bool {
         result.visible_to(self.call.principal.as_ref())
     }
 
     /// Records that a follower got its answer from another caller's fill.
-    pub fn coalesced(&mut self) {
+    pub(crate) fn coalesced(&mut self) {
         self.layer.cache.record(Served::Coalesced);
     }
 
     /// Settles the call: fills the cache, publishes to followers, falls back to a stale
     /// entry on failure, or applies a write's invalidations. Returns the outcome the
     /// client gets.
-    pub fn complete(
+    pub(crate) fn complete(
         &mut self,
         outcome: Result<Value, BackendError>,
         backend_time: Duration,
@@ -578,12 +578,12 @@ fn stale_response(entry: &Entry) -> Value {
 }
 
 /// Invalidations a server notification implies (list changes, resource updates).
-pub fn invalidations_for_notification(server: &str, message: &Value) -> Vec<Invalidation> {
+pub(crate) fn invalidations_for_notification(server: &str, message: &Value) -> Vec<Invalidation> {
     let tool = |name: &str| Invalidation::Tool {
         server: server.to_owned(),
         tool: name.to_owned(),
     };
-    match crate::jsonrpc::method(message) {
+    match mcp_bridge_jsonrpc::method(message) {
         Some("notifications/tools/list_changed") => vec![tool("tools/list")],
         Some("notifications/prompts/list_changed") => vec![tool("prompts/list")],
         Some("notifications/resources/list_changed") => {

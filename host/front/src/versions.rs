@@ -18,12 +18,12 @@
 
 use super::error::FrontError;
 use super::mcp::{SESSION_PROTOCOL_VERSIONS, STATELESS_PROTOCOL_VERSION};
-use crate::config::VersionMismatch;
+use mcp_bridge_config::VersionMismatch;
 
 /// The version signals of one request (a batch has no body version and is never
 /// `initialize`).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Signals<'a> {
+pub(crate) struct Signals<'a> {
     /// The protocol version of the session `Mcp-Session-Id` names, when it names a live one.
     pub session_version: Option<&'a str>,
     /// The `MCP-Protocol-Version` header.
@@ -35,7 +35,7 @@ pub struct Signals<'a> {
 
 /// The protocol a request is served under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
+pub(crate) enum Protocol {
     /// A request of an open session (2025-11-25 or older), at the session's version.
     Session,
     /// `initialize`, which opens a session.
@@ -76,7 +76,7 @@ impl MismatchKind {
 
 /// The decision for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Resolution {
+pub(crate) struct Resolution {
     pub protocol: Protocol,
     /// The mix that was accepted to reach this decision, if any.
     pub mismatch: Option<MismatchKind>,
@@ -100,7 +100,10 @@ pub struct VersionConflict {
 }
 
 /// Decides the protocol of a request, or refuses it.
-pub fn resolve(signals: &Signals<'_>, mode: VersionMismatch) -> Result<Resolution, FrontError> {
+pub(crate) fn resolve(
+    signals: &Signals<'_>,
+    mode: VersionMismatch,
+) -> Result<Resolution, FrontError> {
     if let Some(session_version) = signals.session_version {
         return in_session(session_version, signals, mode);
     }
@@ -241,7 +244,7 @@ fn unsupported(what: &'static str, got: &str, advice: String) -> FrontError {
 }
 
 /// Counts the mix a resolution accepted or refused, if any.
-pub fn count(metrics: &super::HttpMetrics, outcome: &Result<Resolution, FrontError>) {
+pub(crate) fn count(metrics: &super::HttpMetrics, outcome: &Result<Resolution, FrontError>) {
     let (kind, action) = match outcome {
         Ok(Resolution {
             mismatch: Some(kind),

@@ -14,7 +14,7 @@ use super::mcp::{self, Endpoint, header_str, json_response};
 use super::{AppState, Body};
 
 /// Routes one request and records it in `mcp_bridge_http_requests_total`.
-pub async fn handle(state: Arc<AppState>, request: Request<Incoming>) -> Response<Body> {
+pub(crate) async fn handle(state: Arc<AppState>, request: Request<Incoming>) -> Response<Body> {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
     let (route, result) = route(&state, request, &path, &method).await;
@@ -188,7 +188,7 @@ fn tokens_match(presented: &str, expected: &str) -> bool {
 /// says `--insecure-listen`: the bridge starts processes on its callers' behalf, so an open
 /// bridge on a network lets anyone run them (and, with no token at all, use the admin routes).
 pub fn check_exposure(
-    http: &crate::config::HttpConfig,
+    http: &mcp_bridge_config::HttpConfig,
     insecure_listen: bool,
 ) -> Result<(), String> {
     if http.listen.ip().is_loopback() || http.auth_token.is_some() {
@@ -215,7 +215,7 @@ pub fn check_exposure(
 
 /// An allow-list entry matches exactly, or (`scheme://host` or `scheme://host:*`) any
 /// port of that host; `*` allows every origin.
-pub fn origin_allowed(allowed: &[String], origin: &str) -> bool {
+pub(crate) fn origin_allowed(allowed: &[String], origin: &str) -> bool {
     allowed.iter().any(|entry| {
         if entry == "*" || entry == origin {
             return true;
@@ -351,7 +351,7 @@ mod tests {
 
     #[test]
     fn exposure_needs_a_token_off_loopback() {
-        let mut http = crate::config::HttpConfig::default();
+        let mut http = mcp_bridge_config::HttpConfig::default();
         assert!(
             check_exposure(&http, false).is_ok(),
             "loopback without a token"
@@ -360,7 +360,7 @@ mod tests {
         let refused = check_exposure(&http, false).unwrap_err();
         assert!(refused.contains("--insecure-listen") && refused.contains("http.auth_token"));
         assert!(check_exposure(&http, true).is_ok());
-        http.auth_token = Some(crate::config::Secret::new("t".to_owned()));
+        http.auth_token = Some(mcp_bridge_config::Secret::new("t".to_owned()));
         assert!(check_exposure(&http, false).is_ok());
     }
 }

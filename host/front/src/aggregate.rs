@@ -7,13 +7,13 @@ use serde_json::{Map, Value, json};
 use mcp_bridge_upstream::{Caller, ServerHandle, Step, Upstream};
 
 /// The scheme of namespaced resource URIs on `/mcp`: `mcp-bridge://{server}/{original}`.
-pub const RESOURCE_PREFIX: &str = "mcp-bridge://";
+pub(crate) const RESOURCE_PREFIX: &str = "mcp-bridge://";
 
 /// A server paginating further than this while the bridge collects a list is looping.
 const MAX_LIST_PAGES: usize = 100;
 
 /// `{server}{separator}{name}`.
-pub fn namespaced(server: &str, separator: &str, name: &str) -> String {
+pub(crate) fn namespaced(server: &str, separator: &str, name: &str) -> String {
     let mut out = String::with_capacity(server.len() + separator.len() + name.len());
     out.push_str(server);
     out.push_str(separator);
@@ -24,7 +24,7 @@ pub fn namespaced(server: &str, separator: &str, name: &str) -> String {
 /// Splits a namespaced name into its server and the server's own name. Server
 /// names cannot contain the separator (config validation ensures it), so the first
 /// separator is the split point.
-pub fn split_name<'a>(
+pub(crate) fn split_name<'a>(
     upstream: &'a dyn Upstream,
     separator: &str,
     name: &str,
@@ -34,18 +34,21 @@ pub fn split_name<'a>(
 }
 
 /// `mcp-bridge://{server}/{uri}`.
-pub fn prefixed_uri(server: &str, uri: &str) -> String {
+pub(crate) fn prefixed_uri(server: &str, uri: &str) -> String {
     format!("{RESOURCE_PREFIX}{server}/{uri}")
 }
 
 /// Splits a prefixed URI into its server and the server's own URI.
-pub fn split_uri<'a>(upstream: &'a dyn Upstream, uri: &str) -> Option<(&'a ServerHandle, String)> {
+pub(crate) fn split_uri<'a>(
+    upstream: &'a dyn Upstream,
+    uri: &str,
+) -> Option<(&'a ServerHandle, String)> {
     let (server, rest) = uri.strip_prefix(RESOURCE_PREFIX)?.split_once('/')?;
     Some((upstream.server(server)?, rest.to_owned()))
 }
 
 /// Prefixes the `uri` of every item of `items` (resources, resource contents).
-pub fn prefix_uris(items: Option<&mut Value>, field: &str, server: &str) {
+pub(crate) fn prefix_uris(items: Option<&mut Value>, field: &str, server: &str) {
     let Some(items) = items.and_then(Value::as_array_mut) else {
         return;
     };
@@ -61,7 +64,7 @@ pub fn prefix_uris(items: Option<&mut Value>, field: &str, server: &str) {
 /// Prefixes every resource URI a result carries, so a client of `/mcp` can read each
 /// one back: `contents[].uri` (resources/read), resource links and embedded resources in
 /// `content[]` (tools/call) and in `messages[].content` (prompts/get).
-pub fn prefix_result_uris(result: Option<&mut Value>, server: &str) {
+pub(crate) fn prefix_result_uris(result: Option<&mut Value>, server: &str) {
     let Some(result) = result else { return };
     prefix_uris(result.get_mut("contents"), "uri", server);
     if let Some(content) = result.get_mut("content").and_then(Value::as_array_mut) {
@@ -94,7 +97,7 @@ fn prefix_content_item(item: &mut Value, server: &str) {
 }
 
 /// The capabilities of the aggregate: a feature is offered when any server offers it.
-pub fn union_capabilities(upstream: &dyn Upstream) -> Value {
+pub(crate) fn union_capabilities(upstream: &dyn Upstream) -> Value {
     let mut capabilities = Map::new();
     capabilities.insert("tools".into(), json!({ "listChanged": true }));
     for server in upstream.servers() {
@@ -115,7 +118,7 @@ pub fn union_capabilities(upstream: &dyn Upstream) -> Value {
 }
 
 /// `tools/list` on the aggregate, from each server's description (no backend round trip).
-pub fn tools_list(upstream: &dyn Upstream, separator: &str) -> Value {
+pub(crate) fn tools_list(upstream: &dyn Upstream, separator: &str) -> Value {
     let mut tools = Vec::new();
     for server in upstream.servers() {
         for tool in server.description().tools() {
@@ -132,14 +135,14 @@ pub fn tools_list(upstream: &dyn Upstream, separator: &str) -> Value {
 
 /// What a collected list is, and how its entries are renamed.
 #[derive(Clone, Copy)]
-pub enum ListKind {
+pub(crate) enum ListKind {
     Prompts,
     Resources,
     ResourceTemplates,
 }
 
 impl ListKind {
-    pub fn from_method(method: &str) -> Option<ListKind> {
+    pub(crate) fn from_method(method: &str) -> Option<ListKind> {
         match method {
             "prompts/list" => Some(ListKind::Prompts),
             "resources/list" => Some(ListKind::Resources),
@@ -174,7 +177,11 @@ impl ListKind {
 
 /// Collects a list from every server offering the feature, all pages, renamed. A
 /// server that fails is left out and logged rather than failing the whole list.
-pub async fn collect_list(upstream: &dyn Upstream, separator: &str, kind: ListKind) -> Value {
+pub(crate) async fn collect_list(
+    upstream: &dyn Upstream,
+    separator: &str,
+    kind: ListKind,
+) -> Value {
     let servers = upstream.servers().iter().filter(|server| {
         server
             .description()
@@ -264,19 +271,19 @@ fn rename_all(items: &mut Value, field: &str, server: &str, separator: &str) {
 }
 
 /// Where an aggregated request goes, and the request as that server must see it.
-pub struct Routed<'a> {
+pub(crate) struct Routed<'a> {
     pub server: &'a ServerHandle,
     pub message: Value,
 }
 
 /// Routes a request that names a tool, prompt or resource, stripping the namespace.
 /// `Err` carries a message for an invalid-params error.
-pub fn route<'a>(
+pub(crate) fn route<'a>(
     upstream: &'a dyn Upstream,
     separator: &str,
     mut message: Value,
 ) -> Result<Routed<'a>, String> {
-    let method = crate::jsonrpc::method(&message)
+    let method = mcp_bridge_jsonrpc::method(&message)
         .unwrap_or_default()
         .to_owned();
     let params = message
@@ -347,8 +354,8 @@ fn strip_uri<'a>(
 }
 
 /// Rewrites a server's notification for aggregated clients (resource URIs prefixed).
-pub fn rewrite_notification(server: &str, mut message: Value) -> Value {
-    if crate::jsonrpc::method(&message) == Some("notifications/resources/updated")
+pub(crate) fn rewrite_notification(server: &str, mut message: Value) -> Value {
+    if mcp_bridge_jsonrpc::method(&message) == Some("notifications/resources/updated")
         && let Some(slot) = message
             .get_mut("params")
             .and_then(|params| params.get_mut("uri"))

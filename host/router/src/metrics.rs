@@ -1,7 +1,7 @@
 //! The router's metrics: every forwarded call by server, method, tool and outcome, its
 //! latency, and the read-only retries.
 
-use crate::backend::PoolMetrics;
+use mcp_bridge_backend::PoolMetrics;
 use mcp_bridge_metrics::Registry;
 use prometheus::{HistogramVec, IntCounterVec};
 
