@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A running baseline server; [`BaselineServer::stop`] ends it.
-pub struct BaselineServer {
+pub(crate) struct BaselineServer {
     pub address: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -32,7 +32,7 @@ pub struct BaselineServer {
 
 impl BaselineServer {
     /// Starts the server on a free loopback port, answering every request with `body`.
-    pub fn start(body: Bytes) -> Result<Self> {
+    pub(crate) fn start(body: Bytes) -> Result<Self> {
         let listener =
             std::net::TcpListener::bind("127.0.0.1:0").context("bind the baseline server")?;
         listener.set_nonblocking(true)?;
@@ -55,7 +55,7 @@ impl BaselineServer {
         })
     }
 
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         self.shutdown_now();
     }
 

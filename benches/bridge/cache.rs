@@ -10,15 +10,15 @@ use serde_json::{Value, json};
 
 /// How long the cached bridge keeps a result: far longer than a run, so every call after the
 /// first is a hit.
-pub const CACHED_TTL: &str = "10m";
+pub(crate) const CACHED_TTL: &str = "10m";
 
 /// The smallest share of the cached bridge's calls that must be hits; below it the bench fails,
 /// since its "cached" numbers would then mix in backend calls.
-pub const MIN_HIT_RATE: f64 = 0.99;
+pub(crate) const MIN_HIT_RATE: f64 = 0.99;
 
 /// Which cache setting a bridge runs with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CacheMode {
+pub(crate) enum CacheMode {
     /// `[cache] enabled = false`: every call reaches a backend process.
     Off,
     /// The cache on, with [`CACHED_TTL`] as the TTL of the read-only tool the bench calls.
@@ -27,7 +27,7 @@ pub enum CacheMode {
 
 impl CacheMode {
     /// The `[cache]` table of the bridge's config.
-    pub fn toml(self) -> String {
+    pub(crate) fn toml(self) -> String {
         match self {
             CacheMode::Off => "[cache]\nenabled = false\n".to_owned(),
             CacheMode::On => format!("[cache]\nenabled = true\ndefault_ttl = \"{CACHED_TTL}\"\n"),
@@ -35,7 +35,7 @@ impl CacheMode {
     }
 
     /// The same setting for the JSON report.
-    pub fn to_json(self) -> Value {
+    pub(crate) fn to_json(self) -> Value {
         match self {
             CacheMode::Off => json!({ "enabled": false }),
             CacheMode::On => json!({ "enabled": true, "default_ttl": CACHED_TTL }),
@@ -45,7 +45,7 @@ impl CacheMode {
 
 /// The cached bridge's counters after the run, held against the calls the bench sent it.
 #[derive(Clone, Debug)]
-pub struct CacheCheck {
+pub(crate) struct CacheCheck {
     /// `tools/call` requests the bench sent to the cached bridge, warm-ups included.
     pub calls: u64,
     pub hits: u64,
@@ -60,7 +60,7 @@ pub struct CacheCheck {
 
 impl CacheCheck {
     /// Reads the counters out of a `/admin/cache/stats` body.
-    pub fn new(calls: u64, stats: Value) -> Result<Self> {
+    pub(crate) fn new(calls: u64, stats: Value) -> Result<Self> {
         let counter = |name: &str| -> Result<u64> {
             stats
                 .get(name)
@@ -81,7 +81,7 @@ impl CacheCheck {
 
     /// Hits over the calls the bench sent, not over the lookups the bridge counted: a call that
     /// skipped the cache altogether (a bypass, or a bug) must lower the rate too.
-    pub fn hit_rate(&self) -> f64 {
+    pub(crate) fn hit_rate(&self) -> f64 {
         if self.calls == 0 {
             0.0
         } else {
@@ -90,7 +90,7 @@ impl CacheCheck {
     }
 
     /// Fails unless at least [`MIN_HIT_RATE`] of the calls were hits.
-    pub fn ensure_hits(&self) -> Result<()> {
+    pub(crate) fn ensure_hits(&self) -> Result<()> {
         if self.hit_rate() < MIN_HIT_RATE {
             bail!(
                 "the cached bridge answered only {} of {} calls from its cache ({:.2}%, at least \
@@ -106,7 +106,7 @@ impl CacheCheck {
     }
 
     /// One line for the table.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         format!(
             "hits {}, misses {}, coalesced {}, stale {}, bypassed {}, entries {}; {} tools/call \
              sent: hit rate {:.2}% (at least {:.0}% required)",
@@ -122,7 +122,7 @@ impl CacheCheck {
         )
     }
 
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         json!({
             "calls_sent": self.calls,
             "hits": self.hits,

@@ -15,21 +15,21 @@ use mcp_bridge_test_support::client::Session;
 use super::stats::{CpuProbe, Summary, round, round2};
 
 /// The demo server's tool every measured call invokes: a read-only tool with a small result.
-pub const TOOL: &str = "get_today_metrics";
+pub(crate) const TOOL: &str = "get_today_metrics";
 
 /// The `params` of every measured `tools/call`: [`TOOL`] with no arguments.
-pub const CALL_PARAMS: &str = r#"{"name":"get_today_metrics","arguments":{}}"#;
+pub(crate) const CALL_PARAMS: &str = r#"{"name":"get_today_metrics","arguments":{}}"#;
 
 /// A CPU-time probe with its JSON key and its label in the table.
 #[derive(Clone, Debug)]
-pub struct Probe {
+pub(crate) struct Probe {
     pub key: &'static str,
     pub label: String,
     pub probe: CpuProbe,
 }
 
 impl Probe {
-    pub fn new(key: &'static str, label: impl Into<String>, probe: CpuProbe) -> Self {
+    pub(crate) fn new(key: &'static str, label: impl Into<String>, probe: CpuProbe) -> Self {
         Self {
             key,
             label: label.into(),
@@ -39,7 +39,7 @@ impl Probe {
 }
 
 /// What one round measured.
-pub struct Round {
+pub(crate) struct Round {
     window: Duration,
     latencies: Vec<u64>,
     ok: u64,
@@ -50,13 +50,13 @@ pub struct Round {
 }
 
 impl Round {
-    pub fn calls_per_second(&self) -> f64 {
+    pub(crate) fn calls_per_second(&self) -> f64 {
         self.ok as f64 / self.window.as_secs_f64()
     }
 }
 
 /// What all the rounds of one target measured.
-pub struct LoadReport {
+pub(crate) struct LoadReport {
     pub connections: usize,
     /// Total measured time.
     pub window: Duration,
@@ -73,7 +73,7 @@ pub struct LoadReport {
 }
 
 impl LoadReport {
-    pub fn from_rounds(connections: usize, probes: &[Probe], rounds: Vec<Round>) -> Self {
+    pub(crate) fn from_rounds(connections: usize, probes: &[Probe], rounds: Vec<Round>) -> Self {
         let mut latencies = Vec::new();
         let mut report = Self {
             connections,
@@ -105,7 +105,7 @@ impl LoadReport {
         report
     }
 
-    pub fn calls_per_second(&self) -> f64 {
+    pub(crate) fn calls_per_second(&self) -> f64 {
         if self.window.is_zero() {
             0.0
         } else {
@@ -114,7 +114,7 @@ impl LoadReport {
     }
 
     /// CPU time a probe used per successful call, in microseconds.
-    pub fn cpu_per_call_us(&self, cpu: Duration) -> f64 {
+    pub(crate) fn cpu_per_call_us(&self, cpu: Duration) -> f64 {
         if self.ok == 0 {
             0.0
         } else {
@@ -123,7 +123,7 @@ impl LoadReport {
     }
 
     /// The CPU time the probe with this key measured, when it could.
-    pub fn cpu_of(&self, key: &str) -> Option<Duration> {
+    pub(crate) fn cpu_of(&self, key: &str) -> Option<Duration> {
         self.cpu
             .iter()
             .find(|(probe, _)| probe.key == key)
@@ -132,14 +132,14 @@ impl LoadReport {
 
     /// Successful calls per second of the probe's CPU time: how many calls one core running
     /// only that process would answer, if its cost per call stayed the same.
-    pub fn calls_per_cpu_second(&self, key: &str) -> Option<f64> {
+    pub(crate) fn calls_per_cpu_second(&self, key: &str) -> Option<f64> {
         self.cpu_of(key)
             .filter(|cpu| !cpu.is_zero())
             .map(|cpu| self.ok as f64 / cpu.as_secs_f64())
     }
 
     /// The cores a probe kept busy on average.
-    pub fn cores(&self, cpu: Duration) -> f64 {
+    pub(crate) fn cores(&self, cpu: Duration) -> f64 {
         if self.window.is_zero() {
             0.0
         } else {
@@ -147,7 +147,7 @@ impl LoadReport {
         }
     }
 
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let cpu: serde_json::Map<String, Value> = self
             .cpu
             .iter()
@@ -189,7 +189,7 @@ struct TaskResult {
 /// hands them back. `probes` are sampled at the start and end of the measured window; they must be
 /// sampled on the thread that drives the clients for [`CpuProbe::CurrentThread`] to mean the
 /// load generator.
-pub async fn run_round(
+pub(crate) async fn run_round(
     clients: Vec<Session>,
     warmup: Duration,
     window: Duration,

@@ -22,7 +22,7 @@ const MIN_SPAWN_CALLS: usize = 5;
                   it runs the smoke mode. Durations are written as in the bridge's config: \
                   5 (seconds), 500ms, 1.5s, 1m."
 )]
-pub struct Args {
+pub(crate) struct Args {
     #[command(flatten)]
     pub mode: BenchMode,
     /// Measured sequential calls per path [full: 20000, smoke: 300].
@@ -69,7 +69,7 @@ pub struct Args {
 
 /// What to run: the arguments with the mode's defaults filled in.
 #[derive(Clone, Debug)]
-pub struct Options {
+pub(crate) struct Options {
     pub smoke: bool,
     pub calls: usize,
     pub warmup_calls: usize,
@@ -87,7 +87,7 @@ pub struct Options {
 
 impl Options {
     /// Fills in the mode's defaults and checks what clap cannot check alone.
-    pub fn from_args(args: Args) -> Result<Options> {
+    pub(crate) fn from_args(args: Args) -> Result<Options> {
         let smoke = args.mode.smoke();
         let pick = |full: usize, quick: usize| if smoke { quick } else { full };
         let calls = args.calls.unwrap_or(pick(20_000, 300));
@@ -128,7 +128,7 @@ impl Options {
     }
 
     /// Unmeasured spawn-per-call calls first, in the same proportion as the measured ones.
-    pub fn spawn_warmup_calls(&self) -> usize {
+    pub(crate) fn spawn_warmup_calls(&self) -> usize {
         (self.warmup_calls / 20).max(1)
     }
 }

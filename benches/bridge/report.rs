@@ -7,20 +7,20 @@ use super::load::LoadReport;
 use super::stats::{CpuProbe, Summary};
 
 /// Targets from the product brief for the uncached call overhead, in microseconds.
-pub const TARGET_ADDED_P50_US: f64 = 30.0;
-pub const TARGET_ADDED_P99_US: f64 = 100.0;
+pub(crate) const TARGET_ADDED_P50_US: f64 = 30.0;
+pub(crate) const TARGET_ADDED_P99_US: f64 = 100.0;
 
 /// Targets from the product brief for cached calls: p50 at low load (one connection, one call
 /// at a time), p99 at 32 connections, in microseconds, and calls per second on one core.
-pub const TARGET_CACHED_P50_US: f64 = 100.0;
-pub const TARGET_CACHED_LOAD_P99_US: f64 = 2_000.0;
-pub const TARGET_CACHED_CALLS_PER_CORE: f64 = 50_000.0;
+pub(crate) const TARGET_CACHED_P50_US: f64 = 100.0;
+pub(crate) const TARGET_CACHED_LOAD_P99_US: f64 = 2_000.0;
+pub(crate) const TARGET_CACHED_CALLS_PER_CORE: f64 = 50_000.0;
 
 /// The width of the label column.
 const LABEL: usize = 42;
 
 /// The sequential-latency results.
-pub struct Latency {
+pub(crate) struct Latency {
     /// How many interleaved rounds the calls were split into.
     pub rounds: usize,
     pub direct: Summary,
@@ -40,7 +40,7 @@ pub struct Latency {
 
 /// The throughput results: each bridge and the bare hyper server answering its body, all four
 /// measured in the same alternating rounds.
-pub struct Throughput {
+pub(crate) struct Throughput {
     pub bridge: LoadReport,
     pub baseline: LoadReport,
     pub cached: LoadReport,
@@ -51,13 +51,13 @@ impl Throughput {
     /// The cached bridge's calls per second of its own CPU time (see
     /// [`LoadReport::calls_per_cpu_second`]): what the brief's "calls/s on one core" target is
     /// judged by, since the bench shares the machine's cores with the bridge.
-    pub fn cached_calls_per_core(&self) -> Option<f64> {
+    pub(crate) fn cached_calls_per_core(&self) -> Option<f64> {
         self.cached.calls_per_cpu_second("bridge")
     }
 }
 
 /// Renders the human-readable table.
-pub fn table(
+pub(crate) fn table(
     header: &str,
     judge: bool,
     latency: &Latency,
@@ -389,7 +389,7 @@ fn list(values: &[f64], decimals: usize, suffix: &str) -> String {
 }
 
 /// The rate of one connection making one call at a time: the inverse of the mean latency.
-pub fn calls_per_second(summary: &Summary) -> f64 {
+pub(crate) fn calls_per_second(summary: &Summary) -> f64 {
     if summary.mean > 0.0 {
         1e6 / summary.mean
     } else {
@@ -397,7 +397,7 @@ pub fn calls_per_second(summary: &Summary) -> f64 {
     }
 }
 
-pub fn ratio(value: f64, base: f64) -> f64 {
+pub(crate) fn ratio(value: f64, base: f64) -> f64 {
     if base > 0.0 { value / base } else { f64::NAN }
 }
 

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 /// A latency distribution, in microseconds.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub count: usize,
     pub mean: f64,
     pub min: f64,
@@ -22,7 +22,7 @@ pub struct Summary {
 impl Summary {
     /// Summarizes samples given in nanoseconds (reordered in place), with `bench load`'s
     /// summary (the project's one percentile, by nearest rank).
-    pub fn from_nanos(samples: &mut [u64]) -> Self {
+    pub(crate) fn from_nanos(samples: &mut [u64]) -> Self {
         let latency = Latency::from_nanos(samples);
         Self {
             count: samples.len(),
@@ -36,7 +36,7 @@ impl Summary {
         }
     }
 
-    pub fn to_json(self) -> Value {
+    pub(crate) fn to_json(self) -> Value {
         json!({
             "count": self.count,
             "mean_us": round(self.mean),
@@ -51,23 +51,23 @@ impl Summary {
 }
 
 /// Rounds to 0.1 for the JSON report.
-pub fn round(value: f64) -> f64 {
+pub(crate) fn round(value: f64) -> f64 {
     (value * 10.0).round() / 10.0
 }
 
 /// Rounds to 0.01 for the JSON report.
-pub fn round2(value: f64) -> f64 {
+pub(crate) fn round2(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
 
 /// Rounds to 0.0001 for the JSON report, for ratios far below one.
-pub fn round4(value: f64) -> f64 {
+pub(crate) fn round4(value: f64) -> f64 {
     (value * 10_000.0).round() / 10_000.0
 }
 
 /// Whose CPU time to measure.
 #[derive(Clone, Debug)]
-pub enum CpuProbe {
+pub(crate) enum CpuProbe {
     /// Processes, by pid (user + system time of all their threads, summed).
     Processes(Vec<u32>),
     /// The calling thread (the bench's load generator).
@@ -80,7 +80,7 @@ pub enum CpuProbe {
 impl CpuProbe {
     /// CPU time used so far, or `None` when `/proc` cannot tell (the process is gone, or the
     /// system is not Linux).
-    pub fn cpu_time(&self) -> Option<Duration> {
+    pub(crate) fn cpu_time(&self) -> Option<Duration> {
         match self {
             CpuProbe::Processes(pids) => pids
                 .iter()
@@ -127,6 +127,7 @@ fn machine_busy_time() -> Option<Duration> {
     ))
 }
 
+#[allow(unsafe_code)] // sysconf has no safe wrapper in std.
 fn clock_ticks_per_second() -> f64 {
     // SAFETY: sysconf only reads a system constant.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
@@ -134,7 +135,7 @@ fn clock_ticks_per_second() -> f64 {
 }
 
 /// The CPU model from `/proc/cpuinfo`, for the report.
-pub fn cpu_model() -> Option<String> {
+pub(crate) fn cpu_model() -> Option<String> {
     let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
     let line = info.lines().find(|line| line.starts_with("model name"))?;
     Some(line.split_once(':')?.1.trim().to_owned())
@@ -142,7 +143,7 @@ pub fn cpu_model() -> Option<String> {
 
 /// The 1-minute load average from `/proc/loadavg`: how busy the machine was apart from the
 /// bench, for the report.
-pub fn load_average() -> Option<f64> {
+pub(crate) fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")
         .ok()?
         .split_whitespace()

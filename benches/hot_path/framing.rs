@@ -76,7 +76,7 @@ fn read_message(bytes: &[u8]) -> Value {
     }
 }
 
-pub fn bench(c: &mut Criterion) {
+pub(crate) fn bench(c: &mut Criterion) {
     let request = request();
     let response = response();
     let response_line = encode_line(&response);

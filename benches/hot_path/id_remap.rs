@@ -57,7 +57,7 @@ fn response() -> Value {
     })
 }
 
-pub fn bench(c: &mut Criterion) {
+pub(crate) fn bench(c: &mut Criterion) {
     let client_id = request()["id"].clone();
     // The benchmarks below must do what the bridge does: check it once.
     let mut check = request_with_progress();

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 
 /// What one baseline run measured.
 #[derive(Debug, Clone)]
-pub struct Measured {
+pub(crate) struct Measured {
     pub calls: u64,
     pub ok: u64,
     pub latency: Latency,
@@ -23,7 +23,7 @@ pub struct Measured {
 }
 
 impl Measured {
-    pub fn throughput(&self) -> f64 {
+    pub(crate) fn throughput(&self) -> f64 {
         if self.window.is_zero() {
             0.0
         } else {
@@ -31,7 +31,7 @@ impl Measured {
         }
     }
 
-    pub fn success_rate(&self) -> f64 {
+    pub(crate) fn success_rate(&self) -> f64 {
         if self.calls == 0 {
             1.0
         } else {
@@ -78,7 +78,7 @@ impl Collected {
 }
 
 /// `workers` callers share `calls` calls, each sending its next when the previous answers.
-pub async fn closed<F, Fut>(workers: usize, calls: u64, call: F) -> Measured
+pub(crate) async fn closed<F, Fut>(workers: usize, calls: u64, call: F) -> Measured
 where
     F: Fn(u64) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<(), String>> + Send + 'static,
@@ -109,7 +109,7 @@ where
 /// Calls at `rate` per second, evenly spaced, for `duration`; at most `max_inflight` at once
 /// (later calls wait, and their wait counts). A call not answered within `timeout` of its
 /// intended time fails.
-pub async fn open<F, Fut>(
+pub(crate) async fn open<F, Fut>(
     rate: f64,
     duration: Duration,
     timeout: Duration,

@@ -22,7 +22,7 @@ fn ratio(a: f64, b: f64) -> f64 {
     }
 }
 
-pub fn print_tables(plan: &Plan, results: &Results) -> String {
+pub(crate) fn print_tables(plan: &Plan, results: &Results) -> String {
     let cpus = std::thread::available_parallelism()
         .map(usize::from)
         .unwrap_or(1);
@@ -211,7 +211,7 @@ pub fn print_tables(plan: &Plan, results: &Results) -> String {
     out
 }
 
-pub fn json_report(
+pub(crate) fn json_report(
     plan: &Plan,
     results: &Results,
     load_average: [Option<f64>; 2],

@@ -8,7 +8,7 @@ use super::drive::Measured;
 
 /// One measured configuration.
 #[derive(Debug, Clone, Serialize)]
-pub struct Row {
+pub(crate) struct Row {
     pub name: String,
     pub calls: u64,
     pub ok: u64,
@@ -24,7 +24,7 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn from_report(name: &str, report: &LoadReport) -> Row {
+    pub(crate) fn from_report(name: &str, report: &LoadReport) -> Row {
         Row {
             name: name.to_owned(),
             calls: report.calls,
@@ -39,7 +39,7 @@ impl Row {
         }
     }
 
-    pub fn from_measured(name: &str, measured: &Measured) -> Row {
+    pub(crate) fn from_measured(name: &str, measured: &Measured) -> Row {
         Row {
             name: name.to_owned(),
             calls: measured.calls,
@@ -54,29 +54,29 @@ impl Row {
         }
     }
 
-    pub fn mean_ms(&self) -> String {
+    pub(crate) fn mean_ms(&self) -> String {
         ms(self.latency.mean_us)
     }
 
-    pub fn p50_ms(&self) -> String {
+    pub(crate) fn p50_ms(&self) -> String {
         ms(self.latency.p50_us)
     }
 
-    pub fn p95_ms(&self) -> String {
+    pub(crate) fn p95_ms(&self) -> String {
         ms(self.latency.p95_us)
     }
 
-    pub fn p99_ms(&self) -> String {
+    pub(crate) fn p99_ms(&self) -> String {
         ms(self.latency.p99_us)
     }
 
-    pub fn success(&self) -> String {
+    pub(crate) fn success(&self) -> String {
         format!("{:.1}%", self.success_rate * 100.0)
     }
 }
 
 /// Microseconds as milliseconds, with precision that suits the size.
-pub fn ms(micros: f64) -> String {
+pub(crate) fn ms(micros: f64) -> String {
     let millis = micros / 1000.0;
     if millis >= 100.0 {
         format!("{millis:.0}ms")
@@ -87,7 +87,7 @@ pub fn ms(micros: f64) -> String {
     }
 }
 
-pub fn mib(kib: Option<u64>) -> String {
+pub(crate) fn mib(kib: Option<u64>) -> String {
     kib.map_or_else(
         || "-".to_owned(),
         |kib| format!("{:.0}MB", kib as f64 / 1024.0),
@@ -95,7 +95,7 @@ pub fn mib(kib: Option<u64>) -> String {
 }
 
 /// A text table: the header, then one line per row, columns padded to their widest cell.
-pub fn render(title: &str, header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn render(title: &str, header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|cell| cell.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -129,7 +129,7 @@ pub fn render(title: &str, header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// The seed's Benchmark 1 figures (avg, p95, p99, throughput) by row key.
-pub fn seed_pooling(key: &str) -> [&'static str; 4] {
+pub(crate) fn seed_pooling(key: &str) -> [&'static str; 4] {
     match key {
         "spawn" => ["78ms", "120ms", "150ms", "12/s"],
         "pool-1-5" => ["18ms", "28ms", "35ms", "55/s"],
@@ -140,7 +140,7 @@ pub fn seed_pooling(key: &str) -> [&'static str; 4] {
 }
 
 /// The seed's Benchmark 2 row nearest to a hit rate: (its hit rate, avg, p95, memory).
-pub fn seed_cache(hit_rate: f64) -> [&'static str; 4] {
+pub(crate) fn seed_cache(hit_rate: f64) -> [&'static str; 4] {
     let rows = [
         (0.0, ["0%", "18ms", "28ms", "250MB"]),
         (0.5, ["50%", "13ms", "20ms", "270MB"]),
@@ -156,7 +156,7 @@ pub fn seed_cache(hit_rate: f64) -> [&'static str; 4] {
 }
 
 /// The seed's Benchmark 4 figures (success, avg, p95) by row key.
-pub fn seed_stress(key: &str) -> [&'static str; 3] {
+pub(crate) fn seed_stress(key: &str) -> [&'static str; 3] {
     match key {
         "spawn" => ["45%", "2500ms", "5000ms"],
         "pool-1-5" => ["85%", "150ms", "500ms"],

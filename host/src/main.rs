@@ -209,6 +209,7 @@ const FD_RESERVE: u64 = 256;
 /// `http.max_client_connections` (not a distribution's default soft limit, often 1024)
 /// decides how many clients are served; warns when even the hard limit is too low for it.
 #[cfg(unix)]
+#[allow(unsafe_code)] // getrlimit and setrlimit have no safe wrapper in std.
 fn raise_fd_limit(max_client_connections: usize) {
     let mut limit = libc::rlimit {
         rlim_cur: 0,

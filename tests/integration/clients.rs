@@ -34,7 +34,7 @@ async fn demo_bridge(pool: &str) -> Result<Bridge> {
 }
 
 /// Runs `tests/clients/proto_client.py` with a spec (see the script) and returns its report.
-pub async fn python(spec: Value) -> Result<Value> {
+pub(crate) async fn python(spec: Value) -> Result<Value> {
     let arg = spec.to_string();
     let args = [arg.as_str()];
     let run = run_python_client("proto_client.py", &args);
@@ -46,7 +46,7 @@ pub async fn python(spec: Value) -> Result<Value> {
 }
 
 /// The `(progress, total)` pairs a Python call step received.
-pub fn progress_pairs(call: &Value) -> Vec<(f64, f64)> {
+pub(crate) fn progress_pairs(call: &Value) -> Vec<(f64, f64)> {
     let pairs = call["progress"].as_array().map(|progress| {
         let pair = |p: &Value| (p[0].as_f64().unwrap_or(-1.0), p[1].as_f64().unwrap_or(-1.0));
         progress.iter().map(pair).collect()
@@ -55,7 +55,7 @@ pub fn progress_pairs(call: &Value) -> Vec<(f64, f64)> {
 }
 
 /// `(1, n), (2, n), ... (n, n)`: the progress of a call with `n` steps.
-pub fn steps_of(n: u64) -> Vec<(f64, f64)> {
+pub(crate) fn steps_of(n: u64) -> Vec<(f64, f64)> {
     (1..=n).map(|step| (step as f64, n as f64)).collect()
 }
 

@@ -2,6 +2,10 @@
 //! server processes (the demo server and the npm reference servers) and real clients
 //! written by others (the Python `mcp` SDK, `rmcp`).
 
+// The tests signal and limit processes they started (kill, prlimit by pid), which std does
+// not wrap; those libc calls are the only unsafe code here.
+#![allow(unsafe_code)]
+
 mod support;
 
 mod cache;

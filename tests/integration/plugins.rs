@@ -24,7 +24,7 @@ const CACHE_HEADER: &str = "mcp-bridge-cache";
 const TEST_DECISION_TIMEOUT: &str = "decision_timeout = \"10s\"\n";
 
 /// A bridge serving the demo server with a plugin directory.
-pub struct PluginBridge {
+pub(crate) struct PluginBridge {
     pub bridge: Bridge,
     pub plugins: PathBuf,
     calls: PathBuf,
@@ -35,7 +35,7 @@ impl PluginBridge {
     /// from `plugin_artifacts`, and file name) before it starts. `plugins_toml` goes right under `[plugins]`: its keys,
     /// then any `[[plugins.policy]]` bindings. `compiled` is the compiled-component cache
     /// (a fresh one in the bridge's directory when `None`).
-    pub async fn start(
+    pub(crate) async fn start(
         files: &[(&str, &str)],
         plugins_toml: &str,
         compiled: Option<&Path>,
@@ -71,7 +71,7 @@ impl PluginBridge {
     }
 
     /// `GET /admin/plugins`.
-    pub async fn admin(&self) -> Result<Value> {
+    pub(crate) async fn admin(&self) -> Result<Value> {
         let response = http().get(self.bridge.url("/admin/plugins")).send().await?;
         ensure!(
             response.status() == 200,
@@ -82,7 +82,7 @@ impl PluginBridge {
     }
 
     /// The admin entry of one plugin by name.
-    pub async fn plugin(&self, name: &str) -> Result<Value> {
+    pub(crate) async fn plugin(&self, name: &str) -> Result<Value> {
         let admin = self.admin().await?;
         admin["plugins"]
             .as_array()
@@ -91,24 +91,24 @@ impl PluginBridge {
     }
 
     /// How many `tools/call` of `tool` reached the demo server.
-    pub fn calls(&self, tool: &str) -> usize {
+    pub(crate) fn calls(&self, tool: &str) -> usize {
         count_calls(&self.calls, tool)
     }
 
-    pub async fn session(&self) -> Result<RawSession> {
+    pub(crate) async fn session(&self) -> Result<RawSession> {
         RawSession::open(&self.bridge.url("/mcp/demo")).await
     }
 }
 
 /// A forwarded call's response and its `mcp-bridge-cache` header.
-pub struct Answered {
+pub(crate) struct Answered {
     pub response: Value,
     pub cache: Option<String>,
 }
 
 impl Answered {
     /// A `key=value` field of the cache header.
-    pub fn field(&self, key: &str) -> Option<u64> {
+    pub(crate) fn field(&self, key: &str) -> Option<u64> {
         self.cache.as_deref()?.split(';').find_map(|part| {
             let (name, value) = part.trim().split_once('=')?;
             (name == key).then(|| value.parse().ok())?
@@ -116,7 +116,7 @@ impl Answered {
     }
 
     /// Fails unless the call returned a tool result (not a JSON-RPC error or `isError`).
-    pub fn ensure_success(&self, what: &str) -> Result<()> {
+    pub(crate) fn ensure_success(&self, what: &str) -> Result<()> {
         ensure!(
             self.response["result"].is_object()
                 && self.response["result"]["isError"] != json!(true),
@@ -128,7 +128,12 @@ impl Answered {
 }
 
 /// Calls a tool in a session and keeps the cache header.
-pub async fn call(session: &RawSession, id: u64, tool: &str, arguments: Value) -> Result<Answered> {
+pub(crate) async fn call(
+    session: &RawSession,
+    id: u64,
+    tool: &str,
+    arguments: Value,
+) -> Result<Answered> {
     let message = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
         "params": {"name": tool, "arguments": arguments}});
     let response = post_json(&session.url, Some(&session.session_id), &message).await?;

@@ -13,20 +13,20 @@ use std::sync::OnceLock;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-pub use mcp_bridge_test_support::process::{process_alive, read_lines_until, rss_kib};
-pub use mcp_bridge_test_support::repo::{
+pub(crate) use mcp_bridge_test_support::process::{process_alive, read_lines_until, rss_kib};
+pub(crate) use mcp_bridge_test_support::repo::{
     plugin_wasm, publish_plugin, repo_root, run_script, toml_string,
 };
-pub use mcp_bridge_test_support::{Bridge, SETTLE, eventually, metric, poll_until};
+pub(crate) use mcp_bridge_test_support::{Bridge, SETTLE, eventually, metric, poll_until};
 
 /// The `mcp-bridge` binary cargo built for these tests.
-pub fn bridge_exe() -> &'static str {
+pub(crate) fn bridge_exe() -> &'static str {
     env!("CARGO_BIN_EXE_mcp-bridge")
 }
 
 /// Installs the pinned npm servers and the Python `mcp` SDK (once per test run) and
 /// returns where they live. A missing part is installed, never skipped.
-pub fn test_deps() -> &'static TestDeps {
+pub(crate) fn test_deps() -> &'static TestDeps {
     static DEPS: OnceLock<TestDeps> = OnceLock::new();
     DEPS.get_or_init(|| {
         let root = repo_root();
@@ -43,7 +43,7 @@ pub fn test_deps() -> &'static TestDeps {
     })
 }
 
-pub struct TestDeps {
+pub(crate) struct TestDeps {
     pub python: PathBuf,
     pub server_everything: PathBuf,
     pub server_memory: PathBuf,
@@ -52,7 +52,7 @@ pub struct TestDeps {
 }
 
 /// TOML for one `[servers.NAME]` table running the bridge's own demo server.
-pub fn demo_server_toml(name: &str, demo_args: &[&str], pool: &str) -> String {
+pub(crate) fn demo_server_toml(name: &str, demo_args: &[&str], pool: &str) -> String {
     let mut args = vec!["demo-server".to_owned(), "--test-tools".to_owned()];
     args.extend(demo_args.iter().map(|arg| (*arg).to_owned()));
     format!(
@@ -63,7 +63,7 @@ pub fn demo_server_toml(name: &str, demo_args: &[&str], pool: &str) -> String {
 }
 
 /// TOML for a server running a Node script directly (no npx wrapper).
-pub fn node_server_toml(
+pub(crate) fn node_server_toml(
     name: &str,
     script: &Path,
     args: &[&str],
@@ -87,7 +87,7 @@ pub fn node_server_toml(
 /// listen address is passed on the command line). Tests that are not about the cache run
 /// with it off, so every call they make reaches a backend; a config with its own `[cache]`
 /// section keeps it.
-pub fn start_bridge(config_toml: &str) -> Result<Bridge> {
+pub(crate) fn start_bridge(config_toml: &str) -> Result<Bridge> {
     let mut config = config_toml.to_owned();
     if !config
         .lines()
@@ -99,7 +99,7 @@ pub fn start_bridge(config_toml: &str) -> Result<Bridge> {
 }
 
 /// Starts the bridge on an existing config file, with extra `serve` arguments.
-pub fn start_bridge_with_file(
+pub(crate) fn start_bridge_with_file(
     dir: tempfile::TempDir,
     config_path: PathBuf,
     extra: &[&str],
@@ -108,20 +108,20 @@ pub fn start_bridge_with_file(
 }
 
 /// A shared HTTP client for plain requests.
-pub fn http() -> &'static reqwest::Client {
+pub(crate) fn http() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT.get_or_init(reqwest::Client::new)
 }
 
 /// A minimal session-based MCP client over raw HTTP, for tests that need to control
 /// exact bytes and headers (the real SDK clients are used everywhere else).
-pub struct RawSession {
+pub(crate) struct RawSession {
     pub url: String,
     pub session_id: String,
 }
 
 impl RawSession {
-    pub async fn open(url: &str) -> Result<RawSession> {
+    pub(crate) async fn open(url: &str) -> Result<RawSession> {
         let response = post_json(
             url,
             None,
@@ -142,13 +142,13 @@ impl RawSession {
     }
 
     /// Sends a request and returns the JSON-RPC response (read from JSON or SSE).
-    pub async fn request(&self, id: Value, method: &str, params: Value) -> Result<Value> {
+    pub(crate) async fn request(&self, id: Value, method: &str, params: Value) -> Result<Value> {
         let message = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params});
         let response = post_json(&self.url, Some(&self.session_id), &message).await?;
         read_response(response).await
     }
 
-    pub async fn call_tool(&self, id: Value, name: &str, arguments: Value) -> Result<Value> {
+    pub(crate) async fn call_tool(&self, id: Value, name: &str, arguments: Value) -> Result<Value> {
         self.request(
             id,
             "tools/call",
@@ -158,7 +158,7 @@ impl RawSession {
     }
 }
 
-pub async fn post_json(
+pub(crate) async fn post_json(
     url: &str,
     session: Option<&str>,
     message: &Value,
@@ -175,7 +175,7 @@ pub async fn post_json(
 }
 
 /// Reads a JSON-RPC response from a JSON body or the last `data:` line of an SSE body.
-pub async fn read_response(response: reqwest::Response) -> Result<Value> {
+pub(crate) async fn read_response(response: reqwest::Response) -> Result<Value> {
     let is_sse = response
         .headers()
         .get("content-type")
@@ -193,7 +193,7 @@ pub async fn read_response(response: reqwest::Response) -> Result<Value> {
 }
 
 /// Every JSON message in an SSE body.
-pub fn sse_messages(text: &str) -> Vec<Value> {
+pub(crate) fn sse_messages(text: &str) -> Vec<Value> {
     text.lines()
         .filter_map(|line| line.strip_prefix("data: "))
         .filter_map(|data| serde_json::from_str(data).ok())
@@ -202,7 +202,7 @@ pub fn sse_messages(text: &str) -> Vec<Value> {
 
 /// Runs a Python client script from `tests/clients/` with the pinned SDK and parses
 /// the JSON it prints last on stdout.
-pub async fn run_python_client(script: &str, args: &[&str]) -> Result<Value> {
+pub(crate) async fn run_python_client(script: &str, args: &[&str]) -> Result<Value> {
     let deps = test_deps();
     let output = tokio::process::Command::new(&deps.python)
         .arg(deps.clients_dir.join(script))
@@ -229,7 +229,7 @@ pub async fn run_python_client(script: &str, args: &[&str]) -> Result<Value> {
 }
 
 /// Lines of a demo server `--calls-log` file naming `tool`.
-pub fn count_calls(calls_log: &Path, tool: &str) -> usize {
+pub(crate) fn count_calls(calls_log: &Path, tool: &str) -> usize {
     std::fs::read_to_string(calls_log)
         .map(|text| {
             text.lines()
