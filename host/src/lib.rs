@@ -1,22 +1,23 @@
 //! mcp-bridge: pools stdio MCP servers behind a Streamable HTTP endpoint, caches tool
 //! calls under policies that WebAssembly plugins can supply, and records traffic for a
-//! policy lab. ARCHITECTURE.md is the map; each layer imports only the ones below it.
+//! policy lab.
 //!
-//! - [`front`]: HTTP and MCP's Streamable HTTP transport: sessions, protocol versions,
-//!   aggregation, the operational routes, and the guard of the admin routes, whose
-//!   content the application plugs in ([`front::AdminRoutes`]).
-//! - [`router`]: the one path every forwarded call takes: lease, send, timeout, retry;
-//!   the cache layer (asks the policies, drives the cache) and the recording hook.
-//! - [`backend`]: the server processes and their pools; knows nothing of HTTP or caching.
-//! - [`cache`]: the response store: keys, tags, single-flight; knows nothing of policies.
-//! - [`plugin`]: the wasmtime host that runs policy plugins as [`policy::Policy`]s and
-//!   publishes new chains through a [`policy::PolicySink`].
-//! - [`policy`]: the policy vocabulary, the `Policy` trait, `PolicyChain`, the built-in
-//!   policy.
-//! - [`trace`]: the trace file format and the recorder, used by the router and the lab.
-//! - [`lab`]: `bench policies` (replay in virtual time), `bench load`, workloads.
-//! - [`config`], [`metrics`], [`jsonrpc`]: shared by the layers above; [`demo`]: the demo
-//!   stdio server, which imports nothing of the bridge.
+//! Each layer is a crate of its own under `host/` (ARCHITECTURE.md has the map and what
+//! each crate may not use); this library only re-exports them under their layer names, so
+//! the integration tests and the benches write `mcp_bridge::router`, `mcp_bridge::front`
+//! and so on:
+//!
+//! - [`front`]: HTTP and MCP's Streamable HTTP transport; it serves an [`upstream::Upstream`].
+//! - [`upstream`]: the seam between the front and what serves its calls.
+//! - [`router`]: the one path every forwarded call takes, the cache layer, the recording hook.
+//! - [`backend`]: the server processes and their pools.
+//! - [`cache`]: the response store: keys, tags, single-flight.
+//! - [`plugin`]: the wasmtime host that runs policy plugins as [`policy::Policy`]s.
+//! - [`policy`]: the policy vocabulary, shared with the plugin SDK.
+//! - [`trace`]: the trace file format and the recorder.
+//! - [`lab`]: `bench policies`, `bench load`, workloads.
+//! - [`config`], [`metrics`], [`jsonrpc`]: shared below the layers; [`demo`]: the demo
+//!   stdio server.
 //!
 //! The binary (`main.rs`, and `app/` for the wiring and the admin API) is the one place
 //! that knows every layer.
