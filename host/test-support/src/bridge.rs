@@ -11,7 +11,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use bytes::Bytes;
 use serde_json::Value;
 
@@ -181,7 +181,12 @@ impl Bridge {
 
     /// `GET /admin/stats`: sessions and every server's pool.
     pub async fn admin_stats(&self) -> Result<Value> {
-        let (_, body) = self.get("/admin/stats").await?;
+        let (status, body) = self.get("/admin/stats").await?;
+        ensure!(
+            status == 200,
+            "/admin/stats answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
         serde_json::from_slice(&body).context("/admin/stats is not JSON")
     }
 
@@ -311,8 +316,9 @@ fn listening_address(line: &str) -> Option<SocketAddr> {
 /// idle would be closed by the bridge's keep-alive timeout and move the connection metrics
 /// the tests read.
 pub async fn metric(bridge: &Bridge, name: &str, labels: &[&str]) -> Result<f64> {
-    let (_, body) = bridge.get("/metrics").await?;
+    let (status, body) = bridge.get("/metrics").await?;
     let text = String::from_utf8_lossy(&body);
+    ensure!(status == 200, "/metrics answered {status}: {text}");
     let mut total = 0.0;
     for line in text.lines().filter(|line| !line.starts_with('#')) {
         let Some(rest) = line.strip_prefix(name) else {

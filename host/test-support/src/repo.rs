@@ -29,6 +29,11 @@ pub fn plugin_wasm(package: &str) -> &'static str {
     let Some(artifact) = plugin_artifacts::named(package) else {
         panic!("no plugin package `{package}` under plugins/");
     };
+    assert!(
+        Path::new(artifact.path).is_file(),
+        "{} was not built",
+        artifact.path
+    );
     artifact.path
 }
 
