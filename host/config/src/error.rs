@@ -51,7 +51,7 @@ impl fmt::Display for ConfigError {
 
 impl ConfigError {
     /// Builds an error about a whole file, with no position or field yet.
-    pub(crate) fn new(file: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(file: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             file: file.into(),
             line: None,
@@ -63,7 +63,7 @@ impl ConfigError {
     }
 
     /// Adds the advice on how to fix the problem.
-    pub(crate) fn with_help(mut self, help: impl Into<String>) -> Self {
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
         self
     }

@@ -16,8 +16,8 @@
 //! the invalidation rules are the policy crate's types, and [`BridgeConfig::builtin_policy`]
 //! builds the built-in policy from them.
 //!
-//! [`watch`] follows the file after startup, handing each valid new version to a callback and
-//! logging (and otherwise ignoring) an invalid one.
+//! Following the file after startup (hot reload) is the binary's job (`host/src/app/watch.rs`):
+//! this crate only reads, checks and describes configurations, and starts no thread.
 
 // `ConfigError`'s public fields (fixed by the API the rest of the host codes against) make it
 // 128 bytes, which trips clippy's `result_large_err`. Errors here are built once, at startup or
@@ -36,7 +36,6 @@ mod raw;
 mod secret;
 mod source;
 mod validate;
-mod watch;
 
 #[cfg(test)]
 mod tests;
@@ -47,7 +46,6 @@ pub use checked::*;
 pub use error::ConfigError;
 pub use expand::EXE_VARIABLE;
 pub use secret::{REDACTED, Secret};
-pub use watch::{ConfigWatcher, WATCH_DEBOUNCE, WATCH_MAX_DELAY, watch};
 
 /// The embedded default configuration: the bridge's own demo server on 127.0.0.1:8080.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../../config/default.toml");

@@ -7,6 +7,7 @@
 
 mod admin;
 mod reload;
+mod watch;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -3,9 +3,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use mcp_bridge::config::{self, BridgeConfig};
+use mcp_bridge::config::BridgeConfig;
 use mcp_bridge::plugin::PluginHost;
 use mcp_bridge::policy::{PolicyChain, PolicySink};
+
+use super::watch::{self, ConfigWatcher};
 
 /// Re-reads the config file when it changes and applies what can change while running:
 /// the cache's TTL table and invalidation rules, as a new policy chain (through the plugin
@@ -16,8 +18,8 @@ pub(crate) fn watch(
     running: BridgeConfig,
     policies: Option<Arc<dyn PolicySink>>,
     plugins: Option<Arc<PluginHost>>,
-) -> anyhow::Result<config::ConfigWatcher> {
-    let watcher = config::watch(path, move |new| {
+) -> anyhow::Result<ConfigWatcher> {
+    let watcher = watch::watch(path, move |new| {
         // `--listen` overrides the file, so the listen address is not a change.
         let mut new_http = new.http.clone();
         new_http.listen = running.http.listen;

@@ -3,7 +3,6 @@
 mod cache;
 mod files;
 mod plugins;
-mod watch;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Watching the configuration file: each valid new version is handed to a callback, an invalid one is logged and skipped.
+//! Watching the configuration file (`serve --config` hot reload, applied by `reload.rs`): each valid new version is handed to a callback, an invalid one is logged and skipped.
 //!
 //! The watcher observes the file's directory rather than the file, because editors and
 //! deployment tools replace a file by writing a temporary one and renaming it over the original,
@@ -9,7 +9,7 @@
 //!
 //! A reload reads the file and does nothing when its bytes are the ones last seen, so activity
 //! on other files of the directory costs one read. Otherwise the file is loaded with
-//! [`load_file`](super::load_file): a valid configuration that differs from the last one
+//! [`load_file`](mcp_bridge::config::load_file): a valid configuration that differs from the last one
 //! delivered is passed to the callback, and an invalid one is logged with `tracing::warn!` (the
 //! full error, with file, line and field) while the previous configuration stays in force.
 //! Files named in `include` are not watched; a change to one is picked up with the next change
@@ -28,31 +28,23 @@ use std::time::{Duration, Instant};
 
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 
-use super::checked::BridgeConfig;
-use super::error::ConfigError;
+use mcp_bridge::config::{self, BridgeConfig, ConfigError};
 
 /// How long the directory must stay quiet after an event before the file is reloaded, so that
 /// an editor's several writes for one save cause one reload.
-pub const WATCH_DEBOUNCE: Duration = Duration::from_millis(200);
+pub(super) const WATCH_DEBOUNCE: Duration = Duration::from_millis(200);
 
 /// The longest a reload waits for the directory to become quiet, so that a directory with
 /// steady activity on other files still gets its changes applied.
-pub const WATCH_MAX_DELAY: Duration = Duration::from_secs(2);
+pub(super) const WATCH_MAX_DELAY: Duration = Duration::from_secs(2);
 
 /// Watches a configuration file until it is dropped; see [`watch`].
 ///
 /// Dropping it stops the watch. A reload that is already running when it is dropped may still
 /// call the callback once; a reload that is only waiting out the debounce is abandoned.
-pub struct ConfigWatcher {
+pub(super) struct ConfigWatcher {
     path: PathBuf,
     _watcher: RecommendedWatcher,
-}
-
-impl ConfigWatcher {
-    /// The watched configuration file, as given to [`watch`].
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 impl fmt::Debug for ConfigWatcher {
@@ -74,7 +66,10 @@ impl fmt::Debug for ConfigWatcher {
 ///
 /// Fails when the path has no file name, or when the directory cannot be watched (it does not
 /// exist, or the system's limit on watches is reached).
-pub fn watch(
+// `ConfigError` is large (file, line, field, help), but it is built once, when watching
+// starts, never on a request path; boxing it would only change the signature.
+#[allow(clippy::result_large_err)]
+pub(super) fn watch(
     path: PathBuf,
     on_change: impl Fn(BridgeConfig) + Send + Sync + 'static,
 ) -> Result<ConfigWatcher, ConfigError> {
@@ -189,7 +184,7 @@ fn reload_loop(
             continue;
         }
         last_bytes = Some(bytes);
-        match super::load_file(path) {
+        match config::load_file(path) {
             Ok(config) if last_config.as_ref() == Some(&config) => {
                 tracing::debug!(path = %path.display(), "the configuration file changed without changing the configuration");
             }
@@ -203,6 +198,118 @@ fn reload_loop(
             Err(error) => {
                 tracing::warn!(path = %path.display(), "the configuration file changed but is not valid; keeping the current configuration:\n{error}");
             }
+        }
+    }
+}
+
+/// Tests of the configuration watcher against real files in a temporary directory.
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::sync::mpsc::{self, Receiver};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// How long a test waits for a reload that should happen: far more than the debounce, so a
+    /// slow machine does not fail the test.
+    const EXPECTED_WITHIN: Duration = Duration::from_secs(10);
+
+    /// How long a test waits to be sure a reload does not happen: the debounce plus a margin.
+    const NOTHING_WITHIN: Duration = Duration::from_millis(1500);
+
+    fn config_text(max_entries: u64) -> String {
+        format!("[servers.a]\ncommand = \"x\"\n\n[cache]\nmax_entries = {max_entries}\n")
+    }
+
+    /// Starts watching `path`, forwarding each delivered configuration to the returned channel.
+    fn start(path: &Path) -> (ConfigWatcher, Receiver<BridgeConfig>) {
+        let (sender, receiver) = mpsc::channel();
+        let watcher = watch(path.to_path_buf(), move |config| {
+            // The test may have finished and dropped the receiver; nothing is lost then.
+            let _ = sender.send(config);
+        });
+        match watcher {
+            Ok(watcher) => (watcher, receiver),
+            Err(e) => panic!("cannot watch {}: {e}", path.display()),
+        }
+    }
+
+    fn next(receiver: &Receiver<BridgeConfig>) -> BridgeConfig {
+        match receiver.recv_timeout(EXPECTED_WITHIN) {
+            Ok(config) => config,
+            Err(e) => panic!("no configuration was delivered within {EXPECTED_WITHIN:?}: {e}"),
+        }
+    }
+
+    #[test]
+    fn rewrites_are_delivered_and_invalid_ones_are_not() {
+        let dir = temp_dir();
+        let path = write(dir.path(), "bridge.toml", &config_text(1));
+        let (watcher, receiver) = start(&path);
+        assert_eq!(watcher.path, path);
+
+        write(dir.path(), "bridge.toml", &config_text(2));
+        let config = next(&receiver);
+        assert_eq!(config.cache.max_entries, 2);
+        assert_eq!(config.source, path.display().to_string());
+
+        // An invalid version is logged and skipped: nothing is delivered.
+        write(dir.path(), "bridge.toml", &config_text(0));
+        assert!(receiver.recv_timeout(NOTHING_WITHIN).is_err());
+
+        // Editors save by writing a temporary file and renaming it over the original.
+        let temporary = write(dir.path(), ".bridge.toml.swp", &config_text(3));
+        if let Err(e) = std::fs::rename(&temporary, &path) {
+            panic!("cannot rename: {e}");
+        }
+        assert_eq!(next(&receiver).cache.max_entries, 3);
+
+        // A change that leaves the configuration as it was (a comment) delivers nothing, and
+        // neither does activity on other files in the directory.
+        write(
+            dir.path(),
+            "bridge.toml",
+            &format!("# a comment\n{}", config_text(3)),
+        );
+        write(dir.path(), "other.txt", "unrelated");
+        assert!(receiver.recv_timeout(NOTHING_WITHIN).is_err());
+
+        // After the watcher is dropped, changes are no longer delivered.
+        drop(watcher);
+        write(dir.path(), "bridge.toml", &config_text(4));
+        assert!(receiver.recv_timeout(NOTHING_WITHIN).is_err());
+    }
+
+    #[test]
+    fn watching_needs_an_existing_directory() {
+        let dir = temp_dir();
+        let missing = dir.path().join("no-such-directory").join("bridge.toml");
+        let error = watch(missing.clone(), |_| {}).err();
+        let error = error.unwrap_or_else(|| ConfigError::new("", ""));
+        assert_eq!(error.file, missing.display().to_string());
+        assert!(error.message.contains("cannot watch"), "{error}");
+        assert!(error.help.is_some(), "{error}");
+
+        let error = watch(dir.path().join(".."), |_| {}).err();
+        assert!(
+            error.is_some_and(|e| e.message.contains("does not name a file")),
+            "a path without a file name must be refused"
+        );
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        if let Err(e) = std::fs::write(&path, text) {
+            panic!("cannot write {}: {e}", path.display());
+        }
+        path
+    }
+
+    fn temp_dir() -> tempfile::TempDir {
+        match tempfile::tempdir() {
+            Ok(dir) => dir,
+            Err(e) => panic!("cannot create a temporary directory: {e}"),
         }
     }
 }
