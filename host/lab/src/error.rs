@@ -34,36 +34,22 @@ pub enum LabError {
     Usage(String),
     #[error("load target {target}: {message}")]
     Load { target: String, message: String },
+    /// A trace file could not be read or written, or recording could not start; the trace
+    /// layer's own error, with its message unchanged.
+    #[error(transparent)]
+    TraceFile(#[from] TraceError),
 }
 
 impl LabError {
     /// Whether trying again with the same input could succeed (only I/O and load
     /// failures can: a bad file stays bad).
     pub fn retryable(&self) -> bool {
-        matches!(
-            self,
-            LabError::Read { .. } | LabError::Write { .. } | LabError::Load { .. }
-        )
-    }
-}
-
-/// A trace file's error, in the lab's terms: the same message, and retryable exactly when
-/// the lab's own error of that kind is.
-impl From<TraceError> for LabError {
-    fn from(error: TraceError) -> Self {
-        match error {
-            TraceError::Read { path, source } => LabError::Read { path, source },
-            TraceError::Write { path, source } => LabError::Write { path, source },
-            TraceError::Line {
-                path,
-                line,
-                message,
-            } => LabError::Trace {
-                path,
-                line,
-                message,
-            },
-            TraceError::Options(message) => LabError::Usage(message),
+        match self {
+            LabError::TraceFile(error) => error.retryable(),
+            _ => matches!(
+                self,
+                LabError::Read { .. } | LabError::Write { .. } | LabError::Load { .. }
+            ),
         }
     }
 }

@@ -29,3 +29,10 @@ pub enum TraceError {
     #[error("{0}")]
     Options(String),
 }
+
+impl TraceError {
+    /// Whether trying again could succeed: only I/O can; a bad line or bad options stay bad.
+    pub fn retryable(&self) -> bool {
+        matches!(self, TraceError::Read { .. } | TraceError::Write { .. })
+    }
+}
