@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 
 use mcp_bridge_upstream::{Health, HealthSummary, Introduction, ServerDescription};
 
-use mcp_bridge_backend::{BackendError, HealthStatus, Pool};
+use mcp_bridge_backend::{BackendError, Catalog, HealthStatus, Pool};
 
 /// One configured server, as the front addresses it. Cheap to clone.
 #[derive(Clone)]
@@ -49,7 +49,7 @@ impl Server {
     /// What the server has said about itself so far (empty before its first handshake).
     pub fn description(&self) -> ServerDescription {
         let catalog = self.pool.catalog();
-        ServerDescription::new(catalog.capabilities(), catalog.tools.clone())
+        ServerDescription::new(catalog.capabilities(), Arc::new(CatalogTools(catalog)))
     }
 
     /// Waits for the server as [`Server::wait_ready`] does, then what a client learns
@@ -119,4 +119,13 @@ pub(super) fn holds_up_readiness(server: &Server) -> bool {
     }
     let wants_process = pool.config().pool.min_connections > 0;
     (wants_process && pool.ready_processes() == 0) || pool.start_has_failed()
+}
+
+/// A server's tool list as the seam shares it: the catalogue itself, not a copy.
+struct CatalogTools(Arc<Catalog>);
+
+impl AsRef<[Value]> for CatalogTools {
+    fn as_ref(&self) -> &[Value] {
+        &self.0.tools
+    }
 }

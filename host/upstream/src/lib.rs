@@ -154,15 +154,19 @@ pub struct CacheHint {
 }
 
 /// A snapshot of what one server offers: its capabilities and tools, exactly as it
-/// declared them.
-#[derive(Debug, Clone, Default)]
+/// declared them. The tool list is shared with whoever holds the server's catalogue, not
+/// copied: aggregated answers read it once per server and request.
+#[derive(Clone)]
 pub struct ServerDescription {
     capabilities: Value,
-    tools: Vec<Value>,
+    tools: Arc<dyn AsRef<[Value]> + Send + Sync>,
 }
 
 impl ServerDescription {
-    pub fn new(capabilities: Value, tools: Vec<Value>) -> ServerDescription {
+    pub fn new(
+        capabilities: Value,
+        tools: Arc<dyn AsRef<[Value]> + Send + Sync>,
+    ) -> ServerDescription {
         ServerDescription {
             capabilities,
             tools,
@@ -176,7 +180,16 @@ impl ServerDescription {
 
     /// The server's tool definitions as it sent them.
     pub fn tools(&self) -> &[Value] {
-        &self.tools
+        (*self.tools).as_ref()
+    }
+}
+
+impl std::fmt::Debug for ServerDescription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerDescription")
+            .field("capabilities", &self.capabilities)
+            .field("tools", &self.tools())
+            .finish()
     }
 }
 
