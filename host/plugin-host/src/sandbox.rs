@@ -179,27 +179,37 @@ impl PluginState {
 
     /// Bytes written to stdout or stderr: every complete line (and every
     /// `MAX_LOG_LINE` bytes without one) becomes a log line; the rest waits for more.
+    /// One pass over the bytes whatever their number of lines: a guest may hand any amount
+    /// in one call, and host time is not under the epoch deadline.
     fn write_stream(&mut self, stream: Stream, bytes: &[u8]) {
         let buffer = match stream {
             Stream::Stdout => &mut self.stdout,
             Stream::Stderr => &mut self.stderr,
         };
         buffer.extend_from_slice(bytes);
+        let pending = std::mem::take(buffer);
+        let mut start = 0;
         let mut lines = Vec::new();
-        loop {
-            let end = match buffer.iter().position(|&b| b == b'\n') {
-                Some(newline) => newline,
-                None if buffer.len() >= MAX_LOG_LINE => MAX_LOG_LINE,
+        while start < pending.len() {
+            let rest = &pending[start..];
+            // Only the first line's worth is searched, so a long run without a newline
+            // is cut into `MAX_LOG_LINE` pieces in linear time.
+            let window = &rest[..rest.len().min(MAX_LOG_LINE + 1)];
+            let (end, next) = match window.iter().position(|&b| b == b'\n') {
+                Some(newline) => (newline, newline + 1),
+                None if rest.len() >= MAX_LOG_LINE => (MAX_LOG_LINE, MAX_LOG_LINE),
                 None => break,
             };
-            let line: Vec<u8> = buffer.drain(..end).collect();
-            if buffer.first() == Some(&b'\n') {
-                buffer.remove(0);
-            }
-            lines.push(line);
+            lines.push(start..start + end);
+            start += next;
         }
+        let buffer = match stream {
+            Stream::Stdout => &mut self.stdout,
+            Stream::Stderr => &mut self.stderr,
+        };
+        buffer.extend_from_slice(&pending[start..]);
         for line in lines {
-            self.write_stream_line(stream, &line);
+            self.write_stream_line(stream, &pending[line]);
         }
     }
 
@@ -520,5 +530,23 @@ mod tests {
         drop(state);
         // Both unfinished lines are written when the instance goes.
         assert_eq!(budget.window.lock().lines, 5);
+    }
+
+    #[test]
+    fn one_write_of_many_lines_is_cut_in_one_pass() {
+        let budget = Arc::new(LogBudget::new("p.wasm"));
+        let mut state = PluginState::new(Arc::from("p"), 1 << 20, budget.clone());
+        // 20 000 one-byte lines and a 5 000-byte run without a newline, in one call.
+        let mut bytes = b"x\n".repeat(20_000);
+        bytes.extend(std::iter::repeat_n(b'y', 5_000));
+        state.write_stream(Stream::Stdout, &bytes);
+        // Every line counted against the budget (admitted or suppressed), two full pieces
+        // of the long run too, and the run's tail kept for the next write.
+        assert_eq!(budget.window.lock().lines, 20_002);
+        assert_eq!(
+            budget.window.lock().suppressed,
+            20_002 - LOG_LINES_PER_SECOND
+        );
+        assert_eq!(state.stdout.len(), 5_000 - 2 * MAX_LOG_LINE);
     }
 }
