@@ -7,6 +7,7 @@ use std::time::Duration;
 use mcp_bridge_policy::{BuiltinPolicy, BuiltinSettings};
 pub use mcp_bridge_policy::{InvalidationRule, TtlMap, TtlRule};
 
+use super::auth::{AccessConfig, AuditConfig, AuthConfig, LimitsConfig};
 use super::secret::Secret;
 
 /// The HTTP listen address: loopback only, because the bridge starts local processes on behalf
@@ -146,6 +147,10 @@ pub struct BridgeConfig {
     pub servers: Vec<ServerConfig>,
     pub cache: CacheConfig,
     pub plugins: PluginsConfig,
+    pub auth: AuthConfig,
+    pub access: AccessConfig,
+    pub limits: LimitsConfig,
+    pub audit: AuditConfig,
 }
 
 /// How long one plugin call may run before it is interrupted and counted as a fault. It is

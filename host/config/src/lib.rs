@@ -25,6 +25,7 @@
 // matters, while boxing it would change the public signatures.
 #![allow(clippy::result_large_err)]
 
+mod auth;
 mod checked;
 mod display;
 mod error;
@@ -42,6 +43,7 @@ mod tests;
 
 use std::path::Path;
 
+pub use auth::*;
 pub use checked::*;
 pub use error::ConfigError;
 pub use expand::EXE_VARIABLE;

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::auth::{AccessConfig, AuditConfig, AuthConfig, LimitsConfig};
 use super::checked::*;
 use super::error::{ConfigError, suggest};
 use super::expand::{Lookup, expand};
@@ -77,6 +78,10 @@ pub(crate) fn build(
         servers,
         cache,
         plugins,
+        auth: AuthConfig::default(),
+        access: AccessConfig::default(),
+        limits: LimitsConfig::default(),
+        audit: AuditConfig::default(),
     })
 }
 

@@ -1,0 +1,2 @@
+//! API keys and the shared token: credentials compared by their SHA-256 digest in
+//! constant time.

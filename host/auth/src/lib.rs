@@ -1,0 +1,25 @@
+//! Who is calling, and what they may do.
+//!
+//! - [`Authenticator`] turns the credential of a request (a bearer JWT, an API key or the
+//!   shared `http.auth_token`) into a [`Principal`], or says why it cannot ([`AuthError`]).
+//! - [`access::AccessPolicy`] decides which servers, tools, prompts and resources a
+//!   principal may see and call.
+//! - [`limits::Limiter`] keeps each principal's token buckets and in-flight caps.
+//!
+//! Everything here is rebuilt from the config on a reload and swapped in whole by the
+//! front; the metrics outlive the rebuilds ([`AuthMetrics`]).
+#![forbid(unsafe_code)]
+
+pub mod access;
+mod api_keys;
+mod error;
+mod glob;
+mod jwks;
+mod jwt;
+pub mod limits;
+mod metrics;
+mod principal;
+
+pub use error::{AuthError, SetupError};
+pub use metrics::AuthMetrics;
+pub use principal::{CredentialKind, Principal};
