@@ -83,11 +83,27 @@ mod tests {
 
     #[test]
     fn bearer_scheme_is_case_insensitive_and_needs_a_token() {
-        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
-        assert_eq!(bearer_token("bearer   abc"), Some("abc"));
-        assert_eq!(bearer_token("Basic abc"), None);
-        assert_eq!(bearer_token("Bearer "), None);
-        assert_eq!(bearer_token("Bearer"), None);
+        for value in [
+            "Bearer t0k",
+            "bearer t0k",
+            "BEARER t0k",
+            "bEaReR   t0k",
+            " Bearer t0k ",
+        ] {
+            assert_eq!(bearer_token(value), Some("t0k"), "{value:?}");
+        }
+        for value in ["Basic t0k", "Bearert0k", "t0k", "Bearer", "Bearer ", ""] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn digests_are_equal_only_for_equal_credentials() {
+        let secret = digest("secret");
+        assert!(digests_equal(&secret, &digest("secret")));
+        assert!(!digests_equal(&secret, &digest("secreT")));
+        assert!(!digests_equal(&secret, &digest("secret-longer")));
+        assert!(!digests_equal(&secret, &digest("")));
     }
 
     #[test]

@@ -55,6 +55,11 @@ impl Limiter {
         }
     }
 
+    /// Whether any limit is configured; without one the router is not asked to admit calls.
+    pub fn is_active(&self) -> bool {
+        !self.config.is_empty()
+    }
+
     /// Whether cache hits take a token (`count_cache_hits`).
     pub fn counts_cache_hits(&self) -> bool {
         self.config.count_cache_hits
