@@ -61,7 +61,12 @@ impl Limiter {
     }
 
     /// Takes one token from every bucket that applies to this call, or none if any is empty.
-    pub fn take_token(&self, principal: &Principal, server: &str, tool: &str) -> Result<(), Limited> {
+    pub fn take_token(
+        &self,
+        principal: &Principal,
+        server: &str,
+        tool: &str,
+    ) -> Result<(), Limited> {
         let _ = (principal, server, tool);
         Ok(())
     }
