@@ -525,8 +525,9 @@ impl Limiter {
 
     /// Drops idle states (full buckets, nothing in flight); if the shard is still over 90%
     /// of its capacity, drops the least recently used states with nothing in flight down to
-    /// 90%. Leaving that headroom means a shard full of busy principals is swept once per
-    /// tenth of its capacity in new principals, not on every one.
+    /// 90% (and at least one below the capacity). Leaving that headroom means a shard full
+    /// of busy principals is swept once per tenth of its capacity in new principals, not
+    /// on every one.
     fn make_room(&self, states: &mut HashMap<Arc<str>, Arc<PrincipalState>>, now: Instant) {
         states.retain(|_, state| {
             let mut counters = state.counters.lock();
@@ -536,7 +537,8 @@ impl Limiter {
             }
             true
         });
-        let target = self.shard_capacity - self.shard_capacity / 10;
+        // At least one below the capacity, so the state about to be added fits.
+        let target = self.shard_capacity - (self.shard_capacity / 10).max(1);
         if states.len() <= target {
             return;
         }

@@ -484,6 +484,26 @@ fn busy_principals_are_evicted_least_recently_used_first_but_never_with_calls_in
 }
 
 #[test]
+fn the_cap_holds_exactly_even_when_tiny() {
+    let config = LimitsConfig {
+        per_principal: rate(0.001, Some(1)),
+        count_cache_hits: false,
+        rules: Vec::new(),
+    };
+    for cap in [1, 2, 3] {
+        let limiter = Limiter::with_bounds(&config, cap, 1);
+        let start = Instant::now();
+        for n in 0..20 {
+            let caller = principal(&format!("p{n}"), &[]);
+            limiter
+                .take_token_at(&caller, "demo", "t", start + ms(n))
+                .unwrap();
+            assert!(limiter.tracked_principals() <= cap, "cap {cap}, after {n}");
+        }
+    }
+}
+
+#[test]
 fn many_rules_spill_past_the_bitmask() {
     let rules: Vec<LimitRule> = (0..100)
         .map(|n| {
