@@ -330,7 +330,7 @@ impl Limiter {
 
     /// Whether any limit is configured; without one the router is not asked to admit calls.
     pub fn is_active(&self) -> bool {
-        !self.config.is_empty()
+        self.any_rate || self.limits.iter().any(|limit| limit.max_in_flight.is_some())
     }
 
     /// Whether cache hits take a token (`count_cache_hits`).
