@@ -330,7 +330,11 @@ impl Limiter {
 
     /// Whether any limit is configured; without one the router is not asked to admit calls.
     pub fn is_active(&self) -> bool {
-        self.any_rate || self.limits.iter().any(|limit| limit.max_in_flight.is_some())
+        self.any_rate
+            || self
+                .limits
+                .iter()
+                .any(|limit| limit.max_in_flight.is_some())
     }
 
     /// Whether cache hits take a token (`count_cache_hits`).

@@ -258,7 +258,10 @@ impl Router {
             }
             Lookup::Follow(receiver) => call.follower = Some(receiver),
             Lookup::Backend => match admit(caller, pool.name(), &call.tool) {
-                Err(refusal) => call.refusal = Some(refusal),
+                Err(refusal) => {
+                    call.refusal = Some(refusal);
+                    call.cache_outcome = "none";
+                }
                 Ok(permit) => {
                     call.admission = permit;
                     if let Err(error) = call.start(message).await {
