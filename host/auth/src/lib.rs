@@ -21,5 +21,6 @@ mod metrics;
 mod principal;
 
 pub use error::{AuthError, SetupError};
+pub use jwks::install_tls_crypto_provider;
 pub use metrics::AuthMetrics;
 pub use principal::{CredentialKind, Principal};
