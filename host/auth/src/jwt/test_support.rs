@@ -197,6 +197,8 @@ pub(crate) struct JwksServer {
     document: Arc<Mutex<Option<String>>>,
     /// How long each answer is held back, so concurrent callers overlap one fetch.
     delay: Arc<Mutex<Duration>>,
+    /// When set, every answer is a redirect there instead.
+    redirect: Arc<Mutex<Option<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -209,17 +211,20 @@ impl JwksServer {
         let requests = Arc::new(AtomicUsize::new(0));
         let document = Arc::new(Mutex::new(document));
         let delay = Arc::new(Mutex::new(Duration::ZERO));
+        let redirect = Arc::new(Mutex::new(None));
         let task = tokio::spawn(serve(
             listener,
             requests.clone(),
             document.clone(),
             delay.clone(),
+            redirect.clone(),
         ));
         JwksServer {
             url: format!("http://{address}/jwks.json"),
             requests,
             document,
             delay,
+            redirect,
             task,
         }
     }
@@ -235,6 +240,10 @@ impl JwksServer {
     pub(crate) fn delay_answers(&self, delay: Duration) {
         *self.delay.lock() = delay;
     }
+
+    pub(crate) fn redirect_to(&self, location: &str) {
+        *self.redirect.lock() = Some(location.to_owned());
+    }
 }
 
 impl Drop for JwksServer {
@@ -248,11 +257,13 @@ async fn serve(
     requests: Arc<AtomicUsize>,
     document: Arc<Mutex<Option<String>>>,
     delay: Arc<Mutex<Duration>>,
+    redirect: Arc<Mutex<Option<String>>>,
 ) {
     while let Ok((mut stream, _)) = listener.accept().await {
         let requests = requests.clone();
         let document = document.clone();
         let delay = delay.clone();
+        let redirect = redirect.clone();
         tokio::spawn(async move {
             let mut request = Vec::new();
             let mut buffer = [0u8; 1024];
@@ -265,7 +276,12 @@ async fn serve(
             requests.fetch_add(1, Ordering::SeqCst);
             let pause = *delay.lock();
             tokio::time::sleep(pause).await;
+            let redirect = redirect.lock().clone();
             let answer = match document.lock().clone() {
+                _ if redirect.is_some() => format!(
+                    "HTTP/1.1 302 Found\r\nlocation: {}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    redirect.unwrap_or_default()
+                ),
                 Some(body) => format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()

@@ -573,3 +573,21 @@ async fn unusable_keys_are_skipped_not_fatal() {
         Err(AuthError::UnknownKey(_))
     ));
 }
+
+#[tokio::test]
+async fn a_jwks_contributes_at_most_a_hundred_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys: Vec<TestKey> = (0..101)
+        .map(|index| TestKey::es256(&format!("k{index}")))
+        .collect();
+    let config = file_config(dir.path(), &keys.iter().collect::<Vec<_>>());
+    let verifier = JwtVerifier::new(&config, None, &metrics()).unwrap();
+    assert!(
+        verifier
+            .verify(&keys[99].sign(&good_claims()))
+            .await
+            .is_ok()
+    );
+    let refused = verifier.verify(&keys[100].sign(&good_claims())).await;
+    assert_eq!(refused, Err(AuthError::UnknownKey("k100".to_owned())));
+}

@@ -277,6 +277,35 @@ async fn a_reload_with_the_same_url_shares_the_keys_and_another_url_fetches() {
     assert_eq!(fetch_count(&metrics, "reload", "ok"), 1);
 }
 
+#[tokio::test]
+async fn redirects_are_followed_only_to_the_same_host() {
+    let key = TestKey::es256("k1");
+    let target = JwksServer::start(Some(jwks(&[&key]))).await;
+    let same_host = JwksServer::start(None).await;
+    same_host.redirect_to("/moved.json");
+    let other_host = JwksServer::start(None).await;
+    // Another port is another origin, as another host would be.
+    other_host.redirect_to(&target.url);
+
+    let metrics = metrics();
+    let verifier = started(&url_config(&other_host, |_| {}), &metrics).await;
+    let refused = verifier.verify(&key.sign(&good_claims())).await;
+    assert!(
+        matches!(refused, Err(AuthError::KeysUnavailable(_))),
+        "{refused:?}"
+    );
+    assert_eq!(target.requests(), 0);
+
+    // A redirect on the same server is followed (here into a loop, which is cut short).
+    let metrics = super::test_support::metrics();
+    let _verifier = started(&url_config(&same_host, |_| {}), &metrics).await;
+    assert!(
+        same_host.requests() > 1 && same_host.requests() <= 7,
+        "{}",
+        same_host.requests()
+    );
+}
+
 #[test]
 fn plain_http_is_refused_unless_the_host_is_loopback() {
     let metrics = metrics();
