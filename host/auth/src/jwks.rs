@@ -753,13 +753,23 @@ fn decode_member(
     Ok(bytes)
 }
 
-/// At most 64 characters of a value that came from outside, for a log line or an error.
+/// A value that came from outside (a token's `alg`, `kid` or `iss`, a JWK member), fit to
+/// be echoed in a log line, an error and so a `WWW-Authenticate` header: at most 64
+/// characters, and every character that is not printable ASCII, or is a quote or a
+/// backslash, replaced by `?`, so no client can break a header or forge a log line.
 pub(crate) fn truncate(value: &str) -> String {
     const MAX_CHARS: usize = 64;
-    if value.chars().count() <= MAX_CHARS {
-        return value.to_owned();
+    let mut shown: String = value
+        .chars()
+        .take(MAX_CHARS)
+        .map(|character| match character {
+            '"' | '\\' => '?',
+            ' '..='~' => character,
+            _ => '?',
+        })
+        .collect();
+    if value.chars().nth(MAX_CHARS).is_some() {
+        shown.push_str("...");
     }
-    let mut shortened: String = value.chars().take(MAX_CHARS).collect();
-    shortened.push('…');
-    shortened
+    shown
 }

@@ -591,3 +591,29 @@ async fn a_jwks_contributes_at_most_a_hundred_keys() {
     let refused = verifier.verify(&keys[100].sign(&good_claims())).await;
     assert_eq!(refused, Err(AuthError::UnknownKey("k100".to_owned())));
 }
+
+#[tokio::test]
+async fn values_echoed_from_a_token_cannot_break_a_header() {
+    let fixture = fixture();
+    let header = json!({ "alg": "HS256\r\nSet-Cookie: x=\"1\"", "kid": "ec-1" });
+    let refused = fixture
+        .verifier
+        .verify(&hand_built_token(&header, &good_claims(), ""))
+        .await;
+    assert_eq!(
+        refused,
+        Err(AuthError::AlgorithmNotAllowed(
+            "HS256??Set-Cookie: x=?1?".to_owned()
+        ))
+    );
+    let mut claims = good_claims();
+    claims["iss"] = json!(format!("é{}", "i".repeat(100)));
+    let refused = fixture.verifier.verify(&fixture.es256.sign(&claims)).await;
+    let Err(AuthError::WrongIssuer { got, .. }) = refused else {
+        panic!("{refused:?}");
+    };
+    assert!(
+        got.starts_with("?iii") && got.ends_with("...") && got.len() == 67,
+        "{got}"
+    );
+}
