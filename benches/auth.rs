@@ -199,9 +199,18 @@ async fn run(plan: &Plan) -> Result<()> {
     // The cache counters come from /metrics, which needs no credential (the admin routes of
     // the JWT bridge would want an admin one).
     for (name, bridge) in [("auth-off", &off), ("jwt", &jwt)] {
-        let hits = metric(bridge, "mcp_bridge_cache_requests_total", &["result=\"hit\""]).await?;
-        let misses =
-            metric(bridge, "mcp_bridge_cache_requests_total", &["result=\"miss\""]).await?;
+        let hits = metric(
+            bridge,
+            "mcp_bridge_cache_requests_total",
+            &["result=\"hit\""],
+        )
+        .await?;
+        let misses = metric(
+            bridge,
+            "mcp_bridge_cache_requests_total",
+            &["result=\"miss\""],
+        )
+        .await?;
         ensure!(
             hits / (hits + misses).max(1.0) > 0.99,
             "the {name} bridge missed: {hits} hits, {misses} misses"

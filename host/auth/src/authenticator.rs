@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use mcp_bridge_config::{AuthConfig, HttpConfig, MAX_BEARER_TOKEN_BYTES};
+use prometheus::IntCounter;
 
 use crate::api_keys::{self, CredentialDigest, KeyRing, bearer_token};
 use crate::jwt::JwtVerifier;
@@ -31,6 +32,19 @@ pub struct Authenticator {
     /// admin routes also accept an admin role.
     identities: bool,
     metrics: Arc<AuthMetrics>,
+    /// `authentications_total{result="ok"}` per credential kind, resolved once: every
+    /// authenticated request counts one, so the label lookup stays off the hot path.
+    accepted: [IntCounter; 4],
+}
+
+/// The slot of `kind` in [`Authenticator::accepted`].
+fn accepted_index(kind: CredentialKind) -> usize {
+    match kind {
+        CredentialKind::Jwt => 0,
+        CredentialKind::ApiKey => 1,
+        CredentialKind::SharedToken => 2,
+        CredentialKind::Anonymous => 3,
+    }
 }
 
 impl Authenticator {
@@ -72,6 +86,17 @@ impl Authenticator {
             admin_roles: auth.admin_roles.clone(),
             metrics_principals: auth.metrics_principals.iter().cloned().collect(),
             identities: auth.has_identities(),
+            accepted: [
+                CredentialKind::Jwt,
+                CredentialKind::ApiKey,
+                CredentialKind::SharedToken,
+                CredentialKind::Anonymous,
+            ]
+            .map(|kind| {
+                metrics
+                    .authentications_total
+                    .with_label_values(&["ok", kind.as_str()])
+            }),
             metrics: metrics.clone(),
         })
     }
@@ -93,24 +118,25 @@ impl Authenticator {
             return Ok(Principal::anonymous());
         }
         let result = self.check(authorization).await;
-        let (outcome, credential) = match &result {
-            Ok(principal) => ("ok", principal.credential.as_str()),
-            Err(error) => (error.reason(), self.credential_kind(authorization)),
-        };
-        self.metrics
-            .authentications_total
-            .with_label_values(&[outcome, credential])
-            .inc();
+        match &result {
+            Ok(principal) => self.accepted[accepted_index(principal.credential)].inc(),
+            Err(error) => self
+                .metrics
+                .authentications_total
+                .with_label_values(&[error.reason(), self.credential_kind(authorization)])
+                .inc(),
+        }
         result
     }
 
     async fn check(&self, authorization: Option<&str>) -> Result<Principal, AuthError> {
         let token = presented_token(authorization)?;
-        if let Some(principal) = self.keys.find(&api_keys::digest(token)) {
+        let digest = api_keys::digest(token);
+        if let Some(principal) = self.keys.find(&digest) {
             return Ok(principal.clone());
         }
         match &self.jwt {
-            Some(jwt) if looks_like_jwt(token) => jwt.verify(token).await,
+            Some(jwt) if looks_like_jwt(token) => jwt.verify_digested(token, digest).await,
             _ => Err(AuthError::UnknownCredential),
         }
     }

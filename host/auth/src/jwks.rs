@@ -14,7 +14,6 @@
 //! and logged once, so one odd key does not take down the whole set.
 
 use std::collections::HashSet;
-use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
@@ -533,19 +532,10 @@ pub(crate) fn check_jwks_url(url: &str) -> Result<Url, String> {
 }
 
 fn is_loopback(url: &Url) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    // An IPv6 host comes bracketed; a domain may end with the root's dot.
-    let unbracketed = host
-        .strip_prefix('[')
-        .and_then(|inner| inner.strip_suffix(']'))
-        .unwrap_or(host);
-    if let Ok(address) = unbracketed.parse::<IpAddr>() {
-        return address.is_loopback();
-    }
-    let name = host.strip_suffix('.').unwrap_or(host);
-    name.eq_ignore_ascii_case("localhost")
+    // The config applies the same rule to the URL as written; this checks it again on
+    // every URL the bridge fetches, redirects included.
+    url.host_str()
+        .is_some_and(mcp_bridge_config::is_loopback_authority)
 }
 
 /// The client of one JWKS URL: redirects only to the same host and port, over a scheme the

@@ -26,7 +26,6 @@ use std::time::{Duration, SystemTime};
 
 use mcp_bridge_config::{JwksSource, JwtAlgorithm, JwtConfig, MAX_BEARER_TOKEN_BYTES};
 use prometheus::IntCounter;
-use sha2::{Digest, Sha256};
 
 use crate::error::SetupError;
 use crate::jwks::{FetchSettings, FetchTrigger, KeyChoiceError, KeySet, Keys, VerificationKey};
@@ -126,13 +125,25 @@ impl JwtVerifier {
     }
 
     /// The principal `token` (the bearer credential, without the scheme) authenticates.
+    #[cfg(test)]
     pub(crate) async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        self.verify_digested(token, crate::api_keys::digest(token))
+            .await
+    }
+
+    /// As [`JwtVerifier::verify`], with the token's SHA-256 digest computed by the caller
+    /// (the authenticator hashes every credential once, for the API keys, and the token
+    /// cache is keyed by the same digest).
+    pub(crate) async fn verify_digested(
+        &self,
+        token: &str,
+        digest: [u8; 32],
+    ) -> Result<Principal, AuthError> {
         if token.len() > MAX_BEARER_TOKEN_BYTES {
             return Err(AuthError::InvalidToken(format!(
                 "the token is longer than {MAX_BEARER_TOKEN_BYTES} bytes"
             )));
         }
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(cached) = self.cache.get(&digest) {
             if SystemTime::now() < cached.expires_at {
                 self.cache_hits.inc();

@@ -680,7 +680,7 @@ fn check_url(url: &str) -> Result<(), String> {
     }
 }
 
-/// Whether an URL authority (`host[:port]`) names this machine.
+/// Whether a URL authority (`host[:port]`, `[v6]:port`, or a bare host) names this machine.
 pub fn is_loopback_authority(authority: &str) -> bool {
     let host = if let Some(rest) = authority.strip_prefix('[') {
         rest.split(']').next().unwrap_or_default()
@@ -689,7 +689,12 @@ pub fn is_loopback_authority(authority: &str) -> bool {
             .rsplit_once(':')
             .map_or(authority, |(host, _)| host)
     };
-    if host.eq_ignore_ascii_case("localhost") {
+    // A domain may end with the root's dot.
+    if host
+        .strip_suffix('.')
+        .unwrap_or(host)
+        .eq_ignore_ascii_case("localhost")
+    {
         return true;
     }
     host.parse::<std::net::IpAddr>()

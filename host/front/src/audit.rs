@@ -36,9 +36,12 @@ pub(crate) struct AuditRecord<'a> {
     pub(crate) credential: &'a str,
     pub(crate) server: &'a str,
     pub(crate) method: &'a str,
-    /// The tool, prompt or resource the request named, if any.
+    /// The tool a `tools/call` named.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) target: Option<&'a str>,
+    pub(crate) tool: Option<&'a str>,
+    /// The prompt a `prompts/get` (or a completion) named.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) prompt: Option<&'a str>,
     /// `ok`, `error` (the server or the bridge answered with an error), `denied`
     /// (access rules), `limited` (rate limits), `unauthenticated`.
     pub(crate) outcome: &'a str,
@@ -146,6 +149,12 @@ async fn log_lines(mut receiver: mpsc::Receiver<String>) {
     }
 }
 
+/// What an audited request named.
+enum Named {
+    Tool(String),
+    Prompt(String),
+}
+
 /// A request being answered, to be written to the audit log when it ends.
 pub(crate) struct Audited {
     started: Instant,
@@ -153,8 +162,9 @@ pub(crate) struct Audited {
     credential: &'static str,
     server: Arc<str>,
     method: String,
-    /// A tool's or prompt's name; resource URIs are left out, as they can carry values.
-    target: Option<String>,
+    /// The tool or prompt the request named. Resource URIs are left out, as they can carry
+    /// values.
+    target: Option<Named>,
 }
 
 impl Audited {
@@ -169,7 +179,8 @@ impl Audited {
     ) -> Option<Audited> {
         state.audit.as_ref()?;
         let target = match super::identity::item_of(message) {
-            Some(Item::Tool(name) | Item::Prompt(name)) => Some(name.to_owned()),
+            Some(Item::Tool(name)) => Some(Named::Tool(name.to_owned())),
+            Some(Item::Prompt(name)) => Some(Named::Prompt(name.to_owned())),
             _ => None,
         };
         Some(Audited {
@@ -192,7 +203,14 @@ impl Audited {
             credential: self.credential,
             server: &self.server,
             method: &self.method,
-            target: self.target.as_deref(),
+            tool: match &self.target {
+                Some(Named::Tool(name)) => Some(name),
+                _ => None,
+            },
+            prompt: match &self.target {
+                Some(Named::Prompt(name)) => Some(name),
+                _ => None,
+            },
             outcome,
             cache,
             latency_ms: AuditRecord::latency_since(self.started),
@@ -225,7 +243,8 @@ pub(crate) fn unauthenticated(state: &AppState, path: &str, reason: &str) {
         credential: "none",
         server: path,
         method: "",
-        target: None,
+        tool: None,
+        prompt: None,
         outcome: "unauthenticated",
         cache: "none",
         latency_ms: 0.0,

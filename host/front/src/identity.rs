@@ -64,6 +64,9 @@ impl Caller {
         }
         let denial = match item_of(message) {
             Some(item) => access.check(&self.principal, server, item).err()?,
+            // A list is answered, filtered to what the caller may use (empty on a server it
+            // may not use at all), rather than refused.
+            None if is_list(message) => return None,
             None if access.server_visible(&self.principal, server) => return None,
             None => mcp_bridge_auth::access::Denial {
                 rule: None,
@@ -149,6 +152,13 @@ impl Caller {
             .take_token(&self.principal, server, tool)
             .map_err(|limited| limit_error(metrics, self.metric_label(), &limited))
     }
+}
+
+fn is_list(message: &Value) -> bool {
+    matches!(
+        mcp_bridge_jsonrpc::method(message),
+        Some("tools/list" | "prompts/list" | "resources/list" | "resources/templates/list")
+    )
 }
 
 /// What a request asks to use, as the access rules name it.
