@@ -8,6 +8,9 @@
 
 mod support;
 
+mod auth;
+mod auth_clients;
+mod auth_principals;
 mod cache;
 mod cache_live;
 mod clients;

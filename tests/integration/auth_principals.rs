@@ -1,0 +1,513 @@
+//! What depends on who is calling, with two principals (alice and bob) through one shared
+//! bridge: private cached results partitioned by principal rather than by session, access
+//! rules that filter `tools/list` and refuse calls before any backend, rate limits and
+//! in-flight caps that stop one principal without slowing the other, and the audit log.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use serde_json::{Value, json};
+
+use crate::auth::{Guarded, Issuer, Reply, Session, api_key_toml};
+use crate::support::{SETTLE, metric, poll_until, repo_root};
+
+/// The JSON-RPC code of a call the access rules refuse.
+const ACCESS_DENIED: i64 = -32040;
+/// The JSON-RPC code of a call a limit refuses.
+const RATE_LIMITED: i64 = -32041;
+
+const ALICE_KEY: &str = "alice-key-3b9d71";
+const BOB_KEY: &str = "bob-key-c40e58";
+
+/// API keys for alice (with `alice_roles`) and bob (no roles).
+fn two_keys(alice_roles: &[&str]) -> String {
+    format!(
+        "{}\n{}",
+        api_key_toml("alice", alice_roles, ALICE_KEY),
+        api_key_toml("bob", &[], BOB_KEY)
+    )
+}
+
+/// The JSON-RPC error of a response (`Value::Null` when it succeeded).
+fn error_of(response: &Value) -> &Value {
+    &response["error"]
+}
+
+/// `whoami`'s per-call counter from the private-result server.
+async fn whoami(session: &Session) -> Result<Option<u64>> {
+    Ok(session.structured("whoami", json!({})).await?["call"].as_u64())
+}
+
+/// A private result (`cacheScope: private`) is cached for its principal: a second session of
+/// alice gets alice's entry, bob never does, whichever session either uses.
+#[tokio::test]
+async fn private_results_are_shared_by_a_principal_and_never_cross_principals() -> Result<()> {
+    let issuer = Issuer::start(&[]).await?;
+    let script = repo_root().join("tests/clients/cache_private_server.py");
+    let dir = tempfile::tempdir()?;
+    let calls = dir.path().join("private-calls.log");
+    let args = [
+        script.display().to_string(),
+        "--calls-log".to_owned(),
+        calls.display().to_string(),
+    ];
+    let private = format!(
+        "[servers.private]\ncommand = \"python3\"\nargs = {}\nmax_connections = 1\n",
+        serde_json::to_string(&args)?
+    );
+    let config = format!(
+        "{private}\n[cache]\nenabled = true\n{}",
+        issuer.jwt_toml(crate::auth::AUDIENCE, "")
+    );
+    let demo = Guarded::start(&config, "").await?;
+    let url = demo.url("/mcp/private");
+    let (alice_token, bob_token) = (
+        issuer.token("alice", &[]).await?,
+        issuer.token("bob", &[]).await?,
+    );
+    let alice_first = Session::open(&url, &alice_token).await?;
+    let alice_second = Session::open(&url, &alice_token).await?;
+    let bob = Session::open(&url, &bob_token).await?;
+
+    assert_eq!(whoami(&alice_first).await?, Some(1), "alice's first call");
+    assert_eq!(
+        whoami(&alice_second).await?,
+        Some(1),
+        "alice's second session shares her entry"
+    );
+    assert_eq!(
+        whoami(&bob).await?,
+        Some(2),
+        "bob got alice's private result"
+    );
+    assert_eq!(
+        whoami(&bob).await?,
+        Some(2),
+        "bob's repeat is his own entry"
+    );
+    assert_eq!(
+        whoami(&alice_first).await?,
+        Some(1),
+        "alice got bob's private result"
+    );
+    // A fresh token of alice's (another credential, same principal) finds her entry too.
+    let alice_again = Session::open(&url, &issuer.token("alice", &[]).await?).await?;
+    assert_eq!(whoami(&alice_again).await?, Some(1));
+    let served = crate::support::count_calls(&calls, "whoami");
+    assert_eq!(served, 2, "one call per principal reached the server");
+    Ok(())
+}
+
+/// The tool names of a `tools/list` on `path` for `key`.
+async fn listed(demo: &Guarded, path: &str, key: &str) -> Result<Vec<String>> {
+    let mut names = Session::open(&demo.url(path), key)
+        .await?
+        .tool_names()
+        .await?;
+    names.sort();
+    Ok(names)
+}
+
+fn sorted(names: &[&str]) -> Vec<String> {
+    let mut names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+    names.sort();
+    names
+}
+
+/// Access rules decide what each principal sees and may call: `tools/list` per server and
+/// aggregated shows only what the caller may call, and a call outside the rules gets -32040
+/// naming the rule, counted, and never reaches the server.
+#[tokio::test]
+async fn access_rules_filter_lists_and_refuse_calls_before_any_backend() -> Result<()> {
+    let other = crate::support::demo_server_toml("other", &[], "max_connections = 1");
+    let rules = r#"
+[[access.rules]]
+name = "analysts-read"
+effect = "allow"
+roles = ["analyst"]
+servers = ["demo"]
+tools = ["get_*"]
+
+[[access.rules]]
+name = "bob-everything"
+effect = "allow"
+principals = ["bob"]
+
+[[access.rules]]
+name = "no-debug-tools"
+effect = "deny"
+principals = ["*"]
+tools = ["debug_*"]
+"#;
+    let config = format!("{other}\n{}\n{rules}", two_keys(&["analyst"]));
+    let demo = Guarded::start(&config, "max_connections = 1").await?;
+    let reads = [
+        "get_tasks",
+        "get_clients",
+        "get_habits",
+        "get_today_metrics",
+    ];
+    let seed = [&reads[..], &["create_task", "update_task", "complete_task"]].concat();
+
+    assert_eq!(listed(&demo, "/mcp/demo", ALICE_KEY).await?, sorted(&reads));
+    let alice_aggregated: Vec<String> = reads.iter().map(|tool| format!("demo__{tool}")).collect();
+    let alice_aggregated: Vec<&str> = alice_aggregated.iter().map(String::as_str).collect();
+    assert_eq!(
+        listed(&demo, "/mcp", ALICE_KEY).await?,
+        sorted(&alice_aggregated)
+    );
+    assert_eq!(listed(&demo, "/mcp/demo", BOB_KEY).await?, sorted(&seed));
+    let bob_aggregated: Vec<String> = ["demo", "other"]
+        .iter()
+        .flat_map(|server| seed.iter().map(move |tool| format!("{server}__{tool}")))
+        .collect();
+    let bob_aggregated: Vec<&str> = bob_aggregated.iter().map(String::as_str).collect();
+    assert_eq!(
+        listed(&demo, "/mcp", BOB_KEY).await?,
+        sorted(&bob_aggregated)
+    );
+
+    let denied_before = metric(&demo.bridge, "mcp_bridge_access_denied_total", &[]).await?;
+    let forwarded_before = demo.backend_calls().await?;
+    let alice = Session::open(&demo.url("/mcp/demo"), ALICE_KEY).await?;
+    let alice_everywhere = Session::open(&demo.url("/mcp"), ALICE_KEY).await?;
+    let bob = Session::open(&demo.url("/mcp/demo"), BOB_KEY).await?;
+    let refused = [
+        (
+            "alice create_task",
+            alice.call("create_task", json!({"title": "no"})).await?,
+        ),
+        (
+            "alice demo__create_task",
+            alice_everywhere
+                .call("demo__create_task", json!({"title": "no"}))
+                .await?,
+        ),
+        (
+            "bob debug_sleep",
+            bob.call("debug_sleep", json!({"ms": 1})).await?,
+        ),
+    ];
+    for (what, response) in &refused {
+        let error = error_of(response);
+        assert_eq!(error["code"], ACCESS_DENIED, "{what}: {response}");
+        let rule = error["data"]["rule"].as_str().unwrap_or_default();
+        assert!(
+            !rule.is_empty(),
+            "{what}: the refusal names no rule: {response}"
+        );
+        let message = error["message"].as_str().unwrap_or_default();
+        assert!(!message.is_empty(), "{what}: {response}");
+    }
+    assert_eq!(
+        error_of(&refused[2].1)["data"]["rule"],
+        "no-debug-tools",
+        "bob's refusal names the deny rule: {}",
+        refused[2].1
+    );
+    assert_eq!(
+        demo.calls_of("create_task") + demo.calls_of("debug_sleep"),
+        0,
+        "a refused call reached the server"
+    );
+    assert_eq!(
+        demo.backend_calls().await?,
+        forwarded_before,
+        "a refused call was forwarded"
+    );
+    let denied = metric(&demo.bridge, "mcp_bridge_access_denied_total", &[]).await? - denied_before;
+    assert_eq!(denied, 3.0, "refusals counted");
+
+    alice.structured("get_clients", json!({})).await?;
+    bob.structured("create_task", json!({"title": "bob may"}))
+        .await?;
+    assert_eq!(
+        (demo.calls_of("get_clients"), demo.calls_of("create_task")),
+        (1, 1)
+    );
+    Ok(())
+}
+
+/// Asserts that `reply` is a single request refused by a limit: HTTP 429 with `Retry-After`
+/// and JSON-RPC -32041 carrying `retryAfterSeconds` and a reason.
+fn assert_limited(what: &str, reply: &Reply) -> Result<()> {
+    assert_eq!(reply.status, 429, "{what}: {}", reply.explanation());
+    let retry_after: u64 = reply
+        .retry_after
+        .as_deref()
+        .context("no Retry-After")?
+        .trim()
+        .parse()
+        .context("Retry-After is not a number of seconds")?;
+    assert!(retry_after >= 1, "{what}: Retry-After {retry_after}");
+    let response = reply.message()?;
+    let error = error_of(&response);
+    assert_eq!(error["code"], RATE_LIMITED, "{what}: {response}");
+    let hint = error["data"]["retryAfterSeconds"].as_f64().unwrap_or(-1.0);
+    assert!(hint > 0.0, "{what}: no retryAfterSeconds: {response}");
+    let reason = error["data"]["reason"].as_str().unwrap_or_default();
+    assert!(!reason.is_empty(), "{what}: no reason: {response}");
+    Ok(())
+}
+
+/// Alice's token bucket runs dry after its burst: her next calls get 429 / -32041 with a
+/// retry hint (counted under her name) and reach no backend, while bob's calls all succeed.
+#[tokio::test]
+async fn a_rate_limited_principal_is_refused_while_the_other_keeps_calling() -> Result<()> {
+    let limits = r#"
+[[limits.rules]]
+name = "alice-trickle"
+principals = ["alice"]
+calls_per_second = 0.2
+burst = 2
+"#;
+    let config = format!(
+        "[auth]\nmetrics_principals = [\"alice\"]\n{}\n{limits}",
+        two_keys(&[])
+    );
+    let demo = Guarded::start(&config, "max_connections = 1").await?;
+    let url = demo.url("/mcp/demo");
+    let (alice, bob) = (
+        Session::open(&url, ALICE_KEY).await?,
+        Session::open(&url, BOB_KEY).await?,
+    );
+    for _ in 0..2 {
+        alice.structured("get_clients", json!({})).await?;
+    }
+    assert_limited(
+        "alice's third call",
+        &alice.call_reply("get_clients", json!({})).await?,
+    )?;
+    for n in 0..10 {
+        bob.structured("get_clients", json!({}))
+            .await
+            .with_context(|| format!("bob's call {n}"))?;
+    }
+    assert_limited(
+        "alice after bob's calls",
+        &alice.call_reply("get_clients", json!({})).await?,
+    )?;
+    assert_eq!(
+        demo.calls_of("get_clients"),
+        12,
+        "alice's refused calls reached the server"
+    );
+    let labels = ["principal=\"alice\"", "reason=\"rate\""];
+    let counted = metric(&demo.bridge, "mcp_bridge_rate_limited_total", &labels).await?;
+    assert_eq!(counted, 2.0, "alice's refusals counted under her name");
+    Ok(())
+}
+
+/// With one call in flight alice is at her cap: her next call is refused at once rather than
+/// queued, and bob's calls go through meanwhile without waiting for hers.
+#[tokio::test]
+async fn an_in_flight_cap_stops_one_principal_without_slowing_the_other() -> Result<()> {
+    let limits = r#"
+[[limits.rules]]
+name = "alice-one-at-a-time"
+principals = ["alice"]
+max_in_flight = 1
+"#;
+    let config = format!(
+        "[auth]\nmetrics_principals = [\"alice\"]\n{}\n{limits}",
+        two_keys(&[])
+    );
+    let demo = Guarded::start(&config, "min_connections = 2\nmax_connections = 2").await?;
+    let url = demo.url("/mcp/demo");
+    let (alice, bob) = (
+        Session::open(&url, ALICE_KEY).await?,
+        Session::open(&url, BOB_KEY).await?,
+    );
+    let sleep_ms = 3000;
+    let slow = tokio::spawn(async move {
+        alice
+            .call_reply("debug_sleep", json!({"ms": sleep_ms}))
+            .await
+            .map(|r| (r, alice))
+    });
+    let started = poll_until(SETTLE, async || demo.calls_of("debug_sleep"), |n| *n == 1).await;
+    assert_eq!(started, 1, "alice's slow call never reached the server");
+
+    let second_alice = Session::open(&url, ALICE_KEY).await?;
+    let refused = second_alice.call_reply("get_clients", json!({})).await?;
+    assert_limited("alice's second call in flight", &refused)?;
+    let bob_started = Instant::now();
+    for _ in 0..5 {
+        bob.structured("get_clients", json!({})).await?;
+    }
+    let bob_took = bob_started.elapsed();
+    assert!(
+        bob_took < Duration::from_millis(sleep_ms / 2),
+        "bob's five calls took {bob_took:?} while alice's call slept"
+    );
+    let (reply, _alice) = tokio::time::timeout(SETTLE, slow).await???;
+    assert_eq!(
+        reply.status,
+        200,
+        "alice's slow call: {}",
+        reply.explanation()
+    );
+    assert_eq!(
+        demo.calls_of("get_clients"),
+        5,
+        "alice's refused call reached the server"
+    );
+    let labels = ["principal=\"alice\"", "reason=\"in_flight\""];
+    let counted = metric(&demo.bridge, "mcp_bridge_rate_limited_total", &labels).await?;
+    assert_eq!(counted, 1.0);
+    // Her call done, alice may call again.
+    second_alice.structured("get_clients", json!({})).await?;
+    Ok(())
+}
+
+/// The audit lines of a file, parsed (a line that is not a JSON object fails the test).
+fn audit_lines(text: &str) -> Result<Vec<Value>> {
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let value: Value =
+                serde_json::from_str(line).with_context(|| format!("not JSON: {line}"))?;
+            ensure!(value.is_object(), "not a JSON object: {line}");
+            Ok(value)
+        })
+        .collect()
+}
+
+/// Whether an audit line has a field whose name contains `part`.
+fn has_field(line: &Value, part: &str) -> bool {
+    line.as_object()
+        .is_some_and(|fields| fields.keys().any(|key| key.contains(part)))
+}
+
+/// Every call is one JSON line naming the principal, server, method, tool, outcome, cache
+/// result, latency and (for a refusal) the reason; no token, key or argument value appears.
+#[tokio::test]
+async fn the_audit_log_records_who_did_what_and_no_secret() -> Result<()> {
+    let issuer = Issuer::start(&[]).await?;
+    let rules = r#"
+[[access.rules]]
+name = "everyone"
+effect = "allow"
+
+[[access.rules]]
+name = "bob-reads-only"
+effect = "deny"
+principals = ["bob"]
+tools = ["create_task"]
+
+[cache]
+enabled = true
+[cache.ttl.demo]
+get_clients = "5m"
+create_task = 0
+
+[audit]
+enabled = true
+file = "audit.jsonl"
+"#;
+    let config = format!(
+        "{}\n{}\n{rules}",
+        issuer.jwt_toml(crate::auth::AUDIENCE, ""),
+        api_key_toml("bob", &[], BOB_KEY)
+    );
+    let demo = Guarded::start(&config, "max_connections = 1").await?;
+    let url = demo.url("/mcp/demo");
+    let secret_argument = "SECRET-ARGUMENT-7d1c";
+    let alice_token = issuer.token("alice", &[]).await?;
+    let alice = Session::open(&url, &alice_token).await?;
+    let bob = Session::open(&url, BOB_KEY).await?;
+    alice.structured("get_clients", json!({})).await?;
+    alice.structured("get_clients", json!({})).await?;
+    alice
+        .structured("create_task", json!({"title": secret_argument}))
+        .await?;
+    let denied = bob
+        .call("create_task", json!({"title": secret_argument}))
+        .await?;
+    assert_eq!(error_of(&denied)["code"], ACCESS_DENIED, "{denied}");
+    assert_eq!(
+        demo.calls_of("get_clients"),
+        1,
+        "the repeat was not a cache hit"
+    );
+
+    let file = demo.bridge.dir.path().join("audit.jsonl");
+    let is_bobs = |line: &Value| line["principal"] == "bob" && line["tool"] == "create_task";
+    let lines = poll_until(
+        SETTLE,
+        async || {
+            audit_lines(&std::fs::read_to_string(&file).unwrap_or_default()).unwrap_or_default()
+        },
+        |lines| {
+            lines
+                .iter()
+                .filter(|line| line["tool"] == "get_clients")
+                .count()
+                >= 2
+                && lines.iter().any(is_bobs)
+        },
+    )
+    .await;
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("no audit file at {}", file.display()))?;
+    audit_lines(&text)?;
+
+    let reads: Vec<&Value> = lines
+        .iter()
+        .filter(|line| line["tool"] == "get_clients")
+        .collect();
+    assert_eq!(reads.len(), 2, "alice's two reads: {text}");
+    for line in &reads {
+        assert_eq!(line["principal"], "alice", "{line}");
+        assert_eq!(line["server"], "demo", "{line}");
+        assert_eq!(line["method"], "tools/call", "{line}");
+        assert!(
+            line.get("outcome").is_some_and(|o| !o.is_null()),
+            "no outcome: {line}"
+        );
+        assert!(has_field(line, "time"), "no time: {line}");
+        assert!(has_field(line, "latency"), "no latency: {line}");
+    }
+    let caches: Vec<String> = reads.iter().map(|line| line["cache"].to_string()).collect();
+    assert!(
+        caches[0].contains("miss") && caches[1].contains("hit"),
+        "cache results {caches:?}: {text}"
+    );
+    let bobs = lines
+        .iter()
+        .find(|line| is_bobs(line))
+        .context("no line for bob's refused call")?;
+    assert_eq!(bobs["server"], "demo", "{bobs}");
+    let reason_fields: Vec<String> = bobs
+        .as_object()
+        .map(|fields| {
+            fields
+                .iter()
+                .filter(|(key, _)| {
+                    key.contains("reason") || key.contains("denial") || key.contains("rule")
+                })
+                .map(|(_, value)| value.to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        reason_fields
+            .iter()
+            .any(|value| value.contains("bob-reads-only")),
+        "bob's line does not give the denial reason: {bobs}"
+    );
+    assert_ne!(
+        bobs["outcome"], reads[0]["outcome"],
+        "a refusal and a success share an outcome: {text}"
+    );
+
+    let signature = alice_token.rsplit('.').next().unwrap_or_default();
+    for secret in [alice_token.as_str(), signature, BOB_KEY, secret_argument] {
+        assert!(
+            !text.contains(secret),
+            "the audit log contains a secret ({} chars): {text}",
+            secret.len()
+        );
+    }
+    Ok(())
+}
