@@ -8,6 +8,7 @@
 //! and so on:
 //!
 //! - [`front`]: HTTP and MCP's Streamable HTTP transport; it serves an [`upstream::Upstream`].
+//! - [`auth`]: who is calling (JWTs, API keys, the shared token), access rules, limits.
 //! - [`upstream`]: the seam between the front and what serves its calls.
 //! - [`router`]: the one path every forwarded call takes, the cache layer, the recording hook.
 //! - [`backend`]: the server processes and their pools.
@@ -22,6 +23,7 @@
 //! The binary (`main.rs`, and `app/` for the wiring and the admin API) is the one place
 //! that knows every layer.
 
+pub use mcp_bridge_auth as auth;
 pub use mcp_bridge_backend as backend;
 pub use mcp_bridge_cache as cache;
 pub use mcp_bridge_config as config;

@@ -181,7 +181,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(message) = front::check_exposure(&config.http, args.insecure_listen) {
+    if let Err(message) = front::check_exposure(&config.http, &config.auth, args.insecure_listen) {
         eprintln!("error: {message}");
         return ExitCode::from(2);
     }

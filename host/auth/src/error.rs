@@ -43,11 +43,11 @@ pub enum AuthError {
     WrongAudience { expected: String },
     #[error("the token has no '{0}' claim, which names the principal (auth.jwt.principal_claim)")]
     MissingPrincipal(String),
-    #[error("the token lacks the scope '{0}', which the bridge requires (auth.jwt.required_scopes)")]
-    InsufficientScope(String),
     #[error(
-        "the authorization server's key set is not available yet ({0}); retry shortly"
+        "the token lacks the scope '{0}', which the bridge requires (auth.jwt.required_scopes)"
     )]
+    InsufficientScope(String),
+    #[error("the authorization server's key set is not available yet ({0}); retry shortly")]
     KeysUnavailable(String),
 }
 

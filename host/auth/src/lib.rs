@@ -12,14 +12,19 @@
 
 pub mod access;
 mod api_keys;
+mod authenticator;
 mod error;
 mod glob;
+mod identity;
 mod jwks;
 mod jwt;
 pub mod limits;
 mod metrics;
 mod principal;
 
+pub use api_keys::bearer_token;
+pub use authenticator::{AdminRefusal, Authenticator};
 pub use error::{AuthError, SetupError};
+pub use identity::{Identity, IdentityHandle};
 pub use metrics::AuthMetrics;
 pub use principal::{CredentialKind, Principal};

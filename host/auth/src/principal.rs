@@ -61,6 +61,9 @@ impl Principal {
     /// may be shared between its sessions. The shared token and anonymous callers do not:
     /// their private results stay with the session that fetched them.
     pub fn is_individual(&self) -> bool {
-        matches!(self.credential, CredentialKind::Jwt | CredentialKind::ApiKey)
+        matches!(
+            self.credential,
+            CredentialKind::Jwt | CredentialKind::ApiKey
+        )
     }
 }

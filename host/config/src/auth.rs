@@ -13,8 +13,11 @@ pub const DEFAULT_TOKEN_PRINCIPAL: &str = "token";
 /// Roles that may use the admin routes (besides the `http.admin_token`).
 pub const DEFAULT_ADMIN_ROLES: &[&str] = &["admin"];
 /// The JWT signature algorithms accepted when `algorithms` is not set.
-pub const DEFAULT_JWT_ALGORITHMS: &[JwtAlgorithm] =
-    &[JwtAlgorithm::Rs256, JwtAlgorithm::Es256, JwtAlgorithm::EdDsa];
+pub const DEFAULT_JWT_ALGORITHMS: &[JwtAlgorithm] = &[
+    JwtAlgorithm::Rs256,
+    JwtAlgorithm::Es256,
+    JwtAlgorithm::EdDsa,
+];
 /// How far `exp` and `nbf` may be off from the bridge's clock.
 pub const DEFAULT_JWT_LEEWAY: Duration = Duration::from_secs(30);
 /// The claim that names the principal.

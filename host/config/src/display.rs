@@ -10,6 +10,65 @@ use super::secret::{REDACTED, Secret};
 use mcp_bridge_policy::units::{format_duration, format_size};
 
 impl BridgeConfig {
+    /// `[auth]`, `[access]`, `[limits]` and `[audit]`: principals and rule names, never a
+    /// key or its digest.
+    fn write_identity(&self, out: &mut String) -> std::fmt::Result {
+        let auth = &self.auth;
+        writeln!(out, "auth:")?;
+        match &auth.jwt {
+            Some(jwt) => {
+                let keys = match &jwt.jwks {
+                    super::auth::JwksSource::File(path) => path.display().to_string(),
+                    super::auth::JwksSource::Url(url) => url.clone(),
+                };
+                let algorithms: Vec<&str> = jwt.algorithms.iter().map(|a| a.as_str()).collect();
+                writeln!(
+                    out,
+                    "  jwt: issuer {}, audience {}, keys {keys}, algorithms {}, principal claim {:?}, required scopes {}",
+                    jwt.issuer,
+                    jwt.audience,
+                    algorithms.join(","),
+                    jwt.principal_claim,
+                    list(&jwt.required_scopes)
+                )?;
+            }
+            None => writeln!(out, "  jwt: off")?,
+        }
+        let keys: Vec<String> = auth
+            .api_keys
+            .iter()
+            .map(|key| format!("{} [{}]", key.principal, key.roles.join(",")))
+            .collect();
+        writeln!(out, "  api_keys: {}", list(&keys))?;
+        writeln!(out, "  admin_roles: {}", list(&auth.admin_roles))?;
+        let rules: Vec<String> = self
+            .access
+            .rules
+            .iter()
+            .map(|rule| format!("{} ({})", rule.name, rule.effect.as_str()))
+            .collect();
+        writeln!(out, "access rules: {}", list(&rules))?;
+        let limits: Vec<String> = self
+            .limits
+            .rules
+            .iter()
+            .map(|rule| rule.name.clone())
+            .collect();
+        writeln!(
+            out,
+            "limits: per principal {:?}, rules {}, count_cache_hits {}",
+            self.limits.per_principal,
+            list(&limits),
+            self.limits.count_cache_hits
+        )?;
+        let audit = match (&self.audit.enabled, &self.audit.file) {
+            (false, _) => "off".to_owned(),
+            (true, Some(file)) => file.display().to_string(),
+            (true, None) => "the log (target audit)".to_owned(),
+        };
+        writeln!(out, "audit: {audit}")
+    }
+
     /// Describes the configuration in a few lines per server.
     ///
     /// Tokens print as `<redacted>` and environment variables by name only, and arguments are
@@ -76,6 +135,7 @@ impl BridgeConfig {
             "  bodies: body_read_timeout: {}, body_min_rate: {min_rate}",
             format_duration(http.body_read_timeout)
         )?;
+        self.write_identity(out)?;
         writeln!(out, "logging:")?;
         writeln!(out, "  format: {}", self.logging.format.as_str())?;
         writeln!(out, "  level: {}", self.logging.level)?;

@@ -37,6 +37,7 @@ mod raw;
 mod secret;
 mod source;
 mod validate;
+mod validate_auth;
 
 #[cfg(test)]
 mod tests;
@@ -48,6 +49,7 @@ pub use checked::*;
 pub use error::ConfigError;
 pub use expand::EXE_VARIABLE;
 pub use secret::{REDACTED, Secret};
+pub use validate_auth::is_loopback_authority;
 
 /// The embedded default configuration: the bridge's own demo server on 127.0.0.1:8080.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../../config/default.toml");

@@ -21,13 +21,115 @@ pub(crate) struct RawConfig {
     pub servers: Option<OrderedMap<RawServer>>,
     pub cache: Option<RawCache>,
     pub plugins: Option<RawPlugins>,
+    pub auth: Option<RawAuth>,
+    pub access: Option<RawAccess>,
+    pub limits: Option<RawLimits>,
+    pub audit: Option<RawAudit>,
 }
 
 /// The top-level keys of the TOML file, used to explain a key that was written below a table
 /// header by mistake (TOML puts every key after `[health]` inside `health`).
 pub(crate) const TOP_LEVEL_KEYS: &[&str] = &[
-    "include", "http", "logging", "defaults", "health", "servers", "cache", "plugins",
+    "include", "http", "logging", "defaults", "health", "servers", "cache", "plugins", "auth",
+    "access", "limits", "audit",
 ];
+
+/// The `[auth]` table: who may call.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuth {
+    pub token_principal: Option<String>,
+    pub admin_roles: Option<Vec<String>>,
+    pub metrics_principals: Option<Vec<String>>,
+    pub jwt: Option<RawJwt>,
+    pub api_keys: Option<Vec<RawApiKey>>,
+}
+
+/// The `[auth.jwt]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawJwt {
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub jwks_file: Option<String>,
+    pub jwks_url: Option<String>,
+    pub algorithms: Option<Vec<String>>,
+    pub leeway: Option<ConfigDuration>,
+    pub principal_claim: Option<String>,
+    pub roles_claim: Option<String>,
+    pub scopes_claim: Option<String>,
+    pub required_scopes: Option<Vec<String>>,
+    pub scopes_supported: Option<Vec<String>>,
+    pub authorization_servers: Option<Vec<String>>,
+    pub jwks_refresh_interval: Option<ConfigDuration>,
+    pub jwks_max_age: Option<ConfigDuration>,
+    pub jwks_fetch_timeout: Option<ConfigDuration>,
+    pub token_cache_entries: Option<usize>,
+}
+
+/// One `[[auth.api_keys]]` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApiKey {
+    pub principal: Option<String>,
+    pub roles: Option<Vec<String>>,
+    pub key_sha256: Option<String>,
+    pub key: Option<RawSecret>,
+}
+
+/// The `[access]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAccess {
+    pub rules: Option<Vec<RawAccessRule>>,
+}
+
+/// One `[[access.rules]]` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAccessRule {
+    pub name: Option<String>,
+    pub effect: Option<String>,
+    pub principals: Option<Vec<String>>,
+    pub roles: Option<Vec<String>>,
+    pub servers: Option<Vec<String>>,
+    pub tools: Option<Vec<String>>,
+    pub prompts: Option<Vec<String>>,
+    pub resources: Option<Vec<String>>,
+}
+
+/// The `[limits]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub calls_per_second: Option<f64>,
+    pub burst: Option<u32>,
+    pub max_in_flight: Option<usize>,
+    pub count_cache_hits: Option<bool>,
+    pub rules: Option<Vec<RawLimitRule>>,
+}
+
+/// One `[[limits.rules]]` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimitRule {
+    pub name: Option<String>,
+    pub principals: Option<Vec<String>>,
+    pub roles: Option<Vec<String>>,
+    pub servers: Option<Vec<String>>,
+    pub tools: Option<Vec<String>>,
+    pub calls_per_second: Option<f64>,
+    pub burst: Option<u32>,
+    pub max_in_flight: Option<usize>,
+}
+
+/// The `[audit]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAudit {
+    pub enabled: Option<bool>,
+    pub file: Option<String>,
+}
 
 /// The `[plugins]` table: where policy plugins live and how they are sandboxed.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::auth::{AccessConfig, AuditConfig, AuthConfig, LimitsConfig};
 use super::checked::*;
 use super::error::{ConfigError, suggest};
 use super::expand::{Lookup, expand};
@@ -71,6 +70,10 @@ pub(crate) fn build(
         &servers,
         lookup,
     )?;
+    let auth = super::validate_auth::auth(main, base_dir, raw.auth.unwrap_or_default(), lookup)?;
+    let access = super::validate_auth::access(main, raw.access.unwrap_or_default(), &servers)?;
+    let limits = super::validate_auth::limits(main, raw.limits.unwrap_or_default(), &servers)?;
+    let audit = super::validate_auth::audit(main, base_dir, raw.audit.unwrap_or_default(), lookup)?;
     Ok(BridgeConfig {
         source: main.name.clone(),
         http,
@@ -78,10 +81,10 @@ pub(crate) fn build(
         servers,
         cache,
         plugins,
-        auth: AuthConfig::default(),
-        access: AccessConfig::default(),
-        limits: LimitsConfig::default(),
-        audit: AuditConfig::default(),
+        auth,
+        access,
+        limits,
+        audit,
     })
 }
 

@@ -73,6 +73,18 @@ impl<'a> AdminRequest<'a> {
         self.state.sessions.summary()
     }
 
+    /// Calls in flight per principal (only principals with calls in flight are listed).
+    pub fn calls_in_flight_by_principal(&self) -> Value {
+        let calls: serde_json::Map<String, Value> = self
+            .state
+            .principal_calls
+            .snapshot()
+            .into_iter()
+            .map(|(principal, count)| (principal.to_string(), Value::from(count)))
+            .collect();
+        Value::Object(calls)
+    }
+
     /// The body as JSON, read under the same deadlines and minimum rate as an MCP body and
     /// a 64 KiB limit. Only routes that take a body read it, so a route that refuses
     /// first (a disabled feature) never waits for one.

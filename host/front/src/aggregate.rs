@@ -4,7 +4,10 @@
 
 use serde_json::{Map, Value, json};
 
-use mcp_bridge_upstream::{Caller, ServerHandle, Step, Upstream};
+use mcp_bridge_auth::access::Item;
+use mcp_bridge_upstream::{Caller as RouterCaller, ServerHandle, Step, Upstream};
+
+use super::identity::Caller;
 
 /// The scheme of namespaced resource URIs on `/mcp`: `mcp-bridge://{server}/{original}`.
 pub(crate) const RESOURCE_PREFIX: &str = "mcp-bridge://";
@@ -118,10 +121,21 @@ pub(crate) fn union_capabilities(upstream: &dyn Upstream) -> Value {
 }
 
 /// `tools/list` on the aggregate, from each server's description (no backend round trip).
-pub(crate) fn tools_list(upstream: &dyn Upstream, separator: &str) -> Value {
+/// Only the tools `caller` may call are listed.
+pub(crate) fn tools_list(upstream: &dyn Upstream, separator: &str, caller: &Caller) -> Value {
     let mut tools = Vec::new();
     for server in upstream.servers() {
+        if !caller.sees_server(server.name()) {
+            continue;
+        }
         for tool in server.description().tools() {
+            let visible = tool
+                .get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|name| caller.sees(server.name(), Item::Tool(name)));
+            if !visible {
+                continue;
+            }
             let mut tool = tool.clone();
             if let Some(name) = tool.get("name").and_then(Value::as_str) {
                 let renamed = namespaced(server.name(), separator, name);
@@ -175,22 +189,25 @@ impl ListKind {
     }
 }
 
-/// Collects a list from every server offering the feature, all pages, renamed. A
-/// server that fails is left out and logged rather than failing the whole list.
+/// Collects a list from every server offering the feature, all pages, filtered to what
+/// `caller` may use, renamed. A server that fails is left out and logged rather than
+/// failing the whole list.
 pub(crate) async fn collect_list(
     upstream: &dyn Upstream,
     separator: &str,
     kind: ListKind,
+    caller: &Caller,
 ) -> Value {
     let servers = upstream.servers().iter().filter(|server| {
-        server
-            .description()
-            .capabilities()
-            .get(kind.capability())
-            .is_some()
+        caller.sees_server(server.name())
+            && server
+                .description()
+                .capabilities()
+                .get(kind.capability())
+                .is_some()
     });
     let lists = futures_util::future::join_all(
-        servers.map(|server| collect_one(upstream, server, separator, kind)),
+        servers.map(|server| collect_one(upstream, server, separator, kind, caller)),
     )
     .await;
     let items: Vec<Value> = lists.into_iter().flatten().collect();
@@ -204,6 +221,7 @@ async fn collect_one(
     server: &ServerHandle,
     separator: &str,
     kind: ListKind,
+    caller: &Caller,
 ) -> Vec<Value> {
     let mut items = Vec::new();
     let mut cursor: Option<Value> = None;
@@ -214,7 +232,7 @@ async fn collect_one(
         }
         // The bridge's own collection has no principal: only shared results are reused.
         let mut call = upstream
-            .forward(server, request, false, &Caller::default())
+            .forward(server, request, false, &RouterCaller::default())
             .await;
         let response = loop {
             match call.next().await {
@@ -235,6 +253,8 @@ async fn collect_one(
                 break;
             }
         };
+        let mut result = result;
+        caller.filter_list(server.name(), kind.method(), Some(&mut result));
         let mut page = result
             .get(kind.field())
             .cloned()

@@ -101,6 +101,20 @@ pub enum FrontError {
     ShuttingDown,
     #[error(transparent)]
     Upstream(#[from] CallError),
+    /// The request's credential was refused; `challenge` is its `WWW-Authenticate`.
+    #[error("{error}")]
+    Auth {
+        error: mcp_bridge_auth::AuthError,
+        challenge: String,
+    },
+    #[error(
+        "principal '{principal}' may not use the admin routes: it holds none of the roles in auth.admin_roles ({roles}); send the http.admin_token, or a credential of a principal with one of those roles"
+    )]
+    NotAdmin { principal: String, roles: String },
+    #[error(
+        "session '{0}' was opened by another principal; a session belongs to the principal that sent initialize: send initialize with your own credential"
+    )]
+    SessionOfAnotherPrincipal(String),
 }
 
 impl FrontError {
@@ -124,7 +138,13 @@ impl FrontError {
             FrontError::UnknownServer { .. }
             | FrontError::UnknownSession(_)
             | FrontError::NotFound(_) => StatusCode::NOT_FOUND,
-            FrontError::ForbiddenOrigin(_) | FrontError::AdminDisabled => StatusCode::FORBIDDEN,
+            FrontError::ForbiddenOrigin(_)
+            | FrontError::AdminDisabled
+            | FrontError::NotAdmin { .. }
+            | FrontError::SessionOfAnotherPrincipal(_) => StatusCode::FORBIDDEN,
+            FrontError::Auth { error, .. } => {
+                StatusCode::from_u16(error.status()).unwrap_or(StatusCode::UNAUTHORIZED)
+            }
             FrontError::TooManyStreams { .. } => StatusCode::CONFLICT,
             FrontError::Unauthorized => StatusCode::UNAUTHORIZED,
             FrontError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -158,6 +178,7 @@ impl FrontError {
     pub fn retryable(&self) -> bool {
         match self {
             FrontError::Upstream(error) => error.retryable,
+            FrontError::Auth { error, .. } => error.retryable(),
             // 408 says the same request, sent promptly on a new connection, may succeed.
             FrontError::ShuttingDown
             | FrontError::BodyTimeout(_)
@@ -176,6 +197,10 @@ impl FrontError {
             })),
             FrontError::VersionConflict(conflict) => Some(serde_json::json!({
                 "kind": conflict.kind.as_str(),
+            })),
+            FrontError::Upstream(error) => error.data.clone(),
+            FrontError::Auth { error, .. } => Some(serde_json::json!({
+                "reason": error.reason(),
             })),
             _ => None,
         };

@@ -5,8 +5,10 @@
 
 mod admin;
 mod aggregate;
+mod audit;
 mod conn;
 mod error;
+mod identity;
 mod logging;
 mod mcp;
 mod metrics;
@@ -32,7 +34,8 @@ pub use mcp::{SESSION_PROTOCOL_VERSIONS, STATELESS_PROTOCOL_VERSION};
 pub use metrics::HttpMetrics;
 pub use routes::check_exposure;
 
-use mcp_bridge_config::HttpConfig;
+use mcp_bridge_auth::IdentityHandle;
+use mcp_bridge_config::{AuditConfig, HttpConfig};
 use mcp_bridge_metrics::Registry;
 use mcp_bridge_upstream::Upstream;
 use session::{Cancellations, Relays, SessionStore};
@@ -52,6 +55,10 @@ pub struct AppState {
     registry: Registry,
     /// What the admin routes do: the application's, composed where it is wired.
     admin: Arc<dyn AdminRoutes>,
+    /// Who may call and what they may do; replaced whole when the config reloads.
+    identity: Arc<IdentityHandle>,
+    audit: Option<audit::AuditLog>,
+    principal_calls: Arc<identity::PrincipalCalls>,
     sessions: SessionStore,
     relays: Relays,
     cancellations: Arc<Cancellations>,
@@ -62,16 +69,24 @@ pub struct AppState {
 
 impl AppState {
     /// The front's state; registers the front's metrics in `registry`, which `/metrics`
-    /// renders with every other layer's.
+    /// renders with every other layer's, and starts the audit log's writer (an audit file
+    /// that cannot be opened is the error).
     pub fn new(
         upstream: Arc<dyn Upstream>,
         http: HttpConfig,
         admin: Arc<dyn AdminRoutes>,
         registry: &Registry,
-    ) -> Arc<AppState> {
+        identity: Arc<IdentityHandle>,
+        audit: &AuditConfig,
+    ) -> std::io::Result<Arc<AppState>> {
         let metrics = Arc::new(HttpMetrics::register(registry));
-        Arc::new(AppState {
-            sessions: SessionStore::new(&http, &metrics),
+        let audit = audit::AuditLog::start(audit, registry)?;
+        let mismatches = identity.metrics().session_principal_mismatch_total.clone();
+        Ok(Arc::new(AppState {
+            sessions: SessionStore::new(&http, &metrics, mismatches),
+            identity,
+            audit,
+            principal_calls: Arc::default(),
             relays: Relays::default(),
             cancellations: Arc::default(),
             shutting_down: watch::channel(false).0,
@@ -81,7 +96,7 @@ impl AppState {
             metrics,
             registry: registry.clone(),
             admin,
-        })
+        }))
     }
 
     fn is_shutting_down(&self) -> bool {

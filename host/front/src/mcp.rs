@@ -17,7 +17,9 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use super::aggregate;
+use super::audit::Audited;
 use super::error::FrontError;
+use super::identity;
 use super::logging;
 use super::session::{ClientInfo, Session};
 use super::sse;
@@ -84,6 +86,8 @@ enum Reply {
 struct Context {
     state: Arc<AppState>,
     endpoint: Endpoint,
+    /// Who sent the request.
+    caller: identity::Caller,
     session: Option<Arc<Session>>,
     accepts_sse: bool,
     /// The request speaks 2026-07-28: no session, completed results, no server requests.
@@ -94,11 +98,13 @@ pub(crate) async fn handle(
     state: Arc<AppState>,
     endpoint: Endpoint,
     request: Request<Incoming>,
+    caller: identity::Caller,
 ) -> Result<Response<Body>, FrontError> {
+    let owner = &caller.principal.name;
     match *request.method() {
-        Method::POST => post(state, endpoint, request).await,
-        Method::GET => super::stream::open(state, endpoint, request.headers()),
-        Method::DELETE => delete(&state, &endpoint, request.headers()),
+        Method::POST => post(state, endpoint, request, caller).await,
+        Method::GET => super::stream::open(state, endpoint, request.headers(), owner),
+        Method::DELETE => delete(&state, &endpoint, request.headers(), owner),
         ref other => Err(FrontError::MethodNotAllowed(other.clone())),
     }
 }
@@ -107,6 +113,7 @@ async fn post(
     state: Arc<AppState>,
     endpoint: Endpoint,
     request: Request<Incoming>,
+    caller: identity::Caller,
 ) -> Result<Response<Body>, FrontError> {
     let headers = request.headers().clone();
     check_content_type(&headers)?;
@@ -129,7 +136,13 @@ async fn post(
     if jsonrpc::classify_strict(&message) == Some(Kind::Request) {
         jsonrpc::check_request_id(&message)?;
     }
-    let (session, resolution) = resolve_session(&state, &endpoint, &headers, &message)?;
+    let (session, resolution) = resolve_session(
+        &state,
+        &endpoint,
+        &headers,
+        &message,
+        &caller.principal.name,
+    )?;
     let stateless = resolution.protocol == Protocol::Sessionless;
     if stateless {
         if message.is_array() {
@@ -147,6 +160,7 @@ async fn post(
     let context = Context {
         state,
         endpoint,
+        caller,
         session,
         accepts_sse,
         stateless,
@@ -157,9 +171,9 @@ async fn post(
     match handle_message(&context, message).await {
         Reply::Accepted => Ok(status_only(StatusCode::ACCEPTED)),
         Reply::Refused(error) => Err(error),
-        Reply::Json(value) => Ok(json_response(reply_status(stateless, &value), &value)),
+        Reply::Json(value) => Ok(single_reply(stateless, &value)),
         Reply::Forwarded { response, cache } => {
-            let mut response = json_response(reply_status(stateless, &response), &response);
+            let mut response = single_reply(stateless, &response);
             if let Some(value) = cache.header_value() {
                 response.headers_mut().insert(CACHE_HEADER, value);
             }
@@ -178,6 +192,24 @@ async fn post(
         }
         Reply::Stream(body) => Ok(sse_response(body)),
     }
+}
+
+/// The HTTP response of a single (non-batch) JSON reply. A call refused by a rate limit
+/// is also an HTTP 429 with `Retry-After`, which HTTP clients and proxies understand.
+fn single_reply(stateless: bool, reply: &Value) -> Response<Body> {
+    let limited = reply.pointer("/error/code").and_then(Value::as_i64) == Some(code::RATE_LIMITED);
+    if !limited {
+        return json_response(reply_status(stateless, reply), reply);
+    }
+    let mut response = json_response(StatusCode::TOO_MANY_REQUESTS, reply);
+    let retry_after = reply
+        .pointer("/error/data/retryAfterSeconds")
+        .and_then(Value::as_u64)
+        .unwrap_or(1);
+    response
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from(retry_after));
+    response
 }
 
 /// The HTTP status of a JSON reply: 2026-07-28 answers an unknown method with HTTP 404
@@ -472,12 +504,14 @@ async fn aggregated(context: &Context, message: Value, id: Value) -> Reply {
         state.upstream.wait_all_ready().await;
         return Reply::Json(jsonrpc::result_response(
             id,
-            aggregate::tools_list(state.upstream.as_ref(), separator),
+            aggregate::tools_list(state.upstream.as_ref(), separator, &context.caller),
         ));
     }
     if let Some(kind) = aggregate::ListKind::from_method(method) {
         state.upstream.wait_all_ready().await;
-        let list = aggregate::collect_list(state.upstream.as_ref(), separator, kind).await;
+        let list =
+            aggregate::collect_list(state.upstream.as_ref(), separator, kind, &context.caller)
+                .await;
         return Reply::Json(jsonrpc::result_response(id, list));
     }
     match aggregate::route(state.upstream.as_ref(), separator, message) {
@@ -527,11 +561,12 @@ async fn initialize(context: &Context, message: &Value) -> Reply {
         Err(error) => return Reply::Json(FrontError::from(error).to_jsonrpc(id)),
     };
     let client_info = ClientInfo::from_initialize(params.get("clientInfo"));
-    let session = match context
-        .state
-        .sessions
-        .create(context.endpoint.key(), version, client_info)
-    {
+    let session = match context.state.sessions.create(
+        context.endpoint.key(),
+        version,
+        client_info,
+        &context.caller.principal.name,
+    ) {
         Ok(session) => session,
         Err(error) => return Reply::Refused(error),
     };
@@ -614,6 +649,22 @@ async fn forward(
     let method = jsonrpc::method(&message).unwrap_or_default().to_owned();
     let stateless = context.stateless;
     let log_minimum = log_minimum(context, &message);
+    let caller = context.caller.clone();
+    let audited = Audited::new(&caller, server.name(), &method, &message);
+    let auth_metrics = state.identity.metrics().clone();
+    // Outside the access rules, a request never reaches a backend (nor the cache).
+    let tool = called_tool(&method, &message);
+    let refused = caller
+        .refusal(&auth_metrics, server.name(), &message)
+        .map_or_else(
+            || caller.take_token_before_cache(&auth_metrics, server.name(), tool),
+            Err,
+        );
+    if let Err(refusal) = refused {
+        let response = FrontError::from(refusal).to_jsonrpc(client_id);
+        audited.finish(&state, &response, "none");
+        return Reply::Json(response);
+    }
     // Held until the answer is complete (streamed answers included): the session's cap
     // counts calls, not HTTP requests.
     let call_slot = match &context.session {
@@ -635,15 +686,17 @@ async fn forward(
         .session
         .as_ref()
         .map(|session| state.cancellations.register(&session.id, &client_id));
-    let caller = Caller {
-        principal: context
-            .session
-            .as_ref()
-            .map(|session| Arc::from(session.id.as_str())),
+    let in_flight = state.principal_calls.enter(&caller.principal.name);
+    let router_caller = Caller {
+        principal: identity::partition(
+            &caller.principal,
+            context.session.as_ref().map(|session| session.id.as_str()),
+        ),
+        admission: caller.admission(&auth_metrics),
     };
     let mut call = state
         .upstream
-        .forward(&server, message, context.accepts_sse, &caller)
+        .forward(&server, message, context.accepts_sse, &router_caller)
         .await;
     let finish = move |outcome: Result<Value, CallError>,
                        client_id: Value,
@@ -654,6 +707,7 @@ async fn forward(
             Err(error) => return FrontError::from(error).to_jsonrpc(client_id),
         };
         response["id"] = client_id;
+        caller.filter_list(server.name(), &method, response.get_mut("result"));
         if prefix_uris {
             aggregate::prefix_result_uris(response.get_mut("result"), server.name());
         }
@@ -674,10 +728,10 @@ async fn forward(
                     generation: call.policy_generation(),
                     hint: call.cache_hint(),
                 };
-                return Reply::Forwarded {
-                    response: finish(outcome, client_id, cache.hint),
-                    cache,
-                };
+                let response = finish(outcome, client_id, cache.hint);
+                audited.finish(&state, &response, call.cache_outcome());
+                drop(in_flight);
+                return Reply::Forwarded { response, cache };
             }
             Step::Event(event) => {
                 match deliverable(
@@ -729,9 +783,9 @@ async fn forward(
                             }
                         }
                         Step::Done(outcome) => {
-                            let last =
-                                sse::event(&finish(outcome, client_id.clone(), call.cache_hint()));
-                            sse::send(&sender, last).await;
+                            let response = finish(outcome, client_id.clone(), call.cache_hint());
+                            audited.finish(&state, &response, call.cache_outcome());
+                            sse::send(&sender, sse::event(&response)).await;
                             break;
                         }
                     }
@@ -743,6 +797,7 @@ async fn forward(
         }
         state.relays.forget(&relay_ids);
         drop(call_slot);
+        drop(in_flight);
     });
     Reply::Stream(body)
 }
@@ -826,13 +881,12 @@ fn delete(
     state: &AppState,
     endpoint: &Endpoint,
     headers: &HeaderMap,
+    owner: &str,
 ) -> Result<Response<Body>, FrontError> {
     // Without a session there is nothing to end (and 2026-07-28 has no DELETE).
     let id =
         header_str(headers, SESSION_HEADER).ok_or(FrontError::MethodNotAllowed(Method::DELETE))?;
-    if !state.sessions.remove(id, endpoint.key()) {
-        return Err(FrontError::UnknownSession(id.to_owned()));
-    }
+    state.sessions.remove(id, endpoint.key(), owner)?;
     Ok(status_only(StatusCode::NO_CONTENT))
 }
 
@@ -845,14 +899,10 @@ fn resolve_session(
     endpoint: &Endpoint,
     headers: &HeaderMap,
     message: &Value,
+    owner: &str,
 ) -> Result<(Option<Arc<Session>>, Resolution), FrontError> {
     let session = match header_str(headers, SESSION_HEADER) {
-        Some(id) => Some(
-            state
-                .sessions
-                .get(id, endpoint.key())
-                .ok_or_else(|| FrontError::UnknownSession(id.to_owned()))?,
-        ),
+        Some(id) => Some(state.sessions.get(id, endpoint.key(), owner)?),
         None => None,
     };
     let signals = versions::Signals {
@@ -1049,4 +1099,16 @@ pub(super) fn sse_response(body: BoxBody<Bytes, Infallible>) -> Response<Body> {
 
 pub(super) fn status_only(status: StatusCode) -> Response<Body> {
     full_response(status, None, Bytes::new())
+}
+
+/// The tool a request calls, for the limits (`tools/call` only; other requests match the
+/// limit rules that name no tools).
+fn called_tool<'a>(method: &str, message: &'a Value) -> &'a str {
+    if method != "tools/call" {
+        return "";
+    }
+    message
+        .pointer("/params/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }

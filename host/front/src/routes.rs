@@ -9,7 +9,10 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use super::admin::AdminRequest;
+use mcp_bridge_auth::AdminRefusal;
+
 use super::error::FrontError;
+use super::identity;
 use super::mcp::{self, Endpoint, header_str, json_response};
 use super::{AppState, Body};
 
@@ -37,25 +40,36 @@ async fn route(
     method: &Method,
 ) -> (&'static str, Result<Response<Body>, FrontError>) {
     if path == "/mcp" || path == "/mcp/" {
-        let result = guarded(state, request.headers(), Guard::Mcp);
-        let result = match result {
-            Ok(()) => mcp::handle(state.clone(), Endpoint::Aggregate, request).await,
+        let result = match authenticated(state, request.headers(), path).await {
+            Ok(caller) => mcp::handle(state.clone(), Endpoint::Aggregate, request, caller).await,
             Err(error) => Err(error),
         };
         return ("/mcp", result);
     }
     if let Some(name) = path.strip_prefix("/mcp/") {
         let name = name.trim_end_matches('/');
-        let result = match guarded(state, request.headers(), Guard::Mcp) {
+        let result = match authenticated(state, request.headers(), path).await {
             Err(error) => Err(error),
-            Ok(()) => match state.upstream.server(name) {
+            Ok(caller) => match state.upstream.server(name) {
                 Some(server) => {
-                    mcp::handle(state.clone(), Endpoint::Server(server.clone()), request).await
+                    let endpoint = Endpoint::Server(server.clone());
+                    mcp::handle(state.clone(), endpoint, request, caller).await
                 }
                 None => Err(unknown_server(state, name)),
             },
         };
         return ("/mcp/{server}", result);
+    }
+    if path == identity::METADATA_PATH || path.starts_with(METADATA_PATH_PREFIX) {
+        let result = match (method, identity::metadata(state)) {
+            (&Method::GET, Some(metadata)) => Ok(json_response(StatusCode::OK, &metadata)),
+            (&Method::GET, None) => Err(FrontError::NotFound(
+                "no protected-resource metadata: bearer JWTs are not configured ([auth.jwt])"
+                    .to_owned(),
+            )),
+            _ => Err(FrontError::MethodNotAllowed(method.clone())),
+        };
+        return (identity::METADATA_PATH, result);
     }
     let result = match (method, path) {
         (&Method::GET, "/metrics") => {
@@ -114,27 +128,18 @@ async fn admin(
     else {
         return Err(FrontError::MethodNotAllowed(method.clone()));
     };
-    guarded(state, request.headers(), Guard::Admin)?;
+    admin_guard(state, request.headers()).await?;
     let request = AdminRequest::new(method.clone(), route, request.into_body(), state);
     let answer = state.admin.answer(request).await?;
     Ok(json_response(StatusCode::OK, &answer))
 }
 
-#[derive(Clone, Copy)]
-enum Guard {
-    Mcp,
-    Admin,
-}
+/// The RFC 9728 metadata of a resource with a path lives under this prefix.
+const METADATA_PATH_PREFIX: &str = "/.well-known/oauth-protected-resource/";
 
-/// Rejects requests from a browser origin that is not allowed (DNS-rebinding
-/// protection) and requests without the credential their route needs:
-///
-/// - `/mcp*` needs `http.auth_token` when it is set;
-/// - `/admin/*` needs `http.admin_token` when it is set. When only `auth_token` is set, the
-///   admin routes are closed (403): the token every client holds does not grant admin.
-///   With no token at all they are open, which `check_exposure` allows only on a loopback
-///   address or with `--insecure-listen`.
-fn guarded(state: &AppState, headers: &HeaderMap, guard: Guard) -> Result<(), FrontError> {
+/// Rejects requests while shutting down and from a browser origin that is not allowed
+/// (DNS-rebinding protection); every guarded route checks these first.
+fn common_checks(state: &AppState, headers: &HeaderMap) -> Result<(), FrontError> {
     if state.is_shutting_down() {
         return Err(FrontError::ShuttingDown);
     }
@@ -143,45 +148,44 @@ fn guarded(state: &AppState, headers: &HeaderMap, guard: Guard) -> Result<(), Fr
     {
         return Err(FrontError::ForbiddenOrigin(origin.to_owned()));
     }
-    let http = &state.http;
-    let token = match guard {
-        Guard::Mcp => http.auth_token.as_ref(),
-        Guard::Admin if http.admin_token.is_none() && http.auth_token.is_some() => {
-            return Err(FrontError::AdminDisabled);
+    Ok(())
+}
+
+/// The caller of an `/mcp*` request: its credential (a JWT, an API key or the shared
+/// `http.auth_token`) checked by the identity layer; anonymous when none is configured.
+/// A refusal is audited and answered with the OAuth challenge.
+async fn authenticated(
+    state: &AppState,
+    headers: &HeaderMap,
+    path: &str,
+) -> Result<identity::Caller, FrontError> {
+    common_checks(state, headers)?;
+    identity::authenticate(state, headers)
+        .await
+        .inspect_err(|error| {
+            if let FrontError::Auth { error, .. } = error {
+                super::audit::unauthenticated(state, path, error.reason());
+            }
+        })
+}
+
+/// `/admin/*` needs `http.admin_token`, or (with JWTs or API keys) a principal holding one
+/// of `auth.admin_roles`. When only `http.auth_token` is set, the admin routes are closed
+/// (403): the token every client holds does not grant admin. With no credential at all
+/// they are open, which `check_exposure` allows only on a loopback address or with
+/// `--insecure-listen`.
+async fn admin_guard(state: &AppState, headers: &HeaderMap) -> Result<(), FrontError> {
+    common_checks(state, headers)?;
+    let authorization = header_str(headers, header::AUTHORIZATION.as_str());
+    let identity = state.identity.current();
+    match identity.authenticator.authorize_admin(authorization).await {
+        Ok(()) => Ok(()),
+        Err(AdminRefusal::Disabled) => Err(FrontError::AdminDisabled),
+        Err(AdminRefusal::NotAdmin { principal, roles }) => {
+            Err(FrontError::NotAdmin { principal, roles })
         }
-        Guard::Admin => http.admin_token.as_ref(),
-    };
-    let Some(token) = token else { return Ok(()) };
-    let presented = header_str(headers, header::AUTHORIZATION.as_str())
-        .and_then(bearer_token)
-        .unwrap_or_default();
-    if tokens_match(presented, token.expose()) {
-        Ok(())
-    } else {
-        Err(FrontError::Unauthorized)
+        Err(AdminRefusal::Unauthorized(_)) => Err(FrontError::Unauthorized),
     }
-}
-
-/// The token of an `Authorization: Bearer <token>` header. The scheme is matched without
-/// regard to case (RFC 9110 section 11.1), and any run of spaces may follow it.
-fn bearer_token(value: &str) -> Option<&str> {
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim_start_matches(' '))
-}
-
-/// Compares the SHA-256 digests of the two tokens in constant time, so neither the
-/// position of the first wrong byte nor the configured token's length shows in the timing.
-fn tokens_match(presented: &str, expected: &str) -> bool {
-    use sha2::{Digest, Sha256};
-    let presented = Sha256::digest(presented.as_bytes());
-    let expected = Sha256::digest(expected.as_bytes());
-    presented
-        .iter()
-        .zip(expected.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
 }
 
 /// Refuses to serve a non-loopback address without a client credential unless the operator
@@ -189,9 +193,10 @@ fn tokens_match(presented: &str, expected: &str) -> bool {
 /// bridge on a network lets anyone run them (and, with no token at all, use the admin routes).
 pub fn check_exposure(
     http: &mcp_bridge_config::HttpConfig,
+    auth: &mcp_bridge_config::AuthConfig,
     insecure_listen: bool,
 ) -> Result<(), String> {
-    if http.listen.ip().is_loopback() || http.auth_token.is_some() {
+    if http.listen.ip().is_loopback() || http.auth_token.is_some() || auth.has_identities() {
         return Ok(());
     }
     let admin = if http.admin_token.is_some() {
@@ -254,6 +259,13 @@ fn error_response(error: &FrontError) -> Response<Body> {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        FrontError::Auth { challenge, .. } => {
+            if let Ok(value) = HeaderValue::from_str(challenge) {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, value);
+            }
         }
         FrontError::MethodNotAllowed(_) => {
             response
@@ -326,41 +338,17 @@ mod tests {
     }
 
     #[test]
-    fn bearer_scheme_is_case_insensitive() {
-        for value in [
-            "Bearer t0k",
-            "bearer t0k",
-            "BEARER t0k",
-            "bEaReR   t0k",
-            " Bearer t0k ",
-        ] {
-            assert_eq!(bearer_token(value), Some("t0k"), "{value:?}");
-        }
-        for value in ["Basic t0k", "Bearert0k", "t0k", "Bearer", ""] {
-            assert_eq!(bearer_token(value), None, "{value:?}");
-        }
-    }
-
-    #[test]
-    fn tokens_match_only_when_equal() {
-        assert!(tokens_match("secret", "secret"));
-        assert!(!tokens_match("secret", "secreT"));
-        assert!(!tokens_match("secret", "secret-longer"));
-        assert!(!tokens_match("", "secret"));
-    }
-
-    #[test]
     fn exposure_needs_a_token_off_loopback() {
         let mut http = mcp_bridge_config::HttpConfig::default();
         assert!(
-            check_exposure(&http, false).is_ok(),
+            check_exposure(&http, &Default::default(), false).is_ok(),
             "loopback without a token"
         );
         http.listen = "0.0.0.0:8080".parse().unwrap();
-        let refused = check_exposure(&http, false).unwrap_err();
+        let refused = check_exposure(&http, &Default::default(), false).unwrap_err();
         assert!(refused.contains("--insecure-listen") && refused.contains("http.auth_token"));
-        assert!(check_exposure(&http, true).is_ok());
+        assert!(check_exposure(&http, &Default::default(), true).is_ok());
         http.auth_token = Some(mcp_bridge_config::Secret::new("t".to_owned()));
-        assert!(check_exposure(&http, false).is_ok());
+        assert!(check_exposure(&http, &Default::default(), false).is_ok());
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
-use prometheus::{IntCounterVec, IntGaugeVec};
+use prometheus::{IntCounter, IntCounterVec, IntGaugeVec};
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -54,6 +54,8 @@ pub(crate) struct Session {
     pub endpoint: String,
     pub protocol_version: String,
     pub client_info: ClientInfo,
+    /// The principal that opened the session: only its requests may use it.
+    pub owner: Arc<str>,
     last_seen_ms: AtomicU64,
     /// The rank of the least severe log level the client wants (`logging/setLevel`).
     log_level: std::sync::atomic::AtomicU8,
@@ -174,10 +176,12 @@ pub(crate) struct SessionStore {
     gauge: IntGaugeVec,
     closed: IntCounterVec,
     refused: IntCounterVec,
+    /// Requests that presented a session of another principal.
+    mismatches: IntCounter,
 }
 
 impl SessionStore {
-    pub(crate) fn new(http: &HttpConfig, metrics: &HttpMetrics) -> Self {
+    pub(crate) fn new(http: &HttpConfig, metrics: &HttpMetrics, mismatches: IntCounter) -> Self {
         SessionStore {
             sessions: RwLock::new(HashMap::new()),
             idle_timeout: http.session_idle_timeout,
@@ -187,6 +191,7 @@ impl SessionStore {
             gauge: metrics.sessions_active.clone(),
             closed: metrics.sessions_closed_total.clone(),
             refused: metrics.limit_refusals_total.clone(),
+            mismatches,
         }
     }
 
@@ -201,6 +206,7 @@ impl SessionStore {
         endpoint: &str,
         protocol_version: &str,
         client_info: ClientInfo,
+        owner: &Arc<str>,
     ) -> Result<Arc<Session>, FrontError> {
         // 128 random bits: unguessable, so one client cannot use another's session.
         let id = format!("{:032x}", rand::random::<u128>());
@@ -209,6 +215,7 @@ impl SessionStore {
             endpoint: endpoint.to_owned(),
             protocol_version: protocol_version.to_owned(),
             client_info,
+            owner: owner.clone(),
             last_seen_ms: AtomicU64::new(self.now_ms()),
             log_level: std::sync::atomic::AtomicU8::new(super::logging::ALL_LEVELS),
             subscriptions: Mutex::default(),
@@ -259,32 +266,56 @@ impl SessionStore {
         self.closed.with_label_values(&[reason]).inc();
     }
 
-    /// Looks a session up for `endpoint` and marks it used. A session of another
-    /// endpoint is as unknown as a missing one.
-    pub(crate) fn get(&self, id: &str, endpoint: &str) -> Option<Arc<Session>> {
-        let session = self.sessions.read().get(id).cloned()?;
-        if session.endpoint != endpoint {
-            return None;
-        }
+    /// Looks a session up for `endpoint` and `owner` and marks it used. A session of
+    /// another endpoint is as unknown as a missing one; a session of another principal is
+    /// refused (and counted), never served or touched.
+    pub(crate) fn get(
+        &self,
+        id: &str,
+        endpoint: &str,
+        owner: &str,
+    ) -> Result<Arc<Session>, FrontError> {
+        let session = self
+            .sessions
+            .read()
+            .get(id)
+            .filter(|session| session.endpoint == endpoint)
+            .cloned()
+            .ok_or_else(|| FrontError::UnknownSession(id.to_owned()))?;
+        self.check_owner(&session, owner)?;
         session.last_seen_ms.store(self.now_ms(), Ordering::Relaxed);
-        Some(session)
+        Ok(session)
     }
 
-    pub(crate) fn remove(&self, id: &str, endpoint: &str) -> bool {
-        let mut sessions = self.sessions.write();
-        if sessions
-            .get(id)
-            .is_none_or(|session| session.endpoint != endpoint)
-        {
-            return false;
+    fn check_owner(&self, session: &Session, owner: &str) -> Result<(), FrontError> {
+        if &*session.owner == owner {
+            return Ok(());
         }
+        self.mismatches.inc();
+        tracing::warn!(
+            session = %session.id,
+            "refused a request presenting a session opened by another principal"
+        );
+        Err(FrontError::SessionOfAnotherPrincipal(session.id.clone()))
+    }
+
+    /// Ends a session (DELETE), only for the principal that opened it.
+    pub(crate) fn remove(&self, id: &str, endpoint: &str, owner: &str) -> Result<(), FrontError> {
+        let mut sessions = self.sessions.write();
+        let Some(session) = sessions
+            .get(id)
+            .filter(|session| session.endpoint == endpoint)
+        else {
+            return Err(FrontError::UnknownSession(id.to_owned()));
+        };
+        self.check_owner(session, owner)?;
         if let Some(session) = sessions.remove(id) {
             session.close();
         }
         self.gauge
             .with_label_values(&[endpoint_label(endpoint)])
             .dec();
-        true
+        Ok(())
     }
 
     /// Drops sessions idle for longer than the configured timeout. A session with a call
@@ -313,7 +344,9 @@ impl SessionStore {
         let sessions = self.sessions.read();
         let mut by_version: HashMap<&str, usize> = HashMap::new();
         let mut by_client: HashMap<&str, usize> = HashMap::new();
+        let mut by_principal: HashMap<&str, usize> = HashMap::new();
         for session in sessions.values() {
+            *by_principal.entry(&session.owner).or_default() += 1;
             *by_version.entry(&session.protocol_version).or_default() += 1;
             let client = match session.client_info.name.as_str() {
                 "" => "(unnamed)",
@@ -326,6 +359,7 @@ impl SessionStore {
             "max": self.max_sessions,
             "by_protocol_version": by_version,
             "by_client": by_client,
+            "by_principal": by_principal,
         })
     }
 }

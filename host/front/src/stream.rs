@@ -24,6 +24,7 @@ pub(crate) fn open(
     state: Arc<AppState>,
     endpoint: Endpoint,
     headers: &HeaderMap,
+    owner: &str,
 ) -> Result<http::Response<Body>, FrontError> {
     let accepts_sse = accepts_sse(headers);
     let Some(session_id) = header_str(headers, SESSION_HEADER) else {
@@ -36,10 +37,7 @@ pub(crate) fn open(
         Endpoint::Aggregate => String::new(),
         Endpoint::Server(server) => server.name().to_string(),
     };
-    let session = state
-        .sessions
-        .get(session_id, &endpoint_key)
-        .ok_or_else(|| FrontError::UnknownSession(session_id.to_owned()))?;
+    let session = state.sessions.get(session_id, &endpoint_key, owner)?;
     let stream_slot = match session.open_stream() {
         Ok(slot) => slot,
         Err(error) => {

@@ -34,6 +34,11 @@ pub mod code {
     /// The session's own in-flight cap stayed full for the wait bound
     /// (`http.max_inflight_per_session`).
     pub const SESSION_BUSY: i64 = -32031;
+    /// The caller's access rules do not allow what the request asks for (`[access]`).
+    pub const ACCESS_DENIED: i64 = -32040;
+    /// The caller exceeded a rate limit or in-flight cap (`[limits]`); `data` says when to
+    /// retry.
+    pub const RATE_LIMITED: i64 = -32041;
 }
 
 /// What a decoded JSON-RPC message is, judged by the members it carries.

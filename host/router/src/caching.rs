@@ -353,6 +353,11 @@ impl CallCache {
     }
 
     /// The call was answered without the backend: nothing to fill or invalidate.
+    /// Whether this call fills a cache entry (a miss), as opposed to a bypass or a write.
+    pub(crate) fn fills(&self) -> bool {
+        matches!(self.mode, Mode::Fill(_))
+    }
+
     pub(crate) fn settle_served(&mut self) {
         self.mode = Mode::Nothing;
     }

@@ -240,6 +240,14 @@ impl Router {
             caller,
             call.retry_copy.is_some(),
         );
+        call.cache_outcome = match (&lookup, &call.caching) {
+            (Lookup::Hit(_), _) => "hit",
+            (Lookup::Stale(..), _) => "stale",
+            (Lookup::Follow(_), _) => "coalesced",
+            (Lookup::Backend, Some(caching)) if caching.fills() => "miss",
+            (Lookup::Backend, Some(_)) => "bypass",
+            (Lookup::Backend, None) => "none",
+        };
         match lookup {
             Lookup::Hit(response) => call.ready = Some(response),
             Lookup::Stale(response, refresh) => {
@@ -249,11 +257,18 @@ impl Router {
                 call.ready = Some(response);
             }
             Lookup::Follow(receiver) => call.follower = Some(receiver),
-            Lookup::Backend => {
-                if let Err(error) = call.start(message).await {
-                    call.pending_error = Some(error);
+            Lookup::Backend => match admit(caller, pool.name(), &call.tool) {
+                Err(refusal) => {
+                    call.refusal = Some(refusal);
+                    call.cache_outcome = "none";
                 }
-            }
+                Ok(permit) => {
+                    call.admission = permit;
+                    if let Err(error) = call.start(message).await {
+                        call.pending_error = Some(error);
+                    }
+                }
+            },
         }
         call
     }
@@ -285,6 +300,18 @@ impl Router {
     }
 }
 
+/// Asks the caller's admission, if it has one, whether a call may go to `server` now.
+fn admit(
+    caller: &Caller,
+    server: &str,
+    tool: &str,
+) -> Result<Option<mcp_bridge_upstream::AdmissionPermit>, mcp_bridge_upstream::CallError> {
+    match &caller.admission {
+        Some(admission) => admission.admit(server, tool).map(Some),
+        None => Ok(None),
+    }
+}
+
 /// A request in flight through the router. Dropping it before it is done cancels the
 /// request on the server.
 pub struct ForwardedCall {
@@ -300,6 +327,12 @@ pub struct ForwardedCall {
     inflight: Option<InflightCall>,
     lease: Option<Lease>,
     pending_error: Option<BackendError>,
+    /// The caller's limits refused the call before it started.
+    refusal: Option<mcp_bridge_upstream::CallError>,
+    /// What the caller's admission took, given back when the call ends.
+    admission: Option<mcp_bridge_upstream::AdmissionPermit>,
+    /// What the cache did with the call, for the audit log.
+    cache_outcome: &'static str,
     done: bool,
     caching: Option<CallCache>,
     /// A response that needs no backend (a cache hit).
@@ -338,6 +371,9 @@ impl ForwardedCall {
             inflight: None,
             lease: None,
             pending_error: None,
+            refusal: None,
+            admission: None,
+            cache_outcome: "none",
             done: false,
             caching,
             ready: None,

@@ -16,11 +16,7 @@ use mcp_bridge_backend::BackendError;
 
 /// What a client is told about a backend failure.
 pub(super) fn call_error(error: BackendError) -> CallError {
-    CallError {
-        code: error.jsonrpc_code(),
-        retryable: error.retryable(),
-        message: error.to_string(),
-    }
+    CallError::new(error.to_string(), error.jsonrpc_code(), error.retryable())
 }
 
 impl Upstream for Router {
@@ -45,11 +41,11 @@ impl Upstream for Router {
             // Handles come from `servers()` and `server()`, so the name is always known;
             // a handle from elsewhere is refused rather than trusted.
             let Some(own) = Router::server(self, server.name()) else {
-                return Box::new(Refused(Some(CallError {
-                    message: format!("no server named '{}'", server.name()),
-                    code: mcp_bridge_jsonrpc::code::SERVER_UNAVAILABLE,
-                    retryable: false,
-                }))) as Box<dyn mcp_bridge_upstream::ForwardedCall>;
+                return Box::new(Refused(Some(CallError::new(
+                    format!("no server named '{}'", server.name()),
+                    mcp_bridge_jsonrpc::code::SERVER_UNAVAILABLE,
+                    false,
+                )))) as Box<dyn mcp_bridge_upstream::ForwardedCall>;
             };
             let call = Router::forward(self, own, message, want_events, caller).await;
             Box::new(call) as Box<dyn mcp_bridge_upstream::ForwardedCall>
@@ -109,6 +105,10 @@ impl UpstreamServer for Server {
 impl mcp_bridge_upstream::ForwardedCall for ForwardedCall {
     fn next(&mut self) -> BoxFuture<'_, mcp_bridge_upstream::Step> {
         Box::pin(async move {
+            // A call its caller's limits refused never started: the refusal is its answer.
+            if let Some(refusal) = self.refusal.take() {
+                return mcp_bridge_upstream::Step::Done(Err(refusal));
+            }
             match ForwardedCall::next(self).await {
                 Step::Event(event) => mcp_bridge_upstream::Step::Event(for_the_front(event)),
                 Step::Done(outcome) => mcp_bridge_upstream::Step::Done(outcome.map_err(call_error)),
@@ -122,6 +122,10 @@ impl mcp_bridge_upstream::ForwardedCall for ForwardedCall {
 
     fn policy_generation(&self) -> Option<u64> {
         ForwardedCall::policy_generation(self)
+    }
+
+    fn cache_outcome(&self) -> &'static str {
+        self.cache_outcome
     }
 }
 
@@ -152,10 +156,12 @@ struct Refused(Option<CallError>);
 
 impl mcp_bridge_upstream::ForwardedCall for Refused {
     fn next(&mut self) -> BoxFuture<'_, mcp_bridge_upstream::Step> {
-        let error = self.0.take().unwrap_or_else(|| CallError {
-            message: "the call has already ended".to_owned(),
-            code: mcp_bridge_jsonrpc::code::INTERNAL_ERROR,
-            retryable: false,
+        let error = self.0.take().unwrap_or_else(|| {
+            CallError::new(
+                "the call has already ended",
+                mcp_bridge_jsonrpc::code::INTERNAL_ERROR,
+                false,
+            )
         });
         Box::pin(async move { mcp_bridge_upstream::Step::Done(Err(error)) })
     }
@@ -166,5 +172,9 @@ impl mcp_bridge_upstream::ForwardedCall for Refused {
 
     fn policy_generation(&self) -> Option<u64> {
         None
+    }
+
+    fn cache_outcome(&self) -> &'static str {
+        "none"
     }
 }

@@ -68,6 +68,7 @@ impl Admin {
         json!({
             "uptime_seconds": request.uptime_seconds(),
             "sessions": request.sessions(),
+            "calls_in_flight_by_principal": request.calls_in_flight_by_principal(),
             "servers": servers,
         })
     }

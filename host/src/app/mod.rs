@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
+use mcp_bridge::auth::{AuthMetrics, IdentityHandle};
 use mcp_bridge::config::BridgeConfig;
 use mcp_bridge::front::{self, AppState};
 use mcp_bridge::metrics::Registry;
@@ -78,10 +79,27 @@ pub(crate) async fn serve(
         plugins,
         recorder: recorder.clone(),
     });
-    let state = AppState::new(Arc::new(router), config.http.clone(), admin, &registry);
+    let identity = Arc::new(
+        IdentityHandle::new(&config, Arc::new(AuthMetrics::register(&registry)))
+            .context("cannot start the identity layer ([auth])")?,
+    );
+    let state = AppState::new(
+        Arc::new(router),
+        config.http.clone(),
+        admin,
+        &registry,
+        identity.clone(),
+        &config.audit,
+    )?;
     // Kept alive while serving: dropping the watcher stops hot reloading.
     let _watcher = match watched {
-        Some(path) => Some(reload::watch(path, config, policies, plugin_host)?),
+        Some(path) => Some(reload::watch(
+            path,
+            config,
+            policies,
+            plugin_host,
+            identity,
+        )?),
         None => None,
     };
     front::serve(listener, state, shutdown).await?;

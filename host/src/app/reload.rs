@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use mcp_bridge::auth::IdentityHandle;
 use mcp_bridge::config::BridgeConfig;
 use mcp_bridge::plugin::PluginHost;
 use mcp_bridge::policy::{PolicyChain, PolicySink};
@@ -18,8 +19,23 @@ pub(crate) fn watch(
     running: BridgeConfig,
     policies: Option<Arc<dyn PolicySink>>,
     plugins: Option<Arc<PluginHost>>,
+    identity: Arc<IdentityHandle>,
 ) -> anyhow::Result<ConfigWatcher> {
     let watcher = watch::watch(path, move |new| {
+        // Credentials, access rules and limits apply to the next request; keys that cannot
+        // be read leave the running identity layer in place.
+        match identity.reload(&new) {
+            Ok(()) => tracing::info!(
+                config = %new.source,
+                api_keys = new.auth.api_keys.len(),
+                access_rules = new.access.rules.len(),
+                limit_rules = new.limits.rules.len(),
+                "reloaded [auth], [access] and [limits]"
+            ),
+            Err(error) => {
+                tracing::error!(config = %new.source, %error, "the new [auth] settings do not load; the running ones stay")
+            }
+        }
         // `--listen` overrides the file, so the listen address is not a change.
         let mut new_http = new.http.clone();
         new_http.listen = running.http.listen;

@@ -94,6 +94,10 @@ pub trait ForwardedCall: Send {
 
     /// The policy generation that decided the call, when the cache had a part in it.
     fn policy_generation(&self) -> Option<u64>;
+
+    /// What the cache did with the call: `hit`, `stale`, `coalesced`, `miss` (this call
+    /// fills), `bypass` (not cacheable, or a write), or `none` (no cache in the path).
+    fn cache_outcome(&self) -> &'static str;
 }
 
 /// The way back to whoever sent a server request. The front keeps it until the client
@@ -137,13 +141,52 @@ pub struct CallError {
     pub code: i64,
     /// Whether sending the same request again may succeed.
     pub retryable: bool,
+    /// The JSON-RPC error's `data`, when there is more to say than the message (a limit's
+    /// reason and retry time, for one).
+    pub data: Option<Value>,
 }
 
-/// Who is calling, as far as caching is concerned.
-#[derive(Debug, Clone, Default)]
+impl CallError {
+    /// An error with no `data`.
+    pub fn new(message: impl Into<String>, code: i64, retryable: bool) -> CallError {
+        CallError {
+            message: message.into(),
+            code,
+            retryable,
+            data: None,
+        }
+    }
+}
+
+/// Who is calling, as far as the router is concerned: whose cache partition its private
+/// results belong to, and what must admit it before it reaches a backend.
+#[derive(Clone, Default)]
 pub struct Caller {
-    /// An opaque id of the principal (the MCP session, until per-user identities exist).
+    /// An opaque id of the partition private results are filed under: the principal when
+    /// it names one person or machine, otherwise the MCP session.
     pub principal: Option<Arc<str>>,
+    /// Asked just before the call goes to a backend (not for a cache hit); a refusal is the
+    /// call's answer.
+    pub admission: Option<Arc<dyn Admission>>,
+}
+
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller")
+            .field("principal", &self.principal)
+            .field("admission", &self.admission.is_some())
+            .finish()
+    }
+}
+
+/// Held while an admitted call is at its backend; dropping it gives back what it took.
+pub type AdmissionPermit = Box<dyn Send + Sync>;
+
+/// Decides whether a call may go to a backend now: the caller's rate limits and in-flight
+/// caps, which a cache hit does not spend.
+pub trait Admission: Send + Sync {
+    /// `tool` is the tool's name for `tools/call`, otherwise the method.
+    fn admit(&self, server: &str, tool: &str) -> Result<AdmissionPermit, CallError>;
 }
 
 /// What clients may be told about a result's cacheability (2026-07-28 `ttlMs` / `cacheScope`).

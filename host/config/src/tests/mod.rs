@@ -1,5 +1,6 @@
 //! Tests of loading whole configurations: defaults, value forms, expansion, error positions and secrets.
 
+mod auth;
 mod cache;
 mod files;
 mod plugins;
