@@ -8,25 +8,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 
-use crate::auth::{Guarded, Issuer, Reply, Session, api_key_toml};
+use crate::auth::{ALICE_KEY, BOB_KEY, Guarded, Issuer, Reply, Session, api_key_toml, two_keys};
 use crate::support::{SETTLE, metric, poll_until, repo_root};
 
 /// The JSON-RPC code of a call the access rules refuse.
 const ACCESS_DENIED: i64 = -32040;
 /// The JSON-RPC code of a call a limit refuses.
 const RATE_LIMITED: i64 = -32041;
-
-const ALICE_KEY: &str = "alice-key-3b9d71";
-const BOB_KEY: &str = "bob-key-c40e58";
-
-/// API keys for alice (with `alice_roles`) and bob (no roles).
-fn two_keys(alice_roles: &[&str]) -> String {
-    format!(
-        "{}\n{}",
-        api_key_toml("alice", alice_roles, ALICE_KEY),
-        api_key_toml("bob", &[], BOB_KEY)
-    )
-}
 
 /// The JSON-RPC error of a response (`Value::Null` when it succeeded).
 fn error_of(response: &Value) -> &Value {
@@ -188,16 +176,24 @@ tools = ["debug_*"]
             bob.call("debug_sleep", json!({"ms": 1})).await?,
         ),
     ];
-    for (what, response) in &refused {
+    // A call no allow rule covers has no rule to name: its message says so, naming who and
+    // what; a deny rule's refusal names that rule.
+    for ((what, response), (who, tool)) in refused.iter().zip([
+        ("alice", "create_task"),
+        ("alice", "create_task"),
+        ("bob", "debug_sleep"),
+    ]) {
         let error = error_of(response);
         assert_eq!(error["code"], ACCESS_DENIED, "{what}: {response}");
-        let rule = error["data"]["rule"].as_str().unwrap_or_default();
-        assert!(
-            !rule.is_empty(),
-            "{what}: the refusal names no rule: {response}"
-        );
         let message = error["message"].as_str().unwrap_or_default();
-        assert!(!message.is_empty(), "{what}: {response}");
+        let named = error["data"]["rule"]
+            .as_str()
+            .is_some_and(|rule| !rule.is_empty());
+        let explained = message.contains("no access rule") && message.contains(who);
+        assert!(
+            message.contains(tool) && (named || explained),
+            "{what}: the refusal names neither the rule nor the missing allowance: {response}"
+        );
     }
     assert_eq!(
         error_of(&refused[2].1)["data"]["rule"],

@@ -9,6 +9,7 @@
 mod support;
 
 mod auth;
+mod auth_attacks;
 mod auth_clients;
 mod auth_principals;
 mod cache;
