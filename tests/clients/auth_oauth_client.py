@@ -16,6 +16,7 @@ Usage: auth_oauth_client.py SPEC_JSON, where SPEC_JSON is an object with
 The printed object has the negotiated protocol_version, one result per step (a JSON-RPC
 error is recorded as {"error": {...}} and the next step runs), and "http": every request
 the HTTP client sent, as [METHOD, URL, STATUS], in order - the discovery requests included.
+When connecting fails, it prints {"error": MESSAGE, "http": [...]} and exits with status 1.
 """
 
 import json
@@ -131,5 +132,17 @@ async def main(spec):
     print(json.dumps({"protocol_version": version, "results": results, "http": EXCHANGES}))
 
 
+def innermost(error):
+    """The first leaf of an exception group: what actually failed."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
+
+
 if __name__ == "__main__":
-    anyio.run(main, json.loads(sys.argv[1]))
+    try:
+        anyio.run(main, json.loads(sys.argv[1]))
+    except Exception as error:  # Reported with the exchanges so far, for the test's message.
+        failure = innermost(error)
+        print(json.dumps({"error": f"{type(failure).__name__}: {failure}", "http": EXCHANGES}))
+        sys.exit(1)
