@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 
-use crate::auth::{ALICE_KEY, BOB_KEY, Guarded, Issuer, Reply, Session, api_key_toml, two_keys};
+use crate::auth::{
+    ALICE_KEY, BOB_KEY, Guarded, Issuer, Reply, Session, api_key_toml, tool_call, two_keys,
+};
 use crate::support::{SETTLE, metric, poll_until, repo_root};
 
 /// The JSON-RPC code of a call the access rules refuse.
@@ -369,6 +371,12 @@ fn audit_lines(text: &str) -> Result<Vec<Value>> {
         .collect()
 }
 
+/// The tool an audit line names: the issue calls the field `tool`; the bridge may call it
+/// `target`, as it names a prompt there too.
+fn tool_of(line: &Value) -> &Value {
+    line.get("tool").unwrap_or(&line["target"])
+}
+
 /// Whether an audit line has a field whose name contains `part`.
 fn has_field(line: &Value, part: &str) -> bool {
     line.as_object()
@@ -426,9 +434,15 @@ file = "audit.jsonl"
         1,
         "the repeat was not a cache hit"
     );
+    // A mistyped credential may be someone's real one with a typo: it must not be written.
+    let mistyped = format!("{BOB_KEY}x");
+    let refused = alice
+        .send_as(Some(&mistyped), &tool_call(99, "get_clients", json!({})))
+        .await?;
+    assert_eq!(refused.status, 401, "{}", refused.explanation());
 
     let file = demo.bridge.dir.path().join("audit.jsonl");
-    let is_bobs = |line: &Value| line["principal"] == "bob" && line["tool"] == "create_task";
+    let is_bobs = |line: &Value| line["principal"] == "bob" && tool_of(line) == "create_task";
     let lines = poll_until(
         SETTLE,
         async || {
@@ -437,7 +451,7 @@ file = "audit.jsonl"
         |lines| {
             lines
                 .iter()
-                .filter(|line| line["tool"] == "get_clients")
+                .filter(|line| tool_of(line) == "get_clients")
                 .count()
                 >= 2
                 && lines.iter().any(is_bobs)
@@ -450,7 +464,7 @@ file = "audit.jsonl"
 
     let reads: Vec<&Value> = lines
         .iter()
-        .filter(|line| line["tool"] == "get_clients")
+        .filter(|line| tool_of(line) == "get_clients")
         .collect();
     assert_eq!(reads.len(), 2, "alice's two reads: {text}");
     for line in &reads {
@@ -498,7 +512,13 @@ file = "audit.jsonl"
     );
 
     let signature = alice_token.rsplit('.').next().unwrap_or_default();
-    for secret in [alice_token.as_str(), signature, BOB_KEY, secret_argument] {
+    for secret in [
+        alice_token.as_str(),
+        signature,
+        BOB_KEY,
+        mistyped.as_str(),
+        secret_argument,
+    ] {
         assert!(
             !text.contains(secret),
             "the audit log contains a secret ({} chars): {text}",
