@@ -11,7 +11,9 @@ pub enum AuthError {
     Missing,
     #[error("the Authorization header is malformed: {0}")]
     Malformed(String),
-    #[error("the bearer credential is neither a valid JWT nor a configured API key")]
+    #[error(
+        "the credential is not one the bridge accepts (neither a configured API key or token, nor a JWT it can verify); send 'Authorization: Bearer <token>' with a valid credential"
+    )]
     UnknownCredential,
     #[error("the token is not a well-formed JWT: {0}")]
     InvalidToken(String),
