@@ -49,7 +49,7 @@ pub(crate) const AUTH_REQUESTS: &str = "mcp_bridge_auth_requests_total";
 pub(crate) struct Issuer {
     /// Held so the pipe stays open while the issuer runs.
     _stdout: tokio::process::ChildStdout,
-    _process: tokio::process::Child,
+    process: tokio::process::Child,
     /// `http://127.0.0.1:PORT`: the `iss` of its tokens.
     pub url: String,
 }
@@ -76,9 +76,14 @@ impl Issuer {
         let port: u16 = first.trim().parse().context("the issuer's port")?;
         Ok(Issuer {
             _stdout: lines.into_inner().into_inner(),
-            _process: process,
+            process,
             url: format!("http://127.0.0.1:{port}"),
         })
+    }
+
+    /// Kills the issuer: its JWKS URL stops answering.
+    pub(crate) async fn stop(mut self) -> Result<()> {
+        self.process.kill().await.context("kill the issuer")
     }
 
     async fn post(&self, path: &str, body: &Value) -> Result<Value> {

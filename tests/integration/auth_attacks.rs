@@ -6,6 +6,8 @@
 //! principal; and what a client needs to get in: the protected-resource metadata, a rotated
 //! key fetched once, the admin routes open to the admin role only.
 
+use std::time::Duration;
+
 use anyhow::Result;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -14,7 +16,7 @@ use crate::auth::{
     ALICE_KEY, AUDIENCE, AUTH_REQUESTS, BOB_KEY, Guarded, Issuer, METADATA_URL, Reply, Session,
     api_key_toml, initialize, send, tool_call, two_keys,
 };
-use crate::support::{Bridge, SETTLE, http, metric, poll_until};
+use crate::support::{Bridge, SETTLE, http, metric, poll_until, test_deps};
 
 /// The refusals counted with `result` in `mcp_bridge_auth_requests_total`.
 async fn refusals(bridge: &Bridge, result: &str) -> Result<f64> {
@@ -317,6 +319,87 @@ async fn a_rotated_signing_key_is_fetched_once_and_accepted() -> Result<()> {
         .await?
         .structured("get_clients", json!({}))
         .await?;
+    Ok(())
+}
+
+/// Once the keys are older than `jwks_max_age` the bridge fetches them again; while the
+/// issuer is down that fails (and is counted), and tokens it has never seen keep being checked
+/// against the keys it fetched before.
+#[tokio::test]
+async fn fetched_keys_keep_serving_while_the_jwks_url_is_down() -> Result<()> {
+    let issuer = Issuer::start(&[]).await?;
+    let extra = "jwks_max_age = \"1s\"\njwks_refresh_interval = \"1s\"";
+    let demo = jwt_bridge(&issuer, extra).await?;
+    let url = demo.url("/mcp/demo");
+    Session::open(&url, &issuer.token("alice", &[]).await?).await?;
+    let (later, last) = (
+        issuer.token("alice", &[]).await?,
+        issuer.token("bob", &[]).await?,
+    );
+    issuer.stop().await?;
+    // The keys must grow older than jwks_max_age before the bridge fetches them again.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    Session::open(&url, &later).await?;
+    let failed_fetches = "mcp_bridge_auth_jwks_fetches_total";
+    let failed = poll_until(
+        SETTLE,
+        async || {
+            metric(&demo.bridge, failed_fetches, &["result=\"error\""])
+                .await
+                .unwrap_or(0.0)
+        },
+        |failed| *failed >= 1.0,
+    )
+    .await;
+    assert!(failed >= 1.0, "no failed refresh while the issuer was down");
+    let bob = Session::open(&url, &last).await?;
+    bob.structured("get_clients", json!({})).await?;
+    Ok(())
+}
+
+/// What a backend receives never holds the caller's credential: neither a JWT (nor its
+/// signature) nor an API key appears in any byte the bridge wrote to the server.
+#[tokio::test]
+async fn credentials_never_reach_a_backend() -> Result<()> {
+    let issuer = Issuer::start(&[]).await?;
+    let dir = tempfile::tempdir()?;
+    let received = dir.path().join("received.jsonl");
+    let script = test_deps().clients_dir.join("auth_echo_server.py");
+    let args = [
+        script.display().to_string(),
+        "--log".to_owned(),
+        received.display().to_string(),
+    ];
+    let echo = format!(
+        "[servers.echo]\ncommand = \"python3\"\nargs = {}\n",
+        serde_json::to_string(&args)?
+    );
+    let config = format!(
+        "{echo}\n{}\n{}",
+        issuer.jwt_toml(AUDIENCE, ""),
+        api_key_toml("bob", &[], BOB_KEY)
+    );
+    let demo = Guarded::start(&config, "").await?;
+    let token = issuer.token("alice", &[]).await?;
+    for (path, credential, tool) in [
+        ("/mcp/echo", token.as_str(), "echo"),
+        ("/mcp", token.as_str(), "echo__echo"),
+        ("/mcp/echo", BOB_KEY, "echo"),
+    ] {
+        let session = Session::open(&demo.url(path), credential).await?;
+        let echoed = session.structured(tool, json!({"note": "hello"})).await?;
+        assert_eq!(echoed["arguments"], json!({"note": "hello"}), "{echoed}");
+    }
+    let text = std::fs::read_to_string(&received)?;
+    assert_eq!(text.matches("hello").count(), 3, "the three calls: {text}");
+    let signature = token.rsplit('.').next().unwrap_or_default();
+    for secret in [token.as_str(), signature, BOB_KEY] {
+        assert!(
+            !text.contains(secret),
+            "a credential ({} chars) reached the backend: {text}",
+            secret.len()
+        );
+    }
     Ok(())
 }
 

@@ -226,6 +226,54 @@ tools = ["debug_*"]
     Ok(())
 }
 
+/// Access rules reload with the config file: a new deny rule applies to an open session, and
+/// a bad rule is reported with file, line and field while the rules before it keep serving.
+#[tokio::test]
+async fn access_rules_reload_and_a_bad_rule_keeps_the_old_ones() -> Result<()> {
+    let everyone = "[[access.rules]]\nname = \"everyone\"\neffect = \"allow\"\n";
+    let demo = Guarded::start(&format!("{}\n{everyone}", two_keys(&[])), "").await?;
+    let url = demo.url("/mcp/demo");
+    let (alice, bob) = (
+        Session::open(&url, ALICE_KEY).await?,
+        Session::open(&url, BOB_KEY).await?,
+    );
+    alice.structured("get_clients", json!({})).await?;
+
+    let blocked = "[[access.rules]]\nname = \"alice-blocked\"\neffect = \"deny\"\n\
+                   principals = [\"alice\"]\ntools = [\"get_clients\"]\n";
+    demo.edit_config(|text| format!("{text}\n{blocked}"))?;
+    let alice_denied = async || {
+        let response = alice.call("get_clients", json!({})).await.ok()?;
+        Some(error_of(&response)["data"]["rule"].clone())
+    };
+    let rule = poll_until(SETTLE, alice_denied, |rule| {
+        rule.as_ref().is_some_and(|rule| rule == "alice-blocked")
+    })
+    .await;
+    assert_eq!(
+        rule,
+        Some(json!("alice-blocked")),
+        "the new rule never applied"
+    );
+
+    let bad = "[[access.rules]]\nname = \"half-open\"\neffect = \"maybe\"\n";
+    demo.edit_config(|text| format!("{text}\n{bad}"))?;
+    let reported = demo.bridge.logged("access.rules[2].effect").await;
+    assert!(
+        reported,
+        "the bad rule was not reported by field:\n{}",
+        demo.bridge.log_tail(20)
+    );
+    assert!(
+        demo.bridge.log_text().contains("mcp-bridge.toml:"),
+        "no file and line"
+    );
+    let still = alice.call("get_clients", json!({})).await?;
+    assert_eq!(error_of(&still)["data"]["rule"], "alice-blocked", "{still}");
+    bob.structured("get_clients", json!({})).await?;
+    Ok(())
+}
+
 /// Asserts that `reply` is a single request refused by a limit: HTTP 429 with `Retry-After`
 /// and JSON-RPC -32041 carrying `retryAfterSeconds` and a reason.
 fn assert_limited(what: &str, reply: &Reply) -> Result<()> {
@@ -250,18 +298,22 @@ fn assert_limited(what: &str, reply: &Reply) -> Result<()> {
 
 /// Alice's token bucket runs dry after its burst: her next calls get 429 / -32041 with a
 /// retry hint (counted under her name) and reach no backend, while bob's calls all succeed.
+/// Carol, limited by the same rule but not named in `auth.metrics_principals`, is counted as
+/// `other`, so the label's values stay bounded.
 #[tokio::test]
 async fn a_rate_limited_principal_is_refused_while_the_other_keeps_calling() -> Result<()> {
     let limits = r#"
 [[limits.rules]]
 name = "alice-trickle"
-principals = ["alice"]
+principals = ["alice", "carol"]
 calls_per_second = 0.2
 burst = 2
 "#;
+    let carol_key = "carol-key-5d2e81f09c3a";
     let config = format!(
-        "[auth]\nmetrics_principals = [\"alice\"]\n{}\n{limits}",
-        two_keys(&[])
+        "[auth]\nmetrics_principals = [\"alice\"]\n{}\n{}\n{limits}",
+        two_keys(&[]),
+        api_key_toml("carol", &[], carol_key)
     );
     let demo = Guarded::start(&config, "max_connections = 1").await?;
     let url = demo.url("/mcp/demo");
@@ -290,9 +342,28 @@ burst = 2
         12,
         "alice's refused calls reached the server"
     );
+    let limited = "mcp_bridge_rate_limited_total";
     let labels = ["principal=\"alice\"", "reason=\"rate\""];
-    let counted = metric(&demo.bridge, "mcp_bridge_rate_limited_total", &labels).await?;
+    let counted = metric(&demo.bridge, limited, &labels).await?;
     assert_eq!(counted, 2.0, "alice's refusals counted under her name");
+
+    // Carol has a bucket of her own under the same rule.
+    let carol = Session::open(&url, carol_key).await?;
+    for _ in 0..2 {
+        carol.structured("get_clients", json!({})).await?;
+    }
+    assert_limited(
+        "carol's third call",
+        &carol.call_reply("get_clients", json!({})).await?,
+    )?;
+    let labels = ["principal=\"other\"", "reason=\"rate\""];
+    assert_eq!(metric(&demo.bridge, limited, &labels).await?, 1.0);
+    let (_, exposition) = demo.bridge.get("/metrics").await?;
+    let exposition = String::from_utf8_lossy(&exposition);
+    assert!(
+        !exposition.contains("principal=\"carol\""),
+        "a principal outside auth.metrics_principals got a label value of its own"
+    );
     Ok(())
 }
 
