@@ -31,6 +31,10 @@ pub enum AuthError {
         kid: String,
         kty: String,
     },
+    #[error(
+        "the token names no signing key (kid) and {candidates} keys of the authorization server's key set fit its '{alg}'; exactly one must, or the token must carry a kid"
+    )]
+    NoKeyId { alg: String, candidates: usize },
     #[error("the token's signature does not verify")]
     BadSignature,
     #[error("the token expired; get a new one from the authorization server")]
@@ -86,6 +90,7 @@ impl AuthError {
             Self::AlgorithmNotAllowed(_) => "algorithm_not_allowed",
             Self::UnknownKey(_) => "unknown_key",
             Self::KeyMismatch { .. } => "key_mismatch",
+            Self::NoKeyId { .. } => "no_key_id",
             Self::BadSignature => "bad_signature",
             Self::Expired => "expired",
             Self::NotYetValid => "not_yet_valid",

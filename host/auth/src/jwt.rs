@@ -1,20 +1,74 @@
 //! Bearer JWTs, checked as an OAuth 2.1 resource server checks access tokens.
 //!
-//! OWNED BY THE JWT HELPER: this file is a stub with the API the rest of the crate codes
-//! against; the implementation replaces it.
+//! A token is checked in this order, each step refusing it with its own [`AuthError`]:
+//! its size; the header's `alg` against the allow-list (so `none` and HMAC never reach a
+//! key); the key named by `kid` (fetching the key set again, within its rate limit, when
+//! the `kid` is unknown), whose type, curve and stated `alg` must fit the token's `alg`
+//! (so a public key can never serve as an HMAC secret); the signature; then `exp`, `nbf`
+//! (with `leeway`), `iss`, `aud`, the principal, roles and scopes claims; and last the
+//! required scopes.
+//!
+//! A token that passes is remembered by its SHA-256 digest until its `exp` (never longer),
+//! so each token's signature is checked once, not once per request. Refused tokens are not
+//! remembered.
+
+mod claims;
+#[cfg(test)]
+mod test_support;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_jwks;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
-use mcp_bridge_config::JwtConfig;
+use mcp_bridge_config::{JwksSource, JwtAlgorithm, JwtConfig, MAX_BEARER_TOKEN_BYTES};
+use prometheus::IntCounter;
+use sha2::{Digest, Sha256};
 
+use crate::error::SetupError;
+use crate::jwks::{FetchSettings, FetchTrigger, KeyChoiceError, KeySet, Keys, VerificationKey};
 use crate::{AuthError, AuthMetrics, Principal};
+
+/// Verified tokens by the SHA-256 digest of the token.
+type TokenCache = moka::sync::Cache<[u8; 32], Arc<CachedToken>>;
+
+/// A verified token's principal, until the token's `exp`.
+struct CachedToken {
+    principal: Principal,
+    /// The token's `exp`: a hit at or after it is a miss, whatever the cache's clock says.
+    expires_at: SystemTime,
+    /// How long the entry lives from its insertion (until `expires_at`).
+    lifetime: Duration,
+}
+
+/// Gives each cached token its own lifetime: until its `exp`.
+struct UntilExpiry;
+
+impl moka::Expiry<[u8; 32], Arc<CachedToken>> for UntilExpiry {
+    fn expire_after_create(
+        &self,
+        _digest: &[u8; 32],
+        token: &Arc<CachedToken>,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(token.lifetime)
+    }
+}
 
 /// Checks JWTs against the configured issuer, audience, algorithms and key set, and
 /// remembers verified tokens by digest until they expire.
 pub(crate) struct JwtVerifier {
     config: JwtConfig,
-    #[allow(dead_code)]
-    metrics: Arc<AuthMetrics>,
+    key_set: Arc<KeySet>,
+    cache: TokenCache,
+    settings: FetchSettings,
+    cache_hits: IntCounter,
+    cache_misses: IntCounter,
+    /// Signatures checked by this verifier: what the token cache saves (read by tests).
+    signature_checks: AtomicU64,
 }
 
 impl JwtVerifier {
@@ -27,11 +81,43 @@ impl JwtVerifier {
         config: &JwtConfig,
         previous: Option<&JwtVerifier>,
         metrics: &Arc<AuthMetrics>,
-    ) -> Result<JwtVerifier, crate::error::SetupError> {
-        let _ = previous;
+    ) -> Result<JwtVerifier, SetupError> {
+        let settings = FetchSettings {
+            refresh_interval: config.jwks_refresh_interval,
+            max_age: config.jwks_max_age,
+            timeout: config.jwks_fetch_timeout,
+        };
+        let trigger = match previous {
+            Some(_) => FetchTrigger::Reload,
+            None => FetchTrigger::Startup,
+        };
+        let shared = previous.filter(|previous| match &config.jwks {
+            // A file is read again on every reload, so an edited file applies.
+            JwksSource::File(_) => false,
+            JwksSource::Url(_) => previous.key_set.source() == &config.jwks,
+        });
+        let key_set = match (&config.jwks, shared) {
+            (_, Some(previous)) => previous.key_set.clone(),
+            (JwksSource::File(path), None) => KeySet::from_file(path, trigger, metrics)?,
+            (JwksSource::Url(url), None) => KeySet::from_url(url, trigger, settings, metrics)?,
+        };
+        // The verified tokens stay valid across a reload only if nothing that checked them
+        // changed: the same settings and the very same key set.
+        let cache = match shared {
+            Some(previous) if previous.config == *config => previous.cache.clone(),
+            _ => moka::sync::Cache::builder()
+                .max_capacity(config.token_cache_entries as u64)
+                .expire_after(UntilExpiry)
+                .build(),
+        };
         Ok(JwtVerifier {
             config: config.clone(),
-            metrics: metrics.clone(),
+            key_set,
+            cache,
+            settings,
+            cache_hits: metrics.token_cache_total.with_label_values(&["hit"]),
+            cache_misses: metrics.token_cache_total.with_label_values(&["miss"]),
+            signature_checks: AtomicU64::new(0),
         })
     }
 
@@ -41,7 +127,148 @@ impl JwtVerifier {
 
     /// The principal `token` (the bearer credential, without the scheme) authenticates.
     pub(crate) async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        let _ = token;
-        Err(AuthError::UnknownCredential)
+        if token.len() > MAX_BEARER_TOKEN_BYTES {
+            return Err(AuthError::InvalidToken(format!(
+                "the token is longer than {MAX_BEARER_TOKEN_BYTES} bytes"
+            )));
+        }
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(cached) = self.cache.get(&digest) {
+            if SystemTime::now() < cached.expires_at {
+                self.cache_hits.inc();
+                return Ok(cached.principal.clone());
+            }
+            self.cache.invalidate(&digest);
+        }
+        self.cache_misses.inc();
+        let principal = self.verify_uncached(token).await?;
+        self.remember(digest, &principal);
+        Ok(principal)
+    }
+
+    /// How many signatures this verifier has checked (the token cache's misses that got
+    /// as far as a key).
+    #[cfg(test)]
+    pub(crate) fn signature_checks(&self) -> u64 {
+        self.signature_checks.load(Ordering::Relaxed)
+    }
+
+    fn remember(&self, digest: [u8; 32], principal: &Principal) {
+        let Some(expires_at) = principal.expires_at else {
+            return;
+        };
+        // A token inside its leeway past `exp` is accepted but not remembered.
+        let Ok(lifetime) = expires_at.duration_since(SystemTime::now()) else {
+            return;
+        };
+        if lifetime.is_zero() {
+            return;
+        }
+        let entry = CachedToken {
+            principal: principal.clone(),
+            expires_at,
+            lifetime,
+        };
+        self.cache.insert(digest, Arc::new(entry));
+    }
+
+    async fn verify_uncached(&self, token: &str) -> Result<Principal, AuthError> {
+        let parts = claims::TokenParts::split(token)?;
+        let header = claims::parse_header(parts.header, &self.config.algorithms)?;
+        let keys = self
+            .key_set
+            .current(self.settings)
+            .await
+            .map_err(AuthError::KeysUnavailable)?;
+        let keys = self.keys_with_token_key(keys, &header).await;
+        let key = choose_key(&keys, &header)?;
+        self.check_signature(&parts, key, header.alg)?;
+        let claims = claims::parse_claims(parts.payload)?;
+        let principal = claims::principal_from_claims(&claims, &self.config, SystemTime::now())?;
+        if let Some(missing) = claims::first_missing_scope(&principal, &self.config.required_scopes)
+        {
+            return Err(AuthError::InsufficientScope(missing.clone()));
+        }
+        Ok(principal)
+    }
+
+    /// `keys`, or the key set fetched again when no key in `keys` is the token's (within
+    /// the refresh rate limit; otherwise `keys` as they are, and the token is refused).
+    async fn keys_with_token_key(&self, keys: Arc<Keys>, header: &claims::Header) -> Arc<Keys> {
+        let missing = matches!(
+            keys.choose(header.kid.as_deref(), header.alg),
+            Err(KeyChoiceError::Unknown)
+        );
+        if !missing {
+            return keys;
+        }
+        match self.key_set.refresh_for_unknown_key(self.settings).await {
+            Some(refreshed) => refreshed,
+            None => keys,
+        }
+    }
+
+    fn check_signature(
+        &self,
+        parts: &claims::TokenParts<'_>,
+        key: &VerificationKey,
+        alg: JwtAlgorithm,
+    ) -> Result<(), AuthError> {
+        self.signature_checks.fetch_add(1, Ordering::Relaxed);
+        let verified = jsonwebtoken::crypto::verify(
+            parts.signature,
+            parts.signed.as_bytes(),
+            &key.decoding,
+            jose_algorithm(alg),
+        );
+        match verified {
+            Ok(true) => Ok(()),
+            // A signature that is not base64url, or of the wrong length for the key, is as
+            // bad as one that does not match.
+            Ok(false) | Err(_) => Err(AuthError::BadSignature),
+        }
+    }
+}
+
+fn choose_key<'k>(
+    keys: &'k Keys,
+    header: &claims::Header,
+) -> Result<&'k VerificationKey, AuthError> {
+    keys.choose(header.kid.as_deref(), header.alg)
+        .map_err(|error| match error {
+            KeyChoiceError::Unknown => match &header.kid {
+                Some(kid) => AuthError::UnknownKey(crate::jwks::truncate(kid)),
+                None => AuthError::NoKeyId {
+                    alg: header.alg.as_str().to_owned(),
+                    candidates: 0,
+                },
+            },
+            KeyChoiceError::Mismatch { kty } => AuthError::KeyMismatch {
+                alg: header.alg.as_str().to_owned(),
+                kid: header
+                    .kid
+                    .as_deref()
+                    .map(crate::jwks::truncate)
+                    .unwrap_or_default(),
+                kty: kty.to_owned(),
+            },
+            KeyChoiceError::Ambiguous { candidates } => AuthError::NoKeyId {
+                alg: header.alg.as_str().to_owned(),
+                candidates,
+            },
+        })
+}
+
+fn jose_algorithm(alg: JwtAlgorithm) -> jsonwebtoken::Algorithm {
+    match alg {
+        JwtAlgorithm::Rs256 => jsonwebtoken::Algorithm::RS256,
+        JwtAlgorithm::Rs384 => jsonwebtoken::Algorithm::RS384,
+        JwtAlgorithm::Rs512 => jsonwebtoken::Algorithm::RS512,
+        JwtAlgorithm::Ps256 => jsonwebtoken::Algorithm::PS256,
+        JwtAlgorithm::Ps384 => jsonwebtoken::Algorithm::PS384,
+        JwtAlgorithm::Ps512 => jsonwebtoken::Algorithm::PS512,
+        JwtAlgorithm::Es256 => jsonwebtoken::Algorithm::ES256,
+        JwtAlgorithm::Es384 => jsonwebtoken::Algorithm::ES384,
+        JwtAlgorithm::EdDsa => jsonwebtoken::Algorithm::EdDSA,
     }
 }

@@ -26,5 +26,6 @@ pub use api_keys::bearer_token;
 pub use authenticator::{AdminRefusal, Authenticator};
 pub use error::{AuthError, SetupError};
 pub use identity::{Identity, IdentityHandle};
+pub use jwks::install_tls_crypto_provider;
 pub use metrics::AuthMetrics;
 pub use principal::{CredentialKind, Principal};

@@ -158,24 +158,28 @@ pub(crate) struct Audited {
 }
 
 impl Audited {
-    pub(crate) fn new(
+    /// The record of a request about to be answered, or `None` when the audit log is off
+    /// (so a call pays nothing for it).
+    pub(crate) fn begin(
+        state: &AppState,
         caller: &super::identity::Caller,
         server: &Arc<str>,
         method: &str,
         message: &Value,
-    ) -> Audited {
+    ) -> Option<Audited> {
+        state.audit.as_ref()?;
         let target = match super::identity::item_of(message) {
             Some(Item::Tool(name) | Item::Prompt(name)) => Some(name.to_owned()),
             _ => None,
         };
-        Audited {
+        Some(Audited {
             started: Instant::now(),
             principal: caller.principal.name.clone(),
             credential: caller.principal.credential.as_str(),
             server: server.clone(),
             method: method.to_owned(),
             target,
-        }
+        })
     }
 
     /// Writes the line for `response` (a JSON-RPC response) if the audit log is on.

@@ -650,7 +650,7 @@ async fn forward(
     let stateless = context.stateless;
     let log_minimum = log_minimum(context, &message);
     let caller = context.caller.clone();
-    let audited = Audited::new(&caller, server.name(), &method, &message);
+    let audited = Audited::begin(&state, &caller, server.name(), &method, &message);
     let auth_metrics = state.identity.metrics().clone();
     // Outside the access rules, a request never reaches a backend (nor the cache).
     let tool = called_tool(&method, &message);
@@ -662,7 +662,9 @@ async fn forward(
         );
     if let Err(refusal) = refused {
         let response = FrontError::from(refusal).to_jsonrpc(client_id);
-        audited.finish(&state, &response, "none");
+        if let Some(audited) = &audited {
+            audited.finish(&state, &response, "none");
+        }
         return Reply::Json(response);
     }
     // Held until the answer is complete (streamed answers included): the session's cap
@@ -729,7 +731,9 @@ async fn forward(
                     hint: call.cache_hint(),
                 };
                 let response = finish(outcome, client_id, cache.hint);
-                audited.finish(&state, &response, call.cache_outcome());
+                if let Some(audited) = &audited {
+                    audited.finish(&state, &response, call.cache_outcome());
+                }
                 drop(in_flight);
                 return Reply::Forwarded { response, cache };
             }
@@ -784,7 +788,9 @@ async fn forward(
                         }
                         Step::Done(outcome) => {
                             let response = finish(outcome, client_id.clone(), call.cache_hint());
-                            audited.finish(&state, &response, call.cache_outcome());
+                            if let Some(audited) = &audited {
+                                audited.finish(&state, &response, call.cache_outcome());
+                            }
                             sse::send(&sender, sse::event(&response)).await;
                             break;
                         }

@@ -1,0 +1,268 @@
+//! The identity benchmark: cached `tools/call` throughput with bearer-JWT authentication on,
+//! as a ratio to the same bridge with authentication off, measured in one run on real
+//! processes, two bridges taking turns round by round.
+//!
+//! The JWT bridge checks every request's token: the first time against the JWKS (an
+//! Ed25519 key made for the run, read from a `jwks_file`), then from its token cache by
+//! digest. The target is a ratio of at least 0.9: authentication must stay off the hot path.
+//!
+//! Run it with `cargo bench --bench auth`; without `--bench` (as under `cargo test
+//! --benches`) it runs a short smoke that checks the harness end to end but not the target.
+//! It prints a table and writes `target/bench-results/auth.json`.
+
+#[allow(dead_code)]
+#[path = "bridge/load.rs"]
+mod load;
+#[allow(dead_code)]
+#[path = "bridge/stats.rs"]
+mod stats;
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, Result, ensure};
+use clap::Parser as _;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+use mcp_bridge_test_support::bench::{self, BenchMode};
+use mcp_bridge_test_support::client::Session;
+use mcp_bridge_test_support::repo::toml_command;
+use mcp_bridge_test_support::{Bridge, metric};
+
+use self::load::{CALL_PARAMS, LoadReport, Probe, Round};
+use self::stats::{CpuProbe, round, round2};
+
+const BRIDGE_EXE: &str = env!("CARGO_BIN_EXE_mcp-bridge");
+const ENDPOINT: &str = "/mcp/demo";
+const ISSUER: &str = "https://issuer.bench.invalid";
+const AUDIENCE: &str = "https://bridge.bench.invalid/mcp";
+/// The least JWT-on throughput, as a share of auth-off, a full run accepts.
+const MIN_RATIO: f64 = 0.9;
+/// The PKCS#8 DER prefix of an Ed25519 private key given as its 32-byte seed (RFC 8410).
+const ED25519_PKCS8_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+#[derive(Debug, clap::Parser)]
+#[command(bin_name = "cargo bench --bench auth --")]
+struct Args {
+    #[command(flatten)]
+    mode: BenchMode,
+}
+
+struct Plan {
+    smoke: bool,
+    connections: usize,
+    rounds: usize,
+    round_window: Duration,
+    warmup: Duration,
+}
+
+impl Plan {
+    fn new(mode: &BenchMode) -> Plan {
+        if mode.smoke() {
+            return Plan {
+                smoke: true,
+                connections: 4,
+                rounds: 2,
+                round_window: Duration::from_millis(300),
+                warmup: Duration::from_millis(100),
+            };
+        }
+        Plan {
+            smoke: false,
+            connections: 16,
+            rounds: 8,
+            round_window: Duration::from_secs(2),
+            warmup: Duration::from_millis(500),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.mode.list {
+        return ExitCode::SUCCESS;
+    }
+    bench::run_on_one_thread(run(&Plan::new(&args.mode)))
+}
+
+/// An Ed25519 signing key made for this run, its JWKS, and a token for `principal`.
+struct Issuer {
+    key: EncodingKey,
+    jwks: Value,
+}
+
+impl Issuer {
+    fn new() -> Result<Issuer> {
+        let seed: [u8; 32] = rand::random();
+        let mut der = ED25519_PKCS8_PREFIX.to_vec();
+        der.extend_from_slice(&seed);
+        let key = EncodingKey::from_ed_der(&der);
+        let mut jwk = serde_json::to_value(Jwk::from_encoding_key(&key, Algorithm::EdDSA)?)?;
+        jwk["kid"] = json!("bench");
+        Ok(Issuer {
+            key,
+            jwks: json!({ "keys": [jwk] }),
+        })
+    }
+
+    fn token(&self, principal: &str) -> Result<String> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        let claims = json!({
+            "iss": ISSUER, "aud": AUDIENCE, "sub": principal,
+            "iat": now, "exp": now + 3600, "scope": "mcp",
+        });
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some("bench".to_owned());
+        Ok(jsonwebtoken::encode(&header, &claims, &self.key)?)
+    }
+}
+
+async fn start_bridge(auth: &str) -> Result<Bridge> {
+    let command = toml_command(BRIDGE_EXE);
+    let config = format!(
+        "[servers.demo]\ncommand = {command}\nargs = [\"demo-server\"]\nmin_connections = 2\nmax_connections = 2\n\n[cache]\nenabled = true\ndefault_ttl = \"10m\"\n{auth}"
+    );
+    let bridge = Bridge::start(Path::new(BRIDGE_EXE), &config, &[])?;
+    bridge.wait_ready().await?;
+    Ok(bridge)
+}
+
+async fn run(plan: &Plan) -> Result<()> {
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let mode = if plan.smoke { "smoke" } else { "full" };
+    eprintln!("bench: auth ({mode} run, {profile} build)");
+    let issuer = Issuer::new()?;
+    let dir = tempfile::tempdir()?;
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, serde_json::to_vec(&issuer.jwks)?)?;
+    let jwt_config = format!(
+        "\n[auth.jwt]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\njwks_file = {}\nrequired_scopes = [\"mcp\"]\n",
+        serde_json::to_string(&jwks.display().to_string())?
+    );
+    let off = start_bridge("").await?;
+    let jwt = start_bridge(&jwt_config).await?;
+
+    let mut targets = Vec::new();
+    for (bridge, with_token) in [(&off, false), (&jwt, true)] {
+        let probes = vec![
+            Probe::new("bridge", "bridge", CpuProbe::Processes(vec![bridge.pid()])),
+            Probe::new("machine", "whole machine", CpuProbe::Machine),
+        ];
+        let mut clients = Vec::new();
+        for index in 0..plan.connections {
+            let mut target = bridge.target(ENDPOINT);
+            // One principal per connection, as many callers would be: each token is
+            // verified once and then found in the token cache.
+            if with_token {
+                target.token = Some(issuer.token(&format!("user-{index}"))?);
+            }
+            clients.push(Session::open(Arc::new(target)).await?);
+        }
+        // The first call fills the cache; every later one is a hit.
+        clients[0].call(CALL_PARAMS).await?;
+        targets.push((clients, probes, Vec::<Round>::new()));
+    }
+    for round_index in 0..plan.rounds {
+        let warmup = if round_index == 0 {
+            plan.warmup
+        } else {
+            plan.warmup / 4
+        };
+        for (clients, probes, rounds) in &mut targets {
+            let (round, back) =
+                load::run_round(std::mem::take(clients), warmup, plan.round_window, probes).await?;
+            *clients = back;
+            rounds.push(round);
+        }
+    }
+    let mut reports = Vec::new();
+    for (_, probes, rounds) in targets {
+        let report = LoadReport::from_rounds(plan.connections, &probes, rounds);
+        ensure!(
+            report.errors == 0,
+            "{} calls failed: {:?}",
+            report.errors,
+            report.first_error
+        );
+        reports.push(report);
+    }
+    for (name, bridge) in [("auth-off", &off), ("jwt", &jwt)] {
+        let stats = bridge.cache_stats().await?.context("cache off")?;
+        let hits = stats["hits"].as_f64().unwrap_or_default();
+        let misses = stats["misses"].as_f64().unwrap_or_default();
+        ensure!(
+            hits / (hits + misses).max(1.0) > 0.99,
+            "the {name} bridge missed: {stats}"
+        );
+    }
+    // Every request of the JWT bridge was authenticated, almost all from the token cache.
+    let verified = metric(
+        &jwt,
+        "mcp_bridge_auth_requests_total",
+        &["credential=\"jwt\"", "result=\"ok\""],
+    )
+    .await?;
+    let cache_hits = metric(
+        &jwt,
+        "mcp_bridge_auth_token_cache_total",
+        &["result=\"hit\""],
+    )
+    .await?;
+    ensure!(
+        verified >= reports[1].ok as f64,
+        "the JWT bridge authenticated {verified} requests for {} calls",
+        reports[1].ok
+    );
+    ensure!(cache_hits > 0.0, "no token was found in the token cache");
+    let off_rate = reports[0].calls_per_second();
+    let jwt_rate = reports[1].calls_per_second();
+    let ratio = jwt_rate / off_rate.max(1.0);
+    let describe = |report: &LoadReport| {
+        json!({
+            "calls_per_second": round(report.calls_per_second()),
+            "ok": report.ok,
+            "latency_us": report.latency.to_json(),
+            "per_round": report.per_round.iter().map(|r| round(*r)).collect::<Vec<_>>(),
+            "bridge_calls_per_cpu_second": report.calls_per_cpu_second("bridge").map(round),
+        })
+    };
+    let _ = (
+        off.stop(Duration::from_secs(20)).await,
+        jwt.stop(Duration::from_secs(20)).await,
+    );
+    println!(
+        "mcp-bridge auth bench ({mode} run, {profile} build)\n\ncached tools/call at {} connections: auth off {off_rate:.0} calls/s, bearer JWT {jwt_rate:.0} calls/s: ratio {ratio:.2} (target at least {MIN_RATIO})\ntokens verified or found: {verified:.0}, token-cache hits: {cache_hits:.0}\n",
+        plan.connections
+    );
+    let document = json!({
+        "mode": mode,
+        "profile": profile,
+        "connections": plan.connections,
+        "auth_off": describe(&reports[0]),
+        "jwt": describe(&reports[1]),
+        "ratio": round2(ratio),
+        "min_ratio": MIN_RATIO,
+        "token_cache_hits": cache_hits,
+    });
+    let path = bench::results_path(Path::new(BRIDGE_EXE), "auth.json");
+    bench::write_json(&path, &document)?;
+    println!("JSON report: {}", path.display());
+    // A smoke run is too short and too small to judge a ratio on a shared machine.
+    if !plan.smoke {
+        ensure!(
+            ratio >= MIN_RATIO,
+            "cached throughput with JWT auth is {ratio:.2}x auth off, below the {MIN_RATIO} target"
+        );
+    }
+    Ok(())
+}
