@@ -44,6 +44,14 @@ pub(crate) const BACKEND_CALLS: &str = "mcp_bridge_calls_total";
 /// The counter of checked credentials, by `result` (`ok` or the refusal's reason).
 pub(crate) const AUTH_REQUESTS: &str = "mcp_bridge_auth_requests_total";
 
+/// Installs the TLS crypto provider every reqwest client in this process needs: the auth
+/// crate builds reqwest with `rustls-no-provider` (its JWKS fetches use `ring`), and cargo
+/// unifies that feature into the reqwest these tests and rmcp use, whose clients panic when
+/// built without a provider. Every identity test starts an issuer or a bridge first.
+fn install_tls_provider() {
+    mcp_bridge::auth::install_tls_crypto_provider();
+}
+
 /// `tests/clients/auth_issuer.py`, running on a free loopback port: the authorization
 /// server whose keys the bridge trusts. Killed (by its own handle) when dropped.
 pub(crate) struct Issuer {
@@ -57,6 +65,7 @@ pub(crate) struct Issuer {
 impl Issuer {
     /// Starts an issuer; `args` are its flags (`--oauth-sub NAME`, `--oauth-roles ...`).
     pub(crate) async fn start(args: &[&str]) -> Result<Issuer> {
+        install_tls_provider();
         let mut process = tokio::process::Command::new(&test_deps().python)
             .arg(test_deps().clients_dir.join("auth_issuer.py"))
             .args(["--audience", AUDIENCE])
@@ -190,6 +199,7 @@ impl Guarded {
     /// Starts the bridge with `config` (the `[auth]`, `[access]`, ... sections and any other
     /// server) beside the demo server.
     pub(crate) async fn start(config: &str, pool: &str) -> Result<Guarded> {
+        install_tls_provider();
         let dir = tempfile::tempdir()?;
         let calls = dir.path().join("calls.log");
         let calls_arg = calls.display().to_string();
