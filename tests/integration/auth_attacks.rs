@@ -1,10 +1,11 @@
 //! Attacks on the identity layer, each answered 401/403 with its reason and never reaching a
 //! backend (the demo server's `--calls-log` and `mcp_bridge_calls_total` do not move): no
 //! token, expired, not yet valid, wrong issuer, wrong audience, `alg: none`, HS256 keyed with
-//! the RSA public key, a tampered payload, an unknown `kid` (a burst costs at most one JWKS
-//! fetch), a revoked API key after a config reload, a session id replayed under another
-//! principal; and what a client needs to get in: the protected-resource metadata, a rotated
-//! key fetched once, the admin routes open to the admin role only.
+//! the RSA public key, a tampered payload, a missing scope, an unknown `kid` (a burst costs at
+//! most one JWKS fetch), a revoked API key after a config reload, a session id replayed under
+//! another principal; no credential ever reaches a backend. And what a client needs to get
+//! in: the protected-resource metadata, a rotated key fetched once, fetched keys serving
+//! while the JWKS URL is down, the admin routes open to the admin role only.
 
 use std::time::Duration;
 

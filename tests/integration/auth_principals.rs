@@ -1,7 +1,9 @@
 //! What depends on who is calling, with two principals (alice and bob) through one shared
 //! bridge: private cached results partitioned by principal rather than by session, access
-//! rules that filter `tools/list` and refuse calls before any backend, rate limits and
-//! in-flight caps that stop one principal without slowing the other, and the audit log.
+//! rules that filter `tools/list` and refuse calls before any backend (and reload with the
+//! config), rate limits and in-flight caps that stop one principal without slowing the other
+//! (cache hits counted only when configured, the `principal` label bounded), and the audit
+//! log.
 
 use std::time::{Duration, Instant};
 
@@ -364,6 +366,61 @@ burst = 2
         !exposition.contains("principal=\"carol\""),
         "a principal outside auth.metrics_principals got a label value of its own"
     );
+    Ok(())
+}
+
+/// Alice's bucket of one call, with the cache serving `get_clients`: whether her cache
+/// hits were refused once the bucket was empty, and the calls the server received.
+async fn limited_hits(count_cache_hits: bool) -> Result<(bool, usize)> {
+    let config = format!(
+        "{}\n[limits]\ncount_cache_hits = {count_cache_hits}\n\
+         [[limits.rules]]\nname = \"alice-one\"\nprincipals = [\"alice\"]\n\
+         calls_per_second = 0.05\nburst = 1\n\
+         [cache]\nenabled = true\n[cache.ttl.demo]\nget_clients = \"5m\"\nget_tasks = 0\n",
+        two_keys(&[])
+    );
+    let demo = Guarded::start(&config, "max_connections = 1").await?;
+    let url = demo.url("/mcp/demo");
+    // Bob fills the cache, so each of alice's calls below is a hit.
+    Session::open(&url, BOB_KEY)
+        .await?
+        .structured("get_clients", json!({}))
+        .await?;
+    let alice = Session::open(&url, ALICE_KEY).await?;
+    alice.structured("get_clients", json!({})).await?;
+    let repeat = alice.call_reply("get_clients", json!({})).await?;
+    let hit_limited = repeat.status == 429;
+    if !hit_limited {
+        ensure!(repeat.status == 200, "{}", repeat.explanation());
+        // The hits left her token: the next call the cache cannot answer takes it.
+        let miss = alice.call_reply("get_tasks", json!({})).await?;
+        ensure!(
+            miss.status == 200,
+            "alice's first real call: {}",
+            miss.explanation()
+        );
+        assert_limited(
+            "alice's second real call",
+            &alice.call_reply("get_tasks", json!({})).await?,
+        )?;
+    } else {
+        assert_limited("alice's repeated hit", &repeat)?;
+    }
+    Ok((hit_limited, demo.calls_of("get_clients")))
+}
+
+/// Cache hits take from a principal's rate limit only when `limits.count_cache_hits` says so.
+#[tokio::test]
+async fn cache_hits_count_toward_rate_limits_only_when_configured() -> Result<()> {
+    let (limited, served) = limited_hits(false).await?;
+    assert!(
+        !limited,
+        "a cache hit was refused with count_cache_hits = false"
+    );
+    assert_eq!(served, 1, "only bob's fill reached the server");
+    let (limited, served) = limited_hits(true).await?;
+    assert!(limited, "cache hits were free with count_cache_hits = true");
+    assert_eq!(served, 1, "only bob's fill reached the server");
     Ok(())
 }
 
