@@ -373,6 +373,8 @@ async fn rmcp_connect_with(
     url: &str,
     lifecycle: Lifecycle,
 ) -> Result<(RmcpHandler, RmcpClient)> {
+    // rmcp builds its own reqwest client, whose TLS needs the process-wide provider.
+    mcp_bridge::auth::install_tls_crypto_provider();
     let transport = StreamableHttpClientTransport::from_uri(url.to_owned());
     let service = handler.clone();
     let connecting = async {

@@ -187,6 +187,7 @@ fn log_lines(bridge: &Bridge, needle: &str) -> usize {
 /// A normal client: `initialize` on the demo endpoint with a fresh HTTP client (no pooled
 /// connection), answered with a result.
 async fn normal_call(bridge: &Bridge) -> bool {
+    mcp_bridge::auth::install_tls_crypto_provider();
     let Ok(client) = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()

@@ -110,7 +110,12 @@ pub(crate) fn start_bridge_with_file(
 /// A shared HTTP client for plain requests.
 pub(crate) fn http() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT.get_or_init(reqwest::Client::new)
+    CLIENT.get_or_init(|| {
+        // reqwest's TLS needs a process-wide crypto provider (the bridge's JWKS client
+        // installs the same one); without it building a client panics.
+        mcp_bridge::auth::install_tls_crypto_provider();
+        reqwest::Client::new()
+    })
 }
 
 /// A minimal session-based MCP client over raw HTTP, for tests that need to control
