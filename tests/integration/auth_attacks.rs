@@ -456,7 +456,7 @@ async fn a_revoked_api_key_is_refused_after_a_config_reload() -> Result<()> {
 }
 
 /// A session id presented with another principal's valid credential is refused with 403 and
-/// counted, for a call and for a DELETE; the session's owner keeps using it.
+/// counted, for a call, a DELETE and a GET stream; the session's owner keeps using it.
 #[tokio::test]
 async fn a_session_replayed_under_another_principal_is_refused_and_counted() -> Result<()> {
     let demo = Guarded::start(&two_keys(&[]), "max_connections = 1").await?;
@@ -478,6 +478,14 @@ async fn a_session_replayed_under_another_principal_is_refused_and_counted() -> 
         deleted.explanation()
     );
     assert_eq!(metric(&demo.bridge, mismatches, &[]).await?, 2.0);
+    // Bob may not listen on alice's stream either. A bridge that let him would hold the
+    // stream open, so the answer is awaited with a bound.
+    let listen = send(Method::GET, &url, Some(BOB_KEY), Some(&alice.id), None);
+    let listened = tokio::time::timeout(Duration::from_secs(10), listen).await;
+    let listened =
+        listened.map_err(|_| anyhow::anyhow!("bob's GET on alice's session was held open"))??;
+    assert_eq!(listened.status, 403, "{}", listened.explanation());
+    assert_eq!(metric(&demo.bridge, mismatches, &[]).await?, 3.0);
     assert_eq!(
         demo.calls_of("get_clients"),
         0,

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::auth::{
     ALICE_KEY, BOB_KEY, Guarded, Issuer, Reply, Session, api_key_toml, tool_call, two_keys,
 };
-use crate::support::{SETTLE, metric, poll_until, repo_root};
+use crate::support::{SETTLE, metric, poll_until, repo_root, run_python_client};
 
 /// The JSON-RPC code of a call the access rules refuse.
 const ACCESS_DENIED: i64 = -32040;
@@ -87,6 +87,24 @@ async fn private_results_are_shared_by_a_principal_and_never_cross_principals() 
     assert_eq!(whoami(&alice_again).await?, Some(1));
     let served = crate::support::count_calls(&calls, "whoami");
     assert_eq!(served, 2, "one call per principal reached the server");
+
+    // Clients of 2026-07-28 have no session at all: the principal alone is the partition.
+    let sessionless = |token: &str| {
+        let steps = json!([{"op": "call", "tool": "whoami"}]);
+        let spec = json!({"url": url, "mode": "2026-07-28", "bearer": token, "steps": steps});
+        let arg = spec.to_string();
+        async move {
+            let report = run_python_client("auth_oauth_client.py", &[arg.as_str()]).await?;
+            Ok::<_, anyhow::Error>(report["results"][0]["structured"]["call"].as_u64())
+        }
+    };
+    let (for_alice, for_bob) = tokio::join!(sessionless(&alice_token), sessionless(&bob_token));
+    assert_eq!(
+        (for_alice?, for_bob?),
+        (Some(1), Some(2)),
+        "sessionless principals"
+    );
+    assert_eq!(crate::support::count_calls(&calls, "whoami"), 2);
     Ok(())
 }
 
