@@ -405,17 +405,41 @@ impl Session {
         Ok(result["structuredContent"].clone())
     }
 
-    /// The tool names `tools/list` offers this session.
-    pub(crate) async fn tool_names(&self) -> Result<Vec<String>> {
-        let message = json!({"jsonrpc": "2.0", "id": self.next_id(), "method": "tools/list"});
+    /// Sends a request with this session's own credential and returns the JSON-RPC response.
+    pub(crate) async fn request(&self, method: &str, params: Value) -> Result<Value> {
+        let message =
+            json!({"jsonrpc": "2.0", "id": self.next_id(), "method": method, "params": params});
         let reply = self.send_as(Some(&self.token), &message).await?;
-        let response = reply.message()?;
-        let tools = response["result"]["tools"]
+        ensure!(
+            reply.status == 200,
+            "{method} was refused: {}",
+            reply.explanation()
+        );
+        reply.message()
+    }
+
+    /// The `field` of every item in the `list` of a list method's result (`tools/list` and
+    /// `name`, `resources/list` and `uri`, ...).
+    pub(crate) async fn listed(
+        &self,
+        method: &str,
+        list: &str,
+        field: &str,
+    ) -> Result<Vec<String>> {
+        let response = self.request(method, json!({})).await?;
+        let items = response["result"][list]
             .as_array()
-            .with_context(|| format!("tools/list answered {response}"))?;
-        Ok(tools
+            .with_context(|| format!("{method} answered {response}"))?;
+        let mut names: Vec<String> = items
             .iter()
-            .filter_map(|tool| tool["name"].as_str().map(str::to_owned))
-            .collect())
+            .filter_map(|item| item[field].as_str().map(str::to_owned))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// The tool names `tools/list` offers this session, sorted.
+    pub(crate) async fn tool_names(&self) -> Result<Vec<String>> {
+        self.listed("tools/list", "tools", "name").await
     }
 }

@@ -110,12 +110,10 @@ async fn private_results_are_shared_by_a_principal_and_never_cross_principals() 
 
 /// The tool names of a `tools/list` on `path` for `key`.
 async fn listed(demo: &Guarded, path: &str, key: &str) -> Result<Vec<String>> {
-    let mut names = Session::open(&demo.url(path), key)
+    Session::open(&demo.url(path), key)
         .await?
         .tool_names()
-        .await?;
-    names.sort();
-    Ok(names)
+        .await
 }
 
 fn sorted(names: &[&str]) -> Vec<String> {
@@ -243,6 +241,62 @@ tools = ["debug_*"]
         (demo.calls_of("get_clients"), demo.calls_of("create_task")),
         (1, 1)
     );
+    Ok(())
+}
+
+/// Prompts and resources follow the rules too: the lists show only what a rule covers, and
+/// reading or getting anything else is refused with -32040 before the server sees it.
+#[tokio::test]
+async fn access_rules_cover_prompts_and_resources() -> Result<()> {
+    let rules = r#"
+[[access.rules]]
+name = "alice-planning"
+effect = "allow"
+principals = ["alice"]
+servers = ["demo"]
+prompts = ["plan_*"]
+resources = ["demo://tasks*"]
+"#;
+    let demo = Guarded::start(&format!("{}\n{rules}", two_keys(&[])), "").await?;
+    let alice = Session::open(&demo.url("/mcp/demo"), ALICE_KEY).await?;
+    let prompts = alice.listed("prompts/list", "prompts", "name").await?;
+    assert_eq!(prompts, ["plan_day"]);
+    let resources = alice.listed("resources/list", "resources", "uri").await?;
+    assert_eq!(resources, ["demo://tasks"]);
+    assert_eq!(
+        alice.tool_names().await?,
+        Vec::<String>::new(),
+        "no rule covers tools"
+    );
+
+    let read = alice
+        .request("resources/read", json!({"uri": "demo://tasks"}))
+        .await?;
+    assert!(read["result"]["contents"].is_array(), "{read}");
+    let planned = alice
+        .request("prompts/get", json!({"name": "plan_day"}))
+        .await?;
+    assert!(planned["result"]["messages"].is_array(), "{planned}");
+
+    let forwarded_before = demo.backend_calls().await?;
+    let refused = [
+        alice
+            .request("resources/read", json!({"uri": "demo://clients"}))
+            .await?,
+        alice
+            .request("prompts/get", json!({"name": "habit_checkin"}))
+            .await?,
+        alice.call("get_clients", json!({})).await?,
+    ];
+    for response in &refused {
+        assert_eq!(error_of(response)["code"], ACCESS_DENIED, "{response}");
+    }
+    assert_eq!(
+        demo.backend_calls().await?,
+        forwarded_before,
+        "a refusal was forwarded"
+    );
+    assert_eq!(demo.calls_of("get_clients"), 0);
     Ok(())
 }
 
