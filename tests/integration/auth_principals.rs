@@ -300,6 +300,54 @@ resources = ["demo://tasks*"]
     Ok(())
 }
 
+/// Roles from a JWT's `roles` claim (an array, or one string) grant what a role rule allows,
+/// and the scopes claim may be an array; a token without the role is refused.
+#[tokio::test]
+async fn roles_from_a_jwt_grant_access_by_role() -> Result<()> {
+    let issuer = Issuer::start(&[]).await?;
+    let rules = r#"
+[[access.rules]]
+name = "analysts"
+effect = "allow"
+roles = ["analyst"]
+tools = ["get_*"]
+"#;
+    let config = format!("{}\n{rules}", issuer.jwt_toml(crate::auth::AUDIENCE, ""));
+    let demo = Guarded::start(&config, "").await?;
+    let url = demo.url("/mcp/demo");
+    for (what, spec) in [
+        (
+            "roles as an array",
+            json!({"sub": "ann", "roles": ["analyst", "x"]}),
+        ),
+        (
+            "roles as one string",
+            json!({"sub": "ann", "roles": "analyst"}),
+        ),
+        (
+            "scopes as an array",
+            json!({"sub": "ann", "roles": ["analyst"], "scope": ["mcp", "x"]}),
+        ),
+    ] {
+        let session = Session::open(&url, &issuer.mint(spec).await?).await?;
+        let names = session.tool_names().await?;
+        assert_eq!(names.len(), 4, "{what}: {names:?}");
+        session
+            .structured("get_clients", json!({}))
+            .await
+            .context(what)?;
+    }
+    let outsider = Session::open(&url, &issuer.token("olaf", &["viewer"]).await?).await?;
+    // A server the caller may use nothing of may list as empty or refuse the list outright.
+    let list = outsider.request("tools/list", json!({})).await?;
+    let hidden = list["result"]["tools"] == json!([]) || error_of(&list)["code"] == ACCESS_DENIED;
+    assert!(hidden, "the outsider sees tools: {list}");
+    let refused = outsider.call("get_clients", json!({})).await?;
+    assert_eq!(error_of(&refused)["code"], ACCESS_DENIED, "{refused}");
+    assert_eq!(demo.calls_of("get_clients"), 3);
+    Ok(())
+}
+
 /// Access rules reload with the config file: a new deny rule applies to an open session, and
 /// a bad rule is reported with file, line and field while the rules before it keep serving.
 #[tokio::test]
