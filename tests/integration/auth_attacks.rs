@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -221,6 +221,36 @@ async fn protected_resource_metadata_is_served_at_both_well_known_paths() -> Res
             .unwrap_or_default();
         assert!(methods.contains(&json!("header")), "{path}: {metadata}");
     }
+    Ok(())
+}
+
+/// A verified token is remembered only until it expires: the same token, accepted a moment
+/// ago, is refused as expired once its `exp` has passed (no leeway configured).
+#[tokio::test]
+async fn a_remembered_token_is_refused_once_it_expires() -> Result<()> {
+    let issuer = Issuer::start(&[]).await?;
+    let demo = jwt_bridge(&issuer, "leeway = \"0s\"").await?;
+    let url = demo.url("/mcp/demo");
+    let token = issuer.mint(json!({"sub": "alice", "exp_in": 2})).await?;
+    let session = Session::open(&url, &token).await?;
+    session.structured("get_clients", json!({})).await?;
+    let refused = poll_until(
+        SETTLE,
+        async || session.call_reply("get_clients", json!({})).await.ok(),
+        |reply| reply.as_ref().is_some_and(|reply| reply.status != 200),
+    )
+    .await
+    .context("no answer")?;
+    assert_challenge(
+        "an expired remembered token",
+        &refused,
+        Some("invalid_token"),
+    );
+    assert!(
+        refused.explanation().contains("expired"),
+        "{}",
+        refused.explanation()
+    );
     Ok(())
 }
 

@@ -31,7 +31,8 @@ async fn whoami(session: &Session) -> Result<Option<u64>> {
 }
 
 /// A private result (`cacheScope: private`) is cached for its principal: a second session of
-/// alice gets alice's entry, bob never does, whichever session either uses.
+/// alice gets alice's entry, bob never does, whichever session either uses (or none, on
+/// 2026-07-28). The holders of `http.auth_token` are not one person: theirs stay per session.
 #[tokio::test]
 async fn private_results_are_shared_by_a_principal_and_never_cross_principals() -> Result<()> {
     let issuer = Issuer::start(&[]).await?;
@@ -47,8 +48,9 @@ async fn private_results_are_shared_by_a_principal_and_never_cross_principals() 
         "[servers.private]\ncommand = \"python3\"\nargs = {}\nmax_connections = 1\n",
         serde_json::to_string(&args)?
     );
+    let shared_token = "shared-token-6a0f2c9e7d41";
     let config = format!(
-        "{private}\n[cache]\nenabled = true\n{}",
+        "{private}\n[http]\nauth_token = \"{shared_token}\"\n[cache]\nenabled = true\n{}",
         issuer.jwt_toml(crate::auth::AUDIENCE, "")
     );
     let demo = Guarded::start(&config, "").await?;
@@ -85,8 +87,24 @@ async fn private_results_are_shared_by_a_principal_and_never_cross_principals() 
     // A fresh token of alice's (another credential, same principal) finds her entry too.
     let alice_again = Session::open(&url, &issuer.token("alice", &[]).await?).await?;
     assert_eq!(whoami(&alice_again).await?, Some(1));
+    // Everyone holding http.auth_token is one principal, but not one person: a private result
+    // stays with the session that fetched it (`Principal::is_individual`), as without auth.
+    let (holder, other_holder) = (
+        Session::open(&url, shared_token).await?,
+        Session::open(&url, shared_token).await?,
+    );
+    assert_eq!(whoami(&holder).await?, Some(3), "the first holder's call");
+    assert_eq!(
+        whoami(&other_holder).await?,
+        Some(4),
+        "another holder got the first's result"
+    );
+    assert_eq!(whoami(&holder).await?, Some(3), "the first holder's repeat");
     let served = crate::support::count_calls(&calls, "whoami");
-    assert_eq!(served, 2, "one call per principal reached the server");
+    assert_eq!(
+        served, 4,
+        "one call per principal (per session for the shared token)"
+    );
 
     // Clients of 2026-07-28 have no session at all: the principal alone is the partition.
     let sessionless = |token: &str| {
@@ -104,7 +122,7 @@ async fn private_results_are_shared_by_a_principal_and_never_cross_principals() 
         (Some(1), Some(2)),
         "sessionless principals"
     );
-    assert_eq!(crate::support::count_calls(&calls, "whoami"), 2);
+    assert_eq!(crate::support::count_calls(&calls, "whoami"), 4);
     Ok(())
 }
 
