@@ -24,7 +24,11 @@ A `/mint` request is a JSON object with any of:
        HMAC keyed with the RSA public key's PEM: the algorithm-confusion attack),
   kid: overrides the header's kid (an unknown kid, say),
   tamper: true to sign the claims and then swap in a payload naming another subject and
-          the admin role, keeping the original signature.
+          the admin role, keeping the original signature,
+  attacker_key: true to sign (RS256) with a key that is not in the JWKS while naming the real
+          key's kid, and to carry the attacker's public key in the header twice over: as an
+          embedded `jwk` and as a `jku` URL (`/attacker-jwks.json`, counted in /stats as
+          attacker_jwks_fetches). A verifier that trusts either accepts the token.
 """
 
 import argparse
@@ -65,6 +69,18 @@ class Keys:
         self.add_rsa()
         self.ec_kid = f"ec-{secrets.token_hex(4)}"
         self.ec_key = ec.generate_private_key(ec.SECP256R1())
+        self.attacker = None  # Generated the first time a token asks for it.
+
+    def attacker_key(self):
+        with self.lock:
+            if self.attacker is None:
+                self.attacker = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            return self.attacker
+
+    def attacker_jwks(self):
+        jwk = RSAAlgorithm.to_jwk(self.attacker_key().public_key(), as_dict=True)
+        jwk.update({"kid": "attacker", "use": "sig", "alg": "RS256"})
+        return {"keys": [jwk]}
 
     def add_rsa(self):
         kid = f"rsa-{secrets.token_hex(4)}"
@@ -100,6 +116,7 @@ class Issuer:
         self.url = None  # Set once the port is known.
         self.lock = threading.Lock()
         self.jwks_fetches = 0
+        self.attacker_jwks_fetches = 0
         self.requests = []
         self.clients = {}
         self.codes = {}
@@ -112,10 +129,15 @@ class Issuer:
         with self.lock:
             self.jwks_fetches += 1
 
+    def count_attacker_jwks_fetch(self):
+        with self.lock:
+            self.attacker_jwks_fetches += 1
+
     def stats(self):
         with self.lock:
             return {
                 "jwks_fetches": self.jwks_fetches,
+                "attacker_jwks_fetches": self.attacker_jwks_fetches,
                 "requests": list(self.requests),
                 "kids": {"rsa": [kid for kid, _ in self.keys.rsa], "ec": self.keys.ec_kid},
             }
@@ -141,7 +163,15 @@ class Issuer:
         """The token `spec` asks for (see the module's doc)."""
         claims = self.claims(spec)
         alg = spec.get("alg", "RS256")
-        if alg == "RS256":
+        if spec.get("attacker_key"):
+            kid = spec.get("kid", self.keys.current_rsa()[0])
+            headers = {
+                "kid": kid,
+                "jwk": self.keys.attacker_jwks()["keys"][0],
+                "jku": f"{self.url}/attacker-jwks.json",
+            }
+            token = jwt.encode(claims, self.keys.attacker_key(), algorithm="RS256", headers=headers)
+        elif alg == "RS256":
             kid, key = self.keys.current_rsa()
             token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": spec.get("kid", kid)})
         elif alg == "ES256":
@@ -283,6 +313,9 @@ def handler_for(issuer):
             if url.path == "/jwks.json":
                 issuer.count_jwks_fetch()
                 self.answer(200, issuer.keys.jwks())
+            elif url.path == "/attacker-jwks.json":
+                issuer.count_attacker_jwks_fetch()
+                self.answer(200, issuer.keys.attacker_jwks())
             elif url.path == "/stats":
                 self.answer(200, issuer.stats())
             elif url.path == "/.well-known/oauth-authorization-server":

@@ -1,7 +1,8 @@
 //! Attacks on the identity layer, each answered 401/403 with its reason and never reaching a
 //! backend (the demo server's `--calls-log` and `mcp_bridge_calls_total` do not move): no
 //! token, expired, not yet valid, wrong issuer, wrong audience, `alg: none`, HS256 keyed with
-//! the RSA public key, a tampered payload, a missing scope, an unknown `kid` (a burst costs at
+//! the RSA public key, a tampered payload, the attacker's own key offered in the header
+//! (`jwk`, `jku`), a key of the wrong type, a missing scope, an unknown `kid` (a burst costs at
 //! most one JWKS fetch), a revoked API key after a config reload, a session id replayed under
 //! another principal; no credential ever reaches a backend. And what a client needs to get
 //! in: the protected-resource metadata, a rotated key fetched once, fetched keys serving
@@ -89,7 +90,8 @@ async fn forged_and_misused_tokens_are_refused_before_any_backend() -> Result<()
         .await?;
     assert_challenge("no token", &bare, None);
 
-    let rsa_kid = issuer.stats().await?["kids"]["rsa"][0].clone();
+    let kids = issuer.stats().await?["kids"].clone();
+    let (rsa_kid, ec_kid) = (kids["rsa"][0].clone(), kids["ec"].clone());
     let attacks = [
         ("expired", json!({"exp_in": -600}), "expired", "expired"),
         (
@@ -127,6 +129,18 @@ async fn forged_and_misused_tokens_are_refused_before_any_backend() -> Result<()
             json!({"tamper": true}),
             "bad_signature",
             "signature",
+        ),
+        (
+            "the attacker's own key, offered as an embedded jwk and a jku",
+            json!({"attacker_key": true}),
+            "bad_signature",
+            "signature",
+        ),
+        (
+            "RS256 naming the EC key",
+            json!({"kid": ec_kid}),
+            "key_mismatch",
+            "does not fit",
         ),
     ];
     for (attack, spec, reason, explained) in attacks {
@@ -178,6 +192,11 @@ async fn forged_and_misused_tokens_are_refused_before_any_backend() -> Result<()
         reply.explanation()
     );
 
+    let attacker_fetches = issuer.stats().await?["attacker_jwks_fetches"].clone();
+    assert_eq!(
+        attacker_fetches, 0,
+        "the bridge fetched keys from a token's jku"
+    );
     assert_eq!(
         demo.calls_of("get_clients"),
         calls_before,
