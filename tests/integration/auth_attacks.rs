@@ -453,6 +453,75 @@ async fn credentials_never_reach_a_backend() -> Result<()> {
     Ok(())
 }
 
+/// Keys from a `jwks_file` are read at start and again on a config reload: a token of a key
+/// added to the file is refused until the bridge reloads, then accepted.
+#[tokio::test]
+async fn a_jwks_file_is_read_again_when_the_config_reloads() -> Result<()> {
+    let issuer = Issuer::start(&[]).await?;
+    let dir = tempfile::tempdir()?;
+    let jwks_path = dir.path().join("jwks.json");
+    let write_jwks = async || -> Result<()> {
+        let jwks = http()
+            .get(format!("{}/jwks.json", issuer.url))
+            .send()
+            .await?;
+        std::fs::write(&jwks_path, jwks.bytes().await?)?;
+        Ok(())
+    };
+    write_jwks().await?;
+    let jwt = issuer.jwt_toml(AUDIENCE, "").replace(
+        &format!("jwks_url = \"{}/jwks.json\"", issuer.url),
+        &format!(
+            "jwks_file = {}",
+            crate::support::toml_string(&jwks_path.display().to_string())
+        ),
+    );
+    assert!(jwt.contains("jwks_file"), "{jwt}");
+    let demo = Guarded::start(&jwt, "").await?;
+    let url = demo.url("/mcp/demo");
+    Session::open(&url, &issuer.token("alice", &[]).await?).await?;
+
+    issuer.rotate().await?;
+    write_jwks().await?;
+    let rotated = issuer.token("alice", &[]).await?;
+    let before_reload = send(
+        Method::POST,
+        &url,
+        Some(&rotated),
+        None,
+        Some(&initialize()),
+    )
+    .await?;
+    assert_eq!(
+        before_reload.status, 401,
+        "the file was read again without a reload"
+    );
+    demo.edit_config(|text| format!("{text}\n# reload\n"))?;
+    let accepted = poll_until(
+        SETTLE,
+        async || {
+            let reply = send(
+                Method::POST,
+                &url,
+                Some(&rotated),
+                None,
+                Some(&initialize()),
+            )
+            .await;
+            reply.map(|reply| reply.status).ok()
+        },
+        |status| *status == Some(200),
+    )
+    .await;
+    assert_eq!(
+        accepted,
+        Some(200),
+        "the new key in the file was never used:\n{}",
+        demo.bridge.log_tail(20)
+    );
+    Ok(())
+}
+
 /// An API key removed from the config stops working once the bridge reloads the file: a new
 /// session and the key's open session are refused (and never reach the server), while the
 /// other key keeps working.
