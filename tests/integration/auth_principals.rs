@@ -446,7 +446,7 @@ async fn a_rate_limited_principal_is_refused_while_the_other_keeps_calling() -> 
 [[limits.rules]]
 name = "alice-trickle"
 principals = ["alice", "carol"]
-calls_per_second = 0.2
+calls_per_second = 0.05
 burst = 2
 "#;
     let carol_key = "carol-key-5d2e81f09c3a";
