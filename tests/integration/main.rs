@@ -8,6 +8,10 @@
 
 mod support;
 
+mod auth;
+mod auth_attacks;
+mod auth_clients;
+mod auth_principals;
 mod cache;
 mod cache_live;
 mod clients;
