@@ -33,8 +33,8 @@ use mcp_bridge_test_support::client::Session;
 use mcp_bridge_test_support::repo::toml_command;
 use mcp_bridge_test_support::{Bridge, metric};
 
-use self::load::{CALL_PARAMS, LoadReport, Probe, Round};
-use self::stats::{CpuProbe, round, round2};
+use self::load::{CALL_PARAMS, Contender, Probe};
+use self::stats::{CpuProbe, round2};
 
 const BRIDGE_EXE: &str = env!("CARGO_BIN_EXE_mcp-bridge");
 const ENDPOINT: &str = "/mcp/demo";
@@ -152,7 +152,7 @@ async fn run(plan: &Plan) -> Result<()> {
     let off = start_bridge("").await?;
     let jwt = start_bridge(&jwt_config).await?;
 
-    let mut targets = Vec::new();
+    let mut contenders = Vec::new();
     for (bridge, with_token) in [(&off, false), (&jwt, true)] {
         let probes = vec![
             Probe::new("bridge", "bridge", CpuProbe::Processes(vec![bridge.pid()])),
@@ -170,32 +170,10 @@ async fn run(plan: &Plan) -> Result<()> {
         }
         // The first call fills the cache; every later one is a hit.
         clients[0].call(CALL_PARAMS).await?;
-        targets.push((clients, probes, Vec::<Round>::new()));
+        contenders.push(Contender { clients, probes });
     }
-    for round_index in 0..plan.rounds {
-        let warmup = if round_index == 0 {
-            plan.warmup
-        } else {
-            plan.warmup / 4
-        };
-        for (clients, probes, rounds) in &mut targets {
-            let (round, back) =
-                load::run_round(std::mem::take(clients), warmup, plan.round_window, probes).await?;
-            *clients = back;
-            rounds.push(round);
-        }
-    }
-    let mut reports = Vec::new();
-    for (_, probes, rounds) in targets {
-        let report = LoadReport::from_rounds(plan.connections, &probes, rounds);
-        ensure!(
-            report.errors == 0,
-            "{} calls failed: {:?}",
-            report.errors,
-            report.first_error
-        );
-        reports.push(report);
-    }
+    let reports =
+        load::taking_turns(contenders, plan.rounds, plan.warmup, plan.round_window).await?;
     // The cache counters come from /metrics, which needs no credential (the admin routes of
     // the JWT bridge would want an admin one).
     for (name, bridge) in [("auth-off", &off), ("jwt", &jwt)] {
@@ -238,15 +216,6 @@ async fn run(plan: &Plan) -> Result<()> {
     let off_rate = reports[0].calls_per_second();
     let jwt_rate = reports[1].calls_per_second();
     let ratio = jwt_rate / off_rate.max(1.0);
-    let describe = |report: &LoadReport| {
-        json!({
-            "calls_per_second": round(report.calls_per_second()),
-            "ok": report.ok,
-            "latency_us": report.latency.to_json(),
-            "per_round": report.per_round.iter().map(|r| round(*r)).collect::<Vec<_>>(),
-            "bridge_calls_per_cpu_second": report.calls_per_cpu_second("bridge").map(round),
-        })
-    };
     let _ = (
         off.stop(Duration::from_secs(20)).await,
         jwt.stop(Duration::from_secs(20)).await,
@@ -259,8 +228,8 @@ async fn run(plan: &Plan) -> Result<()> {
         "mode": mode,
         "profile": profile,
         "connections": plan.connections,
-        "auth_off": describe(&reports[0]),
-        "jwt": describe(&reports[1]),
+        "auth_off": reports[0].comparison_json(),
+        "jwt": reports[1].comparison_json(),
         "ratio": round2(ratio),
         "min_ratio": MIN_RATIO,
         "token_cache_hits": cache_hits,

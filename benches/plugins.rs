@@ -37,8 +37,8 @@ use mcp_bridge_test_support::client::Session;
 use mcp_bridge_test_support::repo::{plugin_wasm, toml_command};
 use mcp_bridge_test_support::{Bridge, metric};
 
-use self::load::{CALL_PARAMS, LoadReport, Probe, Round};
-use self::stats::{CpuProbe, Summary, round, round2};
+use self::load::{CALL_PARAMS, Contender, Probe};
+use self::stats::{CpuProbe, Summary, round2};
 
 const BRIDGE_EXE: &str = env!("CARGO_BIN_EXE_mcp-bridge");
 const ENDPOINT: &str = "/mcp/demo";
@@ -216,7 +216,7 @@ async fn cached_bridge(plugin: bool) -> Result<(Bridge, tempfile::TempDir)> {
 async fn cached_throughput(plan: &Plan) -> Result<Value> {
     let (builtin, _builtin_dir) = cached_bridge(false).await?;
     let (plugin, _plugin_dir) = cached_bridge(true).await?;
-    let mut targets = Vec::new();
+    let mut contenders = Vec::new();
     for bridge in [&builtin, &plugin] {
         let pid = bridge.pid();
         let probes = vec![
@@ -230,32 +230,10 @@ async fn cached_throughput(plan: &Plan) -> Result<Value> {
         }
         // The first call fills the cache; every later one is a hit.
         clients[0].call(CALL_PARAMS).await?;
-        targets.push((clients, probes, Vec::<Round>::new()));
+        contenders.push(Contender { clients, probes });
     }
-    for round_index in 0..plan.rounds {
-        let warmup = if round_index == 0 {
-            plan.warmup
-        } else {
-            plan.warmup / 4
-        };
-        for (clients, probes, rounds) in &mut targets {
-            let (round, back) =
-                load::run_round(std::mem::take(clients), warmup, plan.round_window, probes).await?;
-            *clients = back;
-            rounds.push(round);
-        }
-    }
-    let mut reports = Vec::new();
-    for (_, probes, rounds) in targets {
-        let report = LoadReport::from_rounds(plan.connections, &probes, rounds);
-        ensure!(
-            report.errors == 0,
-            "{} calls failed: {:?}",
-            report.errors,
-            report.first_error
-        );
-        reports.push(report);
-    }
+    let reports =
+        load::taking_turns(contenders, plan.rounds, plan.warmup, plan.round_window).await?;
     for (name, bridge) in [("built-in", &builtin), ("plugin", &plugin)] {
         let stats = bridge.cache_stats().await?.context("cache off")?;
         let hits = stats["hits"].as_f64().unwrap_or_default();
@@ -274,23 +252,14 @@ async fn cached_throughput(plan: &Plan) -> Result<Value> {
     ensure!(decisions > 0.0, "the plugin made no decisions");
     let builtin_rate = reports[0].calls_per_second();
     let plugin_rate = reports[1].calls_per_second();
-    let describe = |report: &LoadReport| {
-        json!({
-            "calls_per_second": round(report.calls_per_second()),
-            "ok": report.ok,
-            "latency_us": report.latency.to_json(),
-            "per_round": report.per_round.iter().map(|r| round(*r)).collect::<Vec<_>>(),
-            "bridge_calls_per_cpu_second": report.calls_per_cpu_second("bridge").map(round),
-        })
-    };
     let _ = (
         builtin.stop(Duration::from_secs(20)).await,
         plugin.stop(Duration::from_secs(20)).await,
     );
     Ok(json!({
         "connections": plan.connections,
-        "builtin": describe(&reports[0]),
-        "plugin": describe(&reports[1]),
+        "builtin": reports[0].comparison_json(),
+        "plugin": reports[1].comparison_json(),
         "ratio": round2(plugin_rate / builtin_rate.max(1.0)),
     }))
 }

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, ensure};
 use serde_json::{Value, json};
 
 use mcp_bridge_test_support::client::Session;
@@ -262,4 +262,61 @@ pub(crate) async fn run_round(
         }
     }
     Ok((round, clients))
+}
+
+/// One bridge measured by [`taking_turns`]: its connected sessions and CPU probes.
+pub(crate) struct Contender {
+    pub(crate) clients: Vec<Session>,
+    pub(crate) probes: Vec<Probe>,
+}
+
+/// Measures several bridges under the same closed-loop load, taking turns round by round so
+/// a busy machine weighs on each alike, and returns one report per bridge (in order). A
+/// failed call fails the measurement.
+pub(crate) async fn taking_turns(
+    contenders: Vec<Contender>,
+    rounds: usize,
+    warmup: Duration,
+    window: Duration,
+) -> Result<Vec<LoadReport>> {
+    let mut measured: Vec<(Contender, Vec<Round>)> = contenders
+        .into_iter()
+        .map(|contender| (contender, Vec::new()))
+        .collect();
+    for round_index in 0..rounds {
+        // The first round warms the bridges up; later ones only settle the connections.
+        let warmup = if round_index == 0 { warmup } else { warmup / 4 };
+        for (contender, done) in &mut measured {
+            let clients = std::mem::take(&mut contender.clients);
+            let (round, back) = run_round(clients, warmup, window, &contender.probes).await?;
+            contender.clients = back;
+            done.push(round);
+        }
+    }
+    let mut reports = Vec::with_capacity(measured.len());
+    for (contender, done) in measured {
+        let connections = contender.clients.len();
+        let report = LoadReport::from_rounds(connections, &contender.probes, done);
+        ensure!(
+            report.errors == 0,
+            "{} calls failed: {:?}",
+            report.errors,
+            report.first_error
+        );
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+impl LoadReport {
+    /// The part of a report the comparison benches print per bridge.
+    pub(crate) fn comparison_json(&self) -> Value {
+        json!({
+            "calls_per_second": round(self.calls_per_second()),
+            "ok": self.ok,
+            "latency_us": self.latency.to_json(),
+            "per_round": self.per_round.iter().map(|r| round(*r)).collect::<Vec<_>>(),
+            "bridge_calls_per_cpu_second": self.calls_per_cpu_second("bridge").map(round),
+        })
+    }
 }

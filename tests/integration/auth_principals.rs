@@ -5,7 +5,7 @@
 //! (cache hits counted only when configured, the `principal` label bounded), and the audit
 //! log.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
@@ -595,14 +595,13 @@ max_in_flight = 1
     let second_alice = Session::open(&url, ALICE_KEY).await?;
     let refused = second_alice.call_reply("get_clients", json!({})).await?;
     assert_limited("alice's second call in flight", &refused)?;
-    let bob_started = Instant::now();
     for _ in 0..5 {
         bob.structured("get_clients", json!({})).await?;
     }
-    let bob_took = bob_started.elapsed();
+    // Bob was served while alice's call still held her only slot: her cap did not queue him.
     assert!(
-        bob_took < Duration::from_millis(sleep_ms / 2),
-        "bob's five calls took {bob_took:?} while alice's call slept"
+        !slow.is_finished(),
+        "bob's five calls were answered only after alice's {sleep_ms} ms call ended"
     );
     let (reply, _alice) = tokio::time::timeout(SETTLE, slow).await???;
     assert_eq!(

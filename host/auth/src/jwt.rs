@@ -19,10 +19,11 @@ mod test_support;
 mod tests;
 #[cfg(test)]
 mod tests_jwks;
+mod token_cache;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use mcp_bridge_config::{JwksSource, JwtAlgorithm, JwtConfig, MAX_BEARER_TOKEN_BYTES};
 use prometheus::IntCounter;
@@ -30,32 +31,7 @@ use prometheus::IntCounter;
 use crate::error::SetupError;
 use crate::jwks::{FetchSettings, FetchTrigger, KeyChoiceError, KeySet, Keys, VerificationKey};
 use crate::{AuthError, AuthMetrics, Principal};
-
-/// Verified tokens by the SHA-256 digest of the token.
-type TokenCache = moka::sync::Cache<[u8; 32], Arc<CachedToken>>;
-
-/// A verified token's principal, until the token's `exp`.
-struct CachedToken {
-    principal: Principal,
-    /// The token's `exp`: a hit at or after it is a miss, whatever the cache's clock says.
-    expires_at: SystemTime,
-    /// How long the entry lives from its insertion (until `expires_at`).
-    lifetime: Duration,
-}
-
-/// Gives each cached token its own lifetime: until its `exp`.
-struct UntilExpiry;
-
-impl moka::Expiry<[u8; 32], Arc<CachedToken>> for UntilExpiry {
-    fn expire_after_create(
-        &self,
-        _digest: &[u8; 32],
-        token: &Arc<CachedToken>,
-        _created_at: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(token.lifetime)
-    }
-}
+use token_cache::{CachedToken, TokenCache};
 
 /// Checks JWTs against the configured issuer, audience, algorithms and key set, and
 /// remembers verified tokens by digest until they expire.
@@ -104,10 +80,7 @@ impl JwtVerifier {
         // changed: the same settings and the very same key set.
         let cache = match shared {
             Some(previous) if previous.config == *config => previous.cache.clone(),
-            _ => moka::sync::Cache::builder()
-                .max_capacity(config.token_cache_entries as u64)
-                .expire_after(UntilExpiry)
-                .build(),
+            _ => TokenCache::new(config.token_cache_entries),
         };
         Ok(JwtVerifier {
             config: config.clone(),
@@ -144,12 +117,9 @@ impl JwtVerifier {
                 "the token is longer than {MAX_BEARER_TOKEN_BYTES} bytes"
             )));
         }
-        if let Some(cached) = self.cache.get(&digest) {
-            if SystemTime::now() < cached.expires_at {
-                self.cache_hits.inc();
-                return Ok(cached.principal.clone());
-            }
-            self.cache.invalidate(&digest);
+        if let Some(principal) = self.cache.get(&digest, SystemTime::now()) {
+            self.cache_hits.inc();
+            return Ok(principal);
         }
         self.cache_misses.inc();
         let principal = self.verify_uncached(token).await?;
@@ -178,9 +148,8 @@ impl JwtVerifier {
         let entry = CachedToken {
             principal: principal.clone(),
             expires_at,
-            lifetime,
         };
-        self.cache.insert(digest, Arc::new(entry));
+        self.cache.insert(digest, entry, SystemTime::now());
     }
 
     async fn verify_uncached(&self, token: &str) -> Result<Principal, AuthError> {
