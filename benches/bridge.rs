@@ -27,6 +27,8 @@
 mod baseline;
 #[path = "bridge/cache.rs"]
 mod cache;
+// The comparison benches (plugins, auth) use `taking_turns`, which this one does not.
+#[allow(dead_code)]
 #[path = "bridge/load.rs"]
 mod load;
 #[path = "bridge/options.rs"]

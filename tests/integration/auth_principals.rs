@@ -5,8 +5,6 @@
 //! (cache hits counted only when configured, the `principal` label bounded), and the audit
 //! log.
 
-use std::time::Duration;
-
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 
