@@ -10,6 +10,8 @@
 //! --benches`) it runs a short smoke that checks the harness end to end but not the target.
 //! It prints a table and writes `target/bench-results/auth.json`.
 
+#[path = "auth/issuer.rs"]
+mod issuer;
 #[allow(dead_code)]
 #[path = "bridge/load.rs"]
 mod load;
@@ -20,12 +22,10 @@ mod stats;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use clap::Parser as _;
-use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
 use mcp_bridge_test_support::bench::{self, BenchMode};
@@ -33,19 +33,14 @@ use mcp_bridge_test_support::client::Session;
 use mcp_bridge_test_support::repo::toml_command;
 use mcp_bridge_test_support::{Bridge, metric};
 
+use self::issuer::{AUDIENCE, ISSUER, Issuer};
 use self::load::{CALL_PARAMS, Contender, Probe};
 use self::stats::{CpuProbe, round2};
 
 const BRIDGE_EXE: &str = env!("CARGO_BIN_EXE_mcp-bridge");
 const ENDPOINT: &str = "/mcp/demo";
-const ISSUER: &str = "https://issuer.bench.invalid";
-const AUDIENCE: &str = "https://bridge.bench.invalid/mcp";
 /// The least JWT-on throughput, as a share of auth-off, a full run accepts.
 const MIN_RATIO: f64 = 0.9;
-/// The PKCS#8 DER prefix of an Ed25519 private key given as its 32-byte seed (RFC 8410).
-const ED25519_PKCS8_PREFIX: [u8; 16] = [
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-];
 
 #[derive(Debug, clap::Parser)]
 #[command(bin_name = "cargo bench --bench auth --")]
@@ -91,38 +86,6 @@ fn main() -> ExitCode {
     bench::run_on_one_thread(run(&Plan::new(&args.mode)))
 }
 
-/// An Ed25519 signing key made for this run, its JWKS, and a token for `principal`.
-struct Issuer {
-    key: EncodingKey,
-    jwks: Value,
-}
-
-impl Issuer {
-    fn new() -> Result<Issuer> {
-        let seed: [u8; 32] = rand::random();
-        let mut der = ED25519_PKCS8_PREFIX.to_vec();
-        der.extend_from_slice(&seed);
-        let key = EncodingKey::from_ed_der(&der);
-        let mut jwk = serde_json::to_value(Jwk::from_encoding_key(&key, Algorithm::EdDSA)?)?;
-        jwk["kid"] = json!("bench");
-        Ok(Issuer {
-            key,
-            jwks: json!({ "keys": [jwk] }),
-        })
-    }
-
-    fn token(&self, principal: &str) -> Result<String> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-        let claims = json!({
-            "iss": ISSUER, "aud": AUDIENCE, "sub": principal,
-            "iat": now, "exp": now + 3600, "scope": "mcp",
-        });
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some("bench".to_owned());
-        Ok(jsonwebtoken::encode(&header, &claims, &self.key)?)
-    }
-}
-
 async fn start_bridge(auth: &str) -> Result<Bridge> {
     let command = toml_command(BRIDGE_EXE);
     let config = format!(
@@ -153,7 +116,10 @@ async fn run(plan: &Plan) -> Result<()> {
     let jwt = start_bridge(&jwt_config).await?;
 
     let mut contenders = Vec::new();
-    for (bridge, with_token) in [(&off, false), (&jwt, true)] {
+    // Three contenders: auth off; auth off with the same bearer headers sent (a control:
+    // what the bigger requests alone cost the client and the HTTP layer, on one machine);
+    // and the JWT bridge.
+    for (bridge, with_token) in [(&off, false), (&off, true), (&jwt, true)] {
         let probes = vec![
             Probe::new("bridge", "bridge", CpuProbe::Processes(vec![bridge.pid()])),
             Probe::new("machine", "whole machine", CpuProbe::Machine),
@@ -208,20 +174,22 @@ async fn run(plan: &Plan) -> Result<()> {
     )
     .await?;
     ensure!(
-        verified >= reports[1].ok as f64,
+        verified >= reports[2].ok as f64,
         "the JWT bridge authenticated {verified} requests for {} calls",
-        reports[1].ok
+        reports[2].ok
     );
     ensure!(cache_hits > 0.0, "no token was found in the token cache");
     let off_rate = reports[0].calls_per_second();
-    let jwt_rate = reports[1].calls_per_second();
+    let headers_rate = reports[1].calls_per_second();
+    let jwt_rate = reports[2].calls_per_second();
+    let auth_work_ratio = jwt_rate / headers_rate.max(1.0);
     let ratio = jwt_rate / off_rate.max(1.0);
     let _ = (
         off.stop(Duration::from_secs(20)).await,
         jwt.stop(Duration::from_secs(20)).await,
     );
     println!(
-        "mcp-bridge auth bench ({mode} run, {profile} build)\n\ncached tools/call at {} connections: auth off {off_rate:.0} calls/s, bearer JWT {jwt_rate:.0} calls/s: ratio {ratio:.2} (target at least {MIN_RATIO})\ntokens verified or found: {verified:.0}, token-cache hits: {cache_hits:.0}\n",
+        "mcp-bridge auth bench ({mode} run, {profile} build)\n\ncached tools/call at {} connections: auth off {off_rate:.0} calls/s, bearer JWT {jwt_rate:.0} calls/s: ratio {ratio:.2} (target at least {MIN_RATIO})\ncontrol: auth off with the same Authorization headers sent {headers_rate:.0} calls/s; JWT to that: {auth_work_ratio:.2} (the checking alone)\ntokens verified or found: {verified:.0}, token-cache hits: {cache_hits:.0}\n",
         plan.connections
     );
     let document = json!({
@@ -229,7 +197,9 @@ async fn run(plan: &Plan) -> Result<()> {
         "profile": profile,
         "connections": plan.connections,
         "auth_off": reports[0].comparison_json(),
-        "jwt": reports[1].comparison_json(),
+        "auth_off_same_headers": reports[1].comparison_json(),
+        "jwt": reports[2].comparison_json(),
+        "ratio_to_same_headers": round2(auth_work_ratio),
         "ratio": round2(ratio),
         "min_ratio": MIN_RATIO,
         "token_cache_hits": cache_hits,

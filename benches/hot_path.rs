@@ -15,6 +15,8 @@
 //! - `id_remap` (in `hot_path/id_remap.rs`): the swap of the client's JSON-RPC id (and
 //!   progress token) for the process's own and back, against a bare `Value` id replace and a
 //!   `HashMap` insert and remove of a pending id;
+//! - `authenticate` (in `hot_path/auth.rs`): a bearer JWT found in the token cache and an API
+//!   key, against the anonymous caller of a bridge with no credential configured;
 //! - `framing` (in `hot_path/framing.rs`): encoding a request as a line for a child's stdin and
 //!   reading a ~1.5 KB response line back into a `Value`, against `serde_json::to_vec` and
 //!   `serde_json::from_slice` of the same value and bytes.
@@ -24,10 +26,14 @@
 //! as a test. `benches/README.md` says how to read the numbers.
 
 // The groups that need no cache live in modules of their own, next to this file.
+#[path = "hot_path/auth.rs"]
+mod auth;
 #[path = "hot_path/framing.rs"]
 mod framing;
 #[path = "hot_path/id_remap.rs"]
 mod id_remap;
+#[path = "auth/issuer.rs"]
+mod issuer;
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -291,6 +297,6 @@ fn settings() -> Criterion {
 criterion_group! {
     name = hot_path;
     config = settings();
-    targets = key, policy, lookup, id_remap::bench, framing::bench
+    targets = key, policy, lookup, id_remap::bench, framing::bench, auth::bench
 }
 criterion_main!(hot_path);
