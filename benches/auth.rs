@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use clap::Parser as _;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use mcp_bridge_test_support::bench::{self, BenchMode};
 use mcp_bridge_test_support::client::Session;
