@@ -652,14 +652,15 @@ async fn forward(
     let caller = context.caller.clone();
     let audited = Audited::begin(&state, &caller, server.name(), &method, &message);
     let auth_metrics = state.identity.metrics().clone();
-    // Outside the access rules, a request never reaches a backend (nor the cache).
-    let tool = called_tool(&method, &message);
-    let refused = caller
-        .refusal(&auth_metrics, server.name(), &message)
-        .map_or_else(
-            || caller.take_token_before_cache(&auth_metrics, server.name(), tool),
-            Err,
-        );
+    // Outside the access rules (or over a limit that counts cache hits), a request never
+    // reaches a backend, nor the cache.
+    let refused = match caller.refusal(&auth_metrics, server.name(), &message) {
+        Some(denied) => Err(denied),
+        None => {
+            let tool = called_tool(&method, &message);
+            caller.take_token_before_cache(&auth_metrics, server.name(), tool)
+        }
+    };
     if let Err(refusal) = refused {
         let response = FrontError::from(refusal).to_jsonrpc(client_id);
         if let Some(audited) = &audited {
