@@ -345,20 +345,37 @@ pub(crate) struct CallInFlight {
     principal: Arc<str>,
 }
 
+/// Principals remembered with no call in flight before the idle ones are dropped: entries
+/// stay at zero rather than being removed after every call (a principal calling in a loop
+/// would otherwise insert and remove its entry each time), and this bounds them.
+const MAX_IDLE_PRINCIPAL_ENTRIES: usize = 4096;
+
 impl PrincipalCalls {
     pub(crate) fn enter(self: &Arc<Self>, principal: &Arc<str>) -> CallInFlight {
-        *self.counts.lock().entry(principal.clone()).or_default() += 1;
+        let mut counts = self.counts.lock();
+        match counts.get_mut(principal) {
+            Some(count) => *count += 1,
+            None => {
+                if counts.len() >= MAX_IDLE_PRINCIPAL_ENTRIES {
+                    counts.retain(|_, count| *count > 0);
+                }
+                counts.insert(principal.clone(), 1);
+            }
+        }
+        drop(counts);
         CallInFlight {
             calls: self.clone(),
             principal: principal.clone(),
         }
     }
 
+    /// Principals with calls in flight, and how many.
     pub(crate) fn snapshot(&self) -> Vec<(Arc<str>, usize)> {
         let mut counts: Vec<_> = self
             .counts
             .lock()
             .iter()
+            .filter(|(_, count)| **count > 0)
             .map(|(name, count)| (name.clone(), *count))
             .collect();
         counts.sort();
@@ -368,13 +385,8 @@ impl PrincipalCalls {
 
 impl Drop for CallInFlight {
     fn drop(&mut self) {
-        let mut counts = self.calls.counts.lock();
-        if let Some(count) = counts.get_mut(&self.principal) {
-            *count -= 1;
-            // An entry per principal with calls in flight, not per principal ever seen.
-            if *count == 0 {
-                counts.remove(&self.principal);
-            }
+        if let Some(count) = self.calls.counts.lock().get_mut(&self.principal) {
+            *count = count.saturating_sub(1);
         }
     }
 }
@@ -397,6 +409,21 @@ mod tests {
             metadata_url("http://127.0.0.1:8080/mcp/"),
             "http://127.0.0.1:8080/.well-known/oauth-protected-resource/mcp"
         );
+    }
+
+    #[test]
+    fn calls_in_flight_are_counted_per_principal_and_idle_entries_stay_bounded() {
+        let calls = Arc::new(PrincipalCalls::default());
+        let alice: Arc<str> = Arc::from("alice");
+        let first = calls.enter(&alice);
+        let second = calls.enter(&alice);
+        assert_eq!(calls.snapshot(), vec![(alice.clone(), 2)]);
+        drop((first, second));
+        assert!(calls.snapshot().is_empty());
+        for index in 0..MAX_IDLE_PRINCIPAL_ENTRIES * 2 {
+            drop(calls.enter(&Arc::from(format!("p{index}"))));
+        }
+        assert!(calls.counts.lock().len() <= MAX_IDLE_PRINCIPAL_ENTRIES);
     }
 
     #[test]
