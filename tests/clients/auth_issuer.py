@@ -361,14 +361,92 @@ def main():
     parser.add_argument("--audience", help="the default aud of minted tokens")
     parser.add_argument("--oauth-sub", default="oauth-user", help="the subject /token issues tokens for")
     parser.add_argument("--oauth-roles", nargs="*", default=[], help="the roles of /token's tokens")
+    parser.add_argument(
+        "--tls-dir",
+        help="serve https with a certificate for 127.0.0.1 from a CA made for this run, "
+        "written to TLS_DIR/ca.pem (what a client must trust)",
+    )
     options = parser.parse_args()
     issuer = Issuer(options)
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(issuer))
     server.daemon_threads = True
     port = server.server_address[1]
-    issuer.url = f"http://127.0.0.1:{port}"
+    scheme = "http"
+    if options.tls_dir:
+        server.socket = tls_context(options.tls_dir).wrap_socket(server.socket, server_side=True)
+        scheme = "https"
+    issuer.url = f"{scheme}://127.0.0.1:{port}"
     print(port, flush=True)
     server.serve_forever()
+
+
+def tls_context(directory):
+    """A server TLS context with a certificate for 127.0.0.1 signed by a CA made for this
+    run; the CA's certificate is written to DIRECTORY/ca.pem."""
+    import datetime
+    import ipaddress
+    import os
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mcp-bridge test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                crl_sign=True, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(leaf_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    with open(os.path.join(directory, "ca.pem"), "wb") as out:
+        out.write(ca.public_bytes(pem))
+    leaf_path = os.path.join(directory, "leaf.pem")
+    with open(leaf_path, "wb") as out:
+        out.write(leaf.public_bytes(pem))
+        out.write(
+            leaf_key.private_bytes(
+                pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(leaf_path)
+    return context
 
 
 if __name__ == "__main__":

@@ -58,18 +58,35 @@ pub(crate) struct Issuer {
     /// Held so the pipe stays open while the issuer runs.
     _stdout: tokio::process::ChildStdout,
     process: tokio::process::Child,
-    /// `http://127.0.0.1:PORT`: the `iss` of its tokens.
+    /// `http://127.0.0.1:PORT` (or https): the `iss` of its tokens.
     pub url: String,
+    /// What the test talks to the issuer with: one that trusts its CA when it serves https.
+    client: reqwest::Client,
 }
 
 impl Issuer {
     /// Starts an issuer; `args` are its flags (`--oauth-sub NAME`, `--oauth-roles ...`).
     pub(crate) async fn start(args: &[&str]) -> Result<Issuer> {
+        Issuer::launch(args, None).await
+    }
+
+    /// Starts an issuer serving https with a certificate from a CA made for the run, whose
+    /// certificate it writes to `tls_dir/ca.pem`.
+    pub(crate) async fn start_https(tls_dir: &Path) -> Result<Issuer> {
+        Issuer::launch(&[], Some(tls_dir)).await
+    }
+
+    async fn launch(args: &[&str], tls_dir: Option<&Path>) -> Result<Issuer> {
         install_tls_provider();
-        let mut process = tokio::process::Command::new(&test_deps().python)
+        let mut command = tokio::process::Command::new(&test_deps().python);
+        command
             .arg(test_deps().clients_dir.join("auth_issuer.py"))
             .args(["--audience", AUDIENCE])
-            .args(args)
+            .args(args);
+        if let Some(dir) = tls_dir {
+            command.arg("--tls-dir").arg(dir);
+        }
+        let mut process = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -83,10 +100,20 @@ impl Issuer {
             .context("the issuer did not report its port in time")??
             .context("the issuer exited before reporting its port")?;
         let port: u16 = first.trim().parse().context("the issuer's port")?;
+        let (scheme, client) = match tls_dir {
+            None => ("http", http().clone()),
+            Some(dir) => {
+                let pem = std::fs::read(dir.join("ca.pem")).context("the issuer's CA")?;
+                let roots = reqwest::Certificate::from_pem_bundle(&pem)?;
+                let client = reqwest::Client::builder().tls_certs_merge(roots).build()?;
+                ("https", client)
+            }
+        };
         Ok(Issuer {
             _stdout: lines.into_inner().into_inner(),
             process,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("{scheme}://127.0.0.1:{port}"),
+            client,
         })
     }
 
@@ -96,7 +123,8 @@ impl Issuer {
     }
 
     async fn post(&self, path: &str, body: &Value) -> Result<Value> {
-        let response = http()
+        let response = self
+            .client
             .post(format!("{}{path}", self.url))
             .json(body)
             .send()
@@ -140,7 +168,11 @@ impl Issuer {
 
     /// The issuer's counters and request log.
     pub(crate) async fn stats(&self) -> Result<Value> {
-        let response = http().get(format!("{}/stats", self.url)).send().await?;
+        let response = self
+            .client
+            .get(format!("{}/stats", self.url))
+            .send()
+            .await?;
         Ok(response.json().await?)
     }
 

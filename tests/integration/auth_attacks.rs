@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -18,7 +18,7 @@ use crate::auth::{
     ALICE_KEY, AUDIENCE, AUTH_REQUESTS, BOB_KEY, Guarded, Issuer, METADATA_URL, Reply, Session,
     api_key_toml, initialize, send, tool_call, two_keys,
 };
-use crate::support::{Bridge, SETTLE, http, metric, poll_until, test_deps};
+use crate::support::{Bridge, SETTLE, http, metric, poll_until, test_deps, toml_string};
 
 /// The refusals counted with `result` in `mcp_bridge_auth_requests_total`.
 async fn refusals(bridge: &Bridge, result: &str) -> Result<f64> {
@@ -369,6 +369,43 @@ async fn a_rotated_signing_key_is_fetched_once_and_accepted() -> Result<()> {
         .await?
         .structured("get_clients", json!({}))
         .await?;
+    Ok(())
+}
+
+/// A `jwks_url` over https is fetched with the system's roots plus `jwks_ca_file`: an
+/// issuer whose certificate comes from a private CA is trusted only with that CA configured,
+/// and without it the bridge has no keys (503, `keys_unavailable`) and never accepts a token.
+#[tokio::test]
+async fn a_jwks_url_over_https_is_trusted_through_jwks_ca_file() -> Result<()> {
+    let tls = tempfile::tempdir()?;
+    let issuer = Issuer::start_https(tls.path()).await?;
+    let ca = tls.path().join("ca.pem");
+    let extra = format!("jwks_ca_file = {}", toml_string(&ca.display().to_string()));
+    let trusted = jwt_bridge(&issuer, &extra).await?;
+    let token = issuer.token("alice", &[]).await?;
+    let alice = Session::open(&trusted.url("/mcp/demo"), &token).await?;
+    alice.structured("get_clients", json!({})).await?;
+    ensure!(
+        issuer.jwks_fetches().await? >= 1,
+        "the bridge never fetched the JWKS over https"
+    );
+
+    // Without the CA the issuer's certificate does not verify: no keys, no token accepted.
+    let untrusted = jwt_bridge(&issuer, "").await?;
+    let url = untrusted.url("/mcp/demo");
+    let reply = send(Method::POST, &url, Some(&token), None, Some(&initialize())).await?;
+    ensure!(
+        reply.status == 503 && reply.body.contains("keys_unavailable"),
+        "a bridge that does not trust the issuer's CA answered {}",
+        reply.explanation()
+    );
+    let failed = metric(
+        &untrusted.bridge,
+        "mcp_bridge_auth_jwks_fetches_total",
+        &["result=\"error\""],
+    )
+    .await?;
+    ensure!(failed >= 1.0, "the failed https fetch was not counted");
     Ok(())
 }
 

@@ -232,6 +232,7 @@ impl KeySet {
     /// tokio runtime is running (otherwise the first token starts it).
     pub(crate) fn from_url(
         url: &str,
+        extra_roots: Option<&Path>,
         trigger: FetchTrigger,
         settings: FetchSettings,
         metrics: &Arc<AuthMetrics>,
@@ -241,7 +242,7 @@ impl KeySet {
             reason,
         };
         let parsed = check_jwks_url(url).map_err(setup_error)?;
-        let client = build_client(&parsed).map_err(setup_error)?;
+        let client = build_client(&parsed, extra_roots).map_err(setup_error)?;
         let fetcher = Fetcher {
             url: parsed,
             client,
@@ -540,7 +541,7 @@ fn is_loopback(url: &Url) -> bool {
 
 /// The client of one JWKS URL: redirects only to the same host and port, over a scheme the
 /// URL rule allows, at most `MAX_REDIRECTS` of them.
-fn build_client(url: &Url) -> Result<reqwest::Client, String> {
+fn build_client(url: &Url, extra_roots: Option<&Path>) -> Result<reqwest::Client, String> {
     install_tls_crypto_provider();
     let host = url.host_str().map(str::to_owned);
     let port = url.port_or_known_default();
@@ -556,15 +557,24 @@ fn build_client(url: &Url) -> Result<reqwest::Client, String> {
         }
         attempt.follow()
     });
-    reqwest::Client::builder()
-        .redirect(policy)
-        .build()
-        .map_err(|error| {
+    let mut builder = reqwest::Client::builder().redirect(policy);
+    if let Some(path) = extra_roots {
+        let pem = std::fs::read(path)
+            .map_err(|error| format!("cannot read jwks_ca_file {}: {error}", path.display()))?;
+        let roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|error| {
             format!(
-                "cannot build an HTTP client: {}",
-                describe_request_error(&error)
+                "jwks_ca_file {} holds no PEM certificates: {error}",
+                path.display()
             )
-        })
+        })?;
+        builder = builder.tls_certs_merge(roots);
+    }
+    builder.build().map_err(|error| {
+        format!(
+            "cannot build an HTTP client: {}",
+            describe_request_error(&error)
+        )
+    })
 }
 
 /// Installs rustls' `ring` crypto provider as the process default, once. reqwest is built

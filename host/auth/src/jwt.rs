@@ -69,12 +69,18 @@ impl JwtVerifier {
         let shared = previous.filter(|previous| match &config.jwks {
             // A file is read again on every reload, so an edited file applies.
             JwksSource::File(_) => false,
-            JwksSource::Url(_) => previous.key_set.source() == &config.jwks,
+            JwksSource::Url(_) => {
+                previous.key_set.source() == &config.jwks
+                    && previous.config.jwks_ca_file == config.jwks_ca_file
+            }
         });
         let key_set = match (&config.jwks, shared) {
             (_, Some(previous)) => previous.key_set.clone(),
             (JwksSource::File(path), None) => KeySet::from_file(path, trigger, metrics)?,
-            (JwksSource::Url(url), None) => KeySet::from_url(url, trigger, settings, metrics)?,
+            (JwksSource::Url(url), None) => {
+                let roots = config.jwks_ca_file.as_deref();
+                KeySet::from_url(url, roots, trigger, settings, metrics)?
+            }
         };
         // The verified tokens stay valid across a reload only if nothing that checked them
         // changed: the same settings and the very same key set.

@@ -93,6 +93,9 @@ pub struct JwtConfig {
     pub jwks_refresh_interval: Duration,
     pub jwks_max_age: Duration,
     pub jwks_fetch_timeout: Duration,
+    /// Extra trusted roots (PEM) for an https `jwks_url`, besides the system's: for an
+    /// authorization server behind a private CA.
+    pub jwks_ca_file: Option<PathBuf>,
     pub token_cache_entries: usize,
 }
 

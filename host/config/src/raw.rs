@@ -64,6 +64,7 @@ pub(crate) struct RawJwt {
     pub jwks_refresh_interval: Option<ConfigDuration>,
     pub jwks_max_age: Option<ConfigDuration>,
     pub jwks_fetch_timeout: Option<ConfigDuration>,
+    pub jwks_ca_file: Option<String>,
     pub token_cache_entries: Option<usize>,
 }
 

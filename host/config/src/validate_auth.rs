@@ -202,6 +202,19 @@ fn jwt(
                 ));
         }
     }
+    let jwks_ca_file = match raw.jwks_ca_file {
+        None => None,
+        Some(_) if !matches!(jwks, JwksSource::Url(_)) => {
+            return Err(main
+                .error(&at("jwks_ca_file"), "`jwks_ca_file` is set without `jwks_url`")
+                .with_help("it adds trusted roots for fetching the JWKS over https; remove it, or use jwks_url"));
+        }
+        Some(file) => {
+            let file = expand_at(main, &at("jwks_ca_file"), &file, lookup)?;
+            non_empty(main, &at("jwks_ca_file"), &file, "the CA file's path")?;
+            Some(base_dir.join(file))
+        }
+    };
     let token_cache_entries = raw
         .token_cache_entries
         .unwrap_or(DEFAULT_TOKEN_CACHE_ENTRIES);
@@ -227,6 +240,7 @@ fn jwt(
         jwks_refresh_interval,
         jwks_max_age,
         jwks_fetch_timeout,
+        jwks_ca_file,
         token_cache_entries,
     })
 }

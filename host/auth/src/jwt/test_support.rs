@@ -163,6 +163,7 @@ pub(crate) fn config(jwks: JwksSource) -> JwtConfig {
         jwks_refresh_interval: Duration::from_secs(30),
         jwks_max_age: Duration::from_secs(600),
         jwks_fetch_timeout: Duration::from_secs(5),
+        jwks_ca_file: None,
         token_cache_entries: 1000,
     }
 }

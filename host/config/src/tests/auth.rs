@@ -98,6 +98,20 @@ fn a_jwks_url_over_plain_http_is_refused_off_loopback() {
 }
 
 #[test]
+fn a_jwks_ca_file_goes_with_a_jwks_url_only() {
+    let base = "[auth.jwt]\nissuer = \"https://a\"\naudience = \"https://b/mcp\"\n";
+    let config = ok(&with_server(&format!(
+        "{base}jwks_url = \"https://a/jwks.json\"\njwks_ca_file = \"/etc/ca.pem\"\n"
+    )));
+    let jwt = config.auth.jwt.expect("jwt");
+    assert_eq!(jwt.jwks_ca_file.as_deref(), Some(Path::new("/etc/ca.pem")));
+    let error = fail(&with_server(&format!(
+        "{base}jwks_file = \"k.json\"\njwks_ca_file = \"/etc/ca.pem\"\n"
+    )));
+    assert_at(&error, "test.toml", 7, "auth.jwt.jwks_ca_file");
+}
+
+#[test]
 fn an_api_key_needs_exactly_one_well_formed_secret() {
     let key = |body: &str| with_server(&format!("[[auth.api_keys]]\nprincipal = \"ci\"\n{body}"));
     let error = fail(&key("key_sha256 = \"abc\"\n"));
