@@ -29,13 +29,12 @@ use clap::Parser as _;
 use serde_json::json;
 
 use mcp_bridge_test_support::bench::{self, BenchMode};
-use mcp_bridge_test_support::client::Session;
 use mcp_bridge_test_support::repo::toml_command;
 use mcp_bridge_test_support::{Bridge, metric};
 
 use self::issuer::{AUDIENCE, ISSUER, Issuer};
-use self::load::{CALL_PARAMS, Contender, Probe};
-use self::stats::{CpuProbe, round2};
+use self::load::Contender;
+use self::stats::round2;
 
 const BRIDGE_EXE: &str = env!("CARGO_BIN_EXE_mcp-bridge");
 const ENDPOINT: &str = "/mcp/demo";
@@ -120,11 +119,7 @@ async fn run(plan: &Plan) -> Result<()> {
     // what the bigger requests alone cost the client and the HTTP layer, on one machine);
     // and the JWT bridge.
     for (bridge, with_token) in [(&off, false), (&off, true), (&jwt, true)] {
-        let probes = vec![
-            Probe::new("bridge", "bridge", CpuProbe::Processes(vec![bridge.pid()])),
-            Probe::new("machine", "whole machine", CpuProbe::Machine),
-        ];
-        let mut clients = Vec::new();
+        let mut targets = Vec::new();
         for index in 0..plan.connections {
             let mut target = bridge.target(ENDPOINT);
             // One principal per connection, as many callers would be: each token is
@@ -132,11 +127,9 @@ async fn run(plan: &Plan) -> Result<()> {
             if with_token {
                 target.token = Some(issuer.token(&format!("user-{index}"))?);
             }
-            clients.push(Session::open(Arc::new(target)).await?);
+            targets.push(Arc::new(target));
         }
-        // The first call fills the cache; every later one is a hit.
-        clients[0].call(CALL_PARAMS).await?;
-        contenders.push(Contender { clients, probes });
+        contenders.push(Contender::cached(bridge.pid(), targets).await?);
     }
     let reports =
         load::taking_turns(contenders, plan.rounds, plan.warmup, plan.round_window).await?;

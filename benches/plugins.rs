@@ -33,12 +33,11 @@ use serde_json::{Value, json};
 use mcp_bridge::config::PluginsConfig;
 use mcp_bridge::plugin::{Limits, PluginEngine, PluginVersion};
 use mcp_bridge_test_support::bench::{self, BenchMode};
-use mcp_bridge_test_support::client::Session;
 use mcp_bridge_test_support::repo::{plugin_wasm, toml_command};
 use mcp_bridge_test_support::{Bridge, metric};
 
-use self::load::{CALL_PARAMS, Contender, Probe};
-use self::stats::{CpuProbe, Summary, round2};
+use self::load::Contender;
+use self::stats::{Summary, round2};
 
 const BRIDGE_EXE: &str = env!("CARGO_BIN_EXE_mcp-bridge");
 const ENDPOINT: &str = "/mcp/demo";
@@ -218,19 +217,9 @@ async fn cached_throughput(plan: &Plan) -> Result<Value> {
     let (plugin, _plugin_dir) = cached_bridge(true).await?;
     let mut contenders = Vec::new();
     for bridge in [&builtin, &plugin] {
-        let pid = bridge.pid();
-        let probes = vec![
-            Probe::new("bridge", "bridge", CpuProbe::Processes(vec![pid])),
-            Probe::new("machine", "whole machine", CpuProbe::Machine),
-        ];
-        let mut clients = Vec::new();
         let target = Arc::new(bridge.target(ENDPOINT));
-        for _ in 0..plan.connections {
-            clients.push(Session::open(target.clone()).await?);
-        }
-        // The first call fills the cache; every later one is a hit.
-        clients[0].call(CALL_PARAMS).await?;
-        contenders.push(Contender { clients, probes });
+        let targets = std::iter::repeat_n(target, plan.connections);
+        contenders.push(Contender::cached(bridge.pid(), targets).await?);
     }
     let reports =
         load::taking_turns(contenders, plan.rounds, plan.warmup, plan.round_window).await?;

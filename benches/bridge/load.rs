@@ -5,11 +5,13 @@
 //! work on the machine then slows both alike instead of whichever ran during it.
 //! [`LoadReport::from_rounds`] adds the rounds of one target up.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
 use serde_json::{Value, json};
 
+use mcp_bridge_test_support::Target;
 use mcp_bridge_test_support::client::Session;
 
 use super::stats::{CpuProbe, Summary, round, round2};
@@ -268,6 +270,29 @@ pub(crate) async fn run_round(
 pub(crate) struct Contender {
     pub(crate) clients: Vec<Session>,
     pub(crate) probes: Vec<Probe>,
+}
+
+impl Contender {
+    /// One session per target on the bridge whose process is `pid`, probed for the bridge's
+    /// and the machine's CPU; the first call fills the cache, so every later one is a hit.
+    pub(crate) async fn cached(
+        pid: u32,
+        targets: impl IntoIterator<Item = Arc<Target>>,
+    ) -> Result<Contender> {
+        let probes = vec![
+            Probe::new("bridge", "bridge", CpuProbe::Processes(vec![pid])),
+            Probe::new("machine", "whole machine", CpuProbe::Machine),
+        ];
+        let mut clients = Vec::new();
+        for target in targets {
+            clients.push(Session::open(target).await?);
+        }
+        let first = clients
+            .first_mut()
+            .context("a contender needs a connection")?;
+        first.call(CALL_PARAMS).await?;
+        Ok(Contender { clients, probes })
+    }
 }
 
 /// Measures several bridges under the same closed-loop load, taking turns round by round so

@@ -22,8 +22,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::support::{
-    Bridge, count_calls, demo_server_toml, http, metric, sse_messages, start_bridge, test_deps,
-    toml_string,
+    Bridge, count_calls, demo_server_toml, http, install_tls_provider, metric, sse_messages,
+    start_bridge, test_deps, toml_string,
 };
 
 /// The bridge's resource URI in every test that does not need clients to reach the bridge
@@ -43,14 +43,6 @@ pub(crate) const BACKEND_CALLS: &str = "mcp_bridge_calls_total";
 
 /// The counter of checked credentials, by `result` (`ok` or the refusal's reason).
 pub(crate) const AUTH_REQUESTS: &str = "mcp_bridge_auth_requests_total";
-
-/// Installs the TLS crypto provider every reqwest client in this process needs: the auth
-/// crate builds reqwest with `rustls-no-provider` (its JWKS fetches use `ring`), and cargo
-/// unifies that feature into the reqwest these tests and rmcp use, whose clients panic when
-/// built without a provider. Every identity test starts an issuer or a bridge first.
-fn install_tls_provider() {
-    mcp_bridge::auth::install_tls_crypto_provider();
-}
 
 /// `tests/clients/auth_issuer.py`, running on a free loopback port: the authorization
 /// server whose keys the bridge trusts. Killed (by its own handle) when dropped.

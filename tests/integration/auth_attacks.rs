@@ -399,12 +399,21 @@ async fn a_jwks_url_over_https_is_trusted_through_jwks_ca_file() -> Result<()> {
         "a bridge that does not trust the issuer's CA answered {}",
         reply.explanation()
     );
-    let failed = metric(
-        &untrusted.bridge,
-        "mcp_bridge_auth_jwks_fetches_total",
-        &["result=\"error\""],
+    // Counted by the fetch task, which may finish its bookkeeping after the 503 went out.
+    let failed = poll_until(
+        SETTLE,
+        async || {
+            metric(
+                &untrusted.bridge,
+                "mcp_bridge_auth_jwks_fetches_total",
+                &["result=\"error\""],
+            )
+            .await
+            .unwrap_or(0.0)
+        },
+        |failed| *failed >= 1.0,
     )
-    .await?;
+    .await;
     ensure!(failed >= 1.0, "the failed https fetch was not counted");
     Ok(())
 }

@@ -21,7 +21,10 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{ClientHandler, ServiceExt};
 use serde_json::{Value, json};
 
-use crate::support::{Bridge, demo_server_toml, eventually, http, run_python_client, start_bridge};
+use crate::support::{
+    Bridge, demo_server_toml, eventually, http, install_tls_provider, run_python_client,
+    start_bridge,
+};
 
 /// The longest a whole client run may take before the test fails instead of hanging.
 const CLIENT_DEADLINE: Duration = Duration::from_secs(60);
@@ -374,7 +377,7 @@ async fn rmcp_connect_with(
     lifecycle: Lifecycle,
 ) -> Result<(RmcpHandler, RmcpClient)> {
     // rmcp builds its own reqwest client, whose TLS needs the process-wide provider.
-    mcp_bridge::auth::install_tls_crypto_provider();
+    install_tls_provider();
     let transport = StreamableHttpClientTransport::from_uri(url.to_owned());
     let service = handler.clone();
     let connecting = async {

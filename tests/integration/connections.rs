@@ -13,7 +13,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use crate::support::{
-    Bridge, bridge_exe, demo_server_toml, eventually, metric, read_lines_until, start_bridge,
+    Bridge, bridge_exe, demo_server_toml, eventually, install_tls_provider, metric,
+    read_lines_until, start_bridge,
 };
 
 /// A bridge running the demo server with these `[http]` settings.
@@ -187,7 +188,7 @@ fn log_lines(bridge: &Bridge, needle: &str) -> usize {
 /// A normal client: `initialize` on the demo endpoint with a fresh HTTP client (no pooled
 /// connection), answered with a result.
 async fn normal_call(bridge: &Bridge) -> bool {
-    mcp_bridge::auth::install_tls_crypto_provider();
+    install_tls_provider();
     let Ok(client) = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()

@@ -107,13 +107,19 @@ pub(crate) fn start_bridge_with_file(
     Bridge::start_with_file(Path::new(bridge_exe()), dir, config_path, extra)
 }
 
+/// Installs the TLS crypto provider every reqwest client in this process needs, before one
+/// is built: the auth crate builds reqwest with `rustls-no-provider` (its JWKS fetches use
+/// `ring`), and cargo unifies that feature into the reqwest these tests and rmcp use, whose
+/// clients panic when built without a provider. Cheap after the first call.
+pub(crate) fn install_tls_provider() {
+    mcp_bridge::auth::install_tls_crypto_provider();
+}
+
 /// A shared HTTP client for plain requests.
 pub(crate) fn http() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT.get_or_init(|| {
-        // reqwest's TLS needs a process-wide crypto provider (the bridge's JWKS client
-        // installs the same one); without it building a client panics.
-        mcp_bridge::auth::install_tls_crypto_provider();
+        install_tls_provider();
         reqwest::Client::new()
     })
 }

@@ -701,21 +701,29 @@ async fn forward(
         .upstream
         .forward(&server, message, context.accepts_sse, &router_caller)
         .await;
+    // The client's answer to the call, written to the audit log with what the cache did.
+    let audit_state = state.clone();
     let finish = move |outcome: Result<Value, CallError>,
                        client_id: Value,
-                       hint: Option<CacheHint>|
+                       hint: Option<CacheHint>,
+                       cache_outcome: &str|
           -> Value {
-        let mut response = match outcome {
-            Ok(response) => response,
-            Err(error) => return FrontError::from(error).to_jsonrpc(client_id),
+        let response = match outcome {
+            Ok(mut response) => {
+                response["id"] = client_id;
+                caller.filter_list(server.name(), &method, response.get_mut("result"));
+                if prefix_uris {
+                    aggregate::prefix_result_uris(response.get_mut("result"), server.name());
+                }
+                if stateless {
+                    stateless::complete_result(&method, &mut response, hint);
+                }
+                response
+            }
+            Err(error) => FrontError::from(error).to_jsonrpc(client_id),
         };
-        response["id"] = client_id;
-        caller.filter_list(server.name(), &method, response.get_mut("result"));
-        if prefix_uris {
-            aggregate::prefix_result_uris(response.get_mut("result"), server.name());
-        }
-        if stateless {
-            stateless::complete_result(&method, &mut response, hint);
+        if let Some(audited) = &audited {
+            audited.finish(&audit_state, &response, cache_outcome);
         }
         response
     };
@@ -731,10 +739,7 @@ async fn forward(
                     generation: call.policy_generation(),
                     hint: call.cache_hint(),
                 };
-                let response = finish(outcome, client_id, cache.hint);
-                if let Some(audited) = &audited {
-                    audited.finish(&state, &response, call.cache_outcome());
-                }
+                let response = finish(outcome, client_id, cache.hint, call.cache_outcome());
                 drop(in_flight);
                 return Reply::Forwarded { response, cache };
             }
@@ -788,10 +793,12 @@ async fn forward(
                             }
                         }
                         Step::Done(outcome) => {
-                            let response = finish(outcome, client_id.clone(), call.cache_hint());
-                            if let Some(audited) = &audited {
-                                audited.finish(&state, &response, call.cache_outcome());
-                            }
+                            let response = finish(
+                                outcome,
+                                client_id.clone(),
+                                call.cache_hint(),
+                                call.cache_outcome(),
+                            );
                             sse::send(&sender, sse::event(&response)).await;
                             break;
                         }
