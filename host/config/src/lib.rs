@@ -35,6 +35,7 @@ mod mcp_servers;
 mod plugins;
 mod raw;
 mod secret;
+mod sessions;
 mod source;
 mod validate;
 mod validate_auth;
@@ -49,6 +50,9 @@ pub use checked::*;
 pub use error::ConfigError;
 pub use expand::EXE_VARIABLE;
 pub use secret::{REDACTED, Secret};
+pub use sessions::{
+    DEFAULT_SESSION_MAX_AGE, MAX_SESSION_KEYS, MIN_SESSION_KEY_BYTES, SessionsConfig,
+};
 pub use validate_auth::is_loopback_authority;
 
 /// The embedded default configuration: the bridge's own demo server on 127.0.0.1:8080.

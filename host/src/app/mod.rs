@@ -90,6 +90,9 @@ pub(crate) async fn serve(
         &registry,
         identity.clone(),
         &config.audit,
+        &config.sessions,
+        // One replica: DELETE and log levels are remembered here alone.
+        Arc::new(front::NoDirectory),
     )?;
     // Kept alive while serving: dropping the watcher stops hot reloading.
     let _watcher = match watched {
@@ -99,6 +102,7 @@ pub(crate) async fn serve(
             policies,
             plugin_host,
             identity,
+            state.clone(),
         )?),
         None => None,
     };
