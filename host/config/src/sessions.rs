@@ -106,9 +106,7 @@ pub(super) fn sessions(
             keys.push(Secret::new(key));
         }
     }
-    let max_age = raw
-        .max_age
-        .map_or(DEFAULT_SESSION_MAX_AGE, Duration::from);
+    let max_age = raw.max_age.map_or(DEFAULT_SESSION_MAX_AGE, Duration::from);
     if max_age < Duration::from_secs(1) {
         return Err(main
             .error(&at("max_age"), "must be at least one second")

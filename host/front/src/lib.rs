@@ -12,8 +12,8 @@ mod identity;
 mod logging;
 mod mcp;
 mod metrics;
-mod routes;
 mod relays;
+mod routes;
 mod session;
 mod session_directory;
 mod session_token;
@@ -78,7 +78,10 @@ impl AppState {
     /// that cannot be opened is the error). Session tokens are signed with `sessions`'
     /// keys; `directory` is where sessions are known beyond this replica ([`NoDirectory`]
     /// for one replica).
-    #[allow(clippy::too_many_arguments, reason = "one argument per part the front serves with")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one argument per part the front serves with"
+    )]
     pub fn new(
         upstream: Arc<dyn Upstream>,
         http: HttpConfig,

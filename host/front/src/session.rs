@@ -314,10 +314,9 @@ impl SessionStore {
                 claims.client_name.clear();
                 claims.client_version.clear();
                 claims.capabilities = Value::Object(serde_json::Map::new());
-                keys.sign(&claims)
-                    .ok_or(FrontError::SessionTokenTooLong {
-                        max: MAX_TOKEN_BYTES,
-                    })?
+                keys.sign(&claims).ok_or(FrontError::SessionTokenTooLong {
+                    max: MAX_TOKEN_BYTES,
+                })?
             }
         };
         let session = self.materialise(claims, signed, owner.clone());

@@ -142,7 +142,10 @@ mod tests {
         }
         revoked.insert("late", 10_000_000);
         assert_eq!(revoked.len(), MAX_REVOKED_SESSIONS);
-        assert!(!revoked.contains("s0", 0), "the soonest-expiring entry stayed");
+        assert!(
+            !revoked.contains("s0", 0),
+            "the soonest-expiring entry stayed"
+        );
         assert!(revoked.contains("s1", 0) && revoked.contains("late", 0));
     }
 }

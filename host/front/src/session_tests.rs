@@ -108,7 +108,10 @@ async fn another_replica_with_the_key_continues_the_session() {
     let opened = a.open("alice");
     let token = opened.token.clone();
     let resumed = b.store.get(&token, "demo", "alice").await.expect("resumed");
-    assert_eq!(resumed.id, opened.id, "the session's identity moved with it");
+    assert_eq!(
+        resumed.id, opened.id,
+        "the session's identity moved with it"
+    );
     assert_eq!(resumed.protocol_version, "2025-06-18");
     assert_eq!(
         (
@@ -153,12 +156,19 @@ async fn forged_garbage_and_foreign_tokens_are_unknown_sessions_counted_by_reaso
     };
     assert!(is_unknown(b.store.get(&tampered, "demo", "alice").await));
     assert_eq!(b.refused("mac"), 1);
-    for garbage in ["", "0123456789abcdef0123456789abcdef", "v1.x.y", &"v1.".repeat(5000)] {
+    for garbage in [
+        "",
+        "0123456789abcdef0123456789abcdef",
+        "v1.x.y",
+        &"v1.".repeat(5000),
+    ] {
         assert!(is_unknown(b.store.get(garbage, "demo", "alice").await));
     }
     assert_eq!(b.refused("malformed"), 4);
     let stranger = Replica::new(&["another-key-that-is-32-bytes-long!!"]);
-    assert!(is_unknown(stranger.store.get(&token, "demo", "alice").await));
+    assert!(is_unknown(
+        stranger.store.get(&token, "demo", "alice").await
+    ));
     assert_eq!(stranger.refused("mac"), 1);
     // A session of another endpoint, held or not.
     assert!(is_unknown(a.store.get(&token, "other", "alice").await));
@@ -183,7 +193,10 @@ async fn a_deleted_session_is_refused_here_and_revoked_in_the_directory() {
         refused,
         Err(FrontError::SessionOfAnotherPrincipal(_))
     ));
-    a.store.remove(&token, "demo", "alice").await.expect("ended");
+    a.store
+        .remove(&token, "demo", "alice")
+        .await
+        .expect("ended");
     tokio::time::timeout(Duration::from_secs(1), session.wait_closed())
         .await
         .expect("the session's streams end with it");
@@ -196,7 +209,10 @@ async fn a_deleted_session_is_refused_here_and_revoked_in_the_directory() {
     // A DELETE on a replica that does not hold the session ends it from the token.
     let b = Replica::with(&[KEY], 100, Arc::new(RecordingDirectory(recording.clone())));
     let other = a.open("alice").token.clone();
-    b.store.remove(&other, "demo", "alice").await.expect("ended");
+    b.store
+        .remove(&other, "demo", "alice")
+        .await
+        .expect("ended");
     assert_eq!(recording.revoked.lock().len(), 2);
     assert!(is_unknown(b.store.get(&other, "demo", "alice").await));
 }
@@ -214,7 +230,10 @@ async fn the_shared_tier_s_revocation_and_log_level_apply_when_resuming() {
     let resumed = b.store.get(&token, "demo", "alice").await.expect("resumed");
     assert_eq!(resumed.log_level(), 4);
     b.store.share_log_level(&resumed, 6).await;
-    assert_eq!(recording.levels.lock().as_slice(), &[(resumed.id.clone(), 6)]);
+    assert_eq!(
+        recording.levels.lock().as_slice(),
+        &[(resumed.id.clone(), 6)]
+    );
 
     let revoked = a.open("alice").token.clone();
     *recording.answer.lock() = SharedSession {
@@ -296,9 +315,21 @@ async fn an_expired_session_is_closed_and_refused() {
     };
     let metrics = HttpMetrics::register(&Registry::new());
     let mismatches = IntCounter::new("mismatches", "test").expect("a counter");
-    let store = SessionStore::new(&http, &sessions, Arc::new(NoDirectory), &metrics, mismatches);
+    let store = SessionStore::new(
+        &http,
+        &sessions,
+        Arc::new(NoDirectory),
+        &metrics,
+        mismatches,
+    );
     let session = store
-        .create("demo", "2025-11-25", ClientInfo::default(), None, &Arc::from("alice"))
+        .create(
+            "demo",
+            "2025-11-25",
+            ClientInfo::default(),
+            None,
+            &Arc::from("alice"),
+        )
         .expect("a session");
     assert!(is_unknown(store.get(&session.token, "demo", "alice").await));
     assert_eq!(

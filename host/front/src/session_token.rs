@@ -222,8 +222,7 @@ impl TokenKeys {
         };
         // A SHA-256 tag is 32 bytes: 43 base64url characters.
         let mut tag = [0u8; 32];
-        if tag_text.len() != 43
-            || URL_SAFE_NO_PAD.decode_slice(tag_text, &mut tag) != Ok(tag.len())
+        if tag_text.len() != 43 || URL_SAFE_NO_PAD.decode_slice(tag_text, &mut tag) != Ok(tag.len())
         {
             return Err(TokenRefusal::Malformed);
         }
@@ -333,7 +332,9 @@ mod tests {
     }
 
     fn signed(keys: &TokenKeys) -> String {
-        keys.sign(&claims()).map(|(token, _)| token).unwrap_or_default()
+        keys.sign(&claims())
+            .map(|(token, _)| token)
+            .unwrap_or_default()
     }
 
     #[test]
@@ -389,7 +390,15 @@ mod tests {
     fn truncated_wrong_version_oversized_and_garbage_tokens_are_malformed() {
         let keys = keys(&[KEY]);
         let token = signed(&keys);
-        for cut in [0, 1, 3, 4, token.len() / 2, token.len() - 44, token.len() - 1] {
+        for cut in [
+            0,
+            1,
+            3,
+            4,
+            token.len() / 2,
+            token.len() - 44,
+            token.len() - 1,
+        ] {
             let refusal = keys.verify(&token[..cut], NOW);
             assert!(
                 matches!(refusal, Err(TokenRefusal::Malformed | TokenRefusal::Mac)),
@@ -499,8 +508,7 @@ mod tests {
         let mut claims = claims();
         claims.client_name = "\u{10FFFF}".repeat(128);
         claims.client_version = "\u{10FFFF}".repeat(128);
-        claims.capabilities =
-            bound_capabilities(Some(&json!({"x": "y".repeat(1 << 20), "z": {}})));
+        claims.capabilities = bound_capabilities(Some(&json!({"x": "y".repeat(1 << 20), "z": {}})));
         let (token, _) = keys.sign(&claims).expect("fits");
         assert!(token.len() <= MAX_TOKEN_BYTES);
         assert!(keys.verify(&token, NOW).is_ok());

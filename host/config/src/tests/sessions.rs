@@ -46,9 +46,15 @@ fn a_short_key_is_refused_where_it_is_written_without_quoting_it() {
     ));
     assert_at(&error, "test.toml", 6, "sessions.keys[1]");
     let text = error.to_string();
-    assert!(text.contains("13 bytes long; it must be at least 32"), "{text}");
+    assert!(
+        text.contains("13 bytes long; it must be at least 32"),
+        "{text}"
+    );
     assert!(text.contains("openssl rand -base64 48"), "{text}");
-    assert!(!text.contains("too-short-key"), "the error quoted the key: {text}");
+    assert!(
+        !text.contains("too-short-key"),
+        "the error quoted the key: {text}"
+    );
 }
 
 #[test]
@@ -76,6 +82,8 @@ fn an_empty_list_a_repeated_key_and_a_zero_max_age_are_refused() {
 fn an_unknown_key_in_the_table_and_a_key_that_is_not_a_string_are_refused() {
     let unknown = fail(&format!("{MINIMAL}[sessions]\nkey = \"{KEY}\"\n"));
     assert!(unknown.to_string().contains("key"), "{unknown}");
-    let number = fail(&format!("{MINIMAL}[sessions]\nkeys = [12345678901234567890]\n"));
+    let number = fail(&format!(
+        "{MINIMAL}[sessions]\nkeys = [12345678901234567890]\n"
+    ));
     assert!(!number.to_string().contains("1234567890"), "{number}");
 }
