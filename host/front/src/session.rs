@@ -39,8 +39,8 @@ pub(crate) const MAX_SUBSCRIPTIONS_PER_SESSION: usize = 1024;
 /// a few more let a reconnecting client open its new stream before the old one is gone.
 pub(crate) const MAX_STREAMS_PER_SESSION: usize = 4;
 
-/// How much of an unknown `Mcp-Session-Id` an error message repeats: enough to recognise it,
-/// never a whole token (which may be kilobytes).
+/// How much of an oversized `Mcp-Session-Id` an error message repeats: enough to recognise
+/// it. An id up to [`MAX_TOKEN_BYTES`] is repeated whole, as the client sent it.
 const ECHOED_SESSION_CHARS: usize = 48;
 
 /// What a session remembers of the client's `clientInfo`.
@@ -194,12 +194,14 @@ impl Session {
     }
 }
 
-/// The error for a session id this replica cannot serve, repeating only the start of it.
+/// The error for a session id this replica cannot serve: the id as sent, or only its start
+/// when it is longer than any token.
 fn unknown_session(presented: &str) -> FrontError {
-    let mut shown: String = presented.chars().take(ECHOED_SESSION_CHARS).collect();
-    if shown.len() < presented.len() {
-        shown.push('…');
+    if presented.len() <= MAX_TOKEN_BYTES {
+        return FrontError::UnknownSession(presented.to_owned());
     }
+    let mut shown: String = presented.chars().take(ECHOED_SESSION_CHARS).collect();
+    shown.push('…');
     FrontError::UnknownSession(shown)
 }
 

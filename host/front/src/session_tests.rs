@@ -174,7 +174,7 @@ async fn forged_garbage_and_foreign_tokens_are_unknown_sessions_counted_by_reaso
     assert!(is_unknown(a.store.get(&token, "other", "alice").await));
     assert!(is_unknown(b.store.get(&token, "", "alice").await));
     assert_eq!(a.refused("endpoint") + b.refused("endpoint"), 2);
-    // The error repeats only the start of what was sent.
+    // The error repeats only the start of what is longer than any token.
     let long = "v1.".repeat(5000);
     let Err(error) = b.store.get(&long, "demo", "alice").await else {
         panic!("a garbage token was accepted");
