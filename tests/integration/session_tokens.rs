@@ -2,14 +2,17 @@
 //! other's sessions from the signed `Mcp-Session-Id` alone (no balancer needed: requests go
 //! to each replica directly). A tampered token is an unknown session, another principal
 //! presenting it is refused, rotation accepts the old key while it is listed, a reload
-//! swaps the keys, and a DELETE ends the session.
+//! swaps the keys, and a DELETE ends the session. The Python SDK's client keeps its session
+//! with its requests alternating between two replicas.
 
 use anyhow::{Context, Result, ensure};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::auth::{ALICE_KEY, BOB_KEY, edit_config, two_keys};
-use crate::support::{Bridge, SETTLE, demo_server_toml, eventually, http, metric, start_bridge};
+use crate::support::{
+    Bridge, SETTLE, demo_server_toml, eventually, http, metric, run_python_client, start_bridge,
+};
 
 /// The key the first replicas sign with, and the one a rotation brings in.
 const OLD_KEY: &str = "old-session-key-5b1f0e9c2d7a4836b1f0e9c2d7a48365";
@@ -291,5 +294,52 @@ async fn rotation_accepts_the_old_key_while_it_is_listed() -> Result<()> {
     })
     .await;
     ensure!(ended, "old's session outlived its key:\n{}", a.log_tail(20));
+    Ok(())
+}
+
+/// The official Python SDK's session client, with every HTTP request sent to the next of two
+/// replicas in turn (a balancer without affinity, in the client's transport): its session,
+/// opened on one, serves every call on both.
+#[tokio::test]
+async fn the_python_sdk_keeps_its_session_with_requests_alternating_between_replicas() -> Result<()>
+{
+    let (a, b) = tokio::try_join!(replica(&[OLD_KEY]), replica(&[OLD_KEY]))?;
+    let ports = [a.address.port(), b.address.port()];
+    let spec = json!({"url": a.url("/mcp/demo"), "ports": ports, "bearer": ALICE_KEY,
+        "calls": 6, "tool": "get_clients"});
+    let report = run_python_client("replica_client.py", &[spec.to_string().as_str()]).await?;
+    let version = report["protocol_version"].as_str().unwrap_or_default();
+    ensure!(
+        mcp_bridge::front::SESSION_PROTOCOL_VERSIONS.contains(&version),
+        "the SDK did not open a session: {report}"
+    );
+    assert_eq!(
+        report["calls"],
+        json!([false, false, false, false, false, false]),
+        "{report}"
+    );
+    ensure!(
+        report["first_text"]
+            .as_str()
+            .is_some_and(|text| !text.is_empty()),
+        "{report}"
+    );
+    let sent = report["sent"].as_array().context("no requests recorded")?;
+    for port in ports {
+        let posts = sent
+            .iter()
+            .filter(|request| request[0] == "POST" && request[1] == port)
+            .count();
+        ensure!(posts >= 3, "replica {port} got {posts} POSTs: {report}");
+    }
+    // The replica that did not answer initialize continued the session from its token.
+    let resumed = metric(&a, "mcp_bridge_sessions_resumed_total", &[]).await?
+        + metric(&b, "mcp_bridge_sessions_resumed_total", &[]).await?;
+    ensure!(resumed >= 1.0, "no replica continued the session");
+    for bridge in [&a, &b] {
+        for reason in ["mac", "malformed", "expired", "revoked", "endpoint"] {
+            assert_eq!(refused(bridge, reason).await?, 0.0, "{reason}");
+        }
+    }
     Ok(())
 }
