@@ -369,8 +369,8 @@ async fn one_session_cannot_take_the_whole_pool() -> Result<()> {
 }
 
 /// Sessions are capped: at `max_sessions` the least recently used idle session is closed to
-/// make room (and counted), and when every session has a call in flight `initialize` is
-/// refused with 503. A session keeps only a short client name, whatever `clientInfo` holds.
+/// make room (and counted), and when every session is in use `initialize`, and a closed
+/// session's token presented again, are refused with 503. A session keeps only a short client name, whatever `clientInfo` holds.
 #[tokio::test]
 async fn sessions_are_capped_and_store_little() -> Result<()> {
     // A session must be unused for a tenth of the idle timeout (1 s here) before a new one
@@ -391,17 +391,6 @@ async fn sessions_are_capped_and_store_little() -> Result<()> {
         "clientInfo": {"name": long_name, "version": "1", "padding": "p".repeat(1 << 20)}}});
     let third = post_json(&url, None, &init).await?;
     assert_eq!(third.status(), 200);
-    let gone = post_json(
-        &url,
-        Some(&oldest.session_id),
-        &json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}),
-    )
-    .await?;
-    assert_eq!(
-        gone.status(),
-        404,
-        "the least recently used session is still open"
-    );
     let closed = metric(
         &bridge,
         "mcp_bridge_sessions_closed_total",
@@ -416,6 +405,20 @@ async fn sessions_are_capped_and_store_little() -> Result<()> {
         fresh.status(),
         503,
         "a session in use was closed to make room"
+    );
+    // The closed session's token is still valid (any replica may continue it), so
+    // presenting it asks for a slot like initialize does: none is free, so it is refused
+    // rather than let in by closing a session in use.
+    let closed_again = post_json(
+        &url,
+        Some(&oldest.session_id),
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}),
+    )
+    .await?;
+    assert_eq!(
+        closed_again.status(),
+        503,
+        "the closed session came back by closing a session in use"
     );
     let stats = bridge.admin_stats().await?;
     let names = stats["sessions"]["by_client"]

@@ -34,4 +34,5 @@ mod plugin_reload;
 mod plugins;
 mod protocol_strictness;
 mod reference_servers;
+mod session_tokens;
 mod smoke;

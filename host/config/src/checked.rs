@@ -9,6 +9,7 @@ pub use mcp_bridge_policy::{InvalidationRule, TtlMap, TtlRule};
 
 use super::auth::{AccessConfig, AuditConfig, AuthConfig, LimitsConfig};
 use super::secret::Secret;
+use super::sessions::SessionsConfig;
 use super::shared::SharedCacheConfig;
 
 /// The HTTP listen address: loopback only, because the bridge starts local processes on behalf
@@ -152,6 +153,8 @@ pub struct BridgeConfig {
     pub access: AccessConfig,
     pub limits: LimitsConfig,
     pub audit: AuditConfig,
+    /// `[sessions]`: the keys that sign session tokens, and their lifetime.
+    pub sessions: SessionsConfig,
 }
 
 /// How long one plugin call may run before it is interrupted and counted as a fault. It is

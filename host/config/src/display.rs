@@ -7,6 +7,7 @@ use super::checked::{
     ServerConfig, TtlRule,
 };
 use super::secret::{REDACTED, Secret};
+use super::sessions::SessionsConfig;
 use mcp_bridge_policy::units::{format_duration, format_size};
 
 impl BridgeConfig {
@@ -136,6 +137,7 @@ impl BridgeConfig {
             format_duration(http.body_read_timeout)
         )?;
         self.write_identity(out)?;
+        write_sessions(out, &self.sessions)?;
         writeln!(out, "logging:")?;
         writeln!(out, "  format: {}", self.logging.format.as_str())?;
         writeln!(out, "  level: {}", self.logging.level)?;
@@ -146,6 +148,20 @@ impl BridgeConfig {
         write_cache(out, &self.cache)?;
         write_plugins(out, &self.plugins)
     }
+}
+
+/// Writes how many session keys there are (never a key) and how long a token lasts.
+fn write_sessions(out: &mut String, sessions: &SessionsConfig) -> std::fmt::Result {
+    let keys = match sessions.keys.len() {
+        0 => "none (a random key made at start: sessions end with a restart and stay on this replica)".to_owned(),
+        1 => "1 (signs and verifies)".to_owned(),
+        n => format!("{n} (the first signs, all verify)"),
+    };
+    writeln!(
+        out,
+        "sessions: keys {keys}, max_age {}",
+        format_duration(sessions.max_age)
+    )
 }
 
 /// Writes where plugins come from, their limits, and one line per binding. Plugin

@@ -35,6 +35,7 @@ mod mcp_servers;
 mod plugins;
 mod raw;
 mod secret;
+mod sessions;
 mod shared;
 mod source;
 mod validate;
@@ -51,6 +52,9 @@ pub use checked::*;
 pub use error::ConfigError;
 pub use expand::EXE_VARIABLE;
 pub use secret::{REDACTED, Secret};
+pub use sessions::{
+    DEFAULT_SESSION_MAX_AGE, MAX_SESSION_KEYS, MIN_SESSION_KEY_BYTES, SessionsConfig,
+};
 pub use shared::*;
 pub use validate_auth::is_loopback_authority;
 

@@ -25,13 +25,14 @@ pub(crate) struct RawConfig {
     pub access: Option<RawAccess>,
     pub limits: Option<RawLimits>,
     pub audit: Option<RawAudit>,
+    pub sessions: Option<super::sessions::RawSessions>,
 }
 
 /// The top-level keys of the TOML file, used to explain a key that was written below a table
 /// header by mistake (TOML puts every key after `[health]` inside `health`).
 pub(crate) const TOP_LEVEL_KEYS: &[&str] = &[
     "include", "http", "logging", "defaults", "health", "servers", "cache", "plugins", "auth",
-    "access", "limits", "audit",
+    "access", "limits", "audit", "sessions",
 ];
 
 /// The `[auth]` table: who may call.
@@ -433,7 +434,8 @@ pub(crate) fn field_help(field: &str) -> Option<&'static str> {
         | "list_ttl"
         | "hit_for_miss_ttl"
         | "stale_while_revalidate"
-        | "stale_if_error" => DURATION,
+        | "stale_if_error"
+        | "max_age" => DURATION,
         "default_ttl" => {
             "write a duration such as \"60s\" or \"5m\", a number of seconds, or \"none\" for entries that live until they are evicted or invalidated"
         }

@@ -82,6 +82,7 @@ pub(crate) fn build(
     let access = super::validate_auth::access(main, raw.access.unwrap_or_default(), &servers)?;
     let limits = super::validate_auth::limits(main, raw.limits.unwrap_or_default(), &servers)?;
     let audit = super::validate_auth::audit(main, base_dir, raw.audit.unwrap_or_default(), lookup)?;
+    let sessions = super::sessions::sessions(main, raw.sessions.unwrap_or_default(), lookup)?;
     Ok(BridgeConfig {
         source: main.name.clone(),
         http,
@@ -93,6 +94,7 @@ pub(crate) fn build(
         access,
         limits,
         audit,
+        sessions,
     })
 }
 

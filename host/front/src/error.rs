@@ -115,6 +115,10 @@ pub enum FrontError {
         "session '{0}' was opened by another principal; a session belongs to the principal that sent initialize: send initialize with your own credential"
     )]
     SessionOfAnotherPrincipal(String),
+    #[error(
+        "this endpoint's session token would be longer than {max} bytes, which no client can send back; shorten the server's name in the configuration"
+    )]
+    SessionTokenTooLong { max: usize },
 }
 
 impl FrontError {
@@ -146,6 +150,7 @@ impl FrontError {
                 StatusCode::from_u16(error.status()).unwrap_or(StatusCode::UNAUTHORIZED)
             }
             FrontError::TooManyStreams { .. } => StatusCode::CONFLICT,
+            FrontError::SessionTokenTooLong { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             FrontError::Unauthorized => StatusCode::UNAUTHORIZED,
             FrontError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             FrontError::ShuttingDown | FrontError::TooManySessions { .. } => {

@@ -12,8 +12,11 @@ mod identity;
 mod logging;
 mod mcp;
 mod metrics;
+mod relays;
 mod routes;
 mod session;
+mod session_directory;
+mod session_token;
 mod sse;
 mod stateless;
 mod stream;
@@ -33,12 +36,14 @@ pub use error::FrontError;
 pub use mcp::{SESSION_PROTOCOL_VERSIONS, STATELESS_PROTOCOL_VERSION};
 pub use metrics::HttpMetrics;
 pub use routes::check_exposure;
+pub use session_directory::{NoDirectory, SessionDirectory, SessionEvent, SharedSession};
 
 use mcp_bridge_auth::IdentityHandle;
-use mcp_bridge_config::{AuditConfig, HttpConfig};
+use mcp_bridge_config::{AuditConfig, HttpConfig, SessionsConfig};
 use mcp_bridge_metrics::Registry;
 use mcp_bridge_upstream::Upstream;
-use session::{Cancellations, Relays, SessionStore};
+use relays::{Cancellations, Relays};
+use session::SessionStore;
 
 /// The body type of every response.
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -70,7 +75,13 @@ pub struct AppState {
 impl AppState {
     /// The front's state; registers the front's metrics in `registry`, which `/metrics`
     /// renders with every other layer's, and starts the audit log's writer (an audit file
-    /// that cannot be opened is the error).
+    /// that cannot be opened is the error). Session tokens are signed with `sessions`'
+    /// keys; `directory` is where sessions are known beyond this replica ([`NoDirectory`]
+    /// for one replica).
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one argument per part the front serves with"
+    )]
     pub fn new(
         upstream: Arc<dyn Upstream>,
         http: HttpConfig,
@@ -78,12 +89,14 @@ impl AppState {
         registry: &Registry,
         identity: Arc<IdentityHandle>,
         audit: &AuditConfig,
+        sessions: &SessionsConfig,
+        directory: Arc<dyn SessionDirectory>,
     ) -> std::io::Result<Arc<AppState>> {
         let metrics = Arc::new(HttpMetrics::register(registry));
         let audit = audit::AuditLog::start(audit, registry)?;
         let mismatches = identity.metrics().session_principal_mismatch_total.clone();
         Ok(Arc::new(AppState {
-            sessions: SessionStore::new(&http, &metrics, mismatches),
+            sessions: SessionStore::new(&http, sessions, directory, &metrics, mismatches),
             identity,
             audit,
             principal_calls: Arc::default(),
@@ -97,6 +110,20 @@ impl AppState {
             registry: registry.clone(),
             admin,
         }))
+    }
+
+    /// Applies a change another replica made to a session, as the shared tier's broadcast
+    /// delivers it: a revoked session is closed here (its GET streams end) and its token
+    /// refused from then on; a log level is applied to the session if this replica holds it.
+    pub fn session_event(&self, event: SessionEvent) {
+        self.sessions.apply(event);
+    }
+
+    /// Installs the `[sessions]` settings of a reloaded config: the new keys sign and
+    /// verify from the next request on, and sessions held here whose key is no longer
+    /// listed end. Without keys, the random key made at start stays.
+    pub fn reload_sessions(&self, sessions: &SessionsConfig) {
+        self.sessions.reload(sessions);
     }
 
     fn is_shutting_down(&self) -> bool {

@@ -103,8 +103,8 @@ pub(crate) async fn handle(
     let owner = &caller.principal.name;
     match *request.method() {
         Method::POST => post(state, endpoint, request, caller).await,
-        Method::GET => super::stream::open(state, endpoint, request.headers(), owner),
-        Method::DELETE => delete(&state, &endpoint, request.headers(), owner),
+        Method::GET => super::stream::open(state, endpoint, request.headers(), owner).await,
+        Method::DELETE => delete(&state, &endpoint, request.headers(), owner).await,
         ref other => Err(FrontError::MethodNotAllowed(other.clone())),
     }
 }
@@ -142,7 +142,8 @@ async fn post(
         &headers,
         &message,
         &caller.principal.name,
-    )?;
+    )
+    .await?;
     let stateless = resolution.protocol == Protocol::Sessionless;
     if stateless {
         if message.is_array() {
@@ -184,7 +185,7 @@ async fn post(
             session_id,
         } => {
             let mut response = json_response(StatusCode::OK, &response);
-            // Session ids are hex, always a valid header value.
+            // Session tokens are base64url and dots, always a valid header value.
             if let Ok(value) = HeaderValue::from_str(&session_id) {
                 response.headers_mut().insert(SESSION_HEADER, value);
             }
@@ -485,7 +486,7 @@ async fn answer_request(context: &Context, message: Value) -> Reply {
     match method {
         "initialize" => initialize(context, &message).await,
         "ping" => Reply::Json(jsonrpc::result_response(id, json!({}))),
-        "logging/setLevel" => Reply::Json(set_log_level(context, &message, id)),
+        "logging/setLevel" => Reply::Json(set_log_level(context, &message, id).await),
         "server/discover" => {
             Reply::Json(stateless::discover(&context.state, &context.endpoint, id).await)
         }
@@ -527,9 +528,10 @@ async fn aggregated(context: &Context, message: Value, id: Value) -> Reply {
     }
 }
 
-/// Records the session's log level. Processes are shared by many clients, so the level
+/// Records the session's log level, here and in the shared tier (so every replica relays
+/// this client's lines at its level). Processes are shared by many clients, so the level
 /// is not sent to them: the bridge filters the lines it relays to this client instead.
-fn set_log_level(context: &Context, message: &Value, id: Value) -> Value {
+async fn set_log_level(context: &Context, message: &Value, id: Value) -> Value {
     let level = message
         .pointer("/params/level")
         .and_then(Value::as_str)
@@ -542,6 +544,7 @@ fn set_log_level(context: &Context, message: &Value, id: Value) -> Value {
     };
     if let Some(session) = &context.session {
         session.set_log_level(rank);
+        context.state.sessions.share_log_level(session, rank).await;
     }
     jsonrpc::result_response(id, json!({}))
 }
@@ -565,6 +568,7 @@ async fn initialize(context: &Context, message: &Value) -> Reply {
         context.endpoint.key(),
         version,
         client_info,
+        params.get("capabilities"),
         &context.caller.principal.name,
     ) {
         Ok(session) => session,
@@ -580,7 +584,7 @@ async fn initialize(context: &Context, message: &Value) -> Reply {
     }
     Reply::Initialized {
         response: jsonrpc::result_response(id, result),
-        session_id: session.id.clone(),
+        session_id: session.token.clone(),
     }
 }
 
@@ -834,7 +838,7 @@ fn log_minimum(context: &Context, message: &Value) -> Option<u8> {
 /// drops the call, which cancels it on the server).
 async fn next_unless_cancelled(
     call: &mut Box<dyn ForwardedCall>,
-    cancel: &mut Option<super::session::CancelGuard>,
+    cancel: &mut Option<super::relays::CancelGuard>,
 ) -> Option<Step> {
     let Some(guard) = cancel.as_mut() else {
         return Some(call.next().await);
@@ -891,7 +895,7 @@ async fn deliverable(
     }
 }
 
-fn delete(
+async fn delete(
     state: &AppState,
     endpoint: &Endpoint,
     headers: &HeaderMap,
@@ -900,7 +904,7 @@ fn delete(
     // Without a session there is nothing to end (and 2026-07-28 has no DELETE).
     let id =
         header_str(headers, SESSION_HEADER).ok_or(FrontError::MethodNotAllowed(Method::DELETE))?;
-    state.sessions.remove(id, endpoint.key(), owner)?;
+    state.sessions.remove(id, endpoint.key(), owner).await?;
     Ok(status_only(StatusCode::NO_CONTENT))
 }
 
@@ -908,7 +912,7 @@ fn delete(
 /// (`versions::resolve`, which also applies `http.version_mismatch`). `initialize` and
 /// sessionless (2026-07-28) requests need no session; every other request must carry
 /// a live session of this endpoint.
-fn resolve_session(
+async fn resolve_session(
     state: &AppState,
     endpoint: &Endpoint,
     headers: &HeaderMap,
@@ -916,7 +920,7 @@ fn resolve_session(
     owner: &str,
 ) -> Result<(Option<Arc<Session>>, Resolution), FrontError> {
     let session = match header_str(headers, SESSION_HEADER) {
-        Some(id) => Some(state.sessions.get(id, endpoint.key(), owner)?),
+        Some(id) => Some(state.sessions.get(id, endpoint.key(), owner).await?),
         None => None,
     };
     let signals = versions::Signals {

@@ -9,6 +9,8 @@ pub struct HttpMetrics {
     pub http_requests_total: IntCounterVec,
     pub sessions_active: IntGaugeVec,
     pub sessions_closed_total: IntCounterVec,
+    pub sessions_resumed_total: IntCounter,
+    pub session_tokens_refused_total: IntCounterVec,
     pub limit_refusals_total: IntCounterVec,
     pub relay_answers_refused_total: IntCounterVec,
     pub version_mismatch_total: IntCounterVec,
@@ -35,7 +37,16 @@ impl HttpMetrics {
                 ),
             sessions_closed_total: registry.counter_vec(
                     "sessions_closed_total",
-                    "MCP sessions closed by the bridge, by reason: idle (unused past session_idle_timeout), capacity (least recently used idle session closed at max_sessions).",
+                    "MCP sessions this replica stopped holding, by reason: idle (unused past session_idle_timeout), capacity (least recently used idle session closed at max_sessions), expired (token older than [sessions] max_age), revoked (ended by a DELETE on another replica), key_removed (a reload dropped the key that signed it). Only expired and revoked end the session itself; the others free this replica's copy, which the next request on the token makes again.",
+                    &["reason"],
+                ),
+            sessions_resumed_total: registry.counter(
+                    "sessions_resumed_total",
+                    "Sessions this replica did not hold, continued from their signed Mcp-Session-Id token (opened on another replica, or dropped here while idle).",
+                ),
+            session_tokens_refused_total: registry.counter_vec(
+                    "session_tokens_refused_total",
+                    "Mcp-Session-Id values refused as unknown sessions (404), by reason: malformed (not a token, or too long), mac (signed by no listed key: forged, tampered, or an old key), expired, revoked (ended by DELETE), endpoint (a session of another endpoint).",
                     &["reason"],
                 ),
             limit_refusals_total: registry.counter_vec(

@@ -1,5 +1,12 @@
 //! MCP sessions on the front (protocol versions up to 2025-11-25), and the relay table
 //! that carries a server's requests to a client and the client's answers back.
+//!
+//! A session's `Mcp-Session-Id` is a signed token ([`super::session_token`]) that carries what
+//! the session is, so a replica that does not hold a session continues it from its token
+//! (after checking the token, the revocations it knows and the shared tier). What a replica
+//! holds locally (call slots, subscriptions, GET streams, the log level) is state about the
+//! session, not the session itself: dropping it (idle, capacity) frees memory, and the next
+//! request on the same token makes it again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,12 +20,16 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::HttpMetrics;
 use super::error::FrontError;
-use mcp_bridge_config::HttpConfig;
-use mcp_bridge_upstream::AnswerSink;
+use super::session_directory::{RevokedSessions, SessionDirectory, SessionEvent};
+use super::session_token::{
+    KeyId, MAX_TOKEN_BYTES, SessionClaims, TokenKeys, TokenRefusal, bound_capabilities,
+    owner_digest, unix_now,
+};
+use mcp_bridge_config::{HttpConfig, SessionsConfig};
 
-/// How many characters of a client's `clientInfo.name` a session keeps. A session stores
-/// only that field (for `/admin/stats`), so what a client sends at `initialize` cannot grow
-/// what the bridge holds per session.
+/// How many characters of a client's `clientInfo.name` (and `version`) a session keeps. A
+/// session stores only those fields (for `/admin/stats`), so what a client sends at
+/// `initialize` cannot grow what the bridge holds per session.
 pub(crate) const MAX_CLIENT_INFO_CHARS: usize = 128;
 
 /// How many resources one session may subscribe to at once.
@@ -28,34 +39,53 @@ pub(crate) const MAX_SUBSCRIPTIONS_PER_SESSION: usize = 1024;
 /// a few more let a reconnecting client open its new stream before the old one is gone.
 pub(crate) const MAX_STREAMS_PER_SESSION: usize = 4;
 
+/// How much of an oversized `Mcp-Session-Id` an error message repeats: enough to recognise
+/// it. An id up to [`MAX_TOKEN_BYTES`] is repeated whole, as the client sent it.
+const ECHOED_SESSION_CHARS: usize = 48;
+
 /// What a session remembers of the client's `clientInfo`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct ClientInfo {
     pub name: String,
+    pub version: String,
 }
 
 impl ClientInfo {
-    /// Keeps the name, cut to [`MAX_CLIENT_INFO_CHARS`].
+    /// Keeps the name and version, each cut to [`MAX_CLIENT_INFO_CHARS`].
     pub(crate) fn from_initialize(client_info: Option<&Value>) -> ClientInfo {
-        let name = client_info
-            .and_then(|info| info.get("name"))
-            .and_then(Value::as_str)
-            .map(|text| text.chars().take(MAX_CLIENT_INFO_CHARS).collect())
-            .unwrap_or_default();
-        ClientInfo { name }
+        let field = |name: &str| {
+            client_info
+                .and_then(|info| info.get(name))
+                .and_then(Value::as_str)
+                .map(|text| text.chars().take(MAX_CLIENT_INFO_CHARS).collect())
+                .unwrap_or_default()
+        };
+        ClientInfo {
+            name: field("name"),
+            version: field("version"),
+        }
     }
 }
 
 /// One client's session, bound to the endpoint that created it.
 #[derive(Debug)]
 pub(crate) struct Session {
+    /// The session's identity (128 random bits in hex): what logs, revocations, relays and
+    /// cancellations name. The client presents [`Session::token`], which carries it.
     pub id: String,
+    /// The signed token the client presents as `Mcp-Session-Id`.
+    pub token: String,
     /// The endpoint the session belongs to: a server name, or empty for `/mcp`.
     pub endpoint: String,
     pub protocol_version: String,
     pub client_info: ClientInfo,
     /// The principal that opened the session: only its requests may use it.
     pub owner: Arc<str>,
+    /// When the token was issued and when it expires, in unix seconds.
+    issued_at: u64,
+    pub expires_at: u64,
+    /// The key that signed (or verified) the token: a reload without it ends the session.
+    key: KeyId,
     last_seen_ms: AtomicU64,
     /// The rank of the least severe log level the client wants (`logging/setLevel`).
     log_level: std::sync::atomic::AtomicU8,
@@ -164,33 +194,70 @@ impl Session {
     }
 }
 
-/// All open sessions, at most `max_sessions`. Sessions unused for `idle_timeout` are
-/// dropped by [`SessionStore::prune`]; at the cap, [`SessionStore::create`] closes the least
-/// recently used session that has no call in flight.
+/// The error for a session id this replica cannot serve: the id as sent, or only its start
+/// when it is longer than any token.
+fn unknown_session(presented: &str) -> FrontError {
+    if presented.len() <= MAX_TOKEN_BYTES {
+        return FrontError::UnknownSession(presented.to_owned());
+    }
+    let mut shown: String = presented.chars().take(ECHOED_SESSION_CHARS).collect();
+    shown.push('…');
+    FrontError::UnknownSession(shown)
+}
+
+/// The sessions this replica holds, at most `max_sessions`, keyed by their tokens. Sessions
+/// unused for `idle_timeout` are dropped by [`SessionStore::prune`]; at the cap,
+/// [`SessionStore::create`] (and a resumed session) closes the least recently used session
+/// that has no call in flight.
 pub(crate) struct SessionStore {
     sessions: RwLock<HashMap<String, Arc<Session>>>,
     idle_timeout: Duration,
     max_sessions: usize,
     max_inflight_per_session: usize,
     epoch: Instant,
+    /// The keys tokens are signed and verified with, swapped whole on a reload.
+    keys: RwLock<Arc<TokenKeys>>,
+    /// Sessions that ended here or were announced ended, until their tokens expire.
+    revoked: Mutex<RevokedSessions>,
+    /// Where sessions are known beyond this replica.
+    directory: Arc<dyn SessionDirectory>,
     gauge: IntGaugeVec,
     closed: IntCounterVec,
     refused: IntCounterVec,
+    resumed: IntCounter,
+    tokens_refused: IntCounterVec,
     /// Requests that presented a session of another principal.
     mismatches: IntCounter,
 }
 
 impl SessionStore {
-    pub(crate) fn new(http: &HttpConfig, metrics: &HttpMetrics, mismatches: IntCounter) -> Self {
+    pub(crate) fn new(
+        http: &HttpConfig,
+        sessions: &SessionsConfig,
+        directory: Arc<dyn SessionDirectory>,
+        metrics: &HttpMetrics,
+        mismatches: IntCounter,
+    ) -> Self {
+        let keys = TokenKeys::from_config(sessions);
+        if keys.random {
+            tracing::info!(
+                "no [sessions] keys: session tokens are signed with a random key made at start, so sessions end with a restart and stay on this replica"
+            );
+        }
         SessionStore {
             sessions: RwLock::new(HashMap::new()),
             idle_timeout: http.session_idle_timeout,
             max_sessions: http.max_sessions,
             max_inflight_per_session: http.max_inflight_per_session,
             epoch: Instant::now(),
+            keys: RwLock::new(Arc::new(keys)),
+            revoked: Mutex::default(),
+            directory,
             gauge: metrics.sessions_active.clone(),
             closed: metrics.sessions_closed_total.clone(),
             refused: metrics.limit_refusals_total.clone(),
+            resumed: metrics.sessions_resumed_total.clone(),
+            tokens_refused: metrics.session_tokens_refused_total.clone(),
             mismatches,
         }
     }
@@ -199,23 +266,85 @@ impl SessionStore {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    /// Opens a session; at `max_sessions` it first closes the least recently used session
-    /// with no call in flight, and refuses when every session is busy.
+    fn keys(&self) -> Arc<TokenKeys> {
+        self.keys.read().clone()
+    }
+
+    /// Installs the keys and `max_age` of a reloaded config. Sessions held here whose token
+    /// was signed by a key no longer listed end now, as their tokens would everywhere else.
+    pub(crate) fn reload(&self, config: &SessionsConfig) {
+        let keys = Arc::new(self.keys().reloaded(config));
+        *self.keys.write() = keys.clone();
+        let mut sessions = self.sessions.write();
+        sessions.retain(|_, session| {
+            let keep = keys.knows(session.key);
+            if !keep {
+                self.count_closed(session, "key_removed");
+            }
+            keep
+        });
+    }
+
+    /// Opens a session and signs its token; at `max_sessions` it first closes the least
+    /// recently used session with no call in flight, and refuses when every session is busy.
     pub(crate) fn create(
         &self,
         endpoint: &str,
         protocol_version: &str,
         client_info: ClientInfo,
+        capabilities: Option<&Value>,
         owner: &Arc<str>,
     ) -> Result<Arc<Session>, FrontError> {
-        // 128 random bits: unguessable, so one client cannot use another's session.
-        let id = format!("{:032x}", rand::random::<u128>());
-        let session = Arc::new(Session {
-            id: id.clone(),
+        let keys = self.keys();
+        let now = unix_now();
+        let mut claims = SessionClaims {
+            // 128 random bits: unguessable, and the token's MAC makes it unforgeable too.
+            session: format!("{:032x}", rand::random::<u128>()),
             endpoint: endpoint.to_owned(),
             protocol_version: protocol_version.to_owned(),
-            client_info,
-            owner: owner.clone(),
+            client_name: client_info.name,
+            client_version: client_info.version,
+            capabilities: bound_capabilities(capabilities),
+            owner: owner_digest(owner),
+            iat: now,
+            exp: now.saturating_add(keys.max_age.as_secs()),
+        };
+        let signed = match keys.sign(&claims) {
+            Some(signed) => signed,
+            // Only a very long server name can make it too long; what the client sent goes.
+            None => {
+                claims.client_name.clear();
+                claims.client_version.clear();
+                claims.capabilities = Value::Object(serde_json::Map::new());
+                keys.sign(&claims).ok_or(FrontError::SessionTokenTooLong {
+                    max: MAX_TOKEN_BYTES,
+                })?
+            }
+        };
+        let session = self.materialise(claims, signed, owner.clone());
+        self.insert(session)
+    }
+
+    /// A local session for verified `claims`.
+    fn materialise(
+        &self,
+        claims: SessionClaims,
+        (token, key): (String, KeyId),
+        owner: Arc<str>,
+    ) -> Arc<Session> {
+        Arc::new(Session {
+            id: claims.session,
+            token,
+            endpoint: claims.endpoint,
+            protocol_version: claims.protocol_version,
+            client_info: ClientInfo {
+                name: claims.client_name,
+                version: claims.client_version,
+            },
+            owner,
+            issued_at: claims.iat,
+            expires_at: claims.exp,
+            key,
             last_seen_ms: AtomicU64::new(self.now_ms()),
             log_level: std::sync::atomic::AtomicU8::new(super::logging::ALL_LEVELS),
             subscriptions: Mutex::default(),
@@ -223,8 +352,16 @@ impl SessionStore {
             max_inflight: self.max_inflight_per_session,
             open_streams: AtomicUsize::new(0),
             closed: tokio::sync::watch::channel(false).0,
-        });
+        })
+    }
+
+    /// Holds `session` here, making room at `max_sessions`. A session that another request
+    /// on the same token put here meanwhile is the one returned.
+    fn insert(&self, session: Arc<Session>) -> Result<Arc<Session>, FrontError> {
         let mut sessions = self.sessions.write();
+        if let Some(held) = sessions.get(&session.token) {
+            return Ok(held.clone());
+        }
         if sessions.len() >= self.max_sessions {
             let min_idle_ms = self.eviction_min_idle().as_millis() as u64;
             let Some(victim) = least_recently_used_idle(&sessions, self.now_ms(), min_idle_ms)
@@ -243,9 +380,9 @@ impl SessionStore {
                 );
             }
         }
-        sessions.insert(id, session.clone());
+        sessions.insert(session.token.clone(), session.clone());
         self.gauge
-            .with_label_values(&[endpoint_label(endpoint)])
+            .with_label_values(&[endpoint_label(&session.endpoint)])
             .inc();
         Ok(session)
     }
@@ -266,24 +403,114 @@ impl SessionStore {
         self.closed.with_label_values(&[reason]).inc();
     }
 
-    /// Looks a session up for `endpoint` and `owner` and marks it used. A session of
-    /// another endpoint is as unknown as a missing one; a session of another principal is
-    /// refused (and counted), never served or touched.
-    pub(crate) fn get(
+    fn refuse(&self, presented: &str, refusal: TokenRefusal) -> FrontError {
+        self.tokens_refused
+            .with_label_values(&[refusal.label()])
+            .inc();
+        unknown_session(presented)
+    }
+
+    /// Looks a session up for `endpoint` and `owner` and marks it used. A session this
+    /// replica does not hold is continued from its token when the token verifies, has not
+    /// expired and was not revoked (here or in the shared tier). A session of another
+    /// endpoint is as unknown as a missing one; a session of another principal is refused
+    /// (and counted), never served or touched.
+    pub(crate) async fn get(
         &self,
-        id: &str,
+        token: &str,
         endpoint: &str,
         owner: &str,
     ) -> Result<Arc<Session>, FrontError> {
-        let session = self
-            .sessions
-            .read()
-            .get(id)
-            .filter(|session| session.endpoint == endpoint)
-            .cloned()
-            .ok_or_else(|| FrontError::UnknownSession(id.to_owned()))?;
+        let held = self.sessions.read().get(token).cloned();
+        let session = match held {
+            Some(session) => self.check_held(token, session, endpoint)?,
+            None => self.resume(token, endpoint, owner).await?,
+        };
         self.check_owner(&session, owner)?;
         session.last_seen_ms.store(self.now_ms(), Ordering::Relaxed);
+        Ok(session)
+    }
+
+    /// A session held here, if it is for `endpoint` and its token has not expired (an
+    /// expired one is closed).
+    fn check_held(
+        &self,
+        token: &str,
+        session: Arc<Session>,
+        endpoint: &str,
+    ) -> Result<Arc<Session>, FrontError> {
+        if session.endpoint != endpoint {
+            return Err(self.refuse(token, TokenRefusal::Endpoint));
+        }
+        if self
+            .keys()
+            .expired_at(session.issued_at, session.expires_at, unix_now())
+        {
+            if let Some(expired) = self.sessions.write().remove(token) {
+                self.count_closed(&expired, "expired");
+            }
+            return Err(self.refuse(token, TokenRefusal::Expired));
+        }
+        Ok(session)
+    }
+
+    /// Verifies a token this replica does not hold, for `endpoint` and `owner`: what it
+    /// says, without trusting anything else the client sent.
+    fn verify(
+        &self,
+        token: &str,
+        endpoint: &str,
+        owner: &str,
+    ) -> Result<(SessionClaims, KeyId), FrontError> {
+        let (claims, key) = self
+            .keys()
+            .verify(token, unix_now())
+            .map_err(|refusal| self.refuse(token, refusal))?;
+        if claims.endpoint != endpoint {
+            return Err(self.refuse(token, TokenRefusal::Endpoint));
+        }
+        if claims.owner != owner_digest(owner) {
+            self.mismatches.inc();
+            tracing::warn!(
+                session = %claims.session,
+                "refused a request presenting a session opened by another principal"
+            );
+            return Err(FrontError::SessionOfAnotherPrincipal(claims.session));
+        }
+        if self.revoked.lock().contains(&claims.session, unix_now()) {
+            return Err(self.refuse(token, TokenRefusal::Revoked));
+        }
+        Ok((claims, key))
+    }
+
+    /// Continues a session from its token: verified, then asked about in the shared tier,
+    /// then held here like a new one (counted against `max_sessions`).
+    async fn resume(
+        &self,
+        token: &str,
+        endpoint: &str,
+        owner: &str,
+    ) -> Result<Arc<Session>, FrontError> {
+        let (claims, key) = self.verify(token, endpoint, owner)?;
+        let shared = self.directory.lookup(&claims.session).await;
+        if shared.revoked {
+            self.revoked.lock().insert(&claims.session, claims.exp);
+            return Err(self.refuse(token, TokenRefusal::Revoked));
+        }
+        let session = self.materialise(claims, (token.to_owned(), key), Arc::from(owner));
+        if let Some(rank) = shared.log_level {
+            session.set_log_level(rank);
+        }
+        let session = self.insert(session)?;
+        // A DELETE of the same session may have run while the shared tier was asked.
+        if self.revoked.lock().contains(&session.id, unix_now()) {
+            if let Some(revoked) = self.sessions.write().remove(token) {
+                self.count_closed(&revoked, "revoked");
+            }
+            return Err(self.refuse(token, TokenRefusal::Revoked));
+        }
+        self.resumed.inc();
+        tracing::debug!(session = %session.id, "continued a session from its token");
         Ok(session)
     }
 
@@ -299,43 +526,101 @@ impl SessionStore {
         Err(FrontError::SessionOfAnotherPrincipal(session.id.clone()))
     }
 
-    /// Ends a session (DELETE), only for the principal that opened it.
-    pub(crate) fn remove(&self, id: &str, endpoint: &str, owner: &str) -> Result<(), FrontError> {
-        let mut sessions = self.sessions.write();
-        let Some(session) = sessions
-            .get(id)
-            .filter(|session| session.endpoint == endpoint)
-        else {
-            return Err(FrontError::UnknownSession(id.to_owned()));
+    /// Ends a session (DELETE), only for the principal that opened it: closed here,
+    /// remembered here as revoked until its token expires, and revoked in the shared tier.
+    /// A session this replica does not hold is ended from its token.
+    pub(crate) async fn remove(
+        &self,
+        token: &str,
+        endpoint: &str,
+        owner: &str,
+    ) -> Result<(), FrontError> {
+        let held = self.sessions.read().get(token).cloned();
+        let (session, expires_at) = match held {
+            Some(session) => {
+                let session = self.check_held(token, session, endpoint)?;
+                self.check_owner(&session, owner)?;
+                if let Some(removed) = self.sessions.write().remove(token) {
+                    removed.close();
+                    self.gauge
+                        .with_label_values(&[endpoint_label(endpoint)])
+                        .dec();
+                }
+                (session.id.clone(), session.expires_at)
+            }
+            None => {
+                let (claims, _) = self.verify(token, endpoint, owner)?;
+                (claims.session, claims.exp)
+            }
         };
-        self.check_owner(session, owner)?;
-        if let Some(session) = sessions.remove(id) {
-            session.close();
-        }
-        self.gauge
-            .with_label_values(&[endpoint_label(endpoint)])
-            .dec();
+        self.revoked.lock().insert(&session, expires_at);
+        self.directory.revoke(&session, expires_at).await;
+        tracing::debug!(%session, "ended a session (DELETE)");
         Ok(())
     }
 
-    /// Drops sessions idle for longer than the configured timeout. A session with a call
-    /// still in flight is in use, however long ago its last request arrived.
+    /// Records a session's new log level in the shared tier, so other replicas apply it.
+    pub(crate) async fn share_log_level(&self, session: &Session, rank: u8) {
+        self.directory
+            .set_log_level(&session.id, rank, session.expires_at)
+            .await;
+    }
+
+    /// Applies a change another replica made: a revoked session is closed here (its GET
+    /// streams end) and refused from then on; a log level is set on the session held here.
+    pub(crate) fn apply(&self, event: SessionEvent) {
+        match event {
+            SessionEvent::Revoked { session } => {
+                let mut expires_at = unix_now().saturating_add(self.keys().max_age.as_secs());
+                let mut sessions = self.sessions.write();
+                sessions.retain(|_, held| {
+                    let keep = held.id != session;
+                    if !keep {
+                        expires_at = held.expires_at;
+                        self.count_closed(held, "revoked");
+                    }
+                    keep
+                });
+                drop(sessions);
+                self.revoked.lock().insert(&session, expires_at);
+            }
+            SessionEvent::LogLevel { session, rank } => {
+                let sessions = self.sessions.read();
+                for held in sessions.values().filter(|held| held.id == session) {
+                    held.set_log_level(rank);
+                }
+            }
+        }
+    }
+
+    /// Drops sessions idle for longer than the configured timeout and those whose token
+    /// expired, and forgets revocations that expired. A session with a call still in flight
+    /// is in use, however long ago its last request arrived.
     pub(crate) fn prune(&self) {
         let now = self.now_ms();
+        let unix = unix_now();
+        let keys = self.keys();
         let limit = self.idle_timeout.as_millis() as u64;
         let mut sessions = self.sessions.write();
         let before = sessions.len();
         sessions.retain(|_, session| {
+            let busy = session.calls_in_flight() > 0;
+            if !busy && keys.expired_at(session.issued_at, session.expires_at, unix) {
+                self.count_closed(session, "expired");
+                return false;
+            }
             let idle = now.saturating_sub(session.last_seen_ms.load(Ordering::Relaxed)) >= limit;
-            let keep = !idle || session.calls_in_flight() > 0;
+            let keep = !idle || busy;
             if !keep {
                 self.count_closed(session, "idle");
             }
             keep
         });
         let dropped = before - sessions.len();
+        drop(sessions);
+        self.revoked.lock().forget_expired(unix);
         if dropped > 0 {
-            tracing::debug!(dropped, "dropped idle MCP sessions");
+            tracing::debug!(dropped, "dropped idle and expired MCP sessions");
         }
     }
 
@@ -360,11 +645,12 @@ impl SessionStore {
             "by_protocol_version": by_version,
             "by_client": by_client,
             "by_principal": by_principal,
+            "revoked_remembered": self.revoked.lock().len(),
         })
     }
 }
 
-/// The id of the session used least recently among those with no call in flight and
+/// The token of the session used least recently among those with no call in flight and
 /// unused for at least `min_idle_ms`.
 fn least_recently_used_idle(
     sessions: &HashMap<String, Arc<Session>>,
@@ -378,7 +664,7 @@ fn least_recently_used_idle(
             now_ms.saturating_sub(session.last_seen_ms.load(Ordering::Relaxed)) >= min_idle_ms
         })
         .min_by_key(|session| session.last_seen_ms.load(Ordering::Relaxed))
-        .map(|session| session.id.clone())
+        .map(|session| session.token.clone())
 }
 
 fn endpoint_label(endpoint: &str) -> &str {
@@ -389,148 +675,6 @@ fn endpoint_label(endpoint: &str) -> &str {
     }
 }
 
-/// A server-to-client request waiting for the client's answer, and who may give it.
-struct Relay {
-    /// The way back to the process that asked.
-    answer: Arc<dyn AnswerSink>,
-    server_id: Value,
-    /// The session the request was sent to; only it may answer.
-    session: String,
-    /// The endpoint the request was sent on (a server name, or empty for `/mcp`).
-    endpoint: String,
-}
-
-/// Why a client's answer to a server request was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RelayRefusal {
-    /// No request with that id is waiting (never sent, already answered, or its call ended).
-    UnknownId,
-    /// The request was sent to another session or on another endpoint.
-    WrongSession,
-}
-
-impl RelayRefusal {
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            RelayRefusal::UnknownId => "unknown_id",
-            RelayRefusal::WrongSession => "wrong_session",
-        }
-    }
-}
-
-/// Server requests relayed to clients, under ids the bridge makes unique (two servers
-/// may both use id 1) and unguessable, so the client's answer finds its way back and no
-/// other client can answer in its place.
-#[derive(Default)]
-pub(crate) struct Relays {
-    waiting: Mutex<HashMap<String, Relay>>,
-}
-
-impl Relays {
-    /// Rewrites the request's id to a fresh bridge id and remembers where the answer goes
-    /// and which session (on which endpoint) may give it.
-    pub(crate) fn register(
-        &self,
-        answer: Arc<dyn AnswerSink>,
-        request: &mut Value,
-        session: &Session,
-    ) -> String {
-        // 128 random bits: a client that sees its own relay ids learns nothing about others'.
-        let relay_id = format!("mcp-bridge-{:032x}", rand::random::<u128>());
-        let server_id = request
-            .as_object_mut()
-            .and_then(|object| object.insert("id".into(), Value::String(relay_id.clone())))
-            .unwrap_or(Value::Null);
-        let relay = Relay {
-            answer,
-            server_id,
-            session: session.id.clone(),
-            endpoint: session.endpoint.clone(),
-        };
-        self.waiting.lock().insert(relay_id.clone(), relay);
-        relay_id
-    }
-
-    /// Sends a session's answer back to the server that asked, with the server's own id.
-    /// An answer for an id the bridge is not waiting for, or from a session the request
-    /// was not sent to, is refused and leaves the waiting request untouched.
-    pub(crate) async fn answer(
-        &self,
-        session: &Session,
-        mut response: Value,
-    ) -> Result<(), RelayRefusal> {
-        let relay_id = response
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let relay = {
-            let mut waiting = self.waiting.lock();
-            let Some(relay) = waiting.get(relay_id) else {
-                return Err(RelayRefusal::UnknownId);
-            };
-            if relay.session != session.id || relay.endpoint != session.endpoint {
-                return Err(RelayRefusal::WrongSession);
-            }
-            waiting.remove(relay_id).ok_or(RelayRefusal::UnknownId)?
-        };
-        if let Some(object) = response.as_object_mut() {
-            object.insert("id".into(), relay.server_id);
-        }
-        if let Err(error) = relay.answer.send(&response).await {
-            tracing::debug!(%error, "could not deliver a client's answer to the server");
-        }
-        Ok(())
-    }
-
-    /// Forgets relays whose call has ended without an answer.
-    pub(crate) fn forget(&self, relay_ids: &[String]) {
-        let mut waiting = self.waiting.lock();
-        for id in relay_ids {
-            waiting.remove(id);
-        }
-    }
-}
-
-/// Calls a session-based client may cancel with `notifications/cancelled`, keyed by
-/// session and the client's request id. (2026-07-28 clients cancel by hanging up.)
-#[derive(Default)]
-pub(crate) struct Cancellations {
-    waiting: Mutex<HashMap<String, tokio::sync::oneshot::Sender<()>>>,
-}
-
-/// A registered call; `signal` resolves when the client cancels it. Dropping the
-/// guard unregisters the call.
-pub(crate) struct CancelGuard {
-    registry: Arc<Cancellations>,
-    key: String,
-    pub signal: tokio::sync::oneshot::Receiver<()>,
-}
-
-impl Drop for CancelGuard {
-    fn drop(&mut self) {
-        self.registry.waiting.lock().remove(&self.key);
-    }
-}
-
-impl Cancellations {
-    fn key(session: &str, request_id: &Value) -> String {
-        format!("{session} {request_id}")
-    }
-
-    pub(crate) fn register(self: &Arc<Self>, session: &str, request_id: &Value) -> CancelGuard {
-        let key = Self::key(session, request_id);
-        let (sender, signal) = tokio::sync::oneshot::channel();
-        self.waiting.lock().insert(key.clone(), sender);
-        CancelGuard {
-            registry: self.clone(),
-            key,
-            signal,
-        }
-    }
-
-    /// Cancels a registered call; false when no such call is in flight.
-    pub(crate) fn cancel(&self, session: &str, request_id: &Value) -> bool {
-        let sender = self.waiting.lock().remove(&Self::key(session, request_id));
-        sender.is_some_and(|sender| sender.send(()).is_ok())
-    }
-}
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

@@ -20,7 +20,7 @@ const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Opens the stream for a session, or 405 when the client did not ask for SSE or has
 /// no session (sessionless 2026-07-28 clients have no standalone stream).
-pub(crate) fn open(
+pub(crate) async fn open(
     state: Arc<AppState>,
     endpoint: Endpoint,
     headers: &HeaderMap,
@@ -37,7 +37,7 @@ pub(crate) fn open(
         Endpoint::Aggregate => String::new(),
         Endpoint::Server(server) => server.name().to_string(),
     };
-    let session = state.sessions.get(session_id, &endpoint_key, owner)?;
+    let session = state.sessions.get(session_id, &endpoint_key, owner).await?;
     let stream_slot = match session.open_stream() {
         Ok(slot) => slot,
         Err(error) => {

@@ -381,11 +381,7 @@ impl CallCache {
         let ticket = cache.begin_fill();
         let tags = self.tags(&directive);
         if private_key.is_none() {
-            private_key = self
-                .call
-                .principal
-                .as_deref()
-                .map(key);
+            private_key = self.call.principal.as_deref().map(key);
         }
         let (mut shared_stamp, mut private_stamp) = (None, None);
         if let Some(tier) = &tier {

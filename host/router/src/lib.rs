@@ -11,6 +11,7 @@
 
 mod caching;
 mod metrics;
+mod notifications;
 mod recording;
 mod server;
 mod shared_level;
@@ -149,13 +150,15 @@ impl Router {
                 None => layer,
             })
         });
-        if let Some(layer) = &cache {
-            for server in &servers {
-                tokio::spawn(invalidate_on_notifications(
-                    server.pool().clone(),
-                    layer.clone(),
-                ));
-            }
+        for server in &servers {
+            tokio::spawn(notifications::relay(
+                server.clone(),
+                server.pool().subscribe(),
+                cache.clone(),
+            ));
+        }
+        if let Some(tier) = cache.as_ref().and_then(|layer| layer.shared_tier()) {
+            tier.add_listener(Arc::new(notifications::FromOtherReplicas::new(&servers)));
         }
         Router {
             servers,
@@ -650,38 +653,3 @@ fn tool_label(method: &str, message: &Value, catalog: &Catalog) -> String {
 
 /// The metric label for a tool name the server does not list.
 const UNKNOWN_TOOL_LABEL: &str = "<unknown>";
-
-/// Drops cached lists and resources when their server says they changed.
-async fn invalidate_on_notifications(pool: Arc<Pool>, layer: Arc<CacheLayer>) {
-    let mut notifications = pool.subscribe();
-    loop {
-        let message = match notifications.recv().await {
-            Ok(message) => message,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                // Some change notifications were missed: only dropping the server's
-                // entries is safe.
-                tracing::warn!(server = %pool.name(), missed, "missed server notifications; dropping the server's cache entries");
-                let everything = mcp_bridge_policy::Invalidation::Server(pool.name().to_string());
-                layer
-                    .invalidate(
-                        &[everything],
-                        mcp_bridge_cache::InvalidationReason::ListChanged,
-                    )
-                    .await;
-                continue;
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-        };
-        for invalidation in caching::invalidations_for_notification(pool.name(), &message) {
-            let reason = match invalidation {
-                mcp_bridge_policy::Invalidation::Tool { ref tool, .. }
-                    if tool.ends_with("/list") =>
-                {
-                    mcp_bridge_cache::InvalidationReason::ListChanged
-                }
-                _ => mcp_bridge_cache::InvalidationReason::ResourceUpdated,
-            };
-            layer.invalidate(&[invalidation], reason).await;
-        }
-    }
-}

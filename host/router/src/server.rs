@@ -13,20 +13,34 @@ use mcp_bridge_upstream::{Health, HealthSummary, Introduction, ServerDescription
 
 use mcp_bridge_backend::{BackendError, Catalog, HealthStatus, Pool};
 
+/// How many notifications a slow GET stream may fall behind before it misses some.
+const RELAYED_NOTIFICATIONS: usize = 256;
+
 /// One configured server, as the front addresses it. Cheap to clone.
 #[derive(Clone)]
 pub struct Server {
     pool: Arc<Pool>,
+    /// What the front's GET streams receive: the pool's notifications once the cache has
+    /// applied them, and those other replicas' processes of this server sent.
+    relay: broadcast::Sender<Value>,
 }
 
 impl Server {
     pub(super) fn new(pool: Arc<Pool>) -> Server {
-        Server { pool }
+        Server {
+            pool,
+            relay: broadcast::channel(RELAYED_NOTIFICATIONS).0,
+        }
     }
 
     /// The pool behind the handle, for the router's own use.
     pub(super) fn pool(&self) -> &Arc<Pool> {
         &self.pool
+    }
+
+    /// Where notifications for the front's GET streams are sent.
+    pub(super) fn relay(&self) -> &broadcast::Sender<Value> {
+        &self.relay
     }
 
     pub fn name(&self) -> &Arc<str> {
@@ -68,9 +82,10 @@ impl Server {
     }
 
     /// Notifications the server sends outside any call (`list_changed`,
-    /// `resources/updated`), for the front to relay on GET streams.
+    /// `resources/updated`), for the front to relay on GET streams: this replica's
+    /// processes' (after the cache applied them) and, with a shared tier, other replicas'.
     pub fn notifications(&self) -> broadcast::Receiver<Value> {
-        self.pool.subscribe()
+        self.relay.subscribe()
     }
 
     /// The server's processes and counters for `/admin/stats`.

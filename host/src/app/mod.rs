@@ -1,12 +1,13 @@
 //! The application: wires the layers into the bridge `serve` runs. It starts the router
 //! (pools, cache), the trace recorder, the plugin host (publishing its chains into the
 //! router's cache layer through a [`PolicySink`]), composes the admin API from them
-//! ([`admin`]), hands the front what it serves, and watches the config file
-//! ([`reload`]). It is the one place that knows every layer; the layers know only the
+//! ([`admin`]), hands the front what it serves (with the shared tier's session directory,
+//! [`replicas`]), and watches the config file ([`reload`]). It is the one place that knows every layer; the layers know only the
 //! ones below them.
 
 mod admin;
 mod reload;
+mod replicas;
 mod watch;
 
 use std::future::Future;
@@ -17,7 +18,7 @@ use anyhow::Context as _;
 
 use mcp_bridge::auth::{AuthMetrics, IdentityHandle};
 use mcp_bridge::config::BridgeConfig;
-use mcp_bridge::front::{self, AppState};
+use mcp_bridge::front::{self, AppState, SessionDirectory};
 use mcp_bridge::metrics::Registry;
 use mcp_bridge::plugin::PluginMetrics;
 use mcp_bridge::plugin::PluginRuntime;
@@ -85,6 +86,10 @@ pub(crate) async fn serve(
         IdentityHandle::new(&config, Arc::new(AuthMetrics::register(&registry)))
             .context("cannot start the identity layer ([auth])")?,
     );
+    let directory: Arc<dyn SessionDirectory> = match &shared {
+        Some(tier) => Arc::new(replicas::SharedSessions { tier: tier.clone() }),
+        None => Arc::new(front::NoDirectory),
+    };
     let state = AppState::new(
         Arc::new(router),
         config.http.clone(),
@@ -92,7 +97,14 @@ pub(crate) async fn serve(
         &registry,
         identity.clone(),
         &config.audit,
+        &config.sessions,
+        directory,
     )?;
+    if let Some(tier) = &shared {
+        tier.add_listener(Arc::new(replicas::SessionEvents {
+            front: Arc::downgrade(&state),
+        }));
+    }
     // Kept alive while serving: dropping the watcher stops hot reloading.
     let _watcher = match watched {
         Some(path) => Some(reload::watch(
@@ -101,6 +113,7 @@ pub(crate) async fn serve(
             policies,
             plugin_host,
             identity,
+            state.clone(),
         )?),
         None => None,
     };

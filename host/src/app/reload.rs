@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use mcp_bridge::auth::IdentityHandle;
 use mcp_bridge::config::BridgeConfig;
+use mcp_bridge::front::AppState;
 use mcp_bridge::plugin::PluginHost;
 use mcp_bridge::policy::{PolicyChain, PolicySink};
 
@@ -12,7 +13,7 @@ use super::watch::{self, ConfigWatcher};
 
 /// Re-reads the config file when it changes and applies what can change while running:
 /// the cache's TTL table and invalidation rules, as a new policy chain (through the plugin
-/// host when plugins run, so the chain keeps them). Pools and HTTP settings need a
+/// host when plugins run, so the chain keeps them), and the session keys. Pools and HTTP settings need a
 /// restart, which the log says; an invalid file is logged and the running config stays.
 pub(crate) fn watch(
     path: PathBuf,
@@ -20,8 +21,15 @@ pub(crate) fn watch(
     policies: Option<Arc<dyn PolicySink>>,
     plugins: Option<Arc<PluginHost>>,
     identity: Arc<IdentityHandle>,
+    front: Arc<AppState>,
 ) -> anyhow::Result<ConfigWatcher> {
     let watcher = watch::watch(path, move |new| {
+        // Session keys apply to the next request: sessions signed by a key still listed
+        // keep working, the others end.
+        front.reload_sessions(&new.sessions);
+        if new.sessions != running.sessions {
+            tracing::info!(config = %new.source, keys = new.sessions.keys.len(), "reloaded [sessions]");
+        }
         // Credentials, access rules and limits apply to the next request; keys that cannot
         // be read leave the running identity layer in place.
         match identity.reload(&new) {

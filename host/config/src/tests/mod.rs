@@ -4,6 +4,7 @@ mod auth;
 mod cache;
 mod files;
 mod plugins;
+mod sessions;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
