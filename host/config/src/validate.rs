@@ -62,7 +62,13 @@ pub(crate) fn build(
     }
     // The cache is checked last because its TTL table and rules name servers, which may come
     // from included files.
-    let cache = cache(main, raw.cache.unwrap_or_default(), &servers)?;
+    let cache = cache(
+        main,
+        base_dir,
+        raw.cache.unwrap_or_default(),
+        &servers,
+        lookup,
+    )?;
     let plugins = super::plugins::plugins(
         main,
         base_dir,
@@ -823,30 +829,21 @@ const EVICTIONS: [Eviction; 2] = [Eviction::TinyLfu, Eviction::Lru];
 /// Checks the `[cache]` table against the servers that were configured.
 fn cache(
     main: &SourceText,
+    base_dir: &std::path::Path,
     raw: RawCache,
     servers: &[ServerConfig],
+    lookup: Lookup<'_>,
 ) -> Result<CacheConfig, ConfigError> {
     let at = |field: &str| FieldPath::root().key("cache").key(field);
     let defaults = CacheConfig::default();
 
-    let backend = match raw.backend.as_deref() {
-        None => defaults.backend,
-        Some(text)
-            if text
-                .trim()
-                .eq_ignore_ascii_case(CacheBackend::Memory.as_str()) =>
-        {
-            CacheBackend::Memory
-        }
-        Some(text) => {
-            return Err(main
-                .error(
-                    &at("backend"),
-                    format!("cache backend `{text}` is not available: only \"memory\" is available in this version"),
-                )
-                .with_help("write backend = \"memory\", or remove the key: the cache lives in the bridge's own memory"));
-        }
-    };
+    let backend = super::cache_backend::cache_backend(
+        main,
+        base_dir,
+        raw.backend.as_deref(),
+        raw.path.as_deref(),
+        lookup,
+    )?;
 
     let strategy = match raw.strategy.as_deref() {
         None => None,
