@@ -30,7 +30,7 @@ pub(super) fn cache_backend(
         {
             Some(name) => name,
             None => {
-                let close = suggest(text, BACKENDS.into_iter())
+                let close = suggest(text, BACKENDS)
                     .map_or_else(String::new, |name| format!("did you mean \"{name}\"? "));
                 return Err(main
                     .error(&at("backend"), format!("unknown cache backend `{text}`"))

@@ -39,7 +39,7 @@ use mcp_bridge_backend::{
     self as backend, BackendError, CallStep, Catalog, InflightCall, Lease, Pool, Process,
 };
 use mcp_bridge_cache::CacheMetrics;
-use mcp_bridge_cache::ResponseCache;
+use mcp_bridge_cache::{CacheError, ResponseCache};
 use mcp_bridge_config::BridgeConfig;
 use mcp_bridge_jsonrpc as jsonrpc;
 use mcp_bridge_metrics::Registry;
@@ -111,10 +111,16 @@ impl AnswerHandle {
 
 impl Router {
     /// Starts a pool per configured server; each prewarms in the background. The router
-    /// registers its own metrics, the pools' and the cache's in `registry`.
-    pub fn start(config: &BridgeConfig, registry: &Registry) -> Router {
+    /// registers its own metrics, the pools' and the cache's in `registry`. Fails only when
+    /// the disk cache cannot be opened, before any server is started.
+    pub fn start(config: &BridgeConfig, registry: &Registry) -> Result<Router, CacheError> {
         let pool_metrics = Arc::new(PoolMetrics::register(registry));
         let cache_metrics = Arc::new(CacheMetrics::register(registry));
+        let store = if config.cache.enabled {
+            Some(Arc::new(ResponseCache::open(&config.cache, cache_metrics)?))
+        } else {
+            None
+        };
         let metrics = Arc::new(CallMetrics::register(registry, &pool_metrics));
         let servers: Vec<Server> = config
             .servers
@@ -130,8 +136,7 @@ impl Router {
             .enumerate()
             .map(|(index, server)| (server.name().to_string(), index))
             .collect();
-        let cache = config.cache.enabled.then(|| {
-            let store = Arc::new(ResponseCache::new(&config.cache, cache_metrics));
+        let cache = store.map(|store| {
             let policies = PolicyChain::new(Vec::new(), Arc::new(config.builtin_policy()));
             Arc::new(CacheLayer::new(store, policies))
         });
@@ -143,14 +148,14 @@ impl Router {
                 ));
             }
         }
-        Router {
+        Ok(Router {
             servers,
             handles,
             by_name,
             metrics,
             cache,
             recorder: None,
-        }
+        })
     }
 
     /// Records every answered call to a trace (`serve --record`).

@@ -287,12 +287,7 @@ fn the_disk_backend_reads_its_path_relative_to_the_config_file() {
 /// The disk backend's semantic checks: (the `[cache]` table's body, line, field, words in
 /// the message). `[cache]` is on line 3, so its first key is on line 4.
 const DISK_BACKEND_ERRORS: &[(&str, usize, &str, &str)] = &[
-    (
-        "backend = \"disk\"\n",
-        4,
-        "cache.backend",
-        "needs a `path`",
-    ),
+    ("backend = \"disk\"\n", 4, "cache.backend", "needs a `path`"),
     (
         "backend = \"disk\"\npath = \"  \"\n",
         5,
