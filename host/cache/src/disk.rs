@@ -77,6 +77,7 @@ use crate::error::CacheError;
 use crate::metrics::CacheMetrics;
 use crate::store::Entry;
 use record::{ENTRIES, FORMAT_VERSION, FORMAT_VERSION_KEY, META, TAGS};
+pub(crate) use writer::Pending;
 pub(crate) use writer::Removal;
 use writer::{Durable, Op, Shared};
 
@@ -248,16 +249,24 @@ impl Disk {
 
     /// Queues an invalidation; call under the store's index lock, then [`Disk::wait`]
     /// outside it.
-    pub(crate) fn invalidate(&self, removal: Removal) -> Option<u64> {
+    pub(crate) fn invalidate(&self, removal: Removal) -> Pending {
         self.shared.invalidate(removal)
     }
 
-    /// Waits for an invalidation queued by [`Disk::invalidate`] to be committed (bounded).
-    pub(crate) fn wait(&self, sequence: Option<u64>) {
-        if let Some(sequence) = sequence
-            && self.shared.wait(sequence, DISK_INVALIDATION_TIMEOUT) == Durable::TimedOut
-        {
-            tracing::warn!(file = %self.path.display(), "disk cache: an invalidation was not committed in time; the answer was sent, and the file will be discarded at the next start");
+    /// Waits for an invalidation queued by [`Disk::invalidate`] to be committed (bounded),
+    /// or writes it itself when the queue had closed.
+    pub(crate) fn wait(&self, pending: Pending) {
+        match pending {
+            Pending::Nothing => {}
+            Pending::Commit(sequence) => {
+                if self.shared.wait(sequence, DISK_INVALIDATION_TIMEOUT) == Durable::TimedOut {
+                    tracing::warn!(file = %self.path.display(), "disk cache: an invalidation was not committed in time; the answer was sent, and the file will be discarded at the next start");
+                }
+            }
+            Pending::Inline(removal) => {
+                self.shared
+                    .write_inline(&self.database, removal, DISK_INVALIDATION_TIMEOUT);
+            }
         }
     }
 

@@ -14,7 +14,7 @@ use moka::policy::EvictionPolicy;
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use super::disk::{Disk, Removal};
+use super::disk::{Disk, Pending, Removal};
 use super::stats::CacheStats;
 use mcp_bridge_config::{CacheConfig, Eviction};
 
@@ -276,8 +276,8 @@ impl Store {
     }
 
     /// Waits, outside the index lock, until the file has the invalidation queued under it.
-    fn wait_for_disk(&self, queued: Option<u64>) {
-        if let Some(disk) = &self.disk {
+    fn wait_for_disk(&self, queued: Option<Pending>) {
+        if let (Some(disk), Some(queued)) = (&self.disk, queued) {
             disk.wait(queued);
         }
     }
@@ -300,7 +300,7 @@ impl Store {
         let queued = self
             .disk
             .as_ref()
-            .and_then(|disk| disk.invalidate(Removal::Tag(tag.to_owned())));
+            .map(|disk| disk.invalidate(Removal::Tag(tag.to_owned())));
         drop(index);
         self.wait_for_disk(queued);
         dropped
@@ -315,7 +315,7 @@ impl Store {
         let queued = self
             .disk
             .as_ref()
-            .and_then(|disk| disk.invalidate(Removal::Key(key.to_owned())));
+            .map(|disk| disk.invalidate(Removal::Key(key.to_owned())));
         drop(index);
         self.wait_for_disk(queued);
         usize::from(existed)
@@ -338,7 +338,7 @@ impl Store {
         let queued = self
             .disk
             .as_ref()
-            .and_then(|disk| disk.invalidate(Removal::Clear));
+            .map(|disk| disk.invalidate(Removal::Clear));
         drop(index);
         self.wait_for_disk(queued);
         count

@@ -429,12 +429,13 @@ fn a_discard_marker_from_a_failed_invalidation_empties_the_cache_at_start() {
 }
 
 #[test]
-fn after_close_fills_are_dropped_and_an_invalidation_marks_the_file_for_discarding() {
+fn after_close_fills_are_dropped_and_invalidations_still_reach_the_file() {
     let dir = temp_dir();
     let path = dir.path().join("cache.redb");
     {
         let (cache, metrics) = opened(&path, "");
         fill(&cache, "kept", entry(json!(1), &["server:s"], None, 1));
+        fill(&cache, "gone", entry(json!(1), &["server:t"], None, 1));
         cache.close();
         fill(&cache, "late", entry(json!(2), &["server:s"], None, 1));
         assert_eq!(
@@ -444,10 +445,52 @@ fn after_close_fills_are_dropped_and_an_invalidation_marks_the_file_for_discardi
                 .get(),
             1
         );
-        cache.invalidate(&Invalidation::tag("x"), InvalidationReason::Write);
-        assert!(dir.path().join("cache.redb.discard").exists());
-        assert_eq!(cache.stats()["disk"]["discard_at_next_start"], true);
+        let dropped =
+            cache.invalidate(&Invalidation::Server("t".into()), InvalidationReason::Write);
+        assert_eq!(dropped, 1);
+        assert_eq!(writes(&metrics, "invalidate"), 1);
+        assert!(!dir.path().join("cache.redb.discard").exists());
+        assert_eq!(cache.stats()["disk"]["discard_at_next_start"], false);
     }
     let (cache, _) = opened(&path, "");
-    assert!(cache.get("kept").is_none(), "the marked file was discarded");
+    assert!(cache.get("kept").is_some());
+    assert!(
+        cache.get("gone").is_none(),
+        "the late invalidation was written"
+    );
+    assert!(
+        cache.get("late").is_none(),
+        "fills after close stay in memory"
+    );
+}
+
+#[test]
+fn an_invalidation_not_committed_in_time_marks_the_file_for_discarding() {
+    use super::writer::{Durable, Pending, Removal, Shared};
+    let dir = temp_dir();
+    let marker = dir.path().join("cache.redb.discard");
+    let metrics = Arc::new(CacheMetrics::register(&Registry::new()));
+    // No writer runs: nothing is ever committed.
+    let shared = Shared::new(4, marker.clone(), metrics.clone());
+    let Pending::Commit(sequence) = shared.invalidate(Removal::Tag("tag:x".into())) else {
+        panic!("an invalidation is queued");
+    };
+    assert_eq!(
+        shared.wait(sequence, Duration::from_millis(30)),
+        Durable::TimedOut
+    );
+    assert!(marker.exists());
+    assert!(shared.is_untrusted());
+    assert_eq!(
+        metrics
+            .cache_disk_write_errors_total
+            .with_label_values(&["timeout"])
+            .get(),
+        1
+    );
+    // From then on nothing is written or waited for.
+    assert!(matches!(
+        shared.invalidate(Removal::Clear),
+        Pending::Nothing
+    ));
 }

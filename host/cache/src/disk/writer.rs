@@ -104,6 +104,18 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<CacheMetrics>,
 }
 
+/// What an invalidation waits for once the index lock is released.
+#[derive(Debug)]
+pub(crate) enum Pending {
+    /// The commit of the op with this sequence number.
+    Commit(u64),
+    /// Nothing: the file is marked for discarding already.
+    Nothing,
+    /// The queue is closed (the bridge is stopping): the invalidation is written by its
+    /// caller, once the writer has applied what was queued before it.
+    Inline(Removal),
+}
+
 /// How an invalidation's wait ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Durable {
@@ -163,27 +175,42 @@ impl Shared {
         self.queued.notify_one();
     }
 
-    /// Queues an invalidation, never dropping it; returns the sequence number to wait for,
-    /// or `None` when there is nothing to wait for (the file is already marked for
-    /// discarding, or the writer has stopped and the file was marked now).
-    pub(crate) fn invalidate(&self, removal: Removal) -> Option<u64> {
+    /// Queues an invalidation, never dropping it, and says what to wait for.
+    pub(crate) fn invalidate(&self, removal: Removal) -> Pending {
         if self.untrusted.load(Ordering::Relaxed) {
-            return None;
+            return Pending::Nothing;
         }
         let mut queue = self.queue.lock();
         if queue.closing {
-            drop(queue);
-            // An invalidation after shutdown began: the file would keep what it drops, so
-            // the next start must not trust it.
-            self.distrust("an invalidation arrived after the writer stopped");
-            return None;
+            return Pending::Inline(removal);
         }
         let sequence = queue.next;
         queue.next += 1;
         queue.ops.push_back((sequence, Op::Remove(removal)));
         drop(queue);
         self.queued.notify_one();
-        Some(sequence)
+        Pending::Commit(sequence)
+    }
+
+    /// Writes an invalidation that arrived after the queue closed, in the caller's thread,
+    /// once the writer has finished what was queued before (so no earlier fill lands after
+    /// it); marks the file for discarding when that cannot be done in `timeout`.
+    pub(crate) fn write_inline(&self, database: &Database, removal: Removal, timeout: Duration) {
+        if !self.close(timeout) {
+            self.distrust("an invalidation arrived while the writer was still finishing");
+            return;
+        }
+        let ops = [Op::Remove(removal)];
+        match write(database, &ops) {
+            Ok(()) => count_writes(self, &ops),
+            Err(error) => {
+                self.metrics
+                    .cache_disk_write_errors_total
+                    .with_label_values(&["commit"])
+                    .inc();
+                self.distrust(&format!("an invalidation could not be written ({error})"));
+            }
+        }
     }
 
     /// Waits until the op `sequence` is applied, at most `timeout`. On a timeout the file is
