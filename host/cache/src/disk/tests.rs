@@ -494,3 +494,83 @@ fn an_invalidation_not_committed_in_time_marks_the_file_for_discarding() {
         Pending::Nothing
     ));
 }
+
+#[test]
+fn fills_racing_invalidations_never_outlive_them_on_disk() {
+    use std::collections::HashSet;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let dir = temp_dir();
+    let path = dir.path().join("cache.redb");
+    // Orders the end of each fill and the start of the last invalidation.
+    let clock = Arc::new(AtomicU64::new(0));
+    let (cache, _) = opened(&path, "");
+    let cache = Arc::new(cache);
+    let last_invalidation_started = std::thread::scope(|scope| {
+        let fillers: Vec<_> = (0..4)
+            .map(|thread| {
+                let (cache, clock) = (cache.clone(), clock.clone());
+                scope.spawn(move || {
+                    let mut done = Vec::new();
+                    for index in 0..400 {
+                        let key = format!("t{thread}-{index}");
+                        let ticket = cache.begin_fill();
+                        let stored = cache.insert(
+                            Arc::from(key.as_str()),
+                            entry(json!({"key": key}), &["server:s", "tag:racing"], None, 10),
+                            &ticket,
+                        );
+                        if stored {
+                            done.push((key, clock.fetch_add(1, Ordering::SeqCst)));
+                        }
+                    }
+                    done
+                })
+            })
+            .collect();
+        let mut started = 0;
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(2));
+            started = clock.fetch_add(1, Ordering::SeqCst);
+            cache.invalidate(&Invalidation::tag("racing"), InvalidationReason::Write);
+        }
+        let filled: Vec<(String, u64)> = fillers
+            .into_iter()
+            .flat_map(|filler| {
+                filler
+                    .join()
+                    .unwrap_or_else(|_| panic!("a filler thread panicked"))
+            })
+            .collect();
+        (started, filled)
+    });
+    let (started, filled) = last_invalidation_started;
+    let in_memory: HashSet<&str> = filled
+        .iter()
+        .map(|(key, _)| key.as_str())
+        .filter(|key| cache.get(key).is_some())
+        .collect();
+    cache.close();
+    drop(cache);
+    let (reopened, _) = opened(&path, "");
+    let before: HashSet<&str> = filled
+        .iter()
+        .filter(|(_, at)| *at < started)
+        .map(|(key, _)| key.as_str())
+        .collect();
+    assert!(
+        !before.is_empty(),
+        "some fills finished before the last invalidation"
+    );
+    for key in &before {
+        assert!(
+            reopened.get(key).is_none(),
+            "{key} was filled before the last invalidation and came back"
+        );
+    }
+    // The file holds exactly what memory held: nothing was lost on the way either.
+    for key in &in_memory {
+        assert!(reopened.get(key).is_some(), "{key} was cached and lost");
+    }
+    assert_eq!(loaded(&reopened), in_memory.len() as u64);
+}
