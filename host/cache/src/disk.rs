@@ -155,6 +155,7 @@ impl Disk {
                 }
             }
         };
+        keep_private(path);
         let database = Arc::new(database);
         let shared = Arc::new(Shared::new(capacity, marker, metrics));
         let writer = {
@@ -319,6 +320,18 @@ impl Disk {
 impl Drop for Disk {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// Makes the file readable by the bridge's user alone: it holds results cached for one
+/// principal too. Best effort: a file system without modes keeps what it has.
+fn keep_private(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Err(error) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+            tracing::warn!(file = %path.display(), %error, "disk cache: cannot make the file private to the bridge's user");
+        }
     }
 }
 

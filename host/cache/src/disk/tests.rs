@@ -123,6 +123,12 @@ fn a_fill_survives_a_reopen_with_its_age_and_tags() {
     std::thread::sleep(Duration::from_millis(20));
     let (cache, _) = opened(&path, "");
     assert_eq!(loaded(&cache), 2);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).map_or(0, |meta| meta.permissions().mode());
+        assert_eq!(mode & 0o777, 0o600, "the file holds private results");
+    }
     let Some(hit) = cache.get("k1") else {
         panic!("k1 came back: {}", cache.stats());
     };
