@@ -580,3 +580,29 @@ fn fills_racing_invalidations_never_outlive_them_on_disk() {
     }
     assert_eq!(loaded(&reopened), in_memory.len() as u64);
 }
+
+#[test]
+fn a_start_with_smaller_bounds_shrinks_the_file_to_them() {
+    let dir = temp_dir();
+    let path = dir.path().join("cache.redb");
+    {
+        let (cache, _) = opened(&path, "");
+        for index in 0..20 {
+            fill(
+                &cache,
+                &format!("k{index}"),
+                entry(json!({"index": index}), &["server:s"], None, 400),
+            );
+        }
+        cache.close();
+    }
+    {
+        // The bounds shrank while the bridge was down: 1 KiB holds two of them.
+        let (cache, metrics) = opened(&path, "max_bytes = \"1KiB\"\neviction = \"lru\"");
+        assert_eq!(loaded(&cache), 20);
+        cache.close();
+        assert!(writes(&metrics, "evict") >= 18, "{}", cache.stats());
+    }
+    let (cache, _) = opened(&path, "");
+    assert!(loaded(&cache) <= 2, "{}", cache.stats());
+}
