@@ -1,9 +1,12 @@
 //! The read-through response cache: entries by canonical key with per-entry TTL, a tag
 //! index for invalidation, generation checks against stale fills, single-flight, and
 //! counters. It knows nothing about policies, WASM, HTTP or processes: the router asks
-//! the policy, then tells the cache what to do.
+//! the policy, then tells the cache what to do. With `backend = "disk"` the entries also
+//! live in a file that a restart loads again (`disk.rs`).
 
 pub mod codec;
+mod disk;
+mod error;
 mod flight;
 mod key;
 mod metrics;
@@ -14,14 +17,20 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+pub use disk::{
+    DISK_CLOSE_TIMEOUT, DISK_CORRUPT_SUFFIX, DISK_DISCARD_SUFFIX, DISK_INVALIDATION_TIMEOUT,
+    DISK_QUEUE_CAPACITY,
+};
+pub use error::CacheError;
 pub use flight::{Audience, FillStamp, FlightResult, Leader, Published, Role};
 pub use key::{cache_key, canonical_arguments, canonical_json};
 pub use metrics::CacheMetrics;
 pub use stats::{InvalidationReason, Served};
 pub use store::{Entry, FillTicket};
 
+use disk::Disk;
 use flight::Flights;
-use mcp_bridge_config::CacheConfig;
+use mcp_bridge_config::{CACHE_BACKEND_DISK, CACHE_BACKEND_MEMORY, CacheBackend, CacheConfig};
 use mcp_bridge_policy::Invalidation;
 use stats::CacheStats;
 use store::Store;
@@ -68,13 +77,44 @@ pub struct ResponseCache {
     uncacheable: moka::sync::Cache<Arc<str>, ()>,
     stats: Arc<CacheStats>,
     max_waiters: usize,
+    /// The disk backend's file, when `backend = "disk"`.
+    disk: Option<Arc<Disk>>,
 }
 
 impl ResponseCache {
+    /// A cache in memory only, whatever `config.backend` says (see [`ResponseCache::open`]).
     pub fn new(config: &CacheConfig, metrics: Arc<CacheMetrics>) -> ResponseCache {
+        ResponseCache::with_disk(config, metrics, None)
+    }
+
+    /// The cache `config.backend` asks for. For the disk backend: opens (or creates) the
+    /// file, setting an unusable one aside, and loads its unexpired entries. Fails only
+    /// when the file's directory or the file cannot be used at all.
+    pub fn open(
+        config: &CacheConfig,
+        metrics: Arc<CacheMetrics>,
+    ) -> Result<ResponseCache, CacheError> {
+        let path = match &config.backend {
+            CacheBackend::Memory => return Ok(ResponseCache::new(config, metrics)),
+            CacheBackend::Disk { path } => path,
+        };
+        let disk = Arc::new(Disk::open(path, metrics.clone())?);
+        let cache = ResponseCache::with_disk(config, metrics, Some(disk.clone()));
+        disk.load(|key, entry, fill| cache.store.restore(key, entry, fill));
+        // Applies the bounds to what was loaded now, so the file's excess goes at once.
+        cache.store.run_pending_tasks();
+        Ok(cache)
+    }
+
+    fn with_disk(
+        config: &CacheConfig,
+        metrics: Arc<CacheMetrics>,
+        disk: Option<Arc<Disk>>,
+    ) -> ResponseCache {
         let stats = Arc::new(CacheStats::new(metrics));
         ResponseCache {
-            store: Store::new(config, stats.clone()),
+            disk: disk.clone(),
+            store: Store::new(config, stats.clone(), disk),
             flights: Arc::default(),
             uncacheable: moka::sync::Cache::builder()
                 .max_capacity(config.max_entries)
@@ -157,9 +197,31 @@ impl ResponseCache {
         self.store.clear()
     }
 
-    /// The `/admin/cache/stats` body.
+    /// Writes what the disk backend still has queued and stops its writer (bounded by
+    /// [`DISK_CLOSE_TIMEOUT`]); call once serving has stopped. Later fills stay in memory
+    /// only. Nothing to do for the memory backend.
+    pub fn close(&self) {
+        if let Some(disk) = &self.disk {
+            disk.close();
+        }
+    }
+
+    /// The `/admin/cache/stats` body: the counters, the backend, and for the disk backend
+    /// its file and writes.
     pub fn stats(&self) -> Value {
-        self.stats
-            .snapshot(self.store.entry_count(), self.store.weighted_size())
+        let mut stats = self
+            .stats
+            .snapshot(self.store.entry_count(), self.store.weighted_size());
+        if let Some(object) = stats.as_object_mut() {
+            let backend = match &self.disk {
+                Some(_) => CACHE_BACKEND_DISK,
+                None => CACHE_BACKEND_MEMORY,
+            };
+            object.insert("backend".into(), Value::from(backend));
+            if let Some(disk) = &self.disk {
+                object.insert("disk".into(), disk.stats());
+            }
+        }
+        stats
     }
 }

@@ -1,5 +1,5 @@
-//! The cache layer's metrics: lookups by result, evictions, invalidations, size and the
-//! backend time hits saved.
+//! The cache layer's metrics: lookups by result, evictions, invalidations, size, the
+//! backend time hits saved, and the disk backend's writes.
 
 use mcp_bridge_metrics::Registry;
 use prometheus::{Counter, IntCounterVec, IntGauge};
@@ -12,6 +12,10 @@ pub struct CacheMetrics {
     pub cache_backend_seconds_saved_total: Counter,
     pub cache_entries: IntGauge,
     pub cache_bytes: IntGauge,
+    pub cache_disk_writes_total: IntCounterVec,
+    pub cache_disk_write_errors_total: IntCounterVec,
+    pub cache_disk_dropped_writes_total: IntCounterVec,
+    pub cache_disk_loaded_entries: IntGauge,
 }
 
 impl CacheMetrics {
@@ -45,6 +49,25 @@ impl CacheMetrics {
             cache_bytes: registry.gauge(
                     "cache_bytes",
                     "Weighted size of the cache in bytes.",
+                ),
+            cache_disk_writes_total: registry.counter_vec(
+                    "cache_disk_writes_total",
+                    "Changes the disk backend committed to its file, by op: put (a fill), evict (an eviction or expiry), invalidate, clear.",
+                    &["op"],
+                ),
+            cache_disk_write_errors_total: registry.counter_vec(
+                    "cache_disk_write_errors_total",
+                    "Disk backend failures by kind: commit (a transaction failed), timeout (an invalidation was not committed in time, so the file is discarded at the next start).",
+                    &["kind"],
+                ),
+            cache_disk_dropped_writes_total: registry.counter_vec(
+                    "cache_disk_dropped_writes_total",
+                    "Fills (put) and eviction removals (evict) the disk backend did not write: its queue was full, a commit failed, or the file is marked for discarding. Invalidations are never dropped.",
+                    &["op"],
+                ),
+            cache_disk_loaded_entries: registry.gauge(
+                    "cache_disk_loaded_entries",
+                    "Entries the disk backend loaded from its file at startup.",
                 ),
         }
     }

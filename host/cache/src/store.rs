@@ -1,6 +1,8 @@
 //! The entry store: moka with per-entry expiry and a byte weigher, a tag index so an
 //! invalidation costs the number of its entries, and sequence numbers so a fill that
-//! started before an invalidation of its key or tags never inserts its stale value.
+//! started before an invalidation of its key or tags never inserts its stale value. With
+//! the disk backend it also queues each fill, removal and invalidation for the file, in the
+//! order memory saw them (see `disk.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use moka::policy::EvictionPolicy;
 use parking_lot::Mutex;
 use serde_json::Value;
 
+use super::disk::{Disk, Pending, Removal};
 use super::stats::CacheStats;
 use mcp_bridge_config::{CacheConfig, Eviction};
 
@@ -69,26 +72,45 @@ impl Entry {
     }
 }
 
+/// What moka holds for a key: the entry, and which fill made it (the disk backend's
+/// record of the key says the same, so a late removal never deletes a newer fill).
+#[derive(Clone)]
+struct Stored {
+    entry: Arc<Entry>,
+    fill: u64,
+}
+
 struct EntryExpiry;
 
-impl moka::Expiry<Arc<str>, Arc<Entry>> for EntryExpiry {
+impl EntryExpiry {
+    /// What is left of the entry's lifetime: all of it for a new fill, less for an entry
+    /// the disk backend loaded.
+    fn remaining(stored: &Stored) -> Option<Duration> {
+        stored
+            .entry
+            .lifetime()
+            .map(|lifetime| lifetime.saturating_sub(stored.entry.age()))
+    }
+}
+
+impl moka::Expiry<Arc<str>, Stored> for EntryExpiry {
     fn expire_after_create(
         &self,
         _key: &Arc<str>,
-        entry: &Arc<Entry>,
+        stored: &Stored,
         _now: Instant,
     ) -> Option<Duration> {
-        entry.lifetime()
+        EntryExpiry::remaining(stored)
     }
 
     fn expire_after_update(
         &self,
         _key: &Arc<str>,
-        entry: &Arc<Entry>,
+        stored: &Stored,
         _now: Instant,
         _current: Option<Duration>,
     ) -> Option<Duration> {
-        entry.lifetime()
+        EntryExpiry::remaining(stored)
     }
 }
 
@@ -120,7 +142,7 @@ struct Index {
 type RemovalQueue = Arc<Mutex<Vec<(Arc<str>, Vec<String>)>>>;
 
 pub(crate) struct Store {
-    entries: moka::sync::Cache<Arc<str>, Arc<Entry>>,
+    entries: moka::sync::Cache<Arc<str>, Stored>,
     index: Mutex<Index>,
     /// Removals moka reported (evictions, expiries). The listener only queues them,
     /// because moka may call it while the index lock is held.
@@ -129,10 +151,16 @@ pub(crate) struct Store {
     /// Fills in flight (live tickets).
     active_fills: Arc<AtomicUsize>,
     stats: Arc<CacheStats>,
+    /// The disk backend's file, when `backend = "disk"`.
+    disk: Option<Arc<Disk>>,
 }
 
 impl Store {
-    pub(crate) fn new(config: &CacheConfig, stats: Arc<CacheStats>) -> Store {
+    pub(crate) fn new(
+        config: &CacheConfig,
+        stats: Arc<CacheStats>,
+        disk: Option<Arc<Disk>>,
+    ) -> Store {
         // moka bounds one weight, so entries weigh at least max_bytes / max_entries:
         // then the byte budget also caps the number of entries.
         let floor =
@@ -140,22 +168,32 @@ impl Store {
         let removed = RemovalQueue::default();
         let queue = removed.clone();
         let listener_stats = stats.clone();
+        let listener_disk = disk.clone();
         let eviction = match config.eviction {
             Eviction::TinyLfu => EvictionPolicy::tiny_lfu(),
             Eviction::Lru => EvictionPolicy::lru(),
         };
         let entries = moka::sync::Cache::builder()
             .max_capacity(config.max_bytes)
-            .weigher(move |_key: &Arc<str>, entry: &Arc<Entry>| entry.size.max(floor))
+            .weigher(move |_key: &Arc<str>, stored: &Stored| stored.entry.size.max(floor))
             .expire_after(EntryExpiry)
             .eviction_policy(eviction)
             .eviction_listener(
-                move |key: Arc<Arc<str>>, entry: Arc<Entry>, cause: RemovalCause| {
+                move |key: Arc<Arc<str>>, stored: Stored, cause: RemovalCause| {
                     if cause == RemovalCause::Replaced {
                         return;
                     }
                     listener_stats.record_removal(cause);
-                    queue.lock().push(((*key).clone(), entry.tags.clone()));
+                    // Explicit removals are invalidations, which reach the file on their
+                    // own (and wait for it); evictions and expiries are only queued.
+                    if let Some(disk) = &listener_disk
+                        && matches!(cause, RemovalCause::Size | RemovalCause::Expired)
+                    {
+                        disk.evicted((*key).clone(), stored.fill);
+                    }
+                    queue
+                        .lock()
+                        .push(((*key).clone(), stored.entry.tags.clone()));
                 },
             )
             .build();
@@ -166,11 +204,12 @@ impl Store {
             sequence: AtomicU64::new(0),
             active_fills: Arc::default(),
             stats,
+            disk,
         }
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<Arc<Entry>> {
-        self.entries.get(key)
+        self.entries.get(key).map(|stored| stored.entry)
     }
 
     /// Starts a fill: remembers the invalidation sequence now.
@@ -211,6 +250,25 @@ impl Store {
                 .fetch_add(1, Ordering::Relaxed);
             return false;
         }
+        let entry = Arc::new(entry);
+        let fill = self.disk.as_ref().map_or(0, |disk| disk.next_fill());
+        self.index_and_insert(&mut index, key.clone(), entry.clone(), fill);
+        // Queued under the index lock, so the file sees fills and invalidations in the order
+        // memory did.
+        if let Some(disk) = &self.disk {
+            disk.put(key, entry, fill);
+        }
+        true
+    }
+
+    /// Puts back an entry the disk backend loaded at startup (it is on disk already).
+    pub(crate) fn restore(&self, key: Arc<str>, entry: Entry, fill: u64) {
+        let mut index = self.index.lock();
+        self.apply_removals(&mut index);
+        self.index_and_insert(&mut index, key, Arc::new(entry), fill);
+    }
+
+    fn index_and_insert(&self, index: &mut Index, key: Arc<str>, entry: Arc<Entry>, fill: u64) {
         for tag in &entry.tags {
             index
                 .keys_by_tag
@@ -218,8 +276,19 @@ impl Store {
                 .or_default()
                 .insert(key.clone());
         }
-        self.entries.insert(key, Arc::new(entry));
-        true
+        self.entries.insert(key, Stored { entry, fill });
+    }
+
+    /// Runs moka's pending maintenance (evictions, expiries) now.
+    pub(crate) fn run_pending_tasks(&self) {
+        self.entries.run_pending_tasks();
+    }
+
+    /// Waits, outside the index lock, until the file has the invalidation queued under it.
+    fn wait_for_disk(&self, queued: Option<Pending>) {
+        if let (Some(disk), Some(queued)) = (&self.disk, queued) {
+            disk.wait(queued);
+        }
     }
 
     /// Drops every entry carrying `tag`; returns how many were still cached.
@@ -237,6 +306,12 @@ impl Store {
             dropped += usize::from(self.entries.contains_key(key));
             self.entries.invalidate(key);
         }
+        let queued = self
+            .disk
+            .as_ref()
+            .map(|disk| disk.invalidate(Removal::Tag(tag.to_owned())));
+        drop(index);
+        self.wait_for_disk(queued);
         dropped
     }
 
@@ -252,6 +327,12 @@ impl Store {
         self.mark_invalidated(&mut index, key);
         let existed = self.entries.contains_key(key);
         self.entries.invalidate(key);
+        let queued = self
+            .disk
+            .as_ref()
+            .map(|disk| disk.invalidate(Removal::Key(key.to_owned())));
+        drop(index);
+        self.wait_for_disk(queued);
         usize::from(existed)
     }
 
@@ -269,6 +350,12 @@ impl Store {
         // is added between the count and the clear.
         let count = self.entries.iter().count() as u64;
         self.entries.invalidate_all();
+        let queued = self
+            .disk
+            .as_ref()
+            .map(|disk| disk.invalidate(Removal::Clear));
+        drop(index);
+        self.wait_for_disk(queued);
         count
     }
 
@@ -328,6 +415,7 @@ mod tests {
             Arc::new(CacheStats::new(Arc::new(CacheMetrics::register(
                 &Registry::new(),
             )))),
+            None,
         )
     }
 

@@ -530,18 +530,38 @@ impl Default for CacheConfig {
 }
 
 /// Where cached results are kept.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum CacheBackend {
-    /// In the bridge's own memory (moka); the only backend in this version.
+    /// In the bridge's own memory (moka): a restart starts empty.
     #[default]
     Memory,
+    /// In memory as above, and in one file (an embedded redb database) that a restart
+    /// loads again: `backend = "disk"` with `path`.
+    Disk {
+        /// The database file, resolved against the config file's directory.
+        path: PathBuf,
+    },
 }
+
+/// The name of the memory backend in the configuration file.
+pub const CACHE_BACKEND_MEMORY: &str = "memory";
+/// The name of the disk backend in the configuration file.
+pub const CACHE_BACKEND_DISK: &str = "disk";
 
 impl CacheBackend {
     /// The name used in the configuration file.
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &'static str {
         match self {
-            Self::Memory => "memory",
+            Self::Memory => CACHE_BACKEND_MEMORY,
+            Self::Disk { .. } => CACHE_BACKEND_DISK,
+        }
+    }
+
+    /// The disk backend's file, if this is the disk backend.
+    pub fn disk_path(&self) -> Option<&std::path::Path> {
+        match self {
+            Self::Memory => None,
+            Self::Disk { path } => Some(path),
         }
     }
 }

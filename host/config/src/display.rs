@@ -289,10 +289,13 @@ fn write_cache(out: &mut String, cache: &CacheConfig) -> std::fmt::Result {
     // The bytes limit was read as a usize, so it converts back; the fallback is never used.
     let max_bytes = usize::try_from(cache.max_bytes)
         .map_or_else(|_| format!("{} B", cache.max_bytes), format_size);
+    let backend = match cache.backend.disk_path() {
+        Some(path) => format!("disk backend ({})", path.display()),
+        None => format!("{} backend", cache.backend.as_str()),
+    };
     writeln!(
         out,
-        "cache: {state}, {} backend, {} eviction, at most {} entries and {max_bytes}",
-        cache.backend.as_str(),
+        "cache: {state}, {backend}, {} eviction, at most {} entries and {max_bytes}",
         cache.eviction.as_str(),
         cache.max_entries,
     )?;

@@ -26,6 +26,7 @@
 #![allow(clippy::result_large_err)]
 
 mod auth;
+mod cache_backend;
 mod checked;
 mod display;
 mod error;

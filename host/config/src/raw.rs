@@ -228,6 +228,8 @@ impl RawHealth {
 pub(crate) struct RawCache {
     pub enabled: Option<bool>,
     pub backend: Option<String>,
+    /// The disk backend's file (`backend = "disk"`).
+    pub path: Option<String>,
     /// The seed's spelling of `eviction` and `default_ttl`: `LRU`, `LFU`, `TTL` or `MANUAL`.
     pub strategy: Option<String>,
     pub max_entries: Option<u64>,
@@ -486,7 +488,7 @@ pub(crate) fn field_help(field: &str) -> Option<&'static str> {
         | "type"
         | "on"
         | "server" => TEXT,
-        "backend" => "write \"memory\", the only cache backend in this version",
+        "backend" => "write \"memory\" or \"disk\"",
         "eviction" => "write \"tinylfu\" or \"lru\"",
         "strategy" => "write \"LRU\", \"LFU\", \"TTL\" or \"MANUAL\"",
         "tools" => "write a list of tool names, such as [\"get_tasks\", \"get_today_metrics\"]",

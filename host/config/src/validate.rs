@@ -64,13 +64,21 @@ pub(crate) fn build(
     // from included files.
     let mut raw_cache = raw.cache.unwrap_or_default();
     let shared = raw_cache.shared.take();
-    let mut cache = cache(main, raw_cache, &servers)?;
+    let mut cache = cache(main, base_dir, raw_cache, &servers, lookup)?;
     cache.shared = match shared {
         Some(shared) => Some(super::validate_shared::shared(
             main, base_dir, shared, lookup,
         )?),
         None => None,
     };
+    if cache.shared.is_some() && cache.backend.disk_path().is_some() {
+        return Err(main
+            .error(
+                &FieldPath::root().key("cache").key("backend"),
+                "backend = \"disk\" cannot be combined with [cache.shared]",
+            )
+            .with_help("with a shared tier, Redis keeps what outlives a restart: write backend = \"memory\"; or remove [cache.shared] to run one node with a disk cache"));
+    }
     let plugins = super::plugins::plugins(
         main,
         base_dir,
@@ -833,30 +841,21 @@ const EVICTIONS: [Eviction; 2] = [Eviction::TinyLfu, Eviction::Lru];
 /// Checks the `[cache]` table against the servers that were configured.
 fn cache(
     main: &SourceText,
+    base_dir: &std::path::Path,
     raw: RawCache,
     servers: &[ServerConfig],
+    lookup: Lookup<'_>,
 ) -> Result<CacheConfig, ConfigError> {
     let at = |field: &str| FieldPath::root().key("cache").key(field);
     let defaults = CacheConfig::default();
 
-    let backend = match raw.backend.as_deref() {
-        None => defaults.backend,
-        Some(text)
-            if text
-                .trim()
-                .eq_ignore_ascii_case(CacheBackend::Memory.as_str()) =>
-        {
-            CacheBackend::Memory
-        }
-        Some(text) => {
-            return Err(main
-                .error(
-                    &at("backend"),
-                    format!("cache backend `{text}` is not available: only \"memory\" is available in this version"),
-                )
-                .with_help("write backend = \"memory\", or remove the key: the cache lives in the bridge's own memory"));
-        }
-    };
+    let backend = super::cache_backend::cache_backend(
+        main,
+        base_dir,
+        raw.backend.as_deref(),
+        raw.path.as_deref(),
+        lookup,
+    )?;
 
     let strategy = match raw.strategy.as_deref() {
         None => None,

@@ -41,7 +41,7 @@ use mcp_bridge_backend::{
     self as backend, BackendError, CallStep, Catalog, InflightCall, Lease, Pool, Process,
 };
 use mcp_bridge_cache::CacheMetrics;
-use mcp_bridge_cache::ResponseCache;
+use mcp_bridge_cache::{CacheError, ResponseCache};
 use mcp_bridge_config::BridgeConfig;
 use mcp_bridge_jsonrpc as jsonrpc;
 use mcp_bridge_metrics::Registry;
@@ -118,14 +118,20 @@ impl AnswerHandle {
 impl Router {
     /// Starts a pool per configured server; each prewarms in the background. The router
     /// registers its own metrics, the pools' and the cache's in `registry`. With `shared`
-    /// (`[cache.shared]`), the cache is the first level in front of the shared tier.
+    /// (`[cache.shared]`), the cache is the first level in front of the shared tier. Fails
+    /// only when the disk cache cannot be opened, before any server is started.
     pub fn start(
         config: &BridgeConfig,
         registry: &Registry,
         shared: Option<Arc<SharedTier>>,
-    ) -> Router {
+    ) -> Result<Router, CacheError> {
         let pool_metrics = Arc::new(PoolMetrics::register(registry));
         let cache_metrics = Arc::new(CacheMetrics::register(registry));
+        let store = if config.cache.enabled {
+            Some(Arc::new(ResponseCache::open(&config.cache, cache_metrics)?))
+        } else {
+            None
+        };
         let metrics = Arc::new(CallMetrics::register(registry, &pool_metrics));
         let servers: Vec<Server> = config
             .servers
@@ -141,8 +147,7 @@ impl Router {
             .enumerate()
             .map(|(index, server)| (server.name().to_string(), index))
             .collect();
-        let cache = config.cache.enabled.then(|| {
-            let store = Arc::new(ResponseCache::new(&config.cache, cache_metrics));
+        let cache = store.map(|store| {
             let policies = PolicyChain::new(Vec::new(), Arc::new(config.builtin_policy()));
             let layer = CacheLayer::new(store, policies);
             Arc::new(match shared {
@@ -160,14 +165,14 @@ impl Router {
         if let Some(tier) = cache.as_ref().and_then(|layer| layer.shared_tier()) {
             tier.add_listener(Arc::new(notifications::FromOtherReplicas::new(&servers)));
         }
-        Router {
+        Ok(Router {
             servers,
             handles,
             by_name,
             metrics,
             cache,
             recorder: None,
-        }
+        })
     }
 
     /// Records every answered call to a trace (`serve --record`).

@@ -54,7 +54,10 @@ pub(crate) async fn serve(
     // One registry; each layer registers its own metrics in it as it starts.
     let registry = Registry::new();
     let shared = start_shared_tier(&config, &registry)?;
-    let mut router = Router::start(&config, &registry, shared.clone());
+    let mut router =
+        Router::start(&config, &registry, shared.clone()).context("cannot start the cache")?;
+    // Kept to write the disk cache's last fills once serving has stopped.
+    let cache = router.cache().cloned();
     let dropped_records = trace::register_dropped_records(&registry);
     let recorder = match record {
         Some(options) => {
@@ -121,6 +124,10 @@ pub(crate) async fn serve(
     // The trace's last records are written before the process exits.
     if let Some(recorder) = recorder {
         tokio::task::spawn_blocking(move || recorder.close()).await?;
+    }
+    // So are the disk cache's queued fills.
+    if let Some(cache) = cache {
+        tokio::task::spawn_blocking(move || cache.close()).await?;
     }
     Ok(())
 }

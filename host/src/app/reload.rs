@@ -53,6 +53,12 @@ pub(crate) fn watch(
                 "the config file changed [http] or [servers]; those apply on restart, the cache rules apply now"
             );
         }
+        if new.cache.backend != running.cache.backend {
+            tracing::warn!(
+                config = %new.source,
+                "the config file changed [cache] backend or path; that applies on restart"
+            );
+        }
         let Some(policies) = &policies else {
             tracing::warn!(
                 "the cache is disabled in the running bridge; enabling it needs a restart"

@@ -214,25 +214,125 @@ fn strategy_conflicts_name_both_fields() {
 }
 
 #[test]
-fn backend_other_than_memory_is_rejected() {
+fn an_unknown_backend_is_rejected_with_the_ones_there_are() {
     let error = fail(&format!(
         "{MINIMAL}\n[cache]\nmax_entries = 10\nbackend = \"redis\"\n"
     ));
     assert_at(&error, "test.toml", 6, "cache.backend");
     assert_eq!(error.column, Some(1));
-    assert!(
-        error
-            .message
-            .contains("only \"memory\" is available in this version"),
-        "{error}"
-    );
     assert!(error.message.contains("`redis`"), "{error}");
     assert!(
         error
             .to_string()
-            .starts_with("test.toml:6:1: `cache.backend`: cache backend `redis`"),
+            .starts_with("test.toml:6:1: `cache.backend`: unknown cache backend `redis`"),
         "{error}"
     );
+    let help = error.help.unwrap_or_default();
+    assert!(
+        help.contains("\"memory\"") && help.contains("\"disk\""),
+        "{help}"
+    );
+    // A near miss is named.
+    let error = fail(&format!("{MINIMAL}\n[cache]\nbackend = \"dsk\"\n"));
+    assert!(
+        error
+            .help
+            .as_deref()
+            .is_some_and(|help| help.starts_with("did you mean \"disk\"?")),
+        "{error}"
+    );
+}
+
+#[test]
+fn the_disk_backend_reads_its_path_relative_to_the_config_file() {
+    let dir = temp_dir();
+    let text = format!(
+        "{MINIMAL}\n[cache]\nbackend = \"Disk\"\npath = \"state/cache.redb\"\nmax_entries = 7\n"
+    );
+    let file = write(dir.path(), "bridge.toml", &text);
+    let config = match super::load::load_path(&file, &vars) {
+        Ok(config) => config,
+        Err(e) => panic!("{e}"),
+    };
+    let expected = dir.path().join("state/cache.redb");
+    assert_eq!(
+        config.cache.backend,
+        CacheBackend::Disk {
+            path: expected.clone()
+        }
+    );
+    assert_eq!(config.cache.backend.as_str(), "disk");
+    assert_eq!(config.cache.backend.disk_path(), Some(expected.as_path()));
+    assert_eq!(config.cache.max_entries, 7);
+    // check-config shows the backend with its file.
+    let described = config.describe();
+    assert!(
+        described.contains(&format!("disk backend ({})", expected.display())),
+        "{described}"
+    );
+
+    // An absolute path stays as written, and `${VAR}` expands in it.
+    let config = ok(&format!(
+        "{MINIMAL}\n[cache]\nbackend = \"disk\"\npath = \"${{HOME}}/bridge/cache.redb\"\n"
+    ));
+    assert_eq!(
+        config.cache.backend.disk_path(),
+        Some(std::path::Path::new("/home/u/bridge/cache.redb"))
+    );
+    // The memory backend has no file.
+    assert_eq!(ok(MINIMAL).cache.backend.disk_path(), None);
+    assert!(ok(MINIMAL).describe().contains("memory backend"));
+}
+
+/// The disk backend's semantic checks: (the `[cache]` table's body, line, field, words in
+/// the message). `[cache]` is on line 3, so its first key is on line 4.
+const DISK_BACKEND_ERRORS: &[(&str, usize, &str, &str)] = &[
+    ("backend = \"disk\"\n", 4, "cache.backend", "needs a `path`"),
+    (
+        "backend = \"disk\"\npath = \"  \"\n",
+        5,
+        "cache.path",
+        "empty",
+    ),
+    (
+        "backend = \"disk\"\npath = \"${EMPTY}\"\n",
+        5,
+        "cache.path",
+        "empty",
+    ),
+    (
+        "backend = \"disk\"\npath = \"cache/\"\n",
+        5,
+        "cache.path",
+        "names a directory",
+    ),
+    (
+        "backend = \"disk\"\npath = \"${NOT_SET}/c.redb\"\n",
+        5,
+        "cache.path",
+        "NOT_SET",
+    ),
+    (
+        "path = \"cache.redb\"\n",
+        4,
+        "cache.path",
+        "backend is \"memory\"",
+    ),
+    (
+        "backend = \"memory\"\npath = \"cache.redb\"\n",
+        5,
+        "cache.path",
+        "keeps no file",
+    ),
+];
+
+#[test]
+fn disk_backend_errors_name_file_line_and_field() {
+    for (body, line, field, words) in DISK_BACKEND_ERRORS {
+        let error = fail(&format!("{MINIMAL}[cache]\n{body}"));
+        assert_at(&error, "test.toml", *line, field);
+        assert!(error.message.contains(words), "{body}: {error}");
+    }
 }
 
 /// Each semantic check of `[cache]`: (the cache part of the file, line, field, words in the
