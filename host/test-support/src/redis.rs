@@ -52,7 +52,8 @@ pub struct RedisOptions {
     /// write (`appendonly yes`, `appendfsync always`), so a restart, even after SIGKILL,
     /// finds every acknowledged write.
     pub persistence: bool,
-    /// Require this password (`requirepass`); [`RedisServer::url`] then carries it.
+    /// Require this password (`requirepass`, the `default` user's); [`RedisServer::url`]
+    /// then carries it.
     pub password: Option<String>,
     /// Serve TLS only (`port 0`, `tls-port`), with a CA and a server certificate for
     /// `127.0.0.1`/`localhost` made for the run; clients trust [`RedisServer::ca_file`].
@@ -121,8 +122,10 @@ impl RedisServer {
         Err(last_error.unwrap_or_else(|| anyhow!("redis-server never started")))
     }
 
-    /// `redis://127.0.0.1:PORT` (`rediss://` with TLS), with `:PASSWORD@` before the host
-    /// when a password is set (the form the `redis` crate reads).
+    /// `redis://127.0.0.1:PORT` (`rediss://` with TLS), with `default:PASSWORD@` before the
+    /// host when a password is set (percent-encoded). The `default` user is the one
+    /// `requirepass` protects; naming it makes the URL mean the same to every client (the
+    /// `redis` crate, redis-cli), where an empty user name does not.
     pub fn url(&self) -> String {
         let scheme = if self.tls.is_some() {
             "rediss"
@@ -130,7 +133,7 @@ impl RedisServer {
             "redis"
         };
         let credentials = match &self.options.password {
-            Some(password) => format!(":{}@", percent_encode(password)),
+            Some(password) => format!("default:{}@", percent_encode(password)),
             None => String::new(),
         };
         format!("{scheme}://{credentials}127.0.0.1:{}", self.port)
