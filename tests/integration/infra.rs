@@ -4,13 +4,16 @@
 //! requests round-robin over two bridges and keeps serving when one of them dies; and the
 //! demo server's `--state-file`, through which two bridges' backends share one state.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
 use mcp_bridge_test_support::{Nginx, RedisOptions, RedisServer};
 use serde_json::json;
 
-use crate::support::{Bridge, RawSession, demo_server_toml, http, start_bridge};
+use crate::support::{
+    Bridge, RawSession, SETTLE, demo_server_toml, http, poll_until, post_json, start_bridge,
+};
 
 /// How long one `redis-cli` run may take.
 const REDIS_CLI_TIMEOUT: Duration = Duration::from_secs(10);
@@ -141,7 +144,7 @@ async fn get_statuses(url: &str, times: usize) -> Result<Vec<u16>> {
 
 /// Two bridges whose demo backends share one `--state-file`: a write through one is read
 /// through the other. nginx in front alternates between them, and when one is killed it
-/// sends every request to the other without failing any.
+/// sends every request, GET or POST, to the other without failing any.
 #[tokio::test]
 async fn nginx_round_robins_over_replicas_sharing_state_and_survives_one_dying() -> Result<()> {
     let state_dir = tempfile::tempdir()?;
@@ -169,24 +172,51 @@ async fn nginx_round_robins_over_replicas_sharing_state_and_survives_one_dying()
     let nginx = Nginx::start(&[first.address, second.address]).await?;
     let readyz = format!("{}/readyz", nginx.url());
     assert_eq!(get_statuses(&readyz, 10).await?, vec![200; 10]);
-    let served = nginx.served_by()?;
-    let count = |served: &std::collections::HashMap<String, usize>, bridge: &Bridge| {
-        served
-            .get(&bridge.address.to_string())
-            .copied()
-            .unwrap_or(0)
-    };
+    let (first_address, second_address) = (first.address.to_string(), second.address.to_string());
+    let served = served_once_logged(&nginx, 10).await?;
     assert_eq!(
-        (count(&served, &first), count(&served, &second)),
+        (
+            by_address(&served, &first_address),
+            by_address(&served, &second_address)
+        ),
         (5, 5),
         "{served:?}"
     );
 
-    let survivor = second.address.to_string();
+    // A killed replica refuses connections; nginx sends each request on to the survivor,
+    // POSTs included (nothing was sent to the dead one, so a retry cannot repeat a call).
     drop(first);
     assert_eq!(get_statuses(&readyz, 10).await?, vec![200; 10]);
-    let served = nginx.served_by()?;
-    assert_eq!(served.get(&survivor).copied(), Some(15), "{served:?}");
-    assert_eq!(served.values().sum::<usize>(), 20, "{served:?}");
+    let mcp = format!("{}/mcp/demo", nginx.url());
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "infra-test", "version": "1"}}});
+    for _ in 0..4 {
+        let response = post_json(&mcp, None, &initialize).await?;
+        assert_eq!(response.status().as_u16(), 200);
+    }
+    let served = served_once_logged(&nginx, 24).await?;
+    assert_eq!(by_address(&served, &second_address), 19, "{served:?}");
+    assert_eq!(by_address(&served, &first_address), 5, "{served:?}");
     Ok(())
+}
+
+fn by_address(served: &HashMap<String, usize>, address: &str) -> usize {
+    served.get(address).copied().unwrap_or(0)
+}
+
+/// nginx's counts once its access log holds `requests` lines. nginx logs a request just
+/// after its response's last byte is sent, so the client may read the response first.
+async fn served_once_logged(nginx: &Nginx, requests: usize) -> Result<HashMap<String, usize>> {
+    let served = poll_until(
+        SETTLE,
+        async || nginx.served_by().unwrap_or_default(),
+        |served| served.values().sum::<usize>() >= requests,
+    )
+    .await;
+    ensure!(
+        served.values().sum::<usize>() == requests,
+        "nginx logged {served:?}, expected {requests} requests"
+    );
+    Ok(served)
 }

@@ -132,8 +132,10 @@ impl Nginx {
 
     /// How many finished requests each upstream served, by `IP:PORT`, from the access log.
     /// A request retried on another upstream (its first one refused the connection) counts
-    /// for the one that answered, the last in `$upstream_addr`. nginx writes the line when
-    /// the response ends, so a stream still open is not counted yet.
+    /// for the one that answered, the last in `$upstream_addr`. nginx writes the line just
+    /// after the response's last byte, so a stream still open is not counted yet and a
+    /// client may read a response a moment before its line lands: poll for the count
+    /// expected (`poll_until`) rather than reading once.
     pub fn served_by(&self) -> Result<HashMap<String, usize>> {
         let log =
             std::fs::read_to_string(self.access_log_path()).context("read nginx's access log")?;
