@@ -153,6 +153,7 @@ fn entry(result: &Arc<Value>) -> Entry {
         private: false,
         size: u32::try_from(result.to_string().len()).unwrap_or(u32::MAX),
         backend_time: Duration::from_micros(50),
+        stamp: None,
     }
 }
 

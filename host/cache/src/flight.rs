@@ -18,12 +18,23 @@ pub enum Audience {
     Principal(Option<Arc<str>>),
 }
 
+/// The shared tier's stamp of a fill: the dependencies it covers, and the epoch followed
+/// by their generations.
+pub type FillStamp = (Arc<[String]>, Arc<[u64]>);
+
 /// The response a fill publishes to its waiters (with the leader's id; each waiter
 /// restores its own).
 #[derive(Debug)]
 pub struct FlightResult {
     pub response: Value,
     pub audience: Audience,
+    /// Whether nothing the fill depends on was invalidated on this replica between the
+    /// start of the fill and the publication: a waiter may use a result that is not current
+    /// only if it joined before the invalidation, which it cannot tell, so it fetches its own.
+    pub current: bool,
+    /// The shared tier's dependencies and stamp of the fill, for waiters that must check it
+    /// against Redis (strict mode); `None` without a shared tier.
+    pub stamp: Option<FillStamp>,
 }
 
 impl FlightResult {

@@ -3,6 +3,7 @@
 //! counters. It knows nothing about policies, WASM, HTTP or processes: the router asks
 //! the policy, then tells the cache what to do.
 
+pub mod codec;
 mod flight;
 mod key;
 mod metrics;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-pub use flight::{Audience, FlightResult, Leader, Published, Role};
+pub use flight::{Audience, FillStamp, FlightResult, Leader, Published, Role};
 pub use key::{cache_key, canonical_arguments, canonical_json};
 pub use metrics::CacheMetrics;
 pub use stats::{InvalidationReason, Served};
@@ -38,6 +39,25 @@ pub fn name_tag(server: &str, name: &str) -> String {
 /// The index tag for a policy's own tag (kept apart from the built-in ones).
 pub fn policy_tag(tag: &str) -> String {
     format!("tag:{tag}")
+}
+
+/// How an exact key is named among dependencies (tags name the rest).
+const KEY_DEPENDENCY_PREFIX: &str = "key:";
+
+/// The dependency of one exact cache key: what a `Key` invalidation names.
+pub fn key_dependency(key: &str) -> String {
+    format!("{KEY_DEPENDENCY_PREFIX}{key}")
+}
+
+/// What an invalidation names, as one dependency: an index tag or a key. The shared tier
+/// keeps a generation per dependency; this replica drops entries by it.
+pub fn dependency_of(invalidation: &Invalidation) -> String {
+    match invalidation {
+        Invalidation::Server(server) => server_tag(server),
+        Invalidation::Tool { server, tool } => name_tag(server, tool),
+        Invalidation::Tag(tag) => policy_tag(tag),
+        Invalidation::Key(key) => key_dependency(key),
+    }
 }
 
 pub struct ResponseCache {
@@ -103,19 +123,37 @@ impl ResponseCache {
 
     /// Applies one invalidation; returns how many entries it dropped.
     pub fn invalidate(&self, invalidation: &Invalidation, reason: InvalidationReason) -> usize {
+        self.invalidate_dependency(&dependency_of(invalidation), reason)
+    }
+
+    /// Drops every entry depending on `dependency` (a tag, or a key named by
+    /// [`key_dependency`]); returns how many were cached.
+    pub fn invalidate_dependency(&self, dependency: &str, reason: InvalidationReason) -> usize {
         self.stats.record_invalidation(reason);
-        match invalidation {
-            Invalidation::Server(server) => self.store.invalidate_tag(&server_tag(server)),
-            Invalidation::Tool { server, tool } => {
-                self.store.invalidate_tag(&name_tag(server, tool))
-            }
-            Invalidation::Tag(tag) => self.store.invalidate_tag(&policy_tag(tag)),
-            Invalidation::Key(key) => self.store.invalidate_key(key),
+        match dependency.strip_prefix(KEY_DEPENDENCY_PREFIX) {
+            Some(key) => self.store.invalidate_key(key),
+            None => self.store.invalidate_tag(dependency),
         }
     }
 
+    /// Drops one entry found out of date (not an invalidation: nothing else is affected).
+    pub fn evict(&self, key: &str) {
+        self.store.evict(key);
+    }
+
+    /// Whether a fill that took `ticket` may still publish its result as current: neither
+    /// its key, one of its tags, nor the whole cache was invalidated since.
+    pub fn is_current(&self, ticket: &FillTicket, key: &str, tags: &[String]) -> bool {
+        self.store.is_current(ticket, key, tags)
+    }
+
     pub fn clear(&self) -> u64 {
-        self.stats.record_invalidation(InvalidationReason::Admin);
+        self.clear_for(InvalidationReason::Admin)
+    }
+
+    /// Drops everything, counted under `reason`.
+    pub fn clear_for(&self, reason: InvalidationReason) -> u64 {
+        self.stats.record_invalidation(reason);
         self.store.clear()
     }
 

@@ -38,6 +38,10 @@ pub enum InvalidationReason {
     ListChanged,
     ResourceUpdated,
     Admin,
+    /// Another replica's write, heard on the shared tier's broadcast.
+    Remote,
+    /// The shared tier's broadcast may have been missed: the first level was dropped.
+    Resync,
 }
 
 impl InvalidationReason {
@@ -47,6 +51,8 @@ impl InvalidationReason {
             InvalidationReason::ListChanged => "list_changed",
             InvalidationReason::ResourceUpdated => "resource_updated",
             InvalidationReason::Admin => "admin",
+            InvalidationReason::Remote => "remote",
+            InvalidationReason::Resync => "resync",
         }
     }
 }

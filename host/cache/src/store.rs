@@ -32,6 +32,9 @@ pub struct Entry {
     pub size: u32,
     /// How long the backend took to produce it: what each hit saves.
     pub backend_time: Duration,
+    /// The shared tier's stamp when the fill started (its epoch, then the generations of
+    /// its dependencies), with which strict mode checks it; `None` without a shared tier.
+    pub stamp: Option<Arc<[u64]>>,
 }
 
 impl Entry {
@@ -181,22 +184,28 @@ impl Store {
         }
     }
 
+    /// Whether the key, one of `tags` or the whole cache was invalidated after `ticket`
+    /// was taken.
+    fn invalidated_since(index: &Index, ticket: &FillTicket, key: &str, tags: &[String]) -> bool {
+        let since = ticket.sequence;
+        index.cleared_at > since
+            || index.invalidated_at.get(key).is_some_and(|at| *at > since)
+            || tags
+                .iter()
+                .any(|tag| index.invalidated_at.get(tag).is_some_and(|at| *at > since))
+    }
+
+    /// Whether a fill that took `ticket` is still current for `key` and `tags`.
+    pub(crate) fn is_current(&self, ticket: &FillTicket, key: &str, tags: &[String]) -> bool {
+        !Self::invalidated_since(&self.index.lock(), ticket, key, tags)
+    }
+
     /// Inserts unless the key, one of the entry's tags or the whole cache was
     /// invalidated after `ticket` was taken. Returns whether it was inserted.
     pub(crate) fn insert(&self, key: Arc<str>, entry: Entry, ticket: &FillTicket) -> bool {
         let mut index = self.index.lock();
         self.apply_removals(&mut index);
-        let since = ticket.sequence;
-        let stale = index.cleared_at > since
-            || index
-                .invalidated_at
-                .get(&*key)
-                .is_some_and(|at| *at > since)
-            || entry
-                .tags
-                .iter()
-                .any(|tag| index.invalidated_at.get(tag).is_some_and(|at| *at > since));
-        if stale {
+        if Self::invalidated_since(&index, ticket, &key, &entry.tags) {
             self.stats
                 .stale_fills_discarded
                 .fetch_add(1, Ordering::Relaxed);
@@ -229,6 +238,12 @@ impl Store {
             self.entries.invalidate(key);
         }
         dropped
+    }
+
+    /// Drops one entry without marking anything invalidated (the tag index forgets it
+    /// through the removal queue, as for an eviction).
+    pub(crate) fn evict(&self, key: &str) {
+        self.entries.invalidate(key);
     }
 
     /// Drops one entry by its exact key.
@@ -327,6 +342,7 @@ mod tests {
             private: false,
             size: 100,
             backend_time: Duration::from_millis(1),
+            stamp: None,
         }
     }
 

@@ -9,6 +9,7 @@ pub use mcp_bridge_policy::{InvalidationRule, TtlMap, TtlRule};
 
 use super::auth::{AccessConfig, AuditConfig, AuthConfig, LimitsConfig};
 use super::secret::Secret;
+use super::shared::SharedCacheConfig;
 
 /// The HTTP listen address: loopback only, because the bridge starts local processes on behalf
 /// of its callers and must not be reachable from the network unless someone decides so.
@@ -500,6 +501,8 @@ pub struct CacheConfig {
     /// when at least one matches, they replace the default of dropping all of that server's
     /// entries.
     pub invalidation_rules: Vec<InvalidationRule>,
+    /// `[cache.shared]`: the Redis tier shared by replicas, when configured.
+    pub shared: Option<SharedCacheConfig>,
 }
 
 impl Default for CacheConfig {
@@ -518,6 +521,7 @@ impl Default for CacheConfig {
             stale_if_error: DEFAULT_CACHE_STALE_IF_ERROR,
             ttl_table: TtlMap::new(),
             invalidation_rules: Vec::new(),
+            shared: None,
         }
     }
 }

@@ -35,9 +35,11 @@ mod mcp_servers;
 mod plugins;
 mod raw;
 mod secret;
+mod shared;
 mod source;
 mod validate;
 mod validate_auth;
+mod validate_shared;
 
 #[cfg(test)]
 mod tests;
@@ -49,6 +51,7 @@ pub use checked::*;
 pub use error::ConfigError;
 pub use expand::EXE_VARIABLE;
 pub use secret::{REDACTED, Secret};
+pub use shared::*;
 pub use validate_auth::is_loopback_authority;
 
 /// The embedded default configuration: the bridge's own demo server on 127.0.0.1:8080.

@@ -242,6 +242,27 @@ pub(crate) struct RawCache {
     pub ttl: Option<OrderedMap<OrderedMap<ConfigDuration>>>,
     /// `[[cache.invalidate]]` rules.
     pub invalidate: Option<Vec<RawInvalidation>>,
+    /// `[cache.shared]`: the Redis tier several replicas share.
+    pub shared: Option<RawSharedCache>,
+}
+
+/// The `[cache.shared]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSharedCache {
+    pub url: Option<RawSecret>,
+    pub password: Option<RawSecret>,
+    pub ca_file: Option<String>,
+    pub consistency: Option<String>,
+    pub key_prefix: Option<String>,
+    pub connect_timeout: Option<ConfigDuration>,
+    pub command_timeout: Option<ConfigDuration>,
+    pub health_check_interval: Option<ConfigDuration>,
+    pub max_value_bytes: Option<ConfigSize>,
+    pub max_pending_invalidations: Option<usize>,
+    pub max_pending_writes: Option<usize>,
+    pub generation_retention: Option<ConfigDuration>,
+    pub required_for_readiness: Option<bool>,
 }
 
 /// One `[[cache.invalidate]]` rule.

@@ -62,7 +62,15 @@ pub(crate) fn build(
     }
     // The cache is checked last because its TTL table and rules name servers, which may come
     // from included files.
-    let cache = cache(main, raw.cache.unwrap_or_default(), &servers)?;
+    let mut raw_cache = raw.cache.unwrap_or_default();
+    let shared = raw_cache.shared.take();
+    let mut cache = cache(main, raw_cache, &servers)?;
+    cache.shared = match shared {
+        Some(shared) => Some(super::validate_shared::shared(
+            main, base_dir, shared, lookup,
+        )?),
+        None => None,
+    };
     let plugins = super::plugins::plugins(
         main,
         base_dir,
@@ -962,6 +970,7 @@ fn cache(
         stale_if_error: raw.stale_if_error.map_or(defaults.stale_if_error, |d| d.0),
         ttl_table,
         invalidation_rules,
+        shared: None,
     })
 }
 

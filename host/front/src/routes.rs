@@ -303,14 +303,15 @@ fn health(state: &AppState) -> Response<Body> {
     } else {
         StatusCode::OK
     };
-    json_response(
-        status,
-        &json!({
-            "status": summary.status,
-            "uptime_seconds": state.started_at.elapsed().as_secs_f64(),
-            "servers": summary.servers,
-        }),
-    )
+    let mut body = json!({
+        "status": summary.status,
+        "uptime_seconds": state.started_at.elapsed().as_secs_f64(),
+        "servers": summary.servers,
+    });
+    if let Some(tier) = summary.shared_tier {
+        body["shared_tier"] = tier;
+    }
+    json_response(status, &body)
 }
 
 #[cfg(test)]

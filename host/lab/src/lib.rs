@@ -9,7 +9,6 @@
 mod error;
 pub mod load;
 pub mod loaded;
-mod percentile;
 pub mod policies;
 pub mod replay;
 pub mod report;
@@ -19,7 +18,7 @@ pub mod workload;
 use std::path::PathBuf;
 
 pub use error::LabError;
-pub use percentile::percentile;
+pub use mcp_bridge_metrics::percentile;
 
 use mcp_bridge_trace::{TraceRecord, write_records};
 

@@ -8,6 +8,10 @@
 //! Every name gets the `mcp_bridge_` prefix here, so a layer writes `calls_total` and the
 //! exposition says `mcp_bridge_calls_total`.
 
+mod percentile;
+
+pub use percentile::percentile;
+
 use prometheus::core::Collector;
 use prometheus::{
     Counter, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,

@@ -13,8 +13,13 @@ use tokio::sync::watch;
 use mcp_bridge_backend::{BackendError, Catalog};
 use mcp_bridge_cache::{
     Audience, Entry, FillTicket, FlightResult, InvalidationReason, Leader, Published,
-    ResponseCache, Role, Served, cache_key, canonical_arguments, name_tag, policy_tag, server_tag,
+    ResponseCache, Role, Served, cache_key, canonical_arguments, codec, dependency_of, name_tag,
+    policy_tag, server_tag,
 };
+use mcp_bridge_config::Consistency;
+use mcp_bridge_shared::{Candidate, EVERYTHING, SharedTier, Stamp};
+
+use super::shared_level::{RemoteInvalidations, dependencies, stamp_words, still_current};
 use mcp_bridge_policy::{
     Annotations, Call, CallKind, Decision, Directive, Invalidation, Outcome, PolicyChain,
     ServerHints, Status,
@@ -28,6 +33,8 @@ const META_AGE_MS: &str = "io.mcp-bridge/ageMs";
 pub struct CacheLayer {
     pub cache: Arc<ResponseCache>,
     policies: RwLock<Arc<PolicyChain>>,
+    /// The second level and the generations replicas share, when configured.
+    shared: Option<Arc<SharedTier>>,
 }
 
 impl CacheLayer {
@@ -35,7 +42,46 @@ impl CacheLayer {
         CacheLayer {
             cache,
             policies: RwLock::new(Arc::new(policies)),
+            shared: None,
         }
+    }
+
+    /// Joins the shared tier: fills go to its second level, writes record their
+    /// invalidations there, and other replicas' invalidations reach this first level.
+    pub fn with_shared_tier(mut self, tier: Arc<SharedTier>) -> CacheLayer {
+        tier.add_listener(Arc::new(RemoteInvalidations {
+            cache: Arc::downgrade(&self.cache),
+        }));
+        self.shared = Some(tier);
+        self
+    }
+
+    /// The shared tier, when configured.
+    pub fn shared_tier(&self) -> Option<&Arc<SharedTier>> {
+        self.shared.as_ref()
+    }
+
+    /// Applies invalidations here and, with a shared tier, records them there for every
+    /// replica; returns once both are done (or the tier queued them), so a write's
+    /// response can follow.
+    pub async fn invalidate(&self, invalidations: &[Invalidation], reason: InvalidationReason) {
+        for invalidation in invalidations {
+            let dropped = self.cache.invalidate(invalidation, reason);
+            tracing::debug!(?invalidation, dropped, "invalidated");
+        }
+        if let Some(tier) = &self.shared {
+            tier.invalidate(invalidations.iter().map(dependency_of).collect())
+                .await;
+        }
+    }
+
+    /// Drops every entry here and, with a shared tier, on every replica.
+    pub async fn clear_everywhere(&self) -> u64 {
+        let dropped = self.cache.clear();
+        if let Some(tier) = &self.shared {
+            tier.invalidate(vec![EVERYTHING.to_owned()]).await;
+        }
+        dropped
     }
 
     /// Replaces the policies; calls already deciding keep the chain they started with.
@@ -86,8 +132,13 @@ enum Mode {
 
 struct Fill {
     directive: Directive,
+    /// The entry's index tags (server, name, the policy's own).
+    tags: Vec<String>,
     shared_key: Arc<str>,
     private_key: Option<Arc<str>>,
+    /// The shared tier's stamps of the two keys, read before the backend is called.
+    shared_stamp: Option<Stamp>,
+    private_stamp: Option<Stamp>,
     ticket: FillTicket,
     leader: Option<Leader>,
     /// An expired entry that may stand in if the backend fails (stale-if-error).
@@ -108,6 +159,16 @@ pub(crate) struct CallCache {
     pub served: Option<Arc<Value>>,
 }
 
+/// What the second level had for a miss of the first.
+enum SecondLevel {
+    /// A current entry: its key and the dependencies its stamp covers.
+    Hit(Entry, Arc<str>, Arc<[String]>),
+    /// Nothing current; the stamps a fill of the shared and the private key take.
+    Miss(Option<Stamp>, Option<Stamp>),
+    /// The tier could not be asked: the fill goes without stamps.
+    Unavailable,
+}
+
 /// How the call proceeds.
 pub(crate) enum Lookup {
     /// Answered: the response (its id still to be set).
@@ -122,7 +183,7 @@ pub(crate) enum Lookup {
 }
 
 /// Plans the cache's part in a call: `None` when the cache has no part in it.
-pub(crate) fn prepare(
+pub(crate) async fn prepare(
     layer: &Arc<CacheLayer>,
     server: &Arc<str>,
     message: &Value,
@@ -182,7 +243,7 @@ pub(crate) fn prepare(
         plan.mode = plan.write_mode();
         return Some((plan, Lookup::Backend));
     };
-    let lookup = plan.look_up(directive, params);
+    let lookup = plan.look_up(directive, params).await;
     Some((plan, lookup))
 }
 
@@ -229,8 +290,9 @@ impl CallCache {
         }
     }
 
-    fn look_up(&mut self, directive: Directive, params: Option<&Value>) -> Lookup {
-        let cache = &self.layer.cache;
+    async fn look_up(&mut self, directive: Directive, params: Option<&Value>) -> Lookup {
+        let cache = self.layer.cache.clone();
+        let tier = self.layer.shared.clone();
         if !directive.ignore_arguments.is_empty() && self.call.kind == CallKind::Tool {
             let arguments = params.and_then(|params| params.get("arguments"));
             self.call.arguments = canonical_arguments(arguments, &directive.ignore_arguments);
@@ -252,7 +314,17 @@ impl CallCache {
         // The private key is built only when the shared one misses: most hits are shared.
         let mut private_key: Option<Arc<str>> = None;
         let mut fallback = None;
+        // Without a shared tier the first level is the cache; with one, strict mode trusts
+        // it only while Redis answers (and checks each hit), bounded mode while the
+        // broadcast is heard.
+        let first_level = tier.as_ref().is_none_or(|tier| tier.first_level_trusted());
+        let strict = tier
+            .as_ref()
+            .filter(|tier| tier.consistency() == Consistency::Strict);
         for private in [false, true] {
+            if !first_level {
+                break;
+            }
             let candidate = if private {
                 let Some(principal) = call.principal.as_deref() else {
                     break;
@@ -264,15 +336,24 @@ impl CallCache {
             let Some(entry) = cache.get(&candidate) else {
                 continue;
             };
+            let servable = entry.is_fresh()
+                || entry.within(entry.stale_while_revalidate)
+                || entry.within(entry.stale_if_error);
+            if !servable {
+                continue;
+            }
+            if let Some(tier) = strict {
+                match still_current(tier, entry.stamp.as_deref(), &entry.tags, &candidate).await {
+                    Some(true) => {}
+                    Some(false) => {
+                        cache.evict(&candidate);
+                        continue;
+                    }
+                    None => continue,
+                }
+            }
             if entry.is_fresh() {
-                cache.record(Served::Hit);
-                cache.record_saved(&entry);
-                self.hint = Some(CacheHint {
-                    ttl: entry.remaining().unwrap_or_default(),
-                    shared: !entry.private,
-                });
-                self.served = Some(entry.result.clone());
-                return Lookup::Hit(response_for(&entry.result));
+                return self.hit(&entry);
             }
             if entry.within(entry.stale_while_revalidate) {
                 cache.record(Served::Stale);
@@ -285,26 +366,143 @@ impl CallCache {
                 self.served = Some(entry.result.clone());
                 return Lookup::Stale(stale_response(&entry), refresh);
             }
-            if entry.within(entry.stale_if_error) {
-                fallback = Some(entry);
+            fallback = Some(entry);
+        }
+        let leader = match cache.join(&flight_key) {
+            Role::Leader(leader) => Some(leader),
+            Role::Follower(receiver) => {
+                cache.record(Served::Miss);
+                return Lookup::Follow(receiver);
+            }
+            Role::Overflow => None,
+        };
+        // Taken before the second level is read: an invalidation heard meanwhile discards
+        // what it brings, as it discards a backend's answer.
+        let ticket = cache.begin_fill();
+        let tags = self.tags(&directive);
+        if private_key.is_none() {
+            private_key = self
+                .call
+                .principal
+                .as_deref()
+                .map(key);
+        }
+        let (mut shared_stamp, mut private_stamp) = (None, None);
+        if let Some(tier) = &tier {
+            let second = self
+                .second_level(tier, &tags, &shared_key, private_key.as_ref(), &ticket)
+                .await;
+            match second {
+                SecondLevel::Hit(entry, key, deps) => {
+                    let published = FlightResult {
+                        response: response_for(&entry.result),
+                        audience: self.audience(entry.private),
+                        current: true,
+                        stamp: entry.stamp.clone().map(|stamp| (deps, stamp)),
+                    };
+                    let lookup = self.hit(&entry);
+                    cache.insert(key, entry, &ticket);
+                    if let Some(leader) = leader {
+                        leader.publish(published);
+                    }
+                    return lookup;
+                }
+                SecondLevel::Miss(shared, private) => {
+                    (shared_stamp, private_stamp) = (shared, private)
+                }
+                SecondLevel::Unavailable => {}
             }
         }
         cache.record(Served::Miss);
-        let leader = match cache.join(&flight_key) {
-            Role::Leader(leader) => Some(leader),
-            Role::Follower(receiver) => return Lookup::Follow(receiver),
-            Role::Overflow => None,
-        };
-        let ticket = cache.begin_fill();
         self.mode = Mode::Fill(Box::new(Fill {
             directive,
+            tags,
             shared_key,
             private_key,
+            shared_stamp,
+            private_stamp,
             ticket,
             leader,
             fallback,
         }));
         Lookup::Backend
+    }
+
+    /// Answers from an entry: counts the hit and says what clients may know of it.
+    fn hit(&mut self, entry: &Entry) -> Lookup {
+        let cache = &self.layer.cache;
+        cache.record(Served::Hit);
+        cache.record_saved(entry);
+        self.hint = Some(CacheHint {
+            ttl: entry.remaining().unwrap_or_default(),
+            shared: !entry.private,
+        });
+        self.served = Some(entry.result.clone());
+        Lookup::Hit(response_for(&entry.result))
+    }
+
+    /// Who may see a result this call filled.
+    fn audience(&self, private: bool) -> Audience {
+        if private {
+            Audience::Principal(self.call.principal.clone())
+        } else {
+            Audience::Everyone
+        }
+    }
+
+    /// Reads both keys from the second level in one round trip, with their current stamps.
+    async fn second_level(
+        &self,
+        tier: &SharedTier,
+        tags: &[String],
+        shared_key: &Arc<str>,
+        private_key: Option<&Arc<str>>,
+        ticket: &FillTicket,
+    ) -> SecondLevel {
+        if !tier.is_up() {
+            tier.count_skipped_lookup();
+            return SecondLevel::Unavailable;
+        }
+        let keys: Vec<&Arc<str>> = std::iter::once(shared_key).chain(private_key).collect();
+        let deps: Vec<Vec<String>> = keys.iter().map(|key| dependencies(tags, key)).collect();
+        let candidates: Vec<Candidate<'_>> = keys
+            .iter()
+            .zip(&deps)
+            .map(|(key, deps)| Candidate {
+                cache_key: key,
+                dependencies: deps,
+            })
+            .collect();
+        let Ok(found) = tier.fetch(&candidates).await else {
+            return SecondLevel::Unavailable;
+        };
+        let mut stamps = Vec::with_capacity(found.len());
+        for ((fetched, key), deps) in found.into_iter().zip(keys).zip(deps) {
+            let words = stamp_words(&fetched.stamp);
+            let entry = fetched
+                .value
+                .as_deref()
+                .and_then(|bytes| codec::decode(bytes, Some(words)))
+                .filter(|entry| entry.is_fresh() && entry.tags == tags);
+            // A private entry under the shared key (or the reverse) is not this key's.
+            let entry = entry.filter(|entry| entry.private == (key != shared_key));
+            if let Some(entry) = entry
+                && self.layer.cache.is_current(ticket, key, tags)
+            {
+                return SecondLevel::Hit(entry, key.clone(), Arc::from(deps));
+            }
+            stamps.push(fetched.stamp);
+        }
+        let mut stamps = stamps.into_iter();
+        SecondLevel::Miss(stamps.next(), stamps.next())
+    }
+
+    /// The index tags of an entry this call fills: its server, its name, the policy's tags.
+    fn tags(&self, directive: &Directive) -> Vec<String> {
+        let call = &self.call;
+        let mut tags = vec![server_tag(&call.server), name_tag(&call.server, &call.name)];
+        tags.extend(directive.tags.iter().map(|tag| policy_tag(tag)));
+        tags
     }
 
     /// The plan of a background refresh: a copy of this call that fills the key.
@@ -317,9 +515,12 @@ impl CallCache {
     ) -> CallCache {
         let call = &self.call;
         let fill = Fill {
+            tags: self.tags(&directive),
             directive,
             shared_key,
             private_key,
+            shared_stamp: None,
+            private_stamp: None,
             ticket: self.layer.cache.begin_fill(),
             leader: Some(leader),
             fallback: None,
@@ -339,6 +540,27 @@ impl CallCache {
             mode: Mode::Fill(Box::new(fill)),
             hint: None,
             served: None,
+        }
+    }
+
+    /// Reads the shared tier's stamps for a background refresh before it calls the
+    /// backend (a refresh is planned while a stale entry is served, without a round trip).
+    pub(crate) async fn stamp_refresh(&mut self) {
+        let (Some(tier), Mode::Fill(fill)) = (self.layer.shared.clone(), &mut self.mode) else {
+            return;
+        };
+        if !tier.is_up() {
+            return;
+        }
+        fill.shared_stamp = tier
+            .stamp(&dependencies(&fill.tags, &fill.shared_key))
+            .await
+            .ok();
+        if let Some(private_key) = &fill.private_key {
+            fill.private_stamp = tier
+                .stamp(&dependencies(&fill.tags, private_key))
+                .await
+                .ok();
         }
     }
 
@@ -362,9 +584,27 @@ impl CallCache {
         self.mode = Mode::Nothing;
     }
 
-    /// Whether this call's caller may use another caller's published result.
-    pub(crate) fn may_receive(&self, result: &FlightResult) -> bool {
-        result.visible_to(self.call.principal.as_ref())
+    /// Whether this call's caller may use another caller's published result: it must be
+    /// visible to the caller, nothing it depends on may have been invalidated here during
+    /// its fill, and in strict mode Redis must still hold its stamp (the fill may have
+    /// started before a write on another replica whose broadcast has not arrived).
+    pub(crate) async fn accepts(&self, result: &FlightResult) -> bool {
+        if !result.visible_to(self.call.principal.as_ref()) || !result.current {
+            return false;
+        }
+        let Some(tier) = &self.layer.shared else {
+            return true;
+        };
+        if tier.consistency() != Consistency::Strict {
+            return true;
+        }
+        let Some((deps, words)) = &result.stamp else {
+            return false;
+        };
+        let Some(stamp) = super::shared_level::stamp_of(words) else {
+            return false;
+        };
+        tier.is_current(deps, &stamp).await.unwrap_or(false)
     }
 
     /// Records that a follower got its answer from another caller's fill.
@@ -375,7 +615,7 @@ impl CallCache {
     /// Settles the call: fills the cache, publishes to followers, falls back to a stale
     /// entry on failure, or applies a write's invalidations. Returns the outcome the
     /// client gets.
-    pub(crate) fn complete(
+    pub(crate) async fn complete(
         &mut self,
         outcome: Result<Value, BackendError>,
         backend_time: Duration,
@@ -383,14 +623,18 @@ impl CallCache {
         match std::mem::replace(&mut self.mode, Mode::Nothing) {
             Mode::Nothing => outcome,
             Mode::Invalidate => {
-                self.invalidate_after(&outcome, backend_time);
+                self.invalidate_after(&outcome, backend_time).await;
                 outcome
             }
             Mode::Fill(fill) => self.fill(*fill, outcome, backend_time),
         }
     }
 
-    fn invalidate_after(&self, outcome: &Result<Value, BackendError>, backend_time: Duration) {
+    async fn invalidate_after(
+        &self,
+        outcome: &Result<Value, BackendError>,
+        backend_time: Duration,
+    ) {
         let status = match outcome {
             Ok(response) if is_error_response(response) => Status::Error,
             Ok(_) => Status::Success,
@@ -410,13 +654,10 @@ impl CallCache {
             call.hints = hints_of(response);
         }
         let invalidations = self.policies.invalidations(&call, &verdict);
-        for invalidation in &invalidations {
-            let dropped = self
-                .layer
-                .cache
-                .invalidate(invalidation, InvalidationReason::Write);
-            tracing::debug!(server = %self.call.server, tool = %self.call.name, ?invalidation, dropped, "invalidated after a write");
-        }
+        tracing::debug!(server = %self.call.server, tool = %self.call.name, ?invalidations, "invalidating after a write");
+        self.layer
+            .invalidate(&invalidations, InvalidationReason::Write)
+            .await;
     }
 
     fn fill(
@@ -437,39 +678,66 @@ impl CallCache {
                 return Ok(stale_response(&stale));
             }
         };
-        let entry = self.entry_for(&response, &fill.directive, backend_time);
+        let entry = self.entry_for(&response, &fill, backend_time);
         let private = entry
             .as_ref()
             .map_or_else(|| is_private(&response), |entry| entry.private);
+        let (key, stamp) = if private {
+            (fill.private_key.clone(), fill.private_stamp.as_ref())
+        } else {
+            (Some(fill.shared_key.clone()), fill.shared_stamp.as_ref())
+        };
+        let tier = self.layer.shared.as_ref();
+        let deps = key.as_ref().map(|key| dependencies(&fill.tags, key));
         // Store first, publish second: a caller arriving between the two then finds the
         // entry instead of neither the entry nor the flight.
         match entry {
             None => cache.mark_uncacheable(fill.shared_key.clone()),
-            Some(entry) => {
-                let key = if private {
-                    fill.private_key.clone()
-                } else {
-                    Some(fill.shared_key.clone())
-                };
-                // A private result without a principal to file it under is not stored.
-                if let Some(key) = key {
+            // A private result without a principal to file it under is not stored. In
+            // strict mode, an entry without a stamp (the tier was down when the fill
+            // started) could never be checked, so it is not stored either.
+            Some(entry)
+                if stamp.is_none()
+                    && tier.is_some_and(|tier| tier.consistency() == Consistency::Strict) =>
+            {
+                drop(entry)
+            }
+            Some(mut entry) => {
+                if let Some(key) = &key {
                     self.hint = Some(CacheHint {
                         ttl: entry.ttl.unwrap_or_default(),
                         shared: !private,
                     });
-                    cache.insert(key, entry, &fill.ticket);
+                    entry.stamp = stamp.map(stamp_words);
+                    if let (Some(tier), Some(stamp), Some(deps)) = (tier, stamp, &deps) {
+                        let lifetime = entry
+                            .ttl
+                            .unwrap_or(tier.max_entry_lifetime())
+                            .saturating_add(
+                                entry
+                                    .stale_while_revalidate
+                                    .max(entry.stale_if_error)
+                                    .unwrap_or_default(),
+                            );
+                        tier.store(key, deps, stamp, &codec::encode(&entry), lifetime);
+                    }
+                    cache.insert(key.clone(), entry, &fill.ticket);
                 }
             }
         }
         if let Some(leader) = fill.leader {
-            let audience = if private {
-                Audience::Principal(self.call.principal.clone())
-            } else {
-                Audience::Everyone
-            };
+            let current = cache.is_current(
+                &fill.ticket,
+                key.as_deref().unwrap_or(&fill.shared_key),
+                &fill.tags,
+            );
             leader.publish(FlightResult {
                 response: response.clone(),
-                audience,
+                audience: self.audience(private),
+                current,
+                stamp: deps
+                    .zip(stamp)
+                    .map(|(deps, stamp)| (Arc::from(deps), stamp_words(stamp))),
             });
         }
         Ok(response)
@@ -478,12 +746,8 @@ impl CallCache {
     /// The entry a response makes, or `None` when it must not be cached: JSON-RPC
     /// errors never, `isError` results only with a negative TTL, and a server's own
     /// `ttlMs` can shorten (never lengthen) the policy's TTL.
-    fn entry_for(
-        &self,
-        response: &Value,
-        directive: &Directive,
-        backend_time: Duration,
-    ) -> Option<Entry> {
+    fn entry_for(&self, response: &Value, fill: &Fill, backend_time: Duration) -> Option<Entry> {
+        let directive = &fill.directive;
         let result = response.get("result")?;
         let is_error = result.get("isError").and_then(Value::as_bool) == Some(true);
         let mut ttl = if is_error {
@@ -501,11 +765,16 @@ impl CallCache {
         if ttl.is_some_and(|ttl| ttl.is_zero()) {
             return None;
         }
+        // With a shared tier an entry lives at most half the generation retention, so the
+        // counters that judge it outlive it.
+        if let Some(tier) = &self.layer.shared {
+            ttl = Some(ttl.map_or(tier.max_entry_lifetime(), |ttl| {
+                ttl.min(tier.max_entry_lifetime())
+            }));
+        }
         let private = !directive.shared || is_private(response);
         let size = serde_json::to_vec(result).map_or(0, |bytes| bytes.len());
-        let call = &self.call;
-        let mut tags = vec![server_tag(&call.server), name_tag(&call.server, &call.name)];
-        tags.extend(directive.tags.iter().map(|tag| policy_tag(tag)));
+        let tags = fill.tags.clone();
         Some(Entry {
             result: Arc::new(result.clone()),
             stored_at: std::time::Instant::now(),
@@ -516,6 +785,7 @@ impl CallCache {
             private,
             size: u32::try_from(size).unwrap_or(u32::MAX),
             backend_time,
+            stamp: None,
         })
     }
 }

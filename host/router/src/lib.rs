@@ -13,6 +13,7 @@ mod caching;
 mod metrics;
 mod recording;
 mod server;
+mod shared_level;
 #[cfg(test)]
 mod tests;
 
@@ -44,7 +45,11 @@ use mcp_bridge_config::BridgeConfig;
 use mcp_bridge_jsonrpc as jsonrpc;
 use mcp_bridge_metrics::Registry;
 use mcp_bridge_policy::PolicyChain;
+use mcp_bridge_shared::SharedTier;
 use mcp_bridge_trace::Recorder;
+
+/// What `/readyz` names while it waits for the shared tier (`required_for_readiness`).
+pub const SHARED_TIER_READINESS_NAME: &str = "cache.shared";
 
 /// Methods that never change server state, so a crash mid-call may be retried once.
 /// `tools/call` is judged per tool from its annotations; anything else is not retried.
@@ -111,8 +116,13 @@ impl AnswerHandle {
 
 impl Router {
     /// Starts a pool per configured server; each prewarms in the background. The router
-    /// registers its own metrics, the pools' and the cache's in `registry`.
-    pub fn start(config: &BridgeConfig, registry: &Registry) -> Router {
+    /// registers its own metrics, the pools' and the cache's in `registry`. With `shared`
+    /// (`[cache.shared]`), the cache is the first level in front of the shared tier.
+    pub fn start(
+        config: &BridgeConfig,
+        registry: &Registry,
+        shared: Option<Arc<SharedTier>>,
+    ) -> Router {
         let pool_metrics = Arc::new(PoolMetrics::register(registry));
         let cache_metrics = Arc::new(CacheMetrics::register(registry));
         let metrics = Arc::new(CallMetrics::register(registry, &pool_metrics));
@@ -133,7 +143,11 @@ impl Router {
         let cache = config.cache.enabled.then(|| {
             let store = Arc::new(ResponseCache::new(&config.cache, cache_metrics));
             let policies = PolicyChain::new(Vec::new(), Arc::new(config.builtin_policy()));
-            Arc::new(CacheLayer::new(store, policies))
+            let layer = CacheLayer::new(store, policies);
+            Arc::new(match shared {
+                Some(tier) => layer.with_shared_tier(tier),
+                None => layer,
+            })
         });
         if let Some(layer) = &cache {
             for server in &servers {
@@ -187,20 +201,36 @@ impl Router {
         }
     }
 
-    /// Every server's health, and the worst among the required ones (`/health`).
+    /// Every server's health, and the worst among the required ones (`/health`), with
+    /// the shared tier's state when there is one.
     pub fn health(&self) -> HealthSummary {
-        server::health_of(&self.servers)
+        let mut summary = server::health_of(&self.servers);
+        summary.shared_tier = self.shared_tier().map(|tier| tier.status());
+        summary
+    }
+
+    /// The shared tier, when the cache has one.
+    pub fn shared_tier(&self) -> Option<&Arc<SharedTier>> {
+        self.cache.as_ref().and_then(|layer| layer.shared_tier())
     }
 
     /// The required servers the bridge is not ready without (`/readyz`): those with no
     /// ready process although they keep one (`min_connections > 0`), and those failing
     /// to start. Empty when the bridge is ready.
     pub fn servers_not_ready(&self) -> Vec<Arc<str>> {
-        self.servers
+        let mut waiting: Vec<Arc<str>> = self
+            .servers
             .iter()
             .filter(|server| server::holds_up_readiness(server))
             .map(|server| server.name().clone())
-            .collect()
+            .collect();
+        if self
+            .shared_tier()
+            .is_some_and(|tier| tier.holds_up_readiness())
+        {
+            waiting.push(Arc::from(SHARED_TIER_READINESS_NAME));
+        }
+        waiting
     }
 
     /// Forwards one request to a server. `message` is the client's JSON-RPC request
@@ -215,10 +245,10 @@ impl Router {
     ) -> ForwardedCall {
         let pool = server.pool();
         let catalog = pool.catalog();
-        let plan = self
-            .cache
-            .as_ref()
-            .and_then(|layer| caching::prepare(layer, pool.name(), &message, &catalog, caller));
+        let plan = match &self.cache {
+            Some(layer) => caching::prepare(layer, pool.name(), &message, &catalog, caller).await,
+            None => None,
+        };
         let (caching, lookup) = match plan {
             Some((caching, lookup)) => (Some(caching), lookup),
             None => (None, Lookup::Backend),
@@ -286,6 +316,9 @@ impl Router {
             Some(refresh),
         );
         tokio::spawn(async move {
+            if let Some(caching) = call.caching.as_mut() {
+                caching.stamp_refresh().await;
+            }
             if let Err(error) = call.start(message).await {
                 call.pending_error = Some(error);
             }
@@ -405,7 +438,7 @@ impl ForwardedCall {
             }));
         }
         if let Some(error) = self.pending_error.take() {
-            return self.finish(Err(error));
+            return self.finish(Err(error)).await;
         }
         if let Some(response) = self.ready.take() {
             return self.finish_from_cache(response);
@@ -417,7 +450,7 @@ impl ForwardedCall {
         }
         loop {
             let Some(inflight) = self.inflight.as_mut() else {
-                return self.finish(Err(self.timeout_error()));
+                return self.finish(Err(self.timeout_error())).await;
             };
             let step = tokio::time::timeout_at(self.deadline, inflight.next()).await;
             match step {
@@ -431,12 +464,12 @@ impl ForwardedCall {
                         return step;
                     }
                 }
-                Ok(CallStep::Done(outcome)) => return self.finish(outcome),
+                Ok(CallStep::Done(outcome)) => return self.finish(outcome).await,
                 Err(_) => {
                     if let Some(inflight) = self.inflight.take() {
                         inflight.time_out();
                     }
-                    return self.finish(Err(self.timeout_error()));
+                    return self.finish(Err(self.timeout_error())).await;
                 }
             }
         }
@@ -458,14 +491,9 @@ impl ForwardedCall {
         })
         .await;
         match waited {
-            Err(_) => return Some(self.finish(Err(self.timeout_error()))),
+            Err(_) => return Some(self.finish(Err(self.timeout_error())).await),
             // A result private to another principal is not ours to use: fetch our own.
-            Ok(Some(published))
-                if self
-                    .caching
-                    .as_ref()
-                    .is_some_and(|caching| caching.may_receive(&published)) =>
-            {
+            Ok(Some(published)) if self.accepts(&published).await => {
                 if let Some(caching) = self.caching.as_mut() {
                     caching.coalesced();
                 }
@@ -475,9 +503,17 @@ impl ForwardedCall {
         }
         let message = self.retry_copy.clone()?;
         if let Err(error) = self.start(message).await {
-            return Some(self.finish(Err(error)));
+            return Some(self.finish(Err(error)).await);
         }
         None
+    }
+
+    /// Whether this call may answer with another caller's published result.
+    async fn accepts(&self, published: &mcp_bridge_cache::FlightResult) -> bool {
+        match &self.caching {
+            Some(caching) => caching.accepts(published).await,
+            None => false,
+        }
     }
 
     /// What clients may be told about caching the result (known once it is done).
@@ -495,7 +531,7 @@ impl ForwardedCall {
     /// Sends a read-only request again on another process, once.
     async fn retry(&mut self, error: BackendError) -> Result<(), Step> {
         let Some(message) = self.retry_copy.take() else {
-            return Err(self.finish(Err(error)));
+            return Err(self.finish(Err(error)).await);
         };
         tracing::info!(server = %self.pool.name(), method = %self.method, tool = %self.tool, %error, "retrying a read-only call on another process");
         self.metrics
@@ -506,7 +542,7 @@ impl ForwardedCall {
         self.lease = None;
         match self.start(message).await {
             Ok(()) => Ok(()),
-            Err(error) => Err(self.finish(Err(error))),
+            Err(error) => Err(self.finish(Err(error)).await),
         }
     }
 
@@ -536,12 +572,12 @@ impl ForwardedCall {
         Step::Done(Ok(response))
     }
 
-    fn finish(&mut self, outcome: Result<Value, BackendError>) -> Step {
+    async fn finish(&mut self, outcome: Result<Value, BackendError>) -> Step {
         self.done = true;
         self.inflight = None;
         self.lease = None;
         let outcome = match self.caching.as_mut() {
-            Some(caching) => caching.complete(outcome, self.started.elapsed()),
+            Some(caching) => caching.complete(outcome, self.started.elapsed()).await,
             None => outcome,
         };
         let label = match &outcome {
@@ -626,10 +662,12 @@ async fn invalidate_on_notifications(pool: Arc<Pool>, layer: Arc<CacheLayer>) {
                 // entries is safe.
                 tracing::warn!(server = %pool.name(), missed, "missed server notifications; dropping the server's cache entries");
                 let everything = mcp_bridge_policy::Invalidation::Server(pool.name().to_string());
-                layer.cache.invalidate(
-                    &everything,
-                    mcp_bridge_cache::InvalidationReason::ListChanged,
-                );
+                layer
+                    .invalidate(
+                        &[everything],
+                        mcp_bridge_cache::InvalidationReason::ListChanged,
+                    )
+                    .await;
                 continue;
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
@@ -643,7 +681,7 @@ async fn invalidate_on_notifications(pool: Arc<Pool>, layer: Arc<CacheLayer>) {
                 }
                 _ => mcp_bridge_cache::InvalidationReason::ResourceUpdated,
             };
-            layer.cache.invalidate(&invalidation, reason);
+            layer.invalidate(&[invalidation], reason).await;
         }
     }
 }

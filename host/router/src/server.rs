@@ -98,6 +98,7 @@ pub(super) fn health_of(servers: &[Server]) -> HealthSummary {
     HealthSummary {
         status,
         servers: reports,
+        shared_tier: None,
     }
 }
 

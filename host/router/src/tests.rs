@@ -34,7 +34,7 @@ fn router() -> Router {
     );
     let config = mcp_bridge_config::load_str(&text, "router-test.toml")
         .expect("the test configuration is valid");
-    Router::start(&config, &Registry::new())
+    Router::start(&config, &Registry::new(), None)
 }
 
 #[tokio::test]

@@ -8,11 +8,11 @@ use futures_util::FutureExt as _;
 use http::Method;
 use serde_json::{Value, json};
 
-use mcp_bridge::cache::{InvalidationReason, ResponseCache};
+use mcp_bridge::cache::InvalidationReason;
 use mcp_bridge::front::{AdminAnswer, AdminRequest, AdminRoutes, FrontError};
 use mcp_bridge::plugin::PluginRuntime;
 use mcp_bridge::policy::Invalidation;
-use mcp_bridge::router::Server;
+use mcp_bridge::router::{CacheLayer, Server};
 use mcp_bridge::trace::Recorder;
 
 /// Every admin route, as the front routes them.
@@ -32,7 +32,7 @@ const ROUTES: &[(Method, &str)] = &[
 /// without it, and its routes then answer 404 saying how to turn it on.
 pub(crate) struct Admin {
     pub(crate) servers: Vec<Server>,
-    pub(crate) cache: Option<Arc<ResponseCache>>,
+    pub(crate) cache: Option<Arc<CacheLayer>>,
     pub(crate) plugins: Option<PluginRuntime>,
     pub(crate) recorder: Option<Arc<Recorder>>,
 }
@@ -46,8 +46,10 @@ impl AdminRoutes for Admin {
         async move {
             match (request.method().clone(), request.path()) {
                 (Method::GET, "/admin/stats") => Ok(self.stats(&request)),
-                (Method::GET, "/admin/cache/stats") => Ok(self.cache()?.stats()),
-                (Method::DELETE, "/admin/cache") => Ok(json!({ "dropped": self.cache()?.clear() })),
+                (Method::GET, "/admin/cache/stats") => self.cache_stats(),
+                (Method::DELETE, "/admin/cache") => {
+                    Ok(json!({ "dropped": self.cache()?.clear_everywhere().await }))
+                }
                 (Method::POST, "/admin/cache/invalidate") => self.cache_invalidate(request).await,
                 (Method::GET, "/admin/plugins") => Ok(self.plugins()?.host.snapshot()),
                 (Method::POST, "/admin/plugins/reload") => self.plugins_reload().await,
@@ -73,7 +75,17 @@ impl Admin {
         })
     }
 
-    fn cache(&self) -> Result<&ResponseCache, FrontError> {
+    /// `GET /admin/cache/stats`: this replica's counters, and the shared tier's state.
+    fn cache_stats(&self) -> Result<Value, FrontError> {
+        let layer = self.cache()?;
+        let mut stats = layer.cache.stats();
+        if let Some(tier) = layer.shared_tier() {
+            stats["shared"] = tier.status();
+        }
+        Ok(stats)
+    }
+
+    fn cache(&self) -> Result<&CacheLayer, FrontError> {
         self.cache.as_deref().ok_or_else(|| {
             FrontError::NotFound("the cache is disabled ([cache] enabled = false)".to_owned())
         })
@@ -115,7 +127,13 @@ impl Admin {
                 ));
             }
         };
-        let dropped = cache.invalidate(&invalidation, InvalidationReason::Admin);
+        let dropped = cache
+            .cache
+            .invalidate(&invalidation, InvalidationReason::Admin);
+        if let Some(tier) = cache.shared_tier() {
+            tier.invalidate(vec![mcp_bridge::cache::dependency_of(&invalidation)])
+                .await;
+        }
         Ok(json!({ "dropped": dropped }))
     }
 

@@ -23,6 +23,7 @@ use mcp_bridge::plugin::PluginMetrics;
 use mcp_bridge::plugin::PluginRuntime;
 use mcp_bridge::policy::{PolicyChain, PolicySink};
 use mcp_bridge::router::Router;
+use mcp_bridge::shared::SharedTier;
 use mcp_bridge::trace::{self, RecordOptions, Recorder};
 use prometheus::IntCounter;
 
@@ -51,7 +52,8 @@ pub(crate) async fn serve(
     tracing::info!(config = %config.source, servers = %names.join(","), "listening on http://{address}/mcp");
     // One registry; each layer registers its own metrics in it as it starts.
     let registry = Registry::new();
-    let mut router = Router::start(&config, &registry);
+    let shared = start_shared_tier(&config, &registry)?;
+    let mut router = Router::start(&config, &registry, shared.clone());
     let dropped_records = trace::register_dropped_records(&registry);
     let recorder = match record {
         Some(options) => {
@@ -75,7 +77,7 @@ pub(crate) async fn serve(
     let plugin_host = plugins.as_ref().map(|plugins| plugins.host.clone());
     let admin = Arc::new(admin::Admin {
         servers: router.servers().to_vec(),
-        cache: router.cache().cloned(),
+        cache: router.cache_layer().cloned(),
         plugins,
         recorder: recorder.clone(),
     });
@@ -108,6 +110,31 @@ pub(crate) async fn serve(
         tokio::task::spawn_blocking(move || recorder.close()).await?;
     }
     Ok(())
+}
+
+/// The shared tier (`[cache.shared]`), when configured and the cache is on. Redis need not
+/// answer yet: the tier connects in the background and calls go without it meanwhile.
+fn start_shared_tier(
+    config: &BridgeConfig,
+    registry: &Registry,
+) -> anyhow::Result<Option<Arc<SharedTier>>> {
+    let Some(shared) = config
+        .cache
+        .shared
+        .as_ref()
+        .filter(|_| config.cache.enabled)
+    else {
+        return Ok(None);
+    };
+    // `rediss://` runs on rustls with ring, the provider the JWKS fetches use too.
+    mcp_bridge::auth::install_tls_crypto_provider();
+    let tier = SharedTier::start(shared, registry)
+        .context("cannot start the shared tier ([cache.shared])")?;
+    tracing::info!(
+        consistency = shared.consistency.as_str(),
+        "the cache has a shared tier"
+    );
+    Ok(Some(tier))
 }
 
 fn start_recorder(

@@ -261,6 +261,9 @@ pub struct HealthSummary {
     pub status: Health,
     /// Each server's report, by name, in configuration order.
     pub servers: serde_json::Map<String, Value>,
+    /// The shared tier's state (`[cache.shared]`), when there is one. Its trouble does not
+    /// make the bridge unhealthy: calls go to the backends without it.
+    pub shared_tier: Option<Value>,
 }
 
 impl HealthSummary {

@@ -1,5 +1,6 @@
 //! The project's one percentile: nearest rank over all samples, for the replay's metrics,
-//! `bench load`'s latencies, and (re-exported by `mcp-bridge-test-support`) the benches.
+//! `bench load`'s latencies, the shared tier's propagation lag and (re-exported by
+//! `mcp-bridge-test-support`) the benches.
 
 /// The nearest-rank percentile of `samples` (reordered in place), zero (the type's default)
 /// when empty: the smallest sample with at least `quantile` of all samples at or below it.

@@ -1,0 +1,848 @@
+//! [`SharedTier`]: the connection to Redis, its health, and every operation the router and
+//! the front use. Two background tasks keep it in step: the health check (which also
+//! replays queued invalidations and notices a lost epoch) and the subscriber.
+
+use std::collections::{HashSet, VecDeque};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use parking_lot::{Mutex, RwLock};
+use redis::aio::ConnectionManager;
+use redis::{Client, IntoConnectionInfo, Script};
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+use super::error::{SetupError, TierError};
+use super::keys::{EVERYTHING, Keys};
+use super::messages::{Envelope, Event, MAX_MESSAGE_BYTES, unix_micros};
+use super::metrics::SharedMetrics;
+use super::stamp::Stamp;
+use mcp_bridge_config::{Consistency, SharedCacheConfig};
+use mcp_bridge_metrics::Registry;
+
+/// Raises every dependency's generation and broadcasts them, atomically: a replica that
+/// reads a generation after this ran also gets the message, and the reverse.
+/// KEYS: the generation counters. ARGV: retention in ms, channel, message.
+const INVALIDATE: &str = r"
+for _, key in ipairs(KEYS) do
+  redis.call('INCR', key)
+  redis.call('PEXPIRE', key, ARGV[1])
+end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+";
+
+/// Stores an entry only if its stamp is still current: the epoch and every generation
+/// read before the fill are unchanged. KEYS[1]: the entry; KEYS[2]: the epoch; the rest:
+/// the generation counters. ARGV[1]: the framed value; ARGV[2]: its lifetime in ms;
+/// ARGV[3]: the epoch expected; the rest: the generations expected.
+const STORE_IF_CURRENT: &str = r"
+if redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
+for index = 3, #KEYS do
+  local generation = redis.call('GET', KEYS[index]) or '0'
+  if generation ~= ARGV[index + 1] then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+";
+
+/// How many propagation lags the tier remembers for its percentiles.
+const LAG_WINDOW: usize = 4096;
+
+/// How many dependencies one replayed invalidation carries.
+const REPLAY_CHUNK: usize = 256;
+
+/// Hears what the tier learns from other replicas. Each method runs on the subscriber's
+/// task: it must be quick and must not wait.
+pub trait TierListener: Send + Sync {
+    /// Another replica invalidated these dependencies.
+    fn invalidated(&self, _dependencies: &[String]) {}
+    /// Broadcasts may have been missed, or Redis lost its data: the first level must go.
+    fn flush(&self) {}
+    /// A session or notification event from another replica.
+    fn event(&self, _event: &Event) {}
+}
+
+/// One candidate entry of a lookup: its cache key and the dependencies it is judged by.
+pub struct Candidate<'a> {
+    pub cache_key: &'a str,
+    pub dependencies: &'a [String],
+}
+
+/// What a lookup found for one candidate.
+#[derive(Debug)]
+pub struct Fetched {
+    /// The dependencies' generations now: the stamp a fill of this candidate takes.
+    pub stamp: Stamp,
+    /// The stored value, when one was stored under the current stamp.
+    pub value: Option<Vec<u8>>,
+}
+
+/// What the tier knows of a session this replica does not hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionState {
+    pub revoked: bool,
+    pub log_level: Option<u8>,
+}
+
+/// Invalidations that could not be recorded yet.
+#[derive(Default)]
+struct Pending {
+    dependencies: Vec<String>,
+    seen: HashSet<String>,
+    /// More than `max_pending_invalidations` were queued: everything is invalidated instead.
+    collapsed: bool,
+}
+
+/// The Redis tier, shared by the router (cache levels, generations) and the front (sessions).
+pub struct SharedTier {
+    consistency: Consistency,
+    command_timeout: Duration,
+    health_check_interval: Duration,
+    connect_timeout: Duration,
+    max_value_bytes: u64,
+    max_pending_invalidations: usize,
+    generation_retention: Duration,
+    max_entry_lifetime: Duration,
+    required_for_readiness: bool,
+    client: Client,
+    connection: ConnectionManager,
+    keys: Keys,
+    /// A random name for this replica, so it skips its own broadcasts.
+    replica: String,
+    /// Commands reach Redis and the queued invalidations have been replayed.
+    up: AtomicBool,
+    /// The broadcast channel is subscribed.
+    subscribed: AtomicBool,
+    /// The epoch last read from Redis (0 before the first).
+    epoch: AtomicU64,
+    since: Mutex<Instant>,
+    last_error: Mutex<Option<String>>,
+    pending: Mutex<Pending>,
+    writes: Arc<Semaphore>,
+    listeners: RwLock<Vec<Arc<dyn TierListener>>>,
+    lags: Mutex<VecDeque<u64>>,
+    invalidate_script: Script,
+    store_script: Script,
+    metrics: SharedMetrics,
+}
+
+impl SharedTier {
+    /// Builds the client and starts the health check and the subscriber on the current
+    /// tokio runtime. Redis need not be reachable: the tier starts unreachable and the
+    /// health check connects. `rediss://` needs the process's rustls crypto provider
+    /// installed first (the binary installs ring's).
+    pub fn start(
+        config: &SharedCacheConfig,
+        registry: &Registry,
+    ) -> Result<Arc<SharedTier>, SetupError> {
+        let client = client(config)?;
+        let manager_config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.command_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(config.health_check_interval);
+        let connection = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
+            .map_err(SetupError::Url)?;
+        let metrics = SharedMetrics::register(registry);
+        metrics.shared_tier_up.set(0);
+        let tier = Arc::new(SharedTier {
+            consistency: config.consistency,
+            command_timeout: config.command_timeout,
+            health_check_interval: config.health_check_interval,
+            connect_timeout: config.connect_timeout,
+            max_value_bytes: config.max_value_bytes,
+            max_pending_invalidations: config.max_pending_invalidations,
+            generation_retention: config.generation_retention,
+            max_entry_lifetime: config.max_entry_lifetime(),
+            required_for_readiness: config.required_for_readiness,
+            client,
+            connection,
+            keys: Keys::new(&config.key_prefix),
+            replica: format!("{:016x}", rand::random::<u64>()),
+            up: AtomicBool::new(false),
+            subscribed: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
+            since: Mutex::new(Instant::now()),
+            last_error: Mutex::new(None),
+            pending: Mutex::default(),
+            writes: Arc::new(Semaphore::new(config.max_pending_writes)),
+            listeners: RwLock::default(),
+            lags: Mutex::new(VecDeque::with_capacity(LAG_WINDOW)),
+            invalidate_script: Script::new(INVALIDATE),
+            store_script: Script::new(STORE_IF_CURRENT),
+            metrics,
+        });
+        tokio::spawn(tier.clone().health_check());
+        tokio::spawn(tier.clone().subscriber());
+        Ok(tier)
+    }
+
+    /// Adds a listener for what other replicas do.
+    pub fn add_listener(&self, listener: Arc<dyn TierListener>) {
+        self.listeners.write().push(listener);
+    }
+
+    pub fn consistency(&self) -> Consistency {
+        self.consistency
+    }
+
+    /// Whether commands reach Redis (and queued invalidations were replayed).
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// Whether a replica may serve from its first level now: in strict mode while Redis
+    /// answers (each hit is then checked), in bounded mode while the broadcast is heard.
+    pub fn first_level_trusted(&self) -> bool {
+        match self.consistency {
+            Consistency::Strict => self.is_up(),
+            Consistency::Bounded => self.subscribed.load(Ordering::Acquire),
+        }
+    }
+
+    /// Whether `/readyz` should wait for the tier: only when configured so and it is down.
+    pub fn holds_up_readiness(&self) -> bool {
+        self.required_for_readiness && !self.is_up()
+    }
+
+    /// The largest value stored in the second level.
+    pub fn max_value_bytes(&self) -> u64 {
+        self.max_value_bytes
+    }
+
+    /// The longest an entry may live in either level (half the generation retention).
+    pub fn max_entry_lifetime(&self) -> Duration {
+        self.max_entry_lifetime
+    }
+
+    /// The current stamp of `dependencies`: one round trip.
+    pub async fn stamp(&self, dependencies: &[String]) -> Result<Stamp, TierError> {
+        let mut command = redis::cmd("MGET");
+        command.arg(self.keys.epoch());
+        for dependency in dependencies {
+            command.arg(self.keys.generation(dependency));
+        }
+        let started = Instant::now();
+        let values: Vec<Option<u64>> = self
+            .bounded(
+                "validate",
+                command.query_async(&mut self.connection.clone()),
+            )
+            .await?;
+        self.observe("validate", started);
+        stamp_of(&values)
+    }
+
+    /// Whether an entry stamped with `stamp` is still current (strict mode's check of a
+    /// first-level hit).
+    pub async fn is_current(
+        &self,
+        dependencies: &[String],
+        stamp: &Stamp,
+    ) -> Result<bool, TierError> {
+        let current = self.stamp(dependencies).await;
+        let result = match &current {
+            Ok(current) if current == stamp => "valid",
+            Ok(_) => "stale",
+            Err(_) => "error",
+        };
+        self.metrics
+            .shared_validations_total
+            .with_label_values(&[result])
+            .inc();
+        current.map(|current| &current == stamp)
+    }
+
+    /// Looks candidates up in the second level, with each one's current stamp: one round
+    /// trip for all of them. A stored value whose stamp is not current is not returned.
+    pub async fn fetch(&self, candidates: &[Candidate<'_>]) -> Result<Vec<Fetched>, TierError> {
+        let mut pipe = redis::pipe();
+        for candidate in candidates {
+            let mut mget = redis::cmd("MGET");
+            mget.arg(self.keys.epoch());
+            for dependency in candidate.dependencies {
+                mget.arg(self.keys.generation(dependency));
+            }
+            pipe.add_command(mget);
+            pipe.cmd("GET").arg(self.keys.entry(candidate.cache_key));
+        }
+        let started = Instant::now();
+        let replies: Vec<redis::Value> = self
+            .bounded("fetch", pipe.query_async(&mut self.connection.clone()))
+            .await?;
+        self.observe("fetch", started);
+        let mut replies = replies.into_iter();
+        let mut found = Vec::with_capacity(candidates.len());
+        for _ in candidates {
+            let (Some(generations), Some(stored)) = (replies.next(), replies.next()) else {
+                return Err(TierError::Malformed("a reply is missing".to_owned()));
+            };
+            let generations: Vec<Option<u64>> = redis::from_redis_value(generations)
+                .map_err(|error| TierError::Malformed(error.to_string()))?;
+            let stored: Option<Vec<u8>> = redis::from_redis_value(stored)
+                .map_err(|error| TierError::Malformed(error.to_string()))?;
+            let stamp = stamp_of(&generations)?;
+            let value = match stored.as_deref().map(Stamp::unframe) {
+                None => {
+                    self.count_lookup("miss");
+                    None
+                }
+                Some(Some((stored_stamp, value))) if stored_stamp == stamp => {
+                    self.count_lookup("hit");
+                    Some(value.to_vec())
+                }
+                Some(_) => {
+                    self.count_lookup("stale");
+                    None
+                }
+            };
+            found.push(Fetched { stamp, value });
+        }
+        Ok(found)
+    }
+
+    /// Counts a second-level lookup that was not made (the tier is down).
+    pub fn count_skipped_lookup(&self) {
+        self.count_lookup("skipped");
+    }
+
+    fn count_lookup(&self, result: &str) {
+        self.metrics
+            .shared_l2_lookups_total
+            .with_label_values(&[result])
+            .inc();
+    }
+
+    /// Stores a filled entry in the second level, in the background, if its stamp is still
+    /// current when Redis runs the write. Too large values, and writes past the bound of
+    /// pending ones, are skipped and counted: the entry stays in the replica's first level.
+    pub fn store(
+        self: &Arc<Self>,
+        cache_key: &str,
+        dependencies: &[String],
+        stamp: &Stamp,
+        value: &[u8],
+        lifetime: Duration,
+    ) {
+        let count = |result: &str| {
+            self.metrics
+                .shared_l2_writes_total
+                .with_label_values(&[result])
+                .inc();
+        };
+        if value.len() as u64 > self.max_value_bytes {
+            count("too_large");
+            return;
+        }
+        let lifetime = lifetime.min(self.max_entry_lifetime);
+        if lifetime.is_zero() || stamp.generations.len() != dependencies.len() {
+            return;
+        }
+        let Ok(permit) = self.writes.clone().try_acquire_owned() else {
+            count("overloaded");
+            return;
+        };
+        let mut keys = vec![self.keys.entry(cache_key), self.keys.epoch()];
+        keys.extend(
+            dependencies
+                .iter()
+                .map(|dependency| self.keys.generation(dependency)),
+        );
+        let framed = stamp.frame(value);
+        let lifetime_ms = lifetime.as_millis().max(1) as u64;
+        let stamp = stamp.clone();
+        let tier = self.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut invocation = tier.store_script.prepare_invoke();
+            for key in &keys {
+                invocation.key(key);
+            }
+            invocation.arg(&framed).arg(lifetime_ms).arg(stamp.epoch);
+            for generation in &stamp.generations {
+                invocation.arg(*generation);
+            }
+            let mut connection = tier.connection.clone();
+            let result: Result<i64, TierError> = tier
+                .bounded("store", invocation.invoke_async(&mut connection))
+                .await;
+            let label = match result {
+                Ok(1) => "stored",
+                Ok(_) => "discarded",
+                Err(_) => "error",
+            };
+            tier.metrics
+                .shared_l2_writes_total
+                .with_label_values(&[label])
+                .inc();
+        });
+    }
+
+    /// Records a write's invalidations in Redis and broadcasts them, before the write's
+    /// response is returned. Never fails: when Redis cannot be reached they are queued and
+    /// replayed before the tier is trusted again.
+    pub async fn invalidate(&self, dependencies: Vec<String>) {
+        if dependencies.is_empty() {
+            return;
+        }
+        if self.is_up() {
+            let started = Instant::now();
+            match self.run_invalidation(&dependencies).await {
+                Ok(()) => {
+                    self.observe("invalidate", started);
+                    self.count_invalidation("published", 1);
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "could not record invalidations in the shared tier; they are queued and replayed when it answers")
+                }
+            }
+        }
+        self.queue(dependencies);
+    }
+
+    async fn run_invalidation(&self, dependencies: &[String]) -> Result<(), TierError> {
+        let message = self.envelope(Event::Invalidated {
+            dependencies: dependencies.to_vec(),
+        });
+        let mut invocation = self.invalidate_script.prepare_invoke();
+        for dependency in dependencies {
+            invocation.key(self.keys.generation(dependency));
+        }
+        invocation
+            .arg(self.generation_retention.as_millis() as u64)
+            .arg(self.keys.channel())
+            .arg(message);
+        let _: i64 = self
+            .bounded(
+                "invalidate",
+                invocation.invoke_async(&mut self.connection.clone()),
+            )
+            .await?;
+        Ok(())
+    }
+
+    fn queue(&self, dependencies: Vec<String>) {
+        let mut pending = self.pending.lock();
+        if !pending.collapsed {
+            for dependency in dependencies {
+                if pending.seen.insert(dependency.clone()) {
+                    pending.dependencies.push(dependency);
+                }
+            }
+            if pending.dependencies.len() > self.max_pending_invalidations {
+                tracing::warn!(
+                    max = self.max_pending_invalidations,
+                    "more invalidations are queued for the shared tier than it keeps; everything will be invalidated when it answers"
+                );
+                pending.dependencies.clear();
+                pending.seen.clear();
+                pending.collapsed = true;
+                self.count_invalidation("collapsed", 1);
+            }
+        }
+        self.count_invalidation("queued", 1);
+        self.metrics
+            .shared_pending_invalidations
+            .set(pending.dependencies.len() as i64 + i64::from(pending.collapsed));
+    }
+
+    fn count_invalidation(&self, result: &str, count: u64) {
+        self.metrics
+            .shared_invalidations_total
+            .with_label_values(&[result])
+            .inc_by(count);
+    }
+
+    /// Replays what was queued while Redis was unreachable; on failure it stays queued.
+    async fn replay(&self) -> Result<(), TierError> {
+        let taken = std::mem::take(&mut *self.pending.lock());
+        let batches: Vec<Vec<String>> = if taken.collapsed {
+            vec![vec![EVERYTHING.to_owned()]]
+        } else {
+            taken
+                .dependencies
+                .chunks(REPLAY_CHUNK)
+                .map(<[String]>::to_vec)
+                .collect()
+        };
+        for (index, batch) in batches.iter().enumerate() {
+            if let Err(error) = self.run_invalidation(batch).await {
+                // Put back what was not replayed (the queue may have grown meanwhile).
+                for rest in &batches[index..] {
+                    self.queue(rest.clone());
+                }
+                return Err(error);
+            }
+            self.count_invalidation("replayed", batch.len() as u64);
+        }
+        self.metrics.shared_pending_invalidations.set(0);
+        Ok(())
+    }
+
+    /// Records that a session ended, for every replica, until it would have expired.
+    pub async fn revoke_session(&self, session: &str, expires_at_unix: u64) {
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.keys.revoked_session(session))
+            .arg(1)
+            .arg("EXAT")
+            .arg(expires_at_unix)
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(self.keys.channel())
+            .arg(self.envelope(Event::SessionRevoked {
+                session: session.to_owned(),
+            }))
+            .ignore();
+        let result: Result<(), TierError> = self
+            .bounded(
+                "revoke_session",
+                pipe.query_async(&mut self.connection.clone()),
+            )
+            .await;
+        if let Err(error) = result {
+            tracing::warn!(%error, "could not record a session's end in the shared tier: other replicas that hold the session close it only when it idles out");
+        }
+    }
+
+    /// Records a session's log level for the replicas that resume it later, and tells the
+    /// ones that hold it now.
+    pub async fn set_session_log_level(&self, session: &str, rank: u8, expires_at_unix: u64) {
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.keys.session_log_level(session))
+            .arg(rank)
+            .arg("EXAT")
+            .arg(expires_at_unix)
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(self.keys.channel())
+            .arg(self.envelope(Event::SessionLogLevel {
+                session: session.to_owned(),
+                rank,
+            }))
+            .ignore();
+        let result: Result<(), TierError> = self
+            .bounded(
+                "session_log_level",
+                pipe.query_async(&mut self.connection.clone()),
+            )
+            .await;
+        if let Err(error) = result {
+            tracing::debug!(%error, "could not record a session's log level in the shared tier");
+        }
+    }
+
+    /// What the tier knows of a session: revoked, and its last log level. An unreachable
+    /// tier answers the default (not revoked): it never fails a request.
+    pub async fn session(&self, session: &str) -> SessionState {
+        let mut pipe = redis::pipe();
+        pipe.cmd("EXISTS")
+            .arg(self.keys.revoked_session(session))
+            .cmd("GET")
+            .arg(self.keys.session_log_level(session));
+        let result: Result<(bool, Option<u8>), TierError> = self
+            .bounded("session", pipe.query_async(&mut self.connection.clone()))
+            .await;
+        match result {
+            Ok((revoked, log_level)) => SessionState { revoked, log_level },
+            Err(_) => SessionState::default(),
+        }
+    }
+
+    /// Sends a server's notification to the clients subscribed on other replicas. A message
+    /// past [`MAX_MESSAGE_BYTES`] is not sent (those clients miss that one notification).
+    pub async fn publish_notification(&self, server: &str, message: &Value) {
+        let envelope = self.envelope(Event::Notification {
+            server: server.to_owned(),
+            message: message.clone(),
+        });
+        if envelope.len() > MAX_MESSAGE_BYTES {
+            tracing::warn!(
+                server,
+                bytes = envelope.len(),
+                "a notification is too large to broadcast to other replicas"
+            );
+            return;
+        }
+        let result: Result<i64, TierError> = self
+            .bounded(
+                "notify",
+                redis::cmd("PUBLISH")
+                    .arg(self.keys.channel())
+                    .arg(envelope)
+                    .query_async(&mut self.connection.clone()),
+            )
+            .await;
+        if let Err(error) = result {
+            tracing::debug!(%error, "could not broadcast a notification to other replicas");
+        }
+    }
+
+    fn envelope(&self, event: Event) -> String {
+        let envelope = Envelope {
+            origin: self.replica.clone(),
+            sent_at_us: unix_micros(),
+            event,
+        };
+        serde_json::to_string(&envelope).unwrap_or_default()
+    }
+
+    /// Runs one Redis operation under the command timeout; a failure marks the tier down.
+    async fn bounded<T>(
+        &self,
+        operation: &str,
+        future: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, TierError> {
+        let outcome = match tokio::time::timeout(self.command_timeout, future).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(error)) => TierError::Redis(error),
+            Err(_) => TierError::Timeout(self.command_timeout),
+        };
+        self.failed(operation, &outcome);
+        Err(outcome)
+    }
+
+    fn failed(&self, operation: &str, error: &TierError) {
+        self.metrics
+            .shared_errors_total
+            .with_label_values(&[operation, error.kind()])
+            .inc();
+        *self.last_error.lock() = Some(error.to_string());
+        if self.up.swap(false, Ordering::AcqRel) {
+            *self.since.lock() = Instant::now();
+            self.metrics.shared_tier_up.set(0);
+            self.metrics
+                .shared_tier_transitions_total
+                .with_label_values(&["down"])
+                .inc();
+            tracing::warn!(operation, %error, "the shared tier is unreachable: calls go to the backends without it until it answers again");
+        }
+    }
+
+    fn observe(&self, operation: &str, started: Instant) {
+        self.metrics
+            .shared_round_trip_seconds
+            .with_label_values(&[operation])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Checks Redis every interval: makes sure the epoch exists, notices a new one, and
+    /// brings the tier up once queued invalidations are replayed.
+    async fn health_check(self: Arc<Self>) {
+        let mut ticks = tokio::time::interval(self.health_check_interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let epoch = match self.read_epoch().await {
+                Ok(epoch) => epoch,
+                Err(_) => continue,
+            };
+            let previous = self.epoch.swap(epoch, Ordering::AcqRel);
+            if previous != 0 && previous != epoch {
+                tracing::warn!(
+                    "the shared tier's data is new (Redis restarted without its data, or was flushed): every replica's first level is dropped"
+                );
+                self.flush("epoch_changed");
+            }
+            if self.is_up() {
+                continue;
+            }
+            if self.replay().await.is_err() {
+                continue;
+            }
+            self.up.store(true, Ordering::Release);
+            *self.since.lock() = Instant::now();
+            self.metrics.shared_tier_up.set(1);
+            self.metrics
+                .shared_tier_transitions_total
+                .with_label_values(&["up"])
+                .inc();
+            tracing::info!(
+                consistency = self.consistency.as_str(),
+                "the shared tier answers"
+            );
+        }
+    }
+
+    /// Sets the epoch if Redis has none (a new or emptied Redis), then reads it.
+    async fn read_epoch(&self) -> Result<u64, TierError> {
+        // Nonzero, so 0 can mean "not read yet".
+        let fresh = rand::random::<u64>() >> 1 | 1;
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.keys.epoch())
+            .arg(fresh)
+            .arg("NX")
+            .ignore()
+            .cmd("GET")
+            .arg(self.keys.epoch());
+        let (epoch,): (Option<u64>,) = self
+            .bounded(
+                "health_check",
+                pipe.query_async(&mut self.connection.clone()),
+            )
+            .await?;
+        epoch.ok_or(TierError::EpochLost)
+    }
+
+    fn flush(&self, reason: &str) {
+        self.metrics
+            .shared_l1_flushes_total
+            .with_label_values(&[reason])
+            .inc();
+        for listener in self.listeners.read().iter() {
+            listener.flush();
+        }
+    }
+
+    /// Keeps the broadcast channel subscribed; each (re)subscription flushes the first
+    /// level, which may hold entries a missed message should have evicted.
+    async fn subscriber(self: Arc<Self>) {
+        let channel = self.keys.channel();
+        loop {
+            let connected = tokio::time::timeout(self.connect_timeout, async {
+                let mut pubsub = self.client.get_async_pubsub().await?;
+                pubsub.subscribe(&channel).await?;
+                Ok::<_, redis::RedisError>(pubsub)
+            })
+            .await;
+            if let Ok(Ok(pubsub)) = connected {
+                self.flush("resubscribed");
+                self.subscribed.store(true, Ordering::Release);
+                let mut messages = pubsub.into_on_message();
+                while let Some(message) = messages.next().await {
+                    self.receive(message.get_payload_bytes());
+                }
+                self.subscribed.store(false, Ordering::Release);
+                tracing::warn!("lost the shared tier's broadcast channel; subscribing again");
+            }
+            tokio::time::sleep(self.health_check_interval).await;
+        }
+    }
+
+    fn receive(&self, payload: &[u8]) {
+        let count = |kind: &str| {
+            self.metrics
+                .shared_broadcasts_received_total
+                .with_label_values(&[kind])
+                .inc();
+        };
+        if payload.len() > MAX_MESSAGE_BYTES {
+            count("malformed");
+            return;
+        }
+        let Ok(envelope) = serde_json::from_slice::<Envelope>(payload) else {
+            count("malformed");
+            return;
+        };
+        if envelope.origin == self.replica {
+            return;
+        }
+        let listeners = self.listeners.read();
+        match &envelope.event {
+            Event::Invalidated { dependencies } => {
+                count("invalidated");
+                let lag_us = unix_micros().saturating_sub(envelope.sent_at_us);
+                self.metrics
+                    .shared_invalidation_lag_seconds
+                    .with_label_values::<&str>(&[])
+                    .observe(lag_us as f64 / 1e6);
+                let mut lags = self.lags.lock();
+                if lags.len() == LAG_WINDOW {
+                    lags.pop_front();
+                }
+                lags.push_back(lag_us);
+                drop(lags);
+                for listener in listeners.iter() {
+                    listener.invalidated(dependencies);
+                }
+            }
+            event => {
+                count(match event {
+                    Event::SessionRevoked { .. } => "session_revoked",
+                    Event::SessionLogLevel { .. } => "session_log_level",
+                    _ => "notification",
+                });
+                for listener in listeners.iter() {
+                    listener.event(event);
+                }
+            }
+        }
+    }
+
+    /// The propagation lag's p50 and p99 over the last messages, in microseconds, and how
+    /// many messages they cover.
+    pub fn lag_percentiles(&self) -> (u64, u64, usize) {
+        let mut lags: Vec<u64> = self.lags.lock().iter().copied().collect();
+        let p50 = mcp_bridge_metrics::percentile(&mut lags, 0.5);
+        let p99 = mcp_bridge_metrics::percentile(&mut lags, 0.99);
+        (p50, p99, lags.len())
+    }
+
+    /// The tier's state for `/health` and `/admin/cache/stats`.
+    pub fn status(&self) -> Value {
+        let (p50, p99, samples) = self.lag_percentiles();
+        let pending = self.pending.lock();
+        json!({
+            "state": if self.is_up() { "up" } else { "down" },
+            "consistency": self.consistency.as_str(),
+            "subscribed": self.subscribed.load(Ordering::Acquire),
+            "first_level_trusted": self.first_level_trusted(),
+            "for_seconds": self.since.lock().elapsed().as_secs(),
+            "pending_invalidations": pending.dependencies.len(),
+            "pending_collapsed": pending.collapsed,
+            "last_error": *self.last_error.lock(),
+            "invalidation_lag_us": { "p50": p50, "p99": p99, "samples": samples },
+        })
+    }
+}
+
+/// A stamp from an MGET of the epoch and the generations; a missing epoch means Redis
+/// lost its data, and nothing can be judged until the health check sets a new one.
+fn stamp_of(values: &[Option<u64>]) -> Result<Stamp, TierError> {
+    let Some((epoch, generations)) = values.split_first() else {
+        return Err(TierError::Malformed("an empty reply".to_owned()));
+    };
+    let epoch = epoch.ok_or(TierError::EpochLost)?;
+    Ok(Stamp {
+        epoch,
+        generations: generations.iter().map(|value| value.unwrap_or(0)).collect(),
+    })
+}
+
+/// The Redis client for the configured URL, password and extra roots.
+fn client(config: &SharedCacheConfig) -> Result<Client, SetupError> {
+    let mut info = config
+        .url
+        .expose()
+        .into_connection_info()
+        .map_err(SetupError::Url)?;
+    if let Some(password) = &config.password {
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_password(password.expose());
+        info = info.set_redis_settings(settings);
+    }
+    let Some(ca_file) = &config.ca_file else {
+        return Client::open(info).map_err(SetupError::Url);
+    };
+    let root_cert = std::fs::read(ca_file).map_err(|source| SetupError::CaFile {
+        path: ca_file.display().to_string(),
+        source,
+    })?;
+    Client::build_with_tls(
+        info,
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(root_cert),
+        },
+    )
+    .map_err(SetupError::Url)
+}
