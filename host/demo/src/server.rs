@@ -197,6 +197,11 @@ impl Server {
         }
     }
 
+    /// Whether the task state is kept in a shared file (`--state-file`).
+    pub(crate) fn has_state_file(&self) -> bool {
+        self.state_file.is_some()
+    }
+
     /// Reads the task store (see [`Server::with_store`]).
     pub(crate) fn read_store<R>(
         &self,

@@ -289,7 +289,9 @@ pub(crate) fn run_now(server: &Server, params: &CallParams) -> Option<Result<Too
     let Some(tool) = tool else {
         return Some(Err(RpcError::UnknownTool(params.name.clone())));
     };
-    let access = if tool.is_read_only() {
+    // Only a shared state file takes a lighter lock for a read; the in-memory store has one
+    // mutex either way, so its calls skip looking the tool's hints up.
+    let access = if server.has_state_file() && tool.is_read_only() {
         Access::Read
     } else {
         Access::Write
