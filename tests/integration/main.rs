@@ -24,6 +24,7 @@ mod faults;
 mod frozen;
 mod hostile_clients;
 mod http_input;
+mod infra;
 mod lab;
 mod lab_load;
 mod lab_report;

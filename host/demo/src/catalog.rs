@@ -75,6 +75,12 @@ impl Tool {
             .find(|tool| tool.name() == name)
     }
 
+    /// Whether the tool only reads (its `readOnlyHint`): with `--state-file` its call takes
+    /// the file's shared lock and never writes the file.
+    pub(crate) fn is_read_only(self) -> bool {
+        self.describe().3.read_only
+    }
+
     /// Whether the tool is only offered with `--test-tools` (`extra_tool` also needs a toggle).
     pub(crate) fn is_test_only(self) -> bool {
         !Self::SEED.contains(&self)

@@ -259,27 +259,25 @@ pub(crate) fn complete(server: &Server, params: &Value) -> Result<Value, RpcErro
                 .map(|&word| word.to_owned())
                 .collect(),
             ("test_prompt_with_embedded_resource", "resourceUri") => static_uris(),
-            ("plan_day", "client_id") => {
-                let store = server.store().lock();
+            ("plan_day", "client_id") => server.read_store(|store| {
                 store
                     .clients()
                     .iter()
                     .map(|client| client.id.to_owned())
                     .collect()
-            }
+            })?,
             (other, _) if is_prompt(other) => return Err(unknown_argument(other)),
             (other, _) => return Err(RpcError::UnknownPrompt(other.to_owned())),
         },
         Reference::Resource { uri } => match (uri.as_str(), argument) {
             // Any id is valid for the fixture template, so there is nothing to suggest.
             (TEMPLATE, "id") => Vec::new(),
-            (DEMO_TASK_TEMPLATE, "id") => {
-                let store = server.store().lock();
+            (DEMO_TASK_TEMPLATE, "id") => server.read_store(|store| {
                 let tasks = store
                     .tasks(StatusFilter::All, None, None)
                     .unwrap_or_default();
                 tasks.iter().map(|task| task.id.to_string()).collect()
-            }
+            })?,
             (TEMPLATE | DEMO_TASK_TEMPLATE, _) => return Err(unknown_argument(uri)),
             (other, _) => {
                 return Err(RpcError::InvalidParams(format!(

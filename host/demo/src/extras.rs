@@ -24,8 +24,9 @@ pub(crate) fn handle(
             parse_params::<ReadParams>(params).and_then(|read| read_resource(server, &read.uri))
         }
         "prompts/list" => Ok(prompts_list().to_string()),
-        "prompts/get" => parse_params::<GetPromptParams>(params)
-            .and_then(|get| get_prompt(&server.store().lock(), &get.name, &get.arguments)),
+        "prompts/get" => parse_params::<GetPromptParams>(params).and_then(|get| {
+            server.read_store(|store| get_prompt(store, &get.name, &get.arguments))?
+        }),
         _ => return None,
     })
 }
@@ -74,8 +75,7 @@ struct ReadParams {
 /// The serialized `resources/read` result for one of the demo's own URIs.
 pub(super) fn read_resource(server: &Server, uri: &str) -> Result<String, RpcError> {
     let not_found = || RpcError::ResourceNotFound(uri.to_owned());
-    let text = {
-        let store = server.store().lock();
+    let text = server.read_store(|store| {
         let body = match uri {
             "demo://tasks" => {
                 let tasks = store
@@ -94,8 +94,8 @@ pub(super) fn read_resource(server: &Server, uri: &str) -> Result<String, RpcErr
                 json!({ "task": store.task(id).map_err(|_| not_found())? })
             }
         };
-        body.to_string()
-    };
+        Ok::<_, RpcError>(body.to_string())
+    })??;
     Ok(json!({
         "contents": [{ "uri": uri, "mimeType": MIME_JSON, "text": text }]
     })

@@ -11,7 +11,7 @@
 //! Submodules: `protocol` (JSON-RPC framing and the non-tool methods), `catalog` (tool
 //! definitions), `tools` (call handling), `debug` (test-only tools), `extras` (prompts and
 //! resources), `conformance` with `conformance_content` and `conformance_media` (the MCP
-//! conformance suite's fixtures), `store` (in-memory state), `server` (shared state and the
+//! conformance suite's fixtures), `store` (in-memory state), `state_file` (the state shared through a file), `server` (shared state and the
 //! writer), `stdio`.
 
 mod catalog;
@@ -22,6 +22,7 @@ mod debug;
 mod extras;
 mod protocol;
 mod server;
+mod state_file;
 mod stdio;
 mod store;
 mod tools;
@@ -91,6 +92,15 @@ pub struct DemoOptions {
     #[arg(long)]
     pub conformance_fixtures: bool,
 
+    /// Keep the task state in this file, shared by every demo process that names it (such
+    /// as the backends of several bridge replicas), instead of in memory: each call locks the
+    /// file (shared to read, exclusive to write), loads the state, applies the call and
+    /// saves what it changed before unlocking, so a write through one process is seen by
+    /// the next read through any other. The file is created if missing; an empty file is
+    /// the seed state. Delete the file to start over.
+    #[arg(long, value_name = "PATH")]
+    pub state_file: Option<PathBuf>,
+
     /// The name reported in serverInfo.name.
     #[arg(long, value_name = "NAME", default_value = "mcp-bridge-demo")]
     pub name: String,
@@ -104,6 +114,7 @@ impl Default for DemoOptions {
             fail_rate: 0.0,
             crash_after: None,
             calls_log: None,
+            state_file: None,
             test_tools: false,
             conformance_fixtures: false,
             name: String::from("mcp-bridge-demo"),

@@ -52,6 +52,15 @@ pub(crate) enum RpcError {
     /// The call was failed on purpose by `--fail-rate`.
     #[error("internal error: injected failure (--fail-rate)")]
     InjectedFailure,
+    /// The state shared through `--state-file` could not be used.
+    #[error("internal error: {0}")]
+    StateFile(String),
+}
+
+impl From<super::state_file::StateFileError> for RpcError {
+    fn from(error: super::state_file::StateFileError) -> Self {
+        Self::StateFile(error.to_string())
+    }
 }
 
 impl RpcError {
@@ -63,7 +72,7 @@ impl RpcError {
             Self::MethodNotFound(_) => -32601,
             Self::InvalidParams(_) | Self::UnknownTool(_) | Self::UnknownPrompt(_) => -32602,
             Self::ResourceNotFound(_) => -32002,
-            Self::InjectedFailure => -32603,
+            Self::InjectedFailure | Self::StateFile(_) => -32603,
         }
     }
 

@@ -19,6 +19,7 @@ use super::DemoOptions;
 use super::catalog::{self, Tool};
 use super::conformance::{self, Fixtures};
 use super::protocol;
+use super::state_file::{Access, StateFile, StateFileError};
 use super::store::Store;
 
 /// Exit status of a deliberate crash (`--crash-after`, `debug_crash`).
@@ -91,7 +92,9 @@ struct InFlight {
 /// The state shared by the reader loop and every call task.
 pub(crate) struct Server {
     options: DemoOptions,
+    /// The state, unless `--state-file` keeps it in a file shared with other processes.
     store: Mutex<Store>,
+    state_file: Option<StateFile>,
     out: mpsc::UnboundedSender<Outgoing>,
     calls_log: Option<File>,
     pid: u32,
@@ -136,6 +139,12 @@ impl Server {
             ),
             None => None,
         };
+        let state_file = match &options.state_file {
+            Some(path) => {
+                Some(StateFile::open(path).map_err(|error| io::Error::other(error.to_string()))?)
+            }
+            None => None,
+        };
         let mut tools_list = [
             catalog::tools_list_json(options.test_tools, false),
             catalog::tools_list_json(options.test_tools, true),
@@ -146,6 +155,7 @@ impl Server {
         Ok(Self {
             options,
             store: Mutex::new(Store::seeded()),
+            state_file,
             out,
             calls_log,
             pid: std::process::id(),
@@ -173,9 +183,31 @@ impl Server {
         &self.options
     }
 
-    /// The task store.
-    pub(crate) fn store(&self) -> &Mutex<Store> {
-        &self.store
+    /// Applies `call` to the task store: the process's own, or with `--state-file` the
+    /// shared file's state, loaded under a lock for the call (shared for [`Access::Read`],
+    /// exclusive for [`Access::Write`], which saves what the call changed).
+    pub(crate) fn with_store<R>(
+        &self,
+        access: Access,
+        call: impl FnOnce(&mut Store) -> R,
+    ) -> Result<R, StateFileError> {
+        match &self.state_file {
+            None => Ok(call(&mut self.store.lock())),
+            Some(file) => file.with_store(access, call),
+        }
+    }
+
+    /// Whether the task state is kept in a shared file (`--state-file`).
+    pub(crate) fn has_state_file(&self) -> bool {
+        self.state_file.is_some()
+    }
+
+    /// Reads the task store (see [`Server::with_store`]).
+    pub(crate) fn read_store<R>(
+        &self,
+        read: impl FnOnce(&Store) -> R,
+    ) -> Result<R, StateFileError> {
+        self.with_store(Access::Read, |store| read(store))
     }
 
     /// Queues a line for stdout. A line queued after the writer stopped is dropped, which is

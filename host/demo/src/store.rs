@@ -1,4 +1,6 @@
 //! In-memory task-management state (clients, habits, tasks) seeded with the seed guide's demo data.
+//! The part that changes (the tasks and the next id) also has a JSON form, which
+//! `--state-file` keeps in a file that several demo processes share (see `state_file`).
 //!
 //! Everything here is deterministic: task ids are sequential integers and no wall-clock value is
 //! ever stored, so the same sequence of writes always yields byte-identical reads. That property
@@ -6,10 +8,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Whether a task is still open or finished.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum TaskStatus {
     /// The task still needs doing.
@@ -61,7 +63,8 @@ impl StatusFilter {
 }
 
 /// One task. Field order is the wire order because `serde_json` preserves it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct Task {
     /// Sequential id, starting at 1 for the seed tasks.
     pub id: u64,
@@ -137,6 +140,34 @@ pub(crate) enum StoreError {
     /// The title is empty or only whitespace.
     #[error("title must not be empty")]
     EmptyTitle,
+}
+
+/// The version of the saved state's JSON form; a file of another version is refused.
+const SAVED_STATE_VERSION: u32 = 1;
+
+/// The saved form of the state that changes: the tasks in id order and the next id. Clients
+/// and habits are fixed, so they are not saved.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedState {
+    version: u32,
+    next_id: u64,
+    tasks: Vec<Task>,
+}
+
+/// Why a saved state could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SavedStateError {
+    /// Not the JSON form [`Store::to_saved`] writes.
+    #[error("not a saved demo state: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Written by another version of the demo server.
+    #[error("saved state version {0}, expected {SAVED_STATE_VERSION}")]
+    Version(u32),
+    /// Ids that the store could never have produced (a duplicate, or one at or past the
+    /// next id), so a later create would collide.
+    #[error("task id {id} is duplicated or not below next_id {next_id}")]
+    TaskId { id: u64, next_id: u64 },
 }
 
 /// The whole in-memory state of one demo server process.
@@ -232,6 +263,42 @@ impl Store {
             );
         }
         store
+    }
+
+    /// The saved form of the tasks and the next id (compact JSON; the same state always
+    /// gives the same bytes).
+    pub(crate) fn to_saved(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(&SavedState {
+            version: SAVED_STATE_VERSION,
+            next_id: self.next_id,
+            tasks: self.tasks.values().cloned().collect(),
+        })
+    }
+
+    /// A store with the fixed clients and habits and the tasks and next id of a saved state.
+    pub(crate) fn from_saved(bytes: &[u8]) -> Result<Self, SavedStateError> {
+        let saved: SavedState = serde_json::from_slice(bytes)?;
+        if saved.version != SAVED_STATE_VERSION {
+            return Err(SavedStateError::Version(saved.version));
+        }
+        let mut store = Self::seeded();
+        store.tasks.clear();
+        store.next_id = saved.next_id;
+        for task in saved.tasks {
+            let id = task.id;
+            if id >= saved.next_id || store.tasks.insert(id, task).is_some() {
+                return Err(SavedStateError::TaskId {
+                    id,
+                    next_id: saved.next_id,
+                });
+            }
+        }
+        Ok(store)
+    }
+
+    /// Whether the state that changes (tasks and next id) is the same in both stores.
+    pub(crate) fn same_state(&self, other: &Self) -> bool {
+        self.next_id == other.next_id && self.tasks == other.tasks
     }
 
     fn allocate_id(&mut self) -> u64 {
@@ -452,6 +519,49 @@ mod tests {
         );
         assert_eq!(store.tasks, before.tasks);
         assert_eq!(store.next_id, before.next_id);
+    }
+
+    #[test]
+    fn a_saved_state_loads_back_to_the_same_state() {
+        let mut store = Store::seeded();
+        assert!(store.create_task("Saved", Some("initech"), 4).is_ok());
+        assert!(store.complete_task(1).is_ok());
+        let saved = store.to_saved().unwrap_or_default();
+        let loaded = Store::from_saved(&saved);
+        assert!(
+            loaded
+                .as_ref()
+                .is_ok_and(|loaded| loaded.same_state(&store))
+        );
+        assert_eq!(loaded.ok().and_then(|l| l.to_saved().ok()), Some(saved));
+        assert!(!Store::seeded().same_state(&store));
+    }
+
+    #[test]
+    fn a_saved_state_that_could_not_have_been_written_is_refused() {
+        let cases = [
+            (r#"{"version":2,"next_id":1,"tasks":[]}"#, "version 2"),
+            (
+                r#"{"version":1,"next_id":1,"tasks":[{"id":1,"title":"x","status":"active","points":1,"client_id":null}]}"#,
+                "not below next_id",
+            ),
+            (
+                r#"{"version":1,"next_id":9,"tasks":[],"extra":true}"#,
+                "unknown field",
+            ),
+            ("{", "EOF"),
+        ];
+        for (text, expected) in cases {
+            let error = Store::from_saved(text.as_bytes())
+                .err()
+                .map(|e| e.to_string());
+            assert!(
+                error
+                    .as_deref()
+                    .is_some_and(|error| error.contains(expected)),
+                "{text}: {error:?}"
+            );
+        }
     }
 
     #[test]

@@ -339,3 +339,98 @@ async fn calls_log_gets_one_line_per_call_received() {
     let pid = std::process::id();
     assert_eq!(log, format!("{pid} get_tasks\n{pid} no_such_tool\n"));
 }
+
+/// Two servers naming one `--state-file` act as one: a write through either is read through
+/// the other (tools and resources alike), ids continue across them, and the reads are
+/// byte-identical to those of one in-memory server given the same writes.
+#[tokio::test]
+async fn servers_sharing_a_state_file_see_each_others_writes() {
+    let dir = tempfile::tempdir().ok();
+    let path = dir.as_ref().map(|dir| dir.path().join("state.json"));
+    let shared = DemoOptions {
+        state_file: path.clone(),
+        ..DemoOptions::default()
+    };
+    let mut first = Client::start(shared.clone());
+    let mut second = Client::start(shared);
+    let mut memory = Client::start(DemoOptions::default());
+
+    let writes = [
+        (
+            "create_task",
+            json!({ "title": "Shared", "client_id": "acme", "points": 3 }),
+        ),
+        ("complete_task", json!({ "id": 6 })),
+        ("create_task", json!({ "title": "Second" })),
+        ("update_task", json!({ "id": 7, "client_id": "globex" })),
+    ];
+    // Alternate the writes between the two shared servers; each sees the other's.
+    for (step, (tool, arguments)) in writes.iter().enumerate() {
+        let writer = if step % 2 == 0 {
+            &mut first
+        } else {
+            &mut second
+        };
+        let shared_answer = writer.call(json!(step), tool, arguments.clone()).await;
+        let memory_answer = memory.call(json!(step), tool, arguments.clone()).await;
+        assert_eq!(shared_answer, memory_answer, "{tool} {arguments}");
+        assert!(
+            shared_answer["result"].get("isError").is_none(),
+            "{shared_answer}"
+        );
+    }
+    let reads = [
+        ("get_tasks", json!({ "status": "all" })),
+        ("get_today_metrics", json!({})),
+    ];
+    for (tool, arguments) in reads {
+        let through_first = first.call(json!("r1"), tool, arguments.clone()).await;
+        let through_second = second.call(json!("r1"), tool, arguments.clone()).await;
+        let in_memory = memory.call(json!("r1"), tool, arguments).await;
+        assert_eq!(through_first.to_string(), in_memory.to_string());
+        assert_eq!(through_second.to_string(), in_memory.to_string());
+    }
+    let metrics = second
+        .call(json!("m"), "get_today_metrics", json!({}))
+        .await;
+    assert_eq!(metrics["result"]["structuredContent"]["total_tasks"], 7);
+    let resource = first
+        .request(
+            json!("res"),
+            "resources/read",
+            json!({ "uri": "demo://tasks/7" }),
+        )
+        .await;
+    let text = resource["result"]["contents"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(text.contains("\"client_id\":\"globex\""), "{resource}");
+
+    for client in [&mut first, &mut second, &mut memory] {
+        assert!(client.close().await.is_ok());
+    }
+}
+
+/// A state file that holds something else fails each call with an internal error naming
+/// the file; it is never silently replaced by the seed state.
+#[tokio::test]
+async fn a_corrupt_state_file_fails_calls_without_overwriting_it() {
+    let dir = tempfile::tempdir().ok();
+    let path = dir.as_ref().map(|dir| dir.path().join("state.json"));
+    if let Some(path) = &path {
+        assert!(std::fs::write(path, "{\"not\":\"a state\"}").is_ok());
+    }
+    let mut client = Client::start(DemoOptions {
+        state_file: path.clone(),
+        ..DemoOptions::default()
+    });
+    let answer = client
+        .call(json!(1), "create_task", json!({ "title": "x" }))
+        .await;
+    assert_eq!(answer["error"]["code"], -32603, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("state.json"), "{message}");
+    let kept = path.and_then(|path| std::fs::read_to_string(path).ok());
+    assert_eq!(kept.as_deref(), Some("{\"not\":\"a state\"}"));
+    assert!(client.close().await.is_ok());
+}

@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 use super::catalog::Tool;
 use super::protocol::{self, RpcError};
 use super::server::{CallGuard, Server};
+use super::state_file::Access;
 use super::store::{Client, Habit, StatusFilter, Store, StoreError, Task, TaskStatus, TaskUpdate};
 use super::{conformance, debug};
 
@@ -288,9 +289,18 @@ pub(crate) fn run_now(server: &Server, params: &CallParams) -> Option<Result<Too
     let Some(tool) = tool else {
         return Some(Err(RpcError::UnknownTool(params.name.clone())));
     };
-    let reply = {
-        let mut store = server.store().lock();
-        call_store_tool(&mut store, tool, Args::new(params.arguments.as_ref()))
+    // Only a shared state file takes a lighter lock for a read; the in-memory store has one
+    // mutex either way, so its calls skip looking the tool's hints up.
+    let access = if server.has_state_file() && tool.is_read_only() {
+        Access::Read
+    } else {
+        Access::Write
+    };
+    let reply = match server.with_store(access, |store| {
+        call_store_tool(store, tool, Args::new(params.arguments.as_ref()))
+    }) {
+        Ok(reply) => reply,
+        Err(error) => return Some(Err(error.into())),
     };
     if let Some(Ok(payload)) = &reply {
         // Resource subscriptions (a conformance fixture) hear about writes; a no-op otherwise.

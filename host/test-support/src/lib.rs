@@ -4,6 +4,12 @@
 //! - [`Bridge`]: `mcp-bridge serve` as a real process on a free loopback port, with its
 //!   config written for the run, its log captured, and its admin views read over HTTP; ended
 //!   by pid when dropped.
+//! - [`RedisServer`]: a real `redis-server` on a free loopback port with a directory of its
+//!   own, optionally persistent, password-protected or TLS-only ([`RedisOptions`]); stopped,
+//!   killed and restarted on the same port by the tests.
+//! - [`Nginx`]: a real nginx balancing round-robin, with no affinity, over several bridges;
+//!   its access log tells which one served each request.
+//! - [`certs`]: a CA and a loopback server certificate made for the run with `openssl`.
 //! - [`wait`]: the one bounded poll ([`eventually`], [`poll_until`], [`SETTLE`]) for state
 //!   another thread or process updates later.
 //! - [`stdio`]: MCP clients that speak to a server process over its stdin and stdout (the
@@ -25,8 +31,12 @@
 
 pub mod bench;
 mod bridge;
+pub mod certs;
+mod nginx;
 pub mod process;
+mod redis;
 pub mod repo;
+mod service;
 pub mod stdio;
 pub mod wait;
 
@@ -34,4 +44,6 @@ pub use mcp_bridge::lab::load::{Target, client};
 pub use mcp_bridge::lab::percentile;
 
 pub use bridge::{Bridge, metric};
+pub use nginx::Nginx;
+pub use redis::{RedisOptions, RedisServer};
 pub use wait::{SETTLE, eventually, poll_until};

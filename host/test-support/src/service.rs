@@ -1,0 +1,104 @@
+//! What the harness does the same way for every third-party service it runs for real
+//! (redis-server, nginx): install the Debian package when its binary is missing, pick a free
+//! loopback port, signal by pid, and wait for an exit with a bound.
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::Path;
+use std::process::{Child, ExitStatus};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail, ensure};
+
+use crate::repo::repo_root;
+
+/// How long `scripts/install-services.sh` may take (an `apt-get update` and install).
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// How often a wait for a process reads its state again.
+pub(crate) const POLL_EVERY: Duration = Duration::from_millis(10);
+
+/// Installs the Debian `package` with `scripts/install-services.sh` when `binary` is missing
+/// (the script is idempotent and serialises concurrent callers with a lock), so a test never
+/// skips for want of a service.
+pub(crate) async fn ensure_installed(package: &str, binary: &Path) -> Result<()> {
+    if binary.is_file() {
+        return Ok(());
+    }
+    let mut command = tokio::process::Command::new("bash");
+    command
+        .arg(repo_root().join("scripts/install-services.sh"))
+        .arg(package)
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(INSTALL_TIMEOUT, command.output())
+        .await
+        .with_context(|| {
+            format!("scripts/install-services.sh {package} ran past {INSTALL_TIMEOUT:?}")
+        })?
+        .context("run scripts/install-services.sh")?;
+    ensure!(
+        output.status.success(),
+        "scripts/install-services.sh {package} failed: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    ensure!(
+        binary.is_file(),
+        "scripts/install-services.sh {package} succeeded but {} is missing",
+        binary.display()
+    );
+    Ok(())
+}
+
+/// A loopback port nothing listens on right now. The port is released before the caller's
+/// service binds it, so another process may take it in between: callers that start a
+/// service on it retry with a new port when the bind fails.
+pub(crate) fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("bind a free port")?;
+    Ok(listener.local_addr().context("read the bound port")?.port())
+}
+
+/// Sends `signal` to `pid`.
+pub(crate) fn signal(pid: u32, signal: i32) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    // SAFETY: kill has no memory-safety preconditions; callers only signal a child they
+    // have not reaped yet, so the pid cannot have been reused.
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
+
+/// Waits without blocking the runtime for `child` to exit, at most `timeout`; `None` if it
+/// is still running then.
+pub(crate) async fn wait_exit(child: &mut Child, timeout: Duration) -> Result<Option<ExitStatus>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().context("wait for the process")? {
+            return Ok(Some(status));
+        }
+        if Instant::now() > deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+/// Stops `child` with SIGTERM and waits for it at most `timeout`; past that it is killed
+/// (SIGKILL) and reaped, and the stop fails naming `what`.
+pub(crate) async fn terminate(child: &mut Child, what: &str, timeout: Duration) -> Result<()> {
+    signal(child.id(), libc::SIGTERM);
+    if wait_exit(child, timeout).await?.is_some() {
+        return Ok(());
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    bail!("{what} did not stop within {timeout:?} of SIGTERM and was killed")
+}
+
+/// The last `lines` lines of a log file, for error messages (empty if it cannot be read).
+pub(crate) fn file_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
