@@ -53,15 +53,19 @@ mod tests {
             stamp: None,
         };
         let bytes = encode(&entry);
-        let back = decode(&bytes, Some(Arc::from(vec![1_u64, 2])))
-            .unwrap_or_else(|| panic!("decoded"));
+        let back =
+            decode(&bytes, Some(Arc::from(vec![1_u64, 2]))).unwrap_or_else(|| panic!("decoded"));
         assert_eq!(back.result, entry.result);
         assert_eq!(back.ttl, entry.ttl);
         assert_eq!(back.stale_if_error, entry.stale_if_error);
         assert_eq!(back.tags, entry.tags);
         assert!(back.private);
         assert_eq!(back.backend_time, entry.backend_time);
-        assert!(back.age() >= Duration::from_secs(2), "the age survives: {:?}", back.age());
+        assert!(
+            back.age() >= Duration::from_secs(2),
+            "the age survives: {:?}",
+            back.age()
+        );
         assert_eq!(back.stamp.as_deref(), Some(&[1_u64, 2][..]));
         assert!(decode(b"{}", None).is_none());
         assert!(decode(b"not json", None).is_none());
