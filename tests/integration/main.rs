@@ -36,5 +36,6 @@ mod plugin_reload;
 mod plugins;
 mod protocol_strictness;
 mod reference_servers;
+mod replicas;
 mod session_tokens;
 mod smoke;

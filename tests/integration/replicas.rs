@@ -1,0 +1,496 @@
+//! Several replicas behind a real nginx (round-robin, no affinity) sharing a real
+//! `redis-server`, their demo backends sharing one state file: sessions work on every
+//! replica, a write through one is never read stale through another in strict mode,
+//! bounded mode's staleness is measured, and Redis or a replica going away fails no call.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, ensure};
+use mcp_bridge_test_support::{Nginx, RedisOptions, RedisServer};
+use serde_json::{Value, json};
+
+use crate::support::{
+    Bridge, RawSession, SETTLE, demo_server_toml, eventually, http, metric, poll_until, post_json,
+    start_bridge,
+};
+
+/// The session key every replica shares (at least 32 bytes).
+const SESSION_KEY: &str = "replica-tests-session-key-0123456789-abcdefgh";
+
+/// The task every round renames: rounds update it in place so the shared state file
+/// stays small however many rounds run.
+const TASK_ID: u64 = 1;
+
+/// One deployment: Redis, replicas, nginx in front, and the backends' shared state.
+struct Cluster {
+    redis: RedisServer,
+    replicas: Vec<Option<Bridge>>,
+    nginx: Nginx,
+    _state: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts Redis, `count` replicas in `consistency` mode and nginx, and waits until every
+    /// replica's shared tier answers.
+    async fn start(consistency: &str, count: usize) -> Result<Cluster> {
+        let redis = RedisServer::start(RedisOptions::default()).await?;
+        let state = tempfile::tempdir()?;
+        let state_file = state.path().join("demo-state.json");
+        let toml = replica_toml(
+            &redis.url(),
+            consistency,
+            &state_file.display().to_string(),
+            "",
+        );
+        let mut replicas = Vec::with_capacity(count);
+        for _ in 0..count {
+            let bridge = start_bridge(&toml)?;
+            bridge.wait_ready().await?;
+            replicas.push(Some(bridge));
+        }
+        for bridge in replicas.iter().flatten() {
+            wait_for_tier(bridge, "up").await?;
+        }
+        let addresses: Vec<_> = replicas
+            .iter()
+            .flatten()
+            .map(|bridge| bridge.address)
+            .collect();
+        let nginx = Nginx::start(&addresses).await?;
+        Ok(Cluster {
+            redis,
+            replicas,
+            nginx,
+            _state: state,
+        })
+    }
+
+    fn endpoint(&self) -> String {
+        format!("{}/mcp/demo", self.nginx.url())
+    }
+
+    fn live(&self) -> impl Iterator<Item = &Bridge> {
+        self.replicas.iter().flatten()
+    }
+
+    /// The sum of a metric over the live replicas.
+    async fn metric(&self, name: &str, labels: &[&str]) -> Result<f64> {
+        let mut total = 0.0;
+        for bridge in self.live() {
+            total += metric(bridge, name, labels).await?;
+        }
+        Ok(total)
+    }
+}
+
+/// One replica's config: the demo server on the shared state file, the cache with a long
+/// TTL for the read and tool-level invalidation for the write, the shared tier, the key.
+fn replica_toml(redis_url: &str, consistency: &str, state_file: &str, extra: &str) -> String {
+    format!(
+        "{demo}
+[cache]
+enabled = true
+[cache.ttl.demo]
+get_tasks = \"5m\"
+[[cache.invalidate]]
+server = \"demo\"
+on = \"update_task\"
+tools = [\"get_tasks\"]
+[cache.shared]
+url = \"{redis_url}\"
+consistency = \"{consistency}\"
+health_check_interval = \"100ms\"
+{extra}
+[sessions]
+keys = [\"{SESSION_KEY}\"]
+",
+        demo = demo_server_toml("demo", &["--state-file", state_file], "min_connections = 1"),
+    )
+}
+
+/// Polls `/health` until the replica's shared tier is in `state` (up or down).
+async fn wait_for_tier(bridge: &Bridge, state: &str) -> Result<()> {
+    let seen = poll_until(
+        SETTLE,
+        async || tier_state(bridge).await.unwrap_or_default(),
+        |seen| seen == state,
+    )
+    .await;
+    ensure!(
+        seen == state,
+        "the shared tier is {seen:?}, not {state}; log:\n{}",
+        bridge.log_tail(40)
+    );
+    Ok(())
+}
+
+async fn tier_state(bridge: &Bridge) -> Result<String> {
+    let (_, body) = bridge.get("/health").await?;
+    let health: Value = serde_json::from_slice(&body)?;
+    Ok(health["shared_tier"]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+/// Renames the round's task through the session (one request, so one replica).
+async fn write(session: &RawSession, round: usize) -> Result<()> {
+    let answer = session
+        .call_tool(
+            json!(round),
+            "update_task",
+            json!({"id": TASK_ID, "title": title(round)}),
+        )
+        .await?;
+    ensure!(
+        answer["result"]["structuredContent"]["task"]["title"] == title(round),
+        "the write failed: {answer}"
+    );
+    Ok(())
+}
+
+fn title(round: usize) -> String {
+    format!("round {round}")
+}
+
+/// Reads the task list through the session and returns the title of the round's task.
+async fn read_title(session: &RawSession, id: usize) -> Result<String> {
+    let answer = session
+        .call_tool(json!(id), "get_tasks", json!({"status": "all"}))
+        .await?;
+    let tasks = answer["result"]["structuredContent"]["tasks"]
+        .as_array()
+        .with_context(|| format!("no task list: {answer}"))?;
+    let task = tasks
+        .iter()
+        .find(|task| task["id"] == TASK_ID)
+        .with_context(|| format!("no task {TASK_ID}: {answer}"))?;
+    Ok(task["title"].as_str().unwrap_or_default().to_owned())
+}
+
+/// What interleaved write-then-read rounds saw.
+#[derive(Debug, Default)]
+struct Rounds {
+    reads: usize,
+    stale: usize,
+    failed: usize,
+    /// For each stale read, how long until a read saw the write.
+    staleness: Vec<Duration>,
+}
+
+/// Runs `rounds` rounds through nginx: one write, then `reads` reads (each request goes to
+/// the next replica, so every replica serves reads after every other's writes). A read
+/// that starts after the write's response and does not see it is stale; in `settle` mode
+/// each stale read is repeated until it sees the write, to measure for how long.
+async fn run_rounds(
+    endpoint: &str,
+    first: usize,
+    rounds: usize,
+    reads: usize,
+    settle: bool,
+) -> Result<Rounds> {
+    let session = RawSession::open(endpoint).await?;
+    let mut seen = Rounds::default();
+    for round in first..first + rounds {
+        if write(&session, round).await.is_err() {
+            seen.failed += 1;
+            continue;
+        }
+        let written = Instant::now();
+        for read in 0..reads {
+            match read_title(&session, round * 100 + read).await {
+                Ok(found) if found == title(round) => seen.reads += 1,
+                Ok(_) => {
+                    seen.reads += 1;
+                    seen.stale += 1;
+                    if settle {
+                        let caught_up = eventually(SETTLE, async || {
+                            read_title(&session, 0)
+                                .await
+                                .is_ok_and(|found| found == title(round))
+                        })
+                        .await;
+                        ensure!(caught_up, "round {round}: a replica never saw the write");
+                        seen.staleness.push(written.elapsed());
+                    }
+                }
+                Err(_) => seen.failed += 1,
+            }
+        }
+    }
+    Ok(seen)
+}
+
+/// Strict mode: a thousand rounds, each a write through one replica and reads through all
+/// three, while two other clients keep every replica's cache warm: not one stale read,
+/// and the reads were answered by the cache (not only by the backends).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_mode_never_reads_stale_across_replicas() -> Result<()> {
+    let cluster = Cluster::start("strict", 3).await?;
+    let endpoint = cluster.endpoint();
+    let warmers: Vec<_> = (0..2)
+        .map(|warmer| {
+            let endpoint = endpoint.clone();
+            tokio::spawn(async move {
+                let session = RawSession::open(&endpoint).await?;
+                for id in 0..600 {
+                    read_title(&session, warmer * 10_000 + id).await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    let seen = run_rounds(&endpoint, 1, 1000, 3, false).await?;
+    for warmer in warmers {
+        warmer.await??;
+    }
+    assert_eq!((seen.stale, seen.failed), (0, 0), "{seen:?}");
+    assert_eq!(seen.reads, 3000);
+    let hits = cluster
+        .metric("mcp_bridge_cache_requests_total", &["result=\"hit\""])
+        .await?;
+    let validated = cluster
+        .metric("mcp_bridge_shared_validations_total", &["result=\"valid\""])
+        .await?;
+    let second_level = cluster
+        .metric("mcp_bridge_shared_l2_lookups_total", &["result=\"hit\""])
+        .await?;
+    assert!(hits > 100.0, "the cache served {hits} hits");
+    assert!(
+        validated > 0.0 && second_level > 0.0,
+        "validated {validated}, second level {second_level}"
+    );
+    println!(
+        "strict: {} reads after writes, 0 stale; {hits} hits ({validated} validated first-level hits, {second_level} second-level hits)",
+        seen.reads
+    );
+    Ok(())
+}
+
+/// Bounded mode: replicas trust their first level until the broadcast arrives, so a read
+/// right after a write may be stale; every stale read catches up, the lag is exported,
+/// and the counts are reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounded_mode_staleness_is_bounded_and_measured() -> Result<()> {
+    let cluster = Cluster::start("bounded", 3).await?;
+    let seen = run_rounds(&cluster.endpoint(), 1, 300, 3, true).await?;
+    assert_eq!(seen.failed, 0, "{seen:?}");
+    let lags = cluster
+        .metric("mcp_bridge_shared_invalidation_lag_seconds_count", &[])
+        .await?;
+    assert!(
+        lags >= 300.0,
+        "every replica measured the writes of the others: {lags}"
+    );
+    let worst = seen.staleness.iter().max().copied().unwrap_or_default();
+    assert!(worst < SETTLE, "{seen:?}");
+    let (_, body) = cluster
+        .live()
+        .next()
+        .context("a replica")?
+        .get("/admin/cache/stats")
+        .await?;
+    let stats: Value = serde_json::from_slice(&body)?;
+    println!(
+        "bounded: {} reads after writes, {} stale (each caught up within {worst:?}); propagation lag {}",
+        seen.reads, seen.stale, stats["shared"]["invalidation_lag_us"]
+    );
+    Ok(())
+}
+
+/// Redis stops mid-run and comes back: no call fails, no read is stale (strict mode
+/// stops trusting the first level while Redis is away), and the tier comes back up with
+/// the invalidations made meanwhile replayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_going_away_fails_no_call_and_serves_nothing_stale() -> Result<()> {
+    let mut cluster = Cluster::start("strict", 3).await?;
+    let endpoint = cluster.endpoint();
+    let before = run_rounds(&endpoint, 1, 50, 3, false).await?;
+    cluster.redis.stop().await?;
+    for bridge in cluster.live() {
+        wait_for_tier(bridge, "down").await?;
+    }
+    let during = run_rounds(&endpoint, 100, 50, 3, false).await?;
+    cluster.redis.restart().await?;
+    for bridge in cluster.live() {
+        wait_for_tier(bridge, "up").await?;
+    }
+    let after = run_rounds(&endpoint, 200, 50, 3, false).await?;
+    for seen in [&before, &during, &after] {
+        assert_eq!(
+            (seen.stale, seen.failed),
+            (0, 0),
+            "{before:?} {during:?} {after:?}"
+        );
+    }
+    let queued = cluster
+        .metric(
+            "mcp_bridge_shared_invalidations_total",
+            &["result=\"replayed\""],
+        )
+        .await?;
+    assert!(
+        queued > 0.0,
+        "the writes made while Redis was away were replayed"
+    );
+    Ok(())
+}
+
+/// Bounded mode drops a replica's first level when it subscribes again after losing
+/// Redis: a broadcast it missed must not turn into silent staleness.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounded_mode_flushes_the_first_level_after_redis_comes_back() -> Result<()> {
+    let mut cluster = Cluster::start("bounded", 2).await?;
+    let endpoint = cluster.endpoint();
+    let seen = run_rounds(&endpoint, 1, 20, 2, true).await?;
+    assert_eq!(seen.failed, 0);
+    let flushes = async |cluster: &Cluster| {
+        cluster
+            .metric(
+                "mcp_bridge_shared_l1_flushes_total",
+                &["reason=\"resubscribed\""],
+            )
+            .await
+            .unwrap_or_default()
+    };
+    let before = flushes(&cluster).await;
+    cluster.redis.stop().await?;
+    cluster.redis.restart().await?;
+    let after = poll_until(
+        SETTLE,
+        async || flushes(&cluster).await,
+        |after| *after >= before + 2.0,
+    )
+    .await;
+    assert!(
+        after >= before + 2.0,
+        "each replica flushed on resubscribing: {before} -> {after}"
+    );
+    let seen = run_rounds(&endpoint, 100, 20, 2, true).await?;
+    assert_eq!(seen.failed, 0, "{seen:?}");
+    Ok(())
+}
+
+/// A replica killed mid-run: the client's session continues on the others (its token is
+/// valid everywhere), and only a request in flight to the dying replica may fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_replica_leaves_the_session_working_on_the_others() -> Result<()> {
+    let mut cluster = Cluster::start("strict", 3).await?;
+    let endpoint = cluster.endpoint();
+    // Kill replica 0 once the client is well into its rounds.
+    let replicas = &mut cluster.replicas;
+    let kill = async move {
+        let started = match replicas[0].as_ref() {
+            Some(victim) => {
+                eventually(SETTLE, async || {
+                    metric(victim, "mcp_bridge_calls_total", &[])
+                        .await
+                        .unwrap_or_default()
+                        >= 60.0
+                })
+                .await
+            }
+            None => false,
+        };
+        drop(replicas[0].take());
+        started
+    };
+    let (seen, started) = tokio::join!(run_rounds(&endpoint, 1, 200, 3, false), kill);
+    ensure!(started, "the client made no calls through replica 0");
+    let seen = seen?;
+    assert_eq!(seen.stale, 0, "{seen:?}");
+    assert!(
+        seen.failed <= 1,
+        "only a call in flight to the killed replica may fail: {seen:?}"
+    );
+    assert!(seen.reads >= 590, "{seen:?}");
+    Ok(())
+}
+
+/// A session opened through one replica and ended (DELETE) through another is unknown on
+/// every replica: the one that never held it finds the revocation in Redis, the one that
+/// held it heard the broadcast.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_ends_a_session_on_every_replica() -> Result<()> {
+    let cluster = Cluster::start("strict", 3).await?;
+    let urls: Vec<String> = cluster
+        .live()
+        .map(|bridge| bridge.url("/mcp/demo"))
+        .collect();
+    let session = RawSession::open(&urls[0]).await?;
+    read_title(&session, 1).await?;
+    let on = |url: &str| RawSession {
+        url: url.to_owned(),
+        session_id: session.session_id.clone(),
+    };
+    read_title(&on(&urls[1]), 2).await?;
+    let deleted = http()
+        .delete(&urls[1])
+        .header("mcp-session-id", &session.session_id)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await?;
+    assert!(
+        deleted.status().is_success(),
+        "DELETE answered {}",
+        deleted.status()
+    );
+    let ping = json!({"jsonrpc": "2.0", "id": 9, "method": "ping"});
+    for url in &urls {
+        let status = poll_until(
+            SETTLE,
+            async || {
+                post_json(url, Some(&session.session_id), &ping)
+                    .await
+                    .map_or(0, |response| response.status().as_u16())
+            },
+            |status| *status == 404,
+        )
+        .await;
+        assert_eq!(status, 404, "{url} still serves the deleted session");
+    }
+    Ok(())
+}
+
+/// `rediss://` with a password and the run's CA: the tier comes up and fills reach Redis.
+#[tokio::test]
+async fn the_tier_speaks_tls_with_a_password() -> Result<()> {
+    let redis = RedisServer::start(RedisOptions {
+        password: Some("tier-password-1".to_owned()),
+        tls: true,
+        ..RedisOptions::default()
+    })
+    .await?;
+    let state = tempfile::tempdir()?;
+    let state_file = state.path().join("demo-state.json");
+    let ca = redis.ca_file().context("a TLS redis has a CA")?;
+    let plain_url = format!("rediss://127.0.0.1:{}", redis.port());
+    let extra = format!(
+        "password = \"tier-password-1\"\nca_file = \"{}\"",
+        ca.display()
+    );
+    let toml = replica_toml(
+        &plain_url,
+        "strict",
+        &state_file.display().to_string(),
+        &extra,
+    );
+    let bridge = start_bridge(&toml)?;
+    bridge.wait_ready().await?;
+    wait_for_tier(&bridge, "up").await?;
+    let session = RawSession::open(&bridge.url("/mcp/demo")).await?;
+    read_title(&session, 1).await?;
+    let keys = poll_until(
+        SETTLE,
+        async || {
+            redis
+                .command(&["KEYS", "mcp-bridge:e:*"])
+                .await
+                .unwrap_or_default()
+        },
+        |keys| !keys.is_empty(),
+    )
+    .await;
+    assert!(!keys.is_empty(), "the fill reached Redis over TLS");
+    Ok(())
+}
