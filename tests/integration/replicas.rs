@@ -494,3 +494,69 @@ async fn the_tier_speaks_tls_with_a_password() -> Result<()> {
     assert!(!keys.is_empty(), "the fill reached Redis over TLS");
     Ok(())
 }
+
+/// The official Python SDK in both eras (a session, and 2026-07-28's per-request
+/// protocol) and the official TypeScript SDK, through the balancer: every request goes to
+/// the next replica, and each read after a write sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_clients_work_through_the_balancer_and_read_their_writes() -> Result<()> {
+    let cluster = Cluster::start("strict", 3).await?;
+    let endpoint = cluster.endpoint();
+    for mode in ["legacy", "2026-07-28"] {
+        let mut steps = Vec::new();
+        for round in 0..5 {
+            let title = format!("python {mode} {round}");
+            steps.push(json!({"op": "call", "tool": "update_task", "args": {"id": TASK_ID, "title": title}}));
+            for _ in 0..3 {
+                steps.push(json!({"op": "call", "tool": "get_tasks", "args": {"status": "all"}}));
+            }
+        }
+        let report =
+            crate::clients::python(json!({"url": endpoint, "mode": mode, "steps": steps})).await?;
+        let results = report["results"].as_array().context("results")?;
+        assert_eq!(results.len(), 20, "{report}");
+        for (index, result) in results.iter().enumerate() {
+            let expected = format!("python {mode} {}", index / 4);
+            let tasks = &result["structured"]["tasks"];
+            let task = tasks
+                .as_array()
+                .and_then(|tasks| tasks.iter().find(|task| task["id"] == TASK_ID));
+            match (index % 4, task) {
+                (0, _) => assert_eq!(result["structured"]["task"]["title"], expected, "{result}"),
+                (_, Some(task)) => assert_eq!(task["title"], expected, "step {index}: {result}"),
+                (_, None) => panic!("step {index} has no task {TASK_ID}: {result}"),
+            }
+        }
+    }
+    let node = crate::support::repo_root().join("build/test-deps/node_modules/node/bin/node");
+    let script = crate::support::repo_root().join("tests/clients/replica_ts_client.mjs");
+    let spec =
+        json!({"url": endpoint, "rounds": 10, "reads": 3, "task": TASK_ID, "prefix": "typescript"});
+    let run = tokio::process::Command::new(node)
+        .arg(script)
+        .arg(spec.to_string())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .context("the TypeScript client did not finish in time")??;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    ensure!(
+        output.status.success(),
+        "the TypeScript client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_str(stdout.trim()).context("its report")?;
+    assert_eq!(report["server"], "mcp-bridge-demo", "{report}");
+    assert_eq!(
+        (report["reads"].as_u64(), report["stale"].as_u64()),
+        (Some(30), Some(0)),
+        "{report}"
+    );
+    let served = cluster.nginx.served_by()?;
+    assert!(
+        served.len() >= 3 && served.values().all(|count| *count > 5),
+        "every replica served: {served:?}"
+    );
+    Ok(())
+}
