@@ -560,3 +560,61 @@ async fn official_clients_work_through_the_balancer_and_read_their_writes() -> R
     );
     Ok(())
 }
+
+/// A server's change notification reaches a GET stream held by another replica: replica
+/// B's process says its tools changed, and the client whose stream is open on replica A
+/// hears it (and A's cached tool list is dropped, through the shared tier).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_notifications_reach_streams_on_other_replicas() -> Result<()> {
+    let cluster = Cluster::start("strict", 2).await?;
+    let replicas: Vec<&Bridge> = cluster.live().collect();
+    let (stream_replica, call_replica) = (replicas[0], replicas[1]);
+    let session = RawSession::open(&stream_replica.url("/mcp/demo")).await?;
+    let listed = session.request(json!(1), "tools/list", json!({})).await?;
+    ensure!(listed.get("result").is_some(), "{listed}");
+    let mut stream = http()
+        .get(stream_replica.url("/mcp/demo"))
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session.session_id)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await?;
+    assert_eq!(stream.status(), 200, "GET stream refused");
+    let elsewhere = RawSession {
+        url: call_replica.url("/mcp/demo"),
+        session_id: session.session_id.clone(),
+    };
+    let toggled = elsewhere
+        .call_tool(json!(2), "debug_toggle_tool", json!({}))
+        .await?;
+    ensure!(toggled.get("result").is_some(), "{toggled}");
+    let mut seen = String::new();
+    let found = tokio::time::timeout(SETTLE, async {
+        while let Some(chunk) = stream.chunk().await? {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if crate::support::sse_messages(&seen)
+                .iter()
+                .any(|message| message["method"] == "notifications/tools/list_changed")
+            {
+                return Ok::<_, anyhow::Error>(true);
+            }
+        }
+        Ok(false)
+    });
+    let found = matches!(found.await, Ok(Ok(true)));
+    assert!(
+        found,
+        "no list_changed on the other replica's GET stream: {seen:?}"
+    );
+    let remote = metric(
+        stream_replica,
+        "mcp_bridge_cache_invalidations_total",
+        &["reason=\"remote\""],
+    )
+    .await?;
+    assert!(
+        remote >= 1.0,
+        "the stream's replica dropped what the notification invalidated"
+    );
+    Ok(())
+}

@@ -320,7 +320,31 @@ fn write_cache(out: &mut String, cache: &CacheConfig) -> std::fmt::Result {
     for rule in &cache.invalidation_rules {
         writeln!(out, "  invalidate: {}", invalidation(rule))?;
     }
+    if let Some(shared) = &cache.shared {
+        writeln!(
+            out,
+            "  shared tier: {} on {} (prefix {:?}), command timeout {}, values up to {}{}",
+            shared.consistency.as_str(),
+            redis_endpoint(shared.url.expose()),
+            shared.key_prefix,
+            d(shared.command_timeout),
+            usize::try_from(shared.max_value_bytes).map_or_else(|_| "?".to_owned(), format_size),
+            if shared.required_for_readiness {
+                ", required for readiness"
+            } else {
+                ""
+            },
+        )?;
+    }
     Ok(())
+}
+
+/// A Redis URL without its credentials: the scheme and where it points.
+fn redis_endpoint(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("redis", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    format!("{scheme}://{host}")
 }
 
 /// A TTL as the summary shows it, saying what `none` and zero mean.

@@ -5,6 +5,7 @@ mod cache;
 mod files;
 mod plugins;
 mod sessions;
+mod shared;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
