@@ -298,39 +298,70 @@ async fn bounded_mode_staleness_is_bounded_and_measured() -> Result<()> {
     Ok(())
 }
 
-/// Redis stops mid-run and comes back: no call fails, no read is stale (strict mode
-/// stops trusting the first level while Redis is away), and the tier comes back up with
-/// the invalidations made meanwhile replayed.
+/// Redis stops mid-run and comes back while a client keeps writing and reading: no call
+/// fails, no read is stale (strict mode stops trusting the first level while Redis is
+/// away), and the invalidations made meanwhile are replayed when it answers again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_going_away_fails_no_call_and_serves_nothing_stale() -> Result<()> {
-    let mut cluster = Cluster::start("strict", 3).await?;
-    let endpoint = cluster.endpoint();
-    let before = run_rounds(&endpoint, 1, 50, 3, false).await?;
-    cluster.redis.stop().await?;
-    for bridge in cluster.live() {
-        wait_for_tier(bridge, "down").await?;
-    }
-    let during = run_rounds(&endpoint, 100, 50, 3, false).await?;
-    cluster.redis.restart().await?;
-    for bridge in cluster.live() {
-        wait_for_tier(bridge, "up").await?;
-    }
-    let after = run_rounds(&endpoint, 200, 50, 3, false).await?;
-    for seen in [&before, &during, &after] {
-        assert_eq!(
-            (seen.stale, seen.failed),
-            (0, 0),
-            "{before:?} {during:?} {after:?}"
+    let Cluster {
+        mut redis,
+        replicas,
+        nginx,
+        _state,
+    } = Cluster::start("strict", 3).await?;
+    let endpoint = format!("{}/mcp/demo", nginx.url());
+    let bridges: Vec<&Bridge> = replicas.iter().flatten().collect();
+    let calls = async || {
+        let mut total = 0.0;
+        for bridge in &bridges {
+            total += metric(bridge, "mcp_bridge_calls_total", &[])
+                .await
+                .unwrap_or_default();
+        }
+        total
+    };
+    // While the client runs: let it warm the caches, stop Redis until every replica has
+    // noticed and the client has gone on without it, then start Redis again.
+    let outage = async {
+        let warm = calls().await + 300.0;
+        ensure!(
+            eventually(SETTLE, async || calls().await >= warm).await,
+            "no calls before the outage"
         );
-    }
-    let queued = cluster
-        .metric(
+        redis.stop().await?;
+        for bridge in &bridges {
+            wait_for_tier(bridge, "down").await?;
+        }
+        let during = calls().await + 300.0;
+        ensure!(
+            eventually(SETTLE, async || calls().await >= during).await,
+            "no calls during the outage"
+        );
+        redis.restart().await?;
+        for bridge in &bridges {
+            wait_for_tier(bridge, "up").await?;
+        }
+        anyhow::Ok(())
+    };
+    let (seen, outage) = tokio::join!(run_rounds(&endpoint, 1, 400, 3, false), outage);
+    outage?;
+    let seen = seen?;
+    assert_eq!(
+        (seen.stale, seen.failed, seen.reads),
+        (0, 0, 1200),
+        "{seen:?}"
+    );
+    let mut replayed = 0.0;
+    for bridge in &bridges {
+        replayed += metric(
+            bridge,
             "mcp_bridge_shared_invalidations_total",
             &["result=\"replayed\""],
         )
         .await?;
+    }
     assert!(
-        queued > 0.0,
+        replayed > 0.0,
         "the writes made while Redis was away were replayed"
     );
     Ok(())
@@ -616,5 +647,40 @@ async fn change_notifications_reach_streams_on_other_replicas() -> Result<()> {
         remote >= 1.0,
         "the stream's replica dropped what the notification invalidated"
     );
+    Ok(())
+}
+
+/// With `required_for_readiness`, `/readyz` waits for Redis (naming it) while calls still
+/// work; `/health` says what the tier is doing either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_can_wait_for_the_shared_tier() -> Result<()> {
+    let mut redis = RedisServer::start(RedisOptions::default()).await?;
+    let state = tempfile::tempdir()?;
+    let state_file = state.path().join("demo-state.json");
+    let toml = replica_toml(
+        &redis.url(),
+        "strict",
+        &state_file.display().to_string(),
+        "required_for_readiness = true",
+    );
+    let bridge = start_bridge(&toml)?;
+    bridge.wait_ready().await?;
+    wait_for_tier(&bridge, "up").await?;
+    redis.stop().await?;
+    wait_for_tier(&bridge, "down").await?;
+    let (status, body) = bridge.get("/readyz").await?;
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    let waiting: Value = serde_json::from_slice(&body)?;
+    assert_eq!(waiting["waiting_for"], json!(["cache.shared"]), "{waiting}");
+    let session = RawSession::open(&bridge.url("/mcp/demo")).await?;
+    read_title(&session, 1).await?;
+    redis.restart().await?;
+    let status = poll_until(
+        SETTLE,
+        async || bridge.get("/readyz").await.map_or(0, |(status, _)| status),
+        |status| *status == 200,
+    )
+    .await;
+    assert_eq!(status, 200);
     Ok(())
 }
