@@ -368,7 +368,14 @@ impl CallCache {
             }
             fallback = Some(entry);
         }
-        let leader = match cache.join(&flight_key) {
+        // In strict mode without Redis a waiter could not check the leader's result (it
+        // has no stamp) and would call the backend after waiting: it calls it at once.
+        let role = if strict.is_some() && !first_level {
+            Role::Overflow
+        } else {
+            cache.join(&flight_key)
+        };
+        let leader = match role {
             Role::Leader(leader) => Some(leader),
             Role::Follower(receiver) => {
                 cache.record(Served::Miss);

@@ -196,11 +196,13 @@ impl SharedTier {
     }
 
     /// Whether a replica may serve from its first level now: in strict mode while Redis
-    /// answers (each hit is then checked), in bounded mode while the broadcast is heard.
+    /// answers (each hit is then checked); in bounded mode while Redis answers and the
+    /// broadcast is heard (a Redis that stopped answering without closing the channel may
+    /// be holding other replicas' invalidations back).
     pub fn first_level_trusted(&self) -> bool {
         match self.consistency {
             Consistency::Strict => self.is_up(),
-            Consistency::Bounded => self.subscribed.load(Ordering::Acquire),
+            Consistency::Bounded => self.is_up() && self.subscribed.load(Ordering::Acquire),
         }
     }
 
@@ -458,6 +460,11 @@ impl SharedTier {
             .inc_by(count);
     }
 
+    fn has_pending(&self) -> bool {
+        let pending = self.pending.lock();
+        pending.collapsed || !pending.dependencies.is_empty()
+    }
+
     /// Replays what was queued while Redis was unreachable; on failure it stays queued.
     async fn replay(&self) -> Result<(), TierError> {
         let taken = std::mem::take(&mut *self.pending.lock());
@@ -651,6 +658,11 @@ impl SharedTier {
                 self.flush("epoch_changed");
             }
             if self.is_up() {
+                // An invalidation may have been queued just as the tier came up; it goes
+                // out on the next tick rather than waiting for the next outage.
+                if self.has_pending() {
+                    let _ = self.replay().await;
+                }
                 continue;
             }
             if self.replay().await.is_err() {
