@@ -99,18 +99,17 @@ fn main() -> ExitCode {
 }
 
 /// A contender of closed-loop cached calls on `target`: `connections` sessions, the first
-/// call filling the cache; probed for the CPU of `bridges` (key `bridge`), of the other
+/// call filling the cache (when it is not filled yet); probed for the CPU of `bridges` (key `bridge`), of the other
 /// `processes` named, and of the machine.
 async fn contender(
-    plan: &Plan,
+    connections: usize,
     target: Target,
     bridges: &[&Bridge],
     processes: &[(&'static str, &str, Vec<u32>)],
 ) -> Result<Contender> {
     let target = Arc::new(target);
     let first = bridges.first().map_or(0, |bridge| bridge.pid());
-    let mut contender =
-        Contender::cached(first, (0..plan.connections).map(|_| target.clone())).await?;
+    let mut contender = Contender::cached(first, (0..connections).map(|_| target.clone())).await?;
     let pids = bridges.iter().map(|bridge| bridge.pid()).collect();
     let label = if bridges.len() == 1 {
         "bridge".to_owned()
@@ -234,17 +233,25 @@ async fn run(plan: &Plan) -> Result<()> {
         },
     )
     .await?;
-    let mut contenders = Vec::new();
-    for bridge in [&single, &bounded, &strict, &second_level] {
-        let target = bridge.target(ENDPOINT);
-        let with_redis = [("redis", "redis-server", redis_pids.clone())];
-        contenders.push(contender(plan, target, &[bridge], &with_redis).await?);
+    // Each level twice: at the plan's connections (throughput), then at one connection
+    // (each call's own latency: no concurrent lookup of the key shares a second-level read).
+    let mut passes = Vec::new();
+    for connections in [plan.connections, 1] {
+        let mut contenders = Vec::new();
+        for bridge in [&single, &bounded, &strict, &second_level] {
+            let target = bridge.target(ENDPOINT);
+            let with_redis = [("redis", "redis-server", redis_pids.clone())];
+            contenders.push(contender(connections, target, &[bridge], &with_redis).await?);
+        }
+        let reports =
+            load::taking_turns(contenders, plan.rounds, plan.warmup, plan.round_window).await?;
+        for report in &reports {
+            ensure!(report.ok > 0, "a contender answered no call");
+        }
+        passes.push(reports);
     }
-    let levels =
-        load::taking_turns(contenders, plan.rounds, plan.warmup, plan.round_window).await?;
-    for report in &levels {
-        ensure!(report.ok > 0, "a contender answered no call");
-    }
+    let sequential = passes.pop().unwrap_or_default();
+    let levels = passes.pop().unwrap_or_default();
     ensure_hits("single-node", &[&single]).await?;
     ensure_hits("bounded", &[&bounded]).await?;
     ensure_hits("strict", &[&strict]).await?;
@@ -321,7 +328,7 @@ async fn run(plan: &Plan) -> Result<()> {
             ("nginx", "nginx", setup::with_children(nginx.pid())),
             ("redis", "redis-server", redis_pids.clone()),
         ];
-        contenders.push(contender(plan, target, bridges, &processes).await?);
+        contenders.push(contender(plan.connections, target, bridges, &processes).await?);
     }
     let scale = load::taking_turns(contenders, plan.rounds, plan.warmup, plan.round_window).await?;
     for report in &scale {
@@ -346,6 +353,7 @@ async fn run(plan: &Plan) -> Result<()> {
     );
 
     let baseline = levels[0].calls_per_second();
+    let sequential_baseline = sequential[0].calls_per_second();
     let one_behind_nginx = scale[0].calls_per_second();
     let scale_ratio = scale[1].calls_per_second() / one_behind_nginx.max(1.0);
     let header = format!(
@@ -362,6 +370,10 @@ async fn run(plan: &Plan) -> Result<()> {
     for (name, report) in names.iter().zip(&levels) {
         table.push(row(name, report, baseline));
     }
+    let mut sequential_table = vec![header.clone()];
+    for (name, report) in names.iter().zip(&sequential) {
+        sequential_table.push(row(name, report, sequential_baseline));
+    }
     let budget = format!(
         "CPU budget: {cores} cores shared by the load generator (one thread), nginx (one worker), \
          redis-server, and the bridges (each a tokio runtime with one worker per core, plus \
@@ -370,6 +382,7 @@ async fn run(plan: &Plan) -> Result<()> {
     println!(
         "mcp-bridge replicas bench ({mode} run, {profile} build, {cores} cores)\n\n\
          1. cached calls at {conn} connections, taking turns ({rounds} rounds of {window:?})\n{table}\n\
+         the same at one connection\n{sequential_table}\n\
          second-level replica over the run (warm-ups too): {l2_reads:.0} second-level hits, {l2_coalesced:.0} calls coalesced onto one of them, {backend_calls:.0} backend call(s)\n\n\
          2. behind nginx (round-robin), {conn} connections\n{header}\n{one}\n{three}\n\
          3 replicas / 1: {scale_ratio:.2}\n{budget}\n\
@@ -381,6 +394,7 @@ async fn run(plan: &Plan) -> Result<()> {
         rounds = plan.rounds,
         window = plan.round_window,
         table = table.join("\n"),
+        sequential_table = sequential_table.join("\n"),
         one = row(
             "1 replica behind nginx (baseline)",
             &scale[0],
@@ -409,6 +423,12 @@ async fn run(plan: &Plan) -> Result<()> {
             "bounded_l1_hit": comparison(&levels[1], baseline),
             "strict_l1_hit_validated": comparison(&levels[2], baseline),
             "l2_hit": comparison(&levels[3], baseline),
+            "one_connection": {
+                "single_node": comparison(&sequential[0], sequential_baseline),
+                "bounded_l1_hit": comparison(&sequential[1], sequential_baseline),
+                "strict_l1_hit_validated": comparison(&sequential[2], sequential_baseline),
+                "l2_hit": comparison(&sequential[3], sequential_baseline),
+            },
             "l2_replica": {
                 "second_level_hits": l2_reads,
                 "coalesced": l2_coalesced,
