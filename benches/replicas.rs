@@ -99,8 +99,9 @@ fn main() -> ExitCode {
 }
 
 /// A contender of closed-loop cached calls on `target`: `connections` sessions, the first
-/// call filling the cache (when it is not filled yet); probed for the CPU of `bridges` (key `bridge`), of the other
-/// `processes` named, and of the machine.
+/// call filling the cache (when it is not filled yet); probed for the CPU of `bridges` (key
+/// `bridge`), of the other `processes` named, of the load generator's thread and of the
+/// machine.
 async fn contender(
     connections: usize,
     target: Target,
@@ -122,6 +123,11 @@ async fn contender(
             .probes
             .push(Probe::new(key, *label, CpuProbe::Processes(pids.clone())));
     }
+    contender.probes.push(Probe::new(
+        "client",
+        "load generator",
+        CpuProbe::CurrentThread,
+    ));
     contender
         .probes
         .push(Probe::new("machine", "whole machine", CpuProbe::Machine));
@@ -375,9 +381,11 @@ async fn run(plan: &Plan) -> Result<()> {
         sequential_table.push(row(name, report, sequential_baseline));
     }
     let budget = format!(
-        "CPU budget: {cores} cores shared by the load generator (one thread), nginx (one worker), \
-         redis-server, and the bridges (each a tokio runtime with one worker per core, plus \
-         two idle demo backends)"
+        "CPU budget: {cores} cores for everything: the load generator (one thread), nginx (one \
+         worker), the measured bridges (1 or 3, each a tokio runtime with a worker per core), \
+         redis-server (idle on first-level hits in bounded mode), and idle processes (each \
+         bridge's two demo backends, the other nginx), besides whatever else the machine runs \
+         (the whole-machine figure)"
     );
     println!(
         "mcp-bridge replicas bench ({mode} run, {profile} build, {cores} cores)\n\n\
