@@ -17,13 +17,15 @@ use mcp_bridge_cache::{
     policy_tag, server_tag,
 };
 use mcp_bridge_config::Consistency;
-use mcp_bridge_shared::{Candidate, EVERYTHING, SharedTier, Stamp};
+use mcp_bridge_shared::{EVERYTHING, SharedTier, Stamp};
 
-use super::shared_level::{RemoteInvalidations, dependencies, stamp_words, still_current};
+mod shared_level;
+
 use mcp_bridge_policy::{
     Annotations, Call, CallKind, Decision, Directive, Invalidation, Outcome, PolicyChain,
     ServerHints, Status,
 };
+use shared_level::{RemoteInvalidations, SecondLevel, dependencies, stamp_words, still_current};
 
 /// The `_meta` keys a stale answer carries, so clients can tell.
 const META_STALE: &str = "io.mcp-bridge/stale";
@@ -157,16 +159,6 @@ pub(crate) struct CallCache {
     /// The cached result a hit was answered with, kept for the trace recorder (a cheap
     /// reference: the recorder digests it on its own thread).
     pub served: Option<Arc<Value>>,
-}
-
-/// What the second level had for a miss of the first.
-enum SecondLevel {
-    /// A current entry: its key and the dependencies its stamp covers.
-    Hit(Entry, Arc<str>, Arc<[String]>),
-    /// Nothing current; the stamps a fill of the shared and the private key take.
-    Miss(Option<Stamp>, Option<Stamp>),
-    /// The tier could not be asked: the fill goes without stamps.
-    Unavailable,
 }
 
 /// How the call proceeds.
@@ -453,53 +445,6 @@ impl CallCache {
         }
     }
 
-    /// Reads both keys from the second level in one round trip, with their current stamps.
-    async fn second_level(
-        &self,
-        tier: &SharedTier,
-        tags: &[String],
-        shared_key: &Arc<str>,
-        private_key: Option<&Arc<str>>,
-        ticket: &FillTicket,
-    ) -> SecondLevel {
-        if !tier.is_up() {
-            tier.count_skipped_lookup();
-            return SecondLevel::Unavailable;
-        }
-        let keys: Vec<&Arc<str>> = std::iter::once(shared_key).chain(private_key).collect();
-        let deps: Vec<Vec<String>> = keys.iter().map(|key| dependencies(tags, key)).collect();
-        let candidates: Vec<Candidate<'_>> = keys
-            .iter()
-            .zip(&deps)
-            .map(|(key, deps)| Candidate {
-                cache_key: key,
-                dependencies: deps,
-            })
-            .collect();
-        let Ok(found) = tier.fetch(&candidates).await else {
-            return SecondLevel::Unavailable;
-        };
-        let mut stamps = Vec::with_capacity(found.len());
-        for ((fetched, key), deps) in found.into_iter().zip(keys).zip(deps) {
-            let words = stamp_words(&fetched.stamp);
-            let entry = fetched
-                .value
-                .as_deref()
-                .and_then(|bytes| codec::decode(bytes, Some(words)))
-                .filter(|entry| entry.is_fresh() && entry.tags == tags);
-            // A private entry under the shared key (or the reverse) is not this key's.
-            let entry = entry.filter(|entry| entry.private == (key != shared_key));
-            if let Some(entry) = entry
-                && self.layer.cache.is_current(ticket, key, tags)
-            {
-                return SecondLevel::Hit(entry, key.clone(), Arc::from(deps));
-            }
-            stamps.push(fetched.stamp);
-        }
-        let mut stamps = stamps.into_iter();
-        SecondLevel::Miss(stamps.next(), stamps.next())
-    }
-
     /// The index tags of an entry this call fills: its server, its name, the policy's tags.
     fn tags(&self, directive: &Directive) -> Vec<String> {
         let call = &self.call;
@@ -546,27 +491,6 @@ impl CallCache {
         }
     }
 
-    /// Reads the shared tier's stamps for a background refresh before it calls the
-    /// backend (a refresh is planned while a stale entry is served, without a round trip).
-    pub(crate) async fn stamp_refresh(&mut self) {
-        let (Some(tier), Mode::Fill(fill)) = (self.layer.shared.clone(), &mut self.mode) else {
-            return;
-        };
-        if !tier.is_up() {
-            return;
-        }
-        fill.shared_stamp = tier
-            .stamp(&dependencies(&fill.tags, &fill.shared_key))
-            .await
-            .ok();
-        if let Some(private_key) = &fill.private_key {
-            fill.private_stamp = tier
-                .stamp(&dependencies(&fill.tags, private_key))
-                .await
-                .ok();
-        }
-    }
-
     /// The call's arguments as canonical JSON (as the key uses them).
     pub(crate) fn canonical_arguments(&self) -> &str {
         &self.call.arguments
@@ -585,29 +509,6 @@ impl CallCache {
 
     pub(crate) fn settle_served(&mut self) {
         self.mode = Mode::Nothing;
-    }
-
-    /// Whether this call's caller may use another caller's published result: it must be
-    /// visible to the caller, nothing it depends on may have been invalidated here during
-    /// its fill, and in strict mode Redis must still hold its stamp (the fill may have
-    /// started before a write on another replica whose broadcast has not arrived).
-    pub(crate) async fn accepts(&self, result: &FlightResult) -> bool {
-        if !result.visible_to(self.call.principal.as_ref()) || !result.current {
-            return false;
-        }
-        let Some(tier) = &self.layer.shared else {
-            return true;
-        };
-        if tier.consistency() != Consistency::Strict {
-            return true;
-        }
-        let Some((deps, words)) = &result.stamp else {
-            return false;
-        };
-        let Some(stamp) = super::shared_level::stamp_of(words) else {
-            return false;
-        };
-        tier.is_current(deps, &stamp).await.unwrap_or(false)
     }
 
     /// Records that a follower got its answer from another caller's fill.

@@ -14,7 +14,6 @@ mod metrics;
 mod notifications;
 mod recording;
 mod server;
-mod shared_level;
 #[cfg(test)]
 mod tests;
 

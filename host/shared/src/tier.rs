@@ -8,12 +8,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use parking_lot::{Mutex, RwLock};
 use redis::aio::ConnectionManager;
 use redis::{Client, IntoConnectionInfo, Script};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
+
+mod broadcast;
+mod sessions;
 
 use super::error::{SetupError, TierError};
 use super::keys::{EVERYTHING, Keys};
@@ -491,106 +493,6 @@ impl SharedTier {
         Ok(())
     }
 
-    /// Records that a session ended, for every replica, until it would have expired.
-    pub async fn revoke_session(&self, session: &str, expires_at_unix: u64) {
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET")
-            .arg(self.keys.revoked_session(session))
-            .arg(1)
-            .arg("EXAT")
-            .arg(expires_at_unix)
-            .ignore()
-            .cmd("PUBLISH")
-            .arg(self.keys.channel())
-            .arg(self.envelope(Event::SessionRevoked {
-                session: session.to_owned(),
-            }))
-            .ignore();
-        let result: Result<(), TierError> = self
-            .bounded(
-                "revoke_session",
-                pipe.query_async(&mut self.connection.clone()),
-            )
-            .await;
-        if let Err(error) = result {
-            tracing::warn!(%error, "could not record a session's end in the shared tier: other replicas that hold the session close it only when it idles out");
-        }
-    }
-
-    /// Records a session's log level for the replicas that resume it later, and tells the
-    /// ones that hold it now.
-    pub async fn set_session_log_level(&self, session: &str, rank: u8, expires_at_unix: u64) {
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET")
-            .arg(self.keys.session_log_level(session))
-            .arg(rank)
-            .arg("EXAT")
-            .arg(expires_at_unix)
-            .ignore()
-            .cmd("PUBLISH")
-            .arg(self.keys.channel())
-            .arg(self.envelope(Event::SessionLogLevel {
-                session: session.to_owned(),
-                rank,
-            }))
-            .ignore();
-        let result: Result<(), TierError> = self
-            .bounded(
-                "session_log_level",
-                pipe.query_async(&mut self.connection.clone()),
-            )
-            .await;
-        if let Err(error) = result {
-            tracing::debug!(%error, "could not record a session's log level in the shared tier");
-        }
-    }
-
-    /// What the tier knows of a session: revoked, and its last log level. An unreachable
-    /// tier answers the default (not revoked): it never fails a request.
-    pub async fn session(&self, session: &str) -> SessionState {
-        let mut pipe = redis::pipe();
-        pipe.cmd("EXISTS")
-            .arg(self.keys.revoked_session(session))
-            .cmd("GET")
-            .arg(self.keys.session_log_level(session));
-        let result: Result<(bool, Option<u8>), TierError> = self
-            .bounded("session", pipe.query_async(&mut self.connection.clone()))
-            .await;
-        match result {
-            Ok((revoked, log_level)) => SessionState { revoked, log_level },
-            Err(_) => SessionState::default(),
-        }
-    }
-
-    /// Sends a server's notification to the clients subscribed on other replicas. A message
-    /// past [`MAX_MESSAGE_BYTES`] is not sent (those clients miss that one notification).
-    pub async fn publish_notification(&self, server: &str, message: &Value) {
-        let envelope = self.envelope(Event::Notification {
-            server: server.to_owned(),
-            message: message.clone(),
-        });
-        if envelope.len() > MAX_MESSAGE_BYTES {
-            tracing::warn!(
-                server,
-                bytes = envelope.len(),
-                "a notification is too large to broadcast to other replicas"
-            );
-            return;
-        }
-        let result: Result<i64, TierError> = self
-            .bounded(
-                "notify",
-                redis::cmd("PUBLISH")
-                    .arg(self.keys.channel())
-                    .arg(envelope)
-                    .query_async(&mut self.connection.clone()),
-            )
-            .await;
-        if let Err(error) = result {
-            tracing::debug!(%error, "could not broadcast a notification to other replicas");
-        }
-    }
-
     fn envelope(&self, event: Event) -> String {
         let envelope = Envelope {
             origin: self.replica.clone(),
@@ -711,90 +613,6 @@ impl SharedTier {
         for listener in self.listeners.read().iter() {
             listener.flush();
         }
-    }
-
-    /// Keeps the broadcast channel subscribed; each (re)subscription flushes the first
-    /// level, which may hold entries a missed message should have evicted.
-    async fn subscriber(self: Arc<Self>) {
-        let channel = self.keys.channel();
-        loop {
-            let connected = tokio::time::timeout(self.connect_timeout, async {
-                let mut pubsub = self.client.get_async_pubsub().await?;
-                pubsub.subscribe(&channel).await?;
-                Ok::<_, redis::RedisError>(pubsub)
-            })
-            .await;
-            if let Ok(Ok(pubsub)) = connected {
-                self.flush("resubscribed");
-                self.subscribed.store(true, Ordering::Release);
-                let mut messages = pubsub.into_on_message();
-                while let Some(message) = messages.next().await {
-                    self.receive(message.get_payload_bytes());
-                }
-                self.subscribed.store(false, Ordering::Release);
-                tracing::warn!("lost the shared tier's broadcast channel; subscribing again");
-            }
-            tokio::time::sleep(self.health_check_interval).await;
-        }
-    }
-
-    fn receive(&self, payload: &[u8]) {
-        let count = |kind: &str| {
-            self.metrics
-                .shared_broadcasts_received_total
-                .with_label_values(&[kind])
-                .inc();
-        };
-        if payload.len() > MAX_MESSAGE_BYTES {
-            count("malformed");
-            return;
-        }
-        let Ok(envelope) = serde_json::from_slice::<Envelope>(payload) else {
-            count("malformed");
-            return;
-        };
-        if envelope.origin == self.replica {
-            return;
-        }
-        let listeners = self.listeners.read();
-        match &envelope.event {
-            Event::Invalidated { dependencies } => {
-                count("invalidated");
-                let lag_us = unix_micros().saturating_sub(envelope.sent_at_us);
-                self.metrics
-                    .shared_invalidation_lag_seconds
-                    .with_label_values::<&str>(&[])
-                    .observe(lag_us as f64 / 1e6);
-                let mut lags = self.lags.lock();
-                if lags.len() == LAG_WINDOW {
-                    lags.pop_front();
-                }
-                lags.push_back(lag_us);
-                drop(lags);
-                for listener in listeners.iter() {
-                    listener.invalidated(dependencies);
-                }
-            }
-            event => {
-                count(match event {
-                    Event::SessionRevoked { .. } => "session_revoked",
-                    Event::SessionLogLevel { .. } => "session_log_level",
-                    _ => "notification",
-                });
-                for listener in listeners.iter() {
-                    listener.event(event);
-                }
-            }
-        }
-    }
-
-    /// The propagation lag's p50 and p99 over the last messages, in microseconds, and how
-    /// many messages they cover.
-    pub fn lag_percentiles(&self) -> (u64, u64, usize) {
-        let mut lags: Vec<u64> = self.lags.lock().iter().copied().collect();
-        let p50 = mcp_bridge_metrics::percentile(&mut lags, 0.5);
-        let p99 = mcp_bridge_metrics::percentile(&mut lags, 0.99);
-        (p50, p99, lags.len())
     }
 
     /// The tier's state for `/health` and `/admin/cache/stats`.
