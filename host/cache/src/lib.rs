@@ -161,6 +161,12 @@ impl ResponseCache {
         self.stats.record_saved(entry.backend_time);
     }
 
+    /// Whether invalidations wait for a disk write (the disk backend): callers on an async
+    /// runtime then apply them off its worker threads.
+    pub fn invalidations_block(&self) -> bool {
+        self.disk.is_some()
+    }
+
     /// Applies one invalidation; returns how many entries it dropped.
     pub fn invalidate(&self, invalidation: &Invalidation, reason: InvalidationReason) -> usize {
         self.invalidate_dependency(&dependency_of(invalidation), reason)

@@ -67,9 +67,23 @@ impl CacheLayer {
     /// replica; returns once both are done (or the tier queued them), so a write's
     /// response can follow.
     pub async fn invalidate(&self, invalidations: &[Invalidation], reason: InvalidationReason) {
-        for invalidation in invalidations {
-            let dropped = self.cache.invalidate(invalidation, reason);
-            tracing::debug!(?invalidation, dropped, "invalidated");
+        let apply = move |cache: &ResponseCache, invalidations: &[Invalidation]| {
+            for invalidation in invalidations {
+                let dropped = cache.invalidate(invalidation, reason);
+                tracing::debug!(?invalidation, dropped, "invalidated");
+            }
+        };
+        if self.cache.invalidations_block() {
+            // The disk backend commits each invalidation before it returns: that waits for
+            // the disk, which must not stall a runtime worker serving other calls.
+            let cache = self.cache.clone();
+            let owned = invalidations.to_vec();
+            let applied = tokio::task::spawn_blocking(move || apply(&cache, &owned)).await;
+            if let Err(error) = applied {
+                tracing::error!(%error, "applying invalidations failed");
+            }
+        } else {
+            apply(&self.cache, invalidations);
         }
         if let Some(tier) = &self.shared {
             tier.invalidate(invalidations.iter().map(dependency_of).collect())
