@@ -108,7 +108,7 @@ keys = [\"{SESSION_KEY}\"]
     )
 }
 
-/// Polls `/health` until the replica's shared tier is in `state` (up or down).
+/// Polls `/health` until the replica's shared tier is in `state` (up and trusted, or down).
 async fn wait_for_tier(bridge: &Bridge, state: &str) -> Result<()> {
     let seen = poll_until(
         SETTLE,
@@ -124,13 +124,22 @@ async fn wait_for_tier(bridge: &Bridge, state: &str) -> Result<()> {
     Ok(())
 }
 
+/// The tier as `/health` shows it: "up" once the replica trusts it (after the grace that
+/// follows coming back), "down", or "coming_up" in between.
 async fn tier_state(bridge: &Bridge) -> Result<String> {
     let (_, body) = bridge.get("/health").await?;
     let health: Value = serde_json::from_slice(&body)?;
-    Ok(health["shared_tier"]["state"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned())
+    let tier = &health["shared_tier"];
+    let state = match (
+        tier["state"].as_str(),
+        tier["first_level_trusted"].as_bool(),
+    ) {
+        (Some("up"), Some(true)) => "up",
+        (Some("up"), _) => "coming_up",
+        (Some(other), _) => other,
+        (None, _) => "",
+    };
+    Ok(state.to_owned())
 }
 
 /// Renames the round's task through the session (one request, so one replica).

@@ -86,8 +86,14 @@ impl CacheLayer {
             apply(&self.cache, invalidations);
         }
         if let Some(tier) = &self.shared {
-            tier.invalidate(invalidations.iter().map(dependency_of).collect())
-                .await;
+            // On a task of its own: a client that hangs up while Redis is asked must not
+            // cancel the record other replicas depend on.
+            let tier = tier.clone();
+            let dependencies = invalidations.iter().map(dependency_of).collect();
+            let recorded = tokio::spawn(async move { tier.invalidate(dependencies).await });
+            if let Err(error) = recorded.await {
+                tracing::error!(%error, "recording invalidations in the shared tier failed");
+            }
         }
     }
 
@@ -339,6 +345,11 @@ impl CallCache {
             } else {
                 shared_key.clone()
             };
+            // A result the policy now keeps private is not served from the shared key,
+            // whatever was stored there before the policy changed.
+            if !private && !directive.shared {
+                continue;
+            }
             let Some(entry) = cache.get(&candidate) else {
                 continue;
             };
@@ -399,7 +410,14 @@ impl CallCache {
         let (mut shared_stamp, mut private_stamp) = (None, None);
         if let Some(tier) = &tier {
             let second = self
-                .second_level(tier, &tags, &shared_key, private_key.as_ref(), &ticket)
+                .second_level(
+                    tier,
+                    &tags,
+                    &shared_key,
+                    private_key.as_ref(),
+                    &ticket,
+                    directive.shared,
+                )
                 .await;
             match second {
                 SecondLevel::Hit(entry, key, deps) => {
@@ -515,12 +533,13 @@ impl CallCache {
         self.call.annotations
     }
 
-    /// The call was answered without the backend: nothing to fill or invalidate.
     /// Whether this call fills a cache entry (a miss), as opposed to a bypass or a write.
     pub(crate) fn fills(&self) -> bool {
         matches!(self.mode, Mode::Fill(_))
     }
 
+    /// The call was answered without the backend (a hit, or a refusal before it started):
+    /// nothing to fill or invalidate.
     pub(crate) fn settle_served(&mut self) {
         self.mode = Mode::Nothing;
     }
@@ -683,12 +702,17 @@ impl CallCache {
         if ttl.is_some_and(|ttl| ttl.is_zero()) {
             return None;
         }
-        // With a shared tier an entry lives at most half the generation retention, so the
-        // counters that judge it outlive it.
+        // With a shared tier an entry lives at most half the generation retention, stale
+        // windows included, so the counters that judge it outlive it.
+        let (mut stale_while_revalidate, mut stale_if_error) =
+            (directive.stale_while_revalidate, directive.stale_if_error);
         if let Some(tier) = &self.layer.shared {
-            ttl = Some(ttl.map_or(tier.max_entry_lifetime(), |ttl| {
-                ttl.min(tier.max_entry_lifetime())
-            }));
+            let most = tier.max_entry_lifetime();
+            let fresh = ttl.map_or(most, |ttl| ttl.min(most));
+            ttl = Some(fresh);
+            let room = most.saturating_sub(fresh);
+            stale_while_revalidate = stale_while_revalidate.map(|window| window.min(room));
+            stale_if_error = stale_if_error.map(|window| window.min(room));
         }
         let private = !directive.shared || is_private(response);
         let size = serde_json::to_vec(result).map_or(0, |bytes| bytes.len());
@@ -697,14 +721,48 @@ impl CallCache {
             result: Arc::new(result.clone()),
             stored_at: std::time::Instant::now(),
             ttl,
-            stale_while_revalidate: directive.stale_while_revalidate,
-            stale_if_error: directive.stale_if_error,
+            stale_while_revalidate,
+            stale_if_error,
             tags,
             private,
             size: u32::try_from(size).unwrap_or(u32::MAX),
             backend_time,
             stamp: None,
         })
+    }
+}
+
+impl Drop for CallCache {
+    /// A write dropped before its answer (its client hung up, its deadline passed) may
+    /// still have reached the server: its invalidations apply as for an unknown outcome,
+    /// here and on every replica, rather than leaving what it may have changed cached.
+    fn drop(&mut self) {
+        if !matches!(self.mode, Mode::Invalidate) {
+            return;
+        }
+        let verdict = Outcome {
+            status: Status::Unknown,
+            latency: Duration::ZERO,
+            result_bytes: 0,
+        };
+        let invalidations = self.policies.invalidations(&self.call.info(), &verdict);
+        let layer = self.layer.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    layer
+                        .invalidate(&invalidations, InvalidationReason::Write)
+                        .await;
+                });
+            }
+            Err(_) => {
+                for invalidation in &invalidations {
+                    layer
+                        .cache
+                        .invalidate(invalidation, InvalidationReason::Write);
+                }
+            }
+        }
     }
 }
 

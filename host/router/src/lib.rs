@@ -296,6 +296,10 @@ impl Router {
             Lookup::Follow(receiver) => call.follower = Some(receiver),
             Lookup::Backend => match admit(caller, pool.name(), &call.tool) {
                 Err(refusal) => {
+                    // A refused write never reached the server: nothing to invalidate.
+                    if let Some(caching) = call.caching.as_mut() {
+                        caching.settle_served();
+                    }
                     call.refusal = Some(refusal);
                     call.cache_outcome = "none";
                 }

@@ -28,6 +28,11 @@ impl Keys {
         format!("{}epoch", self.prefix)
     }
 
+    /// The one sequence every generation is drawn from, so no value repeats.
+    pub(crate) fn sequence(&self) -> String {
+        format!("{}seq", self.prefix)
+    }
+
     /// The generation counter of one dependency (a tag, a key or [`EVERYTHING`]).
     pub(crate) fn generation(&self, dependency: &str) -> String {
         format!("{}g:{}", self.prefix, digest(dependency))

@@ -35,6 +35,8 @@ pub enum Event {
     /// A backend's notification for the clients that subscribed (resources updated, lists
     /// changed), to deliver on every replica.
     Notification { server: String, message: Value },
+    /// A replica is alive and its channel works (sent every health check).
+    Heartbeat,
 }
 
 pub(crate) fn unix_micros() -> u64 {

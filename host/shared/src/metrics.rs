@@ -70,12 +70,12 @@ impl SharedMetrics {
             ),
             shared_broadcasts_received_total: registry.counter_vec(
                 "shared_broadcasts_received_total",
-                "Messages received from other replicas by kind (invalidated, session_revoked, session_log_level, notification, malformed).",
+                "Messages received from other replicas by kind (invalidated, session_revoked, session_log_level, notification, malformed); heartbeats are not counted.",
                 &["kind"],
             ),
             shared_l1_flushes_total: registry.counter_vec(
                 "shared_l1_flushes_total",
-                "Times this replica dropped its whole first level because it may have missed broadcasts, by reason: resubscribed, epoch_changed.",
+                "Times this replica dropped its whole first level because it may have missed broadcasts, by reason: resubscribed, epoch_changed, unreadable_message (a message that could have been an invalidation could not be read).",
                 &["reason"],
             ),
             shared_invalidation_lag_seconds: registry.histogram_vec(
@@ -86,7 +86,7 @@ impl SharedMetrics {
             ),
             shared_round_trip_seconds: registry.histogram_vec(
                 "shared_round_trip_seconds",
-                "Round trips to Redis on the call path by operation: validate, fetch, invalidate.",
+                "Round trips to Redis on the call path by operation: validate (a strict hit's check), fetch (the second level with the stamps), stamp (a refresh's stamps), invalidate.",
                 &["operation"],
                 &LATENCY_BUCKETS,
             ),

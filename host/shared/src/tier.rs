@@ -25,16 +25,47 @@ use super::stamp::Stamp;
 use mcp_bridge_config::{Consistency, SharedCacheConfig};
 use mcp_bridge_metrics::Registry;
 
-/// Raises every dependency's generation and broadcasts them, atomically: a replica that
-/// reads a generation after this ran also gets the message, and the reverse.
-/// KEYS: the generation counters. ARGV: retention in ms, channel, message.
+/// Gives every dependency a new generation and broadcasts them, atomically: a replica that
+/// reads a generation after this ran also gets the message, and the reverse. Generations
+/// come from one sequence, so a counter that expired or was evicted never comes back with
+/// a value an older stamp holds. KEYS[1]: the sequence; the rest: the generation counters.
+/// ARGV: retention in ms, channel, message.
 const INVALIDATE: &str = r"
-for _, key in ipairs(KEYS) do
-  redis.call('INCR', key)
-  redis.call('PEXPIRE', key, ARGV[1])
+for index = 2, #KEYS do
+  local generation = redis.call('INCR', KEYS[1])
+  redis.call('SET', KEYS[index], generation, 'PX', ARGV[1])
 end
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
+";
+
+/// Reads a fill's stamp: the epoch and each dependency's generation, giving a dependency
+/// without one a fresh value from the sequence (so no stamp holds a value a missing counter
+/// could be mistaken for) and keeping every counter a fill reads for the retention.
+/// KEYS[1]: the epoch; KEYS[2]: the sequence; the rest: the counters. ARGV[1]: retention
+/// in ms. Answers nil without an epoch.
+const STAMP: &str = r"
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then return false end
+local stamp = {epoch}
+for index = 3, #KEYS do
+  local generation = redis.call('GET', KEYS[index])
+  if generation then
+    redis.call('PEXPIRE', KEYS[index], ARGV[1])
+  else
+    generation = redis.call('INCR', KEYS[2])
+    redis.call('SET', KEYS[index], generation, 'PX', ARGV[1])
+  end
+  stamp[#stamp + 1] = tostring(generation)
+end
+return stamp
+";
+
+/// Replaces the epoch with a new one, unless another replica already did: every stamp taken
+/// before is then out of date. KEYS[1]: the epoch. ARGV: the epoch known, the new one.
+const ROTATE_EPOCH: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) end
+return redis.call('GET', KEYS[1])
 ";
 
 /// Stores an entry only if its stamp is still current: the epoch and every generation
@@ -54,8 +85,17 @@ return 1
 /// How many propagation lags the tier remembers for its percentiles.
 const LAG_WINDOW: usize = 4096;
 
-/// How many dependencies one replayed invalidation carries.
-const REPLAY_CHUNK: usize = 256;
+/// How many bytes of dependencies one invalidation message carries at most: a write with
+/// more is sent as several messages, each well under [`MAX_MESSAGE_BYTES`].
+const MESSAGE_DEPENDENCY_BYTES: usize = 64 << 10;
+
+/// The bytes of dependencies kept while Redis is away (dependencies embed cache keys,
+/// whose arguments a client chooses); past it, everything is invalidated instead.
+const MAX_PENDING_BYTES: usize = 16 << 20;
+
+/// Session revocations kept while Redis is away; past it, the oldest are dropped (counted
+/// and logged: those sessions then end on other replicas only when they idle out).
+const MAX_PENDING_REVOCATIONS: usize = 10_000;
 
 /// Hears what the tier learns from other replicas. Each method runs on the subscriber's
 /// task: it must be quick and must not wait.
@@ -95,8 +135,20 @@ pub struct SessionState {
 struct Pending {
     dependencies: Vec<String>,
     seen: HashSet<String>,
+    bytes: usize,
     /// More than `max_pending_invalidations` were queued: everything is invalidated instead.
     collapsed: bool,
+    /// When the oldest queued invalidation was made: replayed messages carry it, so the
+    /// lag other replicas measure is the staleness that really happened.
+    since_us: Option<u64>,
+    /// Sessions ended while Redis was away, with when their tokens expire.
+    revocations: VecDeque<(String, u64)>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        !self.collapsed && self.dependencies.is_empty() && self.revocations.is_empty()
+    }
 }
 
 /// The Redis tier, shared by the router (cache levels, generations) and the front (sessions).
@@ -117,6 +169,14 @@ pub struct SharedTier {
     replica: String,
     /// Commands reach Redis and the queued invalidations have been replayed.
     up: AtomicBool,
+    /// When the tier may be trusted again after coming up: other replicas get one health
+    /// check to replay what they queued while Redis was away.
+    trusted_from: Mutex<Instant>,
+    /// Redis's `run_id` when last checked: a new one means Redis restarted, possibly from
+    /// an older snapshot, so the epoch is replaced.
+    run_id: Mutex<Option<String>>,
+    /// When any message (this replica's heartbeat included) last arrived on the channel.
+    last_heard: Mutex<Instant>,
     /// The broadcast channel is subscribed.
     subscribed: AtomicBool,
     /// The epoch last read from Redis (0 before the first).
@@ -128,6 +188,8 @@ pub struct SharedTier {
     listeners: RwLock<Vec<Arc<dyn TierListener>>>,
     lags: Mutex<VecDeque<u64>>,
     invalidate_script: Script,
+    stamp_script: Script,
+    rotate_script: Script,
     store_script: Script,
     metrics: SharedMetrics,
 }
@@ -166,6 +228,9 @@ impl SharedTier {
             keys: Keys::new(&config.key_prefix),
             replica: format!("{:016x}", rand::random::<u64>()),
             up: AtomicBool::new(false),
+            trusted_from: Mutex::new(Instant::now()),
+            run_id: Mutex::new(None),
+            last_heard: Mutex::new(Instant::now()),
             subscribed: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
             since: Mutex::new(Instant::now()),
@@ -175,6 +240,8 @@ impl SharedTier {
             listeners: RwLock::default(),
             lags: Mutex::new(VecDeque::with_capacity(LAG_WINDOW)),
             invalidate_script: Script::new(INVALIDATE),
+            stamp_script: Script::new(STAMP),
+            rotate_script: Script::new(ROTATE_EPOCH),
             store_script: Script::new(STORE_IF_CURRENT),
             metrics,
         });
@@ -203,9 +270,15 @@ impl SharedTier {
     /// be holding other replicas' invalidations back).
     pub fn first_level_trusted(&self) -> bool {
         match self.consistency {
-            Consistency::Strict => self.is_up(),
-            Consistency::Bounded => self.is_up() && self.subscribed.load(Ordering::Acquire),
+            Consistency::Strict => self.is_trusted(),
+            Consistency::Bounded => self.is_trusted() && self.subscribed.load(Ordering::Acquire),
         }
+    }
+
+    /// Whether entries may be judged by Redis now: it answers, and the grace after it came
+    /// back (one health check of every other replica, to replay what they queued) is over.
+    pub fn is_trusted(&self) -> bool {
+        self.is_up() && Instant::now() >= *self.trusted_from.lock()
     }
 
     /// Whether `/readyz` should wait for the tier: only when configured so and it is down.
@@ -223,8 +296,33 @@ impl SharedTier {
         self.max_entry_lifetime
     }
 
-    /// The current stamp of `dependencies`: one round trip.
+    /// The stamp a fill of `dependencies` takes before it calls the backend: one round
+    /// trip, which also gives each dependency without a generation its first one.
     pub async fn stamp(&self, dependencies: &[String]) -> Result<Stamp, TierError> {
+        let started = Instant::now();
+        let values: Option<Vec<u64>> = self
+            .bounded(
+                "stamp",
+                self.stamp_invocation(dependencies)
+                    .invoke_async(&mut self.connection.clone()),
+            )
+            .await?;
+        self.observe("stamp", started);
+        stamp_of_script(values)
+    }
+
+    fn stamp_invocation(&self, dependencies: &[String]) -> redis::ScriptInvocation<'_> {
+        let mut invocation = self.stamp_script.key(self.keys.epoch());
+        invocation.key(self.keys.sequence());
+        for dependency in dependencies {
+            invocation.key(self.keys.generation(dependency));
+        }
+        invocation.arg(self.generation_retention.as_millis() as u64);
+        invocation
+    }
+
+    /// The generations `dependencies` have now, read without changing anything.
+    async fn current(&self, dependencies: &[String]) -> Result<Stamp, TierError> {
         let mut command = redis::cmd("MGET");
         command.arg(self.keys.epoch());
         for dependency in dependencies {
@@ -248,7 +346,7 @@ impl SharedTier {
         dependencies: &[String],
         stamp: &Stamp,
     ) -> Result<bool, TierError> {
-        let current = self.stamp(dependencies).await;
+        let current = self.current(dependencies).await;
         let result = match &current {
             Ok(current) if current == stamp => "valid",
             Ok(_) => "stale",
@@ -265,13 +363,20 @@ impl SharedTier {
     /// trip for all of them. A stored value whose stamp is not current is not returned.
     pub async fn fetch(&self, candidates: &[Candidate<'_>]) -> Result<Vec<Fetched>, TierError> {
         let mut pipe = redis::pipe();
+        let retention = self.generation_retention.as_millis() as u64;
         for candidate in candidates {
-            let mut mget = redis::cmd("MGET");
-            mget.arg(self.keys.epoch());
+            // EVAL, not EVALSHA: a pipeline cannot load a missing script and retry.
+            let mut stamp = redis::cmd("EVAL");
+            stamp
+                .arg(STAMP)
+                .arg(candidate.dependencies.len() + 2)
+                .arg(self.keys.epoch())
+                .arg(self.keys.sequence());
             for dependency in candidate.dependencies {
-                mget.arg(self.keys.generation(dependency));
+                stamp.arg(self.keys.generation(dependency));
             }
-            pipe.add_command(mget);
+            stamp.arg(retention);
+            pipe.add_command(stamp);
             pipe.cmd("GET").arg(self.keys.entry(candidate.cache_key));
         }
         let started = Instant::now();
@@ -285,11 +390,11 @@ impl SharedTier {
             let (Some(generations), Some(stored)) = (replies.next(), replies.next()) else {
                 return Err(TierError::Malformed("a reply is missing".to_owned()));
             };
-            let generations: Vec<Option<u64>> = redis::from_redis_value(generations)
+            let generations: Option<Vec<u64>> = redis::from_redis_value(generations)
                 .map_err(|error| TierError::Malformed(error.to_string()))?;
             let stored: Option<Vec<u8>> = redis::from_redis_value(stored)
                 .map_err(|error| TierError::Malformed(error.to_string()))?;
-            let stamp = stamp_of(&generations)?;
+            let stamp = stamp_of_script(generations)?;
             let value = match stored.as_deref().map(Stamp::unframe) {
                 None => {
                     self.count_lookup("miss");
@@ -387,33 +492,38 @@ impl SharedTier {
     }
 
     /// Records a write's invalidations in Redis and broadcasts them, before the write's
-    /// response is returned. Never fails: when Redis cannot be reached they are queued and
-    /// replayed before the tier is trusted again.
+    /// response is returned. Never fails: what Redis does not take is queued and replayed
+    /// before the tier is trusted again. It always tries Redis, whatever the tier's state:
+    /// an invalidation that could have been recorded must never wait in a queue.
     pub async fn invalidate(&self, dependencies: Vec<String>) {
-        if dependencies.is_empty() {
-            return;
-        }
-        if self.is_up() {
+        let written_at = unix_micros();
+        for batch in batches(dependencies) {
             let started = Instant::now();
-            match self.run_invalidation(&dependencies).await {
+            match self.run_invalidation(&batch, written_at).await {
                 Ok(()) => {
                     self.observe("invalidate", started);
                     self.count_invalidation("published", 1);
-                    return;
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "could not record invalidations in the shared tier; they are queued and replayed when it answers")
+                    tracing::warn!(%error, "could not record invalidations in the shared tier; they are queued and replayed when it answers");
+                    self.queue(batch, written_at);
                 }
             }
         }
-        self.queue(dependencies);
     }
 
-    async fn run_invalidation(&self, dependencies: &[String]) -> Result<(), TierError> {
-        let message = self.envelope(Event::Invalidated {
-            dependencies: dependencies.to_vec(),
-        });
-        let mut invocation = self.invalidate_script.prepare_invoke();
+    async fn run_invalidation(
+        &self,
+        dependencies: &[String],
+        written_at_us: u64,
+    ) -> Result<(), TierError> {
+        let message = self.envelope_at(
+            Event::Invalidated {
+                dependencies: dependencies.to_vec(),
+            },
+            written_at_us,
+        );
+        let mut invocation = self.invalidate_script.key(self.keys.sequence());
         for dependency in dependencies {
             invocation.key(self.keys.generation(dependency));
         }
@@ -430,21 +540,30 @@ impl SharedTier {
         Ok(())
     }
 
-    fn queue(&self, dependencies: Vec<String>) {
+    fn queue(&self, dependencies: Vec<String>, written_at_us: u64) {
         let mut pending = self.pending.lock();
+        pending.since_us = Some(
+            pending
+                .since_us
+                .map_or(written_at_us, |since| since.min(written_at_us)),
+        );
         if !pending.collapsed {
             for dependency in dependencies {
                 if pending.seen.insert(dependency.clone()) {
+                    pending.bytes += dependency.len();
                     pending.dependencies.push(dependency);
                 }
             }
-            if pending.dependencies.len() > self.max_pending_invalidations {
+            if pending.dependencies.len() > self.max_pending_invalidations
+                || pending.bytes > MAX_PENDING_BYTES
+            {
                 tracing::warn!(
                     max = self.max_pending_invalidations,
                     "more invalidations are queued for the shared tier than it keeps; everything will be invalidated when it answers"
                 );
                 pending.dependencies.clear();
                 pending.seen.clear();
+                pending.bytes = 0;
                 pending.collapsed = true;
                 self.count_invalidation("collapsed", 1);
             }
@@ -455,6 +574,21 @@ impl SharedTier {
             .set(pending.dependencies.len() as i64 + i64::from(pending.collapsed));
     }
 
+    /// Keeps a session's end for when Redis answers again.
+    pub(super) fn queue_revocation(&self, session: &str, expires_at_unix: u64) {
+        let mut pending = self.pending.lock();
+        if pending.revocations.len() >= MAX_PENDING_REVOCATIONS {
+            pending.revocations.pop_front();
+            tracing::warn!(
+                max = MAX_PENDING_REVOCATIONS,
+                "too many session ends are queued for the shared tier; the oldest is dropped (that session ends on other replicas when it idles out)"
+            );
+        }
+        pending
+            .revocations
+            .push_back((session.to_owned(), expires_at_unix));
+    }
+
     fn count_invalidation(&self, result: &str, count: u64) {
         self.metrics
             .shared_invalidations_total
@@ -463,40 +597,58 @@ impl SharedTier {
     }
 
     fn has_pending(&self) -> bool {
-        let pending = self.pending.lock();
-        pending.collapsed || !pending.dependencies.is_empty()
+        !self.pending.lock().is_empty()
     }
 
     /// Replays what was queued while Redis was unreachable; on failure it stays queued.
+    /// Replays what was queued while Redis was unreachable, oldest first; what fails stays
+    /// queued.
     async fn replay(&self) -> Result<(), TierError> {
         let taken = std::mem::take(&mut *self.pending.lock());
-        let batches: Vec<Vec<String>> = if taken.collapsed {
+        let since = taken.since_us.unwrap_or_else(unix_micros);
+        let mut batches_left: Vec<Vec<String>> = if taken.collapsed {
             vec![vec![EVERYTHING.to_owned()]]
         } else {
-            taken
-                .dependencies
-                .chunks(REPLAY_CHUNK)
-                .map(<[String]>::to_vec)
-                .collect()
+            batches(taken.dependencies)
         };
-        for (index, batch) in batches.iter().enumerate() {
-            if let Err(error) = self.run_invalidation(batch).await {
-                // Put back what was not replayed (the queue may have grown meanwhile).
-                for rest in &batches[index..] {
-                    self.queue(rest.clone());
-                }
+        let mut revocations = taken.revocations;
+        let requeue = |batches: Vec<Vec<String>>, revocations: VecDeque<(String, u64)>| {
+            for batch in batches {
+                self.queue(batch, since);
+            }
+            for (session, expires_at) in revocations {
+                self.queue_revocation(&session, expires_at);
+            }
+        };
+        while let Some(batch) = batches_left.first() {
+            if let Err(error) = self.run_invalidation(batch, since).await {
+                requeue(batches_left, revocations);
                 return Err(error);
             }
             self.count_invalidation("replayed", batch.len() as u64);
+            batches_left.remove(0);
+        }
+        while let Some((session, expires_at)) = revocations.front() {
+            if let Err(error) = self.record_revocation(session, *expires_at).await {
+                requeue(Vec::new(), revocations);
+                return Err(error);
+            }
+            revocations.pop_front();
         }
         self.metrics.shared_pending_invalidations.set(0);
         Ok(())
     }
 
     fn envelope(&self, event: Event) -> String {
+        self.envelope_at(event, unix_micros())
+    }
+
+    /// A message about something that happened at `at_us` (a queued invalidation is
+    /// replayed with its write's time, so the lag measured is the staleness that was).
+    fn envelope_at(&self, event: Event, at_us: u64) -> String {
         let envelope = Envelope {
             origin: self.replica.clone(),
-            sent_at_us: unix_micros(),
+            sent_at_us: at_us,
             event,
         };
         serde_json::to_string(&envelope).unwrap_or_default()
@@ -541,8 +693,10 @@ impl SharedTier {
             .observe(started.elapsed().as_secs_f64());
     }
 
-    /// Checks Redis every interval: makes sure the epoch exists, notices a new one, and
-    /// brings the tier up once queued invalidations are replayed.
+    /// Checks Redis every interval: makes sure the epoch exists, replaces it when Redis
+    /// restarted (it may have come back from an older snapshot, with generations gone
+    /// back), notices a new one, brings the tier up once queued invalidations are replayed,
+    /// and publishes the heartbeat by which every replica knows its channel is alive.
     async fn health_check(self: Arc<Self>) {
         let mut ticks = tokio::time::interval(self.health_check_interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -555,21 +709,26 @@ impl SharedTier {
             let previous = self.epoch.swap(epoch, Ordering::AcqRel);
             if previous != 0 && previous != epoch {
                 tracing::warn!(
-                    "the shared tier's data is new (Redis restarted without its data, or was flushed): every replica's first level is dropped"
+                    "the shared tier's data is new (Redis restarted or was flushed): every replica's first level is dropped"
                 );
                 self.flush("epoch_changed");
             }
             if self.is_up() {
-                // An invalidation may have been queued just as the tier came up; it goes
-                // out on the next tick rather than waiting for the next outage.
+                // An invalidation may have been queued as the tier came up; it goes out on
+                // the next tick rather than waiting for the next outage.
                 if self.has_pending() {
                     let _ = self.replay().await;
                 }
+                self.heartbeat().await;
                 continue;
             }
-            if self.replay().await.is_err() {
+            if self.replay().await.is_err() || self.has_pending() {
                 continue;
             }
+            // Other replicas replay what they queued on their next health check: until then
+            // Redis may not know every write made while it was away.
+            let grace = self.health_check_interval * 2 + self.command_timeout;
+            *self.trusted_from.lock() = Instant::now() + grace;
             self.up.store(true, Ordering::Release);
             *self.since.lock() = Instant::now();
             self.metrics.shared_tier_up.set(1);
@@ -584,25 +743,70 @@ impl SharedTier {
         }
     }
 
-    /// Sets the epoch if Redis has none (a new or emptied Redis), then reads it.
+    /// Sets the epoch if Redis has none (a new or emptied Redis) and reads it; when Redis's
+    /// `run_id` changed since the last check (a restart, which may have reloaded an older
+    /// snapshot), replaces the epoch unless another replica already did.
     async fn read_epoch(&self) -> Result<u64, TierError> {
-        // Nonzero, so 0 can mean "not read yet".
-        let fresh = rand::random::<u64>() >> 1 | 1;
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
             .arg(self.keys.epoch())
-            .arg(fresh)
+            .arg(fresh_epoch())
             .arg("NX")
             .ignore()
             .cmd("GET")
-            .arg(self.keys.epoch());
-        let (epoch,): (Option<u64>,) = self
+            .arg(self.keys.epoch())
+            .cmd("INFO")
+            .arg("server");
+        let (epoch, info): (Option<u64>, String) = self
             .bounded(
                 "health_check",
                 pipe.query_async(&mut self.connection.clone()),
             )
             .await?;
-        epoch.ok_or(TierError::EpochLost)
+        let epoch = epoch.ok_or(TierError::EpochLost)?;
+        let run_id = info
+            .lines()
+            .find_map(|line| line.strip_prefix("run_id:"))
+            .map(|id| id.trim().to_owned());
+        let restarted = {
+            let mut known = self.run_id.lock();
+            let restarted = known.is_some() && run_id.is_some() && *known != run_id;
+            *known = run_id;
+            restarted
+        };
+        if !restarted {
+            return Ok(epoch);
+        }
+        tracing::warn!(
+            "Redis restarted: the shared tier's epoch is replaced, since its data may be older than before"
+        );
+        let known = self.epoch.load(Ordering::Acquire);
+        let rotated: Option<u64> = self
+            .bounded(
+                "health_check",
+                self.rotate_script
+                    .key(self.keys.epoch())
+                    .arg(if known == 0 { epoch } else { known })
+                    .arg(fresh_epoch())
+                    .invoke_async(&mut self.connection.clone()),
+            )
+            .await?;
+        rotated.ok_or(TierError::EpochLost)
+    }
+
+    /// Publishes this replica's heartbeat: every replica hears every other's and its own,
+    /// so a channel that went quiet is known to be dead.
+    async fn heartbeat(&self) {
+        let message = self.envelope(Event::Heartbeat);
+        let _: Result<i64, TierError> = self
+            .bounded(
+                "heartbeat",
+                redis::cmd("PUBLISH")
+                    .arg(self.keys.channel())
+                    .arg(message)
+                    .query_async(&mut self.connection.clone()),
+            )
+            .await;
     }
 
     fn flush(&self, reason: &str) {
@@ -631,6 +835,43 @@ impl SharedTier {
             "invalidation_lag_us": { "p50": p50, "p99": p99, "samples": samples },
         })
     }
+}
+
+/// A new random epoch, nonzero so 0 can mean "not read yet".
+fn fresh_epoch() -> u64 {
+    rand::random::<u64>() >> 1 | 1
+}
+
+/// Splits dependencies into batches of at most [`MESSAGE_DEPENDENCY_BYTES`], so each
+/// broadcast stays well under what a replica reads.
+fn batches(dependencies: Vec<String>) -> Vec<Vec<String>> {
+    let mut batches = Vec::new();
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    for dependency in dependencies {
+        if !batch.is_empty() && bytes + dependency.len() > MESSAGE_DEPENDENCY_BYTES {
+            batches.push(std::mem::take(&mut batch));
+            bytes = 0;
+        }
+        bytes += dependency.len();
+        batch.push(dependency);
+    }
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
+    batches
+}
+
+/// A stamp from the stamp script's answer; nil means Redis lost its epoch.
+fn stamp_of_script(values: Option<Vec<u64>>) -> Result<Stamp, TierError> {
+    let values = values.ok_or(TierError::EpochLost)?;
+    let (epoch, generations) = values
+        .split_first()
+        .ok_or_else(|| TierError::Malformed("an empty stamp".to_owned()))?;
+    Ok(Stamp {
+        epoch: *epoch,
+        generations: generations.to_vec(),
+    })
 }
 
 /// A stamp from an MGET of the epoch and the generations; a missing epoch means Redis

@@ -59,7 +59,7 @@ impl TierListener for SessionEvents {
                     rank: *rank,
                 });
             }
-            Event::Invalidated { .. } | Event::Notification { .. } => {}
+            Event::Invalidated { .. } | Event::Notification { .. } | Event::Heartbeat => {}
         }
     }
 }

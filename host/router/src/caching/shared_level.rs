@@ -107,8 +107,9 @@ impl CallCache {
         shared_key: &Arc<str>,
         private_key: Option<&Arc<str>>,
         ticket: &FillTicket,
+        shared_allowed: bool,
     ) -> SecondLevel {
-        if !tier.is_up() {
+        if !tier.is_trusted() {
             tier.count_skipped_lookup();
             return SecondLevel::Unavailable;
         }
@@ -133,8 +134,11 @@ impl CallCache {
                 .as_deref()
                 .and_then(|bytes| codec::decode(bytes, Some(words)))
                 .filter(|entry| entry.is_fresh() && entry.tags == tags);
-            // A private entry under the shared key (or the reverse) is not this key's.
-            let entry = entry.filter(|entry| entry.private == (key != shared_key));
+            // A private entry under the shared key (or the reverse) is not this key's, and a
+            // shared one is not served once the policy keeps the result private.
+            let entry = entry.filter(|entry| {
+                entry.private == (key != shared_key) && (entry.private || shared_allowed)
+            });
             if let Some(entry) = entry
                 && self.layer.cache.is_current(ticket, key, tags)
             {

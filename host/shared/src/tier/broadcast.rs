@@ -4,16 +4,23 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use futures_util::StreamExt;
 
 use super::{Envelope, Event, LAG_WINDOW, MAX_MESSAGE_BYTES, SharedTier, unix_micros};
 
+/// How many health checks a subscribed channel may stay silent before it is taken as dead.
+const SILENT_CHECKS: u32 = 4;
+
 impl SharedTier {
     /// Keeps the broadcast channel subscribed; each (re)subscription flushes the first
-    /// level, which may hold entries a missed message should have evicted.
+    /// level, which may hold entries a missed message should have evicted. A channel that
+    /// hears nothing, not even this replica's own heartbeat, for a few health checks while
+    /// Redis answers is dead without having been closed: it is dropped and subscribed again.
     pub(super) async fn subscriber(self: Arc<Self>) {
         let channel = self.keys.channel();
+        let silence_limit = self.health_check_interval * SILENT_CHECKS;
         loop {
             let connected = tokio::time::timeout(self.connect_timeout, async {
                 let mut pubsub = self.client.get_async_pubsub().await?;
@@ -23,10 +30,23 @@ impl SharedTier {
             .await;
             if let Ok(Ok(pubsub)) = connected {
                 self.flush("resubscribed");
+                *self.last_heard.lock() = Instant::now();
                 self.subscribed.store(true, Ordering::Release);
                 let mut messages = pubsub.into_on_message();
-                while let Some(message) = messages.next().await {
-                    self.receive(message.get_payload_bytes());
+                let mut checks = tokio::time::interval(self.health_check_interval);
+                loop {
+                    tokio::select! {
+                        message = messages.next() => match message {
+                            Some(message) => self.receive(message.get_payload_bytes()),
+                            None => break,
+                        },
+                        _ = checks.tick() => {
+                            if self.is_up() && self.last_heard.lock().elapsed() > silence_limit {
+                                tracing::warn!("the shared tier's broadcast channel went silent (no heartbeat, not even this replica's own)");
+                                break;
+                            }
+                        }
+                    }
                 }
                 self.subscribed.store(false, Ordering::Release);
                 tracing::warn!("lost the shared tier's broadcast channel; subscribing again");
@@ -42,15 +62,18 @@ impl SharedTier {
                 .with_label_values(&[kind])
                 .inc();
         };
-        if payload.len() > MAX_MESSAGE_BYTES {
+        *self.last_heard.lock() = Instant::now();
+        // A message this replica cannot read may have been an invalidation: what it might
+        // have evicted goes, rather than turning into silent staleness.
+        let envelope = (payload.len() <= MAX_MESSAGE_BYTES)
+            .then(|| serde_json::from_slice::<Envelope>(payload).ok())
+            .flatten();
+        let Some(envelope) = envelope else {
             count("malformed");
-            return;
-        }
-        let Ok(envelope) = serde_json::from_slice::<Envelope>(payload) else {
-            count("malformed");
+            self.flush("unreadable_message");
             return;
         };
-        if envelope.origin == self.replica {
+        if envelope.origin == self.replica || envelope.event == Event::Heartbeat {
             return;
         }
         let listeners = self.listeners.read();

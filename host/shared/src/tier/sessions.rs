@@ -6,8 +6,20 @@ use serde_json::Value;
 use super::{Event, MAX_MESSAGE_BYTES, SessionState, SharedTier, TierError};
 
 impl SharedTier {
-    /// Records that a session ended, for every replica, until it would have expired.
+    /// Records that a session ended, for every replica, until it would have expired. When
+    /// Redis cannot take it, it is queued and replayed with the invalidations.
     pub async fn revoke_session(&self, session: &str, expires_at_unix: u64) {
+        if let Err(error) = self.record_revocation(session, expires_at_unix).await {
+            tracing::warn!(%error, "could not record a session's end in the shared tier; it is queued until Redis answers");
+            self.queue_revocation(session, expires_at_unix);
+        }
+    }
+
+    pub(super) async fn record_revocation(
+        &self,
+        session: &str,
+        expires_at_unix: u64,
+    ) -> Result<(), TierError> {
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
             .arg(self.keys.revoked_session(session))
@@ -21,15 +33,11 @@ impl SharedTier {
                 session: session.to_owned(),
             }))
             .ignore();
-        let result: Result<(), TierError> = self
-            .bounded(
-                "revoke_session",
-                pipe.query_async(&mut self.connection.clone()),
-            )
-            .await;
-        if let Err(error) = result {
-            tracing::warn!(%error, "could not record a session's end in the shared tier: other replicas that hold the session close it only when it idles out");
-        }
+        self.bounded(
+            "revoke_session",
+            pipe.query_async(&mut self.connection.clone()),
+        )
+        .await
     }
 
     /// Records a session's log level for the replicas that resume it later, and tells the
