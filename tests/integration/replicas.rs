@@ -693,3 +693,94 @@ async fn readiness_can_wait_for_the_shared_tier() -> Result<()> {
     assert_eq!(status, 200);
     Ok(())
 }
+
+/// Generation counters that vanish (evicted, or expired) never make an old entry look
+/// current: a fill's stamp gives every counter a value from one sequence, so a counter
+/// that comes back has a value no stamp holds. The second level and the first then both
+/// treat the old entry as stale after a write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vanished_generations_never_revive_a_stale_entry() -> Result<()> {
+    let cluster = Cluster::start("strict", 3).await?;
+    let urls: Vec<String> = cluster
+        .live()
+        .map(|bridge| bridge.url("/mcp/demo"))
+        .collect();
+    let session = RawSession::open(&urls[0]).await?;
+    let on = |url: &str| RawSession {
+        url: url.to_owned(),
+        session_id: session.session_id.clone(),
+    };
+    // Replica 0 fills (first level and Redis) before anything was ever invalidated: with
+    // generations counted from zero, its stamp would say zero for the tool.
+    let original = read_title(&session, 1).await?;
+    assert_ne!(original, title(2));
+    write(&on(&urls[1]), 2).await?;
+    // Every generation counter disappears, as under eviction or expiry.
+    let counters = cluster.redis.command(&["KEYS", "mcp-bridge:g:*"]).await?;
+    for counter in counters.lines().filter(|line| !line.is_empty()) {
+        cluster.redis.command(&["DEL", counter]).await?;
+    }
+    // Replica 2 has nothing of its own: the second level's old entry must not count.
+    assert_eq!(read_title(&on(&urls[2]), 2).await?, title(2));
+    // Replica 0 holds the old entry in its first level: the check must refuse it.
+    assert_eq!(read_title(&session, 3).await?, title(2));
+    Ok(())
+}
+
+/// A Redis that restarts, even one that keeps its data, gets a new epoch from the first
+/// replica to notice (it may have come back from an older snapshot, with generations gone
+/// back): every replica drops its first level and nothing stored before is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_redis_gets_a_new_epoch() -> Result<()> {
+    let mut redis = RedisServer::start(RedisOptions {
+        persistence: true,
+        ..RedisOptions::default()
+    })
+    .await?;
+    let state = tempfile::tempdir()?;
+    let state_file = state.path().join("demo-state.json");
+    let toml = replica_toml(
+        &redis.url(),
+        "strict",
+        &state_file.display().to_string(),
+        "",
+    );
+    let bridge = start_bridge(&toml)?;
+    bridge.wait_ready().await?;
+    wait_for_tier(&bridge, "up").await?;
+    let session = RawSession::open(&bridge.url("/mcp/demo")).await?;
+    read_title(&session, 1).await?;
+    let before = redis.command(&["GET", "mcp-bridge:epoch"]).await?;
+    redis.restart().await?;
+    let after = poll_until(
+        SETTLE,
+        async || {
+            redis
+                .command(&["GET", "mcp-bridge:epoch"])
+                .await
+                .unwrap_or_default()
+        },
+        |after| !after.is_empty() && *after != before,
+    )
+    .await;
+    assert!(
+        !after.is_empty() && after != before,
+        "the epoch was replaced: {before} -> {after}"
+    );
+    let flushed = poll_until(
+        SETTLE,
+        async || {
+            metric(
+                &bridge,
+                "mcp_bridge_shared_l1_flushes_total",
+                &["reason=\"epoch_changed\""],
+            )
+            .await
+            .unwrap_or_default()
+        },
+        |flushed| *flushed >= 1.0,
+    )
+    .await;
+    assert!(flushed >= 1.0, "the replica dropped its first level");
+    Ok(())
+}
