@@ -109,6 +109,27 @@ pub(crate) async fn start(state_file: &Path, role: &Role<'_>) -> Result<Bridge> 
     Ok(bridge)
 }
 
+/// Waits until every replica's tier has been up for two whole seconds: for a grace after
+/// it comes up (two health checks and a command timeout, 1.25 s by default) a replica trusts
+/// neither level, since other replicas may still be replaying invalidations they queued, and
+/// its calls go to the backend. Measuring inside it would measure that start-up state.
+pub(crate) async fn wait_past_grace(replicas: &[&Bridge]) -> Result<()> {
+    for bridge in replicas {
+        let status = poll_until(
+            TIER_TIMEOUT,
+            async || tier_status(bridge).await.unwrap_or_default(),
+            |status| status["state"] == "up" && status["for_seconds"].as_u64() >= Some(2),
+        )
+        .await;
+        ensure!(
+            status["state"] == "up" && status["for_seconds"].as_u64() >= Some(2),
+            "the shared tier did not stay up: {status}; log:\n{}",
+            bridge.log_tail(40)
+        );
+    }
+    Ok(())
+}
+
 /// The shared tier's status from `/admin/cache/stats` (`shared`): state, whether the
 /// broadcast is subscribed, the propagation lag's percentiles.
 pub(crate) async fn tier_status(bridge: &Bridge) -> Result<Value> {
