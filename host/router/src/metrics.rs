@@ -35,7 +35,7 @@ impl CallMetrics {
                 ),
             calls_total: registry.counter_vec(
                     "calls_total",
-                    "Client requests forwarded to a backend, by server, method and outcome.",
+                    "Client requests that reached the router, by server, method and outcome (`hit` for answers from the cache; the others came from a backend or failed on the way).",
                     &["server", "method", "outcome"],
                 ),
             backend_retries_total: registry.counter_vec(

@@ -386,6 +386,7 @@ impl SharedTier {
         self.observe("fetch", started);
         let mut replies = replies.into_iter();
         let mut found = Vec::with_capacity(candidates.len());
+        let mut stale = false;
         for _ in candidates {
             let (Some(generations), Some(stored)) = (replies.next(), replies.next()) else {
                 return Err(TierError::Malformed("a reply is missing".to_owned()));
@@ -396,21 +397,24 @@ impl SharedTier {
                 .map_err(|error| TierError::Malformed(error.to_string()))?;
             let stamp = stamp_of_script(generations)?;
             let value = match stored.as_deref().map(Stamp::unframe) {
-                None => {
-                    self.count_lookup("miss");
-                    None
-                }
-                Some(Some((stored_stamp, value))) if stored_stamp == stamp => {
-                    self.count_lookup("hit");
-                    Some(value.to_vec())
-                }
+                None => None,
+                Some(Some((stored_stamp, value))) if stored_stamp == stamp => Some(value.to_vec()),
                 Some(_) => {
-                    self.count_lookup("stale");
+                    stale = true;
                     None
                 }
             };
             found.push(Fetched { stamp, value });
         }
+        // One lookup, whatever the number of keys it tried (the shared and the private one).
+        let result = if found.iter().any(|fetched| fetched.value.is_some()) {
+            "hit"
+        } else if stale {
+            "stale"
+        } else {
+            "miss"
+        };
+        self.count_lookup(result);
         Ok(found)
     }
 
