@@ -108,6 +108,23 @@ keys = [\"{SESSION_KEY}\"]
     )
 }
 
+/// One strict replica on its own demo state (with `extra` in `[cache.shared]`), ready and
+/// trusting its tier; the state's directory lives as long as the returned guard.
+async fn lone_replica(redis_url: &str, extra: &str) -> Result<(Bridge, tempfile::TempDir)> {
+    let state = tempfile::tempdir()?;
+    let state_file = state.path().join("demo-state.json");
+    let toml = replica_toml(
+        redis_url,
+        "strict",
+        &state_file.display().to_string(),
+        extra,
+    );
+    let bridge = start_bridge(&toml)?;
+    bridge.wait_ready().await?;
+    wait_for_tier(&bridge, "up").await?;
+    Ok((bridge, state))
+}
+
 /// Polls `/health` until the replica's shared tier is in `state` (up and trusted, or down).
 async fn wait_for_tier(bridge: &Bridge, state: &str) -> Result<()> {
     let seen = poll_until(
@@ -501,23 +518,13 @@ async fn the_tier_speaks_tls_with_a_password() -> Result<()> {
         ..RedisOptions::default()
     })
     .await?;
-    let state = tempfile::tempdir()?;
-    let state_file = state.path().join("demo-state.json");
     let ca = redis.ca_file().context("a TLS redis has a CA")?;
     let plain_url = format!("rediss://127.0.0.1:{}", redis.port());
     let extra = format!(
         "password = \"tier-password-1\"\nca_file = \"{}\"",
         ca.display()
     );
-    let toml = replica_toml(
-        &plain_url,
-        "strict",
-        &state_file.display().to_string(),
-        &extra,
-    );
-    let bridge = start_bridge(&toml)?;
-    bridge.wait_ready().await?;
-    wait_for_tier(&bridge, "up").await?;
+    let (bridge, _state) = lone_replica(&plain_url, &extra).await?;
     let session = RawSession::open(&bridge.url("/mcp/demo")).await?;
     read_title(&session, 1).await?;
     let keys = poll_until(
@@ -664,17 +671,7 @@ async fn change_notifications_reach_streams_on_other_replicas() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_can_wait_for_the_shared_tier() -> Result<()> {
     let mut redis = RedisServer::start(RedisOptions::default()).await?;
-    let state = tempfile::tempdir()?;
-    let state_file = state.path().join("demo-state.json");
-    let toml = replica_toml(
-        &redis.url(),
-        "strict",
-        &state_file.display().to_string(),
-        "required_for_readiness = true",
-    );
-    let bridge = start_bridge(&toml)?;
-    bridge.wait_ready().await?;
-    wait_for_tier(&bridge, "up").await?;
+    let (bridge, _state) = lone_replica(&redis.url(), "required_for_readiness = true").await?;
     redis.stop().await?;
     wait_for_tier(&bridge, "down").await?;
     let (status, body) = bridge.get("/readyz").await?;
@@ -737,17 +734,7 @@ async fn a_restarted_redis_gets_a_new_epoch() -> Result<()> {
         ..RedisOptions::default()
     })
     .await?;
-    let state = tempfile::tempdir()?;
-    let state_file = state.path().join("demo-state.json");
-    let toml = replica_toml(
-        &redis.url(),
-        "strict",
-        &state_file.display().to_string(),
-        "",
-    );
-    let bridge = start_bridge(&toml)?;
-    bridge.wait_ready().await?;
-    wait_for_tier(&bridge, "up").await?;
+    let (bridge, _state) = lone_replica(&redis.url(), "").await?;
     let session = RawSession::open(&bridge.url("/mcp/demo")).await?;
     read_title(&session, 1).await?;
     let before = redis.command(&["GET", "mcp-bridge:epoch"]).await?;

@@ -341,10 +341,10 @@ fn write_cache(out: &mut String, cache: &CacheConfig) -> std::fmt::Result {
 
 /// A Redis URL without its credentials: the scheme and where it points.
 fn redis_endpoint(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("redis", url));
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = authority.rsplit('@').next().unwrap_or_default();
-    format!("{scheme}://{host}")
+    match super::shared::redis_endpoint(url) {
+        Some((scheme, host)) => format!("{scheme}://{host}"),
+        None => "<not a URL>".to_owned(),
+    }
 }
 
 /// A TTL as the summary shows it, saying what `none` and zero mean.

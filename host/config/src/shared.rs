@@ -83,6 +83,14 @@ pub struct SharedCacheConfig {
     pub required_for_readiness: bool,
 }
 
+/// A Redis URL's scheme and where it points (`host:port`), without credentials, path or
+/// query; `None` when it has no `scheme://`.
+pub(crate) fn redis_endpoint(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    Some((scheme, authority.rsplit('@').next().unwrap_or_default()))
+}
+
 impl SharedCacheConfig {
     /// The longest an entry may live in either level: half the generation retention.
     pub fn max_entry_lifetime(&self) -> Duration {

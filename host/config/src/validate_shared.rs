@@ -162,14 +162,11 @@ pub(super) fn shared(
 
 /// Checks the shape of a Redis URL: the scheme and a host. The driver parses the rest.
 fn check_redis_url(url: &str) -> Result<(), String> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| "it has no scheme (redis:// or rediss://)".to_owned())?;
+    let (scheme, host) =
+        redis_endpoint(url).ok_or_else(|| "it has no scheme (redis:// or rediss://)".to_owned())?;
     if scheme != "redis" && scheme != "rediss" {
         return Err(format!("the scheme `{scheme}` is neither redis nor rediss"));
     }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = authority.rsplit('@').next().unwrap_or_default();
     if host.is_empty() || host.starts_with(':') {
         return Err("it has no host".to_owned());
     }

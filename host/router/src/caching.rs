@@ -656,7 +656,9 @@ impl CallCache {
                                     .max(entry.stale_if_error)
                                     .unwrap_or_default(),
                             );
-                        tier.store(key, deps, stamp, &codec::encode(&entry), lifetime);
+                        if tier.fits(u64::from(entry.size)) {
+                            tier.store(key, deps, stamp, &codec::encode(&entry), lifetime);
+                        }
                     }
                     cache.insert(key.clone(), entry, &fill.ticket);
                 }
