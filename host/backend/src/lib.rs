@@ -4,6 +4,7 @@
 //! starts an [`InflightCall`] on that slot's [`Process`], and reads events and the
 //! response from it.
 
+mod budget;
 mod catalog;
 mod error;
 mod framing;
@@ -16,6 +17,7 @@ mod stderr;
 mod subreaper;
 mod supervisor;
 
+pub use budget::{BudgetCap, ProcessBudget};
 pub use catalog::Catalog;
 pub use error::BackendError;
 pub use health::{HealthReport, HealthStatus};

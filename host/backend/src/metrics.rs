@@ -19,6 +19,10 @@ pub struct PoolMetrics {
     pub pool_unresponsive_total: IntCounterVec,
     pub backend_errors_total: IntCounterVec,
     pub health_status: IntGaugeVec,
+    pub pool_evictions_total: IntCounterVec,
+    pub pool_groups: IntGaugeVec,
+    pub pool_groups_reaped_total: IntCounterVec,
+    pub processes_total: prometheus::IntGauge,
 }
 
 impl PoolMetrics {
@@ -70,6 +74,25 @@ impl PoolMetrics {
                     "health_status",
                     "Server health: 2 healthy, 1 degraded, 0 unhealthy.",
                     &["server"],
+                ),
+            pool_evictions_total: registry.counter_vec(
+                    "pool_evictions_total",
+                    "Idle processes of principal- or session-isolated servers drained and stopped to make room at max_total_processes or [processes] max_total.",
+                    &["server"],
+                ),
+            pool_groups: registry.gauge_vec(
+                    "pool_groups",
+                    "Principals or sessions holding processes of an isolated server.",
+                    &["server"],
+                ),
+            pool_groups_reaped_total: registry.counter_vec(
+                    "pool_groups_reaped_total",
+                    "Principals' or sessions' process groups of an isolated server that were dropped, by reason: idle (every process stopped after idle_timeout or eviction) or session_closed (a DELETE ended the session).",
+                    &["server", "reason"],
+                ),
+            processes_total: registry.gauge(
+                    "backend_processes",
+                    "Backend processes of every server, counted against [processes] max_total.",
                 ),
         }
     }

@@ -10,6 +10,7 @@ use prometheus::IntGauge;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 
+use super::budget::{BudgetCap, BudgetSlot, ProcessBudget};
 use super::catalog::Catalog;
 use super::error::BackendError;
 use super::health::HealthTracker;
@@ -72,6 +73,15 @@ pub struct Pool {
     started_at: Instant,
     inflight_gauge: IntGauge,
     queue_gauge: IntGauge,
+    /// The caps every process of the bridge counts against.
+    budget: Arc<ProcessBudget>,
+    /// Each live process's place in the budget, by ordinal, kept until it has exited.
+    slots: Mutex<std::collections::HashMap<u64, BudgetSlot>>,
+    /// The cap that last kept this pool from starting a process, for the waiter's error.
+    blocked_by: Mutex<Option<BudgetCap>>,
+    /// The principal or session this pool belongs to on an isolated server; `None` for a
+    /// server's one shared pool. A group's gauges are published by its server as a whole.
+    group: Option<Arc<str>>,
 }
 
 /// A reserved call slot on one process. Dropping it frees the slot.
@@ -108,8 +118,21 @@ impl Drop for QueueSlot<'_> {
 }
 
 impl Pool {
-    /// Creates the pool and starts its supervisor, which prewarms `min_connections`.
+    /// Creates the pool and starts its supervisor, which prewarms `min_connections`. No
+    /// cap beyond the pool's own applies.
     pub fn start(config: ServerConfig, metrics: Arc<PoolMetrics>) -> Arc<Pool> {
+        Pool::start_in(config, metrics, ProcessBudget::unlimited(), None)
+    }
+
+    /// Creates the pool with its processes counted in `budget`. A `group` pool (one
+    /// principal's or session's on an isolated server) lets the budget evict its idle
+    /// processes when another caller needs room.
+    pub fn start_in(
+        config: ServerConfig,
+        metrics: Arc<PoolMetrics>,
+        budget: Arc<ProcessBudget>,
+        group: Option<Arc<str>>,
+    ) -> Arc<Pool> {
         let name: Arc<str> = Arc::from(config.name.as_str());
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (notifications, _) = broadcast::channel(NOTIFICATION_BROADCAST_CAPACITY);
@@ -136,9 +159,58 @@ impl Pool {
             restarts: AtomicU64::new(0),
             spawn_failures: AtomicU64::new(0),
             started_at: Instant::now(),
+            budget: budget.clone(),
+            slots: Mutex::new(std::collections::HashMap::new()),
+            blocked_by: Mutex::new(None),
+            group: group.clone(),
         });
+        if group.is_some() {
+            budget.register_evictable(&pool);
+        }
         tokio::spawn(super::supervisor::run(pool.clone(), events_rx));
         pool
+    }
+
+    /// How many processes are in each of `PROCESS_STATES` (`starting` counts starts under way).
+    pub fn count_by_state(&self) -> [(&'static str, usize); 4] {
+        let processes = self.processes.read();
+        let in_state =
+            |wanted: ProcessState| processes.iter().filter(|p| p.state() == wanted).count();
+        crate::PROCESS_STATES.map(|state| {
+            let count = match state {
+                "starting" => self.starting.load(Ordering::Acquire),
+                "ready" => in_state(ProcessState::Ready),
+                "probing" => in_state(ProcessState::Probing),
+                _ => in_state(ProcessState::Draining),
+            };
+            (state, count)
+        })
+    }
+
+    /// The principal or session this pool serves on an isolated server.
+    pub fn group(&self) -> Option<&Arc<str>> {
+        self.group.as_ref()
+    }
+
+    /// Processes of this pool that exist now (starting, serving, draining or exiting).
+    pub fn live_processes(&self) -> usize {
+        self.slots.lock().len()
+    }
+
+    /// Callers waiting for a slot.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    /// When the pool last had a call in flight: the shortest idle time among its processes
+    /// (zero while one is busy), or `None` with no process.
+    pub fn idle_for(&self) -> Option<Duration> {
+        self.processes.read().iter().map(|p| p.idle_for()).min()
+    }
+
+    /// Gives back a process's place in the budget once it has exited.
+    pub(super) fn release_slot(&self, ordinal: u64) {
+        self.slots.lock().remove(&ordinal);
     }
 
     pub fn name(&self) -> &Arc<str> {
@@ -255,6 +327,9 @@ impl Pool {
             let notified = self.slot_freed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            let room = self.budget.freed();
+            tokio::pin!(room);
+            room.as_mut().enable();
             if let Some(lease) = self.try_lease() {
                 return Ok(lease);
             }
@@ -264,8 +339,13 @@ impl Pool {
             }
             tokio::select! {
                 () = &mut notified => {}
+                () = &mut room => {}
                 () = tokio::time::sleep_until(deadline) => {
-                    return Err(self.exhausted("no slot freed within acquire_timeout"));
+                    let reason = match *self.blocked_by.lock() {
+                        Some(cap) => cap.reason(),
+                        None => "no slot freed within acquire_timeout",
+                    };
+                    return Err(self.exhausted(reason));
                 }
             }
         }
@@ -309,7 +389,7 @@ impl Pool {
             && capacity_coming < waiting
             && self.spawn_allowed_now()
         {
-            self.spawn_process();
+            self.spawn_or_make_room();
         }
     }
 
@@ -363,7 +443,15 @@ impl Pool {
             .iter()
             .any(|p| p.state() != ProcessState::Dead);
         if !live && self.starting.load(Ordering::Acquire) == 0 && self.spawn_allowed_now() {
-            self.spawn_process();
+            self.spawn_or_make_room();
+        }
+    }
+
+    /// Starts a process for a caller that needs one; at a cap, drains another caller's idle
+    /// process so the next attempt (woken when it exits) finds room.
+    fn spawn_or_make_room(self: &Arc<Self>) {
+        if let Err(cap) = self.spawn_process() {
+            self.budget.make_room(&self.name, cap);
         }
     }
 
@@ -373,16 +461,26 @@ impl Pool {
     }
 
     /// Starts one process in the background; the supervisor and waiters learn of it
-    /// through `slot_freed` and the process list.
-    pub(super) fn spawn_process(self: &Arc<Self>) {
+    /// through `slot_freed` and the process list. Fails, starting nothing, when a cap of
+    /// the process budget is full.
+    pub(super) fn spawn_process(self: &Arc<Self>) -> Result<(), BudgetCap> {
         if self.shutting_down.load(Ordering::Acquire) {
-            return;
+            return Ok(());
         }
+        let slot = match self.budget.reserve(&self.name) {
+            Ok(slot) => slot,
+            Err(cap) => {
+                *self.blocked_by.lock() = Some(cap);
+                return Err(cap);
+            }
+        };
+        *self.blocked_by.lock() = None;
+        let ordinal = self.next_ordinal.fetch_add(1, Ordering::Relaxed);
+        self.slots.lock().insert(ordinal, slot);
         self.starting.fetch_add(1, Ordering::AcqRel);
         self.publish_readiness();
         let pool = self.clone();
         tokio::spawn(async move {
-            let ordinal = pool.next_ordinal.fetch_add(1, Ordering::Relaxed);
             let started = Process::start(
                 &pool.config,
                 ordinal,
@@ -392,18 +490,23 @@ impl Pool {
             .await;
             match started {
                 Ok(process) => pool.adopt(process).await,
-                Err(error) => pool.record_spawn_failure(&error),
+                Err(error) => {
+                    pool.release_slot(ordinal);
+                    pool.record_spawn_failure(&error);
+                }
             }
             pool.starting.fetch_sub(1, Ordering::AcqRel);
             pool.publish_readiness();
             pool.slot_freed.notify_waiters();
             pool.wake_supervisor.notify_one();
         });
+        Ok(())
     }
 
     async fn adopt(self: &Arc<Self>, process: Arc<Process>) {
         if self.shutting_down.load(Ordering::Acquire) {
             process.shutdown(PROCESS_EXIT_GRACE).await;
+            self.release_slot(process.ordinal);
             return;
         }
         let needs_catalog = !self.catalog.read().is_loaded();
@@ -470,6 +573,7 @@ impl Pool {
             "max_connections": pool.max_connections,
             "max_inflight": pool.max_inflight,
             "exclusive": self.config.exclusive,
+            "group": self.group.as_deref(),
             "processes": processes.iter().map(|p| json!({
                 "ordinal": p.ordinal,
                 "pid": p.pid(),
@@ -506,6 +610,13 @@ impl Pool {
             .iter()
             .map(|process| process.shutdown(PROCESS_EXIT_GRACE));
         futures_util::future::join_all(stops).await;
+        // Every process has exited (or was killed after the grace): their places are free.
+        // One still starting keeps its place until its start finishes.
+        let gone: Vec<u64> = processes.iter().map(|process| process.ordinal).collect();
+        let mut slots = self.slots.lock();
+        for ordinal in gone {
+            slots.remove(&ordinal);
+        }
     }
 }
 

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::PROCESS_STATES;
 use super::health::PoolSnapshot;
 use super::pool::{PROCESS_EXIT_GRACE, Pool};
 use super::process::{Process, ProcessEvent, ProcessState};
@@ -63,6 +62,8 @@ impl Supervisor {
             let position = processes.iter().position(|p| p.ordinal == ordinal);
             position.map(|index| processes.remove(index))
         };
+        // The process has exited: its place in the budget is free for another.
+        self.pool.release_slot(ordinal);
         let Some(process) = removed else { return };
         // Without this process the pool may have nothing left that could serve.
         self.pool.publish_readiness();
@@ -182,7 +183,8 @@ impl Supervisor {
             }
         } else if self.pool.starting.load(Ordering::Acquire) == 0 {
             drop(processes);
-            self.pool.spawn_process();
+            // At a cap the old process keeps serving; recycling waits for room.
+            let _ = self.pool.spawn_process();
         }
     }
 
@@ -261,7 +263,11 @@ impl Supervisor {
                 missing
             };
             for _ in 0..count {
-                self.pool.spawn_process();
+                // Keeping a minimum never evicts another caller's process: at a cap the
+                // pool waits for room like a caller would.
+                if self.pool.spawn_process().is_err() {
+                    break;
+                }
             }
         }
         self.prewarmed = true;
@@ -291,21 +297,15 @@ impl Supervisor {
     }
 
     fn publish_gauges(&self) {
+        // A group's counts are part of its server's, which the server publishes as a whole.
+        if self.pool.group().is_some() {
+            return;
+        }
         let name = self.pool.name();
-        let processes = self.pool.processes.read();
         let gauge = &self.pool.metrics.pool_processes;
-        for state in PROCESS_STATES {
-            let in_state =
-                |wanted: ProcessState| processes.iter().filter(|p| p.state() == wanted).count();
-            let count = match state {
-                "starting" => self.pool.starting.load(Ordering::Acquire),
-                "ready" => in_state(ProcessState::Ready),
-                "probing" => in_state(ProcessState::Probing),
-                _ => in_state(ProcessState::Draining),
-            };
+        for (state, count) in self.pool.count_by_state() {
             gauge.with_label_values(&[name, state]).set(count as i64);
         }
-        drop(processes);
         let report = self.pool.health_report();
         self.pool
             .metrics

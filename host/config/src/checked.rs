@@ -9,6 +9,7 @@ pub use mcp_bridge_policy::{InvalidationRule, TtlMap, TtlRule};
 
 use super::auth::{AccessConfig, AuditConfig, AuthConfig, LimitsConfig};
 use super::secret::Secret;
+use super::isolation::{EnvTemplate, Isolation, PrincipalSecrets, ProcessesConfig};
 use super::sessions::SessionsConfig;
 use super::shared::SharedCacheConfig;
 
@@ -25,7 +26,7 @@ pub const DEFAULT_NAMESPACE_SEPARATOR: &str = "__";
 /// How long in-flight requests may take to finish after SIGTERM before the bridge exits anyway.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long an HTTP MCP session may go unused before it is dropped.
-pub const DEFAULT_SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+pub const DEFAULT_SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// The most JSON-RPC messages one batch may hold; a longer batch is refused before any runs.
 pub const DEFAULT_MAX_BATCH_MESSAGES: usize = 100;
 /// How many messages of one batch run at once; the rest wait their turn, in order.
@@ -33,6 +34,10 @@ pub const DEFAULT_BATCH_CONCURRENCY: usize = 8;
 /// The most MCP sessions open at once; at the cap the least recently used idle session is
 /// closed to make room, and without an idle one `initialize` is refused.
 pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
+/// The most sessions one principal may hold open at once; at the cap its least recently used
+/// idle session is closed first. With a shared token every client is one principal, so this is
+/// large enough not to matter there.
+pub const DEFAULT_MAX_SESSIONS_PER_PRINCIPAL: usize = 1_000;
 /// The most calls one session may have in flight at once; its further calls wait behind its
 /// own cap (for the server's `acquire_timeout`), never in front of other sessions.
 pub const DEFAULT_MAX_INFLIGHT_PER_SESSION: usize = 16;
@@ -155,6 +160,10 @@ pub struct BridgeConfig {
     pub audit: AuditConfig,
     /// `[sessions]`: the keys that sign session tokens, and their lifetime.
     pub sessions: SessionsConfig,
+    /// `[processes]`: the cap on every backend process together.
+    pub processes: ProcessesConfig,
+    /// `[principal_secrets]`: per-principal values for isolated servers' `env` templates.
+    pub principal_secrets: std::sync::Arc<PrincipalSecrets>,
 }
 
 /// How long one plugin call may run before it is interrupted and counted as a fault. It is
@@ -255,6 +264,8 @@ pub struct HttpConfig {
     pub max_batch_messages: usize,
     pub batch_concurrency: usize,
     pub max_sessions: usize,
+    /// Sessions one principal may hold at once (`max_sessions_per_principal`).
+    pub max_sessions_per_principal: usize,
     pub max_inflight_per_session: usize,
     /// What the front does with a request whose version signals (session, header, body
     /// `_meta`) disagree in one of the ways real clients are known to.
@@ -311,6 +322,7 @@ impl Default for HttpConfig {
             max_batch_messages: DEFAULT_MAX_BATCH_MESSAGES,
             batch_concurrency: DEFAULT_BATCH_CONCURRENCY,
             max_sessions: DEFAULT_MAX_SESSIONS,
+            max_sessions_per_principal: DEFAULT_MAX_SESSIONS_PER_PRINCIPAL,
             max_inflight_per_session: DEFAULT_MAX_INFLIGHT_PER_SESSION,
             version_mismatch: DEFAULT_VERSION_MISMATCH,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
@@ -373,6 +385,15 @@ pub struct ServerConfig {
     pub args_display: Vec<String>,
     /// Extra environment variables for the process, values expanded; only keys may be shown.
     pub env: Vec<(String, Secret)>,
+    /// Variables whose values name the caller (`${principal.name}`, `${secret.NAME}`),
+    /// rendered when a principal's or session's process is spawned (isolated servers only).
+    pub env_templates: Vec<(String, EnvTemplate)>,
+    /// Who shares this server's processes.
+    pub isolation: Isolation,
+    /// This server's processes across all principals and sessions.
+    pub max_total_processes: usize,
+    /// Whether requests name the caller to the backend in `_meta` (`dev.mcp-bridge/caller`).
+    pub identity_meta: bool,
     /// The working directory, expanded; a relative path was resolved against the directory of
     /// the file that declared the server.
     pub cwd: Option<PathBuf>,

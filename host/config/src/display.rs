@@ -111,6 +111,11 @@ impl BridgeConfig {
         writeln!(out, "  max_sessions: {}", http.max_sessions)?;
         writeln!(
             out,
+            "  max_sessions_per_principal: {}",
+            http.max_sessions_per_principal
+        )?;
+        writeln!(
+            out,
             "  max_inflight_per_session: {}",
             http.max_inflight_per_session
         )?;
@@ -138,6 +143,11 @@ impl BridgeConfig {
         )?;
         self.write_identity(out)?;
         write_sessions(out, &self.sessions)?;
+        writeln!(out, "processes: max_total {}", self.processes.max_total)?;
+        if self.principal_secrets.names().next().is_some() {
+            // Which principals have a value, never the value.
+            writeln!(out, "principal_secrets: {:?}", self.principal_secrets)?;
+        }
         writeln!(out, "logging:")?;
         writeln!(out, "  format: {}", self.logging.format.as_str())?;
         writeln!(out, "  level: {}", self.logging.level)?;
@@ -210,9 +220,22 @@ fn write_server(out: &mut String, server: &ServerConfig) -> std::fmt::Result {
         let keys: Vec<&str> = server.env.iter().map(|(key, _)| key.as_str()).collect();
         writeln!(out, "    env: {} (values hidden)", keys.join(", "))?;
     }
+    if !server.env_templates.is_empty() {
+        let keys: Vec<&str> = server
+            .env_templates
+            .iter()
+            .map(|(key, _)| key.as_str())
+            .collect();
+        writeln!(out, "    env per principal: {} (values hidden)", keys.join(", "))?;
+    }
     if let Some(cwd) = &server.cwd {
         writeln!(out, "    cwd: {}", cwd.display())?;
     }
+    writeln!(
+        out,
+        "    isolation: {}, max_total_processes: {}, identity_meta: {}",
+        server.isolation, server.max_total_processes, server.identity_meta
+    )?;
     writeln!(
         out,
         "    required: {}, exclusive: {}, cache: {}, max_line_bytes: {}",

@@ -31,6 +31,7 @@ mod checked;
 mod display;
 mod error;
 mod expand;
+mod isolation;
 mod load;
 mod mcp_servers;
 mod plugins;
@@ -41,6 +42,7 @@ mod shared;
 mod source;
 mod validate;
 mod validate_auth;
+mod validate_isolation;
 mod validate_shared;
 
 #[cfg(test)]
@@ -52,6 +54,11 @@ pub use auth::*;
 pub use checked::*;
 pub use error::ConfigError;
 pub use expand::EXE_VARIABLE;
+pub use isolation::{
+    CALLER_META_KEY, DEFAULT_IDENTITY_META, DEFAULT_ISOLATED_MAX_CONNECTIONS,
+    DEFAULT_ISOLATED_MAX_TOTAL_PROCESSES, DEFAULT_ISOLATION, DEFAULT_MAX_BACKEND_PROCESSES, EnvPiece,
+    EnvTemplate, Isolation, MissingSecret, PrincipalSecrets, ProcessesConfig,
+};
 pub use secret::{REDACTED, Secret};
 pub use sessions::{
     DEFAULT_SESSION_MAX_AGE, MAX_SESSION_KEYS, MIN_SESSION_KEY_BYTES, SessionsConfig,

@@ -26,6 +26,8 @@ pub(crate) struct RawConfig {
     pub limits: Option<RawLimits>,
     pub audit: Option<RawAudit>,
     pub sessions: Option<super::sessions::RawSessions>,
+    pub processes: Option<super::isolation::RawProcesses>,
+    pub principal_secrets: Option<OrderedMap<OrderedMap<super::isolation::RawPrincipalSecret>>>,
 }
 
 /// The top-level keys of the TOML file, used to explain a key that was written below a table
@@ -175,6 +177,7 @@ pub(crate) struct RawHttp {
     pub max_batch_messages: Option<usize>,
     pub batch_concurrency: Option<usize>,
     pub max_sessions: Option<usize>,
+    pub max_sessions_per_principal: Option<usize>,
     pub max_inflight_per_session: Option<usize>,
     pub version_mismatch: Option<String>,
     pub header_read_timeout: Option<ConfigDuration>,
@@ -360,6 +363,9 @@ with_pool_fields! {
         /// `cache = false` keeps this server's results out of the cache.
         pub cache: Option<bool>,
         pub health: Option<RawHealth>,
+        pub isolation: Option<String>,
+        pub max_total_processes: Option<usize>,
+        pub identity_meta: Option<bool>,
     }
 }
 
@@ -459,9 +465,13 @@ pub(crate) fn field_help(field: &str) -> Option<&'static str> {
         | "max_batch_messages"
         | "batch_concurrency"
         | "max_sessions"
+        | "max_sessions_per_principal"
+        | "max_total_processes"
+        | "max_total"
         | "max_inflight_per_session" => COUNT,
         "required"
         | "exclusive"
+        | "identity_meta"
         | "enable_health_checks"
         | "enable_auto_reconnect"
         | "enabled"

@@ -7,6 +7,7 @@ use super::checked::*;
 use super::error::{ConfigError, suggest};
 use super::expand::{Lookup, expand};
 use super::load::ServerEntry;
+use super::validate_isolation::CheckedEnvValue;
 use super::raw::{
     OrderedMap, RawCache, RawConfig, RawHealth, RawHttp, RawInvalidation, RawLogging, RawPool,
 };
@@ -33,8 +34,17 @@ pub(crate) fn build(
             .error(&FieldPath::root().key(key), "no servers are configured")
             .with_help("add a [servers.NAME] table with a `command`, or include = [\"FILE\"] an mcpServers JSON file; a server with \"disabled\": true does not count"));
     }
+    let principal_secrets = super::validate_isolation::principal_secrets(
+        main,
+        base_dir,
+        raw.principal_secrets.unwrap_or_default(),
+        lookup,
+    )?;
+    let processes =
+        super::validate_isolation::processes(main, raw.processes.unwrap_or_default())?;
     let globals = Globals {
         main,
+        principal_secrets: &principal_secrets,
         defaults: raw.defaults.unwrap_or_default(),
         health: raw.health.unwrap_or_default(),
         separator: &http.namespace_separator,
@@ -103,6 +113,8 @@ pub(crate) fn build(
         limits,
         audit,
         sessions,
+        processes,
+        principal_secrets: std::sync::Arc::new(principal_secrets),
     })
 }
 
@@ -235,6 +247,11 @@ fn http(main: &SourceText, raw: RawHttp, lookup: Lookup<'_>) -> Result<HttpConfi
         DEFAULT_BATCH_CONCURRENCY,
     )?;
     let max_sessions = positive("max_sessions", raw.max_sessions, DEFAULT_MAX_SESSIONS)?;
+    let max_sessions_per_principal = positive(
+        "max_sessions_per_principal",
+        raw.max_sessions_per_principal,
+        DEFAULT_MAX_SESSIONS_PER_PRINCIPAL,
+    )?;
     let max_inflight_per_session = positive(
         "max_inflight_per_session",
         raw.max_inflight_per_session,
@@ -269,6 +286,7 @@ fn http(main: &SourceText, raw: RawHttp, lookup: Lookup<'_>) -> Result<HttpConfi
         max_batch_messages,
         batch_concurrency,
         max_sessions,
+        max_sessions_per_principal,
         max_inflight_per_session,
         version_mismatch,
         header_read_timeout: connections.header_read_timeout,
@@ -453,6 +471,7 @@ fn logging(main: &SourceText, raw: RawLogging) -> Result<LoggingConfig, ConfigEr
 /// Settings shared by every server, and what is needed to report errors against them.
 struct Globals<'a> {
     main: &'a SourceText,
+    principal_secrets: &'a super::isolation::PrincipalSecrets,
     defaults: RawPool,
     health: RawHealth,
     separator: &'a str,
@@ -525,6 +544,7 @@ impl<'a> Globals<'a> {
         }
 
         let mut env = Vec::new();
+        let mut env_templates = Vec::new();
         for (key, value) in raw.env.iter().flat_map(|map| &map.0) {
             let path = at("env").key(key);
             if key.is_empty() || key.contains(['=', '\0']) {
@@ -535,9 +555,19 @@ impl<'a> Globals<'a> {
                     )
                     .with_help("a variable name cannot be empty or contain `=`"));
             }
-            let value = expand_at(source, &path, &value.0, lookup)?;
-            no_nul(source, &path, &value)?;
-            env.push((key.clone(), Secret::new(value)));
+            match super::validate_isolation::env_value(
+                source,
+                &path,
+                &value.0,
+                lookup,
+                self.principal_secrets,
+            )? {
+                CheckedEnvValue::Plain(value) => {
+                    no_nul(source, &path, &value)?;
+                    env.push((key.clone(), Secret::new(value)));
+                }
+                CheckedEnvValue::Template(template) => env_templates.push((key.clone(), template)),
+            }
         }
 
         let cwd = match raw.cwd.as_deref() {
@@ -562,7 +592,12 @@ impl<'a> Globals<'a> {
                 .with_help("write a size such as \"16MiB\""));
         }
         let health = self.health(entry)?;
-        let pool = self.pool(entry, exclusive, &health)?;
+        let mut pool = self.pool(entry, exclusive, &health)?;
+        let isolation = super::validate_isolation::server_isolation(
+            entry,
+            &mut pool,
+            !env_templates.is_empty(),
+        )?;
         Ok(ServerConfig {
             name: entry.name.clone(),
             command,
@@ -576,6 +611,10 @@ impl<'a> Globals<'a> {
             cache_enabled: raw.cache.unwrap_or(DEFAULT_SERVER_CACHE),
             pool,
             health,
+            env_templates,
+            isolation: isolation.isolation,
+            max_total_processes: isolation.max_total_processes,
+            identity_meta: isolation.identity_meta,
         })
     }
 

@@ -21,6 +21,8 @@ pub(crate) enum Tool {
     DebugStats,
     DebugToggle,
     DebugSample,
+    DebugEnv,
+    DebugMeta,
     Extra,
 }
 
@@ -37,13 +39,15 @@ impl Tool {
     ];
 
     /// The test-only tools offered with `--test-tools`, in `tools/list` order.
-    pub(crate) const TEST: [Tool; 6] = [
+    pub(crate) const TEST: [Tool; 8] = [
         Tool::DebugSleep,
         Tool::DebugProgress,
         Tool::DebugCrash,
         Tool::DebugStats,
         Tool::DebugToggle,
         Tool::DebugSample,
+        Tool::DebugEnv,
+        Tool::DebugMeta,
     ];
 
     /// The wire name.
@@ -62,6 +66,8 @@ impl Tool {
             Tool::DebugStats => "debug_stats",
             Tool::DebugToggle => "debug_toggle_tool",
             Tool::DebugSample => "debug_sample",
+            Tool::DebugEnv => "debug_env",
+            Tool::DebugMeta => "debug_meta",
             Tool::Extra => "extra_tool",
         }
     }
@@ -250,6 +256,39 @@ impl Tool {
                     ..Hints::write(false)
                 },
             ),
+            Tool::DebugEnv => (
+                "Environment (test)",
+                "Reports the process id and the value of each named environment variable (null \
+                 when unset), to show which secrets reached which backend process.",
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "names": {
+                            "type": "array",
+                            "items": {
+                                "type": "string",
+                                "minLength": 1,
+                                "maxLength": debug::MAX_ENV_NAME_CHARS
+                            },
+                            "maxItems": debug::MAX_ENV_NAMES,
+                            "description": "The environment variables to report."
+                        }
+                    },
+                    "required": ["names"]
+                }),
+                Hints::READ,
+            ),
+            Tool::DebugMeta => (
+                "Request metadata (test)",
+                "Reports the process id and the call's `params._meta` object as received (null \
+                 when absent), to show what the client or a bridge passed to the server.",
+                no_args,
+                // The result echoes each request's own metadata, so it is not idempotent.
+                Hints {
+                    idempotent: false,
+                    ..Hints::READ
+                },
+            ),
             Tool::Extra => (
                 "Extra tool (test)",
                 "A tool that comes and goes with debug_toggle_tool.",
@@ -342,6 +381,34 @@ mod tests {
             assert_eq!(hints["idempotentHint"], idempotent, "{write}");
             assert_eq!(hints["openWorldHint"], false, "{write}");
         }
-        assert_eq!(definitions(true).len(), 13);
+        assert_eq!(definitions(true).len(), 15);
+    }
+
+    #[test]
+    fn env_and_meta_tools_are_read_only_and_closed_world() {
+        let tools = definitions(true);
+        for (name, idempotent) in [("debug_env", true), ("debug_meta", false)] {
+            let Some(tool) = tools.iter().find(|tool| tool["name"] == name) else {
+                panic!("{name} missing from the test tools");
+            };
+            let hints = &tool["annotations"];
+            assert_eq!(hints["readOnlyHint"], true, "{name}");
+            assert_eq!(hints["openWorldHint"], false, "{name}");
+            assert_eq!(hints["idempotentHint"], idempotent, "{name}");
+            assert!(hints.get("destructiveHint").is_none(), "{name}");
+        }
+        let env = tools
+            .iter()
+            .find(|tool| tool["name"] == "debug_env")
+            .map(|tool| tool["inputSchema"].clone())
+            .unwrap_or_default();
+        assert_eq!(env["required"], json!(["names"]));
+        assert_eq!(env["properties"]["names"]["maxItems"], 32);
+        assert_eq!(env["properties"]["names"]["items"]["maxLength"], 128);
+        assert!(
+            definitions(false)
+                .iter()
+                .all(|tool| tool["name"] != "debug_env" && tool["name"] != "debug_meta")
+        );
     }
 }

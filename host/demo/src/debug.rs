@@ -1,27 +1,31 @@
 //! Handlers of the test-only tools (offered with `--test-tools`): sleeping, progress, crashing,
-//! counters, changing the tool list and sampling through the client.
+//! counters, changing the tool list, sampling through the client, and reporting the process's
+//! environment and a request's `_meta`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tracing::warn;
 
 use super::catalog::Tool;
 use super::protocol;
 use super::server::{LogLevel, Server};
-use super::tools::{Args, ToolError, ToolReply, invalid, payload};
+use super::tools::{Args, CallParams, ToolError, ToolReply, invalid, payload};
 
 /// The most steps `debug_progress` accepts, so one call cannot flood the client.
 pub(crate) const MAX_PROGRESS_STEPS: u64 = 10_000;
 
+/// The most variables one `debug_env` call may name.
+pub(crate) const MAX_ENV_NAMES: usize = 32;
+
+/// The longest variable name `debug_env` accepts, in characters.
+pub(crate) const MAX_ENV_NAME_CHARS: usize = 128;
+
 /// Runs a test-only tool.
-pub(crate) async fn call(
-    server: &Arc<Server>,
-    tool: Tool,
-    args: Args<'_>,
-    progress_token: Option<&Value>,
-) -> ToolReply {
+pub(crate) async fn call(server: &Arc<Server>, tool: Tool, params: &CallParams) -> ToolReply {
+    let args = Args::new(params.arguments.as_ref());
+    let progress_token = params.progress_token();
     match tool {
         Tool::DebugSleep => {
             let ms = args.required_u64("ms")?;
@@ -41,6 +45,11 @@ pub(crate) async fn call(
             payload(&json!({ "extra_tool": offered }))
         }
         Tool::DebugSample => sample(server, args).await,
+        Tool::DebugEnv => env(args),
+        Tool::DebugMeta => payload(&json!({
+            "pid": std::process::id(),
+            "meta": params.meta,
+        })),
         Tool::Extra => payload(&json!({ "extra": true })),
         Tool::GetTasks
         | Tool::GetClients
@@ -50,6 +59,53 @@ pub(crate) async fn call(
         | Tool::UpdateTask
         | Tool::CompleteTask => Err(ToolError::Misrouted(tool.name())),
     }
+}
+
+/// `debug_env`: the process id and each named variable's value, null when unset (a value
+/// that is not UTF-8 is reported lossily).
+fn env(args: Args<'_>) -> ToolReply {
+    let names = env_names(args)?;
+    let mut env = Map::with_capacity(names.len());
+    for name in names {
+        let value = std::env::var_os(name).map_or(Value::Null, |value| {
+            value.to_string_lossy().into_owned().into()
+        });
+        env.insert(name.to_owned(), value);
+    }
+    payload(&json!({ "pid": std::process::id(), "env": env }))
+}
+
+/// The `names` argument of `debug_env`: an array of at most [`MAX_ENV_NAMES`] non-empty
+/// strings of at most [`MAX_ENV_NAME_CHARS`] characters, none holding `=` or NUL.
+fn env_names(args: Args<'_>) -> Result<Vec<&str>, ToolError> {
+    const EXPECTED: &str = "an array of at most 32 variable names";
+    const EXPECTED_NAME: &str =
+        "variable names of 1 to 128 characters without '=' or NUL (in an array of at most 32)";
+    let names = match args.get("names") {
+        None => return Err(ToolError::Missing("names")),
+        Some(Value::Array(names)) => names,
+        Some(other) => return Err(invalid("names", EXPECTED, other)),
+    };
+    if names.len() > MAX_ENV_NAMES {
+        return Err(ToolError::Invalid {
+            name: "names",
+            expected: EXPECTED,
+            got: format!("{} names", names.len()),
+        });
+    }
+    names
+        .iter()
+        .map(|name| match name {
+            Value::String(text)
+                if !text.is_empty()
+                    && text.chars().count() <= MAX_ENV_NAME_CHARS
+                    && !text.contains(['=', '\0']) =>
+            {
+                Ok(text.as_str())
+            }
+            other => Err(invalid("names", EXPECTED_NAME, other)),
+        })
+        .collect()
 }
 
 async fn progress(server: &Server, args: Args<'_>, token: Option<&Value>) -> ToolReply {

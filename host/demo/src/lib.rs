@@ -79,7 +79,8 @@ pub struct DemoOptions {
     pub calls_log: Option<PathBuf>,
 
     /// Also offer the test-only tools: debug_sleep, debug_progress, debug_crash, debug_stats,
-    /// debug_toggle_tool and debug_sample.
+    /// debug_toggle_tool, debug_sample, debug_env (the process id and the values of the named
+    /// environment variables) and debug_meta (the process id and the call's params._meta).
     #[arg(long)]
     pub test_tools: bool,
 

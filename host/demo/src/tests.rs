@@ -117,7 +117,7 @@ async fn serves_a_session_from_initialize_to_end_of_input() {
         .request(json!("list"), "tools/list", json!({ "cursor": "x" }))
         .await;
     assert_eq!(list["id"], "list");
-    assert_eq!(list["result"]["tools"].as_array().map(Vec::len), Some(13));
+    assert_eq!(list["result"]["tools"].as_array().map(Vec::len), Some(15));
 
     let metrics = client.call(json!(2), "get_today_metrics", json!({})).await;
     assert_eq!(metrics["result"]["structuredContent"]["total_tasks"], 5);
@@ -224,6 +224,93 @@ async fn sampling_round_trips_through_the_client() {
     assert_eq!(answer["id"], 1);
     assert_eq!(answer["result"]["structuredContent"]["reply"], "hi!");
     assert!(client.close().await.is_ok());
+}
+
+/// `params._meta` reaches `debug_meta` whole, exactly as the line carried it (whether the call
+/// is answered inline or in a task of its own); a `_meta` that is not an object is refused.
+#[tokio::test]
+async fn debug_meta_reports_params_meta_as_received() {
+    let meta_text = r#"{"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01","tracestate":"vendor=1","dev.mcp-bridge/caller":{"principal":"alice","roles":["admin","dev"]},"nested":{"big":12345678901234567890123,"list":[1.50,null]}}"#;
+    for latency in [Duration::ZERO, Duration::from_millis(5)] {
+        let mut client = Client::start(DemoOptions {
+            latency,
+            ..test_options()
+        });
+        client
+            .send_raw(&format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"debug_meta","_meta":{meta_text}}}}}"#
+            ))
+            .await;
+        let answer = client.next().await.unwrap_or_default();
+        let result = &answer["result"];
+        assert!(result.get("isError").is_none(), "{answer}");
+        let text = result["content"][0]["text"].as_str().unwrap_or_default();
+        assert_eq!(
+            text,
+            format!(r#"{{"pid":{},"meta":{meta_text}}}"#, std::process::id())
+        );
+        assert_eq!(
+            serde_json::from_str::<Value>(text).ok().as_ref(),
+            Some(&result["structuredContent"])
+        );
+
+        let bare = client.call(json!(2), "debug_meta", json!({})).await;
+        assert_eq!(
+            bare["result"]["structuredContent"],
+            json!({ "pid": std::process::id(), "meta": null })
+        );
+        let not_an_object = client
+            .request(
+                json!(3),
+                "tools/call",
+                json!({ "name": "debug_meta", "_meta": [1] }),
+            )
+            .await;
+        assert_eq!(not_an_object["error"]["code"], -32602, "{not_an_object}");
+        assert!(client.close().await.is_ok());
+    }
+}
+
+/// Without `--state-file` each server has its own task store: a task created through one is
+/// not listed by another (as two demo processes never share tasks).
+#[tokio::test]
+async fn in_memory_task_stores_are_not_shared() {
+    let mut first = Client::start(DemoOptions::default());
+    let mut second = Client::start(DemoOptions::default());
+    let created = first
+        .call(json!(1), "create_task", json!({ "title": "Only here" }))
+        .await;
+    assert_eq!(
+        created["result"]["structuredContent"]["task"],
+        json!({ "id": 6, "title": "Only here", "status": "active", "points": 1, "client_id": null })
+    );
+    let titles = |answer: &Value| -> Vec<String> {
+        answer["result"]["structuredContent"]["tasks"]
+            .as_array()
+            .map(|tasks| {
+                tasks
+                    .iter()
+                    .filter_map(|task| task["title"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let here = first.call(json!(2), "get_tasks", json!({})).await;
+    assert!(
+        titles(&here).iter().any(|title| title == "Only here"),
+        "{here}"
+    );
+    let there = second
+        .call(json!(2), "get_tasks", json!({ "status": "all" }))
+        .await;
+    assert!(
+        !titles(&there).iter().any(|title| title == "Only here"),
+        "{there}"
+    );
+    assert_eq!(titles(&there).len(), 5);
+    for client in [&mut first, &mut second] {
+        assert!(client.close().await.is_ok());
+    }
 }
 
 #[tokio::test]

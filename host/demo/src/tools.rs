@@ -81,7 +81,7 @@ impl<'a> Args<'a> {
     }
 
     /// The value of an argument; null counts as absent.
-    fn get(&self, name: &str) -> Option<&'a Value> {
+    pub(crate) fn get(&self, name: &str) -> Option<&'a Value> {
         self.map
             .and_then(|map| map.get(name))
             .filter(|value| !value.is_null())
@@ -252,17 +252,11 @@ pub(crate) struct CallParams {
     /// The tool's arguments; absent or null means none.
     #[serde(default)]
     pub arguments: Option<Map<String, Value>>,
-    /// Request metadata, where a progress token may be.
+    /// The request's metadata (`params._meta`), kept whole as received: the server reads its
+    /// progress token, and `debug_meta` reports all of it (a trace context, a bridge's
+    /// caller identity). Absent or null means none; anything but an object is invalid params.
     #[serde(default, rename = "_meta")]
-    pub meta: Option<RequestMeta>,
-}
-
-/// The part of `params._meta` the server reads.
-#[derive(Debug, Deserialize)]
-pub(crate) struct RequestMeta {
-    /// Set when the client wants progress notifications for this call.
-    #[serde(default, rename = "progressToken")]
-    pub progress_token: Option<Value>,
+    pub meta: Option<Map<String, Value>>,
 }
 
 impl CallParams {
@@ -270,7 +264,7 @@ impl CallParams {
     pub(crate) fn progress_token(&self) -> Option<&Value> {
         self.meta
             .as_ref()
-            .and_then(|meta| meta.progress_token.as_ref())
+            .and_then(|meta| meta.get("progressToken"))
             .filter(|token| !token.is_null())
     }
 }
@@ -323,8 +317,7 @@ pub(crate) async fn dispatch(
     let tool = server
         .resolve_tool(&params.name)
         .ok_or_else(|| RpcError::UnknownTool(params.name.clone()))?;
-    let args = Args::new(params.arguments.as_ref());
-    Ok(debug::call(server, tool, args, params.progress_token()).await)
+    Ok(debug::call(server, tool, params).await)
 }
 
 /// The response line for a call's outcome.
@@ -562,13 +555,117 @@ mod tests {
         assert!(call(&server, "extra_tool", json!({})).await.is_err());
     }
 
+    /// A name no test environment sets.
+    const UNSET: &str = "MCP_BRIDGE_DEMO_TEST_SURELY_UNSET_7C4A";
+
+    #[tokio::test]
+    async fn debug_env_reports_the_pid_and_named_variables() {
+        let (server, _outgoing) = server(true);
+        let result = call(
+            &server,
+            "debug_env",
+            json!({ "names": ["PATH", UNSET, "PATH"] }),
+        )
+        .await
+        .unwrap_or_default();
+        assert!(result.get("isError").is_none(), "{result}");
+        let text = result["content"][0]["text"].as_str().unwrap_or_default();
+        let parsed: Value = serde_json::from_str(text).unwrap_or_default();
+        assert_eq!(parsed, result["structuredContent"]);
+        let path = std::env::var("PATH").ok();
+        assert_eq!(
+            parsed,
+            json!({ "pid": std::process::id(), "env": { "PATH": path, UNSET: null } })
+        );
+        let none = call(&server, "debug_env", json!({ "names": [] }))
+            .await
+            .unwrap_or_default();
+        assert_eq!(
+            none["structuredContent"],
+            json!({ "pid": std::process::id(), "env": {} })
+        );
+    }
+
+    #[tokio::test]
+    async fn debug_env_refuses_bad_names_as_tool_errors() {
+        let (server, _outgoing) = server(true);
+        let names = |count: usize| -> Vec<String> { (0..count).map(|n| format!("V{n}")).collect() };
+        let at_cap = call(&server, "debug_env", json!({ "names": names(32) }))
+            .await
+            .unwrap_or_default();
+        assert!(at_cap.get("isError").is_none(), "{at_cap}");
+        let longest = "N".repeat(128);
+        let long_ok = call(&server, "debug_env", json!({ "names": [longest] }))
+            .await
+            .unwrap_or_default();
+        assert!(long_ok.get("isError").is_none(), "{long_ok}");
+        let cases = [
+            (json!({}), "missing required argument `names`"),
+            (
+                json!({ "names": "PATH" }),
+                "argument `names` must be an array",
+            ),
+            (
+                json!({ "names": names(33) }),
+                "argument `names` must be an array of at most 32 variable names, got 33 names",
+            ),
+            (json!({ "names": ["N".repeat(129)] }), "1 to 128 characters"),
+            (json!({ "names": [""] }), "1 to 128 characters"),
+            (json!({ "names": ["A=B"] }), "without '='"),
+            (json!({ "names": ["PATH", 7] }), "got 7"),
+        ];
+        for (arguments, expected) in cases {
+            let result = call(&server, "debug_env", arguments.clone())
+                .await
+                .unwrap_or_default();
+            assert_eq!(result["isError"], true, "{arguments}");
+            let text = result["content"][0]["text"].as_str().unwrap_or_default();
+            assert!(text.contains(expected), "{arguments}: {text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn debug_meta_echoes_the_request_meta_or_null() {
+        let (server, _outgoing) = server(true);
+        let bare = call(&server, "debug_meta", json!({}))
+            .await
+            .unwrap_or_default();
+        assert_eq!(
+            bare["structuredContent"],
+            json!({ "pid": std::process::id(), "meta": null })
+        );
+        let meta = json!({
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "dev.mcp-bridge/caller": { "principal": "alice", "roles": ["dev"] },
+            "progressToken": 5,
+        });
+        let mut with_meta = params("debug_meta", json!({}));
+        with_meta.meta = meta.as_object().cloned();
+        let reply = dispatch(&server, &with_meta).await;
+        let result: Value = reply
+            .ok()
+            .and_then(|reply| serde_json::from_str(&result_json(&reply)).ok())
+            .unwrap_or_default();
+        let text = result["content"][0]["text"].as_str().unwrap_or_default();
+        let parsed: Value = serde_json::from_str(text).unwrap_or_default();
+        assert_eq!(parsed, result["structuredContent"]);
+        assert_eq!(parsed, json!({ "pid": std::process::id(), "meta": meta }));
+    }
+
+    #[tokio::test]
+    async fn env_and_meta_tools_need_test_tools() {
+        let (server, _outgoing) = server(false);
+        for name in ["debug_env", "debug_meta"] {
+            let hidden = call(&server, name, json!({ "names": [] })).await;
+            assert_eq!(hidden, Err(RpcError::UnknownTool(name.into())));
+        }
+    }
+
     #[tokio::test]
     async fn progress_emits_one_notification_and_one_log_per_step() {
         let (server, mut outgoing) = server(true);
         let mut with_token = params("debug_progress", json!({ "steps": 2 }));
-        with_token.meta = Some(RequestMeta {
-            progress_token: Some(json!("tok")),
-        });
+        with_token.meta = json!({ "progressToken": "tok" }).as_object().cloned();
         let reply = dispatch(&server, &with_token).await;
         assert!(matches!(reply, Ok(Ok(_))));
         let mut lines = Vec::new();

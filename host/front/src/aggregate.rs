@@ -230,10 +230,13 @@ async fn collect_one(
         if let Some(cursor) = cursor.take() {
             request["params"] = json!({ "cursor": cursor });
         }
-        // The bridge's own collection has no principal: only shared results are reused.
-        let mut call = upstream
-            .forward(server, request, false, &RouterCaller::default())
-            .await;
+        // The collection has no cache partition (only shared results are reused), but an
+        // isolated server lists what the caller's own processes offer.
+        let collector = RouterCaller {
+            identity: Some(caller.identity_for_backends(None, None)),
+            ..RouterCaller::default()
+        };
+        let mut call = upstream.forward(server, request, false, &collector).await;
         let response = loop {
             match call.next().await {
                 Step::Event(_) => continue,

@@ -80,6 +80,10 @@ pub enum FrontError {
     )]
     TooManySessions { max: usize },
     #[error(
+        "every one of this principal's {max} session slots (http.max_sessions_per_principal) is held by a session in use; end unused sessions with DELETE, retry shortly, or raise http.max_sessions_per_principal"
+    )]
+    TooManySessionsForPrincipal { max: usize },
+    #[error(
         "this session already has {limit} calls in flight (http.max_inflight_per_session) and none finished within {waited_ms} ms; wait for your earlier calls before sending more"
     )]
     SessionBusy { limit: usize, waited_ms: u128 },
@@ -153,7 +157,9 @@ impl FrontError {
             FrontError::SessionTokenTooLong { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             FrontError::Unauthorized => StatusCode::UNAUTHORIZED,
             FrontError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            FrontError::ShuttingDown | FrontError::TooManySessions { .. } => {
+            FrontError::ShuttingDown
+            | FrontError::TooManySessions { .. }
+            | FrontError::TooManySessionsForPrincipal { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             // Refused per call, inside a request that was itself valid.
@@ -173,7 +179,8 @@ impl FrontError {
             FrontError::MissingMeta(_) => code::INVALID_PARAMS,
             FrontError::Upstream(error) => error.code,
             FrontError::ShuttingDown => code::SERVER_UNAVAILABLE,
-            FrontError::TooManySessions { .. } => code::TOO_MANY_SESSIONS,
+            FrontError::TooManySessions { .. }
+            | FrontError::TooManySessionsForPrincipal { .. } => code::TOO_MANY_SESSIONS,
             FrontError::SessionBusy { .. } => code::SESSION_BUSY,
             _ => code::INVALID_REQUEST,
         }
@@ -188,6 +195,7 @@ impl FrontError {
             FrontError::ShuttingDown
             | FrontError::BodyTimeout(_)
             | FrontError::TooManySessions { .. }
+            | FrontError::TooManySessionsForPrincipal { .. }
             | FrontError::SessionBusy { .. } => true,
             _ => false,
         }

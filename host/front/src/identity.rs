@@ -431,3 +431,118 @@ mod tests {
         assert_eq!(quoted_text("a\"b\\c\nd"), "a'b'c'd");
     }
 }
+
+/// The header a 2026-07-28 client (which has no session) names its group with on a
+/// session-isolated server. It is scoped to the caller's principal by the router.
+pub(crate) const AFFINITY_HEADER: &str = "mcp-bridge-affinity";
+/// The longest affinity key accepted.
+pub(crate) const MAX_AFFINITY_CHARS: usize = 64;
+/// The W3C trace context headers, passed to backends in `params._meta`.
+const TRACEPARENT: &str = "traceparent";
+const TRACESTATE: &str = "tracestate";
+/// The longest trace context values passed on (W3C: a traceparent is 55 characters, a
+/// tracestate at most 32 entries of 256).
+const MAX_TRACEPARENT_CHARS: usize = 128;
+const MAX_TRACESTATE_CHARS: usize = 512;
+
+/// What of a request's headers reaches its backends.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PassedOn {
+    /// `Mcp-Bridge-Affinity`, checked for form.
+    pub(crate) affinity: Option<Arc<str>>,
+    traceparent: Option<String>,
+    tracestate: Option<String>,
+}
+
+impl PassedOn {
+    /// Reads the affinity key (refusing one of the wrong form, since it decides whose
+    /// process serves the request) and the trace context (a malformed one is dropped: it
+    /// only helps tracing).
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Result<PassedOn, FrontError> {
+        let affinity = match header_str(headers, AFFINITY_HEADER) {
+            None => None,
+            Some(key) => {
+                let valid = !key.is_empty()
+                    && key.len() <= MAX_AFFINITY_CHARS
+                    && key
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+                if !valid {
+                    return Err(FrontError::InvalidRequest(format!(
+                        "the Mcp-Bridge-Affinity header must be 1 to {MAX_AFFINITY_CHARS} characters of A-Z, a-z, 0-9, '.', '_' and '-'"
+                    )));
+                }
+                Some(Arc::from(key))
+            }
+        };
+        let traceparent = header_str(headers, TRACEPARENT)
+            .filter(|value| is_traceparent(value))
+            .map(str::to_owned);
+        let tracestate = traceparent.as_ref().and_then(|_| {
+            header_str(headers, TRACESTATE)
+                .filter(|value| value.len() <= MAX_TRACESTATE_CHARS && value.is_ascii())
+                .map(str::to_owned)
+        });
+        Ok(PassedOn {
+            affinity,
+            traceparent,
+            tracestate,
+        })
+    }
+
+    /// Puts the HTTP trace context into `params._meta` when the request's own `_meta`
+    /// carries none, so the backend continues the client's trace either way.
+    pub(crate) fn add_trace_context(&self, message: &mut Value) {
+        let Some(traceparent) = &self.traceparent else {
+            return;
+        };
+        let Some(request) = message.as_object_mut() else {
+            return;
+        };
+        let params = request.entry("params").or_insert_with(|| json!({}));
+        let Some(params) = params.as_object_mut() else {
+            return;
+        };
+        let meta = params.entry("_meta").or_insert_with(|| json!({}));
+        let Some(meta) = meta.as_object_mut() else {
+            return;
+        };
+        if meta.contains_key(TRACEPARENT) {
+            return;
+        }
+        meta.insert(TRACEPARENT.to_owned(), json!(traceparent));
+        if let Some(tracestate) = &self.tracestate {
+            meta.insert(TRACESTATE.to_owned(), json!(tracestate));
+        }
+    }
+}
+
+/// Whether `value` has the form of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`).
+fn is_traceparent(value: &str) -> bool {
+    if value.len() > MAX_TRACEPARENT_CHARS {
+        return false;
+    }
+    let parts: Vec<&str> = value.split('-').collect();
+    let lengths = [2, 32, 16, 2];
+    parts.len() >= 4
+        && parts
+            .iter()
+            .zip(lengths)
+            .all(|(part, length)| part.len() == length && part.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+impl Caller {
+    /// The caller as backends may learn of it: names, never a credential.
+    pub(crate) fn identity_for_backends(
+        &self,
+        session: Option<&str>,
+        affinity: Option<Arc<str>>,
+    ) -> Arc<mcp_bridge_upstream::CallerIdentity> {
+        Arc::new(mcp_bridge_upstream::CallerIdentity {
+            name: self.principal.name.clone(),
+            roles: self.principal.roles.clone(),
+            session: session.map(Arc::from),
+            affinity,
+        })
+    }
+}

@@ -82,6 +82,21 @@ enum Reply {
     Stream(BoxBody<Bytes, Infallible>),
 }
 
+impl Context {
+    /// The caller as the router sees it, in `session` (no admission: a forwarded call adds
+    /// its own).
+    fn upstream_caller(&self, session: Option<&str>) -> Caller {
+        Caller {
+            principal: identity::partition(&self.caller.principal, session),
+            admission: None,
+            identity: Some(self.caller.identity_for_backends(
+                session,
+                self.passed_on.affinity.clone(),
+            )),
+        }
+    }
+}
+
 /// Facts about the HTTP request every message handler needs.
 struct Context {
     state: Arc<AppState>,
@@ -92,6 +107,9 @@ struct Context {
     accepts_sse: bool,
     /// The request speaks 2026-07-28: no session, completed results, no server requests.
     stateless: bool,
+    /// What reaches backends of the request besides its body: the caller's group on a
+    /// session-isolated server (`Mcp-Bridge-Affinity`) and the W3C trace context.
+    passed_on: identity::PassedOn,
 }
 
 pub(crate) async fn handle(
@@ -158,6 +176,7 @@ async fn post(
         };
         stateless::validate(&headers, &message, routing)?;
     }
+    let passed_on = identity::PassedOn::from_headers(&headers)?;
     let context = Context {
         state,
         endpoint,
@@ -165,6 +184,7 @@ async fn post(
         session,
         accepts_sse,
         stateless,
+        passed_on,
     };
     if let Value::Array(batch) = message {
         return handle_batch(context, batch).await;
@@ -488,7 +508,7 @@ async fn answer_request(context: &Context, message: Value) -> Reply {
         "ping" => Reply::Json(jsonrpc::result_response(id, json!({}))),
         "logging/setLevel" => Reply::Json(set_log_level(context, &message, id).await),
         "server/discover" => {
-            Reply::Json(stateless::discover(&context.state, &context.endpoint, id).await)
+            Reply::Json(stateless::discover(&context.state, &context.endpoint, &context.upstream_caller(None), id).await)
         }
         _ => match &context.endpoint {
             Endpoint::Server(server) => forward(context, server.clone(), message, id, false).await,
@@ -559,10 +579,6 @@ async fn initialize(context: &Context, message: &Value) -> Reply {
         .and_then(Value::as_str)
         .unwrap_or_default();
     let version = negotiate(requested);
-    let introduction = match describe(&context.state, &context.endpoint).await {
-        Ok(introduction) => introduction,
-        Err(error) => return Reply::Json(FrontError::from(error).to_jsonrpc(id)),
-    };
     let client_info = ClientInfo::from_initialize(params.get("clientInfo"));
     let session = match context.state.sessions.create(
         context.endpoint.key(),
@@ -573,6 +589,20 @@ async fn initialize(context: &Context, message: &Value) -> Reply {
     ) {
         Ok(session) => session,
         Err(error) => return Reply::Refused(error),
+    };
+    // Described for this session: a session-isolated server starts its process now.
+    let caller = context.upstream_caller(Some(&session.id));
+    let introduction = match describe(&context.state, &context.endpoint, &caller).await {
+        Ok(introduction) => introduction,
+        Err(error) => {
+            // The client never learns the token: end the session it cannot use.
+            let _ = context
+                .state
+                .sessions
+                .remove(&session.token, context.endpoint.key(), &session.owner)
+                .await;
+            return Reply::Json(FrontError::from(error).to_jsonrpc(id));
+        }
     };
     let mut result = json!({
         "protocolVersion": version,
@@ -602,9 +632,10 @@ fn negotiate(requested: &str) -> &'static str {
 pub(super) async fn describe(
     state: &AppState,
     endpoint: &Endpoint,
+    caller: &Caller,
 ) -> Result<Introduction, CallError> {
     match endpoint {
-        Endpoint::Server(server) => server.introduce().await,
+        Endpoint::Server(server) => server.introduce_to(caller).await,
         Endpoint::Aggregate => {
             state.upstream.wait_all_ready().await;
             Ok(Introduction {
@@ -695,12 +726,11 @@ async fn forward(
         .map(|session| state.cancellations.register(&session.id, &client_id));
     let in_flight = state.principal_calls.enter(&caller.principal.name);
     let router_caller = Caller {
-        principal: identity::partition(
-            &caller.principal,
-            context.session.as_ref().map(|session| session.id.as_str()),
-        ),
         admission: caller.admission(&auth_metrics),
+        ..context.upstream_caller(context.session.as_ref().map(|session| session.id.as_str()))
     };
+    let mut message = message;
+    context.passed_on.add_trace_context(&mut message);
     let mut call = state
         .upstream
         .forward(&server, message, context.accepts_sse, &router_caller)
@@ -904,7 +934,8 @@ async fn delete(
     // Without a session there is nothing to end (and 2026-07-28 has no DELETE).
     let id =
         header_str(headers, SESSION_HEADER).ok_or(FrontError::MethodNotAllowed(Method::DELETE))?;
-    state.sessions.remove(id, endpoint.key(), owner).await?;
+    let session = state.sessions.remove(id, endpoint.key(), owner).await?;
+    state.upstream.end_session(&session);
     Ok(status_only(StatusCode::NO_CONTENT))
 }
 

@@ -213,6 +213,7 @@ pub(crate) struct SessionStore {
     sessions: RwLock<HashMap<String, Arc<Session>>>,
     idle_timeout: Duration,
     max_sessions: usize,
+    max_sessions_per_principal: usize,
     max_inflight_per_session: usize,
     epoch: Instant,
     /// The keys tokens are signed and verified with, swapped whole on a reload.
@@ -248,6 +249,7 @@ impl SessionStore {
             sessions: RwLock::new(HashMap::new()),
             idle_timeout: http.session_idle_timeout,
             max_sessions: http.max_sessions,
+            max_sessions_per_principal: http.max_sessions_per_principal,
             max_inflight_per_session: http.max_inflight_per_session,
             epoch: Instant::now(),
             keys: RwLock::new(Arc::new(keys)),
@@ -362,9 +364,39 @@ impl SessionStore {
         if let Some(held) = sessions.get(&session.token) {
             return Ok(held.clone());
         }
+        // One principal never holds more than its share: past it, its own least recently
+        // used idle session makes room (the scan runs only once the store is that full).
+        let per_principal = self.max_sessions_per_principal;
+        if sessions.len() >= per_principal
+            && sessions
+                .values()
+                .filter(|held| held.owner == session.owner)
+                .count()
+                >= per_principal
+        {
+            let min_idle_ms = self.eviction_min_idle().as_millis() as u64;
+            let victim = least_recently_used_idle(
+                &sessions,
+                Some(&session.owner),
+                self.now_ms(),
+                min_idle_ms,
+            );
+            let Some(victim) = victim else {
+                self.refused
+                    .with_label_values(&["max_sessions_per_principal"])
+                    .inc();
+                return Err(FrontError::TooManySessionsForPrincipal {
+                    max: per_principal,
+                });
+            };
+            if let Some(closed) = sessions.remove(&victim) {
+                self.count_closed(&closed, "capacity");
+            }
+        }
         if sessions.len() >= self.max_sessions {
             let min_idle_ms = self.eviction_min_idle().as_millis() as u64;
-            let Some(victim) = least_recently_used_idle(&sessions, self.now_ms(), min_idle_ms)
+            let Some(victim) =
+                least_recently_used_idle(&sessions, None, self.now_ms(), min_idle_ms)
             else {
                 self.refused.with_label_values(&["max_sessions"]).inc();
                 return Err(FrontError::TooManySessions {
@@ -534,7 +566,7 @@ impl SessionStore {
         token: &str,
         endpoint: &str,
         owner: &str,
-    ) -> Result<(), FrontError> {
+    ) -> Result<String, FrontError> {
         let held = self.sessions.read().get(token).cloned();
         let (session, expires_at) = match held {
             Some(session) => {
@@ -556,7 +588,7 @@ impl SessionStore {
         self.revoked.lock().insert(&session, expires_at);
         self.directory.revoke(&session, expires_at).await;
         tracing::debug!(%session, "ended a session (DELETE)");
-        Ok(())
+        Ok(session)
     }
 
     /// Records a session's new log level in the shared tier, so other replicas apply it.
@@ -654,11 +686,13 @@ impl SessionStore {
 /// unused for at least `min_idle_ms`.
 fn least_recently_used_idle(
     sessions: &HashMap<String, Arc<Session>>,
+    owner: Option<&Arc<str>>,
     now_ms: u64,
     min_idle_ms: u64,
 ) -> Option<String> {
     sessions
         .values()
+        .filter(|session| owner.is_none_or(|owner| session.owner == *owner))
         .filter(|session| session.calls_in_flight() == 0)
         .filter(|session| {
             now_ms.saturating_sub(session.last_seen_ms.load(Ordering::Relaxed)) >= min_idle_ms

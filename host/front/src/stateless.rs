@@ -187,8 +187,13 @@ pub(crate) fn answer_server_request(request: &Value) -> Value {
 }
 
 /// Answers `server/discover`: the versions the front speaks and what the endpoint offers.
-pub(crate) async fn discover(state: &AppState, endpoint: &Endpoint, id: Value) -> Value {
-    let introduction = match super::mcp::describe(state, endpoint).await {
+pub(crate) async fn discover(
+    state: &AppState,
+    endpoint: &Endpoint,
+    caller: &mcp_bridge_upstream::Caller,
+    id: Value,
+) -> Value {
+    let introduction = match super::mcp::describe(state, endpoint, caller).await {
         Ok(introduction) => introduction,
         Err(error) => return FrontError::from(error).to_jsonrpc(id),
     };

@@ -201,6 +201,7 @@ pub(crate) async fn prepare(
     message: &Value,
     catalog: &Catalog,
     caller: &Caller,
+    private_to: Option<&Arc<str>>,
 ) -> Option<(CallCache, Lookup)> {
     let method = mcp_bridge_jsonrpc::method(message)?;
     let params = message.get("params");
@@ -233,7 +234,12 @@ pub(crate) async fn prepare(
         name: name.to_owned(),
         arguments,
         annotations,
-        principal: caller.principal.clone(),
+        // An isolated server's process belongs to one principal or session: its results
+        // are filed under that group, never shared.
+        principal: match private_to {
+            Some(group) => Some(Arc::from(format!("group:{group}"))),
+            None => caller.principal.clone(),
+        },
     };
     let mut plan = CallCache {
         layer: layer.clone(),
@@ -250,11 +256,14 @@ pub(crate) async fn prepare(
         return Some((plan, Lookup::Backend));
     }
     let decision = plan.policies.decide(&plan.call.info());
-    let Decision::Cache(directive) = decision else {
+    let Decision::Cache(mut directive) = decision else {
         layer.cache.record(Served::Bypass);
         plan.mode = plan.write_mode();
         return Some((plan, Lookup::Backend));
     };
+    if private_to.is_some() {
+        directive.shared = false;
+    }
     let lookup = plan.look_up(directive, params).await;
     Some((plan, lookup))
 }

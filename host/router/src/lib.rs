@@ -10,6 +10,7 @@
 //! server request back to the process that asked. No pool or process leaves this module.
 
 mod caching;
+mod isolation;
 mod metrics;
 mod notifications;
 mod recording;
@@ -38,6 +39,7 @@ use caching::{CallCache, Lookup};
 use mcp_bridge_backend::PoolMetrics;
 use mcp_bridge_backend::{
     self as backend, BackendError, CallStep, Catalog, InflightCall, Lease, Pool, Process,
+    ProcessBudget,
 };
 use mcp_bridge_cache::CacheMetrics;
 use mcp_bridge_cache::{CacheError, ResponseCache};
@@ -132,11 +134,32 @@ impl Router {
             None
         };
         let metrics = Arc::new(CallMetrics::register(registry, &pool_metrics));
+        let budget = ProcessBudget::new(config.processes.max_total);
         let servers: Vec<Server> = config
             .servers
             .iter()
-            .map(|server| Server::new(Pool::start(server.clone(), pool_metrics.clone())))
+            .map(|server| {
+                budget.set_server_cap(&Arc::from(server.name.as_str()), server.max_total_processes);
+                let pool = Pool::start_in(
+                    server.clone(),
+                    pool_metrics.clone(),
+                    budget.clone(),
+                    None,
+                );
+                let groups = server.isolation.is_isolated().then(|| {
+                    Arc::new(isolation::Groups::new(
+                        Arc::new(server.clone()),
+                        config.principal_secrets.clone(),
+                        pool_metrics.clone(),
+                        budget.clone(),
+                    ))
+                });
+                Server::new(pool, groups)
+            })
             .collect();
+        for groups in servers.iter().filter_map(Server::groups) {
+            tokio::spawn(isolation::reap_while_alive(Arc::downgrade(groups)));
+        }
         let handles = servers
             .iter()
             .map(|server| Arc::new(server.clone()) as ServerHandle)
@@ -159,6 +182,7 @@ impl Router {
                 server.clone(),
                 server.pool().subscribe(),
                 cache.clone(),
+                notifications::Audience::Everyone,
             ));
         }
         if let Some(tier) = cache.as_ref().and_then(|layer| layer.shared_tier()) {
@@ -250,10 +274,47 @@ impl Router {
         want_events: bool,
         caller: &Caller,
     ) -> ForwardedCall {
-        let pool = server.pool();
+        let (pool, group, created) = match server.pool_for(caller) {
+            Ok(found) => found,
+            Err(error) => {
+                let catalog = server.catalog();
+                let mut call = ForwardedCall::new(
+                    server.pool(),
+                    &self.metrics,
+                    &message,
+                    &catalog,
+                    want_events,
+                    None,
+                );
+                call.pending_error = Some(error);
+                return call;
+            }
+        };
+        if created {
+            // A group's own notifications: its list changes reach every client of the
+            // server (they describe the server), anything else stays with the group.
+            tokio::spawn(notifications::relay(
+                server.clone(),
+                pool.subscribe(),
+                self.cache.clone(),
+                notifications::Audience::ListChangesOnly,
+            ));
+        }
+        let pool = &pool;
+        let mut message = message;
+        if pool.config().identity_meta {
+            name_the_caller(&mut message, caller);
+        }
         let catalog = pool.catalog();
+        if let Some(groups) = server.groups() {
+            groups.learn_catalog(&catalog);
+        }
+        // An isolated server's result belongs to its group whatever the policy says.
+        let private_to = group.as_ref().map(|group| &group.key);
         let plan = match &self.cache {
-            Some(layer) => caching::prepare(layer, pool.name(), &message, &catalog, caller).await,
+            Some(layer) => {
+                caching::prepare(layer, pool.name(), &message, &catalog, caller, private_to).await
+            }
             None => None,
         };
         let (caching, lookup) = match plan {
@@ -337,10 +398,49 @@ impl Router {
         });
     }
 
+    /// Stops the pinned process of a session that ended, on every session-isolated server.
+    pub fn end_session(&self, session: &str) {
+        for groups in self.servers.iter().filter_map(Server::groups) {
+            groups.end_session(session);
+        }
+    }
+
     /// Stops every pool and its processes.
     pub async fn shutdown(&self) {
-        futures_util::future::join_all(self.servers.iter().map(|server| server.pool().shutdown()))
-            .await;
+        futures_util::future::join_all(self.servers.iter().map(|server| async move {
+            if let Some(groups) = server.groups() {
+                groups.shutdown().await;
+            }
+            server.pool().shutdown().await;
+        }))
+        .await;
+    }
+}
+
+/// Names the caller to the backend in `params._meta` (`identity_meta = true`): the
+/// principal's name and roles, never a credential.
+fn name_the_caller(message: &mut Value, caller: &Caller) {
+    let Some(identity) = caller.identity.as_deref() else {
+        return;
+    };
+    let Some(params) = message.as_object_mut().map(|request| {
+        request
+            .entry("params")
+            .or_insert_with(|| Value::Object(Default::default()))
+    }) else {
+        return;
+    };
+    let Some(params) = params.as_object_mut() else {
+        return;
+    };
+    let meta = params
+        .entry("_meta")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if let Some(meta) = meta.as_object_mut() {
+        meta.insert(
+            mcp_bridge_config::CALLER_META_KEY.to_owned(),
+            serde_json::json!({ "principal": &*identity.name, "roles": &*identity.roles }),
+        );
     }
 }
 

@@ -21,6 +21,7 @@ pub(crate) async fn relay(
     server: Server,
     mut notifications: broadcast::Receiver<Value>,
     layer: Option<Arc<CacheLayer>>,
+    audience: Audience,
 ) {
     let name = server.name().clone();
     loop {
@@ -54,6 +55,11 @@ pub(crate) async fn relay(
                     .await;
             }
         }
+        if audience == Audience::ListChangesOnly && !is_list_change(&message) {
+            // One group's resource updates and log lines are its own; the front's GET
+            // streams are per server, so they stay here.
+            continue;
+        }
         // No GET stream open is not an error.
         let _ = server.relay().send(message.clone());
         // Changes are what other replicas' subscribers need; log lines stay here.
@@ -63,6 +69,19 @@ pub(crate) async fn relay(
             tier.publish_notification(&name, &message).await;
         }
     }
+}
+
+/// Which of a pool's notifications every client of the server may hear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Audience {
+    /// A shared pool's: all of them.
+    Everyone,
+    /// An isolated group's: only that the server's lists changed.
+    ListChangesOnly,
+}
+
+fn is_list_change(message: &Value) -> bool {
+    mcp_bridge_jsonrpc::method(message).is_some_and(|method| method.ends_with("/list_changed"))
 }
 
 /// Delivers other replicas' notifications to this replica's GET streams (their cache

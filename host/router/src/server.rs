@@ -12,6 +12,9 @@ use tokio::sync::broadcast;
 use mcp_bridge_upstream::{Health, HealthSummary, Introduction, ServerDescription};
 
 use mcp_bridge_backend::{BackendError, Catalog, HealthStatus, Pool};
+use mcp_bridge_upstream::Caller;
+
+use super::isolation::{GroupKey, Groups};
 
 /// How many notifications a slow GET stream may fall behind before it misses some.
 const RELAYED_NOTIFICATIONS: usize = 256;
@@ -19,16 +22,21 @@ const RELAYED_NOTIFICATIONS: usize = 256;
 /// One configured server, as the front addresses it. Cheap to clone.
 #[derive(Clone)]
 pub struct Server {
+    /// The server's one pool when it is shared; for an isolated server a pool that never
+    /// starts a process, kept for its name, settings and health record.
     pool: Arc<Pool>,
+    /// An isolated server's groups (one pool per principal or session).
+    groups: Option<Arc<Groups>>,
     /// What the front's GET streams receive: the pool's notifications once the cache has
     /// applied them, and those other replicas' processes of this server sent.
     relay: broadcast::Sender<Value>,
 }
 
 impl Server {
-    pub(super) fn new(pool: Arc<Pool>) -> Server {
+    pub(super) fn new(pool: Arc<Pool>, groups: Option<Arc<Groups>>) -> Server {
         Server {
             pool,
+            groups,
             relay: broadcast::channel(RELAYED_NOTIFICATIONS).0,
         }
     }
@@ -36,6 +44,35 @@ impl Server {
     /// The pool behind the handle, for the router's own use.
     pub(super) fn pool(&self) -> &Arc<Pool> {
         &self.pool
+    }
+
+    /// An isolated server's groups.
+    pub(super) fn groups(&self) -> Option<&Arc<Groups>> {
+        self.groups.as_ref()
+    }
+
+    /// The pool that serves `caller`: the server's own, or the caller's group's (made on
+    /// its first call, `true` then). The group key names the private cache partition of an
+    /// isolated server's results.
+    pub(super) fn pool_for(
+        &self,
+        caller: &Caller,
+    ) -> Result<(Arc<Pool>, Option<GroupKey>, bool), BackendError> {
+        let Some(groups) = &self.groups else {
+            return Ok((self.pool.clone(), None, false));
+        };
+        let key = groups.key_of(caller)?;
+        let (pool, created) = groups.pool_for(&key)?;
+        Ok((pool, Some(key), created))
+    }
+
+    /// The catalogue clients see before they call: the pool's, or for an isolated server
+    /// the last one any group read.
+    pub(super) fn catalog(&self) -> Arc<Catalog> {
+        match &self.groups {
+            Some(groups) => groups.catalog(),
+            None => self.pool.catalog(),
+        }
     }
 
     /// Where notifications for the front's GET streams are sent.
@@ -57,28 +94,41 @@ impl Server {
     /// `connection_timeout`, until the server has completed a handshake or failed to
     /// start. It wakes on the pool's readiness signal, not by polling.
     pub async fn wait_ready(&self) {
-        self.pool.wait_ready().await;
+        // An isolated server starts processes only for a caller (`introduce_to`).
+        if self.groups.is_none() {
+            self.pool.wait_ready().await;
+        }
     }
 
     /// What the server has said about itself so far (empty before its first handshake).
     pub fn description(&self) -> ServerDescription {
-        let catalog = self.pool.catalog();
+        let catalog = self.catalog();
         ServerDescription::new(catalog.capabilities(), Arc::new(CatalogTools(catalog)))
     }
 
     /// Waits for the server as [`Server::wait_ready`] does, then what a client learns
     /// about it at `initialize`; the reason it is unavailable when no handshake completed.
     pub async fn introduce(&self) -> Result<Introduction, BackendError> {
-        self.pool.wait_ready().await;
-        let catalog = self.pool.catalog();
-        let Some(identity) = catalog.identity.as_ref() else {
-            return Err(self.pool.unavailable_error());
+        self.wait_ready().await;
+        introduction(&self.catalog()).ok_or_else(|| self.pool.unavailable_error())
+    }
+
+    /// What `caller` learns at `initialize`: an isolated server starts the caller's group
+    /// (its first call would anyway) and describes it.
+    pub async fn introduce_to(&self, caller: &Caller) -> Result<Introduction, BackendError> {
+        let Some(groups) = &self.groups else {
+            return self.introduce().await;
         };
-        Ok(Introduction {
-            capabilities: identity.capabilities.clone(),
-            server_info: identity.server_info.clone(),
-            instructions: identity.instructions.clone(),
-        })
+        let (pool, _, _) = match self.pool_for(caller) {
+            Ok(found) => found,
+            // A caller without a group yet (server/discover before a session or an
+            // affinity key) learns what the server is from any group's handshake.
+            Err(error) => return introduction(&groups.catalog()).ok_or(error),
+        };
+        pool.wait_ready().await;
+        let catalog = pool.catalog();
+        groups.learn_catalog(&catalog);
+        introduction(&catalog).ok_or_else(|| pool.unavailable_error())
     }
 
     /// Notifications the server sends outside any call (`list_changed`,
@@ -90,8 +140,26 @@ impl Server {
 
     /// The server's processes and counters for `/admin/stats`.
     pub fn stats(&self) -> Value {
-        self.pool.stats()
+        let mut stats = self.pool.stats();
+        stats["isolation"] = Value::from(self.pool.config().isolation.as_str());
+        stats["max_total_processes"] = Value::from(self.pool.config().max_total_processes);
+        if let Some(groups) = &self.groups {
+            if let (Some(stats), Value::Object(extra)) = (stats.as_object_mut(), groups.stats()) {
+                stats.extend(extra);
+            }
+        }
+        stats
     }
+}
+
+/// What a client learns at `initialize` from a catalogue, when a handshake filled it.
+fn introduction(catalog: &Catalog) -> Option<Introduction> {
+    let identity = catalog.identity.as_ref()?;
+    Some(Introduction {
+        capabilities: identity.capabilities.clone(),
+        server_info: identity.server_info.clone(),
+        instructions: identity.instructions.clone(),
+    })
 }
 
 /// Every server's health for `/health`: the worst status among required servers (an

@@ -56,6 +56,10 @@ impl Upstream for Router {
         Box::pin(Router::wait_all_ready(self))
     }
 
+    fn end_session(&self, session: &str) {
+        Router::end_session(self, session);
+    }
+
     fn health(&self) -> HealthSummary {
         Router::health(self)
     }
@@ -95,6 +99,13 @@ impl UpstreamServer for Server {
 
     fn introduce(&self) -> BoxFuture<'_, Result<Introduction, CallError>> {
         Box::pin(async move { Server::introduce(self).await.map_err(call_error) })
+    }
+
+    fn introduce_to<'a>(
+        &'a self,
+        caller: &'a Caller,
+    ) -> BoxFuture<'a, Result<Introduction, CallError>> {
+        Box::pin(async move { Server::introduce_to(self, caller).await.map_err(call_error) })
     }
 
     fn notifications(&self) -> broadcast::Receiver<Value> {

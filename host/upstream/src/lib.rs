@@ -46,6 +46,12 @@ pub trait Upstream: Send + Sync + 'static {
     /// Waits for every server in turn, each as [`UpstreamServer::wait_ready`] does.
     fn wait_all_ready(&self) -> BoxFuture<'_, ()>;
 
+    /// A session ended (a DELETE): whatever was pinned to it, such as its own process on a
+    /// session-isolated server, is stopped.
+    fn end_session(&self, session: &str) {
+        let _ = session;
+    }
+
     /// Every server's health, and the worst among the required ones (`/health`).
     fn health(&self) -> HealthSummary;
 
@@ -78,6 +84,17 @@ pub trait UpstreamServer: Send + Sync {
     /// Waits as [`UpstreamServer::wait_ready`] does, then what a client learns about the
     /// server at `initialize`; why it is unavailable when no handshake completed.
     fn introduce(&self) -> BoxFuture<'_, Result<Introduction, CallError>>;
+
+    /// What `caller` learns at `initialize`: the same as [`UpstreamServer::introduce`] for
+    /// a shared server; an isolated server starts the caller's own processes first (its
+    /// first call would anyway) and describes them.
+    fn introduce_to<'a>(
+        &'a self,
+        caller: &'a Caller,
+    ) -> BoxFuture<'a, Result<Introduction, CallError>> {
+        let _ = caller;
+        self.introduce()
+    }
 
     /// Notifications the server sends outside any call (`list_changed`,
     /// `resources/updated`), for the front to relay on GET streams.
@@ -168,6 +185,23 @@ pub struct Caller {
     /// Asked just before the call goes to a backend (not for a cache hit); a refusal is the
     /// call's answer.
     pub admission: Option<Arc<dyn Admission>>,
+    /// Who is calling, for what reaches a backend: isolated servers' process groups, their
+    /// per-principal environment and, when a server opts in, the caller named in `_meta`.
+    /// Never a credential. `None` for the bridge's own requests.
+    pub identity: Option<Arc<CallerIdentity>>,
+}
+
+/// The caller as a backend may learn of it: authenticated names, never a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerIdentity {
+    /// The principal's name.
+    pub name: Arc<str>,
+    pub roles: Arc<[String]>,
+    /// The MCP session the call belongs to (its id, not its token).
+    pub session: Option<Arc<str>>,
+    /// For a sessionless (2026-07-28) request, the affinity key it named
+    /// (`Mcp-Bridge-Affinity`), already checked for form; it is scoped to `name`.
+    pub affinity: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Caller {
@@ -175,6 +209,7 @@ impl std::fmt::Debug for Caller {
         f.debug_struct("Caller")
             .field("principal", &self.principal)
             .field("admission", &self.admission.is_some())
+            .field("identity", &self.identity)
             .finish()
     }
 }
