@@ -37,5 +37,6 @@ mod plugins;
 mod protocol_strictness;
 mod reference_servers;
 mod replicas;
+mod session_abandonment;
 mod session_tokens;
 mod smoke;

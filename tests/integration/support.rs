@@ -88,6 +88,12 @@ pub(crate) fn node_server_toml(
 /// with it off, so every call they make reaches a backend; a config with its own `[cache]`
 /// section keeps it.
 pub(crate) fn start_bridge(config_toml: &str) -> Result<Bridge> {
+    start_bridge_with_env(config_toml, &[])
+}
+
+/// As [`start_bridge`], with `env` added to the bridge's environment (for variables the
+/// config reads, which the test process must not set for everyone).
+pub(crate) fn start_bridge_with_env(config_toml: &str, env: &[(&str, &str)]) -> Result<Bridge> {
     let mut config = config_toml.to_owned();
     if !config
         .lines()
@@ -95,7 +101,7 @@ pub(crate) fn start_bridge(config_toml: &str) -> Result<Bridge> {
     {
         config.push_str("\n[cache]\nenabled = false\n");
     }
-    Bridge::start(Path::new(bridge_exe()), &config, &[])
+    Bridge::start_with_env(Path::new(bridge_exe()), &config, &[], env)
 }
 
 /// Starts the bridge on an existing config file, with extra `serve` arguments.

@@ -128,10 +128,14 @@ impl ProcessBudget {
     /// Takes a place for one more process of `server`, or says which cap is full.
     pub(crate) fn reserve(self: &Arc<Self>, server: &Arc<str>) -> Result<BudgetSlot, BudgetCap> {
         let mut state = self.state.lock();
-        let count = state.per_server.get(server).copied().unwrap_or(ServerCount {
-            live: 0,
-            cap: usize::MAX,
-        });
+        let count = state
+            .per_server
+            .get(server)
+            .copied()
+            .unwrap_or(ServerCount {
+                live: 0,
+                cap: usize::MAX,
+            });
         if count.live >= count.cap {
             return Err(BudgetCap::Server);
         }
@@ -175,7 +179,8 @@ impl ProcessBudget {
                     .filter(|p| p.state() == ProcessState::Ready && p.inflight() == 0)
                     .map(|p| (p.idle_for(), p.clone()))
                     .collect();
-                idle.into_iter().map(move |(idle, p)| (idle, p, pool.clone()))
+                idle.into_iter()
+                    .map(move |(idle, p)| (idle, p, pool.clone()))
             })
             .max_by_key(|(idle, _, _)| *idle);
         let Some((idle, process, pool)) = victim else {

@@ -8,8 +8,8 @@ use mcp_bridge_policy::{BuiltinPolicy, BuiltinSettings};
 pub use mcp_bridge_policy::{InvalidationRule, TtlMap, TtlRule};
 
 use super::auth::{AccessConfig, AuditConfig, AuthConfig, LimitsConfig};
-use super::secret::Secret;
 use super::isolation::{EnvTemplate, Isolation, PrincipalSecrets, ProcessesConfig};
+use super::secret::Secret;
 use super::sessions::SessionsConfig;
 use super::shared::SharedCacheConfig;
 

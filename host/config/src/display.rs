@@ -226,7 +226,11 @@ fn write_server(out: &mut String, server: &ServerConfig) -> std::fmt::Result {
             .iter()
             .map(|(key, _)| key.as_str())
             .collect();
-        writeln!(out, "    env per principal: {} (values hidden)", keys.join(", "))?;
+        writeln!(
+            out,
+            "    env per principal: {} (values hidden)",
+            keys.join(", ")
+        )?;
     }
     if let Some(cwd) = &server.cwd {
         writeln!(out, "    cwd: {}", cwd.display())?;

@@ -309,7 +309,9 @@ mod tests {
             EnvPiece::Secret("GH".to_owned()),
         ]);
         assert_eq!(
-            template.render("alice", &secrets).map(|s| s.expose().to_owned()),
+            template
+                .render("alice", &secrets)
+                .map(|s| s.expose().to_owned()),
             Ok("alice:a-token".to_owned())
         );
         let missing = template.render("bob", &secrets).unwrap_err();

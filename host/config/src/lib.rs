@@ -56,8 +56,8 @@ pub use error::ConfigError;
 pub use expand::EXE_VARIABLE;
 pub use isolation::{
     CALLER_META_KEY, DEFAULT_IDENTITY_META, DEFAULT_ISOLATED_MAX_CONNECTIONS,
-    DEFAULT_ISOLATED_MAX_TOTAL_PROCESSES, DEFAULT_ISOLATION, DEFAULT_MAX_BACKEND_PROCESSES, EnvPiece,
-    EnvTemplate, Isolation, MissingSecret, PrincipalSecrets, ProcessesConfig,
+    DEFAULT_ISOLATED_MAX_TOTAL_PROCESSES, DEFAULT_ISOLATION, DEFAULT_MAX_BACKEND_PROCESSES,
+    EnvPiece, EnvTemplate, Isolation, MissingSecret, PrincipalSecrets, ProcessesConfig,
 };
 pub use secret::{REDACTED, Secret};
 pub use sessions::{

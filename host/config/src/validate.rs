@@ -7,12 +7,12 @@ use super::checked::*;
 use super::error::{ConfigError, suggest};
 use super::expand::{Lookup, expand};
 use super::load::ServerEntry;
-use super::validate_isolation::CheckedEnvValue;
 use super::raw::{
     OrderedMap, RawCache, RawConfig, RawHealth, RawHttp, RawInvalidation, RawLogging, RawPool,
 };
 use super::secret::{RawSecret, Secret};
 use super::source::{FieldPath, Format, SourceText};
+use super::validate_isolation::CheckedEnvValue;
 use mcp_bridge_policy::units::{ConfigDuration, ConfigSize, format_duration};
 
 /// Validates a parsed file and the servers gathered from it and its includes.
@@ -40,8 +40,7 @@ pub(crate) fn build(
         raw.principal_secrets.unwrap_or_default(),
         lookup,
     )?;
-    let processes =
-        super::validate_isolation::processes(main, raw.processes.unwrap_or_default())?;
+    let processes = super::validate_isolation::processes(main, raw.processes.unwrap_or_default())?;
     let globals = Globals {
         main,
         principal_secrets: &principal_secrets,

@@ -151,7 +151,10 @@ pub(super) fn server_isolation(
     }
     if !isolation.is_isolated() && pool.min_connections > max_total_processes {
         return Err(source
-            .error(&at("max_total_processes"), "max_total_processes is less than min_connections")
+            .error(
+                &at("max_total_processes"),
+                "max_total_processes is less than min_connections",
+            )
             .with_help("raise max_total_processes or lower min_connections"));
     }
     Ok(ServerIsolation {
@@ -181,7 +184,9 @@ pub(super) fn env_value(
             .with_help("write ${principal.name} or ${secret.NAME} (declared in [principal_secrets.NAME]); write $$ for a literal `$`")
     })?;
     let Some(pieces) = pieces else {
-        return Ok(CheckedEnvValue::Plain(expand_at(source, path, written, lookup)?));
+        return Ok(CheckedEnvValue::Plain(expand_at(
+            source, path, written, lookup,
+        )?));
     };
     let mut template = Vec::with_capacity(pieces.len());
     for piece in pieces {

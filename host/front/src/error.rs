@@ -159,9 +159,7 @@ impl FrontError {
             FrontError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             FrontError::ShuttingDown
             | FrontError::TooManySessions { .. }
-            | FrontError::TooManySessionsForPrincipal { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            | FrontError::TooManySessionsForPrincipal { .. } => StatusCode::SERVICE_UNAVAILABLE,
             // Refused per call, inside a request that was itself valid.
             FrontError::SessionBusy { .. } => StatusCode::OK,
             // A backend failure is an answer to a valid request: JSON-RPC carries it.
@@ -179,8 +177,9 @@ impl FrontError {
             FrontError::MissingMeta(_) => code::INVALID_PARAMS,
             FrontError::Upstream(error) => error.code,
             FrontError::ShuttingDown => code::SERVER_UNAVAILABLE,
-            FrontError::TooManySessions { .. }
-            | FrontError::TooManySessionsForPrincipal { .. } => code::TOO_MANY_SESSIONS,
+            FrontError::TooManySessions { .. } | FrontError::TooManySessionsForPrincipal { .. } => {
+                code::TOO_MANY_SESSIONS
+            }
             FrontError::SessionBusy { .. } => code::SESSION_BUSY,
             _ => code::INVALID_REQUEST,
         }

@@ -525,10 +525,9 @@ fn is_traceparent(value: &str) -> bool {
     let parts: Vec<&str> = value.split('-').collect();
     let lengths = [2, 32, 16, 2];
     parts.len() >= 4
-        && parts
-            .iter()
-            .zip(lengths)
-            .all(|(part, length)| part.len() == length && part.bytes().all(|b| b.is_ascii_hexdigit()))
+        && parts.iter().zip(lengths).all(|(part, length)| {
+            part.len() == length && part.bytes().all(|b| b.is_ascii_hexdigit())
+        })
 }
 
 impl Caller {

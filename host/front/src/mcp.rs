@@ -89,10 +89,10 @@ impl Context {
         Caller {
             principal: identity::partition(&self.caller.principal, session),
             admission: None,
-            identity: Some(self.caller.identity_for_backends(
-                session,
-                self.passed_on.affinity.clone(),
-            )),
+            identity: Some(
+                self.caller
+                    .identity_for_backends(session, self.passed_on.affinity.clone()),
+            ),
         }
     }
 }
@@ -507,9 +507,15 @@ async fn answer_request(context: &Context, message: Value) -> Reply {
         "initialize" => initialize(context, &message).await,
         "ping" => Reply::Json(jsonrpc::result_response(id, json!({}))),
         "logging/setLevel" => Reply::Json(set_log_level(context, &message, id).await),
-        "server/discover" => {
-            Reply::Json(stateless::discover(&context.state, &context.endpoint, &context.upstream_caller(None), id).await)
-        }
+        "server/discover" => Reply::Json(
+            stateless::discover(
+                &context.state,
+                &context.endpoint,
+                &context.upstream_caller(None),
+                id,
+            )
+            .await,
+        ),
         _ => match &context.endpoint {
             Endpoint::Server(server) => forward(context, server.clone(), message, id, false).await,
             Endpoint::Aggregate => aggregated(context, message, id).await,

@@ -51,7 +51,7 @@ impl HttpMetrics {
                 ),
             limit_refusals_total: registry.counter_vec(
                     "limit_refusals_total",
-                    "Requests or calls refused because a client reached a limit, by the setting that refused it (max_sessions, max_inflight_per_session, max_batch_messages, max_subscriptions_per_session, max_streams_per_session).",
+                    "Requests or calls refused because a client reached a limit, by the setting that refused it (max_sessions, max_sessions_per_principal, max_inflight_per_session, max_batch_messages, max_subscriptions_per_session, max_streams_per_session).",
                     &["limit"],
                 ),
             relay_answers_refused_total: registry.counter_vec(

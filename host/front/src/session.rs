@@ -385,9 +385,7 @@ impl SessionStore {
                 self.refused
                     .with_label_values(&["max_sessions_per_principal"])
                     .inc();
-                return Err(FrontError::TooManySessionsForPrincipal {
-                    max: per_principal,
-                });
+                return Err(FrontError::TooManySessionsForPrincipal { max: per_principal });
             };
             if let Some(closed) = sessions.remove(&victim) {
                 self.count_closed(&closed, "capacity");

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
@@ -27,10 +28,45 @@ pub(crate) struct Groups {
     secrets: Arc<PrincipalSecrets>,
     metrics: Arc<PoolMetrics>,
     budget: Arc<ProcessBudget>,
-    groups: Mutex<HashMap<Arc<str>, Arc<Pool>>>,
+    groups: Mutex<HashMap<Arc<str>, Group>>,
     /// The catalogue the last group that completed a handshake read: what the server is,
     /// for a client that has no group yet.
     catalog: RwLock<Arc<Catalog>>,
+}
+
+/// One principal's or session's pool, with the calls using it.
+struct Group {
+    pool: Arc<Pool>,
+    users: Arc<AtomicUsize>,
+}
+
+/// A call's hold on its group: a group in use is never dropped, even before its call has
+/// reached the pool's queue.
+pub(crate) struct GroupUse {
+    pool: Arc<Pool>,
+    users: Arc<AtomicUsize>,
+}
+
+impl GroupUse {
+    pub(crate) fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+}
+
+impl Drop for GroupUse {
+    fn drop(&mut self) {
+        self.users.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Group {
+    fn use_it(&self) -> GroupUse {
+        self.users.fetch_add(1, Ordering::AcqRel);
+        GroupUse {
+            pool: self.pool.clone(),
+            users: self.users.clone(),
+        }
+    }
 }
 
 /// Whose group a call belongs to.
@@ -58,7 +94,6 @@ impl Groups {
             catalog: RwLock::new(Arc::new(Catalog::default())),
         }
     }
-
 
     /// Which group `caller` belongs to, or why it has none.
     pub(crate) fn key_of(&self, caller: &Caller) -> Result<GroupKey, BackendError> {
@@ -100,10 +135,10 @@ impl Groups {
     /// The pool of `key`'s group, made on its first call. Fails when the caller's
     /// environment cannot be rendered (a secret it has no value of) or when more groups
     /// wait for processes than the server could ever run.
-    pub(crate) fn pool_for(&self, key: &GroupKey) -> Result<(Arc<Pool>, bool), BackendError> {
+    pub(crate) fn pool_for(&self, key: &GroupKey) -> Result<(GroupUse, bool), BackendError> {
         let mut groups = self.groups.lock();
-        if let Some(pool) = groups.get(&key.key) {
-            return Ok((pool.clone(), false));
+        if let Some(group) = groups.get(&key.key) {
+            return Ok((group.use_it(), false));
         }
         // A group exists while it has processes or callers waiting for one, so this many
         // groups means callers are already queueing for every place the server has.
@@ -132,12 +167,17 @@ impl Groups {
             self.budget.clone(),
             Some(key.key.clone()),
         );
-        groups.insert(key.key.clone(), pool.clone());
+        let group = Group {
+            pool,
+            users: Arc::new(AtomicUsize::new(0)),
+        };
+        let used = group.use_it();
+        groups.insert(key.key.clone(), group);
         self.metrics
             .pool_groups
             .with_label_values(&[&self.config.name])
             .set(groups.len() as i64);
-        Ok((pool, true))
+        Ok((used, true))
     }
 
     /// What the server is: the last catalogue a group read.
@@ -150,7 +190,7 @@ impl Groups {
             .groups
             .lock()
             .values()
-            .map(|pool| pool.catalog())
+            .map(|group| group.pool.catalog())
             .find(|catalog| catalog.is_loaded());
         match loaded {
             Some(catalog) => {
@@ -175,12 +215,17 @@ impl Groups {
             let mut groups = self.groups.lock();
             let empty: Vec<Arc<str>> = groups
                 .iter()
-                .filter(|(_, pool)| pool.live_processes() == 0 && pool.queued() == 0)
+                .filter(|(_, group)| {
+                    group.users.load(Ordering::Acquire) == 0
+                        && group.pool.live_processes() == 0
+                        && group.pool.queued() == 0
+                })
                 .map(|(key, _)| key.clone())
                 .collect();
             empty
                 .iter()
                 .filter_map(|key| groups.remove(key))
+                .map(|group| group.pool)
                 .collect()
         };
         let name = &self.config.name;
@@ -199,7 +244,7 @@ impl Groups {
     /// Stops the group of a session that ended (a DELETE).
     pub(crate) fn end_session(&self, session: &str) {
         let key = format!("session:{session}");
-        let Some(pool) = self.groups.lock().remove(key.as_str()) else {
+        let Some(Group { pool, .. }) = self.groups.lock().remove(key.as_str()) else {
             return;
         };
         self.metrics
@@ -217,8 +262,8 @@ impl Groups {
             .with_label_values(&[name])
             .set(groups.len() as i64);
         let mut by_state: HashMap<&'static str, i64> = HashMap::new();
-        for pool in groups.values() {
-            for (state, count) in pool.count_by_state() {
+        for group in groups.values() {
+            for (state, count) in group.pool.count_by_state() {
                 *by_state.entry(state).or_default() += count as i64;
             }
         }
@@ -238,7 +283,8 @@ impl Groups {
         let groups = self.groups.lock();
         let mut listed: Vec<Value> = groups
             .iter()
-            .map(|(key, pool)| {
+            .map(|(key, group)| {
+                let pool = &group.pool;
                 let stats = pool.stats();
                 json!({
                     "key": &**key,
@@ -263,7 +309,12 @@ impl Groups {
 
     /// Stops every group (the bridge is shutting down).
     pub(crate) async fn shutdown(&self) {
-        let pools: Vec<Arc<Pool>> = self.groups.lock().drain().map(|(_, pool)| pool).collect();
+        let pools: Vec<Arc<Pool>> = self
+            .groups
+            .lock()
+            .drain()
+            .map(|(_, group)| group.pool)
+            .collect();
         futures_util::future::join_all(pools.iter().map(|pool| pool.shutdown())).await;
     }
 

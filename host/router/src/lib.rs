@@ -140,12 +140,8 @@ impl Router {
             .iter()
             .map(|server| {
                 budget.set_server_cap(&Arc::from(server.name.as_str()), server.max_total_processes);
-                let pool = Pool::start_in(
-                    server.clone(),
-                    pool_metrics.clone(),
-                    budget.clone(),
-                    None,
-                );
+                let pool =
+                    Pool::start_in(server.clone(), pool_metrics.clone(), budget.clone(), None);
                 let groups = server.isolation.is_isolated().then(|| {
                     Arc::new(isolation::Groups::new(
                         Arc::new(server.clone()),
@@ -274,8 +270,8 @@ impl Router {
         want_events: bool,
         caller: &Caller,
     ) -> ForwardedCall {
-        let (pool, group, created) = match server.pool_for(caller) {
-            Ok(found) => found,
+        let server::Serving { pool, group } = match server.pool_for(caller) {
+            Ok(serving) => serving,
             Err(error) => {
                 let catalog = server.catalog();
                 let mut call = ForwardedCall::new(
@@ -290,7 +286,7 @@ impl Router {
                 return call;
             }
         };
-        if created {
+        if group.as_ref().is_some_and(|group| group.created) {
             // A group's own notifications: its list changes reach every client of the
             // server (they describe the server), anything else stays with the group.
             tokio::spawn(notifications::relay(
@@ -310,7 +306,7 @@ impl Router {
             groups.learn_catalog(&catalog);
         }
         // An isolated server's result belongs to its group whatever the policy says.
-        let private_to = group.as_ref().map(|group| &group.key);
+        let private_to = group.as_ref().map(|group| &group.key.key);
         let plan = match &self.cache {
             Some(layer) => {
                 caching::prepare(layer, pool.name(), &message, &catalog, caller, private_to).await
@@ -329,6 +325,7 @@ impl Router {
             want_events,
             caching,
         );
+        call.group = group.map(|group| group.used);
         call.recording = recording::draft(
             self.recorder.as_ref(),
             pool.name(),
@@ -485,6 +482,8 @@ pub struct ForwardedCall {
     follower: Option<tokio::sync::watch::Receiver<mcp_bridge_cache::Published>>,
     /// The call's trace record while `serve --record` is on.
     recording: Option<recording::Draft>,
+    /// The isolated group the call's pool belongs to, held so it is not dropped under it.
+    group: Option<isolation::GroupUse>,
 }
 
 impl ForwardedCall {
@@ -523,6 +522,7 @@ impl ForwardedCall {
             ready: None,
             follower: None,
             recording: None,
+            group: None,
         }
     }
 

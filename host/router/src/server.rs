@@ -14,7 +14,7 @@ use mcp_bridge_upstream::{Health, HealthSummary, Introduction, ServerDescription
 use mcp_bridge_backend::{BackendError, Catalog, HealthStatus, Pool};
 use mcp_bridge_upstream::Caller;
 
-use super::isolation::{GroupKey, Groups};
+use super::isolation::{GroupKey, GroupUse, Groups};
 
 /// How many notifications a slow GET stream may fall behind before it misses some.
 const RELAYED_NOTIFICATIONS: usize = 256;
@@ -52,18 +52,20 @@ impl Server {
     }
 
     /// The pool that serves `caller`: the server's own, or the caller's group's (made on
-    /// its first call, `true` then). The group key names the private cache partition of an
-    /// isolated server's results.
-    pub(super) fn pool_for(
-        &self,
-        caller: &Caller,
-    ) -> Result<(Arc<Pool>, Option<GroupKey>, bool), BackendError> {
+    /// its first call).
+    pub(super) fn pool_for(&self, caller: &Caller) -> Result<Serving, BackendError> {
         let Some(groups) = &self.groups else {
-            return Ok((self.pool.clone(), None, false));
+            return Ok(Serving {
+                pool: self.pool.clone(),
+                group: None,
+            });
         };
         let key = groups.key_of(caller)?;
-        let (pool, created) = groups.pool_for(&key)?;
-        Ok((pool, Some(key), created))
+        let (used, created) = groups.pool_for(&key)?;
+        Ok(Serving {
+            pool: used.pool().clone(),
+            group: Some(ServingGroup { key, used, created }),
+        })
     }
 
     /// The catalogue clients see before they call: the pool's, or for an isolated server
@@ -119,8 +121,8 @@ impl Server {
         let Some(groups) = &self.groups else {
             return self.introduce().await;
         };
-        let (pool, _, _) = match self.pool_for(caller) {
-            Ok(found) => found,
+        let (pool, _held) = match self.pool_for(caller) {
+            Ok(serving) => (serving.pool, serving.group),
             // A caller without a group yet (server/discover before a session or an
             // affinity key) learns what the server is from any group's handshake.
             Err(error) => return introduction(&groups.catalog()).ok_or(error),
@@ -143,13 +145,28 @@ impl Server {
         let mut stats = self.pool.stats();
         stats["isolation"] = Value::from(self.pool.config().isolation.as_str());
         stats["max_total_processes"] = Value::from(self.pool.config().max_total_processes);
-        if let Some(groups) = &self.groups {
-            if let (Some(stats), Value::Object(extra)) = (stats.as_object_mut(), groups.stats()) {
-                stats.extend(extra);
-            }
+        if let Some(groups) = &self.groups
+            && let (Some(stats), Value::Object(extra)) = (stats.as_object_mut(), groups.stats())
+        {
+            stats.extend(extra);
         }
         stats
     }
+}
+
+/// The pool that serves one call, and on an isolated server the group it belongs to.
+pub(super) struct Serving {
+    pub(super) pool: Arc<Pool>,
+    pub(super) group: Option<ServingGroup>,
+}
+
+pub(super) struct ServingGroup {
+    /// The group's key: its private cache partition.
+    pub(super) key: GroupKey,
+    /// Held until the call ends, so the group is not dropped under it.
+    pub(super) used: GroupUse,
+    /// The call made the group.
+    pub(super) created: bool,
 }
 
 /// What a client learns at `initialize` from a catalogue, when a handshake filled it.

@@ -46,10 +46,7 @@ impl Bridge {
     /// `exe serve` on it with `extra` arguments (such as `--record FILE`); returns once the
     /// bridge has logged its address (not yet ready: see [`Bridge::wait_ready`]).
     pub fn start(exe: &Path, config_toml: &str, extra: &[&str]) -> Result<Bridge> {
-        let dir = tempfile::tempdir().context("create a temporary directory")?;
-        let config_path = dir.path().join("mcp-bridge.toml");
-        std::fs::write(&config_path, config_toml).context("write the bridge's config")?;
-        Bridge::start_with_file(exe, dir, config_path, extra)
+        Bridge::start_with_env(exe, config_toml, extra, &[])
     }
 
     /// Starts `exe serve` on an existing config file, with extra `serve` arguments.
@@ -58,6 +55,33 @@ impl Bridge {
         dir: tempfile::TempDir,
         config_path: PathBuf,
         extra: &[&str],
+    ) -> Result<Bridge> {
+        Bridge::start_with_file_and_env(exe, dir, config_path, extra, &[])
+    }
+
+    /// As [`Bridge::start`], with `env` added to the bridge's own environment (variables a
+    /// config names, set for this bridge alone: the test process's environment is shared by
+    /// every test running at once and must not change).
+    pub fn start_with_env(
+        exe: &Path,
+        config_toml: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Bridge> {
+        let dir = tempfile::tempdir().context("create a temporary directory")?;
+        let config_path = dir.path().join("mcp-bridge.toml");
+        std::fs::write(&config_path, config_toml).context("write the bridge's config")?;
+        Bridge::start_with_file_and_env(exe, dir, config_path, extra, env)
+    }
+
+    /// Starts `exe serve` on an existing config file, with extra `serve` arguments and extra
+    /// environment variables.
+    pub fn start_with_file_and_env(
+        exe: &Path,
+        dir: tempfile::TempDir,
+        config_path: PathBuf,
+        extra: &[&str],
+        env: &[(&str, &str)],
     ) -> Result<Bridge> {
         let mut child = Command::new(exe)
             .arg("serve")
@@ -72,6 +96,7 @@ impl Bridge {
                 "info",
             ])
             .args(extra)
+            .envs(env.iter().copied())
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
