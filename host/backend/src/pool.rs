@@ -240,14 +240,26 @@ impl Pool {
     /// first client after start-up sees the server's tools. Returns the readiness then;
     /// `Starting` means the bound passed first.
     pub async fn wait_ready(self: &Arc<Self>) -> Readiness {
+        let deadline = tokio::time::Instant::now() + self.config.pool.connection_timeout;
         let mut readiness = self.readiness.subscribe();
-        self.ensure_started();
-        let settled = readiness.wait_for(|state| *state != Readiness::Starting);
-        match tokio::time::timeout(self.config.pool.connection_timeout, settled).await {
-            // Copied out at once: the watch guard must not outlive this statement.
-            Ok(Ok(state)) => *state,
-            // The pool owns the sender, and this call holds the pool: it cannot close.
-            Ok(Err(_)) | Err(_) => Readiness::Starting,
+        loop {
+            // At a process cap the first start cannot happen yet: it is tried again each
+            // time a place frees (an evicted process exits), within the same bound.
+            let room = self.budget.freed();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            self.ensure_started();
+            let settled = readiness.wait_for(|state| *state != Readiness::Starting);
+            tokio::select! {
+                settled = settled => return match settled {
+                    // Copied out at once: the watch guard must not outlive this statement.
+                    Ok(state) => *state,
+                    // The pool owns the sender, and this call holds the pool: it cannot close.
+                    Err(_) => Readiness::Starting,
+                },
+                () = &mut room => {}
+                () = tokio::time::sleep_until(deadline) => return Readiness::Starting,
+            }
         }
     }
 
@@ -426,12 +438,23 @@ impl Pool {
 
     /// The error for a server that cannot serve now, with the last start failure.
     pub fn unavailable_error(&self) -> BackendError {
-        self.unreachable()
-            .unwrap_or_else(|| BackendError::Unavailable {
-                server: self.name.clone(),
-                reason: "no process finished its initialize handshake within connection_timeout"
-                    .to_owned(),
-            })
+        if let Some(error) = self.unreachable() {
+            return error;
+        }
+        let blocked = *self.blocked_by.lock();
+        let reason = match blocked {
+            Some(cap) if self.live_processes() == 0 => format!(
+                "{} (no process could start within connection_timeout)",
+                cap.reason()
+            ),
+            _ => {
+                "no process finished its initialize handshake within connection_timeout".to_owned()
+            }
+        };
+        BackendError::Unavailable {
+            server: self.name.clone(),
+            reason,
+        }
     }
 
     /// Starts a process if none is running or starting (with `min_connections = 0`

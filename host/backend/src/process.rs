@@ -661,8 +661,13 @@ fn spawn(
         }
         None => Command::new(&config.command),
     };
+    command.args(&config.args);
+    // The sources of per-principal secrets are the bridge's own variables; no backend
+    // inherits them (a principal's value reaches only its process, through `env`).
+    for variable in &config.env_removed {
+        command.env_remove(variable);
+    }
     command
-        .args(&config.args)
         .envs(config.env.iter().map(|(key, value)| (key, value.expose())))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

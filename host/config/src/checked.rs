@@ -388,6 +388,9 @@ pub struct ServerConfig {
     /// Variables whose values name the caller (`${principal.name}`, `${secret.NAME}`),
     /// rendered when a principal's or session's process is spawned (isolated servers only).
     pub env_templates: Vec<(String, EnvTemplate)>,
+    /// Variables of the bridge's environment the process never inherits: the sources of
+    /// `[principal_secrets]` values, which belong to one principal each.
+    pub env_removed: Vec<String>,
     /// Who shares this server's processes.
     pub isolation: Isolation,
     /// This server's processes across all principals and sessions.

@@ -160,6 +160,11 @@ impl EnvTemplate {
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct PrincipalSecrets(pub BTreeMap<String, BTreeMap<String, Secret>>);
 
+/// The bridge's environment variables `[principal_secrets]` read values from; no backend
+/// inherits them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct SecretSources(pub Vec<String>);
+
 impl fmt::Debug for PrincipalSecrets {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Names only: which principals have which secrets is configuration, the values are not.

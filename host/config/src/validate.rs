@@ -34,7 +34,7 @@ pub(crate) fn build(
             .error(&FieldPath::root().key(key), "no servers are configured")
             .with_help("add a [servers.NAME] table with a `command`, or include = [\"FILE\"] an mcpServers JSON file; a server with \"disabled\": true does not count"));
     }
-    let principal_secrets = super::validate_isolation::principal_secrets(
+    let (principal_secrets, secret_sources) = super::validate_isolation::principal_secrets(
         main,
         base_dir,
         raw.principal_secrets.unwrap_or_default(),
@@ -44,6 +44,7 @@ pub(crate) fn build(
     let globals = Globals {
         main,
         principal_secrets: &principal_secrets,
+        secret_sources: &secret_sources,
         defaults: raw.defaults.unwrap_or_default(),
         health: raw.health.unwrap_or_default(),
         separator: &http.namespace_separator,
@@ -471,6 +472,7 @@ fn logging(main: &SourceText, raw: RawLogging) -> Result<LoggingConfig, ConfigEr
 struct Globals<'a> {
     main: &'a SourceText,
     principal_secrets: &'a super::isolation::PrincipalSecrets,
+    secret_sources: &'a super::isolation::SecretSources,
     defaults: RawPool,
     health: RawHealth,
     separator: &'a str,
@@ -611,6 +613,7 @@ impl<'a> Globals<'a> {
             pool,
             health,
             env_templates,
+            env_removed: self.secret_sources.0.clone(),
             isolation: isolation.isolation,
             max_total_processes: isolation.max_total_processes,
             identity_meta: isolation.identity_meta,

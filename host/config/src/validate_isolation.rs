@@ -37,8 +37,9 @@ pub(super) fn principal_secrets(
     base_dir: &Path,
     raw: OrderedMap<OrderedMap<RawPrincipalSecret>>,
     lookup: Lookup<'_>,
-) -> Result<PrincipalSecrets, ConfigError> {
+) -> Result<(PrincipalSecrets, SecretSources), ConfigError> {
     let mut secrets = PrincipalSecrets::default();
+    let mut sources = SecretSources::default();
     for (name, principals) in raw.0 {
         let table = FieldPath::root().key("principal_secrets").key(&name);
         let valid_name = !name.is_empty()
@@ -54,10 +55,14 @@ pub(super) fn principal_secrets(
         for (principal, source) in principals.0 {
             let at = table.key(&principal);
             let value = match (source.env, source.file) {
-                (Some(variable), None) => lookup(&variable).ok_or_else(|| {
-                    main.error(&at.key("env"), format!("environment variable `{variable}` is not set"))
-                        .with_help(format!("set {variable} in the bridge's environment to {principal}'s value of {name}"))
-                })?,
+                (Some(variable), None) => {
+                    let value = lookup(&variable).ok_or_else(|| {
+                        main.error(&at.key("env"), format!("environment variable `{variable}` is not set"))
+                            .with_help(format!("set {variable} in the bridge's environment to {principal}'s value of {name}"))
+                    })?;
+                    sources.0.push(variable);
+                    value
+                }
                 (None, Some(file)) => {
                     let file = expand_at(main, &at.key("file"), &file, lookup)?;
                     let path = base_dir.join(&file);
@@ -83,7 +88,7 @@ pub(super) fn principal_secrets(
         }
         secrets.0.insert(name, values);
     }
-    Ok(secrets)
+    Ok((secrets, sources))
 }
 
 /// What a server's table says about isolation, once checked.

@@ -298,12 +298,21 @@ impl Groups {
             .collect();
         listed.sort_by(|a, b| a["key"].as_str().cmp(&b["key"].as_str()));
         let (total, own) = self.budget.live(&self.config.name);
+        let name = self.config.name.as_str();
+        let reaped = |reason: &str| {
+            self.metrics
+                .pool_groups_reaped_total
+                .with_label_values(&[name, reason])
+                .get()
+        };
         json!({
             "groups": listed,
             "live_processes": own,
             "max_total_processes": self.config.max_total_processes,
             "bridge_processes": total,
             "bridge_max_processes": self.budget.max_total(),
+            "evictions": self.metrics.pool_evictions_total.with_label_values(&[name]).get(),
+            "reaped": { "idle": reaped("idle"), "session_closed": reaped("session_closed") },
         })
     }
 
