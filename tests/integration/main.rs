@@ -25,6 +25,7 @@ mod frozen;
 mod hostile_clients;
 mod http_input;
 mod infra;
+mod input_rounds;
 mod isolation;
 mod lab;
 mod lab_load;

@@ -9,6 +9,7 @@ mod audit;
 mod conn;
 mod error;
 mod identity;
+mod input_rounds;
 mod logging;
 mod mcp;
 mod metrics;
@@ -66,6 +67,8 @@ pub struct AppState {
     principal_calls: Arc<identity::PrincipalCalls>,
     sessions: SessionStore,
     relays: Relays,
+    /// 2026-07-28 calls parked while their client answers a backend's request.
+    input_rounds: input_rounds::InputRounds,
     cancellations: Arc<Cancellations>,
     /// Flips to true when shutdown begins, ending long-lived GET streams.
     shutting_down: watch::Sender<bool>,
@@ -101,6 +104,7 @@ impl AppState {
             audit,
             principal_calls: Arc::default(),
             relays: Relays::default(),
+            input_rounds: input_rounds::InputRounds::default(),
             cancellations: Arc::default(),
             shutting_down: watch::channel(false).0,
             started_at: Instant::now(),
@@ -162,5 +166,13 @@ async fn prune_sessions(state: Arc<AppState>) {
     loop {
         ticker.tick().await;
         state.sessions.prune();
+        let expired = state.input_rounds.prune();
+        if expired > 0 {
+            state
+                .metrics
+                .input_rounds_total
+                .with_label_values(&["expired"])
+                .inc_by(expired as u64);
+        }
     }
 }

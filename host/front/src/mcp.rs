@@ -20,6 +20,7 @@ use super::aggregate;
 use super::audit::Audited;
 use super::error::FrontError;
 use super::identity;
+use super::input_rounds;
 use super::logging;
 use super::session::{ClientInfo, Session};
 use super::sse;
@@ -29,7 +30,8 @@ use super::{AppState, Body};
 use mcp_bridge_config::{BODY_RATE_WINDOW, HttpConfig};
 use mcp_bridge_jsonrpc::{self as jsonrpc, Kind, code};
 use mcp_bridge_upstream::{
-    CacheHint, CallError, CallEvent, Caller, ForwardedCall, Introduction, ServerHandle, Step,
+    AnswerSink, CacheHint, CallError, CallEvent, Caller, ForwardedCall, Introduction, ServerHandle,
+    Step,
 };
 
 /// Session-based protocol versions the front serves, newest first.
@@ -709,6 +711,28 @@ async fn forward(
         }
         return Reply::Json(response);
     }
+    let answering = Answering {
+        caller: caller.clone(),
+        server: server.name().clone(),
+        method: method.clone(),
+        prefix_uris,
+        stateless,
+    };
+    let round = stateless.then(|| RoundContext {
+        binding: input_rounds::binding_of(context.endpoint.key(), &message),
+        capabilities: stateless::client_capabilities(&message).cloned(),
+    });
+    let parking = answering.clone();
+    // A 2026-07-28 retry that carries the bridge's requestState resumes the call it names.
+    if let Some(round) = &round
+        && message.pointer("/params/requestState").is_some()
+    {
+        let response = resume_input_round(&state, &answering, round, &message, client_id).await;
+        if let Some(audited) = &audited {
+            audited.finish(&state, &response, "none");
+        }
+        return Reply::Json(response);
+    }
     // Held until the answer is complete (streamed answers included): the session's cap
     // counts calls, not HTTP requests.
     let call_slot = match &context.session {
@@ -748,20 +772,7 @@ async fn forward(
                        hint: Option<CacheHint>,
                        cache_outcome: &str|
           -> Value {
-        let response = match outcome {
-            Ok(mut response) => {
-                response["id"] = client_id;
-                caller.filter_list(server.name(), &method, response.get_mut("result"));
-                if prefix_uris {
-                    aggregate::prefix_result_uris(response.get_mut("result"), server.name());
-                }
-                if stateless {
-                    stateless::complete_result(&method, &mut response, hint);
-                }
-                response
-            }
-            Err(error) => FrontError::from(error).to_jsonrpc(client_id),
-        };
+        let response = answering.answer(outcome, client_id, hint);
         if let Some(audited) = &audited {
             audited.finish(&audit_state, &response, cache_outcome);
         }
@@ -790,11 +801,34 @@ async fn forward(
                     session.as_deref(),
                     log_minimum,
                     &mut relay_ids,
+                    round.as_ref(),
                 )
                 .await
                 {
-                    Some(bytes) => break bytes,
-                    None => continue,
+                    Delivery::Send(bytes) => break bytes,
+                    Delivery::Settled => continue,
+                    Delivery::AskClient { request, answer } => {
+                        let asked = park_for_input(
+                            &state,
+                            &parking,
+                            round.as_ref(),
+                            call,
+                            request,
+                            answer,
+                            client_id.clone(),
+                        )
+                        .await;
+                        match asked {
+                            Ok(response) => {
+                                let response = finish(Ok(response), client_id, None, "none");
+                                return Reply::Json(response);
+                            }
+                            Err(returned) => {
+                                call = returned;
+                                continue;
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -825,11 +859,36 @@ async fn forward(
                                 session.as_deref(),
                                 log_minimum,
                                 &mut relay_ids,
+                                round.as_ref(),
                             )
                             .await
                             {
-                                Some(bytes) => bytes,
-                                None => continue,
+                                Delivery::Send(bytes) => bytes,
+                                Delivery::Settled => continue,
+                                Delivery::AskClient { request, answer } => {
+                                    let asked = park_for_input(
+                                        &state,
+                                        &parking,
+                                        round.as_ref(),
+                                        call,
+                                        request,
+                                        answer,
+                                        client_id.clone(),
+                                    )
+                                    .await;
+                                    match asked {
+                                        Ok(response) => {
+                                            let response =
+                                                finish(Ok(response), client_id, None, "none");
+                                            sse::send(&sender, sse::event(&response)).await;
+                                            break;
+                                        }
+                                        Err(returned) => {
+                                            call = returned;
+                                            continue;
+                                        }
+                                    }
+                                }
                             }
                         }
                         Step::Done(outcome) => {
@@ -906,27 +965,269 @@ async fn deliverable(
     session: Option<&Session>,
     log_minimum: Option<u8>,
     relay_ids: &mut Vec<String>,
-) -> Option<Bytes> {
+    round: Option<&RoundContext>,
+) -> Delivery {
     match event {
         CallEvent::Notification(notification) => {
             let is_log = jsonrpc::method(&notification) == Some("notifications/message");
             let wanted = !is_log
                 || log_minimum.is_some_and(|minimum| logging::passes(&notification, minimum));
-            wanted.then(|| sse::event(&notification))
+            match wanted {
+                true => Delivery::Send(sse::event(&notification)),
+                false => Delivery::Settled,
+            }
         }
         CallEvent::ServerRequest {
             mut request,
             answer,
         } => {
-            let Some(session) = session else {
-                let refusal = stateless::answer_server_request(&request);
-                if let Err(error) = answer.send(&refusal).await {
-                    tracing::debug!(%error, "could not answer a server request");
+            if let Some(session) = session {
+                relay_ids.push(state.relays.register(answer, &mut request, session));
+                return Delivery::Send(sse::event(&request));
+            }
+            let capabilities = round.and_then(|round| round.capabilities.as_ref());
+            let settled = match input_rounds::can_ask(&request, capabilities) {
+                Ok(true) => return Delivery::AskClient { request, answer },
+                Ok(false) => stateless::answer_server_request(&request),
+                Err(capability) => {
+                    state
+                        .metrics
+                        .input_rounds_total
+                        .with_label_values(&["missing_capability"])
+                        .inc();
+                    input_rounds::missing_capability(&request, capability)
                 }
-                return None;
             };
-            relay_ids.push(state.relays.register(answer, &mut request, session));
-            Some(sse::event(&request))
+            if let Err(error) = answer.send(&settled).await {
+                tracing::debug!(%error, "could not answer a server request");
+            }
+            Delivery::Settled
+        }
+    }
+}
+
+/// What becomes of one call event.
+enum Delivery {
+    /// An SSE event for the client.
+    Send(Bytes),
+    /// Nothing for the client: dropped, or answered by the bridge.
+    Settled,
+    /// A 2026-07-28 client must answer the backend's request: the call is parked and the
+    /// client gets an `input_required` round.
+    AskClient {
+        request: Value,
+        answer: Arc<dyn AnswerSink>,
+    },
+}
+
+/// What a 2026-07-28 request's rounds are bound to.
+struct RoundContext {
+    /// The endpoint, tool and arguments a retry must repeat.
+    binding: [u8; 32],
+    /// What the client declared it can answer (`_meta` clientCapabilities).
+    capabilities: Option<Value>,
+}
+
+/// How a forwarded call's outcome becomes the client's answer.
+#[derive(Clone)]
+struct Answering {
+    caller: identity::Caller,
+    server: Arc<str>,
+    method: String,
+    prefix_uris: bool,
+    stateless: bool,
+}
+
+impl Answering {
+    fn answer(
+        &self,
+        outcome: Result<Value, CallError>,
+        client_id: Value,
+        hint: Option<CacheHint>,
+    ) -> Value {
+        let mut response = match outcome {
+            Ok(response) => response,
+            Err(error) => return FrontError::from(error).to_jsonrpc(client_id),
+        };
+        response["id"] = client_id;
+        // An input round is answered as the bridge built it: nothing else may be added.
+        if response.pointer("/result/resultType") == Some(&json!("input_required")) {
+            return response;
+        }
+        self.caller
+            .filter_list(&self.server, &self.method, response.get_mut("result"));
+        if self.prefix_uris {
+            aggregate::prefix_result_uris(response.get_mut("result"), &self.server);
+        }
+        if self.stateless {
+            stateless::complete_result(&self.method, &mut response, hint);
+        }
+        response
+    }
+}
+
+/// Resumes the call a 2026-07-28 retry's `requestState` names: the client's answer goes to
+/// the process that asked, as the response to its request, and the call carries on to its
+/// result or to another round. A state that is unknown, used, expired, or another
+/// principal's or request's is refused without saying which.
+async fn resume_input_round(
+    state: &AppState,
+    answering: &Answering,
+    round: &RoundContext,
+    message: &Value,
+    client_id: Value,
+) -> Value {
+    let params = message.get("params");
+    let request_state = params
+        .and_then(|params| params.get("requestState"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let owner = &answering.caller.principal.name;
+    let Some(parked) = state
+        .input_rounds
+        .take(request_state, owner, &round.binding)
+    else {
+        state
+            .metrics
+            .input_rounds_total
+            .with_label_values(&["invalid_state"])
+            .inc();
+        return input_rounds::invalid_state(client_id);
+    };
+    let input_rounds::Parked {
+        call,
+        answer,
+        request,
+        ..
+    } = parked;
+    let response = params
+        .and_then(|params| params.get("inputResponses"))
+        .and_then(|responses| responses.get(input_rounds::INPUT_KEY))
+        .filter(|response| response.is_object())
+        .cloned();
+    let Some(response) = response else {
+        // No usable answer: the client is asked again, as the spec advises.
+        return match park_for_input(
+            state,
+            answering,
+            Some(round),
+            call,
+            request,
+            answer,
+            client_id.clone(),
+        )
+        .await
+        {
+            Ok(asked) => asked,
+            Err(call) => drive_resumed(state, answering, round, call, client_id).await,
+        };
+    };
+    state
+        .metrics
+        .input_rounds_total
+        .with_label_values(&["resumed"])
+        .inc();
+    let id = request.get("id").cloned().unwrap_or(Value::Null);
+    if let Err(error) = answer.send(&jsonrpc::result_response(id, response)).await {
+        // The process is gone; the call reports that when it is driven.
+        tracing::debug!(%error, "could not deliver a client's input to its server");
+    }
+    drive_resumed(state, answering, round, call, client_id).await
+}
+
+/// Drives a resumed call to its answer (plain JSON: notifications are dropped); a further
+/// request the client must answer parks it again.
+async fn drive_resumed(
+    state: &AppState,
+    answering: &Answering,
+    round: &RoundContext,
+    mut call: Box<dyn ForwardedCall>,
+    client_id: Value,
+) -> Value {
+    loop {
+        let (request, answer) = match call.next().await {
+            Step::Done(outcome) => return answering.answer(outcome, client_id, call.cache_hint()),
+            Step::Event(CallEvent::Notification(_)) => continue,
+            Step::Event(CallEvent::ServerRequest { request, answer }) => (request, answer),
+        };
+        let settled = match input_rounds::can_ask(&request, round.capabilities.as_ref()) {
+            Ok(true) => {
+                match park_for_input(
+                    state,
+                    answering,
+                    Some(round),
+                    call,
+                    request,
+                    answer,
+                    client_id.clone(),
+                )
+                .await
+                {
+                    Ok(asked) => return asked,
+                    Err(returned) => {
+                        call = returned;
+                        continue;
+                    }
+                }
+            }
+            Ok(false) => stateless::answer_server_request(&request),
+            Err(capability) => {
+                state
+                    .metrics
+                    .input_rounds_total
+                    .with_label_values(&["missing_capability"])
+                    .inc();
+                input_rounds::missing_capability(&request, capability)
+            }
+        };
+        if let Err(error) = answer.send(&settled).await {
+            tracing::debug!(%error, "could not answer a server request");
+        }
+    }
+}
+
+/// Parks `call` until its 2026-07-28 client answers `request`, and returns the
+/// `input_required` answer; at the bounds the backend is told why instead and the call
+/// comes back to be driven on.
+async fn park_for_input(
+    state: &AppState,
+    answering: &Answering,
+    round: Option<&RoundContext>,
+    call: Box<dyn ForwardedCall>,
+    request: Value,
+    answer: Arc<dyn AnswerSink>,
+    client_id: Value,
+) -> Result<Value, Box<dyn ForwardedCall>> {
+    let parked = input_rounds::Parked {
+        call,
+        answer,
+        request,
+        owner: answering.caller.principal.name.clone(),
+        binding: round.map(|round| round.binding).unwrap_or_default(),
+        parked_at: Instant::now(),
+    };
+    let asking = parked.request.clone();
+    match state.input_rounds.park(parked) {
+        Ok(request_state) => {
+            state
+                .metrics
+                .input_rounds_total
+                .with_label_values(&["asked"])
+                .inc();
+            Ok(input_rounds::round(client_id, &asking, &request_state))
+        }
+        Err(refused) => {
+            let (refusal, parked) = *refused;
+            state
+                .metrics
+                .input_rounds_total
+                .with_label_values(&[refusal.label()])
+                .inc();
+            let refused = refusal.answer_for(&parked.request);
+            if let Err(error) = parked.answer.send(&refused).await {
+                tracing::debug!(%error, "could not answer a server request");
+            }
+            Err(parked.call)
         }
     }
 }

@@ -13,6 +13,7 @@ pub struct HttpMetrics {
     pub session_tokens_refused_total: IntCounterVec,
     pub limit_refusals_total: IntCounterVec,
     pub relay_answers_refused_total: IntCounterVec,
+    pub input_rounds_total: IntCounterVec,
     pub version_mismatch_total: IntCounterVec,
     pub http_connections_open: IntGauge,
     pub http_connections_refused_total: IntCounterVec,
@@ -53,6 +54,11 @@ impl HttpMetrics {
                     "limit_refusals_total",
                     "Requests or calls refused because a client reached a limit, by the setting that refused it (max_sessions, max_sessions_per_principal, max_inflight_per_session, max_batch_messages, max_subscriptions_per_session, max_streams_per_session).",
                     &["limit"],
+                ),
+            input_rounds_total: registry.counter_vec(
+                    "input_rounds_total",
+                    "2026-07-28 input rounds a legacy backend's request became, by outcome: asked (the call was parked and the client got input_required), resumed (a retry carried the answer back to the process that asked), invalid_state (a requestState that was unknown, used, expired, or another principal's or request's), missing_capability (the client did not declare elicitation or sampling; the backend got an error), full and principal_full (too many calls waiting; the backend got an error), expired (parked past its time and cancelled).",
+                    &["outcome"],
                 ),
             relay_answers_refused_total: registry.counter_vec(
                     "relay_answers_refused_total",

@@ -49,6 +49,11 @@ fn meta<'a>(message: &'a Value, key: &str) -> Option<&'a Value> {
     message.get("params")?.get("_meta")?.get(key)
 }
 
+/// What a request's client declared it can answer (`_meta` clientCapabilities).
+pub(crate) fn client_capabilities(message: &Value) -> Option<&Value> {
+    meta(message, META_CLIENT_CAPABILITIES)
+}
+
 /// Which routing headers a sessionless request must carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RoutingHeaders {
@@ -166,9 +171,9 @@ pub(crate) fn complete_result(method: &str, response: &mut Value, hint: Option<C
     }
 }
 
-/// The bridge's own answer to a legacy server's request made during a 2026-07-28
-/// call: that version has no server-to-client requests (it uses `input_required`
-/// results instead), so roots are reported empty and anything else is refused.
+/// The bridge's own answer to a legacy server's request made during a 2026-07-28 call
+/// that no input round carries (sampling and elicitation do: `input_rounds.rs`): roots
+/// are reported empty and anything else is refused.
 pub(crate) fn answer_server_request(request: &Value) -> Value {
     let id = request.get("id").cloned().unwrap_or(Value::Null);
     match jsonrpc::method(request) {

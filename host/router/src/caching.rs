@@ -553,6 +553,15 @@ impl CallCache {
         self.mode = Mode::Nothing;
     }
 
+    /// The server asked the client something during the call (sampling, elicitation): the
+    /// result depends on that client's answer, so it fills nothing (waiters fetch their own).
+    /// A write still invalidates.
+    pub(crate) fn depends_on_the_client(&mut self) {
+        if self.fills() {
+            self.mode = Mode::Nothing;
+        }
+    }
+
     /// Records that a follower got its answer from another caller's fill.
     pub(crate) fn coalesced(&mut self) {
         self.layer.cache.record(Served::Coalesced);

@@ -566,6 +566,11 @@ impl ForwardedCall {
             let step = tokio::time::timeout_at(self.deadline, inflight.next()).await;
             match step {
                 Ok(CallStep::Event(event)) => {
+                    if matches!(event, backend::CallEvent::ServerRequest(_))
+                        && let Some(caching) = self.caching.as_mut()
+                    {
+                        caching.depends_on_the_client();
+                    }
                     return Step::Event(for_the_client(event, inflight.process()));
                 }
                 Ok(CallStep::Done(Err(error)))

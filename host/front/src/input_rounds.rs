@@ -1,0 +1,324 @@
+//! 2026-07-28 multi-round-trip requests in front of legacy backends.
+//!
+//! A 2026-07-28 client has no session, so a backend's server-to-client request
+//! (`elicitation/create`, `sampling/createMessage`) cannot reach it as a request. Instead
+//! the bridge parks the backend call, still holding its process (and lease), and answers the
+//! client with an `input_required` result whose `requestState` names the parked call. The
+//! client's retry (same tool and arguments, plus `inputResponses` and that `requestState`)
+//! is matched back to the very call and process that asked: the bridge sends the client's
+//! answer to the backend as the response to its request and carries on with the call, which
+//! may end in its result or in another round. Whatever the server's isolation, the state
+//! names one parked call on this replica, so the retry cannot reach another process.
+//!
+//! Bounded: parked calls per principal and in total, each for at most
+//! [`PARKED_CALL_TTL`] (dropping one cancels its backend call). A `requestState` is 128
+//! random bits: unguessable, single use, and valid only for the principal, endpoint, tool
+//! and arguments it was issued for; anything else is refused as the spec asks, without
+//! saying which check failed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use mcp_bridge_jsonrpc::{self as jsonrpc, code};
+use mcp_bridge_upstream::{AnswerSink, ForwardedCall};
+
+/// Calls parked at once on this replica.
+pub(crate) const MAX_PARKED_CALLS: usize = 1024;
+/// Calls one principal may have parked at once.
+pub(crate) const MAX_PARKED_PER_PRINCIPAL: usize = 16;
+/// How long a parked call waits for the client's retry before it is cancelled. The
+/// backend call's own `request_timeout` still applies when it resumes.
+pub(crate) const PARKED_CALL_TTL: Duration = Duration::from_secs(10 * 60);
+/// The key of the one input request a round carries.
+pub(crate) const INPUT_KEY: &str = "input";
+/// `requestState` values the bridge issues start with this.
+const STATE_PREFIX: &str = "mcp-bridge-input-";
+
+/// Server requests a 2026-07-28 client can answer through an input round, with the
+/// client capability each needs.
+const ROUND_METHODS: [(&str, &str); 2] = [
+    ("elicitation/create", "elicitation"),
+    ("sampling/createMessage", "sampling"),
+];
+
+/// Whether a backend's request can become an input round: `Ok(true)` when the client
+/// declared the capability it needs, `Ok(false)` for a method rounds do not carry, and
+/// `Err` naming the capability the client did not declare.
+pub(crate) fn can_ask(request: &Value, capabilities: Option<&Value>) -> Result<bool, &'static str> {
+    let method = jsonrpc::method(request).unwrap_or_default();
+    let Some((_, capability)) = ROUND_METHODS.iter().find(|(name, _)| *name == method) else {
+        return Ok(false);
+    };
+    let declared = capabilities
+        .and_then(|capabilities| capabilities.get(*capability))
+        .is_some();
+    if declared { Ok(true) } else { Err(capability) }
+}
+
+/// What a parked call is bound to: the retry must repeat it.
+pub(crate) fn binding_of(endpoint: &str, message: &Value) -> [u8; 32] {
+    let method = jsonrpc::method(message).unwrap_or_default();
+    let params = message.get("params");
+    let target = params
+        .and_then(|params| params.get("name").or_else(|| params.get("uri")))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let arguments = params
+        .and_then(|params| params.get("arguments"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let mut digest = Sha256::new();
+    for part in [
+        endpoint,
+        method,
+        &target.to_string(),
+        &arguments.to_string(),
+    ] {
+        digest.update(part.as_bytes());
+        digest.update([0]);
+    }
+    digest.finalize().into()
+}
+
+/// A backend call waiting for its client's answer to the backend's request.
+pub(crate) struct Parked {
+    pub(crate) call: Box<dyn ForwardedCall>,
+    /// The way back to the process that asked.
+    pub(crate) answer: Arc<dyn AnswerSink>,
+    /// The backend's request (its own id, method and params).
+    pub(crate) request: Value,
+    pub(crate) owner: Arc<str>,
+    pub(crate) binding: [u8; 32],
+    pub(crate) parked_at: Instant,
+}
+
+/// The `input_required` answer that asks the client what the backend's `request` asked.
+pub(crate) fn round(client_id: Value, request: &Value, state: &str) -> Value {
+    let method = jsonrpc::method(request).unwrap_or_default();
+    let params = request.get("params").cloned().unwrap_or(json!({}));
+    jsonrpc::result_response(
+        client_id,
+        json!({
+            "resultType": "input_required",
+            "inputRequests": { INPUT_KEY: { "method": method, "params": params } },
+            "requestState": state,
+        }),
+    )
+}
+
+/// Why a call could not be parked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ParkRefusal {
+    Full,
+    PrincipalFull,
+}
+
+impl ParkRefusal {
+    /// The error the backend gets for its request instead of the client's answer.
+    pub(crate) fn answer_for(self, request: &Value) -> Value {
+        let id = request.get("id").cloned().unwrap_or(Value::Null);
+        let why = match self {
+            ParkRefusal::Full => {
+                format!("the bridge already waits on {MAX_PARKED_CALLS} clients' input")
+            }
+            ParkRefusal::PrincipalFull => format!(
+                "this principal already has {MAX_PARKED_PER_PRINCIPAL} calls waiting for its input"
+            ),
+        };
+        jsonrpc::error_response(id, code::INTERNAL_ERROR, why, None)
+    }
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            ParkRefusal::Full => "full",
+            ParkRefusal::PrincipalFull => "principal_full",
+        }
+    }
+}
+
+/// The parked calls of this replica.
+#[derive(Default)]
+pub(crate) struct InputRounds {
+    parked: Mutex<HashMap<String, Parked>>,
+}
+
+impl InputRounds {
+    /// Parks a call and returns the `requestState` that names it.
+    pub(crate) fn park(&self, parked: Parked) -> Result<String, Box<(ParkRefusal, Parked)>> {
+        let mut calls = self.parked.lock();
+        // Expired calls make room first; dropping them cancels their backend calls.
+        calls.retain(|_, held| held.parked_at.elapsed() < PARKED_CALL_TTL);
+        if calls.len() >= MAX_PARKED_CALLS {
+            return Err(Box::new((ParkRefusal::Full, parked)));
+        }
+        let owned = calls
+            .values()
+            .filter(|held| held.owner == parked.owner)
+            .count();
+        if owned >= MAX_PARKED_PER_PRINCIPAL {
+            return Err(Box::new((ParkRefusal::PrincipalFull, parked)));
+        }
+        let state = format!("{STATE_PREFIX}{:032x}", rand::random::<u128>());
+        calls.insert(state.clone(), parked);
+        Ok(state)
+    }
+
+    /// Takes the call `state` names, if it is this caller's, for this request, and has
+    /// not expired. Taking it is what makes a state single use.
+    pub(crate) fn take(&self, state: &str, owner: &str, binding: &[u8; 32]) -> Option<Parked> {
+        let mut calls = self.parked.lock();
+        let held = calls.get(state)?;
+        let matches = *held.owner == *owner
+            && held.binding == *binding
+            && held.parked_at.elapsed() < PARKED_CALL_TTL;
+        if !matches {
+            return None;
+        }
+        calls.remove(state)
+    }
+
+    /// Cancels calls whose client never came back.
+    pub(crate) fn prune(&self) -> usize {
+        let mut calls = self.parked.lock();
+        let before = calls.len();
+        calls.retain(|_, held| held.parked_at.elapsed() < PARKED_CALL_TTL);
+        before - calls.len()
+    }
+}
+
+/// The error for a `requestState` the bridge cannot resume: unknown, used, expired, or
+/// issued to another principal or for another request. It does not say which.
+pub(crate) fn invalid_state(client_id: Value) -> Value {
+    jsonrpc::error_response(
+        client_id,
+        code::INVALID_PARAMS,
+        "Invalid or expired requestState: send the original request again, without \
+         requestState and inputResponses, to start over",
+        Some(json!({ "reason": "invalid_request_state" })),
+    )
+}
+
+/// The answer a backend gets for a request the client did not declare the capability for.
+pub(crate) fn missing_capability(request: &Value, capability: &str) -> Value {
+    let id = request.get("id").cloned().unwrap_or(Value::Null);
+    let method = jsonrpc::method(request).unwrap_or_default();
+    jsonrpc::error_response(
+        id,
+        code::METHOD_NOT_FOUND,
+        format!(
+            "the client (MCP 2026-07-28) did not declare the '{capability}' capability, so it \
+             cannot answer '{method}'"
+        ),
+        None,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_declared_capabilities_make_rounds() {
+        let elicit = json!({"jsonrpc":"2.0","id":3,"method":"elicitation/create","params":{}});
+        assert_eq!(
+            can_ask(&elicit, Some(&json!({"elicitation": {}}))),
+            Ok(true)
+        );
+        assert_eq!(can_ask(&elicit, Some(&json!({}))), Err("elicitation"));
+        assert_eq!(can_ask(&elicit, None), Err("elicitation"));
+        let roots = json!({"jsonrpc":"2.0","id":4,"method":"roots/list"});
+        assert_eq!(can_ask(&roots, Some(&json!({"roots": {}}))), Ok(false));
+    }
+
+    /// A call that never ends, as a parked call is until its retry.
+    struct Waiting;
+
+    impl ForwardedCall for Waiting {
+        fn next(&mut self) -> mcp_bridge_upstream::BoxFuture<'_, mcp_bridge_upstream::Step> {
+            Box::pin(std::future::pending())
+        }
+        fn cache_hint(&self) -> Option<mcp_bridge_upstream::CacheHint> {
+            None
+        }
+        fn policy_generation(&self) -> Option<u64> {
+            None
+        }
+        fn cache_outcome(&self) -> &'static str {
+            "none"
+        }
+    }
+
+    struct NoAnswer;
+
+    impl AnswerSink for NoAnswer {
+        fn send<'a>(
+            &'a self,
+            _answer: &'a Value,
+        ) -> mcp_bridge_upstream::BoxFuture<'a, Result<(), mcp_bridge_upstream::CallError>>
+        {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    fn parked(owner: &str, binding: u8) -> Parked {
+        Parked {
+            call: Box::new(Waiting),
+            answer: Arc::new(NoAnswer),
+            request: json!({"jsonrpc":"2.0","id":9,"method":"elicitation/create","params":{}}),
+            owner: Arc::from(owner),
+            binding: [binding; 32],
+            parked_at: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn a_state_is_single_use_and_bound_to_its_owner_and_request() {
+        let rounds = InputRounds::default();
+        let state = rounds
+            .park(parked("alice", 1))
+            .map_err(|_| "parked")
+            .unwrap();
+        assert!(state.starts_with(STATE_PREFIX) && state.len() == STATE_PREFIX.len() + 32);
+        assert!(rounds.take(&state, "bob", &[1; 32]).is_none());
+        assert!(rounds.take(&state, "alice", &[2; 32]).is_none());
+        assert!(
+            rounds
+                .take("mcp-bridge-input-0", "alice", &[1; 32])
+                .is_none()
+        );
+        assert!(rounds.take(&state, "alice", &[1; 32]).is_some());
+        assert!(rounds.take(&state, "alice", &[1; 32]).is_none());
+    }
+
+    #[test]
+    fn one_principal_cannot_park_more_than_its_share() {
+        let rounds = InputRounds::default();
+        for _ in 0..MAX_PARKED_PER_PRINCIPAL {
+            assert!(rounds.park(parked("mallory", 1)).is_ok());
+        }
+        let refused = rounds
+            .park(parked("mallory", 1))
+            .err()
+            .map(|refused| refused.0);
+        assert_eq!(refused, Some(ParkRefusal::PrincipalFull));
+        assert!(rounds.park(parked("alice", 1)).is_ok());
+    }
+
+    #[test]
+    fn the_binding_names_endpoint_tool_and_arguments() {
+        let call = |name: &str, x: i64| {
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/call",
+                "params":{"name":name,"arguments":{"x":x},"requestState":"s"}})
+        };
+        let first = binding_of("demo", &call("a", 1));
+        assert_eq!(first, binding_of("demo", &call("a", 1)));
+        assert_ne!(first, binding_of("demo", &call("a", 2)));
+        assert_ne!(first, binding_of("demo", &call("b", 1)));
+        assert_ne!(first, binding_of("other", &call("a", 1)));
+    }
+}
