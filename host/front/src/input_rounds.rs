@@ -25,7 +25,11 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use mcp_bridge_jsonrpc::{self as jsonrpc, code};
-use mcp_bridge_upstream::{AnswerSink, ForwardedCall};
+use mcp_bridge_upstream::{AnswerSink, CallEvent, ForwardedCall, Step};
+
+use super::AppState;
+use super::mcp::Answering;
+use super::stateless;
 
 /// Calls parked at once on this replica.
 pub(crate) const MAX_PARKED_CALLS: usize = 1024;
@@ -98,7 +102,7 @@ pub(crate) struct Parked {
 }
 
 /// The `input_required` answer that asks the client what the backend's `request` asked.
-pub(crate) fn round(client_id: Value, request: &Value, state: &str) -> Value {
+pub(crate) fn input_required(client_id: Value, request: &Value, state: &str) -> Value {
     let method = jsonrpc::method(request).unwrap_or_default();
     let params = request.get("params").cloned().unwrap_or(json!({}));
     jsonrpc::result_response(
@@ -216,6 +220,180 @@ pub(crate) fn missing_capability(request: &Value, capability: &str) -> Value {
         ),
         None,
     )
+}
+
+/// What a 2026-07-28 request's rounds are bound to.
+pub(crate) struct RoundContext {
+    /// The endpoint, tool and arguments a retry must repeat.
+    pub(crate) binding: [u8; 32],
+    /// What the client declared it can answer (`_meta` clientCapabilities).
+    pub(crate) capabilities: Option<Value>,
+}
+
+/// Resumes the call a 2026-07-28 retry's `requestState` names: the client's answer goes to
+/// the process that asked, as the response to its request, and the call carries on to its
+/// result or to another round. A state that is unknown, used, expired, or another
+/// principal's or request's is refused without saying which.
+pub(crate) async fn resume(
+    state: &AppState,
+    answering: &Answering,
+    round: &RoundContext,
+    message: &Value,
+    client_id: Value,
+) -> Value {
+    let params = message.get("params");
+    let request_state = params
+        .and_then(|params| params.get("requestState"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let owner = &answering.caller.principal.name;
+    let Some(parked) = state
+        .input_rounds
+        .take(request_state, owner, &round.binding)
+    else {
+        state
+            .metrics
+            .input_rounds_total
+            .with_label_values(&["invalid_state"])
+            .inc();
+        return invalid_state(client_id);
+    };
+    let Parked {
+        call,
+        answer,
+        request,
+        ..
+    } = parked;
+    let response = params
+        .and_then(|params| params.get("inputResponses"))
+        .and_then(|responses| responses.get(INPUT_KEY))
+        .filter(|response| response.is_object())
+        .cloned();
+    let Some(response) = response else {
+        // No usable answer: the client is asked again, as the spec advises.
+        return match park_for_input(
+            state,
+            answering,
+            Some(round),
+            call,
+            request,
+            answer,
+            client_id.clone(),
+        )
+        .await
+        {
+            Ok(asked) => asked,
+            Err(call) => drive_resumed(state, answering, round, call, client_id).await,
+        };
+    };
+    state
+        .metrics
+        .input_rounds_total
+        .with_label_values(&["resumed"])
+        .inc();
+    let id = request.get("id").cloned().unwrap_or(Value::Null);
+    if let Err(error) = answer.send(&jsonrpc::result_response(id, response)).await {
+        // The process is gone; the call reports that when it is driven.
+        tracing::debug!(%error, "could not deliver a client's input to its server");
+    }
+    drive_resumed(state, answering, round, call, client_id).await
+}
+
+/// Drives a resumed call to its answer (plain JSON: notifications are dropped); a further
+/// request the client must answer parks it again.
+async fn drive_resumed(
+    state: &AppState,
+    answering: &Answering,
+    round: &RoundContext,
+    mut call: Box<dyn ForwardedCall>,
+    client_id: Value,
+) -> Value {
+    loop {
+        let (request, answer) = match call.next().await {
+            Step::Done(outcome) => return answering.answer(outcome, client_id, call.cache_hint()),
+            Step::Event(CallEvent::Notification(_)) => continue,
+            Step::Event(CallEvent::ServerRequest { request, answer }) => (request, answer),
+        };
+        let settled = match can_ask(&request, round.capabilities.as_ref()) {
+            Ok(true) => {
+                match park_for_input(
+                    state,
+                    answering,
+                    Some(round),
+                    call,
+                    request,
+                    answer,
+                    client_id.clone(),
+                )
+                .await
+                {
+                    Ok(asked) => return asked,
+                    Err(returned) => {
+                        call = returned;
+                        continue;
+                    }
+                }
+            }
+            Ok(false) => stateless::answer_server_request(&request),
+            Err(capability) => {
+                state
+                    .metrics
+                    .input_rounds_total
+                    .with_label_values(&["missing_capability"])
+                    .inc();
+                missing_capability(&request, capability)
+            }
+        };
+        if let Err(error) = answer.send(&settled).await {
+            tracing::debug!(%error, "could not answer a server request");
+        }
+    }
+}
+
+/// Parks `call` until its 2026-07-28 client answers `request`, and returns the
+/// `input_required` answer; at the bounds the backend is told why instead and the call
+/// comes back to be driven on.
+pub(crate) async fn park_for_input(
+    state: &AppState,
+    answering: &Answering,
+    round: Option<&RoundContext>,
+    call: Box<dyn ForwardedCall>,
+    request: Value,
+    answer: Arc<dyn AnswerSink>,
+    client_id: Value,
+) -> Result<Value, Box<dyn ForwardedCall>> {
+    let parked = Parked {
+        call,
+        answer,
+        request,
+        owner: answering.caller.principal.name.clone(),
+        binding: round.map(|round| round.binding).unwrap_or_default(),
+        parked_at: Instant::now(),
+    };
+    let asking = parked.request.clone();
+    match state.input_rounds.park(parked) {
+        Ok(request_state) => {
+            state
+                .metrics
+                .input_rounds_total
+                .with_label_values(&["asked"])
+                .inc();
+            Ok(input_required(client_id, &asking, &request_state))
+        }
+        Err(refused) => {
+            let (refusal, parked) = *refused;
+            state
+                .metrics
+                .input_rounds_total
+                .with_label_values(&[refusal.label()])
+                .inc();
+            let refused = refusal.answer_for(&parked.request);
+            if let Err(error) = parked.answer.send(&refused).await {
+                tracing::debug!(%error, "could not answer a server request");
+            }
+            Err(parked.call)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -718,7 +718,7 @@ async fn forward(
         prefix_uris,
         stateless,
     };
-    let round = stateless.then(|| RoundContext {
+    let round = stateless.then(|| input_rounds::RoundContext {
         binding: input_rounds::binding_of(context.endpoint.key(), &message),
         capabilities: stateless::client_capabilities(&message).cloned(),
     });
@@ -727,7 +727,7 @@ async fn forward(
     if let Some(round) = &round
         && message.pointer("/params/requestState").is_some()
     {
-        let response = resume_input_round(&state, &answering, round, &message, client_id).await;
+        let response = input_rounds::resume(&state, &answering, round, &message, client_id).await;
         if let Some(audited) = &audited {
             audited.finish(&state, &response, "none");
         }
@@ -808,7 +808,7 @@ async fn forward(
                     Delivery::Send(bytes) => break bytes,
                     Delivery::Settled => continue,
                     Delivery::AskClient { request, answer } => {
-                        let asked = park_for_input(
+                        let asked = input_rounds::park_for_input(
                             &state,
                             &parking,
                             round.as_ref(),
@@ -866,7 +866,7 @@ async fn forward(
                                 Delivery::Send(bytes) => bytes,
                                 Delivery::Settled => continue,
                                 Delivery::AskClient { request, answer } => {
-                                    let asked = park_for_input(
+                                    let asked = input_rounds::park_for_input(
                                         &state,
                                         &parking,
                                         round.as_ref(),
@@ -965,7 +965,7 @@ async fn deliverable(
     session: Option<&Session>,
     log_minimum: Option<u8>,
     relay_ids: &mut Vec<String>,
-    round: Option<&RoundContext>,
+    round: Option<&input_rounds::RoundContext>,
 ) -> Delivery {
     match event {
         CallEvent::Notification(notification) => {
@@ -1020,18 +1020,10 @@ enum Delivery {
     },
 }
 
-/// What a 2026-07-28 request's rounds are bound to.
-struct RoundContext {
-    /// The endpoint, tool and arguments a retry must repeat.
-    binding: [u8; 32],
-    /// What the client declared it can answer (`_meta` clientCapabilities).
-    capabilities: Option<Value>,
-}
-
 /// How a forwarded call's outcome becomes the client's answer.
 #[derive(Clone)]
-struct Answering {
-    caller: identity::Caller,
+pub(crate) struct Answering {
+    pub(crate) caller: identity::Caller,
     server: Arc<str>,
     method: String,
     prefix_uris: bool,
@@ -1039,7 +1031,7 @@ struct Answering {
 }
 
 impl Answering {
-    fn answer(
+    pub(crate) fn answer(
         &self,
         outcome: Result<Value, CallError>,
         client_id: Value,
@@ -1063,172 +1055,6 @@ impl Answering {
             stateless::complete_result(&self.method, &mut response, hint);
         }
         response
-    }
-}
-
-/// Resumes the call a 2026-07-28 retry's `requestState` names: the client's answer goes to
-/// the process that asked, as the response to its request, and the call carries on to its
-/// result or to another round. A state that is unknown, used, expired, or another
-/// principal's or request's is refused without saying which.
-async fn resume_input_round(
-    state: &AppState,
-    answering: &Answering,
-    round: &RoundContext,
-    message: &Value,
-    client_id: Value,
-) -> Value {
-    let params = message.get("params");
-    let request_state = params
-        .and_then(|params| params.get("requestState"))
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let owner = &answering.caller.principal.name;
-    let Some(parked) = state
-        .input_rounds
-        .take(request_state, owner, &round.binding)
-    else {
-        state
-            .metrics
-            .input_rounds_total
-            .with_label_values(&["invalid_state"])
-            .inc();
-        return input_rounds::invalid_state(client_id);
-    };
-    let input_rounds::Parked {
-        call,
-        answer,
-        request,
-        ..
-    } = parked;
-    let response = params
-        .and_then(|params| params.get("inputResponses"))
-        .and_then(|responses| responses.get(input_rounds::INPUT_KEY))
-        .filter(|response| response.is_object())
-        .cloned();
-    let Some(response) = response else {
-        // No usable answer: the client is asked again, as the spec advises.
-        return match park_for_input(
-            state,
-            answering,
-            Some(round),
-            call,
-            request,
-            answer,
-            client_id.clone(),
-        )
-        .await
-        {
-            Ok(asked) => asked,
-            Err(call) => drive_resumed(state, answering, round, call, client_id).await,
-        };
-    };
-    state
-        .metrics
-        .input_rounds_total
-        .with_label_values(&["resumed"])
-        .inc();
-    let id = request.get("id").cloned().unwrap_or(Value::Null);
-    if let Err(error) = answer.send(&jsonrpc::result_response(id, response)).await {
-        // The process is gone; the call reports that when it is driven.
-        tracing::debug!(%error, "could not deliver a client's input to its server");
-    }
-    drive_resumed(state, answering, round, call, client_id).await
-}
-
-/// Drives a resumed call to its answer (plain JSON: notifications are dropped); a further
-/// request the client must answer parks it again.
-async fn drive_resumed(
-    state: &AppState,
-    answering: &Answering,
-    round: &RoundContext,
-    mut call: Box<dyn ForwardedCall>,
-    client_id: Value,
-) -> Value {
-    loop {
-        let (request, answer) = match call.next().await {
-            Step::Done(outcome) => return answering.answer(outcome, client_id, call.cache_hint()),
-            Step::Event(CallEvent::Notification(_)) => continue,
-            Step::Event(CallEvent::ServerRequest { request, answer }) => (request, answer),
-        };
-        let settled = match input_rounds::can_ask(&request, round.capabilities.as_ref()) {
-            Ok(true) => {
-                match park_for_input(
-                    state,
-                    answering,
-                    Some(round),
-                    call,
-                    request,
-                    answer,
-                    client_id.clone(),
-                )
-                .await
-                {
-                    Ok(asked) => return asked,
-                    Err(returned) => {
-                        call = returned;
-                        continue;
-                    }
-                }
-            }
-            Ok(false) => stateless::answer_server_request(&request),
-            Err(capability) => {
-                state
-                    .metrics
-                    .input_rounds_total
-                    .with_label_values(&["missing_capability"])
-                    .inc();
-                input_rounds::missing_capability(&request, capability)
-            }
-        };
-        if let Err(error) = answer.send(&settled).await {
-            tracing::debug!(%error, "could not answer a server request");
-        }
-    }
-}
-
-/// Parks `call` until its 2026-07-28 client answers `request`, and returns the
-/// `input_required` answer; at the bounds the backend is told why instead and the call
-/// comes back to be driven on.
-async fn park_for_input(
-    state: &AppState,
-    answering: &Answering,
-    round: Option<&RoundContext>,
-    call: Box<dyn ForwardedCall>,
-    request: Value,
-    answer: Arc<dyn AnswerSink>,
-    client_id: Value,
-) -> Result<Value, Box<dyn ForwardedCall>> {
-    let parked = input_rounds::Parked {
-        call,
-        answer,
-        request,
-        owner: answering.caller.principal.name.clone(),
-        binding: round.map(|round| round.binding).unwrap_or_default(),
-        parked_at: Instant::now(),
-    };
-    let asking = parked.request.clone();
-    match state.input_rounds.park(parked) {
-        Ok(request_state) => {
-            state
-                .metrics
-                .input_rounds_total
-                .with_label_values(&["asked"])
-                .inc();
-            Ok(input_rounds::round(client_id, &asking, &request_state))
-        }
-        Err(refused) => {
-            let (refusal, parked) = *refused;
-            state
-                .metrics
-                .input_rounds_total
-                .with_label_values(&[refusal.label()])
-                .inc();
-            let refused = refusal.answer_for(&parked.request);
-            if let Err(error) = parked.answer.send(&refused).await {
-                tracing::debug!(%error, "could not answer a server request");
-            }
-            Err(parked.call)
-        }
     }
 }
 
