@@ -266,6 +266,8 @@ async fn concurrent_rounds_each_reach_the_process_that_asked() -> Result<()> {
         )))?;
         bridge.wait_ready().await?;
         let mut states = Vec::new();
+        // Anonymous callers share one principal: their affinity keys must be unguessable.
+        let affinity = |who: &str| format!("{who}-0f3c9a7e5b1d4c2a8e6f0b9d7c5a3e1f");
         for who in ["ann", "ben"] {
             let message = call(
                 "test_elicitation",
@@ -273,7 +275,8 @@ async fn concurrent_rounds_each_reach_the_process_that_asked() -> Result<()> {
                 elicit_capability(),
                 json!({}),
             );
-            let headers = [("mcp-bridge-affinity", who)];
+            let key = affinity(who);
+            let headers = [("mcp-bridge-affinity", key.as_str())];
             let asked = post(&bridge, None, &message, &headers).await?;
             states.push((
                 who,
@@ -294,7 +297,8 @@ async fn concurrent_rounds_each_reach_the_process_that_asked() -> Result<()> {
         );
 
         for (who, message, state) in states.into_iter().rev() {
-            let headers = [("mcp-bridge-affinity", who)];
+            let key = affinity(who);
+            let headers = [("mcp-bridge-affinity", key.as_str())];
             let mut retry = message.clone();
             retry["params"]["requestState"] = json!(state);
             // Without the answer, the client is asked again under a new state.

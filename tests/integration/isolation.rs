@@ -4,15 +4,12 @@
 //! principal processes of its own and `session` each MCP session one (stopped by a DELETE),
 //! or each `Mcp-Bridge-Affinity` key of a sessionless principal; per-principal environments
 //! and secrets reach only their principal's process and never an output; the caller's
-//! identity and the W3C trace context reach the backend in `_meta`; the process caps hold
-//! under churn (sampled from `/proc`), make room for a new principal's call or `initialize`
-//! by evicting an idle process, and name themselves when every process is busy; and an
-//! isolated server's cached results stay with their principal.
+//! identity and the W3C trace context reach the backend in `_meta`; and an isolated server's
+//! (or one told who calls) cached results stay with their principal. The caps are tested in
+//! `isolation_caps.rs`, with these helpers.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use reqwest::Method;
@@ -20,29 +17,29 @@ use serde_json::{Value, json};
 
 use crate::auth::{Session, api_key_toml, send, tool_call};
 use crate::support::{
-    Bridge, SETTLE, bridge_exe, count_calls, demo_server_toml, http, metric, poll_until,
-    process_alive, start_bridge, start_bridge_with_env, toml_string,
+    Bridge, SETTLE, bridge_exe, count_calls, demo_server_toml, http, poll_until, process_alive,
+    start_bridge, start_bridge_with_env, toml_string,
 };
 
 /// The server every test here configures.
-const SERVER: &str = "iso";
+pub(crate) const SERVER: &str = "iso";
 
 /// The per-server endpoint.
-const ENDPOINT: &str = "/mcp/iso";
+pub(crate) const ENDPOINT: &str = "/mcp/iso";
 
 /// The credential of the principal that reads `/admin/*` (role "admin").
-const ADMIN_KEY: &str = "root-iso-key-7e21c9d04b3a";
+pub(crate) const ADMIN_KEY: &str = "root-iso-key-7e21c9d04b3a";
 
 /// How long any one step of these tests may take before it counts as hung.
-const STEP: Duration = Duration::from_secs(30);
+pub(crate) const STEP: Duration = Duration::from_secs(30);
 
 /// The API key of a test principal (at least 16 printable characters).
-fn key_of(principal: &str) -> String {
+pub(crate) fn key_of(principal: &str) -> String {
     format!("{principal}-iso-key-5c8e1f3a90d2")
 }
 
 /// `[[auth.api_keys]]` entries for `principals` (no roles) and the admin.
-fn keys(principals: &[&str]) -> String {
+pub(crate) fn keys(principals: &[&str]) -> String {
     let mut toml: String = principals
         .iter()
         .map(|principal| api_key_toml(principal, &[], &key_of(principal)))
@@ -55,7 +52,7 @@ fn keys(principals: &[&str]) -> String {
 
 /// A marker no other test or run shares, for the demo server's `--name` (so `/proc` tells
 /// this test's backends from everyone else's).
-fn unique_marker(what: &str) -> String {
+pub(crate) fn unique_marker(what: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -64,7 +61,7 @@ fn unique_marker(what: &str) -> String {
 }
 
 /// Starts a bridge with `config` (and `env` in its environment) and waits until it is ready.
-async fn start(config: &str, env: &[(&str, &str)]) -> Result<Bridge> {
+pub(crate) async fn start(config: &str, env: &[(&str, &str)]) -> Result<Bridge> {
     crate::support::install_tls_provider();
     let bridge = if env.is_empty() {
         start_bridge(config)?
@@ -76,7 +73,7 @@ async fn start(config: &str, env: &[(&str, &str)]) -> Result<Bridge> {
 }
 
 /// Opens a session on the isolated server as `principal`.
-async fn open(bridge: &Bridge, principal: &str) -> Result<Session> {
+pub(crate) async fn open(bridge: &Bridge, principal: &str) -> Result<Session> {
     tokio::time::timeout(
         STEP,
         Session::open(&bridge.url(ENDPOINT), &key_of(principal)),
@@ -87,21 +84,21 @@ async fn open(bridge: &Bridge, principal: &str) -> Result<Session> {
 }
 
 /// Calls `tool` on `session`, bounded in time, returning its `structuredContent`.
-async fn structured(session: &Session, tool: &str, arguments: Value) -> Result<Value> {
+pub(crate) async fn structured(session: &Session, tool: &str, arguments: Value) -> Result<Value> {
     tokio::time::timeout(STEP, session.structured(tool, arguments))
         .await
         .with_context(|| format!("{tool} took over {STEP:?}"))?
 }
 
 /// Calls `tool` on `session`, bounded in time, returning the JSON-RPC response.
-async fn call(session: &Session, tool: &str, arguments: Value) -> Result<Value> {
+pub(crate) async fn call(session: &Session, tool: &str, arguments: Value) -> Result<Value> {
     tokio::time::timeout(STEP, session.call(tool, arguments))
         .await
         .with_context(|| format!("{tool} took over {STEP:?}"))?
 }
 
 /// The titles of the active tasks the session's process holds.
-async fn task_titles(session: &Session) -> Result<Vec<String>> {
+pub(crate) async fn task_titles(session: &Session) -> Result<Vec<String>> {
     let tasks = structured(session, "get_tasks", json!({})).await?;
     let list = tasks["tasks"]
         .as_array()
@@ -112,13 +109,13 @@ async fn task_titles(session: &Session) -> Result<Vec<String>> {
         .collect())
 }
 
-async fn create_task(session: &Session, title: &str) -> Result<()> {
+pub(crate) async fn create_task(session: &Session, title: &str) -> Result<()> {
     structured(session, "create_task", json!({ "title": title })).await?;
     Ok(())
 }
 
 /// The pid of the backend process serving `session`.
-async fn backend_pid(session: &Session) -> Result<u32> {
+pub(crate) async fn backend_pid(session: &Session) -> Result<u32> {
     let env = structured(session, "debug_env", json!({ "names": [] })).await?;
     env["pid"]
         .as_u64()
@@ -127,14 +124,14 @@ async fn backend_pid(session: &Session) -> Result<u32> {
 }
 
 /// `GET path` with the admin's credential, as JSON.
-async fn admin_json(bridge: &Bridge, path: &str) -> Result<Value> {
+pub(crate) async fn admin_json(bridge: &Bridge, path: &str) -> Result<Value> {
     let reply = send(Method::GET, &bridge.url(path), Some(ADMIN_KEY), None, None).await?;
     ensure!(reply.status == 200, "{path}: {}", reply.explanation());
     serde_json::from_str(&reply.body).with_context(|| format!("{path} is not JSON"))
 }
 
 /// The isolated server's entry in `/admin/stats`.
-async fn server_stats(bridge: &Bridge) -> Result<Value> {
+pub(crate) async fn server_stats(bridge: &Bridge) -> Result<Value> {
     let stats = admin_json(bridge, "/admin/stats").await?;
     stats["servers"]
         .as_array()
@@ -143,7 +140,7 @@ async fn server_stats(bridge: &Bridge) -> Result<Value> {
 }
 
 /// The group keys `/admin/stats` lists for the server, sorted.
-fn group_keys(stats: &Value) -> Vec<String> {
+pub(crate) fn group_keys(stats: &Value) -> Vec<String> {
     let mut keys: Vec<String> = stats["groups"]
         .as_array()
         .map(|groups| {
@@ -158,7 +155,7 @@ fn group_keys(stats: &Value) -> Vec<String> {
 }
 
 /// The pids of a group's processes in a server's stats.
-fn group_pids(group: &Value) -> Vec<u64> {
+pub(crate) fn group_pids(group: &Value) -> Vec<u64> {
     group["processes"]
         .as_array()
         .map(|processes| {
@@ -172,7 +169,7 @@ fn group_pids(group: &Value) -> Vec<u64> {
 
 /// The message of a JSON-RPC error response, or of a tool result with `isError: true`;
 /// `None` when the call succeeded.
-fn failure_message(response: &Value) -> Option<String> {
+pub(crate) fn failure_message(response: &Value) -> Option<String> {
     if let Some(message) = response["error"]["message"].as_str() {
         return Some(message.to_owned());
     }
@@ -593,108 +590,64 @@ async fn identity_and_trace_context_reach_the_backend_in_meta() -> Result<()> {
         "a server without identity_meta learned the caller: {plain_meta}"
     );
     assert_eq!(plain_meta["traceparent"], TRACEPARENT, "{plain_meta}");
+
+    // A client's own value under the bridge's key never reaches a server: removed where the
+    // server is not told who calls, replaced where it is.
+    let forged = json!({ "dev.mcp-bridge/caller": {"principal": "root", "roles": ["admin"]} });
+    let stripped = meta_seen(&other, &[], Some(forged.clone())).await?;
+    assert!(
+        stripped.get("dev.mcp-bridge/caller").is_none(),
+        "a forged caller reached the server: {stripped}"
+    );
+    let replaced = meta_seen(&alice, &[], Some(forged)).await?;
+    assert_eq!(
+        replaced["dev.mcp-bridge/caller"]["principal"], "alice",
+        "{replaced}"
+    );
     Ok(())
 }
 
-/// Samples `/proc` every ~20 ms for this test's demo-server processes (argv[1] is
-/// `demo-server` and the marker is among the arguments; their supervisors, `mcp-bridge
-/// __supervise ...`, are counted apart) and keeps the largest counts seen.
-struct ProcessSampler {
-    stop: Arc<AtomicBool>,
-    max_servers: Arc<AtomicUsize>,
-    max_supervisors: Arc<AtomicUsize>,
-    samples: Arc<AtomicUsize>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-/// How many of this test's backend processes and supervisors run now.
-fn count_marked(marker: &str) -> (usize, usize) {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return (0, 0);
-    };
-    let (mut servers, mut supervisors) = (0, 0);
-    for entry in entries.filter_map(Result::ok) {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|name| name.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        // A zombie's cmdline is empty, so an exited process is never counted.
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmdline.split(|byte| *byte == 0).collect();
-        if !args.contains(&marker.as_bytes()) {
-            continue;
-        }
-        match args.get(1).copied() {
-            Some(b"demo-server") => servers += 1,
-            Some(b"__supervise") => supervisors += 1,
-            _ => {}
-        }
-    }
-    (servers, supervisors)
-}
-
-impl ProcessSampler {
-    fn start(marker: &str) -> ProcessSampler {
-        let stop = Arc::new(AtomicBool::new(false));
-        let max_servers = Arc::new(AtomicUsize::new(0));
-        let max_supervisors = Arc::new(AtomicUsize::new(0));
-        let samples = Arc::new(AtomicUsize::new(0));
-        let thread = {
-            let (stop, max_servers, max_supervisors, samples) = (
-                stop.clone(),
-                max_servers.clone(),
-                max_supervisors.clone(),
-                samples.clone(),
-            );
-            let marker = marker.to_owned();
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Acquire) {
-                    let (servers, supervisors) = count_marked(&marker);
-                    max_servers.fetch_max(servers, Ordering::AcqRel);
-                    max_supervisors.fetch_max(supervisors, Ordering::AcqRel);
-                    samples.fetch_add(1, Ordering::AcqRel);
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            })
-        };
-        ProcessSampler {
-            stop,
-            max_servers,
-            max_supervisors,
-            samples,
-            thread: Some(thread),
-        }
-    }
-
-    /// Stops sampling: the most servers and supervisors seen at once, and how many samples.
-    fn finish(mut self) -> (usize, usize, usize) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-        (
-            self.max_servers.load(Ordering::Acquire),
-            self.max_supervisors.load(Ordering::Acquire),
-            self.samples.load(Ordering::Acquire),
-        )
-    }
-}
-
-impl Drop for ProcessSampler {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-    }
+/// A server told who calls (`identity_meta`) may answer each caller differently, so its
+/// results are cached per caller even when the policy would share them: bob's identical
+/// call right after alice's was cached reaches the server.
+#[tokio::test]
+async fn a_server_told_who_calls_gets_its_results_cached_per_caller() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let calls = dir.path().join("calls.log");
+    let calls_arg = calls.display().to_string();
+    let server = demo_server_toml(
+        SERVER,
+        &["--calls-log", &calls_arg],
+        "identity_meta = true\nmax_connections = 1",
+    );
+    let config = format!(
+        "{server}\n{}\n[cache]\nenabled = true\n\n[cache.ttl.{SERVER}]\nget_tasks = \"60s\"\n",
+        keys(&["alice", "bob"])
+    );
+    let bridge = start(&config, &[]).await?;
+    let alice = open(&bridge, "alice").await?;
+    let bob = open(&bridge, "bob").await?;
+    task_titles(&alice).await?;
+    let reached = count_calls(&calls, "get_tasks");
+    task_titles(&alice).await?;
+    assert_eq!(
+        count_calls(&calls, "get_tasks"),
+        reached,
+        "alice's repeat was not served from the cache, so this test shows nothing"
+    );
+    task_titles(&bob).await?;
+    assert_eq!(
+        count_calls(&calls, "get_tasks"),
+        reached + 1,
+        "bob was served alice's cached result from a server that answers per caller"
+    );
+    Ok(())
 }
 
 /// A `tools/call` as a 2026-07-28 client sends it (no session, so no `initialize` ever
 /// starts a process: the call itself asks the pool for one), as `principal`; the JSON-RPC
 /// response.
-async fn sessionless_call(
+pub(crate) async fn sessionless_call(
     bridge: &Bridge,
     principal: &str,
     tool: &str,
@@ -704,7 +657,7 @@ async fn sessionless_call(
 }
 
 /// [`sessionless_call`] with extra HTTP headers.
-async fn sessionless_call_with(
+pub(crate) async fn sessionless_call_with(
     bridge: &Bridge,
     principal: &str,
     tool: &str,
@@ -746,7 +699,7 @@ async fn sessionless_call_with(
 }
 
 /// The titles of the active tasks `principal`'s process holds, asked without a session.
-async fn sessionless_titles(bridge: &Bridge, principal: &str) -> Result<Vec<String>> {
+pub(crate) async fn sessionless_titles(bridge: &Bridge, principal: &str) -> Result<Vec<String>> {
     let response = sessionless_call(bridge, principal, "get_tasks", json!({})).await?;
     if let Some(message) = failure_message(&response) {
         anyhow::bail!("get_tasks for {principal} failed: {message}");
@@ -759,231 +712,6 @@ async fn sessionless_titles(bridge: &Bridge, principal: &str) -> Result<Vec<Stri
         .iter()
         .filter_map(|task| task["title"].as_str().map(str::to_owned))
         .collect())
-}
-
-/// 50 principals on a server capped at 8 processes, in 3 rounds with 8 callers at a time:
-/// every call is served (least recently used idle processes are evicted to make room), and
-/// `/proc` never shows more than 8 of the server's processes. The callers are sessionless
-/// (2026-07-28), so every process start is asked for by a call (see
-/// `an_initialize_at_the_cap_evicts_an_idle_process_and_is_served` for `initialize`).
-#[tokio::test]
-async fn fifty_principals_share_eight_processes_without_losing_a_call() -> Result<()> {
-    const PRINCIPALS: usize = 50;
-    const ROUNDS: usize = 3;
-    const AT_ONCE: usize = 8;
-    const CAP: usize = 8;
-    let marker = unique_marker("cap");
-    let names: Vec<String> = (0..PRINCIPALS).map(|n| format!("p{n:02}")).collect();
-    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let server = demo_server_toml(
-        SERVER,
-        &["--name", &marker],
-        &format!("isolation = \"principal\"\nmax_total_processes = {CAP}\nidle_timeout = \"10m\""),
-    );
-    let bridge = Arc::new(start(&format!("{server}\n{}", keys(&name_refs)), &[]).await?);
-    let sampler = ProcessSampler::start(&marker);
-    let started = Instant::now();
-    let mut failures: Vec<String> = Vec::new();
-    let mut served = 0;
-    for round in 0..ROUNDS {
-        let next = Arc::new(AtomicUsize::new(0));
-        let mut workers = tokio::task::JoinSet::new();
-        for _ in 0..AT_ONCE {
-            let (bridge, next, names) = (bridge.clone(), next.clone(), names.clone());
-            workers.spawn(async move {
-                let mut outcomes = Vec::new();
-                loop {
-                    let index = next.fetch_add(1, Ordering::AcqRel);
-                    let Some(name) = names.get(index) else {
-                        return outcomes;
-                    };
-                    let outcome = sessionless_titles(&bridge, name).await;
-                    outcomes
-                        .push(outcome.map_err(|error| format!("round {round}, {name}: {error:#}")));
-                }
-            });
-        }
-        while let Some(joined) = workers.join_next().await {
-            for outcome in joined? {
-                match outcome {
-                    Ok(_) => served += 1,
-                    Err(error) => failures.push(error),
-                }
-            }
-        }
-    }
-    let elapsed = started.elapsed();
-    let stats = server_stats(&bridge).await?;
-    let (max_servers, max_supervisors, samples) = sampler.finish();
-    let evictions = metric(
-        &bridge,
-        "mcp_bridge_pool_evictions_total",
-        &[&format!("server=\"{SERVER}\"")],
-    )
-    .await?;
-    println!(
-        "isolation cap: {PRINCIPALS} principals x {ROUNDS} rounds, {AT_ONCE} at a time, \
-         max_total_processes = {CAP}: {served} calls served, {} failed, in {:.1} s; \
-         max demo-server processes seen in /proc = {max_servers} (supervisors {max_supervisors}), \
-         {samples} samples; evictions = {evictions}",
-        failures.len(),
-        elapsed.as_secs_f64()
-    );
-    assert!(
-        failures.is_empty(),
-        "{} calls failed: {failures:#?}",
-        failures.len()
-    );
-    assert_eq!(served, PRINCIPALS * ROUNDS);
-    assert!(samples > 10, "the sampler ran only {samples} times");
-    assert!(
-        max_servers <= CAP,
-        "{max_servers} demo-server processes ran at once, over max_total_processes = {CAP}"
-    );
-    assert!(max_servers > 0, "the sampler never saw a backend process");
-    assert!(evictions > 0.0, "no eviction was counted: {evictions}");
-    assert_eq!(
-        stats["evictions"].as_f64(),
-        Some(evictions),
-        "/admin/stats and /metrics disagree on evictions: {stats}"
-    );
-    let live = stats["live_processes"].as_u64().unwrap_or(u64::MAX);
-    assert!(
-        live <= CAP as u64,
-        "/admin/stats: {live} live processes: {stats}"
-    );
-    Ok(())
-}
-
-/// At the cap with every process busy, a third principal's call waits `acquire_timeout` and
-/// then fails with an error naming `max_total_processes`; the two busy calls are served.
-#[tokio::test]
-async fn a_call_at_the_cap_with_every_process_busy_names_the_cap() -> Result<()> {
-    let marker = unique_marker("busy");
-    let server = demo_server_toml(
-        SERVER,
-        &["--name", &marker],
-        "isolation = \"principal\"\nmax_total_processes = 2\nacquire_timeout = \"1s\"\n\
-         max_queue = 2\nidle_timeout = \"10m\"",
-    );
-    let bridge =
-        Arc::new(start(&format!("{server}\n{}", keys(&["ann", "ben", "cat"])), &[]).await?);
-    let sampler = ProcessSampler::start(&marker);
-    // Ann's and ben's processes start first (so their own starts are not raced against
-    // the 1 s acquire_timeout), then both are kept busy for 3 s.
-    for principal in ["ann", "ben"] {
-        sessionless_titles(&bridge, principal).await?;
-    }
-    let sleepers: Vec<_> = ["ann", "ben"]
-        .into_iter()
-        .map(|principal| {
-            let bridge = bridge.clone();
-            tokio::spawn(async move {
-                sessionless_call(&bridge, principal, "debug_sleep", json!({ "ms": 3000 })).await
-            })
-        })
-        .collect();
-    let busy = poll_until(
-        SETTLE,
-        async || server_stats(&bridge).await.unwrap_or(Value::Null),
-        |stats| {
-            stats["groups"].as_array().is_some_and(|groups| {
-                groups.len() == 2 && groups.iter().all(|group| group["inflight"] == 1)
-            })
-        },
-    )
-    .await;
-    let in_flight = busy["groups"]
-        .as_array()
-        .is_some_and(|groups| groups.iter().all(|group| group["inflight"] == 1));
-    assert!(
-        in_flight,
-        "ann's and ben's calls never were both in flight: {busy}"
-    );
-
-    let began = Instant::now();
-    let refused = sessionless_call(&bridge, "cat", "debug_sleep", json!({ "ms": 3000 })).await?;
-    let waited = began.elapsed();
-    let message = failure_message(&refused)
-        .with_context(|| format!("cat's call was served over a cap of 2: {refused}"))?;
-    assert!(
-        message.contains("max_total_processes"),
-        "the refusal does not name the cap: {refused}"
-    );
-    assert!(
-        waited >= Duration::from_millis(900) && waited < Duration::from_millis(2900),
-        "cat's call failed after {waited:?}, not after acquire_timeout (1 s)"
-    );
-    for (principal, sleeper) in ["ann", "ben"].into_iter().zip(sleepers) {
-        let response = sleeper.await??;
-        assert!(
-            failure_message(&response).is_none(),
-            "{principal}'s busy call failed: {response}"
-        );
-    }
-    let (max_servers, _, _) = sampler.finish();
-    println!(
-        "isolation busy: max_total_processes = 2, cat refused after {:.2} s, max demo-server \
-         processes seen = {max_servers}",
-        waited.as_secs_f64()
-    );
-    assert!(
-        max_servers <= 2,
-        "{max_servers} processes ran at once over a cap of 2"
-    );
-    Ok(())
-}
-
-/// `initialize` on a principal-isolated server starts the caller's group. At the cap, with
-/// the other principals' processes idle, it must evict the least recently used one and be
-/// served promptly (not wait out `connection_timeout` for a process nobody starts).
-#[tokio::test]
-async fn an_initialize_at_the_cap_evicts_an_idle_process_and_is_served() -> Result<()> {
-    let marker = unique_marker("init");
-    let server = demo_server_toml(
-        SERVER,
-        &["--name", &marker],
-        "isolation = \"principal\"\nmax_total_processes = 2\nidle_timeout = \"10m\"\n\
-         connection_timeout = \"30s\"",
-    );
-    let principals = ["ann", "ben", "cat"];
-    let bridge = start(&format!("{server}\n{}", keys(&principals)), &[]).await?;
-    let sampler = ProcessSampler::start(&marker);
-    let mut sessions = Vec::new();
-    for principal in principals {
-        let began = Instant::now();
-        let opened = tokio::time::timeout(
-            Duration::from_secs(10),
-            Session::open(&bridge.url(ENDPOINT), &key_of(principal)),
-        )
-        .await;
-        let session = match opened {
-            Ok(Ok(session)) => session,
-            Ok(Err(error)) => anyhow::bail!(
-                "initialize for {principal} (after {:.1} s) failed at the cap: {error:#}",
-                began.elapsed().as_secs_f64()
-            ),
-            Err(_) => anyhow::bail!(
-                "initialize for {principal} did not finish within 10 s at the cap; /admin/stats: {}",
-                server_stats(&bridge).await.unwrap_or_default()
-            ),
-        };
-        task_titles(&session).await?;
-        sessions.push(session);
-    }
-    let (max_servers, _, _) = sampler.finish();
-    assert!(
-        max_servers <= 2,
-        "{max_servers} processes ran at once over a cap of 2"
-    );
-    let evictions = metric(
-        &bridge,
-        "mcp_bridge_pool_evictions_total",
-        &[&format!("server=\"{SERVER}\"")],
-    )
-    .await?;
-    assert!(evictions >= 1.0, "no eviction was counted: {evictions}");
-    Ok(())
 }
 
 /// With the cache on and a TTL row that makes `get_tasks` cacheable (shared, by the policy),

@@ -27,6 +27,7 @@ mod http_input;
 mod infra;
 mod input_rounds;
 mod isolation;
+mod isolation_caps;
 mod lab;
 mod lab_load;
 mod lab_report;

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -38,9 +39,16 @@ impl BudgetCap {
     }
 }
 
+/// How long callers at a cap wait for an eviction's room before another process is
+/// evicted: a drained process exits within its stop grace, unless the eviction raced a
+/// call that leased it first.
+const EVICTION_PATIENCE: Duration = Duration::from_secs(5);
+
 /// Counts every backend process against the caps.
 pub struct ProcessBudget {
     max_total: usize,
+    /// `mcp_bridge_backend_processes`, when the budget is the bridge's.
+    gauge: Option<prometheus::IntGauge>,
     state: Mutex<BudgetState>,
     /// Woken whenever a process leaves, so callers waiting for room try again.
     freed: Notify,
@@ -55,6 +63,8 @@ struct BudgetState {
     /// Evictions asked for whose room has not arrived yet: a second caller at the cap waits
     /// for that room instead of draining one more process.
     pending_evictions: usize,
+    /// When the last eviction began, so a stuck one is not waited for forever.
+    last_eviction: Option<Instant>,
 }
 
 #[derive(Clone, Copy)]
@@ -78,15 +88,20 @@ impl Drop for BudgetSlot {
                 count.live = count.live.saturating_sub(1);
             }
             state.pending_evictions = state.pending_evictions.saturating_sub(1);
+            if let Some(gauge) = &self.budget.gauge {
+                gauge.set(state.total as i64);
+            }
         }
         self.budget.freed.notify_waiters();
     }
 }
 
 impl ProcessBudget {
-    pub fn new(max_total: usize) -> Arc<ProcessBudget> {
+    /// The bridge's budget, publishing its count on `gauge`.
+    pub fn new(max_total: usize, gauge: Option<prometheus::IntGauge>) -> Arc<ProcessBudget> {
         Arc::new(ProcessBudget {
             max_total,
+            gauge,
             state: Mutex::new(BudgetState::default()),
             freed: Notify::new(),
         })
@@ -94,7 +109,7 @@ impl ProcessBudget {
 
     /// A budget no cap limits, for a pool started on its own (tests, tools).
     pub fn unlimited() -> Arc<ProcessBudget> {
-        ProcessBudget::new(usize::MAX)
+        ProcessBudget::new(usize::MAX, None)
     }
 
     /// Sets a server's cap (`max_total_processes`); its count is kept.
@@ -151,6 +166,9 @@ impl ProcessBudget {
                 cap: usize::MAX,
             })
             .live += 1;
+        if let Some(gauge) = &self.gauge {
+            gauge.set(state.total as i64);
+        }
         Ok(BudgetSlot {
             budget: self.clone(),
             server: server.clone(),
@@ -161,26 +179,30 @@ impl ProcessBudget {
     /// `cap` (within `server` for its own cap, anywhere for the bridge's). Returns whether
     /// room is coming: an eviction started now or one already under way.
     pub(crate) fn make_room(&self, server: &Arc<str>, cap: BudgetCap) -> bool {
-        let mut state = self.state.lock();
-        if state.pending_evictions > 0 {
-            return true;
-        }
-        state.evictable.retain(|weak| weak.strong_count() > 0);
-        let victim = state
-            .evictable
+        // The pools are collected under the lock and looked at after it: the last handle
+        // on a pool may be one of these, and dropping a pool gives its places back, which
+        // takes this lock.
+        let pools: Vec<Arc<Pool>> = {
+            let mut state = self.state.lock();
+            let waiting = state
+                .last_eviction
+                .is_some_and(|began| began.elapsed() < EVICTION_PATIENCE);
+            if state.pending_evictions > 0 && waiting {
+                return true;
+            }
+            state.evictable.retain(|weak| weak.strong_count() > 0);
+            state.evictable.iter().filter_map(Weak::upgrade).collect()
+        };
+        let victim = pools
             .iter()
-            .filter_map(Weak::upgrade)
             .filter(|pool| cap == BudgetCap::Bridge || pool.name() == server)
             .flat_map(|pool| {
-                let idle: Vec<_> = pool
-                    .processes
+                pool.processes
                     .read()
                     .iter()
                     .filter(|p| p.state() == ProcessState::Ready && p.inflight() == 0)
-                    .map(|p| (p.idle_for(), p.clone()))
-                    .collect();
-                idle.into_iter()
-                    .map(move |(idle, p)| (idle, p, pool.clone()))
+                    .map(|p| (p.idle_for(), p.clone(), pool.clone()))
+                    .collect::<Vec<_>>()
             })
             .max_by_key(|(idle, _, _)| *idle);
         let Some((idle, process, pool)) = victim else {
@@ -190,8 +212,11 @@ impl ProcessBudget {
             // It took a call since the scan; the next caller's scan tries again.
             return false;
         }
-        state.pending_evictions += 1;
-        drop(state);
+        {
+            let mut state = self.state.lock();
+            state.pending_evictions += 1;
+            state.last_eviction = Some(Instant::now());
+        }
         tracing::info!(
             server = %pool.name(), pid = process.pid(), idle_ms = idle.as_millis() as u64,
             cap = ?cap, "evicting the least recently used idle backend process to make room"
@@ -202,6 +227,12 @@ impl ProcessBudget {
             .inc();
         pool.wake_supervisor.notify_one();
         true
+    }
+
+    /// Wakes callers waiting at a cap to look for an idle process to evict again (a
+    /// group's process just went idle).
+    pub(crate) fn room_may_be_made(&self) {
+        self.freed.notify_waiters();
     }
 
     /// Resolves when any process leaves the budget. Enable it before checking for room.

@@ -101,6 +101,10 @@ impl Drop for Lease {
         self.process.release();
         self.pool.inflight_gauge.dec();
         self.pool.slot_freed.notify_one();
+        // A group's process that went idle can now be evicted for a caller waiting at a cap.
+        if self.pool.group.is_some() && self.process.inflight() == 0 {
+            self.pool.budget.room_may_be_made();
+        }
         if self.process.state() == ProcessState::Draining && self.process.inflight() == 0 {
             self.pool.wake_supervisor.notify_one();
         }
@@ -472,7 +476,7 @@ impl Pool {
 
     /// Starts a process for a caller that needs one; at a cap, drains another caller's idle
     /// process so the next attempt (woken when it exits) finds room.
-    fn spawn_or_make_room(self: &Arc<Self>) {
+    pub(super) fn spawn_or_make_room(self: &Arc<Self>) {
         if let Err(cap) = self.spawn_process() {
             self.budget.make_room(&self.name, cap);
         }
@@ -527,17 +531,26 @@ impl Pool {
     }
 
     async fn adopt(self: &Arc<Self>, process: Arc<Process>) {
-        if self.shutting_down.load(Ordering::Acquire) {
+        let needs_catalog = !self.catalog.read().is_loaded();
+        if needs_catalog && !self.shutting_down.load(Ordering::Acquire) {
+            self.refresh_catalog(&process).await;
+        }
+        // Judged under the list's lock, which `shutdown` takes after raising the flag: a
+        // process is either in the list it drains or stopped here, never left running.
+        let adopted = {
+            let mut processes = self.processes.write();
+            let open = !self.shutting_down.load(Ordering::Acquire);
+            if open {
+                processes.push(process.clone());
+            }
+            open
+        };
+        if !adopted {
             process.shutdown(PROCESS_EXIT_GRACE).await;
             self.release_slot(process.ordinal);
             return;
         }
-        let needs_catalog = !self.catalog.read().is_loaded();
-        if needs_catalog {
-            self.refresh_catalog(&process).await;
-        }
         tracing::info!(server = %self.name, pid = process.pid(), ordinal = process.ordinal, "backend process ready");
-        self.processes.write().push(process);
         self.spawns.fetch_add(1, Ordering::Relaxed);
         self.metrics
             .pool_spawns_total

@@ -263,9 +263,10 @@ impl Supervisor {
                 missing
             };
             for _ in 0..count {
-                // Keeping a minimum never evicts another caller's process: at a cap the
-                // pool waits for room like a caller would.
+                // At a cap, a server's minimum drains an idle isolated process to make room
+                // (a shared server is required more often than one principal's process).
                 if self.pool.spawn_process().is_err() {
+                    self.pool.spawn_or_make_room();
                     break;
                 }
             }
@@ -297,8 +298,9 @@ impl Supervisor {
     }
 
     fn publish_gauges(&self) {
-        // A group's counts are part of its server's, which the server publishes as a whole.
-        if self.pool.group().is_some() {
+        // An isolated server's counts (its groups', and its placeholder pool's zero) are
+        // published by the server as a whole.
+        if self.pool.group().is_some() || self.pool.config.isolation.is_isolated() {
             return;
         }
         let name = self.pool.name();

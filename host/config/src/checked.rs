@@ -34,9 +34,9 @@ pub const DEFAULT_BATCH_CONCURRENCY: usize = 8;
 /// The most MCP sessions open at once; at the cap the least recently used idle session is
 /// closed to make room, and without an idle one `initialize` is refused.
 pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
-/// The most sessions one principal may hold open at once; at the cap its least recently used
-/// idle session is closed first. With a shared token every client is one principal, so this is
-/// large enough not to matter there.
+/// The most sessions one principal (one person or machine) may hold open at once; at the cap
+/// its least recently used idle session is closed first. Callers sharing a credential are a
+/// crowd, bounded by `max_sessions` only.
 pub const DEFAULT_MAX_SESSIONS_PER_PRINCIPAL: usize = 1_000;
 /// The most calls one session may have in flight at once; its further calls wait behind its
 /// own cap (for the server's `acquire_timeout`), never in front of other sessions.

@@ -437,6 +437,9 @@ mod tests {
 pub(crate) const AFFINITY_HEADER: &str = "mcp-bridge-affinity";
 /// The longest affinity key accepted.
 pub(crate) const MAX_AFFINITY_CHARS: usize = 64;
+/// The shortest affinity key accepted from a principal that is not one person or machine
+/// (anonymous, or the shared token): 32 characters of 64 kinds hold far more than 128 bits.
+pub(crate) const MIN_SHARED_AFFINITY_CHARS: usize = 32;
 /// The W3C trace context headers, passed to backends in `params._meta`.
 const TRACEPARENT: &str = "traceparent";
 const TRACESTATE: &str = "tracestate";
@@ -458,7 +461,10 @@ impl PassedOn {
     /// Reads the affinity key (refusing one of the wrong form, since it decides whose
     /// process serves the request) and the trace context (a malformed one is dropped: it
     /// only helps tracing).
-    pub(crate) fn from_headers(headers: &HeaderMap) -> Result<PassedOn, FrontError> {
+    pub(crate) fn from_headers(
+        headers: &HeaderMap,
+        principal: &Principal,
+    ) -> Result<PassedOn, FrontError> {
         let affinity = match header_str(headers, AFFINITY_HEADER) {
             None => None,
             Some(key) => {
@@ -470,6 +476,14 @@ impl PassedOn {
                 if !valid {
                     return Err(FrontError::InvalidRequest(format!(
                         "the Mcp-Bridge-Affinity header must be 1 to {MAX_AFFINITY_CHARS} characters of A-Z, a-z, 0-9, '.', '_' and '-'"
+                    )));
+                }
+                // Callers sharing one credential are one principal: among them the key is
+                // all that separates one client's process from another's, so it must be
+                // unguessable.
+                if !principal.is_individual() && key.len() < MIN_SHARED_AFFINITY_CHARS {
+                    return Err(FrontError::InvalidRequest(format!(
+                        "with a shared credential the Mcp-Bridge-Affinity key must be at least {MIN_SHARED_AFFINITY_CHARS} random characters (such as a UUID without dashes), so no other client can guess it"
                     )));
                 }
                 Some(Arc::from(key))

@@ -65,7 +65,7 @@ pub(crate) fn can_ask(request: &Value, capabilities: Option<&Value>) -> Result<b
 }
 
 /// What a parked call is bound to: the retry must repeat it.
-pub(crate) fn binding_of(endpoint: &str, message: &Value) -> [u8; 32] {
+pub(crate) fn binding_of(endpoint: &str, server: &str, message: &Value) -> [u8; 32] {
     let method = jsonrpc::method(message).unwrap_or_default();
     let params = message.get("params");
     let target = params
@@ -79,6 +79,7 @@ pub(crate) fn binding_of(endpoint: &str, message: &Value) -> [u8; 32] {
     let mut digest = Sha256::new();
     for part in [
         endpoint,
+        server,
         method,
         &target.to_string(),
         &arguments.to_string(),
@@ -98,7 +99,9 @@ pub(crate) struct Parked {
     pub(crate) request: Value,
     pub(crate) owner: Arc<str>,
     pub(crate) binding: [u8; 32],
-    pub(crate) parked_at: Instant,
+    /// When it is cancelled if the client has not come back: [`PARKED_CALL_TTL`] after it
+    /// was parked, or the call's own deadline if sooner.
+    pub(crate) expires: Instant,
 }
 
 /// The `input_required` answer that asks the client what the backend's `request` asked.
@@ -146,17 +149,33 @@ impl ParkRefusal {
 }
 
 /// The parked calls of this replica.
-#[derive(Default)]
 pub(crate) struct InputRounds {
     parked: Mutex<HashMap<String, Parked>>,
+    /// `mcp_bridge_input_rounds_total{outcome="expired"}`.
+    expired: prometheus::IntCounter,
 }
 
 impl InputRounds {
+    pub(crate) fn new(expired: prometheus::IntCounter) -> InputRounds {
+        InputRounds {
+            parked: Mutex::default(),
+            expired,
+        }
+    }
+
+    /// Drops calls past their expiry (dropping a call cancels it on its server).
+    fn drop_expired(&self, calls: &mut HashMap<String, Parked>) {
+        let before = calls.len();
+        let now = Instant::now();
+        calls.retain(|_, held| held.expires > now);
+        self.expired.inc_by((before - calls.len()) as u64);
+    }
+
     /// Parks a call and returns the `requestState` that names it.
     pub(crate) fn park(&self, parked: Parked) -> Result<String, Box<(ParkRefusal, Parked)>> {
         let mut calls = self.parked.lock();
-        // Expired calls make room first; dropping them cancels their backend calls.
-        calls.retain(|_, held| held.parked_at.elapsed() < PARKED_CALL_TTL);
+        // Expired calls make room first.
+        self.drop_expired(&mut calls);
         if calls.len() >= MAX_PARKED_CALLS {
             return Err(Box::new((ParkRefusal::Full, parked)));
         }
@@ -177,9 +196,8 @@ impl InputRounds {
     pub(crate) fn take(&self, state: &str, owner: &str, binding: &[u8; 32]) -> Option<Parked> {
         let mut calls = self.parked.lock();
         let held = calls.get(state)?;
-        let matches = *held.owner == *owner
-            && held.binding == *binding
-            && held.parked_at.elapsed() < PARKED_CALL_TTL;
+        let matches =
+            *held.owner == *owner && held.binding == *binding && held.expires > Instant::now();
         if !matches {
             return None;
         }
@@ -187,12 +205,17 @@ impl InputRounds {
     }
 
     /// Cancels calls whose client never came back.
-    pub(crate) fn prune(&self) -> usize {
+    pub(crate) fn prune(&self) {
         let mut calls = self.parked.lock();
-        let before = calls.len();
-        calls.retain(|_, held| held.parked_at.elapsed() < PARKED_CALL_TTL);
-        before - calls.len()
+        self.drop_expired(&mut calls);
     }
+}
+
+/// When a call parked now expires: after [`PARKED_CALL_TTL`], or at its own deadline if
+/// sooner (resuming it later could only time out).
+fn expiry(deadline: Option<Instant>) -> Instant {
+    let longest = Instant::now() + PARKED_CALL_TTL;
+    deadline.map_or(longest, |deadline| deadline.min(longest))
 }
 
 /// The error for a `requestState` the bridge cannot resume: unknown, used, expired, or
@@ -362,13 +385,14 @@ pub(crate) async fn park_for_input(
     answer: Arc<dyn AnswerSink>,
     client_id: Value,
 ) -> Result<Value, Box<dyn ForwardedCall>> {
+    let expires = expiry(call.deadline());
     let parked = Parked {
         call,
         answer,
         request,
         owner: answering.caller.principal.name.clone(),
         binding: round.map(|round| round.binding).unwrap_or_default(),
-        parked_at: Instant::now(),
+        expires,
     };
     let asking = parked.request.clone();
     match state.input_rounds.park(parked) {
@@ -450,13 +474,14 @@ mod tests {
             request: json!({"jsonrpc":"2.0","id":9,"method":"elicitation/create","params":{}}),
             owner: Arc::from(owner),
             binding: [binding; 32],
-            parked_at: Instant::now(),
+            expires: Instant::now() + PARKED_CALL_TTL,
         }
     }
 
     #[test]
     fn a_state_is_single_use_and_bound_to_its_owner_and_request() {
-        let rounds = InputRounds::default();
+        let rounds =
+            InputRounds::new(prometheus::IntCounter::new("expired", "test").expect("a counter"));
         let state = rounds
             .park(parked("alice", 1))
             .map_err(|_| "parked")
@@ -475,7 +500,8 @@ mod tests {
 
     #[test]
     fn one_principal_cannot_park_more_than_its_share() {
-        let rounds = InputRounds::default();
+        let rounds =
+            InputRounds::new(prometheus::IntCounter::new("expired", "test").expect("a counter"));
         for _ in 0..MAX_PARKED_PER_PRINCIPAL {
             assert!(rounds.park(parked("mallory", 1)).is_ok());
         }
@@ -493,10 +519,15 @@ mod tests {
             json!({"jsonrpc":"2.0","id":1,"method":"tools/call",
                 "params":{"name":name,"arguments":{"x":x},"requestState":"s"}})
         };
-        let first = binding_of("demo", &call("a", 1));
-        assert_eq!(first, binding_of("demo", &call("a", 1)));
-        assert_ne!(first, binding_of("demo", &call("a", 2)));
-        assert_ne!(first, binding_of("demo", &call("b", 1)));
-        assert_ne!(first, binding_of("other", &call("a", 1)));
+        let first = binding_of("demo", "demo", &call("a", 1));
+        assert_eq!(first, binding_of("demo", "demo", &call("a", 1)));
+        assert_ne!(first, binding_of("demo", "demo", &call("a", 2)));
+        assert_ne!(first, binding_of("demo", "demo", &call("b", 1)));
+        assert_ne!(first, binding_of("other", "demo", &call("a", 1)));
+        // On the aggregated endpoint the same stripped tool name on two servers differs.
+        assert_ne!(
+            binding_of("", "a", &call("x", 1)),
+            binding_of("", "b", &call("x", 1))
+        );
     }
 }

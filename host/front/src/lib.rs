@@ -104,7 +104,9 @@ impl AppState {
             audit,
             principal_calls: Arc::default(),
             relays: Relays::default(),
-            input_rounds: input_rounds::InputRounds::default(),
+            input_rounds: input_rounds::InputRounds::new(
+                metrics.input_rounds_total.with_label_values(&["expired"]),
+            ),
             cancellations: Arc::default(),
             shutting_down: watch::channel(false).0,
             started_at: Instant::now(),
@@ -120,6 +122,10 @@ impl AppState {
     /// delivers it: a revoked session is closed here (its GET streams end) and its token
     /// refused from then on; a log level is applied to the session if this replica holds it.
     pub fn session_event(&self, event: SessionEvent) {
+        // A session another replica ended also ends what it pinned here.
+        if let SessionEvent::Revoked { session } = &event {
+            self.upstream.end_session(session);
+        }
         self.sessions.apply(event);
     }
 
@@ -166,13 +172,6 @@ async fn prune_sessions(state: Arc<AppState>) {
     loop {
         ticker.tick().await;
         state.sessions.prune();
-        let expired = state.input_rounds.prune();
-        if expired > 0 {
-            state
-                .metrics
-                .input_rounds_total
-                .with_label_values(&["expired"])
-                .inc_by(expired as u64);
-        }
+        state.input_rounds.prune();
     }
 }

@@ -85,6 +85,20 @@ enum Reply {
 }
 
 impl Context {
+    /// The caller an endpoint is described to. Only a caller the access rules let see the
+    /// server may start processes for it (an isolated server's group); anyone else learns
+    /// what the server is from what is already known.
+    fn describing_caller(&self, session: Option<&str>) -> Caller {
+        let caller = self.upstream_caller(session);
+        match &self.endpoint {
+            Endpoint::Server(server) if !self.caller.sees_server(server.name()) => Caller {
+                identity: None,
+                ..caller
+            },
+            _ => caller,
+        }
+    }
+
     /// The caller as the router sees it, in `session` (no admission: a forwarded call adds
     /// its own).
     fn upstream_caller(&self, session: Option<&str>) -> Caller {
@@ -123,7 +137,9 @@ pub(crate) async fn handle(
     let owner = &caller.principal.name;
     match *request.method() {
         Method::POST => post(state, endpoint, request, caller).await,
-        Method::GET => super::stream::open(state, endpoint, request.headers(), owner).await,
+        Method::GET => {
+            super::stream::open(state, endpoint, request.headers(), &caller.principal).await
+        }
         Method::DELETE => delete(&state, &endpoint, request.headers(), owner).await,
         ref other => Err(FrontError::MethodNotAllowed(other.clone())),
     }
@@ -156,14 +172,8 @@ async fn post(
     if jsonrpc::classify_strict(&message) == Some(Kind::Request) {
         jsonrpc::check_request_id(&message)?;
     }
-    let (session, resolution) = resolve_session(
-        &state,
-        &endpoint,
-        &headers,
-        &message,
-        &caller.principal.name,
-    )
-    .await?;
+    let (session, resolution) =
+        resolve_session(&state, &endpoint, &headers, &message, &caller.principal).await?;
     let stateless = resolution.protocol == Protocol::Sessionless;
     if stateless {
         if message.is_array() {
@@ -178,7 +188,7 @@ async fn post(
         };
         stateless::validate(&headers, &message, routing)?;
     }
-    let passed_on = identity::PassedOn::from_headers(&headers)?;
+    let passed_on = identity::PassedOn::from_headers(&headers, &caller.principal)?;
     let context = Context {
         state,
         endpoint,
@@ -513,7 +523,7 @@ async fn answer_request(context: &Context, message: Value) -> Reply {
             stateless::discover(
                 &context.state,
                 &context.endpoint,
-                &context.upstream_caller(None),
+                &context.describing_caller(None),
                 id,
             )
             .await,
@@ -594,21 +604,26 @@ async fn initialize(context: &Context, message: &Value) -> Reply {
         client_info,
         params.get("capabilities"),
         &context.caller.principal.name,
+        context.caller.principal.is_individual(),
     ) {
         Ok(session) => session,
         Err(error) => return Reply::Refused(error),
     };
     // Described for this session: a session-isolated server starts its process now.
-    let caller = context.upstream_caller(Some(&session.id));
+    let caller = context.describing_caller(Some(&session.id));
     let introduction = match describe(&context.state, &context.endpoint, &caller).await {
         Ok(introduction) => introduction,
         Err(error) => {
-            // The client never learns the token: end the session it cannot use.
-            let _ = context
+            // The client never learns the token: end the session it cannot use, and
+            // whatever it started.
+            if let Ok(ended) = context
                 .state
                 .sessions
                 .remove(&session.token, context.endpoint.key(), &session.owner)
-                .await;
+                .await
+            {
+                context.state.upstream.end_session(&ended);
+            }
             return Reply::Json(FrontError::from(error).to_jsonrpc(id));
         }
     };
@@ -719,7 +734,7 @@ async fn forward(
         stateless,
     };
     let round = stateless.then(|| input_rounds::RoundContext {
-        binding: input_rounds::binding_of(context.endpoint.key(), &message),
+        binding: input_rounds::binding_of(context.endpoint.key(), server.name(), &message),
         capabilities: stateless::client_capabilities(&message).cloned(),
     });
     let parking = answering.clone();
@@ -1081,10 +1096,15 @@ async fn resolve_session(
     endpoint: &Endpoint,
     headers: &HeaderMap,
     message: &Value,
-    owner: &str,
+    owner: &mcp_bridge_auth::Principal,
 ) -> Result<(Option<Arc<Session>>, Resolution), FrontError> {
     let session = match header_str(headers, SESSION_HEADER) {
-        Some(id) => Some(state.sessions.get(id, endpoint.key(), owner).await?),
+        Some(id) => Some(
+            state
+                .sessions
+                .get_for(id, endpoint.key(), &owner.name, owner.is_individual())
+                .await?,
+        ),
         None => None,
     };
     let signals = versions::Signals {

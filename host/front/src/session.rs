@@ -296,6 +296,7 @@ impl SessionStore {
         client_info: ClientInfo,
         capabilities: Option<&Value>,
         owner: &Arc<str>,
+        individual: bool,
     ) -> Result<Arc<Session>, FrontError> {
         let keys = self.keys();
         let now = unix_now();
@@ -324,7 +325,7 @@ impl SessionStore {
             }
         };
         let session = self.materialise(claims, signed, owner.clone());
-        self.insert(session)
+        self.insert(session, individual)
     }
 
     /// A local session for verified `claims`.
@@ -359,15 +360,18 @@ impl SessionStore {
 
     /// Holds `session` here, making room at `max_sessions`. A session that another request
     /// on the same token put here meanwhile is the one returned.
-    fn insert(&self, session: Arc<Session>) -> Result<Arc<Session>, FrontError> {
+    fn insert(&self, session: Arc<Session>, individual: bool) -> Result<Arc<Session>, FrontError> {
         let mut sessions = self.sessions.write();
         if let Some(held) = sessions.get(&session.token) {
             return Ok(held.clone());
         }
         // One principal never holds more than its share: past it, its own least recently
         // used idle session makes room (the scan runs only once the store is that full).
+        // Callers sharing a credential (anonymous, the shared token) are a crowd, not one
+        // client: only `max_sessions` bounds them.
         let per_principal = self.max_sessions_per_principal;
-        if sessions.len() >= per_principal
+        if individual
+            && sessions.len() >= per_principal
             && sessions
                 .values()
                 .filter(|held| held.owner == session.owner)
@@ -445,16 +449,29 @@ impl SessionStore {
     /// expired and was not revoked (here or in the shared tier). A session of another
     /// endpoint is as unknown as a missing one; a session of another principal is refused
     /// (and counted), never served or touched.
+    #[cfg(test)]
     pub(crate) async fn get(
         &self,
         token: &str,
         endpoint: &str,
         owner: &str,
     ) -> Result<Arc<Session>, FrontError> {
+        self.get_for(token, endpoint, owner, true).await
+    }
+
+    /// [`SessionStore::get`] for an owner that is one person or machine (`individual`: held
+    /// to `max_sessions_per_principal` when its session is continued here) or not.
+    pub(crate) async fn get_for(
+        &self,
+        token: &str,
+        endpoint: &str,
+        owner: &str,
+        individual: bool,
+    ) -> Result<Arc<Session>, FrontError> {
         let held = self.sessions.read().get(token).cloned();
         let session = match held {
             Some(session) => self.check_held(token, session, endpoint)?,
-            None => self.resume(token, endpoint, owner).await?,
+            None => self.resume(token, endpoint, owner, individual).await?,
         };
         self.check_owner(&session, owner)?;
         session.last_seen_ms.store(self.now_ms(), Ordering::Relaxed);
@@ -520,6 +537,7 @@ impl SessionStore {
         token: &str,
         endpoint: &str,
         owner: &str,
+        individual: bool,
     ) -> Result<Arc<Session>, FrontError> {
         let (claims, key) = self.verify(token, endpoint, owner)?;
         let shared = self.directory.lookup(&claims.session).await;
@@ -531,7 +549,7 @@ impl SessionStore {
         if let Some(rank) = shared.log_level {
             session.set_log_level(rank);
         }
-        let session = self.insert(session)?;
+        let session = self.insert(session, individual)?;
         // A DELETE of the same session may have run while the shared tier was asked.
         if self.revoked.lock().contains(&session.id, unix_now()) {
             if let Some(revoked) = self.sessions.write().remove(token) {

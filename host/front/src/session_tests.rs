@@ -82,6 +82,7 @@ impl Replica {
                 info,
                 Some(&capabilities),
                 &Arc::from(owner),
+                true,
             )
             .expect("a session")
     }
@@ -336,6 +337,7 @@ async fn an_expired_session_is_closed_and_refused() {
             ClientInfo::default(),
             None,
             &Arc::from("alice"),
+            true,
         )
         .expect("a session");
     assert!(is_unknown(store.get(&session.token, "demo", "alice").await));

@@ -24,7 +24,7 @@ pub(crate) async fn open(
     state: Arc<AppState>,
     endpoint: Endpoint,
     headers: &HeaderMap,
-    owner: &str,
+    owner: &mcp_bridge_auth::Principal,
 ) -> Result<http::Response<Body>, FrontError> {
     let accepts_sse = accepts_sse(headers);
     let Some(session_id) = header_str(headers, SESSION_HEADER) else {
@@ -37,7 +37,15 @@ pub(crate) async fn open(
         Endpoint::Aggregate => String::new(),
         Endpoint::Server(server) => server.name().to_string(),
     };
-    let session = state.sessions.get(session_id, &endpoint_key, owner).await?;
+    let session = state
+        .sessions
+        .get_for(
+            session_id,
+            &endpoint_key,
+            &owner.name,
+            owner.is_individual(),
+        )
+        .await?;
     let stream_slot = match session.open_stream() {
         Ok(slot) => slot,
         Err(error) => {

@@ -201,7 +201,7 @@ pub(crate) async fn prepare(
     message: &Value,
     catalog: &Catalog,
     caller: &Caller,
-    private_to: Option<&Arc<str>>,
+    private_to: Option<Arc<str>>,
 ) -> Option<(CallCache, Lookup)> {
     let method = mcp_bridge_jsonrpc::method(message)?;
     let params = message.get("params");
@@ -236,10 +236,7 @@ pub(crate) async fn prepare(
         annotations,
         // An isolated server's process belongs to one principal or session: its results
         // are filed under that group, never shared.
-        principal: match private_to {
-            Some(group) => Some(Arc::from(format!("group:{group}"))),
-            None => caller.principal.clone(),
-        },
+        principal: private_to.clone().or_else(|| caller.principal.clone()),
     };
     let mut plan = CallCache {
         layer: layer.clone(),

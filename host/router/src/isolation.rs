@@ -38,6 +38,8 @@ pub(crate) struct Groups {
 struct Group {
     pool: Arc<Pool>,
     users: Arc<AtomicUsize>,
+    /// Whose group it is, for the per-principal share.
+    principal: Arc<str>,
 }
 
 /// A call's hold on its group: a group in use is never dropped, even before its call has
@@ -143,6 +145,21 @@ impl Groups {
         // A group exists while it has processes or callers waiting for one, so this many
         // groups means callers are already queueing for every place the server has.
         let most = self.config.max_total_processes + self.config.pool.max_queue;
+        // One principal's sessions or affinity keys may hold at most half the server's
+        // places, so it cannot evict everyone else's processes by opening more.
+        let share = (self.config.max_total_processes / 2).max(1);
+        let held = groups
+            .values()
+            .filter(|group| group.principal == key.principal)
+            .count();
+        if held >= share {
+            return Err(BackendError::PoolExhausted {
+                server: self.name(),
+                processes: held,
+                max_inflight: self.config.pool.max_inflight,
+                reason: "this principal already holds half of the server's max_total_processes in sessions or affinity groups; end some (DELETE) or wait for them to idle out",
+            });
+        }
         if groups.len() >= most {
             return Err(BackendError::PoolExhausted {
                 server: self.name(),
@@ -170,6 +187,7 @@ impl Groups {
         let group = Group {
             pool,
             users: Arc::new(AtomicUsize::new(0)),
+            principal: key.principal.clone(),
         };
         let used = group.use_it();
         groups.insert(key.key.clone(), group);
@@ -273,9 +291,6 @@ impl Groups {
                 .with_label_values(&[name, state])
                 .set(by_state.get(state).copied().unwrap_or(0));
         }
-        self.metrics
-            .processes_total
-            .set(self.budget.live(name).0 as i64);
     }
 
     /// Every group for `/admin/stats`: its processes, age, idle time and calls in flight.

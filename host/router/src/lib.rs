@@ -134,7 +134,18 @@ impl Router {
             None
         };
         let metrics = Arc::new(CallMetrics::register(registry, &pool_metrics));
-        let budget = ProcessBudget::new(config.processes.max_total);
+        let cache = store.map(|store| {
+            let policies = PolicyChain::new(Vec::new(), Arc::new(config.builtin_policy()));
+            let layer = CacheLayer::new(store, policies);
+            Arc::new(match shared {
+                Some(tier) => layer.with_shared_tier(tier),
+                None => layer,
+            })
+        });
+        let budget = ProcessBudget::new(
+            config.processes.max_total,
+            Some(pool_metrics.processes_total.clone()),
+        );
         let servers: Vec<Server> = config
             .servers
             .iter()
@@ -150,7 +161,7 @@ impl Router {
                         budget.clone(),
                     ))
                 });
-                Server::new(pool, groups)
+                Server::new(pool, groups, cache.clone())
             })
             .collect();
         for groups in servers.iter().filter_map(Server::groups) {
@@ -165,14 +176,6 @@ impl Router {
             .enumerate()
             .map(|(index, server)| (server.name().to_string(), index))
             .collect();
-        let cache = store.map(|store| {
-            let policies = PolicyChain::new(Vec::new(), Arc::new(config.builtin_policy()));
-            let layer = CacheLayer::new(store, policies);
-            Arc::new(match shared {
-                Some(tier) => layer.with_shared_tier(tier),
-                None => layer,
-            })
-        });
         for server in &servers {
             tokio::spawn(notifications::relay(
                 server.clone(),
@@ -286,27 +289,28 @@ impl Router {
                 return call;
             }
         };
-        if group.as_ref().is_some_and(|group| group.created) {
-            // A group's own notifications: its list changes reach every client of the
-            // server (they describe the server), anything else stays with the group.
-            tokio::spawn(notifications::relay(
-                server.clone(),
-                pool.subscribe(),
-                self.cache.clone(),
-                notifications::Audience::ListChangesOnly,
-            ));
-        }
         let pool = &pool;
         let mut message = message;
-        if pool.config().identity_meta {
-            name_the_caller(&mut message, caller);
-        }
+        // The key is the bridge's: a client's own value never reaches a backend.
+        let named = pool.config().identity_meta;
+        set_caller_meta(&mut message, caller.identity.as_deref().filter(|_| named));
         let catalog = pool.catalog();
         if let Some(groups) = server.groups() {
             groups.learn_catalog(&catalog);
         }
-        // An isolated server's result belongs to its group whatever the policy says.
-        let private_to = group.as_ref().map(|group| &group.key.key);
+        // An isolated server's result belongs to its group, and a server told who calls may
+        // answer each caller differently: either way the result is private, whatever the
+        // policy says.
+        let private_to = match &group {
+            Some(group) => Some(Arc::from(format!("group:{}", group.key.key))),
+            None if named => Some(
+                caller
+                    .principal
+                    .clone()
+                    .unwrap_or_else(|| Arc::from("bridge")),
+            ),
+            None => None,
+        };
         let plan = match &self.cache {
             Some(layer) => {
                 caching::prepare(layer, pool.name(), &message, &catalog, caller, private_to).await
@@ -414,19 +418,27 @@ impl Router {
     }
 }
 
-/// Names the caller to the backend in `params._meta` (`identity_meta = true`): the
-/// principal's name and roles, never a credential.
-fn name_the_caller(message: &mut Value, caller: &Caller) {
-    let Some(identity) = caller.identity.as_deref() else {
+/// Sets the bridge's caller key in `params._meta`: the principal's name and roles (never a
+/// credential) when the server asked for them (`identity_meta = true`); otherwise any value
+/// a client put there is removed, so a backend never trusts a forged one.
+fn set_caller_meta(message: &mut Value, identity: Option<&mcp_bridge_upstream::CallerIdentity>) {
+    let key = mcp_bridge_config::CALLER_META_KEY;
+    let params = message.get_mut("params").and_then(Value::as_object_mut);
+    let Some(identity) = identity else {
+        if let Some(meta) = params
+            .and_then(|params| params.get_mut("_meta"))
+            .and_then(Value::as_object_mut)
+        {
+            meta.remove(key);
+        }
         return;
     };
-    let Some(params) = message.as_object_mut().map(|request| {
-        request
-            .entry("params")
-            .or_insert_with(|| Value::Object(Default::default()))
-    }) else {
+    let Some(request) = message.as_object_mut() else {
         return;
     };
+    let params = request
+        .entry("params")
+        .or_insert_with(|| Value::Object(Default::default()));
     let Some(params) = params.as_object_mut() else {
         return;
     };
@@ -435,7 +447,7 @@ fn name_the_caller(message: &mut Value, caller: &Caller) {
         .or_insert_with(|| Value::Object(Default::default()));
     if let Some(meta) = meta.as_object_mut() {
         meta.insert(
-            mcp_bridge_config::CALLER_META_KEY.to_owned(),
+            key.to_owned(),
             serde_json::json!({ "principal": &*identity.name, "roles": &*identity.roles }),
         );
     }

@@ -14,6 +14,7 @@ use mcp_bridge_upstream::{Health, HealthSummary, Introduction, ServerDescription
 use mcp_bridge_backend::{BackendError, Catalog, HealthStatus, Pool};
 use mcp_bridge_upstream::Caller;
 
+use super::caching::CacheLayer;
 use super::isolation::{GroupKey, GroupUse, Groups};
 
 /// How many notifications a slow GET stream may fall behind before it misses some.
@@ -27,16 +28,23 @@ pub struct Server {
     pool: Arc<Pool>,
     /// An isolated server's groups (one pool per principal or session).
     groups: Option<Arc<Groups>>,
+    /// The cache a new group's notifications are applied to.
+    cache: Option<Arc<CacheLayer>>,
     /// What the front's GET streams receive: the pool's notifications once the cache has
     /// applied them, and those other replicas' processes of this server sent.
     relay: broadcast::Sender<Value>,
 }
 
 impl Server {
-    pub(super) fn new(pool: Arc<Pool>, groups: Option<Arc<Groups>>) -> Server {
+    pub(super) fn new(
+        pool: Arc<Pool>,
+        groups: Option<Arc<Groups>>,
+        cache: Option<Arc<CacheLayer>>,
+    ) -> Server {
         Server {
             pool,
             groups,
+            cache,
             relay: broadcast::channel(RELAYED_NOTIFICATIONS).0,
         }
     }
@@ -62,9 +70,19 @@ impl Server {
         };
         let key = groups.key_of(caller)?;
         let (used, created) = groups.pool_for(&key)?;
+        if created {
+            // A group's own notifications: its list changes reach every client of the
+            // server (they describe the server), anything else stays with the group.
+            tokio::spawn(super::notifications::relay(
+                self.clone(),
+                used.pool().subscribe(),
+                self.cache.clone(),
+                super::notifications::Audience::ListChangesOnly,
+            ));
+        }
         Ok(Serving {
             pool: used.pool().clone(),
-            group: Some(ServingGroup { key, used, created }),
+            group: Some(ServingGroup { key, used }),
         })
     }
 
@@ -165,8 +183,6 @@ pub(super) struct ServingGroup {
     pub(super) key: GroupKey,
     /// Held until the call ends, so the group is not dropped under it.
     pub(super) used: GroupUse,
-    /// The call made the group.
-    pub(super) created: bool,
 }
 
 /// What a client learns at `initialize` from a catalogue, when a handshake filled it.

@@ -138,6 +138,10 @@ impl mcp_bridge_upstream::ForwardedCall for ForwardedCall {
     fn cache_outcome(&self) -> &'static str {
         self.cache_outcome
     }
+
+    fn deadline(&self) -> Option<std::time::Instant> {
+        Some(self.deadline.into_std())
+    }
 }
 
 /// A call's event in the seam's terms: a server request's way back becomes an

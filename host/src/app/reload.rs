@@ -53,6 +53,13 @@ pub(crate) fn watch(
                 "the config file changed [http] or [servers]; those apply on restart, the cache rules apply now"
             );
         }
+        if new.principal_secrets != running.principal_secrets || new.processes != running.processes
+        {
+            tracing::warn!(
+                config = %new.source,
+                "the config file changed [principal_secrets] or [processes]; those apply on restart"
+            );
+        }
         if new.cache.backend != running.cache.backend {
             tracing::warn!(
                 config = %new.source,

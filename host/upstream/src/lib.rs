@@ -115,6 +115,12 @@ pub trait ForwardedCall: Send {
     /// What the cache did with the call: `hit`, `stale`, `coalesced`, `miss` (this call
     /// fills), `bypass` (not cacheable, or a write), or `none` (no cache in the path).
     fn cache_outcome(&self) -> &'static str;
+
+    /// When the call times out (its server's `request_timeout` from its start), if it has
+    /// a deadline: waiting for it longer is pointless.
+    fn deadline(&self) -> Option<std::time::Instant> {
+        None
+    }
 }
 
 /// The way back to whoever sent a server request. The front keeps it until the client
