@@ -1,5 +1,7 @@
 //! report.csv: one row per policy run and sweep point, every measured number in a column,
 //! for spreadsheets and notebooks (RFC 4180: CRLF line ends, quoted fields where needed).
+//! Text cells (policy names come from file names and config) are defused against formula
+//! injection: one a spreadsheet would evaluate starts with an apostrophe.
 
 use std::path::Path;
 
@@ -81,7 +83,7 @@ fn push_run(
     // and can be filtered like a sweep point.
     let mut fields = vec![
         section.to_owned(),
-        run.name.clone(),
+        text_cell(&run.name),
         kind_name(run.kind).to_owned(),
         float_cell(base_fraction),
         base_entries.to_string(),
@@ -94,7 +96,7 @@ fn push_run(
 fn push_point(out: &mut String, metric_names: &[String], section: &str, point: &SweepPoint) {
     let mut fields = vec![
         section.to_owned(),
-        point.policy.clone(),
+        text_cell(&point.policy),
         kind_name(point.kind).to_owned(),
         float_cell(point.size_fraction),
         point.cache_entries.to_string(),
@@ -126,7 +128,7 @@ fn metric_cells(metric_names: &[String], metrics: &ReplayMetrics) -> Vec<String>
                 Some(value) if !number.is_u64() && !number.is_i64() => float_cell(value),
                 _ => number.to_string(),
             },
-            Some(Value::String(text)) => text.clone(),
+            Some(Value::String(text)) => text_cell(text),
             Some(Value::Bool(flag)) => flag.to_string(),
             // `null` is how serde_json writes a NaN or an infinity: an empty cell.
             _ => String::new(),
@@ -139,6 +141,21 @@ fn kind_name(kind: RunKind) -> &'static str {
         RunKind::Builtin => "builtin",
         RunKind::Wasm => "wasm",
         RunKind::Bound => "bound",
+    }
+}
+
+/// Characters that make a spreadsheet read a cell as a formula (or, for tab and carriage
+/// return, that some spreadsheets strip before doing so).
+const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// A text cell a spreadsheet shows as text: one that would start a formula gets a leading
+/// apostrophe (OWASP's advice for CSV injection). Numbers never go through here, so a
+/// negative number stays a number.
+fn text_cell(text: &str) -> String {
+    if text.starts_with(FORMULA_STARTS) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
     }
 }
 
@@ -174,5 +191,22 @@ fn push_field(out: &mut String, field: &str) {
         out.push('"');
     } else {
         out.push_str(field);
+    }
+}
+
+#[cfg(test)]
+mod injection_tests {
+    use super::text_cell;
+
+    #[test]
+    fn text_that_would_be_a_formula_is_defused_and_other_text_is_kept() {
+        for formula in ["=HYPERLINK(\"x\")", "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"] {
+            let cell = text_cell(formula);
+            assert!(cell.starts_with('\''), "{formula:?} became {cell:?}");
+            assert_eq!(&cell[1..], formula);
+        }
+        for plain in ["builtin", "ttl-table.wasm", "a=b", "", "x-y"] {
+            assert_eq!(text_cell(plain), plain);
+        }
     }
 }
