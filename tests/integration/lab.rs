@@ -427,6 +427,97 @@ async fn policies_replay_side_by_side_within_their_bounds() -> Result<()> {
     Ok(())
 }
 
+/// `--fail-if-worse` gates a plugin's CI: a candidate that loses hit ratio (or gains
+/// stale hits) against the baseline's policy of the same name fails the run with the
+/// numbers; the same candidate again passes. The report is written either way.
+#[tokio::test]
+async fn a_policy_worse_than_its_baseline_fails_the_gate() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("no-rules.toml");
+    std::fs::write(&config, NO_RULES)?;
+    let config_arg = config.display().to_string();
+    let run = |candidate: &str, out: &str, baseline: Option<&str>| {
+        let policy = format!("candidate={candidate}");
+        let out = dir.path().join(out).display().to_string();
+        let mut args: Vec<String> = [
+            "bench",
+            "policies",
+            "--quiet",
+            "--workload",
+            "seed-tasks",
+            "--calls",
+            "3000",
+            "--config",
+            &config_arg,
+            "--sizes",
+            "",
+            "--ttl-scales",
+            "",
+            "--out",
+            &out,
+            "--policy",
+            &policy,
+        ]
+        .iter()
+        .map(|arg| (*arg).to_owned())
+        .collect();
+        if let Some(baseline) = baseline {
+            args.extend([
+                "--baseline".to_owned(),
+                baseline.to_owned(),
+                "--fail-if-worse".to_owned(),
+            ]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_bridge(&args)
+    };
+    // crud-invalidation keeps more hits than the annotation policy, and goes stale.
+    let (code, _, stderr) = run(plugin_artifacts::CRUD_INVALIDATION, "first", None)?;
+    assert_eq!(code, 0, "{stderr}");
+    let baseline = dir
+        .path()
+        .join("first")
+        .join("report.json")
+        .display()
+        .to_string();
+
+    let (code, _, stderr) = run(plugin_artifacts::ANNOTATIONS, "worse", Some(&baseline))?;
+    assert_ne!(code, 0, "a worse candidate passed the gate: {stderr}");
+    assert!(
+        stderr.contains("candidate: hit ratio fell from")
+            && stderr.contains("--max-hit-ratio-drop"),
+        "{stderr}"
+    );
+    assert!(
+        dir.path().join("worse").join("report.json").exists(),
+        "a failing run still writes its report"
+    );
+
+    let (code, _, stderr) = run(plugin_artifacts::CRUD_INVALIDATION, "same", Some(&baseline))?;
+    assert_eq!(code, 0, "the same candidate failed the gate: {stderr}");
+    assert!(
+        stderr.contains("no policy is worse than the baseline"),
+        "{stderr}"
+    );
+
+    // The other way round, the stale-hit ratio rises: also worse.
+    let (code, _, _) = run(plugin_artifacts::ANNOTATIONS, "clean", None)?;
+    assert_eq!(code, 0);
+    let clean = dir
+        .path()
+        .join("clean")
+        .join("report.json")
+        .display()
+        .to_string();
+    let (code, _, stderr) = run(plugin_artifacts::CRUD_INVALIDATION, "staler", Some(&clean))?;
+    assert_ne!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("candidate: stale-hit ratio rose from"),
+        "{stderr}"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn bad_lab_input_gets_a_clear_error() -> Result<()> {
     let dir = tempfile::tempdir()?;

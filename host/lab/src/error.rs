@@ -32,6 +32,9 @@ pub enum LabError {
     Policy { name: String, message: String },
     #[error("{0}")]
     Usage(String),
+    /// `--fail-if-worse` found policies worse than the baseline (each line says how).
+    #[error("worse than the baseline:\n{0}")]
+    Worse(String),
     #[error("load target {target}: {message}")]
     Load { target: String, message: String },
     /// A trace file could not be read or written, or recording could not start; the trace

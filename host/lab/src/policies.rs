@@ -87,6 +87,20 @@ pub struct PoliciesArgs {
     /// A report.json of an earlier run to compare with.
     #[arg(long)]
     pub baseline: Option<PathBuf>,
+    /// Exit with an error when a policy is worse than the baseline's policy of the same
+    /// name (hit ratio, stale-hit ratio or decision cost past the thresholds below), or
+    /// missing: a gate for a plugin's CI.
+    #[arg(long, requires = "baseline")]
+    pub fail_if_worse: bool,
+    /// With --fail-if-worse: the hit ratio a policy may lose, in percentage points.
+    #[arg(long, default_value_t = report::gate::DEFAULT_MAX_HIT_RATIO_DROP_PP, value_parser = non_negative)]
+    pub max_hit_ratio_drop: f64,
+    /// With --fail-if-worse: the stale-hit ratio a policy may gain, in percentage points.
+    #[arg(long, default_value_t = report::gate::DEFAULT_MAX_STALE_RISE_PP, value_parser = non_negative)]
+    pub max_stale_rise: f64,
+    /// With --fail-if-worse: the factor a policy's mean decision cost may grow by.
+    #[arg(long, default_value_t = report::gate::DEFAULT_MAX_DECISION_SLOWDOWN, value_parser = non_negative)]
+    pub max_decision_slowdown: f64,
     /// Replay threads (default: one per core).
     #[arg(long)]
     pub jobs: Option<usize>,
@@ -226,8 +240,8 @@ pub fn run(args: PoliciesArgs) -> Result<(), LabError> {
     for (job, (metrics, elapsed)) in plan.iter().zip(results) {
         file_result(&mut report, &contenders, *job, metrics, events, elapsed);
     }
-    if let Some(baseline) = baseline {
-        report.baseline = Some(report::diff(&baseline, args.baseline.as_deref(), &report));
+    if let Some(baseline) = &baseline {
+        report.baseline = Some(report::diff(baseline, args.baseline.as_deref(), &report));
     }
     println!("{}", report::table::render(&report));
     if let Some(dir) = &args.out {
@@ -235,7 +249,34 @@ pub fn run(args: PoliciesArgs) -> Result<(), LabError> {
             eprintln!("wrote {}", path.display());
         }
     }
+    // Judged last, so the report of a failing run is still written for the reader.
+    if args.fail_if_worse
+        && let Some(baseline) = &baseline
+    {
+        let thresholds = report::gate::Thresholds {
+            max_hit_ratio_drop_pp: args.max_hit_ratio_drop,
+            max_stale_rise_pp: args.max_stale_rise,
+            max_decision_slowdown: args.max_decision_slowdown,
+        };
+        let worse = report::gate::regressions(baseline, &report, &thresholds);
+        if !worse.is_empty() {
+            let lines: Vec<String> = worse
+                .iter()
+                .map(|regression| format!("  {regression}"))
+                .collect();
+            return Err(LabError::Worse(lines.join("\n")));
+        }
+        eprintln!("no policy is worse than the baseline");
+    }
     Ok(())
+}
+
+/// A threshold: a finite number of zero or more.
+fn non_negative(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
+        _ => Err(format!("{text:?} is not a number of zero or more")),
+    }
 }
 
 fn parse_list(flag: &str, text: &str) -> Result<Vec<f64>, LabError> {

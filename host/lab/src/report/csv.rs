@@ -200,7 +200,14 @@ mod injection_tests {
 
     #[test]
     fn text_that_would_be_a_formula_is_defused_and_other_text_is_kept() {
-        for formula in ["=HYPERLINK(\"x\")", "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"] {
+        for formula in [
+            "=HYPERLINK(\"x\")",
+            "+1+1",
+            "-2+3",
+            "@SUM(A1)",
+            "\tcmd",
+            "\rcmd",
+        ] {
             let cell = text_cell(formula);
             assert!(cell.starts_with('\''), "{formula:?} became {cell:?}");
             assert_eq!(&cell[1..], formula);

@@ -1,6 +1,7 @@
 //! Report outputs: the terminal table, report.json, report.csv and report.html.
 
 pub mod csv;
+pub mod gate;
 pub mod html;
 mod svg;
 pub mod table;
