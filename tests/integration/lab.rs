@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, bail, ensure};
 use serde_json::{Value, json};
 
 use crate::support::{
@@ -424,6 +424,70 @@ async fn policies_replay_side_by_side_within_their_bounds() -> Result<()> {
         rows.iter()
             .all(|row| row["hit_ratio"]["before"] == row["hit_ratio"]["after"])
     );
+    Ok(())
+}
+
+/// With the default config, whose TTL rows and invalidation rules join every chain, the
+/// deployed rows of different plugins can be identical; the report says why (the config's
+/// rules shaped the calls) and shows each plugin alone, where they differ.
+#[tokio::test]
+async fn identical_rows_are_explained_by_who_decided_and_alone_runs() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    let out_arg = out.display().to_string();
+    let crud = format!("crud-invalidation={}", plugin_artifacts::CRUD_INVALIDATION);
+    let args = [
+        "--workload",
+        "seed-tasks",
+        "--calls",
+        "4000",
+        "--sizes",
+        "",
+        "--ttl-scales",
+        "",
+        "--policy",
+        "builtin",
+        "--policy",
+        &crud,
+        "--out",
+        &out_arg,
+    ];
+    let (code, stdout, stderr) =
+        run_bridge(&[&["bench", "policies", "--quiet"], &args[..]].concat())?;
+    ensure!(code == 0, "{stderr}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json"))?)?;
+    let deployed = |name: &str| run_of(&report, "policies", name)["metrics"].clone();
+    let alone = |name: &str| run_of(&report, "alone", name)["metrics"].clone();
+    let events = report["trace"]["events"].as_u64().unwrap_or(0);
+    for name in ["builtin", "crud-invalidation"] {
+        let metrics = deployed(name);
+        let shaped: u64 = ["shaped_by_plugin", "shaped_by_config", "shaped_by_default"]
+            .iter()
+            .map(|field| metrics[*field].as_u64().unwrap_or(0))
+            .sum();
+        assert_eq!(
+            shaped, events,
+            "{name}: every call is shaped by one part: {metrics}"
+        );
+    }
+    // As deployed, the config's rules shape most of the plugin's calls...
+    let crud_deployed = deployed("crud-invalidation");
+    assert!(
+        crud_deployed["shaped_by_config"].as_u64() > crud_deployed["shaped_by_plugin"].as_u64(),
+        "{crud_deployed}"
+    );
+    // ...while alone the plugin keeps more (and goes stale), unlike the built-in defaults.
+    let ratio = |metrics: &Value, field: &str| metrics[field].as_f64().unwrap_or(f64::NAN);
+    assert!(
+        ratio(&alone("crud-invalidation"), "hit_ratio")
+            > ratio(&alone("builtin"), "hit_ratio") + 0.05,
+        "alone, the plugin should differ: {} vs {}",
+        alone("crud-invalidation"),
+        alone("builtin")
+    );
+    assert!(stdout.contains("who decided"), "{stdout}");
+    let html = std::fs::read_to_string(out.join("report.html"))?;
+    assert!(html.contains("Who decided, and each policy alone"));
     Ok(())
 }
 

@@ -620,8 +620,13 @@ impl BridgeConfig {
     /// The built-in policy this configuration describes: the `[cache]` TTLs, stale windows,
     /// TTL table and invalidation rules, and the servers with `cache = false`.
     pub fn builtin_policy(&self) -> BuiltinPolicy {
+        BuiltinPolicy::new(self.builtin_settings())
+    }
+
+    /// The settings [`BridgeConfig::builtin_policy`] is built from.
+    pub fn builtin_settings(&self) -> BuiltinSettings {
         let cache = &self.cache;
-        BuiltinPolicy::new(BuiltinSettings {
+        BuiltinSettings {
             default_ttl: cache.default_ttl,
             list_ttl: cache.list_ttl,
             stale_while_revalidate: cache.stale_while_revalidate,
@@ -634,6 +639,6 @@ impl BridgeConfig {
                 .filter(|server| !server.cache_enabled)
                 .map(|server| server.name.clone())
                 .collect(),
-        })
+        }
     }
 }

@@ -22,7 +22,7 @@ use super::workload::Workload;
 use mcp_bridge_config::{BridgeConfig, PluginsConfig};
 use mcp_bridge_plugin_host::PluginMetrics;
 use mcp_bridge_plugin_host::{Limits, PluginEngine, PluginVersion, WasmPolicy};
-use mcp_bridge_policy::{BuiltinPolicy, PolicyChain};
+use mcp_bridge_policy::{BuiltinPolicy, BuiltinSettings, PolicyChain};
 
 /// The size sweep's default capacities, as fractions of the working set.
 pub const DEFAULT_SIZES: &str = "0.01,0.02,0.05,0.1,0.2,0.5,1";
@@ -115,6 +115,8 @@ struct Contender {
     kind: RunKind,
     source: String,
     chain: PolicyChain,
+    /// The same policy before the built-in defaults alone (no configured rules).
+    alone: PolicyChain,
     /// The plugin's own fault counter, when it is one.
     metrics: Option<Arc<PluginMetrics>>,
 }
@@ -126,6 +128,11 @@ enum Job {
         contender: usize,
         setting: Setting,
         section: Section,
+    },
+    /// A policy alone (before the built-in defaults only), at the base setting.
+    Alone {
+        contender: usize,
+        setting: Setting,
     },
     NoCache,
     Perfect,
@@ -167,16 +174,28 @@ pub fn run(args: PoliciesArgs) -> Result<(), LabError> {
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    let contenders = load_contenders(&args, &builtin, &engine, jobs)?;
+    // The built-in policy with none of the config's rules (its TTLs and uncached servers
+    // stay): what "alone" puts after a plugin.
+    let defaults = Arc::new(BuiltinPolicy::new(BuiltinSettings {
+        ttl_table: mcp_bridge_policy::TtlMap::new(),
+        invalidation_rules: Vec::new(),
+        ..config.builtin_settings()
+    }));
+    let contenders = load_contenders(&args, &builtin, &defaults, &engine, jobs)?;
     let mut plan = Vec::new();
     for contender in 0..contenders.len() {
+        let base = Setting {
+            capacity,
+            ttl_scale: 1.0,
+        };
         plan.push(Job::Policy {
             contender,
-            setting: Setting {
-                capacity,
-                ttl_scale: 1.0,
-            },
+            setting: base,
             section: Section::Base,
+        });
+        plan.push(Job::Alone {
+            contender,
+            setting: base,
         });
         for fraction in &sizes {
             plan.push(Job::Policy {
@@ -231,6 +250,7 @@ pub fn run(args: PoliciesArgs) -> Result<(), LabError> {
             eviction: "lru (entries)".to_owned(),
         },
         policies: Vec::new(),
+        alone: Vec::new(),
         bounds: Vec::new(),
         size_sweep: Vec::new(),
         ttl_sweep: Vec::new(),
@@ -415,6 +435,7 @@ fn parse_policy_spec(spec: &str) -> (String, Option<PathBuf>) {
 fn load_contenders(
     args: &PoliciesArgs,
     builtin: &Arc<BuiltinPolicy>,
+    defaults: &Arc<BuiltinPolicy>,
     engine: &PluginEngine,
     jobs: usize,
 ) -> Result<Vec<Contender>, LabError> {
@@ -439,18 +460,27 @@ fn load_contenders(
                 kind: RunKind::Builtin,
                 source: "builtin".to_owned(),
                 chain: PolicyChain::new(Vec::new(), builtin.clone()),
+                alone: PolicyChain::new(Vec::new(), defaults.clone()),
                 metrics: None,
             });
             continue;
         };
         let config_json = policy_config(&args.policy_configs, &name)?;
         let metrics = Arc::new(PluginMetrics::register(&mcp_bridge_metrics::Registry::new()));
-        let policy = load_plugin(engine, &name, &file, config_json, jobs, &metrics)?;
+        let policy: Arc<dyn mcp_bridge_policy::Policy> = Arc::new(load_plugin(
+            engine,
+            &name,
+            &file,
+            config_json,
+            jobs,
+            &metrics,
+        )?);
         contenders.push(Contender {
             name,
             kind: RunKind::Wasm,
             source: file.display().to_string(),
-            chain: PolicyChain::new(vec![Arc::new(policy)], builtin.clone()),
+            chain: PolicyChain::new(vec![policy.clone()], builtin.clone()),
+            alone: PolicyChain::new(vec![policy], defaults.clone()),
             metrics: Some(metrics),
         });
     }
@@ -584,6 +614,9 @@ fn run_job(
         Job::Policy {
             contender, setting, ..
         } => return replay::replay(prepared, &contenders[contender].chain, setting, progress),
+        Job::Alone { contender, setting } => {
+            return replay::replay(prepared, &contenders[contender].alone, setting, progress);
+        }
         Job::NoCache => bounds::no_cache(prepared),
         Job::Perfect => bounds::perfect(prepared),
         Job::Belady { capacity, .. } => bounds::belady(prepared, next_uses, capacity),
@@ -679,6 +712,19 @@ fn file_result(
                     report.ttl_sweep.push(point(fraction, metrics));
                 }
             }
+        }
+        Job::Alone { contender, .. } => {
+            let contender = &contenders[contender];
+            report.alone.push(PolicyRun {
+                name: contender.name.clone(),
+                kind: contender.kind,
+                source: format!(
+                    "{} (alone: before the built-in defaults only)",
+                    contender.source
+                ),
+                metrics,
+                events_per_second,
+            });
         }
         Job::NoCache => {
             report

@@ -16,8 +16,14 @@ pub struct LabReport {
     pub created_at: u64,
     pub trace: TraceSummary,
     pub settings: ReplaySettings,
-    /// Each policy at the base setting (`settings.cache_entries`, TTL scale 1).
+    /// Each policy at the base setting (`settings.cache_entries`, TTL scale 1), as it would
+    /// be deployed: chained before the built-in policy of the given config.
     pub policies: Vec<PolicyRun>,
+    /// Each policy alone at the base setting: chained before the built-in policy's defaults
+    /// only (no `[cache.ttl]` rows, no invalidation rules), so that what the policy itself
+    /// does shows even where the config's rules decide everything. Absent in older reports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alone: Vec<PolicyRun>,
     /// The bounds at the base setting: no cache, perfect invalidation, Belady.
     pub bounds: Vec<PolicyRun>,
     /// Every policy and Belady at each cache size of `settings.size_fractions`.
@@ -143,6 +149,16 @@ pub struct ReplayMetrics {
     /// Policy calls (decide, TTL, invalidations) made, and their mean cost.
     pub policy_calls: u64,
     pub decision_ns: f64,
+    /// Calls whose fate a plugin shaped (its decision, its TTL table or its invalidation
+    /// rules), the config's rules did (a `[cache.ttl]` row or a `[[cache.invalidate]]`
+    /// rule, which join every chain), or the built-in defaults did (annotations, the
+    /// default TTL, dropping the whole server after a write). Absent in older reports.
+    #[serde(default)]
+    pub shaped_by_plugin: u64,
+    #[serde(default)]
+    pub shaped_by_config: u64,
+    #[serde(default)]
+    pub shaped_by_default: u64,
 }
 
 /// One policy at one sweep setting.

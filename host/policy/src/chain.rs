@@ -27,6 +27,16 @@ pub trait Policy: Send + Sync {
     }
 }
 
+/// Which part of a chain shaped what happened to a call: a plugin, the built-in policy's
+/// configured rules (its TTL rows and invalidation rules), or the built-in defaults
+/// (annotations, the default TTL, dropping the whole server after a write).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shaper {
+    Plugin,
+    ConfigRules,
+    BuiltinDefault,
+}
+
 /// Policies asked in order; the built-in policy is always last, so every question gets
 /// an answer.
 #[derive(Clone)]
@@ -58,45 +68,96 @@ impl PolicyChain {
     /// The first non-abstaining decision; a TTL-table answer then overrides the TTL of a
     /// `Cache` decision (a zero TTL turns it into `Bypass`).
     pub fn decide(&self, call: &Call<'_>) -> Decision {
-        let decision = self
+        self.decide_shaped(call).0
+    }
+
+    /// [`PolicyChain::decide`], and which part shaped the answer: the table that set the
+    /// TTL when one did (a plugin's, or the built-in policy's configured rows), otherwise
+    /// the policy that decided.
+    pub fn decide_shaped(&self, call: &Call<'_>) -> (Decision, Shaper) {
+        let (decision, decider) = self
             .policies
             .iter()
-            .map(|policy| policy.decide(call))
-            .find(|decision| *decision != Decision::Abstain)
-            .unwrap_or(Decision::Bypass);
+            .enumerate()
+            .map(|(index, policy)| (policy.decide(call), index))
+            .find(|(decision, _)| *decision != Decision::Abstain)
+            .unwrap_or((Decision::Bypass, self.builtin_index()));
+        let decided_by = self.shaper_of_decision(decider);
         let Decision::Cache(mut directive) = decision else {
-            return decision;
+            return (decision, decided_by);
         };
         if call.kind == CallKind::Tool
-            && let Some(ttl) = self.ttl(call.server, call.name)
+            && let Some((ttl, table)) = self.ttl_with_source(call.server, call.name)
         {
+            let shaper = self.shaper_of_rules(table);
             if ttl.is_zero() {
-                return Decision::Bypass;
+                return (Decision::Bypass, shaper);
             }
             directive.ttl = Some(ttl);
+            return (Decision::Cache(directive), shaper);
         }
-        Decision::Cache(directive)
+        (Decision::Cache(directive), decided_by)
     }
 
     /// The first TTL any policy's table gives for the tool.
     pub fn ttl(&self, server: &str, tool: &str) -> Option<Duration> {
+        self.ttl_with_source(server, tool).map(|(ttl, _)| ttl)
+    }
+
+    /// The first TTL any policy's table gives, and the index of that policy.
+    fn ttl_with_source(&self, server: &str, tool: &str) -> Option<(Duration, usize)> {
         self.policies
             .iter()
-            .find_map(|policy| match policy.ttl(server, tool) {
-                TtlAnswer::Ttl(ttl) => Some(ttl),
+            .enumerate()
+            .find_map(|(index, policy)| match policy.ttl(server, tool) {
+                TtlAnswer::Ttl(ttl) => Some((ttl, index)),
                 TtlAnswer::Abstain => None,
             })
+    }
+
+    /// The built-in policy is always the last one.
+    fn builtin_index(&self) -> usize {
+        self.policies.len().saturating_sub(1)
+    }
+
+    /// A decision by the built-in policy is its defaults; by any other, a plugin's.
+    fn shaper_of_decision(&self, index: usize) -> Shaper {
+        if index == self.builtin_index() {
+            Shaper::BuiltinDefault
+        } else {
+            Shaper::Plugin
+        }
+    }
+
+    /// A table or rule of the built-in policy is configuration; any other is a plugin's.
+    fn shaper_of_rules(&self, index: usize) -> Shaper {
+        if index == self.builtin_index() {
+            Shaper::ConfigRules
+        } else {
+            Shaper::Plugin
+        }
     }
 
     /// The union of every policy's rules. When none speaks, a call that is not read-only
     /// and may have changed something (it succeeded, or its outcome is unknown)
     /// invalidates its whole server: the safe default.
     pub fn invalidations(&self, call: &Call<'_>, outcome: &Outcome) -> Vec<Invalidation> {
+        self.invalidations_shaped(call, outcome).0
+    }
+
+    /// [`PolicyChain::invalidations`], and which part shaped them: the configured rules
+    /// when they spoke (they join every chain, so they take effect whatever a plugin
+    /// says), else a plugin's, else the default.
+    pub fn invalidations_shaped(
+        &self,
+        call: &Call<'_>,
+        outcome: &Outcome,
+    ) -> (Vec<Invalidation>, Shaper) {
         let mut union: Vec<Invalidation> = Vec::new();
-        let mut spoke = false;
-        for policy in &self.policies {
+        let mut shaper = None;
+        for (index, policy) in self.policies.iter().enumerate() {
             if let InvalidationAnswer::Rules(rules) = policy.invalidations(call, outcome) {
-                spoke = true;
+                shaper = Some(self.shaper_of_rules(index));
                 for rule in rules {
                     if !union.contains(&rule) {
                         union.push(rule);
@@ -105,10 +166,10 @@ impl PolicyChain {
             }
         }
         let may_have_changed = outcome.status != Status::Error;
-        if !spoke && may_have_changed && call.annotations.read_only != Some(true) {
+        if shaper.is_none() && may_have_changed && call.annotations.read_only != Some(true) {
             union.push(Invalidation::Server(call.server.to_owned()));
         }
-        union
+        (union, shaper.unwrap_or(Shaper::BuiltinDefault))
     }
 }
 
@@ -179,6 +240,75 @@ mod tests {
             Decision::Cache(directive) => Some(directive.ttl),
             _ => None,
         }
+    }
+
+    /// A plugin that decides every read-only tool call with a 10 s TTL and has no table.
+    struct Eager;
+
+    impl Policy for Eager {
+        fn name(&self) -> &str {
+            "eager"
+        }
+        fn decide(&self, call: &Call<'_>) -> Decision {
+            if call.is_read_only() {
+                Decision::Cache(crate::vocabulary::Directive {
+                    ttl: Some(Duration::from_secs(10)),
+                    ..crate::vocabulary::Directive::default()
+                })
+            } else {
+                Decision::Abstain
+            }
+        }
+    }
+
+    #[test]
+    fn the_shaper_names_the_part_that_decided() {
+        let builtin = chain();
+        let with_plugin = PolicyChain::new(
+            vec![Arc::new(Eager)],
+            Arc::new(BuiltinPolicy::new(BuiltinSettings {
+                ttl_table: TtlMap::new().with("demo", "get_clients", Duration::from_secs(300)),
+                ..BuiltinSettings::default()
+            })),
+        );
+        // The built-in decides by annotations: its default, unless a configured row sets the TTL.
+        assert_eq!(
+            builtin.decide_shaped(&tool_call("get_tasks", Some(true))).1,
+            Shaper::BuiltinDefault
+        );
+        assert_eq!(
+            builtin
+                .decide_shaped(&tool_call("get_clients", Some(true)))
+                .1,
+            Shaper::ConfigRules
+        );
+        // A plugin's decision is the plugin's, but a configured TTL row still overrides it.
+        let (decision, shaper) = with_plugin.decide_shaped(&tool_call("get_tasks", Some(true)));
+        assert_eq!(
+            (ttl_of(decision), shaper),
+            (Some(Some(Duration::from_secs(10))), Shaper::Plugin)
+        );
+        let (decision, shaper) = with_plugin.decide_shaped(&tool_call("get_clients", Some(true)));
+        assert_eq!(
+            (ttl_of(decision), shaper),
+            (Some(Some(Duration::from_secs(300))), Shaper::ConfigRules)
+        );
+        // Writes: configured rules when they name the tool, else the whole-server default.
+        let outcome = Outcome {
+            status: Status::Success,
+            latency: Duration::ZERO,
+            result_bytes: 0,
+        };
+        assert_eq!(
+            builtin
+                .invalidations_shaped(&tool_call("create_task", None), &outcome)
+                .1,
+            Shaper::ConfigRules
+        );
+        let (rules, shaper) =
+            builtin.invalidations_shaped(&tool_call("delete_task", None), &outcome);
+        assert_eq!(shaper, Shaper::BuiltinDefault);
+        assert_eq!(rules, vec![Invalidation::Server("demo".to_owned())]);
     }
 
     #[test]

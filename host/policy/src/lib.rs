@@ -25,7 +25,7 @@ pub mod units;
 mod vocabulary;
 
 pub use builtin::{BuiltinPolicy, BuiltinSettings};
-pub use chain::{Policy, PolicyChain, PolicySink};
+pub use chain::{Policy, PolicyChain, PolicySink, Shaper};
 pub use rules::{ANY, InvalidationRule, TtlMap, TtlRule};
 pub use units::{parse_duration, parse_size};
 pub use vocabulary::{

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use super::loaded::{Event, Trace};
 use super::percentile;
 use super::results::ReplayMetrics;
-use mcp_bridge_policy::{Call, Decision, Outcome, PolicyChain, ServerHints, Status};
+use mcp_bridge_policy::{Call, Decision, Outcome, PolicyChain, ServerHints, Shaper, Status};
 use mcp_bridge_trace::RecordedStatus;
 use sim::{SimCache, SimEntry};
 
@@ -226,8 +226,9 @@ pub fn replay(
                 result_bytes: event.bytes,
             };
             let timer = sampled.then(Instant::now);
-            let invalidations = chain.invalidations(&call, &outcome);
+            let (invalidations, shaper) = chain.invalidations_shaped(&call, &outcome);
             tally.sample(timer);
+            tally.shaped(shaper);
             for invalidation in &invalidations {
                 cache.invalidate(invalidation, trace, |text| prepared.keys_matching(text));
             }
@@ -242,8 +243,9 @@ pub fn replay(
             }
         }
         let timer = sampled.then(Instant::now);
-        let decision = chain.decide(&call);
+        let (decision, shaper) = chain.decide_shaped(&call);
         tally.sample(timer);
+        tally.shaped(shaper);
         let Decision::Cache(directive) = decision else {
             tally.metrics.bypasses += 1;
             tally.backend_call(event.latency_us);
@@ -310,6 +312,16 @@ pub fn replay(
 }
 
 impl Tally {
+    /// Counts which part of the chain shaped a call.
+    fn shaped(&mut self, shaper: Shaper) {
+        let count = match shaper {
+            Shaper::Plugin => &mut self.metrics.shaped_by_plugin,
+            Shaper::ConfigRules => &mut self.metrics.shaped_by_config,
+            Shaper::BuiltinDefault => &mut self.metrics.shaped_by_default,
+        };
+        *count += 1;
+    }
+
     fn sample(&mut self, timer: Option<Instant>) {
         if let Some(timer) = timer {
             self.sampled_policy_ns += timer.elapsed().as_nanos();

@@ -132,6 +132,7 @@ pub fn render(report: &LabReport) -> String {
     );
     summary(&mut out, report);
     headline(&mut out, report, &styles);
+    shapers(&mut out, report, &styles);
     if let Some(diff) = &report.baseline {
         baseline(&mut out, diff);
     }
@@ -317,6 +318,45 @@ fn headline(out: &mut String, report: &LabReport, styles: &Styles) {
         out.push_str("</tbody>");
     }
     out.push_str("</table></div></section>\n");
+}
+
+/// Who decided each policy's calls as deployed, and what the policy achieves alone (before
+/// the built-in defaults only): rows that look the same above are explained here.
+fn shapers(out: &mut String, report: &LabReport, styles: &Styles) {
+    if report.alone.is_empty() {
+        return;
+    }
+    out.push_str(
+        r#"<section class="panel" id="shapers"><h2>Who decided, and each policy alone</h2><p class="how">As deployed, a plugin runs before the built-in policy of the given config, whose <code>[cache.ttl]</code> rows and <code>[[cache.invalidate]]</code> rules join every chain: where they decide, every plugin looks the same. <em>Plugin</em>, <em>config rules</em> and <em>defaults</em> are the shares of calls each part shaped (the decision, the TTL, or a write's invalidations). <em>Alone</em> replays the policy before the built-in defaults only, without the config's rules.</p><div class="table-wrap"><table class="headline"><thead><tr><th>Policy</th><th>Plugin</th><th>Config rules</th><th>Defaults</th><th>Alone: hit ratio</th><th>Alone: stale-hit ratio</th><th>Alone: backend time saved</th></tr></thead><tbody class="policy">"#,
+    );
+    for run in &report.policies {
+        let metrics = &run.metrics;
+        let calls = (metrics.shaped_by_plugin
+            + metrics.shaped_by_config
+            + metrics.shaped_by_default)
+            .max(1) as f64;
+        let share = |count: u64| pct(count as f64 / calls);
+        let alone = report.alone.iter().find(|alone| alone.name == run.name);
+        let (hit, stale, saved) = match alone {
+            Some(alone) => (
+                pct(alone.metrics.hit_ratio),
+                pct(alone.metrics.stale_hit_ratio),
+                ms(alone.metrics.backend_time_saved_ms),
+            ),
+            None => ("—".to_owned(), "—".to_owned(), "—".to_owned()),
+        };
+        let style = styles.get(&run.name, run.kind);
+        let _ = write!(
+            out,
+            r#"<tr class="policy"><td><span class="swatch" style="background:{}"></span><span class="name">{}</span></td><td>{}</td><td>{}</td><td>{}</td><td>{hit}</td><td>{stale}</td><td>{saved}</td></tr>"#,
+            style.color,
+            escape(&run.name),
+            share(metrics.shaped_by_plugin),
+            share(metrics.shaped_by_config),
+            share(metrics.shaped_by_default),
+        );
+    }
+    out.push_str("</tbody></table></div></section>\n");
 }
 
 fn headline_row(out: &mut String, run: &PolicyRun, class: &str, styles: &Styles) {

@@ -37,6 +37,7 @@ pub fn render(report: &LabReport) -> String {
         settings.hit_latency_us
     );
     headline(&mut out, report);
+    shapers(&mut out, report);
     size_matrix(&mut out, report);
     ttl_matrix(&mut out, report);
     baseline(&mut out, report);
@@ -93,6 +94,63 @@ fn headline_row(run: &PolicyRun) -> Vec<String> {
         decide,
         format!("{:.2} M ev/s", run.events_per_second / 1e6),
     ]
+}
+
+/// Which part of each chain decided its calls, deployed and alone, and what each policy
+/// achieves alone: identical rows above are explained here, not left a mystery.
+fn shapers(out: &mut String, report: &LabReport) {
+    if report.alone.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "who decided (share of calls) as deployed with this config, and each policy alone (before the built-in defaults only, no config rules):"
+    );
+    let header = [
+        "policy",
+        "plugin",
+        "config rules",
+        "defaults",
+        "alone: hit",
+        "alone: stale",
+        "alone: saved time",
+    ];
+    let rows: Vec<Vec<String>> = report
+        .policies
+        .iter()
+        .map(|run| {
+            let metrics = &run.metrics;
+            let calls =
+                (metrics.shaped_by_plugin + metrics.shaped_by_config + metrics.shaped_by_default)
+                    .max(1) as f64;
+            let share = |count: u64| percent(count as f64 / calls);
+            let alone = report.alone.iter().find(|alone| alone.name == run.name);
+            let alone_cell =
+                |cell: fn(&PolicyRun) -> String| alone.map_or_else(|| "-".to_owned(), cell);
+            vec![
+                run.name.clone(),
+                share(metrics.shaped_by_plugin),
+                share(metrics.shaped_by_config),
+                share(metrics.shaped_by_default),
+                alone_cell(|run| percent(run.metrics.hit_ratio)),
+                alone_cell(|run| percent(run.metrics.stale_hit_ratio)),
+                alone_cell(|run| seconds(run.metrics.backend_time_saved_ms)),
+            ]
+        })
+        .collect();
+    write_table(out, &header, &rows);
+    let ruled = report.policies.iter().any(|run| {
+        let metrics = &run.metrics;
+        let calls = metrics.shaped_by_plugin + metrics.shaped_by_config + metrics.shaped_by_default;
+        run.kind == RunKind::Wasm && calls > 0 && metrics.shaped_by_config * 2 > calls
+    });
+    if ruled {
+        let _ = writeln!(
+            out,
+            "  the config's [cache.ttl] rows and [[cache.invalidate]] rules decide most calls of some plugins as deployed; compare the \"alone\" columns to see the plugins themselves, or pass --config with fewer rules"
+        );
+    }
+    out.push('\n');
 }
 
 /// Hit ratio by cache size: one row per policy, one column per size.

@@ -45,6 +45,9 @@ fn metrics(hit_ratio: f64, stale_hit_ratio: f64, decision_ns: f64) -> ReplayMetr
         invalidated: 45,
         policy_calls: if decision_ns > 0.0 { 3600 } else { 0 },
         decision_ns,
+        shaped_by_plugin: if decision_ns > 0.0 { 2000 } else { 0 },
+        shaped_by_config: 600,
+        shaped_by_default: if decision_ns > 0.0 { 400 } else { 2400 },
     }
 }
 
@@ -139,6 +142,13 @@ pub(super) fn fixture() -> LabReport {
         policies: policies
             .iter()
             .map(|&(name, kind, hit, stale, ns)| run(name, kind, metrics(hit, stale, ns)))
+            .collect(),
+        // Alone, without the config's rules, each policy keeps a little more.
+        alone: policies
+            .iter()
+            .map(|&(name, kind, hit, stale, ns)| {
+                run(name, kind, metrics((hit + 0.05).min(1.0), stale, ns))
+            })
             .collect(),
         bounds: vec![
             run("no-cache", RunKind::Bound, metrics(0.0, 0.0, 0.0)),
