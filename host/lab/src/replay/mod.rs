@@ -5,6 +5,7 @@
 //! [`bounds`] computes what no policy can beat (or do worse than) on the same trace.
 
 pub mod bounds;
+mod shaping;
 pub mod sim;
 
 use std::collections::HashMap;
@@ -205,6 +206,7 @@ pub fn replay(
     let started = Instant::now();
     let trace = prepared.trace;
     let mut cache = SimCache::new(trace.keys, setting.capacity);
+    let mut shapes = shaping::Shapes::new(trace.keys);
     let mut tally = Tally {
         latencies_us: Vec::with_capacity(trace.events.len()),
         ..Tally::default()
@@ -251,10 +253,16 @@ pub fn replay(
             tally.backend_call(event.latency_us);
             continue;
         };
-        let key = if directive.shared || event.partition == 0 {
-            event.shared_key
-        } else {
-            event.key
+        let shared = directive.shared || event.partition == 0;
+        // Arguments the policy leaves out of the key (`ignore_arguments`) file the call
+        // under the key `serve` would use, so calls that differ only in them share it.
+        let key = match shapes.key(trace, event, shared, &directive.ignore_arguments) {
+            Some(shaped) => {
+                cache.grow(shapes.keys());
+                shaped
+            }
+            None if shared => event.shared_key,
+            None => event.key,
         };
         if let Some(entry) = cache.get(key, event.t_us) {
             match event.truth {

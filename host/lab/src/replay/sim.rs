@@ -94,6 +94,16 @@ impl SimCache {
         self.entries[key as usize].as_ref()
     }
 
+    /// Makes room for keys up to `keys` (a shaped key the replay made beyond the trace's).
+    pub fn grow(&mut self, keys: u32) {
+        let keys = keys as usize;
+        if keys > self.entries.len() {
+            self.entries.resize(keys, None);
+            self.newer.resize(keys, NIL);
+            self.older.resize(keys, NIL);
+        }
+    }
+
     /// The interned id of a policy tag.
     pub fn tag_id(&mut self, tag: &str) -> u32 {
         let next = u32::try_from(self.tag_ids.len()).unwrap_or(u32::MAX);

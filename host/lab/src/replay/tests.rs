@@ -164,3 +164,59 @@ fn belady_beats_lru_at_the_same_size_and_perfect_never_goes_stale() {
     assert_eq!(perfect.stale_hits + optimal.stale_hits, 0);
     assert!(optimal.peak_entries <= 2);
 }
+
+/// A policy that caches every read for 10 s, leaving `request_id` out of the key.
+struct IgnoresRequestId;
+
+impl mcp_bridge_policy::Policy for IgnoresRequestId {
+    fn name(&self) -> &str {
+        "ignores-request-id"
+    }
+
+    fn decide(&self, call: &Call<'_>) -> Decision {
+        if !call.is_read_only() {
+            return Decision::Abstain;
+        }
+        Decision::Cache(mcp_bridge_policy::Directive {
+            ttl: Some(Duration::from_secs(10)),
+            ignore_arguments: vec!["request_id".to_owned()],
+            ..mcp_bridge_policy::Directive::default()
+        })
+    }
+}
+
+/// Calls that differ only in an argument the policy ignores share one entry, as in `serve`.
+#[test]
+fn ignored_arguments_leave_the_key_as_serve_shapes_it() {
+    let with_request_id = |t_ms: u64, request_id: u64| {
+        let arguments = serde_json::json!({"id": 1, "request_id": request_id});
+        TraceRecord {
+            args: hex64(100 + request_id),
+            arguments: Some(arguments),
+            ..record(t_ms, "get_task", false, 7, false)
+        }
+    };
+    let trace = trace(vec![
+        with_request_id(0, 1),
+        with_request_id(1_000, 2),
+        with_request_id(2_000, 3),
+    ]);
+    let prepared = Prepared::new(&trace, Duration::from_micros(100));
+    let setting = Setting {
+        capacity: 10,
+        ttl_scale: 1.0,
+    };
+    let shaping = PolicyChain::new(
+        vec![Arc::new(IgnoresRequestId)],
+        Arc::new(
+            mcp_bridge_config::load_str(CONFIG, "test.toml")
+                .unwrap_or_else(|error| panic!("{error}"))
+                .builtin_policy(),
+        ),
+    );
+    let shaped = replay(&prepared, &shaping, setting, &AtomicU64::new(0)).0;
+    assert_eq!((shaped.hits, shaped.misses), (2, 1), "{shaped:?}");
+    // The built-in policy keys by every argument: three different calls.
+    let unshaped = replay(&prepared, &chain(), setting, &AtomicU64::new(0)).0;
+    assert_eq!((unshaped.hits, unshaped.misses), (0, 3), "{unshaped:?}");
+}
