@@ -29,6 +29,7 @@ mod input_rounds;
 mod isolation;
 mod isolation_caps;
 mod lab;
+mod lab_fidelity;
 mod lab_load;
 mod lab_report;
 mod lifecycle;
