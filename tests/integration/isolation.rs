@@ -607,24 +607,28 @@ async fn identity_and_trace_context_reach_the_backend_in_meta() -> Result<()> {
     Ok(())
 }
 
-/// A server told who calls (`identity_meta`) may answer each caller differently, so its
-/// results are cached per caller even when the policy would share them: bob's identical
-/// call right after alice's was cached reaches the server.
-#[tokio::test]
-async fn a_server_told_who_calls_gets_its_results_cached_per_caller() -> Result<()> {
+/// A bridge for alice and bob whose demo server (with `pool` settings) logs its calls to
+/// the returned file, with the cache on and `get_tasks` cacheable for 60 s by a TTL row
+/// (which the policy would share). The directory holds the log while the test runs.
+async fn cached_bridge(pool: &str) -> Result<(tempfile::TempDir, std::path::PathBuf, Bridge)> {
     let dir = tempfile::tempdir()?;
     let calls = dir.path().join("calls.log");
     let calls_arg = calls.display().to_string();
-    let server = demo_server_toml(
-        SERVER,
-        &["--calls-log", &calls_arg],
-        "identity_meta = true\nmax_connections = 1",
-    );
+    let server = demo_server_toml(SERVER, &["--calls-log", &calls_arg], pool);
     let config = format!(
         "{server}\n{}\n[cache]\nenabled = true\n\n[cache.ttl.{SERVER}]\nget_tasks = \"60s\"\n",
         keys(&["alice", "bob"])
     );
     let bridge = start(&config, &[]).await?;
+    Ok((dir, calls, bridge))
+}
+
+/// A server told who calls (`identity_meta`) may answer each caller differently, so its
+/// results are cached per caller even when the policy would share them: bob's identical
+/// call right after alice's was cached reaches the server.
+#[tokio::test]
+async fn a_server_told_who_calls_gets_its_results_cached_per_caller() -> Result<()> {
+    let (_dir, calls, bridge) = cached_bridge("identity_meta = true\nmax_connections = 1").await?;
     let alice = open(&bridge, "alice").await?;
     let bob = open(&bridge, "bob").await?;
     task_titles(&alice).await?;
@@ -718,19 +722,7 @@ pub(crate) async fn sessionless_titles(bridge: &Bridge, principal: &str) -> Resu
 /// an isolated server's cached result belongs to its principal: bob never gets alice's.
 #[tokio::test]
 async fn an_isolated_servers_cached_results_never_cross_principals() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let calls = dir.path().join("calls.log");
-    let calls_arg = calls.display().to_string();
-    let server = demo_server_toml(
-        SERVER,
-        &["--calls-log", &calls_arg],
-        "isolation = \"principal\"",
-    );
-    let config = format!(
-        "{server}\n{}\n[cache]\nenabled = true\n\n[cache.ttl.{SERVER}]\nget_tasks = \"60s\"\n",
-        keys(&["alice", "bob"])
-    );
-    let bridge = start(&config, &[]).await?;
+    let (_dir, calls, bridge) = cached_bridge("isolation = \"principal\"").await?;
     let alice = open(&bridge, "alice").await?;
     let bob = open(&bridge, "bob").await?;
     let alice_other = open(&bridge, "alice").await?;

@@ -16,7 +16,7 @@ use crate::support::{
 
 const CACHED: &str = "[cache]\nenabled = true\ndefault_ttl = \"10m\"\n";
 
-fn trace_lines(path: &Path) -> Vec<Value> {
+pub(crate) fn trace_lines(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
@@ -59,7 +59,7 @@ async fn wait_for_recorded(bridge: &Bridge, count: u64) -> Value {
 }
 
 /// Runs `mcp-bridge ARGS...` and returns (exit code, stdout, stderr).
-fn run_bridge(args: &[&str]) -> Result<(i32, String, String)> {
+pub(crate) fn run_bridge(args: &[&str]) -> Result<(i32, String, String)> {
     let output = Command::new(bridge_exe())
         .args(args)
         .output()

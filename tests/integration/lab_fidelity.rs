@@ -4,38 +4,18 @@
 //! percentage point) and the backend calls it made (within 2%).
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
 use serde_json::Value;
 
+use crate::lab::{run_bridge, trace_lines};
 use crate::support::{
-    bridge_exe, demo_server_toml, poll_until, publish_plugin, start_bridge_with_file, toml_string,
+    demo_server_toml, poll_until, publish_plugin, start_bridge_with_file, toml_string,
 };
 
 /// Calls the load sends: enough for ratios to settle, few enough for a 2-core CI machine.
 const CALLS: u64 = 4000;
-
-fn run_bridge(args: &[&str]) -> Result<(i32, String, String)> {
-    let output = Command::new(bridge_exe())
-        .args(args)
-        .output()
-        .with_context(|| format!("run mcp-bridge {args:?}"))?;
-    Ok((
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    ))
-}
-
-fn lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect()
-}
 
 #[tokio::test]
 async fn a_replay_predicts_the_live_hit_ratio_and_backend_calls() -> Result<()> {
@@ -82,7 +62,7 @@ async fn a_replay_predicts_the_live_hit_ratio_and_backend_calls() -> Result<()> 
     // The recorder writes on its own thread: wait until every answered call is a line.
     let recorded = poll_until(
         Duration::from_secs(30),
-        async || lines(&trace).len() as u64,
+        async || trace_lines(&trace).len() as u64,
         |count| *count >= CALLS,
     )
     .await;
@@ -91,7 +71,7 @@ async fn a_replay_predicts_the_live_hit_ratio_and_backend_calls() -> Result<()> 
         "only {recorded} of {CALLS} calls were recorded"
     );
     drop(bridge);
-    let live = lines(&trace);
+    let live = trace_lines(&trace);
     let reads: Vec<&Value> = live
         .iter()
         .filter(|line| line["access"] == "read")

@@ -230,6 +230,28 @@ pub(crate) fn invalid_state(client_id: Value) -> Value {
     )
 }
 
+/// How a backend's request during a 2026-07-28 call is settled: `None` when the client
+/// declared what it needs and must be asked in a round; otherwise the bridge's own answer
+/// (empty roots, or a refusal naming the capability the client did not declare).
+pub(crate) fn settle(
+    state: &AppState,
+    request: &Value,
+    capabilities: Option<&Value>,
+) -> Option<Value> {
+    match can_ask(request, capabilities) {
+        Ok(true) => None,
+        Ok(false) => Some(stateless::answer_server_request(request)),
+        Err(capability) => {
+            state
+                .metrics
+                .input_rounds_total
+                .with_label_values(&["missing_capability"])
+                .inc();
+            Some(missing_capability(request, capability))
+        }
+    }
+}
+
 /// The answer a backend gets for a request the client did not declare the capability for.
 pub(crate) fn missing_capability(request: &Value, capability: &str) -> Value {
     let id = request.get("id").cloned().unwrap_or(Value::Null);
@@ -247,10 +269,28 @@ pub(crate) fn missing_capability(request: &Value, capability: &str) -> Value {
 
 /// What a 2026-07-28 request's rounds are bound to.
 pub(crate) struct RoundContext {
-    /// The endpoint, tool and arguments a retry must repeat.
-    pub(crate) binding: [u8; 32],
+    /// The endpoint, tool and arguments a retry must repeat; `None` for a request that can neither start a round (its client declared neither
+    /// elicitation nor sampling) nor resume one: hashing its arguments would be wasted.
+    pub(crate) binding: Option<[u8; 32]>,
     /// What the client declared it can answer (`_meta` clientCapabilities).
     pub(crate) capabilities: Option<Value>,
+}
+
+impl RoundContext {
+    /// The round context of a 2026-07-28 request to `server` on `endpoint`.
+    pub(crate) fn of(endpoint: &str, server: &str, message: &Value) -> RoundContext {
+        let capabilities = stateless::client_capabilities(message).cloned();
+        let may_answer = capabilities.as_ref().is_some_and(|declared| {
+            ROUND_METHODS
+                .iter()
+                .any(|(_, capability)| declared.get(*capability).is_some())
+        });
+        let resumes = message.pointer("/params/requestState").is_some();
+        RoundContext {
+            binding: (may_answer || resumes).then(|| binding_of(endpoint, server, message)),
+            capabilities,
+        }
+    }
 }
 
 /// Resumes the call a 2026-07-28 retry's `requestState` names: the client's answer goes to
@@ -270,9 +310,10 @@ pub(crate) async fn resume(
         .and_then(Value::as_str)
         .unwrap_or_default();
     let owner = &answering.caller.principal.name;
-    let Some(parked) = state
-        .input_rounds
-        .take(request_state, owner, &round.binding)
+    let Some(parked) =
+        state
+            .input_rounds
+            .take(request_state, owner, &round.binding.unwrap_or_default())
     else {
         state
             .metrics
@@ -337,34 +378,23 @@ async fn drive_resumed(
             Step::Event(CallEvent::Notification(_)) => continue,
             Step::Event(CallEvent::ServerRequest { request, answer }) => (request, answer),
         };
-        let settled = match can_ask(&request, round.capabilities.as_ref()) {
-            Ok(true) => {
-                match park_for_input(
-                    state,
-                    answering,
-                    Some(round),
-                    call,
-                    request,
-                    answer,
-                    client_id.clone(),
-                )
-                .await
-                {
-                    Ok(asked) => return asked,
-                    Err(returned) => {
-                        call = returned;
-                        continue;
-                    }
+        let Some(settled) = settle(state, &request, round.capabilities.as_ref()) else {
+            match park_for_input(
+                state,
+                answering,
+                Some(round),
+                call,
+                request,
+                answer,
+                client_id.clone(),
+            )
+            .await
+            {
+                Ok(asked) => return asked,
+                Err(returned) => {
+                    call = returned;
+                    continue;
                 }
-            }
-            Ok(false) => stateless::answer_server_request(&request),
-            Err(capability) => {
-                state
-                    .metrics
-                    .input_rounds_total
-                    .with_label_values(&["missing_capability"])
-                    .inc();
-                missing_capability(&request, capability)
             }
         };
         if let Err(error) = answer.send(&settled).await {
@@ -391,7 +421,7 @@ pub(crate) async fn park_for_input(
         answer,
         request,
         owner: answering.caller.principal.name.clone(),
-        binding: round.map(|round| round.binding).unwrap_or_default(),
+        binding: round.and_then(|round| round.binding).unwrap_or_default(),
         expires,
     };
     let asking = parked.request.clone();

@@ -733,10 +733,8 @@ async fn forward(
         prefix_uris,
         stateless,
     };
-    let round = stateless.then(|| input_rounds::RoundContext {
-        binding: input_rounds::binding_of(context.endpoint.key(), server.name(), &message),
-        capabilities: stateless::client_capabilities(&message).cloned(),
-    });
+    let round = stateless
+        .then(|| input_rounds::RoundContext::of(context.endpoint.key(), server.name(), &message));
     let parking = answering.clone();
     // A 2026-07-28 retry that carries the bridge's requestState resumes the call it names.
     if let Some(round) = &round
@@ -1001,17 +999,8 @@ async fn deliverable(
                 return Delivery::Send(sse::event(&request));
             }
             let capabilities = round.and_then(|round| round.capabilities.as_ref());
-            let settled = match input_rounds::can_ask(&request, capabilities) {
-                Ok(true) => return Delivery::AskClient { request, answer },
-                Ok(false) => stateless::answer_server_request(&request),
-                Err(capability) => {
-                    state
-                        .metrics
-                        .input_rounds_total
-                        .with_label_values(&["missing_capability"])
-                        .inc();
-                    input_rounds::missing_capability(&request, capability)
-                }
+            let Some(settled) = input_rounds::settle(state, &request, capabilities) else {
+                return Delivery::AskClient { request, answer };
             };
             if let Err(error) = answer.send(&settled).await {
                 tracing::debug!(%error, "could not answer a server request");
