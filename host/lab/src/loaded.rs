@@ -56,33 +56,6 @@ pub struct Trace {
     pub keys: u32,
 }
 
-/// Interns strings while a trace loads.
-#[derive(Default)]
-struct Interner {
-    index: HashMap<Arc<str>, u32>,
-    strings: Vec<Arc<str>>,
-}
-
-impl Interner {
-    fn new() -> Interner {
-        let mut interner = Interner::default();
-        // Index 0 is the empty string, so "no arguments" and "no principal" are 0.
-        interner.intern("");
-        interner
-    }
-
-    fn intern(&mut self, text: &str) -> u32 {
-        if let Some(index) = self.index.get(text) {
-            return *index;
-        }
-        let index = u32::try_from(self.strings.len()).unwrap_or(u32::MAX);
-        let shared: Arc<str> = Arc::from(text);
-        self.index.insert(shared.clone(), index);
-        self.strings.push(shared);
-        index
-    }
-}
-
 impl Trace {
     pub fn string(&self, index: u32) -> &str {
         self.strings.get(index as usize).map_or("", |text| text)
@@ -117,75 +90,15 @@ impl Trace {
         // A recorder writes calls as they finish, not as they arrive: order by arrival.
         records.sort_by_key(|(line, record)| (record.t_us, *line));
         let start = records.first().map_or(0, |(_, record)| record.t_us);
-        let mut strings = Interner::new();
-        let mut keys: HashMap<(u32, u32, u32, u64, u32), u32> = HashMap::new();
-        let mut events = Vec::with_capacity(records.len());
+        let mut builder = TraceBuilder::new(source);
+        builder.trace.events.reserve(records.len());
         for (line, record) in records {
-            let hex = |field: &str, text: &str| {
-                parse_hex64(text).ok_or_else(|| {
-                    error(
-                        line,
-                        format!("`{field}` must be 16 hex digits, found {text:?}"),
-                    )
-                })
-            };
-            let args_hash = hex("args", &record.args)?;
-            let digest = hex("digest", &record.digest)?;
-            let kind = match record.method.as_str() {
-                "tools/call" => CallKind::Tool,
-                "resources/read" => CallKind::ReadResource,
-                _ => CallKind::ListRequest,
-            };
-            let arguments = match &record.arguments {
-                Some(arguments) => {
-                    let mut text = String::new();
-                    mcp_bridge_cache::canonical_json(arguments, &mut text);
-                    strings.intern(&text)
-                }
-                None => 0,
-            };
-            let server = strings.intern(&record.server);
-            let method = strings.intern(&record.method);
-            let name = strings.intern(&record.name);
-            let partition = strings.intern(&record.partition);
-            let mut key_of = |partition: u32| {
-                let next_key = u32::try_from(keys.len()).unwrap_or(u32::MAX);
-                *keys
-                    .entry((server, method, name, args_hash, partition))
-                    .or_insert(next_key)
-            };
-            let key = key_of(partition);
-            let shared_key = key_of(0);
-            events.push(Event {
-                t_us: record.t_us.saturating_sub(start),
-                server,
-                method,
-                name,
-                kind,
-                arguments,
-                args_hash,
-                write: record.access == Access::Write,
-                annotations: record.annotations.into(),
-                latency_us: record.latency_us,
-                bytes: record.bytes,
-                digest,
-                status: record.status,
-                partition,
-                hit: record.hit,
-                truth: None,
-                key,
-                shared_key,
-                latency_estimated: false,
-            });
+            let event = builder
+                .event(&record, start)
+                .map_err(|message| error(line, message))?;
+            builder.trace.events.push(event);
         }
-        let mut trace = Trace {
-            source: source.to_owned(),
-            events,
-            strings: strings.strings,
-            string_index: strings.index,
-            keys: u32::try_from(keys.len()).unwrap_or(u32::MAX),
-        };
-        trace.infer_truth();
+        let mut trace = builder.trace;
         trace.estimate_hit_latencies();
         Ok(trace)
     }
@@ -216,33 +129,159 @@ impl Trace {
     pub fn find_string(&self, text: &str) -> Option<u32> {
         self.string_index.get(text).copied()
     }
+}
 
-    /// What the backend would have answered at each read. A read the backend answered
-    /// is its own truth. A recorded hit is true only if nothing could have changed it
-    /// since the backend last answered that key: no write on its server since then.
-    /// Otherwise its truth is unknown and its replayed hits count as unverified.
-    fn infer_truth(&mut self) {
-        // Per key: the last digest the backend gave and the write count of its server then.
-        let mut known: HashMap<u32, (u64, u64)> = HashMap::new();
-        let mut writes_per_server: HashMap<u32, u64> = HashMap::new();
-        for event in &mut self.events {
-            let writes = writes_per_server.entry(event.server).or_default();
-            if event.write {
-                *writes += 1;
-                continue;
-            }
-            if event.status != RecordedStatus::Ok {
-                continue;
-            }
-            if !event.hit {
-                event.truth = Some(event.digest);
-                known.insert(event.key, (event.digest, *writes));
-                continue;
-            }
-            event.truth = known
-                .get(&event.key)
-                .filter(|(_, seen_at)| seen_at == writes)
-                .map(|(digest, _)| *digest);
+/// Turns records into events one at a time: interns their strings, gives each read its
+/// dense keys and works out its truth from what came before it. A loaded trace is built
+/// by one; the shadow evaluator keeps one for the calls it sees live.
+pub struct TraceBuilder {
+    /// The strings and keys so far (its `events` are whatever the owner pushes).
+    pub trace: Trace,
+    keys: HashMap<(u32, u32, u32, u64, u32), u32>,
+    /// Per key: the last digest the backend gave and the write count of its server then.
+    known: HashMap<u32, (u64, u64)>,
+    writes_per_server: HashMap<u32, u64>,
+    /// Backend latency sums per (server, tool) and overall, for a hit's estimate.
+    latencies: HashMap<(u32, u32), (u64, u64)>,
+    overall_latency: (u64, u64),
+}
+
+impl TraceBuilder {
+    pub fn new(source: &str) -> TraceBuilder {
+        let mut builder = TraceBuilder {
+            trace: Trace {
+                source: source.to_owned(),
+                events: Vec::new(),
+                strings: Vec::new(),
+                string_index: HashMap::new(),
+                keys: 0,
+            },
+            keys: HashMap::new(),
+            known: HashMap::new(),
+            writes_per_server: HashMap::new(),
+            latencies: HashMap::new(),
+            overall_latency: (0, 0),
+        };
+        // Index 0 is the empty string, so "no arguments" and "no principal" are 0.
+        builder.intern("");
+        builder
+    }
+
+    fn intern(&mut self, text: &str) -> u32 {
+        let trace = &mut self.trace;
+        if let Some(index) = trace.string_index.get(text) {
+            return *index;
         }
+        let index = u32::try_from(trace.strings.len()).unwrap_or(u32::MAX);
+        let shared: Arc<str> = Arc::from(text);
+        trace.string_index.insert(shared.clone(), index);
+        trace.strings.push(shared);
+        index
+    }
+
+    /// The event of one record, its time counted from `start`. A read the backend
+    /// answered is its own truth. A recorded hit is true only if nothing could have
+    /// changed it since the backend last answered that key: no write on its server since
+    /// then; otherwise its truth is unknown and its replayed hits count as unverified. A
+    /// recorded hit's latency is the mean so far of its tool's backend calls (a loaded
+    /// trace replaces it with the whole trace's mean). The error names the bad field.
+    pub fn event(&mut self, record: &TraceRecord, start: u64) -> Result<Event, String> {
+        let hex = |field: &str, text: &str| {
+            parse_hex64(text)
+                .ok_or_else(|| format!("`{field}` must be 16 hex digits, found {text:?}"))
+        };
+        let args_hash = hex("args", &record.args)?;
+        let digest = hex("digest", &record.digest)?;
+        let kind = match record.method.as_str() {
+            "tools/call" => CallKind::Tool,
+            "resources/read" => CallKind::ReadResource,
+            _ => CallKind::ListRequest,
+        };
+        let arguments = match &record.arguments {
+            Some(arguments) => {
+                let mut text = String::new();
+                mcp_bridge_cache::canonical_json(arguments, &mut text);
+                self.intern(&text)
+            }
+            None => 0,
+        };
+        let server = self.intern(&record.server);
+        let method = self.intern(&record.method);
+        let name = self.intern(&record.name);
+        let partition = self.intern(&record.partition);
+        let key = self.key_of((server, method, name, args_hash, partition));
+        let shared_key = self.key_of((server, method, name, args_hash, 0));
+        let mut event = Event {
+            t_us: record.t_us.saturating_sub(start),
+            server,
+            method,
+            name,
+            kind,
+            arguments,
+            args_hash,
+            write: record.access == Access::Write,
+            annotations: record.annotations.into(),
+            latency_us: record.latency_us,
+            bytes: record.bytes,
+            digest,
+            status: record.status,
+            partition,
+            hit: record.hit,
+            truth: None,
+            key,
+            shared_key,
+            latency_estimated: false,
+        };
+        self.learn(&mut event);
+        Ok(event)
+    }
+
+    /// How many distinct keys there are so far.
+    pub fn keys(&self) -> u32 {
+        self.trace.keys
+    }
+
+    fn key_of(&mut self, parts: (u32, u32, u32, u64, u32)) -> u32 {
+        let next = u32::try_from(self.keys.len()).unwrap_or(u32::MAX);
+        let key = *self.keys.entry(parts).or_insert(next);
+        self.trace.keys = u32::try_from(self.keys.len()).unwrap_or(u32::MAX);
+        key
+    }
+
+    /// Fills in the event's truth and, for a hit, its estimated latency.
+    fn learn(&mut self, event: &mut Event) {
+        if event.hit {
+            let (sum, count) = self
+                .latencies
+                .get(&(event.server, event.name))
+                .copied()
+                .unwrap_or(self.overall_latency);
+            event.latency_us = sum.checked_div(count).unwrap_or(0);
+            event.latency_estimated = true;
+        } else {
+            let sum = self.latencies.entry((event.server, event.name)).or_default();
+            sum.0 += event.latency_us;
+            sum.1 += 1;
+            self.overall_latency.0 += event.latency_us;
+            self.overall_latency.1 += 1;
+        }
+        let writes = self.writes_per_server.entry(event.server).or_default();
+        if event.write {
+            *writes += 1;
+            return;
+        }
+        if event.status != RecordedStatus::Ok {
+            return;
+        }
+        if !event.hit {
+            event.truth = Some(event.digest);
+            self.known.insert(event.key, (event.digest, *writes));
+            return;
+        }
+        event.truth = self
+            .known
+            .get(&event.key)
+            .filter(|(_, seen_at)| seen_at == writes)
+            .map(|(digest, _)| *digest);
     }
 }

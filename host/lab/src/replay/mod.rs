@@ -34,37 +34,97 @@ pub struct Setting {
 /// What the replays of one trace share: computed once.
 pub struct Prepared<'t> {
     pub trace: &'t Trace,
-    /// Each server's write times, in order: the first write after an entry was stored
-    /// is when it (most likely) went stale.
-    write_times: HashMap<u32, Vec<u64>>,
-    /// The event that first used each key, to rebuild its production cache key.
-    first_event: Vec<u32>,
+    pub history: History,
     /// What a hit costs, in microseconds.
     pub hit_latency_us: f64,
 }
 
 impl<'t> Prepared<'t> {
     pub fn new(trace: &'t Trace, hit_latency: Duration) -> Prepared<'t> {
-        let mut write_times: HashMap<u32, Vec<u64>> = HashMap::new();
-        let mut first_event = vec![u32::MAX; trace.keys as usize];
-        for (index, event) in trace.events.iter().enumerate() {
-            if event.write {
-                write_times
-                    .entry(event.server)
-                    .or_default()
-                    .push(event.t_us);
-            }
-            for key in [event.key, event.shared_key] {
-                if first_event[key as usize] == u32::MAX {
-                    first_event[key as usize] = u32::try_from(index).unwrap_or(u32::MAX);
-                }
-            }
+        let mut history = History::default();
+        for event in &trace.events {
+            history.note(event);
         }
         Prepared {
             trace,
-            write_times,
-            first_event,
+            history,
             hit_latency_us: hit_latency.as_secs_f64() * 1e6,
+        }
+    }
+
+    /// What one replay step reads.
+    pub fn context(&self) -> Context<'_> {
+        Context {
+            trace: self.trace,
+            history: &self.history,
+            hit_latency_us: self.hit_latency_us,
+        }
+    }
+}
+
+/// What a replay step may look up besides its event: the trace's strings and what the
+/// calls so far showed.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    pub trace: &'a Trace,
+    pub history: &'a History,
+    pub hit_latency_us: f64,
+}
+
+/// The calls a key was first seen with, to rebuild its production cache key.
+#[derive(Debug, Clone, Copy, Default)]
+struct KeyOrigin {
+    server: u32,
+    method: u32,
+    name: u32,
+    /// 0 for a shared key.
+    partition: u32,
+    arguments: u32,
+}
+
+/// What the events so far showed that a replay step needs beyond its own event: each
+/// server's write times and where each key came from. A loaded trace notes every event
+/// up front; the shadow evaluator notes them as they arrive.
+#[derive(Debug, Default)]
+pub struct History {
+    /// Each server's write times, in order: the first write after an entry was stored
+    /// is when it (most likely) went stale.
+    write_times: HashMap<u32, Vec<u64>>,
+    origins: Vec<KeyOrigin>,
+}
+
+impl History {
+    /// Learns from one event, in arrival order.
+    pub fn note(&mut self, event: &Event) {
+        if event.write {
+            self.write_times
+                .entry(event.server)
+                .or_default()
+                .push(event.t_us);
+        }
+        for (key, partition) in [(event.key, event.partition), (event.shared_key, 0)] {
+            let index = key as usize;
+            if index >= self.origins.len() {
+                self.origins.resize(index + 1, KeyOrigin::default());
+                self.origins[index] = KeyOrigin {
+                    server: event.server,
+                    method: event.method,
+                    name: event.name,
+                    partition,
+                    arguments: event.arguments,
+                };
+            }
+        }
+    }
+
+    /// Keeps at most `most` write times per server, the latest: a live evaluator must
+    /// not grow without bound. A stale hit whose entry is older than every kept write
+    /// then dates its staleness from the oldest kept one, later than the truth.
+    pub fn forget_writes_beyond(&mut self, most: usize) {
+        for times in self.write_times.values_mut() {
+            if times.len() > most {
+                times.drain(..times.len() - most);
+            }
         }
     }
 
@@ -76,30 +136,24 @@ impl<'t> Prepared<'t> {
     }
 
     /// The cache keys whose production key text is `text` (for `Key` invalidations).
-    fn keys_matching(&self, text: &str) -> Vec<u32> {
-        let trace = self.trace;
-        (0..trace.keys)
+    fn keys_matching(&self, trace: &Trace, text: &str) -> Vec<u32> {
+        (0..self.origins.len())
             .filter(|key| {
-                let Some(event) = self
-                    .first_event
-                    .get(*key as usize)
-                    .and_then(|index| trace.events.get(*index as usize))
-                else {
-                    return false;
-                };
-                let partition = if event.key == *key && event.partition != 0 {
-                    trace.string(event.partition)
+                let origin = &self.origins[*key];
+                let arguments = if origin.arguments == 0 {
+                    "{}"
                 } else {
-                    ""
+                    trace.string(origin.arguments)
                 };
                 mcp_bridge_cache::cache_key(
-                    trace.string(event.server),
-                    trace.string(event.method),
-                    trace.string(event.name),
-                    partition,
-                    arguments_of(trace, event),
+                    trace.string(origin.server),
+                    trace.string(origin.method),
+                    trace.string(origin.name),
+                    trace.string(origin.partition),
+                    arguments,
                 ) == text
             })
+            .filter_map(|key| u32::try_from(key).ok())
             .collect()
     }
 }
@@ -135,7 +189,7 @@ fn status_of(event: &Event) -> Status {
 }
 
 /// Counters and samples while a replay runs.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct Tally {
     pub metrics: ReplayMetrics,
     pub latencies_us: Vec<u32>,
@@ -205,19 +259,57 @@ pub fn replay(
 ) -> (ReplayMetrics, Duration) {
     let started = Instant::now();
     let trace = prepared.trace;
-    let mut cache = SimCache::new(trace.keys, setting.capacity);
-    let mut shapes = shaping::Shapes::new(trace.keys);
-    let mut tally = Tally {
-        latencies_us: Vec::with_capacity(trace.events.len()),
-        ..Tally::default()
-    };
-    // When each key's true result last changed, as far as the trace shows.
-    let mut truth_changes: Vec<(u64, u64)> = vec![(0, 0); trace.keys as usize];
+    let context = prepared.context();
+    let mut replayer = Replayer::new(trace.keys, trace.keys, setting);
+    replayer.tally.latencies_us.reserve(trace.events.len());
     for (index, event) in trace.events.iter().enumerate() {
         if index % PROGRESS_EVERY == PROGRESS_EVERY - 1 {
             progress.fetch_add(PROGRESS_EVERY as u64, Ordering::Relaxed);
         }
-        let sampled = index % SAMPLE_EVERY == 0;
+        replayer.step(&context, chain, event, index % SAMPLE_EVERY == 0);
+    }
+    progress.fetch_add(
+        (trace.events.len() % PROGRESS_EVERY) as u64,
+        Ordering::Relaxed,
+    );
+    (replayer.finish(), started.elapsed())
+}
+
+/// One policy chain's replay, an event at a time: its simulated cache, its key shaping
+/// and its tally. `bench policies` steps one through a whole trace; the shadow
+/// evaluator steps one per candidate as calls arrive.
+pub struct Replayer {
+    setting: Setting,
+    cache: SimCache,
+    shapes: shaping::Shapes,
+    tally: Tally,
+    /// When each key's true result last changed, as far as the events so far show.
+    truth_changes: Vec<(u64, u64)>,
+}
+
+impl Replayer {
+    /// A replay for keys below `keys` (more are made room for as they appear); shaped
+    /// keys are numbered from `shaped_from`, which no event's key reaches.
+    pub fn new(keys: u32, shaped_from: u32, setting: Setting) -> Replayer {
+        Replayer {
+            setting,
+            cache: SimCache::new(keys, setting.capacity),
+            shapes: shaping::Shapes::new(shaped_from),
+            tally: Tally::default(),
+            truth_changes: vec![(0, 0); keys as usize],
+        }
+    }
+
+    /// How many shaped keys this replay has made.
+    pub fn shaped_keys(&self, shaped_from: u32) -> u32 {
+        self.shapes.keys().saturating_sub(shaped_from)
+    }
+
+    /// Replays one event; `sampled` times the policy call.
+    pub fn step(&mut self, context: &Context<'_>, chain: &PolicyChain, event: &Event, sampled: bool) {
+        let trace = context.trace;
+        let cache = &mut self.cache;
+        let tally = &mut self.tally;
         let call = call_info(trace, event);
         if event.write {
             tally.metrics.writes += 1;
@@ -232,13 +324,19 @@ pub fn replay(
             tally.sample(timer);
             tally.shaped(shaper);
             for invalidation in &invalidations {
-                cache.invalidate(invalidation, trace, |text| prepared.keys_matching(text));
+                cache.invalidate(invalidation, trace, |text| {
+                    context.history.keys_matching(trace, text)
+                });
             }
-            continue;
+            return;
         }
         tally.metrics.reads += 1;
         if let Some(truth) = event.truth {
-            let (last, changed_at) = &mut truth_changes[event.key as usize];
+            let index = event.key as usize;
+            if index >= self.truth_changes.len() {
+                self.truth_changes.resize(index + 1, (0, 0));
+            }
+            let (last, changed_at) = &mut self.truth_changes[index];
             if *last != truth {
                 *last = truth;
                 *changed_at = event.t_us;
@@ -251,26 +349,32 @@ pub fn replay(
         let Decision::Cache(directive) = decision else {
             tally.metrics.bypasses += 1;
             tally.backend_call(event.latency_us);
-            continue;
+            return;
         };
         let shared = directive.shared || event.partition == 0;
         // Arguments the policy leaves out of the key (`ignore_arguments`) file the call
         // under the key `serve` would use, so calls that differ only in them share it.
-        let key = match shapes.key(trace, event, shared, &directive.ignore_arguments) {
-            Some(shaped) => {
-                cache.grow(shapes.keys());
-                shaped
-            }
+        let key = match self
+            .shapes
+            .key(trace, event, shared, &directive.ignore_arguments)
+        {
+            Some(shaped) => shaped,
             None if shared => event.shared_key,
             None => event.key,
         };
+        cache.grow(key.saturating_add(1));
         if let Some(entry) = cache.get(key, event.t_us) {
             match event.truth {
                 None => tally.metrics.unverified_hits += 1,
                 Some(truth) if truth != entry.digest => {
                     tally.metrics.stale_hits += 1;
-                    let changed_at = truth_changes[event.key as usize].1.max(entry.stored_at);
-                    let stale_since = prepared
+                    let changed_at = self
+                        .truth_changes
+                        .get(event.key as usize)
+                        .map_or(0, |(_, changed_at)| *changed_at)
+                        .max(entry.stored_at);
+                    let stale_since = context
+                        .history
                         .first_write_after(event.server, entry.stored_at)
                         .map_or(changed_at, |write| write.min(changed_at));
                     tally
@@ -279,23 +383,23 @@ pub fn replay(
                 }
                 Some(_) => {}
             }
-            tally.hit(event.latency_us, prepared.hit_latency_us);
-            continue;
+            tally.hit(event.latency_us, context.hit_latency_us);
+            return;
         }
         tally.metrics.misses += 1;
         tally.backend_call(event.latency_us);
         if event.status != RecordedStatus::Ok {
-            continue;
+            return;
         }
         let expires_at = match directive.ttl {
             None => u64::MAX,
             Some(ttl) => {
-                let scaled = ttl.as_secs_f64() * setting.ttl_scale * 1e6;
+                let scaled = ttl.as_secs_f64() * self.setting.ttl_scale * 1e6;
                 event.t_us.saturating_add(scaled as u64)
             }
         };
         if expires_at <= event.t_us {
-            continue;
+            return;
         }
         let tags = directive.tags.iter().map(|tag| cache.tag_id(tag)).collect();
         cache.insert(
@@ -311,12 +415,29 @@ pub fn replay(
             },
         );
     }
-    progress.fetch_add(
-        (trace.events.len() % PROGRESS_EVERY) as u64,
-        Ordering::Relaxed,
-    );
-    let metrics = tally.finish(Some(&cache));
-    (metrics, started.elapsed())
+
+    /// What the replay measured so far, without ending it.
+    pub fn metrics(&self) -> ReplayMetrics {
+        self.tally.clone().finish(Some(&self.cache))
+    }
+
+    /// Keeps at most `most` latency and staleness samples, the latest, so a replay that
+    /// never ends (the shadow evaluator's) holds bounded memory; its percentiles are
+    /// then over the recent calls.
+    pub fn forget_samples_beyond(&mut self, most: usize) {
+        keep_latest(&mut self.tally.staleness_us, most);
+        keep_latest(&mut self.tally.latencies_us, most);
+    }
+
+    pub fn finish(self) -> ReplayMetrics {
+        self.tally.finish(Some(&self.cache))
+    }
+}
+
+fn keep_latest<T>(samples: &mut Vec<T>, most: usize) {
+    if samples.len() > most {
+        samples.drain(..samples.len() - most);
+    }
 }
 
 impl Tally {
