@@ -9,6 +9,7 @@ pub use mcp_bridge_policy::{InvalidationRule, TtlMap, TtlRule};
 
 use super::auth::{AccessConfig, AuditConfig, AuthConfig, LimitsConfig};
 use super::isolation::{EnvTemplate, Isolation, PrincipalSecrets, ProcessesConfig};
+use super::lab::ShadowConfig;
 use super::secret::Secret;
 use super::sessions::SessionsConfig;
 use super::shared::SharedCacheConfig;
@@ -164,6 +165,8 @@ pub struct BridgeConfig {
     pub processes: ProcessesConfig,
     /// `[principal_secrets]`: per-principal values for isolated servers' `env` templates.
     pub principal_secrets: std::sync::Arc<PrincipalSecrets>,
+    /// `[lab.shadow]`: candidate policies evaluated on live traffic.
+    pub shadow: ShadowConfig,
 }
 
 /// How long one plugin call may run before it is interrupted and counted as a fault. It is

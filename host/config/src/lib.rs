@@ -32,6 +32,7 @@ mod display;
 mod error;
 mod expand;
 mod isolation;
+mod lab;
 mod load;
 mod mcp_servers;
 mod plugins;
@@ -52,6 +53,7 @@ use std::path::Path;
 
 pub use auth::*;
 pub use checked::*;
+pub use lab::*;
 pub use error::ConfigError;
 pub use expand::EXE_VARIABLE;
 pub use isolation::{

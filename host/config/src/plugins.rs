@@ -151,18 +151,7 @@ fn binding(
             .error(path, "a [[plugins.policy]] entry has no `file`")
             .with_help("write file = \"NAME.wasm\", a file inside [plugins] dir"));
     };
-    if !file.ends_with(PLUGIN_EXTENSION)
-        || file.contains('/')
-        || file.contains('\\')
-        || file.starts_with('.')
-    {
-        return Err(main
-            .error(
-                &path.key("file"),
-                format!("`{file}` is not a plugin file name"),
-            )
-            .with_help("write the bare name of a .wasm file inside [plugins] dir, such as \"seed-ttl-table.wasm\" (no directories, not starting with a dot)"));
-    }
+    check_file_name(main, &path.key("file"), &file)?;
     let name = raw
         .name
         .unwrap_or_else(|| file.trim_end_matches(PLUGIN_EXTENSION).to_owned());
@@ -195,22 +184,50 @@ fn binding(
         bound_servers.push(server);
     }
 
-    let config_json = match raw.config {
-        None => "{}".to_owned(),
-        Some(table) => serde_json::to_string(&table).map_err(|error| {
-            main.error(
-                &path.key("config"),
-                format!("the plugin config cannot be passed on as JSON: {error}"),
-            )
-            .with_help("use strings, numbers, booleans, arrays and tables; dates have no JSON form")
-        })?,
-    };
+    let config_json = config_json(main, &path.key("config"), raw.config)?;
 
     Ok(PluginBinding {
         name,
         file,
         servers: bound_servers,
         config_json,
+    })
+}
+
+/// Checks that `file` is the bare name of a `.wasm` file (it is looked up in `[plugins]
+/// dir`, so it must not reach outside it).
+pub(super) fn check_file_name(
+    main: &SourceText,
+    path: &FieldPath,
+    file: &str,
+) -> Result<(), ConfigError> {
+    if !file.ends_with(PLUGIN_EXTENSION)
+        || file.contains('/')
+        || file.contains('\\')
+        || file.starts_with('.')
+    {
+        return Err(main
+            .error(path, format!("`{file}` is not a plugin file name"))
+            .with_help("write the bare name of a .wasm file inside [plugins] dir, such as \"seed-ttl-table.wasm\" (no directories, not starting with a dot)"));
+    }
+    Ok(())
+}
+
+/// A plugin's `config` table as the JSON text its `init` receives (`{}` without one).
+pub(super) fn config_json(
+    main: &SourceText,
+    path: &FieldPath,
+    table: Option<toml::Table>,
+) -> Result<String, ConfigError> {
+    let Some(table) = table else {
+        return Ok("{}".to_owned());
+    };
+    serde_json::to_string(&table).map_err(|error| {
+        main.error(
+            path,
+            format!("the plugin config cannot be passed on as JSON: {error}"),
+        )
+        .with_help("use strings, numbers, booleans, arrays and tables; dates have no JSON form")
     })
 }
 

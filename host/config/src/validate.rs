@@ -101,6 +101,7 @@ pub(crate) fn build(
     let limits = super::validate_auth::limits(main, raw.limits.unwrap_or_default(), &servers)?;
     let audit = super::validate_auth::audit(main, base_dir, raw.audit.unwrap_or_default(), lookup)?;
     let sessions = super::sessions::sessions(main, raw.sessions.unwrap_or_default(), lookup)?;
+    let shadow = super::lab::lab(main, raw.lab.unwrap_or_default(), &cache, &plugins, &servers)?;
     Ok(BridgeConfig {
         source: main.name.clone(),
         http,
@@ -115,6 +116,7 @@ pub(crate) fn build(
         sessions,
         processes,
         principal_secrets: std::sync::Arc::new(principal_secrets),
+        shadow,
     })
 }
 
@@ -986,7 +988,12 @@ fn cache(
     }
 
     let names: Vec<&str> = servers.iter().map(|server| server.name.as_str()).collect();
-    let ttl_table = ttl_table(main, raw.ttl.unwrap_or_default(), &names)?;
+    let ttl_table = ttl_table(
+        main,
+        &FieldPath::root().key("cache").key("ttl"),
+        raw.ttl.unwrap_or_default(),
+        &names,
+    )?;
     let mut invalidation_rules = Vec::new();
     for (i, rule) in raw.invalidate.unwrap_or_default().into_iter().enumerate() {
         invalidation_rules.push(invalidation_rule(main, i, rule, &names)?);
@@ -1056,14 +1063,15 @@ fn known_server(
 /// Checks the `[cache.ttl.SERVER]` tables and orders their rows by precedence, the order
 /// `check-config` lists them in: a named server before `"*"`, then a named tool before `"*"`,
 /// then file order. The lookup ([`TtlMap::lookup`]) picks the most specific row itself.
-fn ttl_table(
+pub(super) fn ttl_table(
     main: &SourceText,
+    table: &FieldPath,
     raw: OrderedMap<OrderedMap<ConfigDuration>>,
     names: &[&str],
 ) -> Result<TtlMap, ConfigError> {
     let mut rows = Vec::new();
     for (server, tools) in raw.0 {
-        let server_path = FieldPath::root().key("cache").key("ttl").key(&server);
+        let server_path = table.key(&server);
         let server = if server == "*" {
             None
         } else {

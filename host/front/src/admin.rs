@@ -15,9 +15,22 @@ use super::{AppState, mcp};
 /// Admin request bodies are a few fields of JSON.
 const ADMIN_BODY_LIMIT: usize = 64 * 1024;
 
-/// What an admin route answers: 200 with this JSON, or a front error (its status and
+/// What an admin route answers: 200 with this body, or a front error (its status and
 /// JSON-RPC body, as every route answers errors).
-pub type AdminAnswer<'a> = BoxFuture<'a, Result<Value, FrontError>>;
+pub type AdminAnswer<'a> = BoxFuture<'a, Result<AdminReply, FrontError>>;
+
+/// The body of a successful admin answer.
+pub enum AdminReply {
+    Json(Value),
+    /// A self-contained page (no external assets), served as `text/html`.
+    Html(String),
+}
+
+impl From<Value> for AdminReply {
+    fn from(value: Value) -> AdminReply {
+        AdminReply::Json(value)
+    }
+}
 
 /// The admin routes a bridge serves, given to the front by the application.
 pub trait AdminRoutes: Send + Sync {

@@ -32,7 +32,7 @@ use http_body_util::combinators::BoxBody;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use admin::{AdminAnswer, AdminRequest, AdminRoutes};
+pub use admin::{AdminAnswer, AdminReply, AdminRequest, AdminRoutes};
 pub use error::FrontError;
 pub use mcp::{SESSION_PROTOCOL_VERSIONS, STATELESS_PROTOCOL_VERSION};
 pub use metrics::HttpMetrics;

@@ -130,8 +130,29 @@ async fn admin(
     };
     admin_guard(state, request.headers()).await?;
     let request = AdminRequest::new(method.clone(), route, request.into_body(), state);
-    let answer = state.admin.answer(request).await?;
-    Ok(json_response(StatusCode::OK, &answer))
+    match state.admin.answer(request).await? {
+        super::AdminReply::Json(answer) => Ok(json_response(StatusCode::OK, &answer)),
+        super::AdminReply::Html(page) => {
+            let mut response = mcp::full_response(
+                StatusCode::OK,
+                Some("text/html; charset=utf-8"),
+                bytes::Bytes::from(page),
+            );
+            // The page is self-contained and runs no script: nothing else may load.
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(
+                    "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
+                ),
+            );
+            headers.insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+            Ok(response)
+        }
+    }
 }
 
 /// The RFC 9728 metadata of a resource with a path lives under this prefix.

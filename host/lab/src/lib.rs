@@ -13,6 +13,7 @@ pub mod policies;
 pub mod replay;
 pub mod report;
 pub mod results;
+pub mod shadow;
 pub mod workload;
 
 use std::path::PathBuf;

@@ -474,6 +474,7 @@ fn load_contenders(
             config_json,
             jobs,
             &metrics,
+            None,
         )?);
         contenders.push(Contender {
             name,
@@ -522,13 +523,16 @@ fn policy_config(configs: &[String], name: &str) -> Result<String, LabError> {
     Ok(text)
 }
 
-fn load_plugin(
+/// Loads a plugin file as a policy named `name`, with `instances` instances, its faults
+/// counted in `metrics`, under `limits` (the lab's own unless given).
+pub(crate) fn load_plugin(
     engine: &PluginEngine,
     name: &str,
     file: &Path,
     config_json: String,
-    jobs: usize,
+    instances: usize,
     metrics: &Arc<PluginMetrics>,
+    limits: Option<Limits>,
 ) -> Result<WasmPolicy, LabError> {
     let bytes = std::fs::read(file).map_err(|source| LabError::Read {
         path: file.to_path_buf(),
@@ -542,9 +546,11 @@ fn load_plugin(
         || file.display().to_string(),
         |name| name.to_string_lossy().into_owned(),
     );
-    let limits = Limits::from_config(&PluginsConfig {
-        decision_timeout: LAB_DECISION_TIMEOUT,
-        ..PluginsConfig::default()
+    let limits = limits.unwrap_or_else(|| {
+        Limits::from_config(&PluginsConfig {
+            decision_timeout: LAB_DECISION_TIMEOUT,
+            ..PluginsConfig::default()
+        })
     });
     let version = PluginVersion::load(engine, &file_name, &bytes, limits)
         .map_err(|error| policy_error(error.to_string()))?;
@@ -553,7 +559,7 @@ fn load_plugin(
         Vec::new(),
         config_json,
         Arc::new(version),
-        jobs,
+        instances,
         metrics,
     )
     .map_err(|error| policy_error(error.to_string()))
@@ -646,19 +652,24 @@ fn draw_progress(progress: &AtomicU64, total: u64, finished: &AtomicBool) {
     eprint!("\r{}\r", " ".repeat(WIDTH + 40));
 }
 
-fn warn_about_faults(contender: &Contender) {
-    let Some(metrics) = &contender.metrics else {
-        return;
-    };
-    let faults: u64 = ["trap", "deadline", "out_of_memory", "instantiate"]
+/// How many times the plugin named `name` faulted, of every kind.
+pub(crate) fn faults_of(metrics: &PluginMetrics, name: &str) -> u64 {
+    ["trap", "deadline", "out_of_memory", "instantiate"]
         .iter()
         .map(|kind| {
             metrics
                 .plugin_faults_total
-                .with_label_values(&[contender.name.as_str(), kind])
+                .with_label_values(&[name, kind])
                 .get()
         })
-        .sum();
+        .sum()
+}
+
+fn warn_about_faults(contender: &Contender) {
+    let Some(metrics) = &contender.metrics else {
+        return;
+    };
+    let faults = faults_of(metrics, &contender.name);
     if faults > 0 {
         eprintln!(
             "warning: policy {} faulted {faults} times during the replay; those decisions fell back to the safe default (no caching), so its numbers understate it",

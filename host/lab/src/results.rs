@@ -85,6 +85,8 @@ pub enum RunKind {
     Wasm,
     /// A bound: no cache, perfect invalidation or Belady's optimal.
     Bound,
+    /// What the live cache did (the shadow evaluator's first row).
+    Live,
 }
 
 /// One policy (or bound) replayed over the whole trace at one setting.

@@ -14,7 +14,7 @@ pub use percentile::percentile;
 
 use prometheus::core::Collector;
 use prometheus::{
-    Counter, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Counter, CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, TextEncoder,
 };
 
@@ -65,6 +65,11 @@ impl Registry {
     /// A floating-point counter without labels (for sums of seconds).
     pub fn float_counter(&self, name: &str, help: &str) -> Counter {
         self.register(Counter::with_opts(opts(name, help)))
+    }
+
+    /// A floating-point counter with labels (for sums of seconds).
+    pub fn float_counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> CounterVec {
+        self.register(CounterVec::new(opts(name, help), labels))
     }
 
     /// An integer gauge without labels.

@@ -75,7 +75,8 @@ pub struct Router {
     by_name: HashMap<String, usize>,
     metrics: Arc<CallMetrics>,
     cache: Option<Arc<CacheLayer>>,
-    recorder: Option<Arc<Recorder>>,
+    /// The trace recorder and the shadow evaluator's tap, when on.
+    sinks: recording::Sinks,
 }
 
 /// What the front gets while a forwarded request runs.
@@ -193,13 +194,19 @@ impl Router {
             by_name,
             metrics,
             cache,
-            recorder: None,
+            sinks: recording::Sinks::default(),
         })
     }
 
     /// Records every answered call to a trace (`serve --record`).
     pub fn set_recorder(&mut self, recorder: Arc<Recorder>) {
-        self.recorder = Some(recorder);
+        self.sinks.recorder = Some(recorder);
+    }
+
+    /// Hands every answered call to `tap` as well (the shadow evaluator), and lets it
+    /// truth-sample cache hits.
+    pub fn set_tap(&mut self, tap: Arc<dyn mcp_bridge_trace::CallTap>) {
+        self.sinks.tap = Some(tap);
     }
 
     /// The response cache, when enabled.
@@ -331,7 +338,7 @@ impl Router {
         );
         call.group = group.map(|group| group.used);
         call.recording = recording::draft(
-            self.recorder.as_ref(),
+            &self.sinks,
             pool.name(),
             &message,
             &catalog,
@@ -695,9 +702,47 @@ impl ForwardedCall {
                 .caching
                 .as_ref()
                 .and_then(|caching| caching.served.clone());
-            draft.answered_from_cache(served, &response);
+            self.record_hit(draft, served, &response);
         }
         Step::Done(Ok(response))
+    }
+
+    /// Hands a hit's record over, first sending a fresh hit of a read-only call to the
+    /// backend again when the tap samples it: on a task of its own, so the response is
+    /// not held up, with a copy of the request and no cache (its answer fills nothing).
+    /// An isolated group's calls are never sampled: the sample would need the group.
+    fn record_hit(&self, draft: recording::Draft, served: Option<Arc<Value>>, response: &Value) {
+        let sample = match (&served, &self.retry_copy) {
+            (Some(served), Some(message)) if self.cache_outcome == "hit" && self.group.is_none() => {
+                draft
+                    .truth_permit()
+                    .map(|(permit, timeout)| (served.clone(), message.clone(), permit, timeout))
+            }
+            _ => None,
+        };
+        let Some((served, message, permit, timeout)) = sample else {
+            draft.answered_from_cache(served, response);
+            return;
+        };
+        let pool = self.pool.clone();
+        let metrics = self.metrics.clone();
+        tokio::spawn(async move {
+            let catalog = pool.catalog();
+            let mut call = ForwardedCall::new(&pool, &metrics, &message, &catalog, false, None);
+            let fetch = async move {
+                if let Err(error) = call.start(message).await {
+                    call.pending_error = Some(error);
+                }
+                loop {
+                    if let Step::Done(outcome) = call.next().await {
+                        return outcome;
+                    }
+                }
+            };
+            draft
+                .answered_from_cache_sampled(served, permit, timeout, fetch)
+                .await;
+        });
     }
 
     async fn finish(&mut self, outcome: Result<Value, BackendError>) -> Step {

@@ -1,6 +1,8 @@
-//! The router's side of trace recording (`serve --record`): what a call looked like
-//! when it arrived, completed with how it ended and handed to the recorder. Nothing here
-//! runs unless recording is active.
+//! The router's side of trace recording (`serve --record`) and of the shadow evaluator
+//! (a [`CallTap`]): what a call looked like when it arrived, completed with how it ended
+//! and handed to the recorder and the tap. Nothing here runs unless one of them is on.
+//! A fresh hit on a read-only call may be truth-sampled: sent to the backend again, off
+//! the response path, so the tap learns whether the cached answer was still true.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -13,18 +15,28 @@ use super::caching::{CallCache, annotations_of};
 use mcp_bridge_backend::{BackendError, Catalog};
 use mcp_bridge_cache::canonical_arguments;
 use mcp_bridge_policy::{Annotations, CallKind};
-use mcp_bridge_trace::{Fnv64, RecordedCall, RecordedResult, RecordedStatus, Recorder};
+use mcp_bridge_trace::{
+    CallTap, Fnv64, RecordedCall, RecordedResult, RecordedStatus, Recorder, TruthPermit,
+};
+
+/// Where answered calls go: the trace recorder, a tap (the shadow evaluator), or both.
+#[derive(Clone, Default)]
+pub(super) struct Sinks {
+    pub(super) recorder: Option<Arc<Recorder>>,
+    pub(super) tap: Option<Arc<dyn CallTap>>,
+}
 
 /// A call being recorded: everything known when it arrived.
 pub(super) struct Draft {
-    recorder: Arc<Recorder>,
+    recorder: Option<Arc<Recorder>>,
+    tap: Option<Arc<dyn CallTap>>,
     started: Instant,
     call: RecordedCall,
 }
 
-/// Starts a record of a call, or `None` when recording is off.
+/// Starts a record of a call, or `None` when neither recording nor a tap is on.
 pub(super) fn draft(
-    recorder: Option<&Arc<Recorder>>,
+    sinks: &Sinks,
     server: &Arc<str>,
     message: &Value,
     catalog: &Catalog,
@@ -32,7 +44,14 @@ pub(super) fn draft(
     caller: &Caller,
     read_only: bool,
 ) -> Option<Draft> {
-    let recorder = recorder.filter(|recorder| recorder.is_active())?;
+    let recorder = sinks
+        .recorder
+        .as_ref()
+        .filter(|recorder| recorder.is_active());
+    let tap = sinks.tap.as_ref();
+    if recorder.is_none() && tap.is_none() {
+        return None;
+    }
     let method = mcp_bridge_jsonrpc::method(message).unwrap_or_default();
     let params = message.get("params");
     let name = match method {
@@ -67,16 +86,16 @@ pub(super) fn draft(
         }
     };
     let arguments = recorder
-        .records_arguments()
-        .then(|| serde_json::from_str(arguments_text).ok())
-        .flatten();
+        .filter(|recorder| recorder.records_arguments())
+        .and_then(|_| serde_json::from_str(arguments_text).ok());
     let t_us = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| {
             u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX)
         });
     Some(Draft {
-        recorder: recorder.clone(),
+        recorder: recorder.cloned(),
+        tap: tap.cloned(),
         started: Instant::now(),
         call: RecordedCall {
             t_us,
@@ -95,6 +114,8 @@ pub(super) fn draft(
                 .as_deref()
                 .map_or(0, |principal| Fnv64::of(principal.as_bytes())),
             hit: false,
+            arguments_text: tap.map(|_| arguments_text.into()),
+            truth: None,
         },
     })
 }
@@ -107,7 +128,49 @@ impl Draft {
             Some(result) => RecordedResult::Shared(result),
             None => RecordedResult::measure(response.get("result")),
         };
-        self.recorder.submit(self.call);
+        self.submit();
+    }
+
+    /// A permit to truth-sample this call, when the tap wants one now.
+    pub(super) fn truth_permit(&self) -> Option<(TruthPermit, std::time::Duration)> {
+        let sampler = self.tap.as_ref()?.truth_sampler()?;
+        Some((sampler.try_start()?, sampler.timeout()))
+    }
+
+    /// A truth-sampled hit: `fetch` asks the backend again; its answer's digest is the
+    /// hit's truth. The record is handed over once the sample ends (or fails).
+    pub(super) async fn answered_from_cache_sampled(
+        mut self,
+        served: Arc<Value>,
+        permit: TruthPermit,
+        timeout: std::time::Duration,
+        fetch: impl std::future::Future<Output = Result<Value, BackendError>>,
+    ) {
+        self.call.hit = true;
+        let fetched = tokio::time::timeout(timeout, fetch).await;
+        let truth = match &fetched {
+            Ok(Ok(response)) if response.get("error").is_none() => response
+                .get("result")
+                .map(|result| mcp_bridge_trace::size_and_digest(result).1),
+            _ => None,
+        };
+        let (_, served_digest) = mcp_bridge_trace::size_and_digest(&served);
+        permit.finish(truth.map(|truth| truth == served_digest));
+        self.call.truth = truth;
+        self.call.result = RecordedResult::Shared(served);
+        self.submit();
+    }
+
+    fn submit(self) {
+        match (self.recorder, self.tap) {
+            (Some(recorder), Some(tap)) => {
+                recorder.submit(self.call.clone());
+                tap.submit(self.call);
+            }
+            (Some(recorder), None) => recorder.submit(self.call),
+            (None, Some(tap)) => tap.submit(self.call),
+            (None, None) => {}
+        }
     }
 
     /// The backend answered (or did not).
@@ -133,6 +196,6 @@ impl Draft {
         };
         self.call.status = status;
         self.call.result = RecordedResult::measure(result);
-        self.recorder.submit(self.call);
+        self.submit();
     }
 }

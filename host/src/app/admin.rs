@@ -9,7 +9,8 @@ use http::Method;
 use serde_json::{Value, json};
 
 use mcp_bridge::cache::InvalidationReason;
-use mcp_bridge::front::{AdminAnswer, AdminRequest, AdminRoutes, FrontError};
+use mcp_bridge::front::{AdminAnswer, AdminReply, AdminRequest, AdminRoutes, FrontError};
+use mcp_bridge::lab::shadow::Shadow;
 use mcp_bridge::plugin::PluginRuntime;
 use mcp_bridge::policy::Invalidation;
 use mcp_bridge::router::{CacheLayer, Server};
@@ -26,7 +27,13 @@ const ROUTES: &[(Method, &str)] = &[
     (Method::GET, "/admin/record"),
     (Method::POST, "/admin/record/start"),
     (Method::POST, "/admin/record/stop"),
+    (Method::GET, "/admin/lab"),
+    (Method::GET, "/admin/lab/report.json"),
+    (Method::GET, "/admin/lab/page"),
 ];
+
+/// How often the live lab page reloads itself, in seconds.
+const LAB_PAGE_REFRESH_SECONDS: u32 = 5;
 
 /// What the admin routes read and act on; each part is absent when the bridge runs
 /// without it, and its routes then answer 404 saying how to turn it on.
@@ -35,6 +42,7 @@ pub(crate) struct Admin {
     pub(crate) cache: Option<Arc<CacheLayer>>,
     pub(crate) plugins: Option<PluginRuntime>,
     pub(crate) recorder: Option<Arc<Recorder>>,
+    pub(crate) shadow: Option<Arc<Shadow>>,
 }
 
 impl AdminRoutes for Admin {
@@ -44,7 +52,21 @@ impl AdminRoutes for Admin {
 
     fn answer<'a>(&'a self, request: AdminRequest<'a>) -> AdminAnswer<'a> {
         async move {
-            match (request.method().clone(), request.path()) {
+            if request.path() == "/admin/lab/page" {
+                return Ok(AdminReply::Html(
+                    self.shadow()?.page(LAB_PAGE_REFRESH_SECONDS),
+                ));
+            }
+            self.answer_json(request).await.map(AdminReply::Json)
+        }
+        .boxed()
+    }
+}
+
+impl Admin {
+    /// Every route that answers JSON.
+    async fn answer_json(&self, request: AdminRequest<'_>) -> Result<Value, FrontError> {
+        match (request.method().clone(), request.path()) {
                 (Method::GET, "/admin/stats") => Ok(self.stats(&request)),
                 (Method::GET, "/admin/cache/stats") => self.cache_stats(),
                 (Method::DELETE, "/admin/cache") => {
@@ -56,14 +78,14 @@ impl AdminRoutes for Admin {
                 (Method::GET, "/admin/record") => Ok(self.recorder()?.status()),
                 (Method::POST, "/admin/record/start") => self.record_toggle(true),
                 (Method::POST, "/admin/record/stop") => self.record_toggle(false),
+                (Method::GET, "/admin/lab") => Ok(self.shadow()?.status()),
+                (Method::GET, "/admin/lab/report.json") => {
+                    Ok(serde_json::to_value(self.shadow()?.report()).unwrap_or_default())
+                }
                 (_, path) => Err(FrontError::NotFound(format!("no route for {path}"))),
-            }
         }
-        .boxed()
     }
-}
 
-impl Admin {
     /// `GET /admin/stats`: uptime, sessions and every server's pool.
     fn stats(&self, request: &AdminRequest<'_>) -> Value {
         let servers: Vec<Value> = self.servers.iter().map(Server::stats).collect();
@@ -104,6 +126,15 @@ impl Admin {
         self.recorder.as_deref().ok_or_else(|| {
             FrontError::NotFound(
                 "this bridge is not recording: start it with `serve --record FILE` (add --record-paused to begin paused)"
+                    .to_owned(),
+            )
+        })
+    }
+
+    fn shadow(&self) -> Result<&Shadow, FrontError> {
+        self.shadow.as_deref().ok_or_else(|| {
+            FrontError::NotFound(
+                "shadow evaluation is off: list candidate policies under [[lab.shadow.candidate]] (with the cache on)"
                     .to_owned(),
             )
         })

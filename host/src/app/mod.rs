@@ -19,6 +19,7 @@ use anyhow::Context as _;
 use mcp_bridge::auth::{AuthMetrics, IdentityHandle};
 use mcp_bridge::config::BridgeConfig;
 use mcp_bridge::front::{self, AppState, SessionDirectory};
+use mcp_bridge::lab::shadow::{Shadow, ShadowSetup};
 use mcp_bridge::metrics::Registry;
 use mcp_bridge::plugin::PluginMetrics;
 use mcp_bridge::plugin::PluginRuntime;
@@ -67,6 +68,10 @@ pub(crate) async fn serve(
         }
         None => None,
     };
+    let shadow = start_shadow(&config, &router, &registry)?;
+    if let Some(shadow) = &shadow {
+        router.set_tap(shadow.clone());
+    }
     // Without a cache no policy is ever asked, so there is nowhere to publish one.
     let policies = router.cache_layer().map(|layer| {
         let layer = layer.clone();
@@ -84,6 +89,7 @@ pub(crate) async fn serve(
         cache: router.cache_layer().cloned(),
         plugins,
         recorder: recorder.clone(),
+        shadow: shadow.clone(),
     });
     let identity = Arc::new(
         IdentityHandle::new(&config, Arc::new(AuthMetrics::register(&registry)))
@@ -125,6 +131,9 @@ pub(crate) async fn serve(
     if let Some(recorder) = recorder {
         tokio::task::spawn_blocking(move || recorder.close()).await?;
     }
+    if let Some(shadow) = shadow {
+        tokio::task::spawn_blocking(move || shadow.close()).await?;
+    }
     // So are the disk cache's queued fills.
     if let Some(cache) = cache {
         tokio::task::spawn_blocking(move || cache.close()).await?;
@@ -156,6 +165,36 @@ fn start_shared_tier(
     );
     Ok(Some(tier))
 }
+
+/// The shadow evaluator (`[lab.shadow]`), when candidates are configured; the config
+/// check has made sure the cache is on.
+fn start_shadow(
+    config: &BridgeConfig,
+    router: &Router,
+    registry: &Registry,
+) -> anyhow::Result<Option<Arc<Shadow>>> {
+    let Some(layer) = router
+        .cache_layer()
+        .filter(|_| config.shadow.is_enabled())
+        .cloned()
+    else {
+        return Ok(None);
+    };
+    let shadow = Shadow::start(ShadowSetup {
+        config: &config.shadow,
+        plugins: &config.plugins,
+        builtin: config.builtin_settings(),
+        capacity: config.cache.max_entries,
+        hit_latency: SHADOW_HIT_LATENCY,
+        production: Arc::new(move || layer.policies()),
+        registry,
+    })
+    .context("cannot start shadow evaluation ([lab.shadow])")?;
+    Ok(Some(shadow))
+}
+
+/// What a hit costs in the shadow's latency numbers: the lab's default.
+const SHADOW_HIT_LATENCY: std::time::Duration = std::time::Duration::from_micros(100);
 
 fn start_recorder(
     options: RecordOptions,

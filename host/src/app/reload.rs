@@ -60,6 +60,12 @@ pub(crate) fn watch(
                 "the config file changed [principal_secrets] or [processes]; those apply on restart"
             );
         }
+        if new.shadow != running.shadow {
+            tracing::warn!(
+                config = %new.source,
+                "the config file changed [lab.shadow]; shadow candidates apply on restart"
+            );
+        }
         if new.cache.backend != running.cache.backend {
             tracing::warn!(
                 config = %new.source,

@@ -5,6 +5,8 @@
 //!   reading and writing whole files.
 //! - `recorder`: `serve --record`: a bounded channel the router's hot path hands calls
 //!   to, and a writer thread that formats, appends and rotates.
+//! - `tap`: [`CallTap`], what else receives every answered call (the shadow evaluator),
+//!   and the [`TruthSampler`] that picks cache hits to check against the backend.
 //!
 //! This layer sits below both its users: the router records through it, and the lab
 //! reads what it wrote (or generates the same records). It imports neither of them, nor
@@ -13,6 +15,7 @@
 mod error;
 pub mod format;
 pub mod recorder;
+pub mod tap;
 
 pub use error::TraceError;
 pub use format::{
@@ -20,6 +23,7 @@ pub use format::{
     parse_hex64, size_and_digest, write_records,
 };
 pub use recorder::{
-    DEFAULT_RECORD_FILES, DEFAULT_RECORD_MAX_BYTES, RecordOptions, RecordedCall, RecordedResult,
-    Recorder, register_dropped_records,
+    DEFAULT_RECORD_FILES, DEFAULT_RECORD_MAX_BYTES, DigestMemo, RecordOptions, RecordedCall,
+    RecordedResult, Recorder, register_dropped_records,
 };
+pub use tap::{CallTap, TruthPermit, TruthSampler};

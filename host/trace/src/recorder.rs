@@ -47,7 +47,7 @@ pub struct RecordOptions {
 }
 
 /// One answered call, as the hot path hands it over: no formatting, few allocations.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RecordedCall {
     pub t_us: u64,
     pub server: Arc<str>,
@@ -62,10 +62,16 @@ pub struct RecordedCall {
     pub status: RecordedStatus,
     pub partition: u64,
     pub hit: bool,
+    /// The canonical arguments' text, kept for a [`CallTap`](crate::CallTap) (whose
+    /// policies see it) and parsed on its thread, never on the call's.
+    pub arguments_text: Option<Box<str>>,
+    /// For a hit that was truth-sampled: the digest of what the backend answered when
+    /// asked again (none when it was not sampled or the sample failed).
+    pub truth: Option<u64>,
 }
 
 /// A call's result, as far as the trace needs it: its size and digest.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum RecordedResult {
     /// No result (an error or no answer).
     None,
@@ -94,7 +100,7 @@ impl RecordedResult {
 /// writer a serialization per hit. Each `Arc` is kept, so its address cannot be reused
 /// by another value while it is remembered.
 #[derive(Default)]
-struct DigestMemo {
+pub struct DigestMemo {
     known: HashMap<usize, (Arc<Value>, u64, u64)>,
     /// The JSON size of the results it keeps alive.
     bytes: u64,
@@ -106,7 +112,8 @@ const DIGEST_MEMO_ENTRIES: usize = 4096;
 const DIGEST_MEMO_BYTES: u64 = 8 * 1024 * 1024;
 
 impl DigestMemo {
-    fn size_and_digest(&mut self, result: &RecordedResult) -> (u64, u64) {
+    /// The result's size and digest, measured once per cached result.
+    pub fn size_and_digest(&mut self, result: &RecordedResult) -> (u64, u64) {
         match result {
             RecordedResult::None => (0, 0),
             RecordedResult::Measured { bytes, digest } => (*bytes, *digest),
@@ -130,6 +137,33 @@ impl DigestMemo {
 }
 
 impl RecordedCall {
+    /// The call as an owned trace record, for a reader in the same process (the shadow
+    /// evaluator); the arguments come from `arguments_text` when it is kept.
+    pub fn to_record(&self, memo: &mut DigestMemo) -> crate::TraceRecord {
+        let line = self.line(memo);
+        let arguments = match (&self.arguments, &self.arguments_text) {
+            (Some(arguments), _) => Some(arguments.clone()),
+            (None, Some(text)) => serde_json::from_str(text).ok(),
+            (None, None) => None,
+        };
+        crate::TraceRecord {
+            t_us: line.t_us,
+            server: line.server.to_owned(),
+            method: line.method.to_owned(),
+            name: line.name.to_owned(),
+            args: crate::hex64(self.args_hash),
+            arguments,
+            access: line.access,
+            annotations: line.annotations,
+            latency_us: line.latency_us,
+            bytes: line.bytes,
+            digest: line.digest.map(|hex| crate::hex64(hex.0)).unwrap_or_default(),
+            status: line.status,
+            partition: line.partition.map(|hex| crate::hex64(hex.0)).unwrap_or_default(),
+            hit: line.hit,
+        }
+    }
+
     /// The call as a trace line, borrowing every string: the writer formats hundreds of
     /// thousands of these a second and must not take CPU from the calls themselves.
     fn line<'a>(&'a self, memo: &mut DigestMemo) -> RecordLine<'a> {
@@ -448,6 +482,8 @@ mod tests {
             status: RecordedStatus::Ok,
             partition: 0xfe,
             hit: true,
+            arguments_text: None,
+            truth: None,
         };
         let text = serde_json::to_string(&call.line(&mut DigestMemo::default()))
             .unwrap_or_else(|error| panic!("{error}"));
@@ -476,5 +512,14 @@ mod tests {
                 hit: true,
             }
         );
+        // A tap's reader gets the same record without a round trip through text, and
+        // the arguments from their kept text when they were not recorded.
+        assert_eq!(call.to_record(&mut DigestMemo::default()), record);
+        let kept_as_text = RecordedCall {
+            arguments: None,
+            arguments_text: Some(r#"{"limit":2}"#.into()),
+            ..call
+        };
+        assert_eq!(kept_as_text.to_record(&mut DigestMemo::default()), record);
     }
 }

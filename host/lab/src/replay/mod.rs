@@ -97,10 +97,10 @@ impl History {
     /// Learns from one event, in arrival order.
     pub fn note(&mut self, event: &Event) {
         if event.write {
-            self.write_times
-                .entry(event.server)
-                .or_default()
-                .push(event.t_us);
+            // Live calls arrive as they finish, not quite in order: keep the times sorted.
+            let times = self.write_times.entry(event.server).or_default();
+            let at = times.partition_point(|time| *time <= event.t_us);
+            times.insert(at, event.t_us);
         }
         for (key, partition) in [(event.key, event.partition), (event.shared_key, 0)] {
             let index = key as usize;
@@ -425,12 +425,34 @@ impl Replayer {
     /// never ends (the shadow evaluator's) holds bounded memory; its percentiles are
     /// then over the recent calls.
     pub fn forget_samples_beyond(&mut self, most: usize) {
-        keep_latest(&mut self.tally.staleness_us, most);
-        keep_latest(&mut self.tally.latencies_us, most);
+        self.tally.forget_samples_beyond(most);
     }
 
     pub fn finish(self) -> ReplayMetrics {
         self.tally.finish(Some(&self.cache))
+    }
+
+    /// Starts over with an empty cache and no keys, keeping the counts: the shadow
+    /// evaluator's new window.
+    pub fn forget_keys(&mut self, shaped_from: u32) {
+        let old = std::mem::replace(&mut self.cache, SimCache::new(0, self.setting.capacity));
+        // The counts that live in the cache carry over to the new one.
+        self.cache.peak_entries = old.peak_entries;
+        self.cache.peak_bytes = old.peak_bytes;
+        self.cache.evictions = old.evictions;
+        self.cache.invalidated = old.invalidated;
+        self.shapes = shaping::Shapes::new(shaped_from);
+        self.truth_changes.clear();
+    }
+
+    /// The counts so far (no percentiles), cheap enough to read after every batch.
+    pub fn counts(&self) -> &ReplayMetrics {
+        &self.tally.metrics
+    }
+
+    /// Backend time the hits avoided so far, in microseconds.
+    pub fn saved_us(&self) -> u64 {
+        self.tally.saved_us
     }
 }
 
@@ -441,6 +463,12 @@ fn keep_latest<T>(samples: &mut Vec<T>, most: usize) {
 }
 
 impl Tally {
+    /// Keeps at most `most` latency and staleness samples, the latest.
+    pub(crate) fn forget_samples_beyond(&mut self, most: usize) {
+        keep_latest(&mut self.staleness_us, most);
+        keep_latest(&mut self.latencies_us, most);
+    }
+
     /// Counts which part of the chain shaped a call.
     fn shaped(&mut self, shaper: Shaper) {
         let count = match shaper {

@@ -141,6 +141,7 @@ fn kind_name(kind: RunKind) -> &'static str {
         RunKind::Builtin => "builtin",
         RunKind::Wasm => "wasm",
         RunKind::Bound => "bound",
+        RunKind::Live => "live",
     }
 }
 

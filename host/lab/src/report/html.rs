@@ -403,6 +403,7 @@ fn kind_name(kind: RunKind) -> &'static str {
         RunKind::Builtin => "built-in",
         RunKind::Wasm => "wasm",
         RunKind::Bound => "bound",
+        RunKind::Live => "live",
     }
 }
 

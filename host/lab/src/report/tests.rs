@@ -59,6 +59,7 @@ fn run(name: &str, kind: RunKind, metrics: ReplayMetrics) -> PolicyRun {
             RunKind::Builtin => "builtin".to_owned(),
             RunKind::Wasm => format!("build/plugins/{name}.wasm"),
             RunKind::Bound => "computed from the trace".to_owned(),
+            RunKind::Live => "the live cache".to_owned(),
         },
         metrics,
         events_per_second: 1_250_000.0,

@@ -1,0 +1,363 @@
+//! The shadow evaluator's state, owned by its thread: the live calls turned into events
+//! (a [`TraceBuilder`] and a [`History`] that only ever see the past), one [`Replayer`]
+//! per row, and what the live cache itself did. Every row replays the same events, in
+//! arrival order, with the same code `bench policies` uses offline.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use super::candidates::{PRODUCTION, PRODUCTION_SIMULATED};
+use super::metrics::ShadowMetrics;
+use crate::loaded::{Event, TraceBuilder};
+use crate::replay::{Context, History, Replayer, Setting, Tally};
+use crate::results::{
+    LabReport, PolicyRun, REPORT_VERSION, ReplayMetrics, ReplaySettings, RunKind, TraceSummary,
+};
+use mcp_bridge_plugin_host::PluginVersion;
+use mcp_bridge_policy::PolicyChain;
+use mcp_bridge_trace::{DigestMemo, RecordedCall};
+
+/// Latency and staleness samples each row keeps for its percentiles: the latest ones.
+const SAMPLES_KEPT: usize = 65_536;
+/// Write times kept per server to date a stale hit's staleness.
+const WRITES_KEPT: usize = 4096;
+/// How often (in calls) a row times its policy call.
+const SAMPLE_EVERY: u64 = 8;
+
+/// The chain a row decides with.
+pub(super) enum RowPolicy {
+    Fixed(PolicyChain),
+    /// Whatever chain production runs now (it changes with plugin swaps and reloads).
+    Production(Arc<dyn Fn() -> Arc<PolicyChain> + Send + Sync>),
+}
+
+/// One row of the comparison: a candidate, or the production chain simulated.
+pub(super) struct Row {
+    pub name: String,
+    pub kind: RunKind,
+    pub source: String,
+    policy: RowPolicy,
+    replayer: Replayer,
+    /// The plugin's loaded version, whose fault record quarantines it.
+    plugin: Option<Arc<PluginVersion>>,
+    /// Why the row stopped: a plugin quarantined in the shadow (production is not).
+    pub quarantined: Option<String>,
+    published: (ReplayMetrics, u64),
+}
+
+impl Row {
+    pub(super) fn new(
+        name: &str,
+        kind: RunKind,
+        source: String,
+        policy: RowPolicy,
+        plugin: Option<Arc<PluginVersion>>,
+    ) -> Row {
+        Row {
+            name: name.to_owned(),
+            kind,
+            source,
+            policy,
+            // Sized when the evaluator adopts it.
+            replayer: Replayer::new(0, 0, Setting {
+                capacity: 1,
+                ttl_scale: 1.0,
+            }),
+            plugin,
+            quarantined: None,
+            published: (ReplayMetrics::default(), 0),
+        }
+    }
+}
+
+/// Everything the shadow thread keeps.
+pub(super) struct Evaluator {
+    builder: TraceBuilder,
+    history: History,
+    digests: DigestMemo,
+    max_keys: u32,
+    setting: Setting,
+    hit_latency_us: f64,
+    /// What the live cache did, from the calls' own records.
+    live: Tally,
+    live_published: (ReplayMetrics, u64),
+    pub rows: Vec<Row>,
+    servers: HashSet<String>,
+    pub calls: u64,
+    pub resets: u64,
+    /// Records that could not become events (cannot happen for the router's own).
+    pub unusable: u64,
+    first_t_us: Option<u64>,
+    last_t_us: u64,
+    started_at: u64,
+}
+
+impl Evaluator {
+    pub(super) fn new(
+        mut rows: Vec<Row>,
+        production: Arc<dyn Fn() -> Arc<PolicyChain> + Send + Sync>,
+        max_keys: u32,
+        capacity: u64,
+        hit_latency_us: f64,
+    ) -> Evaluator {
+        let setting = Setting {
+            capacity,
+            ttl_scale: 1.0,
+        };
+        rows.insert(
+            0,
+            Row::new(
+                PRODUCTION_SIMULATED,
+                RunKind::Builtin,
+                "the production chain, in a simulated cache".to_owned(),
+                RowPolicy::Production(production),
+                None,
+            ),
+        );
+        let shaped_from = shaped_from(max_keys);
+        for row in &mut rows {
+            row.replayer = Replayer::new(0, shaped_from, setting);
+        }
+        Evaluator {
+            builder: TraceBuilder::new("live"),
+            history: History::default(),
+            digests: DigestMemo::default(),
+            max_keys,
+            setting,
+            hit_latency_us,
+            live: Tally::default(),
+            live_published: (ReplayMetrics::default(), 0),
+            rows,
+            servers: HashSet::new(),
+            calls: 0,
+            resets: 0,
+            unusable: 0,
+            first_t_us: None,
+            last_t_us: 0,
+            started_at: now_seconds(),
+        }
+    }
+
+    /// Replays one answered call against every row.
+    pub(super) fn process(&mut self, call: RecordedCall) {
+        if self.builder.keys() >= self.max_keys
+            || self
+                .rows
+                .iter()
+                .any(|row| row.replayer.shaped_keys(shaped_from(self.max_keys)) >= self.max_keys)
+        {
+            self.new_window();
+        }
+        let record = call.to_record(&mut self.digests);
+        let Ok(mut event) = self.builder.event(&record, 0) else {
+            self.unusable += 1;
+            return;
+        };
+        if let Some(truth) = call.truth {
+            self.builder.learn_truth(&mut event, truth);
+        }
+        if !self.servers.contains(record.server.as_str()) {
+            self.servers.insert(record.server);
+        }
+        self.first_t_us.get_or_insert(event.t_us);
+        self.last_t_us = self.last_t_us.max(event.t_us);
+        self.history.note(&event);
+        self.observe_live(&event);
+        let sampled = self.calls.is_multiple_of(SAMPLE_EVERY);
+        self.calls += 1;
+        let context = Context {
+            trace: &self.builder.trace,
+            history: &self.history,
+            hit_latency_us: self.hit_latency_us,
+        };
+        for row in self.rows.iter_mut().filter(|row| row.quarantined.is_none()) {
+            match &row.policy {
+                RowPolicy::Fixed(chain) => row.replayer.step(&context, chain, &event, sampled),
+                RowPolicy::Production(current) => {
+                    row.replayer.step(&context, &current(), &event, sampled);
+                }
+            }
+        }
+    }
+
+    /// What the live cache did with the call: a recorded hit is a hit, stale only when
+    /// a truth sample (or an earlier answer with no write since) says so.
+    fn observe_live(&mut self, event: &Event) {
+        let tally = &mut self.live;
+        if event.write {
+            tally.metrics.writes += 1;
+            tally.backend_call(event.latency_us);
+            return;
+        }
+        tally.metrics.reads += 1;
+        if !event.hit {
+            tally.metrics.misses += 1;
+            tally.backend_call(event.latency_us);
+            return;
+        }
+        match event.truth {
+            None => tally.metrics.unverified_hits += 1,
+            Some(truth) if truth != event.digest => tally.metrics.stale_hits += 1,
+            Some(_) => {}
+        }
+        tally.hit(event.latency_us, self.hit_latency_us);
+    }
+
+    /// More distinct keys than `max_keys`: every simulated cache starts empty again; the
+    /// counts go on.
+    fn new_window(&mut self) {
+        self.builder = TraceBuilder::new("live");
+        self.history = History::default();
+        for row in &mut self.rows {
+            row.replayer.forget_keys(shaped_from(self.max_keys));
+        }
+        self.resets += 1;
+    }
+
+    /// Bounds the samples, quarantines rows whose plugin the shadow quarantined, and
+    /// adds what each row counted since the last call to the metrics.
+    pub(super) fn publish(&mut self, metrics: &ShadowMetrics) {
+        self.history.forget_writes_beyond(WRITES_KEPT);
+        self.live.forget_samples_beyond(SAMPLES_KEPT);
+        let now = (self.live.metrics.clone(), self.live.saved_us);
+        metrics.publish(
+            PRODUCTION,
+            &self.live_published.0,
+            &now.0,
+            (self.live_published.1, now.1),
+        );
+        self.live_published = now;
+        for row in &mut self.rows {
+            row.replayer.forget_samples_beyond(SAMPLES_KEPT);
+            if row.quarantined.is_none()
+                && let Some(plugin) = &row.plugin
+                && plugin.health.is_quarantined()
+            {
+                let reason = plugin
+                    .health
+                    .quarantine_reason()
+                    .unwrap_or_else(|| "too many faults".to_owned());
+                tracing::warn!(candidate = %row.name, %reason, "shadow candidate quarantined in the shadow only; production is not affected");
+                row.quarantined = Some(reason);
+                metrics
+                    .quarantined
+                    .with_label_values(&[row.name.as_str()])
+                    .set(1);
+            }
+            let now = (row.replayer.counts().clone(), row.replayer.saved_us());
+            metrics.publish(&row.name, &row.published.0, &now.0, (row.published.1, now.1));
+            row.published = now;
+        }
+    }
+
+    /// The comparison so far as the offline lab's report: the live cache first, then the
+    /// production chain simulated, then each candidate.
+    pub(super) fn report(&self) -> LabReport {
+        let live = self.live.clone().finish(None);
+        let mut policies = vec![PolicyRun {
+            name: PRODUCTION.to_owned(),
+            kind: RunKind::Live,
+            source: "the live cache".to_owned(),
+            metrics: live.clone(),
+            events_per_second: 0.0,
+        }];
+        for row in &self.rows {
+            let source = match &row.quarantined {
+                Some(reason) => format!("{} (quarantined in the shadow: {reason})", row.source),
+                None => row.source.clone(),
+            };
+            policies.push(PolicyRun {
+                name: row.name.clone(),
+                kind: row.kind,
+                source,
+                metrics: row.replayer.metrics(),
+                events_per_second: 0.0,
+            });
+        }
+        let duration_ms = self
+            .first_t_us
+            .map_or(0.0, |first| self.last_t_us.saturating_sub(first) as f64 / 1e3);
+        LabReport {
+            version: REPORT_VERSION,
+            created_at: now_seconds(),
+            trace: TraceSummary {
+                source: format!("live calls since {}", self.started_at),
+                events: self.calls,
+                reads: live.reads,
+                writes: live.writes,
+                servers: self.servers.len() as u64,
+                working_set_entries: u64::from(self.builder.keys()),
+                working_set_bytes: 0,
+                duration_ms,
+                unverifiable_reads: live.unverified_hits,
+            },
+            settings: ReplaySettings {
+                cache_entries: self.setting.capacity,
+                size_fraction: 0.0,
+                hit_latency_us: self.hit_latency_us,
+                size_fractions: Vec::new(),
+                ttl_scales: Vec::new(),
+                eviction: "lru (entries)".to_owned(),
+            },
+            policies,
+            alone: Vec::new(),
+            bounds: Vec::new(),
+            size_sweep: Vec::new(),
+            ttl_sweep: Vec::new(),
+            baseline: None,
+        }
+    }
+
+    /// `GET /admin/lab`'s view of the rows.
+    pub(super) fn rows_status(&self) -> Value {
+        let report = self.report();
+        let rows: Vec<Value> = report
+            .policies
+            .iter()
+            .map(|run| {
+                let quarantined = self
+                    .rows
+                    .iter()
+                    .find(|row| row.name == run.name)
+                    .and_then(|row| row.quarantined.clone());
+                let metrics = &run.metrics;
+                json!({
+                    "name": run.name,
+                    "kind": run.kind,
+                    "source": run.source,
+                    "state": if quarantined.is_some() { "quarantined" } else { "evaluating" },
+                    "quarantine_reason": quarantined,
+                    "reads": metrics.reads,
+                    "hits": metrics.hits,
+                    "hit_ratio": metrics.hit_ratio,
+                    "stale_hits": metrics.stale_hits,
+                    "stale_hit_ratio": metrics.stale_hit_ratio,
+                    "unverified_hits": metrics.unverified_hits,
+                    "backend_calls": metrics.backend_calls,
+                    "backend_time_saved_ms": metrics.backend_time_saved_ms,
+                    "final_bytes": metrics.final_bytes,
+                    "peak_bytes": metrics.peak_bytes,
+                    "decision_ns": metrics.decision_ns,
+                    "shaped_by_plugin": metrics.shaped_by_plugin,
+                    "shaped_by_config": metrics.shaped_by_config,
+                    "shaped_by_default": metrics.shaped_by_default,
+                })
+            })
+            .collect();
+        Value::Array(rows)
+    }
+}
+
+/// Shaped keys are numbered past every key a window may hold (an event adds two).
+fn shaped_from(max_keys: u32) -> u32 {
+    max_keys.saturating_add(2)
+}
+
+fn now_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}

@@ -1,0 +1,253 @@
+//! Shadow evaluation (`[lab.shadow]`): candidate cache policies judged on live traffic.
+//!
+//! The router hands every answered call to [`Shadow`] (a [`CallTap`]) as it hands the
+//! trace recorder one: into a bounded queue, never waiting, dropping and counting when
+//! the evaluator falls behind, so a call is never slowed. The evaluator's thread replays
+//! each call against every candidate in a simulated cache of its own, with the replay
+//! `bench policies` uses, beside what the live cache did and the production chain in a
+//! simulated cache. `/admin/lab` shows the rows, `/admin/lab/report.json` exports them as
+//! the offline lab's report, and `/admin/lab/page` renders them as its HTML.
+//!
+//! A candidate plugin runs in the shadow's own instances, with the production limits:
+//! when it faults often enough to be quarantined, only its shadow row stops.
+
+mod candidates;
+mod evaluator;
+mod metrics;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+use crate::LabError;
+use crate::results::LabReport;
+use evaluator::Evaluator;
+use mcp_bridge_config::{PluginsConfig, ShadowConfig};
+use mcp_bridge_metrics::Registry;
+use mcp_bridge_plugin_host::PluginEngine;
+use mcp_bridge_policy::{BuiltinSettings, PolicyChain};
+use mcp_bridge_trace::{CallTap, RecordedCall, TruthSampler};
+pub use metrics::ShadowMetrics;
+
+/// How often the evaluator drains its queue. It never blocks in `recv`, so a call handing
+/// over its record never has to wake it (as the trace writer does).
+const DRAIN_EVERY: Duration = Duration::from_millis(20);
+/// How many calls the evaluator replays per hold of its lock, so `/admin/lab` never
+/// waits long.
+const BATCH: usize = 1024;
+/// How often the metrics are brought up to date.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+
+/// What the shadow needs from the rest of the bridge.
+pub struct ShadowSetup<'a> {
+    pub config: &'a ShadowConfig,
+    pub plugins: &'a PluginsConfig,
+    /// The built-in policy's settings from the config, which every candidate's chain
+    /// ends with.
+    pub builtin: BuiltinSettings,
+    /// The production cache's capacity in entries: each candidate's simulated cache
+    /// gets the same.
+    pub capacity: u64,
+    /// What a hit costs, for the latency numbers.
+    pub hit_latency: Duration,
+    /// The chain production decides with now.
+    pub production: Arc<dyn Fn() -> Arc<PolicyChain> + Send + Sync>,
+    pub registry: &'a Registry,
+}
+
+/// The shadow evaluator: the router's tap and the admin API's view.
+pub struct Shadow {
+    sender: Mutex<Option<SyncSender<RecordedCall>>>,
+    evaluator: Arc<Mutex<Evaluator>>,
+    metrics: Arc<ShadowMetrics>,
+    sampler: Option<TruthSampler>,
+    worker: Mutex<Option<std::thread::JoinHandle<()>>>,
+    closed: Arc<AtomicBool>,
+    queue: usize,
+    truth_samples_per_second: f64,
+    /// The engine's epoch ticker must outlive every candidate plugin call.
+    _engine: PluginEngine,
+}
+
+impl Shadow {
+    /// Loads every candidate and starts the evaluator's thread. A candidate that cannot
+    /// load is an error naming it.
+    pub fn start(setup: ShadowSetup<'_>) -> Result<Arc<Shadow>, LabError> {
+        let engine = PluginEngine::new(None).map_err(|error| LabError::Policy {
+            name: "shadow".to_owned(),
+            message: error.to_string(),
+        })?;
+        let rows = candidates::rows(
+            &setup.config.candidates,
+            setup.plugins,
+            &setup.builtin,
+            &engine,
+        )?;
+        let metrics = Arc::new(ShadowMetrics::register(setup.registry));
+        let evaluator = Arc::new(Mutex::new(Evaluator::new(
+            rows,
+            setup.production,
+            setup.config.max_keys,
+            setup.capacity,
+            setup.hit_latency.as_secs_f64() * 1e6,
+        )));
+        let (sender, receiver) = std::sync::mpsc::sync_channel(setup.config.queue);
+        let closed = Arc::new(AtomicBool::new(false));
+        let worker = {
+            let evaluator = evaluator.clone();
+            let metrics = metrics.clone();
+            std::thread::Builder::new()
+                .name("shadow-lab".to_owned())
+                .spawn(move || run(&receiver, &evaluator, &metrics))
+                .map_err(|source| LabError::Policy {
+                    name: "shadow".to_owned(),
+                    message: format!("cannot start the evaluator's thread: {source}"),
+                })?
+        };
+        let config = setup.config;
+        let sampler = config.samples_truth().then(|| {
+            TruthSampler::new(
+                config.truth_samples_per_second,
+                config.truth_max_in_flight,
+                config.truth_timeout,
+                metrics.truth_samples_total.clone(),
+            )
+        });
+        tracing::info!(
+            candidates = config.candidates.len(),
+            truth_samples_per_second = config.truth_samples_per_second,
+            "shadow evaluation on: every answered call is replayed against the candidates off the request path"
+        );
+        Ok(Arc::new(Shadow {
+            sender: Mutex::new(Some(sender)),
+            evaluator,
+            metrics,
+            sampler,
+            worker: Mutex::new(Some(worker)),
+            closed,
+            queue: config.queue,
+            truth_samples_per_second: config.truth_samples_per_second,
+            _engine: engine,
+        }))
+    }
+
+    /// `GET /admin/lab`.
+    pub fn status(&self) -> Value {
+        let evaluator = self.evaluator.lock();
+        json!({
+            "enabled": true,
+            "calls": evaluator.calls,
+            "dropped": self.metrics.dropped_total.get(),
+            "queue": {
+                "depth": self.metrics.queue_depth.get(),
+                "capacity": self.queue,
+            },
+            "window_resets": evaluator.resets,
+            "unusable_records": evaluator.unusable,
+            "truth_sampling": {
+                "per_second": self.truth_samples_per_second,
+                "fresh": self.metrics.truth_samples_total.with_label_values(&["fresh"]).get(),
+                "stale": self.metrics.truth_samples_total.with_label_values(&["stale"]).get(),
+                "failed": self.metrics.truth_samples_total.with_label_values(&["failed"]).get(),
+                "skipped": self.metrics.truth_samples_total.with_label_values(&["skipped"]).get(),
+            },
+            "rows": evaluator.rows_status(),
+        })
+    }
+
+    /// The comparison so far, as `bench policies` writes `report.json`.
+    pub fn report(&self) -> LabReport {
+        self.evaluator.lock().report()
+    }
+
+    /// The comparison as a self-contained HTML page that reloads itself every
+    /// `refresh_seconds`.
+    pub fn page(&self, refresh_seconds: u32) -> String {
+        let html = crate::report::html::render(&self.report());
+        let refresh = format!("<meta http-equiv=\"refresh\" content=\"{refresh_seconds}\">");
+        match html.find("<head>") {
+            Some(at) => {
+                let at = at + "<head>".len();
+                format!("{}{refresh}{}", &html[..at], &html[at..])
+            }
+            None => html,
+        }
+    }
+
+    /// Stops the evaluator after it has replayed what is queued.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        self.sender.lock().take();
+        if let Some(worker) = self.worker.lock().take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+impl CallTap for Shadow {
+    fn submit(&self, call: RecordedCall) {
+        let sender = self.sender.lock();
+        let Some(sender) = sender.as_ref() else {
+            return;
+        };
+        match sender.try_send(call) {
+            Ok(()) => self.metrics.queue_depth.inc(),
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.metrics.dropped_total.inc();
+                let dropped = self.metrics.dropped_total.get();
+                if dropped.is_power_of_two() {
+                    tracing::warn!(
+                        dropped,
+                        "the shadow evaluator cannot keep up; dropped calls from the shadow (the calls themselves were answered)"
+                    );
+                }
+            }
+        }
+    }
+
+    fn truth_sampler(&self) -> Option<&TruthSampler> {
+        self.sampler.as_ref()
+    }
+}
+
+/// The evaluator's thread: drains the queue in batches, publishes the metrics now and
+/// then, sleeps when there is nothing to do, and ends when the queue is closed.
+fn run(receiver: &Receiver<RecordedCall>, evaluator: &Mutex<Evaluator>, metrics: &ShadowMetrics) {
+    let mut published = Instant::now();
+    loop {
+        let mut drained = 0;
+        let mut disconnected = false;
+        {
+            let mut evaluator = evaluator.lock();
+            while drained < BATCH {
+                match receiver.try_recv() {
+                    Ok(call) => {
+                        metrics.queue_depth.dec();
+                        metrics.calls_total.inc();
+                        evaluator.process(call);
+                        drained += 1;
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        disconnected = true;
+                        break;
+                    }
+                }
+            }
+            if disconnected || published.elapsed() >= PUBLISH_EVERY {
+                evaluator.publish(metrics);
+                published = Instant::now();
+            }
+        }
+        if disconnected {
+            return;
+        }
+        if drained < BATCH {
+            std::thread::sleep(DRAIN_EVERY);
+        }
+    }
+}
