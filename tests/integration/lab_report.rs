@@ -134,18 +134,27 @@ async fn bench_policies_report_renders_in_headless_chromium() -> Result<()> {
         "report.csv has no row for the builtin policy"
     );
 
-    let png = out.path().join("report.png");
-    let rendered = render(&html, &png).await?;
+    check_renders(&html, &out.path().join("report.png"), 1500).await
+}
+
+/// Renders an HTML page in headless Chromium (installing it when missing) into `png`
+/// and checks the render: every chart drawn, no console error, no request but the page,
+/// and a screenshot at least `min_height` pixels tall of a real page's size.
+pub(crate) async fn check_renders(html: &Path, png: &Path, min_height: u32) -> Result<()> {
+    // Pinned playwright-core and Node (tests/deps), then the browser itself.
+    let _ = test_deps();
+    install_chromium().await?;
+    let rendered = render(html, png).await?;
     ensure!(
         rendered.status.success(),
         "the render check failed: {}",
         describe(&rendered)
     );
-    let bytes = std::fs::read(&png).context("the render check wrote no screenshot")?;
+    let bytes = std::fs::read(png).context("the render check wrote no screenshot")?;
     let (width, height) = png_dimensions(&bytes).context("the screenshot is not a PNG")?;
     ensure!(
-        width >= 800 && height >= 1500,
-        "the screenshot is {width}×{height}, too small for the whole report"
+        width >= 800 && height >= min_height,
+        "the screenshot is {width}×{height}, too small for the whole page"
     );
     ensure!(
         bytes.len() as u64 >= MIN_SCREENSHOT_BYTES,

@@ -43,4 +43,5 @@ mod reference_servers;
 mod replicas;
 mod session_abandonment;
 mod session_tokens;
+mod shadow;
 mod smoke;

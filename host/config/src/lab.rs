@@ -144,7 +144,10 @@ pub(super) fn lab(
     let queue = raw.queue.unwrap_or(defaults.queue);
     if !(1..=MAX_SHADOW_QUEUE).contains(&queue) {
         return Err(main
-            .error(&at("queue"), format!("a queue of {queue} calls is out of range"))
+            .error(
+                &at("queue"),
+                format!("a queue of {queue} calls is out of range"),
+            )
             .with_help(format!(
                 "write between 1 and {MAX_SHADOW_QUEUE}; the default is {DEFAULT_SHADOW_QUEUE}"
             )));
@@ -248,7 +251,9 @@ fn candidate(
             if plugins.dir.is_none() {
                 return Err(main
                     .error(&path.key("file"), "a plugin candidate needs [plugins] dir")
-                    .with_help("add dir = \"plugins.d\" under [plugins] and put the .wasm file there"));
+                    .with_help(
+                        "add dir = \"plugins.d\" under [plugins] and put the .wasm file there",
+                    ));
             }
             super::plugins::check_file_name(main, &path.key("file"), &file)?;
             let config_json = super::plugins::config_json(main, &path.key("config"), raw.config)?;
@@ -258,7 +263,10 @@ fn candidate(
         None => {
             if raw.config.is_some() {
                 return Err(main
-                    .error(&path.key("config"), "`config` is a plugin's; this candidate has no `file`")
+                    .error(
+                        &path.key("config"),
+                        "`config` is a plugin's; this candidate has no `file`",
+                    )
                     .with_help("add file = \"NAME.wasm\", or remove `config`"));
             }
             let names: Vec<&str> = servers.iter().map(|server| server.name.as_str()).collect();
@@ -282,7 +290,10 @@ fn candidate(
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     {
         return Err(main
-            .error(&path.key("name"), format!("`{name}` is not a candidate name"))
+            .error(
+                &path.key("name"),
+                format!("`{name}` is not a candidate name"),
+            )
             .with_help("write up to 64 letters, digits, `-`, `_` or `.`; it labels metrics"));
     }
     Ok(ShadowCandidate {

@@ -53,7 +53,6 @@ use std::path::Path;
 
 pub use auth::*;
 pub use checked::*;
-pub use lab::*;
 pub use error::ConfigError;
 pub use expand::EXE_VARIABLE;
 pub use isolation::{
@@ -61,6 +60,7 @@ pub use isolation::{
     DEFAULT_ISOLATED_MAX_TOTAL_PROCESSES, DEFAULT_ISOLATION, DEFAULT_MAX_BACKEND_PROCESSES,
     EnvPiece, EnvTemplate, Isolation, MissingSecret, PrincipalSecrets, ProcessesConfig,
 };
+pub use lab::*;
 pub use secret::{REDACTED, Secret};
 pub use sessions::{
     DEFAULT_SESSION_MAX_AGE, MAX_SESSION_KEYS, MIN_SESSION_KEY_BYTES, SessionsConfig,

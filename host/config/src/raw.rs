@@ -34,8 +34,22 @@ pub(crate) struct RawConfig {
 /// The top-level keys of the TOML file, used to explain a key that was written below a table
 /// header by mistake (TOML puts every key after `[health]` inside `health`).
 pub(crate) const TOP_LEVEL_KEYS: &[&str] = &[
-    "include", "http", "logging", "defaults", "health", "servers", "cache", "plugins", "auth",
-    "access", "limits", "audit", "sessions", "processes", "principal_secrets", "lab",
+    "include",
+    "http",
+    "logging",
+    "defaults",
+    "health",
+    "servers",
+    "cache",
+    "plugins",
+    "auth",
+    "access",
+    "limits",
+    "audit",
+    "sessions",
+    "processes",
+    "principal_secrets",
+    "lab",
 ];
 
 /// The `[auth]` table: who may call.

@@ -101,7 +101,22 @@ pub(crate) fn build(
     let limits = super::validate_auth::limits(main, raw.limits.unwrap_or_default(), &servers)?;
     let audit = super::validate_auth::audit(main, base_dir, raw.audit.unwrap_or_default(), lookup)?;
     let sessions = super::sessions::sessions(main, raw.sessions.unwrap_or_default(), lookup)?;
-    let shadow = super::lab::lab(main, raw.lab.unwrap_or_default(), &cache, &plugins, &servers)?;
+    let shadow = super::lab::lab(
+        main,
+        raw.lab.unwrap_or_default(),
+        &cache,
+        &plugins,
+        &servers,
+    )?;
+    let mut plugins = plugins;
+    plugins.shadow_files = shadow
+        .candidates
+        .iter()
+        .filter_map(|candidate| match &candidate.policy {
+            super::lab::CandidatePolicy::Plugin { file, .. } => Some(file.clone()),
+            super::lab::CandidatePolicy::Builtin { .. } => None,
+        })
+        .collect();
     Ok(BridgeConfig {
         source: main.name.clone(),
         http,

@@ -274,7 +274,10 @@ impl TraceBuilder {
             event.latency_us = sum.checked_div(count).unwrap_or(0);
             event.latency_estimated = true;
         } else {
-            let sum = self.latencies.entry((event.server, event.name)).or_default();
+            let sum = self
+                .latencies
+                .entry((event.server, event.name))
+                .or_default();
             sum.0 += event.latency_us;
             sum.1 += 1;
             self.overall_latency.0 += event.latency_us;

@@ -255,6 +255,7 @@ pub fn run(args: PoliciesArgs) -> Result<(), LabError> {
         size_sweep: Vec::new(),
         ttl_sweep: Vec::new(),
         baseline: None,
+        shadow: None,
     };
     let events = trace.events.len() as f64;
     for (job, (metrics, elapsed)) in plan.iter().zip(results) {

@@ -33,6 +33,27 @@ pub struct LabReport {
     /// The change against `--baseline`, when one was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<BaselineDiff>,
+    /// Present when the report comes from shadow evaluation on live calls
+    /// (`/admin/lab/report.json`) rather than a replay of a trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowSummary>,
+}
+
+/// How a shadow evaluation saw the live calls.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowSummary {
+    /// When the evaluation started, in seconds since the Unix epoch.
+    pub since: u64,
+    /// Calls dropped because the evaluator fell behind (the calls were answered).
+    pub dropped: u64,
+    /// Times every simulated cache was emptied because the key limit was reached.
+    pub window_resets: u64,
+    /// Truth samples by result: fresh, stale, failed (no usable answer), skipped.
+    pub truth_fresh: u64,
+    pub truth_stale: u64,
+    pub truth_failed: u64,
+    pub truth_skipped: u64,
 }
 
 /// What was replayed.

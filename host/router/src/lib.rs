@@ -713,7 +713,9 @@ impl ForwardedCall {
     /// An isolated group's calls are never sampled: the sample would need the group.
     fn record_hit(&self, draft: recording::Draft, served: Option<Arc<Value>>, response: &Value) {
         let sample = match (&served, &self.retry_copy) {
-            (Some(served), Some(message)) if self.cache_outcome == "hit" && self.group.is_none() => {
+            (Some(served), Some(message))
+                if self.cache_outcome == "hit" && self.group.is_none() =>
+            {
                 draft
                     .truth_permit()
                     .map(|(permit, timeout)| (served.clone(), message.clone(), permit, timeout))

@@ -67,22 +67,22 @@ impl Admin {
     /// Every route that answers JSON.
     async fn answer_json(&self, request: AdminRequest<'_>) -> Result<Value, FrontError> {
         match (request.method().clone(), request.path()) {
-                (Method::GET, "/admin/stats") => Ok(self.stats(&request)),
-                (Method::GET, "/admin/cache/stats") => self.cache_stats(),
-                (Method::DELETE, "/admin/cache") => {
-                    Ok(json!({ "dropped": self.cache()?.clear_everywhere().await }))
-                }
-                (Method::POST, "/admin/cache/invalidate") => self.cache_invalidate(request).await,
-                (Method::GET, "/admin/plugins") => Ok(self.plugins()?.host.snapshot()),
-                (Method::POST, "/admin/plugins/reload") => self.plugins_reload().await,
-                (Method::GET, "/admin/record") => Ok(self.recorder()?.status()),
-                (Method::POST, "/admin/record/start") => self.record_toggle(true),
-                (Method::POST, "/admin/record/stop") => self.record_toggle(false),
-                (Method::GET, "/admin/lab") => Ok(self.shadow()?.status()),
-                (Method::GET, "/admin/lab/report.json") => {
-                    Ok(serde_json::to_value(self.shadow()?.report()).unwrap_or_default())
-                }
-                (_, path) => Err(FrontError::NotFound(format!("no route for {path}"))),
+            (Method::GET, "/admin/stats") => Ok(self.stats(&request)),
+            (Method::GET, "/admin/cache/stats") => self.cache_stats(),
+            (Method::DELETE, "/admin/cache") => {
+                Ok(json!({ "dropped": self.cache()?.clear_everywhere().await }))
+            }
+            (Method::POST, "/admin/cache/invalidate") => self.cache_invalidate(request).await,
+            (Method::GET, "/admin/plugins") => Ok(self.plugins()?.host.snapshot()),
+            (Method::POST, "/admin/plugins/reload") => self.plugins_reload().await,
+            (Method::GET, "/admin/record") => Ok(self.recorder()?.status()),
+            (Method::POST, "/admin/record/start") => self.record_toggle(true),
+            (Method::POST, "/admin/record/stop") => self.record_toggle(false),
+            (Method::GET, "/admin/lab") => Ok(self.shadow()?.status()),
+            (Method::GET, "/admin/lab/report.json") => {
+                Ok(serde_json::to_value(self.shadow()?.report()).unwrap_or_default())
+            }
+            (_, path) => Err(FrontError::NotFound(format!("no route for {path}"))),
         }
     }
 

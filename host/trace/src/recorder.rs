@@ -157,9 +157,15 @@ impl RecordedCall {
             annotations: line.annotations,
             latency_us: line.latency_us,
             bytes: line.bytes,
-            digest: line.digest.map(|hex| crate::hex64(hex.0)).unwrap_or_default(),
+            digest: line
+                .digest
+                .map(|hex| crate::hex64(hex.0))
+                .unwrap_or_default(),
             status: line.status,
-            partition: line.partition.map(|hex| crate::hex64(hex.0)).unwrap_or_default(),
+            partition: line
+                .partition
+                .map(|hex| crate::hex64(hex.0))
+                .unwrap_or_default(),
             hit: line.hit,
         }
     }

@@ -306,7 +306,13 @@ impl Replayer {
     }
 
     /// Replays one event; `sampled` times the policy call.
-    pub fn step(&mut self, context: &Context<'_>, chain: &PolicyChain, event: &Event, sampled: bool) {
+    pub fn step(
+        &mut self,
+        context: &Context<'_>,
+        chain: &PolicyChain,
+        event: &Event,
+        sampled: bool,
+    ) {
         let trace = context.trace;
         let cache = &mut self.cache;
         let tally = &mut self.tally;

@@ -13,7 +13,7 @@ pub(crate) use self::format::{ms, pct};
 use self::format::{signed_ms, signed_ns, timestamp};
 use super::svg::{Marker, escape};
 use crate::LabError;
-use crate::results::{Change, LabReport, PolicyRun, RunKind};
+use crate::results::{Change, LabReport, PolicyRun, RunKind, ShadowSummary};
 
 /// Okabe and Ito's colour-blind-safe palette, without its yellow (too pale on white),
 /// plus one dark wine, in the order policies get them.
@@ -109,7 +109,14 @@ pub fn write(report: &LabReport, path: &Path) -> Result<(), LabError> {
 pub fn render(report: &LabReport) -> String {
     let styles = Styles::new(report);
     let mut out = String::with_capacity(64 * 1024);
-    let source = escape(&report.trace.source);
+    let (title, source) = match &report.shadow {
+        Some(shadow) => (
+            "Shadow evaluation on live traffic",
+            format!("live calls since {}", timestamp(shadow.since)),
+        ),
+        None => ("Cache policy report", report.trace.source.clone()),
+    };
+    let source = escape(&source);
     let _ = write!(
         out,
         r#"<!DOCTYPE html>
@@ -117,39 +124,86 @@ pub fn render(report: &LabReport) -> String {
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Policy lab report: {source}</title>
+<title>{title}: {source}</title>
 <style>{STYLE}</style>
 </head>
 <body>
 <main>
 <header>
 <p class="eyebrow">mcp-bridge · policy lab</p>
-<h1>Cache policy report</h1>
+<h1>{title}</h1>
 <p class="subtitle"><span class="source">{source}</span> · generated {created}</p>
 </header>
 "#,
         created = escape(&timestamp(report.created_at)),
     );
     summary(&mut out, report);
+    if let Some(shadow) = &report.shadow {
+        shadow_panel(&mut out, shadow);
+    }
     headline(&mut out, report, &styles);
     shapers(&mut out, report, &styles);
     if let Some(diff) = &report.baseline {
         baseline(&mut out, diff);
     }
     out.push_str(r#"<div class="charts">"#);
-    size_chart(&mut out, report, &styles);
-    tradeoff_chart(&mut out, report, &styles);
+    // A shadow evaluation sweeps nothing: every row runs at production's size.
+    if report.shadow.is_none() {
+        size_chart(&mut out, report, &styles);
+        tradeoff_chart(&mut out, report, &styles);
+    }
     saved_chart(&mut out, report, &styles);
     latency_chart(&mut out, report, &styles);
     out.push_str("</div>\n");
-    out.push_str(
-        r#"<footer>Written by <code>mcp-bridge bench policies</code>. Replayed in virtual time: only the cache and the clock are simulated; the policies ran as they would in <code>serve</code>. This page is self-contained: no scripts, no network.</footer>
-</main>
-</body>
-</html>
-"#,
+    let footer = match report.shadow {
+        Some(_) => {
+            "Written by <code>mcp-bridge serve</code> with <code>[lab.shadow]</code>: each candidate decided every live call in a simulated cache of its own, off the request path; <code>production</code> is what the live cache did. This page reloads itself; it is self-contained: no scripts, no network."
+        }
+        None => {
+            "Written by <code>mcp-bridge bench policies</code>. Replayed in virtual time: only the cache and the clock are simulated; the policies ran as they would in <code>serve</code>. This page is self-contained: no scripts, no network."
+        }
+    };
+    let _ = write!(
+        out,
+        "<footer>{footer}</footer>\n</main>\n</body>\n</html>\n"
     );
     out
+}
+
+/// How the shadow saw the live calls, and how to read its rows.
+fn shadow_panel(out: &mut String, shadow: &ShadowSummary) {
+    let sampled = shadow.truth_fresh + shadow.truth_stale;
+    let truth = if sampled + shadow.truth_failed + shadow.truth_skipped == 0 {
+        "off: a hit counts as stale only when an earlier answer of the same call, with no write since, differed".to_owned()
+    } else {
+        format!(
+            "{} hits re-fetched: {} fresh, {} stale, {} failed, {} skipped",
+            count(sampled + shadow.truth_failed),
+            count(shadow.truth_fresh),
+            count(shadow.truth_stale),
+            count(shadow.truth_failed),
+            count(shadow.truth_skipped)
+        )
+    };
+    let rows = [
+        (
+            "Rows",
+            "production: the live cache · production-simulated: the production chain in a simulated cache (its gap to production is the simulation's) · then each candidate".to_owned(),
+        ),
+        ("Dropped calls", count(shadow.dropped)),
+        ("Window restarts", count(shadow.window_resets)),
+        ("Truth sampling", truth),
+    ];
+    out.push_str(r#"<section class="panel settings"><h2>Shadow</h2><dl>"#);
+    for (label, value) in rows {
+        let _ = write!(
+            out,
+            "<div><dt>{}</dt><dd>{}</dd></div>",
+            escape(label),
+            escape(&value)
+        );
+    }
+    out.push_str("</dl></section>\n");
 }
 
 /// How each name is drawn (colour, marker, dashed), the same in every chart and table.

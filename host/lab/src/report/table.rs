@@ -74,7 +74,7 @@ fn headline_row(run: &PolicyRun) -> Vec<String> {
         RunKind::Bound => format!("[{}]", run.name),
         _ => run.name.clone(),
     };
-    let decide = if run.kind == RunKind::Bound {
+    let decide = if matches!(run.kind, RunKind::Bound | RunKind::Live) {
         "-".to_owned()
     } else {
         format!("{:.0} ns", metrics.decision_ns)

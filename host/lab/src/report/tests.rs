@@ -176,6 +176,7 @@ pub(super) fn fixture() -> LabReport {
             only_in_baseline: vec!["old-policy".to_owned()],
             only_in_this_run: vec!["seed-ttl-table".to_owned(), "crud-invalidation".to_owned()],
         }),
+        shadow: None,
     }
 }
 

@@ -62,10 +62,14 @@ impl Row {
             source,
             policy,
             // Sized when the evaluator adopts it.
-            replayer: Replayer::new(0, 0, Setting {
-                capacity: 1,
-                ttl_scale: 1.0,
-            }),
+            replayer: Replayer::new(
+                0,
+                0,
+                Setting {
+                    capacity: 1,
+                    ttl_scale: 1.0,
+                },
+            ),
             plugin,
             quarantined: None,
             published: (ReplayMetrics::default(), 0),
@@ -92,7 +96,7 @@ pub(super) struct Evaluator {
     pub unusable: u64,
     first_t_us: Option<u64>,
     last_t_us: u64,
-    started_at: u64,
+    pub started_at: u64,
 }
 
 impl Evaluator {
@@ -248,7 +252,12 @@ impl Evaluator {
                     .set(1);
             }
             let now = (row.replayer.counts().clone(), row.replayer.saved_us());
-            metrics.publish(&row.name, &row.published.0, &now.0, (row.published.1, now.1));
+            metrics.publish(
+                &row.name,
+                &row.published.0,
+                &now.0,
+                (row.published.1, now.1),
+            );
             row.published = now;
         }
     }
@@ -277,9 +286,9 @@ impl Evaluator {
                 events_per_second: 0.0,
             });
         }
-        let duration_ms = self
-            .first_t_us
-            .map_or(0.0, |first| self.last_t_us.saturating_sub(first) as f64 / 1e3);
+        let duration_ms = self.first_t_us.map_or(0.0, |first| {
+            self.last_t_us.saturating_sub(first) as f64 / 1e3
+        });
         LabReport {
             version: REPORT_VERSION,
             created_at: now_seconds(),
@@ -296,7 +305,7 @@ impl Evaluator {
             },
             settings: ReplaySettings {
                 cache_entries: self.setting.capacity,
-                size_fraction: 0.0,
+                size_fraction: self.setting.capacity as f64 / f64::from(self.builder.keys().max(1)),
                 hit_latency_us: self.hit_latency_us,
                 size_fractions: Vec::new(),
                 ttl_scales: Vec::new(),
@@ -308,6 +317,7 @@ impl Evaluator {
             size_sweep: Vec::new(),
             ttl_sweep: Vec::new(),
             baseline: None,
+            shadow: None,
         }
     }
 

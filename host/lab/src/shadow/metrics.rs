@@ -80,7 +80,13 @@ impl ShadowMetrics {
     }
 
     /// Adds what a row counted since `before` (its counts when last published).
-    pub fn publish(&self, row: &str, before: &ReplayMetrics, now: &ReplayMetrics, saved_us: (u64, u64)) {
+    pub fn publish(
+        &self,
+        row: &str,
+        before: &ReplayMetrics,
+        now: &ReplayMetrics,
+        saved_us: (u64, u64),
+    ) {
         let labels = &[row];
         let grow = |counter: &IntCounterVec, old: u64, new: u64| {
             counter
@@ -90,7 +96,11 @@ impl ShadowMetrics {
         grow(&self.reads_total, before.reads, now.reads);
         grow(&self.hits_total, before.hits, now.hits);
         grow(&self.stale_hits_total, before.stale_hits, now.stale_hits);
-        grow(&self.backend_calls_total, before.backend_calls, now.backend_calls);
+        grow(
+            &self.backend_calls_total,
+            before.backend_calls,
+            now.backend_calls,
+        );
         let (old, new) = saved_us;
         self.backend_saved_seconds_total
             .with_label_values(labels)

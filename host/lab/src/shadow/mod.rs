@@ -24,7 +24,7 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 use crate::LabError;
-use crate::results::LabReport;
+use crate::results::{LabReport, ShadowSummary};
 use evaluator::Evaluator;
 use mcp_bridge_config::{PluginsConfig, ShadowConfig};
 use mcp_bridge_metrics::Registry;
@@ -159,9 +159,28 @@ impl Shadow {
         })
     }
 
-    /// The comparison so far, as `bench policies` writes `report.json`.
+    /// The comparison so far, as `bench policies` writes `report.json`, with how the
+    /// shadow saw the calls.
     pub fn report(&self) -> LabReport {
-        self.evaluator.lock().report()
+        let evaluator = self.evaluator.lock();
+        let truth = |result: &str| {
+            self.metrics
+                .truth_samples_total
+                .with_label_values(&[result])
+                .get()
+        };
+        LabReport {
+            shadow: Some(ShadowSummary {
+                since: evaluator.started_at,
+                dropped: self.metrics.dropped_total.get(),
+                window_resets: evaluator.resets,
+                truth_fresh: truth("fresh"),
+                truth_stale: truth("stale"),
+                truth_failed: truth("failed"),
+                truth_skipped: truth("skipped"),
+            }),
+            ..evaluator.report()
+        }
     }
 
     /// The comparison as a self-contained HTML page that reloads itself every
