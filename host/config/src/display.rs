@@ -156,8 +156,50 @@ impl BridgeConfig {
             write_server(out, server)?;
         }
         write_cache(out, &self.cache)?;
-        write_plugins(out, &self.plugins)
+        write_plugins(out, &self.plugins)?;
+        write_shadow(out, &self.shadow)
     }
+}
+
+/// Writes the shadow's candidates (never a plugin's config) and its bounds.
+fn write_shadow(out: &mut String, shadow: &super::ShadowConfig) -> std::fmt::Result {
+    if !shadow.is_enabled() {
+        return writeln!(out, "shadow: off (no [[lab.shadow.candidate]])");
+    }
+    let truth = if shadow.samples_truth() {
+        format!(
+            "{}/s, at most {} at once, timeout {}",
+            shadow.truth_samples_per_second,
+            shadow.truth_max_in_flight,
+            format_duration(shadow.truth_timeout)
+        )
+    } else {
+        "off".to_owned()
+    };
+    writeln!(
+        out,
+        "shadow: {} candidates, queue {}, max_keys {}, truth sampling {truth}",
+        shadow.candidates.len(),
+        shadow.queue,
+        shadow.max_keys
+    )?;
+    for candidate in &shadow.candidates {
+        let what = match &candidate.policy {
+            super::CandidatePolicy::Plugin { file, .. } => format!("plugin {file}"),
+            super::CandidatePolicy::Builtin { .. } => "the built-in policy".to_owned(),
+        };
+        let rules = if candidate.config_rules {
+            "with"
+        } else {
+            "without"
+        };
+        writeln!(
+            out,
+            "  candidate {}: {what}, {rules} the config's TTL rows and invalidation rules",
+            candidate.name
+        )?;
+    }
+    Ok(())
 }
 
 /// Writes how many session keys there are (never a key) and how long a token lasts.

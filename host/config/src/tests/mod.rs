@@ -3,6 +3,7 @@
 mod auth;
 mod cache;
 mod files;
+mod lab;
 mod plugins;
 mod sessions;
 mod shared;
