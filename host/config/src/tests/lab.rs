@@ -41,7 +41,10 @@ ttl = { demo = { get_tasks = "1s" } }
     ));
     let shadow = &config.shadow;
     assert!(shadow.is_enabled() && shadow.samples_truth());
-    assert_eq!((shadow.queue, shadow.max_keys), (100, DEFAULT_SHADOW_MAX_KEYS));
+    assert_eq!(
+        (shadow.queue, shadow.max_keys),
+        (100, DEFAULT_SHADOW_MAX_KEYS)
+    );
     let names: Vec<&str> = shadow.candidates.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["seed-ttl-table", "short"]);
     assert_eq!(
@@ -77,11 +80,12 @@ fn shadow_errors_name_the_field() {
         "[servers.demo]\ncommand = \"d\"\n\n[cache]\nenabled = false\n\n[[lab.shadow.candidate]]\nname = \"a\"\n",
     );
     assert_at(&no_cache, "test.toml", 7, "lab.shadow.candidate");
-    assert!(no_cache.to_string().contains("need the cache on"), "{no_cache}");
+    assert!(
+        no_cache.to_string().contains("need the cache on"),
+        "{no_cache}"
+    );
 
-    let no_dir = fail(&with_cache(
-        "[[lab.shadow.candidate]]\nfile = \"a.wasm\"\n",
-    ));
+    let no_dir = fail(&with_cache("[[lab.shadow.candidate]]\nfile = \"a.wasm\"\n"));
     assert_at(&no_dir, "test.toml", 8, "lab.shadow.candidate[0].file");
 
     let escaping = fail(&with_cache(
@@ -92,7 +96,10 @@ fn shadow_errors_name_the_field() {
     let mixed = fail(&with_cache(
         "[plugins]\ndir = \"p\"\n\n[[lab.shadow.candidate]]\nfile = \"a.wasm\"\ndefault_ttl = \"1s\"\n",
     ));
-    assert!(mixed.to_string().contains("cannot set default_ttl"), "{mixed}");
+    assert!(
+        mixed.to_string().contains("cannot set default_ttl"),
+        "{mixed}"
+    );
 
     let twice = fail(&with_cache(
         "[[lab.shadow.candidate]]\nname = \"x\"\n\n[[lab.shadow.candidate]]\nname = \"x\"\n",
@@ -105,7 +112,10 @@ fn shadow_errors_name_the_field() {
     let unknown_server = fail(&with_cache(
         "[[lab.shadow.candidate]]\nttl = { demoo = { get_tasks = \"1s\" } }\n",
     ));
-    assert!(unknown_server.to_string().contains("demoo"), "{unknown_server}");
+    assert!(
+        unknown_server.to_string().contains("demoo"),
+        "{unknown_server}"
+    );
 
     let rate = fail(&with_cache(
         "[lab.shadow]\ntruth_samples_per_second = -1\n[[lab.shadow.candidate]]\nname = \"a\"\n",
