@@ -144,6 +144,7 @@ pub struct TraceBuilder {
     /// Backend latency sums per (server, tool) and overall, for a hit's estimate.
     latencies: HashMap<(u32, u32), (u64, u64)>,
     overall_latency: (u64, u64),
+    interned_bytes: usize,
 }
 
 impl TraceBuilder {
@@ -161,6 +162,7 @@ impl TraceBuilder {
             writes_per_server: HashMap::new(),
             latencies: HashMap::new(),
             overall_latency: (0, 0),
+            interned_bytes: 0,
         };
         // Index 0 is the empty string, so "no arguments" and "no principal" are 0.
         builder.intern("");
@@ -174,6 +176,7 @@ impl TraceBuilder {
         }
         let index = u32::try_from(trace.strings.len()).unwrap_or(u32::MAX);
         let shared: Arc<str> = Arc::from(text);
+        self.interned_bytes += text.len();
         trace.string_index.insert(shared.clone(), index);
         trace.strings.push(shared);
         index
@@ -249,6 +252,11 @@ impl TraceBuilder {
             .copied()
             .unwrap_or(0);
         self.known.insert(event.key, (digest, writes));
+    }
+
+    /// The bytes of every string interned so far.
+    pub fn interned_bytes(&self) -> usize {
+        self.interned_bytes
     }
 
     /// How many distinct keys there are so far.

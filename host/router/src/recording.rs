@@ -114,7 +114,9 @@ pub(super) fn draft(
                 .as_deref()
                 .map_or(0, |principal| Fnv64::of(principal.as_bytes())),
             hit: false,
-            arguments_text: tap.map(|_| arguments_text.into()),
+            arguments_text: tap
+                .filter(|_| arguments_text.len() <= mcp_bridge_trace::TAP_MAX_ARGUMENTS_BYTES)
+                .map(|_| arguments_text.into()),
             truth: None,
         },
     })

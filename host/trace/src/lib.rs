@@ -26,4 +26,4 @@ pub use recorder::{
     DEFAULT_RECORD_FILES, DEFAULT_RECORD_MAX_BYTES, DigestMemo, RecordOptions, RecordedCall,
     RecordedResult, Recorder, register_dropped_records,
 };
-pub use tap::{CallTap, TruthPermit, TruthSampler};
+pub use tap::{CallTap, TAP_MAX_ARGUMENTS_BYTES, TruthPermit, TruthSampler};

@@ -12,6 +12,11 @@ use prometheus::IntCounterVec;
 
 use super::RecordedCall;
 
+/// The longest canonical arguments a tap is handed; a call with longer ones reaches it with
+/// their hash only (its policies then see no arguments), so a queue of records holds
+/// bounded memory whatever clients send.
+pub const TAP_MAX_ARGUMENTS_BYTES: usize = 16 * 1024;
+
 /// A receiver of answered calls besides the trace file.
 pub trait CallTap: Send + Sync {
     /// Takes one answered call. Must never block: a tap that falls behind drops the call

@@ -26,6 +26,9 @@ const SAMPLES_KEPT: usize = 65_536;
 const WRITES_KEPT: usize = 4096;
 /// How often (in calls) a row times its policy call.
 const SAMPLE_EVERY: u64 = 8;
+/// The bytes of names, arguments and principals a window keeps; past this a new window
+/// starts, as past `max_keys`.
+const MAX_WINDOW_STRING_BYTES: usize = 64 << 20;
 
 /// The chain a row decides with.
 pub(super) enum RowPolicy {
@@ -148,6 +151,7 @@ impl Evaluator {
     /// Replays one answered call against every row.
     pub(super) fn process(&mut self, call: RecordedCall) {
         if self.builder.keys() >= self.max_keys
+            || self.builder.interned_bytes() >= MAX_WINDOW_STRING_BYTES
             || self
                 .rows
                 .iter()

@@ -16,8 +16,8 @@ mod evaluator;
 mod metrics;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -41,6 +41,9 @@ const DRAIN_EVERY: Duration = Duration::from_millis(20);
 const BATCH: usize = 1024;
 /// How often the metrics are brought up to date.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+/// The argument bytes the queue may hold at once; past this a call is dropped from the
+/// shadow like one that finds the queue full.
+const MAX_QUEUED_ARGUMENT_BYTES: usize = 32 << 20;
 
 /// What the shadow needs from the rest of the bridge.
 pub struct ShadowSetup<'a> {
@@ -66,7 +69,7 @@ pub struct Shadow {
     metrics: Arc<ShadowMetrics>,
     sampler: Option<TruthSampler>,
     worker: Mutex<Option<std::thread::JoinHandle<()>>>,
-    closed: Arc<AtomicBool>,
+    queued_bytes: Arc<AtomicUsize>,
     queue: usize,
     truth_samples_per_second: f64,
     /// The engine's epoch ticker must outlive every candidate plugin call.
@@ -96,13 +99,14 @@ impl Shadow {
             setup.hit_latency.as_secs_f64() * 1e6,
         )));
         let (sender, receiver) = std::sync::mpsc::sync_channel(setup.config.queue);
-        let closed = Arc::new(AtomicBool::new(false));
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
         let worker = {
             let evaluator = evaluator.clone();
             let metrics = metrics.clone();
+            let queued_bytes = queued_bytes.clone();
             std::thread::Builder::new()
                 .name("shadow-lab".to_owned())
-                .spawn(move || run(&receiver, &evaluator, &metrics))
+                .spawn(move || run(&receiver, &evaluator, &metrics, &queued_bytes))
                 .map_err(|source| LabError::Policy {
                     name: "shadow".to_owned(),
                     message: format!("cannot start the evaluator's thread: {source}"),
@@ -128,7 +132,7 @@ impl Shadow {
             metrics,
             sampler,
             worker: Mutex::new(Some(worker)),
-            closed,
+            queued_bytes,
             queue: config.queue,
             truth_samples_per_second: config.truth_samples_per_second,
             _engine: engine,
@@ -199,7 +203,6 @@ impl Shadow {
 
     /// Stops the evaluator after it has replayed what is queued.
     pub fn close(&self) {
-        self.closed.store(true, Ordering::Relaxed);
         self.sender.lock().take();
         if let Some(worker) = self.worker.lock().take() {
             let _ = worker.join();
@@ -213,9 +216,17 @@ impl CallTap for Shadow {
         let Some(sender) = sender.as_ref() else {
             return;
         };
-        match sender.try_send(call) {
+        let bytes = argument_bytes(&call);
+        let queued = self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+        let sent = if queued + bytes > MAX_QUEUED_ARGUMENT_BYTES {
+            Err(())
+        } else {
+            sender.try_send(call).map_err(|_| ())
+        };
+        match sent {
             Ok(()) => self.metrics.queue_depth.inc(),
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+            Err(()) => {
+                self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
                 self.metrics.dropped_total.inc();
                 let dropped = self.metrics.dropped_total.get();
                 if dropped.is_power_of_two() {
@@ -235,7 +246,12 @@ impl CallTap for Shadow {
 
 /// The evaluator's thread: drains the queue in batches, publishes the metrics now and
 /// then, sleeps when there is nothing to do, and ends when the queue is closed.
-fn run(receiver: &Receiver<RecordedCall>, evaluator: &Mutex<Evaluator>, metrics: &ShadowMetrics) {
+fn run(
+    receiver: &Receiver<RecordedCall>,
+    evaluator: &Mutex<Evaluator>,
+    metrics: &ShadowMetrics,
+    queued_bytes: &AtomicUsize,
+) {
     let mut published = Instant::now();
     loop {
         let mut drained = 0;
@@ -246,6 +262,7 @@ fn run(receiver: &Receiver<RecordedCall>, evaluator: &Mutex<Evaluator>, metrics:
                 match receiver.try_recv() {
                     Ok(call) => {
                         metrics.queue_depth.dec();
+                        queued_bytes.fetch_sub(argument_bytes(&call), Ordering::AcqRel);
                         metrics.calls_total.inc();
                         evaluator.process(call);
                         drained += 1;
@@ -270,3 +287,11 @@ fn run(receiver: &Receiver<RecordedCall>, evaluator: &Mutex<Evaluator>, metrics:
         }
     }
 }
+
+/// What a queued call's arguments hold in memory (the rest of a record is small).
+fn argument_bytes(call: &RecordedCall) -> usize {
+    call.arguments_text.as_ref().map_or(0, |text| text.len())
+}
+
+#[cfg(test)]
+mod tests;
