@@ -86,8 +86,8 @@ fn main() -> ExitCode {
     bench::run_on_one_thread(run(&Plan::new(&args.mode)))
 }
 
-/// The three candidates: two plugins (one judged before the config's rules, one alone)
-/// and the built-in policy with a shorter TTL.
+/// The three candidates (in `[lab.shadow] dir`): two plugins (one judged before the
+/// config's rules, one alone) and the built-in policy with a shorter TTL.
 const CANDIDATES: &str = r#"
 [[lab.shadow.candidate]]
 name = "seed-ttls"
@@ -103,11 +103,20 @@ name = "builtin-short"
 default_ttl = "30s"
 "#;
 
-async fn start_bridge(plugins: &Path, shadow: &str) -> Result<Bridge> {
+/// A bridge over two demo processes with the cache on; `shadow` is its `[lab.shadow]`
+/// candidates (none: no shadow), whose files are in `candidates`.
+async fn start_bridge(candidates: &Path, shadow: &str) -> Result<Bridge> {
     let command = toml_command(BRIDGE_EXE);
+    let shadow = if shadow.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\n[lab.shadow]\ndir = {}\n{shadow}",
+            toml_string(&candidates.display().to_string())
+        )
+    };
     let config = format!(
-        "[servers.demo]\ncommand = {command}\nargs = [\"demo-server\"]\nmin_connections = 2\nmax_connections = 2\n\n[cache]\nenabled = true\ndefault_ttl = \"10m\"\n\n[plugins]\ndir = {}\nauto_bind = false\n{shadow}",
-        toml_string(&plugins.display().to_string())
+        "[servers.demo]\ncommand = {command}\nargs = [\"demo-server\"]\nmin_connections = 2\nmax_connections = 2\n\n[cache]\nenabled = true\ndefault_ttl = \"10m\"\n{shadow}"
     );
     let bridge = Bridge::start(Path::new(BRIDGE_EXE), &config, &[])?;
     bridge.wait_ready().await?;

@@ -132,21 +132,31 @@ async fn shadow_candidates_are_judged_on_live_calls_without_changing_an_answer()
     )
     .await?;
 
-    // The bridge with one: the candidates' files sit in the same watched directory, with
-    // auto_bind on, and must still not join production's chain.
+    // The bridge with one: production's plugin in its watched directory (auto_bind on),
+    // the candidates in a directory of their own.
     let shadow_dir = tempfile::tempdir()?;
     let shadow_plugins = shadow_dir.path().join("plugins.d");
-    std::fs::create_dir_all(&shadow_plugins)?;
-    for (source, file) in [
+    let candidates = shadow_dir.path().join("candidates.d");
+    for (source, dir, file) in [
         (
             plugin_artifacts::CRUD_INVALIDATION,
+            &shadow_plugins,
             "crud-invalidation.wasm",
         ),
-        (plugin_artifacts::SEED_TTL_TABLE, "seed-ttl-table.wasm"),
-        (plugin_artifacts::ANNOTATIONS, "annotations.wasm"),
-        (plugin_artifacts::FAULT_TRAP, "fault-trap.wasm"),
+        (
+            plugin_artifacts::SEED_TTL_TABLE,
+            &candidates,
+            "seed-ttl-table.wasm",
+        ),
+        (
+            plugin_artifacts::ANNOTATIONS,
+            &candidates,
+            "annotations.wasm",
+        ),
+        (plugin_artifacts::FAULT_TRAP, &candidates, "fault-trap.wasm"),
     ] {
-        publish_plugin(Path::new(source), &shadow_plugins, file)?;
+        std::fs::create_dir_all(dir)?;
+        publish_plugin(Path::new(source), dir, file)?;
     }
     let shadow_log = shadow_dir.path().join("calls.log");
     let shadowed = start(
@@ -154,11 +164,14 @@ async fn shadow_candidates_are_judged_on_live_calls_without_changing_an_answer()
         &shadow_log,
         &format!(
             "[plugins]\ndir = {}\nquarantine_after = 3\n\n{production_binding}\n\
+             [lab.shadow]\ndir = {}\n\n\
              [[lab.shadow.candidate]]\nname = \"seed-ttls\"\nfile = \"seed-ttl-table.wasm\"\n\n\
              [[lab.shadow.candidate]]\nname = \"annotations-alone\"\nfile = \"annotations.wasm\"\nconfig_rules = false\n\n\
              [[lab.shadow.candidate]]\nname = \"builtin-no-ttl-rows\"\ndefault_ttl = \"30s\"\nconfig_rules = false\n\n\
-             [[lab.shadow.candidate]]\nname = \"trap\"\nfile = \"fault-trap.wasm\"\n",
-            toml_string(&shadow_plugins.display().to_string())
+             [[lab.shadow.candidate]]\nname = \"trap\"\nfile = \"fault-trap.wasm\"\n\n\
+             [[lab.shadow.candidate]]\nname = \"missing\"\nfile = \"not-there.wasm\"\n",
+            toml_string(&shadow_plugins.display().to_string()),
+            toml_string(&candidates.display().to_string())
         ),
     )
     .await?;
@@ -235,7 +248,7 @@ async fn shadow_candidates_are_judged_on_live_calls_without_changing_an_answer()
     let trap = row(&lab, "trap")?;
     ensure!(
         trap["state"] == "quarantined"
-            && trap["quarantine_reason"]
+            && trap["reason"]
                 .as_str()
                 .is_some_and(|reason| reason.contains("deliberate trap")),
         "the faulting candidate is not quarantined in the shadow: {trap}"
@@ -249,6 +262,16 @@ async fn shadow_candidates_are_judged_on_live_calls_without_changing_an_answer()
         .await?
             == 1.0,
         "the shadow's quarantine is not in the metrics"
+    );
+    // A candidate whose file is missing is a row that failed, not a bridge that did not
+    // start.
+    let missing = row(&lab, "missing")?;
+    ensure!(
+        missing["state"] == "failed"
+            && missing["reason"]
+                .as_str()
+                .is_some_and(|reason| reason.contains("not-there.wasm")),
+        "a candidate that cannot load is not shown as failed: {missing}"
     );
     ensure!(
         metric(&shadowed, "mcp_bridge_plugin_quarantined", &[]).await? == 0.0,
@@ -272,7 +295,8 @@ async fn shadow_candidates_are_judged_on_live_calls_without_changing_an_answer()
                 "seed-ttls",
                 "annotations-alone",
                 "builtin-no-ttl-rows",
-                "trap"
+                "trap",
+                "missing"
             ]
             && report.shadow.is_some(),
         "report.json rows: {names:?}"

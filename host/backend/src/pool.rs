@@ -311,7 +311,10 @@ impl Pool {
         self.acquire_slow().await
     }
 
-    fn try_lease(self: &Arc<Self>) -> Option<Lease> {
+    /// A call slot on the least-loaded ready process that has room now; never queues,
+    /// never grows the pool. What the bridge sends on its own account (a truth sample)
+    /// takes only a slot no client is waiting for.
+    pub fn try_lease(self: &Arc<Self>) -> Option<Lease> {
         let max_inflight = self.config.pool.max_inflight;
         let processes = self.processes.read();
         // A reservation can lose a race with another caller; a few rescans settle it.

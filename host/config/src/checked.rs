@@ -208,9 +208,6 @@ pub struct PluginsConfig {
     pub watch_debounce: Duration,
     /// In chain order: the first non-abstaining decision wins.
     pub bindings: Vec<PluginBinding>,
-    /// Files `[[lab.shadow.candidate]]` names: candidates are judged in the shadow, so
-    /// `auto_bind` never puts one in production's chain.
-    pub shadow_files: Vec<String>,
 }
 
 impl Default for PluginsConfig {
@@ -226,7 +223,6 @@ impl Default for PluginsConfig {
             auto_bind: DEFAULT_PLUGIN_AUTO_BIND,
             watch_debounce: DEFAULT_PLUGIN_WATCH_DEBOUNCE,
             bindings: Vec::new(),
-            shadow_files: Vec::new(),
         }
     }
 }

@@ -3,14 +3,17 @@
 //! operator sees what it would have achieved here before deploying it. Optionally, a
 //! bounded rate of cache hits on read-only tools is re-fetched to learn the truth.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::checked::{CacheConfig, PluginsConfig, ServerConfig};
+use super::checked::{CacheConfig, ServerConfig};
 use super::error::ConfigError;
+use super::expand::Lookup;
 use super::raw::OrderedMap;
 use super::source::{FieldPath, SourceText};
+use super::validate::expand_at;
 use mcp_bridge_policy::TtlMap;
 use mcp_bridge_policy::units::{ConfigDuration, ConfigTtl};
 
@@ -19,9 +22,12 @@ pub const DEFAULT_SHADOW_QUEUE: usize = 16_384;
 /// The most calls the queue may be told to hold.
 pub const MAX_SHADOW_QUEUE: usize = 1 << 20;
 /// Distinct cache keys the evaluator remembers; when more arrive it starts a new window
-/// (every candidate's simulated cache empties; the counts go on).
+/// (every candidate's simulated cache empties; the counts go on). Each key costs every row
+/// about a hundred bytes.
 pub const DEFAULT_SHADOW_MAX_KEYS: u32 = 100_000;
-pub const MAX_SHADOW_MAX_KEYS: u32 = 10_000_000;
+pub const MAX_SHADOW_MAX_KEYS: u32 = 1_000_000;
+/// Row names the shadow gives its own rows.
+pub const RESERVED_SHADOW_ROW_NAMES: [&str; 2] = ["production", "production-simulated"];
 /// The most candidates one bridge evaluates: each one costs a decision per call.
 pub const MAX_SHADOW_CANDIDATES: usize = 8;
 /// Truth samples per second; zero (the default) never sends a hit to the backend.
@@ -47,6 +53,7 @@ pub(crate) struct RawLab {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawShadow {
+    pub dir: Option<String>,
     pub queue: Option<usize>,
     pub max_keys: Option<u32>,
     pub truth_samples_per_second: Option<f64>,
@@ -60,7 +67,7 @@ pub(crate) struct RawShadow {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCandidate {
     pub name: Option<String>,
-    /// A plugin file in `[plugins] dir`; without it, the built-in policy.
+    /// A plugin file in `[lab.shadow] dir`; without it, the built-in policy.
     pub file: Option<String>,
     pub config: Option<toml::Table>,
     pub config_rules: Option<bool>,
@@ -74,6 +81,9 @@ pub(crate) struct RawCandidate {
 /// `[lab.shadow]`, checked. No candidates means no shadow evaluation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShadowConfig {
+    /// Where plugin candidates' files are, resolved against the config file's directory:
+    /// a directory of its own, so production's plugin watcher never binds a candidate.
+    pub dir: Option<PathBuf>,
     pub queue: usize,
     pub max_keys: u32,
     pub truth_samples_per_second: f64,
@@ -85,6 +95,7 @@ pub struct ShadowConfig {
 impl Default for ShadowConfig {
     fn default() -> Self {
         ShadowConfig {
+            dir: None,
             queue: DEFAULT_SHADOW_QUEUE,
             max_keys: DEFAULT_SHADOW_MAX_KEYS,
             truth_samples_per_second: DEFAULT_TRUTH_SAMPLES_PER_SECOND,
@@ -109,7 +120,7 @@ impl ShadowConfig {
 /// What a candidate is.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CandidatePolicy {
-    /// A plugin file in `[plugins] dir` with its config as JSON text.
+    /// A plugin file in `[lab.shadow] dir` with its config as JSON text.
     Plugin { file: String, config_json: String },
     /// The built-in policy with these settings in place of `[cache]`'s.
     Builtin {
@@ -131,16 +142,31 @@ pub struct ShadowCandidate {
 
 pub(super) fn lab(
     main: &SourceText,
+    base_dir: &Path,
     raw: RawLab,
     cache: &CacheConfig,
-    plugins: &PluginsConfig,
     servers: &[ServerConfig],
+    lookup: Lookup<'_>,
 ) -> Result<ShadowConfig, ConfigError> {
     let Some(raw) = raw.shadow else {
         return Ok(ShadowConfig::default());
     };
     let at = |field: &str| FieldPath::root().key("lab").key("shadow").key(field);
     let defaults = ShadowConfig::default();
+    let dir = match raw.dir.as_deref() {
+        None => None,
+        Some(written) => {
+            let value = expand_at(main, &at("dir"), written, lookup)?;
+            if value.trim().is_empty() {
+                return Err(main
+                    .error(&at("dir"), "the candidates' directory is empty")
+                    .with_help(
+                        "write the directory that holds the candidate .wasm files, or remove `dir`",
+                    ));
+            }
+            Some(base_dir.join(value))
+        }
+    };
     let queue = raw.queue.unwrap_or(defaults.queue);
     if !(1..=MAX_SHADOW_QUEUE).contains(&queue) {
         return Err(main
@@ -211,7 +237,7 @@ pub(super) fn lab(
     let mut candidates: Vec<ShadowCandidate> = Vec::with_capacity(raw_candidates.len());
     for (index, raw) in raw_candidates.into_iter().enumerate() {
         let path = at("candidate").index(index);
-        let candidate = candidate(main, &path, raw, plugins, servers)?;
+        let candidate = candidate(main, &path, raw, dir.is_some(), servers)?;
         if candidates.iter().any(|other| other.name == candidate.name) {
             return Err(main
                 .error(
@@ -223,6 +249,7 @@ pub(super) fn lab(
         candidates.push(candidate);
     }
     Ok(ShadowConfig {
+        dir,
         queue,
         max_keys,
         truth_samples_per_second: rate,
@@ -236,7 +263,7 @@ fn candidate(
     main: &SourceText,
     path: &FieldPath,
     raw: RawCandidate,
-    plugins: &PluginsConfig,
+    has_dir: bool,
     servers: &[ServerConfig],
 ) -> Result<ShadowCandidate, ConfigError> {
     let config_rules = raw.config_rules.unwrap_or(DEFAULT_CANDIDATE_CONFIG_RULES);
@@ -248,12 +275,10 @@ fn candidate(
                     .error(path, "a plugin candidate cannot set default_ttl, list_ttl or ttl")
                     .with_help("those set the built-in policy's candidate: remove `file`, or move the settings into the plugin's `config`"));
             }
-            if plugins.dir.is_none() {
+            if !has_dir {
                 return Err(main
-                    .error(&path.key("file"), "a plugin candidate needs [plugins] dir")
-                    .with_help(
-                        "add dir = \"plugins.d\" under [plugins] and put the .wasm file there",
-                    ));
+                    .error(&path.key("file"), "a plugin candidate needs [lab.shadow] dir")
+                    .with_help("add dir = \"candidates.d\" under [lab.shadow] and put the .wasm file there: a directory of its own, not [plugins] dir, so production never binds a candidate"));
             }
             super::plugins::check_file_name(main, &path.key("file"), &file)?;
             let config_json = super::plugins::config_json(main, &path.key("config"), raw.config)?;
@@ -283,6 +308,11 @@ fn candidate(
         }
     };
     let name = raw.name.unwrap_or(default_name);
+    if RESERVED_SHADOW_ROW_NAMES.contains(&name.as_str()) {
+        return Err(main
+            .error(&path.key("name"), format!("`{name}` names one of the shadow's own rows"))
+            .with_help("name the candidate something else: `production` is the live cache and `production-simulated` the production chain"));
+    }
     if name.trim().is_empty()
         || name.len() > 64
         || !name

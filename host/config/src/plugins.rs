@@ -137,7 +137,6 @@ pub(super) fn plugins(
             .watch_debounce
             .map_or(defaults.watch_debounce, Duration::from),
         bindings,
-        shadow_files: Vec::new(),
     })
 }
 

@@ -103,20 +103,20 @@ pub(crate) fn build(
     let sessions = super::sessions::sessions(main, raw.sessions.unwrap_or_default(), lookup)?;
     let shadow = super::lab::lab(
         main,
+        base_dir,
         raw.lab.unwrap_or_default(),
         &cache,
-        &plugins,
         &servers,
+        lookup,
     )?;
-    let mut plugins = plugins;
-    plugins.shadow_files = shadow
-        .candidates
-        .iter()
-        .filter_map(|candidate| match &candidate.policy {
-            super::lab::CandidatePolicy::Plugin { file, .. } => Some(file.clone()),
-            super::lab::CandidatePolicy::Builtin { .. } => None,
-        })
-        .collect();
+    if shadow.dir.is_some() && shadow.dir == plugins.dir {
+        return Err(main
+            .error(
+                &FieldPath::root().key("lab").key("shadow").key("dir"),
+                "[lab.shadow] dir is [plugins] dir",
+            )
+            .with_help("give the candidates a directory of their own: production's plugin watcher loads every file in [plugins] dir, and would bind a candidate"));
+    }
     Ok(BridgeConfig {
         source: main.name.clone(),
         http,

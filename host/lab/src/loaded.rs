@@ -239,21 +239,6 @@ impl TraceBuilder {
         Ok(event)
     }
 
-    /// A truth learnt for a read after the fact (a truth-sampled hit): it becomes the
-    /// event's truth and what later hits of its key are checked against.
-    pub fn learn_truth(&mut self, event: &mut Event, digest: u64) {
-        if event.write {
-            return;
-        }
-        event.truth = Some(digest);
-        let writes = self
-            .writes_per_server
-            .get(&event.server)
-            .copied()
-            .unwrap_or(0);
-        self.known.insert(event.key, (digest, writes));
-    }
-
     /// The bytes of every string interned so far.
     pub fn interned_bytes(&self) -> usize {
         self.interned_bytes

@@ -470,12 +470,15 @@ fn load_contenders(
         let metrics = Arc::new(PluginMetrics::register(&mcp_bridge_metrics::Registry::new()));
         let policy: Arc<dyn mcp_bridge_policy::Policy> = Arc::new(load_plugin(
             engine,
-            &name,
-            &file,
-            config_json,
-            jobs,
+            PluginLoad {
+                name: &name,
+                file: &file,
+                config_json,
+                servers: Vec::new(),
+                instances: jobs,
+                limits: None,
+            },
             &metrics,
-            None,
         )?);
         contenders.push(Contender {
             name,
@@ -524,17 +527,33 @@ fn policy_config(configs: &[String], name: &str) -> Result<String, LabError> {
     Ok(text)
 }
 
-/// Loads a plugin file as a policy named `name`, with `instances` instances, its faults
-/// counted in `metrics`, under `limits` (the lab's own unless given).
+/// A plugin file to load as a policy.
+pub(crate) struct PluginLoad<'a> {
+    pub name: &'a str,
+    pub file: &'a Path,
+    pub config_json: String,
+    /// The servers it applies to; empty means every server.
+    pub servers: Vec<String>,
+    /// Warm instances kept (one per thread that calls it).
+    pub instances: usize,
+    /// The sandbox limits; the lab's own (a generous deadline) when not given.
+    pub limits: Option<Limits>,
+}
+
+/// Loads a plugin file as a policy, its faults counted in `metrics`.
 pub(crate) fn load_plugin(
     engine: &PluginEngine,
-    name: &str,
-    file: &Path,
-    config_json: String,
-    instances: usize,
+    load: PluginLoad<'_>,
     metrics: &Arc<PluginMetrics>,
-    limits: Option<Limits>,
 ) -> Result<WasmPolicy, LabError> {
+    let PluginLoad {
+        name,
+        file,
+        config_json,
+        servers,
+        instances,
+        limits,
+    } = load;
     let bytes = std::fs::read(file).map_err(|source| LabError::Read {
         path: file.to_path_buf(),
         source,
@@ -557,7 +576,7 @@ pub(crate) fn load_plugin(
         .map_err(|error| policy_error(error.to_string()))?;
     WasmPolicy::start(
         name,
-        Vec::new(),
+        servers,
         config_json,
         Arc::new(version),
         instances,

@@ -469,8 +469,7 @@ fn reusable(
 }
 
 /// The bindings that apply, in chain order: the config's, then (with `auto_bind`) each
-/// loaded file no binding (and no shadow candidate) names, by file name, for every server
-/// with an empty config.
+/// loaded file no binding names, by file name, for every server with an empty config.
 fn specs(config: &PluginsConfig, versions: &BTreeMap<String, Arc<PluginVersion>>) -> Vec<Spec> {
     let mut specs: Vec<Spec> = config
         .bindings
@@ -485,8 +484,7 @@ fn specs(config: &PluginsConfig, versions: &BTreeMap<String, Arc<PluginVersion>>
         .collect();
     if config.auto_bind {
         for file in versions.keys() {
-            let named = config.bindings.iter().any(|binding| binding.file == *file)
-                || config.shadow_files.contains(file);
+            let named = config.bindings.iter().any(|binding| binding.file == *file);
             let name = stem(file);
             if named || specs.iter().any(|spec| spec.name == name) {
                 continue;

@@ -708,9 +708,11 @@ impl ForwardedCall {
     }
 
     /// Hands a hit's record over, first sending a fresh hit of a read-only call to the
-    /// backend again when the tap samples it: on a task of its own, so the response is
-    /// not held up, with a copy of the request and no cache (its answer fills nothing).
-    /// An isolated group's calls are never sampled: the sample would need the group.
+    /// backend again when the tap samples it. The sample takes a call slot only if one is
+    /// free now (it never queues or starts a process, so no client waits for it), runs on
+    /// a task of its own after the response is ready, sends a copy of the request, fills
+    /// no cache and counts in no call metric or health record: only in the tap's. An
+    /// isolated group's calls are never sampled: the sample would need the group.
     fn record_hit(&self, draft: recording::Draft, served: Option<Arc<Value>>, response: &Value) {
         let sample = match (&served, &self.retry_copy) {
             (Some(served), Some(message))
@@ -726,17 +728,18 @@ impl ForwardedCall {
             draft.answered_from_cache(served, response);
             return;
         };
-        let pool = self.pool.clone();
-        let metrics = self.metrics.clone();
+        let Some(lease) = self.pool.try_lease() else {
+            permit.skip();
+            draft.answered_from_cache(Some(served), response);
+            return;
+        };
         tokio::spawn(async move {
-            let catalog = pool.catalog();
-            let mut call = ForwardedCall::new(&pool, &metrics, &message, &catalog, false, None);
             let fetch = async move {
-                if let Err(error) = call.start(message).await {
-                    call.pending_error = Some(error);
-                }
+                let mut inflight = lease.process().start_call(message, false).await?;
                 loop {
-                    if let Step::Done(outcome) = call.next().await {
+                    if let backend::CallStep::Done(outcome) = inflight.next().await {
+                        // The slot is given back once the answer is in.
+                        drop(lease);
                         return outcome;
                     }
                 }

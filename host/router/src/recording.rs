@@ -150,9 +150,12 @@ impl Draft {
     ) {
         self.call.hit = true;
         let fetched = tokio::time::timeout(timeout, fetch).await;
+        // Only a successful answer is the truth: an error or an `isError` result says
+        // the backend failed this time, not what the result is.
         let truth = match &fetched {
             Ok(Ok(response)) if response.get("error").is_none() => response
                 .get("result")
+                .filter(|result| result.get("isError").and_then(Value::as_bool) != Some(true))
                 .map(|result| mcp_bridge_trace::size_and_digest(result).1),
             _ => None,
         };
@@ -166,8 +169,9 @@ impl Draft {
     fn submit(self) {
         match (self.recorder, self.tap) {
             (Some(recorder), Some(tap)) => {
-                recorder.submit(self.call.clone());
-                tap.submit(self.call);
+                let (recorded, tapped) = self.call.split_for_tap();
+                recorder.submit(recorded);
+                tap.submit(tapped);
             }
             (Some(recorder), None) => recorder.submit(self.call),
             (None, Some(tap)) => tap.submit(self.call),

@@ -79,6 +79,8 @@ impl Admin {
             (Method::POST, "/admin/record/start") => self.record_toggle(true),
             (Method::POST, "/admin/record/stop") => self.record_toggle(false),
             (Method::GET, "/admin/lab") => Ok(self.shadow()?.status()),
+            // A report is numbers, strings and lists (a NaN becomes null): encoding
+            // it into a `Value` cannot fail.
             (Method::GET, "/admin/lab/report.json") => {
                 Ok(serde_json::to_value(self.shadow()?.report()).unwrap_or_default())
             }

@@ -173,20 +173,15 @@ fn start_shadow(
     router: &Router,
     registry: &Registry,
 ) -> anyhow::Result<Option<Arc<Shadow>>> {
-    let Some(layer) = router
-        .cache_layer()
-        .filter(|_| config.shadow.is_enabled())
-        .cloned()
-    else {
+    if router.cache_layer().is_none() || !config.shadow.is_enabled() {
         return Ok(None);
-    };
+    }
     let shadow = Shadow::start(ShadowSetup {
         config: &config.shadow,
         plugins: &config.plugins,
         builtin: config.builtin_settings(),
         capacity: config.cache.max_entries,
         hit_latency: SHADOW_HIT_LATENCY,
-        production: Arc::new(move || layer.policies()),
         registry,
     })
     .context("cannot start shadow evaluation ([lab.shadow])")?;

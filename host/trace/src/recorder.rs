@@ -137,6 +137,34 @@ impl DigestMemo {
 }
 
 impl RecordedCall {
+    /// Two records of one call: the recorder's (with the parsed arguments it writes) and a
+    /// tap's (with their text, capped, which it parses on its own thread). Nothing large
+    /// is copied: a cached result is shared, and each side keeps only its arguments.
+    pub fn split_for_tap(self) -> (RecordedCall, RecordedCall) {
+        let tap = RecordedCall {
+            t_us: self.t_us,
+            server: self.server.clone(),
+            method: self.method.clone(),
+            name: self.name.clone(),
+            args_hash: self.args_hash,
+            arguments: None,
+            read_only: self.read_only,
+            annotations: self.annotations,
+            latency_us: self.latency_us,
+            result: self.result.clone(),
+            status: self.status,
+            partition: self.partition,
+            hit: self.hit,
+            arguments_text: self.arguments_text,
+            truth: self.truth,
+        };
+        let recorder = RecordedCall {
+            arguments_text: None,
+            ..self
+        };
+        (recorder, tap)
+    }
+
     /// The call as an owned trace record, for a reader in the same process (the shadow
     /// evaluator); the arguments come from `arguments_text` when it is kept.
     pub fn to_record(&self, memo: &mut DigestMemo) -> crate::TraceRecord {

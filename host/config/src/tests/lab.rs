@@ -21,10 +21,8 @@ fn no_candidates_means_no_shadow() {
 #[test]
 fn candidates_are_plugins_or_the_builtin_with_other_settings() {
     let config = ok(&with_cache(
-        r#"[plugins]
-dir = "plugins.d"
-
-[lab.shadow]
+        r#"[lab.shadow]
+dir = "candidates.d"
 queue = 100
 truth_samples_per_second = 2.5
 
@@ -65,8 +63,7 @@ ttl = { demo = { get_tasks = "1s" } }
     let ttl = ttl.as_ref().map(|table| table.lookup("demo", "get_tasks"));
     assert_eq!(ttl, Some(Some(Duration::from_secs(1))));
     assert!(!shadow.candidates[1].config_rules);
-    // A candidate's file is never auto-bound into production.
-    assert_eq!(config.plugins.shadow_files, ["seed-ttl-table.wasm"]);
+    assert_eq!(shadow.dir, Some(std::path::PathBuf::from("candidates.d")));
     let described = config.describe();
     assert!(
         described.contains("candidate short: the built-in policy, without the config's"),
@@ -87,14 +84,15 @@ fn shadow_errors_name_the_field() {
 
     let no_dir = fail(&with_cache("[[lab.shadow.candidate]]\nfile = \"a.wasm\"\n"));
     assert_at(&no_dir, "test.toml", 8, "lab.shadow.candidate[0].file");
+    assert!(no_dir.to_string().contains("[lab.shadow] dir"), "{no_dir}");
 
     let escaping = fail(&with_cache(
-        "[plugins]\ndir = \"p\"\n\n[[lab.shadow.candidate]]\nfile = \"../a.wasm\"\n",
+        "[lab.shadow]\ndir = \"p\"\n\n[[lab.shadow.candidate]]\nfile = \"../a.wasm\"\n",
     ));
     assert_at(&escaping, "test.toml", 11, "lab.shadow.candidate[0].file");
 
     let mixed = fail(&with_cache(
-        "[plugins]\ndir = \"p\"\n\n[[lab.shadow.candidate]]\nfile = \"a.wasm\"\ndefault_ttl = \"1s\"\n",
+        "[lab.shadow]\ndir = \"p\"\n\n[[lab.shadow.candidate]]\nfile = \"a.wasm\"\ndefault_ttl = \"1s\"\n",
     ));
     assert!(
         mixed.to_string().contains("cannot set default_ttl"),
@@ -108,6 +106,11 @@ fn shadow_errors_name_the_field() {
 
     let bad_name = fail(&with_cache("[[lab.shadow.candidate]]\nname = \"a b\"\n"));
     assert_at(&bad_name, "test.toml", 8, "lab.shadow.candidate[0].name");
+
+    let reserved = fail(&with_cache(
+        "[[lab.shadow.candidate]]\nname = \"production\"\n",
+    ));
+    assert_at(&reserved, "test.toml", 8, "lab.shadow.candidate[0].name");
 
     let unknown_server = fail(&with_cache(
         "[[lab.shadow.candidate]]\nttl = { demoo = { get_tasks = \"1s\" } }\n",
@@ -127,6 +130,11 @@ fn shadow_errors_name_the_field() {
         .collect();
     let too_many = fail(&with_cache(&too_many));
     assert!(too_many.to_string().contains("more than the"), "{too_many}");
+
+    let same_dir = fail(&with_cache(
+        "[plugins]\ndir = \"p\"\n\n[lab.shadow]\ndir = \"p\"\n",
+    ));
+    assert_at(&same_dir, "test.toml", 11, "lab.shadow.dir");
 
     let unknown_key = fail(&with_cache("[lab.shadow]\nqueu = 5\n"));
     assert!(unknown_key.to_string().contains("queu"), "{unknown_key}");

@@ -16,7 +16,7 @@ use super::loaded::{Event, Trace};
 use super::percentile;
 use super::results::ReplayMetrics;
 use mcp_bridge_policy::{Call, Decision, Outcome, PolicyChain, ServerHints, Shaper, Status};
-use mcp_bridge_trace::RecordedStatus;
+use mcp_bridge_trace::{Fnv64, RecordedStatus};
 use sim::{SimCache, SimEntry};
 
 /// How often (in events) a replay reports progress and times a policy call. Timing every
@@ -43,7 +43,7 @@ impl<'t> Prepared<'t> {
     pub fn new(trace: &'t Trace, hit_latency: Duration) -> Prepared<'t> {
         let mut history = History::default();
         for event in &trace.events {
-            history.note(event);
+            history.note(trace, event);
         }
         Prepared {
             trace,
@@ -91,11 +91,14 @@ pub struct History {
     /// is when it (most likely) went stale.
     write_times: HashMap<u32, Vec<u64>>,
     origins: Vec<KeyOrigin>,
+    /// Each key by a hash of its production key text, so a `Key` invalidation finds its
+    /// keys without building every key's text.
+    by_text: HashMap<u64, Vec<u32>>,
 }
 
 impl History {
-    /// Learns from one event, in arrival order.
-    pub fn note(&mut self, event: &Event) {
+    /// Learns from one event, in arrival order; `trace` holds its strings.
+    pub fn note(&mut self, trace: &Trace, event: &Event) {
         if event.write {
             // Live calls arrive as they finish, not quite in order: keep the times sorted.
             let times = self.write_times.entry(event.server).or_default();
@@ -105,14 +108,20 @@ impl History {
         for (key, partition) in [(event.key, event.partition), (event.shared_key, 0)] {
             let index = key as usize;
             if index >= self.origins.len() {
-                self.origins.resize(index + 1, KeyOrigin::default());
-                self.origins[index] = KeyOrigin {
+                let origin = KeyOrigin {
                     server: event.server,
                     method: event.method,
                     name: event.name,
                     partition,
                     arguments: event.arguments,
                 };
+                self.origins.resize(index + 1, KeyOrigin::default());
+                self.origins[index] = origin;
+                let text = origin.key_text(trace);
+                self.by_text
+                    .entry(Fnv64::of(text.as_bytes()))
+                    .or_default()
+                    .push(key);
             }
         }
     }
@@ -137,24 +146,36 @@ impl History {
 
     /// The cache keys whose production key text is `text` (for `Key` invalidations).
     fn keys_matching(&self, trace: &Trace, text: &str) -> Vec<u32> {
-        (0..self.origins.len())
+        let Some(keys) = self.by_text.get(&Fnv64::of(text.as_bytes())) else {
+            return Vec::new();
+        };
+        // A hash can collide: only keys whose text is `text` match.
+        keys.iter()
+            .copied()
             .filter(|key| {
-                let origin = &self.origins[*key];
-                let arguments = if origin.arguments == 0 {
-                    "{}"
-                } else {
-                    trace.string(origin.arguments)
-                };
-                mcp_bridge_cache::cache_key(
-                    trace.string(origin.server),
-                    trace.string(origin.method),
-                    trace.string(origin.name),
-                    trace.string(origin.partition),
-                    arguments,
-                ) == text
+                self.origins
+                    .get(*key as usize)
+                    .is_some_and(|origin| origin.key_text(trace) == text)
             })
-            .filter_map(|key| u32::try_from(key).ok())
             .collect()
+    }
+}
+
+impl KeyOrigin {
+    /// The key `serve` files this call under.
+    fn key_text(&self, trace: &Trace) -> String {
+        let arguments = if self.arguments == 0 {
+            "{}"
+        } else {
+            trace.string(self.arguments)
+        };
+        mcp_bridge_cache::cache_key(
+            trace.string(self.server),
+            trace.string(self.method),
+            trace.string(self.name),
+            trace.string(self.partition),
+            arguments,
+        )
     }
 }
 

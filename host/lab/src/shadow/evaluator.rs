@@ -4,20 +4,22 @@
 //! arrival order, with the same code `bench policies` uses offline.
 
 use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use super::candidates::{PRODUCTION, PRODUCTION_SIMULATED};
+use super::candidates::PRODUCTION;
 use super::metrics::ShadowMetrics;
+use crate::LabError;
 use crate::loaded::{Event, TraceBuilder};
 use crate::replay::{Context, History, Replayer, Setting, Tally};
 use crate::results::{
     LabReport, PolicyRun, REPORT_VERSION, ReplayMetrics, ReplaySettings, RunKind, TraceSummary,
 };
 use mcp_bridge_plugin_host::PluginVersion;
-use mcp_bridge_policy::PolicyChain;
+use mcp_bridge_policy::{BuiltinPolicy, BuiltinSettings, PolicyChain};
 use mcp_bridge_trace::{DigestMemo, RecordedCall};
 
 /// Latency and staleness samples each row keeps for its percentiles: the latest ones.
@@ -30,11 +32,15 @@ const SAMPLE_EVERY: u64 = 8;
 /// starts, as past `max_keys`.
 const MAX_WINDOW_STRING_BYTES: usize = 64 << 20;
 
-/// The chain a row decides with.
-pub(super) enum RowPolicy {
-    Fixed(PolicyChain),
-    /// Whatever chain production runs now (it changes with plugin swaps and reloads).
-    Production(Arc<dyn Fn() -> Arc<PolicyChain> + Send + Sync>),
+/// Whether a row is still being evaluated.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum RowState {
+    Evaluating,
+    /// Its plugin faulted often enough to be quarantined (in the shadow only), or the
+    /// row panicked; its numbers stop where they were.
+    Quarantined(String),
+    /// Its plugin did not load; it has no numbers.
+    Failed(String),
 }
 
 /// One row of the comparison: a candidate, or the production chain simulated.
@@ -42,12 +48,11 @@ pub(super) struct Row {
     pub name: String,
     pub kind: RunKind,
     pub source: String,
-    policy: RowPolicy,
+    chain: PolicyChain,
     replayer: Replayer,
-    /// The plugin's loaded version, whose fault record quarantines it.
-    plugin: Option<Arc<PluginVersion>>,
-    /// Why the row stopped: a plugin quarantined in the shadow (production is not).
-    pub quarantined: Option<String>,
+    /// The loaded versions of the row's plugins, whose fault records quarantine it.
+    plugins: Vec<Arc<PluginVersion>>,
+    pub state: RowState,
     published: (ReplayMetrics, u64),
 }
 
@@ -56,14 +61,14 @@ impl Row {
         name: &str,
         kind: RunKind,
         source: String,
-        policy: RowPolicy,
-        plugin: Option<Arc<PluginVersion>>,
+        chain: PolicyChain,
+        plugins: Vec<Arc<PluginVersion>>,
     ) -> Row {
         Row {
             name: name.to_owned(),
             kind,
             source,
-            policy,
+            chain,
             // Sized when the evaluator adopts it.
             replayer: Replayer::new(
                 0,
@@ -73,9 +78,35 @@ impl Row {
                     ttl_scale: 1.0,
                 },
             ),
-            plugin,
-            quarantined: None,
+            plugins,
+            state: RowState::Evaluating,
             published: (ReplayMetrics::default(), 0),
+        }
+    }
+
+    /// A row whose policy could not load.
+    pub(super) fn failed(name: &str, kind: RunKind, source: &str, error: LabError) -> Row {
+        tracing::error!(row = %name, %error, "a shadow row's policy did not load; the row is skipped and serving goes on");
+        let mut row = Row::new(
+            name,
+            kind,
+            source.to_owned(),
+            PolicyChain::new(
+                Vec::new(),
+                Arc::new(BuiltinPolicy::new(BuiltinSettings::default())),
+            ),
+            Vec::new(),
+        );
+        row.state = RowState::Failed(error.to_string());
+        row
+    }
+
+    /// Why the row stopped, if it did.
+    fn stopped(&self) -> Option<(&'static str, &str)> {
+        match &self.state {
+            RowState::Evaluating => None,
+            RowState::Quarantined(reason) => Some(("quarantined", reason)),
+            RowState::Failed(reason) => Some(("failed", reason)),
         }
     }
 }
@@ -95,17 +126,22 @@ pub(super) struct Evaluator {
     servers: HashSet<String>,
     pub calls: u64,
     pub resets: u64,
+    resets_published: u64,
     /// Records that could not become events (cannot happen for the router's own).
     pub unusable: u64,
+    /// The evaluator's clock: calls reach it as they finish, not as they arrive, and a
+    /// truth-sampled hit arrives once its sample is back, so a call's time is never
+    /// earlier than the latest one seen.
+    clock_us: u64,
     first_t_us: Option<u64>,
-    last_t_us: u64,
     pub started_at: u64,
 }
 
 impl Evaluator {
+    /// `production` is the production chain's row; the candidates' follow it.
     pub(super) fn new(
-        mut rows: Vec<Row>,
-        production: Arc<dyn Fn() -> Arc<PolicyChain> + Send + Sync>,
+        production: Row,
+        candidates: Vec<Row>,
         max_keys: u32,
         capacity: u64,
         hit_latency_us: f64,
@@ -114,16 +150,8 @@ impl Evaluator {
             capacity,
             ttl_scale: 1.0,
         };
-        rows.insert(
-            0,
-            Row::new(
-                PRODUCTION_SIMULATED,
-                RunKind::Builtin,
-                "the production chain, in a simulated cache".to_owned(),
-                RowPolicy::Production(production),
-                None,
-            ),
-        );
+        let mut rows = vec![production];
+        rows.extend(candidates);
         let shaped_from = shaped_from(max_keys);
         for row in &mut rows {
             row.replayer = Replayer::new(0, shaped_from, setting);
@@ -141,14 +169,15 @@ impl Evaluator {
             servers: HashSet::new(),
             calls: 0,
             resets: 0,
+            resets_published: 0,
             unusable: 0,
+            clock_us: 0,
             first_t_us: None,
-            last_t_us: 0,
             started_at: now_seconds(),
         }
     }
 
-    /// Replays one answered call against every row.
+    /// Replays one answered call against every row still evaluating.
     pub(super) fn process(&mut self, call: RecordedCall) {
         if self.builder.keys() >= self.max_keys
             || self.builder.interned_bytes() >= MAX_WINDOW_STRING_BYTES
@@ -164,15 +193,20 @@ impl Evaluator {
             self.unusable += 1;
             return;
         };
-        if let Some(truth) = call.truth {
-            self.builder.learn_truth(&mut event, truth);
+        // A sampled hit's truth is this event's only: a sample can come back after later
+        // calls were seen, so it must not stand for what the key holds now.
+        if let Some(truth) = call.truth
+            && !event.write
+        {
+            event.truth = Some(truth);
         }
+        self.clock_us = self.clock_us.max(event.t_us);
+        event.t_us = self.clock_us;
         if !self.servers.contains(record.server.as_str()) {
             self.servers.insert(record.server);
         }
         self.first_t_us.get_or_insert(event.t_us);
-        self.last_t_us = self.last_t_us.max(event.t_us);
-        self.history.note(&event);
+        self.history.note(&self.builder.trace, &event);
         self.observe_live(&event);
         let sampled = self.calls.is_multiple_of(SAMPLE_EVERY);
         self.calls += 1;
@@ -181,12 +215,25 @@ impl Evaluator {
             history: &self.history,
             hit_latency_us: self.hit_latency_us,
         };
-        for row in self.rows.iter_mut().filter(|row| row.quarantined.is_none()) {
-            match &row.policy {
-                RowPolicy::Fixed(chain) => row.replayer.step(&context, chain, &event, sampled),
-                RowPolicy::Production(current) => {
-                    row.replayer.step(&context, &current(), &event, sampled);
-                }
+        for row in self
+            .rows
+            .iter_mut()
+            .filter(|row| row.state == RowState::Evaluating)
+        {
+            let (replayer, chain) = (&mut row.replayer, &row.chain);
+            // A row that panics (a bug in the lab, or in a policy) stops alone; the
+            // thread, the other rows and production go on.
+            let stepped = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                replayer.step(&context, chain, &event, sampled);
+            }));
+            if let Err(panic) = stepped {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("a panic");
+                tracing::error!(row = %row.name, message, "a shadow row panicked; it stops, serving goes on");
+                row.state = RowState::Quarantined(format!("the replay panicked: {message}"));
             }
         }
     }
@@ -214,8 +261,8 @@ impl Evaluator {
         tally.hit(event.latency_us, self.hit_latency_us);
     }
 
-    /// More distinct keys than `max_keys`: every simulated cache starts empty again; the
-    /// counts go on.
+    /// More distinct keys than `max_keys` (or more string bytes than a window keeps): every
+    /// simulated cache starts empty again; the counts go on.
     fn new_window(&mut self) {
         self.builder = TraceBuilder::new("live");
         self.history = History::default();
@@ -225,11 +272,15 @@ impl Evaluator {
         self.resets += 1;
     }
 
-    /// Bounds the samples, quarantines rows whose plugin the shadow quarantined, and
+    /// Bounds the samples, quarantines rows whose plugins the shadow quarantined, and
     /// adds what each row counted since the last call to the metrics.
     pub(super) fn publish(&mut self, metrics: &ShadowMetrics) {
         self.history.forget_writes_beyond(WRITES_KEPT);
         self.live.forget_samples_beyond(SAMPLES_KEPT);
+        metrics
+            .window_resets_total
+            .inc_by(self.resets - self.resets_published);
+        self.resets_published = self.resets;
         let now = (self.live.metrics.clone(), self.live.saved_us);
         metrics.publish(
             PRODUCTION,
@@ -240,16 +291,20 @@ impl Evaluator {
         self.live_published = now;
         for row in &mut self.rows {
             row.replayer.forget_samples_beyond(SAMPLES_KEPT);
-            if row.quarantined.is_none()
-                && let Some(plugin) = &row.plugin
-                && plugin.health.is_quarantined()
+            if row.state == RowState::Evaluating
+                && let Some(plugin) = row
+                    .plugins
+                    .iter()
+                    .find(|plugin| plugin.health.is_quarantined())
             {
                 let reason = plugin
                     .health
                     .quarantine_reason()
                     .unwrap_or_else(|| "too many faults".to_owned());
-                tracing::warn!(candidate = %row.name, %reason, "shadow candidate quarantined in the shadow only; production is not affected");
-                row.quarantined = Some(reason);
+                tracing::warn!(row = %row.name, %reason, "a shadow row's plugin is quarantined in the shadow only; production is not affected, and the row stops until a restart");
+                row.state = RowState::Quarantined(reason);
+            }
+            if row.stopped().is_some() {
                 metrics
                     .quarantined
                     .with_label_values(&[row.name.as_str()])
@@ -278,8 +333,10 @@ impl Evaluator {
             events_per_second: 0.0,
         }];
         for row in &self.rows {
-            let source = match &row.quarantined {
-                Some(reason) => format!("{} (quarantined in the shadow: {reason})", row.source),
+            let source = match row.stopped() {
+                Some((state, reason)) => {
+                    format!("{} ({state} in the shadow: {reason})", row.source)
+                }
                 None => row.source.clone(),
             };
             policies.push(PolicyRun {
@@ -291,7 +348,7 @@ impl Evaluator {
             });
         }
         let duration_ms = self.first_t_us.map_or(0.0, |first| {
-            self.last_t_us.saturating_sub(first) as f64 / 1e3
+            self.clock_us.saturating_sub(first) as f64 / 1e3
         });
         LabReport {
             version: REPORT_VERSION,
@@ -325,25 +382,24 @@ impl Evaluator {
         }
     }
 
-    /// `GET /admin/lab`'s view of the rows.
-    pub(super) fn rows_status(&self) -> Value {
-        let report = self.report();
+    /// `GET /admin/lab`'s view of the rows, from a report of them.
+    pub(super) fn rows_status(&self, report: &LabReport) -> Value {
         let rows: Vec<Value> = report
             .policies
             .iter()
             .map(|run| {
-                let quarantined = self
+                let stopped = self
                     .rows
                     .iter()
                     .find(|row| row.name == run.name)
-                    .and_then(|row| row.quarantined.clone());
+                    .and_then(Row::stopped);
                 let metrics = &run.metrics;
                 json!({
                     "name": run.name,
                     "kind": run.kind,
                     "source": run.source,
-                    "state": if quarantined.is_some() { "quarantined" } else { "evaluating" },
-                    "quarantine_reason": quarantined,
+                    "state": stopped.map_or("evaluating", |(state, _)| state),
+                    "reason": stopped.map(|(_, reason)| reason),
                     "reads": metrics.reads,
                     "hits": metrics.hits,
                     "hit_ratio": metrics.hit_ratio,

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::evaluator::{Evaluator, Row, RowPolicy};
+use super::evaluator::{Evaluator, Row};
 use crate::results::RunKind;
 use mcp_bridge_policy::{Annotations, BuiltinPolicy, BuiltinSettings, PolicyChain};
 use mcp_bridge_trace::{RecordedCall, RecordedResult, RecordedStatus};
@@ -25,21 +25,26 @@ fn chain() -> PolicyChain {
 }
 
 fn evaluator(max_keys: u32) -> Evaluator {
-    let production = Arc::new(chain());
-    let candidate = Row::new(
-        "candidate",
-        RunKind::Builtin,
-        "builtin".to_owned(),
-        RowPolicy::Fixed(chain()),
-        None,
-    );
+    let row = |name: &str| {
+        Row::new(
+            name,
+            RunKind::Builtin,
+            "builtin".to_owned(),
+            chain(),
+            Vec::new(),
+        )
+    };
     Evaluator::new(
-        vec![candidate],
-        Arc::new(move || production.clone()),
+        row("production-simulated"),
+        vec![row("candidate")],
         max_keys,
         1000,
         100.0,
     )
+}
+
+fn rows(evaluator: &Evaluator) -> serde_json::Value {
+    evaluator.rows_status(&evaluator.report())
 }
 
 /// A read of `get_tasks` with `arguments`, answered `digest` (a hit when `hit`).
@@ -79,7 +84,7 @@ fn every_row_sees_every_call_and_the_live_row_counts_what_was_served() {
     evaluator.process(read(1, "{}", 7, false));
     evaluator.process(read(2, "{}", 7, true));
     evaluator.process(read(3, "{}", 7, true));
-    let rows = evaluator.rows_status();
+    let rows = rows(&evaluator);
     for name in ["production", "production-simulated", "candidate"] {
         let row = row(&rows, name);
         assert_eq!(
@@ -97,7 +102,7 @@ fn a_window_restarts_past_max_keys_and_the_counts_go_on() {
         evaluator.process(read(index, &format!("{{\"n\":{index}}}"), index, false));
     }
     assert!(evaluator.resets >= 2, "{} resets", evaluator.resets);
-    let rows = evaluator.rows_status();
+    let rows = rows(&evaluator);
     assert_eq!(row(&rows, "candidate")["reads"].as_u64(), Some(10));
     // The same call again after a restart is a miss for the simulated rows.
     evaluator.process(read(11, "{\"n\":9}", 9, false));
@@ -111,7 +116,7 @@ fn a_truth_sample_that_differs_makes_a_live_hit_stale() {
     let mut sampled = read(2, "{}", 7, true);
     sampled.truth = Some(8);
     evaluator.process(sampled);
-    let rows = evaluator.rows_status();
+    let rows = rows(&evaluator);
     assert_eq!(row(&rows, "production")["stale_hits"].as_u64(), Some(1));
     // The simulated rows hold the same entry, so their hit is stale by the same truth.
     assert_eq!(row(&rows, "candidate")["stale_hits"].as_u64(), Some(1));
