@@ -2,9 +2,12 @@
 //! [`PolicyChain`] (built-in policy, WASM plugins); only the cache ([`sim`]) and the clock
 //! are simulated. A miss costs the backend latency the trace recorded for that call.
 //!
+//! A pure chain is asked once per distinct call and its decisions reused ([`memo`]).
+//!
 //! [`bounds`] computes what no policy can beat (or do worse than) on the same trace.
 
 pub mod bounds;
+mod memo;
 mod shaping;
 pub mod sim;
 
@@ -20,7 +23,8 @@ use mcp_bridge_trace::RecordedStatus;
 use sim::{SimCache, SimEntry};
 
 /// How often (in events) a replay reports progress and times a policy call. Timing every
-/// call would add two clock reads to a 60 ns decision.
+/// call would add two clock reads to a 60 ns decision. A replay that reuses decisions
+/// times every call it makes: those are the few first calls of each distinct call.
 const SAMPLE_EVERY: usize = 8;
 const PROGRESS_EVERY: usize = 4096;
 
@@ -207,6 +211,7 @@ pub fn replay(
     let trace = prepared.trace;
     let mut cache = SimCache::new(trace.keys, setting.capacity);
     let mut shapes = shaping::Shapes::new(trace.keys);
+    let mut memo = memo::DecisionMemo::new(chain, trace.keys);
     let mut tally = Tally {
         latencies_us: Vec::with_capacity(trace.events.len()),
         ..Tally::default()
@@ -218,8 +223,8 @@ pub fn replay(
             progress.fetch_add(PROGRESS_EVERY as u64, Ordering::Relaxed);
         }
         let sampled = index % SAMPLE_EVERY == 0;
-        let call = call_info(trace, event);
         if event.write {
+            let call = call_info(trace, event);
             tally.metrics.writes += 1;
             tally.backend_call(event.latency_us);
             let outcome = Outcome {
@@ -244,10 +249,15 @@ pub fn replay(
                 *changed_at = event.t_us;
             }
         }
-        let timer = sampled.then(Instant::now);
-        let (decision, shaper) = chain.decide_shaped(&call);
-        tally.sample(timer);
-        tally.shaped(shaper);
+        // The decision cost reported is that of the chain's own calls, not of reuses.
+        let timed = sampled || memo.reuses();
+        let (decision, shaper) = memo.decide(event, || {
+            let timer = timed.then(Instant::now);
+            let answer = chain.decide_shaped(&call_info(trace, event));
+            tally.sample(timer);
+            answer
+        });
+        tally.shaped(*shaper);
         let Decision::Cache(directive) = decision else {
             tally.metrics.bypasses += 1;
             tally.backend_call(event.latency_us);
@@ -315,6 +325,7 @@ pub fn replay(
         (trace.events.len() % PROGRESS_EVERY) as u64,
         Ordering::Relaxed,
     );
+    tally.metrics.decisions_reused = memo.reused;
     let metrics = tally.finish(Some(&cache));
     (metrics, started.elapsed())
 }
