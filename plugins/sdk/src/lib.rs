@@ -108,7 +108,7 @@ pub trait Plugin: Sized + 'static {
     /// counters, caches or anything else kept in `Cell`, `RefCell` or statics between
     /// calls). `init` reports it to the bridge, which may then answer an identical call
     /// with the plugin's earlier answer instead of calling it: the policy lab does, which
-    /// makes replays several times faster. The bridge cannot check the promise. The
+    /// makes its replays faster. The bridge cannot check the promise. The
     /// default, `false`, has every question asked.
     const PURE: bool = false;
 
