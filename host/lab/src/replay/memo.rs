@@ -16,8 +16,9 @@
 //!
 //! Writes are not remembered: their invalidations depend on the outcome too, and its
 //! latency and size differ almost every time, so an exact memo would rarely hit, and a
-//! coarser one would be unsound for a plugin that reads them. Writes are a small share
-//! of a trace, so asking the chain for each costs little.
+//! coarser one would be unsound for a plugin that reads them. Every write is asked, so a
+//! plugin's invalidation rules bound how fast its replay can go (on the seed-tasks
+//! preset, one event in five is a write).
 //!
 //! [`Call`]: mcp_bridge_policy::Call
 //! [`Event::key`]: crate::loaded::Event::key
