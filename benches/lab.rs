@@ -1,9 +1,12 @@
 //! The policy lab benchmark, measured side by side in one run:
 //!
 //! - **Replay speed**: trace events per second that `bench policies` replays on one
-//!   thread, for the built-in policy and for the `annotations` WASM plugin (the built-in
-//!   policy re-expressed, so both do the same work), against the baseline of walking the
-//!   same trace with no policy and no cache (the no-cache bound).
+//!   thread, for the built-in policy and for each example WASM plugin (`annotations` is
+//!   the built-in policy re-expressed, so both do the same work), against the baseline of
+//!   walking the same trace with no policy and no cache (the no-cache bound). Every
+//!   policy here is pure, so the replay reuses its decisions per distinct call; each is
+//!   also replayed asked on every event (wrapped as a stateful policy, the path a plugin
+//!   that does not declare itself pure takes), and both must measure the same.
 //! - **Recording overhead**: cached `tools/call` throughput of two identical bridges at
 //!   32 connections, one of them recording every call (`serve --record`), taking turns
 //!   round by round; the ratio is what recording costs the hot path.
@@ -26,11 +29,14 @@ use mcp_bridge::config::PluginsConfig;
 use mcp_bridge::lab::load::{self, LoadArgs};
 use mcp_bridge::lab::loaded::Trace;
 use mcp_bridge::lab::replay::{self, Prepared, Setting, bounds};
+use mcp_bridge::lab::results::ReplayMetrics;
 use mcp_bridge::lab::workload::Workload;
 use mcp_bridge::metrics::Registry;
 use mcp_bridge::plugin::PluginMetrics;
 use mcp_bridge::plugin::{Limits, PluginEngine, PluginVersion, WasmPolicy};
-use mcp_bridge::policy::PolicyChain;
+use mcp_bridge::policy::{
+    Call, Decision, InvalidationAnswer, Outcome, Policy, PolicyChain, TtlAnswer,
+};
 use mcp_bridge_test_support::bench::{self, BenchMode};
 use mcp_bridge_test_support::repo::toml_command;
 use mcp_bridge_test_support::{Bridge, poll_until};
@@ -128,14 +134,20 @@ fn replay_speed(plan: &Plan) -> Result<Value> {
     let config = mcp_bridge::config::embedded_default()?;
     let builtin = Arc::new(config.builtin_policy());
     let engine = PluginEngine::new(None)?;
-    let plugin = annotations_plugin(&engine)?;
-    let chains = [
-        ("builtin", PolicyChain::new(Vec::new(), builtin.clone())),
-        (
-            "annotations (wasm)",
-            PolicyChain::new(vec![plugin], builtin),
-        ),
-    ];
+    let metrics = Arc::new(PluginMetrics::register(&Registry::new()));
+    let mut policies: Vec<(String, Option<Arc<dyn Policy>>)> = vec![("builtin".to_owned(), None)];
+    for (name, path) in [
+        ("annotations", plugin_artifacts::ANNOTATIONS),
+        ("seed-ttl-table", plugin_artifacts::SEED_TTL_TABLE),
+        ("crud-invalidation", plugin_artifacts::CRUD_INVALIDATION),
+    ] {
+        let plugin = example_plugin(&engine, &metrics, name, path)?;
+        ensure!(
+            plugin.is_pure(),
+            "the example plugin {name} does not declare itself pure"
+        );
+        policies.push((format!("{name} (wasm)"), Some(plugin)));
+    }
     let setting = Setting {
         capacity: u64::MAX,
         ttl_scale: 1.0,
@@ -151,35 +163,131 @@ fn replay_speed(plan: &Plan) -> Result<Value> {
         "replay speed, one thread, seed-tasks ({} events):",
         trace.events.len()
     );
-    println!("  {:<34} {:>12}  {:>8}", "", "events/s", "ratio");
     println!(
-        "  {:<34} {:>12.0}  {:>8}",
+        "  {:<46} {:>12}  {:>8}  {:>12}  {:>8}",
+        "", "events/s", "ratio", "policy calls", "reused"
+    );
+    println!(
+        "  {:<46} {:>12.0}  {:>8}",
         "baseline: trace walk, no policy", baseline, "1"
     );
     let mut rows =
         vec![json!({"name": "baseline: trace walk, no policy", "events_per_second": baseline})];
-    for (name, chain) in &chains {
-        let speed = best(Box::new(|| {
-            replay::replay(&prepared, chain, setting, &AtomicU64::new(0)).1
-        }));
-        println!("  {:<34} {:>12.0}  {:>8.4}", name, speed, speed / baseline);
-        rows.push(json!({"name": name, "events_per_second": speed, "ratio_to_baseline": speed / baseline}));
+    for (name, plugin) in &policies {
+        let plugins: Vec<Arc<dyn Policy>> = plugin.iter().cloned().collect();
+        let asked: Vec<Arc<dyn Policy>> = plugin
+            .iter()
+            .map(|plugin| Arc::new(AskedEveryTime(plugin.clone())) as Arc<dyn Policy>)
+            .collect();
+        let pure = PolicyChain::new(plugins, builtin.clone());
+        // The built-in policy is pure too, so the built-in row's stateful variant puts a
+        // policy before it that abstains and declares no purity.
+        let stateful = match asked.is_empty() {
+            true => PolicyChain::new(
+                vec![Arc::new(AskedEveryTime(Arc::new(Abstains)))],
+                builtin.clone(),
+            ),
+            false => PolicyChain::new(asked, builtin.clone()),
+        };
+        let mut measured: Vec<ReplayMetrics> = Vec::new();
+        for (variant, chain) in [
+            ("asked every event", &stateful),
+            ("pure: decisions reused", &pure),
+        ] {
+            let mut last = None;
+            let speed = best(Box::new(|| {
+                let (metrics, took) = replay::replay(&prepared, chain, setting, &AtomicU64::new(0));
+                last = Some(metrics);
+                took
+            }));
+            let metrics = last.context("no replay ran")?;
+            let label = format!("{name}, {variant}");
+            println!(
+                "  {:<46} {:>12.0}  {:>8.4}  {:>12}  {:>8}",
+                label,
+                speed,
+                speed / baseline,
+                metrics.policy_calls,
+                metrics.decisions_reused
+            );
+            rows.push(json!({
+                "name": label,
+                "events_per_second": speed,
+                "ratio_to_baseline": speed / baseline,
+                "policy_calls": metrics.policy_calls,
+                "decisions_reused": metrics.decisions_reused,
+                "decision_ns": metrics.decision_ns,
+            }));
+            measured.push(metrics);
+        }
+        if let [asked, reused] = measured.as_slice() {
+            let outcome =
+                |m: &ReplayMetrics| (m.hits, m.misses, m.bypasses, m.stale_hits, m.invalidated);
+            ensure!(
+                outcome(asked) == outcome(reused),
+                "{name}: reusing decisions changed the replay: {:?} asked, {:?} reused",
+                outcome(asked),
+                outcome(reused)
+            );
+        }
     }
-    println!("  (targets: >= 1,000,000 events/s built-in, >= 300,000 events/s per WASM policy)\n");
+    println!(
+        "  (targets: >= 1,000,000 events/s built-in, >= 300,000 events/s per WASM policy asked every event, >= 2,000,000 events/s per pure WASM policy)\n"
+    );
     Ok(json!({"events": trace.events.len(), "rows": rows}))
 }
 
-fn annotations_plugin(engine: &PluginEngine) -> Result<Arc<dyn mcp_bridge::policy::Policy>> {
-    let bytes = std::fs::read(plugin_artifacts::ANNOTATIONS)?;
+/// A policy replayed as if it were stateful: it answers as the policy it wraps but does
+/// not declare purity, so a replay asks it on every event.
+struct AskedEveryTime(Arc<dyn Policy>);
+
+impl Policy for AskedEveryTime {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn decide(&self, call: &Call<'_>) -> Decision {
+        self.0.decide(call)
+    }
+
+    fn ttl(&self, server: &str, tool: &str) -> TtlAnswer {
+        self.0.ttl(server, tool)
+    }
+
+    fn invalidations(&self, call: &Call<'_>, outcome: &Outcome) -> InvalidationAnswer {
+        self.0.invalidations(call, outcome)
+    }
+}
+
+/// A policy with no opinion, so the built-in policy after it decides everything.
+struct Abstains;
+
+impl Policy for Abstains {
+    fn name(&self) -> &str {
+        "abstains"
+    }
+
+    fn decide(&self, _call: &Call<'_>) -> Decision {
+        Decision::Abstain
+    }
+}
+
+fn example_plugin(
+    engine: &PluginEngine,
+    metrics: &Arc<PluginMetrics>,
+    name: &str,
+    path: &str,
+) -> Result<Arc<dyn Policy>> {
+    let bytes = std::fs::read(path)?;
     let limits = Limits::from_config(&PluginsConfig::default());
-    let version = PluginVersion::load(engine, "annotations.wasm", &bytes, limits)?;
+    let version = PluginVersion::load(engine, &format!("{name}.wasm"), &bytes, limits)?;
     let policy = WasmPolicy::start(
-        "annotations",
+        name,
         Vec::new(),
         "{}".to_owned(),
         Arc::new(version),
         2,
-        &Arc::new(PluginMetrics::register(&Registry::new())),
+        metrics,
     )?;
     Ok(Arc::new(policy))
 }

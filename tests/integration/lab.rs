@@ -491,6 +491,62 @@ async fn identical_rows_are_explained_by_who_decided_and_alone_runs() -> Result<
     Ok(())
 }
 
+/// A pure plugin (the `annotations` example declares it at `init`) is asked once per
+/// distinct call and its decisions reused; a stateful one (`call-counter`, which does not
+/// declare it) is asked on every event, and its replay shows its state: it bypasses every
+/// other call.
+#[tokio::test]
+async fn pure_plugins_are_asked_once_per_call_and_stateful_ones_on_every_event() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    let out_arg = out.display().to_string();
+    let annotations = format!("annotations={}", plugin_artifacts::ANNOTATIONS);
+    let counter = format!("counter={}", plugin_artifacts::CALL_COUNTER);
+    // One replay thread: the counter's one warm instance answers each replay in turn.
+    let report = bench_policies(&[
+        "--workload",
+        "seed-tasks",
+        "--calls",
+        "4000",
+        "--sizes",
+        "",
+        "--ttl-scales",
+        "",
+        "--jobs",
+        "1",
+        "--policy",
+        &annotations,
+        "--policy",
+        &counter,
+        "--out",
+        &out_arg,
+    ])?;
+    let events = report["trace"]["events"].as_u64().unwrap_or(0);
+    ensure!(events == 4000, "{}", report["trace"]);
+    let count = |metrics: &Value, field: &str| metrics[field].as_u64().unwrap_or(u64::MAX);
+    for section in ["policies", "alone"] {
+        let pure = &run_of(&report, section, "annotations")["metrics"];
+        let reused = count(pure, "decisions_reused");
+        ensure!(
+            reused > events / 2 && count(pure, "policy_calls") + reused == events,
+            "{section}: the pure plugin's decisions were not reused: {pure}"
+        );
+        let stateful = &run_of(&report, section, "counter")["metrics"];
+        ensure!(
+            count(stateful, "decisions_reused") == 0 && count(stateful, "policy_calls") == events,
+            "{section}: the stateful plugin was not asked on every event: {stateful}"
+        );
+    }
+    // Alone (no configured TTL rows), every bypass is the counter's: half of the reads.
+    let stateful = &run_of(&report, "alone", "counter")["metrics"];
+    let reads = count(stateful, "reads");
+    ensure!(
+        count(stateful, "bypasses").abs_diff(reads / 2) <= 1,
+        "the counter's alternating answers do not show: {stateful}"
+    );
+    Ok(())
+}
+
 /// `--fail-if-worse` gates a plugin's CI: a candidate that loses hit ratio (or gains
 /// stale hits) against the baseline's policy of the same name fails the run with the
 /// numbers; the same candidate again passes. The report is written either way.

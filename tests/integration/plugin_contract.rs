@@ -171,9 +171,10 @@ fn the_wit_package_is_the_only_copy_of_the_contract() -> Result<()> {
     let root = repo_root();
     let mut files = Vec::new();
     wit_files(&root, &mut files)?;
-    // The current contract, and the frozen first one the host still serves.
+    // The current contract, and the frozen earlier ones the host still serves.
     let versions = [
-        (Contract::V0_2, root.join("wit/policy.wit")),
+        (Contract::V0_3, root.join("wit/policy.wit")),
+        (Contract::V0_2, root.join("wit/v0.2.0/policy.wit")),
         (Contract::V0_1, root.join("wit/v0.1.0/policy.wit")),
     ];
     for (contract, path) in &versions {

@@ -244,7 +244,9 @@ servers = ["demo"]
         seed["exports"] == json!(["ttl-table", "lifecycle"]),
         "{seed}"
     );
-    ensure!(seed["contract"] == "mcp-bridge:policy@0.2.0", "{seed}");
+    ensure!(seed["contract"] == "mcp-bridge:policy@0.3.0", "{seed}");
+    // The example plugins keep no state between calls and say so at `init`.
+    ensure!(seed["pure"] == true, "{seed}");
     // The TTL table implements only `ttl-table`: its `init` said so, and no decision or
     // invalidation cost a call into it.
     for (interface, called) in [
@@ -272,6 +274,7 @@ servers = ["demo"]
         crud["exports"] == json!(["cache-policy", "invalidation-rules", "lifecycle"]),
         "{crud}"
     );
+    ensure!(crud["pure"] == true, "{crud}");
     ensure!(admin["generation"].as_u64() >= Some(1), "{admin}");
     let names: Vec<&str> = admin["bindings"]
         .as_array()
@@ -500,6 +503,10 @@ async fn a_plugin_built_against_the_0_1_0_contract_still_serves() -> Result<()> 
         entry["exports"] == json!(["cache-policy", "ttl-table", "lifecycle"]),
         "{entry}"
     );
+    ensure!(
+        entry["pure"] == false,
+        "0.1.0 cannot declare purity: {entry}"
+    );
     let session = demo.session().await?;
     let reads = call_times(&session, "get_tasks", 2).await?;
     ensure!(
@@ -509,6 +516,36 @@ async fn a_plugin_built_against_the_0_1_0_contract_still_serves() -> Result<()> 
     ensure!(
         reads[0].field("ttl-ms") == Some(333_000),
         "the 0.1.0 plugin did not decide: {:?}",
+        reads[0].cache
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_plugin_built_against_the_0_2_0_contract_still_serves() -> Result<()> {
+    let demo =
+        PluginBridge::start(&[(plugin_artifacts::LEGACY_V0_2, "legacy.wasm")], "", None).await?;
+    let entry = demo.plugin("legacy").await?;
+    ensure!(entry["state"] == "active", "{entry}");
+    ensure!(entry["contract"] == "mcp-bridge:policy@0.2.0", "{entry}");
+    // Its `init` reported two of the three policy interfaces, and 0.2.0 has no `pure`.
+    ensure!(
+        entry["exports"] == json!(["cache-policy", "ttl-table", "lifecycle"]),
+        "{entry}"
+    );
+    ensure!(
+        entry["pure"] == false,
+        "0.2.0 cannot declare purity: {entry}"
+    );
+    let session = demo.session().await?;
+    let reads = call_times(&session, "get_tasks", 2).await?;
+    ensure!(
+        demo.calls("get_tasks") == 1,
+        "the 0.2.0 plugin's decision did not cache get_tasks"
+    );
+    ensure!(
+        reads[0].field("ttl-ms") == Some(222_000),
+        "the 0.2.0 plugin did not decide: {:?}",
         reads[0].cache
     );
     Ok(())

@@ -169,7 +169,8 @@ pub struct ReplayMetrics {
     /// Entries dropped to make room, and by invalidations.
     pub evictions: u64,
     pub invalidated: u64,
-    /// Policy calls (decide, TTL, invalidations) made, and their mean cost.
+    /// Policy calls (decide, TTL, invalidations) made, and their mean cost. A decision
+    /// reused for a repeated call of a pure policy is no call (`decisions_reused`).
     pub policy_calls: u64,
     pub decision_ns: f64,
     /// Calls whose fate a plugin shaped (its decision, its TTL table or its invalidation
@@ -182,6 +183,10 @@ pub struct ReplayMetrics {
     pub shaped_by_config: u64,
     #[serde(default)]
     pub shaped_by_default: u64,
+    /// Reads answered with the decision a pure chain gave the same call earlier, without
+    /// asking it again. Absent in older reports.
+    #[serde(default)]
+    pub decisions_reused: u64,
 }
 
 /// One policy at one sweep setting.

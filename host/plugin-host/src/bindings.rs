@@ -9,8 +9,9 @@ use mcp_bridge_policy::{
     Status, TtlAnswer,
 };
 
-/// The current contract, `mcp-bridge:policy@0.2.0` (`wit/policy.wit`): one world, and
-/// `lifecycle.init` reports which policy interfaces the plugin implements.
+/// The current contract, `mcp-bridge:policy@0.3.0` (`wit/policy.wit`): one world, and
+/// `lifecycle.init` reports which policy interfaces the plugin implements and whether it
+/// is pure.
 pub mod current {
     wasmtime::component::bindgen!({
         path: "../../wit",
@@ -18,9 +19,22 @@ pub mod current {
     });
 }
 
+/// The second contract, `mcp-bridge:policy@0.2.0` (the frozen copy in `wit/v0.2.0/`):
+/// the current world without the `pure` capability. Its types are the current ones, as
+/// for [`legacy`].
+pub mod v0_2 {
+    wasmtime::component::bindgen!({
+        path: "../../wit/v0.2.0",
+        world: "plugin",
+        with: {
+            "mcp-bridge:policy/types@0.2.0": super::current::mcp_bridge::policy::types,
+        },
+    });
+}
+
 /// The first contract, `mcp-bridge:policy@0.1.0` (the frozen copy in `wit/v0.1.0/`):
 /// a plugin exports the subset of policy interfaces it implements. Its types are the
-/// current ones (the component model compares types by structure, and the two versions'
+/// current ones (the component model compares types by structure, and every version's
 /// are the same), so one set of conversions serves both.
 pub mod legacy {
     wasmtime::component::bindgen!({
@@ -34,6 +48,7 @@ pub mod legacy {
 
 use self::current::mcp_bridge::policy::types as wit;
 pub use current::exports::mcp_bridge::policy::lifecycle::Capabilities;
+pub use v0_2::exports::mcp_bridge::policy::lifecycle::Capabilities as CapabilitiesV0_2;
 
 /// A version of the WIT package a plugin is built against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,17 +57,20 @@ pub enum Contract {
     V0_1,
     /// `mcp-bridge:policy@0.2.0`: one world, capabilities reported by `init`.
     V0_2,
+    /// `mcp-bridge:policy@0.3.0`: 0.2.0 with the `pure` capability.
+    V0_3,
 }
 
 impl Contract {
     /// Every version the host serves, newest first.
-    pub const ALL: [Contract; 2] = [Contract::V0_2, Contract::V0_1];
+    pub const ALL: [Contract; 3] = [Contract::V0_3, Contract::V0_2, Contract::V0_1];
 
     /// The package with its version, as plugins and the admin API name it.
     pub fn package(self) -> &'static str {
         match self {
             Contract::V0_1 => "mcp-bridge:policy@0.1.0",
             Contract::V0_2 => "mcp-bridge:policy@0.2.0",
+            Contract::V0_3 => "mcp-bridge:policy@0.3.0",
         }
     }
 
@@ -71,6 +89,12 @@ impl Contract {
                 ttl_table: "mcp-bridge:policy/ttl-table@0.2.0",
                 invalidation_rules: "mcp-bridge:policy/invalidation-rules@0.2.0",
             },
+            Contract::V0_3 => InterfaceNames {
+                lifecycle: "mcp-bridge:policy/lifecycle@0.3.0",
+                cache_policy: "mcp-bridge:policy/cache-policy@0.3.0",
+                ttl_table: "mcp-bridge:policy/ttl-table@0.3.0",
+                invalidation_rules: "mcp-bridge:policy/invalidation-rules@0.3.0",
+            },
         }
     }
 }
@@ -84,7 +108,7 @@ pub struct InterfaceNames {
     pub invalidation_rules: &'static str,
 }
 
-/// Defines a policy interface's guest over both contract versions: the generated
+/// Defines a policy interface's guest over every contract version: the generated
 /// function wrappers differ by version, their Rust types do not.
 macro_rules! guest {
     ($(#[$doc:meta])* $name:ident, $module:ident, $call:ident($($arg:ident: $ty:ty),*) -> $ret:ty) => {
@@ -92,6 +116,7 @@ macro_rules! guest {
         #[derive(Clone)]
         pub enum $name {
             Current(current::exports::mcp_bridge::policy::$module::Guest),
+            V0_2(v0_2::exports::mcp_bridge::policy::$module::Guest),
             Legacy(legacy::exports::mcp_bridge::policy::$module::Guest),
         }
 
@@ -103,6 +128,7 @@ macro_rules! guest {
             ) -> wasmtime::Result<$ret> {
                 match self {
                     $name::Current(guest) => guest.$call(store, $($arg),*),
+                    $name::V0_2(guest) => guest.$call(store, $($arg),*),
                     $name::Legacy(guest) => guest.$call(store, $($arg),*),
                 }
             }

@@ -21,19 +21,19 @@ pub enum PluginError {
     #[error("plugin {file} does not link against the host: {message}")]
     Link { file: String, message: String },
     #[error(
-        "plugin {file} exports none of cache-policy, ttl-table or invalidation-rules (of mcp-bridge:policy@0.2.0 or @0.1.0); it exports: {exports}"
+        "plugin {file} exports none of cache-policy, ttl-table or invalidation-rules (of mcp-bridge:policy@0.3.0, @0.2.0 or @0.1.0); it exports: {exports}"
     )]
     NoPolicyExports { file: String, exports: String },
     #[error(
-        "plugin {file} is built against {found}, which this bridge does not serve (it serves mcp-bridge:policy@0.2.0 and @0.1.0); rebuild it against a version the bridge serves"
+        "plugin {file} is built against {found}, which this bridge does not serve (it serves mcp-bridge:policy@0.3.0, @0.2.0 and @0.1.0); rebuild it against a version the bridge serves"
     )]
     UnsupportedContract { file: String, found: String },
     #[error(
-        "plugin {file} exports none of cache-policy, ttl-table or invalidation-rules as a capability: its init (mcp-bridge:policy@0.2.0) reported none; an SDK plugin implements at least one of CachePolicy, TtlTable, InvalidationRules"
+        "plugin {file} exports none of cache-policy, ttl-table or invalidation-rules as a capability: its init reported none; an SDK plugin implements at least one of CachePolicy, TtlTable, InvalidationRules"
     )]
     NoCapabilities { file: String },
     #[error(
-        "plugin {file}: init reported the capabilities [{now}], an earlier instance [{first}]; a plugin's capabilities must not depend on its config"
+        "plugin {file}: init reported the capabilities [{now}], an earlier instance [{first}]; a plugin's capabilities (purity included) must not depend on its config"
     )]
     CapabilitiesChanged {
         file: String,

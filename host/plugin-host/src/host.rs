@@ -282,6 +282,8 @@ impl PluginHost {
                 "size": version.size,
                 "contract": version.contract.package(),
                 "exports": version.exports.names(),
+                // Whether its `init` declared it pure (null until the first `init`).
+                "pure": version.exports.pure(),
                 "generation": version.generation.load(Ordering::Relaxed),
                 "loaded_at": humantime::format_rfc3339_millis(version.loaded_at).to_string(),
                 "state": if health.is_quarantined() { "quarantined" } else { "active" },

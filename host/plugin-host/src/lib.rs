@@ -1,7 +1,7 @@
 //! WebAssembly component policy plugins: the wasmtime host that loads, sandboxes,
 //! hot-swaps and calls them as [`mcp_bridge_policy::Policy`] implementations.
 //!
-//! - `bindings`: types generated from `wit/` (contract 0.2.0 and the frozen 0.1.0) and
+//! - `bindings`: types generated from `wit/` (contract 0.3.0 and the frozen 0.2.0 and 0.1.0) and
 //!   their conversions to the policy seam.
 //! - `engine`: the one wasmtime engine, epoch ticks, the compiled-component disk cache.
 //! - `sandbox`: store state and limits, the `log` import, stdout/stderr as log lines, the

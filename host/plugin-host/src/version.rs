@@ -2,10 +2,11 @@
 //! is built against, the policy interfaces it implements, its fault record, and how to
 //! make warm instances of it.
 //!
-//! A `mcp-bridge:policy@0.2.0` plugin exports every interface of the one world and says
-//! which it implements when `init` returns (its capabilities); a 0.1.0 plugin exports
-//! only the interfaces it implements, which the host probes at load. Either way the
-//! result is one [`Exports`], and the host calls nothing outside it.
+//! A `mcp-bridge:policy@0.3.0` or `@0.2.0` plugin exports every interface of the one
+//! world and says which it implements when `init` returns (its capabilities; a 0.3.0
+//! plugin also says whether it is pure); a 0.1.0 plugin exports only the interfaces it
+//! implements, which the host probes at load. Either way the result is one [`Exports`],
+//! and the host calls nothing outside it.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,8 +18,8 @@ use wasmtime::Store;
 use wasmtime::component::{Component, InstancePre};
 
 use super::bindings::{
-    CachePolicyGuest, Capabilities, Contract, InvalidationRulesGuest, TtlTableGuest, current,
-    legacy,
+    CachePolicyGuest, Capabilities, CapabilitiesV0_2, Contract, InvalidationRulesGuest,
+    TtlTableGuest, current, legacy, v0_2,
 };
 use super::engine::{CompileSource, Compiled, PluginEngine};
 use super::error::{Fault, FaultKind, PluginError};
@@ -29,24 +30,49 @@ use mcp_bridge_config::PluginsConfig;
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Which of the contract's interfaces the host calls on a plugin: the policy interfaces
-/// it implements, and `lifecycle`.
+/// it implements, and `lifecycle`; and whether the plugin declared itself pure.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Exports {
     pub lifecycle: bool,
     pub cache_policy: bool,
     pub ttl_table: bool,
     pub invalidation_rules: bool,
+    /// The plugin promised (0.3.0 `init`) that its answers depend on the call and its
+    /// config alone, so an answer may be remembered for an identical call. Plugins of
+    /// older contracts could not say so and are never pure.
+    pub pure: bool,
 }
 
 impl Exports {
-    /// A 0.2.0 plugin's: `lifecycle` and the capabilities its `init` reported.
+    /// A 0.3.0 plugin's: `lifecycle` and the capabilities its `init` reported.
     fn reported(capabilities: Capabilities) -> Exports {
         Exports {
             lifecycle: true,
             cache_policy: capabilities.contains(Capabilities::CACHE_POLICY),
             ttl_table: capabilities.contains(Capabilities::TTL_TABLE),
             invalidation_rules: capabilities.contains(Capabilities::INVALIDATION_RULES),
+            pure: capabilities.contains(Capabilities::PURE),
         }
+    }
+
+    /// A 0.2.0 plugin's: `lifecycle` and the capabilities its `init` reported.
+    fn reported_v0_2(capabilities: CapabilitiesV0_2) -> Exports {
+        Exports {
+            lifecycle: true,
+            cache_policy: capabilities.contains(CapabilitiesV0_2::CACHE_POLICY),
+            ttl_table: capabilities.contains(CapabilitiesV0_2::TTL_TABLE),
+            invalidation_rules: capabilities.contains(CapabilitiesV0_2::INVALIDATION_RULES),
+            pure: false,
+        }
+    }
+
+    /// [`Exports::names`], and `pure` when the plugin declared it.
+    fn capability_names(&self) -> Vec<&'static str> {
+        let mut names = self.names();
+        if self.pure {
+            names.push("pure");
+        }
+        names
     }
 
     fn any_policy(&self) -> bool {
@@ -66,8 +92,9 @@ impl Exports {
     }
 }
 
-/// A version's [`Exports`]: probed at load for a 0.1.0 plugin; for a 0.2.0 plugin,
-/// reported by the first `init` of any of its instances (every later one must agree).
+/// A version's [`Exports`]: probed at load for a 0.1.0 plugin; for a 0.2.0 or 0.3.0
+/// plugin, reported by the first `init` of any of its instances (every later one must
+/// agree).
 #[derive(Debug, Default)]
 pub struct VersionExports(OnceLock<Exports>);
 
@@ -76,8 +103,8 @@ impl VersionExports {
         self.0.get().copied()
     }
 
-    /// The interface names for logs and the admin API; before any `init` of a 0.2.0
-    /// plugin only `lifecycle` is known.
+    /// The interface names for logs and the admin API; before any `init` of a 0.2.0 or
+    /// 0.3.0 plugin only `lifecycle` is known.
     pub fn names(&self) -> Vec<&'static str> {
         self.get()
             .unwrap_or(Exports {
@@ -85,6 +112,11 @@ impl VersionExports {
                 ..Exports::default()
             })
             .names()
+    }
+
+    /// Whether the plugin declared itself pure; `None` before its first `init`.
+    pub fn pure(&self) -> Option<bool> {
+        self.get().map(|exports| exports.pure)
     }
 }
 
@@ -112,12 +144,19 @@ impl Limits {
 
 /// Where each interface's functions are in the component, checked against the contract.
 enum Indices {
-    /// 0.2.0: the world exports all four.
+    /// 0.3.0: the world exports all four.
     Current {
         lifecycle: current::exports::mcp_bridge::policy::lifecycle::GuestIndices,
         cache_policy: current::exports::mcp_bridge::policy::cache_policy::GuestIndices,
         ttl_table: current::exports::mcp_bridge::policy::ttl_table::GuestIndices,
         invalidation_rules: current::exports::mcp_bridge::policy::invalidation_rules::GuestIndices,
+    },
+    /// 0.2.0: the world exports all four too.
+    V0_2 {
+        lifecycle: v0_2::exports::mcp_bridge::policy::lifecycle::GuestIndices,
+        cache_policy: v0_2::exports::mcp_bridge::policy::cache_policy::GuestIndices,
+        ttl_table: v0_2::exports::mcp_bridge::policy::ttl_table::GuestIndices,
+        invalidation_rules: v0_2::exports::mcp_bridge::policy::invalidation_rules::GuestIndices,
     },
     /// 0.1.0: each one is there or not.
     Legacy {
@@ -192,7 +231,8 @@ impl PluginVersion {
         let pre = linker.instantiate_pre(&component).map_err(link_error)?;
         let exports = VersionExports::default();
         let indices = match contract {
-            Contract::V0_2 => current_indices(file, &pre)?,
+            Contract::V0_3 => current_indices(file, &pre)?,
+            Contract::V0_2 => v0_2_indices(file, &pre)?,
             Contract::V0_1 => {
                 let (indices, probed) = probe_legacy(file, &component, &pre)?;
                 if !probed.any_policy() {
@@ -264,13 +304,11 @@ impl PluginVersion {
             })
         };
         let names = self.contract.names();
-        match &self.indices {
-            Indices::Current {
-                lifecycle,
-                cache_policy,
-                ttl_table,
-                invalidation_rules,
-            } => {
+        // The 0.3.0 and 0.2.0 worlds are instantiated alike; only their generated types
+        // (and how their capabilities read) differ.
+        macro_rules! one_world {
+            ($indices:expr, $variant:ident, $reported:path) => {{
+                let (lifecycle, cache_policy, ttl_table, invalidation_rules) = $indices;
                 let lifecycle = lifecycle
                     .load(&mut store, &instance)
                     .map_err(|error| contract(names.lifecycle, error))?;
@@ -280,10 +318,10 @@ impl PluginVersion {
                     Err(error) => return Err(fault(&mut store, error)),
                 };
                 let exports = self
-                    .record_capabilities(capabilities)
+                    .record_capabilities($reported(capabilities))
                     .map_err(InstantiateError::Contract)?;
                 let cache_policy = match exports.cache_policy {
-                    true => Some(CachePolicyGuest::Current(
+                    true => Some(CachePolicyGuest::$variant(
                         cache_policy
                             .load(&mut store, &instance)
                             .map_err(|error| contract(names.cache_policy, error))?,
@@ -291,7 +329,7 @@ impl PluginVersion {
                     false => None,
                 };
                 let ttl_table = match exports.ttl_table {
-                    true => Some(TtlTableGuest::Current(
+                    true => Some(TtlTableGuest::$variant(
                         ttl_table
                             .load(&mut store, &instance)
                             .map_err(|error| contract(names.ttl_table, error))?,
@@ -299,7 +337,7 @@ impl PluginVersion {
                     false => None,
                 };
                 let invalidation_rules = match exports.invalidation_rules {
-                    true => Some(InvalidationRulesGuest::Current(
+                    true => Some(InvalidationRulesGuest::$variant(
                         invalidation_rules
                             .load(&mut store, &instance)
                             .map_err(|error| contract(names.invalidation_rules, error))?,
@@ -313,7 +351,29 @@ impl PluginVersion {
                     ttl_table,
                     invalidation_rules,
                 })
-            }
+            }};
+        }
+        match &self.indices {
+            Indices::Current {
+                lifecycle,
+                cache_policy,
+                ttl_table,
+                invalidation_rules,
+            } => one_world!(
+                (lifecycle, cache_policy, ttl_table, invalidation_rules),
+                Current,
+                Exports::reported
+            ),
+            Indices::V0_2 {
+                lifecycle,
+                cache_policy,
+                ttl_table,
+                invalidation_rules,
+            } => one_world!(
+                (lifecycle, cache_policy, ttl_table, invalidation_rules),
+                V0_2,
+                Exports::reported_v0_2
+            ),
             Indices::Legacy {
                 lifecycle,
                 cache_policy,
@@ -366,9 +426,8 @@ impl PluginVersion {
     }
 
     /// Checks the capabilities one `init` reported: at least one policy interface, and
-    /// the same as every earlier instance of this version reported.
-    fn record_capabilities(&self, capabilities: Capabilities) -> Result<Exports, PluginError> {
-        let reported = Exports::reported(capabilities);
+    /// the same (purity included) as every earlier instance of this version reported.
+    fn record_capabilities(&self, reported: Exports) -> Result<Exports, PluginError> {
         if !reported.any_policy() {
             return Err(PluginError::NoCapabilities {
                 file: self.file.clone(),
@@ -378,8 +437,8 @@ impl PluginVersion {
         if first != reported {
             return Err(PluginError::CapabilitiesChanged {
                 file: self.file.clone(),
-                first: first.names().join(", "),
-                now: reported.names().join(", "),
+                first: first.capability_names().join(", "),
+                now: reported.capability_names().join(", "),
             });
         }
         Ok(reported)
@@ -439,25 +498,38 @@ fn contract_of(file: &str, export_names: &[String]) -> Result<Contract, PluginEr
     })
 }
 
-/// A 0.2.0 component's four interfaces, each checked against the contract's types.
+/// A 0.3.0 or 0.2.0 component's four interfaces, each checked against the contract's
+/// types: `$module` is the version's generated bindings.
+macro_rules! one_world_indices {
+    ($file:expr, $pre:expr, $contract:expr, $variant:ident, $module:ident) => {{
+        use $module::exports::mcp_bridge::policy::{
+            cache_policy, invalidation_rules, lifecycle, ttl_table,
+        };
+        let names = $contract.names();
+        let contract = |interface: &'static str, error: wasmtime::Error| PluginError::Contract {
+            file: $file.to_owned(),
+            interface,
+            message: format!("{error:#}"),
+        };
+        Ok(Indices::$variant {
+            lifecycle: lifecycle::GuestIndices::new($pre)
+                .map_err(|e| contract(names.lifecycle, e))?,
+            cache_policy: cache_policy::GuestIndices::new($pre)
+                .map_err(|e| contract(names.cache_policy, e))?,
+            ttl_table: ttl_table::GuestIndices::new($pre)
+                .map_err(|e| contract(names.ttl_table, e))?,
+            invalidation_rules: invalidation_rules::GuestIndices::new($pre)
+                .map_err(|e| contract(names.invalidation_rules, e))?,
+        })
+    }};
+}
+
 fn current_indices(file: &str, pre: &InstancePre<PluginState>) -> Result<Indices, PluginError> {
-    use current::exports::mcp_bridge::policy::{
-        cache_policy, invalidation_rules, lifecycle, ttl_table,
-    };
-    let names = Contract::V0_2.names();
-    let contract = |interface: &'static str, error: wasmtime::Error| PluginError::Contract {
-        file: file.to_owned(),
-        interface,
-        message: format!("{error:#}"),
-    };
-    Ok(Indices::Current {
-        lifecycle: lifecycle::GuestIndices::new(pre).map_err(|e| contract(names.lifecycle, e))?,
-        cache_policy: cache_policy::GuestIndices::new(pre)
-            .map_err(|e| contract(names.cache_policy, e))?,
-        ttl_table: ttl_table::GuestIndices::new(pre).map_err(|e| contract(names.ttl_table, e))?,
-        invalidation_rules: invalidation_rules::GuestIndices::new(pre)
-            .map_err(|e| contract(names.invalidation_rules, e))?,
-    })
+    one_world_indices!(file, pre, Contract::V0_3, Current, current)
+}
+
+fn v0_2_indices(file: &str, pre: &InstancePre<PluginState>) -> Result<Indices, PluginError> {
+    one_world_indices!(file, pre, Contract::V0_2, V0_2, v0_2)
 }
 
 /// Looks up each interface of a 0.1.0 component. An interface it does not export is
@@ -503,6 +575,8 @@ fn probe_legacy(
         cache_policy: cache_policy.is_some(),
         ttl_table: ttl_table.is_some(),
         invalidation_rules: invalidation_rules.is_some(),
+        // 0.1.0 has no way to declare purity.
+        pure: false,
     };
     let indices = Indices::Legacy {
         lifecycle,
@@ -585,22 +659,17 @@ mod tests {
 
     #[test]
     fn the_contract_is_read_from_the_export_names() {
-        assert_eq!(
-            contract_of("a.wasm", &names(Contract::V0_2)).ok(),
-            Some(Contract::V0_2)
-        );
-        assert_eq!(
-            contract_of("a.wasm", &names(Contract::V0_1)).ok(),
-            Some(Contract::V0_1)
-        );
+        for contract in Contract::ALL {
+            assert_eq!(contract_of("a.wasm", &names(contract)).ok(), Some(contract));
+        }
 
-        let future = vec!["mcp-bridge:policy/lifecycle@0.3.0".to_owned()];
+        let future = vec!["mcp-bridge:policy/lifecycle@0.4.0".to_owned()];
         let error = contract_of("new.wasm", &future)
             .err()
             .map(|e| e.to_string());
         let error = error.unwrap_or_default();
+        assert!(error.contains("mcp-bridge:policy@0.4.0"), "{error}");
         assert!(error.contains("mcp-bridge:policy@0.3.0"), "{error}");
-        assert!(error.contains("mcp-bridge:policy@0.2.0"), "{error}");
 
         let other = vec!["wasi:cli/run@0.2.0".to_owned()];
         let error = contract_of("run.wasm", &other).err().map(|e| e.to_string());

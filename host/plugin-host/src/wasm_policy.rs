@@ -68,8 +68,9 @@ pub struct WasmPolicy {
     servers: Vec<String>,
     config_json: String,
     version: Arc<PluginVersion>,
-    /// The interfaces the plugin implements (0.2.0: what its `init` reported). Read on
-    /// every call, so an interface the plugin does not implement costs no WASM call.
+    /// The interfaces the plugin implements (0.2.0 and later: what its `init` reported),
+    /// and whether it declared itself pure. Read on every call, so an interface the
+    /// plugin does not implement costs no WASM call.
     exports: Exports,
     idle: Mutex<Vec<WarmInstance>>,
     max_idle: usize,
@@ -320,5 +321,12 @@ impl Policy for WasmPolicy {
         .unwrap_or_else(|| {
             InvalidationAnswer::Rules(vec![Invalidation::Server(call.server.to_owned())])
         })
+    }
+
+    /// What the plugin's `init` declared (only a 0.3.0 plugin can). A remembered answer
+    /// may be a fault's safe default: for a pure plugin a trap repeats on the same call,
+    /// so that is its answer to the call too.
+    fn is_pure(&self) -> bool {
+        self.exports.pure
     }
 }

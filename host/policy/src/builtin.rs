@@ -121,4 +121,9 @@ impl Policy for BuiltinPolicy {
         }
         InvalidationAnswer::Rules(invalidations)
     }
+
+    /// Its answers come from its settings and the question alone.
+    fn is_pure(&self) -> bool {
+        true
+    }
 }

@@ -25,6 +25,15 @@ pub trait Policy: Send + Sync {
     fn invalidations(&self, _call: &Call<'_>, _outcome: &Outcome) -> InvalidationAnswer {
         InvalidationAnswer::Abstain
     }
+
+    /// Whether every answer is a function of the question alone (the call, the outcome,
+    /// the server and tool) and of how the policy was built: no state carries from one
+    /// call to the next. Whoever asks may then remember an answer and reuse it for an
+    /// identical question instead of asking again (the lab's replay does). A policy that
+    /// cannot promise it keeps the default, `false`, and is asked every time.
+    fn is_pure(&self) -> bool {
+        false
+    }
 }
 
 /// Which part of a chain shaped what happened to a call: a plugin, the built-in policy's
@@ -63,6 +72,12 @@ impl PolicyChain {
     /// The policy generation this chain belongs to (0 before any plugin swap).
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// Whether every policy of the chain is pure ([`Policy::is_pure`]), so each of the
+    /// chain's answers is a function of its question too.
+    pub fn is_pure(&self) -> bool {
+        self.policies.iter().all(|policy| policy.is_pure())
     }
 
     /// The first non-abstaining decision; a TTL-table answer then overrides the TTL of a
@@ -309,6 +324,19 @@ mod tests {
             builtin.invalidations_shaped(&tool_call("delete_task", None), &outcome);
         assert_eq!(shaper, Shaper::BuiltinDefault);
         assert_eq!(rules, vec![Invalidation::Server("demo".to_owned())]);
+    }
+
+    #[test]
+    fn a_chain_is_pure_only_when_every_policy_is() {
+        assert!(chain().is_pure(), "the built-in policy alone is pure");
+        let with_stateful_plugin = PolicyChain::new(
+            vec![Arc::new(Eager)],
+            Arc::new(BuiltinPolicy::new(BuiltinSettings::default())),
+        );
+        assert!(
+            !with_stateful_plugin.is_pure(),
+            "a policy that does not declare purity makes the chain impure"
+        );
     }
 
     #[test]

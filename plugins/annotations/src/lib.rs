@@ -89,6 +89,8 @@ pub struct Annotations {
 
 impl Plugin for Annotations {
     type Config = Config;
+    /// Pure: the built-in policy it wraps answers from its settings and the call alone.
+    const PURE: bool = true;
 
     fn new(config: Config) -> Result<Self, String> {
         if let Some(rule) = config.invalidate.iter().find(|rule| rule.on.is_empty()) {

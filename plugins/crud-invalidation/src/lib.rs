@@ -78,6 +78,8 @@ pub fn plural(word: &str) -> String {
 
 impl Plugin for CrudInvalidation {
     type Config = Config;
+    /// Pure: its answers come from the call's tool name and the config alone.
+    const PURE: bool = true;
 
     fn new(config: Config) -> Result<Self, String> {
         if let Some(verb) = config

@@ -44,8 +44,8 @@ pub struct Dispatch<P> {
     pub invalidations: Option<InvalidationsFn<P>>,
 }
 
-impl<P> Dispatch<P> {
-    /// What `init` reports to the host.
+impl<P: Plugin> Dispatch<P> {
+    /// What `init` reports to the host: the policy traits found, and [`Plugin::PURE`].
     fn capabilities(&self) -> Capabilities {
         let mut capabilities = Capabilities::empty();
         capabilities.set(Capabilities::CACHE_POLICY, self.decide.is_some());
@@ -54,6 +54,7 @@ impl<P> Dispatch<P> {
             Capabilities::INVALIDATION_RULES,
             self.invalidations.is_some(),
         );
+        capabilities.set(Capabilities::PURE, P::PURE);
         capabilities
     }
 }
@@ -254,13 +255,14 @@ mod tests {
         refuse: bool,
     }
 
-    /// Implements all three policy traits.
+    /// Implements all three policy traits, and is pure.
     struct Probe {
         ttl: Duration,
     }
 
     impl Plugin for Probe {
         type Config = Config;
+        const PURE: bool = true;
 
         fn new(config: Config) -> Result<Self, String> {
             if config.refuse {
@@ -314,7 +316,7 @@ mod tests {
     exported!(ProbeExport, Probe);
     type P = Exports<ProbeExport>;
 
-    /// Implements only `TtlTable`.
+    /// Implements only `TtlTable`, and does not say it is pure.
     struct TableOnly;
 
     impl Plugin for TableOnly {
@@ -433,7 +435,7 @@ mod tests {
     }
 
     #[test]
-    fn what_a_plugin_does_not_implement_is_not_a_capability_and_abstains() {
+    fn what_a_plugin_does_not_implement_or_declare_is_not_a_capability_and_abstains() {
         let capabilities = <T as lifecycle::Guest>::init("{}".to_owned()).unwrap();
         assert_eq!(capabilities, Capabilities::TTL_TABLE);
         assert!(matches!(

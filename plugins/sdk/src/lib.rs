@@ -4,7 +4,9 @@
 //! [`Plugin`] (its config and constructor) plus any of [`CachePolicy`], [`TtlTable`] and
 //! [`InvalidationRules`], and ends with [`export!`]. That is the whole choice: `export!`
 //! finds which of the three traits the type implements, and the plugin's `init` reports
-//! them to the bridge, which calls nothing else.
+//! them to the bridge, which calls nothing else. A plugin whose answers depend on the
+//! call and its config alone says so with `const PURE: bool = true;` in its [`Plugin`]
+//! impl, so the bridge may reuse its answers.
 //!
 //! ```
 //! use std::time::Duration;
@@ -20,6 +22,7 @@
 //!
 //! impl Plugin for Flat {
 //!     type Config = Config;
+//!     const PURE: bool = true;
 //!     fn new(config: Config) -> Result<Self, String> {
 //!         Ok(Flat(Duration::from_secs(config.seconds)))
 //!     }
@@ -41,7 +44,7 @@
 //! abstention, and unions the invalidations; its built-in policy ends every chain.
 //!
 //! Every plugin is built against the one WIT world `plugin` of
-//! `mcp-bridge:policy@0.2.0`, so any number of plugin crates build together in one
+//! `mcp-bridge:policy@0.3.0`, so any number of plugin crates build together in one
 //! `cargo build`. The tutorial in `README.md` is compiled as a test of this crate.
 
 // The generated export macro names this crate by its external name; this makes that
@@ -100,6 +103,15 @@ pub trait Plugin: Sized + 'static {
     /// every field optional and turns a misspelt key into an error naming it.
     type Config: serde::de::DeserializeOwned + Default;
 
+    /// Whether the plugin is pure: every answer of every trait it implements depends on
+    /// that call's arguments and the plugin's config alone, never on earlier calls (no
+    /// counters, caches or anything else kept in `Cell`, `RefCell` or statics between
+    /// calls). `init` reports it to the bridge, which may then answer an identical call
+    /// with the plugin's earlier answer instead of calling it: the policy lab does, which
+    /// makes its replays faster. The bridge cannot check the promise. The
+    /// default, `false`, has every question asked.
+    const PURE: bool = false;
+
     /// Builds the plugin, or says why its config is unusable.
     fn new(config: Self::Config) -> Result<Self, String>;
 
@@ -140,6 +152,7 @@ pub trait InvalidationRules: Plugin {
 /// ([`CachePolicy`], [`TtlTable`], [`InvalidationRules`]) the type does not implement
 /// abstain, and `init` leaves them out of the capabilities it reports, so the bridge
 /// never calls them. A type that implements none of the three is rejected when it loads.
+/// `init` reports [`Plugin::PURE`] with them.
 #[macro_export]
 macro_rules! export {
     ($plugin:ty) => {

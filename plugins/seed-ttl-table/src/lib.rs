@@ -48,6 +48,8 @@ pub fn seed_table() -> TtlMap {
 
 impl Plugin for SeedTtlTable {
     type Config = Config;
+    /// Pure: its answers come from the configured table alone.
+    const PURE: bool = true;
 
     fn new(config: Config) -> Result<Self, String> {
         let table = if config.ttl.is_empty() {

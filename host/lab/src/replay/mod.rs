@@ -2,9 +2,12 @@
 //! [`PolicyChain`] (built-in policy, WASM plugins); only the cache ([`sim`]) and the clock
 //! are simulated. A miss costs the backend latency the trace recorded for that call.
 //!
+//! A pure chain is asked once per distinct call and its decisions reused ([`memo`]).
+//!
 //! [`bounds`] computes what no policy can beat (or do worse than) on the same trace.
 
 pub mod bounds;
+mod memo;
 mod shaping;
 pub mod sim;
 
@@ -20,7 +23,8 @@ use mcp_bridge_trace::{Fnv64, RecordedStatus};
 use sim::{SimCache, SimEntry};
 
 /// How often (in events) a replay reports progress and times a policy call. Timing every
-/// call would add two clock reads to a 60 ns decision.
+/// call would add two clock reads to a 60 ns decision. A replay that reuses decisions
+/// times every call it makes: those are the few first calls of each distinct call.
 const SAMPLE_EVERY: usize = 8;
 const PROGRESS_EVERY: usize = 4096;
 
@@ -281,7 +285,7 @@ pub fn replay(
     let started = Instant::now();
     let trace = prepared.trace;
     let context = prepared.context();
-    let mut replayer = Replayer::new(trace.keys, trace.keys, setting);
+    let mut replayer = Replayer::new(trace.keys, trace.keys, setting, chain);
     replayer.tally.latencies_us.reserve(trace.events.len());
     for (index, event) in trace.events.iter().enumerate() {
         if index % PROGRESS_EVERY == PROGRESS_EVERY - 1 {
@@ -306,18 +310,22 @@ pub struct Replayer {
     tally: Tally,
     /// When each key's true result last changed, as far as the events so far show.
     truth_changes: Vec<(u64, u64)>,
+    /// The chain's decisions per distinct call, when the chain is pure.
+    memo: memo::DecisionMemo,
 }
 
 impl Replayer {
-    /// A replay for keys below `keys` (more are made room for as they appear); shaped
-    /// keys are numbered from `shaped_from`, which no event's key reaches.
-    pub fn new(keys: u32, shaped_from: u32, setting: Setting) -> Replayer {
+    /// A replay of `chain` for keys below `keys` (more are made room for as they
+    /// appear); shaped keys are numbered from `shaped_from`, which no event's key reaches.
+    /// Each step must be given the same chain.
+    pub fn new(keys: u32, shaped_from: u32, setting: Setting, chain: &PolicyChain) -> Replayer {
         Replayer {
             setting,
             cache: SimCache::new(keys, setting.capacity),
             shapes: shaping::Shapes::new(shaped_from),
             tally: Tally::default(),
             truth_changes: vec![(0, 0); keys as usize],
+            memo: memo::DecisionMemo::new(chain, keys),
         }
     }
 
@@ -337,8 +345,9 @@ impl Replayer {
         let trace = context.trace;
         let cache = &mut self.cache;
         let tally = &mut self.tally;
-        let call = call_info(trace, event);
+        let memo = &mut self.memo;
         if event.write {
+            let call = call_info(trace, event);
             tally.metrics.writes += 1;
             tally.backend_call(event.latency_us);
             let outcome = Outcome {
@@ -369,10 +378,15 @@ impl Replayer {
                 *changed_at = event.t_us;
             }
         }
-        let timer = sampled.then(Instant::now);
-        let (decision, shaper) = chain.decide_shaped(&call);
-        tally.sample(timer);
-        tally.shaped(shaper);
+        // The decision cost reported is that of the chain's own calls, not of reuses.
+        let timed = sampled || memo.reuses();
+        let (decision, shaper) = memo.decide(event, || {
+            let timer = timed.then(Instant::now);
+            let answer = chain.decide_shaped(&call_info(trace, event));
+            tally.sample(timer);
+            answer
+        });
+        tally.shaped(*shaper);
         let Decision::Cache(directive) = decision else {
             tally.metrics.bypasses += 1;
             tally.backend_call(event.latency_us);
@@ -445,7 +459,9 @@ impl Replayer {
 
     /// What the replay measured so far, without ending it.
     pub fn metrics(&self) -> ReplayMetrics {
-        self.tally.clone().finish(Some(&self.cache))
+        let mut tally = self.tally.clone();
+        tally.metrics.decisions_reused = self.memo.reused;
+        tally.finish(Some(&self.cache))
     }
 
     /// Keeps at most `most` latency and staleness samples, the latest, so a replay that
@@ -455,7 +471,8 @@ impl Replayer {
         self.tally.forget_samples_beyond(most);
     }
 
-    pub fn finish(self) -> ReplayMetrics {
+    pub fn finish(mut self) -> ReplayMetrics {
+        self.tally.metrics.decisions_reused = self.memo.reused;
         self.tally.finish(Some(&self.cache))
     }
 
@@ -470,6 +487,7 @@ impl Replayer {
         self.cache.invalidated = old.invalidated;
         self.shapes = shaping::Shapes::new(shaped_from);
         self.truth_changes.clear();
+        self.memo.forget_keys();
     }
 
     /// The counts so far (no percentiles), cheap enough to read after every batch.

@@ -220,3 +220,153 @@ fn ignored_arguments_leave_the_key_as_serve_shapes_it() {
     let unshaped = replay(&prepared, &chain(), setting, &AtomicU64::new(0)).0;
     assert_eq!((unshaped.hits, unshaped.misses), (0, 3), "{unshaped:?}");
 }
+
+/// A policy that caches every read for 10 s and counts the decisions it is asked for;
+/// `pure` says whether it declares itself pure (its answers are the same either way).
+struct Counted {
+    pure: bool,
+    decisions: std::sync::atomic::AtomicU64,
+}
+
+impl Counted {
+    fn new(pure: bool) -> Arc<Counted> {
+        Arc::new(Counted {
+            pure,
+            decisions: AtomicU64::new(0),
+        })
+    }
+}
+
+impl mcp_bridge_policy::Policy for Counted {
+    fn name(&self) -> &str {
+        "counted"
+    }
+
+    fn decide(&self, call: &Call<'_>) -> Decision {
+        self.decisions.fetch_add(1, Ordering::Relaxed);
+        if !call.is_read_only() {
+            return Decision::Abstain;
+        }
+        Decision::Cache(mcp_bridge_policy::Directive {
+            ttl: Some(Duration::from_secs(10)),
+            ..mcp_bridge_policy::Directive::default()
+        })
+    }
+
+    fn is_pure(&self) -> bool {
+        self.pure
+    }
+}
+
+/// A stateful policy: it caches its odd-numbered decisions and bypasses the others.
+#[derive(Default)]
+struct Alternating {
+    decisions: AtomicU64,
+}
+
+impl mcp_bridge_policy::Policy for Alternating {
+    fn name(&self) -> &str {
+        "alternating"
+    }
+
+    fn decide(&self, _call: &Call<'_>) -> Decision {
+        match self.decisions.fetch_add(1, Ordering::Relaxed) % 2 {
+            0 => Decision::Cache(mcp_bridge_policy::Directive::default()),
+            _ => Decision::Bypass,
+        }
+    }
+}
+
+fn builtin() -> Arc<mcp_bridge_policy::BuiltinPolicy> {
+    Arc::new(
+        mcp_bridge_config::load_str(CONFIG, "test.toml")
+            .unwrap_or_else(|error| panic!("{error}"))
+            .builtin_policy(),
+    )
+}
+
+/// Reads of two tools, repeated, one of them also under other annotations, and writes.
+fn repeated_calls() -> Trace {
+    let mut records = Vec::new();
+    for round in 0..10u64 {
+        let t_ms = round * 3_000;
+        records.push(record(t_ms, "get_tasks", false, 7, false));
+        records.push(record(t_ms + 1, "get_clients", false, 8, false));
+        records.push(TraceRecord {
+            annotations: RecordedAnnotations {
+                read_only: Some(true),
+                idempotent: Some(true),
+                ..RecordedAnnotations::default()
+            },
+            ..record(t_ms + 2, "get_clients", false, 8, false)
+        });
+        if round % 3 == 2 {
+            records.push(record(t_ms + 3, "create_task", true, 0, false));
+        }
+    }
+    trace(records)
+}
+
+#[test]
+fn a_pure_chain_is_asked_once_per_distinct_call_and_replays_the_same() {
+    let trace = repeated_calls();
+    let prepared = Prepared::new(&trace, Duration::from_micros(100));
+    let setting = Setting {
+        capacity: 10,
+        ttl_scale: 1.0,
+    };
+    let replay_with = |policy: &Arc<Counted>| {
+        let chain = PolicyChain::new(vec![policy.clone()], builtin());
+        replay(&prepared, &chain, setting, &AtomicU64::new(0)).0
+    };
+    let pure = Counted::new(true);
+    let stateful = Counted::new(false);
+    let reused = replay_with(&pure);
+    let asked = replay_with(&stateful);
+
+    // Three distinct reads (get_clients under two sets of annotations counts twice) are
+    // decided; the writes' invalidations are asked every time either way.
+    let (reads, writes) = (asked.reads, asked.writes);
+    assert_eq!((reads, writes), (30, 3));
+    assert_eq!(pure.decisions.load(Ordering::Relaxed), 3);
+    assert_eq!(stateful.decisions.load(Ordering::Relaxed), reads);
+    assert_eq!(reused.decisions_reused, reads - 3);
+    assert_eq!(asked.decisions_reused, 0);
+    assert_eq!(reused.policy_calls, 3 + writes);
+    assert_eq!(asked.policy_calls, reads + writes);
+    assert!(reused.decision_ns > 0.0, "the calls made are timed");
+
+    // Reusing a pure policy's answers changes nothing it measures.
+    assert_eq!(
+        (
+            reused.hits,
+            reused.misses,
+            reused.bypasses,
+            reused.invalidated
+        ),
+        (asked.hits, asked.misses, asked.bypasses, asked.invalidated)
+    );
+    assert_eq!(
+        (reused.shaped_by_plugin, reused.shaped_by_default),
+        (asked.shaped_by_plugin, asked.shaped_by_default)
+    );
+    assert!(reused.hits > 0, "{reused:?}");
+}
+
+#[test]
+fn a_stateful_policy_is_asked_on_every_event_and_its_state_shows() {
+    let trace = repeated_calls();
+    let prepared = Prepared::new(&trace, Duration::from_micros(100));
+    let policy = Arc::new(Alternating::default());
+    let chain = PolicyChain::new(vec![policy.clone()], builtin());
+    assert!(!chain.is_pure());
+    let setting = Setting {
+        capacity: 10,
+        ttl_scale: 1.0,
+    };
+    let metrics = replay(&prepared, &chain, setting, &AtomicU64::new(0)).0;
+    // Writes do not ask `decide`; every read does, and every other one bypasses.
+    assert_eq!(policy.decisions.load(Ordering::Relaxed), metrics.reads);
+    assert_eq!(metrics.bypasses, metrics.reads / 2);
+    assert_eq!(metrics.decisions_reused, 0);
+}

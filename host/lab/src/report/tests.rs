@@ -48,6 +48,7 @@ fn metrics(hit_ratio: f64, stale_hit_ratio: f64, decision_ns: f64) -> ReplayMetr
         shaped_by_plugin: if decision_ns > 0.0 { 2000 } else { 0 },
         shaped_by_config: 600,
         shaped_by_default: if decision_ns > 0.0 { 400 } else { 2400 },
+        decisions_reused: 0,
     }
 }
 

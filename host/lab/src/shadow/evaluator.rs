@@ -64,20 +64,18 @@ impl Row {
         chain: PolicyChain,
         plugins: Vec<Arc<PluginVersion>>,
     ) -> Row {
+        // Sized when the evaluator adopts the row.
+        let unsized_setting = Setting {
+            capacity: 1,
+            ttl_scale: 1.0,
+        };
+        let replayer = Replayer::new(0, 0, unsized_setting, &chain);
         Row {
             name: name.to_owned(),
             kind,
             source,
             chain,
-            // Sized when the evaluator adopts it.
-            replayer: Replayer::new(
-                0,
-                0,
-                Setting {
-                    capacity: 1,
-                    ttl_scale: 1.0,
-                },
-            ),
+            replayer,
             plugins,
             state: RowState::Evaluating,
             published: (ReplayMetrics::default(), 0),
@@ -154,7 +152,7 @@ impl Evaluator {
         rows.extend(candidates);
         let shaped_from = shaped_from(max_keys);
         for row in &mut rows {
-            row.replayer = Replayer::new(0, shaped_from, setting);
+            row.replayer = Replayer::new(0, shaped_from, setting, &row.chain);
         }
         Evaluator {
             builder: TraceBuilder::new("live"),

@@ -1,8 +1,8 @@
 //! Test-only: a plugin of the first contract, `mcp-bridge:policy@0.1.0`, generated
-//! directly from the frozen copy in `wit/v0.1.0/` (the SDK builds 0.2.0 plugins only).
-//! It exports `cache-policy` and `ttl-table` and nothing else, as 0.1.0 plugins chose
-//! their interfaces by world: every read-only tool is cached for 333 s with tag
-//! `legacy`, and every TTL row says 333 s.
+//! directly from the frozen copy in `wit/v0.1.0/` (the SDK builds plugins of the current
+//! contract only). It exports `cache-policy` and `ttl-table` and nothing else, as 0.1.0
+//! plugins chose their interfaces by world: every read-only tool is cached for 333 s with
+//! tag `legacy`, and every TTL row says 333 s.
 
 wit_bindgen::generate!({
     path: "../../../wit/v0.1.0",
