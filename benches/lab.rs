@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use mcp_bridge::config::PluginsConfig;
 use mcp_bridge::lab::load::{self, LoadArgs};
 use mcp_bridge::lab::loaded::Trace;
+use mcp_bridge::lab::replay::sim::SimLimits;
 use mcp_bridge::lab::replay::{self, Prepared, Setting, bounds};
 use mcp_bridge::lab::workload::Workload;
 use mcp_bridge::metrics::Registry;
@@ -137,7 +138,21 @@ fn replay_speed(plan: &Plan) -> Result<Value> {
         ),
     ];
     let setting = Setting {
-        capacity: u64::MAX,
+        limits: SimLimits::unbounded(),
+        ttl_scale: 1.0,
+    };
+    // A cache holding a twentieth of the working set's bytes: every fill past the first
+    // few asks TinyLFU's admission, the simulated cache's costliest path.
+    let working_set_bytes: u64 = {
+        let mut largest = vec![0u64; trace.keys as usize];
+        for event in &trace.events {
+            let slot = &mut largest[event.shared_key as usize];
+            *slot = (*slot).max(event.bytes);
+        }
+        largest.iter().sum()
+    };
+    let small = Setting {
+        limits: SimLimits::of(&config.cache).with_max_bytes(working_set_bytes / 20),
         ttl_scale: 1.0,
     };
     let events = trace.events.len() as f64;
@@ -158,7 +173,15 @@ fn replay_speed(plan: &Plan) -> Result<Value> {
     );
     let mut rows =
         vec![json!({"name": "baseline: trace walk, no policy", "events_per_second": baseline})];
-    for (name, chain) in &chains {
+    let runs = chains
+        .iter()
+        .map(|(name, chain)| (name.to_string(), chain, setting))
+        .chain(std::iter::once((
+            "builtin, cache 5% of working set".to_owned(),
+            &chains[0].1,
+            small,
+        )));
+    for (name, chain, setting) in runs {
         let speed = best(Box::new(|| {
             replay::replay(&prepared, chain, setting, &AtomicU64::new(0)).1
         }));

@@ -7,6 +7,7 @@
 pub mod bounds;
 mod shaping;
 pub mod sim;
+mod sketch;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,17 +18,19 @@ use super::percentile;
 use super::results::ReplayMetrics;
 use mcp_bridge_policy::{Call, Decision, Outcome, PolicyChain, ServerHints, Shaper, Status};
 use mcp_bridge_trace::RecordedStatus;
-use sim::{SimCache, SimEntry};
+use sim::{SimCache, SimEntry, SimLimits};
 
 /// How often (in events) a replay reports progress and times a policy call. Timing every
 /// call would add two clock reads to a 60 ns decision.
 const SAMPLE_EVERY: usize = 8;
 const PROGRESS_EVERY: usize = 4096;
 
-/// One replay's cache capacity and TTL factor.
+/// One replay's cache bounds and TTL factor.
 #[derive(Debug, Clone, Copy)]
 pub struct Setting {
-    pub capacity: u64,
+    pub limits: SimLimits,
+    /// Multiplies every TTL a policy answers (a server's `ttlMs` is the server's, and
+    /// still caps the result).
     pub ttl_scale: f64,
 }
 
@@ -112,7 +115,8 @@ fn arguments_of<'a>(trace: &'a Trace, event: &Event) -> &'a str {
     }
 }
 
-/// The call a policy sees for an event.
+/// The call a policy sees for an event when it is decided: the server's hints are not
+/// known yet, as in `serve`.
 fn call_info<'a>(trace: &'a Trace, event: &Event) -> Call<'a> {
     Call {
         server: trace.string(event.server),
@@ -205,7 +209,7 @@ pub fn replay(
 ) -> (ReplayMetrics, Duration) {
     let started = Instant::now();
     let trace = prepared.trace;
-    let mut cache = SimCache::new(trace.keys, setting.capacity);
+    let mut cache = SimCache::new(trace.keys, setting.limits);
     let mut shapes = shaping::Shapes::new(trace.keys);
     let mut tally = Tally {
         latencies_us: Vec::with_capacity(trace.events.len()),
@@ -226,6 +230,12 @@ pub fn replay(
                 status: status_of(event),
                 latency: Duration::from_micros(event.latency_us),
                 result_bytes: event.bytes,
+            };
+            // A write's outcome is judged with the server's hints on its result, as `serve`
+            // judges it.
+            let call = Call {
+                hints: event.hints,
+                ..call
             };
             let timer = sampled.then(Instant::now);
             let (invalidations, shaper) = chain.invalidations_shaped(&call, &outcome);
@@ -253,25 +263,31 @@ pub fn replay(
             tally.backend_call(event.latency_us);
             continue;
         };
-        let shared = directive.shared || event.partition == 0;
-        // Arguments the policy leaves out of the key (`ignore_arguments`) file the call
-        // under the key `serve` would use, so calls that differ only in them share it.
-        let key = match shapes.key(trace, event, shared, &directive.ignore_arguments) {
-            Some(shaped) => {
-                cache.grow(shapes.keys());
-                shaped
-            }
-            None if shared => event.shared_key,
-            None => event.key,
+        // Where `serve` looks: the shared key when the policy shares results, then the
+        // caller's own key (where a result the server marked private was filed). A trace
+        // without principals has one anonymous caller, whose own key is the shared one.
+        let ignore = &directive.ignore_arguments;
+        let mut key_for = |cache: &mut SimCache, shared: bool| {
+            read_key(&mut shapes, cache, trace, event, shared, ignore)
         };
-        if let Some(entry) = cache.get(key, event.t_us) {
+        let shared_key = directive.shared.then(|| key_for(&mut cache, true));
+        let own_key =
+            (event.partition != 0 || !directive.shared).then(|| key_for(&mut cache, false));
+        let mut found = None;
+        for key in [shared_key, own_key].into_iter().flatten() {
+            if let Some(entry) = cache.get(key, event.t_us) {
+                found = Some((entry.digest, entry.stored_at));
+                break;
+            }
+        }
+        if let Some((digest, stored_at)) = found {
             match event.truth {
                 None => tally.metrics.unverified_hits += 1,
-                Some(truth) if truth != entry.digest => {
+                Some(truth) if truth != digest => {
                     tally.metrics.stale_hits += 1;
-                    let changed_at = truth_changes[event.key as usize].1.max(entry.stored_at);
+                    let changed_at = truth_changes[event.key as usize].1.max(stored_at);
                     let stale_since = prepared
-                        .first_write_after(event.server, entry.stored_at)
+                        .first_write_after(event.server, stored_at)
                         .map_or(changed_at, |write| write.min(changed_at));
                     tally
                         .staleness_us
@@ -287,16 +303,29 @@ pub fn replay(
         if event.status != RecordedStatus::Ok {
             continue;
         }
-        let expires_at = match directive.ttl {
+        // The entry `serve` would make of the result: the policy's TTL (scaled) capped by
+        // the server's `ttlMs`, kept per principal when the policy or the server says so.
+        let policy_ttl = directive.ttl.map(|ttl| {
+            Duration::try_from_secs_f64(ttl.as_secs_f64() * setting.ttl_scale)
+                .unwrap_or(Duration::MAX)
+        });
+        let expires_at = match event.hints.cap_ttl(policy_ttl) {
             None => u64::MAX,
-            Some(ttl) => {
-                let scaled = ttl.as_secs_f64() * setting.ttl_scale * 1e6;
-                event.t_us.saturating_add(scaled as u64)
-            }
+            Some(ttl) => event.t_us.saturating_add(micros(ttl)),
         };
         if expires_at <= event.t_us {
             continue;
         }
+        let stale_window = directive
+            .stale_while_revalidate
+            .max(directive.stale_if_error)
+            .map_or(0, micros);
+        let private = !directive.shared || event.hints.is_private();
+        let key = match (private, shared_key, own_key) {
+            (false, Some(shared), _) => shared,
+            (_, _, Some(own)) => own,
+            _ => key_for(&mut cache, false),
+        };
         let tags = directive.tags.iter().map(|tag| cache.tag_id(tag)).collect();
         cache.insert(
             key,
@@ -304,6 +333,7 @@ pub fn replay(
                 digest: event.truth.unwrap_or(event.digest),
                 stored_at: event.t_us,
                 expires_at,
+                kept_until: expires_at.saturating_add(stale_window),
                 bytes: event.bytes,
                 server: event.server,
                 name: event.name,
@@ -317,6 +347,32 @@ pub fn replay(
     );
     let metrics = tally.finish(Some(&cache));
     (metrics, started.elapsed())
+}
+
+/// The key `serve` files a read under, shared or the caller's own. Arguments the policy
+/// leaves out of the key (`ignore_arguments`) give the key `serve` would use, so calls that
+/// differ only in them share it.
+fn read_key(
+    shapes: &mut shaping::Shapes,
+    cache: &mut SimCache,
+    trace: &Trace,
+    event: &Event,
+    shared: bool,
+    ignore: &[String],
+) -> u32 {
+    match shapes.key(trace, event, shared, ignore) {
+        Some(shaped) => {
+            cache.grow(shapes.keys());
+            shaped
+        }
+        None if shared => event.shared_key,
+        None => event.key,
+    }
+}
+
+/// A duration in whole microseconds, the replay's clock unit (saturating).
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
 impl Tally {
