@@ -341,6 +341,10 @@ pub fn replay(
             },
         );
     }
+    // The store runs its waiting batch before it reports its counts.
+    if let Some(last) = trace.events.last() {
+        cache.run_pending_tasks(last.t_us);
+    }
     progress.fetch_add(
         (trace.events.len() % PROGRESS_EVERY) as u64,
         Ordering::Relaxed,

@@ -1,29 +1,38 @@
-//! The simulated cache of one replay: `serve`'s cache store (moka) in virtual time.
+//! The simulated cache of one replay: `serve`'s cache store (moka 0.12) in virtual time.
 //!
 //! It bounds entries as the store does: each weighs its result's JSON size, at least
 //! `max_bytes / max_entries` (the cache crate's [`EntryWeigher`], the store's own weigher),
-//! and the weights add up to at most `max_bytes`. When a new entry does not fit, it decides
-//! as moka 0.12 does with the `[cache] eviction` setting:
+//! and the weights of the admitted entries add up to at most `max_bytes`.
 //!
-//! - `tinylfu`: TinyLFU admission over one least-recently-used list. The candidate's
-//!   estimated frequency ([`FrequencySketch`], counting every lookup, found or not, once the
-//!   cache is half full) is compared with the summed frequencies of the least recently used
-//!   entries whose weights cover its own: it is admitted, and they are evicted, only when it
-//!   is strictly more popular; otherwise it is dropped. (moka 0.12 has no admission window
-//!   and no protected segment: every entry lives in its "probation" list; W-TinyLFU is on its
-//!   roadmap, not in the version the bridge runs.)
-//! - `lru`: the candidate is admitted and the least recently used entries go until the
-//!   weights fit.
+//! Like moka, it keeps two things apart: the map a lookup reads, which a fill enters and an
+//! invalidation leaves at once, and the eviction policy, which learns of lookups and fills
+//! in batches. A batch ("maintenance") runs before a lookup once 64 lookups wait, before a
+//! fill or an invalidation once 64 of those wait, or before any of them 300 ms (virtual)
+//! after the last batch; it then, in moka's order:
 //!
-//! An entry that is already cached is updated in place without admission, as moka updates.
-//! Entries stay until their lifetime ends (the TTL plus the longest stale window, as the
-//! store's expiry says), then leave before the next admission, as moka's timer wheel
-//! removes them. Server, tool and tag indexes make an invalidation cost the number of
-//! entries it drops, as in the real cache.
+//! 1. counts the waiting lookups in the frequency sketch ([`FrequencySketch`], counting only
+//!    once the cache is half full) and moves the entries they found to the most recently
+//!    used end;
+//! 2. applies the waiting fills: an entry already admitted is updated (its new weight, the
+//!    most recently used end); a new one is admitted if it fits, refused if it outweighs the
+//!    whole cache, and otherwise, with `eviction = "tinylfu"`, admitted only if its estimated
+//!    frequency is strictly above the summed frequencies of the least recently used entries
+//!    whose weights cover its own (which are then evicted), else dropped from the map; with
+//!    `"lru"` it is admitted;
+//! 3. drops the entries whose lifetime ended (the TTL plus the longest stale window, as the
+//!    store's expiry says);
+//! 4. evicts the least recently used entries while the weights exceed the budget.
 //!
-//! What it does not copy: moka applies reads and writes to its policy in batches (every 64
-//! operations or 300 ms), so for a moment a new entry is served before it is admitted or
-//! refused; here every operation takes effect at once.
+//! So, as in `serve`, a new entry is served until the next batch refuses it, an entry past
+//! its TTL stays in the map until the next batch, and a fill that finds its key still there
+//! updates it without admission. moka 0.12 has one least-recently-used list (its
+//! "probation" queue): no admission window and no protected segment; W-TinyLFU is on its
+//! roadmap, not in the version the bridge runs. Server, tool and tag indexes make an
+//! invalidation cost the number of entries it drops, as in the real cache.
+//!
+//! What it does not copy: the sketch hashes keys its own way (moka seeds its hashes per
+//! process, so its collisions cannot be reproduced), and moka's batches follow wall time
+//! and threads where these follow the trace's clock and order.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -96,16 +105,25 @@ impl SimLimits {
     }
 }
 
+/// How many lookups, or fills and invalidations, wait before a batch runs (moka's flush
+/// points).
+const BATCH_OPERATIONS: usize = 64;
+/// How long after a batch the next one runs anyway, in microseconds (moka's 300 ms).
+const BATCH_INTERVAL_US: u64 = 300_000;
+
 /// A cache bounded by weight, evicting as the production store does (see the module
 /// documentation).
 pub struct SimCache {
     limits: SimLimits,
     weigher: EntryWeigher,
+    /// The map lookups read: admitted entries and fills waiting for the next batch.
     entries: Vec<Option<SimEntry>>,
-    /// Each cached entry's weight, by key.
+    /// Whether a key's entry was admitted by the policy (else its fill is waiting).
+    admitted: Vec<bool>,
+    /// Each admitted entry's weight, by key.
     weights: Vec<u32>,
-    /// The recency list through keys: `newer[key]` and `older[key]`. The oldest entry is
-    /// the first victim.
+    /// The recency list of admitted entries: `newer[key]` and `older[key]`. The oldest
+    /// entry is the first victim.
     newer: Vec<u32>,
     older: Vec<u32>,
     newest: u32,
@@ -114,8 +132,18 @@ pub struct SimCache {
     bytes: u64,
     weighted: u64,
     sketch: FrequencySketch,
-    /// When entries end their lifetime: (`kept_until`, key), soonest first. An item whose
-    /// entry was replaced or removed since is skipped when it comes up.
+    /// Lookups since the last batch: the key, and whether it found an entry.
+    lookups: Vec<(u32, bool)>,
+    /// Fills since the last batch, by key, in order.
+    fills: Vec<u32>,
+    /// Fills and invalidations since the last batch.
+    writes: usize,
+    /// When the next batch runs at the latest; `None` before the first operation.
+    next_batch: Option<u64>,
+    /// The latest time an operation gave.
+    now: u64,
+    /// When admitted entries end their lifetime: (`kept_until`, key), soonest first. An
+    /// item whose entry was replaced or removed since is skipped when it comes up.
     lifetimes: BinaryHeap<Reverse<(u64, u32)>>,
     /// The victims an admission is weighing, kept to reuse its allocation.
     victims: Vec<u32>,
@@ -125,10 +153,10 @@ pub struct SimCache {
     tag_ids: HashMap<String, u32>,
     pub peak_entries: u64,
     pub peak_bytes: u64,
-    /// Entries dropped for room, counting the candidates admission refused (moka counts
-    /// both as evictions for size).
+    /// Entries dropped for room, counting the fills admission refused (moka counts both
+    /// as evictions for size).
     pub evictions: u64,
-    /// Of `evictions`, the candidates that were never admitted.
+    /// Of `evictions`, the fills that were never admitted.
     pub refused: u64,
     pub invalidated: u64,
 }
@@ -142,6 +170,7 @@ impl SimCache {
             limits,
             weigher: limits.weigher(),
             entries: Vec::new(),
+            admitted: Vec::new(),
             weights: Vec::new(),
             newer: Vec::new(),
             older: Vec::new(),
@@ -151,6 +180,11 @@ impl SimCache {
             bytes: 0,
             weighted: 0,
             sketch: FrequencySketch::default(),
+            lookups: Vec::with_capacity(BATCH_OPERATIONS),
+            fills: Vec::with_capacity(BATCH_OPERATIONS),
+            writes: 0,
+            next_batch: None,
+            now: 0,
             lifetimes: BinaryHeap::new(),
             victims: Vec::new(),
             by_server: HashMap::new(),
@@ -171,6 +205,7 @@ impl SimCache {
         self.limits
     }
 
+    /// Admitted entries, as moka counts them.
     pub fn len(&self) -> u64 {
         self.len
     }
@@ -179,31 +214,29 @@ impl SimCache {
         self.len == 0
     }
 
-    /// The cached results' JSON sizes, summed.
+    /// The admitted results' JSON sizes, summed.
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
 
-    /// The cached entries' weights, summed: what `max_bytes` bounds.
+    /// The admitted entries' weights, summed: what `max_bytes` bounds.
     pub fn weighted_size(&self) -> u64 {
         self.weighted
     }
 
-    /// The fresh entry for `key` at `now`, marked most recently used. Every lookup counts
-    /// towards the key's frequency, found or not, as a lookup in moka does. An entry past
-    /// its TTL but within its stale window is touched and kept, yet not returned, as the
-    /// store keeps it and `serve` calls the backend; one past its lifetime is dropped.
+    /// The fresh entry for `key` at `now`, if the map has one. The lookup waits for the
+    /// next batch to count towards the key's frequency (found or not) and to make a found
+    /// entry the most recently used. An entry past its TTL but within its stale window
+    /// counts as found, as the store keeps it, yet is not returned (`serve` calls the
+    /// backend); one past its lifetime is not found.
     pub fn get(&mut self, key: u32, now: u64) -> Option<&SimEntry> {
-        self.sketch.increment(hash_key(key));
-        let entry = self.entries.get(key as usize)?.as_ref()?;
-        let (expires_at, kept_until) = (entry.expires_at, entry.kept_until);
-        if kept_until <= now {
-            self.remove(key);
-            return None;
-        }
-        self.unlink(key);
-        self.link_newest(key);
-        if expires_at <= now {
+        self.before_operation(now, self.lookups.len() >= BATCH_OPERATIONS);
+        let (found, fresh) = match self.entries.get(key as usize).and_then(Option::as_ref) {
+            Some(entry) if entry.kept_until > now => (true, entry.expires_at > now),
+            _ => (false, false),
+        };
+        self.lookups.push((key, found));
+        if !fresh {
             return None;
         }
         self.entries[key as usize].as_ref()
@@ -215,6 +248,7 @@ impl SimCache {
         let keys = keys as usize;
         if keys > self.entries.len() {
             self.entries.resize(keys, None);
+            self.admitted.resize(keys, false);
             self.weights.resize(keys, 0);
             self.newer.resize(keys, NIL);
             self.older.resize(keys, NIL);
@@ -227,47 +261,36 @@ impl SimCache {
         *self.tag_ids.entry(tag.to_owned()).or_insert(next)
     }
 
-    /// Stores an entry filled at `entry.stored_at`: updates a cached key (moka's update:
-    /// no admission, the entry becomes the most recently used), or admits a new one
-    /// (evicting others for it) or refuses it, as the module documentation describes.
-    /// Returns whether the entry is cached now.
-    pub fn insert(&mut self, key: u32, entry: SimEntry) -> bool {
-        self.end_lifetimes(entry.stored_at);
+    /// Puts an entry filled at `entry.stored_at` in the map, where lookups find it at
+    /// once; the next batch updates it (its key was admitted) or decides its admission.
+    pub fn insert(&mut self, key: u32, entry: SimEntry) {
+        self.before_operation(entry.stored_at, self.writes >= BATCH_OPERATIONS);
         self.grow(key.saturating_add(1));
-        let weight = self.weigher.weigh(entry.bytes);
-        let updating = self.remove(key);
-        if u64::from(weight) > self.limits.max_bytes {
-            // moka evicts an updated entry that outgrew the whole cache, and refuses a new one.
-            self.evictions += 1;
-            self.refused += u64::from(!updating);
-            return false;
-        }
-        let fits = self.weighted + u64::from(weight) <= self.limits.max_bytes;
-        if !fits {
-            if updating || self.limits.eviction == Eviction::Lru {
-                self.make_room(weight);
-            } else if !self.admit(key, weight) {
-                self.evictions += 1;
-                self.refused += 1;
-                return false;
+        let slot = key as usize;
+        if let Some(old) = self.entries[slot].take() {
+            self.unindex(key, &old);
+            if self.admitted[slot] {
+                self.bytes = self.bytes - old.bytes + entry.bytes;
             }
         }
-        self.store(key, entry, weight);
-        self.start_counting_when_half_full();
-        true
+        self.index(key, &entry);
+        self.entries[slot] = Some(entry);
+        self.fills.push(key);
+        self.writes += 1;
     }
 
-    /// Drops one entry if present.
+    /// Drops one entry from the map if present (an invalidation; it counts towards the next
+    /// batch like a fill).
     pub fn remove(&mut self, key: u32) -> bool {
-        let Some(entry) = self.entries.get_mut(key as usize).and_then(Option::take) else {
-            return false;
-        };
-        self.unlink(key);
-        self.len -= 1;
-        self.bytes -= entry.bytes;
-        self.weighted -= u64::from(self.weights[key as usize]);
-        self.unindex(key, &entry);
-        true
+        self.before_operation(self.now, self.writes >= BATCH_OPERATIONS);
+        self.writes += 1;
+        self.drop_entry(key)
+    }
+
+    /// Runs the waiting batch now (as the store does before it reports its counts).
+    pub fn run_pending_tasks(&mut self, now: u64) {
+        self.now = self.now.max(now);
+        self.run_batch();
     }
 
     /// Applies one invalidation and returns how many entries it dropped. `key_of`
@@ -314,10 +337,93 @@ impl SimCache {
         dropped
     }
 
-    /// TinyLFU's admission of a candidate of `weight`: gathers the least recently used
-    /// entries until their weights cover the candidate's or their summed frequency passes
-    /// its own, and admits it (evicting them) only if they cover it and it is strictly more
-    /// popular. Refused, the victims keep their places, as in moka.
+    /// Runs the batch when one is due before an operation at `now`: its log is full, or
+    /// the interval since the last batch has passed.
+    fn before_operation(&mut self, now: u64, log_full: bool) {
+        self.now = self.now.max(now);
+        let next_batch = *self
+            .next_batch
+            .get_or_insert(self.now.saturating_add(BATCH_INTERVAL_US));
+        if log_full || self.now >= next_batch {
+            self.run_batch();
+        }
+    }
+
+    /// One batch, in moka's order (see the module documentation).
+    fn run_batch(&mut self) {
+        let now = self.now;
+        let lookups = std::mem::take(&mut self.lookups);
+        for &(key, found) in &lookups {
+            self.sketch.increment(hash_key(key));
+            if found && self.admitted.get(key as usize) == Some(&true) {
+                self.unlink(key);
+                self.link_newest(key);
+            }
+        }
+        self.lookups = lookups;
+        self.lookups.clear();
+        let fills = std::mem::take(&mut self.fills);
+        for &key in &fills {
+            self.apply_fill(key);
+        }
+        self.fills = fills;
+        self.fills.clear();
+        self.start_counting_when_half_full();
+        self.end_lifetimes(now);
+        self.make_room(0);
+        // Peaks as the store's counts show them: after its batch.
+        self.peak_entries = self.peak_entries.max(self.len);
+        self.peak_bytes = self.peak_bytes.max(self.bytes);
+        self.writes = 0;
+        self.next_batch = Some(now.saturating_add(BATCH_INTERVAL_US));
+    }
+
+    /// Applies one waiting fill of `key` (skipped if an invalidation took it since).
+    fn apply_fill(&mut self, key: u32) {
+        let slot = key as usize;
+        let Some((bytes, kept_until)) = self.entries[slot]
+            .as_ref()
+            .map(|entry| (entry.bytes, entry.kept_until))
+        else {
+            return;
+        };
+        let weight = self.weigher.weigh(bytes);
+        if self.admitted[slot] {
+            // An update: the new weight, the most recently used end, the new lifetime.
+            self.weighted = self.weighted - u64::from(self.weights[slot]) + u64::from(weight);
+            self.weights[slot] = weight;
+            self.unlink(key);
+            self.link_newest(key);
+            self.schedule_end(key, kept_until);
+            return;
+        }
+        let fits = self.weighted + u64::from(weight) <= self.limits.max_bytes;
+        let admitted = if u64::from(weight) > self.limits.max_bytes {
+            false
+        } else if fits || self.limits.eviction == Eviction::Lru {
+            true
+        } else {
+            self.admit(key, weight)
+        };
+        if !admitted {
+            self.drop_entry(key);
+            self.evictions += 1;
+            self.refused += 1;
+            return;
+        }
+        self.admitted[slot] = true;
+        self.weights[slot] = weight;
+        self.len += 1;
+        self.bytes += bytes;
+        self.weighted += u64::from(weight);
+        self.link_newest(key);
+        self.schedule_end(key, kept_until);
+    }
+
+    /// TinyLFU's admission of a fill of `weight`: gathers the least recently used entries
+    /// until their weights cover the fill's or their summed frequency passes its own, and
+    /// admits it (evicting them) only if they cover it and it is strictly more popular.
+    /// Refused, the victims keep their places, as in moka.
     fn admit(&mut self, key: u32, weight: u32) -> bool {
         let candidate = u32::from(self.sketch.frequency(hash_key(key)));
         let (mut victims_weight, mut victims_frequency) = (0u64, 0u32);
@@ -334,42 +440,33 @@ impl SimCache {
         }
         let victims = std::mem::take(&mut self.victims);
         for victim in &victims {
-            self.remove(*victim);
+            self.drop_entry(*victim);
             self.evictions += 1;
         }
         self.victims = victims;
         true
     }
 
-    /// Links, indexes and counts an entry as the most recently used.
-    fn store(&mut self, key: u32, entry: SimEntry, weight: u32) {
-        self.by_server.entry(entry.server).or_default().insert(key);
-        self.by_tool
-            .entry((entry.server, entry.name))
-            .or_default()
-            .insert(key);
-        for tag in &entry.tags {
-            self.by_tag.entry(*tag).or_default().insert(key);
+    /// Removes a key's entry from the map and, if it was admitted, from the policy.
+    fn drop_entry(&mut self, key: u32) -> bool {
+        let slot = key as usize;
+        let Some(entry) = self.entries.get_mut(slot).and_then(Option::take) else {
+            return false;
+        };
+        self.unindex(key, &entry);
+        if std::mem::take(&mut self.admitted[slot]) {
+            self.unlink(key);
+            self.len -= 1;
+            self.bytes -= entry.bytes;
+            self.weighted -= u64::from(self.weights[slot]);
         }
-        if entry.kept_until != u64::MAX {
-            self.lifetimes.push(Reverse((entry.kept_until, key)));
-        }
-        self.len += 1;
-        self.bytes += entry.bytes;
-        self.weighted += u64::from(weight);
-        self.weights[key as usize] = weight;
-        self.peak_entries = self.peak_entries.max(self.len);
-        self.peak_bytes = self.peak_bytes.max(self.bytes);
-        self.entries[key as usize] = Some(entry);
-        self.link_newest(key);
+        true
     }
 
-    /// Evicts least recently used entries until `weight` more fits in the budget: what
-    /// moka does after an LRU admission or an update (the entry being stored is the most
-    /// recently used, so it would be the last to go).
+    /// Evicts least recently used entries until `weight` more fits in the budget.
     fn make_room(&mut self, weight: u32) {
         while self.weighted + u64::from(weight) > self.limits.max_bytes && self.oldest != NIL {
-            self.remove(self.oldest);
+            self.drop_entry(self.oldest);
             self.evictions += 1;
         }
     }
@@ -387,19 +484,38 @@ impl SimCache {
         self.sketch.enable((self.len as f64 * fullness) as u64);
     }
 
-    /// Drops the entries whose lifetime ended by `now`.
+    fn schedule_end(&mut self, key: u32, kept_until: u64) {
+        if kept_until != u64::MAX {
+            self.lifetimes.push(Reverse((kept_until, key)));
+        }
+    }
+
+    /// Drops the admitted entries whose lifetime ended by `now`.
     fn end_lifetimes(&mut self, now: u64) {
         while let Some(&Reverse((kept_until, key))) = self.lifetimes.peek() {
             if kept_until > now {
                 break;
             }
             self.lifetimes.pop();
-            let current = self.entries[key as usize]
-                .as_ref()
-                .is_some_and(|entry| entry.kept_until == kept_until);
+            let slot = key as usize;
+            let current = self.admitted[slot]
+                && self.entries[slot]
+                    .as_ref()
+                    .is_some_and(|entry| entry.kept_until == kept_until);
             if current {
-                self.remove(key);
+                self.drop_entry(key);
             }
+        }
+    }
+
+    fn index(&mut self, key: u32, entry: &SimEntry) {
+        self.by_server.entry(entry.server).or_default().insert(key);
+        self.by_tool
+            .entry((entry.server, entry.name))
+            .or_default()
+            .insert(key);
+        for tag in &entry.tags {
+            self.by_tag.entry(*tag).or_default().insert(key);
         }
     }
 

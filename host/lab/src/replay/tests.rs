@@ -152,11 +152,13 @@ fn a_recorded_hit_after_a_write_has_unknown_truth() {
 fn belady_beats_lru_at_the_same_size_and_perfect_never_goes_stale() {
     // A cyclic scan over three keys defeats LRU with room for two; Belady keeps one, and
     // TinyLFU keeps two by refusing the third, which is no more popular than they are.
+    // Calls 400 ms apart let the cache's batch run before each (see `sim`), so no fill is
+    // served before its admission is decided.
     let mut records = Vec::new();
     for round in 0..30u64 {
         for (index, name) in ["get_a", "get_b", "get_c"].iter().enumerate() {
             records.push(record(
-                round * 30 + index as u64 * 10,
+                round * 1_200 + index as u64 * 400,
                 name,
                 false,
                 1,
@@ -363,7 +365,9 @@ fn a_policy_sees_the_hints_where_serve_shows_them() {
     assert_eq!(*witness.judged.lock(), vec![ServerHints::from(hints)]);
 }
 
-/// Reads of keys with skewed popularity and sizes from 200 bytes to 20 KB, no writes.
+/// Reads of keys with skewed popularity and sizes from 200 bytes to 20 KB, no writes, 400 ms
+/// apart: the cache's batch runs before each, so it never serves a fill whose admission is
+/// undecided (which at a budget of a few entries lets it serve far more than its budget).
 fn mixed_sizes_trace() -> Trace {
     let mut records = Vec::new();
     let mut state = 0x2545_f491_4f6c_dd1du64;
@@ -379,7 +383,7 @@ fn mixed_sizes_trace() -> Trace {
             args: hex64(key),
             bytes,
             latency_us: 1_000 + bytes,
-            ..record(index * 10, "get_item", false, key + 1, false)
+            ..record(index * 400, "get_item", false, key + 1, false)
         });
     }
     trace(records)
