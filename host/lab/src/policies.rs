@@ -451,11 +451,11 @@ fn parse_cache_size(text: &str, working_set_bytes: u64) -> Result<u64, LabError>
 /// The report's words for how the cache admits and evicts.
 fn eviction_text(limits: SimLimits) -> String {
     let how = match limits.eviction {
-        mcp_bridge_config::Eviction::TinyLfu => "TinyLFU admission, LRU eviction (moka's)",
-        mcp_bridge_config::Eviction::Lru => "LRU eviction (moka's)",
+        mcp_bridge_config::Eviction::TinyLfu => "moka's TinyLFU admission over LRU",
+        mcp_bridge_config::Eviction::Lru => "moka's LRU",
     };
     format!(
-        "{} ({how}), by bytes, at most {} entries",
+        "{}: {how}, weighed in bytes, at most {} entries",
         limits.eviction.as_str(),
         limits.max_entries
     )
