@@ -370,7 +370,7 @@ impl SimCache {
         self.fills.clear();
         self.start_counting_when_half_full();
         self.end_lifetimes(now);
-        self.make_room(0);
+        self.evict_over_budget();
         // Peaks as the store's counts show them: after its batch.
         self.peak_entries = self.peak_entries.max(self.len);
         self.peak_bytes = self.peak_bytes.max(self.bytes);
@@ -463,9 +463,10 @@ impl SimCache {
         true
     }
 
-    /// Evicts least recently used entries until `weight` more fits in the budget.
-    fn make_room(&mut self, weight: u32) {
-        while self.weighted + u64::from(weight) > self.limits.max_bytes && self.oldest != NIL {
+    /// Evicts least recently used entries while the weights exceed the budget (after LRU
+    /// admissions, or updates that grew an entry).
+    fn evict_over_budget(&mut self) {
+        while self.weighted > self.limits.max_bytes && self.oldest != NIL {
             self.drop_entry(self.oldest);
             self.evictions += 1;
         }
