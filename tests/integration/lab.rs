@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result, bail, ensure};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Bridge, RawSession, SETTLE, bridge_exe, demo_server_toml, http, poll_until,
+    Bridge, RawSession, SETTLE, bridge_exe, demo_server_toml, http, poll_until, repo_root,
     start_bridge_with_file,
 };
 
@@ -683,6 +683,89 @@ async fn bad_lab_input_gets_a_clear_error() -> Result<()> {
         stderr.contains("--sizes") && stderr.contains("big"),
         "{stderr}"
     );
+    // A bare number used to count entries: now the cache is weighed in bytes, it is refused
+    // rather than read as a few bytes.
+    let (code, _, stderr) = run_bridge(&[
+        "bench",
+        "policies",
+        "--workload",
+        "seed-tasks",
+        "--cache-size",
+        "5000",
+    ])?;
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("--cache-size") && stderr.contains("64MiB"),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+/// A server's `cacheScope: private` is recorded with each call and applied by the replay
+/// as `serve` applied it: the replay of the recorded trace hits where the bridge hit, and
+/// the same trace with the hints removed (as an older trace would be) shares the result.
+#[tokio::test]
+async fn recorded_server_hints_replay_as_serve_applied_them() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let trace = dir.path().join("calls.jsonl");
+    let config_path = dir.path().join("bridge.toml");
+    let script = repo_root().join("tests/clients/cache_private_server.py");
+    let args = serde_json::to_string(&[script.display().to_string()])?;
+    std::fs::write(
+        &config_path,
+        format!("[servers.private]\ncommand = \"python3\"\nargs = {args}\n\n{CACHED}"),
+    )?;
+    let trace_arg = trace.display().to_string();
+    let bridge = start_bridge_with_file(
+        tempfile::tempdir()?,
+        config_path.clone(),
+        &["--record", &trace_arg],
+    )?;
+    bridge.wait_ready().await?;
+    let url = bridge.url("/mcp/private");
+    let (alice, bob) = (RawSession::open(&url).await?, RawSession::open(&url).await?);
+    for (id, session) in [&alice, &bob, &alice, &bob].into_iter().enumerate() {
+        let response = session.call_tool(json!(id), "whoami", json!({})).await?;
+        ensure!(response.get("result").is_some(), "{response}");
+    }
+    let lines = wait_for_lines(&trace, 4).await;
+    drop(bridge);
+    ensure!(lines.len() == 4, "{lines:#?}");
+    let hits: Vec<bool> = lines.iter().map(|line| line["hit"] == true).collect();
+    assert_eq!(hits, [false, false, true, true], "each session hit its own");
+    for line in &lines {
+        assert_eq!(line["hints"], json!({"private_scope": true}), "{line}");
+    }
+    let replayed_hits = |trace: &Path, out: &str| -> Result<Value> {
+        let report = bench_policies(&[
+            "--trace",
+            &trace.display().to_string(),
+            "--config",
+            &config_path.display().to_string(),
+            "--out",
+            &dir.path().join(out).display().to_string(),
+            "--sizes",
+            "",
+            "--ttl-scales",
+            "",
+        ])?;
+        Ok(run_of(&report, "policies", "builtin")["metrics"]["hits"].clone())
+    };
+    assert_eq!(replayed_hits(&trace, "with-hints")?, json!(2));
+    let without = dir.path().join("without-hints.jsonl");
+    let stripped: Vec<String> = lines
+        .iter()
+        .map(|line| {
+            let mut line = line.clone();
+            if let Some(fields) = line.as_object_mut() {
+                fields.remove("hints");
+            }
+            line.to_string()
+        })
+        .collect();
+    std::fs::write(&without, stripped.join("\n"))?;
+    // Without the hint, Bob's first call finds Alice's result under the shared key.
+    assert_eq!(replayed_hits(&without, "without-hints")?, json!(3));
     Ok(())
 }
 

@@ -125,7 +125,7 @@ async fn bench_policies_report_renders_in_headless_chromium() -> Result<()> {
     }
     let csv = std::fs::read_to_string(out.path().join("report.csv"))?;
     ensure!(
-        csv.starts_with("section,policy,kind,size_fraction,cache_entries,ttl_scale,"),
+        csv.starts_with("section,policy,kind,size_fraction,cache_bytes,ttl_scale,"),
         "report.csv has an unexpected header: {}",
         csv.lines().next().unwrap_or_default()
     );

@@ -12,6 +12,7 @@ mod key;
 mod metrics;
 mod stats;
 mod store;
+mod weigher;
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ pub use key::{cache_key, canonical_arguments, canonical_json};
 pub use metrics::CacheMetrics;
 pub use stats::{InvalidationReason, Served};
 pub use store::{Entry, FillTicket};
+pub use weigher::EntryWeigher;
 
 use disk::Disk;
 use flight::Flights;

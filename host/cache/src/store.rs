@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::disk::{Disk, Pending, Removal};
 use super::stats::CacheStats;
+use super::weigher::EntryWeigher;
 use mcp_bridge_config::{CacheConfig, Eviction};
 
 /// One cached result.
@@ -161,10 +162,7 @@ impl Store {
         stats: Arc<CacheStats>,
         disk: Option<Arc<Disk>>,
     ) -> Store {
-        // moka bounds one weight, so entries weigh at least max_bytes / max_entries:
-        // then the byte budget also caps the number of entries.
-        let floor =
-            (config.max_bytes / config.max_entries.max(1)).clamp(1, u64::from(u32::MAX)) as u32;
+        let weigher = EntryWeigher::of(config);
         let removed = RemovalQueue::default();
         let queue = removed.clone();
         let listener_stats = stats.clone();
@@ -175,7 +173,9 @@ impl Store {
         };
         let entries = moka::sync::Cache::builder()
             .max_capacity(config.max_bytes)
-            .weigher(move |_key: &Arc<str>, stored: &Stored| stored.entry.size.max(floor))
+            .weigher(move |_key: &Arc<str>, stored: &Stored| {
+                weigher.weigh(u64::from(stored.entry.size))
+            })
             .expire_after(EntryExpiry)
             .eviction_policy(eviction)
             .eviction_listener(

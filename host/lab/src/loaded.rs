@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::LabError;
-use mcp_bridge_policy::{Annotations, CallKind};
+use mcp_bridge_policy::{Annotations, CallKind, ServerHints};
 use mcp_bridge_trace::{Access, RecordReader, RecordedStatus, TraceRecord, parse_hex64};
 
 /// One call of a loaded trace, with its strings interned (indexes into
@@ -42,6 +42,8 @@ pub struct Event {
     /// Whether `latency_us` was estimated (the call was a recorded hit, so the trace
     /// has no backend latency of its own for it).
     pub latency_estimated: bool,
+    /// The server's caching hints on the result, as recorded (none in older traces).
+    pub hints: ServerHints,
 }
 
 /// A trace loaded for replay.
@@ -234,6 +236,7 @@ impl TraceBuilder {
             key,
             shared_key,
             latency_estimated: false,
+            hints: record.hints.into(),
         };
         self.learn(&mut event);
         Ok(event)

@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 
 use super::LabError;
 use super::loaded::Trace;
+use super::replay::sim::SimLimits;
 use super::replay::{self, Prepared, Setting, bounds};
 use super::report;
 use super::results::{
@@ -24,7 +25,7 @@ use mcp_bridge_plugin_host::PluginMetrics;
 use mcp_bridge_plugin_host::{Limits, PluginEngine, PluginVersion, WasmPolicy};
 use mcp_bridge_policy::{BuiltinPolicy, BuiltinSettings, PolicyChain};
 
-/// The size sweep's default capacities, as fractions of the working set.
+/// The size sweep's default byte budgets, as fractions of the working set's bytes.
 pub const DEFAULT_SIZES: &str = "0.01,0.02,0.05,0.1,0.2,0.5,1";
 /// The TTL sweep's default factors.
 pub const DEFAULT_TTL_SCALES: &str = "0.25,0.5,1,2,4";
@@ -68,11 +69,14 @@ pub struct PoliciesArgs {
     /// uses; the embedded default without it.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
-    /// The cache capacity at the base setting: entries (`5000`) or a share of the
-    /// working set (`25%`).
-    #[arg(long, default_value = "100%")]
-    pub cache_size: String,
-    /// The size sweep's capacities as fractions of the working set (empty: no sweep).
+    /// The cache's byte budget at the base setting, as `[cache] max_bytes` sets it in
+    /// `serve`: a size (`64MiB`, `500KB`, `4096B`) or a share of the working set's bytes
+    /// (`25%`). Without it, the config's `max_bytes`. The config's `max_entries` and
+    /// `eviction` apply either way.
+    #[arg(long)]
+    pub cache_size: Option<String>,
+    /// The size sweep's byte budgets as fractions of the working set's bytes (empty: no
+    /// sweep).
     #[arg(long, default_value = DEFAULT_SIZES)]
     pub sizes: String,
     /// The TTL sweep's factors (empty: no sweep).
@@ -137,7 +141,7 @@ enum Job {
     NoCache,
     Perfect,
     Belady {
-        capacity: u64,
+        limits: SimLimits,
         section: Section,
     },
 }
@@ -162,8 +166,16 @@ pub fn run(args: PoliciesArgs) -> Result<(), LabError> {
     let trace = load_trace(&args)?;
     let prepared = Prepared::new(&trace, hit_latency);
     let summary = summarize(&trace);
-    let (capacity, size_fraction) = base_capacity(&args.cache_size, summary.working_set_entries)?;
     let config = load_config(args.config.as_deref())?;
+    let limits = SimLimits::of(&config.cache);
+    let (capacity, size_fraction) = base_capacity(
+        args.cache_size.as_deref(),
+        summary.working_set_bytes,
+        limits.max_bytes,
+    )?;
+    let base_limits = limits.with_max_bytes(capacity);
+    let sized =
+        |fraction: f64| limits.with_max_bytes(capacity_of(fraction, summary.working_set_bytes));
     let builtin = Arc::new(config.builtin_policy());
     // The engine's epoch ticker must outlive every replay that calls a plugin.
     let engine = PluginEngine::new(None).map_err(|error| LabError::Policy {
@@ -185,7 +197,7 @@ pub fn run(args: PoliciesArgs) -> Result<(), LabError> {
     let mut plan = Vec::new();
     for contender in 0..contenders.len() {
         let base = Setting {
-            capacity,
+            limits: base_limits,
             ttl_scale: 1.0,
         };
         plan.push(Job::Policy {
@@ -201,7 +213,7 @@ pub fn run(args: PoliciesArgs) -> Result<(), LabError> {
             plan.push(Job::Policy {
                 contender,
                 setting: Setting {
-                    capacity: capacity_of(*fraction, summary.working_set_entries),
+                    limits: sized(*fraction),
                     ttl_scale: 1.0,
                 },
                 section: Section::Size(*fraction),
@@ -211,7 +223,7 @@ pub fn run(args: PoliciesArgs) -> Result<(), LabError> {
             plan.push(Job::Policy {
                 contender,
                 setting: Setting {
-                    capacity,
+                    limits: base_limits,
                     ttl_scale: *scale,
                 },
                 section: Section::Ttl(*scale),
@@ -221,12 +233,12 @@ pub fn run(args: PoliciesArgs) -> Result<(), LabError> {
     plan.push(Job::NoCache);
     plan.push(Job::Perfect);
     plan.push(Job::Belady {
-        capacity,
+        limits: base_limits,
         section: Section::Base,
     });
     for fraction in &sizes {
         plan.push(Job::Belady {
-            capacity: capacity_of(*fraction, summary.working_set_entries),
+            limits: sized(*fraction),
             section: Section::Size(*fraction),
         });
     }
@@ -242,12 +254,13 @@ pub fn run(args: PoliciesArgs) -> Result<(), LabError> {
             .map_or(0, |elapsed| elapsed.as_secs()),
         trace: summary,
         settings: ReplaySettings {
-            cache_entries: capacity,
+            cache_bytes: capacity,
+            max_entries: limits.max_entries,
             size_fraction,
             hit_latency_us: hit_latency.as_secs_f64() * 1e6,
             size_fractions: sizes,
             ttl_scales,
-            eviction: "lru (entries)".to_owned(),
+            eviction: eviction_text(limits),
         },
         policies: Vec::new(),
         alone: Vec::new(),
@@ -388,28 +401,66 @@ fn summarize(trace: &Trace) -> TraceSummary {
     }
 }
 
-fn capacity_of(fraction: f64, working_set: u64) -> u64 {
-    ((fraction * working_set as f64).ceil() as u64).max(1)
+/// A share of the working set's bytes, as a byte budget.
+fn capacity_of(fraction: f64, working_set_bytes: u64) -> u64 {
+    ((fraction * working_set_bytes as f64).ceil() as u64).max(1)
 }
 
-/// The base capacity from `--cache-size`, and its share of the working set.
-fn base_capacity(text: &str, working_set: u64) -> Result<(u64, f64), LabError> {
-    let usage = || {
+/// The base byte budget from `--cache-size` (the config's `max_bytes` without it), and
+/// its share of the working set's bytes.
+fn base_capacity(
+    text: Option<&str>,
+    working_set_bytes: u64,
+    config_max_bytes: u64,
+) -> Result<(u64, f64), LabError> {
+    let capacity = match text.map(str::trim) {
+        None => config_max_bytes,
+        Some(text) => parse_cache_size(text, working_set_bytes)?,
+    };
+    Ok((capacity, capacity as f64 / working_set_bytes.max(1) as f64))
+}
+
+/// `--cache-size`: a size in the config's grammar or a share of the working set's bytes.
+/// A bare number is refused: it used to count entries, and read as bytes now it would
+/// silently mean a cache a thousand times too small.
+fn parse_cache_size(text: &str, working_set_bytes: u64) -> Result<u64, LabError> {
+    let usage = |why: &str| {
         LabError::Usage(format!(
-            "--cache-size: {text:?} is neither a number of entries (5000) nor a share of the working set (25%)"
+            "--cache-size: {text:?} {why}; give the cache's byte budget as `[cache] max_bytes` takes it (64MiB, 500KB, 4096B) or a share of the working set's bytes (25%)"
         ))
     };
-    let capacity = match text.trim().strip_suffix('%') {
-        Some(percent) => {
-            let percent: f64 = percent.trim().parse().map_err(|_| usage())?;
-            if !(percent.is_finite() && percent > 0.0) {
-                return Err(usage());
+    if let Some(percent) = text.strip_suffix('%') {
+        return match percent.trim().parse::<f64>() {
+            Ok(percent) if percent.is_finite() && percent > 0.0 => {
+                Ok(capacity_of(percent / 100.0, working_set_bytes))
             }
-            capacity_of(percent / 100.0, working_set)
-        }
-        None => text.trim().parse::<u64>().map_err(|_| usage())?.max(1),
+            _ => Err(usage("is not a positive share")),
+        };
+    }
+    if text.parse::<u64>().is_ok() {
+        return Err(usage(
+            "has no unit: the lab's cache is weighed in bytes as `serve`'s is, no longer counted in entries",
+        ));
+    }
+    match mcp_bridge_policy::parse_size(text) {
+        Ok(0) => Err(usage("is no room at all")),
+        Ok(bytes) => Ok(u64::try_from(bytes).unwrap_or(u64::MAX)),
+        Err(error) => Err(usage(&error)),
+    }
+}
+
+/// The report's words for how the cache admits and evicts.
+/// How the simulated cache admits and evicts, for the report.
+pub(crate) fn eviction_text(limits: SimLimits) -> String {
+    let how = match limits.eviction {
+        mcp_bridge_config::Eviction::TinyLfu => "moka's TinyLFU admission over LRU",
+        mcp_bridge_config::Eviction::Lru => "moka's LRU",
     };
-    Ok((capacity, capacity as f64 / working_set.max(1) as f64))
+    format!(
+        "{}: {how}, weighed in bytes, at most {} entries",
+        limits.eviction.as_str(),
+        limits.max_entries
+    )
 }
 
 /// A `--policy` argument: its name and what it is.
@@ -645,7 +696,7 @@ fn run_job(
         }
         Job::NoCache => bounds::no_cache(prepared),
         Job::Perfect => bounds::perfect(prepared),
-        Job::Belady { capacity, .. } => bounds::belady(prepared, next_uses, capacity),
+        Job::Belady { limits, .. } => bounds::belady(prepared, next_uses, limits),
     };
     progress.fetch_add(events, Ordering::Relaxed);
     result
@@ -725,7 +776,7 @@ fn file_result(
                 policy: contender.name.clone(),
                 kind: contender.kind,
                 size_fraction,
-                cache_entries: setting.capacity,
+                cache_bytes: setting.limits.max_bytes,
                 ttl_scale: setting.ttl_scale,
                 metrics,
             };
@@ -767,18 +818,18 @@ fn file_result(
             "unbounded, invalidated exactly when a result changes",
             metrics,
         )),
-        Job::Belady { capacity, section } => match section {
+        Job::Belady { limits, section } => match section {
             Section::Size(fraction) => report.size_sweep.push(SweepPoint {
                 policy: "belady".to_owned(),
                 kind: RunKind::Bound,
                 size_fraction: fraction,
-                cache_entries: capacity,
+                cache_bytes: limits.max_bytes,
                 ttl_scale: 1.0,
                 metrics,
             }),
             _ => report.bounds.push(bound(
                 "belady",
-                "optimal eviction at the base size, perfect invalidation",
+                "furthest next use first, by bytes, at the base size, perfect invalidation",
                 metrics,
             )),
         },

@@ -4,8 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The report format's version; a baseline of another version is refused.
-pub const REPORT_VERSION: u32 = 1;
+/// The report format's version; a baseline of another version is refused. Version 2
+/// measures the cache in bytes (`cache_bytes`) where version 1 counted entries.
+pub const REPORT_VERSION: u32 = 2;
 
 /// Everything one `bench policies` run measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -16,7 +17,7 @@ pub struct LabReport {
     pub created_at: u64,
     pub trace: TraceSummary,
     pub settings: ReplaySettings,
-    /// Each policy at the base setting (`settings.cache_entries`, TTL scale 1), as it would
+    /// Each policy at the base setting (`settings.cache_bytes`, TTL scale 1), as it would
     /// be deployed: chained before the built-in policy of the given config.
     pub policies: Vec<PolicyRun>,
     /// Each policy alone at the base setting: chained before the built-in policy's defaults
@@ -82,17 +83,20 @@ pub struct TraceSummary {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplaySettings {
-    /// The cache capacity at the base setting, in entries.
-    pub cache_entries: u64,
-    /// The base capacity as a fraction of the working set.
+    /// The cache's byte budget at the base setting (`[cache] max_bytes`).
+    pub cache_bytes: u64,
+    /// The most entries the cache holds (`[cache] max_entries`): every entry weighs at
+    /// least `cache_bytes / max_entries`, as in `serve`.
+    pub max_entries: u64,
+    /// The base budget as a fraction of the working set's bytes.
     pub size_fraction: f64,
     /// What a hit costs, added to every hit's latency.
     pub hit_latency_us: f64,
-    /// The size sweep's capacities, as fractions of the working set.
+    /// The size sweep's budgets, as fractions of the working set's bytes.
     pub size_fractions: Vec<f64>,
     /// The TTL sweep's factors (every TTL a policy answers is multiplied by one).
     pub ttl_scales: Vec<f64>,
-    /// How entries are evicted when the cache is full.
+    /// How entries are admitted and evicted when the cache is full (`[cache] eviction`).
     pub eviction: String,
 }
 
@@ -196,7 +200,8 @@ pub struct SweepPoint {
     pub policy: String,
     pub kind: RunKind,
     pub size_fraction: f64,
-    pub cache_entries: u64,
+    /// The byte budget at this point.
+    pub cache_bytes: u64,
     pub ttl_scale: f64,
     pub metrics: ReplayMetrics,
 }

@@ -32,6 +32,38 @@ pub struct ServerHints {
     pub private_scope: Option<bool>,
 }
 
+impl ServerHints {
+    /// The hints on a JSON-RPC `result`: `ttlMs` (whole milliseconds) and `cacheScope`
+    /// (`private` or anything else). A field of the wrong type is no hint.
+    pub fn of_result(result: &serde_json::Value) -> ServerHints {
+        ServerHints {
+            ttl: result
+                .get("ttlMs")
+                .and_then(serde_json::Value::as_u64)
+                .map(Duration::from_millis),
+            private_scope: result
+                .get("cacheScope")
+                .and_then(serde_json::Value::as_str)
+                .map(|scope| scope == "private"),
+        }
+    }
+
+    /// Whether the server asked that the result be kept for its principal alone.
+    pub fn is_private(&self) -> bool {
+        self.private_scope == Some(true)
+    }
+
+    /// The TTL a cached result gets from the policy's `ttl`: a server's `ttlMs` can shorten
+    /// it, never lengthen it, and stands alone when the policy set none (no expiry).
+    pub fn cap_ttl(&self, ttl: Option<Duration>) -> Option<Duration> {
+        match (ttl, self.ttl) {
+            (Some(ttl), Some(server)) => Some(ttl.min(server)),
+            (None, server) => server,
+            (ttl, None) => ttl,
+        }
+    }
+}
+
 /// One call as a policy sees it. It borrows its strings, so the host decides a call
 /// without copying it; a plugin borrows them from the values the WIT handed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -309,6 +341,39 @@ mod tests {
         assert_eq!(base.negative_ttl(window).negative_ttl, Some(window));
         assert_eq!(Directive::no_expiry(), Directive::with_ttl(None));
         assert_eq!(Directive::default(), Directive::no_expiry());
+    }
+
+    #[test]
+    fn server_hints_read_from_a_result_and_only_shorten_the_ttl() {
+        let hints = ServerHints::of_result(&serde_json::json!({
+            "content": [], "ttlMs": 2000, "cacheScope": "private"
+        }));
+        assert_eq!(hints.ttl, Some(Duration::from_secs(2)));
+        assert!(hints.is_private());
+        assert_eq!(
+            hints.cap_ttl(Some(Duration::from_secs(60))),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            hints.cap_ttl(Some(Duration::from_secs(1))),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(hints.cap_ttl(None), Some(Duration::from_secs(2)));
+        let public =
+            ServerHints::of_result(&serde_json::json!({"cacheScope": "public", "ttlMs": "5"}));
+        assert_eq!(
+            public,
+            ServerHints {
+                ttl: None,
+                private_scope: Some(false)
+            }
+        );
+        assert!(!public.is_private());
+        assert_eq!(public.cap_ttl(None), None);
+        assert_eq!(
+            ServerHints::of_result(&serde_json::json!({})),
+            ServerHints::default()
+        );
     }
 
     #[test]

@@ -633,7 +633,7 @@ impl CallCache {
         let entry = self.entry_for(&response, &fill, backend_time);
         let private = entry
             .as_ref()
-            .map_or_else(|| is_private(&response), |entry| entry.private);
+            .map_or_else(|| hints_of(&response).is_private(), |entry| entry.private);
         let (key, stamp) = if private {
             (fill.private_key.clone(), fill.private_stamp.as_ref())
         } else {
@@ -704,18 +704,12 @@ impl CallCache {
         let directive = &fill.directive;
         let result = response.get("result")?;
         let is_error = result.get("isError").and_then(Value::as_bool) == Some(true);
-        let mut ttl = if is_error {
+        let hints = ServerHints::of_result(result);
+        let mut ttl = hints.cap_ttl(if is_error {
             Some(directive.negative_ttl?)
         } else {
             directive.ttl
-        };
-        if let Some(server_ttl) = result
-            .get("ttlMs")
-            .and_then(Value::as_u64)
-            .map(Duration::from_millis)
-        {
-            ttl = Some(ttl.map_or(server_ttl, |ttl| ttl.min(server_ttl)));
-        }
+        });
         if ttl.is_some_and(|ttl| ttl.is_zero()) {
             return None;
         }
@@ -731,7 +725,7 @@ impl CallCache {
             stale_while_revalidate = stale_while_revalidate.map(|window| window.min(room));
             stale_if_error = stale_if_error.map(|window| window.min(room));
         }
-        let private = !directive.shared || is_private(response);
+        let private = !directive.shared || hints.is_private();
         let size = serde_json::to_vec(result).map_or(0, |bytes| bytes.len());
         let tags = fill.tags.clone();
         Some(Entry {
@@ -784,17 +778,11 @@ impl Drop for CallCache {
 }
 
 /// The caching hints a server put on its result (`ttlMs`, `cacheScope`).
-fn hints_of(response: &Value) -> ServerHints {
-    ServerHints {
-        ttl: response
-            .pointer("/result/ttlMs")
-            .and_then(Value::as_u64)
-            .map(Duration::from_millis),
-        private_scope: response
-            .pointer("/result/cacheScope")
-            .and_then(Value::as_str)
-            .map(|scope| scope == "private"),
-    }
+pub(crate) fn hints_of(response: &Value) -> ServerHints {
+    response
+        .get("result")
+        .map(ServerHints::of_result)
+        .unwrap_or_default()
 }
 
 /// The length of a value's JSON text, counted without building the text.
@@ -814,13 +802,6 @@ fn json_size(value: &Value) -> u64 {
         Ok(()) => counter.0,
         Err(_) => 0,
     }
-}
-
-fn is_private(response: &Value) -> bool {
-    response
-        .pointer("/result/cacheScope")
-        .and_then(Value::as_str)
-        == Some("private")
 }
 
 fn is_error_response(response: &Value) -> bool {

@@ -180,7 +180,7 @@ fn start_shadow(
         config: &config.shadow,
         plugins: &config.plugins,
         builtin: config.builtin_settings(),
-        capacity: config.cache.max_entries,
+        limits: mcp_bridge::lab::replay::sim::SimLimits::of(&config.cache),
         hit_latency: SHADOW_HIT_LATENCY,
         registry,
     })

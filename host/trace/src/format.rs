@@ -9,12 +9,13 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::TraceError;
-use mcp_bridge_policy::Annotations;
+use mcp_bridge_policy::{Annotations, ServerHints};
 
 /// One line of a trace file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +52,10 @@ pub struct TraceRecord {
     pub partition: String,
     /// Whether the bridge answered from its cache.
     pub hit: bool,
+    /// The caching hints the server put on the result (`ttlMs`, `cacheScope`), only those
+    /// it gave. Traces written before hints were recorded have none.
+    #[serde(default, skip_serializing_if = "RecordedHints::is_empty")]
+    pub hints: RecordedHints,
 }
 
 /// Whether a call reads or may write, per the tool's annotations.
@@ -111,6 +116,44 @@ impl From<RecordedAnnotations> for Annotations {
             destructive: recorded.destructive,
             idempotent: recorded.idempotent,
             open_world: recorded.open_world,
+        }
+    }
+}
+
+/// [`ServerHints`] in a trace line: `ttlMs` in milliseconds as the server wrote it, and
+/// whether its `cacheScope` was `private`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordedHints {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_scope: Option<bool>,
+}
+
+impl RecordedHints {
+    /// Whether the server gave no hint (the line then leaves them out).
+    pub fn is_empty(&self) -> bool {
+        *self == RecordedHints::default()
+    }
+}
+
+impl From<ServerHints> for RecordedHints {
+    fn from(hints: ServerHints) -> Self {
+        RecordedHints {
+            ttl_ms: hints
+                .ttl
+                .map(|ttl| u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
+            private_scope: hints.private_scope,
+        }
+    }
+}
+
+impl From<RecordedHints> for ServerHints {
+    fn from(recorded: RecordedHints) -> Self {
+        ServerHints {
+            ttl: recorded.ttl_ms.map(Duration::from_millis),
+            private_scope: recorded.private_scope,
         }
     }
 }
@@ -285,5 +328,45 @@ impl RecordReader {
             return Some(record.map(|record| (number, record)));
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A line as traces were written before hints were recorded.
+    const OLD_LINE: &str = r#"{"t_us":1700000000000000,"server":"demo","method":"tools/call","name":"get_tasks","args":"0123456789abcdef","access":"read","annotations":{"read_only":true},"latency_us":250,"bytes":42,"digest":"00000000000000ff","status":"ok","partition":"00000000000000fe","hit":false}"#;
+
+    #[test]
+    fn a_line_without_hints_loads_with_none() {
+        let record: TraceRecord =
+            serde_json::from_str(OLD_LINE).unwrap_or_else(|error| panic!("{error}"));
+        assert!(record.hints.is_empty());
+        assert_eq!(ServerHints::from(record.hints), ServerHints::default());
+        // Written back, it is the same line: no empty hints field appears.
+        let written = serde_json::to_string(&record).unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(written, OLD_LINE);
+    }
+
+    #[test]
+    fn hints_round_trip_and_unknown_hint_fields_are_refused() {
+        let line = OLD_LINE.replace(
+            r#""hit":false}"#,
+            r#""hit":false,"hints":{"ttl_ms":1500,"private_scope":true}}"#,
+        );
+        let record: TraceRecord =
+            serde_json::from_str(&line).unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(
+            ServerHints::from(record.hints),
+            ServerHints {
+                ttl: Some(Duration::from_millis(1500)),
+                private_scope: Some(true),
+            }
+        );
+        let written = serde_json::to_string(&record).unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(written, line);
+        let unknown = OLD_LINE.replace(r#""hit":false}"#, r#""hit":false,"hints":{"scope":1}}"#);
+        assert!(serde_json::from_str::<TraceRecord>(&unknown).is_err());
     }
 }

@@ -19,8 +19,8 @@ pub mod tap;
 
 pub use error::TraceError;
 pub use format::{
-    Access, Fnv64, RecordReader, RecordedAnnotations, RecordedStatus, TraceRecord, hex64,
-    parse_hex64, size_and_digest, write_records,
+    Access, Fnv64, RecordReader, RecordedAnnotations, RecordedHints, RecordedStatus, TraceRecord,
+    hex64, parse_hex64, size_and_digest, write_records,
 };
 pub use recorder::{
     DEFAULT_RECORD_FILES, DEFAULT_RECORD_MAX_BYTES, DigestMemo, RecordOptions, RecordedCall,

@@ -19,8 +19,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::TraceError;
-use super::format::{Access, RecordedAnnotations, RecordedStatus, size_and_digest};
-use mcp_bridge_policy::Annotations;
+use super::format::{Access, RecordedAnnotations, RecordedHints, RecordedStatus, size_and_digest};
+use mcp_bridge_policy::{Annotations, ServerHints};
 
 /// A trace file is rotated once it passes this size (`--record-max-bytes`).
 pub const DEFAULT_RECORD_MAX_BYTES: u64 = 256 * 1024 * 1024;
@@ -70,13 +70,18 @@ pub struct RecordedCall {
     pub truth: Option<u64>,
 }
 
-/// A call's result, as far as the trace needs it: its size and digest.
+/// A call's result, as far as the trace needs it: its size, digest and the server's
+/// caching hints on it.
 #[derive(Debug, Clone)]
 pub enum RecordedResult {
     /// No result (an error or no answer).
     None,
     /// Already measured on the call's path.
-    Measured { bytes: u64, digest: u64 },
+    Measured {
+        bytes: u64,
+        digest: u64,
+        hints: ServerHints,
+    },
     /// A cached result, shared by reference: the writer thread measures it, so a hit
     /// pays nothing for it.
     Shared(Arc<Value>),
@@ -89,8 +94,22 @@ impl RecordedResult {
             None => RecordedResult::None,
             Some(result) => {
                 let (bytes, digest) = size_and_digest(result);
-                RecordedResult::Measured { bytes, digest }
+                RecordedResult::Measured {
+                    bytes,
+                    digest,
+                    hints: ServerHints::of_result(result),
+                }
             }
+        }
+    }
+
+    /// The server's caching hints on the result. A cached result's are read here, on the
+    /// writer thread, like its digest.
+    fn hints(&self) -> ServerHints {
+        match self {
+            RecordedResult::None => ServerHints::default(),
+            RecordedResult::Measured { hints, .. } => *hints,
+            RecordedResult::Shared(value) => ServerHints::of_result(value),
         }
     }
 }
@@ -116,7 +135,7 @@ impl DigestMemo {
     pub fn size_and_digest(&mut self, result: &RecordedResult) -> (u64, u64) {
         match result {
             RecordedResult::None => (0, 0),
-            RecordedResult::Measured { bytes, digest } => (*bytes, *digest),
+            RecordedResult::Measured { bytes, digest, .. } => (*bytes, *digest),
             RecordedResult::Shared(value) => {
                 let address = Arc::as_ptr(value) as usize;
                 if let Some((_, bytes, digest)) = self.known.get(&address) {
@@ -195,6 +214,7 @@ impl RecordedCall {
                 .map(|hex| crate::hex64(hex.0))
                 .unwrap_or_default(),
             hit: line.hit,
+            hints: line.hints,
         }
     }
 
@@ -221,6 +241,7 @@ impl RecordedCall {
             status: self.status,
             partition: (self.partition != 0).then_some(Hex(self.partition)),
             hit: self.hit,
+            hints: RecordedHints::from(self.result.hints()),
         }
     }
 }
@@ -248,6 +269,8 @@ struct RecordLine<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     partition: Option<Hex>,
     hit: bool,
+    #[serde(skip_serializing_if = "RecordedHints::is_empty")]
+    hints: RecordedHints,
 }
 
 /// A 64-bit hash serialized as 16 lowercase hex digits, without allocating.
@@ -512,7 +535,9 @@ mod tests {
                 ..Annotations::default()
             },
             latency_us: 250,
-            result: RecordedResult::Shared(Arc::new(json!({"content": []}))),
+            result: RecordedResult::Shared(Arc::new(
+                json!({"content": [], "ttlMs": 1500, "cacheScope": "private"}),
+            )),
             status: RecordedStatus::Ok,
             partition: 0xfe,
             hit: true,
@@ -523,7 +548,8 @@ mod tests {
             .unwrap_or_else(|error| panic!("{error}"));
         let record: TraceRecord =
             serde_json::from_str(&text).unwrap_or_else(|error| panic!("{error}: {text}"));
-        let (bytes, digest) = size_and_digest(&json!({"content": []}));
+        let (bytes, digest) =
+            size_and_digest(&json!({"content": [], "ttlMs": 1500, "cacheScope": "private"}));
         assert_eq!(
             record,
             TraceRecord {
@@ -544,6 +570,10 @@ mod tests {
                 status: RecordedStatus::Ok,
                 partition: "00000000000000fe".into(),
                 hit: true,
+                hints: RecordedHints {
+                    ttl_ms: Some(1500),
+                    private_scope: Some(true),
+                },
             }
         );
         // A tap's reader gets the same record without a round trip through text, and
@@ -555,5 +585,29 @@ mod tests {
             ..call
         };
         assert_eq!(kept_as_text.to_record(&mut DigestMemo::default()), record);
+    }
+
+    #[test]
+    fn a_call_without_hints_writes_no_hints_field() {
+        let call = RecordedCall {
+            t_us: 1,
+            server: Arc::from("demo"),
+            method: "tools/list".into(),
+            name: "".into(),
+            args_hash: 0,
+            arguments: None,
+            read_only: true,
+            annotations: Annotations::default(),
+            latency_us: 3,
+            result: RecordedResult::measure(Some(&json!({"tools": []}))),
+            status: RecordedStatus::Ok,
+            partition: 0,
+            hit: false,
+            arguments_text: None,
+            truth: None,
+        };
+        let text = serde_json::to_string(&call.line(&mut DigestMemo::default()))
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert!(!text.contains("hints"), "{text}");
     }
 }

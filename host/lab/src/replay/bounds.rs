@@ -2,9 +2,17 @@
 //! - no cache: every call reaches the backend;
 //! - perfect invalidation, unbounded: a read hits whenever its key was fetched before
 //!   and its result has not changed since; never stale, no TTL, no size limit;
-//! - Belady's optimal at a given size, with perfect invalidation: when the cache is
-//!   full it evicts the entry whose next use lies furthest in the future, which no
-//!   online policy can beat on hit ratio at that size.
+//! - Belady's bound at a given size, with perfect invalidation: when the cache is full
+//!   it evicts the entries whose next use lies furthest in the future until the new one
+//!   fits, and keeps the new one only if its own next use comes sooner. Entries weigh
+//!   what they weigh in `serve`'s cache (the store's weigher: bytes, with the
+//!   `max_bytes / max_entries` floor) against the same byte budget.
+//!
+//! With entries of one size, furthest-next-use is Belady's optimum, which no online policy
+//! can beat on hit ratio. With sizes it is the standard size-aware Belady heuristic: exact
+//! optimal caching of entries of different sizes is NP-hard, and this greedy bound can in
+//! principle be beaten by a policy that keeps many small entries in place of one large one
+//! used sooner. It stays the usual yardstick: what looking ahead buys.
 //!
 //! Bounds key results by their shared key (what a result shared across principals is
 //! filed under): the most a cache could share.
@@ -12,6 +20,7 @@
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
+use super::sim::SimLimits;
 use super::{Prepared, Tally};
 use crate::results::ReplayMetrics;
 use mcp_bridge_trace::RecordedStatus;
@@ -109,19 +118,25 @@ pub fn next_uses(prepared: &Prepared<'_>) -> Vec<u32> {
     next
 }
 
-/// Belady's optimal replacement with perfect invalidation, holding at most `capacity`
-/// entries. `next` comes from [`next_uses`].
-pub fn belady(prepared: &Prepared<'_>, next: &[u32], capacity: u64) -> (ReplayMetrics, Duration) {
+/// Belady's replacement by bytes with perfect invalidation, within `limits`' byte budget
+/// weighed as `serve` weighs (see the module documentation). `next` comes from
+/// [`next_uses`].
+pub fn belady(
+    prepared: &Prepared<'_>,
+    next: &[u32],
+    limits: SimLimits,
+) -> (ReplayMetrics, Duration) {
     let started = Instant::now();
     let trace = prepared.trace;
-    let capacity = capacity.max(1);
+    let weigher = limits.weigher();
+    let budget = limits.max_bytes.max(1);
     let mut tally = Tally::default();
-    // Per key: the next use of its cached result, if cached, and the result's digest.
-    let mut cached: Vec<Option<(u32, u64, u64)>> = vec![None; trace.keys as usize];
+    // Per key: the cached result, if any.
+    let mut cached: Vec<Option<Cached>> = vec![None; trace.keys as usize];
     // Cached keys by next use, furthest first; stale heap items are skipped lazily.
     let mut furthest: BinaryHeap<(u32, u32)> = BinaryHeap::new();
-    let (mut entries, mut bytes, mut peak_entries, mut peak_bytes) = (0u64, 0u64, 0u64, 0u64);
-    let mut evictions = 0u64;
+    let mut held = Held::default();
+    let mut victims: Vec<(u32, u32)> = Vec::new();
     for (index, event) in trace.events.iter().enumerate() {
         if event.write {
             tally.metrics.writes += 1;
@@ -132,7 +147,7 @@ pub fn belady(prepared: &Prepared<'_>, next: &[u32], capacity: u64) -> (ReplayMe
         let key = event.shared_key;
         let next_use = next[index];
         let hit = match (cached[key as usize], event.truth) {
-            (Some((_, digest, _)), Some(truth)) => digest == truth,
+            (Some(entry), Some(truth)) => entry.digest == truth,
             (Some(_), None) => true,
             (None, _) => false,
         };
@@ -143,48 +158,97 @@ pub fn belady(prepared: &Prepared<'_>, next: &[u32], capacity: u64) -> (ReplayMe
             tally.backend_call(event.latency_us);
         }
         // The cached result (refetched on a miss) is next useful at `next_use`.
-        if let Some((_, _, old_bytes)) = cached[key as usize].take() {
-            entries -= 1;
-            bytes -= old_bytes;
+        if let Some(entry) = cached[key as usize].take() {
+            held.remove(entry);
         }
         if next_use == NEVER || event.status != RecordedStatus::Ok {
             continue;
         }
-        if entries >= capacity {
-            // Evict the furthest next use, unless this result's is further still.
-            while let Some(&(use_at, victim)) = furthest.peek() {
-                let live = cached[victim as usize].is_some_and(|(at, _, _)| at == use_at);
-                if !live {
-                    furthest.pop();
-                    continue;
-                }
+        let weight = u64::from(weigher.weigh(event.bytes));
+        if weight > budget {
+            continue;
+        }
+        // Take the furthest next uses until the result fits, as long as each is used later
+        // than this result; if they never free enough, nothing is evicted and the result is
+        // not kept (it would be the one used last).
+        victims.clear();
+        let mut freed = 0u64;
+        while held.weighted - freed + weight > budget {
+            let Some((use_at, victim)) = furthest.pop() else {
+                break;
+            };
+            let live = cached[victim as usize].is_some_and(|entry| entry.next_use == use_at);
+            if !live {
+                continue;
+            }
+            victims.push((use_at, victim));
+            if use_at <= next_use {
                 break;
             }
-            match furthest.peek() {
-                Some(&(use_at, victim)) if use_at > next_use => {
-                    furthest.pop();
-                    if let Some((_, _, old_bytes)) = cached[victim as usize].take() {
-                        entries -= 1;
-                        bytes -= old_bytes;
-                        evictions += 1;
-                    }
-                }
-                _ => continue,
+            freed += cached[victim as usize].map_or(0, |entry| entry.weight);
+        }
+        if held.weighted - freed + weight > budget {
+            furthest.extend(victims.drain(..));
+            continue;
+        }
+        for (_, victim) in victims.drain(..) {
+            if let Some(entry) = cached[victim as usize].take() {
+                held.remove(entry);
+                held.evictions += 1;
             }
         }
-        let digest = event.truth.unwrap_or(event.digest);
-        cached[key as usize] = Some((next_use, digest, event.bytes));
+        let entry = Cached {
+            next_use,
+            digest: event.truth.unwrap_or(event.digest),
+            bytes: event.bytes,
+            weight,
+        };
+        cached[key as usize] = Some(entry);
         furthest.push((next_use, key));
-        entries += 1;
-        bytes += event.bytes;
-        peak_entries = peak_entries.max(entries);
-        peak_bytes = peak_bytes.max(bytes);
+        held.add(entry);
     }
     let mut metrics = tally.finish(None);
-    metrics.peak_entries = peak_entries;
-    metrics.peak_bytes = peak_bytes;
-    metrics.final_entries = entries;
-    metrics.final_bytes = bytes;
-    metrics.evictions = evictions;
+    metrics.peak_entries = held.peak_entries;
+    metrics.peak_bytes = held.peak_bytes;
+    metrics.final_entries = held.entries;
+    metrics.final_bytes = held.bytes;
+    metrics.evictions = held.evictions;
     (metrics, started.elapsed())
+}
+
+/// A result Belady's cache holds.
+#[derive(Debug, Clone, Copy)]
+struct Cached {
+    /// The index of the read that will use it next.
+    next_use: u32,
+    digest: u64,
+    bytes: u64,
+    weight: u64,
+}
+
+/// What Belady's cache holds, in entries, bytes and weight.
+#[derive(Debug, Default)]
+struct Held {
+    entries: u64,
+    bytes: u64,
+    weighted: u64,
+    peak_entries: u64,
+    peak_bytes: u64,
+    evictions: u64,
+}
+
+impl Held {
+    fn add(&mut self, entry: Cached) {
+        self.entries += 1;
+        self.bytes += entry.bytes;
+        self.weighted += entry.weight;
+        self.peak_entries = self.peak_entries.max(self.entries);
+        self.peak_bytes = self.peak_bytes.max(self.bytes);
+    }
+
+    fn remove(&mut self, entry: Cached) {
+        self.entries -= 1;
+        self.bytes -= entry.bytes;
+        self.weighted -= entry.weight;
+    }
 }

@@ -10,6 +10,7 @@ pub mod bounds;
 mod memo;
 mod shaping;
 pub mod sim;
+mod sketch;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +21,7 @@ use super::percentile;
 use super::results::ReplayMetrics;
 use mcp_bridge_policy::{Call, Decision, Outcome, PolicyChain, ServerHints, Shaper, Status};
 use mcp_bridge_trace::{Fnv64, RecordedStatus};
-use sim::{SimCache, SimEntry};
+use sim::{SimCache, SimEntry, SimLimits};
 
 /// How often (in events) a replay reports progress and times a policy call. Timing every
 /// call would add two clock reads to a 60 ns decision. A replay that reuses decisions
@@ -28,10 +29,12 @@ use sim::{SimCache, SimEntry};
 const SAMPLE_EVERY: usize = 8;
 const PROGRESS_EVERY: usize = 4096;
 
-/// One replay's cache capacity and TTL factor.
+/// One replay's cache bounds and TTL factor.
 #[derive(Debug, Clone, Copy)]
 pub struct Setting {
-    pub capacity: u64,
+    pub limits: SimLimits,
+    /// Multiplies every TTL a policy answers (a server's `ttlMs` is the server's, and
+    /// still caps the result).
     pub ttl_scale: f64,
 }
 
@@ -191,7 +194,8 @@ fn arguments_of<'a>(trace: &'a Trace, event: &Event) -> &'a str {
     }
 }
 
-/// The call a policy sees for an event.
+/// The call a policy sees for an event when it is decided: the server's hints are not
+/// known yet, as in `serve`.
 fn call_info<'a>(trace: &'a Trace, event: &Event) -> Call<'a> {
     Call {
         server: trace.string(event.server),
@@ -312,6 +316,8 @@ pub struct Replayer {
     truth_changes: Vec<(u64, u64)>,
     /// The chain's decisions per distinct call, when the chain is pure.
     memo: memo::DecisionMemo,
+    /// The latest event's time: the store runs its waiting batch then before it reports.
+    now_us: u64,
 }
 
 impl Replayer {
@@ -321,11 +327,12 @@ impl Replayer {
     pub fn new(keys: u32, shaped_from: u32, setting: Setting, chain: &PolicyChain) -> Replayer {
         Replayer {
             setting,
-            cache: SimCache::new(keys, setting.capacity),
+            cache: SimCache::new(keys, setting.limits),
             shapes: shaping::Shapes::new(shaped_from),
             tally: Tally::default(),
             truth_changes: vec![(0, 0); keys as usize],
             memo: memo::DecisionMemo::new(chain, keys),
+            now_us: 0,
         }
     }
 
@@ -343,6 +350,7 @@ impl Replayer {
         sampled: bool,
     ) {
         let trace = context.trace;
+        self.now_us = self.now_us.max(event.t_us);
         let cache = &mut self.cache;
         let tally = &mut self.tally;
         let memo = &mut self.memo;
@@ -354,6 +362,12 @@ impl Replayer {
                 status: status_of(event),
                 latency: Duration::from_micros(event.latency_us),
                 result_bytes: event.bytes,
+            };
+            // A write's outcome is judged with the server's hints on its result, as `serve`
+            // judges it.
+            let call = Call {
+                hints: event.hints,
+                ..call
             };
             let timer = sampled.then(Instant::now);
             let (invalidations, shaper) = chain.invalidations_shaped(&call, &outcome);
@@ -392,31 +406,36 @@ impl Replayer {
             tally.backend_call(event.latency_us);
             return;
         };
-        let shared = directive.shared || event.partition == 0;
-        // Arguments the policy leaves out of the key (`ignore_arguments`) file the call
-        // under the key `serve` would use, so calls that differ only in them share it.
-        let key = match self
-            .shapes
-            .key(trace, event, shared, &directive.ignore_arguments)
-        {
-            Some(shaped) => shaped,
-            None if shared => event.shared_key,
-            None => event.key,
+        // Where `serve` looks: the shared key when the policy shares results, then the
+        // caller's own key (where a result the server marked private was filed). A trace
+        // without principals has one anonymous caller, whose own key is the shared one.
+        let ignore = &directive.ignore_arguments;
+        let shapes = &mut self.shapes;
+        let mut key_for = |cache: &mut SimCache, shared: bool| {
+            read_key(shapes, cache, trace, event, shared, ignore)
         };
-        cache.grow(key.saturating_add(1));
-        if let Some(entry) = cache.get(key, event.t_us) {
+        let shared_key = directive.shared.then(|| key_for(cache, true));
+        let own_key = (event.partition != 0 || !directive.shared).then(|| key_for(cache, false));
+        let mut found = None;
+        for key in [shared_key, own_key].into_iter().flatten() {
+            if let Some(entry) = cache.get(key, event.t_us) {
+                found = Some((entry.digest, entry.stored_at));
+                break;
+            }
+        }
+        if let Some((digest, stored_at)) = found {
             match event.truth {
                 None => tally.metrics.unverified_hits += 1,
-                Some(truth) if truth != entry.digest => {
+                Some(truth) if truth != digest => {
                     tally.metrics.stale_hits += 1;
                     let changed_at = self
                         .truth_changes
                         .get(event.key as usize)
                         .map_or(0, |(_, changed_at)| *changed_at)
-                        .max(entry.stored_at);
+                        .max(stored_at);
                     let stale_since = context
                         .history
-                        .first_write_after(event.server, entry.stored_at)
+                        .first_write_after(event.server, stored_at)
                         .map_or(changed_at, |write| write.min(changed_at));
                     tally
                         .staleness_us
@@ -432,16 +451,29 @@ impl Replayer {
         if event.status != RecordedStatus::Ok {
             return;
         }
-        let expires_at = match directive.ttl {
+        // The entry `serve` would make of the result: the policy's TTL (scaled) capped by
+        // the server's `ttlMs`, kept per principal when the policy or the server says so.
+        let policy_ttl = directive.ttl.map(|ttl| {
+            Duration::try_from_secs_f64(ttl.as_secs_f64() * self.setting.ttl_scale)
+                .unwrap_or(Duration::MAX)
+        });
+        let expires_at = match event.hints.cap_ttl(policy_ttl) {
             None => u64::MAX,
-            Some(ttl) => {
-                let scaled = ttl.as_secs_f64() * self.setting.ttl_scale * 1e6;
-                event.t_us.saturating_add(scaled as u64)
-            }
+            Some(ttl) => event.t_us.saturating_add(micros(ttl)),
         };
         if expires_at <= event.t_us {
             return;
         }
+        let stale_window = directive
+            .stale_while_revalidate
+            .max(directive.stale_if_error)
+            .map_or(0, micros);
+        let private = !directive.shared || event.hints.is_private();
+        let key = match (private, shared_key, own_key) {
+            (false, Some(shared), _) => shared,
+            (_, _, Some(own)) => own,
+            _ => key_for(cache, false),
+        };
         let tags = directive.tags.iter().map(|tag| cache.tag_id(tag)).collect();
         cache.insert(
             key,
@@ -449,6 +481,7 @@ impl Replayer {
                 digest: event.truth.unwrap_or(event.digest),
                 stored_at: event.t_us,
                 expires_at,
+                kept_until: expires_at.saturating_add(stale_window),
                 bytes: event.bytes,
                 server: event.server,
                 name: event.name,
@@ -472,6 +505,8 @@ impl Replayer {
     }
 
     pub fn finish(mut self) -> ReplayMetrics {
+        // The store runs its waiting batch before it reports its counts.
+        self.cache.run_pending_tasks(self.now_us);
         self.tally.metrics.decisions_reused = self.memo.reused;
         self.tally.finish(Some(&self.cache))
     }
@@ -479,7 +514,7 @@ impl Replayer {
     /// Starts over with an empty cache and no keys, keeping the counts: the shadow
     /// evaluator's new window.
     pub fn forget_keys(&mut self, shaped_from: u32) {
-        let old = std::mem::replace(&mut self.cache, SimCache::new(0, self.setting.capacity));
+        let old = std::mem::replace(&mut self.cache, SimCache::new(0, self.setting.limits));
         // The counts that live in the cache carry over to the new one.
         self.cache.peak_entries = old.peak_entries;
         self.cache.peak_bytes = old.peak_bytes;
@@ -505,6 +540,32 @@ fn keep_latest<T>(samples: &mut Vec<T>, most: usize) {
     if samples.len() > most {
         samples.drain(..samples.len() - most);
     }
+}
+
+/// The key `serve` files a read under, shared or the caller's own. Arguments the policy
+/// leaves out of the key (`ignore_arguments`) give the key `serve` would use, so calls that
+/// differ only in them share it.
+fn read_key(
+    shapes: &mut shaping::Shapes,
+    cache: &mut SimCache,
+    trace: &Trace,
+    event: &Event,
+    shared: bool,
+    ignore: &[String],
+) -> u32 {
+    let key = match shapes.key(trace, event, shared, ignore) {
+        Some(shaped) => shaped,
+        None if shared => event.shared_key,
+        None => event.key,
+    };
+    // A live replay's cache starts empty and meets its keys as they come.
+    cache.grow(key.saturating_add(1));
+    key
+}
+
+/// A duration in whole microseconds, the replay's clock unit (saturating).
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
 impl Tally {

@@ -16,7 +16,7 @@ const SETTING_COLUMNS: [&str; 6] = [
     "policy",
     "kind",
     "size_fraction",
-    "cache_entries",
+    "cache_bytes",
     "ttl_scale",
 ];
 
@@ -47,7 +47,7 @@ pub fn render(report: &LabReport) -> String {
     push_record(&mut out, &header);
 
     let base_fraction = report.settings.size_fraction;
-    let base_entries = report.settings.cache_entries;
+    let base_bytes = report.settings.cache_bytes;
     for (section, runs) in [("policy", &report.policies), ("bound", &report.bounds)] {
         for run in runs {
             push_run(
@@ -56,7 +56,7 @@ pub fn render(report: &LabReport) -> String {
                 section,
                 run,
                 base_fraction,
-                base_entries,
+                base_bytes,
             );
         }
     }
@@ -77,7 +77,7 @@ fn push_run(
     section: &str,
     run: &PolicyRun,
     base_fraction: f64,
-    base_entries: u64,
+    base_bytes: u64,
 ) {
     // A base run is by definition at the base size and TTL scale 1, so the row says so
     // and can be filtered like a sweep point.
@@ -86,7 +86,7 @@ fn push_run(
         text_cell(&run.name),
         kind_name(run.kind).to_owned(),
         float_cell(base_fraction),
-        base_entries.to_string(),
+        base_bytes.to_string(),
         float_cell(1.0),
     ];
     fields.extend(metric_cells(metric_names, &run.metrics));
@@ -99,7 +99,7 @@ fn push_point(out: &mut String, metric_names: &[String], section: &str, point: &
         text_cell(&point.policy),
         kind_name(point.kind).to_owned(),
         float_cell(point.size_fraction),
-        point.cache_entries.to_string(),
+        point.cache_bytes.to_string(),
         float_cell(point.ttl_scale),
     ];
     fields.extend(metric_cells(metric_names, &point.metrics));

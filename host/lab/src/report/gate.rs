@@ -189,7 +189,7 @@ mod tests {
             "trace": {"source": "", "events": 0, "reads": 0, "writes": 0, "servers": 0,
                 "working_set_entries": 0, "working_set_bytes": 0, "duration_ms": 0.0,
                 "unverifiable_reads": 0},
-            "settings": {"cache_entries": 0, "size_fraction": 1.0, "hit_latency_us": 0.0,
+            "settings": {"cache_bytes": 0, "max_entries": 1, "size_fraction": 1.0, "hit_latency_us": 0.0,
                 "size_fractions": [], "ttl_scales": [], "eviction": ""},
             "policies": [], "bounds": [], "size_sweep": [], "ttl_sweep": []
         }))

@@ -325,9 +325,10 @@ fn summary(out: &mut String, report: &LabReport) {
         (
             "Cache size",
             format!(
-                "{} entries ({} of the working set)",
-                count(settings.cache_entries),
-                pct(settings.size_fraction)
+                "{} ({} of the working set's bytes), at most {} entries",
+                bytes(settings.cache_bytes as f64),
+                pct(settings.size_fraction),
+                count(settings.max_entries)
             ),
         ),
         ("Eviction", settings.eviction.clone()),

@@ -30,8 +30,8 @@ pub fn render(report: &LabReport) -> String {
     let settings = &report.settings;
     let _ = writeln!(
         out,
-        "cache {} entries ({:.0}% of the working set, {}), hit cost {:.0} µs\n",
-        settings.cache_entries,
+        "cache {} ({:.0}% of the working set's bytes), eviction {}, hit cost {:.0} µs\n",
+        human_bytes(settings.cache_bytes as f64),
         settings.size_fraction * 100.0,
         settings.eviction,
         settings.hit_latency_us

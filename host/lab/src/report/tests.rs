@@ -87,7 +87,7 @@ pub(super) fn fixture() -> LabReport {
                 policy: name.to_owned(),
                 kind,
                 size_fraction: fraction,
-                cache_entries: (fraction * 1000.0) as u64,
+                cache_bytes: (fraction * 100_000.0) as u64,
                 ttl_scale: 1.0,
                 metrics: metrics(hit_ratio.min(hit * 1.05), stale, ns),
             });
@@ -98,7 +98,7 @@ pub(super) fn fixture() -> LabReport {
                 policy: name.to_owned(),
                 kind,
                 size_fraction: 0.25,
-                cache_entries: 250,
+                cache_bytes: 25_000,
                 ttl_scale: scale,
                 metrics: metrics(
                     (hit * (1.0 + factor)).clamp(0.0, 1.0),
@@ -113,7 +113,7 @@ pub(super) fn fixture() -> LabReport {
             policy: "belady".to_owned(),
             kind: RunKind::Bound,
             size_fraction: fraction,
-            cache_entries: (fraction * 1000.0) as u64,
+            cache_bytes: (fraction * 100_000.0) as u64,
             ttl_scale: 1.0,
             metrics: metrics((0.78 * fraction.powf(0.25)).min(0.78), 0.0, 0.0),
         });
@@ -134,7 +134,8 @@ pub(super) fn fixture() -> LabReport {
             unverifiable_reads: 3,
         },
         settings: ReplaySettings {
-            cache_entries: 250,
+            cache_bytes: 25_000,
+            max_entries: 10_000,
             size_fraction: 0.25,
             hit_latency_us: 50.0,
             size_fractions: fractions.to_vec(),
@@ -237,7 +238,7 @@ fn csv_has_a_header_and_one_row_per_run_and_sweep_point() {
         "policy",
         "kind",
         "size_fraction",
-        "cache_entries",
+        "cache_bytes",
         "ttl_scale",
     ];
     expected.extend(metric_names.iter().map(String::as_str));
@@ -257,7 +258,7 @@ fn csv_has_a_header_and_one_row_per_run_and_sweep_point() {
     let builtin = &records[1];
     assert_eq!(
         builtin[..6],
-        ["policy", "builtin", "builtin", "0.25", "250", "1"]
+        ["policy", "builtin", "builtin", "0.25", "25000", "1"]
     );
     let hit_ratio = expected.iter().position(|c| *c == "hit_ratio").unwrap();
     assert_eq!(builtin[hit_ratio], "0.42");

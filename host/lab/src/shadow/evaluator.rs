@@ -14,6 +14,7 @@ use super::candidates::PRODUCTION;
 use super::metrics::ShadowMetrics;
 use crate::LabError;
 use crate::loaded::{Event, TraceBuilder};
+use crate::replay::sim::SimLimits;
 use crate::replay::{Context, History, Replayer, Setting, Tally};
 use crate::results::{
     LabReport, PolicyRun, REPORT_VERSION, ReplayMetrics, ReplaySettings, RunKind, TraceSummary,
@@ -66,7 +67,7 @@ impl Row {
     ) -> Row {
         // Sized when the evaluator adopts the row.
         let unsized_setting = Setting {
-            capacity: 1,
+            limits: SimLimits::unbounded(),
             ttl_scale: 1.0,
         };
         let replayer = Replayer::new(0, 0, unsized_setting, &chain);
@@ -141,11 +142,11 @@ impl Evaluator {
         production: Row,
         candidates: Vec<Row>,
         max_keys: u32,
-        capacity: u64,
+        limits: SimLimits,
         hit_latency_us: f64,
     ) -> Evaluator {
         let setting = Setting {
-            capacity,
+            limits,
             ttl_scale: 1.0,
         };
         let mut rows = vec![production];
@@ -363,12 +364,13 @@ impl Evaluator {
                 unverifiable_reads: live.unverified_hits,
             },
             settings: ReplaySettings {
-                cache_entries: self.setting.capacity,
-                size_fraction: self.setting.capacity as f64 / f64::from(self.builder.keys().max(1)),
+                cache_bytes: self.setting.limits.max_bytes,
+                max_entries: self.setting.limits.max_entries,
+                size_fraction: 0.0,
                 hit_latency_us: self.hit_latency_us,
                 size_fractions: Vec::new(),
                 ttl_scales: Vec::new(),
-                eviction: "lru (entries)".to_owned(),
+                eviction: crate::policies::eviction_text(self.setting.limits),
             },
             policies,
             alone: Vec::new(),

@@ -50,9 +50,9 @@ pub struct ShadowSetup<'a> {
     pub plugins: &'a PluginsConfig,
     /// The built-in policy's settings from the config, which every row's chain ends with.
     pub builtin: BuiltinSettings,
-    /// The production cache's capacity in entries: each row's simulated cache gets the
+    /// The production cache's bounds and eviction: each row's simulated cache gets the
     /// same.
-    pub capacity: u64,
+    pub limits: crate::replay::sim::SimLimits,
     /// What a hit costs, for the latency numbers.
     pub hit_latency: Duration,
     pub registry: &'a Registry,
@@ -105,7 +105,7 @@ impl Shadow {
             loader.production(),
             loader.candidates(config),
             config.max_keys,
-            setup.capacity,
+            setup.limits,
             setup.hit_latency.as_secs_f64() * 1e6,
         );
         let snapshot = Arc::new(Mutex::new(Arc::new(snapshot_of(&evaluator))));

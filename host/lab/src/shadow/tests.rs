@@ -38,7 +38,7 @@ fn evaluator(max_keys: u32) -> Evaluator {
         row("production-simulated"),
         vec![row("candidate")],
         max_keys,
-        1000,
+        crate::replay::sim::SimLimits::unbounded(),
         100.0,
     )
 }
@@ -62,7 +62,11 @@ fn read(t_us: u64, arguments: &str, digest: u64, hit: bool) -> RecordedCall {
             ..Annotations::default()
         },
         latency_us: if hit { 0 } else { 1000 },
-        result: RecordedResult::Measured { bytes: 10, digest },
+        result: RecordedResult::Measured {
+            bytes: 10,
+            digest,
+            hints: mcp_bridge_policy::ServerHints::default(),
+        },
         status: RecordedStatus::Ok,
         partition: 0,
         hit,

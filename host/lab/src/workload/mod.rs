@@ -16,7 +16,9 @@ use serde_json::{Map, Value};
 
 use super::LabError;
 use mcp_bridge_policy::units::ConfigDuration;
-use mcp_bridge_trace::{Access, Fnv64, RecordedAnnotations, RecordedStatus, TraceRecord, hex64};
+use mcp_bridge_trace::{
+    Access, Fnv64, RecordedAnnotations, RecordedHints, RecordedStatus, TraceRecord, hex64,
+};
 
 /// The presets shipped in `config/workloads/`, embedded so `--workload NAME` works
 /// from any directory.
@@ -200,6 +202,7 @@ impl PlannedCall {
                 ))
             },
             hit: false,
+            hints: RecordedHints::default(),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The report's four charts, built from the report's numbers: hit ratio by cache size,
 //! the freshness trade-off, backend time saved and latency.
 
-use super::format::{count, ms, pct, scale};
+use super::format::{bytes, ms, pct, scale};
 use super::{PALETTE, Styles, chart_panel};
 use crate::report::svg::{
     self, Axis, BarChart, BarRow, BarSeries, Point, ScaleKind, Series, XyChart,
@@ -47,10 +47,10 @@ pub(super) fn size_chart(out: &mut String, report: &LabReport, styles: &Styles) 
                         y: point.metrics.hit_ratio,
                         label: None,
                         tooltip: format!(
-                            "{name}: {} hits at {} of the working set ({} entries)",
+                            "{name}: {} hits at {} of the working set ({})",
                             pct(point.metrics.hit_ratio),
                             pct(point.size_fraction),
-                            count(point.cache_entries)
+                            bytes(point.cache_bytes as f64)
                         ),
                     })
                     .collect(),
@@ -84,7 +84,7 @@ pub(super) fn size_chart(out: &mut String, report: &LabReport, styles: &Styles) 
         "Hit ratio vs cache size",
         svg::xy_chart(&chart),
         "No size sweep in this run (no cache sizes were swept), so there is no hit-ratio-by-size chart.",
-        "Each line is one policy replayed at several cache capacities; higher is better. The dashed black line is Belady's optimal eviction with perfect invalidation, the most fresh hits any policy can get at that size: the gap to it is what better eviction could still win, and a policy above it is counting stale hits (see the stale column and the trade-off below).",
+        "Each line is one policy replayed at several cache sizes (byte budgets, weighed as serve weighs entries); higher is better. The dashed black line is Belady's bound with perfect invalidation: evicting the entries used furthest in the future, by bytes. That is the standard size-aware yardstick (exact optimal caching of entries of different sizes is NP-hard, so a policy may edge past it); the gap to it is what better eviction could still win, and a policy well above it is counting stale hits (see the stale column and the trade-off below).",
     );
 }
 
