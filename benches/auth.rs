@@ -33,7 +33,7 @@ use mcp_bridge_test_support::repo::toml_command;
 use mcp_bridge_test_support::{Bridge, metric};
 
 use self::issuer::{AUDIENCE, ISSUER, Issuer};
-use self::load::Contender;
+use self::load::{Contender, TurnsPlan};
 use self::stats::round2;
 
 const BRIDGE_EXE: &str = env!("CARGO_BIN_EXE_mcp-bridge");
@@ -48,41 +48,12 @@ struct Args {
     mode: BenchMode,
 }
 
-struct Plan {
-    smoke: bool,
-    connections: usize,
-    rounds: usize,
-    round_window: Duration,
-    warmup: Duration,
-}
-
-impl Plan {
-    fn new(mode: &BenchMode) -> Plan {
-        if mode.smoke() {
-            return Plan {
-                smoke: true,
-                connections: 4,
-                rounds: 2,
-                round_window: Duration::from_millis(300),
-                warmup: Duration::from_millis(100),
-            };
-        }
-        Plan {
-            smoke: false,
-            connections: 16,
-            rounds: 8,
-            round_window: Duration::from_secs(2),
-            warmup: Duration::from_millis(500),
-        }
-    }
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.mode.list {
         return ExitCode::SUCCESS;
     }
-    bench::run_on_one_thread(run(&Plan::new(&args.mode)))
+    bench::run_on_one_thread(run(&TurnsPlan::new(&args.mode)))
 }
 
 async fn start_bridge(auth: &str) -> Result<Bridge> {
@@ -95,7 +66,7 @@ async fn start_bridge(auth: &str) -> Result<Bridge> {
     Ok(bridge)
 }
 
-async fn run(plan: &Plan) -> Result<()> {
+async fn run(plan: &TurnsPlan) -> Result<()> {
     let profile = if cfg!(debug_assertions) {
         "debug"
     } else {
@@ -136,22 +107,7 @@ async fn run(plan: &Plan) -> Result<()> {
     // The cache counters come from /metrics, which needs no credential (the admin routes of
     // the JWT bridge would want an admin one).
     for (name, bridge) in [("auth-off", &off), ("jwt", &jwt)] {
-        let hits = metric(
-            bridge,
-            "mcp_bridge_cache_requests_total",
-            &["result=\"hit\""],
-        )
-        .await?;
-        let misses = metric(
-            bridge,
-            "mcp_bridge_cache_requests_total",
-            &["result=\"miss\""],
-        )
-        .await?;
-        ensure!(
-            hits / (hits + misses).max(1.0) > 0.99,
-            "the {name} bridge missed: {hits} hits, {misses} misses"
-        );
+        load::ensure_cached(bridge, name).await?;
     }
     // Every request of the JWT bridge was authenticated, almost all from the token cache.
     let verified = metric(

@@ -34,7 +34,7 @@ use mcp_bridge_test_support::bench::{self, BenchMode};
 use mcp_bridge_test_support::repo::{publish_plugin, toml_command, toml_string};
 use mcp_bridge_test_support::{Bridge, metric};
 
-use self::load::Contender;
+use self::load::{Contender, TurnsPlan};
 use self::stats::round2;
 
 const BRIDGE_EXE: &str = env!("CARGO_BIN_EXE_mcp-bridge");
@@ -49,41 +49,12 @@ struct Args {
     mode: BenchMode,
 }
 
-struct Plan {
-    smoke: bool,
-    connections: usize,
-    rounds: usize,
-    round_window: Duration,
-    warmup: Duration,
-}
-
-impl Plan {
-    fn new(mode: &BenchMode) -> Plan {
-        if mode.smoke() {
-            return Plan {
-                smoke: true,
-                connections: 4,
-                rounds: 2,
-                round_window: Duration::from_millis(300),
-                warmup: Duration::from_millis(100),
-            };
-        }
-        Plan {
-            smoke: false,
-            connections: 16,
-            rounds: 8,
-            round_window: Duration::from_secs(2),
-            warmup: Duration::from_millis(500),
-        }
-    }
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.mode.list {
         return ExitCode::SUCCESS;
     }
-    bench::run_on_one_thread(run(&Plan::new(&args.mode)))
+    bench::run_on_one_thread(run(&TurnsPlan::new(&args.mode)))
 }
 
 /// The three candidates (in `[lab.shadow] dir`): two plugins (one judged before the
@@ -123,7 +94,7 @@ async fn start_bridge(candidates: &Path, shadow: &str) -> Result<Bridge> {
     Ok(bridge)
 }
 
-async fn run(plan: &Plan) -> Result<()> {
+async fn run(plan: &TurnsPlan) -> Result<()> {
     let profile = if cfg!(debug_assertions) {
         "debug"
     } else {
@@ -150,22 +121,7 @@ async fn run(plan: &Plan) -> Result<()> {
     let reports =
         load::taking_turns(contenders, plan.rounds, plan.warmup, plan.round_window).await?;
     for (name, bridge) in [("plain", &plain), ("shadowed", &shadowed)] {
-        let hits = metric(
-            bridge,
-            "mcp_bridge_cache_requests_total",
-            &["result=\"hit\""],
-        )
-        .await?;
-        let misses = metric(
-            bridge,
-            "mcp_bridge_cache_requests_total",
-            &["result=\"miss\""],
-        )
-        .await?;
-        ensure!(
-            hits / (hits + misses).max(1.0) > 0.99,
-            "the {name} bridge missed: {hits} hits, {misses} misses"
-        );
+        load::ensure_cached(bridge, name).await?;
     }
     // The shadow drains its queue every few milliseconds: give it that long to finish.
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, ensure};
 use serde_json::{Value, json};
 
-use mcp_bridge_test_support::Target;
+use mcp_bridge_test_support::bench::BenchMode;
 use mcp_bridge_test_support::client::Session;
+use mcp_bridge_test_support::{Bridge, Target, metric};
 
 use super::stats::{CpuProbe, Summary, round, round2};
 
@@ -344,4 +345,50 @@ impl LoadReport {
             "bridge_calls_per_cpu_second": self.calls_per_cpu_second("bridge").map(round),
         })
     }
+}
+
+/// The rounds of a comparison of two bridges taking turns with cached calls: a few short
+/// ones in a smoke run (the harness end to end), enough long ones in a full run to judge a
+/// ratio on a shared machine.
+pub(crate) struct TurnsPlan {
+    pub smoke: bool,
+    pub connections: usize,
+    pub rounds: usize,
+    pub round_window: Duration,
+    pub warmup: Duration,
+}
+
+impl TurnsPlan {
+    pub(crate) fn new(mode: &BenchMode) -> TurnsPlan {
+        if mode.smoke() {
+            return TurnsPlan {
+                smoke: true,
+                connections: 4,
+                rounds: 2,
+                round_window: Duration::from_millis(300),
+                warmup: Duration::from_millis(100),
+            };
+        }
+        TurnsPlan {
+            smoke: false,
+            connections: 16,
+            rounds: 8,
+            round_window: Duration::from_secs(2),
+            warmup: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Checks that `bridge` (called `name` in the error) answered the measured calls from its
+/// cache, as a comparison of cached throughput needs. Reads `/metrics`, which needs no
+/// credential.
+pub(crate) async fn ensure_cached(bridge: &Bridge, name: &str) -> Result<()> {
+    let requests = "mcp_bridge_cache_requests_total";
+    let hits = metric(bridge, requests, &["result=\"hit\""]).await?;
+    let misses = metric(bridge, requests, &["result=\"miss\""]).await?;
+    ensure!(
+        hits / (hits + misses).max(1.0) > 0.99,
+        "the {name} bridge missed: {hits} hits, {misses} misses"
+    );
+    Ok(())
 }

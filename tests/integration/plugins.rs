@@ -537,6 +537,11 @@ async fn a_plugin_built_against_the_0_2_0_contract_still_serves() -> Result<()> 
         entry["pure"] == false,
         "0.2.0 cannot declare purity: {entry}"
     );
+    // Its `init` logged through the 0.2.0 `log` import.
+    ensure!(
+        demo.bridge.logged("legacy 0.2.0 plugin started").await,
+        "the 0.2.0 plugin's log line did not reach the bridge's log"
+    );
     let session = demo.session().await?;
     let reads = call_times(&session, "get_tasks", 2).await?;
     ensure!(

@@ -23,9 +23,10 @@ pub const DEFAULT_SHADOW_QUEUE: usize = 16_384;
 pub const MAX_SHADOW_QUEUE: usize = 1 << 20;
 /// Distinct cache keys the evaluator remembers; when more arrive it starts a new window
 /// (every candidate's simulated cache empties; the counts go on). Each key costs every row
-/// about a hundred bytes.
+/// about a hundred bytes, and a row whose policy shapes keys (`ignore_arguments`) up to
+/// twice that.
 pub const DEFAULT_SHADOW_MAX_KEYS: u32 = 100_000;
-pub const MAX_SHADOW_MAX_KEYS: u32 = 1_000_000;
+pub const MAX_SHADOW_MAX_KEYS: u32 = 250_000;
 /// Row names the shadow gives its own rows.
 pub const RESERVED_SHADOW_ROW_NAMES: [&str; 2] = ["production", "production-simulated"];
 /// The most candidates one bridge evaluates: each one costs a decision per call.

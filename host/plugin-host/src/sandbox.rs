@@ -24,6 +24,7 @@ use wasmtime::{Engine, StoreLimits, StoreLimitsBuilder};
 
 use super::bindings::current::mcp_bridge::policy::log;
 use super::bindings::legacy::mcp_bridge::policy::log as legacy_log;
+use super::bindings::v0_2::mcp_bridge::policy::log as log_v0_2;
 
 /// Log lines one plugin version may write per second (all its instances together); the
 /// rest are counted and reported.
@@ -256,6 +257,18 @@ impl legacy_log::Host for PluginState {
     }
 }
 
+impl log_v0_2::Host for PluginState {
+    fn write(&mut self, level: log_v0_2::Level, message: String) {
+        let level = match level {
+            log_v0_2::Level::Debug => log::Level::Debug,
+            log_v0_2::Level::Info => log::Level::Info,
+            log_v0_2::Level::Warn => log::Level::Warn,
+            log_v0_2::Level::Error => log::Level::Error,
+        };
+        self.write_line(level, "log", message);
+    }
+}
+
 /// The two output streams a plugin has; the resource's representation says which.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stream {
@@ -309,6 +322,10 @@ struct Datetime {
 pub fn base_linker(engine: &Engine) -> wasmtime::Result<Linker<PluginState>> {
     let mut linker = Linker::new(engine);
     log::add_to_linker::<PluginState, wasmtime::component::HasSelf<PluginState>>(
+        &mut linker,
+        |state| state,
+    )?;
+    log_v0_2::add_to_linker::<PluginState, wasmtime::component::HasSelf<PluginState>>(
         &mut linker,
         |state| state,
     )?;

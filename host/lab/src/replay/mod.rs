@@ -381,7 +381,10 @@ impl Replayer {
             return;
         }
         tally.metrics.reads += 1;
-        if let Some(truth) = event.truth {
+        // When the truth changed is learnt from the backend's answers only: a recorded hit's
+        // truth is the last answer anyway, and a live truth sample can come back after
+        // later answers, so it must not move the date back.
+        if let Some(truth) = event.truth.filter(|_| !event.hit) {
             let index = event.key as usize;
             if index >= self.truth_changes.len() {
                 self.truth_changes.resize(index + 1, (0, 0));
@@ -514,8 +517,10 @@ impl Replayer {
     /// Starts over with an empty cache and no keys, keeping the counts: the shadow
     /// evaluator's new window.
     pub fn forget_keys(&mut self, shaped_from: u32) {
-        let old = std::mem::replace(&mut self.cache, SimCache::new(0, self.setting.limits));
-        // The counts that live in the cache carry over to the new one.
+        let mut old = std::mem::replace(&mut self.cache, SimCache::new(0, self.setting.limits));
+        // The old cache settles its waiting batch; the counts that live in it carry over.
+        old.run_pending_tasks(self.now_us);
+        self.cache.refused = old.refused;
         self.cache.peak_entries = old.peak_entries;
         self.cache.peak_bytes = old.peak_bytes;
         self.cache.evictions = old.evictions;

@@ -188,19 +188,28 @@ fn shadow_panel(out: &mut String, shadow: &ShadowSummary) {
     let rows = [
         (
             "Rows",
-            "production: the live cache · production-simulated: the production chain in a simulated cache (its gap to production is the simulation's) · then each candidate".to_owned(),
+            "production: the live cache · production-simulated: the configured production chain in a simulated cache (its gap to production is the simulation's) · then each candidate".to_owned(),
         ),
         ("Dropped calls", count(shadow.dropped)),
         ("Window restarts", count(shadow.window_resets)),
         ("Truth sampling", truth),
     ];
-    out.push_str(r#"<section class="panel settings"><h2>Shadow</h2><dl>"#);
+    settings_panel(out, "Shadow", &rows);
+}
+
+/// A panel of labelled values, as the settings are shown.
+fn settings_panel(out: &mut String, title: &str, rows: &[(&str, String)]) {
+    let _ = write!(
+        out,
+        r#"<section class="panel settings"><h2>{}</h2><dl>"#,
+        escape(title)
+    );
     for (label, value) in rows {
         let _ = write!(
             out,
             "<div><dt>{}</dt><dd>{}</dd></div>",
             escape(label),
-            escape(&value)
+            escape(value)
         );
     }
     out.push_str("</dl></section>\n");
@@ -337,16 +346,7 @@ fn summary(out: &mut String, report: &LabReport) {
         ("TTL sweep", list_or_none(&scales)),
         ("Trace", trace.source.clone()),
     ];
-    out.push_str(r#"<section class="panel settings"><h2>Settings</h2><dl>"#);
-    for (label, value) in rows {
-        let _ = write!(
-            out,
-            "<div><dt>{}</dt><dd>{}</dd></div>",
-            escape(label),
-            escape(&value)
-        );
-    }
-    out.push_str("</dl></section>\n");
+    settings_panel(out, "Settings", &rows);
 }
 
 fn headline(out: &mut String, report: &LabReport, styles: &Styles) {

@@ -3,7 +3,8 @@
 //! Its `init` reports `cache-policy` and `ttl-table`, as a 0.2.0 plugin could, and no
 //! purity, which 0.2.0 cannot express: every read-only tool is cached for 222 s with tag
 //! `legacy-v0-2`, and every TTL row says 222 s. Its `invalidation-rules` export exists,
-//! as the world requires, but is no capability, so the host never calls it.
+//! as the world requires, but is no capability, so the host never calls it. Its `init`
+//! writes a line through the 0.2.0 `log` import, which the host must still provide.
 
 wit_bindgen::generate!({
     path: "../../../wit/v0.2.0",
@@ -21,6 +22,10 @@ struct LegacyV02;
 
 impl lifecycle::Guest for LegacyV02 {
     fn init(_config: String) -> Result<lifecycle::Capabilities, String> {
+        mcp_bridge::policy::log::write(
+            mcp_bridge::policy::log::Level::Info,
+            "legacy 0.2.0 plugin started",
+        );
         Ok(lifecycle::Capabilities::CACHE_POLICY | lifecycle::Capabilities::TTL_TABLE)
     }
 }
