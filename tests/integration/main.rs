@@ -38,6 +38,7 @@ mod orphans;
 mod plugin_contract;
 mod plugin_reload;
 mod plugins;
+mod process_memory;
 mod protocol_strictness;
 mod reference_servers;
 mod replicas;

@@ -16,6 +16,7 @@ mod process;
 mod stderr;
 mod subreaper;
 mod supervisor;
+pub mod usage;
 
 pub use budget::{BudgetCap, ProcessBudget};
 pub use catalog::Catalog;

@@ -23,6 +23,9 @@ pub struct PoolMetrics {
     pub pool_groups: IntGaugeVec,
     pub pool_groups_reaped_total: IntCounterVec,
     pub processes_total: prometheus::IntGauge,
+    pub backend_resident_bytes: IntGaugeVec,
+    pub backend_cpu_seconds_total: prometheus::CounterVec,
+    pub pool_memory_recycles_total: IntCounterVec,
 }
 
 impl PoolMetrics {
@@ -93,6 +96,21 @@ impl PoolMetrics {
             processes_total: registry.gauge(
                     "backend_processes",
                     "Backend processes of every server, counted against [processes] max_total.",
+                ),
+            backend_resident_bytes: registry.gauge_vec(
+                    "backend_resident_bytes",
+                    "Resident memory of a server's live processes (each server command's own process, from /proc, sampled every second).",
+                    &["server"],
+                ),
+            backend_cpu_seconds_total: registry.float_counter_vec(
+                    "backend_cpu_seconds_total",
+                    "CPU time (user and system) a server's processes have used, from /proc, sampled every second.",
+                    &["server"],
+                ),
+            pool_memory_recycles_total: registry.counter_vec(
+                    "pool_memory_recycles_total",
+                    "Processes drained and replaced because their resident memory passed max_process_memory.",
+                    &["server"],
                 ),
         }
     }

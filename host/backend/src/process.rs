@@ -19,6 +19,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use super::error::BackendError;
 use super::framing::{Frame, LineReader};
+use super::usage::Usage;
 use crate::PoolMetrics;
 use mcp_bridge_config::ServerConfig;
 use mcp_bridge_jsonrpc::{self as jsonrpc, Kind, code};
@@ -134,6 +135,9 @@ pub struct Process {
     pub retired: AtomicBool,
     identity: parking_lot::RwLock<Option<ServerIdentity>>,
     metrics: Arc<PoolMetrics>,
+    /// The latest sample of its memory and CPU (zero until the supervisor takes one),
+    /// already added to the server's gauges.
+    usage: Mutex<Usage>,
 }
 
 impl std::fmt::Debug for Process {
@@ -591,6 +595,44 @@ impl InflightCall {
     }
 }
 
+impl Process {
+    /// The latest sample of what the process uses.
+    pub fn usage(&self) -> Usage {
+        *self.usage.lock()
+    }
+
+    /// Records a new sample and moves the server's gauges and counters by what changed.
+    pub(crate) fn record_usage(&self, usage: Usage) {
+        let before = std::mem::replace(&mut *self.usage.lock(), usage);
+        let server: &str = &self.server;
+        self.metrics
+            .backend_resident_bytes
+            .with_label_values(&[server])
+            .add(usage.resident_bytes as i64 - before.resident_bytes as i64);
+        let cpu = usage.cpu_seconds - before.cpu_seconds;
+        if cpu > 0.0 {
+            self.metrics
+                .backend_cpu_seconds_total
+                .with_label_values(&[server])
+                .inc_by(cpu);
+        }
+    }
+}
+
+impl Drop for Process {
+    /// A process that is gone no longer counts in its server's resident memory.
+    fn drop(&mut self) {
+        let usage = *self.usage.lock();
+        if usage.resident_bytes > 0 {
+            let server: &str = &self.server;
+            self.metrics
+                .backend_resident_bytes
+                .with_label_values(&[server])
+                .sub(usage.resident_bytes as i64);
+        }
+    }
+}
+
 impl Drop for InflightCall {
     fn drop(&mut self) {
         if !self.finished {
@@ -713,6 +755,7 @@ fn spawn(
         last_read_ms: AtomicU64::new(0),
         consecutive_ping_failures: AtomicU32::new(0),
         consecutive_timeouts: AtomicU32::new(0),
+        usage: Mutex::new(Usage::default()),
         retired: AtomicBool::new(false),
         identity: parking_lot::RwLock::new(None),
         metrics,

@@ -23,6 +23,7 @@ pub(super) async fn run(pool: Arc<Pool>, mut events: mpsc::UnboundedReceiver<Pro
         pool,
         last_ping: HashMap::new(),
         prewarmed: false,
+        usage_sampled: Instant::now(),
     };
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -43,7 +44,19 @@ struct Supervisor {
     pool: Arc<Pool>,
     last_ping: HashMap<u64, Instant>,
     prewarmed: bool,
+    /// When the processes' usage was last sampled.
+    usage_sampled: Instant,
 }
+
+/// Why a process is recycled.
+#[derive(Clone, Copy)]
+enum Recycle {
+    Lifetime,
+    Memory,
+}
+
+/// How often each process's memory and CPU are read from `/proc`.
+const USAGE_SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 impl Supervisor {
     fn on_event(&mut self, event: ProcessEvent) {
@@ -115,7 +128,9 @@ impl Supervisor {
         }
         self.stop_drained();
         self.close_idle();
+        self.sample_usage();
         self.recycle_old();
+        self.recycle_large();
         self.probe_unresponsive();
         self.keep_minimum();
         self.health_check();
@@ -157,34 +172,91 @@ impl Supervisor {
         }
     }
 
-    /// Replaces processes older than `max_lifetime`: a replacement starts first when the
-    /// pool is at its minimum, and the old process drains only once that is ready, so
-    /// recycling never leaves the server without a ready process.
+    /// Replaces processes older than `max_lifetime`, the oldest first.
     fn recycle_old(&self) {
         let Some(max_lifetime) = self.pool.config.pool.max_lifetime else {
             return;
         };
+        self.recycle(
+            |process| process.age() >= max_lifetime,
+            |process| u64::try_from(process.age().as_millis()).unwrap_or(u64::MAX),
+            Recycle::Lifetime,
+        );
+    }
+
+    /// Replaces processes whose resident memory passed `max_process_memory` (the leak the
+    /// seed guide warns about), the largest first.
+    fn recycle_large(&self) {
+        let Some(max_memory) = self.pool.config.pool.max_process_memory else {
+            return;
+        };
+        self.recycle(
+            |process| process.usage().resident_bytes > max_memory,
+            |process| process.usage().resident_bytes,
+            Recycle::Memory,
+        );
+    }
+
+    /// Replaces one ready process that `due` picks (the greatest by `order`): a
+    /// replacement starts first when the pool is at its minimum, and the old process
+    /// drains only once that is ready, so recycling never leaves the server without a
+    /// ready process and never drops a call (a draining process finishes its calls).
+    fn recycle(
+        &self,
+        due: impl Fn(&Process) -> bool,
+        order: impl Fn(&Process) -> u64,
+        why: Recycle,
+    ) {
         let processes = self.pool.processes.read();
         let ready = processes
             .iter()
             .filter(|p| p.state() == ProcessState::Ready)
             .count();
-        let Some(oldest) = processes
+        let Some(chosen) = processes
             .iter()
-            .filter(|p| p.state() == ProcessState::Ready && p.age() >= max_lifetime)
-            .max_by_key(|p| p.age())
+            .filter(|p| p.state() == ProcessState::Ready && due(p))
+            .max_by_key(|p| order(p))
         else {
             return;
         };
         let min = self.pool.config.pool.min_connections.max(1);
         if ready > min || ready >= self.pool.config.pool.max_connections {
-            if oldest.start_draining() {
-                tracing::info!(server = %self.pool.name(), pid = oldest.pid(), "recycling backend process after max_lifetime");
+            if chosen.start_draining() {
+                let name = self.pool.name();
+                match why {
+                    Recycle::Lifetime => {
+                        tracing::info!(server = %name, pid = chosen.pid(), "recycling backend process after max_lifetime");
+                    }
+                    Recycle::Memory => {
+                        let resident = chosen.usage().resident_bytes;
+                        tracing::info!(server = %name, pid = chosen.pid(), resident_bytes = resident, "recycling backend process past max_process_memory");
+                        self.pool
+                            .metrics
+                            .pool_memory_recycles_total
+                            .with_label_values(&[name])
+                            .inc();
+                    }
+                }
             }
         } else if self.pool.starting.load(Ordering::Acquire) == 0 {
             drop(processes);
             // At a cap the old process keeps serving; recycling waits for room.
             let _ = self.pool.spawn_process();
+        }
+    }
+
+    /// Samples every live process's memory and CPU from `/proc`, once per
+    /// [`USAGE_SAMPLE_EVERY`].
+    fn sample_usage(&mut self) {
+        if self.usage_sampled.elapsed() < USAGE_SAMPLE_EVERY {
+            return;
+        }
+        self.usage_sampled = Instant::now();
+        let processes: Vec<Arc<Process>> = self.pool.processes.read().clone();
+        for process in processes {
+            if let Some(usage) = super::usage::of(process.pid()) {
+                process.record_usage(usage);
+            }
         }
     }
 

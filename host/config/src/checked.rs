@@ -83,6 +83,8 @@ pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// How long a process may live before it is replaced, which bounds slow leaks in servers.
 pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(60 * 60);
+/// The smallest `max_process_memory`: below it a process could not even start.
+pub const MIN_MAX_PROCESS_MEMORY: u64 = 1 << 20;
 /// Whether the pool pings idle processes and replaces the ones that fail.
 pub const DEFAULT_ENABLE_HEALTH_CHECKS: bool = true;
 /// Whether a crashed process is respawned automatically.
@@ -435,6 +437,9 @@ pub struct PoolConfig {
     pub reconnect_backoff_initial: Duration,
     pub reconnect_backoff_max: Duration,
     pub unhealthy_retry_interval: Duration,
+    /// A process whose resident memory passes this many bytes is drained and replaced, as
+    /// after `max_lifetime`; `None` (written as `0`, the default) never recycles for memory.
+    pub max_process_memory: Option<u64>,
 }
 
 impl Default for PoolConfig {
@@ -456,6 +461,7 @@ impl Default for PoolConfig {
             reconnect_backoff_initial: DEFAULT_RECONNECT_BACKOFF_INITIAL,
             reconnect_backoff_max: DEFAULT_RECONNECT_BACKOFF_MAX,
             unhealthy_retry_interval: DEFAULT_UNHEALTHY_RETRY_INTERVAL,
+            max_process_memory: None,
         }
     }
 }

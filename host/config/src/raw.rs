@@ -300,7 +300,7 @@ pub(crate) struct RawInvalidation {
 ///
 /// Pool settings may be written both in `[defaults]` and directly in a server's table, and
 /// `deny_unknown_fields` rules out `#[serde(flatten)]`, so both structs must list the same
-/// sixteen fields. Generating them from one list keeps the two from drifting apart.
+/// seventeen fields. Generating them from one list keeps the two from drifting apart.
 macro_rules! with_pool_fields {
     (
         $(#[$attr:meta])*
@@ -325,6 +325,7 @@ macro_rules! with_pool_fields {
             pub reconnect_backoff_initial: Option<ConfigDuration>,
             pub reconnect_backoff_max: Option<ConfigDuration>,
             pub unhealthy_retry_interval: Option<ConfigDuration>,
+            pub max_process_memory: Option<ConfigSize>,
         }
 
         /// The pool settings written in a table, without the table's other fields. It is a trait
@@ -349,6 +350,7 @@ macro_rules! with_pool_fields {
                     reconnect_backoff_initial: table.reconnect_backoff_initial,
                     reconnect_backoff_max: table.reconnect_backoff_max,
                     unhealthy_retry_interval: table.unhealthy_retry_interval,
+                    max_process_memory: table.max_process_memory,
                 }
             }
         }

@@ -802,7 +802,21 @@ impl<'a> Globals<'a> {
                 unhealthy_retry_interval,
                 DEFAULT_UNHEALTHY_RETRY_INTERVAL
             ),
+            // Zero means "no limit", as for max_lifetime.
+            max_process_memory: own
+                .max_process_memory
+                .or(global.max_process_memory)
+                .map(|size| size.0 as u64)
+                .filter(|bytes| *bytes != 0),
         };
+        if pool
+            .max_process_memory
+            .is_some_and(|bytes| bytes < MIN_MAX_PROCESS_MEMORY)
+        {
+            return Err(site!(max_process_memory)
+                .error("is less than the 1 MiB a process needs to start")
+                .with_help("write the resident memory past which a process is replaced, such as \"512MiB\", or 0 for no limit"));
+        }
 
         if max_connections == 0 {
             return Err(site!(max_connections)

@@ -77,6 +77,20 @@ impl Registry {
         self.register(IntGauge::with_opts(opts(name, help)))
     }
 
+    /// The bridge's own process: resident and virtual memory, CPU seconds, open and
+    /// maximum file descriptors, threads and start time, under the standard `process_*`
+    /// names (no `mcp_bridge_` prefix: dashboards and alerts expect these). Linux only;
+    /// elsewhere it registers nothing.
+    pub fn register_process_metrics(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            let collector = prometheus::process_collector::ProcessCollector::for_self();
+            if let Err(error) = self.inner.register(Box::new(collector)) {
+                tracing::warn!(%error, "the bridge's process metrics are not available");
+            }
+        }
+    }
+
     /// Renders every registered metric in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();

@@ -54,6 +54,7 @@ pub(crate) async fn serve(
     tracing::info!(config = %config.source, servers = %names.join(","), "listening on http://{address}/mcp");
     // One registry; each layer registers its own metrics in it as it starts.
     let registry = Registry::new();
+    registry.register_process_metrics();
     let shared = start_shared_tier(&config, &registry)?;
     let mut router =
         Router::start(&config, &registry, shared.clone()).context("cannot start the cache")?;
