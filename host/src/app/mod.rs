@@ -8,6 +8,7 @@
 mod admin;
 mod reload;
 mod replicas;
+mod systemd;
 mod watch;
 
 use std::future::Future;
@@ -126,6 +127,12 @@ pub(crate) async fn serve(
             state.clone(),
         )?),
         None => None,
+    };
+    // Everything has started: a `Type=notify` unit may now count the bridge as up.
+    systemd::notify("READY=1");
+    let shutdown = async {
+        shutdown.await;
+        systemd::notify("STOPPING=1");
     };
     front::serve(listener, state, shutdown).await?;
     // The trace's last records are written before the process exits.
