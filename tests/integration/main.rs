@@ -19,6 +19,7 @@ mod concurrency;
 mod config_errors;
 mod conformance;
 mod connections;
+mod deployment;
 mod disk_cache;
 mod faults;
 mod frozen;

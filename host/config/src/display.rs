@@ -306,13 +306,20 @@ fn write_pool(out: &mut String, pool: &PoolConfig) -> std::fmt::Result {
         d(pool.acquire_timeout)
     )?;
     let lifetime = pool.max_lifetime.map_or_else(|| "unlimited".to_owned(), d);
+    let memory = pool
+        .max_process_memory
+        .map_or_else(
+            || "unlimited".to_owned(),
+            |bytes| format_size(usize::try_from(bytes).unwrap_or(usize::MAX)),
+        );
     writeln!(
         out,
-        "    timeouts: connection {}, request {}, idle {}, max lifetime {}",
+        "    timeouts: connection {}, request {}, idle {}, max lifetime {}, max memory {}",
         d(pool.connection_timeout),
         d(pool.request_timeout),
         d(pool.idle_timeout),
-        lifetime
+        lifetime,
+        memory
     )?;
     let checks = if pool.enable_health_checks {
         format!("every {}", d(pool.health_check_interval))

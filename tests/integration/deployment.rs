@@ -1,0 +1,112 @@
+//! Deployment under systemd: `serve` tells a `Type=notify` unit when it is ready and when it
+//! stops, over the datagram socket systemd names in `NOTIFY_SOCKET`, and the shipped unit
+//! file passes `systemd-analyze verify` without a warning.
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+
+use crate::support::{demo_server_toml, repo_root, start_bridge_with_env};
+
+/// How long the bridge may take to start (a debug build on a busy machine) or to stop.
+const NOTIFY_WAIT: Duration = Duration::from_secs(60);
+
+/// Receives one datagram from `socket`, waiting at most until `deadline`.
+fn receive(socket: &UnixDatagram, deadline: Instant) -> Result<String> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    ensure!(!left.is_zero(), "no notification before the deadline");
+    socket.set_read_timeout(Some(left))?;
+    let mut buffer = [0u8; 512];
+    let length = socket
+        .recv(&mut buffer)
+        .context("no notification from the bridge in time")?;
+    Ok(String::from_utf8_lossy(&buffer[..length]).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_hears_ready_once_the_bridge_serves_and_stopping_on_sigterm() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&path)?;
+    let notify_socket = path.display().to_string();
+    let bridge = start_bridge_with_env(
+        &demo_server_toml("demo", &[], "min_connections = 1"),
+        &[("NOTIFY_SOCKET", &notify_socket)],
+    )?;
+    let ready = tokio::task::block_in_place(|| receive(&socket, Instant::now() + NOTIFY_WAIT))?;
+    ensure!(ready == "READY=1", "first notification was {ready:?}");
+    // READY=1 is sent only once the listener is bound and every part has started, so the
+    // bridge answers at once, without a retry.
+    let (status, _) = bridge.get("/healthz").await?;
+    ensure!(status == 200, "/healthz answered {status} after READY=1");
+    bridge.signal(libc::SIGTERM);
+    let stopping =
+        tokio::task::block_in_place(|| receive(&socket, Instant::now() + NOTIFY_WAIT))?;
+    ensure!(stopping == "STOPPING=1", "after SIGTERM systemd heard {stopping:?}");
+    let status = bridge.stop(NOTIFY_WAIT).await?;
+    ensure!(status.success(), "the bridge exited with {status}");
+    Ok(())
+}
+
+#[test]
+fn the_shipped_unit_passes_systemd_analyze_verify() -> Result<()> {
+    let analyze = Path::new("/usr/bin/systemd-analyze");
+    if !analyze.exists() {
+        let installed = Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends", "systemd"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .context("run apt-get to install systemd (for systemd-analyze)")?;
+        ensure!(installed.success(), "apt-get install systemd failed");
+    }
+    let unit = std::fs::read_to_string(repo_root().join("config/mcp-bridge.service"))?;
+    ensure!(
+        unit.contains("Type=notify") && unit.contains("MemoryMax="),
+        "the unit lost Type=notify or MemoryMax"
+    );
+    // verify checks that ExecStart's binary exists; point it at the one cargo built.
+    let dir = tempfile::tempdir()?;
+    let checked = dir.path().join("mcp-bridge.service");
+    let exe = env!("CARGO_BIN_EXE_mcp-bridge");
+    std::fs::write(&checked, unit.replace("/usr/local/bin/mcp-bridge", exe))?;
+    let warnings = verify(analyze, &checked)?;
+    ensure!(
+        warnings.is_empty(),
+        "systemd-analyze verify warns about the shipped unit:\n{warnings}"
+    );
+    // The check can fail: a misspelt key and a bad limit are reported.
+    let broken = dir.path().join("broken.service");
+    std::fs::write(
+        &broken,
+        format!("[Service]\nType=notify\nExecStart={exe} serve\nMemoryMaks=2G\nMemoryMax=lots\n"),
+    )?;
+    let warnings = verify(analyze, &broken)?;
+    if !(warnings.contains("MemoryMaks") && warnings.contains("lots")) {
+        bail!("systemd-analyze verify missed a broken unit's errors:\n{warnings}");
+    }
+    Ok(())
+}
+
+/// What `systemd-analyze verify` says about `unit` itself (lines naming other units, such as
+/// the host's own, are left out).
+fn verify(analyze: &Path, unit: &Path) -> Result<String> {
+    let output = Command::new(analyze)
+        .arg("verify")
+        .arg(unit)
+        .output()
+        .context("run systemd-analyze verify")?;
+    let name = unit.display().to_string();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(text
+        .lines()
+        .filter(|line| line.contains(&name))
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
