@@ -149,8 +149,7 @@ async fn admin(
 /// A self-contained HTML page under `policy` (its content security policy), never
 /// sniffed as anything else, framed, or leaking its URL as a referrer.
 fn html_page(page: bytes::Bytes, policy: &str) -> Response<Body> {
-    let mut response =
-        mcp::full_response(StatusCode::OK, Some("text/html; charset=utf-8"), page);
+    let mut response = mcp::full_response(StatusCode::OK, Some("text/html; charset=utf-8"), page);
     let headers = response.headers_mut();
     // A policy is ASCII built from constants and base64 hashes; should it ever not be a
     // valid header value, the strictest policy keeps the page from running anything.

@@ -80,7 +80,10 @@ mod tests {
         let style = inline_hashes(PAGE, "style");
         assert_eq!(script.matches("'sha256-").count(), 1, "one script block");
         assert_eq!(style.matches("'sha256-").count(), 1, "one style block");
-        assert!(policy.contains(&format!("script-src {script};")), "{policy}");
+        assert!(
+            policy.contains(&format!("script-src {script};")),
+            "{policy}"
+        );
         assert!(policy.contains(&format!("style-src {style};")), "{policy}");
     }
 

@@ -265,7 +265,9 @@ impl PluginHost {
             }
         }
         for file in &report.unloaded {
-            state.recent_reloads.record(file, "unloaded", generation, "file deleted".to_owned());
+            state
+                .recent_reloads
+                .record(file, "unloaded", generation, "file deleted".to_owned());
             self.metrics
                 .plugin_reloads_total
                 .with_label_values(&[stem(file), "unloaded"])
@@ -308,7 +310,12 @@ impl PluginHost {
                 Err(error) => {
                     state.config = previous;
                     let generation = self.generation();
-                    state.recent_reloads.record("", "reconfigure_failed", generation, error.to_string());
+                    state.recent_reloads.record(
+                        "",
+                        "reconfigure_failed",
+                        generation,
+                        error.to_string(),
+                    );
                     return Err(error);
                 }
             }
@@ -318,7 +325,12 @@ impl PluginHost {
         state.active = active;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         self.install(&state, generation);
-        state.recent_reloads.record("", "reconfigured", generation, "plugin config applied".to_owned());
+        state.recent_reloads.record(
+            "",
+            "reconfigured",
+            generation,
+            "plugin config applied".to_owned(),
+        );
         Ok(generation)
     }
 
@@ -429,7 +441,9 @@ impl PluginHost {
             .with_label_values(&[stem(file), "rejected"])
             .inc();
         let generation = self.generation();
-        state.recent_reloads.record(file, "rejected", generation, error.to_string());
+        state
+            .recent_reloads
+            .record(file, "rejected", generation, error.to_string());
         state.rejected.insert(
             file.to_owned(),
             Rejection {

@@ -284,7 +284,15 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(
             keys,
-            ["version", "uptime_seconds", "health", "sessions", "servers", "cache", "plugins"]
+            [
+                "version",
+                "uptime_seconds",
+                "health",
+                "sessions",
+                "servers",
+                "cache",
+                "plugins"
+            ]
         );
     }
 
@@ -292,7 +300,9 @@ mod tests {
     fn a_part_that_is_off_says_why() {
         let status = status_document(parts(
             Err(FrontError::NotFound("the cache is disabled".to_owned())),
-            Err(FrontError::NotFound("no policy plugins are running".to_owned())),
+            Err(FrontError::NotFound(
+                "no policy plugins are running".to_owned(),
+            )),
         ));
         assert_eq!(
             status["cache"],
