@@ -58,7 +58,7 @@ fn inline_hashes(page: &str, tag: &str) -> String {
         let Some(end) = after.find(&close) else {
             break;
         };
-        let digest = Sha256::digest(after[..end].as_bytes());
+        let digest = Sha256::digest(&after.as_bytes()[..end]);
         hashes.push(format!("'sha256-{}'", STANDARD.encode(digest)));
         rest = &after[end + close.len()..];
     }
