@@ -9,14 +9,11 @@
 // Exits 0 when every check passes, 1 with a message naming each failure otherwise, and
 // 2 on a usage or setup error.
 
-import { createRequire } from "node:module";
-import { mkdtempSync, rmSync, statSync, existsSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { statSync, existsSync } from "node:fs";
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, "..");
+import { launchChromium } from "./lib/chromium.mjs";
 
 function fail(code, message) {
   console.error(`render-report: ${message}`);
@@ -32,60 +29,14 @@ const pngPath = resolve(pngArg);
 if (!existsSync(htmlPath) || !statSync(htmlPath).isFile()) {
   fail(2, `${htmlPath} is not a file`);
 }
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
-if (!existsSync(executablePath)) {
-  fail(2, `${executablePath} is missing; run scripts/install-chromium.sh`);
-}
 
-// An ES module ignores NODE_PATH, so resolve the package the CommonJS way from the
-// test dependencies first, then from NODE_PATH and the script's own folder.
-function loadPlaywright() {
-  const bases = [
-    join(root, "build/test-deps/package.json"),
-    ...(process.env.NODE_PATH || "")
-      .split(":")
-      .filter(Boolean)
-      .map((dir) => join(resolve(dir), "..", "package.json")),
-    join(here, "package.json"),
-  ];
-  for (const base of bases) {
-    try {
-      return createRequire(base)("playwright-core");
-    } catch {
-      // Try the next place.
-    }
-  }
-  fail(2, "cannot find playwright-core; run tests/deps/install.sh (it installs it into build/test-deps)");
-}
-
-const { chromium } = loadPlaywright();
 const pageUrl = pathToFileURL(htmlPath).href;
-const profile = mkdtempSync(join(tmpdir(), "render-report-"));
 const problems = [];
-let context;
+let browser;
 
 try {
-  // Playwright refuses a --user-data-dir argument and takes the directory here
-  // instead; a fresh one per run keeps earlier runs' state out.
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath,
-    headless: true,
-    // Debian's Chromium as root in a container: no sandbox, no GPU, and none of the
-    // background traffic (updates, sync, QUIC probes) that would count as requests.
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-    timeout: 60_000,
-    viewport: { width: 1280, height: 900 },
-    deviceScaleFactor: 1,
-  });
+  browser = await launchChromium(fail, { prefix: "render-report-" });
+  const { context } = browser;
   const page = await context.newPage();
 
   const requests = [];
@@ -139,10 +90,7 @@ try {
 } catch (error) {
   problems.push(`browser failure: ${error?.message ?? error}`);
 } finally {
-  if (context) {
-    await context.close().catch(() => {});
-  }
-  rmSync(profile, { recursive: true, force: true });
+  await browser?.close();
 }
 
 if (problems.length > 0) {

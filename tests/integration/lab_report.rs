@@ -16,7 +16,11 @@ use crate::support::{bridge_exe, repo_root, test_deps};
 const MIN_SCREENSHOT_BYTES: u64 = 40 * 1024;
 
 /// Runs a command to completion within `limit`, killing it if it overruns.
-async fn run(mut command: tokio::process::Command, what: &str, limit: Duration) -> Result<Output> {
+pub(crate) async fn run(
+    mut command: tokio::process::Command,
+    what: &str,
+    limit: Duration,
+) -> Result<Output> {
     command.kill_on_drop(true);
     tokio::time::timeout(limit, command.output())
         .await
@@ -24,7 +28,7 @@ async fn run(mut command: tokio::process::Command, what: &str, limit: Duration) 
         .with_context(|| format!("start {what}"))
 }
 
-fn describe(output: &Output) -> String {
+pub(crate) fn describe(output: &Output) -> String {
     format!(
         "{}\nstdout:\n{}\nstderr:\n{}",
         output.status,
@@ -35,7 +39,7 @@ fn describe(output: &Output) -> String {
 
 /// Installs Debian's Chromium when it is missing (scripts/install-chromium.sh is
 /// idempotent and serialises concurrent callers with a lock).
-async fn install_chromium() -> Result<()> {
+pub(crate) async fn install_chromium() -> Result<()> {
     let mut command = tokio::process::Command::new("bash");
     command.arg(repo_root().join("scripts/install-chromium.sh"));
     let output = run(
@@ -53,12 +57,12 @@ async fn install_chromium() -> Result<()> {
 }
 
 /// The Node 22 that tests/deps/install.sh installs beside playwright-core.
-fn node() -> PathBuf {
+pub(crate) fn node() -> PathBuf {
     repo_root().join("build/test-deps/node_modules/node/bin/node")
 }
 
 /// Checks the PNG signature and the IHDR chunk's width and height.
-fn png_dimensions(bytes: &[u8]) -> Result<(u32, u32)> {
+pub(crate) fn png_dimensions(bytes: &[u8]) -> Result<(u32, u32)> {
     const SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
     ensure!(bytes.len() > 24, "only {} bytes", bytes.len());
     ensure!(bytes[..8] == SIGNATURE, "no PNG signature");

@@ -47,3 +47,4 @@ mod session_abandonment;
 mod session_tokens;
 mod shadow;
 mod smoke;
+mod status_page;

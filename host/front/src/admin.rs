@@ -86,6 +86,20 @@ impl<'a> AdminRequest<'a> {
         self.state.sessions.summary()
     }
 
+    /// Every server's health as `/health` reports it: the overall status and each
+    /// server's report by name.
+    pub fn health(&self) -> Value {
+        let summary = self.state.upstream.health();
+        let mut health = serde_json::json!({
+            "status": summary.status,
+            "servers": summary.servers,
+        });
+        if let Some(tier) = summary.shared_tier {
+            health["shared_tier"] = tier;
+        }
+        health
+    }
+
     /// Calls in flight per principal (only principals with calls in flight are listed).
     pub fn calls_in_flight_by_principal(&self) -> Value {
         let calls: serde_json::Map<String, Value> = self

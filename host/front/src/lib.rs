@@ -20,6 +20,7 @@ mod session_directory;
 mod session_token;
 mod sse;
 mod stateless;
+mod status_page;
 mod stream;
 mod versions;
 

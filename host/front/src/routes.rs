@@ -14,6 +14,7 @@ use mcp_bridge_auth::AdminRefusal;
 use super::error::FrontError;
 use super::identity;
 use super::mcp::{self, Endpoint, header_str, json_response};
+use super::status_page::{STATUS_PAGE_PATHS, status_page};
 use super::{AppState, Body};
 
 /// Routes one request and records it in `mcp_bridge_http_requests_total`.
@@ -84,6 +85,10 @@ async fn route(
         (&Method::GET, "/healthz") => Ok(text(StatusCode::OK, "text/plain", "ok\n".to_owned())),
         (&Method::GET, "/readyz") => Ok(readyz(state)),
         (&Method::GET, "/health") => Ok(health(state)),
+        (&Method::GET, path) if STATUS_PAGE_PATHS.contains(&path) => {
+            let page = status_page();
+            Ok(html_page(page.body.clone(), &page.content_security_policy))
+        }
         (_, path) if OPERATIONAL_ROUTES.contains(&path) => {
             Err(FrontError::MethodNotAllowed(method.clone()))
         }
@@ -92,6 +97,7 @@ async fn route(
     };
     let label = OPERATIONAL_ROUTES
         .iter()
+        .chain(STATUS_PAGE_PATHS.iter())
         .find(|route| **route == path)
         .copied()
         .or_else(|| admin_path(state, path))
@@ -132,27 +138,33 @@ async fn admin(
     let request = AdminRequest::new(method.clone(), route, request.into_body(), state);
     match state.admin.answer(request).await? {
         super::AdminReply::Json(answer) => Ok(json_response(StatusCode::OK, &answer)),
-        super::AdminReply::Html(page) => {
-            let mut response = mcp::full_response(
-                StatusCode::OK,
-                Some("text/html; charset=utf-8"),
-                bytes::Bytes::from(page),
-            );
-            // The page is self-contained and runs no script: nothing else may load.
-            let headers = response.headers_mut();
-            headers.insert(
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(
-                    "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
-                ),
-            );
-            headers.insert(
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            );
-            Ok(response)
-        }
+        // The lab page is self-contained and runs no script: nothing else may load.
+        super::AdminReply::Html(page) => Ok(html_page(
+            bytes::Bytes::from(page),
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'",
+        )),
     }
+}
+
+/// A self-contained HTML page under `policy` (its content security policy), never
+/// sniffed as anything else, framed, or leaking its URL as a referrer.
+fn html_page(page: bytes::Bytes, policy: &str) -> Response<Body> {
+    let mut response = mcp::full_response(StatusCode::OK, Some("text/html; charset=utf-8"), page);
+    let headers = response.headers_mut();
+    // A policy is ASCII built from constants and base64 hashes; should it ever not be a
+    // valid header value, the strictest policy keeps the page from running anything.
+    let policy = HeaderValue::from_str(policy)
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
 }
 
 /// The RFC 9728 metadata of a resource with a path lives under this prefix.

@@ -6,7 +6,7 @@
 //! one new policy chain. Calls already running keep the chain they started with, so
 //! an old generation is freed when its last call finishes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +27,10 @@ use mcp_bridge_policy::{BuiltinPolicy, Policy, PolicyChain, PolicySink};
 /// The file name plugins must end with.
 const PLUGIN_EXTENSION: &str = "wasm";
 
+/// How many reload events the admin view keeps (the newest; older ones are dropped), so
+/// a directory that changes all day holds the host's memory flat.
+pub const RECENT_RELOADS: usize = 16;
+
 /// Why a file's latest content is not serving.
 #[derive(Debug, Clone, Serialize)]
 pub struct Rejection {
@@ -45,6 +49,20 @@ pub struct RescanReport {
     pub unloaded: Vec<String>,
     pub rejected: Vec<RejectedFile>,
     pub unchanged: usize,
+}
+
+/// One entry of the admin view's recent reloads: a file loaded, unloaded or rejected by
+/// a rescan, or the plugin config applied (or refused) by a config reload.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadEvent {
+    pub at: String,
+    /// The plugin file, or empty for a config reload.
+    pub file: String,
+    /// `loaded`, `unloaded`, `rejected`, `reconfigured` or `reconfigure_failed`.
+    pub outcome: &'static str,
+    /// The policy generation after the event (unchanged by a rejection).
+    pub generation: u64,
+    pub message: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -69,6 +87,36 @@ struct HostState {
     versions: BTreeMap<String, Arc<PluginVersion>>,
     rejected: BTreeMap<String, Rejection>,
     active: Vec<Arc<WasmPolicy>>,
+    /// What the last reloads did, for the admin view.
+    recent_reloads: ReloadLog,
+}
+
+/// The last [`RECENT_RELOADS`] reload events, oldest first: a ring, so it never grows.
+#[derive(Debug, Default)]
+struct ReloadLog(VecDeque<ReloadEvent>);
+
+impl ReloadLog {
+    fn record(&mut self, file: &str, outcome: &'static str, generation: u64, message: String) {
+        if self.0.len() >= RECENT_RELOADS {
+            self.0.pop_front();
+        }
+        self.0.push_back(ReloadEvent {
+            at: now_rfc3339(),
+            file: file.to_owned(),
+            outcome,
+            generation,
+            message,
+        });
+    }
+
+    fn newest_first(&self) -> Vec<&ReloadEvent> {
+        self.0.iter().rev().collect()
+    }
+}
+
+/// The current wall-clock time as the admin view shows times.
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
 /// Loads, validates and swaps policy plugins; owns the one engine.
@@ -109,6 +157,7 @@ impl PluginHost {
                 versions: BTreeMap::new(),
                 rejected: BTreeMap::new(),
                 active: Vec::new(),
+                recent_reloads: ReloadLog::default(),
             }),
             generation: AtomicU64::new(0),
         });
@@ -198,6 +247,12 @@ impl PluginHost {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         for file in &report.loaded {
             if let Some(version) = next.get(file) {
+                state.recent_reloads.record(
+                    file,
+                    "loaded",
+                    generation,
+                    format!("hash {}", version.hash.get(..12).unwrap_or(&version.hash)),
+                );
                 version.generation.store(generation, Ordering::Relaxed);
                 self.metrics
                     .plugin_reloads_total
@@ -210,6 +265,9 @@ impl PluginHost {
             }
         }
         for file in &report.unloaded {
+            state
+                .recent_reloads
+                .record(file, "unloaded", generation, "file deleted".to_owned());
             self.metrics
                 .plugin_reloads_total
                 .with_label_values(&[stem(file), "unloaded"])
@@ -251,6 +309,13 @@ impl PluginHost {
                 }
                 Err(error) => {
                     state.config = previous;
+                    let generation = self.generation();
+                    state.recent_reloads.record(
+                        "",
+                        "reconfigure_failed",
+                        generation,
+                        error.to_string(),
+                    );
                     return Err(error);
                 }
             }
@@ -260,6 +325,12 @@ impl PluginHost {
         state.active = active;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         self.install(&state, generation);
+        state.recent_reloads.record(
+            "",
+            "reconfigured",
+            generation,
+            "plugin config applied".to_owned(),
+        );
         Ok(generation)
     }
 
@@ -343,12 +414,16 @@ impl PluginHost {
                     }),
             )
             .collect();
+        // Newest first, as a person reads a log of recent events.
+        let recent_reloads = state.recent_reloads.newest_first();
         json!({
             "dir": self.dir,
             "generation": self.generation(),
             "auto_bind": state.config.auto_bind,
             "plugins": plugins,
             "bindings": bindings,
+            "recent_reloads": recent_reloads,
+            "recent_reloads_kept": RECENT_RELOADS,
         })
     }
 
@@ -365,11 +440,15 @@ impl PluginHost {
             .plugin_reloads_total
             .with_label_values(&[stem(file), "rejected"])
             .inc();
+        let generation = self.generation();
+        state
+            .recent_reloads
+            .record(file, "rejected", generation, error.to_string());
         state.rejected.insert(
             file.to_owned(),
             Rejection {
                 hash,
-                at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+                at: now_rfc3339(),
                 kind: error.kind(),
                 message: error.to_string(),
             },
@@ -537,4 +616,21 @@ pub fn is_plugin_file_name(name: &str) -> bool {
         && Path::new(name)
             .extension()
             .is_some_and(|extension| extension == PLUGIN_EXTENSION)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reload_log_keeps_only_the_newest_events() {
+        let mut log = ReloadLog::default();
+        for generation in 1..=(RECENT_RELOADS as u64 + 5) {
+            log.record("probe.wasm", "loaded", generation, String::new());
+        }
+        let events = log.newest_first();
+        assert_eq!(events.len(), RECENT_RELOADS);
+        assert_eq!(events[0].generation, RECENT_RELOADS as u64 + 5);
+        assert_eq!(events[RECENT_RELOADS - 1].generation, 6);
+    }
 }

@@ -18,6 +18,7 @@ use mcp_bridge::trace::Recorder;
 
 /// Every admin route, as the front routes them.
 const ROUTES: &[(Method, &str)] = &[
+    (Method::GET, "/admin/status"),
     (Method::GET, "/admin/stats"),
     (Method::GET, "/admin/cache/stats"),
     (Method::DELETE, "/admin/cache"),
@@ -63,10 +64,49 @@ impl AdminRoutes for Admin {
     }
 }
 
+/// What `/admin/status` is made of; a part that is off is the error saying how to turn
+/// it on.
+struct StatusParts {
+    uptime_seconds: f64,
+    health: Value,
+    sessions: Value,
+    servers: Vec<Value>,
+    cache: Result<Value, FrontError>,
+    plugins: Result<Value, FrontError>,
+}
+
+/// The `/admin/status` document: `version`, `uptime_seconds`, `health`, `sessions`,
+/// `servers` (as `/admin/stats` lists them), and `cache` and `plugins`, each an object
+/// with `enabled` and either its admin view's fields or the `reason` it is off.
+fn status_document(parts: StatusParts) -> Value {
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": parts.uptime_seconds,
+        "health": parts.health,
+        "sessions": parts.sessions,
+        "servers": parts.servers,
+        "cache": optional_part(parts.cache),
+        "plugins": optional_part(parts.plugins),
+    })
+}
+
+fn optional_part(part: Result<Value, FrontError>) -> Value {
+    match part {
+        Ok(Value::Object(mut fields)) => {
+            fields.insert("enabled".to_owned(), Value::Bool(true));
+            Value::Object(fields)
+        }
+        Ok(other) => json!({ "enabled": true, "value": other }),
+        Err(FrontError::NotFound(reason)) => json!({ "enabled": false, "reason": reason }),
+        Err(error) => json!({ "enabled": false, "reason": error.to_string() }),
+    }
+}
+
 impl Admin {
     /// Every route that answers JSON.
     async fn answer_json(&self, request: AdminRequest<'_>) -> Result<Value, FrontError> {
         match (request.method().clone(), request.path()) {
+            (Method::GET, "/admin/status") => Ok(self.status(&request)),
             (Method::GET, "/admin/stats") => Ok(self.stats(&request)),
             (Method::GET, "/admin/cache/stats") => self.cache_stats(),
             (Method::DELETE, "/admin/cache") => {
@@ -96,6 +136,19 @@ impl Admin {
             "sessions": request.sessions(),
             "calls_in_flight_by_principal": request.calls_in_flight_by_principal(),
             "servers": servers,
+        })
+    }
+
+    /// `GET /admin/status`: everything the status page (`/`) shows, in one answer so the
+    /// page makes one request per refresh.
+    fn status(&self, request: &AdminRequest<'_>) -> Value {
+        status_document(StatusParts {
+            uptime_seconds: request.uptime_seconds(),
+            health: request.health(),
+            sessions: request.sessions(),
+            servers: self.servers.iter().map(Server::stats).collect(),
+            cache: self.cache_stats(),
+            plugins: self.plugins().map(|plugins| plugins.host.snapshot()),
         })
     }
 
@@ -192,5 +245,74 @@ impl Admin {
             object.insert("was_active".to_owned(), was_active.into());
         }
         Ok(status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(cache: Result<Value, FrontError>, plugins: Result<Value, FrontError>) -> StatusParts {
+        StatusParts {
+            uptime_seconds: 12.5,
+            health: json!({ "status": "healthy", "servers": { "demo": { "status": "healthy" } } }),
+            sessions: json!({ "open": 1, "max": 100 }),
+            servers: vec![json!({ "server": "demo", "processes": [{ "pid": 7 }] })],
+            cache,
+            plugins,
+        }
+    }
+
+    #[test]
+    fn the_status_document_has_every_part_the_page_reads() {
+        let status = status_document(parts(
+            Ok(json!({ "hits": 3, "misses": 1, "hit_rate": 0.75, "bytes": 10, "entries": 1 })),
+            Ok(json!({ "generation": 2, "plugins": [], "recent_reloads": [] })),
+        ));
+        assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(status["uptime_seconds"], 12.5);
+        assert_eq!(status["health"]["servers"]["demo"]["status"], "healthy");
+        assert_eq!(status["sessions"]["open"], 1);
+        assert_eq!(status["servers"][0]["processes"][0]["pid"], 7);
+        assert_eq!(status["cache"]["enabled"], true);
+        assert_eq!(status["cache"]["hit_rate"], 0.75);
+        assert_eq!(status["plugins"]["enabled"], true);
+        assert_eq!(status["plugins"]["generation"], 2);
+        let keys: Vec<&str> = status
+            .as_object()
+            .map(|fields| fields.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            keys,
+            [
+                "version",
+                "uptime_seconds",
+                "health",
+                "sessions",
+                "servers",
+                "cache",
+                "plugins"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_part_that_is_off_says_why() {
+        let status = status_document(parts(
+            Err(FrontError::NotFound("the cache is disabled".to_owned())),
+            Err(FrontError::NotFound(
+                "no policy plugins are running".to_owned(),
+            )),
+        ));
+        assert_eq!(
+            status["cache"],
+            json!({ "enabled": false, "reason": "the cache is disabled" })
+        );
+        assert_eq!(status["plugins"]["enabled"], false);
+        assert!(
+            status["plugins"]["reason"]
+                .as_str()
+                .is_some_and(|reason| reason.contains("no policy plugins"))
+        );
     }
 }
