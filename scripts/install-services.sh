@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Installs the services the replica tests and benches run for real: Debian's redis-server
-# (the shared cache tier) and nginx (the round-robin load balancer in front of several
-# bridges). With no arguments both are installed; otherwise only the named packages
-# (`redis-server`, `nginx`). Idempotent: a package whose binary is present is skipped, and
-# with nothing missing the script returns at once. Needs root (CI and the test machines run
+# Installs the services the tests and benches run for real: Debian's redis-server (the
+# shared cache tier), nginx (the round-robin load balancer in front of several bridges) and
+# prometheus (with promtool: the observability tests scrape a bridge with it and check the
+# shipped rule files). With no arguments all three are installed; otherwise only the named
+# packages (`redis-server`, `nginx`, `prometheus`). Idempotent: a package whose binary is
+# present is skipped, and with nothing missing the script returns at once. Needs root (CI and the test machines run
 # as root); uses apt-get only.
 #
-# The tests start their own redis-server and nginx on free loopback ports with configs of
-# their own, so the distro's services are never used: the package's post-install may start
-# redis on 6379 and nginx on 80, and the script stops them again and keeps them from
-# starting at boot.
+# The tests start their own redis-server, nginx and prometheus on free loopback ports with
+# configs of their own, so the distro's services are never used: the package's post-install
+# may start redis on 6379, nginx on 80 and prometheus on 9090, and the script stops them
+# again and keeps them from starting at boot.
 set -euo pipefail
 
 # The binary each package provides, by package name.
@@ -17,8 +18,9 @@ binary_of() {
   case "$1" in
     redis-server) echo /usr/bin/redis-server ;;
     nginx) echo /usr/sbin/nginx ;;
+    prometheus) echo /usr/bin/prometheus ;;
     *)
-      echo "install-services.sh: unknown package '$1' (expected redis-server or nginx)" >&2
+      echo "install-services.sh: unknown package '$1' (expected redis-server, nginx or prometheus)" >&2
       exit 2
       ;;
   esac
@@ -26,7 +28,7 @@ binary_of() {
 
 packages=("$@")
 if [[ ${#packages[@]} -eq 0 ]]; then
-  packages=(redis-server nginx)
+  packages=(redis-server nginx prometheus)
 fi
 
 missing() {
@@ -64,14 +66,14 @@ if [[ "$(id -u)" != 0 ]]; then
   exit 1
 fi
 
-echo "installing ${to_install[*]} (Debian packages) for the replica tests" >&2
+echo "installing ${to_install[*]} (Debian packages) for the replica and observability tests" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >&2
 apt-get install -y -qq --no-install-recommends "${to_install[@]}" >&2
 
 # Stop whatever the packages' post-install started and keep it from starting at boot: the
-# tests never use the default ports, and a redis on 6379 or an nginx on 80 left running
-# would only hold ports and memory. On a machine without an init system (a container) the
+# tests never use the default ports, and a redis on 6379, an nginx on 80 or a prometheus
+# on 9090 left running would only hold ports and memory. On a machine without an init system (a container) the
 # post-install starts nothing and these calls fail harmlessly.
 for package in "${to_install[@]}"; do
   service "$package" stop >/dev/null 2>&1 || true

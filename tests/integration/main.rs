@@ -34,6 +34,7 @@ mod lab_fidelity;
 mod lab_load;
 mod lab_report;
 mod lifecycle;
+mod observability;
 mod observe;
 mod orphans;
 mod plugin_contract;

@@ -114,4 +114,43 @@ impl PoolMetrics {
                 ),
         }
     }
+
+    /// Creates a server's per-server counters at zero when its pool starts. A counter that
+    /// first appears already at 1 hides that first event from Prometheus's `rate` and
+    /// `increase` (they need an earlier sample), so a server's first restart or failed spawn
+    /// would never show on the dashboard or count toward the spawn-failure alert.
+    pub fn init_server(&self, server: &str) {
+        for counter in [
+            &self.pool_spawns_total,
+            &self.pool_restarts_total,
+            &self.pool_spawn_failures_total,
+            &self.pool_memory_recycles_total,
+        ] {
+            counter.with_label_values(&[server]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_servers_counters_exist_at_zero_from_its_start() {
+        let registry = Registry::new();
+        let metrics = PoolMetrics::register(&registry);
+        metrics.init_server("demo");
+        let text = registry.render();
+        for name in [
+            "pool_spawns_total",
+            "pool_restarts_total",
+            "pool_spawn_failures_total",
+            "pool_memory_recycles_total",
+        ] {
+            assert!(
+                text.contains(&format!("mcp_bridge_{name}{{server=\"demo\"}} 0")),
+                "{name}: {text}"
+            );
+        }
+    }
 }

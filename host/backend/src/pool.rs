@@ -138,6 +138,7 @@ impl Pool {
         group: Option<Arc<str>>,
     ) -> Arc<Pool> {
         let name: Arc<str> = Arc::from(config.name.as_str());
+        metrics.init_server(&name);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (notifications, _) = broadcast::channel(NOTIFICATION_BROADCAST_CAPACITY);
         let pool = Arc::new(Pool {

@@ -9,6 +9,8 @@
 //!   killed and restarted on the same port by the tests.
 //! - [`Nginx`]: a real nginx balancing round-robin, with no affinity, over several bridges;
 //!   its access log tells which one served each request.
+//! - [`Prometheus`]: a real Prometheus scraping bridges every second and evaluating rule
+//!   files, queried through its HTTP API; [`promtool`] checks and unit-tests rule files.
 //! - [`certs`]: a CA and a loopback server certificate made for the run with `openssl`.
 //! - [`wait`]: the one bounded poll ([`eventually`], [`poll_until`], [`SETTLE`]) for state
 //!   another thread or process updates later.
@@ -34,6 +36,7 @@ mod bridge;
 pub mod certs;
 mod nginx;
 pub mod process;
+mod prometheus;
 mod redis;
 pub mod repo;
 mod service;
@@ -45,5 +48,6 @@ pub use mcp_bridge::lab::percentile;
 
 pub use bridge::{Bridge, metric};
 pub use nginx::Nginx;
+pub use prometheus::{Prometheus, SCRAPE_INTERVAL, promtool};
 pub use redis::{RedisOptions, RedisServer};
 pub use wait::{SETTLE, eventually, poll_until};

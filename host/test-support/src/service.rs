@@ -1,6 +1,6 @@
 //! What the harness does the same way for every third-party service it runs for real
-//! (redis-server, nginx): install the Debian package when its binary is missing, pick a free
-//! loopback port, signal by pid, and wait for an exit with a bound.
+//! (redis-server, nginx, prometheus): install the Debian package when its binary is missing,
+//! pick a free loopback port, signal by pid, and wait for an exit with a bound.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::Path;
