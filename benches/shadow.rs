@@ -32,7 +32,7 @@ use serde_json::json;
 
 use mcp_bridge_test_support::bench::{self, BenchMode};
 use mcp_bridge_test_support::repo::{publish_plugin, toml_command, toml_string};
-use mcp_bridge_test_support::{Bridge, metric};
+use mcp_bridge_test_support::{Bridge, metric, poll_until};
 
 use self::load::{Contender, TurnsPlan};
 use self::stats::round2;
@@ -123,8 +123,21 @@ async fn run(plan: &TurnsPlan) -> Result<()> {
     for (name, bridge) in [("plain", &plain), ("shadowed", &shadowed)] {
         load::ensure_cached(bridge, name).await?;
     }
-    // The shadow drains its queue every few milliseconds: give it that long to finish.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The shadow drains its queue on its own thread: wait, bounded, until it is empty.
+    let depth = poll_until(
+        Duration::from_secs(10),
+        async || {
+            metric(&shadowed, "mcp_bridge_shadow_queue_depth", &[])
+                .await
+                .unwrap_or(f64::MAX)
+        },
+        |depth| *depth == 0.0,
+    )
+    .await;
+    ensure!(
+        depth == 0.0,
+        "the shadow's queue did not drain: {depth} calls left"
+    );
     let replayed = metric(&shadowed, "mcp_bridge_shadow_calls_total", &[]).await?;
     let dropped = metric(&shadowed, "mcp_bridge_shadow_dropped_total", &[]).await?;
     ensure!(

@@ -79,6 +79,11 @@ impl ShadowMetrics {
         }
     }
 
+    /// Truth samples that ended with `result` (fresh, stale, failed or skipped).
+    pub fn truth_samples(&self, result: &str) -> u64 {
+        self.truth_samples_total.with_label_values(&[result]).get()
+    }
+
     /// Adds what a row counted since `before` (its counts when last published).
     pub fn publish(
         &self,

@@ -153,12 +153,7 @@ impl Shadow {
     /// second old).
     pub fn status(&self) -> Value {
         let snapshot = self.snapshot.lock().clone();
-        let truth = |result: &str| {
-            self.metrics
-                .truth_samples_total
-                .with_label_values(&[result])
-                .get()
-        };
+        let truth = |result: &str| self.metrics.truth_samples(result);
         json!({
             "enabled": true,
             "calls": snapshot.calls,
@@ -184,12 +179,7 @@ impl Shadow {
     /// with how the shadow saw the calls.
     pub fn report(&self) -> LabReport {
         let snapshot = self.snapshot.lock().clone();
-        let truth = |result: &str| {
-            self.metrics
-                .truth_samples_total
-                .with_label_values(&[result])
-                .get()
-        };
+        let truth = |result: &str| self.metrics.truth_samples(result);
         let mut report = snapshot.report.clone();
         report.shadow = Some(ShadowSummary {
             since: snapshot.started_at,
