@@ -1,17 +1,171 @@
-//! Backend memory, as the seed guide asks: each process's resident memory and CPU are read
-//! from `/proc` into `/admin/stats` and the metrics, and a process past
-//! `max_process_memory` is drained and replaced without losing a call.
+//! Backend memory, as the seed guide asks: each backend's process tree's resident memory
+//! and CPU are read from `/proc` into `/admin/stats` and the metrics; a process whose tree
+//! stays past `max_process_memory` is drained and replaced without losing a call; and a
+//! limit below what the server needs backs off instead of replacing processes forever.
 
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::support::{RawSession, demo_server_toml, metric, poll_until, start_bridge};
+use crate::support::{Bridge, RawSession, demo_server_toml, metric, poll_until, start_bridge};
+
+/// The limit of the leak test, and what each call makes the demo server keep.
+const LIMIT_MIB: u64 = 64;
+const LEAK_PER_CALL: &str = "2MiB";
+const MIB: f64 = 1_048_576.0;
+
+async fn memory_recycles(bridge: &Bridge) -> f64 {
+    metric(
+        bridge,
+        "mcp_bridge_pool_memory_recycles_total",
+        &["server=\"demo\""],
+    )
+    .await
+    .unwrap_or(0.0)
+}
+
+/// Each listed process's pid and sampled resident bytes.
+fn processes(stats: &Value) -> Vec<(u64, u64)> {
+    stats["processes"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|p| {
+                    (
+                        p["pid"].as_u64().unwrap_or(0),
+                        p["resident_bytes"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_process_past_max_process_memory_is_replaced_without_losing_a_call() -> Result<()> {
-    // Every demo process is larger than 1 MiB, so each is recycled in turn.
+async fn a_leaking_process_is_replaced_under_concurrent_calls_without_losing_one() -> Result<()> {
+    let bridge = start_bridge(&format!(
+        "{}\n[cache]\nenabled = false\n",
+        demo_server_toml(
+            "demo",
+            &["--leak-per-call", LEAK_PER_CALL],
+            &format!(
+                "min_connections = 1\nmax_connections = 2\nmax_process_memory = \"{LIMIT_MIB}MiB\""
+            )
+        )
+    ))?;
+    bridge.wait_ready().await?;
+    // The first process is sampled before any call: well under the limit, so what follows
+    // is the leak's doing, not a limit below the server's size.
+    let first = poll_until(
+        Duration::from_secs(20),
+        async || processes(&bridge.server_stats("demo").await.unwrap_or_default()),
+        |list| list.iter().any(|(_, bytes)| *bytes > 0),
+    )
+    .await;
+    let Some(&(first_pid, baseline)) = first.iter().find(|(_, bytes)| *bytes > 0) else {
+        anyhow::bail!("the first process's memory was never sampled: {first:?}");
+    };
+    ensure!(
+        (baseline as f64) < (LIMIT_MIB as f64 - 16.0) * MIB,
+        "the demo server alone uses {baseline} bytes, too close to the {LIMIT_MIB} MiB limit"
+    );
+    // Four clients call at once, slow calls among them, so processes drain with calls in
+    // flight; every call must be answered.
+    let url = bridge.url("/mcp/demo");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let mut clients = Vec::new();
+    for client in 0..4u32 {
+        let url = url.clone();
+        let bridge_url = bridge.url("/metrics");
+        clients.push(tokio::spawn(async move {
+            let session = RawSession::open(&url).await?;
+            let mut calls = 0u32;
+            loop {
+                let done = reqwest::get(&bridge_url)
+                    .await?
+                    .text()
+                    .await?
+                    .lines()
+                    .any(|line| {
+                        line.starts_with("mcp_bridge_pool_memory_recycles_total{server=\"demo\"}")
+                            && !line.ends_with(" 0")
+                    });
+                if done || tokio::time::Instant::now() > deadline {
+                    return anyhow::Ok(calls);
+                }
+                calls += 1;
+                let (tool, arguments) = if client == 0 {
+                    ("debug_sleep", json!({ "ms": 300 }))
+                } else {
+                    ("get_today_metrics", json!({}))
+                };
+                let response = session
+                    .call_tool(json!(calls), tool, arguments)
+                    .await?;
+                ensure!(
+                    response.get("result").is_some(),
+                    "client {client}'s call {calls} ({tool}) failed while processes were recycled: {response}"
+                );
+            }
+        }));
+    }
+    let mut calls = 0;
+    for client in clients {
+        calls += client.await??;
+    }
+    ensure!(
+        memory_recycles(&bridge).await >= 1.0,
+        "no process was recycled for memory after {calls} calls"
+    );
+    // The leaking first process is drained and gone.
+    let after = poll_until(
+        Duration::from_secs(30),
+        async || processes(&bridge.server_stats("demo").await.unwrap_or_default()),
+        |list| !list.iter().any(|(pid, _)| *pid == first_pid),
+    )
+    .await;
+    ensure!(
+        !after.iter().any(|(pid, _)| *pid == first_pid),
+        "the first process {first_pid} still serves: {after:?}"
+    );
+    // With the calls over, the server's gauge is the sum of its processes' samples: what
+    // recycled processes held was taken out, nothing went negative.
+    let (gauge, listed) = poll_until(
+        Duration::from_secs(20),
+        async || {
+            let gauge = metric(
+                &bridge,
+                "mcp_bridge_backend_resident_bytes",
+                &["server=\"demo\""],
+            )
+            .await
+            .unwrap_or(-1.0);
+            let stats = bridge.server_stats("demo").await.unwrap_or_default();
+            let listed: u64 = processes(&stats).iter().map(|(_, bytes)| bytes).sum();
+            (gauge, listed)
+        },
+        |(gauge, listed)| *gauge > 0.0 && (*gauge - *listed as f64).abs() < 1.0,
+    )
+    .await;
+    ensure!(
+        gauge > 0.0 && (gauge - listed as f64).abs() < 1.0,
+        "the server's resident gauge ({gauge}) is not the sum of its processes' ({listed})"
+    );
+    let cpu = metric(
+        &bridge,
+        "mcp_bridge_backend_cpu_seconds_total",
+        &["server=\"demo\""],
+    )
+    .await?;
+    ensure!(cpu > 0.0, "the server's CPU time was not counted: {cpu}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_below_the_servers_size_backs_off_and_says_so() -> Result<()> {
+    // Every demo process is larger than 1 MiB from its start: without a back-off it would
+    // be replaced every few seconds for as long as the bridge runs.
     let bridge = start_bridge(&format!(
         "{}\n[cache]\nenabled = false\n",
         demo_server_toml(
@@ -21,58 +175,30 @@ async fn a_process_past_max_process_memory_is_replaced_without_losing_a_call() -
         )
     ))?;
     bridge.wait_ready().await?;
-    let session = RawSession::open(&bridge.url("/mcp/demo")).await?;
-    let recycles = async || {
-        metric(
-            &bridge,
-            "mcp_bridge_pool_memory_recycles_total",
-            &["server=\"demo\""],
-        )
-        .await
-        .unwrap_or(0.0)
-    };
-    let mut calls = 0;
-    // Calls keep going while processes are recycled under them; every one is answered.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while recycles().await < 2.0 && tokio::time::Instant::now() < deadline {
-        calls += 1;
-        let response = session
-            .call_tool(json!(calls), "get_today_metrics", json!({}))
-            .await?;
-        ensure!(
-            response.get("result").is_some(),
-            "call {calls} failed while processes were recycled: {response}"
-        );
-    }
-    ensure!(
-        recycles().await >= 2.0,
-        "no process was recycled for memory after {calls} calls"
-    );
-    // The server's resident memory is in the metrics, and each process's in the stats.
-    let resident = poll_until(
-        Duration::from_secs(10),
-        async || {
-            metric(
-                &bridge,
-                "mcp_bridge_backend_resident_bytes",
-                &["server=\"demo\""],
-            )
-            .await
-            .unwrap_or(0.0)
-        },
-        |bytes| *bytes > 1_048_576.0,
+    // Each recycle of a young process doubles the wait before the next, and says so.
+    let backed_off = poll_until(
+        Duration::from_secs(90),
+        async || bridge.logged("\"next_recycle_after_s\":4").await,
+        |logged| *logged,
     )
     .await;
+    let log = bridge.log_text();
     ensure!(
-        resident > 1_048_576.0,
-        "resident memory not reported: {resident}"
+        backed_off && log.contains("\"next_recycle_after_s\":2"),
+        "no back-off after repeated memory recycles; log:\n{}",
+        bridge.log_tail(40)
     );
-    let stats = bridge.server_stats("demo").await?;
-    let sampled = stats["processes"].as_array().is_some_and(|processes| {
-        processes
-            .iter()
-            .any(|p| p["resident_bytes"].as_u64() > Some(0))
-    });
-    ensure!(sampled, "no process shows its resident memory: {stats}");
+    ensure!(
+        log.contains("raise max_process_memory"),
+        "the warning does not say what to do"
+    );
+    let recycles = memory_recycles(&bridge).await;
+    ensure!(recycles >= 2.0, "{recycles} memory recycles");
+    // The pool kept serving through it.
+    let session = RawSession::open(&bridge.url("/mcp/demo")).await?;
+    let response = session
+        .call_tool(json!(1), "get_today_metrics", json!({}))
+        .await?;
+    ensure!(response.get("result").is_some(), "{response}");
     Ok(())
 }

@@ -13,10 +13,11 @@ mod metrics;
 mod orphan;
 mod pool;
 mod process;
+mod procfs;
 mod stderr;
 mod subreaper;
 mod supervisor;
-pub mod usage;
+mod usage;
 
 pub use budget::{BudgetCap, ProcessBudget};
 pub use catalog::Catalog;
@@ -29,6 +30,7 @@ pub use process::{
     CallEvent, CallStep, InflightCall, Process, STDIO_PROTOCOL_VERSIONS, ServerIdentity,
 };
 pub use subreaper::run_if_requested as run_supervisor_if_requested;
+pub use usage::Usage;
 
 // The per-call id remapping and the line framing toward a child, public so that
 // `benches/hot_path.rs` measures the real code; nothing outside the backend calls them.

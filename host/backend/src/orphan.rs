@@ -135,67 +135,11 @@ fn is_executable(path: &Path) -> bool {
     }
 }
 
-/// One row of the process table.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ProcEntry {
-    pub pid: u32,
-    pub parent: u32,
-    pub zombie: bool,
-    /// When it started, in clock ticks since boot.
-    pub started: u64,
-}
-
-/// Every process in /proc with its parent (empty where there is no /proc).
-pub(crate) fn process_table() -> Vec<ProcEntry> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // The command name may hold spaces and parentheses; the fields after the
-            // last `)` are fixed: state, then the parent's pid.
-            let (_, rest) = stat.rsplit_once(')')?;
-            let mut fields = rest.split_whitespace();
-            let state = fields.next()?;
-            let parent = fields.next()?.parse().ok()?;
-            // `starttime` is field 22 of the file, the 20th after the name.
-            let started = fields.nth(17)?.parse().ok()?;
-            Some(ProcEntry {
-                pid,
-                parent,
-                zombie: state == "Z" || state == "X",
-                started,
-            })
-        })
-        .collect()
-}
-
-/// Every process whose chain of parents leads to `root` (not `root` itself).
-pub(crate) fn descendants(root: u32) -> Vec<ProcEntry> {
-    let table = process_table();
-    let mut found: Vec<ProcEntry> = Vec::new();
-    let mut frontier = vec![root];
-    while let Some(parent) = frontier.pop() {
-        for entry in table.iter().filter(|entry| entry.parent == parent) {
-            // A pid appears once in the table, so the walk ends even if the table was
-            // read while processes changed parents.
-            if entry.pid != root && !found.iter().any(|seen| seen.pid == entry.pid) {
-                found.push(*entry);
-                frontier.push(entry.pid);
-            }
-        }
-    }
-    found
-}
-
 /// The first live child `parent` started: for a supervisor, the server command itself
 /// (orphans re-parented to it later started later). Ties within one clock tick go to the
 /// lower pid.
 pub(super) fn first_child(parent: u32) -> Option<u32> {
-    process_table()
+    super::procfs::process_table()
         .into_iter()
         .filter(|entry| entry.parent == parent && !entry.zombie)
         .min_by_key(|entry| (entry.started, entry.pid))
@@ -207,6 +151,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
+    use crate::procfs::descendants;
 
     #[test]
     fn a_missing_program_is_reported_as_not_found_before_spawning() {

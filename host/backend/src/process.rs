@@ -19,7 +19,8 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use super::error::BackendError;
 use super::framing::{Frame, LineReader};
-use super::usage::Usage;
+use super::procfs::ProcEntry;
+use super::usage::{self, TreeRoot, Usage};
 use crate::PoolMetrics;
 use mcp_bridge_config::ServerConfig;
 use mcp_bridge_jsonrpc::{self as jsonrpc, Kind, code};
@@ -103,6 +104,16 @@ enum Outgoing {
 /// bridge kills its process group instead (its own teardown is bounded by 5 s).
 const SUPERVISOR_STOP_BOUND: Duration = Duration::from_secs(6);
 
+/// The variables a service manager sets for the bridge's own process only.
+const SERVICE_MANAGER_VARIABLES: [&str; 6] = [
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+];
+
 /// A running backend server process.
 pub struct Process {
     pub ordinal: u64,
@@ -135,9 +146,13 @@ pub struct Process {
     pub retired: AtomicBool,
     identity: parking_lot::RwLock<Option<ServerIdentity>>,
     metrics: Arc<PoolMetrics>,
-    /// The latest sample of its memory and CPU (zero until the supervisor takes one),
-    /// already added to the server's gauges.
+    /// The latest sample of its tree's memory and CPU (zero until the supervisor takes
+    /// one), already added to the server's gauges.
     usage: Mutex<Usage>,
+    /// The spawned process's start time (clock ticks since boot) at its first sample, 0
+    /// before: a later sample whose root started at another time is another process that
+    /// reuses the pid, and is ignored.
+    usage_root_started: AtomicU64,
 }
 
 impl std::fmt::Debug for Process {
@@ -601,8 +616,38 @@ impl Process {
         *self.usage.lock()
     }
 
+    /// Measures the process's tree in `table` (one `/proc` read shared by every process)
+    /// and records it. A dead process, or a pid that now names another process, is left
+    /// as it was.
+    pub(crate) fn sample_usage(&self, table: &[ProcEntry]) {
+        if self.state() == ProcessState::Dead {
+            return;
+        }
+        let started = self.usage_root_started.load(Ordering::Acquire);
+        let root = TreeRoot {
+            pid: self.spawned_pid,
+            is_supervisor: self.supervised,
+            started: (started != 0).then_some(started),
+        };
+        let Some((usage, started)) = usage::of_tree(table, root) else {
+            return;
+        };
+        self.usage_root_started.store(started, Ordering::Release);
+        self.record_usage(usage);
+    }
+
+    /// Takes a process that has exited out of its server's resident memory at once (its
+    /// CPU time stays counted), rather than when the last reference to it goes.
+    pub(crate) fn forget_resident(&self) {
+        let cpu_seconds = self.usage().cpu_seconds;
+        self.record_usage(Usage {
+            resident_bytes: 0,
+            cpu_seconds,
+        });
+    }
+
     /// Records a new sample and moves the server's gauges and counters by what changed.
-    pub(crate) fn record_usage(&self, usage: Usage) {
+    fn record_usage(&self, usage: Usage) {
         let before = std::mem::replace(&mut *self.usage.lock(), usage);
         let server: &str = &self.server;
         self.metrics
@@ -709,6 +754,12 @@ fn spawn(
     for variable in &config.env_removed {
         command.env_remove(variable);
     }
+    // What systemd gives the bridge itself (the notify socket, the watchdog, sockets it
+    // passed) is not a backend's: a backend that wrote to the socket would speak for the
+    // bridge. A server's own `env` may still set any of them.
+    for variable in SERVICE_MANAGER_VARIABLES {
+        command.env_remove(variable);
+    }
     command
         .envs(config.env.iter().map(|(key, value)| (key, value.expose())))
         .stdin(Stdio::piped())
@@ -756,6 +807,7 @@ fn spawn(
         consecutive_ping_failures: AtomicU32::new(0),
         consecutive_timeouts: AtomicU32::new(0),
         usage: Mutex::new(Usage::default()),
+        usage_root_started: AtomicU64::new(0),
         retired: AtomicBool::new(false),
         identity: parking_lot::RwLock::new(None),
         metrics,

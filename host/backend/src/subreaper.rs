@@ -64,7 +64,7 @@ mod linux {
 
     use libc::c_int;
 
-    use crate::orphan::descendants;
+    use crate::procfs::descendants;
 
     /// How long one wait for a signal lasts; the parent check runs this often.
     const POLL: Duration = Duration::from_millis(200);

@@ -1,9 +1,9 @@
 //! The lifecycle loop of one pool: prewarm, respawn with backoff, idle close,
-//! max-lifetime recycling, health-check pings, and process-state gauges.
+//! recycling for age or memory, health-check pings, and process-state gauges.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -24,6 +24,8 @@ pub(super) async fn run(pool: Arc<Pool>, mut events: mpsc::UnboundedReceiver<Pro
         last_ping: HashMap::new(),
         prewarmed: false,
         usage_sampled: Instant::now(),
+        usage: Arc::new(UsageSamples::default()),
+        memory: MemoryRecycling::default(),
     };
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -46,7 +48,42 @@ struct Supervisor {
     prewarmed: bool,
     /// When the processes' usage was last sampled.
     usage_sampled: Instant,
+    /// The samples taken off the runtime, shared with the blocking task taking them.
+    usage: Arc<UsageSamples>,
+    memory: MemoryRecycling,
 }
+
+/// What the blocking sampler shares with the supervisor.
+#[derive(Default)]
+struct UsageSamples {
+    /// Set while a sample is being taken, so a slow `/proc` never queues a second one.
+    running: AtomicBool,
+    /// How many samples have been taken: the supervisor judges memory once per sample.
+    taken: AtomicU64,
+}
+
+/// Memory recycling's state: how many samples in a row each process (by ordinal) was
+/// over `max_process_memory`, and the back-off that keeps a limit below what the server
+/// needs from replacing processes over and over.
+#[derive(Default)]
+struct MemoryRecycling {
+    samples_seen: u64,
+    over: HashMap<u64, u32>,
+    gap: Duration,
+    last: Option<Instant>,
+}
+
+/// A process is recycled for memory only after this many samples in a row over the
+/// limit (one per second), so a moment's peak does not count as a leak.
+const MEMORY_SAMPLES_OVER: u32 = 3;
+
+/// A process recycled for memory younger than this means the limit is below what the
+/// server needs rather than a leak: the next memory recycle waits twice as long as the
+/// last wait (from [`MEMORY_BACKOFF_INITIAL`] to [`MEMORY_BACKOFF_MAX`]), and a warning
+/// says so. An older one resets the wait.
+const MEMORY_YOUNG: Duration = Duration::from_secs(5 * 60);
+const MEMORY_BACKOFF_INITIAL: Duration = Duration::from_secs(2);
+const MEMORY_BACKOFF_MAX: Duration = Duration::from_secs(5 * 60);
 
 /// Why a process is recycled.
 #[derive(Clone, Copy)]
@@ -77,7 +114,9 @@ impl Supervisor {
         };
         // The process has exited: its place in the budget is free for another.
         self.pool.release_slot(ordinal);
+        self.memory.over.remove(&ordinal);
         let Some(process) = removed else { return };
+        process.forget_resident();
         // Without this process the pool may have nothing left that could serve.
         self.pool.publish_readiness();
         if process.retired.load(Ordering::Acquire)
@@ -184,43 +223,97 @@ impl Supervisor {
         );
     }
 
-    /// Replaces processes whose resident memory passed `max_process_memory` (the leak the
-    /// seed guide warns about), the largest first.
-    fn recycle_large(&self) {
+    /// Replaces a process whose tree's resident memory stayed over `max_process_memory`
+    /// for [`MEMORY_SAMPLES_OVER`] samples in a row (the leak the seed guide warns about),
+    /// the largest first, no sooner than the back-off allows.
+    fn recycle_large(&mut self) {
         let Some(max_memory) = self.pool.config.pool.max_process_memory else {
             return;
         };
-        self.recycle(
-            |process| process.usage().resident_bytes > max_memory,
+        let taken = self.usage.taken.load(Ordering::Acquire);
+        if taken == self.memory.samples_seen {
+            return;
+        }
+        self.memory.samples_seen = taken;
+        let processes: Vec<Arc<Process>> = self.pool.processes.read().clone();
+        let over = &mut self.memory.over;
+        over.retain(|ordinal, _| processes.iter().any(|p| p.ordinal == *ordinal));
+        for process in &processes {
+            if process.usage().resident_bytes > max_memory {
+                *over.entry(process.ordinal).or_default() += 1;
+            } else {
+                over.remove(&process.ordinal);
+            }
+        }
+        if self
+            .memory
+            .last
+            .is_some_and(|last| last.elapsed() < self.memory.gap)
+        {
+            return;
+        }
+        let over = self.memory.over.clone();
+        let recycled = self.recycle(
+            |process| over.get(&process.ordinal).copied().unwrap_or(0) >= MEMORY_SAMPLES_OVER,
             |process| process.usage().resident_bytes,
             Recycle::Memory,
         );
+        if let Some(process) = recycled {
+            self.back_off_memory(&process, max_memory);
+        }
     }
 
-    /// Replaces one ready process that `due` picks (the greatest by `order`): a
-    /// replacement starts first when the pool is at its minimum, and the old process
-    /// drains only once that is ready, so recycling never leaves the server without a
-    /// ready process and never drops a call (a draining process finishes its calls).
+    /// After a memory recycle: a young process means the limit is too low for the server,
+    /// so the next recycle waits longer (and the log says why); an old one was a leak.
+    fn back_off_memory(&mut self, process: &Process, max_memory: u64) {
+        let memory = &mut self.memory;
+        memory.last = Some(Instant::now());
+        let age = process.age();
+        if age >= MEMORY_YOUNG {
+            memory.gap = Duration::ZERO;
+            return;
+        }
+        memory.gap = (memory.gap * 2).clamp(MEMORY_BACKOFF_INITIAL, MEMORY_BACKOFF_MAX);
+        tracing::warn!(
+            server = %self.pool.name(), pid = process.pid(),
+            resident_bytes = process.usage().resident_bytes, max_process_memory = max_memory,
+            age_s = age.as_secs(), next_recycle_after_s = memory.gap.as_secs(),
+            "a backend process passed max_process_memory soon after it started: the limit looks \
+             lower than what the server needs, so memory recycling backs off; raise \
+             max_process_memory above the server's working size"
+        );
+    }
+
+    /// Replaces one ready process that `due` picks (the greatest by `order`) and returns
+    /// it once it drains: a replacement starts first when the pool is at its minimum and
+    /// has room under `max_connections` (counting processes still draining), and the old
+    /// process drains only once that is ready, so recycling never drops a call (a
+    /// draining process finishes its calls). A pool at `max_connections` drains the old
+    /// process first; its calls then wait for a fresh one.
     fn recycle(
         &self,
         due: impl Fn(&Process) -> bool,
         order: impl Fn(&Process) -> u64,
         why: Recycle,
-    ) {
+    ) -> Option<Arc<Process>> {
         let processes = self.pool.processes.read();
         let ready = processes
             .iter()
             .filter(|p| p.state() == ProcessState::Ready)
             .count();
-        let Some(chosen) = processes
+        let live = processes
+            .iter()
+            .filter(|p| p.state() != ProcessState::Dead)
+            .count()
+            + self.pool.starting.load(Ordering::Acquire);
+        let chosen = processes
             .iter()
             .filter(|p| p.state() == ProcessState::Ready && due(p))
-            .max_by_key(|p| order(p))
-        else {
-            return;
-        };
+            .max_by_key(|p| order(p))?
+            .clone();
         let min = self.pool.config.pool.min_connections.max(1);
-        if ready > min || ready >= self.pool.config.pool.max_connections {
+        let max = self.pool.config.pool.max_connections;
+        if ready > min || live >= max {
             if chosen.start_draining() {
                 let name = self.pool.name();
                 match why {
@@ -237,27 +330,36 @@ impl Supervisor {
                             .inc();
                     }
                 }
+                return Some(chosen);
             }
-        } else if self.pool.starting.load(Ordering::Acquire) == 0 {
+        } else if self.pool.starting.load(Ordering::Acquire) == 0 && self.pool.spawn_allowed_now() {
             drop(processes);
-            // At a cap the old process keeps serving; recycling waits for room.
+            // At a budget cap the old process keeps serving; recycling waits for room.
             let _ = self.pool.spawn_process();
         }
+        None
     }
 
-    /// Samples every live process's memory and CPU from `/proc`, once per
-    /// [`USAGE_SAMPLE_EVERY`].
+    /// Samples every live process's tree's memory and CPU from `/proc`, once per
+    /// [`USAGE_SAMPLE_EVERY`], on a blocking thread: reading `/proc` is file I/O, and a
+    /// host with many processes makes it slow enough to matter to the runtime.
     fn sample_usage(&mut self) {
-        if self.usage_sampled.elapsed() < USAGE_SAMPLE_EVERY {
+        if self.usage_sampled.elapsed() < USAGE_SAMPLE_EVERY
+            || self.usage.running.swap(true, Ordering::AcqRel)
+        {
             return;
         }
         self.usage_sampled = Instant::now();
         let processes: Vec<Arc<Process>> = self.pool.processes.read().clone();
-        for process in processes {
-            if let Some(usage) = super::usage::of(process.pid()) {
-                process.record_usage(usage);
+        let samples = self.usage.clone();
+        tokio::task::spawn_blocking(move || {
+            let table = super::procfs::process_table();
+            for process in &processes {
+                process.sample_usage(&table);
             }
-        }
+            samples.taken.fetch_add(1, Ordering::AcqRel);
+            samples.running.store(false, Ordering::Release);
+        });
     }
 
     /// Takes a process that looks hung out of service and probes it: one whose last

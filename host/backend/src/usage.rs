@@ -1,78 +1,134 @@
-//! What a backend process uses, read from `/proc`: its resident memory (`VmRSS` in
-//! `/proc/PID/status`) and the CPU time it has had (`utime + stime` in `/proc/PID/stat`).
-//! Without `/proc` (not Linux) nothing is known and nothing is recycled for memory.
+//! What a backend uses: the resident memory and CPU time of its whole process tree, read
+//! from one `/proc` table (`procfs.rs`). A server started as `npx pkg`, `uvx pkg`,
+//! `sh -c …` or `docker run …` is a wrapper whose real server is a descendant, so the
+//! tree, not the command's own process, is what leaks and what is measured.
+//!
+//! Under a supervisor (`subreaper.rs`) the tree is everything below it: the server command,
+//! its descendants, and orphans re-parented to the supervisor. The supervisor's own memory
+//! and CPU are the bridge's overhead and are left out, but the CPU time of the server
+//! processes it has reaped is counted, so a tree's CPU time does not fall when one of its
+//! processes exits.
 
-/// Clock ticks per second of `/proc/PID/stat`'s times: the kernel reports them in
-/// `USER_HZ`, which is 100 on every architecture Linux exports it for.
-const TICKS_PER_SECOND: f64 = 100.0;
+use super::procfs::{self, ProcEntry};
 
-/// One sample of a process's usage.
+/// One sample of what a backend's process tree uses.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Usage {
     pub resident_bytes: u64,
     pub cpu_seconds: f64,
 }
 
-/// The usage of process `pid` now, or `None` when it is gone or `/proc` says nothing.
-pub fn of(pid: u32) -> Option<Usage> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    Some(Usage {
-        resident_bytes: resident_bytes(&status)?,
-        cpu_seconds: cpu_ticks(&stat)? as f64 / TICKS_PER_SECOND,
-    })
+/// Where a backend's tree starts, as [`of_tree`] measures it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TreeRoot {
+    pub pid: u32,
+    /// The supervisor, whose own memory and CPU are not the server's.
+    pub is_supervisor: bool,
+    /// The root's start time when it was first measured: a root with another start time
+    /// is another process that reuses the pid, and is not measured.
+    pub started: Option<u64>,
 }
 
-/// `VmRSS:   1234 kB` from a `status` file, in bytes.
-fn resident_bytes(status: &str) -> Option<u64> {
-    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
-    let kib: u64 = line
-        .trim_start_matches("VmRSS:")
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib.saturating_mul(1024))
-}
-
-/// `utime + stime` from a `stat` line. The command name (field 2) may hold spaces and
-/// parentheses, so the fields are counted from its last `)`: utime and stime are the
-/// 12th and 13th after it.
-fn cpu_ticks(stat: &str) -> Option<u64> {
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    let mut fields = after_name.split_whitespace().skip(11);
-    let user: u64 = fields.next()?.parse().ok()?;
-    let system: u64 = fields.next()?.parse().ok()?;
-    Some(user.saturating_add(system))
+/// What the tree under `root` uses in `table`, with the root's start time; `None` when the
+/// root is gone (or its pid now names another process).
+pub(crate) fn of_tree(table: &[ProcEntry], root: TreeRoot) -> Option<(Usage, u64)> {
+    let entry = table.iter().find(|entry| entry.pid == root.pid)?;
+    if root.started.is_some_and(|started| started != entry.started) {
+        return None;
+    }
+    let members = procfs::descendants_in(table, root.pid);
+    let mut pages: u64 = members.iter().map(|member| member.resident_pages).sum();
+    let mut ticks: u64 = members
+        .iter()
+        .map(|member| {
+            member
+                .own_ticks
+                .saturating_add(member.reaped_children_ticks)
+        })
+        .sum();
+    ticks = ticks.saturating_add(entry.reaped_children_ticks);
+    if !root.is_supervisor {
+        pages = pages.saturating_add(entry.resident_pages);
+        ticks = ticks.saturating_add(entry.own_ticks);
+    }
+    let (ticks_per_second, page_size) = procfs::units();
+    let usage = Usage {
+        resident_bytes: pages.saturating_mul(page_size),
+        cpu_seconds: ticks as f64 / ticks_per_second,
+    };
+    Some((usage, entry.started))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn resident_memory_is_read_from_status_in_bytes() {
-        let status = "Name:\tnode\nVmPeak:\t  99 kB\nVmRSS:\t   2048 kB\nThreads:\t7\n";
-        assert_eq!(resident_bytes(status), Some(2048 * 1024));
-        assert_eq!(resident_bytes("Name:\tzombie\n"), None);
+    fn entry(pid: u32, parent: u32, pages: u64, own: u64, reaped: u64) -> ProcEntry {
+        ProcEntry {
+            pid,
+            parent,
+            zombie: false,
+            started: u64::from(pid) * 10,
+            own_ticks: own,
+            reaped_children_ticks: reaped,
+            resident_pages: pages,
+        }
+    }
+
+    /// A supervisor (10) running `npx` (11), whose shell (12) runs the real server (13),
+    /// beside an unrelated process (20) and the bridge (1).
+    fn table() -> Vec<ProcEntry> {
+        vec![
+            entry(1, 0, 1000, 500, 0),
+            entry(10, 1, 50, 7, 40),
+            entry(11, 10, 100, 20, 0),
+            entry(12, 11, 10, 1, 0),
+            entry(13, 12, 5000, 300, 0),
+            entry(20, 1, 9999, 999, 0),
+        ]
     }
 
     #[test]
-    fn cpu_time_is_counted_after_the_command_name() {
-        // A command name with a space and a parenthesis must not shift the fields.
-        let stat =
-            "42 (my (odd) srv) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 5 1000 200";
-        assert_eq!(cpu_ticks(stat), Some(300));
-        assert_eq!(cpu_ticks("42 (short"), None);
+    fn a_supervised_tree_counts_every_descendant_but_not_the_supervisor() {
+        let (ticks_per_second, page) = procfs::units();
+        let root = TreeRoot {
+            pid: 10,
+            is_supervisor: true,
+            started: None,
+        };
+        let (usage, started) = of_tree(&table(), root).expect("the root is listed");
+        assert_eq!(started, 100);
+        assert_eq!(usage.resident_bytes, (100 + 10 + 5000) * page);
+        // The processes' own time, and the time of those the supervisor reaped (40).
+        let ticks = 20 + 1 + 300 + 40;
+        assert!((usage.cpu_seconds - ticks as f64 / ticks_per_second).abs() < 1e-9);
     }
 
     #[test]
-    fn this_process_has_usage() {
-        let usage = of(std::process::id());
-        assert!(
-            usage.is_some_and(|usage| usage.resident_bytes > 0),
-            "{usage:?}"
-        );
+    fn an_unsupervised_root_counts_itself() {
+        let (_, page) = procfs::units();
+        let root = TreeRoot {
+            pid: 11,
+            is_supervisor: false,
+            started: Some(110),
+        };
+        let (usage, _) = of_tree(&table(), root).expect("the root is listed");
+        assert_eq!(usage.resident_bytes, (100 + 10 + 5000) * page);
+    }
+
+    #[test]
+    fn a_reused_pid_or_a_missing_root_is_not_measured() {
+        let reused = TreeRoot {
+            pid: 10,
+            is_supervisor: true,
+            started: Some(99),
+        };
+        assert_eq!(of_tree(&table(), reused), None);
+        let gone = TreeRoot {
+            pid: 77,
+            is_supervisor: true,
+            started: None,
+        };
+        assert_eq!(of_tree(&table(), gone), None);
     }
 }

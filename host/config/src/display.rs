@@ -305,22 +305,25 @@ fn write_pool(out: &mut String, pool: &PoolConfig) -> std::fmt::Result {
         pool.max_queue,
         d(pool.acquire_timeout)
     )?;
-    let lifetime = pool.max_lifetime.map_or_else(|| "unlimited".to_owned(), d);
-    let memory = pool
-        .max_process_memory
-        .map_or_else(
-            || "unlimited".to_owned(),
-            |bytes| format_size(usize::try_from(bytes).unwrap_or(usize::MAX)),
-        );
+    let lifetime = pool.max_lifetime.map_or_else(
+        || "never for age".to_owned(),
+        |age| format!("after {}", d(age)),
+    );
+    let memory = pool.max_process_memory.map_or_else(
+        || "never for memory".to_owned(),
+        |bytes| {
+            let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+            format!("past {} resident", format_size(bytes))
+        },
+    );
     writeln!(
         out,
-        "    timeouts: connection {}, request {}, idle {}, max lifetime {}, max memory {}",
+        "    timeouts: connection {}, request {}, idle {}",
         d(pool.connection_timeout),
         d(pool.request_timeout),
         d(pool.idle_timeout),
-        lifetime,
-        memory
     )?;
+    writeln!(out, "    recycle: {lifetime}, {memory}")?;
     let checks = if pool.enable_health_checks {
         format!("every {}", d(pool.health_check_interval))
     } else {

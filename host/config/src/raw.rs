@@ -465,6 +465,9 @@ pub(crate) fn field_help(field: &str) -> Option<&'static str> {
             "write a duration such as \"60s\" or \"5m\", a number of seconds, or \"none\" for entries that live until they are evicted or invalidated"
         }
         "max_body_bytes" | "max_line_bytes" | "max_bytes" => SIZE,
+        "max_process_memory" => {
+            "write a size such as \"512MiB\" (the resident memory past which a process is replaced), or 0 for no limit"
+        }
         "body_min_rate" => {
             "write a number of bytes per second, or a string such as \"1KiB\"; 0 turns the minimum rate off"
         }

@@ -72,6 +72,11 @@ pub struct DemoOptions {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub crash_after: Option<u64>,
 
+    /// Keep SIZE bytes (written, so resident) for every tools/call received, never freed:
+    /// a server with a memory leak, for `max_process_memory` (e.g. "1MiB").
+    #[arg(long, value_name = "SIZE", value_parser = mcp_bridge_policy::units::parse_size)]
+    pub leak_per_call: Option<usize>,
+
     /// Append one line "<pid> <tool>" per tools/call received to this file (opened with
     /// O_APPEND, written before the call is handled), so tests can count backend calls across
     /// processes.
@@ -114,6 +119,7 @@ impl Default for DemoOptions {
             jitter: Duration::ZERO,
             fail_rate: 0.0,
             crash_after: None,
+            leak_per_call: None,
             calls_log: None,
             state_file: None,
             test_tools: false,

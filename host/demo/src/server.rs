@@ -107,6 +107,8 @@ pub(crate) struct Server {
     client_elicitation: AtomicBool,
     crashed: AtomicBool,
     calls_received: AtomicU64,
+    /// What `--leak-per-call` keeps, on purpose, for as long as the process lives.
+    leaked: Mutex<Vec<Vec<u8>>>,
     cancel_notices: AtomicU64,
     aborted: AtomicU64,
     calls_by_tool: Mutex<BTreeMap<String, u64>>,
@@ -167,6 +169,7 @@ impl Server {
             client_elicitation: AtomicBool::new(false),
             crashed: AtomicBool::new(false),
             calls_received: AtomicU64::new(0),
+            leaked: Mutex::new(Vec::new()),
             cancel_notices: AtomicU64::new(0),
             aborted: AtomicU64::new(0),
             calls_by_tool: Mutex::new(BTreeMap::new()),
@@ -323,6 +326,10 @@ impl Server {
             }
         }
         let received = self.calls_received.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(bytes) = self.options.leak_per_call {
+            // Filled with ones so every page is touched and counts as resident.
+            self.leaked.lock().push(vec![1u8; bytes]);
+        }
         if self.options.crash_after == Some(received) {
             self.crash(&format!("--crash-after {received} reached"));
             return false;

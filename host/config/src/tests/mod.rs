@@ -739,3 +739,41 @@ fn example_files_load() {
     assert_eq!(json.servers[0].name, "demo");
     assert_eq!(json.servers[0].args, ["demo-server"]);
 }
+
+#[test]
+fn max_process_memory_is_off_by_default_and_a_server_may_turn_it_off() {
+    let config = ok(MINIMAL);
+    assert_eq!(config.servers[0].pool.max_process_memory, None);
+    let config = ok(&format!(
+        "[defaults]\nmax_process_memory = \"512MiB\"\n\n{MINIMAL}\n[servers.b]\ncommand = \"y\"\nmax_process_memory = 0\n"
+    ));
+    let by_name = |name: &str| {
+        config
+            .servers
+            .iter()
+            .find(|server| server.name == name)
+            .map(|server| server.pool.max_process_memory)
+    };
+    assert_eq!(by_name("a"), Some(Some(512 << 20)));
+    assert_eq!(
+        by_name("b"),
+        Some(None),
+        "a server's 0 overrides [defaults]"
+    );
+}
+
+#[test]
+fn max_process_memory_below_one_mib_or_not_a_size_points_at_the_value() {
+    let error = fail(&format!("{MINIMAL}max_process_memory = \"64KiB\"\n"));
+    assert_at(&error, "test.toml", 3, "servers.a.max_process_memory");
+    assert!(error.message.contains("1 MiB"), "{error}");
+    let error = fail(&format!("{MINIMAL}max_process_memory = \"lots\"\n"));
+    assert_at(&error, "test.toml", 3, "servers.a.max_process_memory");
+    assert!(
+        error
+            .help
+            .as_deref()
+            .is_some_and(|help| help.contains("MiB")),
+        "{error}"
+    );
+}
