@@ -211,12 +211,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     }
     let watched = args.config.clone();
-    let code = exit_code(runtime.block_on(app::serve(
-        config,
-        watched,
-        record,
-        shutdown_signal(),
-    )));
+    let code = exit_code(runtime.block_on(app::serve(config, watched, record, shutdown_signal())));
     // The last spans leave while the runtime (which sends them) still runs.
     if let Some(telemetry) = telemetry {
         telemetry.shutdown();

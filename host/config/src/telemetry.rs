@@ -113,7 +113,9 @@ pub(super) fn telemetry(
         return Err(main
             .error(
                 &at("service_name"),
-                format!("must be 1 to {MAX_SERVICE_NAME_CHARS} characters without control characters"),
+                format!(
+                    "must be 1 to {MAX_SERVICE_NAME_CHARS} characters without control characters"
+                ),
             )
             .with_help(format!("the default is \"{DEFAULT_SERVICE_NAME}\"")));
     }
@@ -140,7 +142,10 @@ pub(super) fn telemetry(
             Err(main
                 .error(
                     &at(field),
-                    format!("must be more than zero and at most {}", format_duration(max)),
+                    format!(
+                        "must be more than zero and at most {}",
+                        format_duration(max)
+                    ),
                 )
                 .with_help(format!("the default is {}", format_duration(default))))
         } else {
@@ -173,13 +178,13 @@ pub(super) fn telemetry(
         let path = at("headers").key(&name);
         let token = !name.is_empty()
             && name.len() <= 128
-            && name.bytes().all(|b| {
-                b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-            });
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
         if !token {
-            return Err(main
-                .error(&path, "not an HTTP header name")
-                .with_help("use letters, digits and - (such as \"authorization\" or \"x-tenant\")"));
+            return Err(main.error(&path, "not an HTTP header name").with_help(
+                "use letters, digits and - (such as \"authorization\" or \"x-tenant\")",
+            ));
         }
         let value = expand_at(main, &path, &value.0, lookup)?;
         if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
@@ -214,7 +219,10 @@ fn traces_url(endpoint: &str) -> Result<String, String> {
     if authority.is_empty() || authority.contains('@') {
         return Err("the URL names no host (or carries credentials: use headers)".to_owned());
     }
-    if endpoint.contains(['?', '#']) || endpoint.chars().any(|c| c.is_whitespace() || c.is_control())
+    if endpoint.contains(['?', '#'])
+        || endpoint
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
     {
         return Err("the URL holds a query, a fragment or spaces".to_owned());
     }
@@ -244,7 +252,13 @@ mod tests {
             traces_url("http://c:4318/otlp").unwrap(),
             "http://c:4318/otlp/v1/traces"
         );
-        for bad in ["grpc://c:4317", "http://", "http://u:p@c", "http://c/?a=b", "c:4318"] {
+        for bad in [
+            "grpc://c:4317",
+            "http://",
+            "http://u:p@c",
+            "http://c/?a=b",
+            "c:4318",
+        ] {
             assert!(traces_url(bad).is_err(), "{bad}");
         }
     }

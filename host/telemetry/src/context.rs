@@ -8,9 +8,7 @@
 
 use std::str::FromStr;
 
-use opentelemetry::trace::{
-    SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
-};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use serde_json::{Map, Value};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -169,7 +167,9 @@ pub fn trace_context_of(span: &Span, tracestate: Option<&str>) -> Option<TraceCo
         trace_id: span_context.trace_id().to_bytes(),
         parent_id: span_context.span_id().to_bytes(),
         flags: span_context.trace_flags().to_u8(),
-        tracestate: tracestate.filter(|state| is_tracestate(state)).map(str::to_owned),
+        tracestate: tracestate
+            .filter(|state| is_tracestate(state))
+            .map(str::to_owned),
     })
 }
 

@@ -226,6 +226,12 @@ pub fn pool_acquire_span(server: &str) -> Span {
     span
 }
 
+/// Whether spans are being made at all: one check of a cached callsite interest, for code
+/// that would otherwise look up the current span only to record on it.
+pub fn is_on() -> bool {
+    tracing::enabled!(target: TARGET, tracing::Level::INFO)
+}
+
 /// Records a short, low-cardinality attribute value (cache result, decision) on `span`.
 pub fn record_str(span: &Span, key: &'static str, value: &str) {
     if !span.is_disabled() {

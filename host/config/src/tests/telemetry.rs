@@ -32,19 +32,28 @@ fn an_endpoint_turns_tracing_on_and_header_values_stay_secret() {
         described.contains("telemetry: OTLP/HTTP protobuf to http://127.0.0.1:4318/v1/traces"),
         "{described}"
     );
-    assert!(!described.contains("s3cr3t"), "check-config printed a header value");
+    assert!(
+        !described.contains("s3cr3t"),
+        "check-config printed a header value"
+    );
 }
 
 #[test]
 fn bad_settings_name_their_field() {
     let cases = [
-        ("otlp_endpoint = \"grpc://c:4317\"", "telemetry.otlp_endpoint"),
+        (
+            "otlp_endpoint = \"grpc://c:4317\"",
+            "telemetry.otlp_endpoint",
+        ),
         ("sample_ratio = 1.5", "telemetry.sample_ratio"),
         ("max_queue = 0", "telemetry.max_queue"),
         ("export_timeout = \"0s\"", "telemetry.export_timeout"),
         ("export_interval = \"2h\"", "telemetry.export_interval"),
         ("service_name = \"\"", "telemetry.service_name"),
-        ("headers = { \"bad header\" = \"x\" }", "telemetry.headers.\"bad header\""),
+        (
+            "headers = { \"bad header\" = \"x\" }",
+            "telemetry.headers.\"bad header\"",
+        ),
     ];
     let line = MINIMAL.lines().count() + 2;
     for (setting, field) in cases {
