@@ -31,7 +31,7 @@ use tracing_subscriber::filter::{EnvFilter, FilterExt, Targets, filter_fn};
 use tracing_subscriber::layer::{Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
-use mcp_bridge_telemetry::TARGET;
+use mcp_bridge::telemetry::TARGET;
 
 /// The instrumentation scope name of the bridge's spans.
 const SCOPE: &str = "mcp-bridge";
@@ -110,6 +110,8 @@ fn start_exporter(telemetry: &TelemetryConfig) -> Result<Option<SdkTracerProvide
     };
     let runtime = tokio::runtime::Handle::try_current()
         .map_err(|_| "no async runtime to export on".to_owned())?;
+    // The one TLS stack of the process (rustls on ring), for an https:// collector.
+    mcp_bridge::auth::install_tls_crypto_provider();
     let client = reqwest::Client::builder()
         .timeout(telemetry.export_timeout)
         .build()

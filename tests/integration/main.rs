@@ -46,3 +46,4 @@ mod session_abandonment;
 mod session_tokens;
 mod shadow;
 mod smoke;
+mod tracing;

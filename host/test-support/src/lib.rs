@@ -9,6 +9,8 @@
 //!   killed and restarted on the same port by the tests.
 //! - [`Nginx`]: a real nginx balancing round-robin, with no affinity, over several bridges;
 //!   its access log tells which one served each request.
+//! - [`OtlpReceiver`]: an OTLP/HTTP trace receiver on a free loopback port that decodes
+//!   the bridge's exports with the official OpenTelemetry protobuf definitions.
 //! - [`certs`]: a CA and a loopback server certificate made for the run with `openssl`.
 //! - [`wait`]: the one bounded poll ([`eventually`], [`poll_until`], [`SETTLE`]) for state
 //!   another thread or process updates later.
@@ -33,6 +35,7 @@ pub mod bench;
 mod bridge;
 pub mod certs;
 mod nginx;
+pub mod otlp;
 pub mod process;
 mod redis;
 pub mod repo;
@@ -45,5 +48,6 @@ pub use mcp_bridge::lab::percentile;
 
 pub use bridge::{Bridge, metric};
 pub use nginx::Nginx;
+pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use redis::{RedisOptions, RedisServer};
 pub use wait::{SETTLE, eventually, poll_until};
