@@ -82,8 +82,14 @@ async fn run(plan: &TurnsPlan) -> Result<()> {
     };
     let mode = if plan.smoke { "smoke" } else { "full" };
     eprintln!("bench: tracing ({mode} run, {profile} build)");
-    let sampled_receiver = OtlpReceiver::discarding().await?;
-    let unsampled_receiver = OtlpReceiver::discarding().await?;
+    // The receivers read on a thread of their own, so taking in the sampled bridge's exports
+    // never slows the load generator (whose thread the three bridges share).
+    let receiving = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let sampled_receiver = receiving.spawn(OtlpReceiver::discarding()).await??;
+    let unsampled_receiver = receiving.spawn(OtlpReceiver::discarding()).await??;
     let off = start_bridge("").await?;
     let sampled = start_bridge(&telemetry_toml(&sampled_receiver, 1.0)).await?;
     let unsampled = start_bridge(&telemetry_toml(&unsampled_receiver, 0.0)).await?;
@@ -148,5 +154,7 @@ async fn run(plan: &TurnsPlan) -> Result<()> {
     let path = bench::results_path(Path::new(BRIDGE_EXE), "tracing.json");
     bench::write_json(&path, &document)?;
     println!("JSON report: {}", path.display());
+    drop((sampled_receiver, unsampled_receiver));
+    receiving.shutdown_background();
     Ok(())
 }

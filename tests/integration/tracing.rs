@@ -36,7 +36,7 @@ fn traceparent(trace: &str, parent: &str) -> String {
     format!("00-{trace}-{parent}-01")
 }
 
-/// A bridge serving the demo server (one process, 200 ms per call so concurrent reads
+/// A bridge serving the demo server (one process, 500 ms per call so concurrent reads
 /// coalesce) with the annotations plugin deciding (it caches read-only tools), and
 /// `telemetry` under `[telemetry]` (nothing: tracing off).
 struct Traced {
@@ -57,7 +57,7 @@ impl Traced {
         let calls_arg = calls.display().to_string();
         let server = demo_server_toml(
             "demo",
-            &["--calls-log", &calls_arg, "--latency", "200ms"],
+            &["--calls-log", &calls_arg, "--latency", "500ms"],
             "max_connections = 1",
         );
         let config = format!(
