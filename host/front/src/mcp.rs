@@ -296,7 +296,6 @@ async fn handle_batch(context: Context, batch: Vec<Value>) -> Result<Response<Bo
         };
     }
     let (sender, body) = sse::channel_body();
-    // The stream keeps the request span open until its last event.
     tokio::spawn(async move {
         let mut replies = std::pin::pin!(replies);
         let mut first = true;
@@ -867,6 +866,7 @@ async fn forward(
         }
     };
     let (sender, body) = sse::channel_body();
+    // In the request's span, which the stream keeps open until its last event.
     tokio::spawn(async move {
         let mut pending = Some(first_event);
         loop {

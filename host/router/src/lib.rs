@@ -800,15 +800,17 @@ impl ForwardedCall {
         self.inflight = None;
         self.lease = None;
         // The backend hop ends with its outcome.
-        match &outcome {
-            Err(error) => telemetry::record_error(&self.backend_span, error.kind()),
-            Ok(response) => {
-                if let Some(code) = response.pointer("/error/code") {
-                    telemetry::record_error(&self.backend_span, &code.to_string());
+        if !self.backend_span.is_disabled() {
+            match &outcome {
+                Err(error) => telemetry::record_error(&self.backend_span, error.kind()),
+                Ok(response) => {
+                    if let Some(code) = response.pointer("/error/code") {
+                        telemetry::record_error(&self.backend_span, &code.to_string());
+                    }
                 }
             }
+            self.backend_span = Span::none();
         }
-        self.backend_span = Span::none();
         let outcome = match self.caching.as_mut() {
             Some(caching) => caching.complete(outcome, self.started.elapsed()).await,
             None => outcome,
