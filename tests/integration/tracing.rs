@@ -442,3 +442,59 @@ async fn with_telemetry_off_the_clients_trace_context_reaches_the_backend_unchan
     ensure!(meta_received(&bad).get("traceparent").is_none(), "{bad}");
     Ok(())
 }
+
+/// Sampling is parent-based: with `sample_ratio = 0` a call the bridge starts a trace for is
+/// not exported (and the backend learns it is unsampled: flags 00), while a call under a
+/// client's sampled parent is. With a one-minute export interval only the flush at
+/// shutdown (SIGTERM) can have delivered those spans.
+#[tokio::test]
+async fn sampling_follows_the_clients_parent_and_shutdown_flushes_the_queue() -> Result<()> {
+    let receiver = OtlpReceiver::start().await?;
+    let telemetry = format!(
+        "[telemetry]\notlp_endpoint = {}\nsample_ratio = 0.0\nexport_interval = \"60s\"\n",
+        toml_string(&receiver.endpoint())
+    );
+    let demo = Traced::start(&telemetry).await?;
+    let session = demo.session().await?;
+    let unsampled = call(&session, 1, "debug_meta", json!({"round": 1}), &[], None).await?;
+    let context = meta_received(&unsampled)["traceparent"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    ensure!(
+        context.len() == 55 && context.starts_with("00-") && context.ends_with("-00"),
+        "the backend should learn of an unsampled trace: {unsampled}"
+    );
+    let unsampled_trace = context[3..35].to_owned();
+    let sampled_parent = traceparent(TRACE_A, PARENT_A);
+    call(
+        &session,
+        2,
+        "debug_meta",
+        json!({"round": 2}),
+        &[("traceparent", &sampled_parent)],
+        None,
+    )
+    .await?;
+    ensure!(
+        receiver.requests() == 0,
+        "spans left before the interval or the shutdown"
+    );
+    demo.bridge.stop(Duration::from_secs(20)).await?;
+    let spans = receiver
+        .wait_for(
+            EXPORT_BOUND,
+            "the sampled trace, flushed at shutdown",
+            |spans| {
+                in_trace(spans, TRACE_A)
+                    .iter()
+                    .any(|span| span.kind == SpanKind::Client)
+            },
+        )
+        .await?;
+    ensure!(
+        in_trace(&spans, &unsampled_trace).is_empty(),
+        "an unsampled trace was exported: {spans:#?}"
+    );
+    Ok(())
+}
