@@ -386,6 +386,31 @@ async fn spans_continue_the_clients_trace_through_the_bridge_to_the_backend() ->
             && waiter.attribute("mcp_bridge.cache.result") == Some("coalesced"),
         "{waiter:#?}"
     );
+
+    // 5. An error answer marks both spans failed with the conventions' error.type.
+    let failed = session
+        .call_tool(json!(13), "no_such_tool", json!({}))
+        .await?;
+    let code = failed["error"]["code"].to_string();
+    ensure!(failed["error"].is_object(), "{failed}");
+    let spans = receiver
+        .wait_for(EXPORT_BOUND, "the failed call's spans", |spans| {
+            spans
+                .iter()
+                .any(|span| span.attribute("gen_ai.tool.name") == Some("no_such_tool"))
+        })
+        .await?;
+    let server = spans
+        .iter()
+        .find(|span| {
+            span.kind == SpanKind::Server
+                && span.attribute("gen_ai.tool.name") == Some("no_such_tool")
+        })
+        .context("no SERVER span of the failed call")?;
+    ensure!(
+        server.attribute("error.type") == Some(code.as_str()) && server.status_code == 2,
+        "{server:#?} (error code {code})"
+    );
     ensure!(receiver.refused() == 0, "the receiver refused an export");
     Ok(())
 }

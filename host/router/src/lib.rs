@@ -564,7 +564,9 @@ impl ForwardedCall {
             .and_then(|leased| leased)
             .inspect_err(|error| telemetry::record_error(&acquiring, error.kind()))?;
         drop(acquiring);
-        let tool = (!self.tool.is_empty()).then_some(self.tool.as_str());
+        // A name the server does not list stays out of the span, as out of the metrics.
+        let tool = (!self.tool.is_empty() && self.tool != UNKNOWN_TOOL_LABEL)
+            .then_some(self.tool.as_str());
         let backend_span = telemetry::backend_span(
             &RequestFacts {
                 method: &self.method,
