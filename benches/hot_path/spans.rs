@@ -38,8 +38,7 @@ pub(crate) fn bench(c: &mut Criterion) {
         b.iter(|| {
             let server = telemetry::server_span(black_box(&facts));
             let _in_server = server.enter();
-            let policy = telemetry::policy_span();
-            telemetry::record_generation(&policy, 3);
+            let policy = telemetry::policy_span(3);
             drop(policy);
             let lookup = telemetry::cache_lookup_span();
             telemetry::record_str(&lookup, attribute::CACHE_RESULT, "miss");

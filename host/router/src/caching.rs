@@ -256,10 +256,9 @@ pub(crate) async fn prepare(
     }
     let decision = {
         // The plugin bindings' spans are children of this one: they run inside it.
-        let span = telemetry::policy_span();
+        let span = telemetry::policy_span(plan.policies.generation());
         let _entered = span.enter();
         let decision = plan.policies.decide(&plan.call.info());
-        telemetry::record_generation(&span, plan.policies.generation());
         telemetry::record_str(&span, attribute::POLICY_DECISION, decision.label());
         decision
     };

@@ -86,109 +86,84 @@ pub struct RequestFacts<'a> {
 
 /// The SERVER span of the bridge's handling of one client request (`tools/call {tool}`,
 /// or the method). A disabled span when tracing is off, without formatting anything.
+///
+/// Every attribute is given when the span is made (one pass of the OpenTelemetry layer)
+/// rather than recorded one by one afterwards; the `is_on` check first keeps the name's
+/// formatting off the path when tracing is off.
 pub fn server_span(facts: &RequestFacts<'_>) -> Span {
-    let span = tracing::info_span!(
+    if !is_on() {
+        return Span::none();
+    }
+    let name = request_span_name(facts.method, facts.tool);
+    let tool = facts.tool.filter(|_| facts.method == "tools/call");
+    tracing::info_span!(
         target: TARGET,
         "mcp.server",
-        otel.name = Empty,
+        otel.name = name.as_str(),
         otel.kind = "server",
         otel.status_code = Empty,
-        mcp.method.name = Empty,
-        gen_ai.tool.name = Empty,
-        gen_ai.operation.name = Empty,
-        jsonrpc.request.id = Empty,
-        mcp.session.id = Empty,
-        mcp.protocol.version = Empty,
+        mcp.method.name = facts.method,
+        gen_ai.tool.name = tool,
+        gen_ai.operation.name = tool.map(|_| EXECUTE_TOOL),
+        jsonrpc.request.id = facts.request_id,
+        mcp.session.id = facts.session,
+        mcp.protocol.version = facts.protocol_version,
         network.transport = "tcp",
         error.type = Empty,
         mcp_bridge.cache.result = Empty,
         mcp_bridge.policy.generation = Empty,
-        mcp_bridge.server.name = Empty,
-    );
-    if !span.is_disabled() {
-        record_request(&span, facts);
-    }
-    span
+    )
 }
 
 /// The CLIENT span of the hop to a backend process: the request written to its stdin
 /// until its response. `server` is the bridge's name for the server, `pid` the process's.
 pub fn backend_span(facts: &RequestFacts<'_>, server: &str, pid: Option<u32>) -> Span {
-    let span = tracing::info_span!(
+    if !is_on() {
+        return Span::none();
+    }
+    let name = request_span_name(facts.method, facts.tool);
+    let tool = facts.tool.filter(|_| facts.method == "tools/call");
+    tracing::info_span!(
         target: TARGET,
         "mcp.client",
-        otel.name = Empty,
+        otel.name = name.as_str(),
         otel.kind = "client",
         otel.status_code = Empty,
-        mcp.method.name = Empty,
-        gen_ai.tool.name = Empty,
-        gen_ai.operation.name = Empty,
-        jsonrpc.request.id = Empty,
-        mcp.session.id = Empty,
-        mcp.protocol.version = Empty,
+        mcp.method.name = facts.method,
+        gen_ai.tool.name = tool,
+        gen_ai.operation.name = tool.map(|_| EXECUTE_TOOL),
+        jsonrpc.request.id = facts.request_id,
+        mcp.session.id = facts.session,
+        mcp.protocol.version = facts.protocol_version,
         network.transport = "pipe",
         error.type = Empty,
-        mcp_bridge.server.name = Empty,
-        mcp_bridge.process.pid = Empty,
-    );
-    if !span.is_disabled() {
-        record_request(&span, facts);
-        span.record(attribute::SERVER_NAME, server);
-        if let Some(pid) = pid {
-            span.record(attribute::PROCESS_PID, i64::from(pid));
-        }
-    }
-    span
+        mcp_bridge.server.name = server,
+        mcp_bridge.process.pid = pid.map(i64::from),
+    )
 }
 
-fn record_request(span: &Span, facts: &RequestFacts<'_>) {
-    span.record(
-        "otel.name",
-        request_span_name(facts.method, facts.tool).as_str(),
-    );
-    span.record(attribute::MCP_METHOD_NAME, facts.method);
-    if facts.method == "tools/call"
-        && let Some(tool) = facts.tool
-    {
-        span.record(attribute::GEN_AI_TOOL_NAME, tool);
-        span.record(attribute::GEN_AI_OPERATION_NAME, EXECUTE_TOOL);
-    }
-    if let Some(id) = facts.request_id {
-        span.record(attribute::JSONRPC_REQUEST_ID, id);
-    }
-    if let Some(session) = facts.session {
-        span.record(attribute::MCP_SESSION_ID, session);
-    }
-    if let Some(version) = facts.protocol_version {
-        span.record(attribute::MCP_PROTOCOL_VERSION, version);
-    }
-}
-
-/// The policy chain deciding a call (its plugin bindings' decisions are its children).
-pub fn policy_span() -> Span {
+/// The policy chain of `generation` deciding a call (its plugin bindings' decisions are
+/// its children).
+pub fn policy_span(generation: u64) -> Span {
     tracing::info_span!(
         target: TARGET,
         "mcp_bridge.policy",
         otel.kind = "internal",
-        mcp_bridge.policy.generation = Empty,
+        mcp_bridge.policy.generation = i64::try_from(generation).unwrap_or(i64::MAX),
         mcp_bridge.policy.decision = Empty,
     )
 }
 
 /// One plugin binding's decision inside [`policy_span`].
 pub fn plugin_span(binding: &str) -> Span {
-    let span = tracing::info_span!(
+    tracing::info_span!(
         target: TARGET,
         "mcp_bridge.plugin",
         otel.kind = "internal",
-        mcp_bridge.plugin.binding = Empty,
+        mcp_bridge.plugin.binding = binding,
         mcp_bridge.plugin.decision = Empty,
         error.type = Empty,
-    );
-    if !span.is_disabled() {
-        span.record(attribute::BINDING_NAME, binding);
-    }
-    span
+    )
 }
 
 /// The cache lookup of a call the policy chose to cache.
@@ -213,17 +188,13 @@ pub fn single_flight_wait_span() -> Span {
 
 /// Waiting for a slot on a backend process (the pool's queue included).
 pub fn pool_acquire_span(server: &str) -> Span {
-    let span = tracing::info_span!(
+    tracing::info_span!(
         target: TARGET,
         "mcp_bridge.pool.acquire",
         otel.kind = "internal",
-        mcp_bridge.server.name = Empty,
+        mcp_bridge.server.name = server,
         error.type = Empty,
-    );
-    if !span.is_disabled() {
-        span.record(attribute::SERVER_NAME, server);
-    }
-    span
+    )
 }
 
 /// Whether spans are being made at all: one check of a cached callsite interest, for code
@@ -281,7 +252,7 @@ mod tests {
         };
         assert!(server_span(&facts).is_disabled());
         assert!(backend_span(&facts, "demo", Some(1)).is_disabled());
-        assert!(policy_span().is_disabled());
+        assert!(policy_span(1).is_disabled());
         assert!(trace_context_of(&server_span(&facts), None).is_none());
     }
 }
