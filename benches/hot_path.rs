@@ -19,7 +19,9 @@
 //!   key, against the anonymous caller of a bridge with no credential configured;
 //! - `framing` (in `hot_path/framing.rs`): encoding a request as a line for a child's stdin and
 //!   reading a ~1.5 KB response line back into a `Value`, against `serde_json::to_vec` and
-//!   `serde_json::from_slice` of the same value and bytes.
+//!   `serde_json::from_slice` of the same value and bytes;
+//! - `spans` (in `hot_path/spans.rs`): a call's OpenTelemetry spans with tracing off (no
+//!   `[telemetry]`), against doing nothing.
 //!
 //! Run it with `cargo bench --bench hot_path` (criterion's options follow `--`, e.g.
 //! `-- cache_lookup` to run one group); `cargo test --bench hot_path` runs every benchmark once
@@ -34,6 +36,8 @@ mod framing;
 mod id_remap;
 #[path = "auth/issuer.rs"]
 mod issuer;
+#[path = "hot_path/spans.rs"]
+mod spans;
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -298,6 +302,6 @@ fn settings() -> Criterion {
 criterion_group! {
     name = hot_path;
     config = settings();
-    targets = key, policy, lookup, id_remap::bench, framing::bench, auth::bench
+    targets = key, policy, lookup, id_remap::bench, framing::bench, auth::bench, spans::bench
 }
 criterion_main!(hot_path);

@@ -36,5 +36,6 @@ pub use mcp_bridge_plugin_host as plugin;
 pub use mcp_bridge_policy as policy;
 pub use mcp_bridge_router as router;
 pub use mcp_bridge_shared as shared;
+pub use mcp_bridge_telemetry as telemetry;
 pub use mcp_bridge_trace as trace;
 pub use mcp_bridge_upstream as upstream;

@@ -4,6 +4,7 @@
 //! application's wiring is [`app`].
 
 mod app;
+mod otel;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -169,10 +170,25 @@ fn serve(args: ServeArgs) -> ExitCode {
         Some(LogFormatArg::Human) => LogFormat::Human,
         None => config.logging.format,
     };
-    init_tracing(
-        format,
-        args.log_level.as_deref().unwrap_or(&config.logging.level),
-    );
+    // The runtime exists before tracing so the trace exporter can send on it.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let telemetry = {
+        let _entered = runtime.enter();
+        otel::init_tracing(
+            format,
+            args.log_level.as_deref().unwrap_or(&config.logging.level),
+            &config.telemetry,
+        )
+    };
     raise_fd_limit(config.http.max_client_connections);
     let record = match record_options(&args) {
         Ok(record) => record,
@@ -195,10 +211,12 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     }
     let watched = args.config.clone();
-    block_on(
-        tokio::runtime::Builder::new_multi_thread(),
-        app::serve(config, watched, record, shutdown_signal()),
-    )
+    let code = exit_code(runtime.block_on(app::serve(config, watched, record, shutdown_signal())));
+    // The last spans leave while the runtime (which sends them) still runs.
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown();
+    }
+    code
 }
 
 /// File descriptors the bridge needs besides client connections: refusals under way (64),
@@ -303,21 +321,6 @@ async fn shutdown_signal() {
     }
 }
 
-fn init_tracing(format: LogFormat, level: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|directive| EnvFilter::try_new(directive).ok())
-        .unwrap_or_else(|| EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Human => builder.init(),
-    }
-}
-
 fn bench(command: BenchCommand) -> ExitCode {
     match lab::run(command) {
         Ok(()) => ExitCode::SUCCESS,
@@ -353,7 +356,12 @@ fn block_on(
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(future) {
+    exit_code(runtime.block_on(future))
+}
+
+/// The exit code of a command's outcome, logging its error.
+fn exit_code(outcome: anyhow::Result<()>) -> ExitCode {
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");

@@ -49,3 +49,4 @@ mod session_tokens;
 mod shadow;
 mod smoke;
 mod status_page;
+mod tracing;

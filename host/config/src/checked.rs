@@ -163,6 +163,8 @@ pub struct BridgeConfig {
     pub audit: AuditConfig,
     /// `[sessions]`: the keys that sign session tokens, and their lifetime.
     pub sessions: SessionsConfig,
+    /// `[telemetry]`: OpenTelemetry traces over OTLP (off without an endpoint; restart-only).
+    pub telemetry: super::telemetry::TelemetryConfig,
     /// `[processes]`: the cap on every backend process together.
     pub processes: ProcessesConfig,
     /// `[principal_secrets]`: per-principal values for isolated servers' `env` templates.

@@ -143,6 +143,7 @@ impl BridgeConfig {
         )?;
         self.write_identity(out)?;
         write_sessions(out, &self.sessions)?;
+        write_telemetry(out, &self.telemetry)?;
         writeln!(out, "processes: max_total {}", self.processes.max_total)?;
         if self.principal_secrets.names().next().is_some() {
             // Which principals have a value, never the value.
@@ -213,6 +214,31 @@ fn write_sessions(out: &mut String, sessions: &SessionsConfig) -> std::fmt::Resu
         out,
         "sessions: keys {keys}, max_age {}",
         format_duration(sessions.max_age)
+    )
+}
+
+/// Writes where spans go and how they are batched; header names only, never a value.
+fn write_telemetry(
+    out: &mut String,
+    telemetry: &super::telemetry::TelemetryConfig,
+) -> std::fmt::Result {
+    let Some(url) = &telemetry.traces_url else {
+        return writeln!(out, "telemetry: off (no otlp_endpoint)");
+    };
+    let headers: Vec<String> = telemetry
+        .headers
+        .iter()
+        .map(|(name, _)| format!("{name}: {REDACTED}"))
+        .collect();
+    writeln!(
+        out,
+        "telemetry: OTLP/HTTP protobuf to {url}, service_name {:?}, sample_ratio {}, max_queue {}, export_timeout {}, export_interval {}, headers {} (restart-only)",
+        telemetry.service_name,
+        telemetry.sample_ratio,
+        telemetry.max_queue,
+        format_duration(telemetry.export_timeout),
+        format_duration(telemetry.export_interval),
+        list(&headers)
     )
 }
 

@@ -41,6 +41,7 @@ mod secret;
 mod sessions;
 mod shared;
 mod source;
+mod telemetry;
 mod validate;
 mod validate_auth;
 mod validate_isolation;
@@ -66,6 +67,7 @@ pub use sessions::{
     DEFAULT_SESSION_MAX_AGE, MAX_SESSION_KEYS, MIN_SESSION_KEY_BYTES, SessionsConfig,
 };
 pub use shared::*;
+pub use telemetry::*;
 pub use validate_auth::is_loopback_authority;
 
 /// The embedded default configuration: the bridge's own demo server on 127.0.0.1:8080.

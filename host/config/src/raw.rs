@@ -29,6 +29,7 @@ pub(crate) struct RawConfig {
     pub processes: Option<super::isolation::RawProcesses>,
     pub principal_secrets: Option<OrderedMap<OrderedMap<super::isolation::RawPrincipalSecret>>>,
     pub lab: Option<super::lab::RawLab>,
+    pub telemetry: Option<super::telemetry::RawTelemetry>,
 }
 
 /// The top-level keys of the TOML file, used to explain a key that was written below a table
@@ -50,6 +51,7 @@ pub(crate) const TOP_LEVEL_KEYS: &[&str] = &[
     "processes",
     "principal_secrets",
     "lab",
+    "telemetry",
 ];
 
 /// The `[auth]` table: who may call.

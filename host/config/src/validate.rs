@@ -101,6 +101,7 @@ pub(crate) fn build(
     let limits = super::validate_auth::limits(main, raw.limits.unwrap_or_default(), &servers)?;
     let audit = super::validate_auth::audit(main, base_dir, raw.audit.unwrap_or_default(), lookup)?;
     let sessions = super::sessions::sessions(main, raw.sessions.unwrap_or_default(), lookup)?;
+    let telemetry = super::telemetry::telemetry(main, raw.telemetry.unwrap_or_default(), lookup)?;
     let shadow = super::lab::lab(
         main,
         base_dir,
@@ -129,6 +130,7 @@ pub(crate) fn build(
         limits,
         audit,
         sessions,
+        telemetry,
         processes,
         principal_secrets: std::sync::Arc::new(principal_secrets),
         shadow,

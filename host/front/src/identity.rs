@@ -12,6 +12,7 @@ use mcp_bridge_auth::access::{AccessPolicy, Item};
 use mcp_bridge_auth::limits::{Limited, Limiter};
 use mcp_bridge_auth::{AuthError, AuthMetrics, Identity, Principal};
 use mcp_bridge_jsonrpc::code;
+use mcp_bridge_telemetry::{TRACEPARENT, TRACESTATE, TraceContext};
 use mcp_bridge_upstream::{Admission, AdmissionPermit, CallError};
 use parking_lot::Mutex;
 
@@ -440,21 +441,13 @@ pub(crate) const MAX_AFFINITY_CHARS: usize = 64;
 /// The shortest affinity key accepted from a principal that is not one person or machine
 /// (anonymous, or the shared token): 32 characters of 64 kinds hold far more than 128 bits.
 pub(crate) const MIN_SHARED_AFFINITY_CHARS: usize = 32;
-/// The W3C trace context headers, passed to backends in `params._meta`.
-const TRACEPARENT: &str = "traceparent";
-const TRACESTATE: &str = "tracestate";
-/// The longest trace context values passed on (W3C: a traceparent is 55 characters, a
-/// tracestate at most 32 entries of 256).
-const MAX_TRACEPARENT_CHARS: usize = 128;
-const MAX_TRACESTATE_CHARS: usize = 512;
-
 /// What of a request's headers reaches its backends.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PassedOn {
     /// `Mcp-Bridge-Affinity`, checked for form.
     pub(crate) affinity: Option<Arc<str>>,
-    traceparent: Option<String>,
-    tracestate: Option<String>,
+    /// The W3C trace context of the `traceparent` and `tracestate` headers, when valid.
+    trace: Option<TraceContext>,
 }
 
 impl PassedOn {
@@ -489,25 +482,21 @@ impl PassedOn {
                 Some(Arc::from(key))
             }
         };
-        let traceparent = header_str(headers, TRACEPARENT)
-            .filter(|value| is_traceparent(value))
-            .map(str::to_owned);
-        let tracestate = traceparent.as_ref().and_then(|_| {
-            header_str(headers, TRACESTATE)
-                .filter(|value| value.len() <= MAX_TRACESTATE_CHARS && value.is_ascii())
-                .map(str::to_owned)
+        let trace = header_str(headers, TRACEPARENT).and_then(|traceparent| {
+            TraceContext::parse(traceparent, header_str(headers, TRACESTATE))
         });
-        Ok(PassedOn {
-            affinity,
-            traceparent,
-            tracestate,
-        })
+        Ok(PassedOn { affinity, trace })
+    }
+
+    /// The client's trace context from the HTTP headers, when it sent a valid one.
+    pub(crate) fn trace_context(&self) -> Option<&TraceContext> {
+        self.trace.as_ref()
     }
 
     /// Puts the HTTP trace context into `params._meta` when the request's own `_meta`
     /// carries none, so the backend continues the client's trace either way.
     pub(crate) fn add_trace_context(&self, message: &mut Value) {
-        let Some(traceparent) = &self.traceparent else {
+        let Some(trace) = &self.trace else {
             return;
         };
         let Some(request) = message.as_object_mut() else {
@@ -524,24 +513,11 @@ impl PassedOn {
         if meta.contains_key(TRACEPARENT) {
             return;
         }
-        meta.insert(TRACEPARENT.to_owned(), json!(traceparent));
-        if let Some(tracestate) = &self.tracestate {
+        meta.insert(TRACEPARENT.to_owned(), json!(trace.traceparent()));
+        if let Some(tracestate) = &trace.tracestate {
             meta.insert(TRACESTATE.to_owned(), json!(tracestate));
         }
     }
-}
-
-/// Whether `value` has the form of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`).
-fn is_traceparent(value: &str) -> bool {
-    if value.len() > MAX_TRACEPARENT_CHARS {
-        return false;
-    }
-    let parts: Vec<&str> = value.split('-').collect();
-    let lengths = [2, 32, 16, 2];
-    parts.len() >= 4
-        && parts.iter().zip(lengths).all(|(part, length)| {
-            part.len() == length && part.bytes().all(|b| b.is_ascii_hexdigit())
-        })
 }
 
 impl Caller {

@@ -18,6 +18,7 @@ mod routes;
 mod session;
 mod session_directory;
 mod session_token;
+mod spans;
 mod sse;
 mod stateless;
 mod status_page;

@@ -15,6 +15,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
+use tracing::Instrument as _;
 
 use super::aggregate;
 use super::audit::Audited;
@@ -23,6 +24,7 @@ use super::identity;
 use super::input_rounds;
 use super::logging;
 use super::session::{ClientInfo, Session};
+use super::spans;
 use super::sse;
 use super::stateless;
 use super::versions::{self, MismatchKind, Protocol, Resolution};
@@ -466,7 +468,23 @@ async fn answer_relay(context: &Context, message: Value) -> Reply {
     }
 }
 
+/// Handles a request inside its SERVER span (a no-op span when tracing is off).
 async fn handle_request(context: &Context, message: Value) -> Reply {
+    let span = spans::request_span(
+        &message,
+        context
+            .session
+            .as_deref()
+            .map(|session| (session.id.as_str(), session.protocol_version.as_str())),
+        context.stateless.then_some(STATELESS_PROTOCOL_VERSION),
+        context.passed_on.trace_context(),
+    );
+    handle_request_in_span(context, message)
+        .instrument(span)
+        .await
+}
+
+async fn handle_request_in_span(context: &Context, message: Value) -> Reply {
     let method = jsonrpc::method(&message).unwrap_or_default().to_owned();
     let subscription_uri = matches!(
         method.as_str(),
@@ -804,6 +822,7 @@ async fn forward(
                     hint: call.cache_hint(),
                 };
                 let response = finish(outcome, client_id, cache.hint, call.cache_outcome());
+                spans::record_outcome(call.cache_outcome(), cache.generation, &response);
                 drop(in_flight);
                 return Reply::Forwarded { response, cache };
             }
@@ -847,6 +866,7 @@ async fn forward(
         }
     };
     let (sender, body) = sse::channel_body();
+    // In the request's span, which the stream keeps open until its last event.
     tokio::spawn(async move {
         let mut pending = Some(first_event);
         loop {
@@ -911,6 +931,11 @@ async fn forward(
                                 call.cache_hint(),
                                 call.cache_outcome(),
                             );
+                            spans::record_outcome(
+                                call.cache_outcome(),
+                                call.policy_generation(),
+                                &response,
+                            );
                             sse::send(&sender, sse::event(&response)).await;
                             break;
                         }
@@ -924,7 +949,9 @@ async fn forward(
         state.relays.forget(&relay_ids);
         drop(call_slot);
         drop(in_flight);
-    });
+    }
+        .in_current_span(),
+    );
     Reply::Stream(body)
 }
 

@@ -1,6 +1,7 @@
 //! A plugin binding as a [`Policy`]: warm instances of one plugin version, called with a
 //! CPU deadline; a fault falls back to the safe default and never fails the request.
 
+use mcp_bridge_telemetry::{self as telemetry, attribute};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -275,16 +276,25 @@ impl Policy for WasmPolicy {
         if !self.exports.cache_policy || !self.applies_to(call.server) {
             return Decision::Abstain;
         }
+        // A child of the router's policy span; disabled (a cached check) with tracing off.
+        let span = telemetry::plugin_span(&self.name);
+        let _entered = span.enter();
         let wit_call = bindings::call(call);
-        self.with_instance(Interface::CachePolicy, |instance| {
-            let Some(guest) = instance.cache_policy.clone() else {
-                return Ok(Decision::Abstain);
-            };
-            guest
-                .call_decide(&mut instance.store, &wit_call)
-                .map(bindings::decision)
-        })
-        .unwrap_or(Decision::Bypass)
+        let decision = self
+            .with_instance(Interface::CachePolicy, |instance| {
+                let Some(guest) = instance.cache_policy.clone() else {
+                    return Ok(Decision::Abstain);
+                };
+                guest
+                    .call_decide(&mut instance.store, &wit_call)
+                    .map(bindings::decision)
+            })
+            .unwrap_or_else(|| {
+                telemetry::record_error(&span, "plugin_fault");
+                Decision::Bypass
+            });
+        telemetry::record_str(&span, attribute::PLUGIN_DECISION, decision.label());
+        decision
     }
 
     /// A fault or quarantine answers a zero TTL: never cache.

@@ -114,6 +114,17 @@ pub enum Decision {
     Cache(Directive),
 }
 
+impl Decision {
+    /// The decision's kind in one word (`abstain`, `bypass`, `cache`), for traces.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Decision::Abstain => "abstain",
+            Decision::Bypass => "bypass",
+            Decision::Cache(_) => "cache",
+        }
+    }
+}
+
 impl From<Directive> for Decision {
     fn from(directive: Directive) -> Decision {
         Decision::Cache(directive)

@@ -2,9 +2,11 @@
 //! misses, fills the cache from backend answers, and applies a write's invalidations
 //! before the write's response is returned.
 
+use mcp_bridge_telemetry::{self as telemetry, attribute};
 use mcp_bridge_upstream::{CacheHint, Caller};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use parking_lot::RwLock;
 use serde_json::{Value, json};
@@ -252,7 +254,14 @@ pub(crate) async fn prepare(
         plan.mode = plan.write_mode();
         return Some((plan, Lookup::Backend));
     }
-    let decision = plan.policies.decide(&plan.call.info());
+    let decision = {
+        // The plugin bindings' spans are children of this one: they run inside it.
+        let span = telemetry::policy_span(plan.policies.generation());
+        let _entered = span.enter();
+        let decision = plan.policies.decide(&plan.call.info());
+        telemetry::record_str(&span, attribute::POLICY_DECISION, decision.label());
+        decision
+    };
     let Decision::Cache(mut directive) = decision else {
         layer.cache.record(Served::Bypass);
         plan.mode = plan.write_mode();
@@ -261,7 +270,18 @@ pub(crate) async fn prepare(
     if private_to.is_some() {
         directive.shared = false;
     }
-    let lookup = plan.look_up(directive, params).await;
+    let span = telemetry::cache_lookup_span();
+    let lookup = plan
+        .look_up(directive, params)
+        .instrument(span.clone())
+        .await;
+    let result = match &lookup {
+        Lookup::Hit(_) => "hit",
+        Lookup::Stale(..) => "stale",
+        Lookup::Follow(_) => "coalesced",
+        Lookup::Backend => "miss",
+    };
+    telemetry::record_str(&span, attribute::CACHE_RESULT, result);
     Some((plan, lookup))
 }
 

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::Value;
+use tracing::{Instrument as _, Span};
 
 use mcp_bridge_upstream::ServerHandle;
 
@@ -48,6 +49,7 @@ use mcp_bridge_jsonrpc as jsonrpc;
 use mcp_bridge_metrics::Registry;
 use mcp_bridge_policy::PolicyChain;
 use mcp_bridge_shared::SharedTier;
+use mcp_bridge_telemetry::{self as telemetry, RequestFacts, attribute};
 use mcp_bridge_trace::Recorder;
 
 /// What `/readyz` names while it waits for the shared tier (`required_for_readiness`).
@@ -395,15 +397,19 @@ impl Router {
             false,
             Some(refresh),
         );
-        tokio::spawn(async move {
-            if let Some(caching) = call.caching.as_mut() {
-                caching.stamp_refresh().await;
+        // In the trace of the call that found the entry stale.
+        tokio::spawn(
+            async move {
+                if let Some(caching) = call.caching.as_mut() {
+                    caching.stamp_refresh().await;
+                }
+                if let Err(error) = call.start(message).await {
+                    call.pending_error = Some(error);
+                }
+                while let Step::Event(_) = call.next().await {}
             }
-            if let Err(error) = call.start(message).await {
-                call.pending_error = Some(error);
-            }
-            while let Step::Event(_) = call.next().await {}
-        });
+            .in_current_span(),
+        );
     }
 
     /// Stops the pinned process of a session that ended, on every session-isolated server.
@@ -503,6 +509,9 @@ pub struct ForwardedCall {
     recording: Option<recording::Draft>,
     /// The isolated group the call's pool belongs to, held so it is not dropped under it.
     group: Option<isolation::GroupUse>,
+    /// The CLIENT span of the hop to the backend, from the write until the outcome
+    /// (disabled when tracing is off).
+    backend_span: Span,
 }
 
 impl ForwardedCall {
@@ -542,18 +551,45 @@ impl ForwardedCall {
             follower: None,
             recording: None,
             group: None,
+            backend_span: Span::none(),
         }
     }
 
     async fn start(&mut self, message: Value) -> Result<(), BackendError> {
+        let acquiring = telemetry::pool_acquire_span(self.pool.name());
         let lease = tokio::time::timeout_at(self.deadline, self.pool.acquire())
+            .instrument(acquiring.clone())
             .await
-            .map_err(|_| self.timeout_error())??;
+            .map_err(|_| self.timeout_error())
+            .and_then(|leased| leased)
+            .inspect_err(|error| telemetry::record_error(&acquiring, error.kind()))?;
+        drop(acquiring);
+        // A name the server does not list stays out of the span, as out of the metrics.
+        let tool = (!self.tool.is_empty() && self.tool != UNKNOWN_TOOL_LABEL)
+            .then_some(self.tool.as_str());
+        let backend_span = telemetry::backend_span(
+            &RequestFacts {
+                method: &self.method,
+                tool,
+                ..RequestFacts::default()
+            },
+            self.pool.name(),
+            Some(lease.process().pid()),
+        );
+        // The backend continues the trace from this span. The cache key was computed
+        // before (and leaves `_meta` out), so the injected context never splits a key.
+        let mut message = message;
+        telemetry::inject_trace_context(&mut message, &backend_span);
         // Writing waits when the child stops reading stdin, so it shares the deadline.
         let writing = lease.process().start_call(message, self.want_events);
-        let inflight = tokio::time::timeout_at(self.deadline, writing)
+        let started = tokio::time::timeout_at(self.deadline, writing)
+            .instrument(backend_span.clone())
             .await
-            .map_err(|_| self.timeout_error())??;
+            .map_err(|_| self.timeout_error())
+            .and_then(|written| written);
+        let inflight =
+            started.inspect_err(|error| telemetry::record_error(&backend_span, error.kind()))?;
+        self.backend_span = backend_span;
         self.lease = Some(lease);
         self.inflight = Some(inflight);
         Ok(())
@@ -616,6 +652,7 @@ impl ForwardedCall {
         &mut self,
         mut receiver: tokio::sync::watch::Receiver<mcp_bridge_cache::Published>,
     ) -> Option<Step> {
+        let waiting = telemetry::single_flight_wait_span();
         let waited = tokio::time::timeout_at(self.deadline, async {
             // Copied out at once: the watch guard must not live across an await.
             receiver
@@ -624,7 +661,15 @@ impl ForwardedCall {
                 .ok()
                 .and_then(|published| published.clone())
         })
+        .instrument(waiting.clone())
         .await;
+        let result = match &waited {
+            Ok(Some(_)) => "published",
+            Ok(None) => "abandoned",
+            Err(_) => "timeout",
+        };
+        telemetry::record_str(&waiting, attribute::CACHE_RESULT, result);
+        drop(waiting);
         match waited {
             Err(_) => return Some(self.finish(Err(self.timeout_error())).await),
             // A result private to another principal is not ours to use: fetch our own.
@@ -675,6 +720,8 @@ impl ForwardedCall {
             .inc();
         self.inflight = None;
         self.lease = None;
+        telemetry::record_error(&self.backend_span, error.kind());
+        self.backend_span = Span::none();
         match self.start(message).await {
             Ok(()) => Ok(()),
             Err(error) => Err(self.finish(Err(error)).await),
@@ -754,6 +801,18 @@ impl ForwardedCall {
         self.done = true;
         self.inflight = None;
         self.lease = None;
+        // The backend hop ends with its outcome.
+        if !self.backend_span.is_disabled() {
+            match &outcome {
+                Err(error) => telemetry::record_error(&self.backend_span, error.kind()),
+                Ok(response) => {
+                    if let Some(code) = response.pointer("/error/code") {
+                        telemetry::record_error(&self.backend_span, &code.to_string());
+                    }
+                }
+            }
+            self.backend_span = Span::none();
+        }
         let outcome = match self.caching.as_mut() {
             Some(caching) => caching.complete(outcome, self.started.elapsed()).await,
             None => outcome,

@@ -66,6 +66,12 @@ pub(crate) fn watch(
                 "the config file changed [lab.shadow]; shadow candidates apply on restart"
             );
         }
+        if new.telemetry != running.telemetry {
+            tracing::warn!(
+                config = %new.source,
+                "the config file changed [telemetry]; tracing settings apply on restart"
+            );
+        }
         if new.cache.backend != running.cache.backend {
             tracing::warn!(
                 config = %new.source,

@@ -11,6 +11,8 @@
 //!   its access log tells which one served each request.
 //! - [`Prometheus`]: a real Prometheus scraping bridges every second and evaluating rule
 //!   files, queried through its HTTP API; [`promtool`] checks and unit-tests rule files.
+//! - [`OtlpReceiver`]: an OTLP/HTTP trace receiver on a free loopback port that decodes
+//!   the bridge's exports with the official OpenTelemetry protobuf definitions.
 //! - [`certs`]: a CA and a loopback server certificate made for the run with `openssl`.
 //! - [`wait`]: the one bounded poll ([`eventually`], [`poll_until`], [`SETTLE`]) for state
 //!   another thread or process updates later.
@@ -35,6 +37,7 @@ pub mod bench;
 mod bridge;
 pub mod certs;
 mod nginx;
+pub mod otlp;
 pub mod process;
 mod prometheus;
 mod redis;
@@ -49,5 +52,6 @@ pub use mcp_bridge::lab::percentile;
 pub use bridge::{Bridge, metric};
 pub use nginx::Nginx;
 pub use prometheus::{Prometheus, SCRAPE_INTERVAL, promtool};
+pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use redis::{RedisOptions, RedisServer};
 pub use wait::{SETTLE, eventually, poll_until};

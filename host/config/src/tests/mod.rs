@@ -7,6 +7,7 @@ mod lab;
 mod plugins;
 mod sessions;
 mod shared;
+mod telemetry;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
