@@ -51,7 +51,7 @@ pub use mcp_bridge::lab::percentile;
 
 pub use bridge::{Bridge, metric};
 pub use nginx::Nginx;
-pub use prometheus::{Prometheus, SCRAPE_INTERVAL, promtool};
 pub use otlp::{OtlpReceiver, ReceivedSpan};
+pub use prometheus::{Prometheus, SCRAPE_INTERVAL, promtool};
 pub use redis::{RedisOptions, RedisServer};
 pub use wait::{SETTLE, eventually, poll_until};
