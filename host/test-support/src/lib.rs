@@ -11,6 +11,8 @@
 //!   its access log tells which one served each request.
 //! - [`Prometheus`]: a real Prometheus scraping bridges every second and evaluating rule
 //!   files, queried through its HTTP API; [`promtool`] checks and unit-tests rule files.
+//! - [`ensure_installed`]: a Debian package the tests need, installed through
+//!   `scripts/install-services.sh` when its binary is missing.
 //! - [`certs`]: a CA and a loopback server certificate made for the run with `openssl`.
 //! - [`wait`]: the one bounded poll ([`eventually`], [`poll_until`], [`SETTLE`]) for state
 //!   another thread or process updates later.
@@ -50,4 +52,5 @@ pub use bridge::{Bridge, metric};
 pub use nginx::Nginx;
 pub use prometheus::{Prometheus, SCRAPE_INTERVAL, promtool};
 pub use redis::{RedisOptions, RedisServer};
+pub use service::ensure_installed;
 pub use wait::{SETTLE, eventually, poll_until};
