@@ -45,9 +45,11 @@ async fn systemd_hears_ready_once_the_bridge_serves_and_stopping_on_sigterm() ->
     let (status, _) = bridge.get("/healthz").await?;
     ensure!(status == 200, "/healthz answered {status} after READY=1");
     bridge.signal(libc::SIGTERM);
-    let stopping =
-        tokio::task::block_in_place(|| receive(&socket, Instant::now() + NOTIFY_WAIT))?;
-    ensure!(stopping == "STOPPING=1", "after SIGTERM systemd heard {stopping:?}");
+    let stopping = tokio::task::block_in_place(|| receive(&socket, Instant::now() + NOTIFY_WAIT))?;
+    ensure!(
+        stopping == "STOPPING=1",
+        "after SIGTERM systemd heard {stopping:?}"
+    );
     let status = bridge.stop(NOTIFY_WAIT).await?;
     ensure!(status.success(), "the bridge exited with {status}");
     Ok(())
@@ -91,7 +93,9 @@ async fn the_shipped_unit_passes_systemd_analyze_verify() -> Result<()> {
     let broken_units = [
         (
             "parse.service",
-            format!("[Service]\nType=notify\nExecStart={exe} serve\nMemoryMaks=2G\nMemoryMax=lots\n"),
+            format!(
+                "[Service]\nType=notify\nExecStart={exe} serve\nMemoryMaks=2G\nMemoryMax=lots\n"
+            ),
             &["MemoryMaks", "lots"][..],
         ),
         (
