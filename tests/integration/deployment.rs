@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
+use mcp_bridge_test_support::ensure_installed;
+
 use crate::support::{demo_server_toml, repo_root, start_bridge_with_env};
 
 /// How long the bridge may take to start (a debug build on a busy machine) or to stop.
@@ -53,22 +55,28 @@ async fn systemd_hears_ready_once_the_bridge_serves_and_stopping_on_sigterm() ->
     Ok(())
 }
 
-#[test]
-fn the_shipped_unit_passes_systemd_analyze_verify() -> Result<()> {
-    let analyze = Path::new("/usr/bin/systemd-analyze");
-    if !analyze.exists() {
-        let installed = Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends", "systemd"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .context("run apt-get to install systemd (for systemd-analyze)")?;
-        ensure!(installed.success(), "apt-get install systemd failed");
-    }
+/// Where Debian's `systemd` package puts `systemd-analyze`.
+const SYSTEMD_ANALYZE: &str = "/usr/bin/systemd-analyze";
+
+#[tokio::test]
+async fn the_shipped_unit_passes_systemd_analyze_verify() -> Result<()> {
+    let analyze = Path::new(SYSTEMD_ANALYZE);
+    ensure_installed("systemd", analyze).await?;
     let unit = std::fs::read_to_string(repo_root().join("config/mcp-bridge.service"))?;
-    ensure!(
-        unit.contains("Type=notify") && unit.contains("MemoryMax="),
-        "the unit lost Type=notify or MemoryMax"
-    );
+    // The settings the bridge's behaviour under systemd rests on: readiness, the memory cap,
+    // SIGTERM to the bridge alone so that it can drain (the default control-group mode would
+    // end every backend at once), and surviving a backend the kernel kills at MemoryMax.
+    for setting in [
+        "Type=notify",
+        "MemoryMax=",
+        "KillMode=mixed",
+        "OOMPolicy=continue",
+    ] {
+        ensure!(
+            unit.lines().any(|line| line.starts_with(setting)),
+            "the unit lost {setting}"
+        );
+    }
     // verify checks that ExecStart's binary exists; point it at the one cargo built.
     let dir = tempfile::tempdir()?;
     let checked = dir.path().join("mcp-bridge.service");
@@ -79,28 +87,54 @@ fn the_shipped_unit_passes_systemd_analyze_verify() -> Result<()> {
         warnings.is_empty(),
         "systemd-analyze verify warns about the shipped unit:\n{warnings}"
     );
-    // The check can fail: a misspelt key and a bad limit are reported.
-    let broken = dir.path().join("broken.service");
-    std::fs::write(
-        &broken,
-        format!("[Service]\nType=notify\nExecStart={exe} serve\nMemoryMaks=2G\nMemoryMax=lots\n"),
-    )?;
-    let warnings = verify(analyze, &broken)?;
-    if !(warnings.contains("MemoryMaks") && warnings.contains("lots")) {
-        bail!("systemd-analyze verify missed a broken unit's errors:\n{warnings}");
+    // The check can fail, for parse errors (a misspelt key, a bad limit) and for the semantic
+    // errors systemd reports naming only the unit, not its file: a restarting oneshot service
+    // and an ExecStart that is not executable.
+    let broken_units = [
+        (
+            "parse.service",
+            format!(
+                "[Service]\nType=notify\nExecStart={exe} serve\nMemoryMaks=2G\nMemoryMax=lots\n"
+            ),
+            &["MemoryMaks", "lots"][..],
+        ),
+        (
+            "oneshot.service",
+            format!("[Service]\nType=oneshot\nRestart=always\nExecStart={exe} serve\n"),
+            &["Restart="][..],
+        ),
+        (
+            "missing.service",
+            "[Service]\nType=notify\nExecStart=/nonexistent/mcp-bridge serve\n".to_owned(),
+            &["/nonexistent/mcp-bridge", "not executable"][..],
+        ),
+    ];
+    for (name, text, expected) in broken_units {
+        let broken = dir.path().join(name);
+        std::fs::write(&broken, text)?;
+        let warnings = verify(analyze, &broken)?;
+        if !expected.iter().all(|needle| warnings.contains(needle)) {
+            bail!("systemd-analyze verify missed {name}'s errors ({expected:?}):\n{warnings}");
+        }
     }
     Ok(())
 }
 
-/// What `systemd-analyze verify` says about `unit` itself (lines naming other units, such as
-/// the host's own, are left out).
+/// What `systemd-analyze verify` says about `unit` itself. Parse errors name the unit's file
+/// by its path, semantic ones ("Service has Restart= set to ...", "Command ... is not
+/// executable") only by the unit's name, so a line counts when it names the file's name;
+/// lines about other units (the host's own) are left out.
 fn verify(analyze: &Path, unit: &Path) -> Result<String> {
     let output = Command::new(analyze)
         .arg("verify")
         .arg(unit)
         .output()
         .context("run systemd-analyze verify")?;
-    let name = unit.display().to_string();
+    let name = unit
+        .file_name()
+        .context("the unit's path has a file name")?
+        .to_string_lossy()
+        .into_owned();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),

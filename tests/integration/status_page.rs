@@ -206,6 +206,77 @@ async fn with_the_admin_api_closed_the_page_loads_and_its_data_is_refused() -> R
     Ok(())
 }
 
+/// `GET /admin/status` with the request addressed to `host` (the Host header), as a page
+/// served under another name would send it after DNS rebinding: a same-origin GET carries
+/// no Origin header.
+async fn status_addressed_to(
+    bridge: &crate::support::Bridge,
+    host: &str,
+    authorization: Option<&str>,
+) -> Result<(u16, String)> {
+    let mut request = http().get(bridge.url("/admin/status")).header("host", host);
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    let answer = request.send().await?;
+    Ok((answer.status().as_u16(), answer.text().await?))
+}
+
+/// With no admin credential the admin routes are open on loopback, so a web page that
+/// rebinds its own name to 127.0.0.1 could read them: they answer only requests addressed
+/// to a loopback name or an allowed origin's host. With an admin token the token decides.
+#[tokio::test]
+async fn an_open_admin_api_answers_only_requests_addressed_to_a_loopback_name() -> Result<()> {
+    let config = format!(
+        "[http]\nallowed_origins = [\"http://localhost\", \"http://bridge.internal:*\"]\n\n{}",
+        demo_server_toml("demo", &[], "")
+    );
+    let open = start_bridge(&config)?;
+    open.wait_ready().await?;
+    let port = open.address.port();
+    for host in [
+        format!("evil.example:{port}"),
+        format!("localhost.evil.example:{port}"),
+        "evil.example".to_owned(),
+    ] {
+        let (status, text) = status_addressed_to(&open, &host, None).await?;
+        ensure!(status == 403, "Host {host}: {status} {text}");
+        ensure!(
+            text.contains(&host) && text.contains("allowed_origins"),
+            "Host {host}: {text}"
+        );
+    }
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("bridge.internal:{port}"),
+    ] {
+        let (status, text) = status_addressed_to(&open, &host, None).await?;
+        ensure!(status == 200, "Host {host}: {status} {text}");
+    }
+    // The status page itself carries no data and is served under any name.
+    let page = http()
+        .get(open.url("/"))
+        .header("host", format!("evil.example:{port}"))
+        .send()
+        .await?;
+    ensure!(page.status() == 200, "GET / answered {}", page.status());
+
+    let config = format!(
+        "[http]\nadmin_token = \"{ADMIN_TOKEN}\"\n\n{}",
+        demo_server_toml("demo", &[], "")
+    );
+    let guarded = start_bridge(&config)?;
+    guarded.wait_ready().await?;
+    let host = format!("evil.example:{}", guarded.address.port());
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    let (status, text) = status_addressed_to(&guarded, &host, Some(&bearer)).await?;
+    ensure!(status == 200, "with the admin token: {status} {text}");
+    let (status, text) = status_addressed_to(&guarded, &host, None).await?;
+    ensure!(status == 401, "without the admin token: {status} {text}");
+    Ok(())
+}
+
 /// scripts/status-page.mjs, driven one step at a time over its stdin and stdout.
 struct PageDriver {
     child: Child,

@@ -150,6 +150,12 @@ impl Authenticator {
         }
     }
 
+    /// Whether the admin routes are open to anyone who reaches them: no `http.admin_token`,
+    /// no client token or API keys, no JWTs. `authorize_admin` then admits every caller.
+    pub fn admin_is_open(&self) -> bool {
+        self.admin_token.is_none() && !self.identities && self.keys.is_empty()
+    }
+
     /// Whether the caller may use the admin routes: with `http.admin_token`, or as a
     /// principal holding one of `auth.admin_roles` when JWTs or API keys are configured.
     /// With no credential configured at all, the routes are open (the front allows that

@@ -37,6 +37,10 @@ pub enum FrontError {
     MissingSession,
     #[error("Origin '{0}' is not allowed; add it to http.allowed_origins")]
     ForbiddenOrigin(String),
+    #[error(
+        "Host '{0}' is not a loopback name: with no admin credential the admin routes answer only requests addressed to localhost, 127.0.0.1 or [::1] (a guard against DNS rebinding); use one of those, add the host's origin to http.allowed_origins, or set http.admin_token"
+    )]
+    ForbiddenHost(String),
     #[error("missing or wrong bearer token; send 'Authorization: Bearer <token>'")]
     Unauthorized,
     #[error(
@@ -147,6 +151,7 @@ impl FrontError {
             | FrontError::UnknownSession(_)
             | FrontError::NotFound(_) => StatusCode::NOT_FOUND,
             FrontError::ForbiddenOrigin(_)
+            | FrontError::ForbiddenHost(_)
             | FrontError::AdminDisabled
             | FrontError::NotAdmin { .. }
             | FrontError::SessionOfAnotherPrincipal(_) => StatusCode::FORBIDDEN,

@@ -211,6 +211,13 @@ async fn admin_guard(state: &AppState, headers: &HeaderMap) -> Result<(), FrontE
     common_checks(state, headers)?;
     let authorization = header_str(headers, header::AUTHORIZATION.as_str());
     let identity = state.identity.current();
+    if identity.authenticator.admin_is_open()
+        && state.http.listen.ip().is_loopback()
+        && let Some(host) = header_str(headers, header::HOST.as_str())
+        && !open_admin_host_allowed(&state.http.allowed_origins, host)
+    {
+        return Err(FrontError::ForbiddenHost(host.to_owned()));
+    }
     match identity.authenticator.authorize_admin(authorization).await {
         Ok(()) => Ok(()),
         Err(AdminRefusal::Disabled) => Err(FrontError::AdminDisabled),
@@ -219,6 +226,21 @@ async fn admin_guard(state: &AppState, headers: &HeaderMap) -> Result<(), FrontE
         }
         Err(AdminRefusal::Unauthorized(_)) => Err(FrontError::Unauthorized),
     }
+}
+
+/// Whether an open admin route (no admin credential, loopback listener) may answer a request
+/// addressed to `host` (the Host header). A web page on another site can reach a loopback
+/// bridge through DNS rebinding (its name made to resolve to 127.0.0.1), and its same-origin
+/// GETs carry no Origin header for `common_checks` to refuse; they do carry the page's name
+/// in Host. So only loopback names are answered (`localhost`, a loopback address such as
+/// 127.0.0.1 or `[::1]`, with any port), or a host an `http.allowed_origins` entry names
+/// over http or https. A request without Host (HTTP/1.0) cannot come from a browser and
+/// is not refused here.
+fn open_admin_host_allowed(allowed_origins: &[String], host: &str) -> bool {
+    mcp_bridge_config::is_loopback_authority(host)
+        || ["http", "https"]
+            .iter()
+            .any(|scheme| origin_allowed(allowed_origins, &format!("{scheme}://{host}")))
 }
 
 /// Refuses to serve a non-loopback address without a client credential unless the operator
@@ -369,6 +391,44 @@ mod tests {
             "http://127.0.0.1:8080"
         ));
         assert!(origin_allowed(&["*".to_owned()], "https://anything"));
+    }
+
+    #[test]
+    fn an_open_admin_route_answers_loopback_hosts_and_allowed_origins_only() {
+        let defaults: Vec<String> = mcp_bridge_config::DEFAULT_ALLOWED_ORIGINS
+            .iter()
+            .map(|origin| (*origin).to_owned())
+            .collect();
+        for host in [
+            "localhost",
+            "localhost:8080",
+            "LOCALHOST:8080",
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "127.0.0.2:8080",
+            "[::1]",
+            "[::1]:8080",
+        ] {
+            assert!(open_admin_host_allowed(&defaults, host), "{host}");
+        }
+        // A rebinding attacker's name, whatever it resolves to, and names that merely start
+        // like a loopback one.
+        for host in [
+            "evil.example",
+            "evil.example:8080",
+            "localhost.evil.example:8080",
+            "127.0.0.1.evil.example",
+            "[::2]:8080",
+            "10.0.0.1:8080",
+            "",
+        ] {
+            assert!(!open_admin_host_allowed(&defaults, host), "{host:?}");
+        }
+        // A name the operator allowed as an origin (a proxy in front, say) is answered.
+        let proxied = vec!["https://bridge.internal:*".to_owned()];
+        assert!(open_admin_host_allowed(&proxied, "bridge.internal:8443"));
+        assert!(!open_admin_host_allowed(&proxied, "bridge.internal"));
+        assert!(open_admin_host_allowed(&["*".to_owned()], "evil.example"));
     }
 
     #[test]

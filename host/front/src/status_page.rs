@@ -110,6 +110,25 @@ mod tests {
     }
 
     #[test]
+    fn the_message_shows_outside_the_token_form() {
+        // #auth is hidden while no token is stored (a bridge with no admin credential), and
+        // an error status or an unreachable bridge must still show its reason.
+        let auth = PAGE.find("<div id=\"auth\"").expect("the page has #auth");
+        let auth_end = auth + PAGE[auth..].find("</div>").expect("#auth is closed");
+        let message = PAGE
+            .find("<p id=\"message\">")
+            .expect("the page has #message");
+        assert!(
+            message > auth_end,
+            "#message sits inside #auth, which is hidden without a token"
+        );
+        assert!(
+            !PAGE[auth + 1..auth_end].contains("<div"),
+            "#auth holds a nested div, so its end was not found"
+        );
+    }
+
+    #[test]
     fn a_hash_covers_the_exact_block_text() {
         let hashes = inline_hashes("<p><script>a()</script><script>b()</script>", "script");
         let expected_a = STANDARD.encode(Sha256::digest(b"a()"));

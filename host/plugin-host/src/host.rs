@@ -284,7 +284,10 @@ impl PluginHost {
     }
 
     /// Applies a new `[plugins]` config and built-in policy (a config reload). Every
-    /// binding that changed must start, or nothing changes.
+    /// binding that changed must start, or nothing changes. Every reload rebuilds the chain
+    /// (a new generation, for the built-in policy's TTL rows), but only one that changed
+    /// `[plugins]` is listed in the recent reloads: the ring keeps few events, and edits to
+    /// the TTL table must not push the plugin loads and rejections out of it.
     pub fn reconfigure(
         &self,
         config: PluginsConfig,
@@ -297,6 +300,7 @@ impl PluginHost {
             );
         }
         let previous = std::mem::replace(&mut state.config, config);
+        let plugins_changed = previous != state.config;
         let specs = specs(&state.config, &state.versions);
         let mut started = BTreeMap::new();
         for spec in &specs {
@@ -325,12 +329,14 @@ impl PluginHost {
         state.active = active;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         self.install(&state, generation);
-        state.recent_reloads.record(
-            "",
-            "reconfigured",
-            generation,
-            "plugin config applied".to_owned(),
-        );
+        if plugins_changed {
+            state.recent_reloads.record(
+                "",
+                "reconfigured",
+                generation,
+                "[plugins] config applied".to_owned(),
+            );
+        }
         Ok(generation)
     }
 
@@ -621,6 +627,7 @@ pub fn is_plugin_file_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mcp_bridge_policy::BuiltinSettings;
 
     #[test]
     fn the_reload_log_keeps_only_the_newest_events() {
@@ -632,5 +639,51 @@ mod tests {
         assert_eq!(events.len(), RECENT_RELOADS);
         assert_eq!(events[0].generation, RECENT_RELOADS as u64 + 5);
         assert_eq!(events[RECENT_RELOADS - 1].generation, 6);
+    }
+
+    #[test]
+    fn only_a_changed_plugins_config_is_listed_in_the_recent_reloads() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let config = PluginsConfig {
+            dir: Some(dir.path().to_owned()),
+            ..PluginsConfig::default()
+        };
+        let builtin = || Arc::new(BuiltinPolicy::new(BuiltinSettings::default()));
+        let sink: Arc<dyn PolicySink> = Arc::new(|_chain: PolicyChain| {});
+        let metrics = Arc::new(PluginMetrics::register(&mcp_bridge_metrics::Registry::new()));
+        let host = PluginHost::start(
+            config.clone(),
+            dir.path().to_owned(),
+            builtin(),
+            sink,
+            metrics,
+        )
+        .expect("the host starts on an empty directory");
+        let reconfigured = |host: &PluginHost| {
+            host.state
+                .lock()
+                .recent_reloads
+                .newest_first()
+                .iter()
+                .filter(|event| event.outcome == "reconfigured")
+                .count()
+        };
+
+        // A reload that leaves [plugins] as it was (a TTL row edited, say) still rebuilds
+        // the chain, but lists nothing.
+        let before = host.generation();
+        let generation = host
+            .reconfigure(config.clone(), builtin())
+            .expect("the same config applies");
+        assert!(generation > before, "the chain is rebuilt");
+        assert_eq!(reconfigured(&host), 0);
+
+        let changed = PluginsConfig {
+            max_idle_instances: config.max_idle_instances + 1,
+            ..config
+        };
+        host.reconfigure(changed, builtin())
+            .expect("the changed config applies");
+        assert_eq!(reconfigured(&host), 1);
     }
 }

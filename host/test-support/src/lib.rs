@@ -13,6 +13,8 @@
 //!   files, queried through its HTTP API; [`promtool`] checks and unit-tests rule files.
 //! - [`OtlpReceiver`]: an OTLP/HTTP trace receiver on a free loopback port that decodes
 //!   the bridge's exports with the official OpenTelemetry protobuf definitions.
+//! - [`ensure_installed`]: a Debian package the tests need, installed through
+//!   `scripts/install-services.sh` when its binary is missing.
 //! - [`certs`]: a CA and a loopback server certificate made for the run with `openssl`.
 //! - [`wait`]: the one bounded poll ([`eventually`], [`poll_until`], [`SETTLE`]) for state
 //!   another thread or process updates later.
@@ -54,4 +56,5 @@ pub use nginx::Nginx;
 pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use prometheus::{Prometheus, SCRAPE_INTERVAL, promtool};
 pub use redis::{RedisOptions, RedisServer};
+pub use service::ensure_installed;
 pub use wait::{SETTLE, eventually, poll_until};

@@ -1,6 +1,7 @@
 //! What the harness does the same way for every third-party service it runs for real
-//! (redis-server, nginx, prometheus): install the Debian package when its binary is missing,
-//! pick a free loopback port, signal by pid, and wait for an exit with a bound.
+//! (redis-server, nginx, prometheus) or tool it calls (systemd-analyze): install the Debian
+//! package when its binary is missing, pick a free loopback port, signal by pid, and wait for
+//! an exit with a bound.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::Path;
@@ -19,8 +20,8 @@ pub(crate) const POLL_EVERY: Duration = Duration::from_millis(10);
 
 /// Installs the Debian `package` with `scripts/install-services.sh` when `binary` is missing
 /// (the script is idempotent and serialises concurrent callers with a lock), so a test never
-/// skips for want of a service.
-pub(crate) async fn ensure_installed(package: &str, binary: &Path) -> Result<()> {
+/// skips for want of a service or tool (`systemd` for `systemd-analyze`, say).
+pub async fn ensure_installed(package: &str, binary: &Path) -> Result<()> {
     if binary.is_file() {
         return Ok(());
     }
