@@ -19,7 +19,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use super::error::BackendError;
 use super::framing::{Frame, LineReader};
-use super::procfs::ProcEntry;
+use super::procfs::ProcTable;
 use super::usage::{self, TreeRoot, Usage};
 use crate::PoolMetrics;
 use mcp_bridge_config::ServerConfig;
@@ -619,7 +619,7 @@ impl Process {
     /// Measures the process's tree in `table` (one `/proc` read shared by every process)
     /// and records it. A dead process, or a pid that now names another process, is left
     /// as it was.
-    pub(crate) fn sample_usage(&self, table: &[ProcEntry]) {
+    pub(crate) fn sample_usage(&self, table: &ProcTable) {
         if self.state() == ProcessState::Dead {
             return;
         }

@@ -6,7 +6,11 @@
 // sysconf has no safe wrapper in std; the one block below asks for two constants.
 #![allow(unsafe_code)]
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 /// One process as `/proc/PID/stat` describes it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -60,26 +64,68 @@ pub(crate) fn process_table() -> Vec<ProcEntry> {
         .collect()
 }
 
-/// Every process of `table` whose chain of parents leads to `root` (not `root` itself).
-pub(crate) fn descendants_in(table: &[ProcEntry], root: u32) -> Vec<ProcEntry> {
-    let mut found: Vec<ProcEntry> = Vec::new();
-    let mut frontier = vec![root];
-    while let Some(parent) = frontier.pop() {
-        for entry in table.iter().filter(|entry| entry.parent == parent) {
-            // A pid appears once in the table, so the walk ends even if the table was
-            // read while processes changed parents.
-            if entry.pid != root && !found.iter().any(|seen| seen.pid == entry.pid) {
-                found.push(*entry);
-                frontier.push(entry.pid);
+/// A snapshot of the process table with each process's children indexed, so walking a
+/// tree costs its size, not the table's.
+pub(crate) struct ProcTable {
+    entries: Vec<ProcEntry>,
+    children: HashMap<u32, Vec<usize>>,
+}
+
+impl ProcTable {
+    pub(crate) fn new(entries: Vec<ProcEntry>) -> ProcTable {
+        let mut children: HashMap<u32, Vec<usize>> = HashMap::new();
+        for (index, entry) in entries.iter().enumerate() {
+            children.entry(entry.parent).or_default().push(index);
+        }
+        ProcTable { entries, children }
+    }
+
+    /// The table now, read at most once per [`SHARED_TABLE_MAX_AGE`] for the whole bridge:
+    /// every pool's sampler (one per server and per isolated group) shares it, so a bridge
+    /// with many pools still reads `/proc` about once a second.
+    pub(crate) fn shared() -> Arc<ProcTable> {
+        static SHARED: Mutex<Option<(Instant, Arc<ProcTable>)>> = Mutex::new(None);
+        let mut shared = SHARED.lock();
+        if let Some((read_at, table)) = shared.as_ref()
+            && read_at.elapsed() < SHARED_TABLE_MAX_AGE
+        {
+            return table.clone();
+        }
+        let table = Arc::new(ProcTable::new(process_table()));
+        *shared = Some((Instant::now(), table.clone()));
+        table
+    }
+
+    pub(crate) fn get(&self, pid: u32) -> Option<&ProcEntry> {
+        self.entries.iter().find(|entry| entry.pid == pid)
+    }
+
+    /// Every process whose chain of parents leads to `root` (not `root` itself).
+    pub(crate) fn descendants(&self, root: u32) -> Vec<ProcEntry> {
+        let mut found: Vec<ProcEntry> = Vec::new();
+        let mut frontier = vec![root];
+        while let Some(parent) = frontier.pop() {
+            for &index in self.children.get(&parent).into_iter().flatten() {
+                let entry = self.entries[index];
+                // A pid appears once in the table, so the walk ends even if the table was
+                // read while processes changed parents.
+                if entry.pid != root && !found.iter().any(|seen| seen.pid == entry.pid) {
+                    found.push(entry);
+                    frontier.push(entry.pid);
+                }
             }
         }
+        found
     }
-    found
 }
+
+/// How old the shared table may be; just under the samplers' one-second period, so each
+/// sample sees a table read for it.
+const SHARED_TABLE_MAX_AGE: Duration = Duration::from_millis(900);
 
 /// Every process whose chain of parents leads to `root` now (not `root` itself).
 pub(crate) fn descendants(root: u32) -> Vec<ProcEntry> {
-    descendants_in(&process_table(), root)
+    ProcTable::new(process_table()).descendants(root)
 }
 
 /// Clock ticks per second of the CPU times in `stat` (`USER_HZ`), and the page size.

@@ -1,7 +1,7 @@
 //! The lifecycle loop of one pool: prewarm, respawn with backoff, idle close,
 //! recycling for age or memory, health-check pings, and process-state gauges.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use super::health::PoolSnapshot;
 use super::pool::{PROCESS_EXIT_GRACE, Pool};
 use super::process::{Process, ProcessEvent, ProcessState};
+use super::procfs::ProcTable;
 use mcp_bridge_jsonrpc as jsonrpc;
 
 /// How often the supervisor looks at its processes when nothing wakes it sooner.
@@ -62,26 +63,42 @@ struct UsageSamples {
     taken: AtomicU64,
 }
 
-/// Memory recycling's state: how many samples in a row each process (by ordinal) was
-/// over `max_process_memory`, and the back-off that keeps a limit below what the server
-/// needs from replacing processes over and over.
+/// Memory recycling's state, by process ordinal: how many samples in a row each process
+/// was over `max_process_memory`, which processes were already over it at their first
+/// sample (a replacement would be too: the limit is below what the server needs, and
+/// recycling cannot help), and the back-off that keeps a limit only a little above the
+/// server's size from replacing processes over and over.
 #[derive(Default)]
 struct MemoryRecycling {
     samples_seen: u64,
     over: HashMap<u64, u32>,
+    sampled: HashSet<u64>,
+    born_over: HashSet<u64>,
+    warned_born_over: bool,
     gap: Duration,
     last: Option<Instant>,
+}
+
+/// Clears [`UsageSamples::running`] when a sample ends, however it ends (a panic
+/// included), so sampling never stops for good.
+struct SampleInProgress(Arc<UsageSamples>);
+
+impl Drop for SampleInProgress {
+    fn drop(&mut self) {
+        self.0.running.store(false, Ordering::Release);
+    }
 }
 
 /// A process is recycled for memory only after this many samples in a row over the
 /// limit (one per second), so a moment's peak does not count as a leak.
 const MEMORY_SAMPLES_OVER: u32 = 3;
 
-/// A process recycled for memory younger than this means the limit is below what the
-/// server needs rather than a leak: the next memory recycle waits twice as long as the
-/// last wait (from [`MEMORY_BACKOFF_INITIAL`] to [`MEMORY_BACKOFF_MAX`]), and a warning
-/// says so. An older one resets the wait.
-const MEMORY_YOUNG: Duration = Duration::from_secs(5 * 60);
+/// A process recycled for memory younger than this means the limit is barely above what
+/// the server needs rather than a slow leak: the next memory recycle waits twice as long
+/// as the last wait (from [`MEMORY_BACKOFF_INITIAL`] to [`MEMORY_BACKOFF_MAX`]), and a
+/// warning says so. An older one resets the wait. It is longer than the longest wait, so
+/// a server that keeps passing the limit soon after starting stays backed off.
+const MEMORY_YOUNG: Duration = Duration::from_secs(15 * 60);
 const MEMORY_BACKOFF_INITIAL: Duration = Duration::from_secs(2);
 const MEMORY_BACKOFF_MAX: Duration = Duration::from_secs(5 * 60);
 
@@ -236,13 +253,35 @@ impl Supervisor {
         }
         self.memory.samples_seen = taken;
         let processes: Vec<Arc<Process>> = self.pool.processes.read().clone();
-        let over = &mut self.memory.over;
-        over.retain(|ordinal, _| processes.iter().any(|p| p.ordinal == *ordinal));
+        let memory = &mut self.memory;
+        let listed = |ordinal: &u64| processes.iter().any(|p| p.ordinal == *ordinal);
+        memory.over.retain(|ordinal, _| listed(ordinal));
+        memory.sampled.retain(listed);
+        memory.born_over.retain(listed);
         for process in &processes {
-            if process.usage().resident_bytes > max_memory {
-                *over.entry(process.ordinal).or_default() += 1;
+            let resident = process.usage().resident_bytes;
+            if resident == 0 {
+                continue; // Not sampled yet.
+            }
+            let is_over = resident > max_memory;
+            if memory.sampled.insert(process.ordinal) && is_over {
+                memory.born_over.insert(process.ordinal);
+                if !memory.warned_born_over {
+                    memory.warned_born_over = true;
+                    tracing::warn!(
+                        server = %self.pool.name(), pid = process.pid(), resident_bytes = resident,
+                        max_process_memory = max_memory,
+                        "a backend process is past max_process_memory as soon as it starts: the \
+                         limit is below what the server needs, so its processes are not recycled \
+                         for memory (a new one would be just as large); raise max_process_memory \
+                         above the server's working size"
+                    );
+                }
+            }
+            if is_over && !memory.born_over.contains(&process.ordinal) {
+                *memory.over.entry(process.ordinal).or_default() += 1;
             } else {
-                over.remove(&process.ordinal);
+                memory.over.remove(&process.ordinal);
             }
         }
         if self
@@ -278,9 +317,9 @@ impl Supervisor {
             server = %self.pool.name(), pid = process.pid(),
             resident_bytes = process.usage().resident_bytes, max_process_memory = max_memory,
             age_s = age.as_secs(), next_recycle_after_s = memory.gap.as_secs(),
-            "a backend process passed max_process_memory soon after it started: the limit looks \
-             lower than what the server needs, so memory recycling backs off; raise \
-             max_process_memory above the server's working size"
+            "a backend process passed max_process_memory within 15 minutes of starting: it \
+             leaks fast, or the limit is barely above what the server needs, so memory \
+             recycling backs off; raise max_process_memory above the server's working size"
         );
     }
 
@@ -351,14 +390,13 @@ impl Supervisor {
         }
         self.usage_sampled = Instant::now();
         let processes: Vec<Arc<Process>> = self.pool.processes.read().clone();
-        let samples = self.usage.clone();
+        let samples = SampleInProgress(self.usage.clone());
         tokio::task::spawn_blocking(move || {
-            let table = super::procfs::process_table();
+            let table = ProcTable::shared();
             for process in &processes {
                 process.sample_usage(&table);
             }
-            samples.taken.fetch_add(1, Ordering::AcqRel);
-            samples.running.store(false, Ordering::Release);
+            samples.0.taken.fetch_add(1, Ordering::AcqRel);
         });
     }
 

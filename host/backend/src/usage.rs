@@ -9,7 +9,7 @@
 //! processes it has reaped is counted, so a tree's CPU time does not fall when one of its
 //! processes exits.
 
-use super::procfs::{self, ProcEntry};
+use super::procfs::{self, ProcTable};
 
 /// One sample of what a backend's process tree uses.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -31,12 +31,12 @@ pub(crate) struct TreeRoot {
 
 /// What the tree under `root` uses in `table`, with the root's start time; `None` when the
 /// root is gone (or its pid now names another process).
-pub(crate) fn of_tree(table: &[ProcEntry], root: TreeRoot) -> Option<(Usage, u64)> {
-    let entry = table.iter().find(|entry| entry.pid == root.pid)?;
+pub(crate) fn of_tree(table: &ProcTable, root: TreeRoot) -> Option<(Usage, u64)> {
+    let entry = table.get(root.pid)?;
     if root.started.is_some_and(|started| started != entry.started) {
         return None;
     }
-    let members = procfs::descendants_in(table, root.pid);
+    let members = table.descendants(root.pid);
     let mut pages: u64 = members.iter().map(|member| member.resident_pages).sum();
     let mut ticks: u64 = members
         .iter()
@@ -62,6 +62,7 @@ pub(crate) fn of_tree(table: &[ProcEntry], root: TreeRoot) -> Option<(Usage, u64
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::procfs::ProcEntry;
 
     fn entry(pid: u32, parent: u32, pages: u64, own: u64, reaped: u64) -> ProcEntry {
         ProcEntry {
@@ -77,15 +78,15 @@ mod tests {
 
     /// A supervisor (10) running `npx` (11), whose shell (12) runs the real server (13),
     /// beside an unrelated process (20) and the bridge (1).
-    fn table() -> Vec<ProcEntry> {
-        vec![
+    fn table() -> ProcTable {
+        ProcTable::new(vec![
             entry(1, 0, 1000, 500, 0),
             entry(10, 1, 50, 7, 40),
             entry(11, 10, 100, 20, 0),
             entry(12, 11, 10, 1, 0),
             entry(13, 12, 5000, 300, 0),
             entry(20, 1, 9999, 999, 0),
-        ]
+        ])
     }
 
     #[test]

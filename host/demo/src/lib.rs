@@ -72,8 +72,9 @@ pub struct DemoOptions {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub crash_after: Option<u64>,
 
-    /// Keep SIZE bytes (written, so resident) for every tools/call received, never freed:
-    /// a server with a memory leak, for `max_process_memory` (e.g. "1MiB").
+    /// Keep SIZE bytes (written, so resident) for every tools/call received, never freed
+    /// (up to 1 GiB in all): a server with a memory leak, for `max_process_memory` (e.g.
+    /// "1MiB").
     #[arg(long, value_name = "SIZE", value_parser = mcp_bridge_policy::units::parse_size)]
     pub leak_per_call: Option<usize>,
 

@@ -89,6 +89,9 @@ struct InFlight {
     handle: AbortHandle,
 }
 
+/// The most `--leak-per-call` keeps in total.
+const MAX_LEAKED_BYTES: usize = 1 << 30;
+
 /// The state shared by the reader loop and every call task.
 pub(crate) struct Server {
     options: DemoOptions,
@@ -327,8 +330,12 @@ impl Server {
         }
         let received = self.calls_received.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(bytes) = self.options.leak_per_call {
-            // Filled with ones so every page is touched and counts as resident.
-            self.leaked.lock().push(vec![1u8; bytes]);
+            let mut leaked = self.leaked.lock();
+            // Filled with ones so every page is touched and counts as resident; bounded so
+            // a forgotten flag cannot take the machine's memory.
+            if leaked.len().saturating_mul(bytes) < MAX_LEAKED_BYTES {
+                leaked.push(vec![1u8; bytes]);
+            }
         }
         if self.options.crash_after == Some(received) {
             self.crash(&format!("--crash-after {received} reached"));
