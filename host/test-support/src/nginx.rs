@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use anyhow::{Context as _, Result, bail, ensure};
 
 use crate::process::process_alive;
 use crate::service::{self, POLL_EVERY};
@@ -26,9 +26,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How long nginx may take to exit after SIGTERM (its fast shutdown).
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How many free ports a start tries when another process takes the chosen one first.
-const START_ATTEMPTS: usize = 3;
 
 /// How long a proxied request may go without a byte either way: long enough for a
 /// Server-Sent Events stream that idles between events and a slow tool call.
@@ -70,19 +67,8 @@ impl Nginx {
             upstreams: upstreams.to_vec(),
             dir,
         };
-        let mut last_error = None;
-        for _ in 0..START_ATTEMPTS {
-            nginx.port = service::free_port()?;
-            match nginx.launch().await {
-                Ok(()) => return Ok(nginx),
-                // Another process took the port between the check and the bind: try another.
-                Err(error) if nginx.error_log_tail(20).contains("Address already in use") => {
-                    last_error = Some(error);
-                }
-                Err(error) => return Err(error),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| anyhow!("nginx never started")))
+        service::start_on_a_free_port(&mut nginx).await?;
+        Ok(nginx)
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -327,6 +313,22 @@ fn count_upstreams(log: &str) -> HashMap<String, usize> {
         *counts.entry(last.to_owned()).or_insert(0) += 1;
     }
     counts
+}
+
+impl service::LoopbackService for Nginx {
+    const NAME: &'static str = "nginx";
+
+    fn set_port(&mut self, port: u16) {
+        self.port = port;
+    }
+
+    async fn launch_on_port(&mut self) -> Result<()> {
+        self.launch().await
+    }
+
+    fn port_was_taken(&self) -> bool {
+        self.error_log_tail(20).contains("Address already in use")
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use anyhow::{Context as _, Result, bail, ensure};
 use serde_json::Value;
 
 use crate::client;
@@ -40,9 +40,6 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How long one promtool run may take.
 const PROMTOOL_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// How many free ports a start tries when another process takes the chosen one first.
-const START_ATTEMPTS: usize = 3;
 
 /// A running Prometheus. Dropping it stops Prometheus (SIGTERM, then SIGKILL past a bound)
 /// and removes its directory.
@@ -76,19 +73,8 @@ impl Prometheus {
             port: 0,
             dir,
         };
-        let mut last_error = None;
-        for _ in 0..START_ATTEMPTS {
-            prometheus.port = service::free_port()?;
-            match prometheus.launch().await {
-                Ok(()) => return Ok(prometheus),
-                // Another process took the port between the check and the bind: try another.
-                Err(error) if prometheus.log_tail(20).contains("address already in use") => {
-                    last_error = Some(error);
-                }
-                Err(error) => return Err(error),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| anyhow!("Prometheus never started")))
+        service::start_on_a_free_port(&mut prometheus).await?;
+        Ok(prometheus)
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -283,6 +269,22 @@ fn percent_encode(value: &str) -> String {
         }
     }
     encoded
+}
+
+impl service::LoopbackService for Prometheus {
+    const NAME: &'static str = "Prometheus";
+
+    fn set_port(&mut self, port: u16) {
+        self.port = port;
+    }
+
+    async fn launch_on_port(&mut self) -> Result<()> {
+        self.launch().await
+    }
+
+    fn port_was_taken(&self) -> bool {
+        self.log_tail(20).contains("address already in use")
+    }
 }
 
 #[cfg(test)]

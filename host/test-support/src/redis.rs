@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use anyhow::{Context as _, Result, bail, ensure};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWrite};
 use tokio::io::{AsyncWriteExt as _, BufReader};
 use tokio::net::TcpStream;
@@ -35,9 +35,6 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long one [`RedisServer::command`] may take, connection and TLS handshake included.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How many free ports a start tries when another process takes the chosen one first.
-const START_ATTEMPTS: usize = 3;
 
 /// The largest bulk string and the longest array a reply may hold; a larger one is refused
 /// rather than buffered.
@@ -107,19 +104,8 @@ impl RedisServer {
             dir,
             tls,
         };
-        let mut last_error = None;
-        for _ in 0..START_ATTEMPTS {
-            server.port = service::free_port()?;
-            match server.launch().await {
-                Ok(()) => return Ok(server),
-                // Another process took the port between the check and the bind: try another.
-                Err(error) if server.log_tail(20).contains("Address already in use") => {
-                    last_error = Some(error);
-                }
-                Err(error) => return Err(error),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| anyhow!("redis-server never started")))
+        service::start_on_a_free_port(&mut server).await?;
+        Ok(server)
     }
 
     /// `redis://127.0.0.1:PORT` (`rediss://` with TLS), with `default:PASSWORD@` before the
@@ -484,6 +470,22 @@ fn percent_encode(value: &str) -> String {
         }
     }
     encoded
+}
+
+impl service::LoopbackService for RedisServer {
+    const NAME: &'static str = "redis-server";
+
+    fn set_port(&mut self, port: u16) {
+        self.port = port;
+    }
+
+    async fn launch_on_port(&mut self) -> Result<()> {
+        self.launch().await
+    }
+
+    fn port_was_taken(&self) -> bool {
+        self.log_tail(20).contains("Address already in use")
+    }
 }
 
 #[cfg(test)]

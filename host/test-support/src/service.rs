@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
 
 use crate::repo::repo_root;
 
@@ -48,6 +48,37 @@ pub async fn ensure_installed(package: &str, binary: &Path) -> Result<()> {
         binary.display()
     );
     Ok(())
+}
+
+/// How many free ports a service is tried on before its start fails.
+const START_ATTEMPTS: usize = 3;
+
+/// A service the harness runs on a free loopback port.
+pub(crate) trait LoopbackService {
+    /// Its name, for the error when it never starts.
+    const NAME: &'static str;
+    /// Sets the port the next launch binds.
+    fn set_port(&mut self, port: u16);
+    /// Starts the process on the port set and waits until it serves.
+    async fn launch_on_port(&mut self) -> Result<()>;
+    /// Whether the last launch failed because another process had taken the port.
+    fn port_was_taken(&self) -> bool;
+}
+
+/// Starts `service` on a free loopback port: another process may take the port between the
+/// check and the bind, so a launch that failed for that is tried again on another port, up
+/// to [`START_ATTEMPTS`] times.
+pub(crate) async fn start_on_a_free_port<S: LoopbackService>(service: &mut S) -> Result<()> {
+    let mut last_error = None;
+    for _ in 0..START_ATTEMPTS {
+        service.set_port(free_port()?);
+        match service.launch_on_port().await {
+            Ok(()) => return Ok(()),
+            Err(error) if service.port_was_taken() => last_error = Some(error),
+            Err(error) => return Err(error),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| anyhow!("{} never started", S::NAME)))
 }
 
 /// A loopback port nothing listens on right now. The port is released before the caller's
