@@ -11,7 +11,8 @@ use mcp_bridge_test_support::otlp::{OtlpReceiver, ReceivedSpan, SpanKind};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Bridge, RawSession, bridge_exe, count_calls, demo_server_toml, http, read_response, toml_string,
+    Bridge, RawSession, bridge_exe, count_calls, demo_server_toml, http, poll_until, read_response,
+    start_bridge, toml_string,
 };
 
 /// How long the exported spans may take to arrive (the bridge exports every 100 ms here).
@@ -554,6 +555,97 @@ async fn spans_continue_the_clients_trace_through_the_bridge_to_the_backend() ->
         "{answered:#?}"
     );
     ensure!(receiver.refused() == 0, "the receiver refused an export");
+    Ok(())
+}
+
+/// A stale answer's background refresh runs in a span of its own (a root, linked to the
+/// SERVER span of the call that found the entry stale), so that call's SERVER span ends
+/// with its answer, before the refresh's backend round trip does.
+#[tokio::test]
+async fn a_stale_refresh_has_its_own_span_linked_to_the_call_that_found_it() -> Result<()> {
+    let receiver = OtlpReceiver::start().await?;
+    let server = demo_server_toml(
+        "demo",
+        &["--latency", &format!("{}ms", LATENCY.as_millis())],
+        "max_connections = 2",
+    );
+    let config = format!(
+        "{server}\n[cache]\ndefault_ttl = \"1s\"\nstale_while_revalidate = \"1m\"\n\n{}",
+        telemetry_toml(&receiver)
+    );
+    let bridge = start_bridge(&config)?;
+    bridge.wait_ready().await?;
+    let session = RawSession::open(&bridge.url("/mcp/demo")).await?;
+    call(&session, 1, "get_clients", json!({}), &[], None).await?;
+    // Asked again until the entry has expired and is answered stale (bounded).
+    let mut id = 1;
+    let stale = poll_until(
+        EXPORT_BOUND,
+        async || {
+            id += 1;
+            let header = traceparent(TRACE_D, PARENT_A);
+            call(
+                &session,
+                id,
+                "get_clients",
+                json!({}),
+                &[("traceparent", &header)],
+                None,
+            )
+            .await
+            .ok()
+        },
+        |response| {
+            response.as_ref().is_some_and(|response| {
+                response.pointer("/result/_meta/io.mcp-bridge~1stale") == Some(&json!(true))
+            })
+        },
+    )
+    .await;
+    ensure!(stale.is_some(), "no stale answer within {EXPORT_BOUND:?}");
+    let spans = receiver
+        .wait_for(EXPORT_BOUND, "the refresh and its backend span", |spans| {
+            spans.iter().any(|refresh| {
+                refresh.name == "mcp_bridge.cache.refresh"
+                    && spans.iter().any(|span| {
+                        span.kind == SpanKind::Client && span.parent_span_id == refresh.span_id
+                    })
+            }) && spans.iter().any(|span| {
+                span.kind == SpanKind::Server
+                    && span.attribute("mcp_bridge.cache.result") == Some("stale")
+            })
+        })
+        .await?;
+    let all: Vec<&ReceivedSpan> = spans.iter().collect();
+    let found_stale = one(&all, "stale SERVER", |span| {
+        span.kind == SpanKind::Server && span.attribute("mcp_bridge.cache.result") == Some("stale")
+    })?;
+    ensure!(found_stale.trace_id == TRACE_D, "{found_stale:#?}");
+    let refresh = one(&all, "refresh", |span| {
+        span.name == "mcp_bridge.cache.refresh"
+    })?;
+    ensure!(
+        refresh.parent_span_id.is_empty() && refresh.trace_id != TRACE_D,
+        "the refresh is not a root of its own trace: {refresh:#?}"
+    );
+    ensure!(
+        refresh.links == [(found_stale.trace_id.clone(), found_stale.span_id.clone())],
+        "the refresh does not link to the call that found the entry stale: {refresh:#?}"
+    );
+    let refresh_client = one(&all, "refresh's CLIENT", |span| {
+        span.kind == SpanKind::Client && span.parent_span_id == refresh.span_id
+    })?;
+    ensure!(
+        found_stale.end_unix_nano < refresh_client.end_unix_nano
+            && refresh_client.duration() >= LATENCY,
+        "the stale answer's span waited for the refresh: {found_stale:#?} {refresh_client:#?}"
+    );
+    ensure!(
+        !in_trace(&spans, TRACE_D)
+            .iter()
+            .any(|span| span.kind == SpanKind::Client),
+        "the refresh's backend hop is in the client's trace: {spans:#?}"
+    );
     Ok(())
 }
 

@@ -48,6 +48,8 @@ pub struct ReceivedSpan {
     /// Start and end, nanoseconds since the Unix epoch.
     pub start_unix_nano: u64,
     pub end_unix_nano: u64,
+    /// The spans it links to, as (trace id, span id).
+    pub links: Vec<(String, String)>,
 }
 
 impl ReceivedSpan {
@@ -269,6 +271,11 @@ fn spans_of(export: ExportTraceServiceRequest) -> Vec<ReceivedSpan> {
                     status_code: span.status.as_ref().map_or(0, |status| status.code),
                     start_unix_nano: span.start_time_unix_nano,
                     end_unix_nano: span.end_time_unix_nano,
+                    links: span
+                        .links
+                        .iter()
+                        .map(|link| (hex(&link.trace_id), hex(&link.span_id)))
+                        .collect(),
                 });
             }
         }
