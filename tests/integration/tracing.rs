@@ -649,6 +649,32 @@ async fn a_stale_refresh_has_its_own_span_linked_to_the_call_that_found_it() -> 
     Ok(())
 }
 
+/// An exporter the SDK refuses to build (here: the environment asks for a compression the
+/// bridge does not send) leaves tracing off with a warning in the log while the bridge
+/// serves. The warning comes from the binary's tracing setup itself: it is logged, not
+/// taken for a span (the span target is no module's path).
+#[tokio::test]
+async fn an_exporter_the_sdk_refuses_leaves_tracing_off_with_a_logged_warning() -> Result<()> {
+    let receiver = OtlpReceiver::start().await?;
+    let demo = Traced::start_with_env(
+        &telemetry_toml(&receiver),
+        &[("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip")],
+    )
+    .await?;
+    ensure!(
+        demo.bridge.logged("traces are off").await,
+        "no warning: {}",
+        demo.bridge.log_tail(20)
+    );
+    let session = demo.session().await?;
+    let answered = call(&session, 1, "debug_meta", json!({"round": 1}), &[], None).await?;
+    ensure!(
+        meta_received(&answered).get("traceparent").is_none(),
+        "tracing is on after all: {answered}"
+    );
+    Ok(())
+}
+
 /// With no `[telemetry]` the bridge makes no span of its own: the backend receives the
 /// client's trace context in `_meta` unchanged (from a valid `_meta` parent, else from the
 /// HTTP header, each with its own `tracestate`), and a malformed one not at all.
