@@ -1,28 +1,33 @@
 //! The `spans` group: what the call's spans cost with tracing off (no `[telemetry]`): the
 //! SERVER span with its attributes, the policy, cache lookup, pool acquire and backend
 //! CLIENT spans, each entered once, and the `_meta` injection, all against doing nothing.
-//! The bench installs the log layer the binary installs without `[telemetry]` (an `info`
-//! filter that leaves the telemetry target out), so no layer enables the target, every
-//! callsite is disabled, and this should be a few nanoseconds: a cached interest check per
-//! span, no allocation.
+//! The bench installs the very subscriber the binary installs without `[telemetry]`
+//! (`mcp_bridge::subscriber::logs`, at level `info`), so the span target's callsites are
+//! disabled once and for all, and this should be a few nanoseconds: a cached interest
+//! check per span, no allocation.
 
 use std::hint::black_box;
 
 use criterion::Criterion;
 use serde_json::json;
+use tracing::level_filters::LevelFilter;
 
-use tracing_subscriber::filter::{EnvFilter, FilterExt, filter_fn};
-use tracing_subscriber::layer::{Layer, SubscriberExt};
-
-use mcp_bridge::telemetry::{self, RequestFacts, TARGET, attribute};
+use mcp_bridge::config::LogFormat;
+use mcp_bridge::telemetry::{self, RequestFacts, attribute};
 
 pub(crate) fn bench(c: &mut Criterion) {
     // As `serve` sets it up with tracing off (host/src/otel.rs), on this thread only.
-    let logs = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::sink)
-        .with_filter(EnvFilter::new("info").and(filter_fn(|metadata| metadata.target() != TARGET)));
-    let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry().with(logs));
+    let _subscriber = tracing::subscriber::set_default(mcp_bridge::subscriber::logs(
+        LogFormat::Human,
+        "info",
+        std::io::sink,
+    ));
     assert!(!telemetry::is_on(), "the log layer enabled the span target");
+    assert_eq!(
+        LevelFilter::current(),
+        LevelFilter::INFO,
+        "the subscriber lifted the maximum level above the log level"
+    );
     let mut group = c.benchmark_group("spans");
     let facts = RequestFacts {
         method: "tools/call",

@@ -21,7 +21,8 @@
 //!   stdio server.
 //!
 //! The binary (`main.rs`, and `app/` for the wiring and the admin API) is the one place
-//! that knows every layer.
+//! that knows every layer. One module of its own lives here, [`subscriber`]: the log half
+//! of the binary's `tracing` subscriber, here so the spans bench builds the same one.
 
 pub use mcp_bridge_auth as auth;
 pub use mcp_bridge_backend as backend;
@@ -39,3 +40,5 @@ pub use mcp_bridge_shared as shared;
 pub use mcp_bridge_telemetry as telemetry;
 pub use mcp_bridge_trace as trace;
 pub use mcp_bridge_upstream as upstream;
+
+pub mod subscriber;

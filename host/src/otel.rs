@@ -1,17 +1,25 @@
-//! The binary's tracing setup: the log layer (filtered by `[logging]` or `RUST_LOG`) and,
-//! with `[telemetry] otlp_endpoint`, the OpenTelemetry layer that turns the telemetry
-//! crate's spans into OTLP exports.
+//! The binary's tracing setup: the log layer (filtered by `[logging]` or `RUST_LOG`,
+//! `mcp_bridge::subscriber`) and, with `[telemetry] otlp_endpoint`, the OpenTelemetry
+//! layer that turns the telemetry crate's spans into OTLP exports.
 //!
-//! The two layers filter on their own: the log layer never enables the telemetry target
-//! (a span per call is not a log line), and the OpenTelemetry layer enables that target
-//! only. With tracing off no layer wants the target, so its callsites are disabled once
-//! and making a span costs a cached check.
+//! The two layers filter on their own: the log layer never enables the span target (a
+//! span per call is not a log line), and the OpenTelemetry layer enables that target only,
+//! at INFO (every span is an info span), so the process's maximum level stays the log
+//! level. With tracing off the subscriber is the log layer alone (two branches, no
+//! optional layer), so the span callsites are disabled once and for all and making a span
+//! costs a cached interest check.
 //!
 //! Spans leave through the SDK's batch processor: a bounded queue (`max_queue`; a full
 //! queue drops the span, counted by the SDK and logged at shutdown, never waited for) that
 //! a thread of its own sends every `export_interval` as OTLP/HTTP protobuf, each request
 //! bounded by `export_timeout`. The HTTP request itself runs on the bridge's tokio runtime
 //! through the workspace's reqwest client (no second HTTP or TLS stack).
+//!
+//! The configured endpoint and timeout win over the SDK's `OTEL_EXPORTER_OTLP_*`
+//! environment variables (the SDK gives programmatic values precedence). The configured
+//! `headers` are set on each request by [`OnRuntime`] itself, as written (the SDK's own
+//! header option percent-decodes values), over any header of the same name that
+//! `OTEL_EXPORTER_OTLP_HEADERS`/`OTEL_EXPORTER_OTLP_TRACES_HEADERS` add.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,11 +34,13 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
 };
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tracing::Level;
-use tracing_subscriber::filter::{EnvFilter, FilterExt, Targets, filter_fn};
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::{Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
+use mcp_bridge::subscriber;
 use mcp_bridge::telemetry::TARGET;
 
 /// The instrumentation scope name of the bridge's spans.
@@ -61,46 +71,31 @@ pub(crate) fn init_tracing(
     level: &str,
     telemetry: &TelemetryConfig,
 ) -> Option<Telemetry> {
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|directive| EnvFilter::try_new(directive).ok())
-        .unwrap_or_else(|| EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info")));
-    let not_spans = filter_fn(|metadata| metadata.target() != TARGET);
-    let logs = match format {
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .with_writer(std::io::stderr)
-            .with_filter(filter.and(not_spans))
-            .boxed(),
-        LogFormat::Human => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_filter(filter.and(not_spans))
-            .boxed(),
-    };
-    let (exporting, telemetry) = match start_exporter(telemetry) {
+    let logs = subscriber::logs(format, &subscriber::log_directives(level), std::io::stderr);
+    match start_exporter(telemetry) {
         Ok(Some(provider)) => {
-            let layer = tracing_opentelemetry::layer()
+            let spans = tracing_opentelemetry::layer()
                 .with_tracer(provider.tracer(SCOPE))
                 .with_location(false)
                 .with_threads(false)
                 .with_target(false)
                 .with_tracked_inactivity(false)
                 .with_context_activation(false)
-                .with_filter(Targets::new().with_target(TARGET, Level::TRACE));
-            (Some(layer), Some(Telemetry { provider }))
+                .with_filter(Targets::new().with_target(TARGET, Level::INFO));
+            logs.with(spans).init();
+            Some(Telemetry { provider })
         }
-        Ok(None) => (None, None),
+        Ok(None) => {
+            logs.init();
+            None
+        }
         Err(error) => {
-            // The config was checked; this is the SDK refusing it. Logs still work.
-            eprintln!("warning: traces are off: {error}");
-            (None, None)
+            logs.init();
+            // The config was checked; this is the SDK (or its environment) refusing it.
+            tracing::warn!(%error, "traces are off");
+            None
         }
-    };
-    tracing_subscriber::registry()
-        .with(logs)
-        .with(exporting)
-        .init();
-    telemetry
+    }
 }
 
 /// The tracer provider exporting to `[telemetry]`'s endpoint, or `None` when it has none.
@@ -116,18 +111,17 @@ fn start_exporter(telemetry: &TelemetryConfig) -> Result<Option<SdkTracerProvide
         .timeout(telemetry.export_timeout)
         .build()
         .map_err(|error| format!("cannot build the export client: {error}"))?;
-    let headers = telemetry
-        .headers
-        .iter()
-        .map(|(name, value)| (name.clone(), value.expose().to_owned()))
-        .collect();
+    let headers = export_headers(telemetry)?;
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
-        .with_http_client(OnRuntime { client, runtime })
+        .with_http_client(OnRuntime {
+            client,
+            runtime,
+            headers,
+        })
         .with_protocol(Protocol::HttpBinary)
         .with_endpoint(url.clone())
         .with_timeout(telemetry.export_timeout)
-        .with_headers(headers)
         .build()
         .map_err(|error| format!("cannot build the OTLP exporter: {error}"))?;
     let batch = BatchConfigBuilder::default()
@@ -152,12 +146,29 @@ fn start_exporter(telemetry: &TelemetryConfig) -> Result<Option<SdkTracerProvide
     Ok(Some(provider))
 }
 
+/// `[telemetry] headers` as sent: each value exactly as configured, marked sensitive.
+fn export_headers(telemetry: &TelemetryConfig) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in &telemetry.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("[telemetry] headers: {name:?} is not a header name"))?;
+        let mut value = HeaderValue::from_str(value.expose()).map_err(|_| {
+            format!("[telemetry] headers: the value of {name} is not a header value")
+        })?;
+        value.set_sensitive(true);
+        headers.insert(name, value);
+    }
+    Ok(headers)
+}
+
 /// The exporter's HTTP client: the batch processor's thread hands each request to the
-/// bridge's runtime (where reqwest runs) and waits for its answer there.
+/// bridge's runtime (where reqwest runs) and waits for its answer there. It sets the
+/// configured headers itself, over any the SDK took from the environment.
 #[derive(Debug)]
 struct OnRuntime {
     client: reqwest::Client,
     runtime: tokio::runtime::Handle,
+    headers: HeaderMap,
 }
 
 impl HttpClient for OnRuntime {
@@ -170,11 +181,15 @@ impl HttpClient for OnRuntime {
         Self: 'call,
     {
         let client = self.client.clone();
+        let (parts, body) = request.into_parts();
+        let mut headers = parts.headers;
+        for (name, value) in &self.headers {
+            headers.insert(name, value.clone());
+        }
         let sending = self.runtime.spawn(async move {
-            let (parts, body) = request.into_parts();
             let response = client
                 .request(parts.method, parts.uri.to_string())
-                .headers(parts.headers)
+                .headers(headers)
                 .body(body)
                 .send()
                 .await?;

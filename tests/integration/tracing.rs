@@ -11,8 +11,8 @@ use mcp_bridge_test_support::otlp::{OtlpReceiver, ReceivedSpan, SpanKind};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Bridge, RawSession, count_calls, demo_server_toml, http, read_response, start_bridge_with_file,
-    toml_string,
+    Bridge, RawSession, bridge_exe, count_calls, demo_server_toml, http, poll_until, read_response,
+    start_bridge, toml_string,
 };
 
 /// How long the exported spans may take to arrive (the bridge exports every 100 ms here).
@@ -28,6 +28,10 @@ const TRACE_B: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_B: &str = "00f067aa0ba902b7";
 /// A third, sent only as a header on the call that also carries trace B in `_meta`.
 const TRACE_C: &str = "11111111111111111111111111111111";
+/// The demo server's deliberate latency per call: a lower bound of the CLIENT span.
+const LATENCY: Duration = Duration::from_millis(500);
+/// An export header value the SDK would alter if it reached its percent-decoding option.
+const EXPORT_TOKEN: &str = "Bearer a%41b c";
 /// Traces of the cache-hit pair.
 const TRACE_D: &str = "dddddddddddddddddddddddddddddddd";
 const TRACE_E: &str = "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee";
@@ -46,6 +50,11 @@ struct Traced {
 
 impl Traced {
     async fn start(telemetry: &str) -> Result<Traced> {
+        Traced::start_with_env(telemetry, &[]).await
+    }
+
+    /// As [`Traced::start`], with `env` in the bridge's environment.
+    async fn start_with_env(telemetry: &str, env: &[(&str, &str)]) -> Result<Traced> {
         let dir = tempfile::tempdir()?;
         let plugins = dir.path().join("plugins.d");
         std::fs::create_dir_all(&plugins)?;
@@ -57,7 +66,12 @@ impl Traced {
         let calls_arg = calls.display().to_string();
         let server = demo_server_toml(
             "demo",
-            &["--calls-log", &calls_arg, "--latency", "500ms"],
+            &[
+                "--calls-log",
+                &calls_arg,
+                "--latency",
+                &format!("{}ms", LATENCY.as_millis()),
+            ],
             "max_connections = 1",
         );
         let config = format!(
@@ -66,7 +80,13 @@ impl Traced {
         );
         let config_path = dir.path().join("mcp-bridge.toml");
         std::fs::write(&config_path, config)?;
-        let bridge = start_bridge_with_file(dir, config_path, &[])?;
+        let bridge = Bridge::start_with_file_and_env(
+            std::path::Path::new(bridge_exe()),
+            dir,
+            config_path,
+            &[],
+            env,
+        )?;
         bridge.wait_ready().await?;
         Ok(Traced { bridge, calls })
     }
@@ -76,10 +96,12 @@ impl Traced {
     }
 }
 
+/// `[telemetry]` exporting to `receiver` every 100 ms, with an `authorization` header.
 fn telemetry_toml(receiver: &OtlpReceiver) -> String {
     format!(
-        "[telemetry]\notlp_endpoint = {}\nservice_name = \"bridge-under-test\"\nexport_interval = \"100ms\"\nexport_timeout = \"5s\"\n",
-        toml_string(&receiver.endpoint())
+        "[telemetry]\notlp_endpoint = {}\nservice_name = \"bridge-under-test\"\nexport_interval = \"100ms\"\nexport_timeout = \"5s\"\nheaders = {{ authorization = {} }}\n",
+        toml_string(&receiver.endpoint()),
+        toml_string(EXPORT_TOKEN)
     )
 }
 
@@ -163,11 +185,22 @@ fn descends_from(span: &ReceivedSpan, ancestor: &ReceivedSpan, trace: &[&Receive
 /// naming the CLIENT span as parent in the same trace, with the client's `tracestate`.
 /// A request's own `_meta.traceparent` wins over the header; a cache hit (the same call
 /// under another traceparent: `_meta` is not part of the key) has no backend span, and
-/// concurrent reads show the single-flight wait.
+/// concurrent reads show the single-flight wait. The CLIENT span lasts the whole round
+/// trip (at least the demo's latency) inside the SERVER span. Every error reply marks the
+/// SERVER span (a backend's, a front's, a batch item's); a tool the server does not list
+/// never names a span. The configured export header arrives exactly as written, over the
+/// SDK's environment variable for the same header.
 #[tokio::test]
 async fn spans_continue_the_clients_trace_through_the_bridge_to_the_backend() -> Result<()> {
     let receiver = OtlpReceiver::start().await?;
-    let demo = Traced::start(&telemetry_toml(&receiver)).await?;
+    let demo = Traced::start_with_env(
+        &telemetry_toml(&receiver),
+        &[(
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+            "authorization=from-env,x-from-env=yes",
+        )],
+    )
+    .await?;
     let session = demo.session().await?;
 
     // 1. A miss under the client's HTTP trace context.
@@ -236,6 +269,28 @@ async fn spans_continue_the_clients_trace_through_the_bridge_to_the_backend() ->
         "{client:#?} pid {pid}"
     );
     ensure!(descends_from(client, server, &trace), "{trace:#?}");
+    // The CLIENT span covers the round trip, not only the write of the request.
+    ensure!(
+        client.duration() >= LATENCY,
+        "the CLIENT span lasted {:?}, less than the backend's {LATENCY:?}: {client:#?}",
+        client.duration()
+    );
+    ensure!(
+        client.lies_within(server),
+        "the CLIENT span is not inside the SERVER span: {server:#?} {client:#?}"
+    );
+    // The configured header as written (no percent-decoding), winning over the
+    // environment's value; the environment may add others.
+    ensure!(
+        receiver.last_header("authorization") == [EXPORT_TOKEN],
+        "authorization: {:?}",
+        receiver.last_header("authorization")
+    );
+    ensure!(
+        receiver.last_header("x-from-env") == ["yes"],
+        "x-from-env: {:?}",
+        receiver.last_header("x-from-env")
+    );
 
     let policy = one(&trace, "policy", |span| span.name == "mcp_bridge.policy")?;
     ensure!(policy.parent_span_id == server.span_id, "{trace:#?}");
@@ -309,6 +364,37 @@ async fn spans_continue_the_clients_trace_through_the_bridge_to_the_backend() ->
         "the header's trace was used"
     );
 
+    // 2b. An invalid `_meta.traceparent` gives way to the header's, and its `tracestate`
+    // goes with it: the backend gets the header's trace without the `_meta` vendor state.
+    let paired = call(
+        &session,
+        14,
+        "debug_meta",
+        json!({"round": 22}),
+        &[("traceparent", &traceparent(TRACE_C, PARENT_A))],
+        Some(json!({"traceparent": "00-bad", "tracestate": "meta=1"})),
+    )
+    .await?;
+    let seen = meta_received(&paired).clone();
+    let spans = receiver
+        .wait_for(EXPORT_BOUND, "trace C's client span", |spans| {
+            in_trace(spans, TRACE_C)
+                .iter()
+                .any(|span| span.kind == SpanKind::Client)
+        })
+        .await?;
+    let client = one(&in_trace(&spans, TRACE_C), "CLIENT", |span| {
+        span.kind == SpanKind::Client
+    })?;
+    ensure!(
+        seen["traceparent"] == json!(format!("00-{TRACE_C}-{}-01", client.span_id)),
+        "{seen}"
+    );
+    ensure!(
+        seen.get("tracestate").is_none(),
+        "a tracestate travelled with another trace's parent: {seen}"
+    );
+
     // 3. The same call under two traceparents: one key, so the second is a hit with no
     // backend span (a client's varying trace context never splits the cache).
     let args = json!({"round": 3});
@@ -350,8 +436,8 @@ async fn spans_continue_the_clients_trace_through_the_bridge_to_the_backend() ->
         "a cache hit reached the pool: {hit_trace:#?}"
     );
     ensure!(
-        count_calls(&demo.calls, "debug_meta") == 3,
-        "the demo server saw {} debug_meta calls, expected 3 (rounds 1, 2 and one of 3)",
+        count_calls(&demo.calls, "debug_meta") == 4,
+        "the demo server saw {} debug_meta calls, expected 4 (rounds 1, 2, 2b and one of 3)",
         count_calls(&demo.calls, "debug_meta")
     );
 
@@ -411,13 +497,187 @@ async fn spans_continue_the_clients_trace_through_the_bridge_to_the_backend() ->
         server.attribute("error.type") == Some(code.as_str()) && server.status_code == 2,
         "{server:#?} (error code {code})"
     );
+    // A name the server does not list never names a span (one name per made-up tool would
+    // flood a tracing backend's index).
+    ensure!(server.name == "tools/call", "{server:#?}");
+    ensure!(
+        !spans.iter().any(|span| span.name.contains("no_such_tool")),
+        "an unlisted tool named a span: {spans:#?}"
+    );
+
+    // 6. Errors the front answers itself, in a batch: each item has its SERVER span, the
+    // refused one marked with its code, the other not.
+    let batch = json!([
+        {"jsonrpc": "2.0", "id": 21, "method": "logging/setLevel", "params": {"level": "loud"}},
+        {"jsonrpc": "2.0", "id": 22, "method": "ping"}
+    ]);
+    let response = tokio::time::timeout(
+        STEP,
+        http()
+            .post(&session.url)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", "2025-11-25")
+            .header("mcp-session-id", &session.session_id)
+            .body(batch.to_string())
+            .send(),
+    )
+    .await
+    .context("the batch took too long")??;
+    ensure!(response.status() == 200, "HTTP {}", response.status());
+    let answers: Value = response.json().await?;
+    let refused_code = answers
+        .as_array()
+        .and_then(|answers| answers.iter().find(|answer| answer["id"] == 21))
+        .map(|answer| answer["error"]["code"].to_string())
+        .context("no answer to the refused item")?;
+    let item = |id: &'static str| {
+        move |span: &ReceivedSpan| {
+            span.kind == SpanKind::Server && span.attribute("jsonrpc.request.id") == Some(id)
+        }
+    };
+    let spans = receiver
+        .wait_for(EXPORT_BOUND, "both batch items' spans", |spans| {
+            spans.iter().any(item("21")) && spans.iter().any(item("22"))
+        })
+        .await?;
+    let all: Vec<&ReceivedSpan> = spans.iter().collect();
+    let refused = one(&all, "refused item's SERVER", item("21"))?;
+    ensure!(
+        refused.attribute("error.type") == Some(refused_code.as_str())
+            && refused.status_code == 2
+            && refused.name == "logging/setLevel",
+        "{refused:#?} (error code {refused_code})"
+    );
+    let answered = one(&all, "ping's SERVER", item("22"))?;
+    ensure!(
+        answered.attribute("error.type").is_none() && answered.status_code != 2,
+        "{answered:#?}"
+    );
     ensure!(receiver.refused() == 0, "the receiver refused an export");
     Ok(())
 }
 
+/// A stale answer's background refresh runs in a span of its own (a root, linked to the
+/// SERVER span of the call that found the entry stale), so that call's SERVER span ends
+/// with its answer, before the refresh's backend round trip does.
+#[tokio::test]
+async fn a_stale_refresh_has_its_own_span_linked_to_the_call_that_found_it() -> Result<()> {
+    let receiver = OtlpReceiver::start().await?;
+    let server = demo_server_toml(
+        "demo",
+        &["--latency", &format!("{}ms", LATENCY.as_millis())],
+        "max_connections = 2",
+    );
+    let config = format!(
+        "{server}\n[cache]\ndefault_ttl = \"1s\"\nstale_while_revalidate = \"1m\"\n\n{}",
+        telemetry_toml(&receiver)
+    );
+    let bridge = start_bridge(&config)?;
+    bridge.wait_ready().await?;
+    let session = RawSession::open(&bridge.url("/mcp/demo")).await?;
+    call(&session, 1, "get_clients", json!({}), &[], None).await?;
+    // Asked again until the entry has expired and is answered stale (bounded).
+    let mut id = 1;
+    let stale = poll_until(
+        EXPORT_BOUND,
+        async || {
+            id += 1;
+            let header = traceparent(TRACE_D, PARENT_A);
+            call(
+                &session,
+                id,
+                "get_clients",
+                json!({}),
+                &[("traceparent", &header)],
+                None,
+            )
+            .await
+            .ok()
+        },
+        |response| {
+            response.as_ref().is_some_and(|response| {
+                response.pointer("/result/_meta/io.mcp-bridge~1stale") == Some(&json!(true))
+            })
+        },
+    )
+    .await;
+    ensure!(stale.is_some(), "no stale answer within {EXPORT_BOUND:?}");
+    let spans = receiver
+        .wait_for(EXPORT_BOUND, "the refresh and its backend span", |spans| {
+            spans.iter().any(|refresh| {
+                refresh.name == "mcp_bridge.cache.refresh"
+                    && spans.iter().any(|span| {
+                        span.kind == SpanKind::Client && span.parent_span_id == refresh.span_id
+                    })
+            }) && spans.iter().any(|span| {
+                span.kind == SpanKind::Server
+                    && span.attribute("mcp_bridge.cache.result") == Some("stale")
+            })
+        })
+        .await?;
+    let all: Vec<&ReceivedSpan> = spans.iter().collect();
+    let found_stale = one(&all, "stale SERVER", |span| {
+        span.kind == SpanKind::Server && span.attribute("mcp_bridge.cache.result") == Some("stale")
+    })?;
+    ensure!(found_stale.trace_id == TRACE_D, "{found_stale:#?}");
+    let refresh = one(&all, "refresh", |span| {
+        span.name == "mcp_bridge.cache.refresh"
+    })?;
+    ensure!(
+        refresh.parent_span_id.is_empty() && refresh.trace_id != TRACE_D,
+        "the refresh is not a root of its own trace: {refresh:#?}"
+    );
+    ensure!(
+        refresh.links == [(found_stale.trace_id.clone(), found_stale.span_id.clone())],
+        "the refresh does not link to the call that found the entry stale: {refresh:#?}"
+    );
+    let refresh_client = one(&all, "refresh's CLIENT", |span| {
+        span.kind == SpanKind::Client && span.parent_span_id == refresh.span_id
+    })?;
+    ensure!(
+        found_stale.end_unix_nano < refresh_client.end_unix_nano
+            && refresh_client.duration() >= LATENCY,
+        "the stale answer's span waited for the refresh: {found_stale:#?} {refresh_client:#?}"
+    );
+    ensure!(
+        !in_trace(&spans, TRACE_D)
+            .iter()
+            .any(|span| span.kind == SpanKind::Client),
+        "the refresh's backend hop is in the client's trace: {spans:#?}"
+    );
+    Ok(())
+}
+
+/// An exporter the SDK refuses to build (here: the environment asks for a compression the
+/// bridge does not send) leaves tracing off with a warning in the log while the bridge
+/// serves. The warning comes from the binary's tracing setup itself: it is logged, not
+/// taken for a span (the span target is no module's path).
+#[tokio::test]
+async fn an_exporter_the_sdk_refuses_leaves_tracing_off_with_a_logged_warning() -> Result<()> {
+    let receiver = OtlpReceiver::start().await?;
+    let demo = Traced::start_with_env(
+        &telemetry_toml(&receiver),
+        &[("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip")],
+    )
+    .await?;
+    ensure!(
+        demo.bridge.logged("traces are off").await,
+        "no warning: {}",
+        demo.bridge.log_tail(20)
+    );
+    let session = demo.session().await?;
+    let answered = call(&session, 1, "debug_meta", json!({"round": 1}), &[], None).await?;
+    ensure!(
+        meta_received(&answered).get("traceparent").is_none(),
+        "tracing is on after all: {answered}"
+    );
+    Ok(())
+}
+
 /// With no `[telemetry]` the bridge makes no span of its own: the backend receives the
-/// client's trace context in `_meta` unchanged (from `_meta`, else from the HTTP header),
-/// and a malformed one not at all.
+/// client's trace context in `_meta` unchanged (from a valid `_meta` parent, else from the
+/// HTTP header, each with its own `tracestate`), and a malformed one not at all.
 #[tokio::test]
 async fn with_telemetry_off_the_clients_trace_context_reaches_the_backend_unchanged() -> Result<()>
 {
@@ -451,6 +711,20 @@ async fn with_telemetry_off_the_clients_trace_context_reaches_the_backend_unchan
         meta_received(&from_header)["traceparent"] == json!(header),
         "{from_header}"
     );
+    // An invalid `_meta` parent gives way to the header's, its vendor state with it.
+    let paired = call(
+        &session,
+        4,
+        "debug_meta",
+        json!({"round": 4}),
+        &[("traceparent", &header), ("tracestate", "hdr=2")],
+        Some(json!({"traceparent": "00-bad", "tracestate": "meta=1", "keep": 1})),
+    )
+    .await?;
+    ensure!(
+        *meta_received(&paired) == json!({"traceparent": header, "tracestate": "hdr=2", "keep": 1}),
+        "{paired}"
+    );
     // A malformed header is ignored, never an error.
     let bad = call(
         &session,
@@ -470,13 +744,14 @@ async fn with_telemetry_off_the_clients_trace_context_reaches_the_backend_unchan
 
 /// Sampling is parent-based: with `sample_ratio = 0` a call the bridge starts a trace for is
 /// not exported (and the backend learns it is unsampled: flags 00), while a call under a
-/// client's sampled parent is. With a one-minute export interval only the flush at
-/// shutdown (SIGTERM) can have delivered those spans.
+/// client's sampled parent is. With the longest export interval (ten minutes, far beyond
+/// any run of this test) only the flush at shutdown (SIGTERM) can deliver those spans: none
+/// arrived before the stop.
 #[tokio::test]
 async fn sampling_follows_the_clients_parent_and_shutdown_flushes_the_queue() -> Result<()> {
     let receiver = OtlpReceiver::start().await?;
     let telemetry = format!(
-        "[telemetry]\notlp_endpoint = {}\nsample_ratio = 0.0\nexport_interval = \"60s\"\n",
+        "[telemetry]\notlp_endpoint = {}\nsample_ratio = 0.0\nexport_interval = \"10m\"\n",
         toml_string(&receiver.endpoint())
     );
     let demo = Traced::start(&telemetry).await?;

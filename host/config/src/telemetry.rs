@@ -27,7 +27,8 @@ pub const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_EXPORT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a finished span may wait before its batch is sent.
 pub const DEFAULT_EXPORT_INTERVAL: Duration = Duration::from_secs(5);
-pub const MAX_EXPORT_INTERVAL: Duration = Duration::from_secs(60);
+/// Ten minutes at most: a batch that waits longer helps nobody.
+pub const MAX_EXPORT_INTERVAL: Duration = Duration::from_secs(600);
 /// The OTLP/HTTP path of traces, added to an endpoint that does not end with it.
 pub const OTLP_TRACES_PATH: &str = "/v1/traces";
 /// The longest endpoint URL and service name accepted.

@@ -494,11 +494,18 @@ impl PassedOn {
     }
 
     /// Puts the HTTP trace context into `params._meta` when the request's own `_meta`
-    /// carries none, so the backend continues the client's trace either way.
+    /// carries no valid one, so the backend continues the client's trace either way: the
+    /// same precedence the SERVER span's parent follows. The header's `tracestate` goes
+    /// with the header's `traceparent` (a `_meta` `tracestate` that came with an invalid
+    /// `_meta` parent is removed with it): vendor state only ever travels with the parent
+    /// it came with.
     pub(crate) fn add_trace_context(&self, message: &mut Value) {
         let Some(trace) = &self.trace else {
             return;
         };
+        if TraceContext::from_meta(message).is_some() {
+            return;
+        }
         let Some(request) = message.as_object_mut() else {
             return;
         };
@@ -510,12 +517,14 @@ impl PassedOn {
         let Some(meta) = meta.as_object_mut() else {
             return;
         };
-        if meta.contains_key(TRACEPARENT) {
-            return;
-        }
         meta.insert(TRACEPARENT.to_owned(), json!(trace.traceparent()));
-        if let Some(tracestate) = &trace.tracestate {
-            meta.insert(TRACESTATE.to_owned(), json!(tracestate));
+        match &trace.tracestate {
+            Some(tracestate) => {
+                meta.insert(TRACESTATE.to_owned(), json!(tracestate));
+            }
+            None => {
+                meta.remove(TRACESTATE);
+            }
         }
     }
 }

@@ -15,7 +15,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
-use tracing::Instrument as _;
+use tracing::{Instrument as _, Span};
 
 use super::aggregate;
 use super::audit::Audited;
@@ -479,9 +479,18 @@ async fn handle_request(context: &Context, message: Value) -> Reply {
         context.stateless.then_some(STATELESS_PROTOCOL_VERSION),
         context.passed_on.trace_context(),
     );
-    handle_request_in_span(context, message)
-        .instrument(span)
-        .await
+    let reply = handle_request_in_span(context, message)
+        .instrument(span.clone())
+        .await;
+    // The one place the reply is known, whoever made it; a stream records its last event.
+    match &reply {
+        Reply::Json(response)
+        | Reply::Forwarded { response, .. }
+        | Reply::Initialized { response, .. } => spans::record_response(&span, response),
+        Reply::Refused(error) => spans::record_refusal(&span, error.jsonrpc_code()),
+        Reply::Accepted | Reply::Stream(_) => {}
+    }
+    reply
 }
 
 async fn handle_request_in_span(context: &Context, message: Value) -> Reply {
@@ -796,6 +805,7 @@ async fn forward(
         .upstream
         .forward(&server, message, context.accepts_sse, &router_caller)
         .await;
+    spans::name_after_tool(&method, call.listed_tool());
     // The client's answer to the call, written to the audit log with what the cache did.
     let audit_state = state.clone();
     let finish = move |outcome: Result<Value, CallError>,
@@ -822,7 +832,7 @@ async fn forward(
                     hint: call.cache_hint(),
                 };
                 let response = finish(outcome, client_id, cache.hint, call.cache_outcome());
-                spans::record_outcome(call.cache_outcome(), cache.generation, &response);
+                spans::record_outcome(call.cache_outcome(), cache.generation);
                 drop(in_flight);
                 return Reply::Forwarded { response, cache };
             }
@@ -867,89 +877,93 @@ async fn forward(
     };
     let (sender, body) = sse::channel_body();
     // In the request's span, which the stream keeps open until its last event.
-    tokio::spawn(async move {
-        let mut pending = Some(first_event);
-        loop {
-            let bytes = match pending.take() {
-                Some(bytes) => bytes,
-                None => {
-                    let step = tokio::select! {
-                        // The client hung up: dropping `call` cancels the request on the server.
-                        () = sender.closed() => break,
-                        step = next_unless_cancelled(&mut call, &mut cancel) => match step {
-                            Some(step) => step,
-                            None => {
-                                sse::send(&sender, sse::event(&cancelled(client_id.clone()))).await;
-                                break;
-                            }
-                        },
-                    };
-                    match step {
-                        Step::Event(event) => {
-                            match deliverable(
-                                &state,
-                                event,
-                                session.as_deref(),
-                                log_minimum,
-                                &mut relay_ids,
-                                round.as_ref(),
-                            )
-                            .await
-                            {
-                                Delivery::Send(bytes) => bytes,
-                                Delivery::Settled => continue,
-                                Delivery::AskClient { request, answer } => {
-                                    let asked = input_rounds::park_for_input(
-                                        &state,
-                                        &parking,
-                                        round.as_ref(),
-                                        call,
-                                        request,
-                                        answer,
-                                        client_id.clone(),
-                                    )
-                                    .await;
-                                    match asked {
-                                        Ok(response) => {
-                                            let response =
-                                                finish(Ok(response), client_id, None, "none");
-                                            sse::send(&sender, sse::event(&response)).await;
-                                            break;
-                                        }
-                                        Err(returned) => {
-                                            call = returned;
-                                            continue;
+    tokio::spawn(
+        async move {
+            let mut pending = Some(first_event);
+            loop {
+                let bytes = match pending.take() {
+                    Some(bytes) => bytes,
+                    None => {
+                        let step = tokio::select! {
+                            // The client hung up: dropping `call` cancels the request on the server.
+                            () = sender.closed() => break,
+                            step = next_unless_cancelled(&mut call, &mut cancel) => match step {
+                                Some(step) => step,
+                                None => {
+                                    let response = cancelled(client_id.clone());
+                                    spans::record_response(&Span::current(), &response);
+                                    sse::send(&sender, sse::event(&response)).await;
+                                    break;
+                                }
+                            },
+                        };
+                        match step {
+                            Step::Event(event) => {
+                                match deliverable(
+                                    &state,
+                                    event,
+                                    session.as_deref(),
+                                    log_minimum,
+                                    &mut relay_ids,
+                                    round.as_ref(),
+                                )
+                                .await
+                                {
+                                    Delivery::Send(bytes) => bytes,
+                                    Delivery::Settled => continue,
+                                    Delivery::AskClient { request, answer } => {
+                                        let asked = input_rounds::park_for_input(
+                                            &state,
+                                            &parking,
+                                            round.as_ref(),
+                                            call,
+                                            request,
+                                            answer,
+                                            client_id.clone(),
+                                        )
+                                        .await;
+                                        match asked {
+                                            Ok(response) => {
+                                                let response =
+                                                    finish(Ok(response), client_id, None, "none");
+                                                spans::record_response(&Span::current(), &response);
+                                                sse::send(&sender, sse::event(&response)).await;
+                                                break;
+                                            }
+                                            Err(returned) => {
+                                                call = returned;
+                                                continue;
+                                            }
                                         }
                                     }
                                 }
                             }
-                        }
-                        Step::Done(outcome) => {
-                            let response = finish(
-                                outcome,
-                                client_id.clone(),
-                                call.cache_hint(),
-                                call.cache_outcome(),
-                            );
-                            spans::record_outcome(
-                                call.cache_outcome(),
-                                call.policy_generation(),
-                                &response,
-                            );
-                            sse::send(&sender, sse::event(&response)).await;
-                            break;
+                            Step::Done(outcome) => {
+                                let response = finish(
+                                    outcome,
+                                    client_id.clone(),
+                                    call.cache_hint(),
+                                    call.cache_outcome(),
+                                );
+                                spans::record_outcome(
+                                    call.cache_outcome(),
+                                    call.policy_generation(),
+                                );
+                                spans::record_response(&Span::current(), &response);
+                                sse::send(&sender, sse::event(&response)).await;
+                                break;
+                            }
                         }
                     }
+                };
+                if !sse::send(&sender, bytes).await {
+                    break;
                 }
-            };
-            if !sse::send(&sender, bytes).await {
-                break;
             }
+            state.relays.forget(&relay_ids);
+            drop(call_slot);
+            drop(in_flight);
         }
-        state.relays.forget(&relay_ids);
-        drop(call_slot);
-        drop(in_flight);
-    }
         .in_current_span(),
     );
     Reply::Stream(body)

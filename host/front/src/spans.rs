@@ -1,8 +1,10 @@
-//! The SERVER span of each client request (`tools/call {tool}`, or the method), after the
-//! OpenTelemetry MCP conventions, continuing the client's trace: the request's own
-//! `params._meta.traceparent` when valid, else the HTTP `traceparent` header (the same
-//! precedence the context has on its way to the backend). The router's spans for the
-//! call (policy, cache, pool, the backend hop) are its children.
+//! The SERVER span of each client request (`tools/call {tool}` once the server's catalog
+//! lists the tool, otherwise the method), after the OpenTelemetry MCP conventions,
+//! continuing the client's trace: the request's own `params._meta.traceparent` when
+//! valid, else the HTTP `traceparent` header (the same precedence the context has on its
+//! way to the backend). The router's spans for the call (policy, cache, pool, the backend
+//! hop) are its children. Its `error.type` is recorded once, from the reply the client
+//! gets, whoever made it (a refusal, the front, the backend, an input round).
 
 use serde_json::Value;
 use tracing::Span;
@@ -52,9 +54,9 @@ pub(crate) fn request_span(
     span
 }
 
-/// Records what the cache did, the policy generation and an error on the current request
-/// span, once the forwarded call is answered.
-pub(crate) fn record_outcome(cache_outcome: &str, generation: Option<u64>, response: &Value) {
+/// Records what the cache did and the policy generation on the current request span,
+/// once the forwarded call is answered.
+pub(crate) fn record_outcome(cache_outcome: &str, generation: Option<u64>) {
     if !telemetry::is_on() {
         return;
     }
@@ -63,9 +65,33 @@ pub(crate) fn record_outcome(cache_outcome: &str, generation: Option<u64>, respo
     if let Some(generation) = generation {
         telemetry::record_generation(&span, generation);
     }
+}
+
+/// Names the current request span after the tool the router found the server lists.
+pub(crate) fn name_after_tool(method: &str, listed_tool: Option<&str>) {
+    if let Some(tool) = listed_tool
+        && telemetry::is_on()
+    {
+        telemetry::name_after_tool(&Span::current(), method, tool);
+    }
+}
+
+/// Marks `span` failed when `response`, the JSON-RPC answer the client gets, is an error
+/// (`error.type` is its code) or a tool's error result (`tool_error`).
+pub(crate) fn record_response(span: &Span, response: &Value) {
+    if span.is_disabled() {
+        return;
+    }
     if let Some(code) = response.pointer("/error/code") {
-        telemetry::record_error(&span, &code.to_string());
+        telemetry::record_error(span, &code.to_string());
     } else if response.pointer("/result/isError") == Some(&Value::Bool(true)) {
-        telemetry::record_error(&span, "tool_error");
+        telemetry::record_error(span, "tool_error");
+    }
+}
+
+/// Marks `span` failed with the JSON-RPC `code` of a refusal answered as an HTTP error.
+pub(crate) fn record_refusal(span: &Span, code: i64) {
+    if !span.is_disabled() {
+        telemetry::record_error(span, &code.to_string());
     }
 }

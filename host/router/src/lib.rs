@@ -397,7 +397,9 @@ impl Router {
             false,
             Some(refresh),
         );
-        // In the trace of the call that found the entry stale.
+        // In a span of its own, linked to the call that found the entry stale: that
+        // call is answered now, and its span must end with its answer.
+        let refreshing = telemetry::cache_refresh_span();
         tokio::spawn(
             async move {
                 if let Some(caching) = call.caching.as_mut() {
@@ -408,7 +410,7 @@ impl Router {
                 }
                 while let Step::Event(_) = call.next().await {}
             }
-            .in_current_span(),
+            .instrument(refreshing),
         );
     }
 
@@ -565,8 +567,7 @@ impl ForwardedCall {
             .inspect_err(|error| telemetry::record_error(&acquiring, error.kind()))?;
         drop(acquiring);
         // A name the server does not list stays out of the span, as out of the metrics.
-        let tool = (!self.tool.is_empty() && self.tool != UNKNOWN_TOOL_LABEL)
-            .then_some(self.tool.as_str());
+        let tool = self.listed_tool();
         let backend_span = telemetry::backend_span(
             &RequestFacts {
                 method: &self.method,
@@ -618,7 +619,11 @@ impl ForwardedCall {
             let Some(inflight) = self.inflight.as_mut() else {
                 return self.finish(Err(self.timeout_error())).await;
             };
-            let step = tokio::time::timeout_at(self.deadline, inflight.next()).await;
+            // The wait is in the CLIENT span too: its last exit, when the outcome (or
+            // the timeout) arrives, is where the exported span ends.
+            let step = tokio::time::timeout_at(self.deadline, inflight.next())
+                .instrument(self.backend_span.clone())
+                .await;
             match step {
                 Ok(CallStep::Event(event)) => {
                     if matches!(event, backend::CallEvent::ServerRequest(_))
@@ -694,6 +699,11 @@ impl ForwardedCall {
             Some(caching) => caching.accepts(published).await,
             None => false,
         }
+    }
+
+    /// The tool of a `tools/call` when the server lists it (the metric label's rule).
+    pub fn listed_tool(&self) -> Option<&str> {
+        (!self.tool.is_empty() && self.tool != UNKNOWN_TOOL_LABEL).then_some(self.tool.as_str())
     }
 
     /// What clients may be told about caching the result (known once it is done).

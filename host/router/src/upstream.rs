@@ -139,6 +139,10 @@ impl mcp_bridge_upstream::ForwardedCall for ForwardedCall {
         self.cache_outcome
     }
 
+    fn listed_tool(&self) -> Option<&str> {
+        ForwardedCall::listed_tool(self)
+    }
+
     fn deadline(&self) -> Option<std::time::Instant> {
         Some(self.deadline.into_std())
     }

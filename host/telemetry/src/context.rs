@@ -174,17 +174,16 @@ pub fn trace_context_of(span: &Span, tracestate: Option<&str>) -> Option<TraceCo
 }
 
 /// Writes `span`'s context into `params._meta` of `message` (a JSON-RPC request), replacing
-/// a `traceparent` the client put there and keeping every other `_meta` key and the
-/// client's `tracestate`. Does nothing when tracing is off, so the request then reaches
-/// the backend as the client sent it.
+/// a `traceparent` the client put there and keeping every other `_meta` key. The client's
+/// `tracestate` is kept only when it came with a valid `_meta` `traceparent` (the front
+/// has put the HTTP header's pair there when `_meta` had none): vendor state is passed on
+/// only in the trace it belongs to. Does nothing when tracing is off, so the request then
+/// reaches the backend as the client sent it.
 pub fn inject_trace_context(message: &mut Value, span: &Span) {
     if span.is_disabled() {
         return;
     }
-    let client_state = message
-        .pointer("/params/_meta/tracestate")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let client_state = TraceContext::from_meta(message).and_then(|parent| parent.tracestate);
     let Some(context) = trace_context_of(span, client_state.as_deref()) else {
         return;
     };

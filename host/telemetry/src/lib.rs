@@ -24,12 +24,16 @@ pub use context::{
     inject_trace_context, set_remote_parent, trace_context_of,
 };
 
+use opentelemetry::trace::TraceContextExt as _;
 use tracing::Span;
 use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// The `tracing` target of every span this crate makes. The binary's OpenTelemetry layer
-/// listens to this target only, and its log layer never to it.
-pub const TARGET: &str = "mcp_bridge::otel";
+/// listens to this target only, and its log layer never to it. It has no `::`, so no
+/// module's path (the default target of its log lines) can ever be it: a log line is
+/// never taken for a span and dropped.
+pub const TARGET: &str = "mcp_bridge_spans";
 
 /// Attribute keys: the semantic conventions' (MCP, GenAI, JSON-RPC, network, error) and
 /// the bridge's own under `mcp_bridge.`.
@@ -38,6 +42,7 @@ pub mod attribute {
     pub const MCP_SESSION_ID: &str = "mcp.session.id";
     pub const MCP_PROTOCOL_VERSION: &str = "mcp.protocol.version";
     pub const GEN_AI_TOOL_NAME: &str = "gen_ai.tool.name";
+    pub const GEN_AI_PROMPT_NAME: &str = "gen_ai.prompt.name";
     pub const GEN_AI_OPERATION_NAME: &str = "gen_ai.operation.name";
     pub const JSONRPC_REQUEST_ID: &str = "jsonrpc.request.id";
     pub const NETWORK_TRANSPORT: &str = "network.transport";
@@ -58,6 +63,7 @@ pub mod name {
     pub const CACHE_LOOKUP: &str = "mcp_bridge.cache.lookup";
     pub const SINGLE_FLIGHT_WAIT: &str = "mcp_bridge.cache.single_flight_wait";
     pub const POOL_ACQUIRE: &str = "mcp_bridge.pool.acquire";
+    pub const CACHE_REFRESH: &str = "mcp_bridge.cache.refresh";
 }
 
 /// `gen_ai.operation.name` of a tool call (the GenAI conventions' `execute_tool`).
@@ -76,7 +82,10 @@ fn request_span_name(method: &str, target: Option<&str>) -> String {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequestFacts<'a> {
     pub method: &'a str,
-    /// The tool of a `tools/call` (or the prompt of a `prompts/get`): the span name's target.
+    /// The tool of a `tools/call` (or the prompt of a `prompts/get`). On the SERVER span
+    /// it is what the client sent (an attribute only: the name waits for
+    /// [`name_after_tool`]); on the CLIENT span it is a tool the server lists, and names
+    /// the span.
     pub tool: Option<&'a str>,
     /// The JSON-RPC id as the client sent it (its JSON text for a number).
     pub request_id: Option<&'a str>,
@@ -84,26 +93,30 @@ pub struct RequestFacts<'a> {
     pub protocol_version: Option<&'a str>,
 }
 
-/// The SERVER span of the bridge's handling of one client request (`tools/call {tool}`,
-/// or the method). A disabled span when tracing is off, without formatting anything.
+/// The SERVER span of the bridge's handling of one client request, named after the
+/// method; [`name_after_tool`] adds the tool once the server's catalog lists it, so a
+/// client sending made-up tool names cannot make a span name per name. The client's name
+/// is the `gen_ai.tool.name` (or `gen_ai.prompt.name`) attribute, which the caller bounds.
+/// A disabled span when tracing is off.
 ///
 /// Every attribute is given when the span is made (one pass of the OpenTelemetry layer)
-/// rather than recorded one by one afterwards; the `is_on` check first keeps the name's
-/// formatting off the path when tracing is off.
+/// rather than recorded one by one afterwards; the `is_on` check first keeps the work of
+/// filling them off the path when tracing is off.
 pub fn server_span(facts: &RequestFacts<'_>) -> Span {
     if !is_on() {
         return Span::none();
     }
-    let name = request_span_name(facts.method, facts.tool);
     let tool = facts.tool.filter(|_| facts.method == "tools/call");
+    let prompt = facts.tool.filter(|_| facts.method == "prompts/get");
     tracing::info_span!(
         target: TARGET,
         "mcp.server",
-        otel.name = name.as_str(),
+        otel.name = facts.method,
         otel.kind = "server",
         otel.status_code = Empty,
         mcp.method.name = facts.method,
         gen_ai.tool.name = tool,
+        gen_ai.prompt.name = prompt,
         gen_ai.operation.name = tool.map(|_| EXECUTE_TOOL),
         jsonrpc.request.id = facts.request_id,
         mcp.session.id = facts.session,
@@ -115,8 +128,23 @@ pub fn server_span(facts: &RequestFacts<'_>) -> Span {
     )
 }
 
+/// Names a SERVER span `{method} {tool}` after the conventions, once the tool is known
+/// to be one the server lists (the router's metric label rule). The OpenTelemetry span
+/// has started by then (its children have), and a late `otel.name` only reaches a span
+/// that has not, so the name is changed on the started span itself.
+pub fn name_after_tool(span: &Span, method: &str, tool: &str) {
+    if !span.is_disabled() && !tool.is_empty() {
+        span.context()
+            .span()
+            .update_name(request_span_name(method, Some(tool)));
+    }
+}
+
 /// The CLIENT span of the hop to a backend process: the request written to its stdin
-/// until its response. `server` is the bridge's name for the server, `pid` the process's.
+/// until its response (or error, or timeout): the caller instruments the write and every
+/// wait for the outcome with it, so its last exit is the outcome. `server` is the bridge's
+/// name for the server, `pid` the process's; `facts.tool` must be a listed tool (it
+/// names the span).
 pub fn backend_span(facts: &RequestFacts<'_>, server: &str, pid: Option<u32>) -> Span {
     if !is_on() {
         return Span::none();
@@ -174,6 +202,22 @@ pub fn cache_lookup_span() -> Span {
         otel.kind = "internal",
         mcp_bridge.cache.result = Empty,
     )
+}
+
+/// The background refresh of a stale cache entry: a root span of its own (a trace of its
+/// own, sampled as such) linked to the span that found the entry stale. The request that
+/// found it is answered at once, so the refresh is no part of that request's span.
+pub fn cache_refresh_span() -> Span {
+    let span = tracing::info_span!(
+        target: TARGET,
+        parent: None,
+        "mcp_bridge.cache.refresh",
+        otel.kind = "internal",
+    );
+    if !span.is_disabled() {
+        span.follows_from(Span::current());
+    }
+    span
 }
 
 /// Waiting for another caller's fill of the same key (single flight).

@@ -45,12 +45,27 @@ pub struct ReceivedSpan {
     pub service_name: String,
     /// The status code (0 unset, 1 ok, 2 error).
     pub status_code: i32,
+    /// Start and end, nanoseconds since the Unix epoch.
+    pub start_unix_nano: u64,
+    pub end_unix_nano: u64,
+    /// The spans it links to, as (trace id, span id).
+    pub links: Vec<(String, String)>,
 }
 
 impl ReceivedSpan {
     /// An attribute's value as text.
     pub fn attribute(&self, key: &str) -> Option<&str> {
         self.attributes.get(key).map(String::as_str)
+    }
+
+    /// How long the span lasted.
+    pub fn duration(&self) -> Duration {
+        Duration::from_nanos(self.end_unix_nano.saturating_sub(self.start_unix_nano))
+    }
+
+    /// Whether this span started no earlier and ended no later than `outer`.
+    pub fn lies_within(&self, outer: &ReceivedSpan) -> bool {
+        outer.start_unix_nano <= self.start_unix_nano && self.end_unix_nano <= outer.end_unix_nano
     }
 }
 
@@ -59,6 +74,8 @@ struct Received {
     spans: Mutex<Vec<ReceivedSpan>>,
     requests: AtomicUsize,
     refused: AtomicUsize,
+    /// The headers of the last export request.
+    headers: Mutex<hyper::HeaderMap>,
 }
 
 /// The receiver; it stops when dropped.
@@ -122,6 +139,18 @@ impl OtlpReceiver {
         self.received.requests.load(Ordering::Relaxed)
     }
 
+    /// The values of header `name` on the last export request (each as raw bytes, as
+    /// text where it is UTF-8).
+    pub fn last_header(&self, name: &str) -> Vec<String> {
+        self.received
+            .headers
+            .lock()
+            .get_all(name)
+            .iter()
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+            .collect()
+    }
+
     /// Requests refused: a wrong path or method, or a body that did not decode.
     pub fn refused(&self) -> usize {
         self.received.refused.load(Ordering::Relaxed)
@@ -165,6 +194,7 @@ async fn answer(
     received: &Received,
     keep: bool,
 ) -> Response<Full<Bytes>> {
+    *received.headers.lock() = request.headers().clone();
     received.requests.fetch_add(1, Ordering::Relaxed);
     let refuse = |status: StatusCode| {
         received.refused.fetch_add(1, Ordering::Relaxed);
@@ -239,6 +269,13 @@ fn spans_of(export: ExportTraceServiceRequest) -> Vec<ReceivedSpan> {
                     attributes,
                     service_name: service_name.clone(),
                     status_code: span.status.as_ref().map_or(0, |status| status.code),
+                    start_unix_nano: span.start_time_unix_nano,
+                    end_unix_nano: span.end_time_unix_nano,
+                    links: span
+                        .links
+                        .iter()
+                        .map(|link| (hex(&link.trace_id), hex(&link.span_id)))
+                        .collect(),
                 });
             }
         }

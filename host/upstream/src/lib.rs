@@ -116,6 +116,13 @@ pub trait ForwardedCall: Send {
     /// fills), `bypass` (not cacheable, or a write), or `none` (no cache in the path).
     fn cache_outcome(&self) -> &'static str;
 
+    /// The tool a `tools/call` calls, when the server lists it (`None` for another
+    /// method or a name the server does not list): safe to name a span after, as a
+    /// client's made-up name is not.
+    fn listed_tool(&self) -> Option<&str> {
+        None
+    }
+
     /// When the call times out (its server's `request_timeout` from its start), if it has
     /// a deadline: waiting for it longer is pointless.
     fn deadline(&self) -> Option<std::time::Instant> {
