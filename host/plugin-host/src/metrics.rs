@@ -56,7 +56,7 @@ impl PluginMetrics {
                 ),
             plugin_faults_total: registry.counter_vec(
                     "plugin_faults_total",
-                    "Plugin calls that faulted and fell back to the safe default, by kind (trap, deadline, out_of_memory, instantiate, quarantined).",
+                    "Plugin calls that faulted and fell back to the safe default, by kind (trap, deadline, out_of_memory, instantiate).",
                     &["plugin", "kind"],
                 ),
             plugin_decision_seconds: registry.histogram_vec(

@@ -116,3 +116,94 @@ fn binding_errors_name_the_field() {
         "{unknown_key}"
     );
 }
+
+/// One `[plugins]` default as the code has it, and how to read a documented value of it.
+struct DocumentedDefault {
+    setting: &'static str,
+    /// Whether `documented` (the text between the quotes or backticks) means the constant.
+    matches: fn(&str) -> bool,
+}
+
+/// The `[plugins]` defaults the docs state, each compared with its constant by value, so a
+/// doc that says "10 ms" where the code says 50 fails here rather than misleading an author.
+const DOCUMENTED_DEFAULTS: [DocumentedDefault; 5] = [
+    DocumentedDefault {
+        setting: "decision_timeout",
+        matches: |text| {
+            mcp_bridge_policy::parse_duration(text) == Ok(DEFAULT_PLUGIN_DECISION_TIMEOUT)
+        },
+    },
+    DocumentedDefault {
+        setting: "max_memory",
+        matches: |text| mcp_bridge_policy::parse_size(text) == Ok(DEFAULT_PLUGIN_MAX_MEMORY),
+    },
+    DocumentedDefault {
+        setting: "max_idle_instances",
+        matches: |text| text.parse::<usize>() == Ok(DEFAULT_PLUGIN_MAX_IDLE_INSTANCES),
+    },
+    DocumentedDefault {
+        setting: "quarantine_after",
+        matches: |text| text.parse::<u32>() == Ok(DEFAULT_PLUGIN_QUARANTINE_AFTER),
+    },
+    DocumentedDefault {
+        setting: "quarantine_window",
+        matches: |text| {
+            mcp_bridge_policy::parse_duration(text) == Ok(DEFAULT_PLUGIN_QUARANTINE_WINDOW)
+        },
+    },
+];
+
+/// The value of `Default: VALUE.` in the comment block right above `setting = …` in the
+/// example config, without its quotes.
+fn example_default(example: &str, setting: &str) -> Option<String> {
+    let lines: Vec<&str> = example.lines().collect();
+    let at = lines.iter().position(|line| {
+        line.trim_start_matches("# ")
+            .strip_prefix(setting)
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+    })?;
+    lines[..at]
+        .iter()
+        .rev()
+        .take_while(|line| line.starts_with('#'))
+        .find_map(|line| {
+            let value = line.split_once("Default: ")?.1;
+            let value = value.split(". ").next()?.trim_end_matches('.');
+            Some(value.trim_matches('"').to_owned())
+        })
+}
+
+/// The default column of the SDK README's `[plugins]` table row for `setting`, without
+/// its backticks and quotes.
+fn sdk_readme_default(readme: &str, setting: &str) -> Option<String> {
+    let row_start = format!("| `{setting}` |");
+    readme.lines().find_map(|line| {
+        let rest = line.trim_start().strip_prefix(&row_start)?;
+        let cell = rest.split('|').next()?.trim();
+        Some(cell.trim_matches('`').trim_matches('"').to_owned())
+    })
+}
+
+#[test]
+fn plugin_defaults_match_the_docs() {
+    let read = |path: PathBuf| std::fs::read_to_string(&path).unwrap_or_default();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let example = read(root.join("config/mcp-bridge.example.toml"));
+    let sdk_readme = read(root.join("plugins/sdk/README.md"));
+    assert!(!example.is_empty() && !sdk_readme.is_empty());
+    for default in &DOCUMENTED_DEFAULTS {
+        let setting = default.setting;
+        let in_example = example_default(&example, setting);
+        assert!(
+            in_example.as_deref().is_some_and(default.matches),
+            "config/mcp-bridge.example.toml documents {setting} as {in_example:?}, which is not the code's default"
+        );
+        let in_readme = sdk_readme_default(&sdk_readme, setting);
+        assert!(
+            in_readme.as_deref().is_some_and(default.matches),
+            "plugins/sdk/README.md documents {setting} as {in_readme:?}, which is not the code's default"
+        );
+    }
+    // The reader checks what it was meant to: a wrong value is caught.
+    assert!(!(DOCUMENTED_DEFAULTS[0].matches)("10ms"));
+}
