@@ -56,6 +56,11 @@ impl BuiltinPolicy {
         }
     }
 
+    /// The `[cache.ttl]` rows, for whoever names the row that set a TTL.
+    pub fn ttl_table(&self) -> &TtlMap {
+        &self.ttl_table
+    }
+
     fn directive(&self, ttl: Option<Duration>, tags: Vec<String>) -> Decision {
         let mut directive = Directive::with_ttl(ttl);
         directive.tags = tags;

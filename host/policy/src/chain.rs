@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::builtin::BuiltinPolicy;
+use crate::provenance::{Answer, Probed, Question, Sourced, TtlSource};
+use crate::rules::ANY;
 use crate::vocabulary::{
     Call, CallKind, Decision, Invalidation, InvalidationAnswer, Outcome, Status, TtlAnswer,
 };
@@ -34,6 +36,21 @@ pub trait Policy: Send + Sync {
     fn is_pure(&self) -> bool {
         false
     }
+
+    /// Answers one question on its own, for an explanation of what the chain would do:
+    /// the answer, and whether the policy applies, faulted or is quarantined. The default
+    /// asks the matching method and reports no fault; a policy that can fault or be
+    /// quarantined (a plugin binding) says so instead, and must not count what it finds
+    /// as a fault of a live call.
+    fn probe(&self, question: Question<'_>) -> Probed {
+        Probed::answered(match question {
+            Question::Decide(call) => Answer::Decision(self.decide(call)),
+            Question::Ttl { server, tool } => Answer::Ttl(self.ttl(server, tool)),
+            Question::Invalidations(call, outcome) => {
+                Answer::Invalidations(self.invalidations(call, outcome))
+            }
+        })
+    }
 }
 
 /// Which part of a chain shaped what happened to a call: a plugin, the built-in policy's
@@ -51,14 +68,25 @@ pub enum Shaper {
 #[derive(Clone)]
 pub struct PolicyChain {
     policies: Vec<Arc<dyn Policy>>,
+    /// Each policy's name, in chain order, made once so that naming the decider of a
+    /// call shares a string rather than copying one.
+    names: Arc<[Arc<str>]>,
+    /// The built-in policy (also the last of `policies`), kept typed for its TTL rows.
+    builtin: Arc<BuiltinPolicy>,
     generation: u64,
 }
 
 impl PolicyChain {
     pub fn new(mut policies: Vec<Arc<dyn Policy>>, builtin: Arc<BuiltinPolicy>) -> PolicyChain {
-        policies.push(builtin);
+        policies.push(builtin.clone());
+        let names = policies
+            .iter()
+            .map(|policy| Arc::from(policy.name()))
+            .collect();
         PolicyChain {
             policies,
+            names,
+            builtin,
             generation: 0,
         }
     }
@@ -90,28 +118,93 @@ impl PolicyChain {
     /// TTL when one did (a plugin's, or the built-in policy's configured rows), otherwise
     /// the policy that decided.
     pub fn decide_shaped(&self, call: &Call<'_>) -> (Decision, Shaper) {
-        let (decision, decider) = self
+        let sourced = self.decide_sourced(call);
+        let shaper = match sourced.ttl_from {
+            Some(table) => self.shaper_of_rules(table),
+            None => self.shaper_of_decision(sourced.decider_index),
+        };
+        (sourced.decision, shaper)
+    }
+
+    /// [`PolicyChain::decide`], with where the answer came from: the policy that decided,
+    /// the table that set the TTL (when one did) and the TTL the decider itself gave. The
+    /// precedence is the one the SDK README's "Where a TTL comes from" documents: for a
+    /// tool call decided `Cache`, the first TTL any policy's table gives (the plugins' in
+    /// chain order, then the config's `[cache.ttl]` rows, the built-in policy's table)
+    /// replaces the directive's, and a zero one turns the decision into `Bypass`.
+    pub fn decide_sourced(&self, call: &Call<'_>) -> Sourced {
+        let (decision, decider_index) = self
             .policies
             .iter()
             .enumerate()
             .map(|(index, policy)| (policy.decide(call), index))
             .find(|(decision, _)| *decision != Decision::Abstain)
             .unwrap_or((Decision::Bypass, self.builtin_index()));
-        let decided_by = self.shaper_of_decision(decider);
-        let Decision::Cache(mut directive) = decision else {
-            return (decision, decided_by);
+        let mut sourced = Sourced {
+            decision: Decision::Abstain,
+            decided_by: self.names[decider_index].clone(),
+            decider_index,
+            ttl_from: None,
+            decider_ttl: None,
         };
+        let Decision::Cache(mut directive) = decision else {
+            sourced.decision = decision;
+            return sourced;
+        };
+        sourced.decider_ttl = Some(directive.ttl);
         if call.kind == CallKind::Tool
             && let Some((ttl, table)) = self.ttl_with_source(call.server, call.name)
         {
-            let shaper = self.shaper_of_rules(table);
+            sourced.ttl_from = Some(table);
             if ttl.is_zero() {
-                return (Decision::Bypass, shaper);
+                sourced.decision = Decision::Bypass;
+                return sourced;
             }
             directive.ttl = Some(ttl);
-            return (Decision::Cache(directive), shaper);
         }
-        (Decision::Cache(directive), decided_by)
+        sourced.decision = Decision::Cache(directive);
+        sourced
+    }
+
+    /// Which source set the TTL of `sourced`, a decision of this chain for `tool` on
+    /// `server`: a plugin's table, a `[cache.ttl]` row (named as written), the deciding
+    /// plugin's directive, or the built-in policy's default. `None` when no TTL applies:
+    /// the decision is not `Cache` and no table made it `Bypass`. What the server's
+    /// `ttlMs` or the shared tier does to the TTL at fill time is the cache's to add.
+    pub fn ttl_source(&self, sourced: &Sourced, server: &str, tool: &str) -> Option<TtlSource> {
+        if let Some(table) = sourced.ttl_from {
+            if table != self.builtin_index() {
+                return Some(TtlSource::Table {
+                    policy: self.names[table].clone(),
+                });
+            }
+            let rule = self.builtin.ttl_table().lookup_rule(server, tool)?;
+            return Some(TtlSource::ConfigRow {
+                server: rule.server.clone().unwrap_or_else(|| ANY.to_owned()),
+                tool: rule.tool.clone(),
+            });
+        }
+        let ttl = sourced.decider_ttl?;
+        if sourced.decider_index != self.builtin_index() {
+            return Some(TtlSource::Directive {
+                policy: sourced.decided_by.clone(),
+            });
+        }
+        Some(match ttl {
+            Some(_) => TtlSource::Default,
+            None => TtlSource::NoExpiry,
+        })
+    }
+
+    /// The policies' names, in chain order, the built-in policy's (`builtin`) last.
+    pub fn names(&self) -> &[Arc<str>] {
+        &self.names
+    }
+
+    /// The policies in chain order, the built-in policy last, for whoever asks each one
+    /// on its own ([`Policy::probe`]).
+    pub fn policies(&self) -> &[Arc<dyn Policy>] {
+        &self.policies
     }
 
     /// The first TTL any policy's table gives for the tool.
@@ -324,6 +417,176 @@ mod tests {
             builtin.invalidations_shaped(&tool_call("delete_task", None), &outcome);
         assert_eq!(shaper, Shaper::BuiltinDefault);
         assert_eq!(rules, vec![Invalidation::Server("demo".to_owned())]);
+    }
+
+    /// A plugin with only a TTL table: 42 s for `get_clients` on any server.
+    struct Table;
+
+    impl Policy for Table {
+        fn name(&self) -> &str {
+            "table"
+        }
+        fn decide(&self, _call: &Call<'_>) -> Decision {
+            Decision::Abstain
+        }
+        fn ttl(&self, _server: &str, tool: &str) -> TtlAnswer {
+            if tool == "get_clients" {
+                TtlAnswer::Ttl(Duration::from_secs(42))
+            } else {
+                TtlAnswer::Abstain
+            }
+        }
+    }
+
+    /// The built-in policy with the one row `demo.get_clients = "5m"`.
+    fn builtin_with_clients_row() -> Arc<BuiltinPolicy> {
+        Arc::new(BuiltinPolicy::new(BuiltinSettings {
+            default_ttl: Some(Duration::from_secs(60)),
+            ttl_table: TtlMap::new().with("demo", "get_clients", Duration::from_secs(300)),
+            ..BuiltinSettings::default()
+        }))
+    }
+
+    fn source_of(chain: &PolicyChain, call: &Call<'_>) -> (Sourced, Option<String>) {
+        let sourced = chain.decide_sourced(call);
+        let source = chain
+            .ttl_source(&sourced, call.server, call.name)
+            .map(|source| source.to_string());
+        (sourced, source)
+    }
+
+    #[test]
+    fn ttl_source_names_the_config_row_overriding_a_plugin() {
+        let chain = PolicyChain::new(vec![Arc::new(Eager)], builtin_with_clients_row());
+        let call = tool_call("get_clients", Some(true));
+        let (sourced, source) = source_of(&chain, &call);
+        // The plugin decided with 10 s; the config row's 5 m is what applies.
+        assert_eq!(&*sourced.decided_by, "eager");
+        assert_eq!(sourced.decider_index, 0);
+        assert_eq!(sourced.decider_ttl, Some(Some(Duration::from_secs(10))));
+        assert_eq!(sourced.ttl_from, Some(1));
+        assert_eq!(
+            ttl_of(sourced.decision),
+            Some(Some(Duration::from_secs(300)))
+        );
+        assert_eq!(source.as_deref(), Some("config:demo/get_clients"));
+        assert_eq!(
+            chain.ttl_source(&chain.decide_sourced(&call), "demo", "get_clients"),
+            Some(TtlSource::ConfigRow {
+                server: "demo".into(),
+                tool: "get_clients".into()
+            })
+        );
+        // Without a row, the plugin's own directive sets it.
+        let (sourced, source) = source_of(&chain, &tool_call("get_tasks", Some(true)));
+        assert_eq!(
+            (sourced.ttl_from, source.as_deref()),
+            (None, Some("plugin:eager"))
+        );
+        assert_eq!(
+            ttl_of(sourced.decision),
+            Some(Some(Duration::from_secs(10)))
+        );
+    }
+
+    #[test]
+    fn a_plugin_table_beats_a_config_row() {
+        let chain = PolicyChain::new(
+            vec![Arc::new(Eager), Arc::new(Table)],
+            builtin_with_clients_row(),
+        );
+        let (sourced, source) = source_of(&chain, &tool_call("get_clients", Some(true)));
+        assert_eq!(&*sourced.decided_by, "eager");
+        assert_eq!(sourced.ttl_from, Some(1));
+        assert_eq!(
+            ttl_of(sourced.decision),
+            Some(Some(Duration::from_secs(42)))
+        );
+        assert_eq!(source.as_deref(), Some("table:table"));
+        assert_eq!(
+            chain.names().iter().map(|name| &**name).collect::<Vec<_>>(),
+            ["eager", "table", "builtin"]
+        );
+    }
+
+    #[test]
+    fn the_builtin_sources_are_its_default_its_rows_or_no_expiry() {
+        let chain = chain();
+        let source = |call: &Call<'_>| source_of(&chain, call).1;
+        assert_eq!(
+            source(&tool_call("get_tasks", Some(true))).as_deref(),
+            Some("default")
+        );
+        // A row for any server is named as written, with `*`.
+        assert_eq!(
+            source(&tool_call("get_tool_schema", Some(true))).as_deref(),
+            Some("config:*/get_tool_schema")
+        );
+        // A zero row turns the decision into Bypass, and is still its source.
+        let (sourced, zero) = source_of(&chain, &tool_call("create_task", Some(true)));
+        assert_eq!(sourced.decision, Decision::Bypass);
+        assert_eq!(zero.as_deref(), Some("config:demo/create_task"));
+        // A decision that caches nothing has no TTL source.
+        assert_eq!(source(&tool_call("delete_task", None)), None);
+        // A built-in policy that keeps entries until evicted.
+        let forever = PolicyChain::new(
+            Vec::new(),
+            Arc::new(BuiltinPolicy::new(BuiltinSettings::default())),
+        );
+        assert_eq!(
+            source_of(&forever, &tool_call("get_tasks", Some(true)))
+                .1
+                .as_deref(),
+            Some("none")
+        );
+    }
+
+    #[test]
+    fn decide_and_decide_shaped_are_decide_sourced() {
+        let chains = [
+            chain(),
+            PolicyChain::new(vec![Arc::new(Eager)], builtin_with_clients_row()),
+            PolicyChain::new(
+                vec![Arc::new(Table), Arc::new(Eager)],
+                builtin_with_clients_row(),
+            ),
+        ];
+        for chain in &chains {
+            for name in ["get_tasks", "get_clients", "get_tool_schema", "create_task"] {
+                for read_only in [Some(true), None] {
+                    let call = tool_call(name, read_only);
+                    let sourced = chain.decide_sourced(&call);
+                    assert_eq!(chain.decide(&call), sourced.decision);
+                    assert_eq!(chain.decide_shaped(&call).0, sourced.decision);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_default_probe_answers_as_the_policy_does() {
+        let call = tool_call("get_clients", Some(true));
+        let outcome = Outcome::of(Status::Success);
+        let builtin = builtin_with_clients_row();
+        let probed = builtin.probe(Question::Decide(&call));
+        assert_eq!(
+            probed,
+            Probed::answered(Answer::Decision(builtin.decide(&call)))
+        );
+        assert!(probed.applies && !probed.quarantined && probed.fault.is_none());
+        assert_eq!(
+            builtin
+                .probe(Question::Ttl {
+                    server: "demo",
+                    tool: "get_clients"
+                })
+                .answer,
+            Answer::Ttl(TtlAnswer::Ttl(Duration::from_secs(300)))
+        );
+        assert_eq!(
+            Table.probe(Question::Invalidations(&call, &outcome)).answer,
+            Answer::Invalidations(InvalidationAnswer::Abstain)
+        );
     }
 
     #[test]

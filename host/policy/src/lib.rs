@@ -12,20 +12,24 @@
 //! `ttl-table`, `invalidation-rules`): a policy may answer any of them and abstain on the
 //! rest, and a [`PolicyChain`] asks its policies in order (first answer wins for
 //! decisions and TTLs; invalidations are the union). The [`BuiltinPolicy`] ends every
-//! chain. [`TtlMap`] is the one TTL-table precedence; [`units`] is the one duration and
-//! size grammar.
+//! chain. [`PolicyChain::decide_sourced`] also says where a decision and its TTL came
+//! from ([`Sourced`], [`TtlSource`]), and [`Policy::probe`] asks one policy one question
+//! on its own, for explanations. [`TtlMap`] is the one TTL-table precedence; [`units`] is
+//! the one duration and size grammar.
 //!
 //! This crate depends on std, serde and serde_json (and humantime, std-only) and builds
 //! for `wasm32-wasip2`: every plugin compiles it in.
 
 mod builtin;
 mod chain;
+mod provenance;
 mod rules;
 pub mod units;
 mod vocabulary;
 
 pub use builtin::{BuiltinPolicy, BuiltinSettings};
 pub use chain::{Policy, PolicyChain, PolicySink, Shaper};
+pub use provenance::{Answer, Probed, Question, Sourced, TtlSource};
 pub use rules::{ANY, InvalidationRule, TtlMap, TtlRule};
 pub use units::{parse_duration, parse_size};
 pub use vocabulary::{

@@ -111,16 +111,22 @@ impl TtlMap {
     /// The TTL of the most specific row for `server` and `tool`, or `None` when no row
     /// applies. Among rows equally specific (a table cannot hold two), the first wins.
     pub fn lookup(&self, server: &str, tool: &str) -> Option<Duration> {
-        let mut best: Option<(u8, Duration)> = None;
+        self.lookup_rule(server, tool).map(|rule| rule.ttl)
+    }
+
+    /// The most specific row for `server` and `tool` ([`TtlMap::lookup`]'s), so whoever
+    /// explains a TTL can name the row that set it.
+    pub fn lookup_rule(&self, server: &str, tool: &str) -> Option<&TtlRule> {
+        let mut best: Option<(u8, &TtlRule)> = None;
         for rule in &self.rules {
             let Some(score) = rule.specificity(server, tool) else {
                 continue;
             };
             if best.is_none_or(|(best_score, _)| score > best_score) {
-                best = Some((score, rule.ttl));
+                best = Some((score, rule));
             }
         }
-        best.map(|(_, ttl)| ttl)
+        best.map(|(_, rule)| rule)
     }
 }
 
@@ -202,6 +208,19 @@ mod tests {
         assert_eq!(table.lookup("demo", "put"), Some(s(3)));
         assert_eq!(table.lookup("other", "get"), Some(s(2)));
         assert_eq!(table.lookup("other", "put"), Some(s(1)));
+        // The row itself, as written: a wildcard server is `None`, a wildcard tool `*`.
+        let row = |server: &str, tool: &str| {
+            table
+                .lookup_rule(server, tool)
+                .map(|rule| (rule.server.clone(), rule.tool.clone()))
+        };
+        assert_eq!(
+            row("demo", "get"),
+            Some((Some("demo".into()), "get".into()))
+        );
+        assert_eq!(row("demo", "put"), Some((Some("demo".into()), "*".into())));
+        assert_eq!(row("other", "get"), Some((None, "get".into())));
+        assert_eq!(row("other", "put"), Some((None, "*".into())));
         let table = TtlMap::new().with("demo", "get", s(4));
         assert_eq!(table.lookup("other", "get"), None);
         assert!(!table.is_empty());
