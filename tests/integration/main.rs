@@ -38,6 +38,7 @@ mod observability;
 mod observe;
 mod orphans;
 mod plugin_contract;
+mod plugin_logs;
 mod plugin_reload;
 mod plugins;
 mod process_memory;

@@ -615,6 +615,7 @@ async fn println_in_a_plugin_reaches_the_bridge_log_rate_limited() -> Result<()>
         )),
         "the smoke call's lines past the budget were logged"
     );
+    plugin_log_lines_carry_the_binding_and_target(&log.1)?;
     let faults = &demo.plugin("chatty").await?["faults"];
     ensure!(
         faults
@@ -622,6 +623,43 @@ async fn println_in_a_plugin_reaches_the_bridge_log_rate_limited() -> Result<()>
             .is_some_and(|f| f.values().all(|n| n == 0)),
         "{faults}"
     );
+    Ok(())
+}
+
+/// The plugin's own lines (JSON log) are under the documented target, with the binding,
+/// the file and where the line came from; so is the summary of suppressed lines.
+fn plugin_log_lines_carry_the_binding_and_target(log: &str) -> Result<()> {
+    let line_with = |needle: &str| -> Result<Value> {
+        let line = log
+            .lines()
+            .find(|line| line.contains(needle))
+            .with_context(|| format!("`{needle}` is not in the log"))?;
+        Ok(serde_json::from_str(line)?)
+    };
+    for (needle, source, level) in [
+        ("chatty: stderr for get_tasks", Some("stderr"), "WARN"),
+        (
+            "chatty: stdout line 0 for get_tasks",
+            Some("stdout"),
+            "INFO",
+        ),
+        ("plugin log lines suppressed", None, "WARN"),
+    ] {
+        let line = line_with(needle)?;
+        let fields = &line["fields"];
+        ensure!(
+            line["target"] == "mcp_bridge::plugin"
+                && line["level"] == level
+                && fields["file"] == "chatty.wasm",
+            "{line}"
+        );
+        if let Some(source) = source {
+            ensure!(
+                fields["binding"] == "chatty" && fields["source"] == source,
+                "{line}"
+            );
+        }
+    }
     Ok(())
 }
 

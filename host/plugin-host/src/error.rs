@@ -57,7 +57,8 @@ pub enum PluginError {
         binding: String,
         file: String,
         stage: &'static str,
-        fault: Fault,
+        /// Boxed: a fault's parts would make every `Result<_, PluginError>` large.
+        fault: Box<Fault>,
     },
     #[error("the plugin engine could not start: {message}")]
     Engine { message: String },
@@ -93,12 +94,26 @@ impl PluginError {
 
 /// What went wrong in one call into a plugin instance. The call falls back to the safe
 /// default and the instance is dropped.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{kind}: {message}")]
+///
+/// Its parts are kept apart so each can be shown where it helps: the guest's panic
+/// message (what the author wrote) and a one-line summary go into the one log line a
+/// fault makes and into `/admin/plugins`; the wasm backtrace, many lines long, is logged
+/// at debug level only.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fault {
     pub kind: FaultKind,
-    pub message: String,
+    /// The guest's panic message (`panicked at src/lib.rs:12:9: …`), when the fault is
+    /// a panic the SDK reported.
+    pub panic: Option<String>,
+    /// The host's one-line account: the trap (`wasm trap: interrupt`), the failed memory
+    /// growth, the unknown import, or why an instance could not be made.
+    pub summary: String,
+    /// The wasm backtrace of a trap, at most [`MAX_BACKTRACE`] bytes.
+    pub backtrace: Option<String>,
 }
+
+/// A backtrace longer than this is cut (a deep recursion can have thousands of frames).
+pub const MAX_BACKTRACE: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultKind {
@@ -141,10 +156,30 @@ impl std::fmt::Display for FaultKind {
     }
 }
 
+/// One line: the kind, then the panic message when there is one, else the summary.
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind, self.headline())
+    }
+}
+
+impl std::error::Error for Fault {}
+
 impl Fault {
-    /// Classifies a wasmtime error from a call; `said` is the last error line the
-    /// plugin logged (the SDK logs panic messages), which names the cause of a trap.
-    pub fn from_call(error: &wasmtime::Error, said: Option<String>) -> Fault {
+    /// A fault with no panic or backtrace: the host's own account of it.
+    pub fn new(kind: FaultKind, summary: impl Into<String>) -> Fault {
+        Fault {
+            kind,
+            panic: None,
+            summary: first_line(&summary.into()).to_owned(),
+            backtrace: None,
+        }
+    }
+
+    /// Classifies a wasmtime error from a call; `panic` is the panic line the plugin
+    /// wrote during the call (the SDK's panic hook writes it), which names the cause of
+    /// a trap better than the trap does.
+    pub fn from_call(error: &wasmtime::Error, panic: Option<String>) -> Fault {
         // The store limiter reports a refused memory growth as a trap whose message
         // says so ("forcing trap when growing memory to N bytes").
         let text = format!("{error:?}");
@@ -155,10 +190,106 @@ impl Fault {
         } else {
             FaultKind::Trap
         };
-        let mut message = format!("{error:#}");
-        if let Some(said) = said {
-            message = format!("{message}; the plugin said: {said}");
+        let backtrace = error
+            .downcast_ref::<wasmtime::WasmBacktrace>()
+            .map(|backtrace| cap(backtrace.to_string(), MAX_BACKTRACE));
+        Fault::from_parts(kind, panic, &error.root_cause().to_string(), backtrace)
+    }
+
+    /// A fault from its parts: `summary` is cut to its first line, `panic` kept only
+    /// when it is a panic line.
+    pub fn from_parts(
+        kind: FaultKind,
+        panic: Option<String>,
+        summary: &str,
+        backtrace: Option<String>,
+    ) -> Fault {
+        Fault {
+            kind,
+            panic: panic.filter(|line| is_panic_line(line)),
+            summary: first_line(summary).to_owned(),
+            backtrace,
         }
-        Fault { kind, message }
+    }
+
+    /// What to show first: the guest's panic message, else the host's summary.
+    pub fn headline(&self) -> &str {
+        self.panic.as_deref().unwrap_or(&self.summary)
+    }
+}
+
+/// Whether a plugin's error line is the SDK's report of a panic (`panicked at FILE:LINE:COL:
+/// …`, or `panicked: …` without a location).
+pub fn is_panic_line(line: &str) -> bool {
+    line.starts_with("panicked at ") || line.starts_with("panicked: ")
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default().trim_end()
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, marked when cut.
+fn cap(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("\n  … (cut)");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_panic_comes_first_and_the_backtrace_apart() {
+        let backtrace = "error while executing at wasm backtrace:\n    0: 0x1a2b - fault_trap.wasm!decide\n    1: 0x3c4d - fault_trap.wasm!glue".to_owned();
+        let fault = Fault::from_parts(
+            FaultKind::Trap,
+            Some("panicked at src/lib.rs:25:13: deliberate trap".to_owned()),
+            "wasm trap: wasm `unreachable` instruction executed\nmore",
+            Some(backtrace.clone()),
+        );
+        let line = fault.to_string();
+        assert_eq!(
+            line,
+            "trapped: panicked at src/lib.rs:25:13: deliberate trap"
+        );
+        assert!(
+            !line.contains('\n') && !line.contains("backtrace"),
+            "{line}"
+        );
+        assert_eq!(
+            fault.summary,
+            "wasm trap: wasm `unreachable` instruction executed"
+        );
+        assert_eq!(fault.backtrace, Some(backtrace));
+        // Without a panic line, the summary leads; a non-panic error line is no panic.
+        let deadline = Fault::from_parts(
+            FaultKind::Deadline,
+            Some("some other error line".to_owned()),
+            "wasm trap: interrupt",
+            None,
+        );
+        assert_eq!(deadline.panic, None);
+        assert_eq!(
+            deadline.to_string(),
+            "ran past its decision timeout: wasm trap: interrupt"
+        );
+        assert!(is_panic_line("panicked: no location"));
+        assert!(!is_panic_line("a panicked at line"));
+    }
+
+    #[test]
+    fn a_long_backtrace_is_cut() {
+        let long = "é".repeat(MAX_BACKTRACE);
+        let cut = cap(long, MAX_BACKTRACE);
+        assert!(cut.len() <= MAX_BACKTRACE + "\n  … (cut)".len());
+        assert!(cut.ends_with("(cut)"));
+        assert_eq!(cap("short".to_owned(), MAX_BACKTRACE), "short");
     }
 }

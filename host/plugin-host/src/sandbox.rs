@@ -11,7 +11,10 @@
 //!
 //! Every line a plugin writes, by `log` or by stdout and stderr, counts against one
 //! budget per plugin version ([`LogBudget`]): a few dozen lines a second, the rest
-//! counted and summarized in one warning.
+//! counted and summarized in one warning. The lines go to the log target
+//! [`PLUGIN_LOG_TARGET`] with the binding, the file and the source, so an author can
+//! turn a plugin's own lines up or down without the host's. A panic line is held until
+//! the call ends: a trap reports it in the fault's one line, so it is not logged twice.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,12 +28,18 @@ use wasmtime::{Engine, StoreLimits, StoreLimitsBuilder};
 use super::bindings::current::mcp_bridge::policy::log;
 use super::bindings::legacy::mcp_bridge::policy::log as legacy_log;
 use super::bindings::v0_2::mcp_bridge::policy::log as log_v0_2;
+use super::error::is_panic_line;
 
 /// Log lines one plugin version may write per second (all its instances together); the
 /// rest are counted and reported.
 const LOG_LINES_PER_SECOND: u32 = 20;
 /// Longer log lines are cut here; a longer stdout or stderr line is split here.
 const MAX_LOG_LINE: usize = 2048;
+
+/// The log target of every line a plugin writes itself (`log`, stdout, stderr), with
+/// the fields `binding`, `file` and `source` (`log`, `stdout` or `stderr`): documented,
+/// so `RUST_LOG=info,mcp_bridge::plugin=debug` shows a plugin's debug lines.
+pub const PLUGIN_LOG_TARGET: &str = "mcp_bridge::plugin";
 
 /// The log lines of one plugin version: how many this second, how many suppressed.
 pub struct LogBudget {
@@ -79,7 +88,7 @@ impl LogBudget {
 
     fn summarize(&self, suppressed: u32) {
         if suppressed > 0 {
-            tracing::warn!(file = %self.file, suppressed, "plugin log lines suppressed (over {LOG_LINES_PER_SECOND} per second)");
+            tracing::warn!(target: PLUGIN_LOG_TARGET, file = %self.file, suppressed, "plugin log lines suppressed (over {LOG_LINES_PER_SECOND} per second)");
         }
     }
 }
@@ -96,19 +105,21 @@ impl Drop for LogBudget {
 pub struct PluginState {
     limits: StoreLimits,
     /// The binding the instance serves, for log attribution.
-    plugin: Arc<str>,
+    binding: Arc<str>,
     random: u64,
     log_budget: Arc<LogBudget>,
     /// What the plugin wrote to stdout and stderr since the last complete line.
     stdout: Vec<u8>,
     stderr: Vec<u8>,
-    /// The last error-level line the plugin wrote: the SDK logs panic messages there, so
-    /// a trap can be reported with its cause.
-    pub last_error: Option<String>,
+    /// The panic line the plugin wrote during the current call (the SDK's panic hook
+    /// writes `panicked at …` at error level), held until the call ends: a trap takes
+    /// it into its fault ([`PluginState::take_panic`]), any other end logs it
+    /// ([`PluginState::release_panic`]).
+    pending_panic: Option<String>,
 }
 
 impl PluginState {
-    pub fn new(plugin: Arc<str>, max_memory: usize, log_budget: Arc<LogBudget>) -> PluginState {
+    pub fn new(binding: Arc<str>, max_memory: usize, log_budget: Arc<LogBudget>) -> PluginState {
         PluginState {
             limits: StoreLimitsBuilder::new()
                 .memory_size(max_memory)
@@ -118,12 +129,24 @@ impl PluginState {
                 .table_elements(1 << 20)
                 .trap_on_grow_failure(true)
                 .build(),
-            plugin,
+            binding,
             random: 0x9e37_79b9_7f4a_7c15,
             log_budget,
             stdout: Vec::new(),
             stderr: Vec::new(),
-            last_error: None,
+            pending_panic: None,
+        }
+    }
+
+    /// The panic line held since the call began, for the fault the call ended in.
+    pub fn take_panic(&mut self) -> Option<String> {
+        self.pending_panic.take()
+    }
+
+    /// Logs a held panic line: the call ended without a fault to report it.
+    pub fn release_panic(&mut self) {
+        if let Some(line) = self.pending_panic.take() {
+            self.emit(log::Level::Error, "log", &line);
         }
     }
 
@@ -163,18 +186,35 @@ impl PluginState {
             }
             message.truncate(cut);
         }
-        if matches!(level, log::Level::Error) {
-            self.last_error = Some(message.clone());
+        if matches!(level, log::Level::Error) && is_panic_line(&message) {
+            // A second panic line in one call (a panic while panicking) logs the first.
+            self.release_panic();
+            self.pending_panic = Some(message);
+            return;
         }
+        self.emit(level, source, &message);
+    }
+
+    /// Logs one line under [`PLUGIN_LOG_TARGET`], within the version's budget.
+    fn emit(&self, level: log::Level, source: &'static str, message: &str) {
         if !self.log_budget.admit(Instant::now()) {
             return;
         }
-        let plugin = &self.plugin;
+        let binding = &self.binding;
+        let file = &self.log_budget.file;
         match level {
-            log::Level::Debug => tracing::debug!(%plugin, source, "{message}"),
-            log::Level::Info => tracing::info!(%plugin, source, "{message}"),
-            log::Level::Warn => tracing::warn!(%plugin, source, "{message}"),
-            log::Level::Error => tracing::error!(%plugin, source, "{message}"),
+            log::Level::Debug => {
+                tracing::debug!(target: PLUGIN_LOG_TARGET, %binding, %file, source, "{message}")
+            }
+            log::Level::Info => {
+                tracing::info!(target: PLUGIN_LOG_TARGET, %binding, %file, source, "{message}")
+            }
+            log::Level::Warn => {
+                tracing::warn!(target: PLUGIN_LOG_TARGET, %binding, %file, source, "{message}")
+            }
+            log::Level::Error => {
+                tracing::error!(target: PLUGIN_LOG_TARGET, %binding, %file, source, "{message}")
+            }
         }
     }
 
@@ -225,8 +265,10 @@ impl PluginState {
 }
 
 impl Drop for PluginState {
-    /// A line the instance began but never ended still reaches the log.
+    /// A line the instance began but never ended still reaches the log, and so does a
+    /// panic line no fault took.
     fn drop(&mut self) {
+        self.release_panic();
         for stream in [Stream::Stdout, Stream::Stderr] {
             let rest = match stream {
                 Stream::Stdout => std::mem::take(&mut self.stdout),
@@ -547,6 +589,32 @@ mod tests {
         drop(state);
         // Both unfinished lines are written when the instance goes.
         assert_eq!(budget.window.lock().lines, 5);
+    }
+
+    #[test]
+    fn a_panic_line_is_held_until_the_call_ends() {
+        let budget = Arc::new(LogBudget::new("p.wasm"));
+        let mut state = PluginState::new(Arc::from("p"), 1 << 20, budget.clone());
+        state.write_line(log::Level::Error, "log", "an error, not a panic".to_owned());
+        assert_eq!(
+            budget.window.lock().lines,
+            1,
+            "an error line is logged at once"
+        );
+        let panic = "panicked at src/lib.rs:3:5: boom";
+        state.write_line(log::Level::Error, "log", panic.to_owned());
+        assert_eq!(budget.window.lock().lines, 1, "a panic line is held");
+        // A trap takes it for its fault: it is never logged on its own.
+        assert_eq!(state.take_panic().as_deref(), Some(panic));
+        assert_eq!(state.take_panic(), None);
+        // A call that ends without a fault logs it.
+        state.write_line(log::Level::Error, "log", panic.to_owned());
+        state.release_panic();
+        assert_eq!(budget.window.lock().lines, 2);
+        // So does an instance dropped with one held.
+        state.write_line(log::Level::Error, "log", panic.to_owned());
+        drop(state);
+        assert_eq!(budget.window.lock().lines, 3);
     }
 
     #[test]

@@ -285,8 +285,8 @@ impl PluginVersion {
         let init_ticks = PluginEngine::deadline_ticks(INIT_TIMEOUT).max(self.limits.deadline_ticks);
         store.set_epoch_deadline(init_ticks);
         let fault = |store: &mut Store<PluginState>, error: wasmtime::Error| {
-            let said = store.data_mut().last_error.take();
-            let mut fault = Fault::from_call(&error, said);
+            let panic = store.data_mut().take_panic();
+            let mut fault = Fault::from_call(&error, panic);
             if fault.kind == FaultKind::Trap && error.downcast_ref::<wasmtime::Trap>().is_none() {
                 fault.kind = FaultKind::Instantiate;
             }
@@ -317,6 +317,8 @@ impl PluginVersion {
                     Ok(Err(message)) => return Err(InstantiateError::InitRejected(message)),
                     Err(error) => return Err(fault(&mut store, error)),
                 };
+                // A panic `init` survived is logged now, not blamed on a later call.
+                store.data_mut().release_panic();
                 let exports = self
                     .record_capabilities($reported(capabilities))
                     .map_err(InstantiateError::Contract)?;
@@ -389,6 +391,7 @@ impl PluginVersion {
                         Ok(Err(message)) => return Err(InstantiateError::InitRejected(message)),
                         Err(error) => return Err(fault(&mut store, error)),
                     }
+                    store.data_mut().release_panic();
                 }
                 let cache_policy = match cache_policy {
                     Some(indices) => Some(CachePolicyGuest::Legacy(

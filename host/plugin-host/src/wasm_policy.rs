@@ -3,6 +3,7 @@
 
 use mcp_bridge_telemetry::{self as telemetry, attribute};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -21,12 +22,38 @@ use mcp_bridge_policy::{
 pub const SMOKE_SERVER: &str = "mcp-bridge-smoke";
 const SMOKE_TOOL: &str = "smoke";
 
-/// The three policy interfaces, for metrics.
+/// The log target of the host's lines about a plugin's faults: one warning per fault,
+/// its wasm backtrace at debug level, and the error when a version is quarantined. A
+/// child of the plugins' own target (`mcp_bridge::plugin`), so one directive
+/// (`RUST_LOG=info,mcp_bridge::plugin=debug`) shows a plugin's lines and its backtraces.
+pub const FAULT_LOG_TARGET: &str = "mcp_bridge::plugin::fault";
+
+/// The three policy interfaces, for metrics and fault logs.
 #[derive(Debug, Clone, Copy)]
 enum Interface {
     CachePolicy,
     TtlTable,
     InvalidationRules,
+}
+
+impl Interface {
+    /// The question the interface answers, as the fault log names it.
+    fn question(self) -> &'static str {
+        match self {
+            Interface::CachePolicy => "decide",
+            Interface::TtlTable => "ttl",
+            Interface::InvalidationRules => "invalidations",
+        }
+    }
+
+    /// What the call answers instead when the plugin faults.
+    fn safe_default(self) -> &'static str {
+        match self {
+            Interface::CachePolicy => "bypass",
+            Interface::TtlTable => "ttl 0 (do not cache)",
+            Interface::InvalidationRules => "invalidate the server",
+        }
+    }
 }
 
 /// Metric handles resolved once per binding, so a call touches no label maps.
@@ -96,7 +123,7 @@ impl WasmPolicy {
             binding: name.to_owned(),
             file: file.clone(),
             stage,
-            fault,
+            fault: Box::new(fault),
         };
         let mut instance = match version.instantiate(&binding, &config_json) {
             Ok(instance) => instance,
@@ -121,27 +148,28 @@ impl WasmPolicy {
             probes: Probes::new(metrics, name),
         };
         let wit_call = bindings::call(&smoke_call());
+        let smoke_fault = |instance: &mut WarmInstance, stage: &'static str, error| {
+            let fault = fault_of(instance, &error);
+            log_backtrace(name, &file, SMOKE_SERVER, SMOKE_TOOL, &fault);
+            smoke_error(stage, fault)
+        };
         if let Some(guest) = instance.cache_policy.clone() {
             instance
                 .store
                 .set_epoch_deadline(policy.version.deadline_ticks());
             if let Err(error) = guest.call_decide(&mut instance.store, &wit_call) {
-                return Err(smoke_error(
-                    "the smoke decide call",
-                    fault_of(&mut instance, &error),
-                ));
+                return Err(smoke_fault(&mut instance, "the smoke decide call", error));
             }
+            instance.store.data_mut().release_panic();
         }
         if let Some(guest) = instance.ttl_table.clone() {
             instance
                 .store
                 .set_epoch_deadline(policy.version.deadline_ticks());
             if let Err(error) = guest.call_ttl(&mut instance.store, SMOKE_SERVER, SMOKE_TOOL) {
-                return Err(smoke_error(
-                    "the smoke ttl call",
-                    fault_of(&mut instance, &error),
-                ));
+                return Err(smoke_fault(&mut instance, "the smoke ttl call", error));
             }
+            instance.store.data_mut().release_panic();
         }
         if let Some(guest) = instance.invalidation_rules.clone() {
             instance
@@ -149,11 +177,13 @@ impl WasmPolicy {
                 .set_epoch_deadline(policy.version.deadline_ticks());
             let outcome = bindings::outcome(&Outcome::of(Status::Success));
             if let Err(error) = guest.call_invalidations(&mut instance.store, &wit_call, outcome) {
-                return Err(smoke_error(
+                return Err(smoke_fault(
+                    &mut instance,
                     "the smoke invalidations call",
-                    fault_of(&mut instance, &error),
+                    error,
                 ));
             }
+            instance.store.data_mut().release_panic();
         }
         policy.idle.lock().push(instance);
         Ok(policy)
@@ -175,11 +205,13 @@ impl WasmPolicy {
         self.servers.is_empty() || self.servers.iter().any(|name| name == server)
     }
 
-    /// Runs `body` on a warm instance under a fresh deadline. An instance that faults
-    /// is dropped (its state may be corrupt); a healthy one goes back to the pool.
+    /// Runs `body` on a warm instance under a fresh deadline, for a question about
+    /// `tool` on `server` (named in the fault log). An instance that faults is dropped
+    /// (its state may be corrupt); a healthy one goes back to the pool.
     fn with_instance<R>(
         &self,
         interface: Interface,
+        (server, tool): (&str, &str),
         body: impl FnOnce(&mut WarmInstance) -> wasmtime::Result<R>,
     ) -> Option<R> {
         if self.version.health.is_quarantined() {
@@ -188,22 +220,19 @@ impl WasmPolicy {
         let started = Instant::now();
         self.probes.decisions[interface as usize].inc();
         let pooled = self.idle.lock().pop();
+        let asked = (interface, server, tool);
         let mut instance = match pooled {
             Some(instance) => instance,
             None => match self.version.instantiate(&self.name, &self.config_json) {
                 Ok(instance) => instance,
-                Err(InstantiateError::Fault(fault)) => return self.fault(fault),
+                Err(InstantiateError::Fault(fault)) => return self.fault(fault, asked),
                 Err(InstantiateError::InitRejected(message)) => {
-                    return self.fault(Fault {
-                        kind: FaultKind::Instantiate,
-                        message: format!("init rejected its config: {message}"),
-                    });
+                    let summary = format!("init rejected its config: {message}");
+                    return self.fault(Fault::new(FaultKind::Instantiate, summary), asked);
                 }
                 Err(InstantiateError::Contract(error)) => {
-                    return self.fault(Fault {
-                        kind: FaultKind::Instantiate,
-                        message: error.to_string(),
-                    });
+                    let fault = Fault::new(FaultKind::Instantiate, error.to_string());
+                    return self.fault(fault, asked);
                 }
             },
         };
@@ -214,6 +243,8 @@ impl WasmPolicy {
         self.probes.latency.observe(started.elapsed().as_secs_f64());
         match result {
             Ok(answer) => {
+                // A panic the call survived (its line held in case of a trap) is logged.
+                instance.store.data_mut().release_panic();
                 let mut idle = self.idle.lock();
                 if idle.len() < self.max_idle {
                     idle.push(instance);
@@ -222,17 +253,46 @@ impl WasmPolicy {
             }
             Err(error) => {
                 let fault = fault_of(&mut instance, &error);
-                self.fault(fault)
+                self.fault(fault, asked)
             }
         }
     }
 
-    fn fault<R>(&self, fault: Fault) -> Option<R> {
+    /// Counts and logs one fault: one warning, with the guest's panic message and
+    /// everything needed to find the call (binding, file, server, tool, question); the
+    /// backtrace at debug level; and one error when the fault tips the version into
+    /// quarantine.
+    fn fault<R>(
+        &self,
+        fault: Fault,
+        (interface, server, tool): (Interface, &str, &str),
+    ) -> Option<R> {
         self.probes.faults[fault.kind as usize].inc();
-        tracing::warn!(plugin = %self.name, file = %self.version.file, kind = fault.kind.as_str(), error = %fault.message, "plugin call faulted; using the safe default");
+        let generation = self.version.generation.load(Ordering::Relaxed);
+        tracing::warn!(
+            target: FAULT_LOG_TARGET,
+            binding = %self.name,
+            file = %self.version.file,
+            generation,
+            interface = interface.question(),
+            server,
+            tool,
+            kind = fault.kind.as_str(),
+            default = interface.safe_default(),
+            "plugin fault, safe default used: {}",
+            fault.headline()
+        );
+        log_backtrace(&self.name, &self.version.file, server, tool, &fault);
         if self.version.health.record(&fault) {
             let reason = self.version.health.quarantine_reason().unwrap_or_default();
-            tracing::error!(plugin = %self.name, file = %self.version.file, %reason, "plugin quarantined until a new version of its file arrives");
+            tracing::error!(
+                target: FAULT_LOG_TARGET,
+                binding = %self.name,
+                file = %self.version.file,
+                server,
+                tool,
+                "plugin quarantined until a new version of its file arrives: {reason}"
+            );
             self.probes
                 .metrics
                 .plugin_quarantined
@@ -243,9 +303,17 @@ impl WasmPolicy {
     }
 }
 
+/// The fault of a call that failed, with the panic line the plugin wrote during it.
 fn fault_of(instance: &mut WarmInstance, error: &wasmtime::Error) -> Fault {
-    let said = instance.store.data_mut().last_error.take();
-    Fault::from_call(error, said)
+    let panic = instance.store.data_mut().take_panic();
+    Fault::from_call(error, panic)
+}
+
+/// A fault's wasm backtrace, at debug level: many lines, for whoever debugs the plugin.
+fn log_backtrace(binding: &str, file: &str, server: &str, tool: &str, fault: &Fault) {
+    if let Some(backtrace) = &fault.backtrace {
+        tracing::debug!(target: FAULT_LOG_TARGET, binding, file, server, tool, "plugin fault backtrace: {backtrace}");
+    }
 }
 
 /// The call every binding must answer when it starts.
@@ -281,14 +349,18 @@ impl Policy for WasmPolicy {
         let _entered = span.enter();
         let wit_call = bindings::call(call);
         let decision = self
-            .with_instance(Interface::CachePolicy, |instance| {
-                let Some(guest) = instance.cache_policy.clone() else {
-                    return Ok(Decision::Abstain);
-                };
-                guest
-                    .call_decide(&mut instance.store, &wit_call)
-                    .map(bindings::decision)
-            })
+            .with_instance(
+                Interface::CachePolicy,
+                (call.server, call.name),
+                |instance| {
+                    let Some(guest) = instance.cache_policy.clone() else {
+                        return Ok(Decision::Abstain);
+                    };
+                    guest
+                        .call_decide(&mut instance.store, &wit_call)
+                        .map(bindings::decision)
+                },
+            )
             .unwrap_or_else(|| {
                 telemetry::record_error(&span, "plugin_fault");
                 Decision::Bypass
@@ -302,7 +374,7 @@ impl Policy for WasmPolicy {
         if !self.exports.ttl_table || !self.applies_to(server) {
             return TtlAnswer::Abstain;
         }
-        self.with_instance(Interface::TtlTable, |instance| {
+        self.with_instance(Interface::TtlTable, (server, tool), |instance| {
             let Some(guest) = instance.ttl_table.clone() else {
                 return Ok(TtlAnswer::Abstain);
             };
@@ -320,14 +392,18 @@ impl Policy for WasmPolicy {
         }
         let wit_call = bindings::call(call);
         let wit_outcome = bindings::outcome(outcome);
-        self.with_instance(Interface::InvalidationRules, |instance| {
-            let Some(guest) = instance.invalidation_rules.clone() else {
-                return Ok(InvalidationAnswer::Abstain);
-            };
-            guest
-                .call_invalidations(&mut instance.store, &wit_call, wit_outcome)
-                .map(bindings::invalidation_answer)
-        })
+        self.with_instance(
+            Interface::InvalidationRules,
+            (call.server, call.name),
+            |instance| {
+                let Some(guest) = instance.invalidation_rules.clone() else {
+                    return Ok(InvalidationAnswer::Abstain);
+                };
+                guest
+                    .call_invalidations(&mut instance.store, &wit_call, wit_outcome)
+                    .map(bindings::invalidation_answer)
+            },
+        )
         .unwrap_or_else(|| {
             InvalidationAnswer::Rules(vec![Invalidation::Server(call.server.to_owned())])
         })
