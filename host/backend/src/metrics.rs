@@ -118,7 +118,8 @@ impl PoolMetrics {
     /// Creates a server's per-server counters at zero when its pool starts. A counter that
     /// first appears already at 1 hides that first event from Prometheus's `rate` and
     /// `increase` (they need an earlier sample), so a server's first restart or failed spawn
-    /// would never show on the dashboard or count toward the spawn-failure alert.
+    /// would never show on the dashboard or count toward the spawn-failure alert; the same
+    /// holds for a server's first CPU second.
     pub fn init_server(&self, server: &str) {
         for counter in [
             &self.pool_spawns_total,
@@ -128,6 +129,9 @@ impl PoolMetrics {
         ] {
             counter.with_label_values(&[server]);
         }
+        // The CPU counter is a float counter of its own type; a server's first CPU second
+        // needs the same earlier zero sample to show in `rate`.
+        self.backend_cpu_seconds_total.with_label_values(&[server]);
     }
 }
 
@@ -146,6 +150,7 @@ mod tests {
             "pool_restarts_total",
             "pool_spawn_failures_total",
             "pool_memory_recycles_total",
+            "backend_cpu_seconds_total",
         ] {
             assert!(
                 text.contains(&format!("mcp_bridge_{name}{{server=\"demo\"}} 0")),
