@@ -39,6 +39,7 @@ mod observe;
 mod orphans;
 mod plugin_contract;
 mod plugin_logs;
+mod plugin_quarantine;
 mod plugin_reload;
 mod plugins;
 mod process_memory;

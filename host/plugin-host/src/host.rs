@@ -346,11 +346,23 @@ impl PluginHost {
         let specs = specs(&state.config, &state.versions);
         let mut plugins: Vec<Value> = Vec::new();
         for (file, version) in &state.versions {
-            let health = &version.health;
+            // Health belongs to the bindings: the plugin shows what its serving bindings saw.
+            let serving: Vec<&Arc<WasmPolicy>> = state
+                .active
+                .iter()
+                .filter(|policy| Arc::ptr_eq(policy.version(), version))
+                .collect();
             let faults: serde_json::Map<String, Value> = FaultKind::ALL
                 .iter()
-                .map(|kind| (kind.as_str().to_owned(), json!(health.count(*kind))))
+                .map(|kind| {
+                    let count: u64 = serving.iter().map(|p| p.health().count(*kind)).sum();
+                    (kind.as_str().to_owned(), json!(count))
+                })
                 .collect();
+            let plugin_state = plugin_state(&serving);
+            let quarantine_reason = serving
+                .iter()
+                .find_map(|policy| policy.health().any_quarantine_reason());
             plugins.push(json!({
                 "name": stem(file),
                 "file": file,
@@ -363,8 +375,8 @@ impl PluginHost {
                 "pure": version.exports.pure(),
                 "generation": version.generation.load(Ordering::Relaxed),
                 "loaded_at": humantime::format_rfc3339_millis(version.loaded_at).to_string(),
-                "state": if health.is_quarantined() { "quarantined" } else { "active" },
-                "quarantine_reason": health.quarantine_reason(),
+                "state": plugin_state,
+                "quarantine_reason": quarantine_reason,
                 "faults": faults,
                 "compile": {
                     "source": version.compile_source.as_str(),
@@ -392,31 +404,40 @@ impl PluginHost {
             .bindings
             .iter()
             .map(|binding| {
-                let version = state.versions.get(&binding.file);
-                let status = match version {
-                    None => "missing",
-                    Some(version) if version.health.is_quarantined() => "quarantined",
-                    Some(_) => "active",
+                let serving = state.active.iter().find(|policy| policy.name() == binding.name);
+                let status = match serving {
+                    None if !state.versions.contains_key(&binding.file) => "missing",
+                    None => "active",
+                    Some(policy) => binding_state(policy),
                 };
-                json!({
+                let mut entry = json!({
                     "name": binding.name,
                     "file": binding.file,
                     "servers": if binding.servers.is_empty() { vec!["*".to_owned()] } else { binding.servers.clone() },
                     "state": status,
-                })
+                });
+                if let (Some(policy), Some(fields)) = (serving, entry.as_object_mut()) {
+                    fields.extend(health_fields(policy));
+                }
+                entry
             })
             .chain(
                 specs
                     .iter()
                     .filter(|spec| !state.config.bindings.iter().any(|b| b.name == spec.name))
                     .map(|spec| {
-                        json!({
+                        let serving = state.active.iter().find(|policy| policy.name() == spec.name);
+                        let mut entry = json!({
                             "name": spec.name,
                             "file": spec.file,
                             "servers": ["*"],
-                            "state": "active",
+                            "state": serving.map_or("active", |policy| binding_state(policy)),
                             "auto_bound": true,
-                        })
+                        });
+                        if let (Some(policy), Some(fields)) = (serving, entry.as_object_mut()) {
+                            fields.extend(health_fields(policy));
+                        }
+                        entry
                     }),
             )
             .collect();
@@ -431,6 +452,23 @@ impl PluginHost {
             "recent_reloads": recent_reloads,
             "recent_reloads_kept": RECENT_RELOADS,
         })
+    }
+
+    /// Lifts quarantines of the serving binding `binding`: all of them, one server's
+    /// tools, or one tool (see [`crate::BindingHealth::lift`]). `None` when no serving
+    /// binding has that name.
+    pub fn lift_quarantine(
+        &self,
+        binding: &str,
+        server: Option<&str>,
+        tool: Option<&str>,
+    ) -> Option<Vec<String>> {
+        let state = self.state.lock();
+        let policy = state
+            .active
+            .iter()
+            .find(|policy| policy.name() == binding)?;
+        Some(policy.lift_quarantine(server, tool))
     }
 
     fn reject(
@@ -497,10 +535,12 @@ impl PluginHost {
             max_idle,
             &self.metrics,
         )?;
-        self.metrics
-            .plugin_quarantined
-            .with_label_values(&[spec.name.as_str()])
-            .set(0);
+        for gauge in [
+            &self.metrics.plugin_quarantined,
+            &self.metrics.plugin_quarantined_tools,
+        ] {
+            gauge.with_label_values(&[spec.name.as_str()]).set(0);
+        }
         Ok(Arc::new(policy))
     }
 
@@ -535,6 +575,58 @@ impl PluginHost {
             .install(PolicyChain::new(policies, state.builtin.clone()).with_generation(generation));
         self.metrics.policy_generation.set(generation as i64);
     }
+}
+
+/// How many fault records the admin view shows per binding (the newest).
+const SHOWN_FAULTS: usize = 8;
+
+/// A serving binding's state: `quarantined` (every tool), `partly_quarantined` (some
+/// tools) or `active`.
+fn binding_state(policy: &WasmPolicy) -> &'static str {
+    let health = policy.health();
+    if health.binding_quarantined() {
+        "quarantined"
+    } else if health.quarantined_tool_count() > 0 {
+        "partly_quarantined"
+    } else {
+        "active"
+    }
+}
+
+/// A plugin's state from its serving bindings: `quarantined` when every one is,
+/// `partly_quarantined` when any binding or tool is, else `active`.
+fn plugin_state(serving: &[&Arc<WasmPolicy>]) -> &'static str {
+    let states: Vec<&str> = serving.iter().map(|policy| binding_state(policy)).collect();
+    if !states.is_empty() && states.iter().all(|state| *state == "quarantined") {
+        "quarantined"
+    } else if states.iter().any(|state| *state != "active") {
+        "partly_quarantined"
+    } else {
+        "active"
+    }
+}
+
+/// A serving binding's health in the admin view: its quarantines (each naming the tool
+/// and the fault that tipped it, the panic first), its last faults, newest first, and
+/// its fault counts.
+fn health_fields(policy: &WasmPolicy) -> serde_json::Map<String, Value> {
+    let health = policy.health();
+    let faults: serde_json::Map<String, Value> = FaultKind::ALL
+        .iter()
+        .map(|kind| (kind.as_str().to_owned(), json!(health.count(*kind))))
+        .collect();
+    let mut fields = serde_json::Map::new();
+    fields.insert("quarantine".to_owned(), json!(health.binding_quarantine()));
+    fields.insert(
+        "quarantined_tools".to_owned(),
+        json!(health.quarantined_tools()),
+    );
+    fields.insert(
+        "recent_faults".to_owned(),
+        json!(health.recent_faults(SHOWN_FAULTS)),
+    );
+    fields.insert("faults".to_owned(), Value::Object(faults));
+    fields
 }
 
 /// A serving binding that already matches `spec` with the version in `versions`.

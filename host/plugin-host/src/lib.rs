@@ -7,7 +7,9 @@
 //! - `sandbox`: store state and limits, the `log` import, stdout/stderr as log lines, the
 //!   otherwise empty WASI.
 //! - `version`: one loaded file: contract version, the interfaces it implements,
-//!   warm-instance factory, fault record.
+//!   warm-instance factory.
+//! - `health`: a binding's fault records, per-(server, tool) quarantine and its
+//!   escalation to the whole binding.
 //! - `wasm_policy`: a binding as a `Policy`, with safe defaults on faults.
 //! - `host`: which versions and bindings serve; validation and the atomic swap.
 //! - `watch`: the directory watcher and admin-requested rescans.
@@ -15,6 +17,7 @@
 pub mod bindings;
 pub mod engine;
 pub mod error;
+pub mod health;
 pub mod host;
 mod metrics;
 pub mod sandbox;
@@ -24,6 +27,7 @@ pub mod watch;
 
 pub use engine::PluginEngine;
 pub use error::{Fault, FaultKind, PluginError};
+pub use health::{BindingHealth, FaultRecord, Quarantine};
 pub use host::{PluginHost, RescanReport};
 pub use metrics::PluginMetrics;
 pub use version::{Limits, PluginVersion};

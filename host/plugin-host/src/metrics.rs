@@ -28,6 +28,7 @@ pub struct PluginMetrics {
     pub plugin_faults_total: IntCounterVec,
     pub plugin_decision_seconds: HistogramVec,
     pub plugin_quarantined: IntGaugeVec,
+    pub plugin_quarantined_tools: IntGaugeVec,
 }
 
 impl PluginMetrics {
@@ -67,7 +68,12 @@ impl PluginMetrics {
                 ),
             plugin_quarantined: registry.gauge_vec(
                     "plugin_quarantined",
-                    "1 while a plugin's serving version is quarantined for repeated faults.",
+                    "1 while a plugin binding is quarantined for every tool (faults not tied to a tool, or too many quarantined tools).",
+                    &["plugin"],
+                ),
+            plugin_quarantined_tools: registry.gauge_vec(
+                    "plugin_quarantined_tools",
+                    "Tools a plugin binding is quarantined for on their own (repeated faults for that tool); its other tools are still asked.",
                     &["plugin"],
                 ),
         }

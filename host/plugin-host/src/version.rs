@@ -8,12 +8,10 @@
 //! implements, which the host probes at load. Either way the result is one [`Exports`],
 //! and the host calls nothing outside it.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use parking_lot::Mutex;
 use wasmtime::Store;
 use wasmtime::component::{Component, InstancePre};
 
@@ -182,7 +180,6 @@ pub struct PluginVersion {
     pub loaded_at: SystemTime,
     /// The policy generation this version was swapped in at (0 until it is).
     pub generation: AtomicU64,
-    pub health: Health,
     /// The log lines every instance of this version may write, shared.
     log_budget: Arc<sandbox::LogBudget>,
     limits: Limits,
@@ -255,12 +252,16 @@ impl PluginVersion {
             compile_time: took,
             loaded_at: SystemTime::now(),
             generation: AtomicU64::new(0),
-            health: Health::new(limits.quarantine_after, limits.quarantine_window),
             log_budget: Arc::new(sandbox::LogBudget::new(file)),
             limits,
             pre,
             indices,
         })
+    }
+
+    /// The limits this version's instances run under (its bindings' quarantine settings).
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// A fresh instance, initialised with `config_json`. A trap or deadline here is a
@@ -588,65 +589,6 @@ fn probe_legacy(
         invalidation_rules,
     };
     Ok((indices, exports))
-}
-
-/// A version's fault record: faults in a sliding window, and whether it is quarantined.
-pub struct Health {
-    after: u32,
-    window: Duration,
-    recent: Mutex<VecDeque<Instant>>,
-    quarantined: AtomicBool,
-    reason: Mutex<Option<String>>,
-    counts: [AtomicU64; 4],
-}
-
-impl Health {
-    fn new(after: u32, window: Duration) -> Health {
-        Health {
-            after,
-            window,
-            recent: Mutex::new(VecDeque::new()),
-            quarantined: AtomicBool::new(false),
-            reason: Mutex::new(None),
-            counts: Default::default(),
-        }
-    }
-
-    pub fn is_quarantined(&self) -> bool {
-        self.quarantined.load(Ordering::Relaxed)
-    }
-
-    pub fn quarantine_reason(&self) -> Option<String> {
-        self.reason.lock().clone()
-    }
-
-    pub fn count(&self, kind: FaultKind) -> u64 {
-        self.counts[kind as usize].load(Ordering::Relaxed)
-    }
-
-    /// Records a fault; returns true when it tips the version into quarantine.
-    pub fn record(&self, fault: &Fault) -> bool {
-        self.counts[fault.kind as usize].fetch_add(1, Ordering::Relaxed);
-        let now = Instant::now();
-        let mut recent = self.recent.lock();
-        recent.push_back(now);
-        while recent
-            .front()
-            .is_some_and(|at| now.duration_since(*at) > self.window)
-        {
-            recent.pop_front();
-        }
-        if recent.len() < self.after as usize || self.is_quarantined() {
-            return false;
-        }
-        *self.reason.lock() = Some(format!(
-            "{} faults within {:?}; the last: {fault}",
-            recent.len(),
-            self.window
-        ));
-        self.quarantined.store(true, Ordering::Relaxed);
-        true
-    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use prometheus::{Histogram, IntCounter};
 
 use super::bindings;
 use super::error::{Fault, FaultKind, PluginError};
+use super::health::{BindingHealth, FaultSite, Tipped};
 use super::version::{Exports, InstantiateError, PluginVersion, WarmInstance};
 use crate::PluginMetrics;
 use mcp_bridge_policy::{
@@ -103,6 +104,9 @@ pub struct WasmPolicy {
     idle: Mutex<Vec<WarmInstance>>,
     max_idle: usize,
     probes: Probes,
+    /// This binding's faults and quarantines, per (server, tool). A new version or a
+    /// changed binding starts a fresh `WasmPolicy`, so either starts healthy.
+    health: BindingHealth,
 }
 
 impl WasmPolicy {
@@ -137,6 +141,10 @@ impl WasmPolicy {
                 });
             }
         };
+        let health = BindingHealth::new(
+            version.limits().quarantine_after,
+            version.limits().quarantine_window,
+        );
         let policy = WasmPolicy {
             name: binding,
             servers,
@@ -146,6 +154,7 @@ impl WasmPolicy {
             idle: Mutex::new(Vec::new()),
             max_idle: max_idle.max(1),
             probes: Probes::new(metrics, name),
+            health,
         };
         let wit_call = bindings::call(&smoke_call());
         let smoke_fault = |instance: &mut WarmInstance, stage: &'static str, error| {
@@ -201,38 +210,79 @@ impl WasmPolicy {
         &self.config_json
     }
 
+    /// The binding's fault records and quarantines.
+    pub fn health(&self) -> &BindingHealth {
+        &self.health
+    }
+
+    /// Lifts quarantines of this binding (see [`BindingHealth::lift`]) and sets its
+    /// gauges to match.
+    pub fn lift_quarantine(&self, server: Option<&str>, tool: Option<&str>) -> Vec<String> {
+        let lifted = self.health.lift(server, tool);
+        if !lifted.is_empty() {
+            tracing::info!(target: FAULT_LOG_TARGET, binding = %self.name, lifted = ?lifted, "plugin quarantine lifted by an operator");
+        }
+        self.publish_quarantine();
+        lifted
+    }
+
+    /// Sets the binding's quarantine gauges from its health.
+    fn publish_quarantine(&self) {
+        let metrics = &self.probes.metrics;
+        metrics
+            .plugin_quarantined
+            .with_label_values(&[&*self.name])
+            .set(i64::from(self.health.binding_quarantined()));
+        metrics
+            .plugin_quarantined_tools
+            .with_label_values(&[&*self.name])
+            .set(i64::from(self.health.quarantined_tool_count()));
+    }
+
     fn applies_to(&self, server: &str) -> bool {
         self.servers.is_empty() || self.servers.iter().any(|name| name == server)
     }
 
     /// Runs `body` on a warm instance under a fresh deadline, for a question about
-    /// `tool` on `server` (named in the fault log). An instance that faults is dropped
-    /// (its state may be corrupt); a healthy one goes back to the pool.
+    /// `tool` on `server` (named in the fault log; `arguments` go into the fault record
+    /// only). An instance that faults is dropped (its state may be corrupt); a healthy
+    /// one goes back to the pool. A quarantined tool, or binding, is not asked.
     fn with_instance<R>(
         &self,
         interface: Interface,
-        (server, tool): (&str, &str),
+        (server, tool, arguments): (&str, &str, Option<&str>),
         body: impl FnOnce(&mut WarmInstance) -> wasmtime::Result<R>,
     ) -> Option<R> {
-        if self.version.health.is_quarantined() {
+        if self.health.is_quarantined(server, tool) {
             return None;
         }
         let started = Instant::now();
         self.probes.decisions[interface as usize].inc();
         let pooled = self.idle.lock().pop();
-        let asked = (interface, server, tool);
+        let asked = Asked {
+            interface,
+            server,
+            tool,
+            arguments,
+            tied: true,
+        };
+        // An instance that cannot be made is not the asked tool's fault.
+        let untied = Asked {
+            tied: false,
+            ..asked
+        };
         let mut instance = match pooled {
             Some(instance) => instance,
             None => match self.version.instantiate(&self.name, &self.config_json) {
                 Ok(instance) => instance,
-                Err(InstantiateError::Fault(fault)) => return self.fault(fault, asked),
+                Err(InstantiateError::Fault(fault)) => return self.fault(fault, untied),
                 Err(InstantiateError::InitRejected(message)) => {
                     let summary = format!("init rejected its config: {message}");
-                    return self.fault(Fault::new(FaultKind::Instantiate, summary), asked);
+                    return self.fault(Fault::new(FaultKind::Instantiate, summary), untied);
                 }
                 Err(InstantiateError::Contract(error)) => {
                     let fault = Fault::new(FaultKind::Instantiate, error.to_string());
-                    return self.fault(fault, asked);
+                    return self.fault(fault, untied);
                 }
             },
         };
@@ -258,15 +308,18 @@ impl WasmPolicy {
         }
     }
 
-    /// Counts and logs one fault: one warning, with the guest's panic message and
-    /// everything needed to find the call (binding, file, server, tool, question); the
-    /// backtrace at debug level; and one error when the fault tips the version into
-    /// quarantine.
-    fn fault<R>(
-        &self,
-        fault: Fault,
-        (interface, server, tool): (Interface, &str, &str),
-    ) -> Option<R> {
+    /// Counts, records and logs one fault: one warning, with the guest's panic message
+    /// and everything needed to find the call (binding, file, server, tool, question;
+    /// never the arguments); the backtrace at debug level; and one error when the fault
+    /// quarantines its tool or the binding.
+    fn fault<R>(&self, fault: Fault, asked: Asked<'_>) -> Option<R> {
+        let Asked {
+            interface,
+            server,
+            tool,
+            arguments,
+            tied,
+        } = asked;
         self.probes.faults[fault.kind as usize].inc();
         let generation = self.version.generation.load(Ordering::Relaxed);
         tracing::warn!(
@@ -283,24 +336,52 @@ impl WasmPolicy {
             fault.headline()
         );
         log_backtrace(&self.name, &self.version.file, server, tool, &fault);
-        if self.version.health.record(&fault) {
-            let reason = self.version.health.quarantine_reason().unwrap_or_default();
-            tracing::error!(
-                target: FAULT_LOG_TARGET,
-                binding = %self.name,
-                file = %self.version.file,
-                server,
-                tool,
-                "plugin quarantined until a new version of its file arrives: {reason}"
-            );
-            self.probes
-                .metrics
-                .plugin_quarantined
-                .with_label_values(&[&*self.name])
-                .set(1);
+        let site = FaultSite {
+            interface: if tied { interface.question() } else { "init" },
+            key: tied.then_some((server, tool)),
+            arguments,
+        };
+        match self.health.record(&site, &fault) {
+            Tipped::Nothing => {}
+            Tipped::Tool(quarantine) => {
+                tracing::error!(
+                    target: FAULT_LOG_TARGET,
+                    binding = %self.name,
+                    file = %self.version.file,
+                    server,
+                    tool,
+                    "plugin quarantined for {server}/{tool} (its other tools keep being asked): {}; lift with POST /admin/plugins/quarantine/lift or a new version",
+                    quarantine.reason
+                );
+                self.publish_quarantine();
+            }
+            Tipped::Binding(quarantine) => {
+                tracing::error!(
+                    target: FAULT_LOG_TARGET,
+                    binding = %self.name,
+                    file = %self.version.file,
+                    server,
+                    tool,
+                    "plugin quarantined for every tool: {}; lift with POST /admin/plugins/quarantine/lift or a new version",
+                    quarantine.reason
+                );
+                self.publish_quarantine();
+            }
         }
         None
     }
+}
+
+/// The question a plugin call answers, for the fault log and record.
+#[derive(Clone, Copy)]
+struct Asked<'a> {
+    interface: Interface,
+    server: &'a str,
+    tool: &'a str,
+    arguments: Option<&'a str>,
+    /// Whether a fault counts against the tool (else against the binding: an instance
+    /// that cannot be made faults whatever it is asked).
+    tied: bool,
 }
 
 /// The fault of a call that failed, with the panic line the plugin wrote during it.
@@ -351,7 +432,7 @@ impl Policy for WasmPolicy {
         let decision = self
             .with_instance(
                 Interface::CachePolicy,
-                (call.server, call.name),
+                (call.server, call.name, Some(call.canonical_arguments)),
                 |instance| {
                     let Some(guest) = instance.cache_policy.clone() else {
                         return Ok(Decision::Abstain);
@@ -374,7 +455,7 @@ impl Policy for WasmPolicy {
         if !self.exports.ttl_table || !self.applies_to(server) {
             return TtlAnswer::Abstain;
         }
-        self.with_instance(Interface::TtlTable, (server, tool), |instance| {
+        self.with_instance(Interface::TtlTable, (server, tool, None), |instance| {
             let Some(guest) = instance.ttl_table.clone() else {
                 return Ok(TtlAnswer::Abstain);
             };
@@ -394,7 +475,7 @@ impl Policy for WasmPolicy {
         let wit_outcome = bindings::outcome(outcome);
         self.with_instance(
             Interface::InvalidationRules,
-            (call.server, call.name),
+            (call.server, call.name, Some(call.canonical_arguments)),
             |instance| {
                 let Some(guest) = instance.invalidation_rules.clone() else {
                     return Ok(InvalidationAnswer::Abstain);

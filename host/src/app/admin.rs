@@ -25,6 +25,7 @@ const ROUTES: &[(Method, &str)] = &[
     (Method::POST, "/admin/cache/invalidate"),
     (Method::GET, "/admin/plugins"),
     (Method::POST, "/admin/plugins/reload"),
+    (Method::POST, "/admin/plugins/quarantine/lift"),
     (Method::GET, "/admin/record"),
     (Method::POST, "/admin/record/start"),
     (Method::POST, "/admin/record/stop"),
@@ -115,6 +116,7 @@ impl Admin {
             (Method::POST, "/admin/cache/invalidate") => self.cache_invalidate(request).await,
             (Method::GET, "/admin/plugins") => Ok(self.plugins()?.host.snapshot()),
             (Method::POST, "/admin/plugins/reload") => self.plugins_reload().await,
+            (Method::POST, "/admin/plugins/quarantine/lift") => self.lift_quarantine(request).await,
             (Method::GET, "/admin/record") => Ok(self.recorder()?.status()),
             (Method::POST, "/admin/record/start") => self.record_toggle(true),
             (Method::POST, "/admin/record/stop") => self.record_toggle(false),
@@ -233,6 +235,33 @@ impl Admin {
             .await
             .ok_or_else(|| FrontError::NotFound("the plugin watcher has stopped".to_owned()))?;
         Ok(serde_json::to_value(&report).unwrap_or_default())
+    }
+
+    /// `POST /admin/plugins/quarantine/lift` with `{"binding"}` (everything the binding
+    /// has quarantined), `{"binding","server"}` or `{"binding","server","tool"}`: the
+    /// quarantined tools are asked again, each with an empty fault window.
+    async fn lift_quarantine(&self, request: AdminRequest<'_>) -> Result<Value, FrontError> {
+        let plugins = self.plugins()?;
+        let spec = request.json_body().await?;
+        let text = |field: &str| spec.get(field).and_then(Value::as_str);
+        let (Some(binding), server, tool) = (text("binding"), text("server"), text("tool")) else {
+            return Err(FrontError::InvalidRequest(
+                "send {\"binding\"}, {\"binding\", \"server\"} or {\"binding\", \"server\", \"tool\"}"
+                    .to_owned(),
+            ));
+        };
+        if tool.is_some() && server.is_none() {
+            return Err(FrontError::InvalidRequest(
+                "a tool is lifted with its server: {\"binding\", \"server\", \"tool\"}".to_owned(),
+            ));
+        }
+        let lifted = plugins
+            .host
+            .lift_quarantine(binding, server, tool)
+            .ok_or_else(|| {
+                FrontError::NotFound(format!("no serving plugin binding `{binding}`"))
+            })?;
+        Ok(json!({ "lifted": lifted }))
     }
 
     /// `POST /admin/record/start` and `/stop`: resume or pause the trace; the answer is

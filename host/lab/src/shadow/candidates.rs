@@ -11,7 +11,7 @@ use super::evaluator::Row;
 use crate::LabError;
 use crate::results::RunKind;
 use mcp_bridge_config::{CandidatePolicy, PluginsConfig, ShadowCandidate, ShadowConfig};
-use mcp_bridge_plugin_host::{Limits, PluginEngine, PluginMetrics, PluginVersion};
+use mcp_bridge_plugin_host::{Limits, PluginEngine, PluginMetrics, WasmPolicy};
 use mcp_bridge_policy::{BuiltinPolicy, BuiltinSettings, Policy, PolicyChain, TtlMap};
 
 /// The row of the production chain in a simulated cache: it shows how far the
@@ -46,9 +46,9 @@ impl Loader<'_> {
                 binding.servers.clone(),
                 &binding.config_json,
             ) {
-                Ok((policy, version)) => {
-                    policies.push(policy);
-                    versions.push(version);
+                Ok(policy) => {
+                    policies.push(policy.clone());
+                    versions.push(policy);
                 }
                 Err(error) => {
                     return Row::failed(PRODUCTION_SIMULATED, RunKind::Wasm, source, error);
@@ -117,14 +117,14 @@ impl Loader<'_> {
         let path = dir.map_or_else(|| Path::new(file).to_path_buf(), |dir| dir.join(file));
         let source = path.display().to_string();
         match self.plugin(&candidate.name, &path, Vec::new(), config_json) {
-            Ok((policy, version)) => {
+            Ok(policy) => {
                 let builtin = Arc::new(BuiltinPolicy::new(settings));
                 Row::new(
                     &candidate.name,
                     RunKind::Wasm,
                     source,
-                    PolicyChain::new(vec![policy], builtin),
-                    vec![version],
+                    PolicyChain::new(vec![policy.clone()], builtin),
+                    vec![policy],
                 )
             }
             Err(error) => Row::failed(&candidate.name, RunKind::Wasm, &source, error),
@@ -139,7 +139,7 @@ impl Loader<'_> {
         path: &Path,
         servers: Vec<String>,
         config_json: &str,
-    ) -> Result<(Arc<dyn Policy>, Arc<PluginVersion>), LabError> {
+    ) -> Result<Arc<WasmPolicy>, LabError> {
         let metrics = Arc::new(PluginMetrics::register(&mcp_bridge_metrics::Registry::new()));
         let load = crate::policies::PluginLoad {
             name,
@@ -149,8 +149,10 @@ impl Loader<'_> {
             instances: 1,
             limits: Some(Limits::from_config(self.plugins)),
         };
-        let policy = crate::policies::load_plugin(self.engine, load, &metrics)?;
-        let version = policy.version().clone();
-        Ok((Arc::new(policy), version))
+        Ok(Arc::new(crate::policies::load_plugin(
+            self.engine,
+            load,
+            &metrics,
+        )?))
     }
 }

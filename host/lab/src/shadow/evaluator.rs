@@ -19,7 +19,7 @@ use crate::replay::{Context, History, Replayer, Setting, Tally};
 use crate::results::{
     LabReport, PolicyRun, REPORT_VERSION, ReplayMetrics, ReplaySettings, RunKind, TraceSummary,
 };
-use mcp_bridge_plugin_host::PluginVersion;
+use mcp_bridge_plugin_host::WasmPolicy;
 use mcp_bridge_policy::{BuiltinPolicy, BuiltinSettings, PolicyChain};
 use mcp_bridge_trace::{DigestMemo, RecordedCall};
 
@@ -51,8 +51,10 @@ pub(super) struct Row {
     pub source: String,
     chain: PolicyChain,
     replayer: Replayer,
-    /// The loaded versions of the row's plugins, whose fault records quarantine it.
-    plugins: Vec<Arc<PluginVersion>>,
+    /// The row's plugin bindings, whose fault records quarantine it: any quarantine, a
+    /// single tool's included, stops the row, as its numbers no longer judge the
+    /// candidate.
+    plugins: Vec<Arc<WasmPolicy>>,
     pub state: RowState,
     published: (ReplayMetrics, u64),
 }
@@ -63,7 +65,7 @@ impl Row {
         kind: RunKind,
         source: String,
         chain: PolicyChain,
-        plugins: Vec<Arc<PluginVersion>>,
+        plugins: Vec<Arc<WasmPolicy>>,
     ) -> Row {
         // Sized when the evaluator adopts the row.
         let unsized_setting = Setting {
@@ -291,15 +293,11 @@ impl Evaluator {
         for row in &mut self.rows {
             row.replayer.forget_samples_beyond(SAMPLES_KEPT);
             if row.state == RowState::Evaluating
-                && let Some(plugin) = row
+                && let Some(reason) = row
                     .plugins
                     .iter()
-                    .find(|plugin| plugin.health.is_quarantined())
+                    .find_map(|plugin| plugin.health().any_quarantine_reason())
             {
-                let reason = plugin
-                    .health
-                    .quarantine_reason()
-                    .unwrap_or_else(|| "too many faults".to_owned());
                 tracing::warn!(row = %row.name, %reason, "a shadow row's plugin is quarantined in the shadow only; production is not affected, and the row stops until a restart");
                 row.state = RowState::Quarantined(reason);
             }
