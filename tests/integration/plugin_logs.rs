@@ -107,6 +107,14 @@ async fn one_plugin_fault_logs_one_line_with_the_panic_first() -> Result<()> {
             "{key} is {value}, not {expected}: {line}"
         );
     }
+    // The arguments are named by their digest only (the admin view's fault record has
+    // the same digest).
+    ensure!(
+        fields["args_sha256"]
+            .as_str()
+            .is_some_and(|digest| digest.len() == 16),
+        "no args_sha256: {line}"
+    );
     ensure!(
         message.starts_with("plugin fault, safe default used: panicked at ")
             && message.contains("deliberate trap in `decide` for server `demo`"),

@@ -5,6 +5,8 @@
 use anyhow::{Result, ensure};
 use serde_json::{Value, json};
 
+use mcp_bridge::plugin::wasm_policy::arguments_digest;
+
 use crate::plugins::{call_times, faulty, metrics_text};
 use crate::support::{SETTLE, http, poll_until};
 
@@ -67,6 +69,7 @@ async fn a_tool_that_faults_live_is_quarantined_alone() -> Result<()> {
         trigger["tool"] == "get_tasks"
             && trigger["interface"] == "decide"
             && trigger["arguments"] == "{}"
+            && trigger["args_sha256"] == arguments_digest("{}")
             && trigger["panic"]
                 .as_str()
                 .is_some_and(|panic| panic.starts_with("panicked at ")),

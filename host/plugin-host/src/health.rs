@@ -43,6 +43,9 @@ pub struct FaultRecord {
     pub summary: String,
     /// The call's canonical arguments, at most [`MAX_RECORDED_ARGUMENTS`] bytes.
     pub arguments: Option<String>,
+    /// The digest of the whole arguments the fault's log line carries (the log never
+    /// carries the arguments themselves).
+    pub args_sha256: Option<String>,
     /// Kept for the newest record only: a backtrace is up to 4 KiB.
     pub backtrace: Option<String>,
 }
@@ -196,6 +199,7 @@ impl BindingHealth {
             panic: fault.panic.clone(),
             summary: fault.summary.clone(),
             arguments: site.arguments.map(cap_arguments),
+            args_sha256: site.arguments.map(super::wasm_policy::arguments_digest),
             backtrace: fault.backtrace.clone(),
         };
         let mut inner = self.inner.lock();

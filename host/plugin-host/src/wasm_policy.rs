@@ -322,6 +322,9 @@ impl WasmPolicy {
         } = asked;
         self.probes.faults[fault.kind as usize].inc();
         let generation = self.version.generation.load(Ordering::Relaxed);
+        // The arguments may hold a client's data: the log gets their digest only, which
+        // matches the fault record's in the admin view.
+        let args_sha256 = arguments.map(arguments_digest);
         tracing::warn!(
             target: FAULT_LOG_TARGET,
             binding = %self.name,
@@ -332,6 +335,7 @@ impl WasmPolicy {
             tool,
             kind = fault.kind.as_str(),
             default = interface.safe_default(),
+            args_sha256 = args_sha256.as_deref(),
             "plugin fault, safe default used: {}",
             fault.headline()
         );
@@ -382,6 +386,14 @@ struct Asked<'a> {
     /// Whether a fault counts against the tool (else against the binding: an instance
     /// that cannot be made faults whatever it is asked).
     tied: bool,
+}
+
+/// The digest of a call's canonical arguments that a fault's log line and record carry:
+/// the first 16 hex digits of their SHA-256, enough to match the two.
+pub fn arguments_digest(arguments: &str) -> String {
+    let mut digest = super::engine::hex_sha256(arguments.as_bytes());
+    digest.truncate(16);
+    digest
 }
 
 /// The fault of a call that failed, with the panic line the plugin wrote during it.
