@@ -62,11 +62,15 @@ pub struct Quarantine {
     pub trigger: FaultRecord,
 }
 
-/// The question a fault happened in, and the key it counts against.
+/// The question a fault happened in, and whether it counts against the asked tool.
 pub struct FaultSite<'a> {
     pub interface: &'static str,
-    /// `None` for a fault that cannot be tied to a tool.
-    pub key: Option<(&'a str, &'a str)>,
+    /// The server and tool the call asked about (recorded in any case).
+    pub server: &'a str,
+    pub tool: &'a str,
+    /// Whether the fault counts against that tool; if not (an instance that could not be
+    /// made faults whatever it is asked), it counts against the binding.
+    pub tied: bool,
     /// The call's canonical arguments, for the record.
     pub arguments: Option<&'a str>,
 }
@@ -189,7 +193,7 @@ impl BindingHealth {
     pub fn record(&self, site: &FaultSite<'_>, fault: &Fault) -> Tipped {
         self.counts[fault.kind as usize].fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
-        let (server, tool) = site.key.unwrap_or(("", ""));
+        let (server, tool) = (site.server, site.tool);
         let record = FaultRecord {
             at: now_rfc3339(),
             interface: site.interface,
@@ -214,7 +218,8 @@ impl BindingHealth {
         if self.binding_quarantined() {
             return Tipped::Nothing;
         }
-        let Some(key) = site.key else {
+        let key = (server, tool);
+        if !site.tied {
             let faults = slide(&mut inner.untied, now, self.window);
             if faults < self.after as usize {
                 return Tipped::Nothing;
@@ -224,7 +229,7 @@ impl BindingHealth {
                 self.window
             );
             return self.quarantine_binding(&mut inner, reason, record);
-        };
+        }
         if inner
             .tools
             .iter()
@@ -371,7 +376,9 @@ mod tests {
     fn site<'a>(tool: &'a str, arguments: Option<&'a str>) -> FaultSite<'a> {
         FaultSite {
             interface: "decide",
-            key: Some(("demo", tool)),
+            server: "demo",
+            tool,
+            tied: true,
             arguments,
         }
     }
@@ -459,12 +466,17 @@ mod tests {
         let health = BindingHealth::new(2, Duration::from_secs(60));
         let untied = FaultSite {
             interface: "init",
-            key: None,
+            server: "demo",
+            tool: "get_tasks",
+            tied: false,
             arguments: None,
         };
         let fault = Fault::new(FaultKind::Instantiate, "init rejected its config: no");
         assert_eq!(health.record(&untied, &fault), Tipped::Nothing);
         assert!(matches!(health.record(&untied, &fault), Tipped::Binding(_)));
+        // The record still says which call met the fault.
+        assert_eq!(health.recent_faults(1)[0].tool, "get_tasks");
+        assert_eq!(health.quarantined_tool_count(), 0);
         assert!(health.is_quarantined("demo", "anything"));
         assert_eq!(health.lift(None, None), vec!["*".to_owned()]);
         assert!(!health.is_quarantined("demo", "anything"));
@@ -492,7 +504,9 @@ mod tests {
         health.record(
             &FaultSite {
                 interface: "ttl",
-                key: Some(("other", "get_tasks")),
+                server: "other",
+                tool: "get_tasks",
+                tied: true,
                 arguments: None,
             },
             &trap("x"),

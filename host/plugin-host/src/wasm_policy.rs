@@ -342,7 +342,9 @@ impl WasmPolicy {
         log_backtrace(&self.name, &self.version.file, server, tool, &fault);
         let site = FaultSite {
             interface: if tied { interface.question() } else { "init" },
-            key: tied.then_some((server, tool)),
+            server,
+            tool,
+            tied,
             arguments,
         };
         match self.health.record(&site, &fault) {
