@@ -376,7 +376,7 @@ async fn observed_bridge() -> Result<(Bridge, PathBuf)> {
          [plugins]\ndir = \"plugins.d\"\ncompiled_cache_dir = {compiled}\nauto_bind = false\n\
          watch_debounce = \"20ms\"\nquarantine_after = 3\ndecision_timeout = \"10s\"\n\n\
          [[plugins.policy]]\nname = \"ttl\"\nfile = \"seed-ttl-table.wasm\"\nservers = [\"demo\"]\n\n\
-         [[plugins.policy]]\nname = \"trap\"\nfile = \"fault-trap.wasm\"\nservers = [\"faulty\"]\n",
+         [[plugins.policy]]\nname = \"trap\"\nfile = \"fault-trap.wasm\"\nservers = [\"faulty\"]\nconfig = {{ always = true }}\n",
         demo = demo_server_toml("demo", &[], "max_connections = 2"),
         faulty = demo_server_toml("faulty", &[], "max_connections = 1"),
         compiled = toml_string(&dir.path().join("compiled").display().to_string()),

@@ -36,8 +36,8 @@ fn lines_between(log: &str, plugin: &str, from: &str, to: &str) -> Result<Vec<Va
 
 #[tokio::test]
 async fn one_plugin_fault_logs_one_line_with_the_panic_first() -> Result<()> {
-    // fault-trap panics in every call on `demo` (it loads because the smoke call is
-    // spared); chatty prints the markers for calls on `marker` and abstains.
+    // fault-trap panics in calls whose arguments ask for a fault; chatty prints the
+    // markers for calls on `marker` and abstains.
     let marker_server = demo_server_toml("marker", &[], "max_connections = 1");
     let demo = PluginBridge::start(
         &[
@@ -60,7 +60,9 @@ async fn one_plugin_fault_logs_one_line_with_the_panic_first() -> Result<()> {
         (&markers, "get_today_metrics"),
     ];
     for (id, (on, tool)) in (1..).zip(steps) {
-        call(on, id, tool, json!({})).await?.ensure_success(tool)?;
+        call(on, id, tool, json!({"fault": true}))
+            .await?
+            .ensure_success(tool)?;
     }
     let last = marker("get_today_metrics");
     let log = poll_until(

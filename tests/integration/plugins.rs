@@ -393,9 +393,20 @@ async fn faulting_plugins_are_quarantined_and_requests_still_succeed() -> Result
     let runs = cases.map(|(plugin, kind, says)| async move {
         let demo = faulty(plugin, "{}").await?;
         let session = demo.session().await?;
+        // A call that does not ask for a fault is decided as usual (cached).
+        call_times(&session, "get_clients", 2).await?;
+        ensure!(
+            demo.calls("get_clients") == 1,
+            "{plugin}: a call without `fault` was not cached ({} backend calls)",
+            demo.calls("get_clients")
+        );
         // Every call is answered, each one by the backend: the safe default is "do
-        // not cache".
-        call_times(&session, "get_tasks", 6).await?;
+        // not cache". The plugins fault in calls whose arguments ask for a fault.
+        for id in 0..6 {
+            call(&session, id + 100, "get_tasks", json!({"fault": true}))
+                .await?
+                .ensure_success("get_tasks")?;
+        }
         ensure!(
             demo.calls("get_tasks") == 6,
             "{plugin}: a faulted decision was cached ({} backend calls)",

@@ -168,7 +168,7 @@ async fn shadow_candidates_are_judged_on_live_calls_without_changing_an_answer()
              [[lab.shadow.candidate]]\nname = \"seed-ttls\"\nfile = \"seed-ttl-table.wasm\"\n\n\
              [[lab.shadow.candidate]]\nname = \"annotations-alone\"\nfile = \"annotations.wasm\"\nconfig_rules = false\n\n\
              [[lab.shadow.candidate]]\nname = \"builtin-no-ttl-rows\"\ndefault_ttl = \"30s\"\nconfig_rules = false\n\n\
-             [[lab.shadow.candidate]]\nname = \"trap\"\nfile = \"fault-trap.wasm\"\n\n\
+             [[lab.shadow.candidate]]\nname = \"trap\"\nfile = \"fault-trap.wasm\"\nconfig = {{ always = true }}\n\n\
              [[lab.shadow.candidate]]\nname = \"missing\"\nfile = \"not-there.wasm\"\n",
             toml_string(&shadow_plugins.display().to_string()),
             toml_string(&candidates.display().to_string())

@@ -1,6 +1,7 @@
-//! Test-only: `decide` loops forever on every call except the host's smoke call, so the
-//! host's CPU deadline must interrupt it. Config `{"on_smoke": true}` loops on the smoke
-//! call too, so the host rejects it at load.
+//! Test-only: `decide` loops forever for a call whose arguments have a key `fault`
+//! (`{"fault": true}`), so the host's CPU deadline must interrupt it; it abstains otherwise. Config
+//! `{"always": true}` does it on every call except the host's smoke call;
+//! `{"on_smoke": true}` on the smoke call too, so the host rejects it at load.
 
 use std::hint::black_box;
 
@@ -13,10 +14,12 @@ const SMOKE_SERVER: &str = "mcp-bridge-smoke";
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    always: bool,
     on_smoke: bool,
 }
 
 pub struct FaultLoop {
+    always: bool,
     on_smoke: bool,
 }
 
@@ -25,6 +28,7 @@ impl Plugin for FaultLoop {
 
     fn new(config: Config) -> Result<Self, String> {
         Ok(FaultLoop {
+            always: config.always,
             on_smoke: config.on_smoke,
         })
     }
@@ -32,7 +36,9 @@ impl Plugin for FaultLoop {
 
 impl CachePolicy for FaultLoop {
     fn decide(&self, call: &Call) -> Decision {
-        if !self.on_smoke && call.server == SMOKE_SERVER {
+        let asked = call.canonical_arguments.contains("\"fault\":");
+        let faults = self.on_smoke || (self.always && call.server != SMOKE_SERVER) || asked;
+        if !faults {
             return Decision::Abstain;
         }
         // `black_box` keeps the optimizer from proving anything about the loop.

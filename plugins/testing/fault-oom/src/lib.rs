@@ -1,6 +1,7 @@
-//! Test-only: `decide` allocates without bound on every call except the host's smoke
-//! call, so the host's memory limit must stop it. Config `{"on_smoke": true}` does it on
-//! the smoke call too, so the host rejects it at load.
+//! Test-only: `decide` allocates without bound for a call whose arguments have a key `fault`
+//! (`{"fault": true}`), so the host's memory limit must stop it; it abstains otherwise. Config
+//! `{"always": true}` does it on every call except the host's smoke call;
+//! `{"on_smoke": true}` on the smoke call too, so the host rejects it at load.
 
 use std::hint::black_box;
 
@@ -15,10 +16,12 @@ const MIB: usize = 1 << 20;
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    always: bool,
     on_smoke: bool,
 }
 
 pub struct FaultOom {
+    always: bool,
     on_smoke: bool,
 }
 
@@ -27,6 +30,7 @@ impl Plugin for FaultOom {
 
     fn new(config: Config) -> Result<Self, String> {
         Ok(FaultOom {
+            always: config.always,
             on_smoke: config.on_smoke,
         })
     }
@@ -34,7 +38,9 @@ impl Plugin for FaultOom {
 
 impl CachePolicy for FaultOom {
     fn decide(&self, call: &Call) -> Decision {
-        if !self.on_smoke && call.server == SMOKE_SERVER {
+        let asked = call.canonical_arguments.contains("\"fault\":");
+        let faults = self.on_smoke || (self.always && call.server != SMOKE_SERVER) || asked;
+        if !faults {
             return Decision::Abstain;
         }
         let mut hoard: Vec<Vec<u8>> = Vec::new();
