@@ -37,6 +37,7 @@ mod lifecycle;
 mod observability;
 mod observe;
 mod orphans;
+mod plugin_bindings;
 mod plugin_contract;
 mod plugin_logs;
 mod plugin_quarantine;

@@ -474,7 +474,7 @@ async fn faulting_plugins_are_quarantined_and_requests_still_succeed() -> Result
 
 #[tokio::test]
 async fn bad_plugins_are_rejected_at_load_with_the_reason() -> Result<()> {
-    let cases: [(&str, &str, &[&str]); 4] = [
+    let cases: [(&str, &str, &[&str]); 5] = [
         (
             "fault-init",
             "{}",
@@ -494,6 +494,18 @@ async fn bad_plugins_are_rejected_at_load_with_the_reason() -> Result<()> {
             "fault-trap",
             "{ on_smoke = true }",
             &["smoke", "deliberate trap"],
+        ),
+        // A plugin that reads a file: the message names the import, what usually calls
+        // it and what to do instead, not only wasmtime's "unknown import".
+        (
+            "sandbox-escape",
+            "{}",
+            &[
+                "smoke",
+                "the plugin called `wasi:filesystem/",
+                "which the sandbox does not provide (usually `std::fs`",
+                "pass what it needs in the binding's `config`",
+            ],
         ),
     ];
     let runs = cases.map(|(plugin, config, says)| async move {

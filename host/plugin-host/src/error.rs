@@ -73,6 +73,16 @@ impl PluginError {
         matches!(self, PluginError::Read { .. })
     }
 
+    /// The binding that could not start, for an error about one binding.
+    pub fn binding(&self) -> Option<&str> {
+        match self {
+            PluginError::InitRejected { binding, .. } | PluginError::Smoke { binding, .. } => {
+                Some(binding)
+            }
+            _ => None,
+        }
+    }
+
     /// A short label for metrics and the admin API.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -193,7 +203,9 @@ impl Fault {
         let backtrace = error
             .downcast_ref::<wasmtime::WasmBacktrace>()
             .map(|backtrace| cap(backtrace.to_string(), MAX_BACKTRACE));
-        Fault::from_parts(kind, panic, &error.root_cause().to_string(), backtrace)
+        let root_cause = error.root_cause().to_string();
+        let summary = outside_the_sandbox(&root_cause).unwrap_or(root_cause);
+        Fault::from_parts(kind, panic, &summary, backtrace)
     }
 
     /// A fault from its parts: `summary` is cut to its first line, `panic` kept only
@@ -216,6 +228,40 @@ impl Fault {
     pub fn headline(&self) -> &str {
         self.panic.as_deref().unwrap_or(&self.summary)
     }
+}
+
+/// What a call into an import the sandbox does not provide means, and what to do: the
+/// host links every such import as a trap (see `sandbox::linker_for`), whose message
+/// (``unknown import: `wasi:filesystem/preopens@0.2.6#get-directories` has not been
+/// defined``) names the function but not why it is missing; an import that cannot even
+/// be linked is reported as ``component imports instance `…`, but …``. `None` for
+/// anything else.
+pub(crate) fn outside_the_sandbox(root_cause: &str) -> Option<String> {
+    let import = root_cause
+        .strip_prefix("unknown import: `")
+        .or_else(|| root_cause.strip_prefix("component imports instance `"))?
+        .split('`')
+        .next()?;
+    let verb = if root_cause.starts_with("unknown import") {
+        "called"
+    } else {
+        "imports"
+    };
+    let interface = import.split(['@', '#']).next().unwrap_or(import);
+    let usual_cause = match interface.split('/').next().unwrap_or(interface) {
+        "wasi:filesystem" => "`std::fs` or a crate that reads or writes files",
+        "wasi:sockets" => "`std::net` or a crate that opens connections",
+        "wasi:http" => "an HTTP client crate",
+        "wasi:cli" if interface == "wasi:cli/exit" => "`std::process::exit` or `abort`",
+        "wasi:cli" if interface == "wasi:cli/stdin" => "reading standard input",
+        _ => "a crate that reaches outside the plugin",
+    };
+    Some(format!(
+        "the plugin {verb} `{import}`, which the sandbox does not provide (usually {usual_cause}): \
+         a plugin gets no files, sockets, environment, clock or process control; pass what it \
+         needs in the binding's `config`, and write log lines with the SDK's `log` functions \
+         (stdout and stderr become log lines too)"
+    ))
 }
 
 /// Whether a plugin's error line is the SDK's report of a panic (`panicked at FILE:LINE:COL:
@@ -282,6 +328,37 @@ mod tests {
         );
         assert!(is_panic_line("panicked: no location"));
         assert!(!is_panic_line("a panicked at line"));
+    }
+
+    #[test]
+    fn a_call_outside_the_sandbox_says_what_it_means_and_what_to_do() {
+        let hint = outside_the_sandbox(
+            "unknown import: `wasi:filesystem/preopens@0.2.6#get-directories` has not been defined",
+        )
+        .expect("an unknown import is explained");
+        assert!(
+            hint.starts_with("the plugin called `wasi:filesystem/preopens@0.2.6#get-directories`"),
+            "{hint}"
+        );
+        assert!(
+            hint.contains("`std::fs`") && hint.contains("`config`"),
+            "{hint}"
+        );
+        let exit =
+            outside_the_sandbox("unknown import: `wasi:cli/exit@0.2.0#exit` has not been defined")
+                .expect("exit is explained");
+        assert!(exit.contains("`std::process::exit`"), "{exit}");
+        assert_eq!(outside_the_sandbox("wasm trap: interrupt"), None);
+        // An import that cannot be linked at all says the same, as an import.
+        let link = outside_the_sandbox(
+            "component imports instance `wasi:sockets/tcp@0.2.6`, but a matching implementation was not found in the linker",
+        )
+        .expect("a link failure is explained");
+        assert!(
+            link.starts_with("the plugin imports `wasi:sockets/tcp@0.2.6`")
+                && link.contains("`std::net`"),
+            "{link}"
+        );
     }
 
     #[test]

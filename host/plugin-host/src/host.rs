@@ -65,6 +65,18 @@ pub struct ReloadEvent {
     pub message: String,
 }
 
+/// The last config reload whose `[plugins]` did not apply: a file that did not parse or
+/// validate, or a binding that would not start. Kept (and shown in `/admin/plugins`) until
+/// a later reload applies, so an edit that was refused is visible where the bindings are,
+/// not only in the log.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigRejection {
+    pub at: String,
+    /// The binding that would not start, when one did not.
+    pub binding: Option<String>,
+    pub message: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct RejectedFile {
     pub file: String,
@@ -89,6 +101,8 @@ struct HostState {
     active: Vec<Arc<WasmPolicy>>,
     /// What the last reloads did, for the admin view.
     recent_reloads: ReloadLog,
+    /// The refused config reload, until one applies.
+    config_rejection: Option<ConfigRejection>,
 }
 
 /// The last [`RECENT_RELOADS`] reload events, oldest first: a ring, so it never grows.
@@ -158,6 +172,7 @@ impl PluginHost {
                 rejected: BTreeMap::new(),
                 active: Vec::new(),
                 recent_reloads: ReloadLog::default(),
+                config_rejection: None,
             }),
             generation: AtomicU64::new(0),
         });
@@ -301,13 +316,28 @@ impl PluginHost {
         }
         let previous = std::mem::replace(&mut state.config, config);
         let plugins_changed = previous != state.config;
-        let specs = specs(&state.config, &state.versions);
+        // New limits make new versions of the loaded files (nothing is compiled again), so
+        // every binding restarts under them; the old versions serve until the swap.
+        let limits = Limits::from_config(&state.config);
+        let versions: BTreeMap<String, Arc<PluginVersion>> = state
+            .versions
+            .iter()
+            .map(|(file, version)| {
+                let version = if *version.limits() == limits {
+                    version.clone()
+                } else {
+                    Arc::new(version.with_limits(limits))
+                };
+                (file.clone(), version)
+            })
+            .collect();
+        let specs = specs(&state.config, &versions);
         let mut started = BTreeMap::new();
         for spec in &specs {
-            if reusable(&state.active, &state.versions, spec).is_some() {
+            if reusable(&state.active, &versions, spec).is_some() {
                 continue;
             }
-            match self.start_one(spec, &state.versions, state.config.max_idle_instances) {
+            match self.start_one(spec, &versions, state.config.max_idle_instances) {
                 Ok(policy) => {
                     started.insert(spec.name.clone(), policy);
                 }
@@ -320,14 +350,31 @@ impl PluginHost {
                         generation,
                         error.to_string(),
                     );
+                    state.config_rejection = Some(ConfigRejection {
+                        at: now_rfc3339(),
+                        binding: error.binding().map(str::to_owned),
+                        message: error.to_string(),
+                    });
                     return Err(error);
                 }
             }
         }
         state.builtin = builtin;
+        state.config_rejection = None;
+        state.versions = versions;
         let active = self.assemble(&state, &state.versions, started);
         state.active = active;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        for (file, version) in &state.versions {
+            // A version made for new limits is swapped in now.
+            if version.generation.load(Ordering::Relaxed) == 0 {
+                version.generation.store(generation, Ordering::Relaxed);
+                self.metrics
+                    .plugin_generation
+                    .with_label_values(&[stem(file)])
+                    .set(generation as i64);
+            }
+        }
         self.install(&state, generation);
         if plugins_changed {
             state.recent_reloads.record(
@@ -338,6 +385,17 @@ impl PluginHost {
             );
         }
         Ok(generation)
+    }
+
+    /// Records a config reload that was refused before it reached the plugin host (the file
+    /// did not parse or validate): the running bindings stay, and `/admin/plugins` says why
+    /// until a later reload applies.
+    pub fn config_rejected(&self, message: String) {
+        self.state.lock().config_rejection = Some(ConfigRejection {
+            at: now_rfc3339(),
+            binding: None,
+            message,
+        });
     }
 
     /// The admin view: every plugin file, every binding, the generation.
@@ -374,6 +432,7 @@ impl PluginHost {
                 // Whether its `init` declared it pure (null until the first `init`).
                 "pure": version.exports.pure(),
                 "generation": version.generation.load(Ordering::Relaxed),
+                "limits": version.limits().to_json(),
                 "loaded_at": humantime::format_rfc3339_millis(version.loaded_at).to_string(),
                 "state": plugin_state,
                 "quarantine_reason": quarantine_reason,
@@ -419,6 +478,13 @@ impl PluginHost {
                 if let (Some(policy), Some(fields)) = (serving, entry.as_object_mut()) {
                     fields.extend(health_fields(policy));
                 }
+                let refused_edit = state
+                    .config_rejection
+                    .as_ref()
+                    .filter(|rejection| rejection.binding.as_deref() == Some(&binding.name));
+                if let (Some(rejection), Some(fields)) = (refused_edit, entry.as_object_mut()) {
+                    fields.insert("rejected_edit".to_owned(), json!(rejection));
+                }
                 entry
             })
             .chain(
@@ -451,6 +517,7 @@ impl PluginHost {
             "bindings": bindings,
             "recent_reloads": recent_reloads,
             "recent_reloads_kept": RECENT_RELOADS,
+            "config_rejection": state.config_rejection,
         })
     }
 

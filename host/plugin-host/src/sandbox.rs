@@ -404,9 +404,10 @@ pub fn linker_for(
         .collect();
     for (name, resources) in &imports {
         // The host's stream and error resources wherever an interface names them (an
-        // interface that `use`s a resource re-exports it), so every import agrees on
-        // their type.
-        if name.starts_with("wasi:io/") || name.starts_with("wasi:cli/") {
+        // interface that `use`s a resource re-exports it: `wasi:filesystem/types` and
+        // `wasi:sockets/tcp` name `output-stream`), so every import agrees on their type
+        // and a plugin that imports them links; their functions trap when called.
+        if name.starts_with("wasi:") {
             let mut instance = linker.instance(name)?;
             for resource in resources {
                 match resource.as_str() {

@@ -119,9 +119,11 @@ impl VersionExports {
 }
 
 /// The sandbox limits every instance of a version gets.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub max_memory: usize,
+    /// `decision_timeout` as configured, for the admin view.
+    pub decision_timeout: Duration,
     /// The deadline of one policy call, in epoch ticks.
     pub deadline_ticks: u64,
     pub quarantine_after: u32,
@@ -133,14 +135,26 @@ impl Limits {
     pub fn from_config(config: &PluginsConfig) -> Limits {
         Limits {
             max_memory: config.max_memory,
+            decision_timeout: config.decision_timeout,
             deadline_ticks: PluginEngine::deadline_ticks(config.decision_timeout),
             quarantine_after: config.quarantine_after,
             quarantine_window: config.quarantine_window,
         }
     }
+
+    /// The limits as `/admin/plugins` shows them.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "decision_timeout_ms": self.decision_timeout.as_secs_f64() * 1e3,
+            "max_memory": self.max_memory,
+            "quarantine_after": self.quarantine_after,
+            "quarantine_window_ms": self.quarantine_window.as_secs_f64() * 1e3,
+        })
+    }
 }
 
 /// Where each interface's functions are in the component, checked against the contract.
+#[derive(Clone)]
 enum Indices {
     /// 0.3.0: the world exports all four.
     Current {
@@ -221,7 +235,10 @@ impl PluginVersion {
         let contract = contract_of(file, &export_names)?;
         let link_error = |error: wasmtime::Error| PluginError::Link {
             file: file.to_owned(),
-            message: format!("{error:#}"),
+            message: match super::error::outside_the_sandbox(&error.to_string()) {
+                Some(hint) => format!("{hint} ({error:#})"),
+                None => format!("{error:#}"),
+            },
         };
         let linker = sandbox::linker_for(engine.base_linker(), engine.engine(), &component)
             .map_err(link_error)?;
@@ -262,6 +279,28 @@ impl PluginVersion {
     /// The limits this version's instances run under (its bindings' quarantine settings).
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// The same compiled and checked component under other limits: what a config reload
+    /// that changes `[plugins]` limits swaps in, so every binding restarts with fresh
+    /// instances under the new limits, without compiling anything again. A version of its
+    /// own (it is swapped in at a new generation), sharing the log budget.
+    pub fn with_limits(&self, limits: Limits) -> PluginVersion {
+        PluginVersion {
+            file: self.file.clone(),
+            hash: self.hash.clone(),
+            size: self.size,
+            contract: self.contract,
+            exports: VersionExports(self.exports.0.clone()),
+            compile_source: self.compile_source,
+            compile_time: self.compile_time,
+            loaded_at: SystemTime::now(),
+            generation: AtomicU64::new(0),
+            log_budget: self.log_budget.clone(),
+            limits,
+            pre: self.pre.clone(),
+            indices: self.indices.clone(),
+        }
     }
 
     /// A fresh instance, initialised with `config_json`. A trap or deadline here is a

@@ -72,6 +72,7 @@ impl fmt::Debug for ConfigWatcher {
 pub(super) fn watch(
     path: PathBuf,
     on_change: impl Fn(BridgeConfig) + Send + Sync + 'static,
+    on_invalid: impl Fn(&ConfigError) + Send + Sync + 'static,
 ) -> Result<ConfigWatcher, ConfigError> {
     let name = path.display().to_string();
     if path.file_name().is_none() {
@@ -112,7 +113,15 @@ pub(super) fn watch(
     let reload_path = path.clone();
     std::thread::Builder::new()
         .name("config-watch".to_owned())
-        .spawn(move || reload_loop(&reload_path, &received, &on_change, baseline))
+        .spawn(move || {
+            reload_loop(
+                &reload_path,
+                &received,
+                &on_change,
+                &on_invalid,
+                baseline,
+            )
+        })
         .map_err(|e| {
             ConfigError::new(&name, format!("cannot start the configuration watcher: {e}"))
                 .with_help("the system is out of threads or memory; run without watching the configuration, or free resources")
@@ -155,6 +164,7 @@ fn reload_loop(
     path: &Path,
     events: &Receiver<()>,
     on_change: &(dyn Fn(BridgeConfig) + Sync),
+    on_invalid: &(dyn Fn(&ConfigError) + Sync),
     baseline: Option<Vec<u8>>,
 ) {
     let mut last_bytes = baseline;
@@ -197,6 +207,7 @@ fn reload_loop(
             }
             Err(error) => {
                 tracing::warn!(path = %path.display(), "the configuration file changed but is not valid; keeping the current configuration:\n{error}");
+                on_invalid(&error);
             }
         }
     }
@@ -222,15 +233,23 @@ mod tests {
         format!("[servers.a]\ncommand = \"x\"\n\n[cache]\nmax_entries = {max_entries}\n")
     }
 
-    /// Starts watching `path`, forwarding each delivered configuration to the returned channel.
-    fn start(path: &Path) -> (ConfigWatcher, Receiver<BridgeConfig>) {
+    /// Starts watching `path`, forwarding each delivered configuration to the first returned
+    /// channel and each refused version's error to the second.
+    fn start(path: &Path) -> (ConfigWatcher, Receiver<BridgeConfig>, Receiver<String>) {
         let (sender, receiver) = mpsc::channel();
-        let watcher = watch(path.to_path_buf(), move |config| {
-            // The test may have finished and dropped the receiver; nothing is lost then.
-            let _ = sender.send(config);
-        });
+        let (invalid_sender, invalid) = mpsc::channel();
+        let watcher = watch(
+            path.to_path_buf(),
+            move |config| {
+                // The test may have finished and dropped the receiver; nothing is lost then.
+                let _ = sender.send(config);
+            },
+            move |error| {
+                let _ = invalid_sender.send(error.to_string());
+            },
+        );
         match watcher {
-            Ok(watcher) => (watcher, receiver),
+            Ok(watcher) => (watcher, receiver, invalid),
             Err(e) => panic!("cannot watch {}: {e}", path.display()),
         }
     }
@@ -246,7 +265,7 @@ mod tests {
     fn rewrites_are_delivered_and_invalid_ones_are_not() {
         let dir = temp_dir();
         let path = write(dir.path(), "bridge.toml", &config_text(1));
-        let (watcher, receiver) = start(&path);
+        let (watcher, receiver, invalid) = start(&path);
         assert_eq!(watcher.path, path);
 
         write(dir.path(), "bridge.toml", &config_text(2));
@@ -254,9 +273,14 @@ mod tests {
         assert_eq!(config.cache.max_entries, 2);
         assert_eq!(config.source, path.display().to_string());
 
-        // An invalid version is logged and skipped: nothing is delivered.
+        // An invalid version is logged and skipped: nothing is delivered, and its error is
+        // reported, naming the field.
         write(dir.path(), "bridge.toml", &config_text(0));
         assert!(receiver.recv_timeout(NOTHING_WITHIN).is_err());
+        match invalid.recv_timeout(EXPECTED_WITHIN) {
+            Ok(error) => assert!(error.contains("max_entries"), "{error}"),
+            Err(e) => panic!("the invalid version was not reported: {e}"),
+        }
 
         // Editors save by writing a temporary file and renaming it over the original.
         let temporary = write(dir.path(), ".bridge.toml.swp", &config_text(3));
@@ -285,13 +309,13 @@ mod tests {
     fn watching_needs_an_existing_directory() {
         let dir = temp_dir();
         let missing = dir.path().join("no-such-directory").join("bridge.toml");
-        let error = watch(missing.clone(), |_| {}).err();
+        let error = watch(missing.clone(), |_| {}, |_| {}).err();
         let error = error.unwrap_or_else(|| ConfigError::new("", ""));
         assert_eq!(error.file, missing.display().to_string());
         assert!(error.message.contains("cannot watch"), "{error}");
         assert!(error.help.is_some(), "{error}");
 
-        let error = watch(dir.path().join(".."), |_| {}).err();
+        let error = watch(dir.path().join(".."), |_| {}, |_| {}).err();
         assert!(
             error.is_some_and(|e| e.message.contains("does not name a file")),
             "a path without a file name must be refused"
