@@ -42,6 +42,7 @@ mod plugin_contract;
 mod plugin_logs;
 mod plugin_quarantine;
 mod plugin_reload;
+mod plugin_tutorial;
 mod plugins;
 mod process_memory;
 mod protocol_strictness;
