@@ -45,8 +45,9 @@ enum Command {
     /// latency, fail or crash on demand.
     DemoServer(DemoOptions),
     /// The policy lab and load generator: replay traffic against policies side by side
-    /// (`bench policies`), drive a running bridge (`bench load`), or write a synthetic
-    /// workload as a trace (`bench workload`).
+    /// (`bench policies`), drive a running bridge (`bench load`), write a synthetic
+    /// workload as a trace (`bench workload`), or explain what a chain decides for one
+    /// call (`bench explain`).
     Bench {
         #[command(subcommand)]
         command: BenchCommand,

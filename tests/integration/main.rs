@@ -21,6 +21,7 @@ mod conformance;
 mod connections;
 mod deployment;
 mod disk_cache;
+mod explain;
 mod faults;
 mod frozen;
 mod hostile_clients;

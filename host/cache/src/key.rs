@@ -1,6 +1,7 @@
 //! Cache keys: canonical JSON for arguments (keys sorted, no whitespace, numbers
 //! normalised) and the key layout server / method / name / partition / arguments.
 
+use mcp_bridge_policy::CallKind;
 use serde_json::{Map, Number, Value};
 
 /// Appends `value` to `out` as canonical JSON: object keys sorted, no whitespace, and
@@ -82,6 +83,34 @@ fn canonical_object(map: &Map<String, Value>, ignore: &[String], out: &mut Strin
         }
     }
     out.push('}');
+}
+
+/// The key's kind and name of a request the cache has a part in: a `tools/call` (its
+/// tool), a `resources/read` (its URI) or a list (the method itself); `None` for any
+/// other method, or a request without its name or URI. The router keys live calls and
+/// explanations key the calls they are given with this one reading.
+pub fn keyed_call<'m>(method: &'m str, params: Option<&'m Value>) -> Option<(CallKind, &'m str)> {
+    match method {
+        "tools/call" => Some((CallKind::Tool, params?.get("name")?.as_str()?)),
+        "resources/read" => Some((CallKind::ReadResource, params?.get("uri")?.as_str()?)),
+        "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => {
+            Some((CallKind::ListRequest, method))
+        }
+        _ => None,
+    }
+}
+
+/// The arguments part of a request's key, as canonical JSON: a tool call's `arguments`
+/// without the top-level names in `ignore` (a policy's `ignore_arguments`), a list's
+/// params without `_meta`, nothing for a resource read (its URI is its name).
+pub fn key_arguments(kind: CallKind, params: Option<&Value>, ignore: &[String]) -> String {
+    match kind {
+        CallKind::Tool => {
+            canonical_arguments(params.and_then(|params| params.get("arguments")), ignore)
+        }
+        CallKind::ReadResource => String::new(),
+        CallKind::ListRequest => canonical_arguments(params, &["_meta".to_owned()]),
+    }
 }
 
 /// The full key. Fields are separated by a byte that cannot appear in JSON text or in

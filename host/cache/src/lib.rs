@@ -24,7 +24,7 @@ pub use disk::{
 };
 pub use error::CacheError;
 pub use flight::{Audience, FillStamp, FlightResult, Leader, Published, Role};
-pub use key::{cache_key, canonical_arguments, canonical_json};
+pub use key::{cache_key, canonical_arguments, canonical_json, key_arguments, keyed_call};
 pub use metrics::CacheMetrics;
 pub use stats::{InvalidationReason, Served};
 pub use store::{Entry, FillTicket};

@@ -7,6 +7,7 @@
 //! and the clock are simulated.
 
 mod error;
+pub mod explain;
 pub mod load;
 pub mod loaded;
 pub mod policies;
@@ -39,6 +40,11 @@ pub enum BenchCommand {
     Load(load::LoadArgs),
     /// Write a workload preset's generated calls as a trace file (JSON Lines).
     Workload(WorkloadArgs),
+    /// Explain what a policy chain decides for one call, offline: each binding's answer
+    /// in chain order, the winner, the TTL and its source, the cache key and partition,
+    /// and a write's invalidations. The same JSON as `POST /admin/explain`; no server
+    /// is started or called.
+    Explain(explain::ExplainArgs),
 }
 
 /// `bench workload`.
@@ -64,6 +70,7 @@ pub fn run(command: BenchCommand) -> Result<(), LabError> {
         BenchCommand::Policies(args) => policies::run(args),
         BenchCommand::Load(args) => load::run(args),
         BenchCommand::Workload(args) => write_workload(args),
+        BenchCommand::Explain(args) => explain::run(args),
     }
 }
 

@@ -354,7 +354,7 @@ fn load_trace(args: &PoliciesArgs) -> Result<Trace, LabError> {
     })
 }
 
-fn load_config(path: Option<&Path>) -> Result<BridgeConfig, LabError> {
+pub(crate) fn load_config(path: Option<&Path>) -> Result<BridgeConfig, LabError> {
     let loaded = match path {
         Some(path) => mcp_bridge_config::load_file(path),
         None => mcp_bridge_config::embedded_default(),
@@ -464,7 +464,7 @@ pub(crate) fn eviction_text(limits: SimLimits) -> String {
 }
 
 /// A `--policy` argument: its name and what it is.
-fn parse_policy_spec(spec: &str) -> (String, Option<PathBuf>) {
+pub(crate) fn parse_policy_spec(spec: &str) -> (String, Option<PathBuf>) {
     if spec == "builtin" {
         return ("builtin".to_owned(), None);
     }
@@ -555,7 +555,7 @@ fn load_contenders(
     Ok(contenders)
 }
 
-fn policy_config(configs: &[String], name: &str) -> Result<String, LabError> {
+pub(crate) fn policy_config(configs: &[String], name: &str) -> Result<String, LabError> {
     let Some(value) = configs
         .iter()
         .filter_map(|item| item.split_once('='))

@@ -16,8 +16,10 @@ use super::version::{Exports, InstantiateError, PluginVersion, WarmInstance};
 use crate::PluginMetrics;
 use mcp_bridge_policy::{
     Annotations, Call, CallKind, Decision, Invalidation, InvalidationAnswer, Outcome, Policy,
-    ServerHints, Status, TtlAnswer,
+    Probed, Question, ServerHints, Status, TtlAnswer,
 };
+
+mod probe;
 
 /// The server name of the smoke call every binding must answer before it serves.
 pub const SMOKE_SERVER: &str = "mcp-bridge-smoke";
@@ -502,6 +504,12 @@ impl Policy for WasmPolicy {
         .unwrap_or_else(|| {
             InvalidationAnswer::Rules(vec![Invalidation::Server(call.server.to_owned())])
         })
+    }
+
+    /// Asks the plugin on its own, for an explanation; a fault is reported, never
+    /// counted against the binding (`wasm_policy/probe.rs`).
+    fn probe(&self, question: Question<'_>) -> Probed {
+        self.probe_question(question)
     }
 
     /// What the plugin's `init` declared (only a 0.3.0 plugin can). A remembered answer

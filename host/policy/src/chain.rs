@@ -133,11 +133,29 @@ impl PolicyChain {
     /// chain order, then the config's `[cache.ttl]` rows, the built-in policy's table)
     /// replaces the directive's, and a zero one turns the decision into `Bypass`.
     pub fn decide_sourced(&self, call: &Call<'_>) -> Sourced {
+        self.decide_sourced_by(
+            call,
+            |_, policy| policy.decide(call),
+            |_, policy| policy.ttl(call.server, call.name),
+        )
+    }
+
+    /// [`PolicyChain::decide_sourced`] with the policies' answers given by `decide` and
+    /// `ttl` (each called with a policy's place in the chain and the policy): the one
+    /// precedence, whether the answers come from the policies themselves (a live call)
+    /// or were asked beforehand with [`Policy::probe`] (an explanation). Both are asked
+    /// lazily, in chain order, and only as far as the precedence needs.
+    pub(crate) fn decide_sourced_by(
+        &self,
+        call: &Call<'_>,
+        mut decide: impl FnMut(usize, &dyn Policy) -> Decision,
+        ttl: impl FnMut(usize, &dyn Policy) -> TtlAnswer,
+    ) -> Sourced {
         let (decision, decider_index) = self
             .policies
             .iter()
             .enumerate()
-            .map(|(index, policy)| (policy.decide(call), index))
+            .map(|(index, policy)| (decide(index, policy.as_ref()), index))
             .find(|(decision, _)| *decision != Decision::Abstain)
             .unwrap_or((Decision::Bypass, self.builtin_index()));
         let mut sourced = Sourced {
@@ -153,7 +171,7 @@ impl PolicyChain {
         };
         sourced.decider_ttl = Some(directive.ttl);
         if call.kind == CallKind::Tool
-            && let Some((ttl, table)) = self.ttl_with_source(call.server, call.name)
+            && let Some((ttl, table)) = self.ttl_with_source_by(ttl)
         {
             sourced.ttl_from = Some(table);
             if ttl.is_zero() {
@@ -209,22 +227,27 @@ impl PolicyChain {
 
     /// The first TTL any policy's table gives for the tool.
     pub fn ttl(&self, server: &str, tool: &str) -> Option<Duration> {
-        self.ttl_with_source(server, tool).map(|(ttl, _)| ttl)
+        self.ttl_with_source_by(|_, policy| policy.ttl(server, tool))
+            .map(|(ttl, _)| ttl)
     }
 
-    /// The first TTL any policy's table gives, and the index of that policy.
-    fn ttl_with_source(&self, server: &str, tool: &str) -> Option<(Duration, usize)> {
+    /// The first TTL any policy's table gives (as `ttl` answers for each), and the
+    /// index of that policy.
+    fn ttl_with_source_by(
+        &self,
+        mut ttl: impl FnMut(usize, &dyn Policy) -> TtlAnswer,
+    ) -> Option<(Duration, usize)> {
         self.policies
             .iter()
             .enumerate()
-            .find_map(|(index, policy)| match policy.ttl(server, tool) {
+            .find_map(|(index, policy)| match ttl(index, policy.as_ref()) {
                 TtlAnswer::Ttl(ttl) => Some((ttl, index)),
                 TtlAnswer::Abstain => None,
             })
     }
 
     /// The built-in policy is always the last one.
-    fn builtin_index(&self) -> usize {
+    pub(crate) fn builtin_index(&self) -> usize {
         self.policies.len().saturating_sub(1)
     }
 
@@ -261,10 +284,24 @@ impl PolicyChain {
         call: &Call<'_>,
         outcome: &Outcome,
     ) -> (Vec<Invalidation>, Shaper) {
+        self.invalidations_shaped_by(call, outcome, |_, policy| {
+            policy.invalidations(call, outcome)
+        })
+    }
+
+    /// [`PolicyChain::invalidations_shaped`] with each policy's answer given by `ask`
+    /// (called with its place in the chain and the policy), as
+    /// [`PolicyChain::decide_sourced_by`] has it for decisions.
+    pub(crate) fn invalidations_shaped_by(
+        &self,
+        call: &Call<'_>,
+        outcome: &Outcome,
+        mut ask: impl FnMut(usize, &dyn Policy) -> InvalidationAnswer,
+    ) -> (Vec<Invalidation>, Shaper) {
         let mut union: Vec<Invalidation> = Vec::new();
         let mut shaper = None;
         for (index, policy) in self.policies.iter().enumerate() {
-            if let InvalidationAnswer::Rules(rules) = policy.invalidations(call, outcome) {
+            if let InvalidationAnswer::Rules(rules) = ask(index, policy.as_ref()) {
                 shaper = Some(self.shaper_of_rules(index));
                 for rule in rules {
                     if !union.contains(&rule) {

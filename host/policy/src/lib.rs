@@ -13,8 +13,9 @@
 //! rest, and a [`PolicyChain`] asks its policies in order (first answer wins for
 //! decisions and TTLs; invalidations are the union). The [`BuiltinPolicy`] ends every
 //! chain. [`PolicyChain::decide_sourced`] also says where a decision and its TTL came
-//! from ([`Sourced`], [`TtlSource`]), and [`Policy::probe`] asks one policy one question
-//! on its own, for explanations. [`TtlMap`] is the one TTL-table precedence; [`units`] is
+//! from ([`Sourced`], [`TtlSource`]), [`Policy::probe`] asks one policy one question
+//! on its own, and [`PolicyChain::explain`] asks every policy of a chain about one call
+//! that way ([`ChainExplanation`]). [`TtlMap`] is the one TTL-table precedence; [`units`] is
 //! the one duration and size grammar.
 //!
 //! This crate depends on std, serde and serde_json (and humantime, std-only) and builds
@@ -22,6 +23,7 @@
 
 mod builtin;
 mod chain;
+mod explain;
 mod provenance;
 mod rules;
 pub mod units;
@@ -29,6 +31,9 @@ mod vocabulary;
 
 pub use builtin::{BuiltinPolicy, BuiltinSettings};
 pub use chain::{Policy, PolicyChain, PolicySink, Shaper};
+pub use explain::{
+    ChainExplanation, ExplainedInvalidations, ExplainedPolicy, decision_json, invalidation_json,
+};
 pub use provenance::{Answer, Probed, Question, Sourced, TtlSource};
 pub use rules::{ANY, InvalidationRule, TtlMap, TtlRule};
 pub use units::{parse_duration, parse_size};

@@ -24,6 +24,26 @@ pub struct Annotations {
     pub open_world: Option<bool>,
 }
 
+impl Annotations {
+    /// The annotations of a tool as a server lists it (`tools/list`'s entry: its
+    /// `annotations` object's `readOnlyHint`, `destructiveHint`, `idempotentHint` and
+    /// `openWorldHint`); a hint that is missing or not a boolean is unknown.
+    pub fn of_tool(tool: &serde_json::Value) -> Annotations {
+        let hints = tool.get("annotations");
+        let hint = |field: &str| {
+            hints
+                .and_then(|hints| hints.get(field))
+                .and_then(serde_json::Value::as_bool)
+        };
+        Annotations {
+            read_only: hint("readOnlyHint"),
+            destructive: hint("destructiveHint"),
+            idempotent: hint("idempotentHint"),
+            open_world: hint("openWorldHint"),
+        }
+    }
+}
+
 /// The caching hints a server put on a result (MCP `ttlMs` / `cacheScope`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct ServerHints {
@@ -99,6 +119,13 @@ impl Call<'_> {
     /// Whether the server declared the tool read-only (`readOnlyHint: true`).
     pub fn is_read_only(&self) -> bool {
         self.annotations.read_only == Some(true)
+    }
+
+    /// Whether the call may change what the server holds: a tool call its server did
+    /// not declare read-only. When such a call is not cached, its invalidations apply
+    /// once it completes.
+    pub fn may_write(&self) -> bool {
+        self.kind == CallKind::Tool && !self.is_read_only()
     }
 }
 

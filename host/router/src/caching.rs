@@ -15,8 +15,8 @@ use tokio::sync::watch;
 use mcp_bridge_backend::{BackendError, Catalog};
 use mcp_bridge_cache::{
     Audience, Entry, FillTicket, FlightResult, InvalidationReason, Leader, Published,
-    ResponseCache, Role, Served, cache_key, canonical_arguments, codec, dependency_of, name_tag,
-    policy_tag, server_tag,
+    ResponseCache, Role, Served, cache_key, codec, dependency_of, key_arguments, keyed_call,
+    name_tag, policy_tag, server_tag,
 };
 use mcp_bridge_config::Consistency;
 use mcp_bridge_shared::{EVERYTHING, SharedTier, Stamp};
@@ -207,27 +207,8 @@ pub(crate) async fn prepare(
 ) -> Option<(CallCache, Lookup)> {
     let method = mcp_bridge_jsonrpc::method(message)?;
     let params = message.get("params");
-    let (kind, name, arguments) = match method {
-        "tools/call" => {
-            let name = params?.get("name")?.as_str()?;
-            (
-                CallKind::Tool,
-                name,
-                canonical_arguments(params?.get("arguments"), &[]),
-            )
-        }
-        "resources/read" => (
-            CallKind::ReadResource,
-            params?.get("uri")?.as_str()?,
-            String::new(),
-        ),
-        "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => (
-            CallKind::ListRequest,
-            method,
-            canonical_arguments(params, &["_meta".to_owned()]),
-        ),
-        _ => return None,
-    };
+    let (kind, name) = keyed_call(method, params)?;
+    let arguments = key_arguments(kind, params, &[]);
     let annotations = annotations_of(catalog, kind, name);
     let call = OwnedCall {
         server: server.clone(),
@@ -299,18 +280,9 @@ pub(super) fn annotations_of(catalog: &Catalog, kind: CallKind, name: &str) -> A
             ..Annotations::default()
         };
     }
-    let hints = catalog.tool(name).and_then(|tool| tool.get("annotations"));
-    let hint = |field: &str| {
-        hints
-            .and_then(|hints| hints.get(field))
-            .and_then(Value::as_bool)
-    };
-    Annotations {
-        read_only: hint("readOnlyHint"),
-        destructive: hint("destructiveHint"),
-        idempotent: hint("idempotentHint"),
-        open_world: hint("openWorldHint"),
-    }
+    catalog
+        .tool(name)
+        .map_or_else(Annotations::default, Annotations::of_tool)
 }
 
 impl CallCache {
@@ -321,7 +293,7 @@ impl CallCache {
 
     /// A bypassed tool call that is not read-only still invalidates after it completes.
     fn write_mode(&self) -> Mode {
-        if self.call.kind == CallKind::Tool && self.call.annotations.read_only != Some(true) {
+        if self.call.info().may_write() {
             Mode::Invalidate
         } else {
             Mode::Nothing
@@ -332,8 +304,8 @@ impl CallCache {
         let cache = self.layer.cache.clone();
         let tier = self.layer.shared.clone();
         if !directive.ignore_arguments.is_empty() && self.call.kind == CallKind::Tool {
-            let arguments = params.and_then(|params| params.get("arguments"));
-            self.call.arguments = canonical_arguments(arguments, &directive.ignore_arguments);
+            self.call.arguments =
+                key_arguments(self.call.kind, params, &directive.ignore_arguments);
         }
         let call = &self.call;
         let key = |partition: &str| -> Arc<str> {

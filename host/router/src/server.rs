@@ -12,6 +12,7 @@ use tokio::sync::broadcast;
 use mcp_bridge_upstream::{Health, HealthSummary, Introduction, ServerDescription};
 
 use mcp_bridge_backend::{BackendError, Catalog, HealthStatus, Pool};
+use mcp_bridge_config::ServerConfig;
 use mcp_bridge_upstream::Caller;
 
 use super::caching::CacheLayer;
@@ -102,6 +103,19 @@ impl Server {
 
     pub fn name(&self) -> &Arc<str> {
         self.pool.name()
+    }
+
+    /// The server's config: for explanations, its isolation and `identity_meta`.
+    pub fn config(&self) -> &ServerConfig {
+        self.pool.config()
+    }
+
+    /// What the server's catalogue lists under `tool`: `None` while no handshake has read
+    /// the catalogue, else the tool's entry (`None` when it is not listed). It reads what
+    /// the pool already learned and never asks the server.
+    pub fn listed_tool(&self, tool: &str) -> Option<Option<Value>> {
+        let catalog = self.catalog();
+        catalog.is_loaded().then(|| catalog.tool(tool).cloned())
     }
 
     /// How long a call may wait for a slot on this server (`acquire_timeout`); the

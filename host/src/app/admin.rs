@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use mcp_bridge::cache::InvalidationReason;
 use mcp_bridge::front::{AdminAnswer, AdminReply, AdminRequest, AdminRoutes, FrontError};
+use mcp_bridge::lab::explain::{self, ExplainRequest, ServerFacts};
 use mcp_bridge::lab::shadow::Shadow;
 use mcp_bridge::plugin::PluginRuntime;
 use mcp_bridge::policy::Invalidation;
@@ -26,6 +27,7 @@ const ROUTES: &[(Method, &str)] = &[
     (Method::GET, "/admin/plugins"),
     (Method::POST, "/admin/plugins/reload"),
     (Method::POST, "/admin/plugins/quarantine/lift"),
+    (Method::POST, "/admin/explain"),
     (Method::GET, "/admin/record"),
     (Method::POST, "/admin/record/start"),
     (Method::POST, "/admin/record/stop"),
@@ -117,6 +119,7 @@ impl Admin {
             (Method::GET, "/admin/plugins") => Ok(self.plugins()?.host.snapshot()),
             (Method::POST, "/admin/plugins/reload") => self.plugins_reload().await,
             (Method::POST, "/admin/plugins/quarantine/lift") => self.lift_quarantine(request).await,
+            (Method::POST, "/admin/explain") => self.explain(request).await,
             (Method::GET, "/admin/record") => Ok(self.recorder()?.status()),
             (Method::POST, "/admin/record/start") => self.record_toggle(true),
             (Method::POST, "/admin/record/stop") => self.record_toggle(false),
@@ -262,6 +265,35 @@ impl Admin {
                 FrontError::NotFound(format!("no serving plugin binding `{binding}`"))
             })?;
         Ok(json!({ "lifted": lifted }))
+    }
+
+    /// `POST /admin/explain` with `{"server", "method"?, "tool" | "uri", "arguments"?,
+    /// "principal"?}`: what the serving chain decides for that call, each binding asked on
+    /// its own (a plugin's fault is reported, never counted against it), with the key
+    /// and partition, from the server's catalogue as the pool learned it. No backend is
+    /// called. A bad field is a 400 naming it; an unknown server a 404.
+    async fn explain(&self, request: AdminRequest<'_>) -> Result<Value, FrontError> {
+        let layer = self.cache()?;
+        let body = request.json_body().await?;
+        let call = ExplainRequest::from_json(&body)
+            .map_err(|error| FrontError::InvalidRequest(error.to_string()))?;
+        let Some(server) = self
+            .servers
+            .iter()
+            .find(|server| **server.name() == *call.server)
+        else {
+            let known: Vec<&str> = self.servers.iter().map(|server| &**server.name()).collect();
+            return Err(FrontError::NotFound(format!(
+                "server: no server `{}` (this bridge serves: {})",
+                call.server,
+                known.join(", ")
+            )));
+        };
+        let mut facts = ServerFacts::of_config(server.config());
+        if let Some(tool) = call.tool() {
+            facts.catalogue = server.listed_tool(tool);
+        }
+        Ok(explain::explain(&layer.policies(), &call, &facts))
     }
 
     /// `POST /admin/record/start` and `/stop`: resume or pause the trace; the answer is
