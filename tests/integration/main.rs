@@ -41,6 +41,7 @@ mod plugin_contract;
 mod plugin_logs;
 mod plugin_quarantine;
 mod plugin_reload;
+mod plugin_smoke;
 mod plugins;
 mod process_memory;
 mod protocol_strictness;
