@@ -31,12 +31,6 @@ async fn a_version_that_faults_for_one_catalogue_tool_is_rejected_before_it_serv
     let session = demo.session().await?;
     let before = demo.plugin("probe").await?;
     ensure!(before["state"] == "active", "{before}");
-    // The host learned the demo server's tools.
-    let admin = demo.admin().await?;
-    ensure!(
-        admin["catalogues"]["demo"]["tools"].as_u64() > Some(1),
-        "the plugin host does not know the demo server's tools: {admin}"
-    );
     let first = call(&session, 1, "get_clients", json!({})).await?;
     first.ensure_success("get_clients")?;
     ensure!(first.field("ttl-ms") == Some(111_000), "{:?}", first.cache);
@@ -65,6 +59,11 @@ async fn a_version_that_faults_for_one_catalogue_tool_is_rejected_before_it_serv
         "the rejection names the server, the tool and the panic: {message}"
     );
     let admin = demo.admin().await?;
+    // What the host knows of the demo server's tools, which the new version was asked about.
+    ensure!(
+        admin["catalogues"]["demo"]["tools"].as_u64() > Some(1),
+        "the plugin host does not know the demo server's tools: {admin}"
+    );
     ensure!(
         admin["recent_reloads"][0]["outcome"] == "rejected"
             && admin["recent_reloads"][0]["message"]
