@@ -44,6 +44,7 @@ mod plugin_logs;
 mod plugin_quarantine;
 mod plugin_reload;
 mod plugin_tutorial;
+mod plugin_smoke;
 mod plugins;
 mod process_memory;
 mod protocol_strictness;

@@ -16,13 +16,14 @@ fn marker(tool: &str) -> String {
 }
 
 /// The JSON log lines naming `plugin` that the bridge wrote after the marker line for
-/// `from` and before the one for `to`.
+/// `from` and before the one for `to`. The last marker of each tool is the live call's:
+/// the smoke call over the marker server's tools printed one for each at startup.
 fn lines_between(log: &str, plugin: &str, from: &str, to: &str) -> Result<Vec<Value>> {
     let lines: Vec<&str> = log.lines().collect();
     let at = |tool: &str| {
         lines
             .iter()
-            .position(|line| line.contains(&marker(tool)))
+            .rposition(|line| line.contains(&marker(tool)))
             .with_context(|| format!("no marker for {tool} in the log:\n{log}"))
     };
     let (start, end) = (at(from)?, at(to)?);
@@ -52,6 +53,11 @@ async fn one_plugin_fault_logs_one_line_with_the_panic_first() -> Result<()> {
     .await?;
     let session = demo.session().await?;
     let markers = RawSession::open(&demo.bridge.url("/mcp/marker")).await?;
+    // The smoke call over the marker server's tools (done before the bridge was ready)
+    // printed chatty's lines for every tool, past its log budget of 20 lines a second:
+    // lines of the calls below written in that second would be suppressed. The budget
+    // counts from a window's first line, so a second after readiness starts a fresh one.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     let steps = [
         (&markers, "get_clients"),
         (&session, "get_tasks"),

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use mcp_bridge::plugin::wasm_policy::arguments_digest;
 
-use crate::plugins::{call_times, faulty, metrics_text};
+use crate::plugins::{call, call_times, faulty, metrics_text};
 use crate::support::{SETTLE, http, poll_until};
 
 /// `POST /admin/plugins/quarantine/lift` with `body`: the status and the answer.
@@ -24,11 +24,16 @@ async fn lift(bridge: &crate::support::Bridge, body: Value) -> Result<(u16, Valu
 
 #[tokio::test]
 async fn a_tool_that_faults_live_is_quarantined_alone() -> Result<()> {
-    // fault-trap with `tool` panics in every question about get_tasks and abstains for
-    // every other tool, so the built-in policy caches them.
-    let demo = faulty("fault-trap", "{ tool = \"get_tasks\" }").await?;
+    // fault-trap panics in `decide` for calls whose arguments ask for a fault, and
+    // abstains otherwise (so it passes the smoke call over the demo server's tools, and
+    // the built-in policy caches the other tools). Live, only get_tasks asks for one.
+    let demo = faulty("fault-trap", "{}").await?;
     let session = demo.session().await?;
-    call_times(&session, "get_tasks", 4).await?;
+    for id in 0..4 {
+        call(&session, id + 100, "get_tasks", json!({"fault": true}))
+            .await?
+            .ensure_success("get_tasks")?;
+    }
     call_times(&session, "get_clients", 3).await?;
     ensure!(
         demo.calls("get_tasks") == 4,
@@ -68,8 +73,8 @@ async fn a_tool_that_faults_live_is_quarantined_alone() -> Result<()> {
     ensure!(
         trigger["tool"] == "get_tasks"
             && trigger["interface"] == "decide"
-            && trigger["arguments"] == "{}"
-            && trigger["args_sha256"] == arguments_digest("{}")
+            && trigger["arguments"] == r#"{"fault":true}"#
+            && trigger["args_sha256"] == arguments_digest(r#"{"fault":true}"#)
             && trigger["panic"]
                 .as_str()
                 .is_some_and(|panic| panic.starts_with("panicked at ")),
@@ -125,7 +130,9 @@ async fn a_tool_that_faults_live_is_quarantined_alone() -> Result<()> {
         status == 200 && answer["lifted"] == json!(["demo/get_tasks"]),
         "lift answered {status}: {answer}"
     );
-    call_times(&session, "get_tasks", 1).await?;
+    call(&session, 200, "get_tasks", json!({"fault": true}))
+        .await?
+        .ensure_success("get_tasks")?;
     let binding = &demo.admin().await?["bindings"][0];
     ensure!(
         binding["state"] == "active" && binding["faults"]["trap"] == 4,

@@ -25,7 +25,7 @@ pub use error::BackendError;
 pub use health::{HealthReport, HealthStatus};
 pub use metrics::{PROCESS_STATES, PoolMetrics};
 pub use orphan::supervise_with;
-pub use pool::{Lease, Pool, Readiness};
+pub use pool::{CatalogObserver, CatalogReport, Lease, Pool, Readiness};
 pub use process::{
     CallEvent, CallStep, InflightCall, Process, STDIO_PROTOCOL_VERSIONS, ServerIdentity,
 };

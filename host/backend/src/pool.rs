@@ -49,6 +49,17 @@ pub enum Readiness {
     Failed,
 }
 
+/// What a [`CatalogObserver`] does with one catalogue, for the pool to await.
+pub type CatalogReport = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Told of every tool list a pool reads (the first handshake's, and each re-read after
+/// `notifications/tools/list_changed`) before the pool serves with it. The wiring plugs
+/// one in (the plugin host smoke-calls the new tools); the backend knows nothing of what
+/// it does. The pool awaits the report, so it must be bounded.
+pub trait CatalogObserver: Send + Sync {
+    fn catalog_read(&self, server: &str, catalog: &Arc<Catalog>) -> CatalogReport;
+}
+
 /// All processes of one configured server.
 pub struct Pool {
     pub(super) config: Arc<ServerConfig>,
@@ -61,6 +72,8 @@ pub struct Pool {
     pub(super) shutting_down: AtomicBool,
     pub(super) spawn_history: Mutex<SpawnHistory>,
     pub(super) catalog: RwLock<Arc<Catalog>>,
+    /// Told of each catalogue before it is published (see [`CatalogObserver`]).
+    observer: RwLock<Option<Arc<dyn CatalogObserver>>>,
     readiness: watch::Sender<Readiness>,
     pub(super) health: HealthTracker,
     pub(super) metrics: Arc<PoolMetrics>,
@@ -155,6 +168,7 @@ impl Pool {
             shutting_down: AtomicBool::new(false),
             spawn_history: Mutex::new(SpawnHistory::default()),
             catalog: RwLock::new(Arc::new(Catalog::default())),
+            observer: RwLock::new(None),
             readiness: watch::Sender::new(Readiness::Starting),
             metrics,
             events: events_tx,
@@ -229,6 +243,17 @@ impl Pool {
     /// What the server has told us about its tools, prompts and capabilities.
     pub fn catalog(&self) -> Arc<Catalog> {
         self.catalog.read().clone()
+    }
+
+    /// Tells `observer` of every catalogue this pool reads from now on, and returns the
+    /// report of the one it holds already (if a handshake has filled it), for the caller
+    /// to await, so none is missed whenever the observer is set.
+    pub fn observe_catalog(&self, observer: Arc<dyn CatalogObserver>) -> Option<CatalogReport> {
+        *self.observer.write() = Some(observer.clone());
+        let catalog = self.catalog();
+        catalog
+            .is_loaded()
+            .then(|| observer.catalog_read(&self.name, &catalog))
     }
 
     pub fn health(&self) -> &HealthTracker {
@@ -592,7 +617,22 @@ impl Pool {
     pub(super) async fn refresh_catalog(&self, process: &Arc<Process>) {
         match Catalog::fetch(process).await {
             Ok(catalog) => {
-                *self.catalog.write() = Arc::new(catalog);
+                let catalog = Arc::new(catalog);
+                // The observer hears of the catalogue before the pool is ready with it, so
+                // what it does (the plugin host's smoke calls) is done before a client that
+                // waits for the first handshake calls.
+                let observer = self.observer.read().clone();
+                if let Some(observer) = &observer {
+                    observer.catalog_read(&self.name, &catalog).await;
+                }
+                *self.catalog.write() = catalog.clone();
+                // An observer set meanwhile may have looked before the catalogue was
+                // stored: it hears of it now (twice at worst, which it tolerates).
+                if observer.is_none()
+                    && let Some(late) = self.observer.read().clone()
+                {
+                    tokio::spawn(late.catalog_read(&self.name, &catalog));
+                }
                 self.publish_readiness();
             }
             Err(error) => {

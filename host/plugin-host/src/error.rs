@@ -56,7 +56,9 @@ pub enum PluginError {
     Smoke {
         binding: String,
         file: String,
-        stage: &'static str,
+        /// `init`, or the smoke call that faulted, with its server and tool when the
+        /// call asked about a tool of a server's catalogue.
+        stage: String,
         /// Boxed: a fault's parts would make every `Result<_, PluginError>` large.
         fault: Box<Fault>,
     },

@@ -191,6 +191,19 @@ impl BindingHealth {
 
     /// Records a fault and says whether it quarantined its tool or the binding.
     pub fn record(&self, site: &FaultSite<'_>, fault: &Fault) -> Tipped {
+        self.record_as(site, fault, false)
+    }
+
+    /// Records a fault the smoke call over a server's tool catalogue found while the
+    /// binding serves, and quarantines its tool at once, whatever `quarantine_after`
+    /// says: the plugin failed the question the host asks every binding before trusting
+    /// it with the tool (`{}` arguments), so live calls would fail it too. It escalates
+    /// to the binding as [`BindingHealth::record`] does.
+    pub fn record_smoke_fault(&self, site: &FaultSite<'_>, fault: &Fault) -> Tipped {
+        self.record_as(site, fault, true)
+    }
+
+    fn record_as(&self, site: &FaultSite<'_>, fault: &Fault, smoke: bool) -> Tipped {
         self.counts[fault.kind as usize].fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         let (server, tool) = (site.server, site.tool);
@@ -241,16 +254,24 @@ impl BindingHealth {
         if !inner.windows.contains_key(&owned) && inner.windows.len() >= MAX_TRACKED_TOOLS {
             forget_oldest(&mut inner.windows);
         }
-        let window = inner.windows.entry(owned.clone()).or_default();
-        let faults = slide(&mut window.faults, now, self.window);
-        if faults < self.after as usize {
-            return Tipped::Nothing;
-        }
-        inner.windows.remove(&owned);
-        let reason = format!(
-            "{faults} faults within {:?} for {}/{}; the last: {fault}",
-            self.window, key.0, key.1
-        );
+        let reason = if smoke {
+            inner.windows.remove(&owned);
+            format!(
+                "failed the smoke call on the server's tool catalogue for {}/{} ({} with arguments {{}}): {fault}",
+                key.0, key.1, site.interface
+            )
+        } else {
+            let window = inner.windows.entry(owned.clone()).or_default();
+            let faults = slide(&mut window.faults, now, self.window);
+            if faults < self.after as usize {
+                return Tipped::Nothing;
+            }
+            inner.windows.remove(&owned);
+            format!(
+                "{faults} faults within {:?} for {}/{}; the last: {fault}",
+                self.window, key.0, key.1
+            )
+        };
         let quarantine = Quarantine {
             server: owned.0,
             tool: owned.1,
@@ -519,5 +540,34 @@ mod tests {
         assert!(health.is_quarantined("other", "get_tasks"));
         assert_eq!(health.quarantined_tool_count(), 1);
         assert!(health.lift(Some("demo"), None).is_empty());
+    }
+
+    #[test]
+    fn a_smoke_fault_quarantines_its_tool_at_once_and_escalates_as_live_faults_do() {
+        let health = BindingHealth::new(3, Duration::from_secs(60));
+        let tipped = health.record_smoke_fault(&site("get_tasks", Some("{}")), &trap("boom"));
+        let Tipped::Tool(quarantine) = tipped else {
+            panic!("one smoke fault quarantines its tool: {tipped:?}");
+        };
+        assert!(
+            quarantine
+                .reason
+                .starts_with("failed the smoke call on the server's tool catalogue for demo/get_tasks (decide with arguments {}): trapped: panicked at "),
+            "{}",
+            quarantine.reason
+        );
+        assert!(health.is_quarantined("demo", "get_tasks"));
+        assert!(!health.is_quarantined("demo", "get_clients"));
+        for index in 1..MAX_QUARANTINED_TOOLS {
+            let tool = format!("tool_{index}");
+            let tipped = health.record_smoke_fault(&site(&tool, Some("{}")), &trap("boom"));
+            let escalated = index + 1 == MAX_QUARANTINED_TOOLS;
+            assert_eq!(
+                matches!(tipped, Tipped::Binding(_)),
+                escalated,
+                "{tipped:?}"
+            );
+        }
+        assert!(health.binding_quarantined());
     }
 }

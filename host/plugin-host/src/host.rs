@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use super::engine::{PluginEngine, hex_sha256};
 use super::error::{FaultKind, PluginError};
+use super::smoke::{self, CatalogueTool, Catalogues, LateSmoke, SMOKE_TIME_BUDGET};
 use super::version::{Limits, PluginVersion};
 use super::wasm_policy::WasmPolicy;
 use crate::PluginMetrics;
@@ -99,6 +100,9 @@ struct HostState {
     versions: BTreeMap<String, Arc<PluginVersion>>,
     rejected: BTreeMap<String, Rejection>,
     active: Vec<Arc<WasmPolicy>>,
+    /// The servers' tool catalogues as the wiring reported them: what a starting binding
+    /// is smoke-called about.
+    catalogues: Catalogues,
     /// What the last reloads did, for the admin view.
     recent_reloads: ReloadLog,
     /// The refused config reload, until one applies.
@@ -171,6 +175,7 @@ impl PluginHost {
                 versions: BTreeMap::new(),
                 rejected: BTreeMap::new(),
                 active: Vec::new(),
+                catalogues: Catalogues::default(),
                 recent_reloads: ReloadLog::default(),
                 config_rejection: None,
             }),
@@ -243,7 +248,7 @@ impl PluginHost {
                 .into_iter()
                 .filter(|spec| spec.file == *file)
                 .collect();
-            match self.start_all(&specs, &candidate, state.config.max_idle_instances) {
+            match self.start_all(&specs, &candidate, &state) {
                 Ok(policies) => {
                     tracing::info!(file = %file, hash = %&version.hash[..12], contract = version.contract.package(), exports = %version.exports.names().join(","), compile = version.compile_source.as_str(), took_ms = version.compile_time.as_secs_f64() * 1e3, "plugin version validated");
                     next = candidate;
@@ -337,7 +342,7 @@ impl PluginHost {
             if reusable(&state.active, &versions, spec).is_some() {
                 continue;
             }
-            match self.start_one(spec, &versions, state.config.max_idle_instances) {
+            match self.start_one(spec, &versions, &state) {
                 Ok(policy) => {
                     started.insert(spec.name.clone(), policy);
                 }
@@ -396,6 +401,38 @@ impl PluginHost {
             binding: None,
             message,
         });
+    }
+
+    /// Learns `server`'s tool catalogue (from a backend's handshake or `list_changed`):
+    /// bindings started from now on are smoke-called about its tools, and the serving
+    /// bindings that cover the server are smoke-called now about the tools new to them,
+    /// each fault quarantining its (binding, server, tool) at once. Blocking (WASM calls,
+    /// at most [`SMOKE_TIME_BUDGET`] of them): run it off the request path.
+    pub fn learn_catalogue(
+        &self,
+        server: &str,
+        tools: Vec<CatalogueTool>,
+    ) -> Vec<(String, LateSmoke)> {
+        // Under the lock that a reload holds while it starts bindings: a binding started
+        // before this was serving (and is smoked below), one started after sees the list.
+        let (fresh, serving) = {
+            let mut state = self.state.lock();
+            let fresh = state.catalogues.learn(server, tools);
+            (fresh, state.active.clone())
+        };
+        if fresh.is_empty() {
+            return Vec::new();
+        }
+        let deadline = std::time::Instant::now() + SMOKE_TIME_BUDGET;
+        serving
+            .iter()
+            .filter(|policy| policy.applies_to(server))
+            .map(|policy| {
+                let report = smoke::late(policy, server, &fresh, deadline);
+                tracing::info!(target: super::wasm_policy::FAULT_LOG_TARGET, binding = policy.name(), server, passed = report.passed, quarantined = ?report.quarantined, skipped = report.skipped, "serving plugin binding smoke-called about the server's new tools");
+                (policy.name().to_owned(), report)
+            })
+            .collect()
     }
 
     /// The admin view: every plugin file, every binding, the generation.
@@ -518,6 +555,8 @@ impl PluginHost {
             "recent_reloads": recent_reloads,
             "recent_reloads_kept": RECENT_RELOADS,
             "config_rejection": state.config_rejection,
+            // The tool catalogues bindings are smoke-called about, per server.
+            "catalogues": state.catalogues.view(),
         })
     }
 
@@ -574,19 +613,20 @@ impl PluginHost {
         &self,
         specs: &[Spec],
         versions: &BTreeMap<String, Arc<PluginVersion>>,
-        max_idle: usize,
+        state: &HostState,
     ) -> Result<BTreeMap<String, Arc<WasmPolicy>>, PluginError> {
         specs
             .iter()
-            .map(|spec| Ok((spec.name.clone(), self.start_one(spec, versions, max_idle)?)))
+            .map(|spec| Ok((spec.name.clone(), self.start_one(spec, versions, state)?)))
             .collect()
     }
 
+    /// Starts one binding, smoke-called about every known tool of the servers it covers.
     fn start_one(
         &self,
         spec: &Spec,
         versions: &BTreeMap<String, Arc<PluginVersion>>,
-        max_idle: usize,
+        state: &HostState,
     ) -> Result<Arc<WasmPolicy>, PluginError> {
         let Some(version) = versions.get(&spec.file) else {
             return Err(PluginError::Read {
@@ -594,13 +634,14 @@ impl PluginHost {
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
             });
         };
-        let policy = WasmPolicy::start(
+        let policy = WasmPolicy::start_with(
             &spec.name,
             spec.servers.clone(),
             spec.config_json.clone(),
             version.clone(),
-            max_idle,
+            state.config.max_idle_instances,
             &self.metrics,
+            &state.catalogues,
         )?;
         for gauge in [
             &self.metrics.plugin_quarantined,
@@ -784,65 +825,5 @@ pub fn is_plugin_file_name(name: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use mcp_bridge_policy::BuiltinSettings;
-
-    #[test]
-    fn the_reload_log_keeps_only_the_newest_events() {
-        let mut log = ReloadLog::default();
-        for generation in 1..=(RECENT_RELOADS as u64 + 5) {
-            log.record("probe.wasm", "loaded", generation, String::new());
-        }
-        let events = log.newest_first();
-        assert_eq!(events.len(), RECENT_RELOADS);
-        assert_eq!(events[0].generation, RECENT_RELOADS as u64 + 5);
-        assert_eq!(events[RECENT_RELOADS - 1].generation, 6);
-    }
-
-    #[test]
-    fn only_a_changed_plugins_config_is_listed_in_the_recent_reloads() {
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let config = PluginsConfig {
-            dir: Some(dir.path().to_owned()),
-            ..PluginsConfig::default()
-        };
-        let builtin = || Arc::new(BuiltinPolicy::new(BuiltinSettings::default()));
-        let sink: Arc<dyn PolicySink> = Arc::new(|_chain: PolicyChain| {});
-        let metrics = Arc::new(PluginMetrics::register(&mcp_bridge_metrics::Registry::new()));
-        let host = PluginHost::start(
-            config.clone(),
-            dir.path().to_owned(),
-            builtin(),
-            sink,
-            metrics,
-        )
-        .expect("the host starts on an empty directory");
-        let reconfigured = |host: &PluginHost| {
-            host.state
-                .lock()
-                .recent_reloads
-                .newest_first()
-                .iter()
-                .filter(|event| event.outcome == "reconfigured")
-                .count()
-        };
-
-        // A reload that leaves [plugins] as it was (a TTL row edited, say) still rebuilds
-        // the chain, but lists nothing.
-        let before = host.generation();
-        let generation = host
-            .reconfigure(config.clone(), builtin())
-            .expect("the same config applies");
-        assert!(generation > before, "the chain is rebuilt");
-        assert_eq!(reconfigured(&host), 0);
-
-        let changed = PluginsConfig {
-            max_idle_instances: config.max_idle_instances + 1,
-            ..config
-        };
-        host.reconfigure(changed, builtin())
-            .expect("the changed config applies");
-        assert_eq!(reconfigured(&host), 1);
-    }
-}
+#[path = "host_tests.rs"]
+mod tests;

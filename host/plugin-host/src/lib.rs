@@ -11,6 +11,8 @@
 //! - `health`: a binding's fault records, per-(server, tool) quarantine and its
 //!   escalation to the whole binding.
 //! - `wasm_policy`: a binding as a `Policy`, with safe defaults on faults.
+//! - `smoke`: the smoke calls over the servers' tool catalogues, at a binding's start and
+//!   for tools learned while it serves.
 //! - `host`: which versions and bindings serve; validation and the atomic swap.
 //! - `watch`: the directory watcher and admin-requested rescans.
 
@@ -21,6 +23,7 @@ pub mod health;
 pub mod host;
 mod metrics;
 pub mod sandbox;
+pub mod smoke;
 pub mod version;
 pub mod wasm_policy;
 pub mod watch;
@@ -30,6 +33,7 @@ pub use error::{Fault, FaultKind, PluginError};
 pub use health::{BindingHealth, FaultRecord, Quarantine};
 pub use host::{PluginHost, RescanReport};
 pub use metrics::PluginMetrics;
+pub use smoke::{CatalogueTool, Catalogues, LateSmoke};
 pub use version::{Limits, PluginVersion};
 pub use wasm_policy::{SMOKE_SERVER, WasmPolicy};
 pub use watch::PluginWatcher;

@@ -12,18 +12,18 @@ use prometheus::{Histogram, IntCounter};
 use super::bindings;
 use super::error::{Fault, FaultKind, PluginError};
 use super::health::{BindingHealth, FaultSite, Tipped};
+use super::smoke::{self, Catalogues};
 use super::version::{Exports, InstantiateError, PluginVersion, WarmInstance};
 use crate::PluginMetrics;
 use mcp_bridge_policy::{
-    Annotations, Call, CallKind, Decision, Invalidation, InvalidationAnswer, Outcome, Policy,
-    Probed, Question, ServerHints, Status, TtlAnswer,
+    Call, Decision, Invalidation, InvalidationAnswer, Outcome, Policy, Probed, Question,
+    TtlAnswer,
 };
 
 mod probe;
 
 /// The server name of the smoke call every binding must answer before it serves.
 pub const SMOKE_SERVER: &str = "mcp-bridge-smoke";
-const SMOKE_TOOL: &str = "smoke";
 
 /// The log target of the host's lines about a plugin's faults: one warning per fault,
 /// its wasm backtrace at debug level, and the error when a version is quarantined. A
@@ -114,7 +114,8 @@ pub struct WasmPolicy {
 impl WasmPolicy {
     /// Starts a binding: one instance is created and initialised with the binding's
     /// config, then every interface the plugin implements must answer a smoke call
-    /// within its limits. The instance stays warm for the first real call.
+    /// within its limits. The instance stays warm for the first real call. No tool
+    /// catalogue is known here: see [`WasmPolicy::start_with`].
     pub fn start(
         name: &str,
         servers: Vec<String>,
@@ -123,17 +124,42 @@ impl WasmPolicy {
         max_idle: usize,
         metrics: &Arc<PluginMetrics>,
     ) -> Result<WasmPolicy, PluginError> {
+        let none = Catalogues::default();
+        WasmPolicy::start_with(
+            name,
+            servers,
+            config_json,
+            version,
+            max_idle,
+            metrics,
+            &none,
+        )
+    }
+
+    /// [`WasmPolicy::start`], with the smoke call also asking about every tool of the
+    /// `catalogues` of the servers the binding covers (within the bounds of
+    /// [`crate::smoke`]): a plugin that faults for one real tool is rejected here.
+    pub fn start_with(
+        name: &str,
+        servers: Vec<String>,
+        config_json: String,
+        version: Arc<PluginVersion>,
+        max_idle: usize,
+        metrics: &Arc<PluginMetrics>,
+        catalogues: &Catalogues,
+    ) -> Result<WasmPolicy, PluginError> {
         let binding: Arc<str> = Arc::from(name);
         let file = version.file.clone();
-        let smoke_error = |stage: &'static str, fault: Fault| PluginError::Smoke {
-            binding: name.to_owned(),
-            file: file.clone(),
-            stage,
-            fault: Box::new(fault),
-        };
         let mut instance = match version.instantiate(&binding, &config_json) {
             Ok(instance) => instance,
-            Err(InstantiateError::Fault(fault)) => return Err(smoke_error("init", fault)),
+            Err(InstantiateError::Fault(fault)) => {
+                return Err(PluginError::Smoke {
+                    binding: name.to_owned(),
+                    file: file.clone(),
+                    stage: "init".to_owned(),
+                    fault: Box::new(fault),
+                });
+            }
             Err(InstantiateError::Contract(error)) => return Err(error),
             Err(InstantiateError::InitRejected(message)) => {
                 return Err(PluginError::InitRejected {
@@ -158,46 +184,14 @@ impl WasmPolicy {
             probes: Probes::new(metrics, name),
             health,
         };
-        let wit_call = bindings::call(&smoke_call());
-        let smoke_fault = |instance: &mut WarmInstance, stage: &'static str, error| {
-            let fault = fault_of(instance, &error);
-            log_backtrace(name, &file, SMOKE_SERVER, SMOKE_TOOL, &fault);
-            smoke_error(stage, fault)
-        };
-        if let Some(guest) = instance.cache_policy.clone() {
-            instance
-                .store
-                .set_epoch_deadline(policy.version.deadline_ticks());
-            if let Err(error) = guest.call_decide(&mut instance.store, &wit_call) {
-                return Err(smoke_fault(&mut instance, "the smoke decide call", error));
-            }
-            instance.store.data_mut().release_panic();
-        }
-        if let Some(guest) = instance.ttl_table.clone() {
-            instance
-                .store
-                .set_epoch_deadline(policy.version.deadline_ticks());
-            if let Err(error) = guest.call_ttl(&mut instance.store, SMOKE_SERVER, SMOKE_TOOL) {
-                return Err(smoke_fault(&mut instance, "the smoke ttl call", error));
-            }
-            instance.store.data_mut().release_panic();
-        }
-        if let Some(guest) = instance.invalidation_rules.clone() {
-            instance
-                .store
-                .set_epoch_deadline(policy.version.deadline_ticks());
-            let outcome = bindings::outcome(&Outcome::of(Status::Success));
-            if let Err(error) = guest.call_invalidations(&mut instance.store, &wit_call, outcome) {
-                return Err(smoke_fault(
-                    &mut instance,
-                    "the smoke invalidations call",
-                    error,
-                ));
-            }
-            instance.store.data_mut().release_panic();
-        }
+        smoke::at_start(&mut instance, &policy, catalogues)?;
         policy.idle.lock().push(instance);
         Ok(policy)
+    }
+
+    /// The binding's name as instances are made with it.
+    pub(crate) fn binding_name(&self) -> &Arc<str> {
+        &self.name
     }
 
     pub fn version(&self) -> &Arc<PluginVersion> {
@@ -241,7 +235,7 @@ impl WasmPolicy {
             .set(i64::from(self.health.quarantined_tool_count()));
     }
 
-    fn applies_to(&self, server: &str) -> bool {
+    pub(crate) fn applies_to(&self, server: &str) -> bool {
         self.servers.is_empty() || self.servers.iter().any(|name| name == server)
     }
 
@@ -349,7 +343,50 @@ impl WasmPolicy {
             tied,
             arguments,
         };
-        match self.health.record(&site, &fault) {
+        let tipped = self.health.record(&site, &fault);
+        self.report_tipped(tipped, server, tool);
+        None
+    }
+
+    /// Counts, logs and records a fault the smoke call over a server's catalogue found
+    /// while the binding serves: one warning naming the tool and the guest's panic, and
+    /// the (binding, server, tool) quarantined at once (see
+    /// [`BindingHealth::record_smoke_fault`]).
+    pub(crate) fn smoke_fault(
+        &self,
+        question: &'static str,
+        server: &str,
+        tool: &str,
+        fault: Fault,
+    ) {
+        self.probes.faults[fault.kind as usize].inc();
+        tracing::warn!(
+            target: FAULT_LOG_TARGET,
+            binding = %self.name,
+            file = %self.version.file,
+            generation = self.version.generation.load(Ordering::Relaxed),
+            interface = question,
+            server,
+            tool,
+            kind = fault.kind.as_str(),
+            "plugin failed the smoke call on the server's tool catalogue (arguments {{}}): {}",
+            fault.headline()
+        );
+        log_backtrace(&self.name, &self.version.file, server, tool, &fault);
+        let site = FaultSite {
+            interface: question,
+            server,
+            tool,
+            tied: true,
+            arguments: Some("{}"),
+        };
+        let tipped = self.health.record_smoke_fault(&site, &fault);
+        self.report_tipped(tipped, server, tool);
+    }
+
+    /// Logs a quarantine a fault caused (one error line) and sets the gauges.
+    fn report_tipped(&self, tipped: Tipped, server: &str, tool: &str) {
+        match tipped {
             Tipped::Nothing => {}
             Tipped::Tool(quarantine) => {
                 tracing::error!(
@@ -376,7 +413,6 @@ impl WasmPolicy {
                 self.publish_quarantine();
             }
         }
-        None
     }
 }
 
@@ -401,32 +437,15 @@ pub fn arguments_digest(arguments: &str) -> String {
 }
 
 /// The fault of a call that failed, with the panic line the plugin wrote during it.
-fn fault_of(instance: &mut WarmInstance, error: &wasmtime::Error) -> Fault {
+pub(crate) fn fault_of(instance: &mut WarmInstance, error: &wasmtime::Error) -> Fault {
     let panic = instance.store.data_mut().take_panic();
     Fault::from_call(error, panic)
 }
 
 /// A fault's wasm backtrace, at debug level: many lines, for whoever debugs the plugin.
-fn log_backtrace(binding: &str, file: &str, server: &str, tool: &str, fault: &Fault) {
+pub(crate) fn log_backtrace(binding: &str, file: &str, server: &str, tool: &str, fault: &Fault) {
     if let Some(backtrace) = &fault.backtrace {
         tracing::debug!(target: FAULT_LOG_TARGET, binding, file, server, tool, "plugin fault backtrace: {backtrace}");
-    }
-}
-
-/// The call every binding must answer when it starts.
-fn smoke_call() -> Call<'static> {
-    Call {
-        server: SMOKE_SERVER,
-        method: "tools/call",
-        kind: CallKind::Tool,
-        name: SMOKE_TOOL,
-        canonical_arguments: "{}",
-        annotations: Annotations {
-            read_only: Some(true),
-            ..Annotations::default()
-        },
-        hints: ServerHints::default(),
-        principal: None,
     }
 }
 

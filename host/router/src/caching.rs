@@ -273,7 +273,8 @@ fn wants_the_server(params: Option<&Value>) -> bool {
         || params.get("requestState").is_some()
 }
 
-pub(super) fn annotations_of(catalog: &Catalog, kind: CallKind, name: &str) -> Annotations {
+/// The annotations a catalogue gives a call (a tool's hints; any other call is a read).
+pub fn annotations_of(catalog: &Catalog, kind: CallKind, name: &str) -> Annotations {
     if kind != CallKind::Tool {
         return Annotations {
             read_only: Some(true),

@@ -13,7 +13,9 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 use serde_json::{Value, json};
 
-use mcp_bridge_backend::{BackendError, Catalog, Pool, PoolMetrics, ProcessBudget};
+use mcp_bridge_backend::{
+    BackendError, Catalog, CatalogObserver, CatalogReport, Pool, PoolMetrics, ProcessBudget,
+};
 use mcp_bridge_config::{Isolation, PrincipalSecrets, ServerConfig};
 use mcp_bridge_upstream::{Caller, CallerIdentity};
 
@@ -32,6 +34,8 @@ pub(crate) struct Groups {
     /// The catalogue the last group that completed a handshake read: what the server is,
     /// for a client that has no group yet.
     catalog: RwLock<Arc<Catalog>>,
+    /// Told of each group's catalogues (see [`CatalogObserver`]).
+    observer: RwLock<Option<Arc<dyn CatalogObserver>>>,
 }
 
 /// One principal's or session's pool, with the calls using it.
@@ -94,7 +98,22 @@ impl Groups {
             budget,
             groups: Mutex::new(HashMap::new()),
             catalog: RwLock::new(Arc::new(Catalog::default())),
+            observer: RwLock::new(None),
         }
+    }
+
+    /// Tells `observer` of the catalogues every group reads, now and in groups made
+    /// later; returns the reports of those read already.
+    pub(crate) fn observe_catalogs(
+        &self,
+        observer: Arc<dyn CatalogObserver>,
+    ) -> Vec<CatalogReport> {
+        *self.observer.write() = Some(observer.clone());
+        self.groups
+            .lock()
+            .values()
+            .filter_map(|group| group.pool.observe_catalog(observer.clone()))
+            .collect()
     }
 
     /// Which group `caller` belongs to, or why it has none.
@@ -184,6 +203,12 @@ impl Groups {
             self.budget.clone(),
             Some(key.key.clone()),
         );
+        // Set before the new pool's first handshake can end: its supervisor has only been
+        // spawned.
+        if let Some(observer) = self.observer.read().clone() {
+            // Nothing is read yet, so there is nothing to report.
+            let _ = pool.observe_catalog(observer);
+        }
         let group = Group {
             pool,
             users: Arc::new(AtomicUsize::new(0)),

@@ -20,7 +20,7 @@ mod tests;
 
 /// Why a forwarded call got no answer from its server; the front turns it into a
 /// JSON-RPC error.
-pub use caching::CacheLayer;
+pub use caching::{CacheLayer, annotations_of};
 pub use mcp_bridge_upstream::{CacheHint, Caller, HealthSummary, Introduction, ServerDescription};
 pub use metrics::CallMetrics;
 pub use server::Server;

@@ -11,7 +11,9 @@ use tokio::sync::broadcast;
 
 use mcp_bridge_upstream::{Health, HealthSummary, Introduction, ServerDescription};
 
-use mcp_bridge_backend::{BackendError, Catalog, HealthStatus, Pool};
+use mcp_bridge_backend::{
+    BackendError, Catalog, CatalogObserver, CatalogReport, HealthStatus, Pool,
+};
 use mcp_bridge_config::ServerConfig;
 use mcp_bridge_upstream::Caller;
 
@@ -53,6 +55,16 @@ impl Server {
     /// The pool behind the handle, for the router's own use.
     pub(super) fn pool(&self) -> &Arc<Pool> {
         &self.pool
+    }
+
+    /// Tells `observer` of every tool list this server's processes read: its pool's, or
+    /// on an isolated server each group's, those made later included. Returns the
+    /// reports of the lists read already, for the caller to await.
+    pub fn observe_catalogs(&self, observer: Arc<dyn CatalogObserver>) -> Vec<CatalogReport> {
+        match &self.groups {
+            Some(groups) => groups.observe_catalogs(observer),
+            None => self.pool.observe_catalog(observer).into_iter().collect(),
+        }
     }
 
     /// An isolated server's groups.

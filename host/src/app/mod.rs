@@ -2,10 +2,12 @@
 //! (pools, cache), the trace recorder, the plugin host (publishing its chains into the
 //! router's cache layer through a [`PolicySink`]), composes the admin API from them
 //! ([`admin`]), hands the front what it serves (with the shared tier's session directory,
-//! [`replicas`]), and watches the config file ([`reload`]). It is the one place that knows every layer; the layers know only the
+//! [`replicas`]), tells the plugin host the servers' tool catalogues ([`catalogues`]),
+//! and watches the config file ([`reload`]). It is the one place that knows every layer; the layers know only the
 //! ones below them.
 
 mod admin;
+mod catalogues;
 mod reload;
 mod replicas;
 mod systemd;
@@ -86,6 +88,12 @@ pub(crate) async fn serve(
     )
     .context("cannot start the plugin host")?;
     let plugin_host = plugins.as_ref().map(|plugins| plugins.host.clone());
+    // From here on every tool list a backend reads is smoke-called on the plugins before
+    // the backend serves with it (the prewarmed processes' first handshakes usually end
+    // after the plugins have loaded).
+    if let Some(host) = &plugin_host {
+        catalogues::observe(&router, host).await;
+    }
     let admin = Arc::new(admin::Admin {
         servers: router.servers().to_vec(),
         cache: router.cache_layer().cloned(),
