@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail, ensure};
 use serde_json::json;
 
 use crate::plugins::call;
+
 use crate::support::{
     RawSession, SETTLE, count_calls, demo_server_toml, eventually, http, plugin_wasm, poll_until,
     repo_root, start_bridge_with_file,
@@ -31,6 +32,50 @@ fn block_after(readme: &str, marker: &str, language: &str) -> Result<String> {
         .find("\n```")
         .with_context(|| format!("the ```{language} block after `{marker}` is not closed"))?;
     Ok(readme[body..body + end + 1].to_owned())
+}
+
+/// The words of a shell command as `sh` splits them: line continuations joined, single
+/// quotes kept together (the README's commands use nothing else).
+fn shell_words(command: &str) -> Vec<String> {
+    let joined = command.replace("\\\n", " ");
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    let mut started = false;
+    for character in joined.chars() {
+        match character {
+            '\'' => {
+                quoted = !quoted;
+                started = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if started {
+                    words.push(std::mem::take(&mut word));
+                    started = false;
+                }
+            }
+            c => {
+                word.push(c);
+                started = true;
+            }
+        }
+    }
+    if started {
+        words.push(word);
+    }
+    words
+}
+
+/// The JSON body of the first `curl … -d '…'` in the ```sh block after `marker`.
+fn curl_body(readme: &str, marker: &str) -> Result<serde_json::Value> {
+    let command = block_after(readme, marker, "sh")?;
+    let words = shell_words(&command);
+    let body = words
+        .iter()
+        .position(|word| word == "-d")
+        .and_then(|at| words.get(at + 1))
+        .with_context(|| format!("no `-d` body in:\n{command}"))?;
+    serde_json::from_str(body).with_context(|| format!("the body `{body}` is not JSON"))
 }
 
 /// Builds the tutorial's crate in `dir` and returns the component's path.
@@ -195,6 +240,84 @@ async fn the_sdk_tutorial_followed_verbatim_builds_loads_and_decides() -> Result
         count_calls(&calls, "get_tasks") == 2,
         "create_task did not invalidate get_tasks through the tutorial's InvalidationRules"
     );
+
+    // "Debugging your policy", followed as written. 1: the header of a hit names the binding.
+    let hit = call(&session, 22, "get_tasks", json!({})).await?;
+    let header = hit.cache.clone().unwrap_or_default();
+    ensure!(
+        header.contains("result=hit") && header.contains("decided-by=flat"),
+        "the header does not say who decided: {header}"
+    );
+    // 2: the explain request's body, as the README writes it: create_task is a write, and
+    // the tutorial's binding says it makes get_tasks stale.
+    let body = curl_body(&readme, "**2. Ask the bridge to explain a call.**")?;
+    let explained: serde_json::Value = http()
+        .post(bridge.url("/admin/explain"))
+        .json(&body)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let flat = explained["bindings"]
+        .as_array()
+        .and_then(|bindings| bindings.iter().find(|b| b["name"] == "flat"))
+        .with_context(|| format!("the explanation has no binding flat: {explained}"))?;
+    ensure!(
+        explained["writes"] == true
+            && flat["invalidations"]["answer"] == json!([{"server": "demo", "tool": "get_tasks"}]),
+        "the explanation does not show the tutorial's invalidation: {explained}"
+    );
+    ensure!(
+        count_calls(&calls, "create_task") == 1,
+        "explaining a write called the server"
+    );
+    // The offline command, with the server's tool list saved as the README says.
+    let tools = session.request(json!(30), "tools/list", json!({})).await?;
+    let catalog = crate_dir.path().join("tools.json");
+    std::fs::write(&catalog, tools["result"].to_string())?;
+    let command = block_after(&readme, "Before you deploy, ask the same", "sh")?;
+    let words = shell_words(&command);
+    ensure!(
+        words.first().map(String::as_str) == Some("mcp-bridge"),
+        "not an mcp-bridge command: {command}"
+    );
+    let built_path = built.display().to_string();
+    let config_arg = bridge.config_path.display().to_string();
+    let catalog_arg = catalog.display().to_string();
+    let args: Vec<String> = words[1..]
+        .iter()
+        .map(|word| match word.as_str() {
+            "mcp-bridge.toml" => config_arg.clone(),
+            "tools.json" => catalog_arg.clone(),
+            other => other.replace("target/wasm32-wasip2/release/flat_ttl.wasm", &built_path),
+        })
+        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = crate::lab::run_bridge(&args)?;
+    ensure!(
+        code == 0 && stdout.contains("decided by flat: cache for 30s"),
+        "the offline explain did not explain the tutorial's plugin ({code}):\n{stdout}\n{stderr}"
+    );
+    // 4: the lift request's body is one the bridge takes (nothing is quarantined here).
+    let body = curl_body(&readme, "Fix the plugin and publish the new")?;
+    let lift = http()
+        .post(bridge.url("/admin/plugins/quarantine/lift"))
+        .json(&body)
+        .send()
+        .await?;
+    ensure!(
+        lift.status() == 200,
+        "the lift request was refused: {}",
+        lift.status()
+    );
     bridge.stop(Duration::from_secs(10)).await?;
     Ok(())
+}
+
+#[test]
+fn shell_words_split_as_sh_does() {
+    assert_eq!(
+        shell_words("mcp-bridge a \\\n  --call '{\"x\": 1}' b"),
+        ["mcp-bridge", "a", "--call", "{\"x\": 1}", "b"]
+    );
 }

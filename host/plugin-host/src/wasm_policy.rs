@@ -16,8 +16,7 @@ use super::smoke::{self, Catalogues};
 use super::version::{Exports, InstantiateError, PluginVersion, WarmInstance};
 use crate::PluginMetrics;
 use mcp_bridge_policy::{
-    Call, Decision, Invalidation, InvalidationAnswer, Outcome, Policy, Probed, Question,
-    TtlAnswer,
+    Call, Decision, Invalidation, InvalidationAnswer, Outcome, Policy, Probed, Question, TtlAnswer,
 };
 
 mod probe;
