@@ -12,6 +12,8 @@
 //!   escalation to the whole binding.
 //! - `wasm_policy`: a binding as a `Policy`, with safe defaults on faults.
 //! - `host`: which versions and bindings serve; validation and the atomic swap.
+//! - `overrides`: the log lines, at each swap, naming the TTLs a table sets over a
+//!   plugin's own directive.
 //! - `watch`: the directory watcher and admin-requested rescans.
 
 pub mod bindings;
@@ -20,6 +22,7 @@ pub mod error;
 pub mod health;
 pub mod host;
 mod metrics;
+mod overrides;
 pub mod sandbox;
 pub mod version;
 pub mod wasm_policy;

@@ -14,7 +14,8 @@
 //! decisions and TTLs; invalidations are the union). The [`BuiltinPolicy`] ends every
 //! chain. [`PolicyChain::decide_sourced`] also says where a decision and its TTL came
 //! from ([`Sourced`], [`TtlSource`]), and [`Policy::probe`] asks one policy one question
-//! on its own, for explanations. [`TtlMap`] is the one TTL-table precedence; [`units`] is
+//! on its own, for explanations; [`PolicyChain::ttl_overrides`] lists the TTLs a table
+//! sets over a plugin's own, for the log line a swap writes. [`TtlMap`] is the one TTL-table precedence; [`units`] is
 //! the one duration and size grammar.
 //!
 //! This crate depends on std, serde and serde_json (and humantime, std-only) and builds
@@ -22,6 +23,7 @@
 
 mod builtin;
 mod chain;
+mod overrides;
 mod provenance;
 mod rules;
 pub mod units;
@@ -29,6 +31,7 @@ mod vocabulary;
 
 pub use builtin::{BuiltinPolicy, BuiltinSettings};
 pub use chain::{Policy, PolicyChain, PolicySink, Shaper};
+pub use overrides::{MAX_OVERRIDE_PROBES, TtlOverride};
 pub use provenance::{Answer, Probed, Question, Sourced, TtlSource};
 pub use rules::{ANY, InvalidationRule, TtlMap, TtlRule};
 pub use units::{parse_duration, parse_size};

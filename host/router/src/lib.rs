@@ -718,6 +718,14 @@ impl ForwardedCall {
             .map(|caching| caching.policy_generation())
     }
 
+    /// Where the call's cache treatment came from (empty when the cache had no part).
+    pub fn cache_provenance(&self) -> mcp_bridge_upstream::CacheProvenance {
+        self.caching
+            .as_ref()
+            .map(|caching| caching.provenance())
+            .unwrap_or_default()
+    }
+
     /// Sends a read-only request again on another process, once.
     async fn retry(&mut self, error: BackendError) -> Result<(), Step> {
         let Some(message) = self.retry_copy.take() else {
