@@ -113,7 +113,7 @@ impl PolicyChain {
                     None => spread,
                 };
                 over.iter().map(move |server| {
-                    let server = rule.server.as_deref().unwrap_or(server);
+                    let server = rule.server.as_deref().unwrap_or(*server);
                     (server, rule.tool.as_str())
                 })
             })
