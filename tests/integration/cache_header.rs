@@ -188,7 +188,10 @@ async fn a_hit_after_a_swap_names_the_generation_that_filled_it() -> Result<()> 
         "the hit names the generation that filled it ({old}): {:?}",
         hit.cache
     );
-    ensure_fields(&hit, &[("result", Some("hit")), ("decided-by", Some("probe"))])?;
+    ensure_fields(
+        &hit,
+        &[("result", Some("hit")), ("decided-by", Some("probe"))],
+    )?;
     ensure!(
         hit.field("ttl-ms").is_some_and(|ttl| ttl <= 111_000),
         "the entry keeps the old version's TTL: {:?}",
@@ -197,7 +200,8 @@ async fn a_hit_after_a_swap_names_the_generation_that_filled_it() -> Result<()> 
     // A new entry gets the new version's TTL.
     let fresh = call(&session, 3, "get_clients", json!({"fresh": true})).await?;
     ensure!(
-        fresh.field("ttl-ms") == Some(222_000) && text_field(&fresh, "result").as_deref() == Some("miss"),
+        fresh.field("ttl-ms") == Some(222_000)
+            && text_field(&fresh, "result").as_deref() == Some("miss"),
         "{:?}",
         fresh.cache
     );

@@ -187,7 +187,11 @@ mod tests {
             text(&odd),
             "generation=8; result=miss; decided-by=my%20plugin%3B%20x%3D1%25%0D%0An%C3%A9; ttl-source=config:*/get_tool_schema; ttl-ms=412000; scope=public"
         );
-        for long in ["a".repeat(500), "é".repeat(200), format!("{}é", "a".repeat(95))] {
+        for long in [
+            "a".repeat(500),
+            "é".repeat(200),
+            format!("{}é", "a".repeat(95)),
+        ] {
             let capped = report(
                 "hit",
                 CacheProvenance {
@@ -202,7 +206,10 @@ mod tests {
                 .unwrap_or_default();
             assert!(name.len() <= MAX_NAME_BYTES, "{} bytes: {name}", name.len());
             assert!(name.ends_with(CUT), "a cut name says so: {name}");
-            assert!(!name.contains("%C3%E2"), "cut at a character boundary: {name}");
+            assert!(
+                !name.contains("%C3%E2"),
+                "cut at a character boundary: {name}"
+            );
         }
         // A name exactly at the cap is written whole.
         let exact = "a".repeat(MAX_NAME_BYTES);

@@ -25,7 +25,11 @@ pub(crate) fn log_ttl_overrides(chain: &PolicyChain, servers: &[&str], generatio
             "{over}"
         );
     }
-    if let Some(more) = overrides.len().checked_sub(MAX_OVERRIDE_LINES).filter(|more| *more > 0) {
+    if let Some(more) = overrides
+        .len()
+        .checked_sub(MAX_OVERRIDE_LINES)
+        .filter(|more| *more > 0)
+    {
         tracing::info!(
             target: "mcp_bridge::plugin",
             generation,

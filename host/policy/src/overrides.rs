@@ -151,12 +151,13 @@ impl PolicyChain {
         if decider == builtin {
             return None;
         }
-        let (table, ttl) = policies.iter().enumerate().find_map(|(index, policy)| {
-            match policy.probe(Question::Ttl { server, tool }).answer {
-                Answer::Ttl(TtlAnswer::Ttl(ttl)) => Some((index, ttl)),
-                _ => None,
-            }
-        })?;
+        let (table, ttl) =
+            policies.iter().enumerate().find_map(|(index, policy)| {
+                match policy.probe(Question::Ttl { server, tool }).answer {
+                    Answer::Ttl(TtlAnswer::Ttl(ttl)) => Some((index, ttl)),
+                    _ => None,
+                }
+            })?;
         if table == decider || directive.ttl == Some(ttl) {
             return None;
         }

@@ -201,8 +201,9 @@ pub(crate) enum Lookup {
     /// Another caller is filling this key: wait for its response.
     Follow(watch::Receiver<Published>),
     /// An expired entry served within its stale-while-revalidate window, and, when no
-    /// refresh is running yet, the plan of the one background refresh to start.
-    Stale(Value, Option<CallCache>),
+    /// refresh is running yet, the plan of the one background refresh to start (boxed: a
+    /// plan is large, and a stale answer rare).
+    Stale(Value, Option<Box<CallCache>>),
     /// Call the backend.
     Backend,
 }
@@ -420,9 +421,12 @@ impl CallCache {
             if entry.within(entry.stale_while_revalidate) {
                 cache.record(Served::Stale);
                 let refresh = match cache.join(&flight_key) {
-                    Role::Leader(leader) => {
-                        Some(self.refresh_plan(directive, shared_key, private_key, leader))
-                    }
+                    Role::Leader(leader) => Some(Box::new(self.refresh_plan(
+                        directive,
+                        shared_key,
+                        private_key,
+                        leader,
+                    ))),
                     Role::Follower(_) | Role::Overflow => None,
                 };
                 self.served = Some(entry.result.clone());

@@ -360,7 +360,7 @@ impl Router {
             Lookup::Hit(response) => call.ready = Some(response),
             Lookup::Stale(response, refresh) => {
                 if let Some(refresh) = refresh {
-                    self.refresh_in_background(pool, message, refresh);
+                    self.refresh_in_background(pool, message, *refresh);
                 }
                 call.ready = Some(response);
             }

@@ -33,7 +33,10 @@ impl CallCache {
             (None, _) => None,
         };
         CacheProvenance {
-            decided_by: self.sourced.as_ref().map(|sourced| sourced.decided_by.clone()),
+            decided_by: self
+                .sourced
+                .as_ref()
+                .map(|sourced| sourced.decided_by.clone()),
             ttl_source,
             filled: self.filled,
         }
