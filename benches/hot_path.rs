@@ -158,6 +158,8 @@ fn entry(result: &Arc<Value>) -> Entry {
         size: u32::try_from(result.to_string().len()).unwrap_or(u32::MAX),
         backend_time: Duration::from_micros(50),
         stamp: None,
+        filled_generation: None,
+        ttl_source: None,
     }
 }
 

@@ -13,6 +13,7 @@ mod auth_attacks;
 mod auth_clients;
 mod auth_principals;
 mod cache;
+mod cache_header;
 mod cache_live;
 mod clients;
 mod concurrency;

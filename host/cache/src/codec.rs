@@ -51,6 +51,8 @@ mod tests {
             size: 10,
             backend_time: Duration::from_millis(7),
             stamp: None,
+            filled_generation: Some(7),
+            ttl_source: Some(Arc::from("config:demo/get_clients")),
         };
         let bytes = encode(&entry);
         let back =
@@ -67,7 +69,31 @@ mod tests {
             back.age()
         );
         assert_eq!(back.stamp.as_deref(), Some(&[1_u64, 2][..]));
+        assert_eq!(back.filled_generation, Some(7));
+        assert_eq!(back.ttl_source.as_deref(), Some("config:demo/get_clients"));
         assert!(decode(b"{}", None).is_none());
         assert!(decode(b"not json", None).is_none());
+    }
+
+    /// An entry an older bridge stored (before the filling generation and the TTL's
+    /// source were kept) still loads, with both unknown; and an entry without them is
+    /// written without the fields, as an older bridge wrote it.
+    #[test]
+    fn entries_stored_before_the_provenance_fields_still_load() {
+        let now = record::unix_now_us();
+        let old = format!(
+            "{{\"fill\":0,\"stored_unix_us\":{now},\"ttl_us\":60000000,\"stale_while_revalidate_us\":null,\"stale_if_error_us\":null,\"tags\":[\"server:demo\"],\"private\":false,\"size\":2,\"backend_time_us\":5}}\n{{\"content\":[]}}"
+        );
+        let entry = decode(old.as_bytes(), None).unwrap_or_else(|| panic!("an old record loads"));
+        assert_eq!(entry.filled_generation, None);
+        assert_eq!(entry.ttl_source, None);
+        assert_eq!(entry.ttl, Some(Duration::from_secs(60)));
+        assert_eq!(*entry.result, json!({"content": []}));
+        let written = String::from_utf8(encode(&entry)).unwrap_or_default();
+        let meta = written.lines().next().unwrap_or_default();
+        assert!(
+            !meta.contains("filled_generation") && !meta.contains("ttl_source"),
+            "unknown fields are left out: {meta}"
+        );
     }
 }

@@ -39,6 +39,14 @@ pub struct Entry {
     /// The shared tier's stamp when the fill started (its epoch, then the generations of
     /// its dependencies), with which strict mode checks it; `None` without a shared tier.
     pub stamp: Option<Arc<[u64]>>,
+    /// The policy generation that decided the fill, so a hit can say which generation's
+    /// TTL the entry carries (`filled=` in the cache header); `None` for an entry stored
+    /// before the bridge kept it.
+    pub filled_generation: Option<u64>,
+    /// Where the entry's TTL came from, as its header token (`plugin:flat`,
+    /// `config:demo/get_clients`, `server`, …); `None` for an entry stored before the
+    /// bridge kept it. Shared with every hit, never copied.
+    pub ttl_source: Option<Arc<str>>,
 }
 
 impl Entry {
@@ -431,6 +439,8 @@ mod tests {
             size: 100,
             backend_time: Duration::from_millis(1),
             stamp: None,
+            filled_generation: None,
+            ttl_source: None,
         }
     }
 

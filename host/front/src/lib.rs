@@ -6,6 +6,7 @@
 mod admin;
 mod aggregate;
 mod audit;
+mod cache_header;
 mod conn;
 mod error;
 mod identity;

@@ -19,6 +19,7 @@ use tracing::{Instrument as _, Span};
 
 use super::aggregate;
 use super::audit::Audited;
+use super::cache_header::{CACHE_HEADER, CacheReport};
 use super::error::FrontError;
 use super::identity;
 use super::input_rounds;
@@ -697,30 +698,6 @@ pub(super) async fn describe(
     }
 }
 
-/// The response header that says which policy generation decided a call and, when the
-/// result is cached, for how long: `generation=7; ttl-ms=60000; scope=public`. Like a
-/// CDN's `X-Cache`, it is for operators and tests; clients need not read it.
-pub(crate) const CACHE_HEADER: &str = "mcp-bridge-cache";
-
-/// What the cache did with one forwarded call.
-#[derive(Debug, Clone, Copy)]
-struct CacheReport {
-    generation: Option<u64>,
-    hint: Option<CacheHint>,
-}
-
-impl CacheReport {
-    fn header_value(&self) -> Option<HeaderValue> {
-        let generation = self.generation?;
-        let mut text = format!("generation={generation}");
-        if let Some(hint) = self.hint {
-            let scope = if hint.shared { "public" } else { "private" };
-            text.push_str(&format!("; ttl-ms={}; scope={scope}", hint.ttl.as_millis()));
-        }
-        HeaderValue::from_str(&text).ok()
-    }
-}
-
 /// Forwards a request to one server and turns its outcome into a reply: plain JSON
 /// when the response comes first, an SSE stream when notifications precede it.
 async fn forward(
@@ -829,7 +806,9 @@ async fn forward(
             Step::Done(outcome) => {
                 let cache = CacheReport {
                     generation: call.policy_generation(),
+                    result: call.cache_outcome(),
                     hint: call.cache_hint(),
+                    provenance: call.cache_provenance(),
                 };
                 let response = finish(outcome, client_id, cache.hint, call.cache_outcome());
                 spans::record_outcome(call.cache_outcome(), cache.generation);

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use super::engine::{PluginEngine, hex_sha256};
 use super::error::{FaultKind, PluginError};
+use super::overrides;
 use super::smoke::{self, CatalogueTool, Catalogues, LateSmoke, SMOKE_TIME_BUDGET};
 use super::version::{Limits, PluginVersion};
 use super::wasm_policy::WasmPolicy;
@@ -679,8 +680,17 @@ impl PluginHost {
             .iter()
             .map(|policy| policy.clone() as Arc<dyn Policy>)
             .collect();
-        self.sink
-            .install(PolicyChain::new(policies, state.builtin.clone()).with_generation(generation));
+        let chain = PolicyChain::new(policies, state.builtin.clone()).with_generation(generation);
+        // Say once per generation which TTLs a table sets over a plugin's own directive.
+        let mut servers: Vec<&str> = state
+            .active
+            .iter()
+            .flat_map(|policy| policy.servers().iter().map(String::as_str))
+            .collect();
+        servers.sort_unstable();
+        servers.dedup();
+        overrides::log_ttl_overrides(&chain, &servers, generation);
+        self.sink.install(chain);
         self.metrics.policy_generation.set(generation as i64);
     }
 }

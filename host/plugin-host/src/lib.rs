@@ -14,6 +14,8 @@
 //! - `smoke`: the smoke calls over the servers' tool catalogues, at a binding's start and
 //!   for tools learned while it serves.
 //! - `host`: which versions and bindings serve; validation and the atomic swap.
+//! - `overrides`: the log lines, at each swap, naming the TTLs a table sets over a
+//!   plugin's own directive.
 //! - `watch`: the directory watcher and admin-requested rescans.
 
 pub mod bindings;
@@ -22,6 +24,7 @@ pub mod error;
 pub mod health;
 pub mod host;
 mod metrics;
+mod overrides;
 pub mod sandbox;
 pub mod smoke;
 pub mod version;

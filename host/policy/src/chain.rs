@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::builtin::BuiltinPolicy;
 use crate::provenance::{Answer, Probed, Question, Sourced, TtlSource};
-use crate::rules::ANY;
+use crate::rules::{ANY, TtlMap};
 use crate::vocabulary::{
     Call, CallKind, Decision, Invalidation, InvalidationAnswer, Outcome, Status, TtlAnswer,
 };
@@ -214,6 +214,11 @@ impl PolicyChain {
         })
     }
 
+    /// The config's `[cache.ttl]` rows: the built-in policy's TTL table.
+    pub fn ttl_rows(&self) -> &TtlMap {
+        self.builtin.ttl_table()
+    }
+
     /// The policies' names, in chain order, the built-in policy's (`builtin`) last.
     pub fn names(&self) -> &[Arc<str>] {
         &self.names
@@ -338,7 +343,7 @@ impl<F: Fn(PolicyChain) + Send + Sync> PolicySink for F {
 mod tests {
     use super::*;
     use crate::builtin::BuiltinSettings;
-    use crate::rules::{InvalidationRule, TtlMap};
+    use crate::rules::InvalidationRule;
     use crate::vocabulary::{Annotations, ServerHints};
 
     /// The built-in policy of a config with `default_ttl = "60s"`, the TTL rows

@@ -15,7 +15,8 @@
 //! chain. [`PolicyChain::decide_sourced`] also says where a decision and its TTL came
 //! from ([`Sourced`], [`TtlSource`]), [`Policy::probe`] asks one policy one question
 //! on its own, and [`PolicyChain::explain`] asks every policy of a chain about one call
-//! that way ([`ChainExplanation`]). [`TtlMap`] is the one TTL-table precedence; [`units`] is
+//! that way ([`ChainExplanation`]); [`PolicyChain::ttl_overrides`] lists the TTLs a table
+//! sets over a plugin's own, for the log line a swap writes. [`TtlMap`] is the one TTL-table precedence; [`units`] is
 //! the one duration and size grammar.
 //!
 //! This crate depends on std, serde and serde_json (and humantime, std-only) and builds
@@ -24,6 +25,7 @@
 mod builtin;
 mod chain;
 mod explain;
+mod overrides;
 mod provenance;
 mod rules;
 pub mod units;
@@ -34,6 +36,7 @@ pub use chain::{Policy, PolicyChain, PolicySink, Shaper};
 pub use explain::{
     ChainExplanation, ExplainedInvalidations, ExplainedPolicy, decision_json, invalidation_json,
 };
+pub use overrides::{MAX_OVERRIDE_PROBES, TtlOverride};
 pub use provenance::{Answer, Probed, Question, Sourced, TtlSource};
 pub use rules::{ANY, InvalidationRule, TtlMap, TtlRule};
 pub use units::{parse_duration, parse_size};

@@ -21,11 +21,12 @@ use mcp_bridge_cache::{
 use mcp_bridge_config::Consistency;
 use mcp_bridge_shared::{EVERYTHING, SharedTier, Stamp};
 
+mod provenance;
 mod shared_level;
 
 use mcp_bridge_policy::{
     Annotations, Call, CallKind, Decision, Directive, Invalidation, Outcome, PolicyChain,
-    ServerHints, Status,
+    ServerHints, Sourced, Status, TtlSource,
 };
 use shared_level::{RemoteInvalidations, SecondLevel, dependencies, stamp_words, still_current};
 
@@ -181,6 +182,16 @@ pub(crate) struct CallCache {
     /// The cached result a hit was answered with, kept for the trace recorder (a cheap
     /// reference: the recorder digests it on its own thread).
     pub served: Option<Arc<Value>>,
+    /// Where the chain's decision came from (its decision taken out), when it decided.
+    sourced: Option<Sourced>,
+    /// The TTL's source as its header token: the entry's for an answer from an entry,
+    /// the fill's once this call filled one.
+    ttl_source: Option<Arc<str>>,
+    /// The generation that filled the entry this call was answered from.
+    filled: Option<u64>,
+    /// Whether the call was answered from an entry (fresh, stale, or in place of a
+    /// failure): its TTL source is then the entry's, or unknown, never this chain's.
+    from_entry: bool,
 }
 
 /// How the call proceeds.
@@ -190,8 +201,9 @@ pub(crate) enum Lookup {
     /// Another caller is filling this key: wait for its response.
     Follow(watch::Receiver<Published>),
     /// An expired entry served within its stale-while-revalidate window, and, when no
-    /// refresh is running yet, the plan of the one background refresh to start.
-    Stale(Value, Option<CallCache>),
+    /// refresh is running yet, the plan of the one background refresh to start (boxed: a
+    /// plan is large, and a stale answer rare).
+    Stale(Value, Option<Box<CallCache>>),
     /// Call the backend.
     Backend,
 }
@@ -228,6 +240,10 @@ pub(crate) async fn prepare(
         mode: Mode::Nothing,
         hint: None,
         served: None,
+        sourced: None,
+        ttl_source: None,
+        filled: None,
+        from_entry: false,
     };
     // A caller waiting for progress, or answering an input request, must reach the
     // server: a cached answer would skip what it is waiting for.
@@ -239,7 +255,11 @@ pub(crate) async fn prepare(
         // The plugin bindings' spans are children of this one: they run inside it.
         let span = telemetry::policy_span(plan.policies.generation());
         let _entered = span.enter();
-        let decision = plan.policies.decide(&plan.call.info());
+        // The decision's source is kept (indices and one shared name, no allocation) for
+        // the cache header; the decision itself is taken out of it.
+        let mut sourced = plan.policies.decide_sourced(&plan.call.info());
+        let decision = std::mem::replace(&mut sourced.decision, Decision::Abstain);
+        plan.sourced = Some(sourced);
         telemetry::record_str(&span, attribute::POLICY_DECISION, decision.label());
         decision
     };
@@ -374,12 +394,16 @@ impl CallCache {
             if entry.within(entry.stale_while_revalidate) {
                 cache.record(Served::Stale);
                 let refresh = match cache.join(&flight_key) {
-                    Role::Leader(leader) => {
-                        Some(self.refresh_plan(directive, shared_key, private_key, leader))
-                    }
+                    Role::Leader(leader) => Some(Box::new(self.refresh_plan(
+                        directive,
+                        shared_key,
+                        private_key,
+                        leader,
+                    ))),
                     Role::Follower(_) | Role::Overflow => None,
                 };
                 self.served = Some(entry.result.clone());
+                self.answered_from(&entry);
                 return Lookup::Stale(stale_response(&entry), refresh);
             }
             fallback = Some(entry);
@@ -464,6 +488,7 @@ impl CallCache {
             shared: !entry.private,
         });
         self.served = Some(entry.result.clone());
+        self.answered_from(entry);
         Lookup::Hit(response_for(&entry.result))
     }
 
@@ -519,6 +544,10 @@ impl CallCache {
             mode: Mode::Fill(Box::new(fill)),
             hint: None,
             served: None,
+            sourced: self.sourced.clone(),
+            ttl_source: None,
+            filled: None,
+            from_entry: false,
         }
     }
 
@@ -620,6 +649,7 @@ impl CallCache {
                 };
                 tracing::info!(server = %self.call.server, name = %self.call.name, %error, "serving a stale entry because the backend failed");
                 cache.record(Served::Stale);
+                self.answered_from(&stale);
                 return Ok(stale_response(&stale));
             }
         };
@@ -653,6 +683,7 @@ impl CallCache {
                         ttl: entry.ttl.unwrap_or_default(),
                         shared: !private,
                     });
+                    self.ttl_source = entry.ttl_source.clone();
                     entry.stamp = stamp.map(stamp_words);
                     if let (Some(tier), Some(stamp), Some(deps)) = (tier, stamp, &deps) {
                         let lifetime = entry
@@ -698,14 +729,20 @@ impl CallCache {
         let result = response.get("result")?;
         let is_error = result.get("isError").and_then(Value::as_bool) == Some(true);
         let hints = ServerHints::of_result(result);
-        let mut ttl = hints.cap_ttl(if is_error {
+        let policy_ttl = if is_error {
             Some(directive.negative_ttl?)
         } else {
             directive.ttl
-        });
+        };
+        let mut ttl = hints.cap_ttl(policy_ttl);
         if ttl.is_some_and(|ttl| ttl.is_zero()) {
             return None;
         }
+        let mut source = if ttl == policy_ttl {
+            self.policy_ttl_source(is_error)
+        } else {
+            Some(TtlSource::ServerHint)
+        };
         // With a shared tier an entry lives at most half the generation retention, stale
         // windows included, so the counters that judge it outlive it.
         let (mut stale_while_revalidate, mut stale_if_error) =
@@ -713,6 +750,9 @@ impl CallCache {
         if let Some(tier) = &self.layer.shared {
             let most = tier.max_entry_lifetime();
             let fresh = ttl.map_or(most, |ttl| ttl.min(most));
+            if ttl != Some(fresh) {
+                source = Some(TtlSource::SharedCap);
+            }
             ttl = Some(fresh);
             let room = most.saturating_sub(fresh);
             stale_while_revalidate = stale_while_revalidate.map(|window| window.min(room));
@@ -732,6 +772,8 @@ impl CallCache {
             size: u32::try_from(size).unwrap_or(u32::MAX),
             backend_time,
             stamp: None,
+            filled_generation: Some(self.policies.generation()),
+            ttl_source: source.map(|source| Arc::from(source.to_string())),
         })
     }
 }

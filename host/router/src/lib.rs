@@ -360,7 +360,7 @@ impl Router {
             Lookup::Hit(response) => call.ready = Some(response),
             Lookup::Stale(response, refresh) => {
                 if let Some(refresh) = refresh {
-                    self.refresh_in_background(pool, message, refresh);
+                    self.refresh_in_background(pool, message, *refresh);
                 }
                 call.ready = Some(response);
             }
@@ -716,6 +716,14 @@ impl ForwardedCall {
         self.caching
             .as_ref()
             .map(|caching| caching.policy_generation())
+    }
+
+    /// Where the call's cache treatment came from (empty when the cache had no part).
+    pub fn cache_provenance(&self) -> mcp_bridge_upstream::CacheProvenance {
+        self.caching
+            .as_ref()
+            .map(|caching| caching.provenance())
+            .unwrap_or_default()
     }
 
     /// Sends a read-only request again on another process, once.

@@ -139,6 +139,10 @@ impl mcp_bridge_upstream::ForwardedCall for ForwardedCall {
         self.cache_outcome
     }
 
+    fn cache_provenance(&self) -> mcp_bridge_upstream::CacheProvenance {
+        ForwardedCall::cache_provenance(self)
+    }
+
     fn listed_tool(&self) -> Option<&str> {
         ForwardedCall::listed_tool(self)
     }

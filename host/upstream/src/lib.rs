@@ -116,6 +116,13 @@ pub trait ForwardedCall: Send {
     /// fills), `bypass` (not cacheable, or a write), or `none` (no cache in the path).
     fn cache_outcome(&self) -> &'static str;
 
+    /// Where the call's cache treatment came from: the policy that decided it, the source
+    /// of the TTL and, for an answer from an entry, the generation that filled it. Empty
+    /// when the cache had no part in the call.
+    fn cache_provenance(&self) -> CacheProvenance {
+        CacheProvenance::default()
+    }
+
     /// The tool a `tools/call` calls, when the server lists it (`None` for another
     /// method or a name the server does not list): safe to name a span after, as a
     /// client's made-up name is not.
@@ -242,6 +249,19 @@ pub trait Admission: Send + Sync {
 pub struct CacheHint {
     pub ttl: Duration,
     pub shared: bool,
+}
+
+/// Where a call's cache treatment came from, for the `mcp-bridge-cache` response header.
+/// Every part is a shared string or a number, so a hit reports it without allocating.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheProvenance {
+    /// The name of the policy that decided the call: a plugin binding, or `builtin`.
+    pub decided_by: Option<Arc<str>>,
+    /// The source of the TTL as its token (`plugin:flat`, `config:demo/get_clients`,
+    /// `server`, `shared-cap`, `default`, …): for an answer from an entry, the entry's.
+    pub ttl_source: Option<Arc<str>>,
+    /// The policy generation that filled the entry a hit or stale answer came from.
+    pub filled: Option<u64>,
 }
 
 /// A snapshot of what one server offers: its capabilities and tools, exactly as it

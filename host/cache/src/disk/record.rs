@@ -1,7 +1,8 @@
 //! The file's layout: its tables, its format version, and how one entry is written.
 //!
 //! A record is two JSON documents on one line each: first the entry's metadata (fill id,
-//! wall-clock time stored, TTL and stale windows, tags, private flag, size, backend time),
+//! wall-clock time stored, TTL and stale windows, tags, private flag, size, backend time,
+//! and, when known, the policy generation that filled it and its TTL's source),
 //! then the result exactly as cached. Compact JSON never holds a raw newline, so the first
 //! newline ends the metadata, and removals (which need only the tags) never parse a result.
 
@@ -48,6 +49,13 @@ pub(crate) struct Meta {
     pub private: bool,
     pub size: u32,
     pub backend_time_us: u64,
+    /// The policy generation that decided the fill. Added after format version 1 without
+    /// a bump: a record without it loads (as unknown), and an older bridge ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filled_generation: Option<u64>,
+    /// The TTL's source as its header token; optional as `filled_generation` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_source: Option<String>,
 }
 
 /// Microseconds since the Unix epoch now (0 if the clock is before it).
@@ -77,6 +85,8 @@ pub(crate) fn encode(
         private: entry.private,
         size: entry.size,
         backend_time_us: micros(entry.backend_time),
+        filled_generation: entry.filled_generation,
+        ttl_source: entry.ttl_source.as_deref().map(str::to_owned),
     };
     let mut bytes = serde_json::to_vec(&meta)?;
     bytes.push(b'\n');
@@ -145,6 +155,8 @@ impl Decoded {
             size: meta.size,
             backend_time: Duration::from_micros(meta.backend_time_us),
             stamp: None,
+            filled_generation: meta.filled_generation,
+            ttl_source: meta.ttl_source.map(Arc::from),
         })
     }
 }

@@ -51,6 +51,8 @@ fn entry(result: Value, tags: &[&str], ttl: Option<Duration>, size: u32) -> Entr
         size,
         backend_time: Duration::from_millis(12),
         stamp: None,
+        filled_generation: None,
+        ttl_source: None,
     }
 }
 
