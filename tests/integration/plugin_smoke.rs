@@ -99,7 +99,11 @@ async fn a_version_that_faults_for_one_catalogue_tool_is_rejected_before_it_serv
         again
             .field("ttl-ms")
             .is_some_and(|ttl| ttl > 0 && ttl <= 111_000)
-            && again.field("generation") == first.field("generation"),
+            && again.field("generation") == first.field("generation")
+            && again
+                .cache
+                .as_deref()
+                .is_some_and(|h| h.contains("result=hit")),
         "{:?}",
         again.cache
     );
@@ -164,7 +168,13 @@ async fn at_startup_a_tool_that_faults_is_quarantined_before_any_call() -> Resul
     for id in 0..2 {
         let answer = call(&session, id, "get_clients", json!({})).await?;
         answer.ensure_success("get_clients")?;
-        ensure!(answer.field("ttl-ms").is_some(), "{:?}", answer.cache);
+        let result = if id == 0 { "result=miss" } else { "result=hit" };
+        ensure!(
+            answer.field("ttl-ms").is_some()
+                && answer.cache.as_deref().is_some_and(|h| h.contains(result)),
+            "call {id}: {:?}",
+            answer.cache
+        );
     }
     ensure!(
         demo.calls("get_clients") == 1,
