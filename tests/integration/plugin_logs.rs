@@ -53,10 +53,26 @@ async fn one_plugin_fault_logs_one_line_with_the_panic_first() -> Result<()> {
     .await?;
     let session = demo.session().await?;
     let markers = RawSession::open(&demo.bridge.url("/mcp/marker")).await?;
-    // The smoke call over the marker server's tools (done before the bridge was ready)
-    // printed chatty's lines for every tool, past its log budget of 20 lines a second:
-    // lines of the calls below written in that second would be suppressed. The budget
-    // counts from a window's first line, so a second after readiness starts a fresh one.
+    // The smoke call over the marker server's tools printed chatty's lines for every
+    // tool, past its log budget of 20 lines a second: lines of the calls below written in
+    // that second would be suppressed. Wait until that smoke has finished (the host logs
+    // it), then a second more: the budget counts from a window's first line, so the calls
+    // below start a fresh window.
+    let smoked = poll_until(
+        SETTLE,
+        async || demo.bridge.log_text(),
+        |log| {
+            log.lines().any(|line| {
+                line.contains("smoke-called about the server's new tools")
+                    && line.contains("marker")
+            })
+        },
+    )
+    .await;
+    ensure!(
+        smoked.contains("smoke-called about the server's new tools"),
+        "the marker server's tools were never smoke-called:\n{smoked}"
+    );
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     let steps = [
         (&markers, "get_clients"),

@@ -140,3 +140,46 @@ async fn a_tool_that_faults_live_is_quarantined_alone() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn faults_about_tools_the_server_does_not_list_share_one_quarantine() -> Result<()> {
+    // A client picks the tool name: faults about names the demo server does not list are
+    // kept under one key, so made-up names can neither spread faults thin to dodge the
+    // quarantine nor add up to quarantining the binding for everyone.
+    let demo = faulty("fault-trap", "{}").await?;
+    let session = demo.session().await?;
+    for id in 0..12 {
+        let name = format!(
+            "made_up_{id}_{}",
+            "x".repeat(if id == 0 { 10_000 } else { 0 })
+        );
+        call(&session, id + 200, &name, json!({"fault": true})).await?;
+    }
+    let admin = demo.admin().await?;
+    let binding = &admin["bindings"][0];
+    let tools = binding["quarantined_tools"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    ensure!(
+        binding["state"] == "partly_quarantined"
+            && tools.len() == 1
+            && tools[0]["server"] == "demo"
+            && tools[0]["tool"] == "<unlisted>",
+        "made-up names were not kept under one key, or escalated: {binding}"
+    );
+    let recorded = binding["recent_faults"].to_string();
+    ensure!(
+        recorded.len() < 16 * 1024,
+        "a long made-up name was recorded whole ({} bytes)",
+        recorded.len()
+    );
+    // The tools the server lists are still asked and cached.
+    call_times(&session, "get_clients", 2).await?;
+    ensure!(
+        demo.calls("get_clients") == 1,
+        "get_clients is not cached ({} backend calls)",
+        demo.calls("get_clients")
+    );
+    Ok(())
+}

@@ -126,6 +126,13 @@ impl BindingHealth {
         }
     }
 
+    /// Whether anything is quarantined (the binding or a tool): when not, no question needs
+    /// its key looked up.
+    pub fn quarantine_possible(&self) -> bool {
+        self.quarantined.load(Ordering::Relaxed)
+            || self.tools_quarantined.load(Ordering::Relaxed) > 0
+    }
+
     /// Whether a question about `tool` on `server` gets the safe default without asking
     /// the plugin.
     pub fn is_quarantined(&self, server: &str, tool: &str) -> bool {
@@ -210,8 +217,8 @@ impl BindingHealth {
         let record = FaultRecord {
             at: now_rfc3339(),
             interface: site.interface,
-            server: server.to_owned(),
-            tool: tool.to_owned(),
+            server: capped_name(server).into_owned(),
+            tool: capped_name(tool).into_owned(),
             kind: fault.kind.as_str(),
             panic: fault.panic.clone(),
             summary: fault.summary.clone(),
@@ -366,6 +373,22 @@ fn forget_oldest(windows: &mut HashMap<(String, String), ToolWindow>) {
 }
 
 /// The arguments as recorded: cut at a character boundary past the cap, marked as cut.
+/// A server or tool name in a fault record or a fault's log line is cut here: a tool name
+/// comes from the client and may be as long as the request body.
+pub const MAX_RECORDED_NAME: usize = 128;
+
+/// `name`, cut to at most [`MAX_RECORDED_NAME`] bytes on a character boundary.
+pub fn capped_name(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.len() <= MAX_RECORDED_NAME {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let mut cut = MAX_RECORDED_NAME;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}…", &name[..cut]))
+}
+
 fn cap_arguments(arguments: &str) -> String {
     if arguments.len() <= MAX_RECORDED_ARGUMENTS {
         return arguments.to_owned();

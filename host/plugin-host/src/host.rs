@@ -422,6 +422,18 @@ impl PluginHost {
             let fresh = state.catalogues.learn(server, tools);
             (fresh, state.active.clone())
         };
+        // What the server lists now is what its faults are kept under, by name.
+        let listed: Vec<String> = self
+            .state
+            .lock()
+            .catalogues
+            .listed()
+            .filter(|(name, _)| *name == server)
+            .flat_map(|(_, tools)| tools.map(str::to_owned))
+            .collect();
+        for policy in serving.iter().filter(|policy| policy.applies_to(server)) {
+            policy.learn_listed(server, listed.iter().map(String::as_str));
+        }
         if fresh.is_empty() {
             return Vec::new();
         }
@@ -558,10 +570,14 @@ impl PluginHost {
             .collect();
         let chain = PolicyChain::new(policies, state.builtin.clone()).with_generation(generation);
         // Say once per generation which TTLs a table sets over a plugin's own directive.
+        // The servers bindings name and the servers whose tool lists are known, so that a
+        // `[cache.ttl."*"]` row is checked on real servers even when every binding applies
+        // to all of them.
         let mut servers: Vec<&str> = state
             .active
             .iter()
             .flat_map(|policy| policy.servers().iter().map(String::as_str))
+            .chain(state.catalogues.listed().map(|(server, _)| server))
             .collect();
         servers.sort_unstable();
         servers.dedup();

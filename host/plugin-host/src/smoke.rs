@@ -94,6 +94,16 @@ impl Catalogues {
         fresh
     }
 
+    /// Each known server with the names of the tools it lists (within the cap).
+    pub(crate) fn listed(&self) -> impl Iterator<Item = (&str, impl Iterator<Item = &str>)> {
+        self.servers.iter().map(|(server, catalogue)| {
+            (
+                server.as_str(),
+                catalogue.tools.iter().map(|tool| tool.name.as_str()),
+            )
+        })
+    }
+
     /// The admin view: each known server's tool count, and the tools past the cap.
     pub fn view(&self) -> Value {
         self.servers

@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use std::collections::{HashMap, HashSet};
+
+use parking_lot::{Mutex, RwLock};
 use prometheus::{Histogram, IntCounter};
 
 use super::bindings;
 use super::error::{Fault, FaultKind, PluginError};
-use super::health::{BindingHealth, FaultSite, Tipped};
+use super::health::{BindingHealth, FaultSite, Tipped, capped_name};
 use super::smoke::{self, Catalogues};
 use super::version::{Exports, InstantiateError, PluginVersion, WarmInstance};
 use crate::PluginMetrics;
@@ -108,7 +110,17 @@ pub struct WasmPolicy {
     /// This binding's faults and quarantines, per (server, tool). A new version or a
     /// changed binding starts a fresh `WasmPolicy`, so either starts healthy.
     health: BindingHealth,
+    /// The tools each server's catalogue lists, by server: a fault is kept under its
+    /// tool's name only for these. A tool name comes from the client, so faults about
+    /// names a server does not list share one key ([`UNLISTED_TOOL`]): made-up names can
+    /// neither spread faults thin to dodge a quarantine nor add up to quarantining the
+    /// binding for everyone.
+    listed: RwLock<HashMap<String, HashSet<String>>>,
 }
+
+/// The fault key of every tool its server's catalogue does not list (or of every tool of
+/// a server whose catalogue is not known yet).
+pub const UNLISTED_TOOL: &str = "<unlisted>";
 
 impl WasmPolicy {
     /// Starts a binding: one instance is created and initialised with the binding's
@@ -182,7 +194,13 @@ impl WasmPolicy {
             max_idle: max_idle.max(1),
             probes: Probes::new(metrics, name),
             health,
+            listed: RwLock::new(HashMap::new()),
         };
+        for (server, tools) in catalogues.listed() {
+            if policy.applies_to(server) {
+                policy.learn_listed(server, tools);
+            }
+        }
         smoke::at_start(&mut instance, &policy, catalogues)?;
         policy.idle.lock().push(instance);
         Ok(policy)
@@ -234,6 +252,31 @@ impl WasmPolicy {
             .set(i64::from(self.health.quarantined_tool_count()));
     }
 
+    /// Takes `tools` as what `server` lists now (its catalogue as the host keeps it).
+    pub(crate) fn learn_listed<'t>(&self, server: &str, tools: impl Iterator<Item = &'t str>) {
+        let tools: HashSet<String> = tools.map(str::to_owned).collect();
+        self.listed.write().insert(server.to_owned(), tools);
+    }
+
+    /// The key a fault about `tool` on `server` is kept under: the tool's name when the
+    /// server lists it, else [`UNLISTED_TOOL`].
+    pub(crate) fn fault_key<'t>(&self, server: &str, tool: &'t str) -> &'t str {
+        let listed = self.listed.read();
+        match listed.get(server) {
+            Some(tools) if tools.contains(tool) => tool,
+            _ => UNLISTED_TOOL,
+        }
+    }
+
+    /// Whether a question about `tool` on `server` gets the safe default unasked; the
+    /// catalogue is looked at only once something is quarantined.
+    pub(crate) fn is_quarantined(&self, server: &str, tool: &str) -> bool {
+        self.health.quarantine_possible()
+            && self
+                .health
+                .is_quarantined(server, self.fault_key(server, tool))
+    }
+
     pub(crate) fn applies_to(&self, server: &str) -> bool {
         self.servers.is_empty() || self.servers.iter().any(|name| name == server)
     }
@@ -248,7 +291,7 @@ impl WasmPolicy {
         (server, tool, arguments): (&str, &str, Option<&str>),
         body: impl FnOnce(&mut WarmInstance) -> wasmtime::Result<R>,
     ) -> Option<R> {
-        if self.health.is_quarantined(server, tool) {
+        if self.is_quarantined(server, tool) {
             return None;
         }
         let started = Instant::now();
@@ -315,6 +358,10 @@ impl WasmPolicy {
             arguments,
             tied,
         } = asked;
+        // A tool name comes from the client: the log and the record get at most
+        // `MAX_RECORDED_NAME` bytes of it.
+        let tool = capped_name(tool);
+        let tool = tool.as_ref();
         self.probes.faults[fault.kind as usize].inc();
         let generation = self.version.generation.load(Ordering::Relaxed);
         // The arguments may hold a client's data: the log gets their digest only, which
@@ -335,15 +382,16 @@ impl WasmPolicy {
             fault.headline()
         );
         log_backtrace(&self.name, &self.version.file, server, tool, &fault);
+        let key = self.fault_key(server, tool);
         let site = FaultSite {
             interface: if tied { interface.question() } else { "init" },
             server,
-            tool,
+            tool: key,
             tied,
             arguments,
         };
         let tipped = self.health.record(&site, &fault);
-        self.report_tipped(tipped, server, tool);
+        self.report_tipped(tipped, server, key);
         None
     }
 

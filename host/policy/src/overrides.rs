@@ -18,6 +18,8 @@ use crate::vocabulary::{Annotations, Call, CallKind, Decision, ServerHints, TtlA
 /// At most this many (server, tool) pairs are asked about per chain, so a config with
 /// thousands of rows cannot make a swap ask its plugins for ever.
 pub const MAX_OVERRIDE_PROBES: usize = 512;
+/// How long looking for overrides may take in all; the pairs not asked by then are skipped.
+pub(crate) const OVERRIDE_PROBE_BUDGET: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// One TTL a plugin chose that a table replaces.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,14 +84,21 @@ impl PolicyChain {
     /// call would ask it ([`crate::Policy::probe`], a read-only `tools/call` with empty
     /// arguments): when a plugin decides `Cache` and a table other than its own gives a
     /// different TTL, that is an override. At most [`MAX_OVERRIDE_PROBES`] pairs are
-    /// asked; a pair a plugin cannot answer (a fault) is skipped.
+    /// asked, within [`OVERRIDE_PROBE_BUDGET`]; a pair a plugin cannot answer (a fault) is
+    /// skipped.
     pub fn ttl_overrides(&self, servers: &[&str]) -> Vec<TtlOverride> {
         let builtin = self.policies().len().saturating_sub(1);
         if builtin == 0 {
             return Vec::new();
         }
         let mut found: Vec<TtlOverride> = Vec::new();
+        // Asked while a new chain is being published: bounded in time as well as count, so
+        // a slow plugin cannot hold a reload up.
+        let deadline = std::time::Instant::now() + OVERRIDE_PROBE_BUDGET;
         for (server, tool) in self.row_pairs(servers).take(MAX_OVERRIDE_PROBES) {
+            if std::time::Instant::now() > deadline {
+                break;
+            }
             let Some(over) = self.override_for(server, tool, builtin) else {
                 continue;
             };

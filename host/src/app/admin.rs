@@ -116,7 +116,10 @@ impl Admin {
                 Ok(json!({ "dropped": self.cache()?.clear_everywhere().await }))
             }
             (Method::POST, "/admin/cache/invalidate") => self.cache_invalidate(request).await,
-            (Method::GET, "/admin/plugins") => Ok(self.plugins()?.host.snapshot()),
+            (Method::GET, "/admin/plugins") => {
+                let host = &self.plugins()?.host;
+                Ok(blocking(|| host.snapshot()))
+            }
             (Method::POST, "/admin/plugins/reload") => self.plugins_reload().await,
             (Method::POST, "/admin/plugins/quarantine/lift") => self.lift_quarantine(request).await,
             (Method::POST, "/admin/explain") => self.explain(request).await,
@@ -153,7 +156,9 @@ impl Admin {
             sessions: request.sessions(),
             servers: self.servers.iter().map(Server::stats).collect(),
             cache: self.cache_stats(),
-            plugins: self.plugins().map(|plugins| plugins.host.snapshot()),
+            plugins: self
+                .plugins()
+                .map(|plugins| blocking(|| plugins.host.snapshot())),
         })
     }
 
@@ -258,10 +263,8 @@ impl Admin {
                 "a tool is lifted with its server: {\"binding\", \"server\", \"tool\"}".to_owned(),
             ));
         }
-        let lifted = plugins
-            .host
-            .lift_quarantine(binding, server, tool)
-            .ok_or_else(|| {
+        let lifted =
+            blocking(|| plugins.host.lift_quarantine(binding, server, tool)).ok_or_else(|| {
                 FrontError::NotFound(format!("no serving plugin binding `{binding}`"))
             })?;
         Ok(json!({ "lifted": lifted }))
@@ -293,7 +296,8 @@ impl Admin {
         if let Some(tool) = call.tool() {
             facts.catalogue = server.listed_tool(tool);
         }
-        Ok(explain::explain(&layer.policies(), &call, &facts))
+        let policies = layer.policies();
+        Ok(blocking(|| explain::explain(&policies, &call, &facts)))
     }
 
     /// `POST /admin/record/start` and `/stop`: resume or pause the trace; the answer is
@@ -306,6 +310,18 @@ impl Admin {
             object.insert("was_active".to_owned(), was_active.into());
         }
         Ok(status)
+    }
+}
+
+/// Runs `work` that may block (it takes the plugin host's lock, which a reload holds while
+/// it starts bindings, or calls into plugins) without stalling the runtime: on the
+/// multi-threaded runtime `serve` runs, the worker hands its other tasks on first.
+fn blocking<R>(work: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
     }
 }
 

@@ -24,11 +24,13 @@ const SMOKE_WAIT: Duration = SMOKE_TIME_BUDGET.saturating_add(Duration::from_sec
 /// done) here, one read later before its pool serves with it.
 pub(crate) async fn observe(router: &Router, host: &Arc<PluginHost>) {
     let observer: Arc<dyn CatalogObserver> = Arc::new(PluginSmoke { host: host.clone() });
-    for server in router.servers() {
-        for report in server.observe_catalogs(observer.clone()) {
-            report.await;
-        }
-    }
+    // Every server's smoke at once: startup waits for the slowest, not for their sum.
+    let reports: Vec<CatalogReport> = router
+        .servers()
+        .iter()
+        .flat_map(|server| server.observe_catalogs(observer.clone()))
+        .collect();
+    futures_util::future::join_all(reports).await;
 }
 
 struct PluginSmoke {

@@ -208,6 +208,9 @@ fn reload_loop(
             Err(error) => {
                 tracing::warn!(path = %path.display(), "the configuration file changed but is not valid; keeping the current configuration:\n{error}");
                 on_invalid(&error);
+                // Saving the last applied configuration again must apply it again: that is
+                // what clears the rejection the invalid version left in the admin view.
+                last_config = None;
             }
         }
     }

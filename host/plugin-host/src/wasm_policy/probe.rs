@@ -46,7 +46,7 @@ impl WasmPolicy {
         if !implemented {
             return Probed::answered(abstain(question));
         }
-        if self.health.is_quarantined(server, tool) {
+        if self.is_quarantined(server, tool) {
             return Probed {
                 quarantined: true,
                 ..Probed::answered(safe_default(question))
