@@ -160,3 +160,61 @@ async fn a_refused_binding_edit_shows_in_the_admin_view_and_the_old_binding_serv
     demo.bridge.stop(std::time::Duration::from_secs(10)).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_reload_that_restarts_a_binding_keeps_its_smoke_quarantine_and_applies() -> Result<()> {
+    // At startup the late smoke over the demo server's tools quarantines get_tasks (the
+    // plugin traps for it). New limits restart every binding: the replacement must not
+    // ask about get_tasks again and refuse the whole reload; it carries the quarantine.
+    let demo = crate::plugins::faulty("fault-trap", "{ tool = \"get_tasks\" }").await?;
+    let before = demo.admin().await?;
+    ensure!(
+        binding_entry(&before, "fault-trap")?["state"] == "partly_quarantined",
+        "get_tasks was not quarantined at startup: {before}"
+    );
+    edit_config(
+        &demo,
+        "decision_timeout = \"10s\"",
+        "decision_timeout = \"9s\"",
+    )?;
+    let after = poll_until(
+        SETTLE,
+        async || demo.plugin("fault-trap").await,
+        |plugin| {
+            plugin
+                .as_ref()
+                .is_ok_and(|plugin| plugin["limits"]["decision_timeout_ms"] == 9_000.0)
+        },
+    )
+    .await?;
+    ensure!(
+        after["limits"]["decision_timeout_ms"] == 9_000.0,
+        "the new limits were not applied: {after}"
+    );
+    let admin = demo.admin().await?;
+    ensure!(
+        admin["config_rejection"].is_null(),
+        "the reload was refused: {}",
+        admin["config_rejection"]
+    );
+    let binding = binding_entry(&admin, "fault-trap")?;
+    let tools = binding["quarantined_tools"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    ensure!(
+        binding["state"] == "partly_quarantined"
+            && tools.len() == 1
+            && tools[0]["tool"] == "get_tasks",
+        "the replacement does not carry the quarantine: {binding}"
+    );
+    // Its other tools are still asked and cached.
+    let session = demo.session().await?;
+    call_times(&session, "get_clients", 2).await?;
+    ensure!(
+        demo.calls("get_clients") == 1,
+        "get_clients is not cached ({} backend calls)",
+        demo.calls("get_clients")
+    );
+    Ok(())
+}

@@ -126,6 +126,25 @@ impl BindingHealth {
         }
     }
 
+    /// Takes over a tool quarantine the late smoke gave the binding this one replaces (same
+    /// file, same content: a config edit or new limits), so the replacement does not fail
+    /// its start on a tool already known to fault. Past [`MAX_QUARANTINED_TOOLS`] it does
+    /// nothing: the predecessor would have been quarantined whole.
+    pub fn carry(&self, quarantine: Quarantine) {
+        let mut inner = self.inner.lock();
+        if inner.tools.len() + 1 >= MAX_QUARANTINED_TOOLS
+            || inner
+                .tools
+                .iter()
+                .any(|q| q.server == quarantine.server && q.tool == quarantine.tool)
+        {
+            return;
+        }
+        inner.tools.push(quarantine);
+        self.tools_quarantined
+            .store(inner.tools.len() as u32, Ordering::Relaxed);
+    }
+
     /// Whether anything is quarantined (the binding or a tool): when not, no question needs
     /// its key looked up.
     pub fn quarantine_possible(&self) -> bool {
@@ -264,7 +283,7 @@ impl BindingHealth {
         let reason = if smoke {
             inner.windows.remove(&owned);
             format!(
-                "failed the smoke call on the server's tool catalogue for {}/{} ({} with arguments {{}}): {fault}",
+                "{SMOKE_QUARANTINE} for {}/{} ({} with arguments {{}}): {fault}",
                 key.0, key.1, site.interface
             )
         } else {
@@ -373,6 +392,10 @@ fn forget_oldest(windows: &mut HashMap<(String, String), ToolWindow>) {
 }
 
 /// The arguments as recorded: cut at a character boundary past the cap, marked as cut.
+/// How the reason of a quarantine the smoke call over a catalogue gave starts: such a tool
+/// is carried over to the binding's replacement (see [`BindingHealth::carry`]).
+pub const SMOKE_QUARANTINE: &str = "failed the smoke call on the server's tool catalogue";
+
 /// A server or tool name in a fault record or a fault's log line is cut here: a tool name
 /// comes from the client and may be as long as the request body.
 pub const MAX_RECORDED_NAME: usize = 128;

@@ -17,8 +17,9 @@ use serde::Serialize;
 
 use super::engine::{PluginEngine, hex_sha256};
 use super::error::PluginError;
+use super::health::{Quarantine, SMOKE_QUARANTINE};
 use super::overrides;
-use super::smoke::{self, CatalogueTool, Catalogues, LateSmoke, SMOKE_TIME_BUDGET};
+use super::smoke::{self, CatalogueTool, Catalogues, KnownTools, LateSmoke, SMOKE_TIME_BUDGET};
 use super::version::{Limits, PluginVersion};
 use super::wasm_policy::WasmPolicy;
 use crate::PluginMetrics;
@@ -523,6 +524,16 @@ impl PluginHost {
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
             });
         };
+        // The late smoke's quarantines of the binding this one replaces, when it runs the
+        // same content (a config edit or new limits): its tools are known to fault, and
+        // asking again would refuse the whole reload.
+        let carried: Vec<Quarantine> = state
+            .active
+            .iter()
+            .filter(|policy| policy.name() == spec.name && policy.version().hash == version.hash)
+            .flat_map(|policy| policy.health().quarantined_tools())
+            .filter(|quarantine| quarantine.reason.starts_with(SMOKE_QUARANTINE))
+            .collect();
         let policy = WasmPolicy::start_with(
             &spec.name,
             spec.servers.clone(),
@@ -530,14 +541,13 @@ impl PluginHost {
             version.clone(),
             state.config.max_idle_instances,
             &self.metrics,
-            &state.catalogues,
+            KnownTools {
+                catalogues: &state.catalogues,
+                carried: &carried,
+            },
         )?;
-        for gauge in [
-            &self.metrics.plugin_quarantined,
-            &self.metrics.plugin_quarantined_tools,
-        ] {
-            gauge.with_label_values(&[spec.name.as_str()]).set(0);
-        }
+        // The gauges say what the new binding carries (nothing, or the carried tools).
+        policy.publish_quarantine();
         Ok(Arc::new(policy))
     }
 

@@ -36,7 +36,7 @@ pub use error::{Fault, FaultKind, PluginError};
 pub use health::{BindingHealth, FaultRecord, Quarantine};
 pub use host::{PluginHost, RescanReport};
 pub use metrics::PluginMetrics;
-pub use smoke::{CatalogueTool, Catalogues, LateSmoke};
+pub use smoke::{CatalogueTool, Catalogues, KnownTools, LateSmoke};
 pub use version::{Limits, PluginVersion};
 pub use wasm_policy::{SMOKE_SERVER, WasmPolicy};
 pub use watch::PluginWatcher;

@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 
 use super::bindings;
 use super::error::PluginError;
+use super::health::Quarantine;
 use super::version::WarmInstance;
 use super::wasm_policy::{self, FAULT_LOG_TARGET, SMOKE_SERVER, WasmPolicy};
 use mcp_bridge_policy::{Annotations, Call, CallKind, Outcome, ServerHints, Status};
@@ -210,14 +211,26 @@ pub(crate) fn ask(
     Ok(())
 }
 
+/// What a starting binding's smoke call covers: the tool catalogues the host knows, and the
+/// quarantines it takes over instead of asking again (see [`crate::BindingHealth::carry`]).
+#[derive(Clone, Copy)]
+pub struct KnownTools<'a> {
+    pub catalogues: &'a Catalogues,
+    pub carried: &'a [Quarantine],
+}
+
 /// The smoke of a binding that starts: the dummy call (every interface must answer),
 /// then every planned catalogue tool. The first fault rejects the binding (and so the
 /// version) with an error naming the server, the tool and the guest's panic.
 pub(crate) fn at_start(
     instance: &mut WarmInstance,
     policy: &WasmPolicy,
-    catalogues: &Catalogues,
+    known: &KnownTools<'_>,
 ) -> Result<(), PluginError> {
+    let KnownTools {
+        catalogues,
+        carried,
+    } = *known;
     let version = policy.version();
     let deadline = version.deadline_ticks();
     let dummy = Annotations {
@@ -250,6 +263,14 @@ pub(crate) fn at_start(
     for (server, tool) in &plan.calls {
         if started.elapsed() > SMOKE_TIME_BUDGET {
             break;
+        }
+        // A tool the binding's predecessor was quarantined for by the late smoke is not
+        // asked again: the quarantine is carried over instead.
+        if carried
+            .iter()
+            .any(|q| q.server == **server && q.tool == tool.name)
+        {
+            continue;
         }
         ask(instance, deadline, server, &tool.name, tool.annotations)
             .map_err(|failed| fail(instance, server, &tool.name, failed))?;

@@ -14,7 +14,7 @@ use prometheus::{Histogram, IntCounter};
 use super::bindings;
 use super::error::{Fault, FaultKind, PluginError};
 use super::health::{BindingHealth, FaultSite, Tipped, capped_name};
-use super::smoke::{self, Catalogues};
+use super::smoke::{self, Catalogues, KnownTools};
 use super::version::{Exports, InstantiateError, PluginVersion, WarmInstance};
 use crate::PluginMetrics;
 use mcp_bridge_policy::{
@@ -143,13 +143,18 @@ impl WasmPolicy {
             version,
             max_idle,
             metrics,
-            &none,
+            KnownTools {
+                catalogues: &none,
+                carried: &[],
+            },
         )
     }
 
     /// [`WasmPolicy::start`], with the smoke call also asking about every tool of the
-    /// `catalogues` of the servers the binding covers (within the bounds of
-    /// [`crate::smoke`]): a plugin that faults for one real tool is rejected here.
+    /// `known` catalogues of the servers the binding covers (within the bounds of
+    /// [`crate::smoke`]): a plugin that faults for one real tool is rejected here. The
+    /// tools of `known.carried` (quarantines the late smoke gave the binding this one
+    /// replaces, same content) are not asked; they stay quarantined.
     pub fn start_with(
         name: &str,
         servers: Vec<String>,
@@ -157,7 +162,7 @@ impl WasmPolicy {
         version: Arc<PluginVersion>,
         max_idle: usize,
         metrics: &Arc<PluginMetrics>,
-        catalogues: &Catalogues,
+        known: KnownTools<'_>,
     ) -> Result<WasmPolicy, PluginError> {
         let binding: Arc<str> = Arc::from(name);
         let file = version.file.clone();
@@ -196,12 +201,15 @@ impl WasmPolicy {
             health,
             listed: RwLock::new(HashMap::new()),
         };
-        for (server, tools) in catalogues.listed() {
+        for (server, tools) in known.catalogues.listed() {
             if policy.applies_to(server) {
                 policy.learn_listed(server, tools);
             }
         }
-        smoke::at_start(&mut instance, &policy, catalogues)?;
+        smoke::at_start(&mut instance, &policy, &known)?;
+        for quarantine in known.carried {
+            policy.health.carry(quarantine.clone());
+        }
         policy.idle.lock().push(instance);
         Ok(policy)
     }
@@ -240,7 +248,7 @@ impl WasmPolicy {
     }
 
     /// Sets the binding's quarantine gauges from its health.
-    fn publish_quarantine(&self) {
+    pub(crate) fn publish_quarantine(&self) {
         let metrics = &self.probes.metrics;
         metrics
             .plugin_quarantined
